@@ -1,0 +1,71 @@
+//! What a running program calls out to: helper functions, provided by the embedder.
+
+use crate::memory::{MemFault, MemoryMap};
+
+/// Why a helper did not return a value to the program.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HelperStop {
+    /// No helper with this id exists here.
+    Unknown,
+    /// End the whole program now with this `r0` (uBPF's `unwind` helper; a tail call's end).
+    Exit(u64),
+    /// A pointer argument did not lie in guest memory.
+    Memory(MemFault),
+    /// The helper rejected its arguments.
+    Fault,
+}
+
+impl From<MemFault> for HelperStop {
+    fn from(f: MemFault) -> Self {
+        HelperStop::Memory(f)
+    }
+}
+
+/// The helpers a program can call, by their UAPI id (`call imm`) or through `callx`.
+pub trait Host {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop>;
+}
+
+/// A host without helpers: every call traps with [`crate::TrapCode::UnknownHelper`].
+#[derive(Default, Clone, Copy, Debug)]
+pub struct NoHelpers;
+
+impl Host for NoHelpers {
+    fn call_helper(
+        &mut self,
+        _: u32,
+        _: [u64; 5],
+        _: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        Err(HelperStop::Unknown)
+    }
+}
+
+/// The helpers the bpf_conformance suite expects (as uBPF provides them): id 5 is `unwind(x)`,
+/// which returns `x`, and ends the program with `r0 = 0` when `x` is 0.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct ConformanceHost;
+
+impl ConformanceHost {
+    pub const UNWIND: u32 = 5;
+}
+
+impl Host for ConformanceHost {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        _: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        match id {
+            Self::UNWIND if args[0] == 0 => Err(HelperStop::Exit(0)),
+            Self::UNWIND => Ok(args[0]),
+            _ => Err(HelperStop::Unknown),
+        }
+    }
+}

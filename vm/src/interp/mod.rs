@@ -1,0 +1,489 @@
+//! The reference interpreter. Every other engine is tested against it.
+
+mod op;
+
+use op::{Op, K};
+
+use crate::host::{HelperStop, Host};
+use crate::isa::{AtomicOp, Size};
+use crate::memory::{frame_pointer, MemFault, MemoryMap, Region, Stack, MAX_FRAMES};
+use crate::program::Program;
+use crate::trap::{Trap, TrapCode};
+
+/// Default instruction budget of a run: generous for real programs (the kernel's verifier bounds a
+/// program to 1M processed instructions), small enough to stop a runaway loop within milliseconds.
+pub const DEFAULT_BUDGET: u64 = 10_000_000;
+
+/// A program translated for the interpreter. Immutable: one can serve any number of runs.
+#[derive(Clone, Debug)]
+pub struct Interpreter {
+    ops: Vec<Op>,
+}
+
+/// How a run ended, with the number of instructions it executed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Outcome {
+    pub result: Result<u64, Trap>,
+    pub insns: u64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Frame {
+    ret: usize,
+    saved: [u64; 4],
+    fp: u64,
+}
+
+fn mem_trap(f: MemFault, pc: usize) -> Trap {
+    Trap {
+        code: if f.write {
+            TrapCode::MemoryWrite
+        } else {
+            TrapCode::MemoryRead
+        },
+        pc,
+        detail: f.addr,
+        size: f.size,
+    }
+}
+
+impl Interpreter {
+    pub fn new(prog: &Program) -> Interpreter {
+        Interpreter {
+            ops: op::prepare(prog),
+        }
+    }
+
+    /// Run from slot 0 with `r1..r5 = args` and `r10` at the top of frame 0's stack. The program
+    /// sees only `mem`; `budget` bounds the number of instructions executed.
+    pub fn run<H: Host + ?Sized>(
+        &self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut H,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome {
+        let mut left = budget;
+        let result = self.exec(mem, host, args, &mut left, budget);
+        Outcome {
+            result,
+            insns: budget - left,
+        }
+    }
+
+    fn exec<H: Host + ?Sized>(
+        &self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut H,
+        args: [u64; 5],
+        left: &mut u64,
+        budget: u64,
+    ) -> Result<u64, Trap> {
+        let ops = &self.ops[..];
+        // 16 registers so that a 4-bit index needs no bounds check; only r0-r10 are ever named.
+        let mut r = [0u64; 16];
+        r[1..6].copy_from_slice(&args);
+        r[10] = frame_pointer(0);
+        mem.clear_frame(0);
+        let mut frames = [Frame::default(); MAX_FRAMES];
+        let mut depth = 0usize;
+        let mut pc = 0usize;
+        let mut n = *left;
+        macro_rules! trap {
+            ($code:expr, $detail:expr) => {{
+                *left = n;
+                return Err(Trap::new($code, pc - 1, $detail));
+            }};
+        }
+        macro_rules! mem {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(f) => {
+                        *left = n;
+                        return Err(mem_trap(f, pc - 1));
+                    }
+                }
+            };
+        }
+        loop {
+            let op = ops[pc];
+            pc += 1;
+            if n == 0 {
+                trap!(TrapCode::Budget, budget);
+            }
+            n -= 1;
+            let d = (op.dst & 15) as usize;
+            let s = (op.src & 15) as usize;
+            let imm = op.imm;
+            let addr = |base: u64| base.wrapping_add(op.off as i64 as u64);
+            match op.kind {
+                K::Add64I => r[d] = r[d].wrapping_add(imm),
+                K::Add64R => r[d] = r[d].wrapping_add(r[s]),
+                K::Sub64I => r[d] = r[d].wrapping_sub(imm),
+                K::Sub64R => r[d] = r[d].wrapping_sub(r[s]),
+                K::Mul64I => r[d] = r[d].wrapping_mul(imm),
+                K::Mul64R => r[d] = r[d].wrapping_mul(r[s]),
+                K::Div64I => r[d] = div64(r[d], imm),
+                K::Div64R => r[d] = div64(r[d], r[s]),
+                K::SDiv64I => r[d] = sdiv64(r[d], imm),
+                K::SDiv64R => r[d] = sdiv64(r[d], r[s]),
+                K::Or64I => r[d] |= imm,
+                K::Or64R => r[d] |= r[s],
+                K::And64I => r[d] &= imm,
+                K::And64R => r[d] &= r[s],
+                K::Lsh64I => r[d] <<= imm & 63,
+                K::Lsh64R => r[d] <<= r[s] & 63,
+                K::Rsh64I => r[d] >>= imm & 63,
+                K::Rsh64R => r[d] >>= r[s] & 63,
+                K::Mod64I => r[d] = mod64(r[d], imm),
+                K::Mod64R => r[d] = mod64(r[d], r[s]),
+                K::SMod64I => r[d] = smod64(r[d], imm),
+                K::SMod64R => r[d] = smod64(r[d], r[s]),
+                K::Xor64I => r[d] ^= imm,
+                K::Xor64R => r[d] ^= r[s],
+                K::Mov64I => r[d] = imm,
+                K::Mov64R => r[d] = r[s],
+                K::Arsh64I => r[d] = ((r[d] as i64) >> (imm & 63)) as u64,
+                K::Arsh64R => r[d] = ((r[d] as i64) >> (r[s] & 63)) as u64,
+
+                K::Add32I => r[d] = (r[d] as u32).wrapping_add(imm as u32) as u64,
+                K::Add32R => r[d] = (r[d] as u32).wrapping_add(r[s] as u32) as u64,
+                K::Sub32I => r[d] = (r[d] as u32).wrapping_sub(imm as u32) as u64,
+                K::Sub32R => r[d] = (r[d] as u32).wrapping_sub(r[s] as u32) as u64,
+                K::Mul32I => r[d] = (r[d] as u32).wrapping_mul(imm as u32) as u64,
+                K::Mul32R => r[d] = (r[d] as u32).wrapping_mul(r[s] as u32) as u64,
+                K::Div32I => r[d] = div32(r[d], imm),
+                K::Div32R => r[d] = div32(r[d], r[s]),
+                K::SDiv32I => r[d] = sdiv32(r[d], imm),
+                K::SDiv32R => r[d] = sdiv32(r[d], r[s]),
+                K::Or32I => r[d] = (r[d] as u32 | imm as u32) as u64,
+                K::Or32R => r[d] = (r[d] as u32 | r[s] as u32) as u64,
+                K::And32I => r[d] = (r[d] as u32 & imm as u32) as u64,
+                K::And32R => r[d] = (r[d] as u32 & r[s] as u32) as u64,
+                K::Lsh32I => r[d] = ((r[d] as u32) << (imm & 31)) as u64,
+                K::Lsh32R => r[d] = ((r[d] as u32) << (r[s] & 31)) as u64,
+                K::Rsh32I => r[d] = ((r[d] as u32) >> (imm & 31)) as u64,
+                K::Rsh32R => r[d] = ((r[d] as u32) >> (r[s] & 31)) as u64,
+                K::Mod32I => r[d] = mod32(r[d], imm),
+                K::Mod32R => r[d] = mod32(r[d], r[s]),
+                K::SMod32I => r[d] = smod32(r[d], imm),
+                K::SMod32R => r[d] = smod32(r[d], r[s]),
+                K::Xor32I => r[d] = (r[d] as u32 ^ imm as u32) as u64,
+                K::Xor32R => r[d] = (r[d] as u32 ^ r[s] as u32) as u64,
+                K::Mov32I => r[d] = imm as u32 as u64,
+                K::Mov32R => r[d] = r[s] as u32 as u64,
+                K::Arsh32I => r[d] = ((r[d] as i32) >> (imm & 31)) as u32 as u64,
+                K::Arsh32R => r[d] = ((r[d] as i32) >> (r[s] & 31)) as u32 as u64,
+
+                K::Neg64 => r[d] = r[d].wrapping_neg(),
+                K::Neg32 => r[d] = (r[d] as u32).wrapping_neg() as u64,
+                K::MovSx64B => r[d] = r[s] as i8 as i64 as u64,
+                K::MovSx64H => r[d] = r[s] as i16 as i64 as u64,
+                K::MovSx64W => r[d] = r[s] as i32 as i64 as u64,
+                K::MovSx32B => r[d] = r[s] as i8 as i32 as u32 as u64,
+                K::MovSx32H => r[d] = r[s] as i16 as i32 as u32 as u64,
+                K::Le16 => r[d] = (r[d] as u16).to_le() as u64,
+                K::Le32 => r[d] = (r[d] as u32).to_le() as u64,
+                K::Le64 => r[d] = r[d].to_le(),
+                K::Be16 => r[d] = (r[d] as u16).to_be() as u64,
+                K::Be32 => r[d] = (r[d] as u32).to_be() as u64,
+                K::Be64 => r[d] = r[d].to_be(),
+                K::Swap16 => r[d] = (r[d] as u16).swap_bytes() as u64,
+                K::Swap32 => r[d] = (r[d] as u32).swap_bytes() as u64,
+                K::Swap64 => r[d] = r[d].swap_bytes(),
+                K::LdImm64 => {
+                    r[d] = imm;
+                    pc += 1;
+                }
+
+                K::LdxB => r[d] = mem!(mem.load(addr(r[s]), Size::B)),
+                K::LdxH => r[d] = mem!(mem.load(addr(r[s]), Size::H)),
+                K::LdxW => r[d] = mem!(mem.load(addr(r[s]), Size::W)),
+                K::LdxDW => r[d] = mem!(mem.load(addr(r[s]), Size::DW)),
+                K::LdxSB => r[d] = mem!(mem.load(addr(r[s]), Size::B)) as i8 as i64 as u64,
+                K::LdxSH => r[d] = mem!(mem.load(addr(r[s]), Size::H)) as i16 as i64 as u64,
+                K::LdxSW => r[d] = mem!(mem.load(addr(r[s]), Size::W)) as i32 as i64 as u64,
+                K::StB => mem!(mem.store(addr(r[d]), Size::B, imm)),
+                K::StH => mem!(mem.store(addr(r[d]), Size::H, imm)),
+                K::StW => mem!(mem.store(addr(r[d]), Size::W, imm)),
+                K::StDW => mem!(mem.store(addr(r[d]), Size::DW, imm)),
+                K::StxB => mem!(mem.store(addr(r[d]), Size::B, r[s])),
+                K::StxH => mem!(mem.store(addr(r[d]), Size::H, r[s])),
+                K::StxW => mem!(mem.store(addr(r[d]), Size::W, r[s])),
+                K::StxDW => mem!(mem.store(addr(r[d]), Size::DW, r[s])),
+                K::Atomic => {
+                    let a = addr(r[d]);
+                    mem!(atomic(mem, &mut r, d, s, op, a))
+                }
+
+                K::Ja => pc = op.off as usize,
+                K::Jeq64I => jump_if(&mut pc, op, r[d] == imm),
+                K::Jeq64R => jump_if(&mut pc, op, r[d] == r[s]),
+                K::Jgt64I => jump_if(&mut pc, op, r[d] > imm),
+                K::Jgt64R => jump_if(&mut pc, op, r[d] > r[s]),
+                K::Jge64I => jump_if(&mut pc, op, r[d] >= imm),
+                K::Jge64R => jump_if(&mut pc, op, r[d] >= r[s]),
+                K::Jset64I => jump_if(&mut pc, op, r[d] & imm != 0),
+                K::Jset64R => jump_if(&mut pc, op, r[d] & r[s] != 0),
+                K::Jne64I => jump_if(&mut pc, op, r[d] != imm),
+                K::Jne64R => jump_if(&mut pc, op, r[d] != r[s]),
+                K::Jsgt64I => jump_if(&mut pc, op, (r[d] as i64) > imm as i64),
+                K::Jsgt64R => jump_if(&mut pc, op, (r[d] as i64) > r[s] as i64),
+                K::Jsge64I => jump_if(&mut pc, op, (r[d] as i64) >= imm as i64),
+                K::Jsge64R => jump_if(&mut pc, op, (r[d] as i64) >= r[s] as i64),
+                K::Jlt64I => jump_if(&mut pc, op, r[d] < imm),
+                K::Jlt64R => jump_if(&mut pc, op, r[d] < r[s]),
+                K::Jle64I => jump_if(&mut pc, op, r[d] <= imm),
+                K::Jle64R => jump_if(&mut pc, op, r[d] <= r[s]),
+                K::Jslt64I => jump_if(&mut pc, op, (r[d] as i64) < imm as i64),
+                K::Jslt64R => jump_if(&mut pc, op, (r[d] as i64) < r[s] as i64),
+                K::Jsle64I => jump_if(&mut pc, op, (r[d] as i64) <= imm as i64),
+                K::Jsle64R => jump_if(&mut pc, op, (r[d] as i64) <= r[s] as i64),
+                K::Jeq32I => jump_if(&mut pc, op, r[d] as u32 == imm as u32),
+                K::Jeq32R => jump_if(&mut pc, op, r[d] as u32 == r[s] as u32),
+                K::Jgt32I => jump_if(&mut pc, op, r[d] as u32 > imm as u32),
+                K::Jgt32R => jump_if(&mut pc, op, r[d] as u32 > r[s] as u32),
+                K::Jge32I => jump_if(&mut pc, op, r[d] as u32 >= imm as u32),
+                K::Jge32R => jump_if(&mut pc, op, r[d] as u32 >= r[s] as u32),
+                K::Jset32I => jump_if(&mut pc, op, r[d] as u32 & imm as u32 != 0),
+                K::Jset32R => jump_if(&mut pc, op, r[d] as u32 & r[s] as u32 != 0),
+                K::Jne32I => jump_if(&mut pc, op, r[d] as u32 != imm as u32),
+                K::Jne32R => jump_if(&mut pc, op, r[d] as u32 != r[s] as u32),
+                K::Jsgt32I => jump_if(&mut pc, op, r[d] as i32 > imm as i32),
+                K::Jsgt32R => jump_if(&mut pc, op, r[d] as i32 > r[s] as i32),
+                K::Jsge32I => jump_if(&mut pc, op, r[d] as i32 >= imm as i32),
+                K::Jsge32R => jump_if(&mut pc, op, r[d] as i32 >= r[s] as i32),
+                K::Jlt32I => jump_if(&mut pc, op, (r[d] as u32) < imm as u32),
+                K::Jlt32R => jump_if(&mut pc, op, (r[d] as u32) < r[s] as u32),
+                K::Jle32I => jump_if(&mut pc, op, r[d] as u32 <= imm as u32),
+                K::Jle32R => jump_if(&mut pc, op, r[d] as u32 <= r[s] as u32),
+                K::Jslt32I => jump_if(&mut pc, op, (r[d] as i32) < imm as i32),
+                K::Jslt32R => jump_if(&mut pc, op, (r[d] as i32) < r[s] as i32),
+                K::Jsle32I => jump_if(&mut pc, op, r[d] as i32 <= imm as i32),
+                K::Jsle32R => jump_if(&mut pc, op, r[d] as i32 <= r[s] as i32),
+
+                K::Call | K::Callx => {
+                    let id = if op.kind == K::Call { imm } else { r[d] };
+                    let Ok(id32) = u32::try_from(id) else {
+                        trap!(TrapCode::UnknownHelper, id)
+                    };
+                    let args = [r[1], r[2], r[3], r[4], r[5]];
+                    match host.call_helper(id32, args, mem) {
+                        Ok(v) => r[0] = v,
+                        Err(HelperStop::Exit(v)) => {
+                            *left = n;
+                            return Ok(v);
+                        }
+                        Err(HelperStop::Unknown) => trap!(TrapCode::UnknownHelper, id),
+                        Err(HelperStop::Fault) => trap!(TrapCode::HelperFault, id),
+                        Err(HelperStop::Memory(f)) => {
+                            *left = n;
+                            return Err(mem_trap(f, pc - 1));
+                        }
+                    }
+                }
+                K::CallLocal => {
+                    if depth + 1 >= MAX_FRAMES {
+                        trap!(TrapCode::CallDepth, MAX_FRAMES as u64);
+                    }
+                    frames[depth] = Frame {
+                        ret: pc,
+                        saved: [r[6], r[7], r[8], r[9]],
+                        fp: r[10],
+                    };
+                    depth += 1;
+                    mem.clear_frame(depth);
+                    r[10] = frame_pointer(depth);
+                    pc = op.off as usize;
+                }
+                K::Exit => {
+                    if depth == 0 {
+                        *left = n;
+                        return Ok(r[0]);
+                    }
+                    depth -= 1;
+                    let f = frames[depth];
+                    r[6..10].copy_from_slice(&f.saved);
+                    r[10] = f.fp;
+                    pc = f.ret;
+                }
+                K::Unsupported | K::LdImm64Tail => trap!(TrapCode::Unsupported, imm),
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn jump_if(pc: &mut usize, op: Op, cond: bool) {
+    if cond {
+        *pc = op.off as usize;
+    }
+}
+
+#[inline(always)]
+fn div64(a: u64, b: u64) -> u64 {
+    a.checked_div(b).unwrap_or(0)
+}
+
+#[inline(always)]
+fn mod64(a: u64, b: u64) -> u64 {
+    a.checked_rem(b).unwrap_or(a)
+}
+
+#[inline(always)]
+fn div32(a: u64, b: u64) -> u64 {
+    (a as u32).checked_div(b as u32).unwrap_or(0) as u64
+}
+
+/// Modulo by zero leaves the low half of `dst` and, as for every 32-bit op, zeroes the high half.
+#[inline(always)]
+fn mod32(a: u64, b: u64) -> u64 {
+    (a as u32).checked_rem(b as u32).unwrap_or(a as u32) as u64
+}
+
+#[inline(always)]
+fn sdiv64(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        0
+    } else {
+        (a as i64).wrapping_div(b as i64) as u64
+    }
+}
+
+#[inline(always)]
+fn smod64(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        (a as i64).wrapping_rem(b as i64) as u64
+    }
+}
+
+#[inline(always)]
+fn sdiv32(a: u64, b: u64) -> u64 {
+    if b as u32 == 0 {
+        0
+    } else {
+        (a as i32).wrapping_div(b as i32) as u32 as u64
+    }
+}
+
+#[inline(always)]
+fn smod32(a: u64, b: u64) -> u64 {
+    if b as u32 == 0 {
+        a as u32 as u64
+    } else {
+        (a as i32).wrapping_rem(b as i32) as u32 as u64
+    }
+}
+
+#[cold]
+fn atomic(
+    mem: &mut MemoryMap<'_>,
+    r: &mut [u64; 16],
+    d: usize,
+    s: usize,
+    op: Op,
+    a: u64,
+) -> Result<(), MemFault> {
+    let size = if op.aux == 8 {
+        Size::DW
+    } else if op.aux == 4 {
+        Size::W
+    } else if op.aux == 2 {
+        Size::H
+    } else {
+        Size::B
+    };
+    let mask = if size == Size::DW {
+        u64::MAX
+    } else {
+        (1u64 << size.bits()) - 1
+    };
+    let v = r[s];
+    let Some(aop) = crate::isa::AtomicOp::from_code(op.imm as i32) else {
+        unreachable!("decode admits only known atomic operations")
+    };
+    match aop {
+        AtomicOp::Add { fetch } => fetch_into(
+            r,
+            s,
+            fetch,
+            mem.update(a, size, |o| o.wrapping_add(v) & mask)?,
+        ),
+        AtomicOp::Or { fetch } => fetch_into(r, s, fetch, mem.update(a, size, |o| o | (v & mask))?),
+        AtomicOp::And { fetch } => fetch_into(r, s, fetch, mem.update(a, size, |o| o & v)?),
+        AtomicOp::Xor { fetch } => {
+            fetch_into(r, s, fetch, mem.update(a, size, |o| o ^ (v & mask))?)
+        }
+        AtomicOp::Xchg => r[s] = mem.update(a, size, |_| v)?,
+        AtomicOp::CmpXchg => {
+            let expected = r[0] & mask;
+            r[0] = mem.update(a, size, |o| if o == expected { v } else { o })?;
+        }
+        AtomicOp::LoadAcquire => {
+            let src = r[s].wrapping_add(op.off as i64 as u64);
+            r[d] = mem.load(src, size)?;
+        }
+        AtomicOp::StoreRelease => mem.store(a, size, v)?,
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn fetch_into(r: &mut [u64; 16], s: usize, fetch: bool, old: u64) {
+    if fetch {
+        r[s] = old;
+    }
+}
+
+/// Everything needed to run programs repeatedly without allocating: the stack and a region table.
+pub struct Vm {
+    stack: Stack,
+    scratch: Vec<Region>,
+    /// Instruction budget of each run.
+    pub budget: u64,
+}
+
+impl Default for Vm {
+    fn default() -> Self {
+        Vm {
+            stack: Stack::default(),
+            scratch: Vec::with_capacity(16),
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+impl Vm {
+    /// Run with `r1` pointing at a writable `input` and `r2` its length (both 0 when `input` is
+    /// empty), the calling convention of the bpf_conformance suite and of raw-memory programs.
+    pub fn run_with_memory<H: Host + ?Sized>(
+        &mut self,
+        prog: &Interpreter,
+        host: &mut H,
+        input: &mut [u8],
+    ) -> Outcome {
+        let scratch = std::mem::take(&mut self.scratch);
+        let mut mem = MemoryMap::new(&mut self.stack, scratch);
+        let (r1, r2) = if input.is_empty() {
+            (0, 0)
+        } else {
+            let len = input.len() as u64;
+            match mem.map_mut(input) {
+                Ok(a) => (a, len),
+                Err(_) => {
+                    self.scratch = mem.into_scratch();
+                    return Outcome {
+                        result: Err(Trap::new(TrapCode::MemoryRead, 0, 0)),
+                        insns: 0,
+                    };
+                }
+            }
+        };
+        let out = prog.run(&mut mem, host, [r1, r2, 0, 0, 0], self.budget);
+        self.scratch = mem.into_scratch();
+        out
+    }
+}

@@ -1,0 +1,17 @@
+//! bpfsim-vm: the shared vocabulary of bpfsim (instruction set, assembler, disassembler, programs,
+//! guest memory) and the reference interpreter every other engine is tested against.
+
+pub mod asm;
+pub mod host;
+pub mod interp;
+pub mod isa;
+pub mod memory;
+pub mod program;
+pub mod spec;
+pub mod trap;
+
+pub use host::{ConformanceHost, HelperStop, Host, NoHelpers};
+pub use interp::{Interpreter, Outcome, Vm, DEFAULT_BUDGET};
+pub use memory::{MemoryMap, Stack};
+pub use program::{LoadError, Program};
+pub use trap::{Trap, TrapCode};

@@ -1,0 +1,254 @@
+//! The guest address space: a table of regions, each a host buffer with a read and a write limit.
+//!
+//! A guest address is `region << 32 | offset`. Translating one is a shift, an indexed load from the
+//! table and one compare (`offset + size <= limit`), the same few instructions for the interpreter
+//! and a JIT; region 0 is never mapped, so a NULL pointer and small integers always fault.
+
+use std::marker::PhantomData;
+
+use crate::isa::Size;
+
+/// Bytes of stack per frame.
+pub const FRAME_SIZE: usize = 512;
+/// Deepest BPF-to-BPF call chain, counting the main program (the kernel's `MAX_CALL_FRAMES`).
+pub const MAX_FRAMES: usize = 8;
+/// Bits of offset in a guest address.
+pub const REGION_SHIFT: u32 = 32;
+/// Region index of frame 0's stack; frame `i` is region `FIRST_FRAME_REGION + i`.
+pub const FIRST_FRAME_REGION: u64 = 1;
+
+/// Guest address one past the top of frame `i`'s stack: the value of `r10` in that frame.
+pub const fn frame_pointer(frame: usize) -> u64 {
+    ((FIRST_FRAME_REGION + frame as u64) << REGION_SHIFT) | FRAME_SIZE as u64
+}
+
+/// One row of the region table, laid out for generated code: base pointer, then the two limits.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct Region {
+    base: *mut u8,
+    read_len: u64,
+    write_len: u64,
+}
+
+impl Region {
+    const UNMAPPED: Region = Region {
+        base: std::ptr::null_mut(),
+        read_len: 0,
+        write_len: 0,
+    };
+}
+
+/// A faulting access: the guest address and size.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MemFault {
+    pub addr: u64,
+    pub size: u8,
+    pub write: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum MapError {
+    #[error("region of {len} bytes exceeds the 4 GiB a region can address")]
+    TooLarge { len: usize },
+    #[error("guest address space is full")]
+    Full,
+}
+
+/// The stack of every frame, owned by whoever runs programs and lent to each run.
+pub struct Stack {
+    buf: Box<[u8]>,
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Stack {
+            buf: vec![0; FRAME_SIZE * MAX_FRAMES].into_boxed_slice(),
+        }
+    }
+}
+
+/// The address space of one run. It borrows every buffer it maps for `'a`, so no mapped buffer can
+/// be moved, freed or touched by the host while a program runs.
+pub struct MemoryMap<'a> {
+    regions: Vec<Region>,
+    _borrows: PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> MemoryMap<'a> {
+    /// A map with the frames of `stack` at their fixed regions. `scratch` is a table to reuse (its
+    /// contents are dropped), so that a run need not allocate; get it back with [`Self::into_scratch`].
+    pub fn new(stack: &'a mut Stack, mut scratch: Vec<Region>) -> MemoryMap<'a> {
+        scratch.clear();
+        scratch.push(Region::UNMAPPED);
+        for frame in stack.buf.chunks_exact_mut(FRAME_SIZE) {
+            scratch.push(Region {
+                base: frame.as_mut_ptr(),
+                read_len: FRAME_SIZE as u64,
+                write_len: FRAME_SIZE as u64,
+            });
+        }
+        MemoryMap {
+            regions: scratch,
+            _borrows: PhantomData,
+        }
+    }
+
+    pub fn into_scratch(self) -> Vec<Region> {
+        self.regions
+    }
+
+    fn push(&mut self, base: *mut u8, len: usize, writable: bool) -> Result<u64, MapError> {
+        if len > u32::MAX as usize {
+            return Err(MapError::TooLarge { len });
+        }
+        let index = self.regions.len() as u64;
+        if index >= 1 << (64 - REGION_SHIFT - 1) {
+            return Err(MapError::Full);
+        }
+        self.regions.push(Region {
+            base,
+            read_len: len as u64,
+            write_len: if writable { len as u64 } else { 0 },
+        });
+        Ok(index << REGION_SHIFT)
+    }
+
+    /// Map a buffer the program may read and write; returns its guest address.
+    pub fn map_mut(&mut self, mem: &'a mut [u8]) -> Result<u64, MapError> {
+        self.push(mem.as_mut_ptr(), mem.len(), true)
+    }
+
+    /// Map a buffer the program may only read; returns its guest address.
+    pub fn map_ro(&mut self, mem: &'a [u8]) -> Result<u64, MapError> {
+        // The pointer is only ever written through when `write_len > 0`, which is 0 here.
+        self.push(mem.as_ptr() as *mut u8, mem.len(), false)
+    }
+
+    /// Host pointer for `size` bytes at `addr`, if the whole range lies in one region.
+    #[inline(always)]
+    fn translate(&self, addr: u64, size: usize, write: bool) -> Result<*mut u8, MemFault> {
+        let fault = MemFault {
+            addr,
+            size: size as u8,
+            write,
+        };
+        let region = self
+            .regions
+            .get((addr >> REGION_SHIFT) as usize)
+            .ok_or(fault)?;
+        let off = addr & ((1 << REGION_SHIFT) - 1);
+        let limit = if write {
+            region.write_len
+        } else {
+            region.read_len
+        };
+        if off + size as u64 > limit {
+            return Err(fault);
+        }
+        Ok(region.base.wrapping_add(off as usize))
+    }
+
+    #[inline(always)]
+    pub fn load(&self, addr: u64, size: Size) -> Result<u64, MemFault> {
+        let p = self.translate(addr, size.bytes(), false)?;
+        // SAFETY: `translate` proved `size` bytes at `p` lie inside a region whose buffer is borrowed
+        // for 'a and not otherwise accessed during the run; reads are unaligned-safe.
+        unsafe {
+            Ok(match size {
+                Size::B => *p as u64,
+                Size::H => (p as *const u16).read_unaligned() as u64,
+                Size::W => (p as *const u32).read_unaligned() as u64,
+                Size::DW => (p as *const u64).read_unaligned(),
+            })
+        }
+    }
+
+    #[inline(always)]
+    pub fn store(&mut self, addr: u64, size: Size, value: u64) -> Result<(), MemFault> {
+        let p = self.translate(addr, size.bytes(), true)?;
+        // SAFETY: as in `load`; `write_len > 0` only for regions mapped from `&mut` buffers.
+        unsafe {
+            match size {
+                Size::B => *p = value as u8,
+                Size::H => (p as *mut u16).write_unaligned(value as u16),
+                Size::W => (p as *mut u32).write_unaligned(value as u32),
+                Size::DW => (p as *mut u64).write_unaligned(value),
+            }
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write of `size` bytes at `addr`; returns the old value. Needs write access.
+    #[inline(always)]
+    pub fn update(
+        &mut self,
+        addr: u64,
+        size: Size,
+        f: impl FnOnce(u64) -> u64,
+    ) -> Result<u64, MemFault> {
+        self.translate(addr, size.bytes(), true)?;
+        let old = self.load(addr, size)?;
+        self.store(addr, size, f(old))?;
+        Ok(old)
+    }
+
+    /// The guest bytes `[addr, addr + len)`, for helpers that take a pointer and a length.
+    pub fn slice(&self, addr: u64, len: usize) -> Result<&[u8], MemFault> {
+        if len == 0 {
+            return Ok(&[]);
+        }
+        let p = self.translate(addr, len, false)?;
+        // SAFETY: `translate` proved the range lies in one mapped, borrowed region; the returned
+        // borrow of `self` keeps the program (the only other user) from running meanwhile.
+        Ok(unsafe { std::slice::from_raw_parts(p, len) })
+    }
+
+    /// Writable guest bytes `[addr, addr + len)`.
+    pub fn slice_mut(&mut self, addr: u64, len: usize) -> Result<&mut [u8], MemFault> {
+        if len == 0 {
+            return Ok(&mut []);
+        }
+        let p = self.translate(addr, len, true)?;
+        // SAFETY: as in `slice`, on a region mapped writable from a `&mut` buffer.
+        Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+    }
+
+    /// Zero the stack of `frame` (each frame starts zeroed so that runs are deterministic).
+    #[inline]
+    pub fn clear_frame(&mut self, frame: usize) {
+        let r = self.regions[FIRST_FRAME_REGION as usize + frame];
+        // SAFETY: frame regions are the `FRAME_SIZE`-byte chunks of the borrowed `Stack`.
+        unsafe { std::ptr::write_bytes(r.base, 0, FRAME_SIZE) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_are_bounds_checked() {
+        let mut stack = Stack::default();
+        let mut buf = [1u8, 2, 3, 4, 5];
+        let ro = [9u8; 4];
+        let mut m = MemoryMap::new(&mut stack, Vec::new());
+        let a = m.map_mut(&mut buf).unwrap();
+        let b = m.map_ro(&ro).unwrap();
+        assert_eq!(m.load(a + 1, Size::W).unwrap(), 0x05040302);
+        assert!(m.load(a + 2, Size::W).is_err());
+        assert!(m.load(a.wrapping_sub(1), Size::B).is_err());
+        assert_eq!(m.load(b + 3, Size::B).unwrap(), 9);
+        assert!(m.store(b, Size::B, 0).is_err());
+        m.store(a + 4, Size::B, 0xff).unwrap();
+        assert!(m.load(0, Size::B).is_err(), "NULL never maps");
+        assert!(m.load(u64::MAX, Size::B).is_err());
+        let fp = frame_pointer(0);
+        m.store(fp - 8, Size::DW, 7).unwrap();
+        assert_eq!(m.load(fp - 8, Size::DW).unwrap(), 7);
+        assert!(m.load(fp, Size::B).is_err(), "above the top of the stack");
+        assert!(m.load(frame_pointer(MAX_FRAMES - 1) + 1, Size::B).is_err());
+        drop(m);
+        assert_eq!(buf[4], 0xff);
+    }
+}

@@ -1,0 +1,5 @@
+//! Facts about the Linux BPF environment, kept as data.
+
+mod helper_names;
+
+pub use helper_names::{helper_name, HELPER_NAMES};
