@@ -1,1 +1,187 @@
-fn main() {}
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bpfsim::conformance::{self, Engine, Outcome};
+use bpfsim::vm::{asm, isa, Program};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// bpfsim: run, check and inspect eBPF programs in userspace.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Style {
+    /// The bpf_conformance assembly dialect (round-trips through `bpfsim asm`).
+    Conformance,
+    /// The kernel's verifier-log notation: `0: (61) r0 = *(u32 *)(r1 +0)`.
+    Kernel,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run bpf_conformance `.data` tests (files or folders) under every engine.
+    Conformance {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Engine to use (default: every engine this build has).
+        #[arg(long)]
+        engine: Vec<String>,
+        /// Also print passing tests and the reason for each rejection.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// The bpf_conformance plugin protocol: program hex on stdin, memory hex as the first argument.
+    ConformancePlugin {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Assemble conformance-dialect text into raw bytecode.
+    Asm {
+        /// Source file ("-" for stdin).
+        input: PathBuf,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Disassemble raw bytecode (8-byte instructions).
+    Disasm {
+        /// Bytecode file ("-" for stdin).
+        input: PathBuf,
+        #[arg(long, value_enum, default_value = "conformance")]
+        style: Style,
+    },
+}
+
+fn read_input(path: &PathBuf) -> Result<Vec<u8>, String> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("stdin: {e}"))?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+fn conformance_cmd(
+    paths: &[PathBuf],
+    engines: &[String],
+    verbose: bool,
+) -> Result<ExitCode, String> {
+    let engines = if engines.is_empty() {
+        Engine::available()
+    } else {
+        engines
+            .iter()
+            .map(|n| {
+                Engine::from_name(n).ok_or_else(|| format!("unknown or unavailable engine `{n}`"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let files = conformance::collect(paths).map_err(|e| e.to_string())?;
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for file in &files {
+        let report = conformance::run_file(file, &engines);
+        let p = file.display();
+        for o in &report.outcomes {
+            match o {
+                Outcome::Fail(Some(e), why) => println!("FAIL {p} [{}]: {why}", e.name()),
+                Outcome::Fail(None, why) => println!("FAIL {p}: {why}"),
+                Outcome::Skip(why) => println!("SKIP {p}: {why}"),
+                Outcome::Pass(why) if verbose => println!("PASS {p}: {why}"),
+                Outcome::Pass(_) => {}
+            }
+        }
+        if report.failed() {
+            failed += 1;
+        } else if report.skipped() {
+            skipped += 1;
+        } else {
+            passed += 1;
+        }
+    }
+    let names: Vec<&str> = engines.iter().map(|e| e.name()).collect();
+    if verbose {
+        println!("engines: {}", names.join(", "));
+    }
+    if skipped > 0 {
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Conformance {
+            paths,
+            engine,
+            verbose,
+        } => conformance_cmd(&paths, &engine, verbose),
+        Command::ConformancePlugin { args } => {
+            let mut program = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut program) {
+                eprintln!("stdin: {e}");
+                return ExitCode::from(2);
+            }
+            return match bpfsim::plugin::run(&program, &args) {
+                Ok(r0) => {
+                    println!("{r0:x}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Command::Asm { input, output } => (|| {
+            let text = String::from_utf8(read_input(&input)?)
+                .map_err(|_| "input is not UTF-8".to_string())?;
+            let insns = asm::assemble(&text).map_err(|e| format!("{}: {e}", input.display()))?;
+            let bytes = isa::encode(&insns);
+            match output {
+                Some(o) => {
+                    std::fs::write(&o, bytes).map_err(|e| format!("{}: {e}", o.display()))?
+                }
+                None => std::io::stdout()
+                    .write_all(&bytes)
+                    .map_err(|e| e.to_string())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        })(),
+        Command::Disasm { input, style } => (|| {
+            let bytes = read_input(&input)?;
+            let prog = isa::decode(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
+            let text = match style {
+                Style::Conformance => asm::disassemble(&prog),
+                Style::Kernel => asm::kernel_listing(&prog),
+            };
+            // Structural problems do not stop a listing, but are worth saying.
+            if let Err(e) = Program::new(prog) {
+                eprintln!("warning: {e}");
+            }
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        })(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bpfsim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
