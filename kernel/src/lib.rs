@@ -1,0 +1,1 @@
+//! Kernel ground truth (work in progress).
