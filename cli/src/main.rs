@@ -130,23 +130,7 @@ fn main() -> ExitCode {
             engine,
             verbose,
         } => conformance_cmd(&paths, &engine, verbose),
-        Command::ConformancePlugin { args } => {
-            let mut program = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut program) {
-                eprintln!("stdin: {e}");
-                return ExitCode::from(2);
-            }
-            return match bpfsim::plugin::run(&program, &args) {
-                Ok(r0) => {
-                    println!("{r0:x}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(1)
-                }
-            };
-        }
+        Command::ConformancePlugin { args } => return bpfsim::plugin::main_with(&args),
         Command::Asm { input, output } => (|| {
             let text = String::from_utf8(read_input(&input)?)
                 .map_err(|_| "input is not UTF-8".to_string())?;

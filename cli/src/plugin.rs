@@ -69,3 +69,23 @@ mod tests {
         assert!(run(prog, &["--bogus".into()]).is_err());
     }
 }
+
+/// The whole plugin process: read the program from stdin, run, print `r0` or the error.
+pub fn main_with(args: &[String]) -> std::process::ExitCode {
+    use std::io::Read;
+    let mut program = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut program) {
+        eprintln!("stdin: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    match run(&program, args) {
+        Ok(r0) => {
+            println!("{r0:x}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -134,7 +134,7 @@ impl Program {
                     });
                 }
             }
-            let last_of_sub = pcs.get(i + 1).map_or(true, |&next| next as usize >= hi);
+            let last_of_sub = pcs.get(i + 1).is_none_or(|&next| next as usize >= hi);
             if last_of_sub && !matches!(insn, Insn::Exit | Insn::Ja { .. } | Insn::Gotol { .. }) {
                 return Err(StructureError {
                     pc,

@@ -28,9 +28,9 @@ fn source() -> impl Strategy<Value = Source> {
 fn atomic() -> impl Strategy<Value = (Size, AtomicOp)> {
     let fetch = any::<bool>();
     let rmw = prop_oneof![
-        fetch.clone().prop_map(|fetch| AtomicOp::Add { fetch }),
-        fetch.clone().prop_map(|fetch| AtomicOp::Or { fetch }),
-        fetch.clone().prop_map(|fetch| AtomicOp::And { fetch }),
+        fetch.prop_map(|fetch| AtomicOp::Add { fetch }),
+        fetch.prop_map(|fetch| AtomicOp::Or { fetch }),
+        fetch.prop_map(|fetch| AtomicOp::And { fetch }),
         fetch.prop_map(|fetch| AtomicOp::Xor { fetch }),
         Just(AtomicOp::Xchg),
         Just(AtomicOp::CmpXchg),

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every test of the project, as CI runs it. Needs only a Rust toolchain (rustup, with clippy and
+# rustfmt); kernel-backed tests skip with a one-line reason where bpf(2) is unavailable.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+step "build (release)"
+cargo build --release
+step "unit, integration and property tests"
+cargo test --workspace
+step "benchmarks in test mode (each bench runs once)"
+cargo test -p bpfsim-benches --benches
+step "conformance suite"
+./target/release/bpfsim conformance test-vectors/conformance/tests
+echo
+echo "all tests passed"
