@@ -52,24 +52,6 @@ pub fn run(program_hex: &str, args: &[String]) -> Result<u64, String> {
         .map_err(|t| format!("Program trapped: {t}"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_hex_programs_with_memory() {
-        // ldxb r0, [r1+2]; exit
-        let prog = "71  10  02  00  00  00  00  00  95  00  00  00  00  00  00  00\n";
-        assert_eq!(run(prog, &["aa bb 11 cc".to_string()]), Ok(0x11));
-        assert_eq!(
-            run(prog, &[]).unwrap_err().split(':').next(),
-            Some("Program trapped")
-        );
-        assert!(run("07 00 01", &[]).unwrap_err().contains("program"));
-        assert!(run(prog, &["--bogus".into()]).is_err());
-    }
-}
-
 /// The whole plugin process: read the program from stdin, run, print `r0` or the error.
 pub fn main_with(args: &[String]) -> std::process::ExitCode {
     use std::io::Read;
@@ -87,5 +69,23 @@ pub fn main_with(args: &[String]) -> std::process::ExitCode {
             eprintln!("{e}");
             std::process::ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_hex_programs_with_memory() {
+        // ldxb r0, [r1+2]; exit
+        let prog = "71  10  02  00  00  00  00  00  95  00  00  00  00  00  00  00\n";
+        assert_eq!(run(prog, &["aa bb 11 cc".to_string()]), Ok(0x11));
+        assert_eq!(
+            run(prog, &[]).unwrap_err().split(':').next(),
+            Some("Program trapped")
+        );
+        assert!(run("07 00 01", &[]).unwrap_err().contains("program"));
+        assert!(run(prog, &["--bogus".into()]).is_err());
     }
 }
