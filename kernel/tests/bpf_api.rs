@@ -1,0 +1,137 @@
+//! The bpf(2) wrapper against the live kernel. Each test skips (passes with a `skipped:` line)
+//! where bpf(2) is unavailable.
+
+use bpfsim_kernel::{xdp, Errno, KernelBpf, ProgType};
+use bpfsim_vm::isa::{encode, AluOp, Insn, Reg, Source, Width};
+
+fn kernel() -> Option<KernelBpf> {
+    match KernelBpf::probe() {
+        Ok(k) => Some(k),
+        Err(u) => {
+            println!("skipped: {u}");
+            None
+        }
+    }
+}
+
+fn mov_r0(imm: i32) -> Insn {
+    Insn::Alu {
+        width: Width::W64,
+        op: AluOp::Mov,
+        dst: Reg::R0,
+        src: Source::Imm(imm),
+    }
+}
+
+#[test]
+fn load_and_test_run() {
+    let Some(bpf) = kernel() else { return };
+    let prog = bpf
+        .prog_load(
+            ProgType::XDP,
+            &encode(&[mov_r0(xdp::DROP as i32), Insn::Exit]),
+            "GPL",
+            1,
+        )
+        .expect("r0 = XDP_DROP; exit loads");
+    let packet: Vec<u8> = (0..60).collect();
+    let out = bpf.test_run(&prog, &packet, 3).expect("test run");
+    assert_eq!(out.retval, xdp::DROP);
+    assert_eq!(out.data_out, packet);
+
+    // A socket filter returns the number of bytes to keep.
+    let prog = bpf
+        .prog_load(
+            ProgType::SOCKET_FILTER,
+            &encode(&[mov_r0(-1), Insn::Exit]),
+            "GPL",
+            0,
+        )
+        .expect("socket filter loads");
+    let out = bpf.test_run(&prog, &packet, 0).expect("test run");
+    assert_eq!(out.retval, u32::MAX);
+}
+
+#[test]
+fn load_failure_carries_the_verifier_log() {
+    let Some(bpf) = kernel() else { return };
+    // `exit` with r0 never written.
+    let err = bpf
+        .prog_load(ProgType::XDP, &encode(&[Insn::Exit]), "GPL", 1)
+        .expect_err("r0 is not initialised");
+    assert_eq!(err.errno, Errno::EACCES, "{err}");
+    assert_eq!(err.reason(), Some("R0 !read_ok"), "log:\n{}", err.log);
+    // Not a whole number of instructions: refused before the syscall.
+    let err = bpf
+        .prog_load(ProgType::XDP, &[0x95, 0, 0], "GPL", 1)
+        .expect_err("3 bytes");
+    assert_eq!(err.errno, Errno::EINVAL);
+}
+
+#[test]
+fn array_map_roundtrip() {
+    let Some(bpf) = kernel() else { return };
+    let map = bpf.array_map_create(5, 3).expect("create");
+    assert_eq!((map.value_size(), map.max_entries()), (5, 3));
+    assert_eq!(bpf.array_map_lookup(&map, 2).unwrap(), vec![0; 5]);
+    bpf.array_map_update(&map, 2, b"hello").unwrap();
+    assert_eq!(bpf.array_map_lookup(&map, 2).unwrap(), b"hello");
+    assert_eq!(bpf.array_map_lookup(&map, 0).unwrap(), vec![0; 5]);
+    assert_eq!(bpf.array_map_lookup(&map, 3), Err(Errno::ENOENT));
+    assert_eq!(bpf.array_map_update(&map, 3, b"hello"), Err(Errno::E2BIG));
+    assert_eq!(bpf.array_map_update(&map, 0, b"hi"), Err(Errno::EINVAL));
+}
+
+#[test]
+fn conformance_wrapper_passes_memory_and_64_bit_r0() {
+    let Some(bpf) = kernel() else { return };
+    // lddw r0, 0x8877665544332211; exit
+    let prog = encode(&[
+        Insn::LdImm64 {
+            dst: Reg::R0,
+            imm: bpfsim_vm::isa::Imm64::Imm(0x8877_6655_4433_2211),
+        },
+        Insn::Exit,
+    ]);
+    assert_eq!(
+        bpf.run_conformance_in_kernel(&prog, &[]),
+        Ok(0x8877_6655_4433_2211)
+    );
+    // r0 = r2 (the memory length), then r0 += *(u8 *)(r1 + 2)
+    let prog = encode(&[
+        Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            dst: Reg::R0,
+            src: Source::Reg(Reg::R2),
+        },
+        Insn::Load {
+            size: bpfsim_vm::isa::Size::B,
+            signed: false,
+            dst: Reg::R1,
+            src: Reg::R1,
+            off: 2,
+        },
+        Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Add,
+            dst: Reg::R0,
+            src: Source::Reg(Reg::R1),
+        },
+        Insn::Exit,
+    ]);
+    assert_eq!(
+        bpf.run_conformance_in_kernel(&prog, &[0xaa, 0xbb, 0x11, 0xcc, 0xdd]),
+        Ok(5 + 0x11)
+    );
+    // Reading past the memory is the verifier's business.
+    let err = bpf
+        .run_conformance_in_kernel(&prog, &[0xaa, 0xbb])
+        .expect_err("out of bounds");
+    assert!(
+        err.log
+            .contains("invalid access to map value, value_size=2 off=2 size=1"),
+        "{err}\n{}",
+        err.log
+    );
+}
