@@ -58,12 +58,15 @@ pub enum MapError {
 /// The stack of every frame, owned by whoever runs programs and lent to each run.
 pub struct Stack {
     buf: Box<[u8]>,
+    /// Frame 0 may hold bytes a previous run wrote; cleared lazily by [`MemoryMap::enter_main`].
+    dirty: bool,
 }
 
 impl Default for Stack {
     fn default() -> Self {
         Stack {
             buf: vec![0; FRAME_SIZE * MAX_FRAMES].into_boxed_slice(),
+            dirty: false,
         }
     }
 }
@@ -72,16 +75,19 @@ impl Default for Stack {
 /// be moved, freed or touched by the host while a program runs.
 pub struct MemoryMap<'a> {
     regions: Vec<Region>,
+    stack_dirty: &'a mut bool,
     _borrows: PhantomData<&'a mut [u8]>,
 }
 
 impl<'a> MemoryMap<'a> {
     /// A map with the frames of `stack` at their fixed regions. `scratch` is a table to reuse (its
     /// contents are dropped), so that a run need not allocate; get it back with [`Self::into_scratch`].
+    #[inline]
     pub fn new(stack: &'a mut Stack, mut scratch: Vec<Region>) -> MemoryMap<'a> {
         scratch.clear();
         scratch.push(Region::UNMAPPED);
-        for frame in stack.buf.chunks_exact_mut(FRAME_SIZE) {
+        let Stack { buf, dirty } = stack;
+        for frame in buf.chunks_exact_mut(FRAME_SIZE) {
             scratch.push(Region {
                 base: frame.as_mut_ptr(),
                 read_len: FRAME_SIZE as u64,
@@ -90,6 +96,7 @@ impl<'a> MemoryMap<'a> {
         }
         MemoryMap {
             regions: scratch,
+            stack_dirty: dirty,
             _borrows: PhantomData,
         }
     }
@@ -115,6 +122,7 @@ impl<'a> MemoryMap<'a> {
     }
 
     /// Map a buffer the program may read and write; returns its guest address.
+    #[inline]
     pub fn map_mut(&mut self, mem: &'a mut [u8]) -> Result<u64, MapError> {
         self.push(mem.as_mut_ptr(), mem.len(), true)
     }
@@ -212,6 +220,17 @@ impl<'a> MemoryMap<'a> {
         let p = self.translate(addr, len, true)?;
         // SAFETY: as in `slice`, on a region mapped writable from a `&mut` buffer.
         Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+    }
+
+    /// Start a run in frame 0: its stack reads as zeros, as every frame's does on entry, so that
+    /// runs are deterministic. `may_write` says whether this run can write memory (a store, an
+    /// atomic or a helper call); if not, the next run need not clear the frame again.
+    #[inline]
+    pub fn enter_main(&mut self, may_write: bool) {
+        if *self.stack_dirty {
+            self.clear_frame(0);
+        }
+        *self.stack_dirty = may_write;
     }
 
     /// Zero the stack of `frame` (each frame starts zeroed so that runs are deterministic).

@@ -242,3 +242,36 @@ fn program_round_trips_to_bytes() {
         }
     );
 }
+
+#[test]
+fn a_run_never_sees_stack_bytes_of_an_earlier_run_of_another_program() {
+    let writer = load("stdw [%r10-8], 99\nmov %r0, 0\nexit");
+    let reader = load("ldxdw %r0, [%r10-8]\nexit");
+    let mut vm = Vm::default();
+    assert_eq!(
+        vm.run_with_memory(&reader, &mut NoHelpers, &mut []).result,
+        Ok(0)
+    );
+    assert_eq!(
+        vm.run_with_memory(&writer, &mut NoHelpers, &mut []).result,
+        Ok(0)
+    );
+    // The reader writes nothing, and must still see the writer's bytes cleared, every time.
+    for _ in 0..2 {
+        assert_eq!(
+            vm.run_with_memory(&reader, &mut NoHelpers, &mut []).result,
+            Ok(0)
+        );
+    }
+    // A helper may write the stack through a pointer, so a helper call also dirties it.
+    let helper = load("mov %r1, 1\ncall 5\nexit");
+    assert_eq!(
+        vm.run_with_memory(&helper, &mut ConformanceHost, &mut [])
+            .result,
+        Ok(1)
+    );
+    assert_eq!(
+        vm.run_with_memory(&reader, &mut NoHelpers, &mut []).result,
+        Ok(0)
+    );
+}

@@ -5,7 +5,7 @@ mod op;
 use op::{Op, K};
 
 use crate::host::{HelperStop, Host};
-use crate::isa::{AtomicOp, Size};
+use crate::isa::{AtomicOp, Insn, Size};
 use crate::memory::{frame_pointer, MemFault, MemoryMap, Region, Stack, MAX_FRAMES};
 use crate::program::Program;
 use crate::trap::{Trap, TrapCode};
@@ -18,6 +18,8 @@ pub const DEFAULT_BUDGET: u64 = 10_000_000;
 #[derive(Clone, Debug)]
 pub struct Interpreter {
     ops: Vec<Op>,
+    /// Whether any instruction can write guest memory (store, atomic, helper call).
+    may_write: bool,
 }
 
 /// How a run ended, with the number of instructions it executed.
@@ -49,8 +51,15 @@ fn mem_trap(f: MemFault, pc: usize) -> Trap {
 
 impl Interpreter {
     pub fn new(prog: &Program) -> Interpreter {
+        let may_write = prog.insns().iter().any(|i| {
+            matches!(
+                i,
+                Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_) | Insn::Callx { .. }
+            )
+        });
         Interpreter {
             ops: op::prepare(prog),
+            may_write,
         }
     }
 
@@ -84,7 +93,7 @@ impl Interpreter {
         let mut r = [0u64; 16];
         r[1..6].copy_from_slice(&args);
         r[10] = frame_pointer(0);
-        mem.clear_frame(0);
+        mem.enter_main(self.may_write);
         let mut frames = [Frame::default(); MAX_FRAMES];
         let mut depth = 0usize;
         let mut pc = 0usize;
