@@ -3,3 +3,6 @@
 mod helper_names;
 
 pub use helper_names::{helper_name, HELPER_NAMES};
+mod types;
+
+pub use types::{MapDef, MapType, ProgType};
