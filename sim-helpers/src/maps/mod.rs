@@ -1,0 +1,1 @@
+//! Simulated BPF maps (work in progress).
