@@ -1,3 +1,7 @@
 //! bpfsim-helpers: simulated maps, helpers and contexts (work in progress, issue 3).
 
+pub mod env;
+pub mod helpers;
 pub mod maps;
+
+pub use env::{Clock, Env, Prandom};

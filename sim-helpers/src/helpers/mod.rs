@@ -1,0 +1,3 @@
+//! Helper functions with the kernel's ids and semantics.
+
+pub mod printk;
