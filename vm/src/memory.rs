@@ -55,6 +55,19 @@ pub enum MapError {
     Full,
 }
 
+/// A program context whose fields are computed when the program reads or writes them, the way
+/// the kernel's `convert_ctx_access` rewrites context accesses (a 32-bit load of `xdp_md.data`
+/// yields a 64-bit packet pointer). Its region maps no bytes, so ordinary accesses never reach it;
+/// a faulting access to it goes to these methods instead, off the fast path.
+pub trait Context: std::any::Any {
+    /// The value of the field at `off`, or `None` when the access is not allowed.
+    fn load(&self, off: u32, size: Size) -> Option<u64>;
+    /// Write the field at `off`; `false` when the access is not allowed.
+    fn store(&mut self, off: u32, size: Size, value: u64) -> bool;
+    /// For helpers that need the concrete context (`bpf_xdp_adjust_head` moves `data`).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
 /// The stack of every frame, owned by whoever runs programs and lent to each run.
 pub struct Stack {
     buf: Box<[u8]>,
@@ -76,6 +89,8 @@ impl Default for Stack {
 pub struct MemoryMap<'a> {
     regions: Vec<Region>,
     stack_dirty: &'a mut bool,
+    /// The context's region index and its accessor.
+    ctx: Option<(u64, &'a mut dyn Context)>,
     _borrows: PhantomData<&'a mut [u8]>,
 }
 
@@ -97,6 +112,7 @@ impl<'a> MemoryMap<'a> {
         MemoryMap {
             regions: scratch,
             stack_dirty: dirty,
+            ctx: None,
             _borrows: PhantomData,
         }
     }
@@ -133,6 +149,42 @@ impl<'a> MemoryMap<'a> {
         self.push(mem.as_ptr() as *mut u8, mem.len(), false)
     }
 
+    /// Map a context; returns its guest address (the program's `r1`). One context per map.
+    pub fn map_context(&mut self, ctx: &'a mut dyn Context) -> Result<u64, MapError> {
+        let addr = self.push(std::ptr::null_mut(), 0, false)?;
+        self.ctx = Some((addr >> REGION_SHIFT, ctx));
+        Ok(addr)
+    }
+
+    /// The mapped context, for helpers: `mem.context_mut()?.downcast_mut::<XdpContext>()`.
+    pub fn context_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        self.ctx.as_mut().map(|(_, c)| c.as_any_mut())
+    }
+
+    #[cold]
+    fn ctx_load(&self, fault: MemFault, size: Size) -> Result<u64, MemFault> {
+        match &self.ctx {
+            Some((region, ctx)) if fault.addr >> REGION_SHIFT == *region => {
+                ctx.load(fault.addr as u32, size).ok_or(fault)
+            }
+            _ => Err(fault),
+        }
+    }
+
+    #[cold]
+    fn ctx_store(&mut self, fault: MemFault, size: Size, value: u64) -> Result<(), MemFault> {
+        match &mut self.ctx {
+            Some((region, ctx)) if fault.addr >> REGION_SHIFT == *region => {
+                if ctx.store(fault.addr as u32, size, value) {
+                    Ok(())
+                } else {
+                    Err(fault)
+                }
+            }
+            _ => Err(fault),
+        }
+    }
+
     /// Host pointer for `size` bytes at `addr`, if the whole range lies in one region.
     #[inline(always)]
     fn translate(&self, addr: u64, size: usize, write: bool) -> Result<*mut u8, MemFault> {
@@ -159,7 +211,10 @@ impl<'a> MemoryMap<'a> {
 
     #[inline(always)]
     pub fn load(&self, addr: u64, size: Size) -> Result<u64, MemFault> {
-        let p = self.translate(addr, size.bytes(), false)?;
+        let p = match self.translate(addr, size.bytes(), false) {
+            Ok(p) => p,
+            Err(fault) => return self.ctx_load(fault, size),
+        };
         // SAFETY: `translate` proved `size` bytes at `p` lie inside a region whose buffer is borrowed
         // for 'a and not otherwise accessed during the run; reads are unaligned-safe.
         unsafe {
@@ -174,7 +229,10 @@ impl<'a> MemoryMap<'a> {
 
     #[inline(always)]
     pub fn store(&mut self, addr: u64, size: Size, value: u64) -> Result<(), MemFault> {
-        let p = self.translate(addr, size.bytes(), true)?;
+        let p = match self.translate(addr, size.bytes(), true) {
+            Ok(p) => p,
+            Err(fault) => return self.ctx_store(fault, size, value),
+        };
         // SAFETY: as in `load`; `write_len > 0` only for regions mapped from `&mut` buffers.
         unsafe {
             match size {
@@ -195,6 +253,7 @@ impl<'a> MemoryMap<'a> {
         size: Size,
         f: impl FnOnce(u64) -> u64,
     ) -> Result<u64, MemFault> {
+        // Atomics never reach a context: the kernel refuses them there too.
         self.translate(addr, size.bytes(), true)?;
         let old = self.load(addr, size)?;
         self.store(addr, size, f(old))?;
@@ -269,5 +328,59 @@ mod tests {
         assert!(m.load(frame_pointer(MAX_FRAMES - 1) + 1, Size::B).is_err());
         drop(m);
         assert_eq!(buf[4], 0xff);
+    }
+
+    /// A context of two u32 fields: `a` read-only, `b` read-write.
+    struct TwoFields {
+        a: u32,
+        b: u32,
+    }
+
+    impl Context for TwoFields {
+        fn load(&self, off: u32, size: Size) -> Option<u64> {
+            match (off, size) {
+                (0, Size::W) => Some(self.a as u64),
+                (4, Size::W) => Some(self.b as u64),
+                _ => None,
+            }
+        }
+        fn store(&mut self, off: u32, size: Size, value: u64) -> bool {
+            match (off, size) {
+                (4, Size::W) => {
+                    self.b = value as u32;
+                    true
+                }
+                _ => false,
+            }
+        }
+        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+            self
+        }
+    }
+
+    #[test]
+    fn context_fields_are_computed_and_checked() {
+        let mut stack = Stack::default();
+        let mut ctx = TwoFields { a: 7, b: 0 };
+        let mut m = MemoryMap::new(&mut stack, Vec::new());
+        let c = m.map_context(&mut ctx).unwrap();
+        assert_eq!(m.load(c, Size::W), Ok(7));
+        assert!(m.load(c + 1, Size::W).is_err(), "misaligned field");
+        assert!(m.load(c, Size::DW).is_err(), "wrong size");
+        assert!(m.store(c, Size::W, 1).is_err(), "read-only field");
+        m.store(c + 4, Size::W, 9).unwrap();
+        assert!(
+            m.update(c + 4, Size::W, |v| v + 1).is_err(),
+            "no atomics on a context"
+        );
+        assert!(m.slice(c, 4).is_err(), "no raw bytes behind a context");
+        m.context_mut()
+            .unwrap()
+            .downcast_mut::<TwoFields>()
+            .unwrap()
+            .a = 3;
+        assert_eq!(m.load(c, Size::W), Ok(3));
+        drop(m);
+        assert_eq!(ctx.b, 9);
     }
 }
