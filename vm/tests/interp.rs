@@ -275,3 +275,21 @@ fn a_run_never_sees_stack_bytes_of_an_earlier_run_of_another_program() {
         Ok(0)
     );
 }
+
+#[test]
+fn callers_map_their_own_regions() {
+    let prog = load("ldxw %r0, [%r2]\nldxb %r3, [%r1+1]\nadd %r0, %r3\nexit");
+    let mut vm = Vm::default();
+    let budget = vm.budget;
+    let mut a = [0u8, 5];
+    let b = 100u32.to_le_bytes();
+    for _ in 0..2 {
+        let mut mem = vm.memory();
+        let ra = mem.map_mut(&mut a).unwrap();
+        let rb = mem.map_ro(&b).unwrap();
+        let out = prog.run(&mut mem, &mut NoHelpers, [ra, rb, 0, 0, 0], budget);
+        assert_eq!(out.result, Ok(105));
+        let table = mem.into_scratch();
+        vm.recycle(table);
+    }
+}

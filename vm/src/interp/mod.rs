@@ -466,6 +466,19 @@ impl Default for Vm {
 }
 
 impl Vm {
+    /// An address space with this VM's stack, for a caller that maps its own regions (context,
+    /// packet, map values) and runs with [`Interpreter::run`]. Hand the table back with
+    /// [`Vm::recycle`] so that the next run does not allocate.
+    pub fn memory(&mut self) -> MemoryMap<'_> {
+        let scratch = std::mem::take(&mut self.scratch);
+        MemoryMap::new(&mut self.stack, scratch)
+    }
+
+    /// Return the table of a map obtained through [`Vm::memory`] (`let t = mem.into_scratch(); vm.recycle(t)`) for reuse.
+    pub fn recycle(&mut self, table: Vec<Region>) {
+        self.scratch = table;
+    }
+
     /// Run with `r1` pointing at a writable `input` and `r2` its length (both 0 when `input` is
     /// empty), the calling convention of the bpf_conformance suite and of raw-memory programs.
     pub fn run_with_memory<H: Host + ?Sized>(
