@@ -1,5 +1,6 @@
 //! bpfsim-helpers: simulated maps, helpers and contexts (work in progress, issue 3).
 
+pub mod ctx;
 pub mod env;
 pub mod helpers;
 pub mod maps;

@@ -1,0 +1,3 @@
+//! Program contexts laid out and rewritten as the kernel does.
+
+pub mod xdp;
