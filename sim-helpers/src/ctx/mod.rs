@@ -1,3 +1,4 @@
 //! Program contexts laid out and rewritten as the kernel does.
 
+pub mod skb;
 pub mod xdp;
