@@ -1,3 +1,4 @@
 //! Helper functions with the kernel's ids and semantics.
 
+pub mod csum;
 pub mod printk;
