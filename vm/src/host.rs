@@ -29,6 +29,20 @@ pub trait Host {
         args: [u64; 5],
         mem: &mut MemoryMap<'_>,
     ) -> Result<u64, HelperStop>;
+
+    /// The legacy packet loads (`ldabs*`/`ldind*`): `size` bytes at `offset` from the start of
+    /// the socket buffer's data, in host order (the kernel converts from network order).
+    /// `Ok(None)` when the bytes lie outside the packet: the program then ends with `r0 = 0`.
+    /// The default has no socket buffer, and the instruction traps as unsupported.
+    fn load_packet(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        offset: i64,
+        size: crate::isa::Size,
+    ) -> Result<Option<u64>, HelperStop> {
+        let _ = (mem, offset, size);
+        Err(HelperStop::Unknown)
+    }
 }
 
 /// A host without helpers: every call traps with [`crate::TrapCode::UnknownHelper`].

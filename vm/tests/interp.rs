@@ -169,6 +169,9 @@ fn unresolved_references_and_kernel_only_instructions_trap() {
     ] {
         let t = trap(src);
         assert_eq!((t.code, t.pc), (TrapCode::Unsupported, pc), "{src}");
+        if src.contains("ldabsb") {
+            assert_eq!(t.detail, 0x30, "the opcode of ldabsb");
+        }
     }
 }
 
@@ -292,4 +295,72 @@ fn callers_map_their_own_regions() {
         let table = mem.into_scratch();
         vm.recycle(table);
     }
+}
+
+/// A host with a socket buffer, to drive `ldabs`/`ldind`.
+struct Packet(Vec<u8>);
+
+impl bpfsim_vm::Host for Packet {
+    fn call_helper(
+        &mut self,
+        _: u32,
+        _: [u64; 5],
+        _: &mut MemoryMap<'_>,
+    ) -> Result<u64, bpfsim_vm::HelperStop> {
+        Err(bpfsim_vm::HelperStop::Unknown)
+    }
+
+    fn load_packet(
+        &mut self,
+        _: &mut MemoryMap<'_>,
+        offset: i64,
+        size: bpfsim_vm::isa::Size,
+    ) -> Result<Option<u64>, bpfsim_vm::HelperStop> {
+        let n = size.bytes();
+        let Ok(at) = usize::try_from(offset) else {
+            return Ok(None);
+        };
+        Ok(self
+            .0
+            .get(at..at + n)
+            .map(|b| b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64)))
+    }
+}
+
+#[test]
+fn legacy_packet_loads_go_to_the_host() {
+    let run = |src: &str| {
+        Vm::default()
+            .run_with_memory(
+                &load(src),
+                &mut Packet(vec![0x45, 0, 0x12, 0x34, 6, 7]),
+                &mut [],
+            )
+            .result
+    };
+    assert_eq!(
+        run("ldabsh 2
+exit"),
+        Ok(0x1234)
+    );
+    assert_eq!(
+        run("mov %r6, 1
+ldindw %r6, 1
+exit"),
+        Ok(0x1234_0607)
+    );
+    // Outside the packet the program ends at once with r0 = 0.
+    assert_eq!(
+        run("ldabsb 6
+mov %r0, 9
+exit"),
+        Ok(0)
+    );
+    assert_eq!(
+        run("mov %r6, -1
+ldindb %r6, 0
+mov %r0, 9
+exit"),
+        Ok(0)
+    );
 }

@@ -317,6 +317,31 @@ impl Interpreter {
                     r[10] = f.fp;
                     pc = f.ret;
                 }
+                K::LdAbs | K::LdInd => {
+                    let base = if op.kind == K::LdInd {
+                        r[s] as u32 as i32 as i64
+                    } else {
+                        0
+                    };
+                    let offset = base.wrapping_add(imm as i64);
+                    let size = match op.aux {
+                        1 => Size::B,
+                        2 => Size::H,
+                        _ => Size::W,
+                    };
+                    match host.load_packet(mem, offset, size) {
+                        Ok(Some(v)) => r[0] = v,
+                        // Out of the packet: the kernel ends the program with r0 = 0.
+                        Ok(None) => {
+                            *left = n;
+                            return Ok(0);
+                        }
+                        Err(_) => {
+                            let mode = if op.kind == K::LdInd { 0x40 } else { 0x20 };
+                            trap!(TrapCode::Unsupported, (mode | size.code()) as u64)
+                        }
+                    }
+                }
                 K::Unsupported | K::LdImm64Tail => trap!(TrapCode::Unsupported, imm),
             }
         }

@@ -41,6 +41,8 @@ kinds! {
     Jsgt32I, Jsgt32R, Jsge32I, Jsge32R, Jlt32I, Jlt32R, Jle32I, Jle32R, Jslt32I, Jslt32R,
     Jsle32I, Jsle32R,
     Call, CallLocal, Callx, Exit,
+    /// Legacy packet load: offset `imm` (plus `src` for LdInd), size in `aux`.
+    LdAbs, LdInd,
     /// Cannot run here: the opcode byte is in `imm`.
     Unsupported,
     /// The second slot of `lddw`; structural checks keep every jump away from it.
@@ -288,9 +290,16 @@ pub(crate) fn prepare(prog: &Program) -> Vec<Op> {
                 op.dst = reg.num();
             }
             Insn::Exit => op.kind = K::Exit,
-            Insn::LoadPacket { .. } => {
-                let (raw, _) = insn.to_raw();
-                op.imm = raw[0].code as u64;
+            Insn::LoadPacket { mode, size, imm } => {
+                op.aux = size.bytes() as u8;
+                op.imm = imm as i64 as u64;
+                match mode {
+                    crate::isa::PacketMode::Abs => op.kind = K::LdAbs,
+                    crate::isa::PacketMode::Ind(r) => {
+                        op.kind = K::LdInd;
+                        op.src = r.num();
+                    }
+                }
             }
         }
         ops.push(op);
