@@ -4,5 +4,6 @@ pub mod ctx;
 pub mod env;
 pub mod helpers;
 pub mod maps;
+pub mod run;
 
 pub use env::{Clock, Env, Prandom};

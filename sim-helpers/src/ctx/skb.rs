@@ -91,6 +91,12 @@ pub struct SkbMd {
 pub enum SkbError {
     #[error("packet of {0} bytes is shorter than an Ethernet header ({ETH_HLEN} bytes); the kernel refuses it too")]
     TooShort(usize),
+    #[error("{what} packet of {len} bytes has no room for its {need}-byte network header after the Ethernet header; the kernel's test run refuses it (EINVAL)")]
+    TruncatedL3 {
+        what: &'static str,
+        len: usize,
+        need: usize,
+    },
     #[error("program type {0} does not run on socket buffers")]
     NotSkbType(ProgType),
 }
@@ -164,6 +170,19 @@ impl SkbFrame {
             other => return Err(SkbError::NotSkbType(other)),
         };
         let (pkt_type, protocol) = classify(packet);
+        // BPF_PROG_TEST_RUN pulls the IPv4/IPv6 header into the linear area, or fails.
+        let l3 = match protocol {
+            0x0008 => Some(("IPv4", 20)),
+            0xdd86 => Some(("IPv6", 40)),
+            _ => None,
+        };
+        if let Some((what, need)) = l3.filter(|(_, need)| packet.len() < ETH_HLEN + need) {
+            return Err(SkbError::TruncatedL3 {
+                what,
+                len: packet.len(),
+                need,
+            });
+        }
         let mut buf = vec![0u8; HEADROOM + packet.len()];
         buf[HEADROOM..].copy_from_slice(packet);
         let mac = HEADROOM;
@@ -365,6 +384,26 @@ mod tests {
         let tc = SkbFrame::new(&p, ProgType::SchedCls, SkbMd::default()).unwrap();
         assert_eq!(tc.ctx.field(off::LEN), Some(54));
         assert_eq!(tc.data_out(), p);
+    }
+
+    #[test]
+    fn truncated_network_headers_are_refused_like_the_kernel() {
+        let mut p = ipv4_tcp();
+        p.truncate(33);
+        assert!(matches!(
+            SkbFrame::new(&p, ProgType::SchedCls, SkbMd::default()),
+            Err(SkbError::TruncatedL3 { need: 20, .. })
+        ));
+        p.truncate(14);
+        p[12] = 0x86;
+        p[13] = 0xdd;
+        assert!(SkbFrame::new(&p, ProgType::SocketFilter, SkbMd::default()).is_err());
+        p[12] = 0x08;
+        p[13] = 0x06;
+        assert!(
+            SkbFrame::new(&p, ProgType::SocketFilter, SkbMd::default()).is_ok(),
+            "ARP has no such check"
+        );
     }
 
     #[test]

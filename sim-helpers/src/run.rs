@@ -1,0 +1,313 @@
+//! Running a program on a packet, as `BPF_PROG_TEST_RUN` does, in the simulator: build the
+//! context and packet regions, run, and collect everything observable.
+
+use bpfsim_vm::isa::Size;
+use bpfsim_vm::memory::{MapError, MemoryMap};
+use bpfsim_vm::spec::ProgType;
+use bpfsim_vm::{HelperStop, Host, Interpreter, Trap, Vm};
+
+use crate::ctx::skb::{SkbContext, SkbError, SkbFrame, SkbMd};
+use crate::ctx::xdp::{self, XdpContext, XdpError, XdpFrame, XdpMd};
+use crate::env::Env;
+use crate::helpers::{csum, printk};
+
+/// Where a redirect sent the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redirect {
+    /// `bpf_redirect(ifindex, flags)`.
+    Ifindex { ifindex: u32, flags: u64 },
+}
+
+/// The inputs of one run besides the packet.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Input {
+    pub xdp: XdpMd,
+    pub skb: SkbMd,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunResult {
+    /// `r0` at exit (0 when the program trapped, as the kernel's `XDP_ABORTED`/`TC_ACT_OK`).
+    pub retval: u64,
+    /// The packet afterwards, as `BPF_PROG_TEST_RUN` returns it.
+    pub data: Vec<u8>,
+    pub redirect: Option<Redirect>,
+    /// `bpf_printk` lines of this run.
+    pub trace: Vec<String>,
+    pub insns: u64,
+    pub trap: Option<Trap>,
+    /// The socket-buffer fields afterwards (mark, priority, cb, tc_classid ...), for skb types.
+    pub skb: Option<SkbContext>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error(transparent)]
+    Skb(#[from] SkbError),
+    #[error("cannot map the packet: {0}")]
+    Map(#[from] MapError),
+    #[error("program type {0} cannot be test-run on a packet")]
+    ProgType(ProgType),
+}
+
+const EINVAL: u64 = -22i64 as u64;
+const EFAULT: u64 = -14i64 as u64;
+
+/// Runs programs against one environment; reuses its VM across runs.
+#[derive(Default)]
+pub struct Runner {
+    vm: Vm,
+    pub env: Env,
+}
+
+impl Runner {
+    pub fn new(env: Env) -> Runner {
+        Runner {
+            vm: Vm::default(),
+            env,
+        }
+    }
+
+    /// The instruction budget of each run.
+    pub fn set_budget(&mut self, budget: u64) {
+        self.vm.budget = budget;
+    }
+
+    pub fn run(
+        &mut self,
+        prog: &Interpreter,
+        prog_type: ProgType,
+        packet: &[u8],
+        input: Input,
+    ) -> Result<RunResult, RunError> {
+        match prog_type {
+            ProgType::Xdp => self.run_xdp(prog, packet, input.xdp),
+            ProgType::SocketFilter
+            | ProgType::SchedCls
+            | ProgType::SchedAct
+            | ProgType::CgroupSkb => self.run_skb(prog, prog_type, packet, input.skb),
+            other => Err(RunError::ProgType(other)),
+        }
+    }
+
+    fn run_xdp(
+        &mut self,
+        prog: &Interpreter,
+        packet: &[u8],
+        md: XdpMd,
+    ) -> Result<RunResult, RunError> {
+        let budget = self.vm.budget;
+        let XdpFrame { mut buf, mut ctx } = XdpFrame::new(packet, md)?;
+        let mut host = SimHost::new(&mut self.env, ProgType::Xdp);
+        let mut mem = self.vm.memory();
+        ctx.frame_addr = mem.map_mut(&mut buf)?;
+        let r1 = mem.map_context(&mut ctx)?;
+        let out = prog.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget);
+        let table = mem.into_scratch();
+        self.vm.recycle(table);
+        let (redirect, trace) = (host.redirect, host.trace);
+        Ok(RunResult {
+            retval: out.result.unwrap_or(xdp::action::ABORTED as u64),
+            data: buf[ctx.meta..ctx.end].to_vec(),
+            redirect,
+            trace,
+            insns: out.insns,
+            trap: out.result.err(),
+            skb: None,
+        })
+    }
+
+    fn run_skb(
+        &mut self,
+        prog: &Interpreter,
+        prog_type: ProgType,
+        packet: &[u8],
+        md: SkbMd,
+    ) -> Result<RunResult, RunError> {
+        let budget = self.vm.budget;
+        let SkbFrame { mut buf, mut ctx } = SkbFrame::new(packet, prog_type, md)?;
+        let mut host = SimHost::new(&mut self.env, prog_type);
+        let mut mem = self.vm.memory();
+        ctx.buf_addr = mem.map_mut(&mut buf)?;
+        let r1 = mem.map_context(&mut ctx)?;
+        let out = prog.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget);
+        let table = mem.into_scratch();
+        self.vm.recycle(table);
+        let (redirect, trace) = (host.redirect, host.trace);
+        let frame = SkbFrame { buf, ctx };
+        Ok(RunResult {
+            retval: out.result.unwrap_or(0),
+            data: frame.data_out(),
+            redirect,
+            trace,
+            insns: out.insns,
+            trap: out.result.err(),
+            skb: Some(frame.ctx),
+        })
+    }
+}
+
+/// The helpers' view of one run.
+struct SimHost<'e> {
+    env: &'e mut Env,
+    prog_type: ProgType,
+    redirect: Option<Redirect>,
+    trace: Vec<String>,
+}
+
+struct Guest<'m, 'a>(&'m MemoryMap<'a>);
+
+impl printk::GuestRead for Guest<'_, '_> {
+    fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        self.0.slice(addr, len).ok().map(<[u8]>::to_vec)
+    }
+}
+
+impl<'e> SimHost<'e> {
+    fn new(env: &'e mut Env, prog_type: ProgType) -> SimHost<'e> {
+        SimHost {
+            env,
+            prog_type,
+            redirect: None,
+            trace: Vec::new(),
+        }
+    }
+
+    fn xdp_adjust(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        id: u32,
+        delta: i64,
+    ) -> Result<u64, HelperStop> {
+        let Some(ctx) = mem
+            .context_mut()
+            .and_then(|c| c.downcast_mut::<XdpContext>())
+        else {
+            return Err(HelperStop::Fault);
+        };
+        let mut c = ctx.clone();
+        let buf = mem.slice_mut(c.frame_addr, xdp::FRAME_END)?;
+        let ret = match id {
+            44 => c.adjust_head(buf, delta),
+            54 => c.adjust_meta(delta),
+            _ => c.adjust_tail(buf, delta),
+        };
+        if let Some(ctx) = mem
+            .context_mut()
+            .and_then(|c| c.downcast_mut::<XdpContext>())
+        {
+            *ctx = c;
+        }
+        Ok(ret as u64)
+    }
+
+    fn skb(mem: &mut MemoryMap<'_>) -> Result<SkbContext, HelperStop> {
+        mem.context_mut()
+            .and_then(|c| c.downcast_mut::<SkbContext>())
+            .map(|c| c.clone())
+            .ok_or(HelperStop::Fault)
+    }
+
+    /// `bpf_skb_load_bytes(skb, offset, to, len)`: bytes from `skb->data + offset`.
+    fn skb_load_bytes(mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+        let skb = Self::skb(mem)?;
+        let (offset, len) = (a[1] as u32 as usize, a[3] as u32 as usize);
+        let from = skb
+            .data
+            .checked_add(offset)
+            .filter(|s| s.checked_add(len).is_some_and(|e| e <= skb.end));
+        let bytes = match from {
+            Some(start) if offset <= i32::MAX as usize => {
+                Some(mem.slice(skb.buf_addr + start as u64, len)?.to_vec())
+            }
+            _ => None,
+        };
+        let to = mem.slice_mut(a[2], len)?;
+        match bytes {
+            Some(b) => {
+                to.copy_from_slice(&b);
+                Ok(0)
+            }
+            None => {
+                to.fill(0);
+                Ok(EFAULT)
+            }
+        }
+    }
+}
+
+impl Host for SimHost<'_> {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        a: [u64; 5],
+        mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        let env = &mut *self.env;
+        Ok(match id {
+            5 => env.clock.monotonic_ns(),
+            6 => {
+                let fmt = mem.slice(a[0], a[1] as u32 as usize)?.to_vec();
+                match printk::format(&fmt, &a[2..5], 3, &Guest(mem)) {
+                    Ok(line) => {
+                        let n = line.len() as u64;
+                        env.trace.push(line.clone());
+                        self.trace.push(line);
+                        n
+                    }
+                    Err(_) => EINVAL,
+                }
+            }
+            7 => env.prandom.next_u32() as u64,
+            8 => env.cpu as u64,
+            23 => {
+                self.redirect = Some(Redirect::Ifindex {
+                    ifindex: a[0] as u32,
+                    flags: a[1],
+                });
+                match self.prog_type {
+                    ProgType::Xdp if a[1] != 0 => xdp::action::ABORTED as u64,
+                    ProgType::Xdp => xdp::action::REDIRECT as u64,
+                    // BPF_F_INGRESS is the only flag; anything else is TC_ACT_SHOT.
+                    _ if a[1] & !1 != 0 => 2,
+                    _ => 7,
+                }
+            }
+            26 => return Self::skb_load_bytes(mem, a),
+            28 => {
+                let from = mem.slice(a[0], a[1] as u32 as usize)?.to_vec();
+                let to = mem.slice(a[2], a[3] as u32 as usize)?.to_vec();
+                csum::csum_diff(&from, &to, a[4] as u32) as u64
+            }
+            42 => env.numa_node as u64,
+            44 | 54 | 65 if self.prog_type == ProgType::Xdp => {
+                return self.xdp_adjust(mem, id, a[1] as i32 as i64)
+            }
+            118 => env.clock.jiffies64(),
+            125 => env.clock.boot_ns(),
+            160 => env.clock.coarse_ns(),
+            _ => return Err(HelperStop::Unknown),
+        })
+    }
+
+    fn load_packet(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        offset: i64,
+        size: Size,
+    ) -> Result<Option<u64>, HelperStop> {
+        let skb = Self::skb(mem)?;
+        let n = size.bytes();
+        let Ok(off) = usize::try_from(offset) else {
+            return Ok(None);
+        };
+        if off.checked_add(n).is_none_or(|e| e > skb.end - skb.data) {
+            return Ok(None);
+        }
+        let b = mem.slice(skb.buf_addr + (skb.data + off) as u64, n)?;
+        Ok(Some(b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64)))
+    }
+}

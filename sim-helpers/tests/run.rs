@@ -1,0 +1,126 @@
+//! What a simulated run reports beyond what the kernel's test run can: trace lines, redirect
+//! targets, traps, the environment's clock and randomness.
+
+use bpfsim_helpers::ctx::xdp::XdpMd;
+use bpfsim_helpers::run::{Input, Redirect, Runner};
+use bpfsim_helpers::{Clock, Env, Prandom};
+use bpfsim_vm::asm::assemble;
+use bpfsim_vm::spec::ProgType;
+use bpfsim_vm::{Interpreter, Program, TrapCode};
+
+fn prog(src: &str) -> Interpreter {
+    Interpreter::new(&Program::new(assemble(src).unwrap()).unwrap())
+}
+
+/// An Ethernet frame carrying ARP (no network header the skb test run would insist on).
+const PACKET: [u8; 20] = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 6, 0, 1, 8, 0, 6, 4];
+
+#[test]
+fn printk_lines_are_captured_per_run() {
+    // bpf_printk("ifindex %d", ctx->ingress_ifindex): the format is "ifindex %d\0" on the stack.
+    let p = prog(
+        "ldxw %r3, [%r1+12]
+         lddw %r1, 0x207865646e696669
+         stxdw [%r10-16], %r1
+         lddw %r1, 0x6425
+         stxdw [%r10-8], %r1
+         mov %r1, %r10
+         add %r1, -16
+         mov %r2, 11
+         call 6
+         mov %r0, 2
+         exit",
+    );
+    let mut r = Runner::default();
+    let input = Input {
+        xdp: XdpMd {
+            ingress_ifindex: 7,
+            ..XdpMd::default()
+        },
+        ..Input::default()
+    };
+    let out = r.run(&p, ProgType::Xdp, &PACKET, input).unwrap();
+    assert_eq!(out.trap, None);
+    assert_eq!(out.trace, vec!["ifindex 7".to_string()]);
+    let again = r.run(&p, ProgType::Xdp, &PACKET, input).unwrap();
+    assert_eq!(again.trace.len(), 1, "per-run lines");
+    assert_eq!(r.env.trace.len(), 2, "the environment keeps them all");
+}
+
+#[test]
+fn redirect_targets_are_visible() {
+    let p = prog("mov %r1, 3\nmov %r2, 0\ncall 23\nexit");
+    let out = Runner::default()
+        .run(&p, ProgType::Xdp, &PACKET, Input::default())
+        .unwrap();
+    assert_eq!(out.retval, 4);
+    assert_eq!(
+        out.redirect,
+        Some(Redirect::Ifindex {
+            ifindex: 3,
+            flags: 0
+        })
+    );
+    let tc = Runner::default()
+        .run(&p, ProgType::SchedCls, &PACKET, Input::default())
+        .unwrap();
+    assert_eq!(tc.retval, 7, "TC_ACT_REDIRECT");
+}
+
+#[test]
+fn traps_become_aborted_with_the_trap_reported() {
+    let p = prog("ldxw %r2, [%r1+0]\nldxb %r0, [%r2+5000]\nexit");
+    let out = Runner::default()
+        .run(&p, ProgType::Xdp, &PACKET, Input::default())
+        .unwrap();
+    assert_eq!(out.retval, 0);
+    let t = out.trap.unwrap();
+    assert_eq!((t.code, t.pc), (TrapCode::MemoryRead, 1));
+    assert_eq!(out.data, PACKET);
+}
+
+#[test]
+fn clock_and_randomness_come_from_the_environment() {
+    let p = prog("call 5\nmov %r6, %r0\ncall 5\nsub %r0, %r6\nexit");
+    let mut r = Runner::new(Env {
+        clock: Clock::stepping(1_000, 250),
+        ..Env::default()
+    });
+    assert_eq!(
+        r.run(&p, ProgType::Xdp, &PACKET, Input::default())
+            .unwrap()
+            .retval,
+        250
+    );
+    let rnd = prog("call 7\nexit");
+    let seeded = |seed| {
+        let mut r = Runner::new(Env {
+            prandom: Prandom::seeded(seed),
+            ..Env::default()
+        });
+        (0..3)
+            .map(|_| {
+                r.run(&rnd, ProgType::Xdp, &PACKET, Input::default())
+                    .unwrap()
+                    .retval
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seeded(1), seeded(1));
+    assert_ne!(seeded(1), seeded(2));
+}
+
+#[test]
+fn unsupported_types_and_bad_packets_are_errors() {
+    let p = prog("mov %r0, 0\nexit");
+    assert!(Runner::default()
+        .run(&p, ProgType::Kprobe, &PACKET, Input::default())
+        .is_err());
+    let err = Runner::default()
+        .run(&p, ProgType::Xdp, &PACKET[..10], Input::default())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("shorter than an Ethernet header"),
+        "{err}"
+    );
+}
