@@ -4,5 +4,7 @@
 
 pub use bpfsim_vm as vm;
 
+pub mod capture;
 pub mod conformance;
 pub mod plugin;
+pub mod run_cmd;

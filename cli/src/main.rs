@@ -40,6 +40,26 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run a program over packets and print the verdicts (maps persist across the packets).
+    Run {
+        /// ELF object (clang -target bpf).
+        object: Option<PathBuf>,
+        /// Raw bytecode (8-byte instructions, no ELF) in place of an object.
+        #[arg(long)]
+        raw: Option<PathBuf>,
+        /// Program type, the kernel's name without BPF_PROG_TYPE_: xdp, sched_cls, socket_filter ...
+        #[arg(long = "type")]
+        prog_type: Option<String>,
+        /// Packets from a pcap or pcapng file.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// One packet as hex (repeatable).
+        #[arg(long)]
+        packet: Vec<String>,
+        /// text (verdict table) or json (one object per packet and line).
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
     /// Assemble conformance-dialect text into raw bytecode.
     Asm {
         /// Source file ("-" for stdin).
@@ -131,6 +151,35 @@ fn main() -> ExitCode {
             verbose,
         } => conformance_cmd(&paths, &engine, verbose),
         Command::ConformancePlugin { args } => return bpfsim::plugin::main_with(&args),
+        Command::Run {
+            object,
+            raw,
+            prog_type,
+            pcap,
+            packet,
+            format,
+        } => (|| {
+            let prog_type = match prog_type {
+                Some(t) => Some(bpfsim::vm::spec::ProgType::from_name(&t).ok_or_else(|| {
+                    format!("unknown program type `{t}` (try xdp, sched_cls, socket_filter)")
+                })?),
+                None => None,
+            };
+            let json = match format.as_str() {
+                "json" => true,
+                "text" => false,
+                other => return Err(format!("unknown format `{other}` (text or json)")),
+            };
+            bpfsim::run_cmd::run(bpfsim::run_cmd::RunArgs {
+                raw,
+                object,
+                prog_type,
+                packets_hex: packet,
+                pcap,
+                json,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        })(),
         Command::Asm { input, output } => (|| {
             let text = String::from_utf8(read_input(&input)?)
                 .map_err(|_| "input is not UTF-8".to_string())?;

@@ -1,0 +1,140 @@
+//! `bpfsim run`: run a program over packets (a capture or `--packet` hex) and report verdicts,
+//! with maps and environment persisting across the packets of one invocation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bpfsim_helpers::ctx::{skb::tc_action, xdp};
+use bpfsim_helpers::run::{Input, Redirect, RunResult, Runner};
+use bpfsim_vm::spec::ProgType;
+use bpfsim_vm::{Interpreter, Program};
+use serde_json::json;
+
+use crate::capture::Capture;
+
+/// What `bpfsim run` was asked to do.
+pub struct RunArgs {
+    pub raw: Option<PathBuf>,
+    pub object: Option<PathBuf>,
+    pub prog_type: Option<ProgType>,
+    pub packets_hex: Vec<String>,
+    pub pcap: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// The verdict's name for this program type, when it has one.
+pub fn action_name(prog_type: ProgType, retval: u64) -> String {
+    let named = match prog_type {
+        ProgType::Xdp => xdp::action::name(retval),
+        ProgType::SchedCls | ProgType::SchedAct => tc_action::name(retval),
+        _ => None,
+    };
+    match (named, prog_type) {
+        (Some(n), _) => n.to_string(),
+        (None, ProgType::SocketFilter) if retval as u32 == 0 => "drop".to_string(),
+        (None, ProgType::SocketFilter) => format!("keep {} bytes", retval as u32),
+        (None, _) => format!("{}", retval as i64),
+    }
+}
+
+/// Print a line; a closed stdout (`| head`) ends the command quietly, as Unix tools do.
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    crate::plugin::parse_hex(s).map_err(|e| format!("--packet: {e}"))
+}
+
+fn redirect_json(r: &Option<Redirect>) -> serde_json::Value {
+    match r {
+        None => serde_json::Value::Null,
+        Some(Redirect::Ifindex { ifindex, flags }) => json!({"ifindex": ifindex, "flags": flags}),
+    }
+}
+
+fn packet_json(i: usize, prog_type: ProgType, r: &RunResult) -> serde_json::Value {
+    json!({
+        "packet": i,
+        "retval": r.retval,
+        "action": action_name(prog_type, r.retval),
+        "data": hex(&r.data),
+        "redirect": redirect_json(&r.redirect),
+        "trace": r.trace,
+        "insns": r.insns,
+        "trap": r.trap.map(|t| t.to_string()),
+    })
+}
+
+/// Runs the command; `Err` is a message for exit code 2.
+pub fn run(args: RunArgs) -> Result<(), String> {
+    let (prog, name) = match (&args.raw, &args.object) {
+        (Some(raw), None) => {
+            let bytes = std::fs::read(raw).map_err(|e| format!("{}: {e}", raw.display()))?;
+            let prog =
+                Program::from_bytes(&bytes).map_err(|e| format!("{}: {e}", raw.display()))?;
+            (prog, raw.display().to_string())
+        }
+        (None, Some(obj)) => {
+            return Err(format!(
+                "{}: running ELF objects is not implemented yet (issue 3); use --raw with bytecode",
+                obj.display()
+            ))
+        }
+        _ => return Err("give an object file or --raw FILE".to_string()),
+    };
+    let prog_type = args
+        .prog_type
+        .ok_or("--type is required with --raw (e.g. xdp, sched_cls, socket_filter)")?;
+    let interp = Interpreter::new(&prog);
+    let mut runner = Runner::default();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut traps = 0usize;
+    let mut one = |i: usize, packet: &[u8], runner: &mut Runner| -> Result<(), String> {
+        let r = runner
+            .run(&interp, prog_type, packet, Input::default())
+            .map_err(|e| format!("packet {i}: {e}"))?;
+        if args.json {
+            say(packet_json(i, prog_type, &r));
+        }
+        traps += r.trap.is_some() as usize;
+        *counts.entry(action_name(prog_type, r.retval)).or_default() += 1;
+        Ok(())
+    };
+    let mut n = 0;
+    for h in &args.packets_hex {
+        one(n, &parse_hex(h)?, &mut runner)?;
+        n += 1;
+    }
+    if let Some(pcap) = &args.pcap {
+        for p in Capture::open(pcap).map_err(|e| e.to_string())? {
+            let p = p.map_err(|e| e.to_string())?;
+            one(n, &p.data, &mut runner)?;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Err("no packets: give --pcap FILE or --packet HEX".to_string());
+    }
+    if !args.json {
+        say(format!("{name} ({prog_type}): {n} packets"));
+        for (verdict, count) in &counts {
+            say(format!("  {verdict:<20} {count:>8}"));
+        }
+        if traps > 0 {
+            say(format!(
+                "  ({traps} runs trapped; see --format json for where)"
+            ));
+        }
+    }
+    Ok(())
+}

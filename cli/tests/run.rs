@@ -1,0 +1,266 @@
+//! `bpfsim run` on raw bytecode: verdict tables, JSON lines, captures, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("bpfsim-run-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bpfsim(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bpfsim"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// XDP: drop IPv4, pass everything else.
+const DROP_IPV4: &str = "
+    ldxw %r2, [%r1+0]
+    ldxw %r3, [%r1+4]
+    mov %r0, 2
+    mov %r4, %r2
+    add %r4, 14
+    jgt %r4, %r3, out
+    ldxh %r5, [%r2+12]
+    jne %r5, 0x0008, out
+    mov %r0, 1
+out:
+    exit";
+
+fn assemble(dir: &Dir, src: &str) -> PathBuf {
+    let s = dir.file("p.s", src.as_bytes());
+    let bin = dir.0.join("p.bin");
+    let (code, _, err) = bpfsim(&["asm", s.to_str().unwrap(), "-o", bin.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    bin
+}
+
+fn frame(ethertype: u16, len: usize) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.resize(len, 0x45);
+    f
+}
+
+/// A classic pcap file (microsecond timestamps, Ethernet).
+fn pcap(packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    for w in [0u32, 0, 65535, 1] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    for (i, p) in packets.iter().enumerate() {
+        for w in [i as u32, 0, p.len() as u32, p.len() as u32] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn verdict_table_over_a_capture() {
+    let dir = Dir::new("table");
+    let bin = assemble(&dir, DROP_IPV4);
+    let cap = dir.file(
+        "in.pcap",
+        &pcap(&[
+            frame(0x0800, 60),
+            frame(0x86dd, 60),
+            frame(0x0800, 40),
+            frame(0x0806, 42),
+        ]),
+    );
+    let (code, out, err) = bpfsim(&[
+        "run",
+        "--raw",
+        path(&bin),
+        "--type",
+        "xdp",
+        "--pcap",
+        path(&cap),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": 4 packets"), "{out}");
+    let row = |v: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(v))
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+    };
+    assert_eq!(row("XDP_DROP").as_deref(), Some("2"), "{out}");
+    assert_eq!(row("XDP_PASS").as_deref(), Some("2"), "{out}");
+}
+
+#[test]
+fn json_lines_in_packet_order() {
+    let dir = Dir::new("json");
+    let bin = assemble(&dir, DROP_IPV4);
+    let (a, b) = (frame(0x86dd, 54), frame(0x0800, 54));
+    let (code, out, err) = bpfsim(&[
+        "run",
+        "--raw",
+        path(&bin),
+        "--type",
+        "xdp",
+        "--packet",
+        &hex(&a),
+        "--packet",
+        &hex(&b),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["packet"], 0);
+    assert_eq!(lines[0]["retval"], 2);
+    assert_eq!(lines[0]["action"], "XDP_PASS");
+    assert_eq!(lines[0]["data"], hex(&a));
+    assert_eq!(lines[1]["retval"], 1);
+    assert!(lines[1]["redirect"].is_null());
+    assert!(lines[1]["trace"].as_array().unwrap().is_empty());
+    assert!(lines[1]["insns"].as_u64().unwrap() > 5);
+}
+
+#[test]
+fn socket_filter_and_tc_types() {
+    let dir = Dir::new("types");
+    let bin = assemble(&dir, "ldxw %r0, [%r1+0]\nexit");
+    let p = hex(&frame(0x0806, 60));
+    let (_, out, _) = bpfsim(&[
+        "run",
+        "--raw",
+        path(&bin),
+        "--type",
+        "socket_filter",
+        "--packet",
+        &p,
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["retval"], 46, "skb->len from L3 for socket filters");
+    assert_eq!(v["action"], "keep 46 bytes");
+    let (_, out, _) = bpfsim(&[
+        "run",
+        "--raw",
+        path(&bin),
+        "--type",
+        "sched_cls",
+        "--packet",
+        &p,
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["retval"], 60);
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let dir = Dir::new("bad");
+    let bin = assemble(&dir, DROP_IPV4);
+    let good = pcap(&[frame(0x0800, 60), frame(0x0800, 60)]);
+    let cases: Vec<(Vec<&str>, PathBuf, &str)> = vec![
+        (
+            vec!["--pcap"],
+            dir.file("text.pcap", b"this is not a capture"),
+            "not a pcap or pcapng file",
+        ),
+        (
+            vec!["--pcap"],
+            dir.file("cut.pcap", &good[..good.len() - 7]),
+            "truncated",
+        ),
+        (
+            vec!["--pcap"],
+            dir.file("empty.pcap", b""),
+            "not a pcap or pcapng file",
+        ),
+    ];
+    for (flag, file, expect) in cases {
+        let (code, _, err) = bpfsim(&[
+            "run",
+            "--raw",
+            path(&bin),
+            "--type",
+            "xdp",
+            flag[0],
+            path(&file),
+        ]);
+        assert_eq!(code, 2, "{}: {err}", file.display());
+        assert!(err.contains(expect), "{}: {err}", file.display());
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let (code, _, err) = bpfsim(&[
+        "run",
+        "--raw",
+        path(&bin),
+        "--type",
+        "xdp",
+        "--packet",
+        "0011",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("shorter than an Ethernet header"), "{err}");
+    let (code, _, err) = bpfsim(&[
+        "run",
+        "--raw",
+        path(&bin),
+        "--type",
+        "nonsense",
+        "--packet",
+        "00",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown program type"), "{err}");
+    let junk = dir.file("junk.bin", &[0x07, 0, 1, 0, 1, 0, 0, 0]);
+    let (code, _, err) = bpfsim(&[
+        "run",
+        "--raw",
+        path(&junk),
+        "--type",
+        "xdp",
+        "--packet",
+        &hex(&frame(0x0800, 60)),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("instruction 0"), "{err}");
+}
