@@ -153,6 +153,104 @@ const PROGRAMS: &[(&str, ProgType, &str)] = &[
          mov %r0, 99
          exit",
     ),
+    (
+        "tc: NAT the IPv4 destination with l4/l3_csum_replace and skb_store_bytes",
+        ProgType::SchedCls,
+        "mov %r6, %r1
+         mov %r9, 0
+         ldxw %r2, [%r6+76]
+         ldxw %r3, [%r6+80]
+         mov %r4, %r2
+         add %r4, 34
+         mov %r7, 0
+         jgt %r4, %r3, nohdr
+         ldxw %r7, [%r2+30]
+         nohdr:
+         stw [%r10-4], 0x0101a8c0
+         mov %r1, %r6
+         mov %r2, 50
+         mov %r3, %r7
+         mov %r4, 0x0101a8c0
+         mov %r5, 0x14
+         call 11
+         and %r0, 0xff
+         or %r9, %r0
+         mov %r1, %r6
+         mov %r2, 24
+         mov %r3, %r7
+         mov %r4, 0x0101a8c0
+         mov %r5, 4
+         call 10
+         and %r0, 0xff
+         lsh %r0, 8
+         or %r9, %r0
+         mov %r1, %r6
+         mov %r2, 30
+         mov %r3, %r10
+         add %r3, -4
+         mov %r4, 4
+         mov %r5, 0
+         call 9
+         and %r0, 0xff
+         lsh %r0, 16
+         or %r9, %r0
+         mov %r0, %r9
+         exit",
+    ),
+    (
+        "tc: checksum and store helpers refusing their arguments",
+        ProgType::SchedCls,
+        "mov %r6, %r1
+         mov %r9, 0
+         mov %r2, 24
+         mov %r3, 0
+         mov %r4, 1
+         mov %r5, 3
+         call 10
+         and %r0, 0xff
+         or %r9, %r0
+         mov %r1, %r6
+         mov %r2, 25
+         mov %r3, 0
+         mov %r4, 1
+         mov %r5, 2
+         call 10
+         and %r0, 0xff
+         lsh %r0, 8
+         or %r9, %r0
+         mov %r1, %r6
+         mov %r2, 40
+         mov %r3, 0
+         mov %r4, 0
+         mov %r5, 0x22
+         call 11
+         and %r0, 0xff
+         lsh %r0, 16
+         or %r9, %r0
+         stw [%r10-4], 0
+         mov %r1, %r6
+         mov %r2, 58
+         mov %r3, %r10
+         add %r3, -4
+         mov %r4, 4
+         mov %r5, 0
+         call 9
+         and %r0, 0xff
+         lsh %r0, 24
+         or %r9, %r0
+         mov %r1, %r6
+         mov %r2, 0
+         mov %r3, %r10
+         add %r3, -4
+         mov %r4, 4
+         mov %r5, 4
+         call 9
+         and %r0, 0xff
+         lsh %r0, 32
+         or %r9, %r0
+         mov %r0, %r9
+         exit",
+    ),
 ];
 
 fn kernel_type(t: ProgType) -> KType {

@@ -56,6 +56,17 @@ pub enum RunError {
 const EINVAL: u64 = -22i64 as u64;
 const EFAULT: u64 = -14i64 as u64;
 
+/// Flags of the skb store and checksum helpers (UAPI `BPF_F_*`).
+const F_RECOMPUTE_CSUM: u64 = 1;
+const F_INVALIDATE_HASH: u64 = 1 << 1;
+const F_HDR_FIELD_MASK: u64 = 0xf;
+const F_PSEUDO_HDR: u64 = 1 << 4;
+const F_MARK_MANGLED_0: u64 = 1 << 5;
+const F_MARK_ENFORCE: u64 = 1 << 6;
+const F_IPV6: u64 = 1 << 7;
+/// What a zero UDP checksum becomes when it must be marked as computed (`CSUM_MANGLED_0`).
+const CSUM_MANGLED_0: u16 = 0xffff;
+
 /// Runs programs against one environment; reuses its VM across runs.
 #[derive(Default)]
 pub struct Runner {
@@ -176,6 +187,10 @@ impl<'e> SimHost<'e> {
         }
     }
 
+    fn is_skb(&self) -> bool {
+        self.prog_type != ProgType::Xdp
+    }
+
     fn xdp_adjust(
         &mut self,
         mem: &mut MemoryMap<'_>,
@@ -239,6 +254,66 @@ impl<'e> SimHost<'e> {
     }
 }
 
+impl SimHost<'_> {
+    /// `bpf_skb_store_bytes(skb, offset, from, len, flags)`.
+    fn skb_store_bytes(mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+        if a[4] & !(F_RECOMPUTE_CSUM | F_INVALIDATE_HASH) != 0 {
+            return Ok(EINVAL);
+        }
+        let skb = Self::skb(mem)?;
+        let (offset, len) = (a[1] as u32 as u64, a[3] as u32 as u64);
+        if offset > i32::MAX as u64 {
+            return Ok(EFAULT);
+        }
+        // Measured on Linux 6.18: past the end of the packet is -EFAULT.
+        if offset + len > (skb.end - skb.data) as u64 {
+            return Ok(EFAULT);
+        }
+        let bytes = mem.slice(a[2], len as usize)?.to_vec();
+        mem.slice_mut(skb.buf_addr + skb.data as u64 + offset, len as usize)?
+            .copy_from_slice(&bytes);
+        Ok(0)
+    }
+
+    /// `bpf_l3_csum_replace` (id 10) and `bpf_l4_csum_replace` (id 11) on a socket buffer the
+    /// test run built with `CHECKSUM_NONE`, where the pseudo-header flag changes nothing.
+    fn csum_replace(mem: &mut MemoryMap<'_>, l4: bool, a: [u64; 5]) -> Result<u64, HelperStop> {
+        let flags = a[4];
+        let allowed = if l4 {
+            F_HDR_FIELD_MASK | F_PSEUDO_HDR | F_MARK_MANGLED_0 | F_MARK_ENFORCE | F_IPV6
+        } else {
+            F_HDR_FIELD_MASK
+        };
+        if flags & !allowed != 0 {
+            return Ok(EINVAL);
+        }
+        let skb = Self::skb(mem)?;
+        let offset = a[1] as u32 as usize;
+        if offset > 0xffff || offset & 1 != 0 || offset + 2 > skb.end - skb.data {
+            return Ok(EFAULT);
+        }
+        let at = skb.buf_addr + (skb.data + offset) as u64;
+        let field = mem.slice(at, 2)?;
+        let sum = u16::from_le_bytes([field[0], field[1]]);
+        let mangled0 = l4 && flags & F_MARK_MANGLED_0 != 0;
+        if mangled0 && flags & F_MARK_ENFORCE == 0 && sum == 0 {
+            return Ok(0);
+        }
+        let (from, to) = (a[2], a[3]);
+        let mut new = match flags & F_HDR_FIELD_MASK {
+            0 => csum::csum_replace_by_diff(sum, to as u32),
+            2 => csum::csum_replace(sum, from as u16 as u32, to as u16 as u32),
+            4 => csum::csum_replace(sum, from as u32, to as u32),
+            _ => return Ok(EINVAL),
+        };
+        if mangled0 && new == 0 {
+            new = CSUM_MANGLED_0;
+        }
+        mem.slice_mut(at, 2)?.copy_from_slice(&new.to_le_bytes());
+        Ok(0)
+    }
+}
+
 impl Host for SimHost<'_> {
     fn call_helper(
         &mut self,
@@ -246,6 +321,7 @@ impl Host for SimHost<'_> {
         a: [u64; 5],
         mem: &mut MemoryMap<'_>,
     ) -> Result<u64, HelperStop> {
+        let skb = self.is_skb();
         let env = &mut *self.env;
         Ok(match id {
             5 => env.clock.monotonic_ns(),
@@ -263,6 +339,8 @@ impl Host for SimHost<'_> {
             }
             7 => env.prandom.next_u32() as u64,
             8 => env.cpu as u64,
+            9 if skb => return Self::skb_store_bytes(mem, a),
+            10 | 11 if skb => return Self::csum_replace(mem, id == 11, a),
             23 => {
                 self.redirect = Some(Redirect::Ifindex {
                     ifindex: a[0] as u32,

@@ -79,3 +79,40 @@ mod tests {
         assert_eq!(csum_diff(&[0, 0, 0], &[], 0), 0);
     }
 }
+
+/// Checksum fields are handled as the 16 bits in memory order; ones'-complement arithmetic
+/// gives the same bytes whatever the order, as long as every operand uses the same one.
+fn add32(a: u32, b: u32) -> u32 {
+    let (s, carry) = a.overflowing_add(b);
+    s.wrapping_add(carry as u32)
+}
+
+/// `csum_replace4`/`csum_replace2`: update the field `sum` for a word changing from `from` to `to`.
+pub fn csum_replace(sum: u16, from: u32, to: u32) -> u16 {
+    csum_fold(add32(add32(!(sum as u32) & 0xffff, !from), to))
+}
+
+/// `csum_replace_by_diff`: update the field `sum` by a partial-sum difference.
+pub fn csum_replace_by_diff(sum: u16, diff: u32) -> u16 {
+    csum_fold(add32(diff, !(sum as u32) & 0xffff))
+}
+
+#[cfg(test)]
+mod replace_tests {
+    use super::*;
+
+    #[test]
+    fn replacing_a_word_matches_a_recompute() {
+        let mut h: Vec<u8> = vec![
+            0x45, 0, 0, 0x54, 0, 0, 0x40, 0, 0x40, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let c = csum_fold(csum_partial(&h, 0));
+        h[10..12].copy_from_slice(&c.to_le_bytes());
+        let from = u32::from_le_bytes([10, 0, 0, 1]);
+        let to = u32::from_le_bytes([192, 168, 1, 1]);
+        let new = csum_replace(u16::from_le_bytes([h[10], h[11]]), from, to);
+        h[12..16].copy_from_slice(&to.to_le_bytes());
+        h[10..12].copy_from_slice(&new.to_le_bytes());
+        assert_eq!(csum_fold(csum_partial(&h, 0)), 0);
+    }
+}
