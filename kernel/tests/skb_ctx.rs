@@ -45,6 +45,10 @@ fn skb_fields_match_the_kernel() {
             (off::LEN, "len"),
             (off::PKT_TYPE, "pkt_type"),
             (off::PROTOCOL, "protocol"),
+            (off::IFINDEX, "ifindex"),
+            (off::INGRESS_IFINDEX, "ingress_ifindex"),
+            (off::MARK, "mark"),
+            (off::WIRE_LEN, "wire_len"),
         ] {
             let src = format!("ldxw %r0, [%r1+{field}]\nexit");
             let prog = kernel

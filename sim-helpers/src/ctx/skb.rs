@@ -72,8 +72,9 @@ pub const ETH_HLEN: usize = 14;
 /// Headroom `BPF_PROG_TEST_RUN` leaves before an skb's data (`NET_SKB_PAD + NET_IP_ALIGN`).
 pub const HEADROOM: usize = 64 + 2;
 
-/// The `__sk_buff` fields a test may set (what `BPF_PROG_TEST_RUN`'s ctx_in accepts).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The `__sk_buff` fields a test may set (what `BPF_PROG_TEST_RUN`'s ctx_in accepts). The
+/// default is what the kernel's test runs see: the skb is on loopback (ifindex 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SkbMd {
     pub mark: u32,
     pub priority: u32,
@@ -85,6 +86,24 @@ pub struct SkbMd {
     pub gso_segs: u32,
     pub gso_size: u32,
     pub hwtstamp: u64,
+}
+
+impl Default for SkbMd {
+    fn default() -> Self {
+        SkbMd {
+            mark: 0,
+            priority: 0,
+            // Measured: ifindex reads 1 (lo), ingress_ifindex 0 (the skb never came in).
+            ingress_ifindex: 0,
+            ifindex: crate::ctx::xdp::LOOPBACK_IFINDEX,
+            cb: [0; 5],
+            tstamp: 0,
+            wire_len: 0,
+            gso_segs: 0,
+            gso_size: 0,
+            hwtstamp: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -187,10 +206,6 @@ impl SkbFrame {
         buf[HEADROOM..].copy_from_slice(packet);
         let mac = HEADROOM;
         let data = if at_l3 { mac + ETH_HLEN } else { mac };
-        let mut md = md;
-        if md.wire_len == 0 {
-            md.wire_len = packet.len() as u32;
-        }
         Ok(SkbFrame {
             ctx: SkbContext {
                 prog_type,

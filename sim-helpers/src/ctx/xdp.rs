@@ -35,13 +35,28 @@ pub mod action {
     }
 }
 
-/// The `struct xdp_md` fields a test may set (`BPF_PROG_TEST_RUN` accepts exactly these).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The `struct xdp_md` fields a test may set (`BPF_PROG_TEST_RUN` accepts exactly these). The
+/// default is what the kernel's test runs see without a context: the loopback device (ifindex 1),
+/// queue 0, no metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XdpMd {
     pub ingress_ifindex: u32,
     pub rx_queue_index: u32,
     /// Bytes of metadata before the packet (a multiple of 4).
     pub meta_len: u32,
+}
+
+/// The loopback device's ifindex, where the kernel runs test packets.
+pub const LOOPBACK_IFINDEX: u32 = 1;
+
+impl Default for XdpMd {
+    fn default() -> Self {
+        XdpMd {
+            ingress_ifindex: LOOPBACK_IFINDEX,
+            rx_queue_index: 0,
+            meta_len: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
