@@ -270,7 +270,25 @@ impl SkbContext {
         }
     }
 
+    /// Fields socket filters may not read (`sk_filter_is_valid_access`; measured on 6.18).
+    fn hidden(&self, off: u32) -> bool {
+        self.prog_type == ProgType::SocketFilter
+            && matches!(
+                off,
+                off::TC_CLASSID
+                    | off::DATA
+                    | off::DATA_END
+                    | off::DATA_META
+                    | off::TSTAMP
+                    | off::WIRE_LEN
+                    | off::HWTSTAMP
+            )
+    }
+
     fn field(&self, off: u32) -> Option<u64> {
+        if self.hidden(off) {
+            return None;
+        }
         let ptr = |o: usize| self.buf_addr + o as u64;
         let len = (self.end - self.data) as u64;
         Some(match off {
