@@ -5,6 +5,7 @@ pub mod asm;
 pub mod host;
 pub mod interp;
 pub mod isa;
+pub mod loader;
 pub mod memory;
 pub mod program;
 pub mod spec;

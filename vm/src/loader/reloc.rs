@@ -1,0 +1,213 @@
+//! Relocation records of a code section, resolved to what each relocated instruction refers to
+//! (a map, global data, code, or something unsupported), the way `bpf_program__record_reloc`
+//! in libbpf classifies them. Nothing is patched here: [`super::link`] applies the fixups.
+
+use std::collections::BTreeMap;
+
+use super::btf::{Btf, BtfKind};
+use super::btf_ext::{core_kind_name, CoreRelo};
+use super::elf::{Elf, Symbol, R_BPF_NONE, STT_FUNC, STT_SECTION};
+use super::maps::Maps;
+use super::ObjectError;
+
+const CALL: u8 = 0x85;
+const LDDW: u8 = 0x18;
+const PSEUDO_CALL: u8 = 1;
+
+/// What the instruction at one slot of a code section refers to.
+#[derive(Clone, Debug)]
+pub(crate) enum Fixup {
+    /// `lddw` of a map symbol: becomes `Imm64::MapIdx`.
+    Map(usize),
+    /// `lddw` of global data: becomes `Imm64::MapIdxValue` at the symbol's offset plus the addend
+    /// clang leaves in the instruction's `imm`.
+    Data { map: usize, sym_off: u64 },
+    /// A call, or an `lddw` of a function address (a callback), to this slot of a code section.
+    Code { section: usize, slot: u64 },
+    /// Programs that contain this instruction are refused with this error.
+    Reject(ObjectError),
+}
+
+/// A function's extent in its section, for naming the function a CO-RE record falls into.
+pub(crate) struct FuncExtent<'a> {
+    pub name: &'a str,
+    pub start: usize,
+    pub len: usize,
+}
+
+/// Resolve the relocations and CO-RE records that apply to code section `index`, keyed by slot.
+pub(crate) fn resolve(
+    elf: &Elf<'_>,
+    index: usize,
+    maps: &Maps,
+    btf: Option<&Btf>,
+    core: &[CoreRelo],
+    funcs: &[FuncExtent<'_>],
+) -> Result<BTreeMap<usize, Fixup>, ObjectError> {
+    let section = &elf.sections[index];
+    let code = section.data;
+    let mut fixups = BTreeMap::new();
+    for rel in elf.relocations_for(index)? {
+        if rel.kind == R_BPF_NONE {
+            continue;
+        }
+        let slot = usize::try_from(rel.offset)
+            .ok()
+            .filter(|&off| off % 8 == 0 && off.checked_add(8).is_some_and(|e| e <= code.len()))
+            .map(|off| off / 8)
+            .ok_or_else(|| {
+                ObjectError::elf(
+                    &elf.sections[rel.table].name,
+                    rel.file_offset,
+                    format!(
+                        "relocation offset {:#x} is not an instruction of the section",
+                        rel.offset
+                    ),
+                )
+            })?;
+        let raw = &code[slot * 8..slot * 8 + 8];
+        let sym = &elf.symbols[rel.symbol];
+        let fixup =
+            classify(elf, &section.name, slot, raw, sym, maps, btf).unwrap_or_else(Fixup::Reject);
+        fixups.insert(slot, fixup);
+    }
+    for relo in core.iter().filter(|r| r.section == section.name) {
+        let slot = relo.insn_off as usize / 8;
+        if relo.insn_off % 8 != 0 || slot >= code.len() / 8 {
+            return Err(ObjectError::Btf {
+                section: ".BTF.ext".into(),
+                offset: relo.at,
+                detail: format!(
+                    "CO-RE record for instruction offset {:#x} of '{}' is outside its code",
+                    relo.insn_off, section.name
+                ),
+            });
+        }
+        let type_name = btf.map_or_else(|| "?".into(), |b| b.type_name(relo.type_id));
+        let func = funcs
+            .iter()
+            .find(|f| slot >= f.start && slot - f.start < f.len)
+            .map_or("", |f| f.name);
+        let feature = format!(
+            "CO-RE relocation against kernel type {type_name} ({}, access {})",
+            core_kind_name(relo.kind),
+            relo.access
+        );
+        let err = ObjectError::unsupported(feature, &section.name, slot, func);
+        fixups.insert(slot, Fixup::Reject(err));
+    }
+    Ok(fixups)
+}
+
+/// What one relocation record means for the instruction (`raw`, at `slot`) it patches.
+fn classify(
+    elf: &Elf<'_>,
+    section: &str,
+    slot: usize,
+    raw: &[u8],
+    sym: &Symbol,
+    maps: &Maps,
+    btf: Option<&Btf>,
+) -> Result<Fixup, ObjectError> {
+    let (code, src) = (raw[0], raw[1] >> 4);
+    let imm = i32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+    let reloc = |detail: String| ObjectError::reloc(section, slot, &sym.name, detail);
+    if code != CALL && code != LDDW {
+        return Err(reloc(format!(
+            "opcode {code:#04x} cannot be relocated (only lddw and call)"
+        )));
+    }
+    let Some(target) = sym.section else {
+        if sym.name.is_empty() {
+            return Err(reloc("relocation against the null symbol".into()));
+        }
+        let feature = extern_feature(&sym.name, code == CALL, btf);
+        return Err(ObjectError::unsupported(feature, section, slot, &sym.name));
+    };
+    let target_section = &elf.sections[target];
+    if code == CALL {
+        if src != PSEUDO_CALL {
+            return Err(reloc(
+                "relocated call is not a BPF-to-BPF call (src_reg != 1)".into(),
+            ));
+        }
+        if !target_section.is_code() {
+            return Err(reloc(format!(
+                "call into '{}', which is not a code section",
+                target_section.name
+            )));
+        }
+        // Global functions: st_value is the callee, imm is -1. Static ones: the symbol is the
+        // section, and imm + 1 counts slots from its start.
+        let to = (sym.value / 8) as i64 + imm as i64 + 1;
+        return match u64::try_from(to) {
+            Ok(slot) if sym.value % 8 == 0 => Ok(Fixup::Code {
+                section: target,
+                slot,
+            }),
+            _ => Err(reloc(format!(
+                "call target {to} is not a slot of '{}'",
+                target_section.name
+            ))),
+        };
+    }
+    if target_section.is_code() && matches!(sym.kind, STT_FUNC | STT_SECTION) {
+        let byte = i64::try_from(sym.value)
+            .ok()
+            .and_then(|v| v.checked_add(imm as i64))
+            .and_then(|b| u64::try_from(b).ok());
+        return match byte {
+            Some(b) if b % 8 == 0 => Ok(Fixup::Code {
+                section: target,
+                slot: b / 8,
+            }),
+            _ => Err(reloc(format!(
+                "function address {:#x}{imm:+} is not an instruction boundary",
+                sym.value
+            ))),
+        };
+    }
+    if let Some(&map) = maps.by_data_section.get(&target) {
+        return Ok(Fixup::Data {
+            map,
+            sym_off: sym.value,
+        });
+    }
+    if target_section.name == ".maps" || target_section.name == "maps" {
+        return match maps.by_symbol.get(&(target, sym.value)) {
+            Some(&map) => Ok(Fixup::Map(map)),
+            None => Err(reloc(format!(
+                "no map is defined at offset {:#x} of '{}'",
+                sym.value, target_section.name
+            ))),
+        };
+    }
+    Err(reloc(format!(
+        "section '{}' holds no map, global data or code",
+        target_section.name
+    )))
+}
+
+/// Names an undefined symbol's feature: kfuncs and kernel variables (`__ksym`, in the BTF
+/// DATASEC `.ksyms`), Kconfig values (`__kconfig`, `.kconfig`), or another object's symbol.
+fn extern_feature(name: &str, call: bool, btf: Option<&Btf>) -> String {
+    let datasec = btf.and_then(|b| {
+        b.types().iter().find_map(|t| match &t.kind {
+            BtfKind::Datasec { vars, .. }
+                if vars
+                    .iter()
+                    .any(|v| b.type_by_id(v.type_id).is_some_and(|t| t.name == name)) =>
+            {
+                Some(t.name.clone())
+            }
+            _ => None,
+        })
+    });
+    match (datasec.as_deref(), call) {
+        (Some(".ksyms"), true) => format!("kfunc call to '{name}' (.ksyms)"),
+        (_, true) => format!("call to extern function '{name}'"),
+        (Some(".ksyms"), false) => format!("kernel variable '{name}' (.ksyms)"),
+        (Some(".kconfig"), false) => format!("Kconfig extern '{name}' (.kconfig)"),
+        (_, false) => format!("reference to extern symbol '{name}'"),
+    }
+}
