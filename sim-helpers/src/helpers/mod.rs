@@ -2,3 +2,4 @@
 
 pub mod csum;
 pub mod printk;
+pub mod proto;
