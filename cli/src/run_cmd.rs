@@ -59,6 +59,7 @@ fn redirect_json(r: &Option<Redirect>) -> serde_json::Value {
     match r {
         None => serde_json::Value::Null,
         Some(Redirect::Ifindex { ifindex, flags }) => json!({"ifindex": ifindex, "flags": flags}),
+        Some(Redirect::Map { map, key, flags }) => json!({"map": map, "key": key, "flags": flags}),
     }
 }
 

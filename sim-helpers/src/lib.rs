@@ -4,6 +4,7 @@ pub mod ctx;
 pub mod env;
 pub mod helpers;
 pub mod maps;
+pub mod object;
 pub mod run;
 
 pub use env::{Clock, Env, Prandom};

@@ -10,12 +10,15 @@ use crate::ctx::skb::{SkbContext, SkbError, SkbFrame, SkbMd};
 use crate::ctx::xdp::{self, XdpContext, XdpError, XdpFrame, XdpMd};
 use crate::env::Env;
 use crate::helpers::{csum, printk};
+use crate::maps::{ArenaAccess, MapState, Maps};
 
 /// Where a redirect sent the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Redirect {
     /// `bpf_redirect(ifindex, flags)`.
     Ifindex { ifindex: u32, flags: u64 },
+    /// `bpf_redirect_map(map, key, flags)`: map number (object order) and key.
+    Map { map: usize, key: u32, flags: u64 },
 }
 
 /// The inputs of one run besides the packet.
@@ -67,18 +70,42 @@ const F_IPV6: u64 = 1 << 7;
 /// What a zero UDP checksum becomes when it must be marked as computed (`CSUM_MANGLED_0`).
 const CSUM_MANGLED_0: u16 = 0xffff;
 
-/// Runs programs against one environment; reuses its VM across runs.
-#[derive(Default)]
+/// Runs programs against one environment and one set of maps; reuses its VM across runs.
 pub struct Runner {
     vm: Vm,
     pub env: Env,
+    /// The maps programs see, with state kept across runs as in a loaded kernel program.
+    pub maps: Maps,
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Runner::new(Env::default())
+    }
+}
+
+/// Regions every run maps first: the packet buffer, then the context; map arenas follow, in map
+/// order, so that their guest addresses are the same in every run and can be linked as constants.
+pub const PACKET_REGION: u64 = 9;
+pub const CONTEXT_REGION: u64 = 10;
+pub const FIRST_MAP_REGION: u64 = 11;
+/// Map pointers (`lddw rN, map`) are handles in a region that never maps: dereferencing one
+/// faults, as the verifier would refuse it.
+pub const MAP_HANDLE_BASE: u64 = 0xffff_ff00 << 32;
+
+/// Guest address of arena `arena` of map number `map` (in `maps` order).
+pub fn arena_addr(maps: &Maps, map: usize, arena: usize) -> u64 {
+    let before: usize = maps.iter().take(map).map(|m| m.arenas().len()).sum();
+    (FIRST_MAP_REGION + before as u64 + arena as u64) << 32
 }
 
 impl Runner {
     pub fn new(env: Env) -> Runner {
+        let maps = Maps::new(env.ncpus.max(1));
         Runner {
             vm: Vm::default(),
             env,
+            maps,
         }
     }
 
@@ -116,10 +143,12 @@ impl Runner {
         let mut mem = self.vm.memory();
         ctx.frame_addr = mem.map_mut(&mut buf)?;
         let r1 = mem.map_context(&mut ctx)?;
+        map_arenas(&mut self.maps, &mut mem, &mut host)?;
         let out = prog.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget);
+        let (redirect, trace) = (host.redirect, std::mem::take(&mut host.trace));
+        drop(host);
         let table = mem.into_scratch();
         self.vm.recycle(table);
-        let (redirect, trace) = (host.redirect, host.trace);
         Ok(RunResult {
             retval: out.result.unwrap_or(xdp::action::ABORTED as u64),
             data: buf[ctx.meta..ctx.end].to_vec(),
@@ -144,10 +173,12 @@ impl Runner {
         let mut mem = self.vm.memory();
         ctx.buf_addr = mem.map_mut(&mut buf)?;
         let r1 = mem.map_context(&mut ctx)?;
+        map_arenas(&mut self.maps, &mut mem, &mut host)?;
         let out = prog.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget);
+        let (redirect, trace) = (host.redirect, std::mem::take(&mut host.trace));
+        drop(host);
         let table = mem.into_scratch();
         self.vm.recycle(table);
-        let (redirect, trace) = (host.redirect, host.trace);
         let frame = SkbFrame { buf, ctx };
         Ok(RunResult {
             retval: out.result.unwrap_or(0),
@@ -161,12 +192,54 @@ impl Runner {
     }
 }
 
+/// Lend every map's arenas to the run (in map order, see [`arena_addr`]) and its state to the
+/// helpers.
+fn map_arenas<'a>(
+    maps: &'a mut Maps,
+    mem: &mut MemoryMap<'a>,
+    host: &mut SimHost<'_, 'a>,
+) -> Result<(), MapError> {
+    for m in maps.iter_mut() {
+        let (state, arenas) = m.split_mut();
+        let mut bases = Vec::with_capacity(arenas.len());
+        let mut len = 0;
+        for arena in arenas.iter_mut() {
+            len = arena.len();
+            bases.push(mem.map_mut(arena)?);
+        }
+        host.maps.push(MapView { state, bases, len });
+    }
+    Ok(())
+}
+
+/// A map as the helpers of one run see it: its state, and where its arenas are in guest memory.
+struct MapView<'a> {
+    state: &'a mut MapState,
+    bases: Vec<u64>,
+    len: usize,
+}
+
+/// A map's arenas reached through guest memory, for map operations that write values.
+struct GuestArenas<'m, 'a> {
+    mem: &'m mut MemoryMap<'a>,
+    bases: &'m [u64],
+    len: usize,
+}
+
+impl ArenaAccess for GuestArenas<'_, '_> {
+    fn arena_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        let base = *self.bases.get(index)?;
+        self.mem.slice_mut(base, self.len).ok()
+    }
+}
+
 /// The helpers' view of one run.
-struct SimHost<'e> {
+struct SimHost<'e, 'a> {
     env: &'e mut Env,
     prog_type: ProgType,
     redirect: Option<Redirect>,
     trace: Vec<String>,
+    maps: Vec<MapView<'a>>,
 }
 
 struct Guest<'m, 'a>(&'m MemoryMap<'a>);
@@ -177,14 +250,159 @@ impl printk::GuestRead for Guest<'_, '_> {
     }
 }
 
-impl<'e> SimHost<'e> {
-    fn new(env: &'e mut Env, prog_type: ProgType) -> SimHost<'e> {
+impl<'e> SimHost<'e, '_> {
+    fn new(env: &'e mut Env, prog_type: ProgType) -> Self {
         SimHost {
             env,
             prog_type,
             redirect: None,
             trace: Vec::new(),
+            maps: Vec::new(),
         }
+    }
+
+    /// The map a program-side map pointer names.
+    fn map_index(&self, handle: u64) -> Result<usize, HelperStop> {
+        let i = handle.wrapping_sub(MAP_HANDLE_BASE);
+        if i < self.maps.len() as u64 {
+            Ok(i as usize)
+        } else {
+            Err(HelperStop::Fault)
+        }
+    }
+
+    fn key(&self, mem: &MemoryMap<'_>, i: usize, addr: u64) -> Result<Vec<u8>, HelperStop> {
+        let n = self.maps[i].state.key_size() as usize;
+        Ok(mem.slice(addr, n)?.to_vec())
+    }
+
+    /// `bpf_map_lookup_elem(map, key)`: a pointer into the map's arena for this CPU, or NULL.
+    fn map_lookup(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+        let i = self.map_index(a[0])?;
+        let key = self.key(mem, i, a[1])?;
+        let cpu = self.env.cpu;
+        let m = &mut self.maps[i];
+        Ok(match m.state.lookup(&key, cpu) {
+            Some(off) => m.bases[m.state.arena_index(cpu).min(m.bases.len() - 1)] + off as u64,
+            None => 0,
+        })
+    }
+
+    fn map_update(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+        let i = self.map_index(a[0])?;
+        let key = self.key(mem, i, a[1])?;
+        let value = mem
+            .slice(a[2], self.maps[i].state.value_size() as usize)?
+            .to_vec();
+        let cpu = self.env.cpu;
+        let m = &mut self.maps[i];
+        let mut arenas = GuestArenas {
+            mem,
+            bases: &m.bases,
+            len: m.len,
+        };
+        Ok(match m.state.update(&key, &value, a[3], cpu, &mut arenas) {
+            Ok(()) => 0,
+            Err(e) => e.errno.helper_ret(),
+        })
+    }
+
+    /// The map whose arena holds guest address `ptr`, and the offset in that arena.
+    fn locate(&self, ptr: u64) -> Option<(usize, usize)> {
+        self.maps.iter().enumerate().find_map(|(i, m)| {
+            m.bases
+                .iter()
+                .find(|&&b| ptr >= b && ptr - b < m.len as u64)
+                .map(|b| (i, (ptr - b) as usize))
+        })
+    }
+
+    fn ringbuf(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        id: u32,
+        a: [u64; 5],
+    ) -> Result<u64, HelperStop> {
+        let ret = |r: Result<(), crate::maps::OpError>| match r {
+            Ok(()) => 0,
+            Err(e) => e.errno.helper_ret(),
+        };
+        Ok(match id {
+            // output(map, data, size, flags), reserve(map, size, flags)
+            130 | 131 => {
+                let i = self.map_index(a[0])?;
+                let data = if id == 130 {
+                    mem.slice(a[1], a[2] as u32 as usize)?.to_vec()
+                } else {
+                    Vec::new()
+                };
+                let m = &mut self.maps[i];
+                let base = m.bases[0];
+                let mut arenas = GuestArenas {
+                    mem,
+                    bases: &m.bases,
+                    len: m.len,
+                };
+                let Some(rb) = m.state.ringbuf_mut() else {
+                    return Err(HelperStop::Fault);
+                };
+                if id == 130 {
+                    ret(rb.output(&data, a[3], &mut arenas))
+                } else {
+                    rb.reserve(a[1], a[2], &mut arenas)
+                        .map_or(0, |off| base + off as u64)
+                }
+            }
+            // submit(data, flags), discard(data, flags)
+            _ => {
+                let (i, off) = self.locate(a[0]).ok_or(HelperStop::Fault)?;
+                let m = &mut self.maps[i];
+                let mut arenas = GuestArenas {
+                    mem,
+                    bases: &m.bases,
+                    len: m.len,
+                };
+                let Some(rb) = m.state.ringbuf_mut() else {
+                    return Err(HelperStop::Fault);
+                };
+                let _ = if id == 132 {
+                    rb.submit(off, a[1], &mut arenas)
+                } else {
+                    rb.discard(off, a[1], &mut arenas)
+                };
+                0
+            }
+        })
+    }
+
+    /// `bpf_redirect_map(map, key, flags)`: XDP_REDIRECT when the slot is filled, else the action
+    /// in the low bits of `flags`.
+    fn redirect_map(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+        let i = self.map_index(a[0])?;
+        let key = a[1] as u32;
+        let _ = mem;
+        let cpu = self.env.cpu;
+        let state = &mut self.maps[i].state;
+        // Array-like maps (devmap, cpumap, xskmap) by slot; devmap_hash by key.
+        if state.slot(key).is_some() || state.lookup(&key.to_le_bytes(), cpu).is_some() {
+            self.redirect = Some(Redirect::Map {
+                map: i,
+                key,
+                flags: a[2],
+            });
+            Ok(xdp::action::REDIRECT as u64)
+        } else {
+            Ok(a[2] & 0x3)
+        }
+    }
+
+    fn map_delete(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+        let i = self.map_index(a[0])?;
+        let key = self.key(mem, i, a[1])?;
+        Ok(match self.maps[i].state.delete(&key) {
+            Ok(()) => 0,
+            Err(e) => e.errno.helper_ret(),
+        })
     }
 
     fn is_skb(&self) -> bool {
@@ -254,7 +472,7 @@ impl<'e> SimHost<'e> {
     }
 }
 
-impl SimHost<'_> {
+impl SimHost<'_, '_> {
     /// `bpf_skb_store_bytes(skb, offset, from, len, flags)`.
     fn skb_store_bytes(mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
         if a[4] & !(F_RECOMPUTE_CSUM | F_INVALIDATE_HASH) != 0 {
@@ -314,7 +532,7 @@ impl SimHost<'_> {
     }
 }
 
-impl Host for SimHost<'_> {
+impl Host for SimHost<'_, '_> {
     fn call_helper(
         &mut self,
         id: u32,
@@ -324,6 +542,29 @@ impl Host for SimHost<'_> {
         let skb = self.is_skb();
         let env = &mut *self.env;
         Ok(match id {
+            1 => return self.map_lookup(mem, a),
+            51 => return self.redirect_map(mem, a),
+            130..=133 => return self.ringbuf(mem, id, a),
+            177 => {
+                // trace_vprintk(fmt, fmt_size, data, data_len): arguments as an array of u64.
+                let fmt = mem.slice(a[0], a[1] as u32 as usize)?.to_vec();
+                let data = mem.slice(a[2], a[3] as u32 as usize)?;
+                let args: Vec<u64> = data
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect();
+                match printk::format(&fmt, &args, 12, &Guest(mem)) {
+                    Ok(line) => {
+                        let n = line.len() as u64;
+                        env.trace.push(line.clone());
+                        self.trace.push(line);
+                        n
+                    }
+                    Err(_) => EINVAL,
+                }
+            }
+            2 => return self.map_update(mem, a),
+            3 => return self.map_delete(mem, a),
             5 => env.clock.monotonic_ns(),
             6 => {
                 let fmt = mem.slice(a[0], a[1] as u32 as usize)?.to_vec();

@@ -1,0 +1,162 @@
+//! Every test vector of test-vectors/progs: the object, its packets and the results the live kernel
+//! gave (recorded by record_expected.py), replayed in the simulator. Each scenario's verdicts and
+//! output packets must equal the kernel's; scenarios that need what the simulator does not do yet
+//! are listed by name below and must still fail, so the list cannot go stale.
+
+use std::path::{Path, PathBuf};
+
+use bpfsim::capture::Capture;
+use bpfsim_helpers::ctx::skb::SkbMd;
+use bpfsim_helpers::object::LoadedObject;
+use bpfsim_helpers::run::Input;
+use bpfsim_helpers::Env;
+use bpfsim_vm::spec::ProgType;
+use serde_json::Value;
+
+/// Scenarios that need features not built yet. Each must still disagree somewhere.
+const NOT_YET: &[&str] = &[
+    // bpf_tail_call and program arrays filled with programs.
+    "tail_calls",
+    "tail_calls.partial",
+    // ctx_in for skb programs (mark, priority, cb, tstamp given to the run).
+    "tc_ctx_fields.ctx_in",
+    // The kernel refuses to test-run `xdp/cpumap` programs (EINVAL); we run them.
+    "xdp_redirect_cpumap.xdp_cpumap_discard",
+    // xskmap slots filled from the host with an AF_XDP socket.
+    "xdp_redirect_xsk",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/progs")
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Hex with `??` wildcards against bytes.
+fn matches(expected: &str, got: &[u8]) -> bool {
+    expected.len() == got.len() * 2
+        && got.iter().enumerate().all(|(i, b)| {
+            let e = &expected[2 * i..2 * i + 2];
+            e == "??" || u8::from_str_radix(e, 16) == Ok(*b)
+        })
+}
+
+/// Replay one scenario; `Err` says where the simulator first disagrees with the kernel.
+fn replay(path: &Path) -> Result<usize, String> {
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dir = root();
+    let bytes = std::fs::read(dir.join(s["object"].as_str().unwrap())).unwrap();
+    let run = &s["run"];
+    let env = Env {
+        ncpus: run["nr_cpus"].as_u64().unwrap_or(1) as u32,
+        cpu: run["cpu"].as_u64().unwrap_or(0) as u32,
+        ..Env::default()
+    };
+    let mut obj = LoadedObject::load(&bytes, env).map_err(|e| format!("load: {e}"))?;
+    let prog_type = ProgType::from_name(s["prog_type"].as_str().unwrap());
+    let prog = obj
+        .program(s["program"].as_str().unwrap(), prog_type)
+        .map_err(|e| format!("link: {e}"))?;
+    for u in s["setup"].as_array().into_iter().flatten() {
+        let name = u["map"].as_str().unwrap();
+        if u.get("value_prog").is_some() {
+            return Err(format!(
+                "setup: {name} holds programs: tail calls are not simulated yet"
+            ));
+        }
+        let Some(value) = u["value"].as_str() else {
+            return Err(format!(
+                "setup: {name}: a value kind this runner does not apply yet: {u}"
+            ));
+        };
+        let id = obj.map_id(name).ok_or(format!("setup: no map {name}"))?;
+        obj.runner
+            .maps
+            .update(id, &unhex(u["key"].as_str().unwrap()), &unhex(value), 0)
+            .map_err(|e| format!("setup of {name}: {e}"))?;
+    }
+    if !s["ctx_in"].is_null() {
+        return Err("ctx_in is not applied by this runner yet".to_string());
+    }
+    let packets: Vec<Vec<u8>> = Capture::open(&dir.join(s["pcap"].as_str().unwrap()))
+        .unwrap()
+        .map(|p| p.unwrap().data)
+        .collect();
+    let input = Input {
+        skb: SkbMd::default(),
+        ..Input::default()
+    };
+    let mut n = 0;
+    for p in s["packets"].as_array().unwrap() {
+        let i = p["pcap_index"].as_u64().unwrap() as usize;
+        let name = p["name"].as_str().unwrap_or("");
+        let ours = obj.run(&prog, &packets[i], input);
+        if p.get("errno").is_some() {
+            if ours.is_ok() {
+                return Err(format!(
+                    "packet {i} ({name}): the kernel refused it, we ran it"
+                ));
+            }
+            n += 1;
+            continue;
+        }
+        let r = ours.map_err(|e| format!("packet {i} ({name}): {e}"))?;
+        if let Some(t) = r.trap {
+            return Err(format!("packet {i} ({name}): trapped: {t}"));
+        }
+        let want = p["retval"].as_u64().unwrap();
+        if r.retval as u32 as u64 != want {
+            return Err(format!(
+                "packet {i} ({name}): retval {} , kernel {want}",
+                r.retval as u32
+            ));
+        }
+        if !matches(p["data_out"].as_str().unwrap(), &r.data) {
+            return Err(format!("packet {i} ({name}): output packet differs"));
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[test]
+fn vectors_agree_with_the_kernel() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("expected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30);
+    let (mut agree, mut packets) = (0, 0);
+    let mut unexpected = Vec::new();
+    for f in &files {
+        let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let expected_to_fail = NOT_YET.contains(&name.as_str());
+        match replay(f) {
+            Ok(n) => {
+                agree += 1;
+                packets += n;
+                println!("ok   {name}: {n} packets");
+                if expected_to_fail {
+                    unexpected.push(format!("{name} now passes: remove it from NOT_YET"));
+                }
+            }
+            Err(e) => {
+                println!("FAIL {name}: {e}");
+                if !expected_to_fail {
+                    unexpected.push(format!("{name}: {e}"));
+                }
+            }
+        }
+    }
+    println!(
+        "test vectors: {agree}/{} scenarios agree with the kernel ({packets} packets)",
+        files.len()
+    );
+    assert!(unexpected.is_empty(), "{}", unexpected.join("\n"));
+}

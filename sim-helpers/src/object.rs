@@ -1,0 +1,165 @@
+//! An ELF object loaded into the simulator: its maps created, global data written, and programs
+//! linked against the run layout (map handles and arena addresses as constants).
+
+use bpfsim_vm::isa::{Imm64, Insn};
+use bpfsim_vm::loader::{load_object, Object, ObjectError};
+use bpfsim_vm::spec::{MapDef, MapType, ProgType};
+use bpfsim_vm::{Interpreter, Program};
+
+use crate::env::Env;
+use crate::maps::{MapError, MapId};
+use crate::run::{arena_addr, Input, RunError, RunResult, Runner, MAP_HANDLE_BASE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error("map `{name}`: {source}")]
+    Map { name: String, source: MapError },
+    #[error("program `{name}`: {source}")]
+    Program {
+        name: String,
+        source: bpfsim_vm::program::StructureError,
+    },
+    #[error("program `{name}` (section `{section}`): the section does not say its type; give one (e.g. --type xdp)")]
+    NoType { name: String, section: String },
+}
+
+/// A program ready to run against its object's maps.
+pub struct LinkedProgram {
+    pub name: String,
+    pub section: String,
+    pub prog_type: ProgType,
+    pub insns: Vec<Insn>,
+    pub interp: Interpreter,
+}
+
+/// An object with its maps; programs run against them, and their state persists across runs.
+pub struct LoadedObject {
+    pub object: Object,
+    pub runner: Runner,
+    map_ids: Vec<MapId>,
+}
+
+/// Definitions as libbpf adjusts them before creating the maps.
+fn adjusted(def: &MapDef, ncpus: u32) -> MapDef {
+    let mut d = def.clone();
+    match d.map_type {
+        MapType::PerfEventArray if d.max_entries == 0 => d.max_entries = ncpus,
+        MapType::Ringbuf => d.max_entries = d.max_entries.max(4096).next_multiple_of(4096),
+        _ => {}
+    }
+    d
+}
+
+impl LoadedObject {
+    pub fn load(bytes: &[u8], env: Env) -> Result<LoadedObject, LoadError> {
+        let object = load_object(bytes)?;
+        let mut runner = Runner::new(env);
+        let ncpus = runner.maps.ncpus();
+        let mut map_ids = Vec::with_capacity(object.maps.len());
+        for def in &object.maps {
+            let id = runner
+                .maps
+                .create(&adjusted(def, ncpus))
+                .map_err(|source| LoadError::Map {
+                    name: def.name.clone(),
+                    source,
+                })?;
+            map_ids.push(id);
+        }
+        for g in &object.globals {
+            let id = map_ids[g.map];
+            let name = || object.maps[g.map].name.clone();
+            runner
+                .maps
+                .update(id, &0u32.to_le_bytes(), &g.data, 0)
+                .map_err(|source| LoadError::Map {
+                    name: name(),
+                    source,
+                })?;
+            if g.read_only {
+                runner.maps.freeze(id).map_err(|source| LoadError::Map {
+                    name: name(),
+                    source,
+                })?;
+            }
+        }
+        Ok(LoadedObject {
+            object,
+            runner,
+            map_ids,
+        })
+    }
+
+    /// The id of the map the object calls `name` (`.rodata` and friends included).
+    pub fn map_id(&self, name: &str) -> Option<MapId> {
+        self.object.map_index(name).map(|i| self.map_ids[i])
+    }
+
+    /// Link program `name`; `prog_type` overrides (or supplies) the section's type.
+    pub fn program(
+        &self,
+        name: &str,
+        prog_type: Option<ProgType>,
+    ) -> Result<LinkedProgram, LoadError> {
+        let p = self.object.find_program(name)?;
+        let ty = prog_type.or(p.prog_type).ok_or_else(|| LoadError::NoType {
+            name: p.name.clone(),
+            section: p.section.clone(),
+        })?;
+        let maps = &self.runner.maps;
+        let insns: Vec<Insn> = p
+            .insns
+            .iter()
+            .map(|insn| match *insn {
+                Insn::LdImm64 {
+                    dst,
+                    imm: Imm64::MapIdx(i),
+                } => Insn::LdImm64 {
+                    dst,
+                    imm: Imm64::Imm(MAP_HANDLE_BASE + i as u32 as u64),
+                },
+                Insn::LdImm64 {
+                    dst,
+                    imm: Imm64::MapIdxValue { idx, off },
+                } => Insn::LdImm64 {
+                    dst,
+                    imm: Imm64::Imm(
+                        arena_addr(maps, idx as u32 as usize, 0).wrapping_add(off as i64 as u64),
+                    ),
+                },
+                other => other,
+            })
+            .collect();
+        let prog = Program::new(insns.clone()).map_err(|source| LoadError::Program {
+            name: p.name.clone(),
+            source,
+        })?;
+        Ok(LinkedProgram {
+            name: p.name.clone(),
+            section: p.section.clone(),
+            prog_type: ty,
+            insns,
+            interp: Interpreter::new(&prog),
+        })
+    }
+
+    /// Every program the object defines, in order.
+    pub fn program_names(&self) -> Vec<String> {
+        self.object
+            .programs
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    pub fn run(
+        &mut self,
+        prog: &LinkedProgram,
+        packet: &[u8],
+        input: Input,
+    ) -> Result<RunResult, RunError> {
+        self.runner.run(&prog.interp, prog.prog_type, packet, input)
+    }
+}
