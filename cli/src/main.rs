@@ -47,6 +47,9 @@ enum Command {
         /// Raw bytecode (8-byte instructions, no ELF) in place of an object.
         #[arg(long)]
         raw: Option<PathBuf>,
+        /// The program to run, by function name (default: every program in the object).
+        #[arg(long)]
+        prog: Option<String>,
         /// Program type, the kernel's name without BPF_PROG_TYPE_: xdp, sched_cls, socket_filter ...
         #[arg(long = "type")]
         prog_type: Option<String>,
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
         Command::Run {
             object,
             raw,
+            prog,
             prog_type,
             pcap,
             packet,
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
             };
             bpfsim::run_cmd::run(bpfsim::run_cmd::RunArgs {
                 raw,
+                prog,
                 object,
                 prog_type,
                 packets_hex: packet,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bpfsim_helpers::ctx::{skb::tc_action, xdp};
+use bpfsim_helpers::object::LoadedObject;
 use bpfsim_helpers::run::{Input, Redirect, RunResult, Runner};
+use bpfsim_helpers::Env;
 use bpfsim_vm::spec::ProgType;
 use bpfsim_vm::{Interpreter, Program};
 use serde_json::json;
@@ -15,6 +17,8 @@ use crate::capture::Capture;
 /// What `bpfsim run` was asked to do.
 pub struct RunArgs {
     pub raw: Option<PathBuf>,
+    /// Run only this program of the object (default: every program).
+    pub prog: Option<String>,
     pub object: Option<PathBuf>,
     pub prog_type: Option<ProgType>,
     pub packets_hex: Vec<String>,
@@ -76,58 +80,41 @@ fn packet_json(i: usize, prog_type: ProgType, r: &RunResult) -> serde_json::Valu
     })
 }
 
-/// Runs the command; `Err` is a message for exit code 2.
-pub fn run(args: RunArgs) -> Result<(), String> {
-    let (prog, name) = match (&args.raw, &args.object) {
-        (Some(raw), None) => {
-            let bytes = std::fs::read(raw).map_err(|e| format!("{}: {e}", raw.display()))?;
-            let prog =
-                Program::from_bytes(&bytes).map_err(|e| format!("{}: {e}", raw.display()))?;
-            (prog, raw.display().to_string())
-        }
-        (None, Some(obj)) => {
-            return Err(format!(
-                "{}: running ELF objects is not implemented yet (issue 3); use --raw with bytecode",
-                obj.display()
-            ))
-        }
-        _ => return Err("give an object file or --raw FILE".to_string()),
-    };
-    let prog_type = args
-        .prog_type
-        .ok_or("--type is required with --raw (e.g. xdp, sched_cls, socket_filter)")?;
-    let interp = Interpreter::new(&prog);
-    let mut runner = Runner::default();
+/// Feed every packet (hex ones first, then the capture's) to `run_one`, printing JSON lines or,
+/// at the end, the verdict table of `title`.
+fn replay(
+    args: &RunArgs,
+    title: &str,
+    prog_type: ProgType,
+    run_one: &mut dyn FnMut(&[u8]) -> Result<RunResult, String>,
+) -> Result<(), String> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut traps = 0usize;
-    let mut one = |i: usize, packet: &[u8], runner: &mut Runner| -> Result<(), String> {
-        let r = runner
-            .run(&interp, prog_type, packet, Input::default())
-            .map_err(|e| format!("packet {i}: {e}"))?;
+    let mut n = 0usize;
+    let mut one = |packet: &[u8], n: &mut usize| -> Result<(), String> {
+        let r = run_one(packet).map_err(|e| format!("packet {n}: {e}"))?;
         if args.json {
-            say(packet_json(i, prog_type, &r));
+            say(packet_json(*n, prog_type, &r));
         }
         traps += r.trap.is_some() as usize;
         *counts.entry(action_name(prog_type, r.retval)).or_default() += 1;
+        *n += 1;
         Ok(())
     };
-    let mut n = 0;
     for h in &args.packets_hex {
-        one(n, &parse_hex(h)?, &mut runner)?;
-        n += 1;
+        one(&parse_hex(h)?, &mut n)?;
     }
     if let Some(pcap) = &args.pcap {
         for p in Capture::open(pcap).map_err(|e| e.to_string())? {
             let p = p.map_err(|e| e.to_string())?;
-            one(n, &p.data, &mut runner)?;
-            n += 1;
+            one(&p.data, &mut n)?;
         }
     }
     if n == 0 {
         return Err("no packets: give --pcap FILE or --packet HEX".to_string());
     }
     if !args.json {
-        say(format!("{name} ({prog_type}): {n} packets"));
+        say(format!("{title} ({prog_type}): {n} packets"));
         for (verdict, count) in &counts {
             say(format!("  {verdict:<20} {count:>8}"));
         }
@@ -138,4 +125,50 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Runs the command; `Err` is a message for exit code 2.
+pub fn run(args: RunArgs) -> Result<(), String> {
+    match (&args.raw, &args.object) {
+        (Some(raw), None) => {
+            let bytes = std::fs::read(raw).map_err(|e| format!("{}: {e}", raw.display()))?;
+            let prog =
+                Program::from_bytes(&bytes).map_err(|e| format!("{}: {e}", raw.display()))?;
+            let prog_type = args
+                .prog_type
+                .ok_or("--type is required with --raw (e.g. xdp, sched_cls, socket_filter)")?;
+            let interp = Interpreter::new(&prog);
+            let mut runner = Runner::default();
+            let title = raw.display().to_string();
+            replay(&args, &title, prog_type, &mut |p| {
+                runner
+                    .run(&interp, prog_type, p, Input::default())
+                    .map_err(|e| e.to_string())
+            })
+        }
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut obj = LoadedObject::load(&bytes, Env::default())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let names = match &args.prog {
+                Some(p) => vec![p.clone()],
+                None => obj.program_names(),
+            };
+            if names.is_empty() {
+                return Err(format!("{}: the object has no programs", path.display()));
+            }
+            for name in names {
+                let prog = obj
+                    .program(&name, args.prog_type)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let title = format!("{} {}", path.display(), prog.name);
+                replay(&args, &title, prog.prog_type, &mut |p| {
+                    obj.run(&prog, p, Input::default())
+                        .map_err(|e| e.to_string())
+                })?;
+            }
+            Ok(())
+        }
+        _ => Err("give an object file or --raw FILE".to_string()),
+    }
 }

@@ -264,3 +264,69 @@ fn bad_input_exits_2_with_a_clear_message() {
     assert_eq!(code, 2);
     assert!(err.contains("instruction 0"), "{err}");
 }
+
+fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/progs")
+}
+
+#[test]
+fn objects_run_every_program_over_a_capture() {
+    let obj = vectors().join("xdp_book_9090.bpf.o");
+    let cap = vectors().join("pcaps/xdp_book_9090.pcap");
+    let (code, out, err) = bpfsim(&["run", path(&obj), "--pcap", path(&cap)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("xdp_tcp_9090 (xdp): 27 packets"), "{out}");
+    // The kernel's verdicts for this capture (test-vectors/progs/expected/xdp_book_9090.json).
+    for (verdict, n) in [("XDP_DROP", "9"), ("XDP_PASS", "16"), ("XDP_TX", "2")] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(verdict))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert_eq!(line.split_whitespace().last(), Some(n), "{out}");
+    }
+    // Two programs in one section: both run, or one by name.
+    let obj = vectors().join("vlan_tag.bpf.o");
+    let cap = vectors().join("pcaps/vlan_tag.pcap");
+    let (_, out, _) = bpfsim(&["run", path(&obj), "--pcap", path(&cap)]);
+    assert!(
+        out.contains("xdp_vlan_pop (xdp)") && out.contains("xdp_vlan_push (xdp)"),
+        "{out}"
+    );
+    let (_, out, _) = bpfsim(&[
+        "run",
+        path(&obj),
+        "--prog",
+        "xdp_vlan_push",
+        "--pcap",
+        path(&cap),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.lines().count(), 25);
+}
+
+#[test]
+fn malformed_objects_exit_2() {
+    let dir = Dir::new("elf");
+    let good = std::fs::read(vectors().join("xdp_pass.bpf.o")).unwrap();
+    let cap = vectors().join("pcaps/xdp_pass.pcap");
+    for (name, bytes) in [
+        ("text.o", b"not an object".to_vec()),
+        ("cut.o", good[..good.len() / 3].to_vec()),
+    ] {
+        let f = dir.file(name, &bytes);
+        let (code, _, err) = bpfsim(&["run", path(&f), "--pcap", path(&cap)]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains(name) && !err.contains("panicked"), "{err}");
+    }
+    let (code, _, err) = bpfsim(&[
+        "run",
+        path(&vectors().join("xdp_pass.bpf.o")),
+        "--prog",
+        "nope",
+        "--pcap",
+        path(&cap),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nope"), "{err}");
+}
