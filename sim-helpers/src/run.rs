@@ -2,9 +2,9 @@
 //! context and packet regions, run, and collect everything observable.
 
 use bpfsim_vm::isa::Size;
-use bpfsim_vm::memory::{MapError, MemoryMap};
+use bpfsim_vm::memory::{Context, MapError, MemoryMap};
 use bpfsim_vm::spec::ProgType;
-use bpfsim_vm::{HelperStop, Host, Interpreter, Trap, Vm};
+use bpfsim_vm::{HelperStop, Host, Interpreter, Outcome, Trap, Vm};
 
 use crate::ctx::skb::{SkbContext, SkbError, SkbFrame, SkbMd};
 use crate::ctx::xdp::{self, XdpContext, XdpError, XdpFrame, XdpMd};
@@ -131,24 +131,41 @@ impl Runner {
         }
     }
 
-    fn run_xdp(
+    /// One run with `buf` as the packet region and `ctx` as the context (`set_base` tells the
+    /// context where its packet landed): what XDP and skb runs share.
+    fn execute<C: Context>(
         &mut self,
         prog: &Interpreter,
-        packet: &[u8],
-        md: XdpMd,
-    ) -> Result<RunResult, RunError> {
+        prog_type: ProgType,
+        buf: &mut [u8],
+        ctx: &mut C,
+        set_base: fn(&mut C, u64),
+    ) -> Result<(Outcome, Option<Redirect>, Vec<String>), RunError> {
         let budget = self.vm.budget;
-        let XdpFrame { mut buf, mut ctx } = XdpFrame::new(packet, md)?;
-        let mut host = SimHost::new(&mut self.env, ProgType::Xdp);
+        let mut host = SimHost::new(&mut self.env, prog_type);
         let mut mem = self.vm.memory();
-        ctx.frame_addr = mem.map_mut(&mut buf)?;
-        let r1 = mem.map_context(&mut ctx)?;
+        set_base(ctx, mem.map_mut(buf)?);
+        let r1 = mem.map_context(ctx)?;
         map_arenas(&mut self.maps, &mut mem, &mut host)?;
         let out = prog.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget);
         let (redirect, trace) = (host.redirect, std::mem::take(&mut host.trace));
         drop(host);
         let table = mem.into_scratch();
         self.vm.recycle(table);
+        Ok((out, redirect, trace))
+    }
+
+    fn run_xdp(
+        &mut self,
+        prog: &Interpreter,
+        packet: &[u8],
+        md: XdpMd,
+    ) -> Result<RunResult, RunError> {
+        let XdpFrame { mut buf, mut ctx } = XdpFrame::new(packet, md)?;
+        let (out, redirect, trace) =
+            self.execute(prog, ProgType::Xdp, &mut buf, &mut ctx, |c, a| {
+                c.frame_addr = a
+            })?;
         Ok(RunResult {
             retval: out.result.unwrap_or(xdp::action::ABORTED as u64),
             data: buf[ctx.meta..ctx.end].to_vec(),
@@ -167,18 +184,9 @@ impl Runner {
         packet: &[u8],
         md: SkbMd,
     ) -> Result<RunResult, RunError> {
-        let budget = self.vm.budget;
         let SkbFrame { mut buf, mut ctx } = SkbFrame::new(packet, prog_type, md)?;
-        let mut host = SimHost::new(&mut self.env, prog_type);
-        let mut mem = self.vm.memory();
-        ctx.buf_addr = mem.map_mut(&mut buf)?;
-        let r1 = mem.map_context(&mut ctx)?;
-        map_arenas(&mut self.maps, &mut mem, &mut host)?;
-        let out = prog.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget);
-        let (redirect, trace) = (host.redirect, std::mem::take(&mut host.trace));
-        drop(host);
-        let table = mem.into_scratch();
-        self.vm.recycle(table);
+        let (out, redirect, trace) =
+            self.execute(prog, prog_type, &mut buf, &mut ctx, |c, a| c.buf_addr = a)?;
         let frame = SkbFrame { buf, ctx };
         Ok(RunResult {
             retval: out.result.unwrap_or(0),
