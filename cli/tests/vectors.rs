@@ -15,9 +15,6 @@ use serde_json::Value;
 
 /// Scenarios that need features not built yet. Each must still disagree somewhere.
 const NOT_YET: &[&str] = &[
-    // bpf_tail_call and program arrays filled with programs.
-    "tail_calls",
-    "tail_calls.partial",
     // ctx_in for skb programs (mark, priority, cb, tstamp given to the run).
     "tc_ctx_fields.ctx_in",
     // The kernel refuses to test-run `xdp/cpumap` programs (EINVAL); we run them.
@@ -63,20 +60,23 @@ fn replay(path: &Path) -> Result<usize, String> {
         .map_err(|e| format!("link: {e}"))?;
     for u in s["setup"].as_array().into_iter().flatten() {
         let name = u["map"].as_str().unwrap();
-        if u.get("value_prog").is_some() {
-            return Err(format!(
-                "setup: {name} holds programs: tail calls are not simulated yet"
-            ));
-        }
-        let Some(value) = u["value"].as_str() else {
-            return Err(format!(
-                "setup: {name}: a value kind this runner does not apply yet: {u}"
-            ));
+        let value = match (u["value"].as_str(), u["value_prog"].as_str()) {
+            (Some(v), _) => unhex(v),
+            (None, Some(p)) => obj
+                .prog_id(p)
+                .map_err(|e| format!("setup: {e}"))?
+                .to_le_bytes()
+                .to_vec(),
+            _ => {
+                return Err(format!(
+                    "setup: {name}: a value kind this runner does not apply yet: {u}"
+                ))
+            }
         };
         let id = obj.map_id(name).ok_or(format!("setup: no map {name}"))?;
         obj.runner
             .maps
-            .update(id, &unhex(u["key"].as_str().unwrap()), &unhex(value), 0)
+            .update(id, &unhex(u["key"].as_str().unwrap()), &value, 0)
             .map_err(|e| format!("setup of {name}: {e}"))?;
     }
     if !s["ctx_in"].is_null() {

@@ -39,6 +39,8 @@ pub struct LoadedObject {
     pub object: Object,
     pub runner: Runner,
     map_ids: Vec<MapId>,
+    /// Tail-call ids of the programs registered so far, by name.
+    prog_ids: Vec<(String, u32)>,
 }
 
 /// Definitions as libbpf adjusts them before creating the maps.
@@ -89,6 +91,7 @@ impl LoadedObject {
             object,
             runner,
             map_ids,
+            prog_ids: Vec::new(),
         })
     }
 
@@ -143,6 +146,18 @@ impl LoadedObject {
             insns,
             interp: Interpreter::new(&prog),
         })
+    }
+
+    /// The id that names program `name` in a program array (for `bpf_tail_call`), linking and
+    /// registering it on first use.
+    pub fn prog_id(&mut self, name: &str) -> Result<u32, LoadError> {
+        if let Some((_, id)) = self.prog_ids.iter().find(|(n, _)| n == name) {
+            return Ok(*id);
+        }
+        let linked = self.program(name, None)?;
+        let id = self.runner.add_program(linked.interp);
+        self.prog_ids.push((name.to_string(), id));
+        Ok(id)
     }
 
     /// Every program the object defines, in order.

@@ -58,6 +58,7 @@ pub enum RunError {
 
 const EINVAL: u64 = -22i64 as u64;
 const EFAULT: u64 = -14i64 as u64;
+const ENOENT: u64 = -2i64 as u64;
 
 /// Flags of the skb store and checksum helpers (UAPI `BPF_F_*`).
 const F_RECOMPUTE_CSUM: u64 = 1;
@@ -76,7 +77,13 @@ pub struct Runner {
     pub env: Env,
     /// The maps programs see, with state kept across runs as in a loaded kernel program.
     pub maps: Maps,
+    /// Programs a tail call can reach, by id (id `n` is `programs[n - 1]`): the values of
+    /// program arrays.
+    programs: Vec<Interpreter>,
 }
+
+/// Most tail calls one run may chain (the kernel's `MAX_TAIL_CALL_CNT`).
+pub const MAX_TAIL_CALLS: u32 = 33;
 
 impl Default for Runner {
     fn default() -> Self {
@@ -106,7 +113,14 @@ impl Runner {
             vm: Vm::default(),
             env,
             maps,
+            programs: Vec::new(),
         }
+    }
+
+    /// Make a program reachable by tail calls; returns the id to store in a program array.
+    pub fn add_program(&mut self, prog: Interpreter) -> u32 {
+        self.programs.push(prog);
+        self.programs.len() as u32
     }
 
     /// The instruction budget of each run.
@@ -147,7 +161,23 @@ impl Runner {
         set_base(ctx, mem.map_mut(buf)?);
         let r1 = mem.map_context(ctx)?;
         map_arenas(&mut self.maps, &mut mem, &mut host)?;
-        let out = prog.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget);
+        let mut current = prog;
+        let mut used = 0;
+        let out = loop {
+            let mut out = current.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget - used);
+            used += out.insns;
+            out.insns = used;
+            match out
+                .tail_call
+                .and_then(|id| self.programs.get((id as usize).wrapping_sub(1)))
+            {
+                Some(next) => {
+                    host.tail_calls += 1;
+                    current = next;
+                }
+                None => break out,
+            }
+        };
         let (redirect, trace) = (host.redirect, std::mem::take(&mut host.trace));
         drop(host);
         let table = mem.into_scratch();
@@ -248,6 +278,7 @@ struct SimHost<'e, 'a> {
     redirect: Option<Redirect>,
     trace: Vec<String>,
     maps: Vec<MapView<'a>>,
+    tail_calls: u32,
 }
 
 struct Guest<'m, 'a>(&'m MemoryMap<'a>);
@@ -266,7 +297,25 @@ impl<'e> SimHost<'e, '_> {
             redirect: None,
             trace: Vec::new(),
             maps: Vec::new(),
+            tail_calls: 0,
         }
+    }
+
+    /// `bpf_tail_call(ctx, prog_array, index)`: on success the run continues in that program;
+    /// an empty slot or too many chained calls fail, and the caller goes on.
+    fn tail_call(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+        let i = self.map_index(a[1])?;
+        let m = &self.maps[i];
+        let Some(off) = m.state.slot(a[2] as u32) else {
+            return Ok(ENOENT);
+        };
+        if self.tail_calls >= MAX_TAIL_CALLS {
+            return Ok(ENOENT);
+        }
+        let id = mem.slice(m.bases[0] + off as u64, 4)?;
+        Err(HelperStop::TailCall(u32::from_le_bytes([
+            id[0], id[1], id[2], id[3],
+        ])))
     }
 
     /// The map a program-side map pointer names.
@@ -551,6 +600,7 @@ impl Host for SimHost<'_, '_> {
         let env = &mut *self.env;
         Ok(match id {
             1 => return self.map_lookup(mem, a),
+            12 => return self.tail_call(mem, a),
             51 => return self.redirect_map(mem, a),
             130..=133 => return self.ringbuf(mem, id, a),
             177 => {

@@ -124,3 +124,59 @@ fn unsupported_types_and_bad_packets_are_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn tail_calls_chain_at_most_33_times() {
+    use bpfsim_helpers::run::{arena_addr, MAP_HANDLE_BASE};
+    use bpfsim_vm::spec::{MapDef, MapType};
+    let def = |name: &str, map_type, value_size| MapDef {
+        name: name.to_string(),
+        map_type,
+        key_size: 4,
+        value_size,
+        max_entries: 1,
+        flags: 0,
+        inner: None,
+        btf_key_type_id: 0,
+        btf_value_type_id: 0,
+    };
+    let mut r = Runner::default();
+    let jmp = r.maps.create(&def("jmp", MapType::ProgArray, 4)).unwrap();
+    r.maps.create(&def("count", MapType::Array, 8)).unwrap();
+    // Count each entry in `count[0]`, then tail-call jmp[0] (this very program).
+    let src = format!(
+        "mov %r6, %r1
+         lddw %r2, {count:#x}
+         ldxdw %r3, [%r2]
+         add %r3, 1
+         stxdw [%r2], %r3
+         mov %r1, %r6
+         lddw %r2, {jmp:#x}
+         mov %r3, 0
+         call 12
+         mov %r0, 2
+         exit",
+        count = arena_addr(&r.maps, 1, 0),
+        jmp = MAP_HANDLE_BASE,
+    );
+    let p = prog(&src);
+    let id = r.add_program(p.clone());
+    r.maps
+        .update(jmp, &0u32.to_le_bytes(), &id.to_le_bytes(), 0)
+        .unwrap();
+    let out = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+    assert_eq!((out.retval, out.trap), (2, None));
+    let count = r
+        .maps
+        .lookup(r.maps.by_name("count").unwrap(), &0u32.to_le_bytes())
+        .unwrap();
+    assert_eq!(
+        u64::from_le_bytes(count.try_into().unwrap()),
+        34,
+        "the entry run and 33 tail calls"
+    );
+    // An empty slot: the call fails and the program goes on.
+    r.maps.delete(jmp, &0u32.to_le_bytes()).unwrap();
+    let out = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+    assert_eq!(out.retval, 2);
+}

@@ -9,6 +9,8 @@ pub enum HelperStop {
     Unknown,
     /// End the whole program now with this `r0` (uBPF's `unwind` helper; a tail call's end).
     Exit(u64),
+    /// Continue in this program (`bpf_tail_call`): the run ends and the caller starts it.
+    TailCall(u32),
     /// A pointer argument did not lie in guest memory.
     Memory(MemFault),
     /// The helper rejected its arguments.

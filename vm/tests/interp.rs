@@ -364,3 +364,32 @@ exit"),
         Ok(0)
     );
 }
+
+/// A host whose helper 12 asks to continue in program 7.
+struct TailCaller;
+
+impl bpfsim_vm::Host for TailCaller {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        _: [u64; 5],
+        _: &mut MemoryMap<'_>,
+    ) -> Result<u64, bpfsim_vm::HelperStop> {
+        match id {
+            12 => Err(bpfsim_vm::HelperStop::TailCall(7)),
+            _ => Err(bpfsim_vm::HelperStop::Unknown),
+        }
+    }
+}
+
+#[test]
+fn a_tail_call_ends_the_run_and_names_the_next_program() {
+    let out = Vm::default().run_with_memory(
+        &load("mov %r6, 1\ncall local f\nmov %r0, 9\nexit\nf:\ncall 12\nmov %r0, 5\nexit"),
+        &mut TailCaller,
+        &mut [],
+    );
+    assert_eq!((out.result, out.tail_call, out.insns), (Ok(0), Some(7), 3));
+    let plain = Vm::default().run_with_memory(&load("mov %r0, 1\nexit"), &mut TailCaller, &mut []);
+    assert_eq!(plain.tail_call, None);
+}

@@ -27,6 +27,9 @@ pub struct Interpreter {
 pub struct Outcome {
     pub result: Result<u64, Trap>,
     pub insns: u64,
+    /// The program a helper asked to continue in (`bpf_tail_call`): the run ended there and the
+    /// caller starts that program with the same context. `result` is then `Ok(0)`.
+    pub tail_call: Option<u32>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -75,8 +78,9 @@ impl Interpreter {
         let mut left = budget;
         let result = self.exec(mem, host, args, &mut left, budget);
         Outcome {
-            result,
+            result: result.map(|(r0, _)| r0),
             insns: budget - left,
+            tail_call: result.ok().and_then(|(_, t)| t),
         }
     }
 
@@ -87,7 +91,7 @@ impl Interpreter {
         args: [u64; 5],
         left: &mut u64,
         budget: u64,
-    ) -> Result<u64, Trap> {
+    ) -> Result<(u64, Option<u32>), Trap> {
         let ops = &self.ops[..];
         // 16 registers so that a 4-bit index needs no bounds check; only r0-r10 are ever named.
         let mut r = [0u64; 16];
@@ -282,7 +286,11 @@ impl Interpreter {
                         Ok(v) => r[0] = v,
                         Err(HelperStop::Exit(v)) => {
                             *left = n;
-                            return Ok(v);
+                            return Ok((v, None));
+                        }
+                        Err(HelperStop::TailCall(target)) => {
+                            *left = n;
+                            return Ok((0, Some(target)));
                         }
                         Err(HelperStop::Unknown) => trap!(TrapCode::UnknownHelper, id),
                         Err(HelperStop::Fault) => trap!(TrapCode::HelperFault, id),
@@ -309,7 +317,7 @@ impl Interpreter {
                 K::Exit => {
                     if depth == 0 {
                         *left = n;
-                        return Ok(r[0]);
+                        return Ok((r[0], None));
                     }
                     depth -= 1;
                     let f = frames[depth];
@@ -334,7 +342,7 @@ impl Interpreter {
                         // Out of the packet: the kernel ends the program with r0 = 0.
                         Ok(None) => {
                             *left = n;
-                            return Ok(0);
+                            return Ok((0, None));
                         }
                         Err(_) => {
                             let mode = if op.kind == K::LdInd { 0x40 } else { 0x20 };
@@ -525,6 +533,7 @@ impl Vm {
                     return Outcome {
                         result: Err(Trap::new(TrapCode::MemoryRead, 0, 0)),
                         insns: 0,
+                        tail_call: None,
                     };
                 }
             }
