@@ -14,14 +14,7 @@ use bpfsim_vm::spec::ProgType;
 use serde_json::Value;
 
 /// Scenarios that need features not built yet. Each must still disagree somewhere.
-const NOT_YET: &[&str] = &[
-    // ctx_in for skb programs (mark, priority, cb, tstamp given to the run).
-    "tc_ctx_fields.ctx_in",
-    // The kernel refuses to test-run `xdp/cpumap` programs (EINVAL); we run them.
-    "xdp_redirect_cpumap.xdp_cpumap_discard",
-    // xskmap slots filled from the host with an AF_XDP socket.
-    "xdp_redirect_xsk",
-];
+const NOT_YET: &[&str] = &[];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/progs")
@@ -62,6 +55,12 @@ fn replay(path: &Path) -> Result<usize, String> {
         let name = u["map"].as_str().unwrap();
         let value = match (u["value"].as_str(), u["value_prog"].as_str()) {
             (Some(v), _) => unhex(v),
+            // An AF_XDP socket: the simulator stores the queue it is bound to.
+            (None, None) if u["value_xsk"].is_object() => {
+                (u["value_xsk"]["queue"].as_u64().unwrap_or(0) as u32)
+                    .to_le_bytes()
+                    .to_vec()
+            }
             (None, Some(p)) => obj
                 .prog_id(p)
                 .map_err(|e| format!("setup: {e}"))?
@@ -79,15 +78,35 @@ fn replay(path: &Path) -> Result<usize, String> {
             .update(id, &unhex(u["key"].as_str().unwrap()), &value, 0)
             .map_err(|e| format!("setup of {name}: {e}"))?;
     }
-    if !s["ctx_in"].is_null() {
-        return Err("ctx_in is not applied by this runner yet".to_string());
+    let mut skb = SkbMd::default();
+    let c = &s["ctx_in"];
+    if !c.is_null() {
+        let field = |k: &str| c[k].as_u64();
+        for (k, slot) in [
+            ("mark", &mut skb.mark),
+            ("priority", &mut skb.priority),
+            ("ifindex", &mut skb.ifindex),
+            ("ingress_ifindex", &mut skb.ingress_ifindex),
+        ] {
+            if let Some(v) = field(k) {
+                *slot = v as u32;
+            }
+        }
+        if let Some(t) = field("tstamp") {
+            skb.tstamp = t;
+        }
+        if let Some(cb) = c["cb"].as_array() {
+            for (i, v) in cb.iter().enumerate().take(5) {
+                skb.cb[i] = v.as_u64().unwrap_or(0) as u32;
+            }
+        }
     }
     let packets: Vec<Vec<u8>> = Capture::open(&dir.join(s["pcap"].as_str().unwrap()))
         .unwrap()
         .map(|p| p.unwrap().data)
         .collect();
     let input = Input {
-        skb: SkbMd::default(),
+        skb,
         ..Input::default()
     };
     let mut n = 0;

@@ -16,6 +16,8 @@ pub enum LoadError {
     Object(#[from] ObjectError),
     #[error("map `{name}`: {source}")]
     Map { name: String, source: MapError },
+    #[error(transparent)]
+    Run(#[from] RunError),
     #[error("program `{name}`: {source}")]
     Program {
         name: String,
@@ -23,11 +25,15 @@ pub enum LoadError {
     },
     #[error("program `{name}` (section `{section}`): the section does not say its type; give one (e.g. --type xdp)")]
     NoType { name: String, section: String },
+    #[error("program `{name}`: the kernel cannot test-run {what} programs (BPF_PROG_TEST_RUN fails with EINVAL), so neither does the simulator")]
+    NotTestRunnable { name: String, what: &'static str },
 }
 
 /// A program ready to run against its object's maps.
 pub struct LinkedProgram {
     pub name: String,
+    /// Why the kernel would refuse to test-run it, if it would.
+    pub not_test_runnable: Option<&'static str>,
     pub section: String,
     pub prog_type: ProgType,
     pub insns: Vec<Insn>,
@@ -139,7 +145,12 @@ impl LoadedObject {
             name: p.name.clone(),
             source,
         })?;
+        let not_test_runnable = match p.expected_attach_type {
+            Some(bpfsim_vm::loader::AttachType::XdpCpumap) => Some("xdp/cpumap"),
+            _ => None,
+        };
         Ok(LinkedProgram {
+            not_test_runnable,
             name: p.name.clone(),
             section: p.section.clone(),
             prog_type: ty,
@@ -174,7 +185,15 @@ impl LoadedObject {
         prog: &LinkedProgram,
         packet: &[u8],
         input: Input,
-    ) -> Result<RunResult, RunError> {
-        self.runner.run(&prog.interp, prog.prog_type, packet, input)
+    ) -> Result<RunResult, LoadError> {
+        if let Some(what) = prog.not_test_runnable {
+            return Err(LoadError::NotTestRunnable {
+                name: prog.name.clone(),
+                what,
+            });
+        }
+        Ok(self
+            .runner
+            .run(&prog.interp, prog.prog_type, packet, input)?)
     }
 }
