@@ -105,8 +105,9 @@ fn replay(path: &Path) -> Result<usize, String> {
         .unwrap()
         .map(|p| p.unwrap().data)
         .collect();
+    // The recorder always hands the kernel a context (zeros unless ctx_in says otherwise).
     let input = Input {
-        skb,
+        skb: Some(skb),
         ..Input::default()
     };
     let mut n = 0;
@@ -139,7 +140,79 @@ fn replay(path: &Path) -> Result<usize, String> {
         }
         n += 1;
     }
+    compare_maps(&s["maps_after"], &obj)?;
     Ok(n)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The maps after the last packet, as the recorder dumped them (see the vectors' README):
+/// hash-like maps list every entry, array-like maps their non-zero ones, per-CPU maps a value per
+/// CPU; `??` bytes match anything.
+fn compare_maps(after: &Value, obj: &LoadedObject) -> Result<(), String> {
+    let Some(after) = after.as_object() else {
+        return Ok(());
+    };
+    for (name, dump) in after {
+        if dump.get("not_dumped").is_some() {
+            continue;
+        }
+        let id = obj
+            .map_id(name)
+            .ok_or(format!("maps_after: no map {name}"))?;
+        let maps = &obj.runner.maps;
+        let percpu = dump["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("percpu") || t.starts_with("lru_percpu"));
+        let nonzero_only = dump["entries_listed"].as_str() != Some("all");
+        // Ours, as (key, [value per CPU]) with all-zero array entries dropped when the dump did.
+        let ours: Vec<(String, Vec<Vec<u8>>)> = if percpu {
+            maps.entries_percpu(id)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(k, v)| (hex(&k), v))
+                .collect()
+        } else {
+            maps.entries(id)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(k, v)| (hex(&k), vec![v]))
+                .collect()
+        };
+        let ours: Vec<_> = ours
+            .into_iter()
+            .filter(|(_, v)| !nonzero_only || v.iter().any(|cpu| cpu.iter().any(|&b| b != 0)))
+            .collect();
+        let want = dump["entries"].as_array().cloned().unwrap_or_default();
+        if want.len() != ours.len() {
+            return Err(format!(
+                "maps_after: {name} has {} entries, the kernel's {}",
+                ours.len(),
+                want.len()
+            ));
+        }
+        for w in &want {
+            let key = w["key"].as_str().unwrap_or("");
+            let Some((_, values)) = ours.iter().find(|(k, _)| k == key) else {
+                return Err(format!("maps_after: {name} lacks key {key}"));
+            };
+            let expected: Vec<&str> = match w["values"].as_array() {
+                Some(vs) => vs.iter().filter_map(Value::as_str).collect(),
+                None => vec![w["value"].as_str().unwrap_or("")],
+            };
+            let same = expected.len() == values.len()
+                && expected.iter().zip(values).all(|(e, v)| matches(e, v));
+            if !same {
+                let ours: Vec<String> = values.iter().map(|v| hex(v)).collect();
+                return Err(format!(
+                    "maps_after: {name}[{key}] = {ours:?}, the kernel's {expected:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[test]

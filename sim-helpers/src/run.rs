@@ -25,7 +25,9 @@ pub enum Redirect {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Input {
     pub xdp: XdpMd,
-    pub skb: SkbMd,
+    /// The `__sk_buff` fields given to the run (the kernel's ctx_in), or `None` for none: the
+    /// kernel then leaves `wire_len` 0, and with a context it defaults it to the packet length.
+    pub skb: Option<SkbMd>,
 }
 
 /// Everything a run produced.
@@ -212,8 +214,13 @@ impl Runner {
         prog: &Interpreter,
         prog_type: ProgType,
         packet: &[u8],
-        md: SkbMd,
+        md: Option<SkbMd>,
     ) -> Result<RunResult, RunError> {
+        let given = md.is_some();
+        let mut md = md.unwrap_or_default();
+        if given && md.wire_len == 0 {
+            md.wire_len = packet.len() as u32;
+        }
         let SkbFrame { mut buf, mut ctx } = SkbFrame::new(packet, prog_type, md)?;
         let (out, redirect, trace) =
             self.execute(prog, prog_type, &mut buf, &mut ctx, |c, a| c.buf_addr = a)?;
