@@ -75,6 +75,7 @@ fn packet_json(i: usize, prog_type: ProgType, r: &RunResult) -> serde_json::Valu
         "data": hex(&r.data),
         "redirect": redirect_json(&r.redirect),
         "trace": r.trace,
+        "events": r.events.iter().map(|e| json!({"map": e.map, "cpu": e.cpu, "data": hex(&e.data)})).collect::<Vec<_>>(),
         "insns": r.insns,
         "trap": r.trap.map(|t| t.to_string()),
     })

@@ -138,6 +138,25 @@ fn replay(path: &Path) -> Result<usize, String> {
         if !matches(p["data_out"].as_str().unwrap(), &r.data) {
             return Err(format!("packet {i} ({name}): output packet differs"));
         }
+        // Ring buffer records the kernel's reader saw after this packet, map by map.
+        if let Some(rb) = p["ringbuf"].as_object() {
+            let want: Vec<&str> = rb
+                .values()
+                .flat_map(|v| v.as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect();
+            let got: Vec<String> = r
+                .events
+                .iter()
+                .filter(|e| rb.contains_key(&e.map))
+                .map(|e| hex(&e.data))
+                .collect();
+            if want.len() != got.len() || !want.iter().zip(&got).all(|(w, g)| w == g) {
+                return Err(format!(
+                    "packet {i} ({name}): ring buffer records {got:?}, the kernel's {want:?}"
+                ));
+            }
+        }
         n += 1;
     }
     compare_maps(&s["maps_after"], &obj)?;

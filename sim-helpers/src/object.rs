@@ -74,6 +74,16 @@ impl LoadedObject {
                     name: def.name.clone(),
                     source,
                 })?;
+            // A reader holds every CPU's perf buffer open, so that programs' output lands.
+            if def.map_type == MapType::PerfEventArray {
+                runner
+                    .maps
+                    .perf_open_all(id)
+                    .map_err(|source| LoadError::Map {
+                        name: def.name.clone(),
+                        source,
+                    })?;
+            }
             map_ids.push(id);
         }
         for g in &object.globals {

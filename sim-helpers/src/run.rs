@@ -3,7 +3,7 @@
 
 use bpfsim_vm::isa::Size;
 use bpfsim_vm::memory::{Context, MapError, MemoryMap};
-use bpfsim_vm::spec::ProgType;
+use bpfsim_vm::spec::{MapType, ProgType};
 use bpfsim_vm::{HelperStop, Host, Interpreter, Outcome, Trap, Vm};
 
 use crate::ctx::skb::{SkbContext, SkbError, SkbFrame, SkbMd};
@@ -19,6 +19,16 @@ pub enum Redirect {
     Ifindex { ifindex: u32, flags: u64 },
     /// `bpf_redirect_map(map, key, flags)`: map number (object order) and key.
     Map { map: usize, key: u32, flags: u64 },
+}
+
+/// A record a run sent to user space through a ring buffer or a perf event array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The map's name.
+    pub map: String,
+    /// The CPU's buffer, for perf event arrays.
+    pub cpu: Option<u32>,
+    pub data: Vec<u8>,
 }
 
 /// The inputs of one run besides the packet.
@@ -40,6 +50,9 @@ pub struct RunResult {
     pub redirect: Option<Redirect>,
     /// `bpf_printk` lines of this run.
     pub trace: Vec<String>,
+    /// Ring buffer and perf event records, in order per map, as a reader of every map would get
+    /// them after the run.
+    pub events: Vec<Event>,
     pub insns: u64,
     pub trap: Option<Trap>,
     /// The socket-buffer fields afterwards (mark, priority, cb, tc_classid ...), for skb types.
@@ -117,6 +130,40 @@ impl Runner {
             maps,
             programs: Vec::new(),
         }
+    }
+
+    /// Read every ring buffer and perf event array, as a user-space reader would after a run.
+    fn drain_events(&mut self) -> Vec<Event> {
+        let ids: Vec<(crate::maps::MapId, String, MapType)> = self
+            .maps
+            .iter()
+            .map(|m| (m.id(), m.name().to_string(), m.map_type()))
+            .collect();
+        let mut out = Vec::new();
+        for (id, name, ty) in ids {
+            match ty {
+                MapType::Ringbuf => {
+                    for data in self.maps.ringbuf_consume(id).unwrap_or_default() {
+                        out.push(Event {
+                            map: name.clone(),
+                            cpu: None,
+                            data,
+                        });
+                    }
+                }
+                MapType::PerfEventArray => {
+                    for r in self.maps.perf_drain(id).unwrap_or_default() {
+                        out.push(Event {
+                            map: name.clone(),
+                            cpu: Some(r.cpu),
+                            data: r.data,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// Make a program reachable by tail calls; returns the id to store in a program array.
@@ -203,6 +250,7 @@ impl Runner {
             data: buf[ctx.meta..ctx.end].to_vec(),
             redirect,
             trace,
+            events: self.drain_events(),
             insns: out.insns,
             trap: out.result.err(),
             skb: None,
@@ -230,6 +278,7 @@ impl Runner {
             data: frame.data_out(),
             redirect,
             trace,
+            events: self.drain_events(),
             insns: out.insns,
             trap: out.result.err(),
             skb: Some(frame.ctx),
@@ -439,6 +488,68 @@ impl<'e> SimHost<'e, '_> {
         })
     }
 
+    /// `bpf_map_push_elem` (87), `bpf_map_pop_elem` (88), `bpf_map_peek_elem` (89).
+    fn queue_op(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        id: u32,
+        a: [u64; 5],
+    ) -> Result<u64, HelperStop> {
+        let i = self.map_index(a[0])?;
+        let n = self.maps[i].state.value_size() as usize;
+        let state = &mut *self.maps[i].state;
+        let r = match id {
+            87 => {
+                let v = mem.slice(a[1], n)?.to_vec();
+                state.push(&v, a[2])
+            }
+            _ => {
+                let mut out = vec![0u8; n];
+                let r = if id == 88 {
+                    state.pop(&mut out)
+                } else {
+                    state.peek(&mut out)
+                };
+                if r.is_ok() {
+                    mem.slice_mut(a[1], n)?.copy_from_slice(&out);
+                }
+                r
+            }
+        };
+        Ok(r.map_or_else(|e| e.errno.helper_ret(), |()| 0))
+    }
+
+    /// `bpf_perf_event_output(ctx, map, flags, data, size)`: bits 32-51 of `flags` ask for that
+    /// many bytes of the packet to follow the data, as the XDP and skb versions do.
+    fn perf_output(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+        const CTXLEN_SHIFT: u32 = 32;
+        const CTXLEN_MASK: u64 = 0xfffff << CTXLEN_SHIFT;
+        let i = self.map_index(a[1])?;
+        let mut data = mem.slice(a[3], a[4] as u32 as usize)?.to_vec();
+        let ctx_len = ((a[2] & CTXLEN_MASK) >> CTXLEN_SHIFT) as usize;
+        if ctx_len > 0 {
+            let any = mem.context_mut().ok_or(HelperStop::Fault)?;
+            let (addr, avail) = if let Some(x) = any.downcast_ref::<XdpContext>() {
+                (x.frame_addr + x.data as u64, x.end - x.data)
+            } else if let Some(k) = any.downcast_ref::<SkbContext>() {
+                (k.buf_addr + k.data as u64, k.end - k.data)
+            } else {
+                return Err(HelperStop::Fault);
+            };
+            if ctx_len > avail {
+                return Ok(EFAULT);
+            }
+            data.extend_from_slice(mem.slice(addr, ctx_len)?);
+        }
+        let cpu = self.env.cpu;
+        let Some(perf) = self.maps[i].state.perf_mut() else {
+            return Err(HelperStop::Fault);
+        };
+        Ok(perf
+            .output(a[2] & !CTXLEN_MASK, cpu, &data)
+            .map_or_else(|e| e.errno.helper_ret(), |()| 0))
+    }
+
     /// `bpf_redirect_map(map, key, flags)`: XDP_REDIRECT when the slot is filled, else the action
     /// in the low bits of `flags`.
     fn redirect_map(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
@@ -608,6 +719,8 @@ impl Host for SimHost<'_, '_> {
         Ok(match id {
             1 => return self.map_lookup(mem, a),
             12 => return self.tail_call(mem, a),
+            25 => return self.perf_output(mem, a),
+            87..=89 => return self.queue_op(mem, id, a),
             51 => return self.redirect_map(mem, a),
             130..=133 => return self.ringbuf(mem, id, a),
             177 => {

@@ -180,3 +180,74 @@ fn tail_calls_chain_at_most_33_times() {
     let out = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
     assert_eq!(out.retval, 2);
 }
+
+#[test]
+fn queues_and_perf_events_from_programs() {
+    use bpfsim_helpers::run::MAP_HANDLE_BASE;
+    use bpfsim_vm::spec::{MapDef, MapType};
+    let def = |name: &str, map_type, key_size, value_size, max_entries| MapDef {
+        name: name.to_string(),
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        flags: 0,
+        inner: None,
+        btf_key_type_id: 0,
+        btf_value_type_id: 0,
+    };
+    let mut r = Runner::default();
+    r.maps.create(&def("q", MapType::Queue, 0, 8, 4)).unwrap();
+    let perf = r
+        .maps
+        .create(&def("out", MapType::PerfEventArray, 4, 4, 1))
+        .unwrap();
+    r.maps.perf_open_all(perf).unwrap();
+    // push(q, 7); pop(q, fp-8); perf_event_output(ctx, out, CURRENT_CPU | 14 << 32, fp-8, 8)
+    let src = format!(
+        "mov %r6, %r1
+         stdw [%r10-8], 7
+         lddw %r1, {q:#x}
+         mov %r2, %r10
+         add %r2, -8
+         mov %r3, 0
+         call 87
+         stdw [%r10-8], 0
+         lddw %r1, {q:#x}
+         mov %r2, %r10
+         add %r2, -8
+         call 88
+         mov %r1, %r6
+         lddw %r2, {out:#x}
+         lddw %r3, 0xeffffffff
+         mov %r4, %r10
+         add %r4, -8
+         mov %r5, 8
+         call 25
+         exit",
+        q = MAP_HANDLE_BASE,
+        out = MAP_HANDLE_BASE + 1,
+    );
+    let out = r
+        .run(&prog(&src), ProgType::Xdp, &PACKET, Input::default())
+        .unwrap();
+    assert_eq!(
+        (out.retval, out.trap),
+        (0, None),
+        "perf_event_output returned 0"
+    );
+    assert_eq!(out.events.len(), 1);
+    let e = &out.events[0];
+    assert_eq!((e.map.as_str(), e.cpu), ("out", Some(0)));
+    assert_eq!(&e.data[..8], &7u64.to_le_bytes(), "popped from the queue");
+    assert_eq!(&e.data[8..], &PACKET[..14], "14 bytes of the packet follow");
+    // Popping an empty queue is -ENOENT.
+    let pop = format!(
+        "lddw %r1, {q:#x}\nmov %r2, %r10\nadd %r2, -8\ncall 88\nexit",
+        q = MAP_HANDLE_BASE
+    );
+    let out = r
+        .run(&prog(&pop), ProgType::Xdp, &PACKET, Input::default())
+        .unwrap();
+    assert_eq!(out.retval as i64, -2);
+}
