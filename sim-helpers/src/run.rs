@@ -95,7 +95,13 @@ pub struct Runner {
     /// Programs a tail call can reach, by id (id `n` is `programs[n - 1]`): the values of
     /// program arrays.
     programs: Vec<Interpreter>,
+    overrides: std::collections::BTreeMap<u32, HelperOverride>,
 }
+
+/// A replacement for a helper: gets the five argument registers and guest memory, returns `r0`
+/// (or stops the program, e.g. with `HelperStop::Fault`).
+pub type HelperOverride =
+    Box<dyn FnMut([u64; 5], &mut MemoryMap<'_>) -> Result<u64, HelperStop> + Send>;
 
 /// Most tail calls one run may chain (the kernel's `MAX_TAIL_CALL_CNT`).
 pub const MAX_TAIL_CALLS: u32 = 33;
@@ -129,7 +135,22 @@ impl Runner {
             env,
             maps,
             programs: Vec::new(),
+            overrides: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Replace helper `id` (the kernel's number, e.g. 69 for `bpf_fib_lookup`) with `f` for
+    /// every later run; [`Runner::restore_helper`] undoes it.
+    pub fn override_helper(
+        &mut self,
+        id: u32,
+        f: impl FnMut([u64; 5], &mut MemoryMap<'_>) -> Result<u64, HelperStop> + Send + 'static,
+    ) {
+        self.overrides.insert(id, Box::new(f));
+    }
+
+    pub fn restore_helper(&mut self, id: u32) {
+        self.overrides.remove(&id);
     }
 
     /// Read every ring buffer and perf event array, as a user-space reader would after a run.
@@ -206,6 +227,7 @@ impl Runner {
     ) -> Result<(Outcome, Option<Redirect>, Vec<String>), RunError> {
         let budget = self.vm.budget;
         let mut host = SimHost::new(&mut self.env, prog_type);
+        host.overrides = Some(&mut self.overrides);
         let mut mem = self.vm.memory();
         set_base(ctx, mem.map_mut(buf)?);
         let r1 = mem.map_context(ctx)?;
@@ -335,6 +357,7 @@ struct SimHost<'e, 'a> {
     trace: Vec<String>,
     maps: Vec<MapView<'a>>,
     tail_calls: u32,
+    overrides: Option<&'e mut std::collections::BTreeMap<u32, HelperOverride>>,
 }
 
 struct Guest<'m, 'a>(&'m MemoryMap<'a>);
@@ -354,6 +377,7 @@ impl<'e> SimHost<'e, '_> {
             trace: Vec::new(),
             maps: Vec::new(),
             tail_calls: 0,
+            overrides: None,
         }
     }
 
@@ -714,6 +738,9 @@ impl Host for SimHost<'_, '_> {
         a: [u64; 5],
         mem: &mut MemoryMap<'_>,
     ) -> Result<u64, HelperStop> {
+        if let Some(f) = self.overrides.as_mut().and_then(|o| o.get_mut(&id)) {
+            return f(a, mem);
+        }
         let skb = self.is_skb();
         let env = &mut *self.env;
         Ok(match id {

@@ -251,3 +251,36 @@ fn queues_and_perf_events_from_programs() {
         .unwrap();
     assert_eq!(out.retval as i64, -2);
 }
+
+#[test]
+fn helpers_can_be_overridden_and_restored() {
+    let p = prog("mov %r1, 1\ncall 7\nexit");
+    let mut r = Runner::default();
+    let mut calls = 0u64;
+    r.override_helper(7, move |args, _mem| {
+        calls += 1;
+        Ok(1000 + calls + args[0])
+    });
+    assert_eq!(
+        r.run(&p, ProgType::Xdp, &PACKET, Input::default())
+            .unwrap()
+            .retval,
+        1001 + 1
+    );
+    assert_eq!(
+        r.run(&p, ProgType::Xdp, &PACKET, Input::default())
+            .unwrap()
+            .retval,
+        1002 + 1
+    );
+    // An override may refuse: the run traps at the call.
+    r.override_helper(7, |_, _| Err(bpfsim_vm::HelperStop::Fault));
+    let out = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+    assert_eq!(
+        out.trap.map(|t| (t.code, t.pc)),
+        Some((TrapCode::HelperFault, 0))
+    );
+    r.restore_helper(7);
+    let plain = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+    assert!(plain.trap.is_none());
+}
