@@ -278,7 +278,7 @@ fn helpers_can_be_overridden_and_restored() {
     let out = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
     assert_eq!(
         out.trap.map(|t| (t.code, t.pc)),
-        Some((TrapCode::HelperFault, 0))
+        Some((TrapCode::HelperFault, 1))
     );
     r.restore_helper(7);
     let plain = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
