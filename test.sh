@@ -10,6 +10,8 @@ step "format"
 cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "build (release)"
 cargo build --release
 step "unit, integration and property tests"
