@@ -85,6 +85,31 @@ impl Prandom {
     }
 }
 
+/// The task a program believes it runs in (`bpf_get_current_pid_tgid` and friends).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    /// Thread id (the kernel's `pid`).
+    pub pid: u32,
+    /// Process id (the kernel's `tgid`).
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Up to 15 bytes are visible, as in the kernel's `TASK_COMM_LEN` of 16.
+    pub comm: String,
+}
+
+impl Default for Process {
+    fn default() -> Self {
+        Process {
+            pid: 1000,
+            tgid: 1000,
+            uid: 0,
+            gid: 0,
+            comm: "bpfsim".to_string(),
+        }
+    }
+}
+
 /// Everything injectable about the world outside the program.
 #[derive(Clone, Debug)]
 pub struct Env {
@@ -97,6 +122,19 @@ pub struct Env {
     pub numa_node: u32,
     /// `bpf_printk` / `bpf_trace_printk` lines, in order.
     pub trace: Vec<String>,
+    pub process: Process,
+    /// Memory `bpf_probe_read_{kernel,user}[_str]` can read: address -> bytes. Reads outside it
+    /// fail with `-EFAULT`, as a bad pointer does in the kernel.
+    pub probe_memory: std::collections::BTreeMap<u64, Vec<u8>>,
+}
+
+impl Env {
+    /// `len` bytes at `addr` of [`Env::probe_memory`], if one block holds them all.
+    pub fn probe(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let (&start, bytes) = self.probe_memory.range(..=addr).next_back()?;
+        let off = usize::try_from(addr - start).ok()?;
+        bytes.get(off..off.checked_add(len)?)
+    }
 }
 
 impl Default for Env {
@@ -108,6 +146,8 @@ impl Default for Env {
             ncpus: 1,
             numa_node: 0,
             trace: Vec::new(),
+            process: Process::default(),
+            probe_memory: Default::default(),
         }
     }
 }

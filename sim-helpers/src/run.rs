@@ -807,6 +807,59 @@ impl Host for SimHost<'_, '_> {
                 csum::csum_diff(&from, &to, a[4] as u32) as u64
             }
             42 => env.numa_node as u64,
+            14 => ((env.process.tgid as u64) << 32) | env.process.pid as u64,
+            15 => ((env.process.gid as u64) << 32) | env.process.uid as u64,
+            16 => {
+                // get_current_comm(buf, size): NUL-terminated, truncated to the buffer.
+                let size = a[1] as u32 as usize;
+                let mut comm: Vec<u8> = env.process.comm.bytes().take(15).collect();
+                comm.push(0);
+                let buf = mem.slice_mut(a[0], size)?;
+                buf.fill(0);
+                let n = comm.len().min(size);
+                buf[..n].copy_from_slice(&comm[..n]);
+                if let Some(last) = buf.last_mut() {
+                    *last = 0;
+                }
+                0
+            }
+            // probe_read_user (112), probe_read_kernel (113): dst, size, unsafe_ptr.
+            112 | 113 => {
+                let size = a[1] as u32 as usize;
+                let src = env.probe(a[2], size).map(<[u8]>::to_vec);
+                let dst = mem.slice_mut(a[0], size)?;
+                match src {
+                    Some(b) => {
+                        dst.copy_from_slice(&b);
+                        0
+                    }
+                    None => {
+                        dst.fill(0);
+                        EFAULT
+                    }
+                }
+            }
+            // probe_read_user_str (114), probe_read_kernel_str (115): up to and with the NUL.
+            114 | 115 => {
+                let size = a[1] as u32 as usize;
+                let mut s = Vec::new();
+                while s.len() + 1 < size {
+                    match env.probe(a[2] + s.len() as u64, 1) {
+                        Some(&[0]) | None => break,
+                        Some(b) => s.push(b[0]),
+                    }
+                }
+                let ok = env.probe(a[2], 1).is_some();
+                let dst = mem.slice_mut(a[0], size)?;
+                if !ok || size == 0 {
+                    dst.fill(0);
+                    EFAULT
+                } else {
+                    dst[..s.len()].copy_from_slice(&s);
+                    dst[s.len()] = 0;
+                    s.len() as u64 + 1
+                }
+            }
             44 | 54 | 65 if self.prog_type == ProgType::Xdp => {
                 return self.xdp_adjust(mem, id, a[1] as i32 as i64)
             }

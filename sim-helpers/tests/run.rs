@@ -284,3 +284,62 @@ fn helpers_can_be_overridden_and_restored() {
     let plain = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
     assert!(plain.trap.is_none());
 }
+
+#[test]
+fn process_and_probe_read_come_from_the_environment() {
+    let mut env = Env::default();
+    env.process.pid = 7;
+    env.process.tgid = 5;
+    env.process.comm = "a-very-long-command-name".to_string();
+    env.probe_memory
+        .insert(0xffff_8000_0000_1000, b"kernel\0data".to_vec());
+    let mut r = Runner::new(env);
+    let pid = prog("call 14\nexit");
+    assert_eq!(
+        r.run(&pid, ProgType::Xdp, &PACKET, Input::default())
+            .unwrap()
+            .retval,
+        (5 << 32) | 7
+    );
+    // get_current_comm into 16 bytes of stack, then return its 15th byte (the NUL) and 1st.
+    let comm = prog(
+        "mov %r1, %r10\nadd %r1, -16\nmov %r2, 16\ncall 16\nldxb %r0, [%r10-1]\nldxb %r1, [%r10-16]\nlsh %r1, 8\nor %r0, %r1\nexit",
+    );
+    assert_eq!(
+        r.run(&comm, ProgType::Xdp, &PACKET, Input::default())
+            .unwrap()
+            .retval,
+        (b'a' as u64) << 8
+    );
+    // probe_read_kernel_str of "kernel": 7 bytes with the NUL; from a bad address, -EFAULT.
+    let read = |addr: u64| {
+        prog(&format!(
+            "mov %r1, %r10\nadd %r1, -16\nmov %r2, 16\nlddw %r3, {addr:#x}\ncall 115\nexit"
+        ))
+    };
+    assert_eq!(
+        r.run(
+            &read(0xffff_8000_0000_1000),
+            ProgType::Xdp,
+            &PACKET,
+            Input::default()
+        )
+        .unwrap()
+        .retval,
+        7
+    );
+    assert_eq!(
+        r.run(&read(0x1234), ProgType::Xdp, &PACKET, Input::default())
+            .unwrap()
+            .retval as i64,
+        -14
+    );
+    // probe_read_kernel of 4 bytes inside the block.
+    let p = prog("mov %r1, %r10\nadd %r1, -8\nmov %r2, 4\nlddw %r3, 0xffff800000001002\ncall 113\nldxw %r0, [%r10-8]\nexit");
+    assert_eq!(
+        r.run(&p, ProgType::Xdp, &PACKET, Input::default())
+            .unwrap()
+            .retval,
+        u32::from_le_bytes(*b"rnel") as u64
+    );
+}
