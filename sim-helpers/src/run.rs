@@ -392,7 +392,8 @@ impl<'e> SimHost<'e, '_> {
         if self.tail_calls >= MAX_TAIL_CALLS {
             return Ok(ENOENT);
         }
-        let id = mem.slice(m.bases[0] + off as u64, 4)?;
+        let base = *m.bases.first().ok_or(HelperStop::Fault)?;
+        let id = mem.slice(base + off as u64, 4)?;
         Err(HelperStop::TailCall(u32::from_le_bytes([
             id[0], id[1], id[2], id[3],
         ])))
@@ -420,7 +421,12 @@ impl<'e> SimHost<'e, '_> {
         let cpu = self.env.cpu;
         let m = &mut self.maps[i];
         Ok(match m.state.lookup(&key, cpu) {
-            Some(off) => m.bases[m.state.arena_index(cpu).min(m.bases.len() - 1)] + off as u64,
+            Some(off) => {
+                m.bases
+                    .get(m.state.arena_index(cpu))
+                    .ok_or(HelperStop::Fault)?
+                    + off as u64
+            }
             None => 0,
         })
     }
@@ -474,7 +480,7 @@ impl<'e> SimHost<'e, '_> {
                     Vec::new()
                 };
                 let m = &mut self.maps[i];
-                let base = m.bases[0];
+                let base = *m.bases.first().ok_or(HelperStop::Fault)?;
                 let mut arenas = GuestArenas {
                     mem,
                     bases: &m.bases,
