@@ -9,7 +9,7 @@ use bpfsim_vm::{HelperStop, Host, Interpreter, Outcome, Trap, Vm};
 use crate::ctx::skb::{SkbContext, SkbError, SkbFrame, SkbMd};
 use crate::ctx::xdp::{self, XdpContext, XdpError, XdpFrame, XdpMd};
 use crate::env::Env;
-use crate::helpers::{csum, printk};
+use crate::helpers::{csum, printk, strtol};
 use crate::maps::{ArenaAccess, MapState, Maps};
 
 /// Where a redirect sent the packet.
@@ -813,6 +813,19 @@ impl Host for SimHost<'_, '_> {
                 csum::csum_diff(&from, &to, a[4] as u32) as u64
             }
             42 => env.numa_node as u64,
+            // One simulated CPU runs at a time, so a lock is always free.
+            93 | 94 => 0,
+            // strtol/strtoul(buf, buf_len, flags, res)
+            105 | 106 => {
+                let buf = mem.slice(a[0], a[1] as u32 as usize)?.to_vec();
+                match strtol::parse(&buf, a[2], id == 105) {
+                    Ok((v, n)) => {
+                        mem.store(a[3], Size::DW, v).map_err(HelperStop::Memory)?;
+                        n as u64
+                    }
+                    Err(e) => e as u64,
+                }
+            }
             14 => ((env.process.tgid as u64) << 32) | env.process.pid as u64,
             15 => ((env.process.gid as u64) << 32) | env.process.uid as u64,
             16 => {

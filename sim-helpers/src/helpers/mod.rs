@@ -3,3 +3,4 @@
 pub mod csum;
 pub mod printk;
 pub mod proto;
+pub mod strtol;
