@@ -813,6 +813,20 @@ impl Host for SimHost<'_, '_> {
                 csum::csum_diff(&from, &to, a[4] as u32) as u64
             }
             42 => env.numa_node as u64,
+            // bpf_loop(nr_loops, callback, ctx, flags): the VM runs the callback.
+            181 => {
+                if a[3] != 0 {
+                    EINVAL
+                } else if a[0] > 1 << 23 {
+                    (-7i64) as u64
+                } else {
+                    return Err(HelperStop::Loop {
+                        func: a[1],
+                        iterations: a[0] as u32,
+                        ctx: a[2],
+                    });
+                }
+            }
             // One simulated CPU runs at a time, so a lock is always free.
             93 | 94 => 0,
             // strtol/strtoul(buf, buf_len, flags, res)

@@ -343,3 +343,41 @@ fn process_and_probe_read_come_from_the_environment() {
         u32::from_le_bytes(*b"rnel") as u64
     );
 }
+
+#[test]
+fn bpf_loop_runs_the_callback() {
+    // ctx = fp-8 holds a sum; the callback adds i and stops after i == 5.
+    let p = prog(
+        "stdw [%r10-8], 0
+         mov %r1, 100
+         lddw %r2, func cb
+         mov %r3, %r10
+         add %r3, -8
+         mov %r4, 0
+         call 181
+         ldxdw %r1, [%r10-8]
+         lsh %r0, 16
+         or %r0, %r1
+         exit
+     cb:
+         ldxdw %r3, [%r2]
+         add %r3, %r1
+         stxdw [%r2], %r3
+         mov %r0, 0
+         jne %r1, 5, +1
+         mov %r0, 1
+         exit",
+    );
+    let out = Runner::default()
+        .run(&p, ProgType::Xdp, &PACKET, Input::default())
+        .unwrap();
+    assert_eq!(out.trap, None);
+    // 6 calls (i = 0..=5), sum 15.
+    assert_eq!(out.retval, (6 << 16) | 15);
+    // Flags must be 0.
+    let bad = prog("mov %r1, 1\nlddw %r2, func cb\nmov %r3, 0\nmov %r4, 1\ncall 181\nexit\ncb:\nmov %r0, 0\nexit");
+    let out = Runner::default()
+        .run(&bad, ProgType::Xdp, &PACKET, Input::default())
+        .unwrap();
+    assert_eq!(out.retval as i64, -22);
+}

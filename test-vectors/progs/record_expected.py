@@ -81,6 +81,8 @@ def lpm4(prefixlen, addr):  # struct lpm_v4_key {u32 prefixlen; __be32 addr}
 SCENARIOS = [
     dict(name="xdp_pass", object="xdp_pass", program="xdp_pass_count",
          notes="Every frame passes; .bss counts frames and bytes."),
+    dict(name="xdp_loop", object="xdp_loop", program="xdp_loop",
+         notes="bpf_loop sums 0..=(len & 31), the callback stopping the loop; odd sums drop."),
     dict(name="xdp_drop", object="xdp_drop", program="xdp_drop_non_ip",
          notes="Only untagged IPv4/IPv6 pass. The 10-byte runt is refused by BPF_PROG_TEST_RUN "
                "(EINVAL, shorter than ETH_HLEN) and never reaches the program."),

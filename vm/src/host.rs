@@ -11,6 +11,14 @@ pub enum HelperStop {
     Exit(u64),
     /// Continue in this program (`bpf_tail_call`): the run ends and the caller starts it.
     TailCall(u32),
+    /// `bpf_loop`: call the subprogram at `func` (an address `lddw rN, func` produced) with
+    /// `(i, ctx)` for `i` in `0..iterations`, stopping after a call that returns non-zero; `r0`
+    /// becomes the number of calls made.
+    Loop {
+        func: u64,
+        iterations: u32,
+        ctx: u64,
+    },
     /// A pointer argument did not lie in guest memory.
     Memory(MemFault),
     /// The helper rejected its arguments.

@@ -393,3 +393,42 @@ fn a_tail_call_ends_the_run_and_names_the_next_program() {
     let plain = Vm::default().run_with_memory(&load("mov %r0, 1\nexit"), &mut TailCaller, &mut []);
     assert_eq!(plain.tail_call, None);
 }
+
+/// A host whose helper 181 asks the VM to loop over the callback in r2, as `bpf_loop` does.
+struct Looper;
+
+impl bpfsim_vm::Host for Looper {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        a: [u64; 5],
+        _: &mut MemoryMap<'_>,
+    ) -> Result<u64, bpfsim_vm::HelperStop> {
+        match id {
+            181 => Err(bpfsim_vm::HelperStop::Loop {
+                func: a[1],
+                iterations: a[0] as u32,
+                ctx: a[2],
+            }),
+            _ => Err(bpfsim_vm::HelperStop::Unknown),
+        }
+    }
+}
+
+#[test]
+fn callbacks_run_in_their_own_frame_and_bad_code_pointers_trap() {
+    let run = |src: &str| {
+        Vm::default()
+            .run_with_memory(&load(src), &mut Looper, &mut [])
+            .result
+    };
+    // The callback returns 1 at i == 3: four calls; r6 of the caller survives.
+    let ok = "mov %r6, 40\nmov %r1, 10\nlddw %r2, func cb\ncall 181\nadd %r0, %r6\nexit\ncb:\nmov %r6, 0\nmov %r0, 0\njne %r1, 3, +1\nmov %r0, 1\nexit";
+    assert_eq!(run(ok), Ok(44));
+    // A data pointer is not code.
+    let t = run("mov %r1, 1\nmov %r2, %r10\ncall 181\nexit").unwrap_err();
+    assert_eq!((t.code, t.pc), (TrapCode::HelperFault, 2));
+    // A callback that recurses through bpf_loop runs out of frames, and traps.
+    let deep = "mov %r1, 1\nlddw %r2, func cb\ncall 181\nexit\ncb:\nmov %r1, 1\nlddw %r2, func cb\ncall 181\nexit";
+    assert_eq!(run(deep).unwrap_err().code, TrapCode::CallDepth);
+}

@@ -14,6 +14,10 @@ use crate::trap::{Trap, TrapCode};
 /// program to 1M processed instructions), small enough to stop a runaway loop within milliseconds.
 pub const DEFAULT_BUDGET: u64 = 10_000_000;
 
+/// The high half of a subprogram's address as `lddw rN, func` loads it (its low half is the
+/// slot): a region that never maps, so a code pointer is useless as a data pointer.
+pub const FUNC_TAG: u64 = 0xfffe_0000 << 32;
+
 /// A program translated for the interpreter. Immutable: one can serve any number of runs.
 #[derive(Clone, Debug)]
 pub struct Interpreter {
@@ -76,7 +80,7 @@ impl Interpreter {
         budget: u64,
     ) -> Outcome {
         let mut left = budget;
-        let result = self.exec(mem, host, args, &mut left, budget);
+        let result = self.exec(0, 0, mem, host, args, &mut left, budget);
         Outcome {
             result: result.map(|(r0, _)| r0),
             insns: budget - left,
@@ -84,8 +88,13 @@ impl Interpreter {
         }
     }
 
+    /// Run from slot `start` in frame `base` (0 for the program, deeper for a callback) until
+    /// that frame exits.
+    #[allow(clippy::too_many_arguments)]
     fn exec<H: Host + ?Sized>(
         &self,
+        start: usize,
+        base: usize,
         mem: &mut MemoryMap<'_>,
         host: &mut H,
         args: [u64; 5],
@@ -96,11 +105,15 @@ impl Interpreter {
         // 16 registers so that a 4-bit index needs no bounds check; only r0-r10 are ever named.
         let mut r = [0u64; 16];
         r[1..6].copy_from_slice(&args);
-        r[10] = frame_pointer(0);
-        mem.enter_main(self.may_write);
+        r[10] = frame_pointer(base);
+        if base == 0 {
+            mem.enter_main(self.may_write);
+        } else {
+            mem.clear_frame(base);
+        }
         let mut frames = [Frame::default(); MAX_FRAMES];
-        let mut depth = 0usize;
-        let mut pc = 0usize;
+        let mut depth = base;
+        let mut pc = start;
         let mut n = *left;
         macro_rules! trap {
             ($code:expr, $detail:expr) => {{
@@ -292,6 +305,39 @@ impl Interpreter {
                             *left = n;
                             return Ok((0, Some(target)));
                         }
+                        Err(HelperStop::Loop {
+                            func,
+                            iterations,
+                            ctx,
+                        }) => {
+                            // bpf_loop: call the callback with (i, ctx) until it returns non-zero.
+                            let entry = (func & 0xffff_ffff) as usize;
+                            if func & !0xffff_ffff != FUNC_TAG || entry >= ops.len() {
+                                trap!(TrapCode::HelperFault, id);
+                            }
+                            if depth + 1 >= MAX_FRAMES {
+                                trap!(TrapCode::CallDepth, MAX_FRAMES as u64);
+                            }
+                            let mut done = iterations;
+                            for i in 0..iterations {
+                                *left = n;
+                                let (ret, _) = self.exec(
+                                    entry,
+                                    depth + 1,
+                                    mem,
+                                    host,
+                                    [i as u64, ctx, 0, 0, 0],
+                                    left,
+                                    budget,
+                                )?;
+                                n = *left;
+                                if ret != 0 {
+                                    done = i + 1;
+                                    break;
+                                }
+                            }
+                            r[0] = done as u64;
+                        }
                         Err(HelperStop::Unknown) => trap!(TrapCode::UnknownHelper, id),
                         Err(HelperStop::Fault) => trap!(TrapCode::HelperFault, id),
                         Err(HelperStop::Memory(f)) => {
@@ -315,7 +361,7 @@ impl Interpreter {
                     pc = op.off as usize;
                 }
                 K::Exit => {
-                    if depth == 0 {
+                    if depth == base {
                         *left = n;
                         return Ok((r[0], None));
                     }

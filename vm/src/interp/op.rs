@@ -188,6 +188,11 @@ pub(crate) fn prepare(prog: &Program) -> Vec<Op> {
                         op.kind = K::LdImm64;
                         op.imm = v;
                     }
+                    // A callback's address (`bpf_loop`): a code pointer no data access can use.
+                    Imm64::Func(off) => {
+                        op.kind = K::LdImm64;
+                        op.imm = crate::interp::FUNC_TAG | target(off) as u32 as u64;
+                    }
                     // Map and BTF references must be resolved by a loader before running.
                     _ => op.imm = crate::isa::opcode::LDDW as u64,
                 }
