@@ -96,7 +96,12 @@ pub struct Runner {
     /// program arrays.
     programs: Vec<Interpreter>,
     overrides: std::collections::BTreeMap<u32, HelperOverride>,
+    /// Guest-visible copies of keys for `bpf_for_each_map_elem`, whose callbacks get key pointers.
+    key_scratch: Vec<u8>,
 }
+
+/// The most key bytes `bpf_for_each_map_elem` lays out for one map.
+const KEY_SCRATCH_MAX: usize = 16 << 20;
 
 /// A replacement for a helper: gets the five argument registers and guest memory, returns `r0`
 /// (or stops the program, e.g. with `HelperStop::Fault`).
@@ -136,6 +141,7 @@ impl Runner {
             maps,
             programs: Vec::new(),
             overrides: std::collections::BTreeMap::new(),
+            key_scratch: Vec::new(),
         }
     }
 
@@ -231,7 +237,18 @@ impl Runner {
         let mut mem = self.vm.memory();
         set_base(ctx, mem.map_mut(buf)?);
         let r1 = mem.map_context(ctx)?;
+        let want = self
+            .maps
+            .iter()
+            .map(|m| m.state().max_entries() as usize * m.state().key_size() as usize)
+            .max()
+            .unwrap_or(0)
+            .min(KEY_SCRATCH_MAX);
+        if self.key_scratch.len() < want {
+            self.key_scratch.resize(want, 0);
+        }
         map_arenas(&mut self.maps, &mut mem, &mut host)?;
+        host.key_scratch = (mem.map_mut(&mut self.key_scratch)?, want);
         let mut current = prog;
         let mut used = 0;
         let out = loop {
@@ -358,6 +375,8 @@ struct SimHost<'e, 'a> {
     maps: Vec<MapView<'a>>,
     tail_calls: u32,
     overrides: Option<&'e mut std::collections::BTreeMap<u32, HelperOverride>>,
+    /// Guest address and length of the key scratch area.
+    key_scratch: (u64, usize),
 }
 
 struct Guest<'m, 'a>(&'m MemoryMap<'a>);
@@ -378,6 +397,7 @@ impl<'e> SimHost<'e, '_> {
             maps: Vec::new(),
             tail_calls: 0,
             overrides: None,
+            key_scratch: (0, 0),
         }
     }
 
@@ -578,6 +598,34 @@ impl<'e> SimHost<'e, '_> {
         Ok(perf
             .output(a[2] & !CTXLEN_MASK, cpu, &data)
             .map_or_else(|e| e.errno.helper_ret(), |()| 0))
+    }
+
+    /// `bpf_for_each_map_elem(map, callback, ctx, flags)`: the callback gets (map, key, value,
+    /// ctx) for each element in iteration order; the keys are laid out in guest memory first.
+    fn for_each(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+        let i = self.map_index(a[0])?;
+        if a[3] != 0 {
+            return Ok(EINVAL);
+        }
+        let cpu = self.env.cpu;
+        let m = &self.maps[i];
+        let ks = m.state.key_size() as usize;
+        let base = *m
+            .bases
+            .get(m.state.arena_index(cpu))
+            .ok_or(HelperStop::Fault)?;
+        let entries = m.state.entries();
+        let (scratch, room) = self.key_scratch;
+        if entries.len() * ks > room {
+            return Err(HelperStop::Fault);
+        }
+        let mut calls = Vec::with_capacity(entries.len());
+        for (j, (key, off)) in entries.iter().enumerate() {
+            let at = scratch + (j * ks) as u64;
+            mem.slice_mut(at, ks)?.copy_from_slice(key);
+            calls.push([a[0], at, base + *off as u64, a[2], 0]);
+        }
+        Err(HelperStop::CallEach { func: a[1], calls })
     }
 
     /// `bpf_redirect_map(map, key, flags)`: XDP_REDIRECT when the slot is filled, else the action
@@ -813,6 +861,7 @@ impl Host for SimHost<'_, '_> {
                 csum::csum_diff(&from, &to, a[4] as u32) as u64
             }
             42 => env.numa_node as u64,
+            164 => return self.for_each(mem, a),
             // bpf_loop(nr_loops, callback, ctx, flags): the VM runs the callback.
             181 => {
                 if a[3] != 0 {

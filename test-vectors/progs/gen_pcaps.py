@@ -329,6 +329,7 @@ MORE = ["ipv4_udp_dhcp_broadcast", "ipv6_udp_mdns_multicast", "ipv4_udp_fragment
 PCAPS = {
     "xdp_pass": CORE + ["ipv4_udp_large_1442"],
     "xdp_loop": CORE + MORE,
+    "xdp_foreach": CORE + MORE,
     "xdp_drop": CORE + ["runt_10_bytes", "ipv4_udp_dhcp_broadcast"],
     "xdp_book_9090": CORE + ["ipv4_tcp_syn_8080", "ipv6_udp_5353", "ipv4_gre"],
     "xdp_icmp_echo": CORE + ["ipv4_options_icmp_echo_request", "vlan100_ipv4_icmp_echo_request",

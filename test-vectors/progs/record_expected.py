@@ -81,6 +81,9 @@ def lpm4(prefixlen, addr):  # struct lpm_v4_key {u32 prefixlen; __be32 addr}
 SCENARIOS = [
     dict(name="xdp_pass", object="xdp_pass", program="xdp_pass_count",
          notes="Every frame passes; .bss counts frames and bytes."),
+    dict(name="xdp_foreach", object="xdp_foreach", program="xdp_foreach",
+         notes="bpf_for_each_map_elem: sums over a hash of frame lengths (order-independent) and "
+               "an array walk that stops at index 2; odd frame totals pass."),
     dict(name="xdp_loop", object="xdp_loop", program="xdp_loop",
          notes="bpf_loop sums 0..=(len & 31), the callback stopping the loop; odd sums drop."),
     dict(name="xdp_drop", object="xdp_drop", program="xdp_drop_non_ip",

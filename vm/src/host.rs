@@ -3,7 +3,7 @@
 use crate::memory::{MemFault, MemoryMap};
 
 /// Why a helper did not return a value to the program.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum HelperStop {
     /// No helper with this id exists here.
     Unknown,
@@ -19,6 +19,9 @@ pub enum HelperStop {
         iterations: u32,
         ctx: u64,
     },
+    /// Call the subprogram at `func` once per argument set, in order, stopping after a call that
+    /// returns non-zero; `r0` becomes the number of calls made (`bpf_for_each_map_elem`).
+    CallEach { func: u64, calls: Vec<[u64; 5]> },
     /// A pointer argument did not lie in guest memory.
     Memory(MemFault),
     /// The helper rejected its arguments.

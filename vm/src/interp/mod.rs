@@ -88,6 +88,39 @@ impl Interpreter {
         }
     }
 
+    /// Call the subprogram at code address `func` one frame below `depth` with each argument set,
+    /// stopping after a call that returns non-zero; returns the number of calls made.
+    #[allow(clippy::too_many_arguments)]
+    fn callbacks<H: Host + ?Sized>(
+        &self,
+        func: u64,
+        depth: usize,
+        calls: impl Iterator<Item = [u64; 5]>,
+        mem: &mut MemoryMap<'_>,
+        host: &mut H,
+        left: &mut u64,
+        budget: u64,
+        pc: usize,
+        helper: u64,
+    ) -> Result<u64, Trap> {
+        let entry = (func & 0xffff_ffff) as usize;
+        if func & !0xffff_ffff != FUNC_TAG || entry >= self.ops.len() {
+            return Err(Trap::new(TrapCode::HelperFault, pc, helper));
+        }
+        if depth + 1 >= MAX_FRAMES {
+            return Err(Trap::new(TrapCode::CallDepth, pc, MAX_FRAMES as u64));
+        }
+        let mut made = 0;
+        for args in calls {
+            made += 1;
+            let (ret, _) = self.exec(entry, depth + 1, mem, host, args, left, budget)?;
+            if ret != 0 {
+                break;
+            }
+        }
+        Ok(made)
+    }
+
     /// Run from slot `start` in frame `base` (0 for the program, deeper for a callback) until
     /// that frame exits.
     #[allow(clippy::too_many_arguments)]
@@ -311,32 +344,35 @@ impl Interpreter {
                             ctx,
                         }) => {
                             // bpf_loop: call the callback with (i, ctx) until it returns non-zero.
-                            let entry = (func & 0xffff_ffff) as usize;
-                            if func & !0xffff_ffff != FUNC_TAG || entry >= ops.len() {
-                                trap!(TrapCode::HelperFault, id);
-                            }
-                            if depth + 1 >= MAX_FRAMES {
-                                trap!(TrapCode::CallDepth, MAX_FRAMES as u64);
-                            }
-                            let mut done = iterations;
-                            for i in 0..iterations {
-                                *left = n;
-                                let (ret, _) = self.exec(
-                                    entry,
-                                    depth + 1,
-                                    mem,
-                                    host,
-                                    [i as u64, ctx, 0, 0, 0],
-                                    left,
-                                    budget,
-                                )?;
-                                n = *left;
-                                if ret != 0 {
-                                    done = i + 1;
-                                    break;
-                                }
-                            }
-                            r[0] = done as u64;
+                            let calls = (0..iterations as u64).map(|i| [i, ctx, 0, 0, 0]);
+                            *left = n;
+                            r[0] = self.callbacks(
+                                func,
+                                depth,
+                                calls,
+                                mem,
+                                host,
+                                left,
+                                budget,
+                                pc - 1,
+                                id,
+                            )?;
+                            n = *left;
+                        }
+                        Err(HelperStop::CallEach { func, calls }) => {
+                            *left = n;
+                            r[0] = self.callbacks(
+                                func,
+                                depth,
+                                calls.into_iter(),
+                                mem,
+                                host,
+                                left,
+                                budget,
+                                pc - 1,
+                                id,
+                            )?;
+                            n = *left;
                         }
                         Err(HelperStop::Unknown) => trap!(TrapCode::UnknownHelper, id),
                         Err(HelperStop::Fault) => trap!(TrapCode::HelperFault, id),
