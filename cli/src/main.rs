@@ -62,6 +62,18 @@ enum Command {
         /// text (verdict table) or json (one object per packet and line).
         #[arg(long, default_value = "text")]
         format: String,
+        /// Context: the ifindex the packet arrives on (XDP ingress_ifindex; skb ingress_ifindex).
+        #[arg(long)]
+        ingress_ifindex: Option<u32>,
+        /// Context: the XDP receive queue.
+        #[arg(long)]
+        rx_queue_index: Option<u32>,
+        /// Context: skb->mark before the program runs.
+        #[arg(long)]
+        mark: Option<u32>,
+        /// Context: skb->priority before the program runs.
+        #[arg(long)]
+        priority: Option<u32>,
     },
     /// Assemble conformance-dialect text into raw bytecode.
     Asm {
@@ -162,7 +174,28 @@ fn main() -> ExitCode {
             pcap,
             packet,
             format,
+            ingress_ifindex,
+            rx_queue_index,
+            mark,
+            priority,
         } => (|| {
+            use bpfsim::sim::ctx::{skb::SkbMd, xdp::XdpMd};
+            let mut input = bpfsim::sim::run::Input::default();
+            let xdp_default = XdpMd::default();
+            input.xdp = XdpMd {
+                ingress_ifindex: ingress_ifindex.unwrap_or(xdp_default.ingress_ifindex),
+                rx_queue_index: rx_queue_index.unwrap_or(0),
+                meta_len: 0,
+            };
+            if ingress_ifindex.is_some() || mark.is_some() || priority.is_some() {
+                let d = SkbMd::default();
+                input.skb = Some(SkbMd {
+                    ingress_ifindex: ingress_ifindex.unwrap_or(d.ingress_ifindex),
+                    mark: mark.unwrap_or(0),
+                    priority: priority.unwrap_or(0),
+                    ..d
+                });
+            }
             let prog_type = match prog_type {
                 Some(t) => Some(bpfsim::vm::spec::ProgType::from_name(&t).ok_or_else(|| {
                     format!("unknown program type `{t}` (try xdp, sched_cls, socket_filter)")
@@ -182,6 +215,7 @@ fn main() -> ExitCode {
                 packets_hex: packet,
                 pcap,
                 json,
+                input,
             })?;
             Ok(ExitCode::SUCCESS)
         })(),

@@ -24,6 +24,8 @@ pub struct RunArgs {
     pub packets_hex: Vec<String>,
     pub pcap: Option<PathBuf>,
     pub json: bool,
+    /// The context the runs get (the kernel's ctx_in).
+    pub input: Input,
 }
 
 /// The verdict's name for this program type, when it has one.
@@ -143,7 +145,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             let title = raw.display().to_string();
             replay(&args, &title, prog_type, &mut |p| {
                 runner
-                    .run(&interp, prog_type, p, Input::default())
+                    .run(&interp, prog_type, p, args.input)
                     .map_err(|e| e.to_string())
             })
         }
@@ -164,8 +166,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let title = format!("{} {}", path.display(), prog.name);
                 replay(&args, &title, prog.prog_type, &mut |p| {
-                    obj.run(&prog, p, Input::default())
-                        .map_err(|e| e.to_string())
+                    obj.run(&prog, p, args.input).map_err(|e| e.to_string())
                 })?;
             }
             Ok(())

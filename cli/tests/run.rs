@@ -330,3 +330,60 @@ fn malformed_objects_exit_2() {
     assert_eq!(code, 2);
     assert!(err.contains("nope"), "{err}");
 }
+
+#[test]
+fn context_flags_reach_the_program() {
+    let dir = Dir::new("ctx");
+    let p = hex(&frame(0x0806, 42));
+    let field = |src: &str, ty: &str, flags: &[&str]| {
+        let bin = assemble(&dir, src);
+        let mut args = vec![
+            "run",
+            "--raw",
+            path(&bin),
+            "--type",
+            ty,
+            "--packet",
+            &p,
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(flags);
+        let (code, out, err) = bpfsim(&args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["retval"]
+            .as_u64()
+            .unwrap()
+    };
+    // xdp_md.ingress_ifindex and rx_queue_index; loopback (1) and queue 0 by default.
+    assert_eq!(field("ldxw %r0, [%r1+12]\nexit", "xdp", &[]), 1);
+    assert_eq!(
+        field(
+            "ldxw %r0, [%r1+12]\nexit",
+            "xdp",
+            &["--ingress-ifindex", "7"]
+        ),
+        7
+    );
+    assert_eq!(
+        field(
+            "ldxw %r0, [%r1+16]\nexit",
+            "xdp",
+            &["--rx-queue-index", "3"]
+        ),
+        3
+    );
+    // __sk_buff.mark and priority.
+    assert_eq!(
+        field("ldxw %r0, [%r1+8]\nexit", "sched_cls", &["--mark", "99"]),
+        99
+    );
+    assert_eq!(
+        field(
+            "ldxw %r0, [%r1+32]\nexit",
+            "sched_cls",
+            &["--priority", "5"]
+        ),
+        5
+    );
+}
