@@ -110,6 +110,21 @@ impl Default for Process {
     }
 }
 
+/// A route `bpf_fib_lookup` answers from: the longest matching prefix wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FibRoute {
+    /// Destination prefix: 4 bytes for IPv4, 16 for IPv6 (network order).
+    pub prefix: Vec<u8>,
+    pub prefix_len: u8,
+    /// The helper's result for this route: 0 forwards; 1 blackhole, 2 unreachable, 3 prohibit,
+    /// 7 no neighbour ... (UAPI `BPF_FIB_LKUP_RET_*`).
+    pub result: u32,
+    /// Egress device, and the MAC addresses the lookup fills in.
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+
 /// Everything injectable about the world outside the program.
 #[derive(Clone, Debug)]
 pub struct Env {
@@ -126,9 +141,26 @@ pub struct Env {
     /// Memory `bpf_probe_read_{kernel,user}[_str]` can read: address -> bytes. Reads outside it
     /// fail with `-EFAULT`, as a bad pointer does in the kernel.
     pub probe_memory: std::collections::BTreeMap<u64, Vec<u8>>,
+    /// The routing table of `bpf_fib_lookup`; without a matching route the lookup answers
+    /// `BPF_FIB_LKUP_RET_NOT_FWDED`.
+    pub fib: Vec<FibRoute>,
 }
 
 impl Env {
+    /// The longest-prefix route for `dst` (4 or 16 bytes).
+    pub fn route(&self, dst: &[u8]) -> Option<&FibRoute> {
+        let covers = |r: &FibRoute| {
+            let bits = r.prefix_len as usize;
+            r.prefix.len() == dst.len()
+                && bits <= dst.len() * 8
+                && (0..bits).all(|b| (r.prefix[b / 8] ^ dst[b / 8]) & (0x80 >> (b % 8)) == 0)
+        };
+        self.fib
+            .iter()
+            .filter(|r| covers(r))
+            .max_by_key(|r| r.prefix_len)
+    }
+
     /// `len` bytes at `addr` of [`Env::probe_memory`], if one block holds them all.
     pub fn probe(&self, addr: u64, len: usize) -> Option<&[u8]> {
         let (&start, bytes) = self.probe_memory.range(..=addr).next_back()?;
@@ -148,6 +180,7 @@ impl Default for Env {
             trace: Vec::new(),
             process: Process::default(),
             probe_memory: Default::default(),
+            fib: Vec::new(),
         }
     }
 }

@@ -7,4 +7,4 @@ pub mod maps;
 pub mod object;
 pub mod run;
 
-pub use env::{Clock, Env, Prandom, Process};
+pub use env::{Clock, Env, FibRoute, Prandom, Process};

@@ -876,6 +876,32 @@ impl Host for SimHost<'_, '_> {
                     });
                 }
             }
+            // fib_lookup(ctx, params, plen, flags), answered from Env::fib.
+            69 => {
+                const NOT_FWDED: u64 = 4;
+                let plen = a[2] as u32 as usize;
+                if plen < 64 {
+                    EINVAL
+                } else {
+                    let mut p = mem.slice(a[1], 64)?.to_vec();
+                    let dst = match p[0] {
+                        2 => p[32..36].to_vec(),
+                        10 => p[32..48].to_vec(),
+                        _ => return Ok((-97i64) as u64), // -EAFNOSUPPORT
+                    };
+                    match env.route(&dst) {
+                        None => NOT_FWDED,
+                        Some(r) if r.result != 0 => r.result as u64,
+                        Some(r) => {
+                            p[8..12].copy_from_slice(&r.ifindex.to_le_bytes());
+                            p[52..58].copy_from_slice(&r.smac);
+                            p[58..64].copy_from_slice(&r.dmac);
+                            mem.slice_mut(a[1], 64)?.copy_from_slice(&p);
+                            0
+                        }
+                    }
+                }
+            }
             // One simulated CPU runs at a time, so a lock is always free.
             93 | 94 => 0,
             // strtol/strtoul(buf, buf_len, flags, res)

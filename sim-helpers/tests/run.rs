@@ -381,3 +381,80 @@ fn bpf_loop_runs_the_callback() {
         .unwrap();
     assert_eq!(out.retval as i64, -22);
 }
+
+#[test]
+fn fib_lookup_answers_from_the_routing_table() {
+    use bpfsim_helpers::FibRoute;
+    let mut env = Env::default();
+    let route = |prefix: [u8; 4], prefix_len, result, ifindex, d0| FibRoute {
+        prefix: prefix.to_vec(),
+        prefix_len,
+        result,
+        ifindex,
+        smac: [2, 0, 0, 0, 0, 0xaa],
+        dmac: [d0, 0, 0, 0, 0, 0xbb],
+    };
+    env.fib = vec![
+        route([10, 0, 0, 0], 8, 0, 3, 0x10),
+        route([10, 1, 0, 0], 16, 0, 4, 0x20),
+        route([192, 0, 2, 0], 24, 2, 0, 0),
+    ];
+    let mut r = Runner::new(env);
+    // struct bpf_fib_lookup at fp-64: family AF_INET, ipv4_dst at +32; returns
+    // rc | ifindex << 8 | dmac[0] << 16.
+    let lookup = |dst: [u8; 4]| {
+        prog(&format!(
+            "mov %r6, %r1
+             mov %r1, 0
+             stdw [%r10-64], 0
+             stdw [%r10-56], 0
+             stdw [%r10-48], 0
+             stdw [%r10-40], 0
+             stdw [%r10-32], 0
+             stdw [%r10-24], 0
+             stdw [%r10-16], 0
+             stdw [%r10-8], 0
+             stb [%r10-64], 2
+             stw [%r10-32], {dst}
+             mov %r1, %r6
+             mov %r2, %r10
+             add %r2, -64
+             mov %r3, 64
+             mov %r4, 0
+             call 69
+             ldxw %r1, [%r10-56]
+             lsh %r1, 8
+             or %r0, %r1
+             ldxb %r1, [%r10-6]
+             lsh %r1, 16
+             or %r0, %r1
+             exit",
+            dst = u32::from_le_bytes(dst) as i32
+        ))
+    };
+    let run = |r: &mut Runner, dst| {
+        r.run(&lookup(dst), ProgType::Xdp, &PACKET, Input::default())
+            .unwrap()
+            .retval
+    };
+    assert_eq!(
+        run(&mut r, [10, 9, 9, 9]),
+        (0x10 << 16) | (3 << 8),
+        "the /8 route"
+    );
+    assert_eq!(
+        run(&mut r, [10, 1, 2, 3]),
+        (0x20 << 16) | (4 << 8),
+        "the longer /16 wins"
+    );
+    assert_eq!(
+        run(&mut r, [192, 0, 2, 7]),
+        2,
+        "BPF_FIB_LKUP_RET_UNREACHABLE"
+    );
+    assert_eq!(
+        run(&mut r, [8, 8, 8, 8]),
+        4,
+        "no route: BPF_FIB_LKUP_RET_NOT_FWDED"
+    );
+}
