@@ -658,6 +658,27 @@ impl<'e> SimHost<'e, '_> {
         })
     }
 
+    /// `trace_printk`/`trace_vprintk`: format `(a[0], a[1])` with `args`; the line goes to this
+    /// run's trace and the environment's, and the helper returns its length (or `-EINVAL`).
+    fn printk(
+        &mut self,
+        mem: &MemoryMap<'_>,
+        a: [u64; 5],
+        args: &[u64],
+        max_args: usize,
+    ) -> Result<u64, HelperStop> {
+        let fmt = mem.slice(a[0], a[1] as u32 as usize)?;
+        Ok(match printk::format(fmt, args, max_args, &Guest(mem)) {
+            Ok(line) => {
+                let n = line.len() as u64;
+                self.env.trace.push(line.clone());
+                self.trace.push(line);
+                n
+            }
+            Err(_) => EINVAL,
+        })
+    }
+
     fn is_skb(&self) -> bool {
         self.prog_type != ProgType::Xdp
     }
@@ -806,37 +827,17 @@ impl Host for SimHost<'_, '_> {
             130..=133 => return self.ringbuf(mem, id, a),
             177 => {
                 // trace_vprintk(fmt, fmt_size, data, data_len): arguments as an array of u64.
-                let fmt = mem.slice(a[0], a[1] as u32 as usize)?.to_vec();
                 let data = mem.slice(a[2], a[3] as u32 as usize)?;
                 let args: Vec<u64> = data
                     .chunks_exact(8)
                     .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
                     .collect();
-                match printk::format(&fmt, &args, 12, &Guest(mem)) {
-                    Ok(line) => {
-                        let n = line.len() as u64;
-                        env.trace.push(line.clone());
-                        self.trace.push(line);
-                        n
-                    }
-                    Err(_) => EINVAL,
-                }
+                return self.printk(mem, a, &args, 12);
             }
             2 => return self.map_update(mem, a),
             3 => return self.map_delete(mem, a),
             5 => env.clock.monotonic_ns(),
-            6 => {
-                let fmt = mem.slice(a[0], a[1] as u32 as usize)?.to_vec();
-                match printk::format(&fmt, &a[2..5], 3, &Guest(mem)) {
-                    Ok(line) => {
-                        let n = line.len() as u64;
-                        env.trace.push(line.clone());
-                        self.trace.push(line);
-                        n
-                    }
-                    Err(_) => EINVAL,
-                }
-            }
+            6 => return self.printk(mem, a, &a[2..5], 3),
             7 => env.prandom.next_u32() as u64,
             8 => env.cpu as u64,
             9 if skb => return Self::skb_store_bytes(mem, a),

@@ -5,7 +5,7 @@ use bpfsim_helpers::ctx::xdp::XdpMd;
 use bpfsim_helpers::run::{Input, Redirect, Runner};
 use bpfsim_helpers::{Clock, Env, Prandom};
 use bpfsim_vm::asm::assemble;
-use bpfsim_vm::spec::ProgType;
+use bpfsim_vm::spec::{MapDef, MapType, ProgType};
 use bpfsim_vm::{Interpreter, Program, TrapCode};
 
 fn prog(src: &str) -> Interpreter {
@@ -13,6 +13,21 @@ fn prog(src: &str) -> Interpreter {
 }
 
 /// An Ethernet frame carrying ARP (no network header the skb test run would insist on).
+/// A map definition as an object would declare it, for tests that build maps by hand.
+fn def(name: &str, map_type: MapType, key_size: u32, value_size: u32, max_entries: u32) -> MapDef {
+    MapDef {
+        name: name.to_string(),
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        flags: 0,
+        inner: None,
+        btf_key_type_id: 0,
+        btf_value_type_id: 0,
+    }
+}
+
 const PACKET: [u8; 20] = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 6, 0, 1, 8, 0, 6, 4];
 
 #[test]
@@ -128,21 +143,14 @@ fn unsupported_types_and_bad_packets_are_errors() {
 #[test]
 fn tail_calls_chain_at_most_33_times() {
     use bpfsim_helpers::run::{arena_addr, MAP_HANDLE_BASE};
-    use bpfsim_vm::spec::{MapDef, MapType};
-    let def = |name: &str, map_type, value_size| MapDef {
-        name: name.to_string(),
-        map_type,
-        key_size: 4,
-        value_size,
-        max_entries: 1,
-        flags: 0,
-        inner: None,
-        btf_key_type_id: 0,
-        btf_value_type_id: 0,
-    };
     let mut r = Runner::default();
-    let jmp = r.maps.create(&def("jmp", MapType::ProgArray, 4)).unwrap();
-    r.maps.create(&def("count", MapType::Array, 8)).unwrap();
+    let jmp = r
+        .maps
+        .create(&def("jmp", MapType::ProgArray, 4, 4, 1))
+        .unwrap();
+    r.maps
+        .create(&def("count", MapType::Array, 4, 8, 1))
+        .unwrap();
     // Count each entry in `count[0]`, then tail-call jmp[0] (this very program).
     let src = format!(
         "mov %r6, %r1
@@ -184,18 +192,6 @@ fn tail_calls_chain_at_most_33_times() {
 #[test]
 fn queues_and_perf_events_from_programs() {
     use bpfsim_helpers::run::MAP_HANDLE_BASE;
-    use bpfsim_vm::spec::{MapDef, MapType};
-    let def = |name: &str, map_type, key_size, value_size, max_entries| MapDef {
-        name: name.to_string(),
-        map_type,
-        key_size,
-        value_size,
-        max_entries,
-        flags: 0,
-        inner: None,
-        btf_key_type_id: 0,
-        btf_value_type_id: 0,
-    };
     let mut r = Runner::default();
     r.maps.create(&def("q", MapType::Queue, 0, 8, 4)).unwrap();
     let perf = r
