@@ -3,113 +3,53 @@
 //! output packets must equal the kernel's; scenarios that need what the simulator does not do yet
 //! are listed by name below and must still fail, so the list cannot go stale.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use bpfsim::capture::Capture;
-use bpfsim_helpers::ctx::skb::SkbMd;
+use std::path::Path;
+
 use bpfsim_helpers::object::LoadedObject;
-use bpfsim_helpers::run::Input;
 use bpfsim_helpers::Env;
-use bpfsim_vm::spec::ProgType;
+use common::{hex, matches, SetupValue};
 use serde_json::Value;
 
 /// Scenarios that need features not built yet. Each must still disagree somewhere.
 const NOT_YET: &[&str] = &[];
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/progs")
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
-        .collect()
-}
-
-/// Hex with `??` wildcards against bytes.
-fn matches(expected: &str, got: &[u8]) -> bool {
-    expected.len() == got.len() * 2
-        && got.iter().enumerate().all(|(i, b)| {
-            let e = &expected[2 * i..2 * i + 2];
-            e == "??" || u8::from_str_radix(e, 16) == Ok(*b)
-        })
-}
-
 /// Replay one scenario; `Err` says where the simulator first disagrees with the kernel.
 fn replay(path: &Path) -> Result<usize, String> {
-    let s: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let dir = root();
-    let bytes = std::fs::read(dir.join(s["object"].as_str().unwrap())).unwrap();
+    let sc = common::load(path);
+    let s = &sc.json;
     let run = &s["run"];
     let env = Env {
         ncpus: run["nr_cpus"].as_u64().unwrap_or(1) as u32,
         cpu: run["cpu"].as_u64().unwrap_or(0) as u32,
         ..Env::default()
     };
-    let mut obj = LoadedObject::load(&bytes, env).map_err(|e| format!("load: {e}"))?;
-    let prog_type = ProgType::from_name(s["prog_type"].as_str().unwrap());
+    let mut obj = LoadedObject::load(&sc.object, env).map_err(|e| format!("load: {e}"))?;
     let prog = obj
-        .program(s["program"].as_str().unwrap(), prog_type)
+        .program(&sc.program, sc.prog_type)
         .map_err(|e| format!("link: {e}"))?;
-    for u in s["setup"].as_array().into_iter().flatten() {
-        let name = u["map"].as_str().unwrap();
-        let value = match (u["value"].as_str(), u["value_prog"].as_str()) {
-            (Some(v), _) => unhex(v),
+    for u in &sc.setup {
+        let value = match &u.value {
+            SetupValue::Bytes(v) => v.clone(),
             // An AF_XDP socket: the simulator stores the queue it is bound to.
-            (None, None) if u["value_xsk"].is_object() => {
-                (u["value_xsk"]["queue"].as_u64().unwrap_or(0) as u32)
-                    .to_le_bytes()
-                    .to_vec()
-            }
-            (None, Some(p)) => obj
+            SetupValue::Xsk { queue, .. } => queue.to_le_bytes().to_vec(),
+            SetupValue::Prog(p) => obj
                 .prog_id(p)
                 .map_err(|e| format!("setup: {e}"))?
                 .to_le_bytes()
                 .to_vec(),
-            _ => {
-                return Err(format!(
-                    "setup: {name}: a value kind this runner does not apply yet: {u}"
-                ))
-            }
         };
-        let id = obj.map_id(name).ok_or(format!("setup: no map {name}"))?;
+        let id = obj
+            .map_id(&u.map)
+            .ok_or(format!("setup: no map {}", u.map))?;
         obj.runner
             .maps
-            .update(id, &unhex(u["key"].as_str().unwrap()), &value, 0)
-            .map_err(|e| format!("setup of {name}: {e}"))?;
+            .update(id, &u.key, &value, 0)
+            .map_err(|e| format!("setup of {}: {e}", u.map))?;
     }
-    let mut skb = SkbMd::default();
-    let c = &s["ctx_in"];
-    if !c.is_null() {
-        let field = |k: &str| c[k].as_u64();
-        for (k, slot) in [
-            ("mark", &mut skb.mark),
-            ("priority", &mut skb.priority),
-            ("ifindex", &mut skb.ifindex),
-            ("ingress_ifindex", &mut skb.ingress_ifindex),
-        ] {
-            if let Some(v) = field(k) {
-                *slot = v as u32;
-            }
-        }
-        if let Some(t) = field("tstamp") {
-            skb.tstamp = t;
-        }
-        if let Some(cb) = c["cb"].as_array() {
-            for (i, v) in cb.iter().enumerate().take(5) {
-                skb.cb[i] = v.as_u64().unwrap_or(0) as u32;
-            }
-        }
-    }
-    let packets: Vec<Vec<u8>> = Capture::open(&dir.join(s["pcap"].as_str().unwrap()))
-        .unwrap()
-        .map(|p| p.unwrap().data)
-        .collect();
-    // The recorder always hands the kernel a context (zeros unless ctx_in says otherwise).
-    let input = Input {
-        skb: Some(skb),
-        ..Input::default()
-    };
+    let packets = &sc.packets;
+    let input = sc.input;
     let mut n = 0;
     for p in s["packets"].as_array().unwrap() {
         let i = p["pcap_index"].as_u64().unwrap() as usize;
@@ -138,6 +78,19 @@ fn replay(path: &Path) -> Result<usize, String> {
         if !matches(p["data_out"].as_str().unwrap(), &r.data) {
             return Err(format!("packet {i} ({name}): output packet differs"));
         }
+        // bpf_printk lines, as the kernel's trace buffer showed them.
+        let want_trace: Vec<&str> = p["trace"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if want_trace != r.trace {
+            return Err(format!(
+                "packet {i} ({name}): trace {:?}, the kernel's {want_trace:?}",
+                r.trace
+            ));
+        }
         // Ring buffer records the kernel's reader saw after this packet, map by map.
         if let Some(rb) = p["ringbuf"].as_object() {
             let want: Vec<&str> = rb
@@ -161,10 +114,6 @@ fn replay(path: &Path) -> Result<usize, String> {
     }
     compare_maps(&s["maps_after"], &obj)?;
     Ok(n)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The maps after the last packet, as the recorder dumped them (see the vectors' README):
@@ -236,12 +185,7 @@ fn compare_maps(after: &Value, obj: &LoadedObject) -> Result<(), String> {
 
 #[test]
 fn vectors_agree_with_the_kernel() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("expected"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
+    let files = common::scenario_files();
     assert!(files.len() >= 30);
     let (mut agree, mut packets) = (0, 0);
     let mut unexpected = Vec::new();

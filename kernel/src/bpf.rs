@@ -28,12 +28,12 @@ type Fd = std::os::fd::OwnedFd;
 type Fd = Never;
 /// The type of values that cannot exist: the handles of a platform without bpf(2).
 #[cfg(not(target_os = "linux"))]
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Never {}
 
 /// Proof that bpf(2) works here, obtained from [`KernelBpf::probe`]; every kernel operation is
 /// a method of it.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct KernelBpf {
     #[cfg(target_os = "linux")]
     _token: (),
@@ -91,8 +91,66 @@ pub struct TestRunOut {
     pub retval: u32,
     /// The packet after the run (for XDP it starts at `data_meta`).
     pub data_out: Vec<u8>,
+    /// The context after the run (`xdp_md`, `__sk_buff`), when one was asked for.
+    pub ctx_out: Vec<u8>,
     /// The kernel's average duration of one run, in nanoseconds.
     pub duration_ns: u64,
+}
+
+/// What `BPF_PROG_LOAD` gets besides the bytecode.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgSpec<'a> {
+    pub prog_type: ProgType,
+    /// Raw bytecode, 8 bytes per slot.
+    pub insns: &'a [u8],
+    pub license: &'a str,
+    /// `enum bpf_attach_type` (0 when the type needs none).
+    pub expected_attach_type: u32,
+    /// `BPF_F_*` program flags (`BPF_F_XDP_HAS_FRAGS`, ...).
+    pub flags: u32,
+    /// The program's name; cut to the kernel's 15 characters of `[A-Za-z0-9_.]`.
+    pub name: &'a str,
+    /// The map fds that `BPF_PSEUDO_MAP_IDX`/`_IDX_VALUE` instructions index. The kernel reads
+    /// the slot an instruction names without knowing the slice's length, so the load refuses
+    /// (EINVAL) bytecode whose index is out of range.
+    pub fd_array: &'a [i32],
+    /// The object's BTF (`BPF_BTF_LOAD`), for `func_info`.
+    pub btf_fd: Option<i32>,
+    /// `struct bpf_func_info` records: (first instruction, BTF `FUNC` type id) of every
+    /// function in the program, sorted; what callbacks and global functions need.
+    pub func_info: &'a [[u32; 2]],
+}
+
+impl<'a> ProgSpec<'a> {
+    pub fn new(prog_type: ProgType, insns: &'a [u8], license: &'a str) -> ProgSpec<'a> {
+        ProgSpec {
+            prog_type,
+            insns,
+            license,
+            expected_attach_type: 0,
+            flags: 0,
+            name: "",
+            fd_array: &[],
+            btf_fd: None,
+            func_info: &[],
+        }
+    }
+}
+
+/// The input of `BPF_PROG_TEST_RUN`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TestRunIn<'a> {
+    pub data: &'a [u8],
+    /// The context handed in (`struct xdp_md`, `struct __sk_buff`), if any.
+    pub ctx_in: Option<&'a [u8]>,
+    /// Room for the context out (0: none asked for).
+    pub ctx_out_size: u32,
+    /// Runs (0 means 1); the duration is their average.
+    pub repeat: u32,
+    /// `BPF_F_TEST_RUN_ON_CPU`, `BPF_F_TEST_XDP_LIVE_FRAMES`, ...
+    pub flags: u32,
+    /// The CPU, with `BPF_F_TEST_RUN_ON_CPU`.
+    pub cpu: u32,
 }
 
 /// `r0 = 0; exit`: the program `probe` loads.
@@ -161,8 +219,23 @@ impl KernelBpf {
             let _ = (prog_type, insns, license, log_level);
             match self.never {}
         }
+        self.prog_load_spec(&ProgSpec::new(prog_type, insns, license), log_level)
+    }
+
+    /// [`KernelBpf::prog_load`] with every attribute of [`ProgSpec`]: attach type, flags, name
+    /// and the map fds that `BPF_PSEUDO_MAP_IDX` instructions index.
+    pub fn prog_load_spec(
+        &self,
+        spec: &ProgSpec<'_>,
+        log_level: u32,
+    ) -> Result<ProgFd, LoadFailure> {
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (spec, log_level);
+            match self.never {}
+        }
         #[cfg(target_os = "linux")]
-        imp::prog_load(prog_type, insns, license, log_level)
+        imp::prog_load(spec, log_level)
     }
 
     /// Load with a verifier log of `log_level` (at least 1) whatever the outcome, and return
@@ -179,8 +252,22 @@ impl KernelBpf {
             let _ = (prog_type, insns, license, log_level);
             match self.never {}
         }
+        self.prog_load_spec_logged(&ProgSpec::new(prog_type, insns, license), log_level)
+    }
+
+    /// [`KernelBpf::prog_load_logged`] with every attribute of [`ProgSpec`].
+    pub fn prog_load_spec_logged(
+        &self,
+        spec: &ProgSpec<'_>,
+        log_level: u32,
+    ) -> (Result<ProgFd, Errno>, String) {
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (spec, log_level);
+            match self.never {}
+        }
         #[cfg(target_os = "linux")]
-        imp::prog_load_logged(prog_type, insns, license, log_level)
+        imp::prog_load_logged(spec, log_level)
     }
 
     /// Run `prog` once per `repeat` (0 means 1) on a copy of `data_in` with `BPF_PROG_TEST_RUN`.
@@ -195,8 +282,25 @@ impl KernelBpf {
             let _ = (prog, data_in, repeat);
             match self.never {}
         }
+        self.test_run_with(
+            prog,
+            &TestRunIn {
+                data: data_in,
+                repeat,
+                ..TestRunIn::default()
+            },
+        )
+    }
+
+    /// `BPF_PROG_TEST_RUN` with a context in and out, flags and a CPU.
+    pub fn test_run_with(&self, prog: &ProgFd, input: &TestRunIn<'_>) -> Result<TestRunOut, Errno> {
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (prog, input);
+            match self.never {}
+        }
         #[cfg(target_os = "linux")]
-        imp::test_run(prog, data_in, repeat)
+        imp::test_run(prog, input)
     }
 
     /// Create a `BPF_MAP_TYPE_ARRAY` map of `max_entries` zeroed values of `value_size` bytes.
@@ -260,9 +364,11 @@ fn unavailable(e: Errno, what: &str) -> Unavailable {
 mod imp {
     use std::ffi::CString;
 
-    use super::{ArrayMap, ProgFd, ProgType, TestRunOut};
+    use super::{ArrayMap, ProgFd, ProgSpec, TestRunIn, TestRunOut};
     use crate::error::{Errno, LoadFailure};
-    use crate::sys::{self, addr, Cmd, MapCreateAttr, MapElemAttr, ProgLoadAttr, TestRunAttr};
+    use crate::sys::{
+        self, addr, Cmd, MapCreateAttr, MapElemAttr, ProgLoadAttr, TestRunAttr, OBJ_NAME_LEN,
+    };
 
     /// Initial verifier-log buffer, and the most the retry will ask for (the kernel's limit
     /// before 5.2 was 16 MiB - 1; later ones allow more, but no log we need is that long).
@@ -280,18 +386,36 @@ mod imp {
 
     /// One BPF_PROG_LOAD; `log` is the buffer for the verifier log (level 0 without it).
     fn load_once(
-        prog_type: ProgType,
-        insns: &[u8],
+        spec: &ProgSpec<'_>,
         license: &CString,
         log: Option<(&mut [u8], u32)>,
     ) -> (Result<ProgFd, Errno>, u32) {
         let mut attr = ProgLoadAttr {
-            prog_type: prog_type.0,
-            insn_cnt: (insns.len() / 8) as u32,
-            insns: addr(insns.as_ptr()),
+            prog_type: spec.prog_type.0,
+            insn_cnt: (spec.insns.len() / 8) as u32,
+            insns: addr(spec.insns.as_ptr()),
             license: addr(license.as_ptr()),
+            expected_attach_type: spec.expected_attach_type,
+            prog_flags: spec.flags,
             ..ProgLoadAttr::default()
         };
+        if !spec.fd_array.is_empty() {
+            attr.fd_array = addr(spec.fd_array.as_ptr());
+        }
+        if let (Some(btf), false) = (spec.btf_fd, spec.func_info.is_empty()) {
+            attr.prog_btf_fd = btf as u32;
+            attr.func_info_rec_size = 8;
+            attr.func_info = addr(spec.func_info.as_ptr());
+            attr.func_info_cnt = spec.func_info.len() as u32;
+        }
+        // The kernel accepts [A-Za-z0-9_.] in object names, at most 15 bytes.
+        for (slot, b) in attr.prog_name[..OBJ_NAME_LEN - 1].iter_mut().zip(
+            spec.name
+                .bytes()
+                .filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.'),
+        ) {
+            *slot = b;
+        }
         if let Some((buf, level)) = log {
             buf[0] = 0;
             attr.log_level = level;
@@ -301,6 +425,8 @@ mod imp {
         let mut result = Err(Errno::EAGAIN);
         for _ in 0..EAGAIN_RETRIES {
             // SAFETY: `insns` holds `insn_cnt` 8-byte instructions, `license` is NUL-terminated,
+            // `fd_array` (if set) holds every index the instructions name (`check_bytecode`),
+            // `func_info` holds `func_info_cnt` 8-byte records,
             // and the log buffer (if any) is writable for `log_size` bytes; all outlive the call.
             result = unsafe { sys::bpf(Cmd::ProgLoad, &mut attr) };
             if result != Err(Errno::EAGAIN) {
@@ -315,12 +441,11 @@ mod imp {
         )
     }
 
-    pub(super) fn prog_load(
-        prog_type: ProgType,
-        insns: &[u8],
-        license: &str,
-        log_level: u32,
-    ) -> Result<ProgFd, LoadFailure> {
+    /// `BPF_PSEUDO_MAP_IDX` and `BPF_PSEUDO_MAP_IDX_VALUE`: `lddw` sources that index `fd_array`.
+    const PSEUDO_MAP_IDX: u8 = 5;
+    const PSEUDO_MAP_IDX_VALUE: u8 = 6;
+
+    fn check_bytecode(insns: &[u8], fd_array: &[i32]) -> Result<(), LoadFailure> {
         if insns.is_empty() || insns.len() % 8 != 0 || insns.len() / 8 > u32::MAX as usize {
             return Err(failure(
                 Errno::EINVAL,
@@ -330,14 +455,34 @@ mod imp {
                 ),
             ));
         }
-        let Ok(license) = CString::new(license) else {
+        for (pc, insn) in insns.chunks_exact(8).enumerate() {
+            let src = insn[1] >> 4;
+            if insn[0] == 0x18 && (src == PSEUDO_MAP_IDX || src == PSEUDO_MAP_IDX_VALUE) {
+                let idx = i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]);
+                if usize::try_from(idx).map_or(true, |i| i >= fd_array.len()) {
+                    return Err(failure(
+                        Errno::EINVAL,
+                        format!(
+                            "instruction {pc}: map index {idx} is outside fd_array ({} maps)",
+                            fd_array.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn prog_load(spec: &ProgSpec<'_>, log_level: u32) -> Result<ProgFd, LoadFailure> {
+        check_bytecode(spec.insns, spec.fd_array)?;
+        let Ok(license) = CString::new(spec.license) else {
             return Err(failure(Errno::EINVAL, "license contains a NUL byte"));
         };
-        let errno = match load_once(prog_type, insns, &license, None).0 {
+        let errno = match load_once(spec, &license, None).0 {
             Ok(fd) => return Ok(fd),
             Err(e) => e,
         };
-        match load_with_log(prog_type, insns, &license, log_level.max(1)) {
+        match load_with_log(spec, &license, log_level.max(1)) {
             // Loaded on the second attempt (a transient failure the first time).
             (Ok(fd), _) => Ok(fd),
             (Err(_), log) => Err(failure(errno, log)),
@@ -346,15 +491,14 @@ mod imp {
 
     /// One load with a verifier log of `level`, growing the buffer until the log fits.
     fn load_with_log(
-        prog_type: ProgType,
-        insns: &[u8],
+        spec: &ProgSpec<'_>,
         license: &CString,
         level: u32,
     ) -> (Result<ProgFd, Errno>, String) {
         let mut size = LOG_START;
         loop {
             let mut buf = vec![0u8; size];
-            let (result, true_size) = load_once(prog_type, insns, license, Some((&mut buf, level)));
+            let (result, true_size) = load_once(spec, license, Some((&mut buf, level)));
             let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
             let log = String::from_utf8_lossy(&buf[..end]).into_owned();
             match result {
@@ -367,28 +511,26 @@ mod imp {
     }
 
     pub(super) fn prog_load_logged(
-        prog_type: ProgType,
-        insns: &[u8],
-        license: &str,
+        spec: &ProgSpec<'_>,
         log_level: u32,
     ) -> (Result<ProgFd, Errno>, String) {
-        if insns.is_empty() || insns.len() % 8 != 0 {
+        if check_bytecode(spec.insns, spec.fd_array).is_err() {
             return (Err(Errno::EINVAL), String::new());
         }
-        let Ok(license) = CString::new(license) else {
+        let Ok(license) = CString::new(spec.license) else {
             return (Err(Errno::EINVAL), String::new());
         };
-        load_with_log(prog_type, insns, &license, log_level.max(1))
+        load_with_log(spec, &license, log_level.max(1))
     }
 
-    pub(super) fn test_run(
-        prog: &ProgFd,
-        data_in: &[u8],
-        repeat: u32,
-    ) -> Result<TestRunOut, Errno> {
+    pub(super) fn test_run(prog: &ProgFd, input: &TestRunIn<'_>) -> Result<TestRunOut, Errno> {
+        let data_in = input.data;
         let size_in = u32::try_from(data_in.len()).map_err(|_| Errno::E2BIG)?;
+        let ctx_size_in =
+            u32::try_from(input.ctx_in.map_or(0, <[u8]>::len)).map_err(|_| Errno::E2BIG)?;
         // Room for what XDP's adjust_head/tail can add; on ENOSPC the kernel reports the size.
         let mut cap = data_in.len() + 4096;
+        let mut ctx_out = vec![0u8; input.ctx_out_size as usize];
         loop {
             let mut out = vec![0u8; cap];
             let mut attr = TestRunAttr {
@@ -397,17 +539,29 @@ mod imp {
                 data_size_out: cap as u32,
                 data_in: addr(data_in.as_ptr()),
                 data_out: addr(out.as_mut_ptr()),
-                repeat,
+                repeat: input.repeat,
+                ctx_size_in,
+                ctx_in: input.ctx_in.map_or(0, |c| addr(c.as_ptr())),
+                ctx_size_out: input.ctx_out_size,
+                ctx_out: if ctx_out.is_empty() {
+                    0
+                } else {
+                    addr(ctx_out.as_mut_ptr())
+                },
+                flags: input.flags,
+                cpu: input.cpu,
                 ..TestRunAttr::default()
             };
-            // SAFETY: `data_in` is readable for `data_size_in` bytes and `out` writable for
-            // `data_size_out` bytes; no context buffers are passed; both outlive the call.
+            // SAFETY: `data_in` and `ctx_in` are readable for their sizes, `out` and `ctx_out`
+            // writable for `data_size_out` and `ctx_size_out` bytes; all outlive the call.
             match unsafe { sys::bpf(Cmd::ProgTestRun, &mut attr) } {
                 Ok(_) => {
                     out.truncate((attr.data_size_out as usize).min(cap));
+                    ctx_out.truncate((attr.ctx_size_out as usize).min(ctx_out.len()));
                     return Ok(TestRunOut {
                         retval: attr.retval,
                         data_out: out,
+                        ctx_out,
                         duration_ns: attr.duration.into(),
                     });
                 }

@@ -17,8 +17,12 @@ pub(crate) enum Cmd {
     MapCreate = 0,
     MapLookupElem = 1,
     MapUpdateElem = 2,
+    MapDeleteElem = 3,
+    MapGetNextKey = 4,
     ProgLoad = 5,
     ProgTestRun = 10,
+    BtfLoad = 18,
+    MapFreeze = 22,
 }
 
 /// `BPF_MAP_TYPE_ARRAY`.
@@ -48,7 +52,8 @@ pub(crate) struct MapCreateAttr {
     pub map_extra: u64,
 }
 
-/// The `BPF_MAP_*_ELEM` member of `union bpf_attr` (`value` shares its slot with `next_key`).
+/// The `BPF_MAP_*_ELEM` and `BPF_MAP_FREEZE` member of `union bpf_attr` (`value` shares its
+/// slot with `next_key`).
 #[repr(C)]
 #[derive(Default, Debug)]
 pub(crate) struct MapElemAttr {
@@ -92,6 +97,18 @@ pub(crate) struct ProgLoadAttr {
     pub core_relo_rec_size: u32,
     /// Output (6.4+): the log size the whole verifier log would need, terminating NUL included.
     pub log_true_size: u32,
+}
+
+/// The `BPF_BTF_LOAD` member of `union bpf_attr`, up to `btf_log_true_size` (6.4).
+#[repr(C)]
+#[derive(Default, Debug)]
+pub(crate) struct BtfLoadAttr {
+    pub btf: u64,
+    pub btf_log_buf: u64,
+    pub btf_size: u32,
+    pub btf_log_size: u32,
+    pub btf_log_level: u32,
+    pub btf_log_true_size: u32,
 }
 
 /// The `BPF_PROG_TEST_RUN` member (`test`) of `union bpf_attr`.
@@ -155,6 +172,9 @@ const _: () = {
     assert!(offset_of!(TestRunAttr, flags) == 64);
     assert!(offset_of!(TestRunAttr, batch_size) == 72);
     assert!(size_of::<TestRunAttr>() == 80);
+
+    assert!(offset_of!(BtfLoadAttr, btf_size) == 16);
+    assert!(size_of::<BtfLoadAttr>() == 32);
 };
 
 /// Marker for the attribute structs above: plain `repr(C)` data, valid for any bit pattern the
@@ -164,6 +184,7 @@ impl Attr for MapCreateAttr {}
 impl Attr for MapElemAttr {}
 impl Attr for ProgLoadAttr {}
 impl Attr for TestRunAttr {}
+impl Attr for BtfLoadAttr {}
 
 /// The address of a buffer, as the kernel's `__aligned_u64` pointer fields take it.
 pub(crate) fn addr<T>(p: *const T) -> u64 {

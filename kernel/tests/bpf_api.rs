@@ -135,3 +135,98 @@ fn conformance_wrapper_passes_memory_and_64_bit_r0() {
         err.log
     );
 }
+
+#[cfg(target_os = "linux")]
+mod maps {
+    use super::{encode, kernel, mov_r0, Insn};
+    use bpfsim_kernel::{possible_cpus, Errno, MapSpec, ProgSpec, ProgType};
+    use bpfsim_vm::isa::{Imm64, Reg};
+
+    fn spec(map_type: u32, value_size: u32, max_entries: u32) -> MapSpec {
+        MapSpec {
+            map_type,
+            key_size: 4,
+            value_size,
+            max_entries,
+            name: "bpfsim_test".into(),
+            ..MapSpec::default()
+        }
+    }
+
+    #[test]
+    fn hash_map_flags_and_errnos() {
+        let Some(bpf) = kernel() else { return };
+        let m = bpf.map_create(&spec(1, 8, 2), None).expect("hash map");
+        let k = |i: u32| i.to_le_bytes();
+        m.update(&k(1), &7u64.to_le_bytes(), 1)
+            .expect("BPF_NOEXIST on a new key");
+        assert_eq!(m.update(&k(1), &8u64.to_le_bytes(), 1), Err(Errno(17))); // EEXIST
+        assert_eq!(m.update(&k(2), &8u64.to_le_bytes(), 2), Err(Errno::ENOENT)); // BPF_EXIST
+        m.update(&k(2), &9u64.to_le_bytes(), 0).unwrap();
+        assert_eq!(m.update(&k(3), &1u64.to_le_bytes(), 0), Err(Errno(7))); // E2BIG: full
+        let mut keys = m.keys().unwrap();
+        keys.sort();
+        assert_eq!(keys, vec![k(1).to_vec(), k(2).to_vec()]);
+        assert_eq!(
+            m.lookup(&k(2)).unwrap(),
+            Some(vec![9u64.to_le_bytes().to_vec()])
+        );
+        m.delete(&k(2)).unwrap();
+        assert_eq!(m.lookup(&k(2)).unwrap(), None);
+        assert_eq!(m.delete(&k(2)), Err(Errno::ENOENT));
+        // A key of the wrong size never reaches the kernel.
+        assert_eq!(m.lookup(&[0u8; 3]), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn percpu_values_and_freeze() {
+        let Some(bpf) = kernel() else { return };
+        let m = bpf.map_create(&spec(6, 4, 1), None).expect("percpu array");
+        assert_eq!(m.value_count(), possible_cpus());
+        m.update(&0u32.to_le_bytes(), &5u32.to_le_bytes(), 0)
+            .unwrap();
+        let v = m.lookup(&0u32.to_le_bytes()).unwrap().unwrap();
+        assert_eq!(v, vec![5u32.to_le_bytes().to_vec(); possible_cpus()]);
+
+        let ro = bpf.map_create(&spec(2, 4, 1), None).unwrap();
+        ro.update(&0u32.to_le_bytes(), &1u32.to_le_bytes(), 0)
+            .unwrap();
+        ro.freeze().unwrap();
+        assert_eq!(
+            ro.update(&0u32.to_le_bytes(), &2u32.to_le_bytes(), 0),
+            Err(Errno::EPERM)
+        );
+    }
+
+    #[test]
+    fn fd_array_indexes_are_checked_before_the_kernel_reads_them() {
+        let Some(bpf) = kernel() else { return };
+        let m = bpf.map_create(&spec(2, 8, 1), None).unwrap();
+        let load = |idx: i32, fds: &[i32]| {
+            let insns = encode(&[
+                Insn::LdImm64 {
+                    dst: Reg::R1,
+                    imm: Imm64::MapIdx(idx),
+                },
+                mov_r0(2),
+                Insn::Exit,
+            ]);
+            bpf.prog_load_spec(
+                &ProgSpec {
+                    fd_array: fds,
+                    ..ProgSpec::new(ProgType::XDP, &insns, "GPL")
+                },
+                1,
+            )
+            .map(|_| ())
+        };
+        load(0, &[m.raw_fd()]).expect("map index 0 of a 1-map fd_array");
+        let e = load(1, &[m.raw_fd()]).unwrap_err();
+        assert_eq!(e.errno, Errno::EINVAL);
+        assert!(
+            e.log.contains("map index 1 is outside fd_array"),
+            "{}",
+            e.log
+        );
+    }
+}

@@ -375,7 +375,11 @@ impl Btf {
 }
 
 /// One `struct btf_type` and its trailing data at `pos`; returns the type and the next offset.
-fn parse_type(r: &Reader<'_>, pos: usize, strings: &[u8]) -> Result<(BtfType, usize), BtfError> {
+pub(crate) fn parse_type(
+    r: &Reader<'_>,
+    pos: usize,
+    strings: &[u8],
+) -> Result<(BtfType, usize), BtfError> {
     let name_off = r.u32(pos)?;
     let info = r.u32(pos + 4)?;
     let size_or_type = r.u32(pos + 8)?;

@@ -23,6 +23,7 @@
 
 mod btf;
 mod btf_ext;
+mod btf_fixup;
 mod elf;
 mod error;
 mod link;
@@ -63,6 +64,9 @@ pub struct Object {
     pub rejected: Vec<RejectedProgram>,
     /// The object's `.BTF`, when it has one.
     pub btf: Option<Btf>,
+    /// The `.BTF` section with data section sizes and variable offsets filled in, as a loader
+    /// hands it to the kernel (`BPF_BTF_LOAD`); `None` without a parsable `.BTF`.
+    pub kernel_btf: Option<Vec<u8>>,
     linker: Linker,
 }
 
@@ -140,6 +144,10 @@ pub fn load_object(bytes: &[u8]) -> Result<Object, ObjectError> {
         map_inits: maps.inits,
         programs: Vec::new(),
         rejected: Vec::new(),
+        kernel_btf: btf.as_ref().and_then(|_| {
+            let (_, s) = elf.section_by_name(".BTF")?;
+            btf_fixup::kernel_btf(&elf, s.data)
+        }),
         btf,
         linker,
     };
