@@ -14,6 +14,8 @@ step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "build (release)"
 cargo build --release
+step "real-world XDP objects (xdp-tools, as Debian ships it; best effort)"
+scripts/fetch-realworld.sh target/realworld || echo "not fetched: tests/realworld.rs will skip"
 step "unit, integration and property tests"
 cargo test --workspace
 step "benchmarks in test mode (each bench runs once)"

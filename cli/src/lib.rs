@@ -44,6 +44,8 @@ pub use bpfsim_helpers as sim;
 pub use bpfsim_vm as vm;
 
 pub mod capture;
+#[cfg(target_os = "linux")]
+pub mod compare;
 pub mod conformance;
 pub mod plugin;
 pub mod run_cmd;

@@ -94,32 +94,53 @@ fn replay(
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut traps = 0usize;
     let mut n = 0usize;
-    let mut one = |packet: &[u8], n: &mut usize| -> Result<(), String> {
-        let r = run_one(packet).map_err(|e| format!("packet {n}: {e}"))?;
-        if args.json {
-            say(packet_json(*n, prog_type, &r));
+    let mut refused: Vec<String> = Vec::new();
+    // A packet the run refuses (as BPF_PROG_TEST_RUN refuses it: too short, a bad context) is
+    // reported and skipped, like the kernel's EINVAL for that one packet; the others still run.
+    let mut one = |packet: &[u8], n: &mut usize| {
+        match run_one(packet) {
+            Ok(r) => {
+                if args.json {
+                    say(packet_json(*n, prog_type, &r));
+                }
+                traps += r.trap.is_some() as usize;
+                *counts.entry(action_name(prog_type, r.retval)).or_default() += 1;
+            }
+            Err(e) => {
+                if args.json {
+                    say(json!({"packet": *n, "refused": true, "error": e}));
+                }
+                refused.push(format!("packet {n}: {e}"));
+            }
         }
-        traps += r.trap.is_some() as usize;
-        *counts.entry(action_name(prog_type, r.retval)).or_default() += 1;
         *n += 1;
-        Ok(())
     };
     for h in &args.packets_hex {
-        one(&parse_hex(h)?, &mut n)?;
+        one(&parse_hex(h)?, &mut n);
     }
     if let Some(pcap) = &args.pcap {
         for p in Capture::open(pcap).map_err(|e| e.to_string())? {
             let p = p.map_err(|e| e.to_string())?;
-            one(&p.data, &mut n)?;
+            one(&p.data, &mut n);
         }
     }
     if n == 0 {
         return Err("no packets: give --pcap FILE or --packet HEX".to_string());
     }
+    if refused.len() == n {
+        // Nothing ran: that is an error of the input, not a result.
+        return Err(refused.join("\n"));
+    }
     if !args.json {
         say(format!("{title} ({prog_type}): {n} packets"));
         for (verdict, count) in &counts {
             say(format!("  {verdict:<20} {count:>8}"));
+        }
+        if !refused.is_empty() {
+            say(format!("  {:<20} {:>8}", "refused", refused.len()));
+            for r in &refused {
+                eprintln!("bpfsim: refused {r}");
+            }
         }
         if traps > 0 {
             say(format!(

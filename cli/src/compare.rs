@@ -1,0 +1,305 @@
+//! Kernel-compat: one ELF object loaded twice, in the simulator and in the live kernel, the same
+//! map writes and packets given to both (map state flowing across packets on each side), and
+//! every difference said in words.
+//!
+//! What the kernel does not report is named, not compared: the redirect target (a test run returns
+//! only the action), `tc_classid` and `hash` written by TC programs, the instruction count, traps.
+
+use std::collections::BTreeMap;
+
+use bpfsim_helpers::object::{LinkedProgram, LoadedObject};
+use bpfsim_helpers::run::{Input, RunResult};
+use bpfsim_helpers::Env;
+use bpfsim_kernel::{KernelBpf, KernelRunner};
+use bpfsim_vm::spec::{MapType, ProgType};
+
+/// What a setup step writes into a map slot, on both sides.
+#[derive(Clone, Debug)]
+pub enum SlotValue {
+    Bytes(Vec<u8>),
+    /// A program of the object: its descriptor in the kernel, its id in the simulator.
+    Prog(String),
+    /// An AF_XDP socket bound to this interface and queue (the simulator stores the queue).
+    Xsk {
+        ifindex: u32,
+        queue: u32,
+    },
+}
+
+/// Both sides of one packet.
+#[derive(Debug)]
+pub struct PacketComparison {
+    pub sim: Result<RunResult, String>,
+    pub kernel: Result<RunResult, String>,
+    /// Each difference, in words; empty when the two agree.
+    pub differences: Vec<String>,
+    /// What the simulator reported that the kernel cannot, so was not compared.
+    pub not_comparable: Vec<String>,
+}
+
+/// Map types whose contents a syscall cannot read back comparably: prog arrays hold ids that
+/// differ between the two, ring buffers have no keys (their records are compared per packet),
+/// XSKMAP lookups are EOPNOTSUPP, perf event arrays hold descriptors.
+const MAPS_NOT_COMPARED: [MapType; 4] = [
+    MapType::ProgArray,
+    MapType::Ringbuf,
+    MapType::Xskmap,
+    MapType::PerfEventArray,
+];
+
+pub struct Comparison {
+    pub sim: LoadedObject,
+    pub kernel: KernelRunner,
+    /// bpf_printk lines are compared (tracefs was writable).
+    pub trace: bool,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A map dump: hex key -> hex values (one per CPU for per-CPU maps).
+pub type Dump = BTreeMap<String, Vec<String>>;
+
+impl Comparison {
+    /// Load `elf` in both. The simulator gets as many CPUs as the kernel has possible ones, and
+    /// runs on CPU 0: pin the calling thread there ([`bpfsim_kernel::pin_current_thread`]) for
+    /// per-CPU maps to agree.
+    pub fn load(bpf: &KernelBpf, elf: &[u8], mut env: Env) -> Result<Comparison, String> {
+        env.ncpus = bpfsim_kernel::possible_cpus() as u32;
+        env.cpu = 0;
+        let sim = LoadedObject::load(elf, env).map_err(|e| format!("simulator: {e}"))?;
+        let mut kernel = KernelRunner::load(bpf, elf).map_err(|e| format!("kernel: {e}"))?;
+        let trace = kernel.capture_trace(true).is_ok();
+        Ok(Comparison { sim, kernel, trace })
+    }
+
+    /// Write one map slot on both sides.
+    pub fn set_map(&mut self, map: &str, key: &[u8], value: &SlotValue) -> Result<(), String> {
+        let (sim_value, kernel_value) = match value {
+            SlotValue::Bytes(v) => (v.clone(), v.clone()),
+            SlotValue::Prog(p) => (
+                self.sim
+                    .prog_id(p)
+                    .map_err(|e| e.to_string())?
+                    .to_le_bytes()
+                    .to_vec(),
+                self.kernel
+                    .prog_fd(p)
+                    .map_err(|e| e.to_string())?
+                    .to_le_bytes()
+                    .to_vec(),
+            ),
+            SlotValue::Xsk { ifindex, queue } => (
+                queue.to_le_bytes().to_vec(),
+                self.kernel
+                    .xsk_socket(*ifindex, *queue)
+                    .map_err(|e| e.to_string())?
+                    .to_le_bytes()
+                    .to_vec(),
+            ),
+        };
+        let id = self
+            .sim
+            .map_id(map)
+            .ok_or_else(|| format!("no map {map} in the object"))?;
+        // One value for a per-CPU map goes to every CPU, as the kernel side does.
+        let idx = self.sim.object.map_index(map).expect("map_id found it");
+        let def = &self.sim.object.maps[idx];
+        let percpu = matches!(
+            def.map_type,
+            MapType::PercpuArray | MapType::PercpuHash | MapType::LruPercpuHash
+        );
+        let sim_value = if percpu && sim_value.len() == def.value_size as usize {
+            let stride = sim_value.len().next_multiple_of(8);
+            let mut all = vec![0u8; stride * self.sim.runner.env.ncpus as usize];
+            for chunk in all.chunks_mut(stride) {
+                chunk[..sim_value.len()].copy_from_slice(&sim_value);
+            }
+            all
+        } else {
+            sim_value
+        };
+        self.sim
+            .runner
+            .maps
+            .update(id, key, &sim_value, 0)
+            .map_err(|e| format!("simulator: map {map}: {e}"))?;
+        self.kernel
+            .map_update(map, key, &kernel_value)
+            .map_err(|e| format!("kernel: {e}"))
+    }
+
+    /// Run `prog` on `packet` in both and compare.
+    pub fn run(&mut self, prog: &LinkedProgram, packet: &[u8], input: Input) -> PacketComparison {
+        let sim = self.sim.run(prog, packet, input).map_err(|e| e.to_string());
+        let kernel = self
+            .kernel
+            .run(&prog.name, packet, &input)
+            .map(|k| k.result)
+            .map_err(|e| e.to_string());
+        let mut differences = Vec::new();
+        let mut not_comparable = Vec::new();
+        match (&sim, &kernel) {
+            (Err(_), Err(_)) => {}
+            (Ok(_), Err(e)) => differences.push(format!("the kernel refused it ({e}), we ran it")),
+            (Err(e), Ok(_)) => differences.push(format!("the kernel ran it, we refused it ({e})")),
+            (Ok(s), Ok(k)) => {
+                differences = self.differences(prog.prog_type, s, k);
+                if let Some(r) = &s.redirect {
+                    not_comparable.push(format!("redirect target {r:?}"));
+                }
+                if let Some(t) = &s.trap {
+                    not_comparable.push(format!("trap ({t})"));
+                }
+                if let Some(skb) = &s.skb {
+                    if skb.tc_classid != 0 {
+                        not_comparable.push(format!("tc_classid {:#x}", skb.tc_classid));
+                    }
+                }
+            }
+        }
+        PacketComparison {
+            sim,
+            kernel,
+            differences,
+            not_comparable,
+        }
+    }
+
+    fn differences(&self, prog_type: ProgType, s: &RunResult, k: &RunResult) -> Vec<String> {
+        let mut d = Vec::new();
+        // The kernel returns the low 32 bits of r0.
+        if s.retval as u32 as u64 != k.retval {
+            d.push(format!(
+                "retval {} here, {} in the kernel",
+                crate::run_cmd::action_name(prog_type, s.retval as u32 as u64),
+                crate::run_cmd::action_name(prog_type, k.retval)
+            ));
+        }
+        if s.data != k.data {
+            let first = s
+                .data
+                .iter()
+                .zip(&k.data)
+                .position(|(a, b)| a != b)
+                .unwrap_or(s.data.len().min(k.data.len()));
+            d.push(format!(
+                "output packet differs from byte {first} ({} bytes here, {} in the kernel): {} vs {}",
+                s.data.len(),
+                k.data.len(),
+                hex(&s.data),
+                hex(&k.data)
+            ));
+        }
+        let records = |r: &RunResult| -> Vec<(String, String)> {
+            r.events
+                .iter()
+                .filter(|e| e.cpu.is_none())
+                .map(|e| (e.map.clone(), hex(&e.data)))
+                .collect()
+        };
+        if records(s) != records(k) {
+            d.push(format!(
+                "ring buffer records {:?} here, {:?} in the kernel",
+                records(s),
+                records(k)
+            ));
+        }
+        if self.trace && s.trace != k.trace {
+            d.push(format!(
+                "bpf_printk {:?} here, {:?} in the kernel",
+                s.trace, k.trace
+            ));
+        }
+        d
+    }
+
+    /// Both sides' dumps of every comparable map, with `masked` value byte ranges zeroed
+    /// (times, random numbers): array-like maps list their non-zero entries (and every entry of
+    /// global data), others all.
+    pub fn map_dumps(
+        &self,
+        masked: &[(String, std::ops::Range<usize>)],
+    ) -> Result<Vec<(String, Dump, Dump)>, String> {
+        let mut out = Vec::new();
+        for (idx, m) in self.kernel.object.maps.iter().enumerate() {
+            let def = &self.kernel.parsed.maps[idx];
+            if MAPS_NOT_COMPARED.contains(&def.map_type) {
+                continue;
+            }
+            let array_like = matches!(
+                def.map_type,
+                MapType::Array | MapType::PercpuArray | MapType::Devmap | MapType::Cpumap
+            );
+            let name = &m.spec().name;
+            let kernel = self.kernel.map_entries(name).map_err(|e| e.to_string())?;
+            let id = self
+                .sim
+                .map_id(name)
+                .ok_or_else(|| format!("simulator: no map {name}"))?;
+            let maps = &self.sim.runner.maps;
+            let sim = if m.is_percpu() {
+                maps.entries_percpu(id)
+            } else {
+                maps.entries(id)
+                    .map(|es| es.into_iter().map(|(k, v)| (k, vec![v])).collect())
+            }
+            .map_err(|e| format!("simulator: map {name}: {e}"))?;
+            let norm = |entries: Vec<(Vec<u8>, Vec<Vec<u8>>)>| -> Dump {
+                entries
+                    .into_iter()
+                    .filter(|(_, vs)| {
+                        !array_like || name.starts_with('.') || vs.iter().flatten().any(|&b| b != 0)
+                    })
+                    .map(|(k, vs)| {
+                        let vs = vs
+                            .into_iter()
+                            .map(|mut v| {
+                                for (_, r) in masked.iter().filter(|(m, _)| m == name) {
+                                    for b in v.iter_mut().take(r.end).skip(r.start) {
+                                        *b = 0;
+                                    }
+                                }
+                                hex(&v)
+                            })
+                            .collect();
+                        (hex(&k), vs)
+                    })
+                    .collect()
+            };
+            out.push((name.clone(), norm(sim), norm(kernel)));
+        }
+        Ok(out)
+    }
+
+    /// Every map whose contents differ, in words.
+    pub fn map_differences(
+        &self,
+        masked: &[(String, std::ops::Range<usize>)],
+    ) -> Result<Vec<String>, String> {
+        let mut d = Vec::new();
+        for (name, sim, kernel) in self.map_dumps(masked)? {
+            for key in sim
+                .keys()
+                .chain(kernel.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                match (sim.get(key), kernel.get(key)) {
+                    (Some(a), Some(b)) if a == b => {}
+                    (Some(a), Some(b)) => d.push(format!(
+                        "map {name}[{key}]: {a:?} here, {b:?} in the kernel"
+                    )),
+                    (Some(a), None) => d.push(format!(
+                        "map {name}[{key}]: {a:?} here, absent in the kernel"
+                    )),
+                    (None, Some(b)) => d.push(format!(
+                        "map {name}[{key}]: absent here, {b:?} in the kernel"
+                    )),
+                    (None, None) => {}
+                }
+            }
+        }
+        Ok(d)
+    }
+}
