@@ -85,10 +85,13 @@ enum Command {
     },
     /// Disassemble raw bytecode (8-byte instructions).
     Disasm {
-        /// Bytecode file ("-" for stdin).
+        /// Raw bytecode, or an ELF object (every program, linked as it will run) ("-": stdin).
         input: PathBuf,
         #[arg(long, value_enum, default_value = "conformance")]
         style: Style,
+        /// With an object: only this program, by function name.
+        #[arg(long)]
+        prog: Option<String>,
     },
 }
 
@@ -102,6 +105,51 @@ fn read_input(path: &PathBuf) -> Result<Vec<u8>, String> {
     } else {
         std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
     }
+}
+
+/// Every program of an ELF object (or the one named), after linking: `.text` functions placed,
+/// map references as `map_idx`/`map_idx_value` of the object's maps.
+fn disasm_object(
+    input: &std::path::Path,
+    bytes: &[u8],
+    only: Option<&str>,
+    style: Style,
+) -> Result<ExitCode, String> {
+    let obj =
+        bpfsim::vm::loader::load_object(bytes).map_err(|e| format!("{}: {e}", input.display()))?;
+    let progs: Vec<_> = match only {
+        Some(name) => vec![obj
+            .find_program(name)
+            .map_err(|e| format!("{}: {e}", input.display()))?],
+        None => obj.programs.iter().collect(),
+    };
+    for (i, p) in progs.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let ty = p.prog_type.map_or("no type".to_string(), |t| t.to_string());
+        println!("; {} (section {}, {ty})", p.name, p.section);
+        for f in p.functions.iter().filter(|f| f.slot > 0) {
+            println!(";   {} at instruction {}", f.name, f.slot);
+        }
+        print!(
+            "{}",
+            match style {
+                Style::Conformance => asm::disassemble(&p.insns),
+                Style::Kernel => asm::kernel_listing(&p.insns),
+            }
+        );
+    }
+    for r in &obj.rejected {
+        eprintln!("warning: {} (section {}): {}", r.name, r.section, r.error);
+    }
+    for (i, m) in obj.maps.iter().enumerate() {
+        println!(
+            "; map_idx {i}: {} ({}, key {} B, value {} B, {} entries)",
+            m.name, m.map_type, m.key_size, m.value_size, m.max_entries
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn conformance_cmd(
@@ -234,8 +282,11 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         })(),
-        Command::Disasm { input, style } => (|| {
+        Command::Disasm { input, style, prog } => (|| {
             let bytes = read_input(&input)?;
+            if bytes.starts_with(b"\x7fELF") {
+                return disasm_object(&input, &bytes, prog.as_deref(), style);
+            }
             let prog = isa::decode(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
             let text = match style {
                 Style::Conformance => asm::disassemble(&prog),

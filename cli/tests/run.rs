@@ -387,3 +387,48 @@ fn context_flags_reach_the_program() {
         5
     );
 }
+
+#[test]
+fn refused_packets_are_reported_and_the_rest_still_run() {
+    // parse_headers.pcap holds a 10-byte runt at index 30, which BPF_PROG_TEST_RUN refuses.
+    let obj = vectors().join("xdp_pass.bpf.o");
+    let cap = vectors().join("pcaps/parse_headers.pcap");
+    let (code, out, err) = bpfsim(&["run", path(&obj), "--pcap", path(&cap)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": 32 packets"), "{out}");
+    let row = |v: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(v))
+            .and_then(|l| l.split_whitespace().last().map(str::to_string))
+    };
+    assert_eq!(row("XDP_PASS").as_deref(), Some("31"), "{out}");
+    assert_eq!(row("refused").as_deref(), Some("1"), "{out}");
+    assert!(
+        err.contains("refused packet 30") && err.contains("shorter than an Ethernet header"),
+        "{err}"
+    );
+    let (code, out, _) = bpfsim(&["run", path(&obj), "--pcap", path(&cap), "--format", "json"]);
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 32);
+    assert_eq!(lines[30]["refused"], true);
+    assert_eq!(lines[30]["packet"], 30);
+    assert_eq!(lines[31]["retval"], 2);
+}
+
+#[test]
+fn disasm_takes_elf_objects() {
+    let obj = vectors().join("bpf2bpf_calls.bpf.o");
+    let (code, out, err) = bpfsim(&["disasm", path(&obj)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("; xdp_calls (section xdp, xdp)\n"), "{out}");
+    assert!(out.contains(";   port_policy at instruction "), "{out}");
+    assert!(out.contains("call local "), "{out}");
+    assert!(out.contains("; map_idx 0: .bss (array"), "{out}");
+    let (code, _, err) = bpfsim(&["disasm", path(&obj), "--prog", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nope"), "{err}");
+}
