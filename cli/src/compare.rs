@@ -50,7 +50,7 @@ const MAPS_NOT_COMPARED: [MapType; 4] = [
 pub struct Comparison {
     pub sim: LoadedObject,
     pub kernel: KernelRunner,
-    /// bpf_printk lines are compared (tracefs was writable).
+    /// bpf_printk lines are compared ([`Comparison::capture_trace`]).
     pub trace: bool,
 }
 
@@ -69,9 +69,20 @@ impl Comparison {
         env.ncpus = bpfsim_kernel::possible_cpus() as u32;
         env.cpu = 0;
         let sim = LoadedObject::load(elf, env).map_err(|e| format!("simulator: {e}"))?;
-        let mut kernel = KernelRunner::load(bpf, elf).map_err(|e| format!("kernel: {e}"))?;
-        let trace = kernel.capture_trace(true).is_ok();
-        Ok(Comparison { sim, kernel, trace })
+        let kernel = KernelRunner::load(bpf, elf).map_err(|e| format!("kernel: {e}"))?;
+        Ok(Comparison {
+            sim,
+            kernel,
+            trace: false,
+        })
+    }
+
+    /// Compare bpf_printk lines too: the kernel's trace buffer (global to the machine) is
+    /// cleared before and read after every run. Says why when tracefs is not writable.
+    pub fn capture_trace(&mut self) -> Result<(), String> {
+        self.kernel.capture_trace(true).map_err(|e| e.to_string())?;
+        self.trace = true;
+        Ok(())
     }
 
     /// Write one map slot on both sides.

@@ -74,6 +74,17 @@ enum Command {
         /// Context: skb->priority before the program runs.
         #[arg(long)]
         priority: Option<u32>,
+        /// Run each packet this many times, as BPF_PROG_TEST_RUN's repeat (maps persist; the
+        /// reported result is the last run's, the duration their average).
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Set a map slot before the first packet: NAME:KEYHEX=VALUEHEX, or NAME:KEYHEX=@PROG for
+        /// a program array slot (repeatable; objects only).
+        #[arg(long = "map")]
+        maps: Vec<String>,
+        /// After the last packet, print every map's entries (arrays: the non-zero ones).
+        #[arg(long)]
+        dump_maps: bool,
     },
     /// Assemble conformance-dialect text into raw bytecode.
     Asm {
@@ -226,6 +237,9 @@ fn main() -> ExitCode {
             rx_queue_index,
             mark,
             priority,
+            repeat,
+            maps,
+            dump_maps,
         } => (|| {
             use bpfsim::sim::ctx::{skb::SkbMd, xdp::XdpMd};
             let mut input = bpfsim::sim::run::Input::default();
@@ -264,6 +278,9 @@ fn main() -> ExitCode {
                 pcap,
                 json,
                 input,
+                repeat,
+                maps,
+                dump_maps,
             })?;
             Ok(ExitCode::SUCCESS)
         })(),

@@ -8,7 +8,7 @@ use bpfsim_helpers::ctx::{skb::tc_action, xdp};
 use bpfsim_helpers::object::LoadedObject;
 use bpfsim_helpers::run::{Input, Redirect, RunResult, Runner};
 use bpfsim_helpers::Env;
-use bpfsim_vm::spec::ProgType;
+use bpfsim_vm::spec::{MapType, ProgType};
 use bpfsim_vm::{Interpreter, Program};
 use serde_json::json;
 
@@ -26,6 +26,100 @@ pub struct RunArgs {
     pub json: bool,
     /// The context the runs get (the kernel's ctx_in).
     pub input: Input,
+    /// Runs per packet (BPF_PROG_TEST_RUN's repeat).
+    pub repeat: u32,
+    /// `NAME:KEYHEX=VALUEHEX` or `NAME:KEYHEX=@PROG` map writes before the first packet.
+    pub maps: Vec<String>,
+    /// Print the maps after the last packet.
+    pub dump_maps: bool,
+}
+
+/// Every map of the object after the run: hash-like maps in full, array-like maps (every index
+/// always exists) their non-zero entries; per-CPU values one per CPU.
+fn dump_maps(obj: &LoadedObject, json: bool) -> Result<(), String> {
+    let mut all = serde_json::Map::new();
+    for (i, def) in obj.object.maps.iter().enumerate() {
+        let id = obj.map_id(&def.name).ok_or("map vanished")?;
+        let maps = &obj.runner.maps;
+        let array_like = matches!(
+            def.map_type,
+            MapType::Array | MapType::PercpuArray | MapType::Devmap | MapType::Cpumap
+        ) && !def.name.starts_with('.');
+        let percpu = maps.entries_percpu(id).ok();
+        let entries: Vec<serde_json::Value> = match percpu {
+            Some(es) => es
+                .into_iter()
+                .filter(|(_, vs)| !array_like || vs.iter().flatten().any(|&b| b != 0))
+                .map(|(k, vs)| json!({"key": hex(&k), "values": vs.iter().map(|v| hex(v)).collect::<Vec<_>>()}))
+                .collect(),
+            None => match def.map_type {
+                MapType::Queue | MapType::Stack => maps
+                    .queue_values(id)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|v| json!({"value": hex(&v)}))
+                    .collect(),
+                _ => maps
+                    .entries(id)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .filter(|(_, v)| !array_like || v.iter().any(|&b| b != 0))
+                    .map(|(k, v)| json!({"key": hex(&k), "value": hex(&v)}))
+                    .collect(),
+            },
+        };
+        if json {
+            all.insert(
+                def.name.clone(),
+                json!({"type": def.map_type.to_string(), "entries": entries}),
+            );
+        } else {
+            let which = if array_like { " non-zero" } else { "" };
+            say(format!(
+                "map {i} {} ({}): {}{which} entries",
+                def.name,
+                def.map_type,
+                entries.len()
+            ));
+            for e in &entries {
+                let value = match (&e["value"], &e["values"]) {
+                    (serde_json::Value::String(v), _) => v.clone(),
+                    (_, vs) => vs.to_string(),
+                };
+                match e["key"].as_str() {
+                    Some(k) => say(format!("  {k} => {value}")),
+                    None => say(format!("  {value}")),
+                }
+            }
+        }
+    }
+    if json {
+        say(json!({ "maps": all }));
+    }
+    Ok(())
+}
+
+/// Apply one `--map NAME:KEYHEX=VALUEHEX|@PROG`.
+fn set_map(obj: &mut LoadedObject, spec: &str) -> Result<(), String> {
+    let bad = || format!("--map {spec}: expected NAME:KEYHEX=VALUEHEX or NAME:KEYHEX=@PROG");
+    let (name, rest) = spec.rsplit_once(':').ok_or_else(bad)?;
+    let (key, value) = rest.split_once('=').ok_or_else(bad)?;
+    let key = crate::plugin::parse_hex(key).map_err(|e| format!("--map {spec}: key: {e}"))?;
+    let value = match value.strip_prefix('@') {
+        Some(prog) => obj
+            .prog_id(prog)
+            .map_err(|e| format!("--map {spec}: {e}"))?
+            .to_le_bytes()
+            .to_vec(),
+        None => crate::plugin::parse_hex(value).map_err(|e| format!("--map {spec}: value: {e}"))?,
+    };
+    let id = obj
+        .map_id(name)
+        .ok_or_else(|| format!("--map {spec}: the object has no map `{name}`"))?;
+    obj.runner
+        .maps
+        .update(id, &key, &value, 0)
+        .map_err(|e| format!("--map {spec}: {e}"))
 }
 
 /// The verdict's name for this program type, when it has one.
@@ -69,7 +163,12 @@ fn redirect_json(r: &Option<Redirect>) -> serde_json::Value {
     }
 }
 
-fn packet_json(i: usize, prog_type: ProgType, r: &RunResult) -> serde_json::Value {
+fn packet_json(
+    i: usize,
+    prog_type: ProgType,
+    r: &RunResult,
+    chain: Vec<String>,
+) -> serde_json::Value {
     json!({
         "packet": i,
         "retval": r.retval,
@@ -80,6 +179,8 @@ fn packet_json(i: usize, prog_type: ProgType, r: &RunResult) -> serde_json::Valu
         "events": r.events.iter().map(|e| json!({"map": e.map, "cpu": e.cpu, "data": hex(&e.data)})).collect::<Vec<_>>(),
         "insns": r.insns,
         "trap": r.trap.map(|t| t.to_string()),
+        "tail_calls": chain,
+        "duration_ns": r.duration_ns,
     })
 }
 
@@ -89,7 +190,7 @@ fn replay(
     args: &RunArgs,
     title: &str,
     prog_type: ProgType,
-    run_one: &mut dyn FnMut(&[u8]) -> Result<RunResult, String>,
+    run_one: &mut dyn FnMut(&[u8]) -> Result<(RunResult, Vec<String>), String>,
 ) -> Result<(), String> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut traps = 0usize;
@@ -99,9 +200,9 @@ fn replay(
     // reported and skipped, like the kernel's EINVAL for that one packet; the others still run.
     let mut one = |packet: &[u8], n: &mut usize| {
         match run_one(packet) {
-            Ok(r) => {
+            Ok((r, chain)) => {
                 if args.json {
-                    say(packet_json(*n, prog_type, &r));
+                    say(packet_json(*n, prog_type, &r, chain));
                 }
                 traps += r.trap.is_some() as usize;
                 *counts.entry(action_name(prog_type, r.retval)).or_default() += 1;
@@ -154,6 +255,9 @@ fn replay(
 /// Runs the command; `Err` is a message for exit code 2.
 pub fn run(args: RunArgs) -> Result<(), String> {
     match (&args.raw, &args.object) {
+        (Some(_), None) if !args.maps.is_empty() || args.dump_maps => {
+            Err("--map and --dump-maps need an object: raw bytecode has no maps".to_string())
+        }
         (Some(raw), None) => {
             let bytes = std::fs::read(raw).map_err(|e| format!("{}: {e}", raw.display()))?;
             let prog =
@@ -165,9 +269,11 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             let mut runner = Runner::default();
             let title = raw.display().to_string();
             replay(&args, &title, prog_type, &mut |p| {
-                runner
-                    .run(&interp, prog_type, p, args.input)
-                    .map_err(|e| e.to_string())
+                let r = runner
+                    .run_repeat(&interp, prog_type, p, args.input, args.repeat)
+                    .map_err(|e| e.to_string())?;
+                let chain = r.tail_calls.iter().map(|id| format!("#{id}")).collect();
+                Ok((r, chain))
             })
         }
         (None, Some(path)) => {
@@ -181,14 +287,31 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             if names.is_empty() {
                 return Err(format!("{}: the object has no programs", path.display()));
             }
+            for m in &args.maps {
+                set_map(&mut obj, m)?;
+            }
             for name in names {
                 let prog = obj
                     .program(&name, args.prog_type)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let title = format!("{} {}", path.display(), prog.name);
                 replay(&args, &title, prog.prog_type, &mut |p| {
-                    obj.run(&prog, p, args.input).map_err(|e| e.to_string())
+                    let r = obj
+                        .run_repeat(&prog, p, args.input, args.repeat)
+                        .map_err(|e| e.to_string())?;
+                    let chain = r
+                        .tail_calls
+                        .iter()
+                        .map(|id| match obj.program_name_by_id(*id) {
+                            Some(n) => n.to_string(),
+                            None => format!("#{id}"),
+                        })
+                        .collect();
+                    Ok((r, chain))
                 })?;
+            }
+            if args.dump_maps {
+                dump_maps(&obj, args.json)?;
             }
             Ok(())
         }

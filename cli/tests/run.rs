@@ -432,3 +432,98 @@ fn disasm_takes_elf_objects() {
     assert_eq!(code, 2);
     assert!(err.contains("nope"), "{err}");
 }
+
+#[test]
+fn map_setup_repeat_and_tail_call_chains() {
+    let obj = vectors().join("tail_calls.bpf.o");
+    let cap = vectors().join("pcaps/tail_calls.pcap");
+    let (code, out, err) = bpfsim(&[
+        "run",
+        path(&obj),
+        "--prog",
+        "xdp_dispatch",
+        "--pcap",
+        path(&cap),
+        "--map",
+        "jmp_table:00000000=@handle_ipv4",
+        "--map",
+        "jmp_table:03000000=@handle_icmp",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The ICMP echo request goes entry -> IPv4 -> ICMP and comes back as XDP_TX.
+    let icmp = lines
+        .iter()
+        .find(|l| l["action"] == "XDP_TX")
+        .expect("an XDP_TX packet");
+    assert_eq!(
+        icmp["tail_calls"],
+        serde_json::json!(["handle_ipv4", "handle_icmp"])
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l["tail_calls"] == serde_json::json!([])));
+
+    // --repeat: xdp_pass counts every run in .bss; 3 packets x 4 runs.
+    let pass = vectors().join("xdp_pass.bpf.o");
+    let frame = hex(&frame(0x0800, 60));
+    let (code, out, err) = bpfsim(&[
+        "run",
+        path(&pass),
+        "--packet",
+        &frame,
+        "--packet",
+        &frame,
+        "--packet",
+        &frame,
+        "--repeat",
+        "4",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3);
+    assert!(out.lines().all(|l| l.contains("\"duration_ns\":")));
+    let (code, out, err) = bpfsim(&[
+        "run",
+        path(&pass),
+        "--packet",
+        &frame,
+        "--packet",
+        &frame,
+        "--packet",
+        &frame,
+        "--repeat",
+        "4",
+        "--format",
+        "json",
+        "--dump-maps",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let bss = &last["maps"][".bss"]["entries"][0]["value"];
+    assert_eq!(
+        &bss.as_str().unwrap()[..16],
+        "0c00000000000000",
+        "12 runs counted: {last}"
+    );
+    let (code, out, _) = bpfsim(&["run", path(&pass), "--packet", &frame, "--dump-maps"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("map 0 .bss (array): 1 entries"), "{out}");
+
+    for bad in [
+        "jmp_table",
+        "jmp_table:00=",
+        "nomap:00000000=00",
+        "jmp_table:0000000=@x",
+    ] {
+        let (code, _, err) = bpfsim(&["run", path(&obj), "--packet", &frame, "--map", bad]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("--map"), "{bad}: {err}");
+    }
+}

@@ -18,8 +18,11 @@ mod live {
     use super::common::{self, Scenario, SetupValue};
 
     /// Run one scenario on both sides; the number of packets compared, or the first difference.
-    fn compare(bpf: &KernelBpf, sc: &Scenario) -> Result<usize, String> {
+    fn compare(bpf: &KernelBpf, sc: &Scenario, trace: bool) -> Result<usize, String> {
         let mut c = Comparison::load(bpf, &sc.object, Env::default())?;
+        if trace {
+            c.capture_trace()?;
+        }
         // Every vector has BTF, and the kernel must take it as the loader fixed it up.
         if let Some(e) = &c.kernel.object.btf_error {
             return Err(format!("kernel refused the object's BTF: {e}: {}", e.log));
@@ -65,12 +68,18 @@ mod live {
         if let Err(e) = bpfsim_kernel::pin_current_thread(0) {
             return println!("skipped: cannot pin the test to CPU 0: {e}");
         }
+        let trace = std::fs::write("/sys/kernel/tracing/trace", "").is_ok();
+        if !trace {
+            println!(
+                "note: tracefs not writable at /sys/kernel/tracing: bpf_printk lines not compared"
+            );
+        }
         let files = common::scenario_files();
         let (mut agree, mut packets) = (0, 0);
         let mut failures = Vec::new();
         for f in &files {
             let sc = common::load(f);
-            match compare(&bpf, &sc) {
+            match compare(&bpf, &sc, trace) {
                 Ok(n) => {
                     agree += 1;
                     packets += n;
@@ -88,4 +97,32 @@ mod live {
         );
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
+}
+
+/// `repeat` runs the program that many times in both, maps persisting: xdp_pass counts frames.
+#[cfg(target_os = "linux")]
+#[test]
+fn repeat_counts_like_the_kernel() {
+    use bpfsim_helpers::run::Input;
+    let bpf = match bpfsim_kernel::KernelBpf::probe() {
+        Ok(b) => b,
+        Err(u) => return println!("skipped: {u}"),
+    };
+    let bytes = std::fs::read(common::root().join("xdp_pass.bpf.o")).unwrap();
+    let mut c =
+        bpfsim::compare::Comparison::load(&bpf, &bytes, bpfsim_helpers::Env::default()).unwrap();
+    let prog = c.sim.program("xdp_pass_count", None).unwrap();
+    let pkt = [0u8; 60];
+    let ours = c.sim.run_repeat(&prog, &pkt, Input::default(), 7).unwrap();
+    let theirs = c
+        .kernel
+        .run_repeat("xdp_pass_count", &pkt, &Input::default(), 7)
+        .unwrap();
+    assert_eq!(ours.retval, theirs.result.retval);
+    assert_eq!(ours.data, theirs.result.data);
+    let dumps = c.map_dumps(&[]).unwrap();
+    let (_, sim, kernel) = dumps.iter().find(|(n, _, _)| n == ".bss").unwrap();
+    assert_eq!(sim, kernel);
+    let frames = &sim.values().next().unwrap()[0][..16];
+    assert_eq!(frames, "0700000000000000", "seven runs counted");
 }

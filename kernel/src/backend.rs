@@ -181,6 +181,18 @@ impl KernelRunner {
         packet: &[u8],
         input: &Input,
     ) -> Result<KernelRun, BackendError> {
+        self.run_repeat(name, packet, input, 1)
+    }
+
+    /// [`KernelRunner::run`] with `BPF_PROG_TEST_RUN`'s `repeat`: the kernel runs the program
+    /// `repeat` times and reports the last result and the average duration.
+    pub fn run_repeat(
+        &mut self,
+        name: &str,
+        packet: &[u8],
+        input: &Input,
+        repeat: u32,
+    ) -> Result<KernelRun, BackendError> {
         let prog = self
             .object
             .program(name)
@@ -203,7 +215,7 @@ impl KernelRunner {
                     data: packet,
                     ctx_in: ctx_in.as_deref(),
                     ctx_out_size,
-                    repeat: 1,
+                    repeat,
                     ..TestRunIn::default()
                 },
             )
@@ -234,6 +246,8 @@ impl KernelRunner {
                 insns: 0,
                 trap: None,
                 skb: None,
+                tail_calls: Vec::new(),
+                duration_ns: out.duration_ns,
             },
             ctx_out: out.ctx_out,
             duration_ns: out.duration_ns,

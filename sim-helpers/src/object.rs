@@ -181,6 +181,15 @@ impl LoadedObject {
         Ok(id)
     }
 
+    /// The name of the program registered under `id` by [`LoadedObject::prog_id`]: how a
+    /// [`RunResult::tail_calls`] chain reads.
+    pub fn program_name_by_id(&self, id: u32) -> Option<&str> {
+        self.prog_ids
+            .iter()
+            .find(|(_, i)| *i == id)
+            .map(|(n, _)| n.as_str())
+    }
+
     /// Every program the object defines, in order.
     pub fn program_names(&self) -> Vec<String> {
         self.object
@@ -196,6 +205,18 @@ impl LoadedObject {
         packet: &[u8],
         input: Input,
     ) -> Result<RunResult, LoadError> {
+        self.run_repeat(prog, packet, input, 1)
+    }
+
+    /// [`LoadedObject::run`] `repeat` times, as `BPF_PROG_TEST_RUN` does (see
+    /// [`Runner::run_repeat`]).
+    pub fn run_repeat(
+        &mut self,
+        prog: &LinkedProgram,
+        packet: &[u8],
+        input: Input,
+        repeat: u32,
+    ) -> Result<RunResult, LoadError> {
         if let Some(what) = prog.not_test_runnable {
             return Err(LoadError::NotTestRunnable {
                 name: prog.name.clone(),
@@ -204,6 +225,6 @@ impl LoadedObject {
         }
         Ok(self
             .runner
-            .run(&prog.interp, prog.prog_type, packet, input)?)
+            .run_repeat(&prog.interp, prog.prog_type, packet, input, repeat)?)
     }
 }

@@ -31,6 +31,15 @@ pub struct Event {
     pub data: Vec<u8>,
 }
 
+/// What one execution (tail calls included) left.
+struct Executed {
+    out: Outcome,
+    redirect: Option<Redirect>,
+    trace: Vec<String>,
+    chain: Vec<u32>,
+    nanos: u64,
+}
+
 /// The inputs of one run besides the packet.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Input {
@@ -57,6 +66,12 @@ pub struct RunResult {
     pub trap: Option<Trap>,
     /// The socket-buffer fields afterwards (mark, priority, cb, tc_classid ...), for skb types.
     pub skb: Option<SkbContext>,
+    /// The programs entered by `bpf_tail_call`, in order: the ids their program array slots
+    /// held ([`Runner::add_program`]; `LoadedObject::program_name_by_id` names them).
+    pub tail_calls: Vec<u32>,
+    /// Host time of the run in nanoseconds (the average of the runs with `repeat`); the
+    /// simulator's own speed, not the kernel's.
+    pub duration_ns: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -204,6 +219,34 @@ impl Runner {
         self.vm.budget = budget;
     }
 
+    /// `BPF_PROG_TEST_RUN` with `repeat`: the program runs `repeat` times (0 means 1) on fresh
+    /// copies of the packet and context, maps persisting as in the kernel; the result is the last
+    /// run's, with the events and trace lines of all of them and the average duration.
+    pub fn run_repeat(
+        &mut self,
+        prog: &Interpreter,
+        prog_type: ProgType,
+        packet: &[u8],
+        input: Input,
+        repeat: u32,
+    ) -> Result<RunResult, RunError> {
+        let n = repeat.max(1);
+        let (mut events, mut trace, mut total) = (Vec::new(), Vec::new(), 0u64);
+        for _ in 1..n {
+            let r = self.run(prog, prog_type, packet, input)?;
+            events.extend(r.events);
+            trace.extend(r.trace);
+            total += r.duration_ns;
+        }
+        let mut last = self.run(prog, prog_type, packet, input)?;
+        events.append(&mut last.events);
+        trace.append(&mut last.trace);
+        last.events = events;
+        last.trace = trace;
+        last.duration_ns = (total + last.duration_ns) / n as u64;
+        Ok(last)
+    }
+
     pub fn run(
         &mut self,
         prog: &Interpreter,
@@ -230,7 +273,8 @@ impl Runner {
         buf: &mut [u8],
         ctx: &mut C,
         set_base: fn(&mut C, u64),
-    ) -> Result<(Outcome, Option<Redirect>, Vec<String>), RunError> {
+    ) -> Result<Executed, RunError> {
+        let started = std::time::Instant::now();
         let budget = self.vm.budget;
         let mut host = SimHost::new(&mut self.env, prog_type);
         host.overrides = Some(&mut self.overrides);
@@ -251,16 +295,18 @@ impl Runner {
         host.key_scratch = (mem.map_mut(&mut self.key_scratch)?, want);
         let mut current = prog;
         let mut used = 0;
+        let mut chain = Vec::new();
         let out = loop {
             let mut out = current.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget - used);
             used += out.insns;
             out.insns = used;
             match out
                 .tail_call
-                .and_then(|id| self.programs.get((id as usize).wrapping_sub(1)))
+                .and_then(|id| Some((id, self.programs.get((id as usize).wrapping_sub(1))?)))
             {
-                Some(next) => {
+                Some((id, next)) => {
                     host.tail_calls += 1;
+                    chain.push(id);
                     current = next;
                 }
                 None => break out,
@@ -270,7 +316,13 @@ impl Runner {
         drop(host);
         let table = mem.into_scratch();
         self.vm.recycle(table);
-        Ok((out, redirect, trace))
+        Ok(Executed {
+            out,
+            redirect,
+            trace,
+            chain,
+            nanos: started.elapsed().as_nanos() as u64,
+        })
     }
 
     fn run_xdp(
@@ -280,19 +332,20 @@ impl Runner {
         md: XdpMd,
     ) -> Result<RunResult, RunError> {
         let XdpFrame { mut buf, mut ctx } = XdpFrame::new(packet, md)?;
-        let (out, redirect, trace) =
-            self.execute(prog, ProgType::Xdp, &mut buf, &mut ctx, |c, a| {
-                c.frame_addr = a
-            })?;
+        let e = self.execute(prog, ProgType::Xdp, &mut buf, &mut ctx, |c, a| {
+            c.frame_addr = a
+        })?;
         Ok(RunResult {
-            retval: out.result.unwrap_or(xdp::action::ABORTED as u64),
+            retval: e.out.result.unwrap_or(xdp::action::ABORTED as u64),
             data: buf[ctx.meta..ctx.end].to_vec(),
-            redirect,
-            trace,
+            redirect: e.redirect,
+            trace: e.trace,
             events: self.drain_events(),
-            insns: out.insns,
-            trap: out.result.err(),
+            insns: e.out.insns,
+            trap: e.out.result.err(),
             skb: None,
+            tail_calls: e.chain,
+            duration_ns: e.nanos,
         })
     }
 
@@ -309,18 +362,19 @@ impl Runner {
             md.wire_len = packet.len() as u32;
         }
         let SkbFrame { mut buf, mut ctx } = SkbFrame::new(packet, prog_type, md)?;
-        let (out, redirect, trace) =
-            self.execute(prog, prog_type, &mut buf, &mut ctx, |c, a| c.buf_addr = a)?;
+        let e = self.execute(prog, prog_type, &mut buf, &mut ctx, |c, a| c.buf_addr = a)?;
         let frame = SkbFrame { buf, ctx };
         Ok(RunResult {
-            retval: out.result.unwrap_or(0),
+            retval: e.out.result.unwrap_or(0),
             data: frame.data_out(),
-            redirect,
-            trace,
+            redirect: e.redirect,
+            trace: e.trace,
             events: self.drain_events(),
-            insns: out.insns,
-            trap: out.result.err(),
+            insns: e.out.insns,
+            trap: e.out.result.err(),
             skb: Some(frame.ctx),
+            tail_calls: e.chain,
+            duration_ns: e.nanos,
         })
     }
 }

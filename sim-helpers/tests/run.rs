@@ -174,6 +174,11 @@ fn tail_calls_chain_at_most_33_times() {
         .unwrap();
     let out = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
     assert_eq!((out.retval, out.trap), (2, None));
+    assert_eq!(
+        out.tail_calls,
+        vec![id; 33],
+        "the chain, program by program"
+    );
     let count = r
         .maps
         .lookup(r.maps.by_name("count").unwrap(), &0u32.to_le_bytes())
@@ -187,6 +192,61 @@ fn tail_calls_chain_at_most_33_times() {
     r.maps.delete(jmp, &0u32.to_le_bytes()).unwrap();
     let out = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
     assert_eq!(out.retval, 2);
+    assert!(out.tail_calls.is_empty());
+}
+
+#[test]
+fn tail_call_chains_are_named_by_the_object() {
+    use bpfsim_helpers::object::LoadedObject;
+    let bytes = include_bytes!("../../test-vectors/progs/tail_calls.bpf.o");
+    let mut obj = LoadedObject::load(bytes, Env::default()).unwrap();
+    let jmp = obj.map_id("jmp_table").unwrap();
+    for (slot, name) in ["handle_ipv4", "handle_ipv6", "handle_arp", "handle_icmp"]
+        .iter()
+        .enumerate()
+    {
+        let id = obj.prog_id(name).unwrap();
+        obj.runner
+            .maps
+            .update(jmp, &(slot as u32).to_le_bytes(), &id.to_le_bytes(), 0)
+            .unwrap();
+    }
+    let prog = obj.program("xdp_dispatch", None).unwrap();
+    // Ethernet + IPv4 + ICMP echo request: entry -> handle_ipv4 -> handle_icmp.
+    let mut pkt = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+    pkt.extend_from_slice(&[
+        0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    pkt.extend_from_slice(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+    let r = obj.run(&prog, &pkt, Input::default()).unwrap();
+    let chain: Vec<&str> = r
+        .tail_calls
+        .iter()
+        .map(|id| obj.program_name_by_id(*id).unwrap())
+        .collect();
+    assert_eq!(chain, ["handle_ipv4", "handle_icmp"]);
+    assert_eq!(r.retval, 3, "XDP_TX from handle_icmp");
+}
+
+#[test]
+fn repeat_runs_like_the_kernel_maps_persisting() {
+    use bpfsim_helpers::object::LoadedObject;
+    // xdp_pass counts frames and bytes in .bss.
+    let bytes = include_bytes!("../../test-vectors/progs/xdp_pass.bpf.o");
+    let mut obj = LoadedObject::load(bytes, Env::default()).unwrap();
+    let prog = obj.program("xdp_pass_count", None).unwrap();
+    let pkt = [0u8; 60];
+    let r = obj.run_repeat(&prog, &pkt, Input::default(), 5).unwrap();
+    assert_eq!(r.retval, 2);
+    assert_eq!(r.data, pkt, "every repeat starts from the packet given");
+    let bss = obj.map_id(".bss").unwrap();
+    let v = obj.runner.maps.lookup(bss, &0u32.to_le_bytes()).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(v[..8].try_into().unwrap()),
+        5,
+        "five runs counted"
+    );
+    assert!(r.duration_ns > 0);
 }
 
 #[test]
