@@ -184,13 +184,16 @@ fn packet_json(
     })
 }
 
+/// A run's result and its tail-call chain by program name.
+type Ran = (RunResult, Vec<String>);
+
 /// Feed every packet (hex ones first, then the capture's) to `run_one`, printing JSON lines or,
 /// at the end, the verdict table of `title`.
 fn replay(
     args: &RunArgs,
     title: &str,
     prog_type: ProgType,
-    run_one: &mut dyn FnMut(&[u8]) -> Result<(RunResult, Vec<String>), String>,
+    run_one: &mut dyn FnMut(&[u8]) -> Result<Ran, String>,
 ) -> Result<(), String> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut traps = 0usize;
