@@ -58,6 +58,44 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The named fields of `struct xdp_md` / `struct __sk_buff` (as ctx_out reports them) whose
+/// bytes differ, each with both values.
+fn ctx_fields_differing(prog_type: ProgType, a: &[u8], b: &[u8]) -> Vec<String> {
+    const XDP: &[(&str, usize, usize)] = &[
+        ("data", 0, 4),
+        ("data_end", 4, 4),
+        ("data_meta", 8, 4),
+        ("ingress_ifindex", 12, 4),
+        ("rx_queue_index", 16, 4),
+        ("egress_ifindex", 20, 4),
+    ];
+    const SKB: &[(&str, usize, usize)] = &[
+        ("mark", 8, 4),
+        ("priority", 32, 4),
+        ("ingress_ifindex", 36, 4),
+        ("ifindex", 40, 4),
+        ("cb", 48, 20),
+        ("tstamp", 152, 8),
+        ("wire_len", 160, 4),
+        ("gso_segs", 164, 4),
+        ("gso_size", 176, 4),
+        ("hwtstamp", 184, 8),
+    ];
+    let fields = if prog_type == ProgType::Xdp { XDP } else { SKB };
+    let mut out: Vec<String> = fields
+        .iter()
+        .filter(|(_, at, n)| a.get(*at..at + n) != b.get(*at..at + n))
+        .map(|(name, at, n)| {
+            let v = |x: &[u8]| x.get(*at..at + n).map_or("-".to_string(), hex);
+            format!("{name} ({} here, {} in the kernel)", v(a), v(b))
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(format!("bytes: {} here, {} in the kernel", hex(a), hex(b)));
+    }
+    out
+}
+
 /// A map dump: hex key -> hex values (one per CPU for per-CPU maps).
 pub type Dump = BTreeMap<String, Vec<String>>;
 
@@ -201,6 +239,12 @@ impl Comparison {
                 k.data.len(),
                 hex(&s.data),
                 hex(&k.data)
+            ));
+        }
+        if !s.ctx_out.is_empty() && !k.ctx_out.is_empty() && s.ctx_out != k.ctx_out {
+            d.push(format!(
+                "context out differs in {}",
+                ctx_fields_differing(prog_type, &s.ctx_out, &k.ctx_out).join(", ")
             ));
         }
         let records = |r: &RunResult| -> Vec<(String, String)> {

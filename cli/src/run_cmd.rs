@@ -179,6 +179,7 @@ fn packet_json(
         "events": r.events.iter().map(|e| json!({"map": e.map, "cpu": e.cpu, "data": hex(&e.data)})).collect::<Vec<_>>(),
         "insns": r.insns,
         "trap": r.trap.map(|t| t.to_string()),
+        "ctx_out": hex(&r.ctx_out),
         "tail_calls": chain,
         "duration_ns": r.duration_ns,
     })

@@ -78,6 +78,22 @@ fn replay(path: &Path) -> Result<usize, String> {
         if !matches(p["data_out"].as_str().unwrap(), &r.data) {
             return Err(format!("packet {i} ({name}): output packet differs"));
         }
+        // The context out. XDP: data, data_end, data_meta (the recorder gave ingress_ifindex 0,
+        // which the kernel echoes; the simulator's default names loopback).
+        if let Some(want) = p["ctx_out"].as_str() {
+            let n = if r.ctx_out.len() == 24 {
+                12
+            } else {
+                r.ctx_out.len()
+            };
+            if r.ctx_out.is_empty() || !matches(&want[..2 * n.min(want.len() / 2)], &r.ctx_out[..n])
+            {
+                return Err(format!(
+                    "packet {i} ({name}): ctx_out {}, the kernel's {want}",
+                    hex(&r.ctx_out)
+                ));
+            }
+        }
         // bpf_printk lines, as the kernel's trace buffer showed them.
         let want_trace: Vec<&str> = p["trace"]
             .as_array()

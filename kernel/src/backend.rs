@@ -42,8 +42,6 @@ pub enum BackendError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelRun {
     pub result: RunResult,
-    /// `struct xdp_md` or `struct __sk_buff` after the run.
-    pub ctx_out: Vec<u8>,
     pub duration_ns: u64,
 }
 
@@ -203,7 +201,13 @@ impl KernelRunner {
         } else {
             input.skb.as_ref().map(skb_ctx)
         };
-        let ctx_out_size = if xdp { XDP_MD_SIZE } else { SKB_SIZE } as u32;
+        // Asking for a context out makes the kernel build one, which changes what the program
+        // sees (wire_len); without an skb context in, ask for none.
+        let ctx_out_size = match (xdp, &ctx_in) {
+            (true, _) => XDP_MD_SIZE as u32,
+            (false, Some(_)) => SKB_SIZE as u32,
+            (false, None) => 0,
+        };
         if self.capture_trace {
             let _ = std::fs::write(TRACE, "");
         }
@@ -246,10 +250,10 @@ impl KernelRunner {
                 insns: 0,
                 trap: None,
                 skb: None,
+                ctx_out: out.ctx_out,
                 tail_calls: Vec::new(),
                 duration_ns: out.duration_ns,
             },
-            ctx_out: out.ctx_out,
             duration_ns: out.duration_ns,
         })
     }

@@ -69,6 +69,10 @@ pub struct RunResult {
     /// The programs entered by `bpf_tail_call`, in order: the ids their program array slots
     /// held ([`Runner::add_program`]; `LoadedObject::program_name_by_id` names them).
     pub tail_calls: Vec<u32>,
+    /// The context as `BPF_PROG_TEST_RUN` hands it back in ctx_out: `struct xdp_md` (data and
+    /// data_end as offsets from data_meta), or `struct __sk_buff` with the fields the kernel
+    /// copies back (empty when the run was given no skb context).
+    pub ctx_out: Vec<u8>,
     /// Host time of the run in nanoseconds (the average of the runs with `repeat`); the
     /// simulator's own speed, not the kernel's.
     pub duration_ns: u64,
@@ -344,6 +348,7 @@ impl Runner {
             insns: e.out.insns,
             trap: e.out.result.err(),
             skb: None,
+            ctx_out: ctx.ctx_out(),
             tail_calls: e.chain,
             duration_ns: e.nanos,
         })
@@ -357,13 +362,29 @@ impl Runner {
         md: Option<SkbMd>,
     ) -> Result<RunResult, RunError> {
         let given = md.is_some();
-        let mut md = md.unwrap_or_default();
-        if given && md.wire_len == 0 {
-            md.wire_len = packet.len() as u32;
+        let SkbFrame { mut buf, mut ctx } =
+            SkbFrame::new(packet, prog_type, md.unwrap_or_default())?;
+        if given {
+            // With a context the kernel sets wire_len to skb->len when it is 0 (the length from
+            // the network header for types that run at L3), and refuses one below that.
+            let len = (ctx.end - ctx.data) as u32;
+            if ctx.md.wire_len == 0 {
+                ctx.md.wire_len = len;
+            } else if ctx.md.wire_len < len {
+                return Err(SkbError::WireLen {
+                    wire_len: ctx.md.wire_len,
+                    len,
+                }
+                .into());
+            }
         }
-        let SkbFrame { mut buf, mut ctx } = SkbFrame::new(packet, prog_type, md)?;
         let e = self.execute(prog, prog_type, &mut buf, &mut ctx, |c, a| c.buf_addr = a)?;
         let frame = SkbFrame { buf, ctx };
+        let ctx_out = if given {
+            frame.ctx.ctx_out()
+        } else {
+            Vec::new()
+        };
         Ok(RunResult {
             retval: e.out.result.unwrap_or(0),
             data: frame.data_out(),
@@ -373,6 +394,7 @@ impl Runner {
             insns: e.out.insns,
             trap: e.out.result.err(),
             skb: Some(frame.ctx),
+            ctx_out,
             tail_calls: e.chain,
             duration_ns: e.nanos,
         })

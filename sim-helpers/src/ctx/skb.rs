@@ -118,6 +118,8 @@ pub enum SkbError {
     },
     #[error("program type {0} does not run on socket buffers")]
     NotSkbType(ProgType),
+    #[error("wire_len {wire_len} is less than the packet's {len} bytes; the kernel's test run refuses it (EINVAL)")]
+    WireLen { wire_len: u32, len: u32 },
 }
 
 /// The context's state: every field, and where the packet lies in the buffer.
@@ -247,6 +249,27 @@ impl SkbFrame {
 }
 
 impl SkbContext {
+    /// `struct __sk_buff` as the test run's ctx_out: the kernel copies back mark, priority,
+    /// ingress_ifindex, ifindex, tstamp, cb, wire_len, gso_segs and hwtstamp (not gso_size),
+    /// and leaves the rest zero.
+    pub fn ctx_out(&self) -> Vec<u8> {
+        let mut b = vec![0u8; off::SIZE as usize];
+        let mut put = |at: u32, v: &[u8]| b[at as usize..at as usize + v.len()].copy_from_slice(v);
+        let md = &self.md;
+        put(off::MARK, &md.mark.to_le_bytes());
+        put(off::PRIORITY, &md.priority.to_le_bytes());
+        put(off::INGRESS_IFINDEX, &md.ingress_ifindex.to_le_bytes());
+        put(off::IFINDEX, &md.ifindex.to_le_bytes());
+        for (i, c) in md.cb.iter().enumerate() {
+            put(off::CB + 4 * i as u32, &c.to_le_bytes());
+        }
+        put(off::TSTAMP, &md.tstamp.to_le_bytes());
+        put(off::WIRE_LEN, &md.wire_len.to_le_bytes());
+        put(off::GSO_SEGS, &md.gso_segs.to_le_bytes());
+        put(off::HWTSTAMP, &md.hwtstamp.to_le_bytes());
+        b
+    }
+
     fn direct_packet_access(&self) -> bool {
         !matches!(self.prog_type, ProgType::SocketFilter)
     }

@@ -42,9 +42,15 @@ pub mod action {
 pub struct XdpMd {
     pub ingress_ifindex: u32,
     pub rx_queue_index: u32,
-    /// Bytes of metadata before the packet (a multiple of 4).
+    /// How many leading bytes of the data given are metadata rather than packet (ctx_in's
+    /// `data`, with `data_meta` 0): a multiple of 4, at most [`MAX_META`], as the kernel allows.
     pub meta_len: u32,
 }
+
+/// The most metadata a test run accepts in ctx_in: the headroom less the `struct xdp_frame`
+/// kept at its start (measured on 6.18: 216 runs, 220 is EINVAL; kernels before 6.x capped
+/// metadata at 32 bytes).
+pub const MAX_META: usize = HEADROOM - FRAME_HEADER;
 
 /// The loopback device's ifindex, where the kernel runs test packets.
 pub const LOOPBACK_IFINDEX: u32 = 1;
@@ -65,7 +71,7 @@ pub enum XdpError {
     TooShort(usize),
     #[error("packet of {0} bytes exceeds the {MAX_LINEAR} bytes XDP keeps linear; multi-buffer (frags) packets are not simulated yet")]
     TooLong(usize),
-    #[error("metadata length {0} must be a multiple of 4 and fit in the headroom")]
+    #[error("metadata length {0} must be a multiple of 4, at most {MAX_META} bytes, and within the data given; the kernel's test run refuses it (EINVAL)")]
     BadMeta(u32),
 }
 
@@ -97,14 +103,16 @@ impl XdpFrame {
         if packet.len() < ETH_HLEN {
             return Err(XdpError::TooShort(packet.len()));
         }
-        if packet.len() > MAX_LINEAR {
+        if packet.len() > MAX_LINEAR + md.meta_len as usize {
             return Err(XdpError::TooLong(packet.len()));
         }
         let meta_len = md.meta_len as usize;
-        if md.meta_len % 4 != 0 || meta_len > HEADROOM - FRAME_HEADER {
+        if md.meta_len % 4 != 0 || meta_len > MAX_META || meta_len > packet.len() {
             return Err(XdpError::BadMeta(md.meta_len));
         }
+        let (meta, packet) = packet.split_at(meta_len);
         let mut buf = vec![0u8; FRAME_END];
+        buf[HEADROOM - meta_len..HEADROOM].copy_from_slice(meta);
         buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
         Ok(XdpFrame {
             buf,
@@ -137,6 +145,22 @@ pub const EINVAL: i64 = -22;
 pub const EACCES: i64 = -13;
 
 impl XdpContext {
+    /// `struct xdp_md` as the test run's ctx_out: data and data_end relative to data_meta,
+    /// the device fields as given.
+    pub fn ctx_out(&self) -> Vec<u8> {
+        [
+            (self.data - self.meta) as u32,
+            (self.end - self.meta) as u32,
+            0,
+            self.ingress_ifindex,
+            self.rx_queue_index,
+            0,
+        ]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+    }
+
     /// `bpf_xdp_adjust_head`: move `data` by `delta`; metadata moves along with it.
     pub fn adjust_head(&mut self, buf: &mut [u8], delta: i64) -> i64 {
         let data = self.data as i64 + delta;
@@ -280,8 +304,9 @@ mod tests {
         )
         .unwrap();
         f.ctx.frame_addr = 0x5_0000_0000;
+        // The first 4 of the 20 bytes are metadata, the packet the other 16.
         assert_eq!(f.ctx.load(0, Size::W), Some(0x5_0000_0000 + 256));
-        assert_eq!(f.ctx.load(4, Size::W), Some(0x5_0000_0000 + 276));
+        assert_eq!(f.ctx.load(4, Size::W), Some(0x5_0000_0000 + 272));
         assert_eq!(f.ctx.load(8, Size::W), Some(0x5_0000_0000 + 252));
         assert_eq!(f.ctx.load(12, Size::W), Some(2));
         assert_eq!(f.ctx.load(16, Size::W), Some(1));
