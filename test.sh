@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Every test of the project, as CI runs it. Needs only a Rust toolchain (rustup, with clippy and
-# rustfmt); kernel-backed tests skip with a one-line reason where bpf(2) is unavailable.
+# Every test of the project, as CI runs it. Needs a Rust toolchain (rustup, with clippy and
+# rustfmt) and Python >= 3.9 with venv and pip (the Python package's build backend, maturin,
+# and pytest/scapy come from PyPI); kernel-backed tests skip with a one-line reason where bpf(2)
+# is unavailable.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,5 +24,10 @@ step "benchmarks in test mode (each bench runs once)"
 cargo test -p bpfsim-benches --benches
 step "conformance suite"
 ./target/release/bpfsim conformance test-vectors/conformance/tests
+step "Python package: pip install into a fresh virtualenv, then its tests and examples"
+rm -rf target/pyenv
+python3 -m venv target/pyenv
+target/pyenv/bin/pip install -q --disable-pip-version-check ./ pytest scapy
+target/pyenv/bin/python -m pytest -q -p no:cacheprovider python/tests examples/python
 echo
 echo "all tests passed"

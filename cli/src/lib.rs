@@ -47,5 +47,6 @@ pub mod capture;
 #[cfg(target_os = "linux")]
 pub mod compare;
 pub mod conformance;
+pub mod pcapng;
 pub mod plugin;
 pub mod run_cmd;

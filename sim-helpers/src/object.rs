@@ -47,6 +47,9 @@ pub struct LoadedObject {
     map_ids: Vec<MapId>,
     /// Tail-call ids of the programs registered so far, by name.
     prog_ids: Vec<(String, u32)>,
+    /// `.rodata` maps, frozen when the first program runs: libbpf freezes them at load, and a
+    /// skeleton's `rodata` can be set between open and load; here between load and first run.
+    to_freeze: Vec<MapId>,
 }
 
 /// Definitions as libbpf adjusts them before creating the maps.
@@ -66,6 +69,7 @@ impl LoadedObject {
         let mut runner = Runner::new(env);
         let ncpus = runner.maps.ncpus();
         let mut map_ids = Vec::with_capacity(object.maps.len());
+        let mut to_freeze = Vec::new();
         for def in &object.maps {
             let id = runner
                 .maps
@@ -97,10 +101,7 @@ impl LoadedObject {
                     source,
                 })?;
             if g.read_only {
-                runner.maps.freeze(id).map_err(|source| LoadError::Map {
-                    name: name(),
-                    source,
-                })?;
+                to_freeze.push(id);
             }
         }
         Ok(LoadedObject {
@@ -108,7 +109,13 @@ impl LoadedObject {
             runner,
             map_ids,
             prog_ids: Vec::new(),
+            to_freeze,
         })
+    }
+
+    /// Whether `.rodata` can still be written from the host (no program has run yet).
+    pub fn rodata_writable(&self) -> bool {
+        !self.to_freeze.is_empty()
     }
 
     /// The id of the map the object calls `name` (`.rodata` and friends included).
@@ -122,7 +129,17 @@ impl LoadedObject {
         name: &str,
         prog_type: Option<ProgType>,
     ) -> Result<LinkedProgram, LoadError> {
-        let p = self.object.find_program(name)?;
+        // A function that is no program of its own (in `.text`, or a section without a type)
+        // runs when the caller names its type, as libbpf loads it with an explicit type.
+        let linked;
+        let p = match (self.object.find_program(name), prog_type) {
+            (Ok(p), _) => p,
+            (Err(_), Some(t)) if self.object.functions().any(|(f, _)| f == name) => {
+                linked = self.object.function_program(name, t)?;
+                &linked
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         let ty = prog_type.or(p.prog_type).ok_or_else(|| LoadError::NoType {
             name: p.name.clone(),
             section: p.section.clone(),
@@ -222,6 +239,10 @@ impl LoadedObject {
                 name: prog.name.clone(),
                 what,
             });
+        }
+        for id in std::mem::take(&mut self.to_freeze) {
+            // A freeze fails only for a map that is already read-only to the host.
+            let _ = self.runner.maps.freeze(id);
         }
         Ok(self
             .runner

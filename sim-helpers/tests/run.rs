@@ -514,3 +514,36 @@ fn fib_lookup_answers_from_the_routing_table() {
         "no route: BPF_FIB_LKUP_RET_NOT_FWDED"
     );
 }
+
+#[test]
+fn rodata_is_configurable_until_the_first_run_then_frozen() {
+    use bpfsim_helpers::object::LoadedObject;
+    let bytes = include_bytes!("../../test-vectors/progs/rodata_config.bpf.o");
+    let mut obj = LoadedObject::load(bytes, Env::default()).unwrap();
+    assert!(obj.rodata_writable());
+    let vars = obj.object.global_vars(".rodata");
+    let cfg = vars
+        .iter()
+        .find(|v| v.name == "cfg")
+        .expect("cfg in .rodata");
+    let rodata = obj.map_id(".rodata").unwrap();
+    let mut value = obj.runner.maps.lookup(rodata, &0u32.to_le_bytes()).unwrap();
+    // struct config { __u16 match_port; __u8 match_action; __u8 default_action; ... }:
+    // default_action := XDP_DROP.
+    value[cfg.offset as usize + 3] = 1;
+    obj.runner
+        .maps
+        .update(rodata, &0u32.to_le_bytes(), &value, 0)
+        .unwrap();
+    let prog = obj.program("xdp_config", None).unwrap();
+    // An ARP frame takes the default action.
+    let r = obj.run(&prog, &PACKET, Input::default()).unwrap();
+    assert_eq!(r.retval, 1, "the new default_action");
+    assert!(!obj.rodata_writable());
+    let e = obj
+        .runner
+        .maps
+        .update(rodata, &0u32.to_le_bytes(), &value, 0)
+        .unwrap_err();
+    assert!(e.to_string().contains("EPERM"), "{e}");
+}

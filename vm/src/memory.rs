@@ -94,11 +94,29 @@ pub struct MemoryMap<'a> {
     _borrows: PhantomData<&'a mut [u8]>,
 }
 
+/// A region table's allocation kept between runs, always empty: the addresses a run mapped never
+/// outlive it, and an empty table can move between threads.
+#[derive(Debug, Default)]
+pub struct RegionTable(Vec<Region>);
+
+// SAFETY: the table is empty whenever it exists apart from a `MemoryMap` (`into_scratch` clears
+// it), so it carries no pointer; only its capacity moves.
+unsafe impl Send for RegionTable {}
+// SAFETY: as above; an empty table offers nothing to share.
+unsafe impl Sync for RegionTable {}
+
+impl RegionTable {
+    pub fn with_capacity(n: usize) -> RegionTable {
+        RegionTable(Vec::with_capacity(n))
+    }
+}
+
 impl<'a> MemoryMap<'a> {
-    /// A map with the frames of `stack` at their fixed regions. `scratch` is a table to reuse (its
-    /// contents are dropped), so that a run need not allocate; get it back with [`Self::into_scratch`].
+    /// A map with the frames of `stack` at their fixed regions. `scratch` is a table to reuse, so
+    /// that a run need not allocate; get it back with [`Self::into_scratch`].
     #[inline]
-    pub fn new(stack: &'a mut Stack, mut scratch: Vec<Region>) -> MemoryMap<'a> {
+    pub fn new(stack: &'a mut Stack, scratch: RegionTable) -> MemoryMap<'a> {
+        let mut scratch = scratch.0;
         scratch.clear();
         scratch.push(Region::UNMAPPED);
         let Stack { buf, dirty } = stack;
@@ -117,8 +135,10 @@ impl<'a> MemoryMap<'a> {
         }
     }
 
-    pub fn into_scratch(self) -> Vec<Region> {
-        self.regions
+    /// The table's allocation, emptied, for the next run.
+    pub fn into_scratch(mut self) -> RegionTable {
+        self.regions.clear();
+        RegionTable(std::mem::take(&mut self.regions))
     }
 
     fn push(&mut self, base: *mut u8, len: usize, writable: bool) -> Result<u64, MapError> {
@@ -310,7 +330,7 @@ mod tests {
         let mut stack = Stack::default();
         let mut buf = [1u8, 2, 3, 4, 5];
         let ro = [9u8; 4];
-        let mut m = MemoryMap::new(&mut stack, Vec::new());
+        let mut m = MemoryMap::new(&mut stack, RegionTable::default());
         let a = m.map_mut(&mut buf).unwrap();
         let b = m.map_ro(&ro).unwrap();
         assert_eq!(m.load(a + 1, Size::W).unwrap(), 0x05040302);
@@ -362,7 +382,7 @@ mod tests {
     fn context_fields_are_computed_and_checked() {
         let mut stack = Stack::default();
         let mut ctx = TwoFields { a: 7, b: 0 };
-        let mut m = MemoryMap::new(&mut stack, Vec::new());
+        let mut m = MemoryMap::new(&mut stack, RegionTable::default());
         let c = m.map_context(&mut ctx).unwrap();
         assert_eq!(m.load(c, Size::W), Ok(7));
         assert!(m.load(c + 1, Size::W).is_err(), "misaligned field");

@@ -54,7 +54,7 @@ fn read_only_regions_reject_writes() {
     let prog = load("stb [%r1], 7\nexit");
     let mut stack = Stack::default();
     let ro = [1u8; 4];
-    let mut mem = MemoryMap::new(&mut stack, Vec::new());
+    let mut mem = MemoryMap::new(&mut stack, Default::default());
     let addr = mem.map_ro(&ro).unwrap();
     let out = prog.run(&mut mem, &mut NoHelpers, [addr, 0, 0, 0, 0], 100);
     assert_eq!(out.result.unwrap_err().code, TrapCode::MemoryWrite);

@@ -6,7 +6,7 @@ use op::{Op, K};
 
 use crate::host::{HelperStop, Host};
 use crate::isa::{AtomicOp, Insn, Size};
-use crate::memory::{frame_pointer, MemFault, MemoryMap, Region, Stack, MAX_FRAMES};
+use crate::memory::{frame_pointer, MemFault, MemoryMap, RegionTable, Stack, MAX_FRAMES};
 use crate::program::Program;
 use crate::trap::{Trap, TrapCode};
 
@@ -565,7 +565,7 @@ fn fetch_into(r: &mut [u64; 16], s: usize, fetch: bool, old: u64) {
 /// Everything needed to run programs repeatedly without allocating: the stack and a region table.
 pub struct Vm {
     stack: Stack,
-    scratch: Vec<Region>,
+    scratch: RegionTable,
     /// Instruction budget of each run.
     pub budget: u64,
 }
@@ -574,7 +574,7 @@ impl Default for Vm {
     fn default() -> Self {
         Vm {
             stack: Stack::default(),
-            scratch: Vec::with_capacity(16),
+            scratch: RegionTable::with_capacity(16),
             budget: DEFAULT_BUDGET,
         }
     }
@@ -590,7 +590,7 @@ impl Vm {
     }
 
     /// Return the table of a map obtained through [`Vm::memory`] (`let t = mem.into_scratch(); vm.recycle(t)`) for reuse.
-    pub fn recycle(&mut self, table: Vec<Region>) {
+    pub fn recycle(&mut self, table: RegionTable) {
         self.scratch = table;
     }
 

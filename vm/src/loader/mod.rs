@@ -97,6 +97,17 @@ impl ObjProgram {
     }
 }
 
+/// A variable of a global data section.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct GlobalVar {
+    pub name: String,
+    /// Byte offset in the section (its map's single value).
+    pub offset: u32,
+    pub size: u32,
+    /// The variable's type in [`Object::btf`].
+    pub type_id: u32,
+}
+
 /// A program the loader refused, and why.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RejectedProgram {
@@ -245,6 +256,35 @@ impl Object {
     /// Index into [`Object::maps`] of the map with this name.
     pub fn map_index(&self, name: &str) -> Option<usize> {
         self.maps.iter().position(|m| m.name == name)
+    }
+
+    /// The variables of a global data section (`.rodata`, `.data`, `.bss`, ...) with their
+    /// offsets in the section's map value, as BTF describes them: what a libbpf skeleton's
+    /// `skel->rodata->var` names. Empty without BTF.
+    pub fn global_vars(&self, section: &str) -> Vec<GlobalVar> {
+        let Some(btf) = self.kernel_btf.as_deref().and_then(|b| Btf::parse(b).ok()) else {
+            return Vec::new();
+        };
+        let Some(id) = btf.find(section, |k| matches!(k, BtfKind::Datasec { .. })) else {
+            return Vec::new();
+        };
+        let Some(BtfKind::Datasec { vars, .. }) = btf.type_by_id(id).map(|t| &t.kind) else {
+            return Vec::new();
+        };
+        vars.iter()
+            .filter_map(|v| {
+                let var = btf.type_by_id(v.type_id)?;
+                let BtfKind::Var { target, .. } = var.kind else {
+                    return None;
+                };
+                Some(GlobalVar {
+                    name: var.name.clone(),
+                    offset: v.offset,
+                    size: v.size,
+                    type_id: target,
+                })
+            })
+            .collect()
     }
 
     fn link_program(&self, f: usize, def: Option<SectionDef>) -> Result<ObjProgram, ObjectError> {

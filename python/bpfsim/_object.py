@@ -1,0 +1,340 @@
+"""Objects, programs, runs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+from . import _native
+from ._ctx import Redirect, SkBuff, TcAction, XdpAction, XdpMd, XdpMdOut
+from ._env import Env
+from ._maps import RECORDS, Globals, Map, Maps
+from .errors import Error, LoadError, PacketError, _trap
+
+PathLike = Union[str, "os.PathLike[str]"]
+Packet = Union[bytes, bytearray, memoryview, Any]
+
+ENGINES = ("interp", "auto")
+
+
+def _to_bytes(packet: Packet) -> bytes:
+    if isinstance(packet, bytes):
+        return packet
+    if isinstance(packet, (bytearray, memoryview)):
+        return bytes(packet)
+    if hasattr(packet, "__bytes__"):
+        return bytes(packet)
+    raise PacketError(f"a packet must be bytes, bytearray, memoryview or have __bytes__ "
+                      f"(scapy, dpkt), not {type(packet).__name__}")
+
+
+def _action(prog_type: str, retval: int):
+    r32 = retval & 0xFFFFFFFF
+    if prog_type == "xdp":
+        try:
+            return XdpAction(r32)
+        except ValueError:
+            return r32
+    if prog_type in ("sched_cls", "sched_act"):
+        signed = r32 - (1 << 32) if r32 >= 1 << 31 else r32
+        try:
+            return TcAction(signed)
+        except ValueError:
+            return signed
+    return r32
+
+
+class Result:
+    """What one run produced.
+
+    ``action``: an :class:`XdpAction`/:class:`TcAction` (or the bytes kept, for socket
+    filters); ``data``: the packet afterwards; ``ctx``: the context afterwards; ``redirect``;
+    ``trace`` (bpf_printk lines); ``events`` (ring buffer / perf records); ``insns``;
+    ``duration_ns``; ``tail_calls`` (programs entered, in order).
+    """
+
+    __slots__ = ("_r", "_type")
+
+    def __init__(self, native_result, prog_type: str):
+        self._r = native_result
+        self._type = prog_type
+
+    @property
+    def retval(self) -> int:
+        """The program's return value as the kernel reports it (low 32 bits of r0)."""
+        return self._r.retval & 0xFFFFFFFF
+
+    @property
+    def r0(self) -> int:
+        return self._r.retval
+
+    @property
+    def action(self):
+        return _action(self._type, self._r.retval)
+
+    @property
+    def data(self) -> bytes:
+        return self._r.data
+
+    @property
+    def ctx(self):
+        raw = self._r.ctx_out
+        if self._type == "xdp":
+            return XdpMdOut._from_bytes(raw)
+        return SkBuff._from_bytes(raw)
+
+    @property
+    def redirect(self) -> Optional[Redirect]:
+        r = self._r.redirect
+        if r is None:
+            return None
+        if r[0] == "ifindex":
+            return Redirect(ifindex=r[1], flags=r[2], kind="ifindex")
+        return Redirect(map=r[1], key=r[2], flags=r[3], kind="map")
+
+    @property
+    def trace(self) -> List[str]:
+        return self._r.trace
+
+    @property
+    def events(self) -> List[tuple]:
+        """``(map name, cpu or None, bytes)`` per record."""
+        return self._r.events
+
+    @property
+    def insns(self) -> int:
+        return self._r.insns
+
+    @property
+    def duration_ns(self) -> int:
+        return self._r.duration_ns
+
+    @property
+    def tail_calls(self) -> List[str]:
+        return self._r.tail_calls
+
+    def __repr__(self) -> str:
+        a = self.action
+        name = a.name if hasattr(a, "name") else a
+        return f"<bpfsim.Result {name} {len(self.data)} bytes, {self.insns} insns>"
+
+
+class PcapRun:
+    """A capture replayed: ``counts`` (verdict -> packets), ``retvals`` in packet order,
+    ``refused`` ((index, reason) of packets the run refused), ``written`` (packets in ``out``),
+    ``seconds``, ``pps``, and ``results`` when asked for with ``keep_results=True``."""
+
+    def __init__(self, native, prog_type: str):
+        self._n = native
+        self._type = prog_type
+        self.counts: Dict[Any, int] = {_action(prog_type, r): n for r, n in native.counts}
+        self.refused: List[tuple] = native.refused
+        self.packets: int = native.packets
+        self.written: int = native.written
+        self.seconds: float = native.seconds
+        #: Time inside the program runs; the rest of ``seconds`` is capture and output handling.
+        self.run_seconds: float = native.run_seconds
+
+    @property
+    def retvals(self) -> List[int]:
+        return [r & 0xFFFFFFFF for r in self._n.retvals]
+
+    @property
+    def actions(self) -> list:
+        return [_action(self._type, r) for r in self._n.retvals]
+
+    @property
+    def results(self) -> List[Result]:
+        return [Result(r, self._type) for r in self._n.results]
+
+    @property
+    def pps(self) -> float:
+        return self.packets / self.seconds if self.seconds > 0 else float("inf")
+
+    def __repr__(self) -> str:
+        counts = {getattr(k, "name", k): v for k, v in self.counts.items()}
+        return f"<bpfsim.PcapRun {self.packets} packets {counts}>"
+
+
+class Program:
+    """A program of a loaded object, linked and ready to run against the object's maps."""
+
+    def __init__(self, obj: "Object", name: str, prog_type: Optional[str]):
+        self._obj = obj
+        self._native = obj._native
+        self._handle, self.type, self.section, self.insn_count = self._native.link(name, prog_type)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<bpfsim.Program {self.name} ({self.type}, section {self.section}, {self.insn_count} insns)>"
+
+    def disasm(self, style: str = "kernel") -> str:
+        """The program as linked: ``style`` "kernel" (verifier-log notation) or "conformance"."""
+        return self._native.disasm(self._handle, style)
+
+    def _prog_id(self) -> int:
+        return self._native.prog_id(self.name)
+
+    def _ctx_args(self, data: bytes, ctx):
+        if ctx is None:
+            return data, (1, 0, 0), None
+        if isinstance(ctx, XdpMd):
+            if self.type != "xdp":
+                raise PacketError(f"an XdpMd context for a {self.type} program")
+            return (ctx.meta + data if ctx.meta else data), ctx._native(), None
+        if isinstance(ctx, SkBuff):
+            if self.type == "xdp":
+                raise PacketError("an SkBuff context for an XDP program")
+            return data, (1, 0, 0), ctx._native()
+        raise PacketError(f"ctx must be XdpMd or SkBuff, not {type(ctx).__name__}")
+
+    def run(self, packet: Packet, ctx=None, engine: str = "interp", repeat: int = 1) -> Result:
+        """Run once (``repeat`` times, maps persisting, as BPF_PROG_TEST_RUN) on ``packet``.
+
+        Raises :class:`bpfsim.Trap` if the program faults, :class:`bpfsim.PacketError` if the
+        packet or context is refused as the kernel would refuse it."""
+        if engine not in ENGINES:
+            raise Error(f"engine {engine!r} is not available: this build has {ENGINES} "
+                        "(the JIT is not built yet)")
+        data = packet if type(packet) is bytes else _to_bytes(packet)
+        if ctx is None:
+            r = self._native.run(self._handle, data, repeat=repeat)
+        else:
+            data, xdp, skb = self._ctx_args(data, ctx)
+            r = self._native.run(self._handle, data, xdp, skb, repeat)
+        res = Result(r, self.type)
+        if r.events:
+            self._obj._collect(r.events)
+        trap = r.trap
+        if trap is not None:
+            raise _trap(f"{self.name}: {trap[3]}", trap[0], trap[1], res)
+        return res
+
+    def run_pcap(self, path: PathLike, out: Optional[PathLike] = None,
+                 only: Optional[Iterable[str]] = None, ctx=None, keep_results: bool = False,
+                 progress: Optional[bool] = None) -> PcapRun:
+        """Replay a pcap or pcapng file, streaming, maps persisting across packets.
+
+        ``out``: write the resulting packets to a pcapng file (those whose verdict is in
+        ``only``, e.g. ``("tx", "redirect")``; all by default), each with its direction and a
+        comment naming the verdict. ``progress``: a packet counter on stderr (default: when
+        stderr is a terminal)."""
+        xdp, skb = (1, 0, 0), None
+        if ctx is not None:
+            _, xdp, skb = self._ctx_args(b"", ctx)
+        n = self._native.run_pcap(self._handle, os.fspath(path),
+                                  os.fspath(out) if out is not None else None,
+                                  [str(o) for o in (only or ())], xdp, skb, progress,
+                                  keep_results)
+        return PcapRun(n, self.type)
+
+
+class Object:
+    """An ELF object loaded into the simulator: its maps created, global data set, programs
+    ready to link. Map state persists across runs of all its programs."""
+
+    def __init__(self, data: bytes, env: Optional[Env] = None, name: str = "<bytes>"):
+        env = env or Env()
+        self.name = name
+        self._native = _native.Object(data, env.ncpus, env.cpu,
+                                      (env.clock.start_ns, env.clock.step_ns), env.seed)
+        self._env = env
+        self._programs: Dict[tuple, Program] = {}
+        self.maps = Maps()
+        for info in self._native.maps():
+            self.maps[info[0]] = Map(self, info[0], info)
+        self._globals: Dict[str, Globals] = {}
+
+    def __repr__(self) -> str:
+        return f"<bpfsim.Object {self.name}: programs {self.program_names}, maps {sorted(self.maps)}>"
+
+    @property
+    def program_names(self) -> List[str]:
+        return [p[0] for p in self._native.programs()]
+
+    @property
+    def programs(self) -> Dict[str, Program]:
+        """Every program with a type (from its section), by function name."""
+        return {p[0]: self.program(p[0]) for p in self._native.programs() if p[2] is not None}
+
+    def program(self, name: str, type: Optional[str] = None) -> Program:  # noqa: A002
+        """Program ``name`` (a function name); ``type`` (xdp, sched_cls, socket_filter, ...)
+        for a program whose section does not say it, e.g. one in ``.text``."""
+        key = (name, type)
+        p = self._programs.get(key)
+        if p is None:
+            p = self._programs[key] = Program(self, name, type)
+        return p
+
+    def __getitem__(self, name: str) -> Program:
+        return self.program(name)
+
+    def globals(self, section: str) -> Globals:
+        g = self._globals.get(section)
+        if g is None:
+            g = self._globals[section] = Globals(self, section)
+        return g
+
+    @property
+    def rodata(self) -> Globals:
+        return self.globals(".rodata")
+
+    @property
+    def data(self) -> Globals:
+        return self.globals(".data")
+
+    @property
+    def bss(self) -> Globals:
+        return self.globals(".bss")
+
+    @property
+    def env(self) -> Env:
+        return self._env
+
+    @env.setter
+    def env(self, env: Env) -> None:
+        if env.ncpus != self._env.ncpus:
+            raise Error(f"ncpus is fixed at load ({self._env.ncpus}): per-CPU maps are sized by it")
+        self._native.set_env(env.cpu, (env.clock.start_ns, env.clock.step_ns), env.seed)
+        self._env = env
+
+    def mock_helper(self, helper: Union[str, int], fn) -> None:
+        """Replace a helper (``"bpf_fib_lookup"``, ``"fib_lookup"`` or its id) with ``fn(call)``:
+        ``call.args`` are r1..r5, ``call.read(addr, n)``/``call.write(addr, data)`` reach the
+        program's memory during the call; the return value is r0. An exception in ``fn`` stops
+        the run and is raised from ``run()``."""
+        self._native.mock_helper(self._helper_id(helper), fn)
+
+    def restore_helper(self, helper: Union[str, int]) -> None:
+        self._native.restore_helper(self._helper_id(helper))
+
+    @staticmethod
+    def _helper_id(helper: Union[str, int]) -> int:
+        if isinstance(helper, int):
+            return helper
+        hid = _native.helper_id(helper)
+        if hid is None:
+            raise Error(f"no helper named {helper!r}")
+        return hid
+
+    def _collect(self, events: Sequence[tuple]) -> None:
+        for name, cpu, data in events:
+            m = self.maps.get(name)
+            if m is not None and m.type in RECORDS:
+                m._records.append((cpu, data))
+
+
+def load(source: Union[PathLike, bytes, bytearray, memoryview], env: Optional[Env] = None) -> Object:
+    """Load an ELF object (``clang -O2 -g -target bpf``) from a path or from its bytes."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return Object(bytes(source), env)
+    path = os.fspath(source)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise LoadError(f"{path}: {e.strerror or e}") from None
+    try:
+        return Object(data, env, name=path)
+    except LoadError as e:
+        raise LoadError(f"{path}: {e}") from None

@@ -1,0 +1,58 @@
+"""pytest plugin (entry point ``pytest11``): fixtures to load objects with fresh maps per test,
+a fake clock, a seeded environment, and ``--bpf-engine`` to run tests under each engine.
+
+The native module is imported only when a fixture is used, so installing bpfsim never slows
+down or breaks an unrelated pytest session.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+ENGINES = ("interp",)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("bpfsim")
+    group.addoption("--bpf-engine", action="append", default=None, choices=ENGINES + ("all",),
+                    help="engine(s) that tests using the bpf_engine fixture run under "
+                         "(repeatable; 'all' for every engine this build has; default interp)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "bpf_engine: parametrised over --bpf-engine values")
+
+
+def pytest_generate_tests(metafunc):
+    if "bpf_engine" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--bpf-engine") or ["interp"]
+        engines = list(ENGINES) if "all" in chosen else list(dict.fromkeys(chosen))
+        metafunc.parametrize("bpf_engine", engines, ids=[f"engine={e}" for e in engines])
+
+
+@pytest.fixture
+def fake_clock():
+    """A clock at 1 s that advances 1 µs per read; pass it in ``bpfsim.Env(clock=...)``."""
+    import bpfsim
+
+    return bpfsim.FakeClock(start_ns=1_000_000_000, step_ns=1_000)
+
+
+@pytest.fixture
+def bpf_env(fake_clock):
+    """A deterministic environment: the fake clock, random seed 42, CPU 0 of 2."""
+    import bpfsim
+
+    return bpfsim.Env(clock=fake_clock, seed=42, cpu=0, ncpus=2)
+
+
+@pytest.fixture
+def bpf_load(bpf_env):
+    """``bpf_load(path, env=None)``: load an object with fresh maps for this test (the
+    deterministic ``bpf_env`` unless another is given)."""
+    import bpfsim
+
+    def load(path, env=None):
+        return bpfsim.load(path, env=env or bpf_env)
+
+    return load

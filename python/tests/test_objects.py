@@ -1,0 +1,44 @@
+"""Loading objects, programs, errors."""
+
+import pytest
+
+import bpfsim
+
+
+def test_load_from_path_and_bytes(vectors):
+    obj = bpfsim.load(vectors / "xdp_book_9090.bpf.o")
+    assert obj.program_names == ["xdp_tcp_9090"]
+    p = obj["xdp_tcp_9090"]
+    assert (p.name, p.type, p.section) == ("xdp_tcp_9090", "xdp", "xdp")
+    assert p.insn_count > 10
+    assert p is obj.program("xdp_tcp_9090"), "programs are linked once"
+    assert "exit" in p.disasm()
+    assert "exit" in p.disasm("conformance")
+    same = bpfsim.load((vectors / "xdp_book_9090.bpf.o").read_bytes())
+    assert same.program_names == obj.program_names
+
+
+def test_several_programs_and_text_functions(vectors):
+    obj = bpfsim.load(vectors / "tail_calls.bpf.o")
+    assert set(obj.programs) >= {"xdp_dispatch", "handle_ipv4", "handle_icmp"}
+    calls = bpfsim.load(vectors / "bpf2bpf_calls.bpf.o")
+    # A global function in .text, run as a program of the type we name.
+    with pytest.raises(bpfsim.LoadError, match="type"):
+        calls.program("port_policy")
+    assert calls.program("port_policy", type="xdp").type == "xdp"
+
+
+def test_load_errors_say_what_and_where(tmp_path, vectors):
+    with pytest.raises(bpfsim.LoadError, match="nope.o"):
+        bpfsim.load(tmp_path / "nope.o")
+    junk = tmp_path / "junk.o"
+    junk.write_bytes(b"\x7fELF" + b"\x01" * 60)
+    with pytest.raises(bpfsim.LoadError, match="junk.o"):
+        bpfsim.load(junk)
+    obj = bpfsim.load(vectors / "xdp_pass.bpf.o")
+    with pytest.raises(bpfsim.LoadError, match="no_such_prog"):
+        obj["no_such_prog"]
+    with pytest.raises(bpfsim.LoadError, match="unknown program type"):
+        obj.program("xdp_pass_count", type="frobnicate")
+    assert issubclass(bpfsim.LoadError, bpfsim.Error)
+    assert issubclass(bpfsim.Trap, bpfsim.Error)
