@@ -26,7 +26,7 @@
 //! call GPL-restricted function from non-GPL compatible program`), `might_sleep` (`helper call
 //! might sleep in a non-sleepable prog`), then the arguments.
 
-use bpfsim_vm::spec::{helper_name, MapType, ProgType};
+use crate::spec::{helper_name, MapType, ProgType};
 
 /// `enum bpf_type_flag`: bits that refine an argument, return or register type.
 ///

@@ -1,0 +1,317 @@
+//! The verifier's fidelity corpus (test-vectors/verifier/*.txt): small programs, each aimed at one
+//! kernel check, with the kernel's verdict and first error line recorded. Each runs through our
+//! verifier and, where bpf(2) is available, through the live kernel's; our verdict must equal the
+//! kernel's on every program, our first error line on at least 95% of rejections.
+//!
+//! `BPFSIM_RECORD=1 cargo test -p bpfsim --test verifier_corpus` (as root) rewrites the recorded
+//! expectations from the live kernel.
+//!
+//! Format: `=== name`, then `; type: xdp` (default), `; maps: array 4 8 1, hash 4 8 16` (map_idx
+//! 0, 1, ...: type, key size, value size, max entries), `; license: GPL` (default), `; expect:
+//! accept` or `; expect: reject: <first error line>`, then the program in bpfsim's assembly.
+
+use std::path::PathBuf;
+
+use bpfsim_verifier::{verify, MapInfo, Options};
+use bpfsim_vm::asm::assemble;
+use bpfsim_vm::isa::encode;
+use bpfsim_vm::spec::{MapType, ProgType};
+
+struct Case {
+    file: PathBuf,
+    name: String,
+    prog_type: ProgType,
+    maps: Vec<MapInfo>,
+    license: String,
+    expect: Option<Result<(), String>>,
+    source: String,
+}
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/verifier")
+}
+
+fn parse_maps(spec: &str) -> Vec<MapInfo> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|m| {
+            let f: Vec<&str> = m.split_whitespace().collect();
+            let n = |i: usize| f.get(i).and_then(|x| x.parse().ok()).unwrap_or(0);
+            MapInfo {
+                name: format!("m{}", f[0]),
+                map_type: MapType::from_name(f[0]).unwrap_or_else(|| panic!("map type {}", f[0])),
+                key_size: n(1),
+                value_size: n(2),
+                max_entries: n(3),
+                rdonly_prog: f.contains(&"rdonly"),
+                frozen: f.contains(&"rdonly"),
+            }
+        })
+        .collect()
+}
+
+fn load_cases() -> Vec<Case> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for block in text.split("\n=== ").skip(1) {
+            let (name, body) = block.split_once('\n').unwrap_or((block, ""));
+            let mut c = Case {
+                file: file.clone(),
+                name: name.trim().to_string(),
+                prog_type: ProgType::Xdp,
+                maps: Vec::new(),
+                license: "GPL".to_string(),
+                expect: None,
+                source: String::new(),
+            };
+            for line in body.lines() {
+                let l = line.trim();
+                if let Some(v) = l.strip_prefix("; type:") {
+                    c.prog_type = ProgType::from_name(v.trim()).expect("program type");
+                } else if let Some(v) = l.strip_prefix("; maps:") {
+                    c.maps = parse_maps(v);
+                } else if let Some(v) = l.strip_prefix("; license:") {
+                    c.license = v.trim().to_string();
+                } else if let Some(v) = l.strip_prefix("; expect:") {
+                    let v = v.trim();
+                    c.expect = Some(match v.strip_prefix("reject:") {
+                        Some(e) => Err(e.trim().to_string()),
+                        None => Ok(()),
+                    });
+                } else if !l.starts_with(';') && !l.is_empty() {
+                    c.source.push_str(line);
+                    c.source.push('\n');
+                }
+            }
+            cases.push(c);
+        }
+    }
+    cases
+}
+
+#[cfg(target_os = "linux")]
+fn kernel_verdict(bpf: &bpfsim_kernel::KernelBpf, c: &Case) -> Result<Result<(), String>, String> {
+    use bpfsim_kernel::{MapSpec, ProgSpec, ProgType as KType};
+    let mut maps = Vec::new();
+    for m in &c.maps {
+        let mut spec = MapSpec {
+            map_type: m.map_type.id(),
+            key_size: m.key_size,
+            value_size: m.value_size,
+            max_entries: m.max_entries,
+            name: m.name.clone(),
+            ..MapSpec::default()
+        };
+        if m.map_type == MapType::LpmTrie {
+            spec.flags = 1; // BPF_F_NO_PREALLOC
+        }
+        if m.rdonly_prog {
+            spec.flags |= 1 << 7;
+        }
+        let map = bpf
+            .map_create(&spec, None)
+            .map_err(|e| format!("creating map {}: {e}", m.name))?;
+        if m.rdonly_prog {
+            map.freeze().map_err(|e| format!("freezing: {e}"))?;
+        }
+        maps.push(map);
+    }
+    let fds: Vec<i32> = maps.iter().map(|m| m.raw_fd()).collect();
+    let insns = encode(&assemble(&c.source).map_err(|e| e.to_string())?);
+    let spec = ProgSpec {
+        fd_array: &fds,
+        ..ProgSpec::new(KType(c.prog_type.id()), &insns, &c.license)
+    };
+    let (r, log) = bpf.prog_load_spec_logged(&spec, 1);
+    Ok(match r {
+        Ok(_) => Ok(()),
+        Err(_) => Err(bpfsim_kernel::last_meaningful_line(&log)
+            .unwrap_or("")
+            .to_string()),
+    })
+}
+
+fn show(v: &Result<(), String>) -> String {
+    match v {
+        Ok(()) => "accept".to_string(),
+        Err(e) => format!("reject: {e}"),
+    }
+}
+
+#[test]
+fn verifier_agrees_with_the_kernel() {
+    let cases = load_cases();
+    assert!(!cases.is_empty());
+    #[cfg(target_os = "linux")]
+    let kernel = match bpfsim_kernel::KernelBpf::probe() {
+        Ok(k) => Some(k),
+        Err(u) => {
+            println!("note: comparing with the recorded kernel verdicts: {u}");
+            None
+        }
+    };
+    #[cfg(not(target_os = "linux"))]
+    let kernel: Option<()> = None;
+    let record = std::env::var_os("BPFSIM_RECORD").is_some();
+    let (mut verdicts, mut lines, mut rejections) = (0, 0, 0);
+    let mut failures = Vec::new();
+    let mut records: Vec<(PathBuf, String, Result<(), String>)> = Vec::new();
+    for c in &cases {
+        let insns = assemble(&c.source).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        let mut opts = Options::new(c.prog_type);
+        opts.maps = c.maps.clone();
+        opts.gpl = bpfsim_verifier::license_is_gpl(&c.license);
+        let ours = verify(&insns, &opts);
+        let ours_v = match &ours.error {
+            None => Ok(()),
+            Some(e) => Err(e.clone()),
+        };
+        #[cfg(target_os = "linux")]
+        let truth = match &kernel {
+            Some(k) => match kernel_verdict(k, c) {
+                Ok(v) => Some(v),
+                Err(e) => panic!("{}: {e}", c.name),
+            },
+            None => None,
+        };
+        #[cfg(not(target_os = "linux"))]
+        let truth: Option<Result<(), String>> = None;
+        if let (Some(t), Some(e)) = (&truth, &c.expect) {
+            if t != e && !record {
+                failures.push(format!(
+                    "{}: recorded `{}` but the kernel now says `{}` (BPFSIM_RECORD=1 to re-record)",
+                    c.name,
+                    show(e),
+                    show(t)
+                ));
+            }
+        }
+        if let Some(t) = &truth {
+            records.push((c.file.clone(), c.name.clone(), t.clone()));
+        }
+        let Some(want) = truth.or_else(|| c.expect.clone()) else {
+            failures.push(format!(
+                "{}: no expectation recorded and no kernel to ask",
+                c.name
+            ));
+            continue;
+        };
+        if want.is_ok() == ours_v.is_ok() {
+            verdicts += 1;
+        } else {
+            failures.push(format!(
+                "{}: ours `{}`, the kernel's `{}`",
+                c.name,
+                show(&ours_v),
+                show(&want)
+            ));
+        }
+        if let Err(w) = &want {
+            rejections += 1;
+            if ours_v.as_ref().err() == Some(w) {
+                lines += 1;
+            } else {
+                println!(
+                    "error line differs: {}: ours `{}`, the kernel's `{w}`",
+                    c.name,
+                    show(&ours_v)
+                );
+            }
+        }
+    }
+    if record {
+        write_records(&records);
+    }
+    let _ = &kernel;
+    println!(
+        "verdict agreement {verdicts}/{}, error-line agreement {lines}/{rejections}",
+        cases.len()
+    );
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        lines * 100 >= rejections * 95,
+        "error-line agreement {lines}/{rejections} is below 95%"
+    );
+}
+
+/// Rewrite each case's `; expect:` line with what the kernel said.
+fn write_records(records: &[(PathBuf, String, Result<(), String>)]) {
+    let mut files: Vec<&PathBuf> = records.iter().map(|r| &r.0).collect();
+    files.dedup();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut out = String::new();
+        let mut current: Option<&Result<(), String>> = None;
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix("=== ") {
+                current = records
+                    .iter()
+                    .find(|r| &r.0 == file && r.1 == name.trim())
+                    .map(|r| &r.2);
+                out.push_str(line);
+                out.push('\n');
+                if let Some(v) = current {
+                    out.push_str(&format!("; expect: {}\n", show(v)));
+                }
+                continue;
+            }
+            if line.trim().starts_with("; expect:") && current.is_some() {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        std::fs::write(file, out).unwrap();
+    }
+}
+
+/// Every program of every test-vectors object loads in the kernel (vectors_kernel.rs proves it
+/// on each run): our verifier must accept each too, as libbpf would load it.
+#[test]
+fn every_vector_object_is_accepted() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/progs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".bpf.o"))
+        .collect();
+    files.sort();
+    let (mut n, mut failures) = (0, Vec::new());
+    for f in &files {
+        let obj = bpfsim_vm::loader::load_object(&std::fs::read(f).unwrap()).unwrap();
+        for p in &obj.programs {
+            let Some(v) = bpfsim_verifier::verify_object_program(&obj, p, None, 1) else {
+                continue;
+            };
+            n += 1;
+            if !v.accepted {
+                failures.push(format!(
+                    "{} {}: {}",
+                    f.file_name().unwrap().to_string_lossy(),
+                    p.name,
+                    v.error.unwrap_or_default()
+                ));
+            } else {
+                println!(
+                    "ok {} {}: {} insns processed",
+                    f.file_name().unwrap().to_string_lossy(),
+                    p.name,
+                    v.processed
+                );
+            }
+        }
+    }
+    println!("test-vector programs accepted: {}/{n}", n - failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

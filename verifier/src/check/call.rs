@@ -1,0 +1,575 @@
+//! Calls and exits: `check_helper_call` (availability, GPL, arguments per prototype, map
+//! compatibility, references, the returned register), BPF-to-BPF calls and callbacks
+//! (`check_func_call`), and `check_return_code` at exit.
+
+use bpfsim_vm::isa::{CallTarget, Reg as R};
+use bpfsim_vm::spec::proto::{self, ArgBase, HelperProto, RetBase, TypeFlags};
+use bpfsim_vm::spec::{helper_name, MapType, ProgType};
+
+use super::alu::type_str;
+use crate::domain::reg::{Reg, RegType};
+use crate::domain::state::{Byte, Frame, Ref, State, MAX_BPF_STACK, MAX_FRAMES, SLOTS};
+use crate::explore::{Step, Verifier};
+
+/// `BPF_MAX_VAR_SIZ`.
+const MAX_VAR_SIZ: u64 = 1 << 29;
+
+fn func_name(id: u32) -> String {
+    format!("bpf_{}", helper_name(id as i64).unwrap_or("unknown"))
+}
+
+/// The helpers each special map type works with, and the map types each map-specific helper
+/// takes (`check_map_func_compatibility`).
+fn map_func_ok(map: MapType, func: &str) -> bool {
+    let by_map: Option<&[&str]> = match map {
+        MapType::ProgArray => Some(&["tail_call"]),
+        MapType::PerfEventArray => Some(&[
+            "perf_event_read",
+            "perf_event_output",
+            "skb_output",
+            "perf_event_read_value",
+            "xdp_output",
+        ]),
+        MapType::Ringbuf => Some(&[
+            "ringbuf_output",
+            "ringbuf_reserve",
+            "ringbuf_query",
+            "ringbuf_reserve_dynptr",
+            "ringbuf_submit_dynptr",
+            "ringbuf_discard_dynptr",
+        ]),
+        MapType::Devmap | MapType::DevmapHash => Some(&["redirect_map", "map_lookup_elem"]),
+        MapType::Cpumap => Some(&["redirect_map"]),
+        MapType::Xskmap => Some(&["redirect_map", "map_lookup_elem"]),
+        MapType::Queue | MapType::Stack => {
+            Some(&["map_peek_elem", "map_pop_elem", "map_push_elem"])
+        }
+        MapType::ArrayOfMaps | MapType::HashOfMaps => Some(&["map_lookup_elem"]),
+        _ => None,
+    };
+    if let Some(fs) = by_map {
+        if !fs.contains(&func) {
+            return false;
+        }
+    }
+    let by_func: Option<&[MapType]> = match func {
+        "tail_call" => Some(&[MapType::ProgArray]),
+        "perf_event_read"
+        | "perf_event_output"
+        | "perf_event_read_value"
+        | "skb_output"
+        | "xdp_output" => Some(&[MapType::PerfEventArray]),
+        "ringbuf_output" | "ringbuf_reserve" | "ringbuf_query" => Some(&[MapType::Ringbuf]),
+        "redirect_map" => Some(&[
+            MapType::Devmap,
+            MapType::DevmapHash,
+            MapType::Cpumap,
+            MapType::Xskmap,
+        ]),
+        "map_peek_elem" | "map_pop_elem" | "map_push_elem" => {
+            Some(&[MapType::Queue, MapType::Stack, MapType::BloomFilter])
+        }
+        _ => None,
+    };
+    by_func.is_none_or(|ms| ms.contains(&map))
+}
+
+/// Stack bytes a spilled constant or zero bytes hold at `fp + off`, if all known.
+fn const_stack_u32(st: &State, reg: &Reg) -> Option<u32> {
+    if reg.ty != RegType::Stack || !reg.var_off.is_const() {
+        return None;
+    }
+    let total = reg.off as i64 + reg.var_off.value as i64;
+    if total < -(MAX_BPF_STACK as i64) || total + 4 > 0 {
+        return None;
+    }
+    let frame = &st.frames[reg.frameno as usize];
+    let start = (MAX_BPF_STACK as i64 + total) as usize;
+    let slot = frame.stack[SLOTS - 1 - start / 8];
+    if slot.bytes[0] == Byte::Spill && slot.spilled.is_const() && start % 8 == 0 {
+        return Some(slot.spilled.var_off.value as u32);
+    }
+    (start..start + 4)
+        .all(|b| frame.stack[SLOTS - 1 - b / 8].bytes[b % 8] == Byte::Zero)
+        .then_some(0)
+}
+
+impl Verifier<'_> {
+    pub fn check_call(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        target: CallTarget,
+    ) -> Result<Step, String> {
+        match target {
+            CallTarget::Helper(id) => self.check_helper_call(st, pc, id),
+            CallTarget::Local(off) => {
+                let callee = (pc as i64 + 1 + off as i64) as usize;
+                self.push_frame(st, pc, callee, None)?;
+                Ok(Step::Next(callee))
+            }
+            CallTarget::Kfunc { .. } => Err(
+                "calling kernel functions (kfuncs) needs kernel BTF, which bpfsim does not read yet"
+                    .to_string(),
+            ),
+        }
+    }
+
+    /// Enter a subprogram: its frame gets r1-r5 (and, for a callback, the given arguments).
+    fn push_frame(
+        &mut self,
+        st: &mut State,
+        callsite: usize,
+        callee: usize,
+        args: Option<[Reg; 5]>,
+    ) -> Result<(), String> {
+        if st.frames.len() >= MAX_FRAMES {
+            return Err(format!(
+                "the call stack of {} frames is too deep",
+                st.frames.len() + 1
+            ));
+        }
+        let frameno = st.frames.len() as u8;
+        let mut f = Frame::new(frameno, callee, callsite);
+        let regs = args.unwrap_or_else(|| {
+            let c = st.cur();
+            [c.regs[1], c.regs[2], c.regs[3], c.regs[4], c.regs[5]]
+        });
+        f.regs[1..6].copy_from_slice(&regs);
+        st.frames.push(f);
+        Ok(())
+    }
+
+    fn check_helper_call(&mut self, st: &mut State, pc: usize, id: i32) -> Result<Step, String> {
+        let name = || func_name(id as u32);
+        if id < 0 || helper_name(id as i64).is_none() {
+            return Err(format!("invalid func unknown#{id}"));
+        }
+        let id = id as u32;
+        if !proto::allowed(self.opts.prog_type, id) {
+            return Err(format!(
+                "program of this type cannot use helper {}#{id}",
+                name()
+            ));
+        }
+        let Some(p) = proto::proto_for(self.opts.prog_type, id).or_else(|| proto::proto(id)) else {
+            // Allowed, but bpfsim does not know its prototype: arguments unchecked.
+            self.log.push(format!(
+                "bpfsim: no prototype for {}#{id}; its arguments are not checked",
+                name()
+            ));
+            return self.finish_call(st, pc, None, None, Reg::unknown());
+        };
+        if p.gpl_only && !self.opts.gpl {
+            return Err(
+                "cannot call GPL-restricted function from non-GPL compatible program".to_string(),
+            );
+        }
+        let mut map: Option<u32> = None;
+        let mut callback: Option<u32> = None;
+        let mut alloc_size: Option<u32> = None;
+        let mut released: Option<u32> = None;
+        let n = p.arg_count();
+        let mut i = 0;
+        while i < n {
+            let arg = p.args[i];
+            let regno = R::new(i as u8 + 1).expect("r1-r5");
+            let rn = i + 1;
+            self.check_reg_read(st, regno)?;
+            let reg = *st.reg(rn);
+            match arg.base {
+                ArgBase::Anything | ArgBase::DontCare => {}
+                ArgBase::ConstMapPtr => {
+                    if reg.ty != RegType::MapPtr {
+                        return Err(format!("R{rn} type={} expected=map_ptr", type_str(&reg)));
+                    }
+                    let m = &self.opts.maps[reg.map as usize];
+                    if p.name == "tail_call" && m.map_type != MapType::ProgArray {
+                        // The kernel's message has no newline: the statistics line follows it.
+                        return Err("expected prog array map for tail call\u{0}".to_string());
+                    }
+                    map = Some(reg.map);
+                }
+                ArgBase::PtrToMapKey | ArgBase::PtrToMapValue => {
+                    let Some(m) = map else {
+                        return Err(format!(
+                            "invalid map_ptr to access map->{}",
+                            if arg.base == ArgBase::PtrToMapKey {
+                                "key"
+                            } else {
+                                "value"
+                            }
+                        ));
+                    };
+                    self.check_mem_arg_type(&reg, rn, arg.may_be_null())?;
+                    let mi = &self.opts.maps[m as usize];
+                    let size = if arg.base == ArgBase::PtrToMapKey {
+                        mi.key_size
+                    } else {
+                        mi.value_size
+                    };
+                    if size == 0 {
+                        return Err("invalid zero-sized read".to_string());
+                    }
+                    self.check_helper_mem(st, regno, size, arg.is_uninit())?;
+                }
+                ArgBase::PtrToMem => {
+                    if arg.may_be_null()
+                        && reg.is_scalar()
+                        && reg.is_const()
+                        && reg.var_off.value == 0
+                    {
+                        if p.args.get(i + 1).is_some_and(|a| a.is_mem_size()) {
+                            i += 1;
+                        }
+                        i += 1;
+                        continue;
+                    }
+                    self.check_mem_arg_type(&reg, rn, false)?;
+                    let write = arg.is_uninit() || arg.flags.contains(TypeFlags::MEM_WRITE);
+                    if let Some(size) = p.fixed_size(i) {
+                        self.check_helper_mem(st, regno, size, write)?;
+                    } else if p.args.get(i + 1).is_some_and(|a| a.is_mem_size()) {
+                        let size_arg = p.args[i + 1];
+                        let srn = rn + 1;
+                        let sregno = R::new(srn as u8).expect("r2-r5");
+                        self.check_reg_read(st, sregno)?;
+                        let s = *st.reg(srn);
+                        if !s.is_scalar() {
+                            return Err(format!("R{srn} type={} expected=scalar", type_str(&s)));
+                        }
+                        if s.smin < 0 {
+                            return Err(format!("R{srn} min value is negative, either use unsigned or 'var &= const'"));
+                        }
+                        if s.umin == 0 && size_arg.base == ArgBase::ConstSize {
+                            return Err(format!(
+                                "R{srn} invalid zero-sized read: u64=[{},{}]",
+                                s.umin, s.umax
+                            ));
+                        }
+                        if s.umax >= MAX_VAR_SIZ {
+                            return Err(format!("R{srn} unbounded memory access, use 'var &= const' or 'if (var < const)'"));
+                        }
+                        self.check_helper_mem(st, regno, s.umax as u32, write)?;
+                        i += 1;
+                    }
+                }
+                ArgBase::ConstSize | ArgBase::ConstSizeOrZero => {}
+                ArgBase::PtrToCtx => {
+                    if arg.may_be_null()
+                        && reg.is_scalar()
+                        && reg.is_const()
+                        && reg.var_off.value == 0
+                    {
+                    } else if reg.ty != RegType::Ctx {
+                        return Err(format!("R{rn} type={} expected=ctx", type_str(&reg)));
+                    } else if reg.off != 0 {
+                        return Err(format!(
+                            "dereference of modified ctx ptr R{rn} off={} disallowed",
+                            reg.off
+                        ));
+                    }
+                }
+                ArgBase::PtrToStack
+                    if reg.ty != RegType::Stack && !(arg.may_be_null() && reg.is_scalar()) =>
+                {
+                    return Err(format!("R{rn} type={} expected=fp", type_str(&reg)));
+                }
+                ArgBase::PtrToFunc => {
+                    if reg.ty != RegType::Func {
+                        return Err(format!("R{rn} type={} expected=func", type_str(&reg)));
+                    }
+                    callback = Some(reg.subprog);
+                }
+                ArgBase::PtrToRingbufMem => {
+                    if reg.ty != RegType::Mem || !reg.ringbuf || reg.maybe_null {
+                        return Err(format!(
+                            "R{rn} type={} expected=ringbuf_mem",
+                            type_str(&reg)
+                        ));
+                    }
+                    if reg.off != 0 || !reg.var_off.is_const() || reg.var_off.value != 0 {
+                        return Err(format!(
+                            "R{rn} must have zero offset when passed to release func"
+                        ));
+                    }
+                    if reg.ref_obj_id == 0 || !st.refs.iter().any(|r| r.id == reg.ref_obj_id) {
+                        return Err(format!(
+                            "R{rn} must be referenced when passed to release function"
+                        ));
+                    }
+                    released = Some(reg.ref_obj_id);
+                }
+                ArgBase::ConstAllocSizeOrZero => {
+                    if !reg.is_scalar() || !reg.is_const() {
+                        return Err(format!("R{rn} is not a known constant'"));
+                    }
+                    alloc_size = Some(reg.var_off.value as u32);
+                }
+                ArgBase::PtrToConstStr => {
+                    let ok = reg.ty == RegType::MapValue
+                        && self
+                            .opts
+                            .maps
+                            .get(reg.map as usize)
+                            .is_some_and(|m| m.frozen || m.rdonly_prog);
+                    if !ok {
+                        return Err(format!("R{rn} does not point to a readonly map'"));
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if let Some(m) = map {
+            let mt = self.opts.maps[m as usize].map_type;
+            if !map_func_ok(mt, p.name) {
+                return Err(format!(
+                    "cannot pass map_type {} into func {}#{id}",
+                    mt.id(),
+                    name()
+                ));
+            }
+        }
+        if let Some(refid) = released {
+            st.refs.retain(|r| r.id != refid);
+            st.for_each_reg(|x| {
+                if x.ref_obj_id == refid {
+                    *x = Reg::unknown();
+                }
+            });
+        }
+        let r0 = self.ret_reg(st, p, map, alloc_size, pc);
+        if let Some(cb) = callback {
+            return self.enter_callback(st, pc, p, cb as usize, map);
+        }
+        self.finish_call(st, pc, Some(p), map, r0)
+    }
+
+    /// The memory argument types a helper accepts (`mem_types`, `map_key_value_types`).
+    fn check_mem_arg_type(&self, reg: &Reg, rn: usize, _or_null: bool) -> Result<(), String> {
+        let ok = !reg.maybe_null
+            && matches!(
+                reg.ty,
+                RegType::Stack
+                    | RegType::Packet
+                    | RegType::PacketMeta
+                    | RegType::MapKey
+                    | RegType::MapValue
+                    | RegType::Mem
+            );
+        if !ok {
+            return Err(format!(
+                "R{rn} type={} expected=fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_",
+                type_str(reg)
+            ));
+        }
+        Ok(())
+    }
+
+    /// r0 after the call, by the prototype's return type.
+    fn ret_reg(
+        &mut self,
+        st: &mut State,
+        p: &HelperProto,
+        map: Option<u32>,
+        alloc: Option<u32>,
+        pc: usize,
+    ) -> Reg {
+        match p.ret.base {
+            RetBase::Integer => Reg::unknown(),
+            RetBase::Void => Reg::NOT_INIT,
+            RetBase::PtrToMapValue => {
+                let mut r = Reg::ptr(RegType::MapValue);
+                r.map = map.unwrap_or(0);
+                r.maybe_null = p.ret.may_be_null();
+                // Array lookups with a constant key in bounds cannot fail (6.14+).
+                if let Some(m) = map {
+                    let mi = &self.opts.maps[m as usize];
+                    if p.name == "map_lookup_elem"
+                        && matches!(mi.map_type, MapType::Array | MapType::PercpuArray)
+                    {
+                        if let Some(k) = const_stack_u32(st, st.reg(2)) {
+                            if k < mi.max_entries {
+                                r.maybe_null = false;
+                            }
+                        }
+                    }
+                }
+                if r.maybe_null {
+                    r.id = self.new_id();
+                }
+                r
+            }
+            RetBase::PtrToMem => {
+                let mut r = Reg::ptr(RegType::Mem);
+                r.maybe_null = p.ret.may_be_null();
+                r.ringbuf = p.ret.flags.contains(TypeFlags::MEM_RINGBUF);
+                r.mem_size = alloc.unwrap_or(0);
+                r.id = self.new_id();
+                if p.is_acquire(None) {
+                    r.ref_obj_id = r.id;
+                    st.refs.push(Ref { id: r.id, insn: pc });
+                }
+                r
+            }
+            _ => Reg::unknown(),
+        }
+    }
+
+    /// After the call: r1-r5 are gone, r0 is the result.
+    fn finish_call(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        _p: Option<&HelperProto>,
+        _map: Option<u32>,
+        r0: Reg,
+    ) -> Result<Step, String> {
+        for r in 1..=5 {
+            *st.reg_mut(r) = Reg::NOT_INIT;
+        }
+        *st.reg_mut(0) = r0;
+        Ok(Step::Next(pc + 1))
+    }
+
+    /// `bpf_loop`, `bpf_for_each_map_elem` and friends: the callback runs in a frame of its own
+    /// with the arguments the helper gives it; on its exit the caller goes on after the call.
+    fn enter_callback(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        p: &HelperProto,
+        callback: usize,
+        map: Option<u32>,
+    ) -> Result<Step, String> {
+        let caller = st.cur().regs;
+        let mut args = [Reg::NOT_INIT; 5];
+        match p.name {
+            "loop" => {
+                args[0] = Reg::unknown();
+                args[0].umax = u32::MAX as u64;
+                args[0].sync();
+                args[1] = caller[3];
+            }
+            "for_each_map_elem" => {
+                let m = map.unwrap_or(0);
+                args[0] = caller[1];
+                args[1] = Reg::ptr(RegType::MapKey);
+                args[1].map = m;
+                args[2] = Reg::ptr(RegType::MapValue);
+                args[2].map = m;
+                args[3] = caller[3];
+            }
+            _ => {
+                args[0] = Reg::unknown();
+                args[1] = Reg::unknown();
+                args[2] = Reg::unknown();
+            }
+        }
+        self.push_frame(st, pc, callback, Some(args))?;
+        Ok(Step::Next(callback))
+    }
+
+    /// `BPF_EXIT`: return to the caller, or end the path with the program's checks.
+    pub fn check_exit(&mut self, st: &mut State) -> Result<Step, String> {
+        self.check_reg_read(st, R::R0)?;
+        let r0 = *st.reg(0);
+        if st.frames.len() > 1 {
+            let callee = st.frames.pop().expect("a callee frame");
+            let callsite = callee.callsite;
+            let is_callback = matches!(
+                self.insn_at(callsite),
+                Some(bpfsim_vm::isa::Insn::Call(CallTarget::Helper(_)))
+            );
+            if r0.ty == RegType::Stack && r0.frameno as usize >= st.frames.len() {
+                return Err("cannot return stack pointer to the caller".to_string());
+            }
+            let total: usize = st
+                .frames
+                .iter()
+                .map(|f| f.depth.max(1).next_multiple_of(32))
+                .sum::<usize>()
+                + callee.depth.max(1).next_multiple_of(32);
+            if total > MAX_BPF_STACK {
+                return Err(format!(
+                    "combined stack size of {} calls is {total}. Too large",
+                    st.frames.len() + 1
+                ));
+            }
+            let mut result = r0;
+            if is_callback {
+                if !r0.is_scalar() {
+                    return Err(format!(
+                        "At callback return the register R0 is not a known value ({})",
+                        type_str(&r0)
+                    ));
+                }
+                if r0.smin < 0 || r0.smax > 1 {
+                    return Err(invalid_scalar("At callback return", &r0, 0, 1));
+                }
+                result = Reg::unknown();
+            }
+            for r in 1..=5 {
+                *st.reg_mut(r) = Reg::NOT_INIT;
+            }
+            *st.reg_mut(0) = result;
+            return Ok(Step::Next(callsite + 1));
+        }
+        if let Some(r) = st.refs.first() {
+            self.log.push(format!(
+                "Unreleased reference id={} alloc_insn={}",
+                r.id, r.insn
+            ));
+            return Err(
+                "BPF_EXIT instruction in main prog would lead to reference leak".to_string(),
+            );
+        }
+        let range = match self.opts.prog_type {
+            ProgType::CgroupSkb => Some(
+                if self.opts.attach == Some(bpfsim_vm::loader::AttachType::CgroupInetEgress) {
+                    (0, 3)
+                } else {
+                    (0, 1)
+                },
+            ),
+            ProgType::CgroupSock
+            | ProgType::SockOps
+            | ProgType::CgroupDevice
+            | ProgType::CgroupSysctl
+            | ProgType::CgroupSockopt => Some((0, 1)),
+            _ => None,
+        };
+        if let Some((lo, hi)) = range {
+            if !r0.is_scalar() {
+                return Err(format!(
+                    "At program exit the register R0 is not a known value ({})",
+                    type_str(&r0)
+                ));
+            }
+            if r0.smin < lo || r0.smax > hi {
+                return Err(invalid_scalar("At program exit", &r0, lo, hi));
+            }
+        }
+        Ok(Step::Done)
+    }
+}
+
+/// `verbose_invalid_scalar`.
+fn invalid_scalar(ctx: &str, r: &Reg, lo: i64, hi: i64) -> String {
+    let mut s = format!("{ctx} the register R0 has");
+    let mut unknown = true;
+    if r.smin > i64::MIN {
+        s.push_str(&format!(" smin={}", r.smin));
+        unknown = false;
+    }
+    if r.smax < i64::MAX {
+        s.push_str(&format!(" smax={}", r.smax));
+        unknown = false;
+    }
+    if unknown {
+        s.push_str(" unknown scalar value");
+    }
+    s.push_str(&format!(" should have been in [{lo}, {hi}]"));
+    s
+}

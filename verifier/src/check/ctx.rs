@@ -1,0 +1,226 @@
+//! Context access per program type: which offsets and sizes of the context a program may read or
+//! write, and the register type a load gives (the kernel's `*_is_valid_access` callbacks).
+
+use bpfsim_vm::loader::AttachType;
+use bpfsim_vm::spec::ProgType;
+
+use crate::domain::reg::RegType;
+
+/// `struct __sk_buff` offsets.
+mod skb {
+    pub const MARK: u32 = 8;
+    pub const QUEUE_MAPPING: u32 = 12;
+    pub const PRIORITY: u32 = 32;
+    pub const TC_INDEX: u32 = 44;
+    pub const CB: u32 = 48;
+    pub const CB_END: u32 = 68;
+    pub const TC_CLASSID: u32 = 72;
+    pub const DATA: u32 = 76;
+    pub const DATA_END: u32 = 80;
+    pub const FAMILY: u32 = 88;
+    pub const REMOTE_IP4: u32 = 92;
+    pub const LOCAL_PORT_END: u32 = 140;
+    pub const DATA_META: u32 = 140;
+    pub const FLOW_KEYS: u32 = 144;
+    pub const TSTAMP: u32 = 152;
+    pub const WIRE_LEN: u32 = 160;
+    pub const SK: u32 = 168;
+    pub const TSTAMP_TYPE: u32 = 180;
+    pub const HWTSTAMP: u32 = 184;
+    pub const SIZE: u32 = 192;
+}
+
+/// What a valid access gives: the loaded register's type (a scalar, or a packet pointer).
+pub struct Access {
+    pub ty: RegType,
+    /// Bytes of the field (loads narrower than it read its low bytes).
+    pub field_size: u32,
+}
+
+/// Within one 4-byte field `[f, f+4)`?
+fn in_field(off: u32, field: u32, len: u32) -> bool {
+    (field..field + len).contains(&off)
+}
+
+/// `bpf_skb_is_valid_access`.
+fn skb_common(off: u32, size: u32, write: bool) -> Option<Access> {
+    if off >= skb::SIZE || off % size != 0 {
+        return None;
+    }
+    let scalar = |field_size| {
+        Some(Access {
+            ty: RegType::Scalar,
+            field_size,
+        })
+    };
+    if in_field(off, skb::CB, skb::CB_END - skb::CB) {
+        if off + size > skb::CB_END {
+            return None;
+        }
+        return scalar(4);
+    }
+    if in_field(off, skb::REMOTE_IP4, 40)
+        || in_field(off, skb::DATA, 4)
+        || in_field(off, skb::DATA_META, 4)
+        || in_field(off, skb::DATA_END, 4)
+    {
+        return if size == 4 { scalar(4) } else { None };
+    }
+    if in_field(off, skb::FLOW_KEYS, 8) || off == skb::TSTAMP_TYPE {
+        return None;
+    }
+    if in_field(off, skb::HWTSTAMP, 8) {
+        return if !write && size == 8 { scalar(8) } else { None };
+    }
+    if in_field(off, skb::TSTAMP, 8) {
+        return if size == 8 { scalar(8) } else { None };
+    }
+    if in_field(off, skb::SK, 8) {
+        // PTR_TO_SOCK_COMMON_OR_NULL: not tracked by bpfsim yet; reads give a scalar.
+        return if !write && size == 8 { scalar(8) } else { None };
+    }
+    if write {
+        return if size == 4 { scalar(4) } else { None };
+    }
+    // Narrow reads of a 4-byte field.
+    if size <= 4 && size.is_power_of_two() {
+        scalar(4)
+    } else {
+        None
+    }
+}
+
+fn skb_access(prog: ProgType, off: u32, size: u32, write: bool) -> Option<Access> {
+    let in_range = |lo: u32, hi: u32| (lo..hi).contains(&off);
+    let field = |f: u32| in_field(off, f, 4);
+    let ptr_field = |ty| {
+        if off % 4 == 0 && size == 4 && !write {
+            Some(Access { ty, field_size: 4 })
+        } else {
+            None
+        }
+    };
+    match prog {
+        ProgType::SocketFilter => {
+            if field(skb::TC_CLASSID)
+                || field(skb::DATA)
+                || field(skb::DATA_META)
+                || field(skb::DATA_END)
+                || in_range(skb::FAMILY, skb::LOCAL_PORT_END)
+                || in_field(off, skb::TSTAMP, 8)
+                || field(skb::WIRE_LEN)
+                || in_field(off, skb::HWTSTAMP, 8)
+            {
+                return None;
+            }
+            if write && !in_range(skb::CB, skb::CB_END) {
+                return None;
+            }
+            skb_common(off, size, write)
+        }
+        ProgType::SchedCls | ProgType::SchedAct => {
+            if write
+                && !(field(skb::MARK)
+                    || field(skb::TC_INDEX)
+                    || field(skb::PRIORITY)
+                    || field(skb::TC_CLASSID)
+                    || in_range(skb::CB, skb::CB_END)
+                    || in_field(off, skb::TSTAMP, 8)
+                    || field(skb::QUEUE_MAPPING))
+            {
+                return None;
+            }
+            if in_range(skb::FAMILY, skb::LOCAL_PORT_END) {
+                return None;
+            }
+            match off {
+                skb::DATA => ptr_field(RegType::Packet),
+                skb::DATA_META => ptr_field(RegType::PacketMeta),
+                skb::DATA_END => ptr_field(RegType::PacketEnd),
+                _ => skb_common(off, size, write),
+            }
+        }
+        ProgType::CgroupSkb => {
+            if field(skb::TC_CLASSID) || field(skb::DATA_META) || field(skb::WIRE_LEN) {
+                return None;
+            }
+            if write
+                && !(field(skb::MARK)
+                    || field(skb::PRIORITY)
+                    || in_range(skb::CB, skb::CB_END)
+                    || in_field(off, skb::TSTAMP, 8))
+            {
+                return None;
+            }
+            match off {
+                skb::DATA => ptr_field(RegType::Packet),
+                skb::DATA_END => ptr_field(RegType::PacketEnd),
+                _ => skb_common(off, size, write),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `xdp_is_valid_access`: 4-byte reads of `struct xdp_md`; `egress_ifindex` only for devmap
+/// programs.
+fn xdp_access(attach: Option<AttachType>, off: u32, size: u32, write: bool) -> Option<Access> {
+    if off == 20 && attach != Some(AttachType::XdpDevmap) {
+        return None;
+    }
+    if write || off >= 24 || off % size != 0 || size != 4 {
+        return None;
+    }
+    let ty = match off {
+        0 => RegType::Packet,
+        4 => RegType::PacketEnd,
+        8 => RegType::PacketMeta,
+        _ => RegType::Scalar,
+    };
+    Some(Access { ty, field_size: 4 })
+}
+
+/// Read-only, naturally aligned contexts of the tracing types.
+fn tracing_access(prog: ProgType, off: u32, size: u32, write: bool) -> Option<Access> {
+    if write || off % size != 0 {
+        return None;
+    }
+    let scalar = Some(Access {
+        ty: RegType::Scalar,
+        field_size: 8,
+    });
+    match prog {
+        // struct pt_regs on x86_64: 21 registers of 8 bytes.
+        ProgType::Kprobe => (off + size <= 168).then_some(()).and(scalar),
+        // The tracepoint's own fields, after the 8-byte common header.
+        ProgType::Tracepoint => (8..8192).contains(&off).then_some(()).and(scalar),
+        // u64 args[12], any width.
+        ProgType::RawTracepoint => (off < 96).then_some(()).and(scalar),
+        // struct bpf_perf_event_data: pt_regs, sample_period, addr.
+        ProgType::PerfEvent => (off + size <= 184 && (off < 168 || size == 8))
+            .then_some(())
+            .and(scalar),
+        _ => None,
+    }
+}
+
+/// The access `prog` may make at `off` of `size` bytes, or None (`invalid bpf_context access`).
+pub fn access(
+    prog: ProgType,
+    attach: Option<AttachType>,
+    off: i32,
+    size: u32,
+    write: bool,
+) -> Option<Access> {
+    let off = u32::try_from(off).ok()?;
+    match prog {
+        ProgType::Xdp => xdp_access(attach, off, size, write),
+        ProgType::SocketFilter | ProgType::SchedCls | ProgType::SchedAct | ProgType::CgroupSkb => {
+            skb_access(prog, off, size, write)
+        }
+        ProgType::Kprobe | ProgType::Tracepoint | ProgType::RawTracepoint | ProgType::PerfEvent => {
+            tracing_access(prog, off, size, write)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,229 @@
+//! `check_cond_jmp_op`: decide a branch where the state allows it, else explore both sides,
+//! each refined by its condition: scalar bounds (`reg_set_min_max`), null checks
+//! (`mark_ptr_or_null_regs`) and packet ranges (`find_good_pkt_pointers`).
+
+use bpfsim_vm::isa::{Cond as ICond, Reg as R, Source, Width};
+
+use crate::domain::reg::{branch_taken, refine, refine_jset_false, Cond, Reg, RegType};
+use crate::domain::state::State;
+use crate::explore::{Step, Verifier};
+
+/// `MAX_PACKET_OFF`.
+const MAX_PACKET_OFF: u64 = 0xffff;
+
+fn cond(c: ICond) -> Cond {
+    match c {
+        ICond::Eq => Cond::Eq,
+        ICond::Ne => Cond::Ne,
+        ICond::Gt => Cond::Gt,
+        ICond::Ge => Cond::Ge,
+        ICond::Lt => Cond::Lt,
+        ICond::Le => Cond::Le,
+        ICond::Sgt => Cond::Sgt,
+        ICond::Sge => Cond::Sge,
+        ICond::Slt => Cond::Slt,
+        ICond::Sle => Cond::Sle,
+        ICond::Set => Cond::Set,
+    }
+}
+
+/// Give every copy of scalar `id` the bounds `r` now has (`sync_linked_regs`).
+fn sync_scalar(st: &mut State, id: u32, r: &Reg) {
+    if id == 0 {
+        return;
+    }
+    st.for_each_reg(|x| {
+        if x.is_scalar() && x.id == id {
+            *x = *r;
+        }
+    });
+}
+
+/// `mark_ptr_or_null_regs`: after `ptr == NULL` / `ptr != NULL`, every copy of the pointer is
+/// known NULL (a scalar 0) or known valid.
+fn mark_null(st: &mut State, id: u32, is_null: bool) {
+    if id == 0 {
+        return;
+    }
+    st.for_each_reg(|x| {
+        if x.maybe_null && x.id == id {
+            if is_null {
+                *x = Reg::known(0);
+            } else {
+                x.maybe_null = false;
+            }
+        }
+    });
+    if is_null {
+        st.refs.retain(|r| r.id != id);
+    }
+}
+
+/// `find_good_pkt_pointers`: `reg` (and its copies) is proven `range` bytes short of the end.
+fn mark_pkt_range(st: &mut State, reg: &Reg, right_open: bool) {
+    if reg.off < 0 || (reg.off == 0 && right_open) {
+        return;
+    }
+    if reg.umax > MAX_PACKET_OFF || reg.umax + reg.off as u64 > MAX_PACKET_OFF {
+        return;
+    }
+    let range = reg.off + right_open as i32;
+    let (ty, id) = (reg.ty, reg.id);
+    st.for_each_reg(|x| {
+        if x.ty == ty && x.id == id {
+            x.range = x.range.max(range);
+        }
+    });
+}
+
+/// The end a packet-like pointer is compared with.
+fn is_end_of(p: &Reg, end: &Reg) -> bool {
+    matches!(
+        (p.ty, end.ty),
+        (RegType::Packet, RegType::PacketEnd) | (RegType::PacketMeta, RegType::Packet)
+    )
+}
+
+impl Verifier<'_> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_cond_jmp_op(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        width: Width,
+        c: ICond,
+        dst: R,
+        src: Source,
+        off: i16,
+    ) -> Result<Step, String> {
+        let w32 = width == Width::W32;
+        let fall = pc + 1;
+        let taken = (pc as i64 + 1 + off as i64) as usize;
+        self.check_reg_read(st, dst)?;
+        let (b, src_reg) = match src {
+            Source::Reg(r) => {
+                self.check_reg_read(st, r)?;
+                (*st.reg(r.index()), Some(r))
+            }
+            Source::Imm(imm) => (
+                Reg::known(if w32 {
+                    imm as u32 as u64
+                } else {
+                    imm as i64 as u64
+                }),
+                None,
+            ),
+        };
+        let a = *st.reg(dst.index());
+        let op = cond(c);
+
+        // Null checks of a maybe-null pointer against 0.
+        let zero = b.is_scalar() && b.is_const() && b.var_off.value == 0;
+        if a.maybe_null && zero && matches!(op, Cond::Eq | Cond::Ne) && !w32 {
+            let mut other = st.clone();
+            // `taken` holds `a op 0`.
+            let taken_is_null = op == Cond::Eq;
+            mark_null(&mut other, a.id, taken_is_null);
+            mark_null(st, a.id, !taken_is_null);
+            return Ok(Step::Fork {
+                fall,
+                taken,
+                other: Box::new(other),
+            });
+        }
+        // A valid pointer is never NULL.
+        if a.is_pointer() && !a.maybe_null && zero && matches!(op, Cond::Eq | Cond::Ne) {
+            return Ok(Step::Next(if op == Cond::Ne { taken } else { fall }));
+        }
+        // Packet pointers against their end.
+        if !w32 {
+            if let Some(step) = self.pkt_compare(st, &a, &b, op, fall, taken) {
+                return Ok(step);
+            }
+        }
+        if a.is_pointer() || b.is_pointer() {
+            // Other pointer comparisons are allowed (privileged) and teach nothing.
+            let other = st.clone();
+            return Ok(Step::Fork {
+                fall,
+                taken,
+                other: Box::new(other),
+            });
+        }
+        match branch_taken(&a, &b, op, w32) {
+            Some(true) => return Ok(Step::Next(taken)),
+            Some(false) => return Ok(Step::Next(fall)),
+            None => {}
+        }
+        let mut other = st.clone();
+        // The taken side: `a op b` holds.
+        {
+            let (mut x, mut y) = (a, b);
+            if op == Cond::Set {
+                // Nothing to learn but that some bit is set.
+            } else {
+                refine(&mut x, &mut y, op, w32);
+            }
+            *other.reg_mut(dst.index()) = x;
+            sync_scalar(&mut other, a.id, &x);
+            if let Some(r) = src_reg {
+                *other.reg_mut(r.index()) = y;
+                sync_scalar(&mut other, b.id, &y);
+            }
+        }
+        // The fall-through side: its negation.
+        {
+            let (mut x, mut y) = (a, b);
+            if op == Cond::Set {
+                refine_jset_false(&mut x, &y, w32);
+            } else {
+                refine(&mut x, &mut y, op.negate(), w32);
+            }
+            *st.reg_mut(dst.index()) = x;
+            sync_scalar(st, a.id, &x);
+            if let Some(r) = src_reg {
+                *st.reg_mut(r.index()) = y;
+                sync_scalar(st, b.id, &y);
+            }
+        }
+        Ok(Step::Fork {
+            fall,
+            taken,
+            other: Box::new(other),
+        })
+    }
+
+    /// `try_match_pkt_pointers`.
+    fn pkt_compare(
+        &mut self,
+        st: &mut State,
+        a: &Reg,
+        b: &Reg,
+        op: Cond,
+        fall: usize,
+        taken: usize,
+    ) -> Option<Step> {
+        // Normalise to `pkt op end`.
+        let (p, op) = if is_end_of(a, b) {
+            (*a, op)
+        } else if is_end_of(b, a) {
+            (*b, op.flip())
+        } else {
+            return None;
+        };
+        let mut other = st.clone();
+        // Which side proves `p <= end` (closed) or `p < end` (right open).
+        match op {
+            Cond::Gt => mark_pkt_range(st, &p, false),
+            Cond::Le => mark_pkt_range(&mut other, &p, false),
+            Cond::Ge => mark_pkt_range(st, &p, true),
+            Cond::Lt => mark_pkt_range(&mut other, &p, true),
+            _ => {}
+        }
+        Some(Step::Fork {
+            fall,
+            taken,
+            other: Box::new(other),
+        })
+    }
+}

@@ -1,0 +1,506 @@
+//! `check_mem_access` and what calls it: loads, stores, atomics, the stack (spills and fills),
+//! the context, packets, map values and memory regions; `check_ld_abs`.
+
+use bpfsim_vm::isa::{AtomicOp, PacketMode, Reg as R, Size, Source};
+use bpfsim_vm::spec::ProgType;
+
+use super::alu::{sign_extend, type_str};
+use super::ctx;
+use crate::domain::reg::{Reg, RegType};
+use crate::domain::state::{Byte, State, MAX_BPF_STACK, SLOTS};
+use crate::domain::tnum::Tnum;
+use crate::explore::Verifier;
+
+/// Offsets beyond this are never bounded (`BPF_MAX_VAR_OFF`).
+const MAX_VAR_OFF: u64 = 1 << 29;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A value loaded from memory of `size` bytes: unknown but within the width.
+fn loaded(size: u32, signed: bool) -> Reg {
+    let mut r = Reg::unknown();
+    if size < 8 {
+        r.var_off = Tnum::range(0, (1u64 << (size * 8)) - 1);
+        r.sync();
+        if signed {
+            sign_extend(&mut r, size * 8);
+        }
+    }
+    r
+}
+
+impl Verifier<'_> {
+    pub fn check_load(
+        &mut self,
+        st: &mut State,
+        dst: R,
+        src: R,
+        off: i16,
+        size: Size,
+        signed: bool,
+    ) -> Result<(), String> {
+        self.check_reg_read(st, src)?;
+        self.check_reg_write(dst)?;
+        let v =
+            self.check_mem_access(st, src, off as i32, size.bytes() as u32, Access::Read, None)?;
+        let mut v = v.unwrap_or_else(|| loaded(size.bytes() as u32, false));
+        if signed && v.is_scalar() {
+            sign_extend(&mut v, size.bits());
+        }
+        *st.reg_mut(dst.index()) = v;
+        Ok(())
+    }
+
+    pub fn check_store(
+        &mut self,
+        st: &mut State,
+        dst: R,
+        off: i16,
+        size: Size,
+        src: Source,
+    ) -> Result<(), String> {
+        let value = match src {
+            Source::Reg(r) => {
+                self.check_reg_read(st, r)?;
+                Some(*st.reg(r.index()))
+            }
+            Source::Imm(imm) => Some(Reg::known(imm as i64 as u64)),
+        };
+        self.check_reg_read(st, dst)?;
+        self.check_mem_access(
+            st,
+            dst,
+            off as i32,
+            size.bytes() as u32,
+            Access::Write,
+            value,
+        )?;
+        Ok(())
+    }
+
+    pub fn check_atomic(
+        &mut self,
+        st: &mut State,
+        op: AtomicOp,
+        dst: R,
+        src: R,
+        off: i16,
+        size: Size,
+    ) -> Result<(), String> {
+        if matches!(op, AtomicOp::LoadAcquire) {
+            return self.check_load(st, src, dst, off, size, false);
+        }
+        if matches!(op, AtomicOp::StoreRelease) {
+            return self.check_store(st, dst, off, size, Source::Reg(src));
+        }
+        self.check_reg_read(st, src)?;
+        self.check_reg_read(st, dst)?;
+        if op == AtomicOp::CmpXchg {
+            self.check_reg_read(st, R::R0)?;
+        }
+        if st.reg(src.index()).is_pointer() {
+            return Err(format!("R{} leaks addr into mem", src.num()));
+        }
+        let d = *st.reg(dst.index());
+        if matches!(
+            d.ty,
+            RegType::Ctx | RegType::Packet | RegType::PacketMeta | RegType::MapKey
+        ) {
+            return Err(format!(
+                "BPF_ATOMIC stores into R{} {} is not allowed",
+                dst.num(),
+                type_str(&d)
+            ));
+        }
+        let n = size.bytes() as u32;
+        self.check_mem_access(st, dst, off as i32, n, Access::Read, None)?;
+        self.check_mem_access(st, dst, off as i32, n, Access::Write, Some(Reg::unknown()))?;
+        let fetched = loaded(n, false);
+        match op {
+            AtomicOp::CmpXchg => *st.reg_mut(0) = fetched,
+            AtomicOp::Xchg
+            | AtomicOp::Add { fetch: true }
+            | AtomicOp::Or { fetch: true }
+            | AtomicOp::And { fetch: true }
+            | AtomicOp::Xor { fetch: true } => *st.reg_mut(src.index()) = fetched,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Read or write `size` bytes at `reg + off`; a read gives the loaded register when the
+    /// memory says more than "some bytes" (a spill, a packet pointer from the context, a
+    /// constant of a frozen map).
+    pub fn check_mem_access(
+        &mut self,
+        st: &mut State,
+        regno: R,
+        off: i32,
+        size: u32,
+        t: Access,
+        value: Option<Reg>,
+    ) -> Result<Option<Reg>, String> {
+        let reg = *st.reg(regno.index());
+        let rn = regno.num();
+        if reg.ty == RegType::MapPtr && t == Access::Read && !reg.maybe_null {
+            // Fields of struct bpf_map, read through the kernel's BTF (check_ptr_to_map_access).
+            return Ok(Some(loaded(size, false)));
+        }
+        if reg.maybe_null
+            || !reg.is_pointer()
+            || matches!(reg.ty, RegType::MapPtr | RegType::PacketEnd | RegType::Func)
+        {
+            return Err(format!("R{rn} invalid mem access '{}'", type_str(&reg)));
+        }
+        match reg.ty {
+            RegType::Stack => self.stack_access(st, &reg, rn, off, size, t, value),
+            RegType::Ctx => {
+                if reg.off != 0 {
+                    return Err(format!(
+                        "dereference of modified ctx ptr R{rn} off={} disallowed",
+                        reg.off
+                    ));
+                }
+                if !reg.var_off.is_const() || reg.var_off.value != 0 {
+                    return Err(format!(
+                        "variable ctx access var_off={} disallowed",
+                        reg.var_off
+                    ));
+                }
+                if t == Access::Write && value.is_some_and(|v| v.is_pointer()) {
+                    return Err(format!("R{rn} leaks addr into ctx"));
+                }
+                let a = ctx::access(
+                    self.opts.prog_type,
+                    self.opts.attach,
+                    off,
+                    size,
+                    t == Access::Write,
+                )
+                .ok_or_else(|| format!("invalid bpf_context access off={off} size={size}"))?;
+                if t == Access::Read && a.ty != RegType::Scalar {
+                    let mut p = Reg::ptr(a.ty);
+                    p.id = 0;
+                    return Ok(Some(p));
+                }
+                Ok(Some(loaded(size.min(a.field_size), false)))
+            }
+            RegType::Packet | RegType::PacketMeta => {
+                if t == Access::Write && !self.may_write_packet() {
+                    return Err("cannot write into packet".to_string());
+                }
+                if t == Access::Write && value.is_some_and(|v| v.is_pointer()) {
+                    return Err(format!("R{rn} leaks addr into packet"));
+                }
+                let off = off + reg.off;
+                if reg.smin < 0 {
+                    return Err(format!("R{rn} min value is negative, either use unsigned index or do a if (index >=0) check."));
+                }
+                if off < 0 || off as i64 + size as i64 > reg.range as i64 {
+                    self.log.push(format!(
+                        "invalid access to packet, off={off} size={size}, R{rn}(id={},off={off},r={})",
+                        reg.id, reg.range
+                    ));
+                    return Err(format!("R{rn} offset is outside of the packet"));
+                }
+                Ok(None)
+            }
+            RegType::MapValue => {
+                let m = &self.opts.maps[reg.map as usize];
+                if t == Access::Write && m.rdonly_prog {
+                    return Err(format!(
+                        "write into map forbidden, value_size={} off={} size={size}",
+                        m.value_size,
+                        off + reg.off
+                    ));
+                }
+                self.region_access(
+                    &reg,
+                    rn,
+                    off + reg.off,
+                    size,
+                    m.value_size,
+                    "map value",
+                    "value_size",
+                )?;
+                Ok(None)
+            }
+            RegType::MapKey => {
+                let key_size = self.opts.maps[reg.map as usize].key_size;
+                self.region_access(
+                    &reg,
+                    rn,
+                    off + reg.off,
+                    size,
+                    key_size,
+                    "map key",
+                    "key_size",
+                )?;
+                Ok(None)
+            }
+            RegType::Mem => {
+                if t == Access::Write && reg.rdonly {
+                    return Err(format!("R{rn} cannot write into rdonly_mem"));
+                }
+                self.region_access(
+                    &reg,
+                    rn,
+                    off + reg.off,
+                    size,
+                    reg.mem_size,
+                    "memory",
+                    "mem_size",
+                )?;
+                Ok(None)
+            }
+            _ => Err(format!("R{rn} invalid mem access '{}'", type_str(&reg))),
+        }
+    }
+
+    fn may_write_packet(&self) -> bool {
+        matches!(
+            self.opts.prog_type,
+            ProgType::Xdp
+                | ProgType::SchedCls
+                | ProgType::SchedAct
+                | ProgType::LwtXmit
+                | ProgType::SkSkb
+        )
+    }
+
+    /// `check_mem_region_access`: both ends of a possibly variable offset within `mem_size`.
+    #[allow(clippy::too_many_arguments)]
+    fn region_access(
+        &mut self,
+        reg: &Reg,
+        rn: u8,
+        off: i32,
+        size: u32,
+        mem_size: u32,
+        what: &str,
+        size_name: &str,
+    ) -> Result<(), String> {
+        let within = |o: i64| o >= 0 && o + size as i64 <= mem_size as i64;
+        let min = reg.smin.saturating_add(off as i64);
+        if reg.smin < 0 && (reg.smin == i64::MIN || min < 0) {
+            return Err(format!("R{rn} min value is negative, either use unsigned index or do a if (index >=0) check."));
+        }
+        if !within(min) {
+            self.log.push(format!(
+                "invalid access to {what}, {size_name}={mem_size} off={min} size={size}"
+            ));
+            return Err(format!(
+                "R{rn} min value is outside of the allowed memory range"
+            ));
+        }
+        if reg.umax >= MAX_VAR_OFF {
+            return Err(format!(
+                "R{rn} unbounded memory access, make sure to bounds check any such access"
+            ));
+        }
+        let max = reg.umax as i64 + off as i64;
+        if !within(max) {
+            self.log.push(format!(
+                "invalid access to {what}, {size_name}={mem_size} off={max} size={size}"
+            ));
+            return Err(format!(
+                "R{rn} max value is outside of the allowed memory range"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stack reads and writes at a constant offset: spills, fills, misc and zero bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn stack_access(
+        &mut self,
+        st: &mut State,
+        reg: &Reg,
+        rn: u8,
+        off: i32,
+        size: u32,
+        t: Access,
+        value: Option<Reg>,
+    ) -> Result<Option<Reg>, String> {
+        if !reg.var_off.is_const() {
+            return Err(format!(
+                "R{rn} variable stack access var_off={} off={off} size={size}",
+                reg.var_off
+            ));
+        }
+        let total = reg.off as i64 + reg.var_off.value as i64 + off as i64;
+        if total % (size as i64) != 0 {
+            let var = if reg.var_off.is_const() {
+                (reg.var_off.value as i64).to_string()
+            } else {
+                reg.var_off.to_string()
+            };
+            return Err(format!(
+                "misaligned stack access off {var}+{}+{off} size {size}",
+                reg.off
+            ));
+        }
+        let full = reg.off + off;
+        if total < -(MAX_BPF_STACK as i64) || total + size as i64 > 0 {
+            let what = if t == Access::Read {
+                " read from"
+            } else {
+                " write to"
+            };
+            return Err(format!("invalid{what} stack R{rn} off={full} size={size}"));
+        }
+        let frame = &mut st.frames[reg.frameno as usize];
+        let depth = (-total) as usize;
+        frame.depth = frame.depth.max(depth);
+        let start = (MAX_BPF_STACK as i64 + total) as usize; // byte index from the stack's bottom
+                                                             // Slot i covers bytes [512 - 8(i+1), 512 - 8i) counted from the bottom.
+        let slot_of = |b: usize| SLOTS - 1 - b / 8;
+        match t {
+            Access::Write => {
+                let v = value.unwrap_or_else(Reg::unknown);
+                if size == 8 && start % 8 == 0 {
+                    let s = &mut frame.stack[slot_of(start)];
+                    if v.is_scalar() && v.is_const() && v.var_off.value == 0 {
+                        s.bytes = [Byte::Zero; 8];
+                        s.spilled = v;
+                        s.bytes = [Byte::Spill; 8];
+                    } else {
+                        s.bytes = [Byte::Spill; 8];
+                    }
+                    s.spilled = v;
+                } else {
+                    let zero = v.is_scalar() && v.is_const() && v.var_off.value == 0;
+                    for b in start..start + size as usize {
+                        let s = &mut frame.stack[slot_of(b)];
+                        if s.bytes[0] == Byte::Spill {
+                            // Overwriting part of a spill leaves bytes of a scalar.
+                            s.bytes = [Byte::Misc; 8];
+                            s.spilled = Reg::NOT_INIT;
+                        }
+                        s.bytes[b % 8] = if zero { Byte::Zero } else { Byte::Misc };
+                    }
+                }
+                Ok(None)
+            }
+            Access::Read => {
+                let s = frame.stack[slot_of(start)];
+                if s.bytes[0] == Byte::Spill {
+                    if size == 8 {
+                        return Ok(Some(s.spilled));
+                    }
+                    if !s.spilled.is_scalar() {
+                        return Err("invalid size of register fill".to_string());
+                    }
+                    if s.spilled.is_const() {
+                        let byte = (start % 8) as u32;
+                        let v = s.spilled.var_off.value >> (byte * 8);
+                        let m = if size == 8 {
+                            u64::MAX
+                        } else {
+                            (1u64 << (size * 8)) - 1
+                        };
+                        return Ok(Some(Reg::known(v & m)));
+                    }
+                    return Ok(Some(loaded(size, false)));
+                }
+                let bytes: Vec<Byte> = (start..start + size as usize)
+                    .map(|b| frame.stack[slot_of(b)].bytes[b % 8])
+                    .collect();
+                // Privileged programs may read stack they never wrote (allow_uninit_stack).
+                if bytes.iter().all(|b| *b == Byte::Zero) {
+                    return Ok(Some(Reg::known(0)));
+                }
+                Ok(Some(loaded(size, false)))
+            }
+        }
+    }
+
+    /// Memory a helper reads or writes through a pointer argument (`check_helper_mem_access`).
+    pub fn check_helper_mem(
+        &mut self,
+        st: &mut State,
+        regno: R,
+        size: u32,
+        write: bool,
+    ) -> Result<(), String> {
+        let reg = *st.reg(regno.index());
+        if size == 0 {
+            return Ok(());
+        }
+        let t = if write { Access::Write } else { Access::Read };
+        match reg.ty {
+            RegType::Stack => {
+                // Byte by byte: a write makes them misc, a read accepts any (privileged).
+                let rn = regno.num();
+                let total = reg.off as i64 + reg.var_off.value as i64;
+                if !reg.var_off.is_const()
+                    || total < -(MAX_BPF_STACK as i64)
+                    || total + size as i64 > 0
+                {
+                    let what = if write { "write to" } else { "read from" };
+                    return Err(format!(
+                        "invalid {what} stack R{rn} off={} size={size}",
+                        reg.off
+                    ));
+                }
+                if write {
+                    let frame = &mut st.frames[reg.frameno as usize];
+                    frame.depth = frame.depth.max((-total) as usize);
+                    let start = (MAX_BPF_STACK as i64 + total) as usize;
+                    for b in start..start + size as usize {
+                        let s = &mut frame.stack[SLOTS - 1 - b / 8];
+                        if s.bytes[0] == Byte::Spill {
+                            s.bytes = [Byte::Misc; 8];
+                        }
+                        s.bytes[b % 8] = Byte::Misc;
+                    }
+                } else {
+                    let frame = &mut st.frames[reg.frameno as usize];
+                    frame.depth = frame.depth.max((-total) as usize);
+                }
+                Ok(())
+            }
+            _ => {
+                // One access of the whole range checks its two ends, as the kernel does.
+                self.check_mem_access(st, regno, 0, size, t, Some(Reg::unknown()))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// `check_ld_abs`: legacy packet loads, relative to the skb in r6.
+    pub fn check_ld_abs(
+        &mut self,
+        st: &mut State,
+        mode: PacketMode,
+        size: Size,
+    ) -> Result<(), String> {
+        if !matches!(
+            self.opts.prog_type,
+            ProgType::SocketFilter | ProgType::SchedCls | ProgType::SchedAct
+        ) {
+            return Err(
+                "BPF_LD_[ABS|IND] instructions not allowed for this program type".to_string(),
+            );
+        }
+        if size == Size::DW {
+            return Err("BPF_LD_[ABS|IND] uses reserved fields".to_string());
+        }
+        self.check_reg_read(st, R::R6)?;
+        if st.reg(6).ty != RegType::Ctx {
+            return Err("at the time of BPF_LD_ABS|IND R6 != pointer to skb".to_string());
+        }
+        if let PacketMode::Ind(r) = mode {
+            self.check_reg_read(st, r)?;
+        }
+        for r in 1..=5 {
+            *st.reg_mut(r) = Reg::NOT_INIT;
+        }
+        *st.reg_mut(0) = loaded(size.bytes() as u32, false);
+        Ok(())
+    }
+}

@@ -1,0 +1,7 @@
+//! The checks `do_check` runs per instruction class, named after the kernel's functions.
+
+pub mod alu;
+mod call;
+pub mod ctx;
+mod jmp;
+mod mem;

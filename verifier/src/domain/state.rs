@@ -1,0 +1,173 @@
+//! Stack slots, frames and whole verifier states, and the comparison that prunes a path when an
+//! already-verified state covers it (`states_equal`, `regsafe`, `stacksafe`).
+
+use super::reg::{Reg, RegType};
+
+pub const MAX_BPF_STACK: usize = 512;
+pub const SLOTS: usize = MAX_BPF_STACK / 8;
+pub const MAX_FRAMES: usize = 8;
+
+/// What one stack byte holds (`enum bpf_stack_slot_type`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Byte {
+    Invalid,
+    Misc,
+    Zero,
+    Spill,
+}
+
+/// One 8-byte stack slot: its bytes' kinds and the register spilled into it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Slot {
+    pub bytes: [Byte; 8],
+    pub spilled: Reg,
+}
+
+impl Slot {
+    pub const EMPTY: Slot = Slot {
+        bytes: [Byte::Invalid; 8],
+        spilled: Reg::NOT_INIT,
+    };
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Frame {
+    pub regs: [Reg; 11],
+    /// Slot i covers `fp-8*(i+1)` .. `fp-8*i`.
+    pub stack: Vec<Slot>,
+    /// The call instruction that made this frame (0 for the main frame).
+    pub callsite: usize,
+    /// First instruction of the function.
+    pub subprog: usize,
+    /// Deepest stack byte touched, for the stack depth check.
+    pub depth: usize,
+}
+
+impl Frame {
+    pub fn new(frameno: u8, subprog: usize, callsite: usize) -> Frame {
+        let mut regs = [Reg::NOT_INIT; 11];
+        regs[10] = Reg::ptr(RegType::Stack);
+        regs[10].frameno = frameno;
+        Frame {
+            regs,
+            stack: vec![Slot::EMPTY; SLOTS],
+            callsite,
+            subprog,
+            depth: 0,
+        }
+    }
+}
+
+/// A reference the program holds and must release (`struct bpf_reference_state`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Ref {
+    pub id: u32,
+    pub insn: usize,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct State {
+    pub frames: Vec<Frame>,
+    pub refs: Vec<Ref>,
+}
+
+impl State {
+    pub fn cur(&self) -> &Frame {
+        self.frames.last().expect("a state has a frame")
+    }
+
+    pub fn cur_mut(&mut self) -> &mut Frame {
+        self.frames.last_mut().expect("a state has a frame")
+    }
+
+    pub fn reg(&self, r: usize) -> &Reg {
+        &self.cur().regs[r]
+    }
+
+    pub fn reg_mut(&mut self, r: usize) -> &mut Reg {
+        &mut self.cur_mut().regs[r]
+    }
+
+    /// Every register and spilled register of every frame.
+    pub fn for_each_reg(&mut self, mut f: impl FnMut(&mut Reg)) {
+        for fr in &mut self.frames {
+            for r in &mut fr.regs {
+                f(r);
+            }
+            for s in &mut fr.stack {
+                if s.bytes[0] == Byte::Spill {
+                    f(&mut s.spilled);
+                }
+            }
+        }
+    }
+}
+
+/// `regsafe`: whether everything `cur` can be is covered by what `old` was verified with.
+fn regsafe(old: &Reg, cur: &Reg) -> bool {
+    if old.ty == RegType::NotInit {
+        return true;
+    }
+    if old.ty != cur.ty || old.maybe_null != cur.maybe_null || old.ringbuf != cur.ringbuf {
+        return false;
+    }
+    let bounds = old.umin <= cur.umin
+        && cur.umax <= old.umax
+        && old.smin <= cur.smin
+        && cur.smax <= old.smax
+        && old.u32min <= cur.u32min
+        && cur.u32max <= old.u32max
+        && old.s32min <= cur.s32min
+        && cur.s32max <= old.s32max
+        && old.var_off.contains(cur.var_off);
+    match old.ty {
+        RegType::Scalar => bounds,
+        RegType::Packet | RegType::PacketMeta => {
+            old.off == cur.off && old.range <= cur.range && bounds && (old.id == 0) == (cur.id == 0)
+        }
+        _ => {
+            old.off == cur.off
+                && old.map == cur.map
+                && old.mem_size == cur.mem_size
+                && old.frameno == cur.frameno
+                && old.subprog == cur.subprog
+                && (old.ref_obj_id == 0) == (cur.ref_obj_id == 0)
+                && bounds
+        }
+    }
+}
+
+fn stacksafe(old: &Frame, cur: &Frame) -> bool {
+    for (o, c) in old.stack.iter().zip(&cur.stack) {
+        for (ob, cb) in o.bytes.iter().zip(&c.bytes) {
+            let ok = match ob {
+                Byte::Invalid => true,
+                Byte::Misc => {
+                    matches!(cb, Byte::Misc | Byte::Zero)
+                        || (*cb == Byte::Spill && c.spilled.is_scalar())
+                }
+                Byte::Zero => *cb == Byte::Zero,
+                Byte::Spill => *cb == Byte::Spill,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if o.bytes[0] == Byte::Spill && !regsafe(&o.spilled, &c.spilled) {
+            return false;
+        }
+    }
+    true
+}
+
+/// `states_equal`: `cur` is safe if `old` (fully explored) was.
+pub fn states_equal(old: &State, cur: &State) -> bool {
+    if old.frames.len() != cur.frames.len() || old.refs.len() != cur.refs.len() {
+        return false;
+    }
+    old.frames.iter().zip(&cur.frames).all(|(o, c)| {
+        o.callsite == c.callsite
+            && o.regs.iter().zip(&c.regs).all(|(a, b)| regsafe(a, b))
+            && stacksafe(o, c)
+    })
+}

@@ -1,0 +1,297 @@
+//! `do_check`: walk every path of the program over abstract states, depth first (the fall-through
+//! of a branch first, the taken side pushed), pruning at checkpoints where an explored state
+//! covers the current one (`is_state_visited`).
+
+use std::collections::HashMap;
+
+use bpfsim_vm::isa::Insn;
+
+use crate::domain::reg::{Reg, RegType};
+use crate::domain::state::{states_equal, Frame, State};
+use crate::Options;
+
+/// What one instruction did to the path.
+pub enum Step {
+    /// Go on at this slot.
+    Next(usize),
+    /// A branch whose two sides are both possible: go on at `fall`, and later explore `taken`
+    /// with `other`.
+    Fork {
+        fall: usize,
+        taken: usize,
+        other: Box<State>,
+    },
+    /// The path ended (exit from the main program).
+    Done,
+}
+
+struct Explored {
+    state: State,
+    /// Paths from this state not finished yet; 0 means fully verified (safe to prune against).
+    branches: u32,
+    parent: Option<usize>,
+}
+
+struct Pending {
+    pc: usize,
+    state: State,
+    parent: Option<usize>,
+}
+
+pub struct Verifier<'a> {
+    pub insns: &'a [Insn],
+    pub opts: &'a Options,
+    /// Slot of each instruction.
+    pub pcs: Vec<usize>,
+    /// Instruction at each slot.
+    at: Vec<Option<usize>>,
+    pub log: Vec<String>,
+    pub processed: u64,
+    prune: Vec<bool>,
+    explored: Vec<Explored>,
+    by_pc: HashMap<usize, Vec<usize>>,
+    next_id: u32,
+}
+
+impl<'a> Verifier<'a> {
+    pub fn new(insns: &'a [Insn], opts: &'a Options) -> Verifier<'a> {
+        let mut pcs = Vec::with_capacity(insns.len());
+        let mut slot = 0;
+        for i in insns {
+            pcs.push(slot);
+            slot += i.slots();
+        }
+        let mut at = vec![None; slot];
+        for (i, &pc) in pcs.iter().enumerate() {
+            at[pc] = Some(i);
+        }
+        Verifier {
+            insns,
+            opts,
+            pcs,
+            at,
+            log: Vec::new(),
+            processed: 0,
+            prune: vec![false; slot + 1],
+            explored: Vec::new(),
+            by_pc: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
+    pub fn prog_slots(&self) -> Vec<usize> {
+        self.pcs.clone()
+    }
+
+    pub fn max_states_per_insn(&self) -> usize {
+        self.by_pc.values().map(Vec::len).max().unwrap_or(0)
+    }
+
+    pub fn total_states(&self) -> usize {
+        self.explored.len()
+    }
+
+    pub fn new_id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn insn_at(&self, pc: usize) -> Option<&'a Insn> {
+        self.at.get(pc).copied().flatten().map(|i| &self.insns[i])
+    }
+
+    /// Checkpoints: conditional jumps, jump targets and the instruction after a call.
+    fn mark_prune_points(&mut self) {
+        for (i, insn) in self.insns.iter().enumerate() {
+            let pc = self.pcs[i];
+            let next = pc + insn.slots();
+            match insn {
+                Insn::Jmp { off, .. } => {
+                    self.prune[pc] = true;
+                    let t = (next as i64 + *off as i64) as usize;
+                    if t < self.prune.len() {
+                        self.prune[t] = true;
+                    }
+                }
+                Insn::Ja { .. } | Insn::Gotol { .. } => {
+                    if let Some(off) = insn.jump_offset() {
+                        let t = (next as i64 + off as i64) as usize;
+                        if t < self.prune.len() {
+                            self.prune[t] = true;
+                        }
+                    }
+                }
+                Insn::Call(_) => {
+                    let last = self.prune.len() - 1;
+                    self.prune[next.min(last)] = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn update_branch_counts(&mut self, mut p: Option<usize>) {
+        while let Some(i) = p {
+            let e = &mut self.explored[i];
+            e.branches = e.branches.saturating_sub(1);
+            if e.branches > 0 {
+                break;
+            }
+            p = e.parent;
+        }
+    }
+
+    /// `is_state_visited`: Ok(None) to prune, Ok(Some(new parent)) to go on.
+    fn visit(
+        &mut self,
+        pc: usize,
+        st: &State,
+        parent: Option<usize>,
+    ) -> Result<Option<usize>, String> {
+        if let Some(list) = self.by_pc.get(&pc) {
+            for &i in list {
+                let e = &self.explored[i];
+                if e.branches > 0 {
+                    if e.state == *st {
+                        return Err(format!("infinite loop detected at insn {pc}"));
+                    }
+                } else if states_equal(&e.state, st) {
+                    return Ok(None);
+                }
+            }
+        }
+        self.explored.push(Explored {
+            state: st.clone(),
+            branches: 1,
+            parent,
+        });
+        let idx = self.explored.len() - 1;
+        self.by_pc.entry(pc).or_default().push(idx);
+        Ok(Some(idx))
+    }
+
+    fn initial_state(&self) -> State {
+        let mut main = Frame::new(0, 0, 0);
+        main.regs[1] = Reg::ptr(RegType::Ctx);
+        State {
+            frames: vec![main],
+            refs: Vec::new(),
+        }
+    }
+
+    pub fn do_check(&mut self) -> Result<(), String> {
+        self.mark_prune_points();
+        let mut pending = vec![Pending {
+            pc: 0,
+            state: self.initial_state(),
+            parent: None,
+        }];
+        while let Some(Pending {
+            mut pc,
+            mut state,
+            mut parent,
+        }) = pending.pop()
+        {
+            loop {
+                self.processed += 1;
+                if self.processed > self.opts.limit {
+                    return Err(format!(
+                        "BPF program is too large. Processed {} insn",
+                        self.processed
+                    ));
+                }
+                if self.prune.get(pc).copied().unwrap_or(false) {
+                    match self.visit(pc, &state, parent)? {
+                        None => {
+                            self.update_branch_counts(parent);
+                            break;
+                        }
+                        Some(p) => parent = Some(p),
+                    }
+                }
+                let Some(insn) = self.insn_at(pc) else {
+                    return Err(format!("invalid insn idx {pc}"));
+                };
+                match self.step(&mut state, pc, insn)? {
+                    Step::Next(n) => pc = n,
+                    Step::Fork { fall, taken, other } => {
+                        if let Some(p) = parent {
+                            self.explored[p].branches += 1;
+                        }
+                        pending.push(Pending {
+                            pc: taken,
+                            state: *other,
+                            parent,
+                        });
+                        pc = fall;
+                    }
+                    Step::Done => {
+                        self.update_branch_counts(parent);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One instruction: the checks of its class.
+    fn step(&mut self, st: &mut State, pc: usize, insn: &Insn) -> Result<Step, String> {
+        let next = pc + insn.slots();
+        match *insn {
+            Insn::Alu { .. } | Insn::Neg { .. } | Insn::MovSx { .. } | Insn::Endian { .. } => {
+                self.check_alu_op(st, insn)?;
+                Ok(Step::Next(next))
+            }
+            Insn::LdImm64 { dst, imm } => {
+                self.check_ld_imm(st, pc, dst, imm)?;
+                Ok(Step::Next(next))
+            }
+            Insn::LoadPacket { mode, size, .. } => {
+                self.check_ld_abs(st, mode, size)?;
+                Ok(Step::Next(next))
+            }
+            Insn::Load {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            } => {
+                self.check_load(st, dst, src, off, size, signed)?;
+                Ok(Step::Next(next))
+            }
+            Insn::Store {
+                size,
+                dst,
+                off,
+                src,
+            } => {
+                self.check_store(st, dst, off, size, src)?;
+                Ok(Step::Next(next))
+            }
+            Insn::Atomic {
+                size,
+                op,
+                dst,
+                src,
+                off,
+            } => {
+                self.check_atomic(st, op, dst, src, off, size)?;
+                Ok(Step::Next(next))
+            }
+            Insn::Ja { off } => Ok(Step::Next((next as i64 + off as i64) as usize)),
+            Insn::Gotol { off } => Ok(Step::Next((next as i64 + off as i64) as usize)),
+            Insn::Jmp {
+                width,
+                cond,
+                dst,
+                src,
+                off,
+            } => self.check_cond_jmp_op(st, pc, width, cond, dst, src, off),
+            Insn::Call(target) => self.check_call(st, pc, target),
+            Insn::Callx { .. } => Err("unknown opcode 8d".to_string()),
+            Insn::Exit => self.check_exit(st),
+        }
+    }
+}
