@@ -50,3 +50,4 @@ pub mod conformance;
 pub mod pcapng;
 pub mod plugin;
 pub mod run_cmd;
+pub mod verify_cmd;

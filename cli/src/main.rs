@@ -86,6 +86,30 @@ enum Command {
         #[arg(long)]
         dump_maps: bool,
     },
+    /// Verify programs as the Linux kernel's verifier would: one verdict per program.
+    Verify {
+        /// ELF object (clang -target bpf).
+        object: Option<PathBuf>,
+        /// Raw bytecode (8-byte instructions, no ELF, no maps) in place of an object.
+        #[arg(long)]
+        raw: Option<PathBuf>,
+        /// Only this program, by function name.
+        #[arg(long)]
+        prog: Option<String>,
+        /// Program type (the kernel's name without BPF_PROG_TYPE_), overriding the section's.
+        #[arg(long = "type")]
+        prog_type: Option<String>,
+        /// 1: the log of rejected programs; 2: every program's log.
+        #[arg(long, default_value_t = 1)]
+        log_level: u32,
+        /// text, or json (one object per program and line).
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Also load each program in the running kernel and report agreement (exit 3 when
+        /// the kernel cannot be asked).
+        #[arg(long)]
+        compare_kernel: bool,
+    },
     /// Assemble conformance-dialect text into raw bytecode.
     Asm {
         /// Source file ("-" for stdin).
@@ -283,6 +307,41 @@ fn main() -> ExitCode {
                 dump_maps,
             })?;
             Ok(ExitCode::SUCCESS)
+        })(),
+        Command::Verify {
+            object,
+            raw,
+            prog,
+            prog_type,
+            log_level,
+            format,
+            compare_kernel,
+        } => (|| {
+            let prog_type = match prog_type {
+                Some(t) => Some(bpfsim::vm::spec::ProgType::from_name(&t).ok_or_else(|| {
+                    format!("unknown program type `{t}` (try xdp, sched_cls, socket_filter)")
+                })?),
+                None => None,
+            };
+            let json = match format.as_str() {
+                "json" => true,
+                "text" => false,
+                other => return Err(format!("unknown format `{other}` (text or json)")),
+            };
+            let outcome = bpfsim::verify_cmd::run(bpfsim::verify_cmd::VerifyArgs {
+                object,
+                raw,
+                prog,
+                prog_type,
+                log_level,
+                json,
+                compare_kernel,
+            })?;
+            Ok(match outcome {
+                bpfsim::verify_cmd::Outcome::Accepted => ExitCode::SUCCESS,
+                bpfsim::verify_cmd::Outcome::Rejected => ExitCode::from(1),
+                bpfsim::verify_cmd::Outcome::KernelUnavailable => ExitCode::from(3),
+            })
         })(),
         Command::Asm { input, output } => (|| {
             let text = String::from_utf8(read_input(&input)?)

@@ -60,10 +60,24 @@ fn map_spec(def: &MapDef) -> MapSpec {
 }
 
 impl KernelBpf {
+    /// Create the maps of `obj` (global data set, `.rodata` frozen) and load its BTF, but no
+    /// program: load them one by one with [`KernelObject::load_program_logged`].
+    pub fn load_object_maps(&self, obj: &Object) -> Result<KernelObject, ObjectLoadError> {
+        self.load_object_with(obj, false)
+    }
+
     /// Create the maps of `obj` and load every program that has a type (programs of `.text`
     /// alone can be added with [`KernelObject::load_program`]). The first failure ends the load,
     /// as with libbpf.
     pub fn load_object(&self, obj: &Object) -> Result<KernelObject, ObjectLoadError> {
+        self.load_object_with(obj, true)
+    }
+
+    fn load_object_with(
+        &self,
+        obj: &Object,
+        programs: bool,
+    ) -> Result<KernelObject, ObjectLoadError> {
         let (btf, btf_error) = match obj.kernel_btf.as_deref().map(|raw| self.btf_load(raw)) {
             Some(Ok(b)) => (Some(b), None),
             Some(Err(e)) => (None, Some(e)),
@@ -123,8 +137,10 @@ impl KernelBpf {
             btf,
             btf_error,
         };
-        for p in obj.programs.iter().filter(|p| p.prog_type.is_some()) {
-            loaded.load_program(self, obj, p)?;
+        if programs {
+            for p in obj.programs.iter().filter(|p| p.prog_type.is_some()) {
+                loaded.load_program(self, obj, p)?;
+            }
         }
         for init in &obj.map_inits {
             let value = match &init.target {
@@ -186,6 +202,35 @@ impl KernelObject {
             fd,
         });
         Ok(self.programs.last().expect("just pushed"))
+    }
+
+    /// Load `p` (as `prog_type` when given) with a verifier log of `log_level`, whatever the
+    /// outcome: the verdict and the kernel's log, for comparisons. The program is not kept.
+    pub fn load_program_logged(
+        &self,
+        bpf: &KernelBpf,
+        obj: &Object,
+        p: &ObjProgram,
+        prog_type: Option<bpfsim_vm::spec::ProgType>,
+        log_level: u32,
+    ) -> (Result<(), Errno>, String) {
+        let Some(t) = prog_type.or(p.prog_type) else {
+            return (Err(Errno::EINVAL), "no program type".to_string());
+        };
+        let fds: Vec<i32> = self.maps.iter().map(KernelMap::raw_fd).collect();
+        let insns = p.to_bytes();
+        let func_info = self.func_info(obj, p);
+        let spec = ProgSpec {
+            expected_attach_type: p.expected_attach_type.map_or(0, |a| a.id()),
+            flags: p.flags,
+            name: &p.name,
+            fd_array: &fds,
+            btf_fd: self.btf.as_ref().map(KernelBtf::raw_fd),
+            func_info: &func_info,
+            ..ProgSpec::new(ProgType(t.id()), &insns, &obj.license)
+        };
+        let (r, log) = bpf.prog_load_spec_logged(&spec, log_level);
+        (r.map(|_| ()), log)
     }
 
     /// `bpf_func_info` for every function of `p`: its first slot and its BTF `FUNC` type. Empty

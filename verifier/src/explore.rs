@@ -25,6 +25,14 @@ pub enum Step {
     Done,
 }
 
+/// What `is_state_visited` decided.
+enum Visit {
+    /// An explored state covers this one: the path ends here.
+    Prune,
+    /// Go on, under this checkpoint.
+    Go(Option<usize>),
+}
+
 struct Explored {
     state: State,
     /// Paths from this state not finished yet; 0 means fully verified (safe to prune against).
@@ -51,6 +59,13 @@ pub struct Verifier<'a> {
     explored: Vec<Explored>,
     by_pc: HashMap<usize, Vec<usize>>,
     next_id: u32,
+    /// Live registers at each slot.
+    live: Vec<u16>,
+    /// Jump-class instructions processed, and both counts when the last checkpoint was added
+    /// (the kernel adds one only after 2 jumps and 8 instructions).
+    jmps: u64,
+    prev_jmps: u64,
+    prev_insns: u64,
 }
 
 impl<'a> Verifier<'a> {
@@ -76,6 +91,10 @@ impl<'a> Verifier<'a> {
             explored: Vec::new(),
             by_pc: HashMap::new(),
             next_id: 0,
+            live: Vec::new(),
+            jmps: 0,
+            prev_jmps: 0,
+            prev_insns: 0,
         }
     }
 
@@ -106,13 +125,7 @@ impl<'a> Verifier<'a> {
             let pc = self.pcs[i];
             let next = pc + insn.slots();
             match insn {
-                Insn::Jmp { off, .. } => {
-                    self.prune[pc] = true;
-                    let t = (next as i64 + *off as i64) as usize;
-                    if t < self.prune.len() {
-                        self.prune[t] = true;
-                    }
-                }
+                Insn::Jmp { .. } => self.prune[pc] = true,
                 Insn::Ja { .. } | Insn::Gotol { .. } => {
                     if let Some(off) = insn.jump_offset() {
                         let t = (next as i64 + off as i64) as usize;
@@ -121,9 +134,12 @@ impl<'a> Verifier<'a> {
                         }
                     }
                 }
-                Insn::Call(_) => {
+                Insn::Call(target) => {
                     let last = self.prune.len() - 1;
                     self.prune[next.min(last)] = true;
+                    if matches!(target, bpfsim_vm::isa::CallTarget::Local(_)) {
+                        self.prune[pc] = true;
+                    }
                 }
                 _ => {}
             }
@@ -142,12 +158,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// `is_state_visited`: Ok(None) to prune, Ok(Some(new parent)) to go on.
-    fn visit(
-        &mut self,
-        pc: usize,
-        st: &State,
-        parent: Option<usize>,
-    ) -> Result<Option<usize>, String> {
+    fn visit(&mut self, pc: usize, st: &State, parent: Option<usize>) -> Result<Visit, String> {
         if let Some(list) = self.by_pc.get(&pc) {
             for &i in list {
                 let e = &self.explored[i];
@@ -155,11 +166,17 @@ impl<'a> Verifier<'a> {
                     if e.state == *st {
                         return Err(format!("infinite loop detected at insn {pc}"));
                     }
-                } else if states_equal(&e.state, st) {
-                    return Ok(None);
+                } else if states_equal(&e.state, st, self.live.get(pc).copied().unwrap_or(u16::MAX))
+                {
+                    return Ok(Visit::Prune);
                 }
             }
         }
+        if !(self.jmps - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8) {
+            return Ok(Visit::Go(parent));
+        }
+        self.prev_jmps = self.jmps;
+        self.prev_insns = self.processed;
         self.explored.push(Explored {
             state: st.clone(),
             branches: 1,
@@ -167,7 +184,7 @@ impl<'a> Verifier<'a> {
         });
         let idx = self.explored.len() - 1;
         self.by_pc.entry(pc).or_default().push(idx);
-        Ok(Some(idx))
+        Ok(Visit::Go(Some(idx)))
     }
 
     fn initial_state(&self) -> State {
@@ -181,6 +198,11 @@ impl<'a> Verifier<'a> {
 
     pub fn do_check(&mut self) -> Result<(), String> {
         self.mark_prune_points();
+        let by_insn = crate::passes::liveness::live_registers(self.insns, &self.pcs);
+        self.live = vec![u16::MAX; self.at.len()];
+        for (i, &pc) in self.pcs.iter().enumerate() {
+            self.live[pc] = by_insn[i];
+        }
         let mut pending = vec![Pending {
             pc: 0,
             state: self.initial_state(),
@@ -202,16 +224,26 @@ impl<'a> Verifier<'a> {
                 }
                 if self.prune.get(pc).copied().unwrap_or(false) {
                     match self.visit(pc, &state, parent)? {
-                        None => {
+                        Visit::Prune => {
                             self.update_branch_counts(parent);
                             break;
                         }
-                        Some(p) => parent = Some(p),
+                        Visit::Go(p) => parent = p,
                     }
                 }
                 let Some(insn) = self.insn_at(pc) else {
                     return Err(format!("invalid insn idx {pc}"));
                 };
+                if matches!(
+                    insn,
+                    Insn::Jmp { .. }
+                        | Insn::Ja { .. }
+                        | Insn::Gotol { .. }
+                        | Insn::Call(_)
+                        | Insn::Exit
+                ) {
+                    self.jmps += 1;
+                }
                 match self.step(&mut state, pc, insn)? {
                     Step::Next(n) => pc = n,
                     Step::Fork { fall, taken, other } => {

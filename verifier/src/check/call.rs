@@ -83,7 +83,7 @@ fn const_stack_u32(st: &State, reg: &Reg) -> Option<u32> {
     if total < -(MAX_BPF_STACK as i64) || total + 4 > 0 {
         return None;
     }
-    let frame = &st.frames[reg.frameno as usize];
+    let frame = st.frames.get(reg.frameno as usize)?;
     let start = (MAX_BPF_STACK as i64 + total) as usize;
     let slot = frame.stack[SLOTS - 1 - start / 8];
     if slot.bytes[0] == Byte::Spill && slot.spilled.is_const() && start % 8 == 0 {

@@ -353,7 +353,11 @@ impl Verifier<'_> {
             };
             return Err(format!("invalid{what} stack R{rn} off={full} size={size}"));
         }
-        let frame = &mut st.frames[reg.frameno as usize];
+        // A pointer into a frame that has returned (the kernel never lets one escape).
+        let frame = st
+            .frames
+            .get_mut(reg.frameno as usize)
+            .ok_or_else(|| format!("R{rn} points into a returned frame"))?;
         let depth = (-total) as usize;
         frame.depth = frame.depth.max(depth);
         let start = (MAX_BPF_STACK as i64 + total) as usize; // byte index from the stack's bottom
@@ -448,7 +452,11 @@ impl Verifier<'_> {
                     ));
                 }
                 if write {
-                    let frame = &mut st.frames[reg.frameno as usize];
+                    // A pointer into a frame that has returned (the kernel never lets one escape).
+                    let frame = st
+                        .frames
+                        .get_mut(reg.frameno as usize)
+                        .ok_or_else(|| format!("R{rn} points into a returned frame"))?;
                     frame.depth = frame.depth.max((-total) as usize);
                     let start = (MAX_BPF_STACK as i64 + total) as usize;
                     for b in start..start + size as usize {
@@ -459,7 +467,11 @@ impl Verifier<'_> {
                         s.bytes[b % 8] = Byte::Misc;
                     }
                 } else {
-                    let frame = &mut st.frames[reg.frameno as usize];
+                    // A pointer into a frame that has returned (the kernel never lets one escape).
+                    let frame = st
+                        .frames
+                        .get_mut(reg.frameno as usize)
+                        .ok_or_else(|| format!("R{rn} points into a returned frame"))?;
                     frame.depth = frame.depth.max((-total) as usize);
                 }
                 Ok(())

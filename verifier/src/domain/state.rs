@@ -160,14 +160,25 @@ fn stacksafe(old: &Frame, cur: &Frame) -> bool {
     true
 }
 
-/// `states_equal`: `cur` is safe if `old` (fully explored) was.
-pub fn states_equal(old: &State, cur: &State) -> bool {
+/// `states_equal`: `cur` is safe if `old` (fully explored) was. `live` says which registers of
+/// the innermost frame may still be read; the others do not matter.
+pub fn states_equal(old: &State, cur: &State, live: u16) -> bool {
     if old.frames.len() != cur.frames.len() || old.refs.len() != cur.refs.len() {
         return false;
     }
-    old.frames.iter().zip(&cur.frames).all(|(o, c)| {
-        o.callsite == c.callsite
-            && o.regs.iter().zip(&c.regs).all(|(a, b)| regsafe(a, b))
-            && stacksafe(o, c)
-    })
+    let last = old.frames.len() - 1;
+    old.frames
+        .iter()
+        .zip(&cur.frames)
+        .enumerate()
+        .all(|(f, (o, c))| {
+            let mask = if f == last { live | 1 << 10 } else { u16::MAX };
+            o.callsite == c.callsite
+                && o.regs
+                    .iter()
+                    .zip(&c.regs)
+                    .enumerate()
+                    .all(|(r, (a, b))| mask & (1 << r) == 0 || regsafe(a, b))
+                && stacksafe(o, c)
+        })
 }

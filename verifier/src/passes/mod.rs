@@ -5,6 +5,8 @@
 use bpfsim_vm::isa::{CallTarget, Imm64, Insn};
 use bpfsim_vm::Program;
 
+pub mod liveness;
+
 /// Slot index of each instruction (lddw takes two slots).
 pub type Slots = Vec<usize>;
 

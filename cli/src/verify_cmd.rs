@@ -1,0 +1,270 @@
+//! `bpfsim verify`: the verifier's verdict per program, optionally next to the live kernel's.
+
+use std::path::PathBuf;
+
+use bpfsim_verifier::{verify, verify_object_program, Options, Verdict};
+use bpfsim_vm::loader::load_object;
+use bpfsim_vm::spec::ProgType;
+use bpfsim_vm::Program;
+use serde_json::json;
+
+pub struct VerifyArgs {
+    pub object: Option<PathBuf>,
+    pub raw: Option<PathBuf>,
+    pub prog: Option<String>,
+    pub prog_type: Option<ProgType>,
+    pub log_level: u32,
+    pub json: bool,
+    pub compare_kernel: bool,
+}
+
+/// What the command ends with: 0 all accepted (and agreeing), 1 a rejection or a disagreement,
+/// 3 the kernel cannot be asked. Usage and load errors are `Err` (exit 2).
+pub enum Outcome {
+    Accepted,
+    Rejected,
+    KernelUnavailable,
+}
+
+/// The kernel's answer for one program: verdict, first error line, processed instructions.
+struct KernelAnswer {
+    accepted: bool,
+    error: Option<String>,
+    processed: Option<u64>,
+}
+
+fn processed_of(log: &str) -> Option<u64> {
+    log.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("processed "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+fn kernel_answer(result: Result<(), i32>, log: &str) -> KernelAnswer {
+    KernelAnswer {
+        accepted: result.is_ok(),
+        error: result.err().map(|_| {
+            bpfsim_kernel::last_meaningful_line(log)
+                .unwrap_or("")
+                .to_string()
+        }),
+        processed: processed_of(log),
+    }
+}
+
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+struct Row<'a> {
+    object: &'a str,
+    section: &'a str,
+    program: &'a str,
+    prog_type: ProgType,
+    verdict: Verdict,
+    kernel: Option<KernelAnswer>,
+}
+
+fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
+    let mut ok = true;
+    for r in rows {
+        let v = &r.verdict;
+        let agree = r
+            .kernel
+            .as_ref()
+            .map(|k| k.accepted == v.accepted && (v.accepted || k.error == v.error));
+        ok &= v.accepted && agree != Some(false);
+        if args.json {
+            let mut o = json!({
+                "object": r.object,
+                "section": r.section,
+                "program": r.program,
+                "prog_type": r.prog_type.to_string(),
+                "accepted": v.accepted,
+                "error": v.error,
+                "processed_insns": v.processed,
+                "log": v.log,
+                "verification_time_us": v.time.as_micros() as u64,
+            });
+            if let Some(k) = &r.kernel {
+                o["kernel"] = json!({
+                    "accepted": k.accepted,
+                    "error": k.error,
+                    "processed_insns": k.processed,
+                    "agree": agree,
+                });
+            }
+            say(o);
+            continue;
+        }
+        let head = format!(
+            "{} {} ({}, section {})",
+            r.object, r.program, r.prog_type, r.section
+        );
+        match &v.error {
+            None => say(format!("{head}: accepted, {} insns processed", v.processed)),
+            Some(e) => say(format!("{head}: REJECTED: {e}")),
+        }
+        if args.log_level > 0 && (v.error.is_some() || args.log_level > 1) {
+            for l in &v.log {
+                say(format!("  | {l}"));
+            }
+        }
+        if let Some(k) = &r.kernel {
+            let what = match (&k.error, k.processed) {
+                (None, Some(p)) => format!("accepted, {p} insns processed"),
+                (None, None) => "accepted".to_string(),
+                (Some(e), _) => format!("rejected: {e}"),
+            };
+            let tag = if agree == Some(true) {
+                "agree"
+            } else {
+                "DIFFERENT"
+            };
+            say(format!("  kernel: {what} ({tag})"));
+        }
+    }
+    ok
+}
+
+pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
+    #[cfg(target_os = "linux")]
+    let kernel = if args.compare_kernel {
+        match bpfsim_kernel::KernelBpf::probe() {
+            Ok(k) => Some(k),
+            Err(u) => {
+                eprintln!("bpfsim: kernel unavailable: {u}");
+                return Ok(Outcome::KernelUnavailable);
+            }
+        }
+    } else {
+        None
+    };
+    #[cfg(not(target_os = "linux"))]
+    if args.compare_kernel {
+        eprintln!("bpfsim: kernel unavailable: not Linux");
+        return Ok(Outcome::KernelUnavailable);
+    }
+    let log_level = args.log_level;
+    match (&args.raw, &args.object) {
+        (Some(raw), None) => {
+            let bytes = std::fs::read(raw).map_err(|e| format!("{}: {e}", raw.display()))?;
+            let prog_type = args
+                .prog_type
+                .ok_or("--type is required with --raw (e.g. xdp, sched_cls, socket_filter)")?;
+            let insns =
+                bpfsim_vm::isa::decode(&bytes).map_err(|e| format!("{}: {e}", raw.display()))?;
+            let mut opts = Options::new(prog_type);
+            opts.log_level = log_level;
+            let verdict = verify(&insns, &opts);
+            #[cfg(target_os = "linux")]
+            let kernel = kernel.map(|k| {
+                let (r, log) = k.prog_load_logged(
+                    bpfsim_kernel::ProgType(prog_type.id()),
+                    &bytes,
+                    "GPL",
+                    log_level.max(1),
+                );
+                kernel_answer(r.map(|_| ()).map_err(|e| e.0), &log)
+            });
+            #[cfg(not(target_os = "linux"))]
+            let kernel = None;
+            let name = raw.display().to_string();
+            let _ = Program::new(insns.clone());
+            let rows = [Row {
+                object: &name,
+                section: "-",
+                program: "-",
+                prog_type,
+                verdict,
+                kernel,
+            }];
+            Ok(if report(&rows, &args) {
+                Outcome::Accepted
+            } else {
+                Outcome::Rejected
+            })
+        }
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let obj = load_object(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            let progs: Vec<_> = match &args.prog {
+                Some(name) => match obj.find_program(name) {
+                    Ok(p) => vec![p.clone()],
+                    Err(_) if args.prog_type.is_some() => vec![obj
+                        .function_program(name, args.prog_type.expect("checked"))
+                        .map_err(|e| format!("{}: {e}", path.display()))?],
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                },
+                None => obj.programs.clone(),
+            };
+            for r in &obj.rejected {
+                eprintln!(
+                    "bpfsim: {}: {} (section {}): {}",
+                    path.display(),
+                    r.name,
+                    r.section,
+                    r.error
+                );
+            }
+            if progs.is_empty() {
+                return Err(format!("{}: the object has no programs", path.display()));
+            }
+            #[cfg(target_os = "linux")]
+            let kobj = match &kernel {
+                Some(k) => Some(
+                    k.load_object_maps(&obj)
+                        .map_err(|e| format!("{}: kernel: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let name = path.display().to_string();
+            let mut rows = Vec::new();
+            for p in &progs {
+                let Some(verdict) = verify_object_program(&obj, p, args.prog_type, log_level)
+                else {
+                    return Err(format!(
+                        "{}: program {} (section {}) has no type: give --type",
+                        path.display(),
+                        p.name,
+                        p.section
+                    ));
+                };
+                #[cfg(target_os = "linux")]
+                let kernel = match (&kernel, &kobj) {
+                    (Some(k), Some(ko)) => {
+                        let (r, log) =
+                            ko.load_program_logged(k, &obj, p, args.prog_type, log_level.max(1));
+                        Some(kernel_answer(r.map_err(|e| e.0), &log))
+                    }
+                    _ => None,
+                };
+                #[cfg(not(target_os = "linux"))]
+                let kernel = None;
+                rows.push((p, verdict, kernel));
+            }
+            let rows: Vec<Row<'_>> = rows
+                .into_iter()
+                .map(|(p, verdict, kernel)| Row {
+                    object: &name,
+                    section: &p.section,
+                    program: &p.name,
+                    prog_type: args
+                        .prog_type
+                        .or(p.prog_type)
+                        .expect("verified with a type"),
+                    verdict,
+                    kernel,
+                })
+                .collect();
+            Ok(if report(&rows, &args) {
+                Outcome::Accepted
+            } else {
+                Outcome::Rejected
+            })
+        }
+        _ => Err("give an object file or --raw FILE".to_string()),
+    }
+}

@@ -1,0 +1,165 @@
+//! `bpfsim verify`: verdicts per program, exit codes, JSON, raw bytecode, kernel comparison.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bpfsim(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bpfsim"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/progs")
+}
+
+fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("bpfsim-verify-{}-{name}", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn raw(src: &str, name: &str) -> PathBuf {
+    let insns = bpfsim_vm::asm::assemble(src).unwrap();
+    tmp(name, &bpfsim_vm::isa::encode(&insns))
+}
+
+#[test]
+fn objects_verdicts_and_json() {
+    let obj = vectors().join("tail_calls.bpf.o");
+    let (code, out, err) = bpfsim(&["verify", obj.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(
+        out.contains("xdp_dispatch (xdp, section xdp): accepted,"),
+        "{out}"
+    );
+    let (code, out, _) = bpfsim(&[
+        "verify",
+        obj.to_str().unwrap(),
+        "--prog",
+        "handle_icmp",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for field in [
+        "object",
+        "section",
+        "program",
+        "prog_type",
+        "accepted",
+        "error",
+        "processed_insns",
+        "log",
+        "verification_time_us",
+    ] {
+        assert!(v.get(field).is_some(), "{field} missing: {v}");
+    }
+    assert_eq!(v["program"], "handle_icmp");
+    assert_eq!(v["accepted"], true);
+    assert!(v["log"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .starts_with("processed "));
+}
+
+#[test]
+fn raw_bytecode_rejections_exit_1_with_the_kernels_line() {
+    let bad = raw("exit", "bad.bin");
+    let (code, out, _) = bpfsim(&["verify", "--raw", bad.to_str().unwrap(), "--type", "xdp"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("REJECTED: R0 !read_ok"), "{out}");
+    assert!(out.contains("  | processed 1 insns"), "{out}");
+    let ctx = raw("ldxw %r0, [%r1+24]\nexit", "ctx.bin");
+    let (code, out, _) = bpfsim(&[
+        "verify",
+        "--raw",
+        ctx.to_str().unwrap(),
+        "--type",
+        "xdp",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["error"], "invalid bpf_context access off=24 size=4");
+    // The same read is fine for a type whose context is larger.
+    let (code, _, _) = bpfsim(&[
+        "verify",
+        "--raw",
+        ctx.to_str().unwrap(),
+        "--type",
+        "sched_cls",
+    ]);
+    assert_eq!(code, 0);
+    for p in [bad, ctx] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[test]
+fn usage_and_load_errors_exit_2() {
+    let ok = raw("mov %r0, 0\nexit", "ok.bin");
+    let (code, _, err) = bpfsim(&["verify", "--raw", ok.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--type is required"), "{err}");
+    let (code, _, err) = bpfsim(&["verify", "--raw", ok.to_str().unwrap(), "--type", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown program type"), "{err}");
+    let junk = tmp("junk.o", b"\x7fELF junk");
+    let (code, _, err) = bpfsim(&["verify", junk.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(!err.contains("panicked"), "{err}");
+    let (code, _, _) = bpfsim(&[
+        "verify",
+        vectors().join("xdp_pass.bpf.o").to_str().unwrap(),
+        "--prog",
+        "nope",
+    ]);
+    assert_eq!(code, 2);
+    for p in [ok, junk] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[test]
+fn compare_kernel_agrees_or_says_why_not() {
+    let obj = vectors().join("firewall.bpf.o");
+    let (code, out, err) = bpfsim(&["verify", obj.to_str().unwrap(), "--compare-kernel"]);
+    if code == 3 {
+        assert!(err.contains("kernel unavailable"), "{err}");
+        return println!("skipped: {}", err.trim());
+    }
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("kernel: accepted") && out.contains("(agree)"),
+        "{out}"
+    );
+    let bad = raw("mov %r0, %r5\nexit", "r5.bin");
+    let (code, out, _) = bpfsim(&[
+        "verify",
+        "--raw",
+        bad.to_str().unwrap(),
+        "--type",
+        "xdp",
+        "--compare-kernel",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("kernel: rejected: R5 !read_ok (agree)"),
+        "{out}"
+    );
+    let _ = std::fs::remove_file(bad);
+}
