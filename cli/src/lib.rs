@@ -41,6 +41,7 @@
 //! [`sim::run::Runner::override_helper`] replaces any helper with a closure.
 
 pub use bpfsim_helpers as sim;
+pub use bpfsim_verifier as verifier;
 pub use bpfsim_vm as vm;
 
 pub mod capture;

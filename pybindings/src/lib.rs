@@ -30,6 +30,12 @@ create_exception!(
     Error,
     "A map operation failed (bad key or value size, full map, missing key...)."
 );
+create_exception!(
+    _native,
+    VerifierError,
+    LoadError,
+    "The verifier rejected a program, as the kernel's would."
+);
 
 /// The kernel's helper id for a name (`bpf_fib_lookup`, `fib_lookup`), if it has one.
 #[pyfunction]
@@ -67,6 +73,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Trap", py.get_type::<Trap>())?;
     m.add("PacketError", py.get_type::<PacketError>())?;
     m.add("MapError", py.get_type::<MapError>())?;
+    m.add("VerifierError", py.get_type::<VerifierError>())?;
     m.add_class::<object::Object>()?;
     m.add_class::<result::RunResult>()?;
     m.add_class::<result::PcapRun>()?;

@@ -650,6 +650,54 @@ impl Object {
         (e.ncpus, e.cpu, e.clock.now_ns)
     }
 
+    /// Verify program `name` (as `prog_type` if given) as the kernel would load it:
+    /// `(accepted, first error line, processed instructions, log lines, microseconds)`.
+    #[pyo3(signature = (name, prog_type=None, log_level=1))]
+    #[allow(clippy::type_complexity)]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        prog_type: Option<&str>,
+        log_level: u32,
+    ) -> PyResult<(bool, Option<String>, u64, Vec<String>, u64)> {
+        let ty = match prog_type {
+            Some(t) => Some(
+                ProgType::from_name(t)
+                    .ok_or_else(|| LoadError::new_err(format!("unknown program type `{t}`")))?,
+            ),
+            None => None,
+        };
+        let st = self.lock();
+        let obj = &st.obj.object;
+        let owned;
+        let p = match (obj.find_program(name), ty) {
+            (Ok(p), _) => p,
+            (Err(_), Some(t)) => {
+                owned = obj
+                    .function_program(name, t)
+                    .map_err(|e| LoadError::new_err(e.to_string()))?;
+                &owned
+            }
+            (Err(e), None) => return Err(LoadError::new_err(e.to_string())),
+        };
+        let v = py
+            .detach(|| bpfsim::verifier::verify_object_program(obj, p, ty, log_level))
+            .ok_or_else(|| {
+                LoadError::new_err(format!(
+                    "program `{name}` (section `{}`) has no type: give one",
+                    p.section
+                ))
+            })?;
+        Ok((
+            v.accepted,
+            v.error,
+            v.processed,
+            v.log,
+            v.time.as_micros() as u64,
+        ))
+    }
+
     /// The id a prog array slot holds to reach program `name` (linking it on first use).
     fn prog_id(&self, name: &str) -> PyResult<u32> {
         self.lock()

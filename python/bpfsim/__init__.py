@@ -14,16 +14,16 @@ buffer records and maps afterwards; with a fake clock, seeded randomness and moc
 from ._ctx import Redirect, SkBuff, TcAction, XdpAction, XdpMd, XdpMdOut
 from ._env import Env, FakeClock
 from ._maps import ANY, EXIST, NOEXIST, Globals, Map
-from ._object import Object, PcapRun, Program, Result, load
-from .errors import Error, LoadError, MapError, PacketError, Trap
+from ._object import Object, PcapRun, Program, Result, Verdict, load
+from .errors import Error, LoadError, MapError, PacketError, Trap, VerifierError
 
 from . import _native
 
 __version__ = _native.__version__
 
 __all__ = [
-    "load", "Object", "Program", "Result", "PcapRun", "Map", "Globals",
+    "load", "Object", "Program", "Result", "PcapRun", "Verdict", "Map", "Globals",
     "XdpMd", "SkBuff", "XdpMdOut", "Redirect", "XdpAction", "TcAction",
     "Env", "FakeClock", "ANY", "NOEXIST", "EXIST",
-    "Error", "LoadError", "MapError", "PacketError", "Trap",
+    "Error", "LoadError", "MapError", "PacketError", "Trap", "VerifierError",
 ]

@@ -9,7 +9,7 @@ from . import _native
 from ._ctx import Redirect, SkBuff, TcAction, XdpAction, XdpMd, XdpMdOut
 from ._env import Env
 from ._maps import RECORDS, Globals, Map, Maps
-from .errors import Error, LoadError, PacketError, _trap
+from .errors import Error, LoadError, PacketError, _trap, _verifier_error
 
 PathLike = Union[str, "os.PathLike[str]"]
 Packet = Union[bytes, bytearray, memoryview, Any]
@@ -156,6 +156,25 @@ class PcapRun:
         return f"<bpfsim.PcapRun {self.packets} packets {counts}>"
 
 
+class Verdict:
+    """The verifier's answer for one program: ``accepted``, ``error`` (the first error line, as
+    the kernel's log would end), ``processed`` (instructions explored), ``log`` (lines),
+    ``time_us``."""
+
+    __slots__ = ("accepted", "error", "processed", "log", "time_us")
+
+    def __init__(self, accepted, error, processed, log, time_us):
+        self.accepted, self.error, self.processed = accepted, error, processed
+        self.log, self.time_us = log, time_us
+
+    def __bool__(self) -> bool:
+        return self.accepted
+
+    def __repr__(self) -> str:
+        what = "accepted" if self.accepted else f"rejected: {self.error}"
+        return f"<bpfsim.Verdict {what}, {self.processed} insns processed>"
+
+
 class Program:
     """A program of a loaded object, linked and ready to run against the object's maps."""
 
@@ -164,9 +183,15 @@ class Program:
         self._native = obj._native
         self._handle, self.type, self.section, self.insn_count = self._native.link(name, prog_type)
         self.name = name
+        self._type_given = prog_type is not None
 
     def __repr__(self) -> str:
         return f"<bpfsim.Program {self.name} ({self.type}, section {self.section}, {self.insn_count} insns)>"
+
+    def verify(self, log_level: int = 1) -> Verdict:
+        """Run the verifier on this program as the kernel would load it."""
+        explicit = self._type_given
+        return Verdict(*self._native.verify(self.name, self.type if explicit else None, log_level))
 
     def disasm(self, style: str = "kernel") -> str:
         """The program as linked: ``style`` "kernel" (verifier-log notation) or "conformance"."""
@@ -324,10 +349,24 @@ class Object:
                 m._records.append((cpu, data))
 
 
-def load(source: Union[PathLike, bytes, bytearray, memoryview], env: Optional[Env] = None) -> Object:
-    """Load an ELF object (``clang -O2 -g -target bpf``) from a path or from its bytes."""
+def _verified(obj: Object) -> Object:
+    for name in obj.program_names:
+        p = obj.program(name)
+        v = p.verify()
+        if not v.accepted:
+            raise _verifier_error(name, v.error, v.log)
+    return obj
+
+
+def load(source: Union[PathLike, bytes, bytearray, memoryview], env: Optional[Env] = None,
+         verify: bool = False) -> Object:
+    """Load an ELF object (``clang -O2 -g -target bpf``) from a path or from its bytes.
+
+    ``verify=True`` runs the verifier on every program first and raises
+    :class:`bpfsim.VerifierError` for the first one the kernel would reject."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return Object(bytes(source), env)
+        obj = Object(bytes(source), env)
+        return _verified(obj) if verify else obj
     path = os.fspath(source)
     try:
         with open(path, "rb") as f:
@@ -335,6 +374,7 @@ def load(source: Union[PathLike, bytes, bytearray, memoryview], env: Optional[En
     except OSError as e:
         raise LoadError(f"{path}: {e.strerror or e}") from None
     try:
-        return Object(data, env, name=path)
+        obj = Object(data, env, name=path)
     except LoadError as e:
         raise LoadError(f"{path}: {e}") from None
+    return _verified(obj) if verify else obj
