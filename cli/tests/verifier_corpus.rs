@@ -46,6 +46,7 @@ fn parse_maps(spec: &str) -> Vec<MapInfo> {
                 max_entries: n(3),
                 rdonly_prog: f.contains(&"rdonly"),
                 frozen: f.contains(&"rdonly"),
+                btf: false,
             }
         })
         .collect()

@@ -10,6 +10,8 @@ use crate::domain::reg::{Reg, RegType};
 use crate::domain::state::{states_equal, Frame, State};
 use crate::Options;
 
+const MAX_CALL_FRAMES: usize = 8;
+
 /// What one instruction did to the path.
 pub enum Step {
     /// Go on at this slot.
@@ -34,6 +36,11 @@ enum Visit {
 }
 
 struct Explored {
+    pc: usize,
+    /// Times a later state matched this one, and times one did not: states that keep missing
+    /// are dropped, as the kernel does (`miss_cnt > hit_cnt * 3 + 3`).
+    hits: u32,
+    misses: u32,
     state: State,
     /// Paths from this state not finished yet; 0 means fully verified (safe to prune against).
     branches: u32,
@@ -57,7 +64,11 @@ pub struct Verifier<'a> {
     pub processed: u64,
     prune: Vec<bool>,
     explored: Vec<Explored>,
+    /// Fully explored checkpoints by instruction: what pruning compares against.
     by_pc: HashMap<usize, Vec<usize>>,
+    /// Every checkpoint by (instruction, state hash): in-progress ones are only ever compared
+    /// exactly (an identical state on its own path is an infinite loop).
+    exact: HashMap<(usize, u64), Vec<usize>>,
     next_id: u32,
     /// Live registers at each slot.
     live: Vec<u16>,
@@ -66,6 +77,8 @@ pub struct Verifier<'a> {
     jmps: u64,
     prev_jmps: u64,
     prev_insns: u64,
+    /// Deepest stack use of each subprogram (by first slot), for `check_max_stack_depth`.
+    pub subprog_depth: HashMap<usize, usize>,
 }
 
 impl<'a> Verifier<'a> {
@@ -90,11 +103,13 @@ impl<'a> Verifier<'a> {
             prune: vec![false; slot + 1],
             explored: Vec::new(),
             by_pc: HashMap::new(),
+            exact: HashMap::new(),
             next_id: 0,
             live: Vec::new(),
             jmps: 0,
             prev_jmps: 0,
             prev_insns: 0,
+            subprog_depth: HashMap::new(),
         }
     }
 
@@ -103,7 +118,11 @@ impl<'a> Verifier<'a> {
     }
 
     pub fn max_states_per_insn(&self) -> usize {
-        self.by_pc.values().map(Vec::len).max().unwrap_or(0)
+        let mut per: HashMap<usize, usize> = HashMap::new();
+        for e in &self.explored {
+            *per.entry(e.pc).or_default() += 1;
+        }
+        per.values().copied().max().unwrap_or(0)
     }
 
     pub fn total_states(&self) -> usize {
@@ -153,23 +172,46 @@ impl<'a> Verifier<'a> {
             if e.branches > 0 {
                 break;
             }
+            // Fully explored: from now on a candidate for pruning.
+            let pc = e.pc;
             p = e.parent;
+            self.by_pc.entry(pc).or_default().push(i);
         }
+    }
+
+    fn hash_of(st: &State) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        st.hash(&mut h);
+        h.finish()
     }
 
     /// `is_state_visited`: Ok(None) to prune, Ok(Some(new parent)) to go on.
     fn visit(&mut self, pc: usize, st: &State, parent: Option<usize>) -> Result<Visit, String> {
-        if let Some(list) = self.by_pc.get(&pc) {
-            for &i in list {
-                let e = &self.explored[i];
-                if e.branches > 0 {
-                    if e.state == *st {
-                        return Err(format!("infinite loop detected at insn {pc}"));
-                    }
-                } else if states_equal(&e.state, st, self.live.get(pc).copied().unwrap_or(u16::MAX))
-                {
+        let hash = Self::hash_of(st);
+        if let Some(same) = self.exact.get(&(pc, hash)) {
+            if same
+                .iter()
+                .any(|&i| self.explored[i].branches > 0 && self.explored[i].state == *st)
+            {
+                return Err(format!("infinite loop detected at insn {pc}"));
+            }
+        }
+        let live = self.live.get(pc).copied().unwrap_or(u16::MAX);
+        if let Some(list) = self.by_pc.get_mut(&pc) {
+            let mut k = 0;
+            while k < list.len() {
+                let e = &mut self.explored[list[k]];
+                if states_equal(&e.state, st, live) {
+                    e.hits += 1;
                     return Ok(Visit::Prune);
                 }
+                e.misses += 1;
+                if e.misses > e.hits * 3 + 3 {
+                    list.swap_remove(k);
+                    continue;
+                }
+                k += 1;
             }
         }
         if !(self.jmps - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8) {
@@ -178,12 +220,15 @@ impl<'a> Verifier<'a> {
         self.prev_jmps = self.jmps;
         self.prev_insns = self.processed;
         self.explored.push(Explored {
+            pc,
+            hits: 0,
+            misses: 0,
             state: st.clone(),
             branches: 1,
             parent,
         });
         let idx = self.explored.len() - 1;
-        self.by_pc.entry(pc).or_default().push(idx);
+        self.exact.entry((pc, hash)).or_default().push(idx);
         Ok(Visit::Go(Some(idx)))
     }
 
@@ -261,6 +306,58 @@ impl<'a> Verifier<'a> {
                         self.update_branch_counts(parent);
                         break;
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `check_max_stack_depth`: along every chain of static calls from the main program, at most
+    /// 8 frames and 512 bytes of stack (each frame's depth rounded up to 16, as with the JIT).
+    pub fn check_max_stack_depth(&self) -> Result<(), String> {
+        let mut starts: Vec<usize> = vec![0];
+        for (i, insn) in self.insns.iter().enumerate() {
+            if let Insn::Call(bpfsim_vm::isa::CallTarget::Local(off)) = insn {
+                starts.push((self.pcs[i] as i64 + 1 + *off as i64) as usize);
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        let end_of = |s: usize| {
+            starts
+                .iter()
+                .find(|&&x| x > s)
+                .copied()
+                .unwrap_or(usize::MAX)
+        };
+        let depth_of = |s: usize| {
+            let d = self.subprog_depth.get(&s).copied().unwrap_or(0);
+            d.max(1).next_multiple_of(16)
+        };
+        // Depth-first over (subprogram, frames so far, bytes so far).
+        let mut work = vec![(0usize, 1usize, depth_of(0))];
+        while let Some((sub, frames, bytes)) = work.pop() {
+            // The kernel counts calls from frame 0 and stops at frame 8.
+            if frames > MAX_CALL_FRAMES {
+                return Err(format!(
+                    "the call stack of {} frames is too deep !",
+                    frames - 1
+                ));
+            }
+            if bytes > 512 {
+                return Err(format!(
+                    "combined stack size of {frames} calls is {bytes}. Too large"
+                ));
+            }
+            let end = end_of(sub);
+            for (i, insn) in self.insns.iter().enumerate() {
+                let pc = self.pcs[i];
+                if pc < sub || pc >= end {
+                    continue;
+                }
+                if let Insn::Call(bpfsim_vm::isa::CallTarget::Local(off)) = insn {
+                    let callee = (pc as i64 + 1 + *off as i64) as usize;
+                    work.push((callee, frames + 1, bytes + depth_of(callee)));
                 }
             }
         }

@@ -44,6 +44,8 @@ pub struct MapInfo {
     pub rdonly_prog: bool,
     /// Frozen (`.rodata` after load): its contents are constants.
     pub frozen: bool,
+    /// The map has BTF for its value (what `bpf_spin_lock` and timers need).
+    pub btf: bool,
 }
 
 /// What the verifier is told besides the instructions: the `bpf_attr` of `BPF_PROG_LOAD`.
@@ -97,7 +99,9 @@ pub struct Verdict {
 pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     let started = std::time::Instant::now();
     let mut v = explore::Verifier::new(insns, opts);
-    let result = passes::structure(&v.prog_slots(), insns).and_then(|()| v.do_check());
+    let result = passes::structure(&v.prog_slots(), insns)
+        .and_then(|()| v.do_check())
+        .and_then(|()| v.check_max_stack_depth());
     let mut log = std::mem::take(&mut v.log);
     let stats = format!(
         "processed {} insns (limit {}) max_states_per_insn {} total_states {} peak_states {} mark_read 0",
@@ -157,6 +161,7 @@ pub fn object_maps(obj: &Object) -> Vec<MapInfo> {
                 max_entries: m.max_entries,
                 rdonly_prog: m.flags & BPF_F_RDONLY_PROG != 0,
                 frozen,
+                btf: m.btf_value_type_id != 0,
             }
         })
         .collect()

@@ -18,6 +18,7 @@ fn opts(t: ProgType) -> Options {
         max_entries: 4,
         rdonly_prog: false,
         frozen: false,
+        btf: false,
     }];
     o
 }

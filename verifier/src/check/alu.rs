@@ -89,8 +89,9 @@ impl Verifier<'_> {
                 self.check_reg_read(st, dst)?;
                 self.check_reg_write(dst)?;
                 let d = st.reg_mut(dst.index());
+                // Privileged programs may turn a pointer into a scalar (allow_ptr_leaks).
                 if d.is_pointer() {
-                    return Err(format!("R{} pointer arithmetic prohibited", dst.num()));
+                    *d = Reg::unknown();
                 }
                 let v = *d;
                 let mut z = Reg::known(0);
@@ -103,7 +104,7 @@ impl Verifier<'_> {
                 self.check_reg_write(dst)?;
                 let d = st.reg_mut(dst.index());
                 if d.is_pointer() {
-                    return Err(format!("R{} pointer arithmetic prohibited", dst.num()));
+                    *d = Reg::unknown();
                 }
                 // A byte swap keeps nothing of the bounds but the width.
                 let known = d.is_const();
@@ -131,9 +132,9 @@ impl Verifier<'_> {
             } => {
                 self.check_reg_read(st, src)?;
                 self.check_reg_write(dst)?;
-                let s = *st.reg(src.index());
+                let mut s = *st.reg(src.index());
                 if s.is_pointer() {
-                    return Err(format!("R{} sign-extension part of pointer", src.num()));
+                    s = Reg::unknown();
                 }
                 let mut v = s;
                 sign_extend(&mut v, from.bits());
@@ -284,6 +285,9 @@ impl Verifier<'_> {
         } else {
             (s, d, false)
         };
+        if !ptr_is_dst && op == AluOp::Sub {
+            return Err(format!("R{dn} tried to subtract pointer from scalar"));
+        }
         if !ptr_is_dst && op != AluOp::Add {
             return Err(format!(
                 "R{dn} pointer arithmetic with {} operator prohibited",
@@ -410,6 +414,9 @@ impl Verifier<'_> {
             Imm64::MapIdxValue { idx, off } => {
                 let m = map(idx)?;
                 let value_size = self.opts.maps[m as usize].value_size;
+                if off as u32 >= 1 << 29 {
+                    return Err(format!("direct value offset of {} is not allowed", off as u32));
+                }
                 if off < 0 || off as u32 >= value_size.max(1) {
                     return Err(format!(
                         "invalid access to map value pointer, value_size={value_size} off={off}"

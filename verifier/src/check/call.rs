@@ -85,12 +85,12 @@ fn const_stack_u32(st: &State, reg: &Reg) -> Option<u32> {
     }
     let frame = st.frames.get(reg.frameno as usize)?;
     let start = (MAX_BPF_STACK as i64 + total) as usize;
-    let slot = frame.stack[SLOTS - 1 - start / 8];
+    let slot = frame.slot(SLOTS - 1 - start / 8);
     if slot.bytes[0] == Byte::Spill && slot.spilled.is_const() && start % 8 == 0 {
         return Some(slot.spilled.var_off.value as u32);
     }
     (start..start + 4)
-        .all(|b| frame.stack[SLOTS - 1 - b / 8].bytes[b % 8] == Byte::Zero)
+        .all(|b| frame.slot(SLOTS - 1 - b / 8).bytes[b % 8] == Byte::Zero)
         .then_some(0)
 }
 
@@ -290,7 +290,7 @@ impl Verifier<'_> {
                     }
                     if reg.off != 0 || !reg.var_off.is_const() || reg.var_off.value != 0 {
                         return Err(format!(
-                            "R{rn} must have zero offset when passed to release func"
+                            "R{rn} must have zero offset when passed to release func or trusted arg to kfunc"
                         ));
                     }
                     if reg.ref_obj_id == 0 || !st.refs.iter().any(|r| r.id == reg.ref_obj_id) {
@@ -307,14 +307,29 @@ impl Verifier<'_> {
                     alloc_size = Some(reg.var_off.value as u32);
                 }
                 ArgBase::PtrToConstStr => {
-                    let ok = reg.ty == RegType::MapValue
-                        && self
-                            .opts
-                            .maps
-                            .get(reg.map as usize)
-                            .is_some_and(|m| m.frozen || m.rdonly_prog);
+                    if reg.ty != RegType::MapValue {
+                        return Err(format!("R{rn} type={} expected=map_value", type_str(&reg)));
+                    }
+                    let ok = self
+                        .opts
+                        .maps
+                        .get(reg.map as usize)
+                        .is_some_and(|m| m.frozen || m.rdonly_prog);
                     if !ok {
                         return Err(format!("R{rn} does not point to a readonly map'"));
+                    }
+                }
+                ArgBase::PtrToSpinLock => {
+                    if reg.ty != RegType::MapValue {
+                        return Err(format!("R{rn} type={} expected=map_value", type_str(&reg)));
+                    }
+                    let m = &self.opts.maps[reg.map as usize];
+                    if !m.btf {
+                        return Err(format!(
+                            "map '{}' has to have BTF in order to use {}",
+                            m.name,
+                            name()
+                        ));
                     }
                 }
                 _ => {}
@@ -485,18 +500,8 @@ impl Verifier<'_> {
             if r0.ty == RegType::Stack && r0.frameno as usize >= st.frames.len() {
                 return Err("cannot return stack pointer to the caller".to_string());
             }
-            let total: usize = st
-                .frames
-                .iter()
-                .map(|f| f.depth.max(1).next_multiple_of(32))
-                .sum::<usize>()
-                + callee.depth.max(1).next_multiple_of(32);
-            if total > MAX_BPF_STACK {
-                return Err(format!(
-                    "combined stack size of {} calls is {total}. Too large",
-                    st.frames.len() + 1
-                ));
-            }
+            let d = self.subprog_depth.entry(callee.subprog).or_default();
+            *d = (*d).max(callee.depth);
             let mut result = r0;
             if is_callback {
                 if !r0.is_scalar() {
@@ -516,6 +521,8 @@ impl Verifier<'_> {
             *st.reg_mut(0) = result;
             return Ok(Step::Next(callsite + 1));
         }
+        let d = self.subprog_depth.entry(0).or_default();
+        *d = (*d).max(st.frames[0].depth);
         if let Some(r) = st.refs.first() {
             self.log.push(format!(
                 "Unreleased reference id={} alloc_insn={}",

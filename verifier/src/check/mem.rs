@@ -102,9 +102,6 @@ impl Verifier<'_> {
         if op == AtomicOp::CmpXchg {
             self.check_reg_read(st, R::R0)?;
         }
-        if st.reg(src.index()).is_pointer() {
-            return Err(format!("R{} leaks addr into mem", src.num()));
-        }
         let d = *st.reg(dst.index());
         if matches!(
             d.ty,
@@ -117,6 +114,26 @@ impl Verifier<'_> {
             ));
         }
         let n = size.bytes() as u32;
+        // Atomics are always checked for alignment (strict_alignment_once).
+        let total = d.var_off.add(crate::domain::tnum::Tnum::konst(
+            (d.off as i64 + off as i64) as u64,
+        ));
+        if !total.is_aligned(n as u64) {
+            let desc = match d.ty {
+                RegType::MapValue => "value ",
+                RegType::Stack => "stack ",
+                _ => "",
+            };
+            let var = if d.var_off.is_const() {
+                (d.var_off.value as i64).to_string()
+            } else {
+                d.var_off.to_string()
+            };
+            return Err(format!(
+                "misaligned {desc}access off {var}+{}+{off} size {n}",
+                d.off
+            ));
+        }
         self.check_mem_access(st, dst, off as i32, n, Access::Read, None)?;
         self.check_mem_access(st, dst, off as i32, n, Access::Write, Some(Reg::unknown()))?;
         let fetched = loaded(n, false);
@@ -367,7 +384,7 @@ impl Verifier<'_> {
             Access::Write => {
                 let v = value.unwrap_or_else(Reg::unknown);
                 if size == 8 && start % 8 == 0 {
-                    let s = &mut frame.stack[slot_of(start)];
+                    let s = frame.slot_mut(slot_of(start));
                     if v.is_scalar() && v.is_const() && v.var_off.value == 0 {
                         s.bytes = [Byte::Zero; 8];
                         s.spilled = v;
@@ -379,7 +396,7 @@ impl Verifier<'_> {
                 } else {
                     let zero = v.is_scalar() && v.is_const() && v.var_off.value == 0;
                     for b in start..start + size as usize {
-                        let s = &mut frame.stack[slot_of(b)];
+                        let s = frame.slot_mut(slot_of(b));
                         if s.bytes[0] == Byte::Spill {
                             // Overwriting part of a spill leaves bytes of a scalar.
                             s.bytes = [Byte::Misc; 8];
@@ -391,7 +408,7 @@ impl Verifier<'_> {
                 Ok(None)
             }
             Access::Read => {
-                let s = frame.stack[slot_of(start)];
+                let s = frame.slot(slot_of(start));
                 if s.bytes[0] == Byte::Spill {
                     if size == 8 {
                         return Ok(Some(s.spilled));
@@ -412,7 +429,7 @@ impl Verifier<'_> {
                     return Ok(Some(loaded(size, false)));
                 }
                 let bytes: Vec<Byte> = (start..start + size as usize)
-                    .map(|b| frame.stack[slot_of(b)].bytes[b % 8])
+                    .map(|b| frame.slot(slot_of(b)).bytes[b % 8])
                     .collect();
                 // Privileged programs may read stack they never wrote (allow_uninit_stack).
                 if bytes.iter().all(|b| *b == Byte::Zero) {
@@ -460,7 +477,7 @@ impl Verifier<'_> {
                     frame.depth = frame.depth.max((-total) as usize);
                     let start = (MAX_BPF_STACK as i64 + total) as usize;
                     for b in start..start + size as usize {
-                        let s = &mut frame.stack[SLOTS - 1 - b / 8];
+                        let s = frame.slot_mut(SLOTS - 1 - b / 8);
                         if s.bytes[0] == Byte::Spill {
                             s.bytes = [Byte::Misc; 8];
                         }

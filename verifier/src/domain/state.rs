@@ -33,7 +33,8 @@ impl Slot {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct Frame {
     pub regs: [Reg; 11],
-    /// Slot i covers `fp-8*(i+1)` .. `fp-8*i`.
+    /// Slot i covers `fp-8*(i+1)` .. `fp-8*i`; only as many as were touched (the kernel's
+    /// `allocated_stack`), the rest are invalid.
     pub stack: Vec<Slot>,
     /// The call instruction that made this frame (0 for the main frame).
     pub callsite: usize,
@@ -44,13 +45,24 @@ pub struct Frame {
 }
 
 impl Frame {
+    pub fn slot(&self, i: usize) -> Slot {
+        self.stack.get(i).copied().unwrap_or(Slot::EMPTY)
+    }
+
+    pub fn slot_mut(&mut self, i: usize) -> &mut Slot {
+        if self.stack.len() <= i {
+            self.stack.resize(i + 1, Slot::EMPTY);
+        }
+        &mut self.stack[i]
+    }
+
     pub fn new(frameno: u8, subprog: usize, callsite: usize) -> Frame {
         let mut regs = [Reg::NOT_INIT; 11];
         regs[10] = Reg::ptr(RegType::Stack);
         regs[10].frameno = frameno;
         Frame {
             regs,
-            stack: vec![Slot::EMPTY; SLOTS],
+            stack: Vec::new(),
             callsite,
             subprog,
             depth: 0,
@@ -138,7 +150,9 @@ fn regsafe(old: &Reg, cur: &Reg) -> bool {
 }
 
 fn stacksafe(old: &Frame, cur: &Frame) -> bool {
-    for (o, c) in old.stack.iter().zip(&cur.stack) {
+    let n = old.stack.len().max(cur.stack.len());
+    for i in 0..n {
+        let (o, c) = (&old.slot(i), &cur.slot(i));
         for (ob, cb) in o.bytes.iter().zip(&c.bytes) {
             let ok = match ob {
                 Byte::Invalid => true,

@@ -13,7 +13,14 @@ pub type Slots = Vec<usize>;
 /// `check_subprogs` (through the VM's structural checks, which use the kernel's messages) and
 /// `check_cfg`'s reachability.
 pub fn structure(pcs: &Slots, insns: &[Insn]) -> Result<(), String> {
-    Program::new(insns.to_vec()).map_err(|e| e.kind.to_string())?;
+    if let Err(e) = Program::new(insns.to_vec()) {
+        // A jump into the second half of an lddw leaves the lddw itself unvisited: the kernel's
+        // check_cfg reports it as unreachable.
+        if let bpfsim_vm::program::StructureErrorKind::JumpIntoLdImm64(pc) = e.kind {
+            return Err(format!("unreachable insn {pc}"));
+        }
+        return Err(e.kind.to_string());
+    }
     let n = insns.len();
     let total = pcs.last().map_or(0, |&p| p + insns[n - 1].slots());
     let mut at = vec![None; total];
