@@ -47,6 +47,8 @@ fn parse_maps(spec: &str) -> Vec<MapInfo> {
                 rdonly_prog: f.contains(&"rdonly"),
                 frozen: f.contains(&"rdonly"),
                 btf: false,
+                // The kernel's frozen maps in the corpus are all zeros.
+                data: f.contains(&"rdonly").then(|| vec![0; n(2) as usize]),
             }
         })
         .collect()

@@ -46,6 +46,9 @@ pub struct MapInfo {
     pub frozen: bool,
     /// The map has BTF for its value (what `bpf_spin_lock` and timers need).
     pub btf: bool,
+    /// A frozen read-only map's contents: loads from them are constants, as the kernel reads
+    /// them (`bpf_map_direct_read`), which prunes branches on `const volatile` configuration.
+    pub data: Option<Vec<u8>>,
 }
 
 /// What the verifier is told besides the instructions: the `bpf_attr` of `BPF_PROG_LOAD`.
@@ -162,6 +165,11 @@ pub fn object_maps(obj: &Object) -> Vec<MapInfo> {
                 rdonly_prog: m.flags & BPF_F_RDONLY_PROG != 0,
                 frozen,
                 btf: m.btf_value_type_id != 0,
+                data: obj
+                    .globals
+                    .iter()
+                    .find(|g| g.map == i && g.read_only)
+                    .map(|g| g.data.clone()),
             }
         })
         .collect()

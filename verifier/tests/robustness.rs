@@ -19,6 +19,7 @@ fn opts(t: ProgType) -> Options {
         rdonly_prog: false,
         frozen: false,
         btf: false,
+        data: None,
     }];
     o
 }
@@ -94,4 +95,29 @@ fn runaway_exploration_stops_at_the_limit() {
         v.error.as_deref(),
         Some("BPF program is too large. Processed 100001 insn")
     );
+}
+
+/// Regression: a helper reading more than 8 bytes of a frozen map (a printk format in
+/// `.rodata`) went through the constant-load path and panicked.
+#[test]
+fn helper_reads_of_frozen_maps_do_not_panic() {
+    let mut o = Options::new(ProgType::Xdp);
+    o.maps = vec![MapInfo {
+        name: ".rodata".into(),
+        map_type: MapType::Array,
+        key_size: 4,
+        value_size: 16,
+        max_entries: 1,
+        rdonly_prog: true,
+        frozen: true,
+        btf: false,
+        data: Some(b"hello %d\n\0\0\0\0\0\0\0".to_vec()),
+    }];
+    let src = "lddw %r1, map_idx_value 0, 0\nmov %r2, 16\nmov %r3, 1\ncall 6\nmov %r0, 0\nexit";
+    let v = verify(&assemble(src).unwrap(), &o);
+    assert!(v.accepted, "{:?}", v.error);
+    // And a plain load of the constant is known: the branch on it is decided.
+    let src = "lddw %r1, map_idx_value 0, 0\nldxb %r2, [%r1+0]\nmov %r0, 0\njeq %r2, 0x68, +1\nldxdw %r0, [%r0+0]\nexit";
+    let v = verify(&assemble(src).unwrap(), &o);
+    assert!(v.accepted, "the dead branch is not checked: {:?}", v.error);
 }

@@ -244,6 +244,25 @@ impl Verifier<'_> {
                     "map value",
                     "value_size",
                 )?;
+                // A frozen read-only map's bytes are constants.
+                if t == Access::Read
+                    && size <= 8
+                    && m.frozen
+                    && m.rdonly_prog
+                    && reg.var_off.is_const()
+                {
+                    if let Some(data) = &m.data {
+                        let at = off as i64 + reg.off as i64 + reg.var_off.value as i64;
+                        if let Some(b) = usize::try_from(at)
+                            .ok()
+                            .and_then(|a| data.get(a..a + size as usize))
+                        {
+                            let mut v = [0u8; 8];
+                            v[..b.len()].copy_from_slice(b);
+                            return Ok(Some(Reg::known(u64::from_le_bytes(v))));
+                        }
+                    }
+                }
                 Ok(None)
             }
             RegType::MapKey => {
