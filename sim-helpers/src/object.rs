@@ -25,8 +25,48 @@ pub enum LoadError {
     },
     #[error("program `{name}` (section `{section}`): the section does not say its type; give one (e.g. --type xdp)")]
     NoType { name: String, section: String },
+    #[error("program `{name}`: {source}")]
+    Jit {
+        name: String,
+        source: bpfsim_jit::JitError,
+    },
     #[error("program `{name}`: the kernel cannot test-run {what} programs (BPF_PROG_TEST_RUN fails with EINVAL), so neither does the simulator")]
     NotTestRunnable { name: String, what: &'static str },
+}
+
+/// Which engine runs a program.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Engine {
+    /// The interpreter (the reference).
+    #[default]
+    Interp,
+    /// Compiled code (bpfsim-jit), compiled on first use; an error if the JIT cannot compile it.
+    Jit,
+    /// The interpreter for the first runs, compiled code once the program is hot
+    /// ([`AUTO_THRESHOLD`] runs); the interpreter throughout if the JIT cannot compile it.
+    Auto,
+}
+
+/// Runs after which [`Engine::Auto`] compiles a program.
+pub const AUTO_THRESHOLD: u32 = 16;
+
+impl Engine {
+    pub fn from_name(name: &str) -> Option<Engine> {
+        match name {
+            "interp" => Some(Engine::Interp),
+            "jit" => Some(Engine::Jit),
+            "auto" => Some(Engine::Auto),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Interp => "interp",
+            Engine::Jit => "jit",
+            Engine::Auto => "auto",
+        }
+    }
 }
 
 /// A program ready to run against its object's maps.
@@ -38,6 +78,49 @@ pub struct LinkedProgram {
     pub prog_type: ProgType,
     pub insns: Vec<Insn>,
     pub interp: Interpreter,
+    /// The compiled program, once an engine asked for it (Err: the JIT cannot compile it).
+    jit: std::sync::OnceLock<Result<std::sync::Arc<bpfsim_jit::JitProgram>, bpfsim_jit::JitError>>,
+    runs: std::sync::atomic::AtomicU32,
+}
+
+impl LinkedProgram {
+    /// The compiled program, compiling it on first use.
+    pub fn jit(&self) -> Result<&bpfsim_jit::JitProgram, bpfsim_jit::JitError> {
+        self.jit
+            .get_or_init(|| {
+                let prog = Program::new(self.insns.clone()).map_err(|e| {
+                    bpfsim_jit::JitError::Codegen(format!("program structure: {e}"))
+                })?;
+                bpfsim_jit::JitProgram::compile(&prog).map(std::sync::Arc::new)
+            })
+            .as_ref()
+            .map(|a| &**a)
+            .map_err(Clone::clone)
+    }
+
+    /// The engine a run under `engine` uses now.
+    fn executable(&self, engine: Engine) -> Result<&dyn bpfsim_vm::Executable, LoadError> {
+        match engine {
+            Engine::Interp => Ok(&self.interp),
+            Engine::Jit => self
+                .jit()
+                .map(|j| j as &dyn bpfsim_vm::Executable)
+                .map_err(|e| LoadError::Jit {
+                    name: self.name.clone(),
+                    source: e,
+                }),
+            Engine::Auto => {
+                let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n < AUTO_THRESHOLD {
+                    return Ok(&self.interp);
+                }
+                Ok(match self.jit() {
+                    Ok(j) => j,
+                    Err(_) => &self.interp,
+                })
+            }
+        }
+    }
 }
 
 /// An object with its maps; programs run against them, and their state persists across runs.
@@ -183,6 +266,8 @@ impl LoadedObject {
             prog_type: ty,
             insns,
             interp: Interpreter::new(&prog),
+            jit: std::sync::OnceLock::new(),
+            runs: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -234,6 +319,18 @@ impl LoadedObject {
         input: Input,
         repeat: u32,
     ) -> Result<RunResult, LoadError> {
+        self.run_engine(prog, packet, input, repeat, Engine::Interp)
+    }
+
+    /// [`LoadedObject::run_repeat`] under `engine`.
+    pub fn run_engine(
+        &mut self,
+        prog: &LinkedProgram,
+        packet: &[u8],
+        input: Input,
+        repeat: u32,
+        engine: Engine,
+    ) -> Result<RunResult, LoadError> {
         if let Some(what) = prog.not_test_runnable {
             return Err(LoadError::NotTestRunnable {
                 name: prog.name.clone(),
@@ -244,8 +341,9 @@ impl LoadedObject {
             // A freeze fails only for a map that is already read-only to the host.
             let _ = self.runner.maps.freeze(id);
         }
+        let exec = prog.executable(engine)?;
         Ok(self
             .runner
-            .run_repeat(&prog.interp, prog.prog_type, packet, input, repeat)?)
+            .run_repeat(exec, prog.prog_type, packet, input, repeat)?)
     }
 }

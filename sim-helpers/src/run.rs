@@ -4,7 +4,7 @@
 use bpfsim_vm::isa::Size;
 use bpfsim_vm::memory::{Context, MapError, MemoryMap};
 use bpfsim_vm::spec::{MapType, ProgType};
-use bpfsim_vm::{HelperStop, Host, Interpreter, Outcome, Trap, Vm};
+use bpfsim_vm::{Executable, HelperStop, Host, Interpreter, Outcome, Trap, Vm};
 
 use crate::ctx::skb::{SkbContext, SkbError, SkbFrame, SkbMd};
 use crate::ctx::xdp::{self, XdpContext, XdpError, XdpFrame, XdpMd};
@@ -228,7 +228,7 @@ impl Runner {
     /// run's, with the events and trace lines of all of them and the average duration.
     pub fn run_repeat(
         &mut self,
-        prog: &Interpreter,
+        prog: &dyn Executable,
         prog_type: ProgType,
         packet: &[u8],
         input: Input,
@@ -253,7 +253,7 @@ impl Runner {
 
     pub fn run(
         &mut self,
-        prog: &Interpreter,
+        prog: &dyn Executable,
         prog_type: ProgType,
         packet: &[u8],
         input: Input,
@@ -272,7 +272,7 @@ impl Runner {
     /// context where its packet landed): what XDP and skb runs share.
     fn execute<C: Context>(
         &mut self,
-        prog: &Interpreter,
+        prog: &dyn Executable,
         prog_type: ProgType,
         buf: &mut [u8],
         ctx: &mut C,
@@ -297,16 +297,19 @@ impl Runner {
         }
         map_arenas(&mut self.maps, &mut mem, &mut host)?;
         host.key_scratch = (mem.map_mut(&mut self.key_scratch)?, want);
-        let mut current = prog;
+        let mut current: &dyn Executable = prog;
         let mut used = 0;
         let mut chain = Vec::new();
         let out = loop {
-            let mut out = current.run(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget - used);
+            let mut out = current.execute(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget - used);
             used += out.insns;
             out.insns = used;
             match out
                 .tail_call
-                .and_then(|id| Some((id, self.programs.get((id as usize).wrapping_sub(1))?)))
+                .and_then(|id| {
+                    let p: &dyn Executable = self.programs.get((id as usize).wrapping_sub(1))?;
+                    Some((id, p))
+                })
             {
                 Some((id, next)) => {
                     host.tail_calls += 1;
@@ -331,7 +334,7 @@ impl Runner {
 
     fn run_xdp(
         &mut self,
-        prog: &Interpreter,
+        prog: &dyn Executable,
         packet: &[u8],
         md: XdpMd,
     ) -> Result<RunResult, RunError> {
@@ -356,7 +359,7 @@ impl Runner {
 
     fn run_skb(
         &mut self,
-        prog: &Interpreter,
+        prog: &dyn Executable,
         prog_type: ProgType,
         packet: &[u8],
         md: Option<SkbMd>,

@@ -135,6 +135,12 @@ impl<'a> MemoryMap<'a> {
         }
     }
 
+    /// The region table as generated code reads it: a pointer to `[Region]` (`#[repr(C)]`:
+    /// base, read limit, write limit) and its length. Valid until the next region is mapped.
+    pub fn region_table(&self) -> (*const u8, usize) {
+        (self.regions.as_ptr().cast(), self.regions.len())
+    }
+
     /// The table's allocation, emptied, for the next run.
     pub fn into_scratch(mut self) -> RegionTable {
         self.regions.clear();

@@ -22,17 +22,19 @@ const KNOWN_WRONG: &[(&str, &str)] = &[(
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Engine {
     Interp,
+    Jit,
 }
 
 impl Engine {
     /// The engines this build can run.
     pub fn available() -> Vec<Engine> {
-        vec![Engine::Interp]
+        vec![Engine::Interp, Engine::Jit]
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Engine::Interp => "interp",
+            Engine::Jit => "jit",
         }
     }
 
@@ -195,6 +197,15 @@ pub fn run_file(path: &Path, engines: &[Engine]) -> Report {
                         .run_with_memory(&interp, &mut ConformanceHost, &mut mem)
                         .result
                 }
+                Engine::Jit => match bpfsim_jit::JitProgram::compile(&prog) {
+                    Ok(jit) => {
+                        jit.run_with_memory(&mut Vm::default(), &mut ConformanceHost, &mut mem)
+                            .result
+                    }
+                    Err(e) => {
+                        return Outcome::Fail(Some(engine), format!("JIT compile: {e}"));
+                    }
+                },
             };
             match (&expect, result) {
                 (Expect::Result(want, note), Ok(got)) if got == *want => Outcome::Pass(format!(

@@ -26,6 +26,30 @@ pub struct Interpreter {
     may_write: bool,
 }
 
+/// An engine that runs a program: the interpreter, or compiled code (bpfsim-jit), with the same
+/// observable results.
+pub trait Executable: Send + Sync {
+    fn execute(
+        &self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome;
+}
+
+impl Executable for Interpreter {
+    fn execute(
+        &self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome {
+        self.run(mem, host, args, budget)
+    }
+}
+
 /// How a run ended, with the number of instructions it executed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Outcome {

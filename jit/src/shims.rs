@@ -1,0 +1,235 @@
+//! The generated code's calls back into Rust, for everything off the fast path: memory the
+//! inline check refused (the context's computed fields, or a real fault), helpers, legacy packet
+//! loads, atomics and frame clearing. Each takes the run's [`VmCtx`] and reports a failure in it.
+
+use bpfsim_vm::isa::{AtomicOp, Size};
+use bpfsim_vm::{HelperStop, Host, MemoryMap, TrapCode};
+
+/// Outcome codes the generated function returns.
+pub const EXIT: u64 = 0;
+pub const TRAP: u64 = 1;
+pub const TAIL_CALL: u64 = 2;
+
+/// Shim status in `VmCtx::status`.
+pub const OK: u64 = 0;
+/// The program must stop: `status_value` is r0 (`bpf_exit`-like helpers, out-of-packet
+/// `ld_abs`), or a tail call.
+pub const STOP_EXIT: u64 = 1;
+pub const STOP_TAIL: u64 = 2;
+pub const STOP_TRAP: u64 = 3;
+
+/// Saved state of a caller's frame during a BPF-to-BPF call.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct FrameSave {
+    pub ret_site: u64,
+    pub saved: [u64; 4],
+    pub fp: u64,
+}
+
+/// Everything a run shares between Rust and the generated code. Field offsets are read by the
+/// generated code through `std::mem::offset_of!`.
+#[repr(C)]
+pub struct VmCtx {
+    pub regions: *const u8,
+    pub nregions: u64,
+    pub left: u64,
+    pub r0: u64,
+    pub args: [u64; 5],
+    pub status: u64,
+    pub status_value: u64,
+    pub trap_code: u64,
+    pub trap_pc: u64,
+    pub trap_detail: u64,
+    pub trap_size: u64,
+    pub frames: [FrameSave; 8],
+    pub mem: *mut MemoryMap<'static>,
+    pub host: *mut HostRef<'static>,
+}
+
+/// A thin pointer to the run's host.
+pub struct HostRef<'a> {
+    pub host: &'a mut dyn Host,
+}
+
+impl VmCtx {
+    /// # Safety
+    /// `vm` is the live context of a run: its `mem` and `host` point at the run's memory map and
+    /// host, which outlive the run and are used by nothing else meanwhile.
+    unsafe fn parts<'v>(vm: *mut VmCtx) -> (&'v mut VmCtx, &'v mut MemoryMap<'static>, &'v mut dyn Host) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let v = &mut *vm;
+            let mem = &mut *v.mem;
+            let host = &mut *(*v.host).host;
+            (v, mem, host)
+        }
+    }
+
+    /// Refresh the region table the generated code reads (a helper may have mapped more).
+    pub fn refresh(&mut self) {
+        // SAFETY: `mem` is the run's map (see `parts`).
+        let (p, n) = unsafe { (*self.mem).region_table() };
+        self.regions = p;
+        self.nregions = n as u64;
+    }
+
+    fn trap(&mut self, code: TrapCode, detail: u64, size: u8) {
+        self.status = STOP_TRAP;
+        self.trap_code = code as u64;
+        self.trap_detail = detail;
+        self.trap_size = size as u64;
+    }
+}
+
+fn size_of(n: u64) -> Size {
+    match n {
+        1 => Size::B,
+        2 => Size::H,
+        4 => Size::W,
+        _ => Size::DW,
+    }
+}
+
+/// A load the inline check refused.
+pub extern "C" fn load(vm: *mut VmCtx, addr: u64, size: u64) -> u64 {
+    // SAFETY: called by generated code with its run's context.
+    let (v, mem, _) = unsafe { VmCtx::parts(vm) };
+    match mem.load(addr, size_of(size)) {
+        Ok(x) => {
+            v.status = OK;
+            x
+        }
+        Err(f) => {
+            v.trap(TrapCode::MemoryRead, f.addr, f.size);
+            0
+        }
+    }
+}
+
+/// A store the inline check refused.
+pub extern "C" fn store(vm: *mut VmCtx, addr: u64, size: u64, value: u64) {
+    // SAFETY: called by generated code with its run's context.
+    let (v, mem, _) = unsafe { VmCtx::parts(vm) };
+    match mem.store(addr, size_of(size), value) {
+        Ok(()) => v.status = OK,
+        Err(f) => v.trap(TrapCode::MemoryWrite, f.addr, f.size),
+    }
+}
+
+/// Atomic read-modify-write; `op` is the instruction's immediate. Returns the old value.
+pub extern "C" fn atomic(vm: *mut VmCtx, op: u64, addr: u64, size: u64, src: u64, r0: u64) -> u64 {
+    // SAFETY: called by generated code with its run's context.
+    let (v, mem, _) = unsafe { VmCtx::parts(vm) };
+    let size = size_of(size);
+    let mask = if size == Size::W { 0xffff_ffff } else { u64::MAX };
+    let op = crate::atomic_from_code(op);
+    let r = match op {
+        Some(AtomicOp::Add { .. }) => mem.update(addr, size, |o| o.wrapping_add(src) & mask),
+        Some(AtomicOp::Or { .. }) => mem.update(addr, size, |o| o | (src & mask)),
+        Some(AtomicOp::And { .. }) => mem.update(addr, size, |o| o & src & mask),
+        Some(AtomicOp::Xor { .. }) => mem.update(addr, size, |o| (o ^ src) & mask),
+        Some(AtomicOp::Xchg) => mem.update(addr, size, |_| src & mask),
+        Some(AtomicOp::CmpXchg) => {
+            mem.update(addr, size, |o| if o == r0 & mask { src & mask } else { o })
+        }
+        Some(AtomicOp::LoadAcquire) => mem.load(addr, size),
+        Some(AtomicOp::StoreRelease) => mem.store(addr, size, src).map(|()| 0),
+        None => {
+            v.trap(TrapCode::Unsupported, 0xdb, 0);
+            return 0;
+        }
+    };
+    match r {
+        Ok(old) => {
+            v.status = OK;
+            old
+        }
+        Err(f) => {
+            let code = if f.write { TrapCode::MemoryWrite } else { TrapCode::MemoryRead };
+            v.trap(code, f.addr, f.size);
+            0
+        }
+    }
+}
+
+/// A helper call (`call id` or `callx`).
+pub extern "C" fn call(vm: *mut VmCtx, id: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64 {
+    // SAFETY: called by generated code with its run's context.
+    let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+    let Ok(id32) = u32::try_from(id) else {
+        v.trap(TrapCode::UnknownHelper, id, 0);
+        return 0;
+    };
+    let out = match host.call_helper(id32, [r1, r2, r3, r4, r5], mem) {
+        Ok(x) => {
+            v.status = OK;
+            x
+        }
+        Err(HelperStop::Exit(x)) => {
+            v.status = STOP_EXIT;
+            v.status_value = x;
+            0
+        }
+        Err(HelperStop::TailCall(t)) => {
+            v.status = STOP_TAIL;
+            v.status_value = t as u64;
+            0
+        }
+        Err(HelperStop::Unknown) => {
+            v.trap(TrapCode::UnknownHelper, id, 0);
+            0
+        }
+        Err(HelperStop::Fault) => {
+            v.trap(TrapCode::HelperFault, id, 0);
+            0
+        }
+        Err(HelperStop::Memory(f)) => {
+            let code = if f.write { TrapCode::MemoryWrite } else { TrapCode::MemoryRead };
+            v.trap(code, f.addr, f.size);
+            0
+        }
+        // Callbacks are refused at compile time; a host that asks for one anyway faults.
+        Err(HelperStop::Loop { .. } | HelperStop::CallEach { .. }) => {
+            v.trap(TrapCode::HelperFault, id, 0);
+            0
+        }
+    };
+    v.refresh();
+    out
+}
+
+/// `ld_abs`/`ld_ind`: packet bytes through the host, as the interpreter does.
+pub extern "C" fn ld_packet(vm: *mut VmCtx, offset: i64, size: u64, mode: u64) -> u64 {
+    // SAFETY: called by generated code with its run's context.
+    let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+    let sz = size_of(size);
+    match host.load_packet(mem, offset, sz) {
+        Ok(Some(x)) => {
+            v.status = OK;
+            x
+        }
+        Ok(None) => {
+            v.status = STOP_EXIT;
+            v.status_value = 0;
+            0
+        }
+        Err(_) => {
+            let size_code = match sz {
+                Size::B => 0x10,
+                Size::H => 0x08,
+                Size::W => 0x00,
+                Size::DW => 0x18,
+            };
+            v.trap(TrapCode::Unsupported, mode | size_code, 0);
+            0
+        }
+    }
+}
+
+/// Zero frame `frame`'s stack on a BPF-to-BPF call, as the interpreter does.
+pub extern "C" fn clear_frame(vm: *mut VmCtx, frame: u64) {
+    // SAFETY: called by generated code with its run's context.
+    let (_, mem, _) = unsafe { VmCtx::parts(vm) };
+    mem.clear_frame(frame as usize);
+}
