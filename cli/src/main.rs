@@ -85,6 +85,10 @@ enum Command {
         /// After the last packet, print every map's entries (arrays: the non-zero ones).
         #[arg(long)]
         dump_maps: bool,
+        /// interp (the reference), jit (compiled with Cranelift), or auto (interpret the first
+        /// runs, compile once hot).
+        #[arg(long, default_value = "interp")]
+        engine: String,
     },
     /// Verify programs as the Linux kernel's verifier would: one verdict per program.
     Verify {
@@ -264,7 +268,10 @@ fn main() -> ExitCode {
             repeat,
             maps,
             dump_maps,
+            engine,
         } => (|| {
+            let engine = bpfsim::sim::object::Engine::from_name(&engine)
+                .ok_or_else(|| format!("unknown engine `{engine}` (interp, jit or auto)"))?;
             use bpfsim::sim::ctx::{skb::SkbMd, xdp::XdpMd};
             let mut input = bpfsim::sim::run::Input::default();
             let xdp_default = XdpMd::default();
@@ -305,6 +312,7 @@ fn main() -> ExitCode {
                 repeat,
                 maps,
                 dump_maps,
+                engine,
             })?;
             Ok(ExitCode::SUCCESS)
         })(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bpfsim_helpers::ctx::{skb::tc_action, xdp};
-use bpfsim_helpers::object::LoadedObject;
+use bpfsim_helpers::object::{Engine, LoadedObject};
 use bpfsim_helpers::run::{Input, Redirect, RunResult, Runner};
 use bpfsim_helpers::Env;
 use bpfsim_vm::spec::{MapType, ProgType};
@@ -32,6 +32,7 @@ pub struct RunArgs {
     pub maps: Vec<String>,
     /// Print the maps after the last packet.
     pub dump_maps: bool,
+    pub engine: Engine,
 }
 
 /// Every map of the object after the run: hash-like maps in full, array-like maps (every index
@@ -270,11 +271,23 @@ pub fn run(args: RunArgs) -> Result<(), String> {
                 .prog_type
                 .ok_or("--type is required with --raw (e.g. xdp, sched_cls, socket_filter)")?;
             let interp = Interpreter::new(&prog);
+            let jit = match args.engine {
+                Engine::Interp => None,
+                Engine::Jit => Some(
+                    bpfsim_jit::JitProgram::compile(&prog)
+                        .map_err(|e| format!("{}: {e}", raw.display()))?,
+                ),
+                Engine::Auto => bpfsim_jit::JitProgram::compile(&prog).ok(),
+            };
+            let exec: &dyn bpfsim_vm::Executable = match &jit {
+                Some(j) => j,
+                None => &interp,
+            };
             let mut runner = Runner::default();
             let title = raw.display().to_string();
             replay(&args, &title, prog_type, &mut |p| {
                 let r = runner
-                    .run_repeat(&interp, prog_type, p, args.input, args.repeat)
+                    .run_repeat(exec, prog_type, p, args.input, args.repeat)
                     .map_err(|e| e.to_string())?;
                 let chain = r.tail_calls.iter().map(|id| format!("#{id}")).collect();
                 Ok((r, chain))
@@ -301,7 +314,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
                 let title = format!("{} {}", path.display(), prog.name);
                 replay(&args, &title, prog.prog_type, &mut |p| {
                     let r = obj
-                        .run_repeat(&prog, p, args.input, args.repeat)
+                        .run_engine(&prog, p, args.input, args.repeat, args.engine)
                         .map_err(|e| e.to_string())?;
                     let chain = r
                         .tail_calls

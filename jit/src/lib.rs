@@ -145,10 +145,19 @@ impl JitProgram {
                     })
                 }
                 Insn::Call(CallTarget::Kfunc { .. }) => {
-                    return Err(JitError::Unsupported { pc, what: "a kfunc call" })
+                    return Err(JitError::Unsupported {
+                        pc,
+                        what: "a kfunc call",
+                    })
                 }
                 Insn::LdImm64 {
-                    imm: Imm64::Func(_) | Imm64::MapFd(_) | Imm64::MapValue { .. } | Imm64::BtfId { .. } | Imm64::MapIdx(_) | Imm64::MapIdxValue { .. },
+                    imm:
+                        Imm64::Func(_)
+                        | Imm64::MapFd(_)
+                        | Imm64::MapValue { .. }
+                        | Imm64::BtfId { .. }
+                        | Imm64::MapIdx(_)
+                        | Imm64::MapIdxValue { .. },
                     ..
                 } => {
                     return Err(JitError::Unsupported {
@@ -194,7 +203,9 @@ impl JitProgram {
         };
         let declare = |module: &mut JITModule, name: &str, params: usize, ret: bool| {
             let s = sig_of(module, params, ret);
-            module.declare_function(name, Linkage::Import, &s).map_err(err)
+            module
+                .declare_function(name, Linkage::Import, &s)
+                .map_err(err)
         };
         let f_load = declare(&mut module, "bpfsim_load", 2, true)?;
         let f_store = declare(&mut module, "bpfsim_store", 3, false)?;
@@ -293,9 +304,7 @@ impl JitProgram {
             g.b.finalize();
         }
         module.define_function(func_id, &mut ctx).map_err(err)?;
-        let code_size = ctx
-            .compiled_code()
-            .map_or(0, |c| c.code_buffer().len());
+        let code_size = ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
         module.clear_context(&mut ctx);
         module.finalize_definitions().map_err(err)?;
         let code = module.get_finalized_function(func_id);
@@ -311,7 +320,12 @@ impl JitProgram {
 
     /// [`bpfsim_vm::Vm::run_with_memory`] for compiled code: `r1` points at a writable `input`
     /// and `r2` is its length (both 0 when `input` is empty).
-    pub fn run_with_memory(&self, vm: &mut bpfsim_vm::Vm, host: &mut dyn Host, input: &mut [u8]) -> Outcome {
+    pub fn run_with_memory(
+        &self,
+        vm: &mut bpfsim_vm::Vm,
+        host: &mut dyn Host,
+        input: &mut [u8],
+    ) -> Outcome {
         let budget = vm.budget;
         let mut mem = vm.memory();
         let (r1, r2) = if input.is_empty() {
@@ -420,11 +434,15 @@ impl Gen<'_, '_> {
     }
 
     fn vm_load(&mut self, off: usize) -> Value {
-        self.b.ins().load(I64, MemFlags::trusted(), self.vm, vm_off(off))
+        self.b
+            .ins()
+            .load(I64, MemFlags::trusted(), self.vm, vm_off(off))
     }
 
     fn vm_store(&mut self, off: usize, v: Value) {
-        self.b.ins().store(MemFlags::trusted(), v, self.vm, vm_off(off));
+        self.b
+            .ins()
+            .store(MemFlags::trusted(), v, self.vm, vm_off(off));
     }
 
     fn reload_table(&mut self) {
@@ -457,28 +475,27 @@ impl Gen<'_, '_> {
         let pcv = self.iconst(pc as u64);
         let c = self.iconst(code as u64);
         let s = self.iconst(size);
-        self.b
-            .ins()
-            .jump(self.trap_block, &[pcv.into(), c.into(), detail.into(), s.into()]);
+        self.b.ins().jump(
+            self.trap_block,
+            &[pcv.into(), c.into(), detail.into(), s.into()],
+        );
     }
 
     /// A fresh block to continue in after a conditional exit.
     fn cont(&mut self) -> Block {
-        let c = self.b.create_block();
-        c
+        self.b.create_block()
     }
 
     /// The budget: one instruction more, or the interpreter's Budget trap at this pc.
-    fn count(&mut self, pc: usize, budget_detail: bool) {
+    fn count(&mut self, pc: usize) {
         let left = self.b.use_var(self.left);
         let zero = self.b.ins().icmp_imm(IntCC::Equal, left, 0);
         let out = self.b.create_block();
         let ok = self.cont();
         self.b.ins().brif(zero, out, &[], ok, &[]);
         self.b.switch_to_block(out);
-        // The interpreter reports the whole budget as the detail; the total is left + used,
-        // which the trap exit computes from the context.
-        let _ = budget_detail;
+        // The interpreter reports the whole budget as the detail: the trap exit reads it from
+        // the context, where the run started.
         let d = self.iconst(u64::MAX);
         self.trap(pc, TrapCode::Budget, d, 0);
         self.b.switch_to_block(ok);
@@ -503,7 +520,10 @@ impl Gen<'_, '_> {
             .load(I64, MemFlags::trusted(), entry, if write { 16 } else { 8 });
         let off = self.b.ins().band_imm(addr, 0xffff_ffff);
         let end = self.b.ins().iadd_imm(off, size as i64);
-        let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, limit);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, end, limit);
         let ok2 = self.cont();
         self.b.ins().brif(fits, ok2, &[], slow, &[]);
         self.b.switch_to_block(ok2);
@@ -535,7 +555,10 @@ impl Gen<'_, '_> {
     /// A shim asked to stop: exit with a value, tail call, or trap with its code.
     fn shim_stop(&mut self, pc: usize) {
         let st = self.vm_load(offset_of!(VmCtx, status));
-        let is_exit = self.b.ins().icmp_imm(IntCC::Equal, st, shims::STOP_EXIT as i64);
+        let is_exit = self
+            .b
+            .ins()
+            .icmp_imm(IntCC::Equal, st, shims::STOP_EXIT as i64);
         let exit = self.b.create_block();
         let not_exit = self.b.create_block();
         self.b.ins().brif(is_exit, exit, &[], not_exit, &[]);
@@ -543,7 +566,10 @@ impl Gen<'_, '_> {
         let v = self.vm_load(offset_of!(VmCtx, status_value));
         self.b.ins().jump(self.exit_block, &[v.into()]);
         self.b.switch_to_block(not_exit);
-        let is_tail = self.b.ins().icmp_imm(IntCC::Equal, st, shims::STOP_TAIL as i64);
+        let is_tail = self
+            .b
+            .ins()
+            .icmp_imm(IntCC::Equal, st, shims::STOP_TAIL as i64);
         let tail = self.b.create_block();
         let trap = self.b.create_block();
         self.b.ins().brif(is_tail, tail, &[], trap, &[]);
@@ -568,7 +594,11 @@ impl Gen<'_, '_> {
         let p = self.translate(addr, size.bytes() as u64, false, slow);
         let ty = Self::mem_ty(size);
         let raw = self.b.ins().load(ty, MemFlags::trusted(), p, 0);
-        let v = if ty == I64 { raw } else { self.b.ins().uextend(I64, raw) };
+        let v = if ty == I64 {
+            raw
+        } else {
+            self.b.ins().uextend(I64, raw)
+        };
         self.b.ins().jump(done, &[v.into()]);
         self.b.switch_to_block(slow);
         let sz = self.iconst(size.bytes() as u64);
@@ -585,12 +615,18 @@ impl Gen<'_, '_> {
         let done = self.b.create_block();
         let p = self.translate(addr, size.bytes() as u64, true, slow);
         let ty = Self::mem_ty(size);
-        let v = if ty == I64 { value } else { self.b.ins().ireduce(ty, value) };
+        let v = if ty == I64 {
+            value
+        } else {
+            self.b.ins().ireduce(ty, value)
+        };
         self.b.ins().store(MemFlags::trusted(), v, p, 0);
         self.b.ins().jump(done, &[]);
         self.b.switch_to_block(slow);
         let sz = self.iconst(size.bytes() as u64);
-        self.b.ins().call(self.shims.store, &[self.vm, addr, sz, value]);
+        self.b
+            .ins()
+            .call(self.shims.store, &[self.vm, addr, sz, value]);
         self.check_status(pc);
         self.b.ins().jump(done, &[]);
         self.b.switch_to_block(done);
@@ -603,7 +639,10 @@ impl Gen<'_, '_> {
         self.vm_store(offset_of!(VmCtx, trap_pc), p[0]);
         self.vm_store(offset_of!(VmCtx, trap_code), p[1]);
         // A budget trap's detail is the whole budget: what was left at entry.
-        let is_budget = self.b.ins().icmp_imm(IntCC::Equal, p[1], TrapCode::Budget as i64);
+        let is_budget = self
+            .b
+            .ins()
+            .icmp_imm(IntCC::Equal, p[1], TrapCode::Budget as i64);
         let start_left = self.vm_load(offset_of!(VmCtx, left));
         let detail = self.b.ins().select(is_budget, start_left, p[2]);
         self.vm_store(offset_of!(VmCtx, trap_detail), detail);
@@ -656,14 +695,19 @@ impl Gen<'_, '_> {
             if !open {
                 continue;
             }
-            self.count(pc, true);
+            self.count(pc);
             let next = pc + insn.slots();
             open = self.insn(pc, next, insn, &sites)?;
         }
         if open {
             // Falling off the end is refused by Program::new; close the block anyway.
             let d = self.iconst(0);
-            self.trap(self.pcs.last().copied().unwrap_or(0), TrapCode::Unsupported, d, 0);
+            self.trap(
+                self.pcs.last().copied().unwrap_or(0),
+                TrapCode::Unsupported,
+                d,
+                0,
+            );
         }
         Ok(())
     }
@@ -770,9 +814,20 @@ impl Gen<'_, '_> {
     }
 
     /// One instruction; false when it ends its block.
-    fn insn(&mut self, pc: usize, next: usize, insn: &Insn, sites: &[usize]) -> Result<bool, JitError> {
+    fn insn(
+        &mut self,
+        pc: usize,
+        next: usize,
+        insn: &Insn,
+        sites: &[usize],
+    ) -> Result<bool, JitError> {
         match *insn {
-            Insn::Alu { width, op, dst, src } => self.alu(width, op, dst, src),
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => self.alu(width, op, dst, src),
             Insn::Neg { width, dst } => {
                 let d = self.reg(dst);
                 let r = if width == Width::W32 {
@@ -784,7 +839,12 @@ impl Gen<'_, '_> {
                 };
                 self.set(dst, r);
             }
-            Insn::MovSx { width, dst, src, from } => {
+            Insn::MovSx {
+                width,
+                dst,
+                src,
+                from,
+            } => {
                 let s = self.reg(src);
                 let narrow = self.b.ins().ireduce(Self::mem_ty(from), s);
                 let r = if width == Width::W32 {
@@ -802,10 +862,18 @@ impl Gen<'_, '_> {
                     32 => types::I32,
                     _ => I64,
                 };
-                let x = if ty == I64 { d } else { self.b.ins().ireduce(ty, d) };
+                let x = if ty == I64 {
+                    d
+                } else {
+                    self.b.ins().ireduce(ty, d)
+                };
                 let swap = matches!(order, Endian::Be | Endian::Swap);
                 let y = if swap { self.b.ins().bswap(x) } else { x };
-                let r = if ty == I64 { y } else { self.b.ins().uextend(I64, y) };
+                let r = if ty == I64 {
+                    y
+                } else {
+                    self.b.ins().uextend(I64, y)
+                };
                 self.set(dst, r);
             }
             Insn::LdImm64 { dst, imm } => {
@@ -821,7 +889,13 @@ impl Gen<'_, '_> {
                 let c = self.iconst(v);
                 self.set(dst, c);
             }
-            Insn::Load { size, signed, dst, src, off } => {
+            Insn::Load {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            } => {
                 let s = self.reg(src);
                 let addr = self.b.ins().iadd_imm(s, off as i64);
                 let v = self.load(pc, addr, size);
@@ -833,7 +907,12 @@ impl Gen<'_, '_> {
                 };
                 self.set(dst, v);
             }
-            Insn::Store { size, dst, off, src } => {
+            Insn::Store {
+                size,
+                dst,
+                off,
+                src,
+            } => {
                 let d = self.reg(dst);
                 let addr = self.b.ins().iadd_imm(d, off as i64);
                 let v = match src {
@@ -842,7 +921,13 @@ impl Gen<'_, '_> {
                 };
                 self.store(pc, addr, size, v);
             }
-            Insn::Atomic { size, op, dst, src, off } => {
+            Insn::Atomic {
+                size,
+                op,
+                dst,
+                src,
+                off,
+            } => {
                 let d = self.reg(dst);
                 let addr = self.b.ins().iadd_imm(d, off as i64);
                 let s = self.reg(src);
@@ -878,7 +963,10 @@ impl Gen<'_, '_> {
                 };
                 let sz = self.iconst(size.bytes() as u64);
                 let mode = self.iconst(m);
-                let call = self.b.ins().call(self.shims.ld_packet, &[self.vm, off, sz, mode]);
+                let call = self
+                    .b
+                    .ins()
+                    .call(self.shims.ld_packet, &[self.vm, off, sz, mode]);
                 let v = self.b.inst_results(call)[0];
                 self.check_status(pc);
                 self.set(Reg::R0, v);
@@ -889,7 +977,13 @@ impl Gen<'_, '_> {
                 self.b.ins().jump(t, &[]);
                 return Ok(false);
             }
-            Insn::Jmp { width, cond, dst, src, off } => {
+            Insn::Jmp {
+                width,
+                cond,
+                dst,
+                src,
+                off,
+            } => {
                 let c = self.cond(width, cond, dst, src);
                 let t = self.block_at((next as i64 + off as i64) as usize);
                 let f = self.block_at(next);
@@ -907,7 +1001,10 @@ impl Gen<'_, '_> {
             Insn::Call(CallTarget::Local(off)) => {
                 let site = sites.iter().position(|&s| s == next).expect("a call site");
                 let depth = self.b.use_var(self.depth);
-                let full = self.b.ins().icmp_imm(IntCC::SignedGreaterThanOrEqual, depth, 7);
+                let full = self
+                    .b
+                    .ins()
+                    .icmp_imm(IntCC::SignedGreaterThanOrEqual, depth, 7);
                 let deep = self.b.create_block();
                 let ok = self.cont();
                 self.b.ins().brif(full, deep, &[], ok, &[]);
@@ -918,13 +1015,18 @@ impl Gen<'_, '_> {
                 // Save the caller's frame in vm.frames[depth].
                 let fsz = std::mem::size_of::<FrameSave>() as i64;
                 let rowoff = self.b.ins().imul_imm(depth, fsz);
-                let frames = self.b.ins().iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64);
+                let frames = self
+                    .b
+                    .ins()
+                    .iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64);
                 let row = self.b.ins().iadd(frames, rowoff);
                 let sitev = self.iconst(site as u64);
                 self.b.ins().store(MemFlags::trusted(), sitev, row, 0);
                 for (k, r) in (6..10).enumerate() {
                     let v = self.b.use_var(self.regs[r]);
-                    self.b.ins().store(MemFlags::trusted(), v, row, 8 + 8 * k as i32);
+                    self.b
+                        .ins()
+                        .store(MemFlags::trusted(), v, row, 8 + 8 * k as i32);
                 }
                 let fp = self.b.use_var(self.regs[10]);
                 self.b.ins().store(MemFlags::trusted(), fp, row, 40);
@@ -941,23 +1043,34 @@ impl Gen<'_, '_> {
                 return Ok(false);
             }
             Insn::Call(CallTarget::Kfunc { .. }) => {
-                return Err(JitError::Unsupported { pc, what: "a kfunc call" })
+                return Err(JitError::Unsupported {
+                    pc,
+                    what: "a kfunc call",
+                })
             }
             Insn::Exit => {
                 let depth = self.b.use_var(self.depth);
                 let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
                 let ret = self.b.create_block();
                 let r0 = self.reg(Reg::R0);
-                self.b.ins().brif(main, self.exit_block, &[r0.into()], ret, &[]);
+                self.b
+                    .ins()
+                    .brif(main, self.exit_block, &[r0.into()], ret, &[]);
                 self.b.switch_to_block(ret);
                 let nd = self.b.ins().iadd_imm(depth, -1);
                 self.b.def_var(self.depth, nd);
                 let fsz = std::mem::size_of::<FrameSave>() as i64;
                 let rowoff = self.b.ins().imul_imm(nd, fsz);
-                let frames = self.b.ins().iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64);
+                let frames = self
+                    .b
+                    .ins()
+                    .iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64);
                 let row = self.b.ins().iadd(frames, rowoff);
                 for (k, r) in (6..10).enumerate() {
-                    let v = self.b.ins().load(I64, MemFlags::trusted(), row, 8 + 8 * k as i32);
+                    let v = self
+                        .b
+                        .ins()
+                        .load(I64, MemFlags::trusted(), row, 8 + 8 * k as i32);
                     self.b.def_var(self.regs[r], v);
                 }
                 let fp = self.b.ins().load(I64, MemFlags::trusted(), row, 40);

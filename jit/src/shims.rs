@@ -56,7 +56,9 @@ impl VmCtx {
     /// # Safety
     /// `vm` is the live context of a run: its `mem` and `host` point at the run's memory map and
     /// host, which outlive the run and are used by nothing else meanwhile.
-    unsafe fn parts<'v>(vm: *mut VmCtx) -> (&'v mut VmCtx, &'v mut MemoryMap<'static>, &'v mut dyn Host) {
+    unsafe fn parts<'v>(
+        vm: *mut VmCtx,
+    ) -> (&'v mut VmCtx, &'v mut MemoryMap<'static>, &'v mut dyn Host) {
         // SAFETY: the caller's contract.
         unsafe {
             let v = &mut *vm;
@@ -122,7 +124,11 @@ pub extern "C" fn atomic(vm: *mut VmCtx, op: u64, addr: u64, size: u64, src: u64
     // SAFETY: called by generated code with its run's context.
     let (v, mem, _) = unsafe { VmCtx::parts(vm) };
     let size = size_of(size);
-    let mask = if size == Size::W { 0xffff_ffff } else { u64::MAX };
+    let mask = if size == Size::W {
+        0xffff_ffff
+    } else {
+        u64::MAX
+    };
     let op = crate::atomic_from_code(op);
     let r = match op {
         Some(AtomicOp::Add { .. }) => mem.update(addr, size, |o| o.wrapping_add(src) & mask),
@@ -146,7 +152,11 @@ pub extern "C" fn atomic(vm: *mut VmCtx, op: u64, addr: u64, size: u64, src: u64
             old
         }
         Err(f) => {
-            let code = if f.write { TrapCode::MemoryWrite } else { TrapCode::MemoryRead };
+            let code = if f.write {
+                TrapCode::MemoryWrite
+            } else {
+                TrapCode::MemoryRead
+            };
             v.trap(code, f.addr, f.size);
             0
         }
@@ -154,7 +164,15 @@ pub extern "C" fn atomic(vm: *mut VmCtx, op: u64, addr: u64, size: u64, src: u64
 }
 
 /// A helper call (`call id` or `callx`).
-pub extern "C" fn call(vm: *mut VmCtx, id: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64 {
+pub extern "C" fn call(
+    vm: *mut VmCtx,
+    id: u64,
+    r1: u64,
+    r2: u64,
+    r3: u64,
+    r4: u64,
+    r5: u64,
+) -> u64 {
     // SAFETY: called by generated code with its run's context.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
     let Ok(id32) = u32::try_from(id) else {
@@ -185,7 +203,11 @@ pub extern "C" fn call(vm: *mut VmCtx, id: u64, r1: u64, r2: u64, r3: u64, r4: u
             0
         }
         Err(HelperStop::Memory(f)) => {
-            let code = if f.write { TrapCode::MemoryWrite } else { TrapCode::MemoryRead };
+            let code = if f.write {
+                TrapCode::MemoryWrite
+            } else {
+                TrapCode::MemoryRead
+            };
             v.trap(code, f.addr, f.size);
             0
         }

@@ -11,7 +11,7 @@ use bpfsim::pcapng::{PcapngWriter, INBOUND, OUTBOUND};
 use bpfsim::sim::ctx::skb::SkbMd;
 use bpfsim::sim::ctx::xdp::XdpMd;
 use bpfsim::sim::maps::MapId;
-use bpfsim::sim::object::{LinkedProgram, LoadedObject};
+use bpfsim::sim::object::{Engine, LinkedProgram, LoadedObject};
 use bpfsim::sim::run::{Input, Redirect, RunResult as SimResult};
 use bpfsim::sim::{Clock, Env, Prandom};
 use bpfsim::vm::loader::{Btf, BtfKind};
@@ -86,6 +86,14 @@ fn env(ncpus: u32, cpu: u32, clock: (u64, u64), seed: u64) -> PyResult<Env> {
         cpu,
         ncpus,
         ..Env::default()
+    })
+}
+
+fn engine_of(name: &str) -> PyResult<Engine> {
+    Engine::from_name(name).ok_or_else(|| {
+        Error::new_err(format!(
+            "engine `{name}` is not available: interp, jit or auto"
+        ))
     })
 }
 
@@ -311,7 +319,8 @@ impl Object {
     }
 
     /// Run a linked program once (`repeat` times) on `data`; the GIL is released meanwhile.
-    #[pyo3(signature = (handle, data, xdp=(1, 0, 0), skb=None, repeat=1))]
+    #[pyo3(signature = (handle, data, xdp=(1, 0, 0), skb=None, repeat=1, engine="interp"))]
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         py: Python<'_>,
@@ -320,7 +329,9 @@ impl Object {
         xdp: (u32, u32, u32),
         skb: Option<SkbArgs>,
         repeat: u32,
+        engine: &str,
     ) -> PyResult<RunResult> {
+        let engine = engine_of(engine)?;
         let inp = input(xdp, skb);
         let mut guard = self.lock();
         let st = &mut *guard;
@@ -329,7 +340,7 @@ impl Object {
             .get(handle)
             .ok_or_else(|| Error::new_err("no such program handle"))?;
         let obj = &mut st.obj;
-        let r = py.detach(|| obj.run_repeat(prog, data, inp, repeat));
+        let r = py.detach(|| obj.run_engine(prog, data, inp, repeat, engine));
         self.take_pending()?;
         let r = r.map_err(|e| PacketError::new_err(e.to_string()))?;
         Ok(Self::wrap(st, handle, r))
@@ -337,7 +348,7 @@ impl Object {
 
     /// Replay a capture through a linked program, streaming; optionally write the packets
     /// whose verdict is in `only` (all when empty) to a pcapng file with the verdict as comment.
-    #[pyo3(signature = (handle, path, out=None, only=Vec::new(), xdp=(1, 0, 0), skb=None, progress=None, keep=false))]
+    #[pyo3(signature = (handle, path, out=None, only=Vec::new(), xdp=(1, 0, 0), skb=None, progress=None, keep=false, engine="interp"))]
     #[allow(clippy::too_many_arguments)]
     fn run_pcap(
         &self,
@@ -350,7 +361,9 @@ impl Object {
         skb: Option<SkbArgs>,
         progress: Option<bool>,
         keep: bool,
+        engine: &str,
     ) -> PyResult<PcapRun> {
+        let engine = engine_of(engine)?;
         let inp = input(xdp, skb);
         let progress = progress.unwrap_or_else(|| std::io::stderr().is_terminal());
         let mut guard = self.lock();
@@ -383,7 +396,7 @@ impl Object {
             let (mut n, mut written, mut run_ns) = (0usize, 0usize, 0u64);
             for p in cap {
                 let p = p.map_err(|e| e.to_string())?;
-                match obj.run(prog, &p.data, inp) {
+                match obj.run_engine(prog, &p.data, inp, 1, engine) {
                     Ok(r) => {
                         run_ns += r.duration_ns;
                         *counts.entry(r.retval).or_default() += 1;

@@ -44,13 +44,13 @@ def write_pcap(path, packets):
             f.write(p)
 
 
-def per_call(prog, pkt, n):
-    prog.run(pkt)
+def per_call(prog, pkt, n, engine="interp"):
+    prog.run(pkt, engine=engine)
     best = float("inf")
     for _ in range(5):
         t = time.perf_counter()
         for _ in range(n):
-            prog.run(pkt)
+            prog.run(pkt, engine=engine)
         best = min(best, (time.perf_counter() - t) / n)
     return best
 
@@ -72,19 +72,21 @@ def main():
     print(f"  xdp_pass_count ({r.insns} insns): {t_simple * 1e6:.2f} us per call "
           f"(of which the run itself: {r.duration_ns / 1000:.2f} us)")
     print(f"  xdp_tcp_9090 (book):   {t_book * 1e6:.2f} us per call")
+    print(f"  xdp_tcp_9090 (book), engine=jit: {per_call(book, pkt, args.calls, 'jit') * 1e6:.2f} us per call")
 
     with tempfile.TemporaryDirectory() as d:
         cap = pathlib.Path(d) / "big.pcap"
         packets = [fs[i % len(fs)] for i in range(args.packets)]
         write_pcap(cap, packets)
-        for name, prog in (("xdp_pass_count", simple), ("xdp_tcp_9090", book)):
+        for name, prog, engine in (("xdp_pass_count", simple, "interp"), ("xdp_tcp_9090", book, "interp"),
+                                   ("xdp_pass_count", simple, "jit"), ("xdp_tcp_9090", book, "jit")):
             best = None
             for _ in range(3):
-                run = prog.run_pcap(cap)
+                run = prog.run_pcap(cap, engine=engine)
                 if best is None or run.seconds < best.seconds:
                     best = run
             read = min(bpfsim._native.read_capture(str(cap))[2] for _ in range(3))
-            print(f"run_pcap {name} over {best.packets} packets: {best.seconds:.3f} s, "
+            print(f"run_pcap {name} [{engine}] over {best.packets} packets: {best.seconds:.3f} s, "
                   f"{best.pps / 1e6:.2f} Mpps")
             print(f"  capture reading alone {read:.3f} s ({read / best.seconds:.0%}); the simulator "
                   f"{best.seconds - read:.3f} s ({1 - read / best.seconds:.0%}), of which inside "

@@ -14,7 +14,7 @@ from .errors import Error, LoadError, PacketError, _trap, _verifier_error
 PathLike = Union[str, "os.PathLike[str]"]
 Packet = Union[bytes, bytearray, memoryview, Any]
 
-ENGINES = ("interp", "auto")
+ENGINES = ("interp", "jit", "auto")
 
 
 def _to_bytes(packet: Packet) -> bytes:
@@ -216,17 +216,20 @@ class Program:
     def run(self, packet: Packet, ctx=None, engine: str = "interp", repeat: int = 1) -> Result:
         """Run once (``repeat`` times, maps persisting, as BPF_PROG_TEST_RUN) on ``packet``.
 
+        ``engine``: "interp" (the reference), "jit" (compiled with Cranelift on first use; an
+        error for programs it cannot compile yet), or "auto" (interpreted for the first runs,
+        compiled once hot, interpreted throughout if it cannot be compiled).
+
         Raises :class:`bpfsim.Trap` if the program faults, :class:`bpfsim.PacketError` if the
         packet or context is refused as the kernel would refuse it."""
         if engine not in ENGINES:
-            raise Error(f"engine {engine!r} is not available: this build has {ENGINES} "
-                        "(the JIT is not built yet)")
+            raise Error(f"engine {engine!r} is not available: this build has {ENGINES}")
         data = packet if type(packet) is bytes else _to_bytes(packet)
         if ctx is None:
-            r = self._native.run(self._handle, data, repeat=repeat)
+            r = self._native.run(self._handle, data, repeat=repeat, engine=engine)
         else:
             data, xdp, skb = self._ctx_args(data, ctx)
-            r = self._native.run(self._handle, data, xdp, skb, repeat)
+            r = self._native.run(self._handle, data, xdp, skb, repeat, engine)
         res = Result(r, self.type)
         if r.events:
             self._obj._collect(r.events)
@@ -237,7 +240,7 @@ class Program:
 
     def run_pcap(self, path: PathLike, out: Optional[PathLike] = None,
                  only: Optional[Iterable[str]] = None, ctx=None, keep_results: bool = False,
-                 progress: Optional[bool] = None) -> PcapRun:
+                 progress: Optional[bool] = None, engine: str = "interp") -> PcapRun:
         """Replay a pcap or pcapng file, streaming, maps persisting across packets.
 
         ``out``: write the resulting packets to a pcapng file (those whose verdict is in
@@ -250,7 +253,7 @@ class Program:
         n = self._native.run_pcap(self._handle, os.fspath(path),
                                   os.fspath(out) if out is not None else None,
                                   [str(o) for o in (only or ())], xdp, skb, progress,
-                                  keep_results)
+                                  keep_results, engine)
         return PcapRun(n, self.type)
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-ENGINES = ("interp",)
+ENGINES = ("interp", "jit")
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("bpfsim")
-    group.addoption("--bpf-engine", action="append", default=None, choices=ENGINES + ("all",),
+    group.addoption("--bpf-engine", action="append", default=None,
+                    choices=ENGINES + ("auto", "both", "all"),
                     help="engine(s) that tests using the bpf_engine fixture run under "
-                         "(repeatable; 'all' for every engine this build has; default interp)")
+                         "(repeatable; 'both' or 'all' for interp and jit; default interp)")
 
 
 def pytest_configure(config):
@@ -26,7 +27,10 @@ def pytest_configure(config):
 def pytest_generate_tests(metafunc):
     if "bpf_engine" in metafunc.fixturenames:
         chosen = metafunc.config.getoption("--bpf-engine") or ["interp"]
-        engines = list(ENGINES) if "all" in chosen else list(dict.fromkeys(chosen))
+        if "all" in chosen or "both" in chosen:
+            engines = list(ENGINES)
+        else:
+            engines = list(dict.fromkeys(chosen))
         metafunc.parametrize("bpf_engine", engines, ids=[f"engine={e}" for e in engines])
 
 

@@ -157,10 +157,23 @@ def test_mocked_helpers_and_traps(vectors):
 
 
 def test_engines(vectors):
-    prog = bpfsim.load(vectors / "xdp_pass.bpf.o")["xdp_pass_count"]
-    assert prog.run(eth_ipv4_tcp(80), engine="auto").action == XdpAction.PASS
+    obj = bpfsim.load(vectors / "xdp_book_9090.bpf.o")
+    prog = obj["xdp_tcp_9090"]
+    for engine in ("interp", "jit", "auto"):
+        res = prog.run(eth_ipv4_tcp(9090), engine=engine)
+        assert res.action == XdpAction.TX and res.data[:6] == bytes.fromhex("020000009090")
+    a = prog.run(eth_ipv4_tcp(22), engine="interp")
+    b = prog.run(eth_ipv4_tcp(22), engine="jit")
+    assert (a.action, a.data, a.insns) == (b.action, b.data, b.insns)
+    run = prog.run_pcap(vectors / "pcaps" / "xdp_book_9090.pcap", engine="jit")
+    assert run.counts == {XdpAction.DROP: 9, XdpAction.PASS: 16, XdpAction.TX: 2}
     with pytest.raises(bpfsim.Error, match="not available"):
-        prog.run(eth_ipv4_tcp(80), engine="jit")
+        prog.run(eth_ipv4_tcp(80), engine="turbo")
+    # Callbacks are not compiled yet: jit says so, auto interprets.
+    loop = bpfsim.load(vectors / "xdp_loop.bpf.o")["xdp_loop"]
+    with pytest.raises(bpfsim.Error, match="not compiled by the JIT"):
+        loop.run(eth_ipv4_tcp(80), engine="jit")
+    assert loop.run(eth_ipv4_tcp(80), engine="auto").action in (XdpAction.PASS, XdpAction.DROP)
 
 
 def test_gil_is_released_for_concurrent_runs(vectors):

@@ -31,7 +31,7 @@ def test_assert_packet_without_scapy(monkeypatch):
 
 
 def test_fixtures(bpf_load, fake_clock, bpf_env, bpf_engine, vectors):
-    assert bpf_engine == "interp"
+    assert bpf_engine in ("interp", "jit")
     assert bpf_env.clock == fake_clock and bpf_env.seed == 42
     obj = bpf_load(vectors / "xdp_pass.bpf.o")
     assert obj.env == bpf_env
@@ -44,11 +44,11 @@ def test_plugin_option(pytester):
     pytester.makepyfile(
         """
         def test_engine(bpf_engine):
-            assert bpf_engine == "interp"
+            assert bpf_engine in ("interp", "jit")
         """
     )
-    result = pytester.runpytest("--bpf-engine", "all", "-v")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*engine=interp*"])
-    result = pytester.runpytest("--bpf-engine", "jit")
+    result = pytester.runpytest("--bpf-engine", "both", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*engine=interp*", "*engine=jit*"])
+    result = pytester.runpytest("--bpf-engine", "turbo")
     assert result.ret != 0

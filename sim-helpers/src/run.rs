@@ -304,13 +304,10 @@ impl Runner {
             let mut out = current.execute(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget - used);
             used += out.insns;
             out.insns = used;
-            match out
-                .tail_call
-                .and_then(|id| {
-                    let p: &dyn Executable = self.programs.get((id as usize).wrapping_sub(1))?;
-                    Some((id, p))
-                })
-            {
+            match out.tail_call.and_then(|id| {
+                let p: &dyn Executable = self.programs.get((id as usize).wrapping_sub(1))?;
+                Some((id, p))
+            }) {
                 Some((id, next)) => {
                     host.tail_calls += 1;
                     chain.push(id);
