@@ -28,10 +28,15 @@ fn bench_workload(c: &mut Criterion, w: &Workload) {
     });
 
     let jit = bpfsim_jit::JitProgram::compile(&prog).expect("the JIT compiles the workload");
-    let first = jit.run_with_memory(&mut vm, &mut NoHelpers, &mut mem).result;
+    let first = jit
+        .run_with_memory(&mut vm, &mut NoHelpers, &mut mem)
+        .result;
     assert_eq!(first, Ok(w.expected), "bpfsim JIT on {}", w.name);
     group.bench_function("bpfsim_jit", |b| {
-        b.iter(|| jit.run_with_memory(&mut vm, &mut NoHelpers, black_box(&mut mem)).result)
+        b.iter(|| {
+            jit.run_with_memory(&mut vm, &mut NoHelpers, black_box(&mut mem))
+                .result
+        })
     });
 
     // rbpf's EbpfVmRaw sets only r1, so its bytecode loads r2 itself (see `bytecode_r1_only`).
@@ -73,7 +78,10 @@ fn execute(c: &mut Criterion) {
 fn compile(c: &mut Criterion) {
     let mut src = String::from("mov %r0, 0\nmov %r1, 1\n");
     for i in 0..332 {
-        src.push_str(&format!("add %r0, %r1\nxor %r0, {i}\njgt %r0, {}, +0\n", i * 7));
+        src.push_str(&format!(
+            "add %r0, %r1\nxor %r0, {i}\njgt %r0, {}, +0\n",
+            i * 7
+        ));
     }
     src.push_str("exit\n");
     let prog = bpfsim_vm::Program::new(bpfsim_vm::asm::assemble(&src).unwrap()).unwrap();

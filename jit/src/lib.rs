@@ -2,8 +2,9 @@
 //! semantics. Registers are Cranelift variables; every CFG leader is a block; guest memory goes
 //! through the same region table as the interpreter (an inline check of the region and the limit,
 //! a call into Rust for anything the check refuses: the context's computed fields, or a fault);
-//! helpers go through the same `Host`; the instruction budget is counted per instruction, so a
-//! budget trap has the interpreter's pc. Failures are explicit branches to a trap exit: the
+//! helpers go through the same `Host`; the instruction budget is counted per block, and a
+//! block the budget cannot pay for whole is handed to the interpreter, so a budget trap has the
+//! interpreter's pc and side effects. Failures are explicit branches to a trap exit: the
 //! generated code never faults natively.
 //!
 //! ```
@@ -79,6 +80,8 @@ pub(crate) fn atomic_from_code(c: u64) -> Option<AtomicOp> {
 /// A compiled program. Owns its code; runs any number of times.
 pub struct JitProgram {
     _module: JITModule,
+    /// Finishes a run whose budget runs out inside a block (see `Interpreter::finish_budget`).
+    interp: bpfsim_vm::Interpreter,
     entry: extern "C" fn(*mut VmCtx) -> u64,
     /// Bytes of code; for reports.
     pub code_size: usize,
@@ -97,6 +100,7 @@ impl std::fmt::Debug for JitProgram {
 }
 
 struct Shims {
+    budget_tail: FuncRef,
     load: FuncRef,
     store: FuncRef,
     atomic: FuncRef,
@@ -121,8 +125,16 @@ struct Gen<'a, 'b> {
     /// Exit with r0 (block parameter).
     exit_block: Block,
     tail_block: Block,
+    /// Shared: a shim asked to stop (params: pc, budget to give back).
+    stop_block: Block,
+    /// Shared: the budget runs out inside a block (params: its pc, the budget left).
+    budget_block: Block,
     /// The continuation of each local call site, by site index.
     ret_sites: Vec<Block>,
+    /// Instructions of the current block, and the index of the one being translated: a stop
+    /// in the middle gives back the budget of those after it.
+    block_len: u64,
+    block_pos: u64,
 }
 
 const I64: Type = types::I64;
@@ -172,7 +184,7 @@ impl JitProgram {
         let set = |f: &mut settings::Builder, k: &str, v: &str| {
             f.set(k, v).map_err(|e| JitError::Codegen(e.to_string()))
         };
-        set(&mut flags, "opt_level", "speed")?;
+        set(&mut flags, "opt_level", "none")?;
         set(&mut flags, "use_colocated_libcalls", "false")?;
         set(&mut flags, "is_pic", "false")?;
         let isa = cranelift_native::builder()
@@ -186,6 +198,7 @@ impl JitProgram {
         jb.symbol("bpfsim_call", shims::call as *const u8);
         jb.symbol("bpfsim_ld_packet", shims::ld_packet as *const u8);
         jb.symbol("bpfsim_clear_frame", shims::clear_frame as *const u8);
+        jb.symbol("bpfsim_budget_tail", shims::budget_tail as *const u8);
         let mut module = JITModule::new(jb);
         let ptr = module.target_config().pointer_type();
         let err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
@@ -213,6 +226,7 @@ impl JitProgram {
         let f_call = declare(&mut module, "bpfsim_call", 6, true)?;
         let f_ld = declare(&mut module, "bpfsim_ld_packet", 3, true)?;
         let f_clear = declare(&mut module, "bpfsim_clear_frame", 1, false)?;
+        let f_budget = declare(&mut module, "bpfsim_budget_tail", 3, false)?;
 
         let mut ctx = module.make_context();
         ctx.func.signature = sig_of(&module, 0, true);
@@ -223,6 +237,7 @@ impl JitProgram {
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
             let shims = Shims {
+                budget_tail: module.declare_func_in_func(f_budget, b.func),
                 load: module.declare_func_in_func(f_load, b.func),
                 store: module.declare_func_in_func(f_store, b.func),
                 atomic: module.declare_func_in_func(f_atomic, b.func),
@@ -279,6 +294,12 @@ impl JitProgram {
             b.append_block_param(exit_block, I64);
             let tail_block = b.create_block();
             b.append_block_param(tail_block, I64);
+            let stop_block = b.create_block();
+            b.append_block_param(stop_block, I64);
+            b.append_block_param(stop_block, I64);
+            let budget_block = b.create_block();
+            b.append_block_param(budget_block, I64);
+            b.append_block_param(budget_block, I64);
             let mut g = Gen {
                 b,
                 regs,
@@ -293,12 +314,18 @@ impl JitProgram {
                 trap_block,
                 exit_block,
                 tail_block,
+                stop_block,
+                budget_block,
                 ret_sites: Vec::new(),
+                block_len: 0,
+                block_pos: 0,
             };
             g.prologue();
             let first = g.blocks[0].expect("slot 0 leads");
             g.b.ins().jump(first, &[]);
             g.body(insns)?;
+            g.stop_epilogue();
+            g.budget_epilogue();
             g.epilogues();
             g.b.seal_all_blocks();
             g.b.finalize();
@@ -313,6 +340,7 @@ impl JitProgram {
         let entry: extern "C" fn(*mut VmCtx) -> u64 = unsafe { std::mem::transmute(code) };
         Ok(JitProgram {
             _module: module,
+            interp: bpfsim_vm::Interpreter::new(prog),
             entry,
             code_size,
         })
@@ -360,6 +388,8 @@ impl JitProgram {
         budget: u64,
     ) -> Outcome {
         mem.enter_main(true);
+        // The generated code counts the budget as a signed 64-bit number.
+        let budget = budget.min(i64::MAX as u64);
         let mut host_ref = HostRef { host };
         let (table, n) = mem.region_table();
         let mut vm = VmCtx {
@@ -377,6 +407,10 @@ impl JitProgram {
             frames: [FrameSave::default(); 8],
             mem: (mem as *mut MemoryMap<'_>).cast(),
             host: (&mut host_ref as *mut HostRef<'_>).cast(),
+            regs: [0; 11],
+            interp: &self.interp,
+            budget,
+            left_at_block: 0,
         };
         let status = (self.entry)(&mut vm);
         let insns = budget - vm.left;
@@ -470,8 +504,20 @@ impl Gen<'_, '_> {
         self.reload_table();
     }
 
+    /// Give back the budget of the block's instructions after the current one: the run stops
+    /// here, and the block was counted whole when it was entered.
+    fn refund(&mut self) {
+        let unexecuted = self.block_len - self.block_pos - 1;
+        if unexecuted > 0 {
+            let left = self.b.use_var(self.left);
+            let back = self.b.ins().iadd_imm(left, unexecuted as i64);
+            self.b.def_var(self.left, back);
+        }
+    }
+
     /// Jump to the trap exit with these values.
     fn trap(&mut self, pc: usize, code: TrapCode, detail: Value, size: u64) {
+        self.refund();
         let pcv = self.iconst(pc as u64);
         let c = self.iconst(code as u64);
         let s = self.iconst(size);
@@ -486,21 +532,24 @@ impl Gen<'_, '_> {
         self.b.create_block()
     }
 
-    /// The budget: one instruction more, or the interpreter's Budget trap at this pc.
-    fn count(&mut self, pc: usize) {
+    /// Entering a block of `len` instructions at `pc`: count them all, or, when the budget runs
+    /// out inside the block, hand its start to the interpreter, which stops exactly where it
+    /// would have (`budget_tail`).
+    fn block_entry(&mut self, pc: usize, len: u64) {
         let left = self.b.use_var(self.left);
-        let zero = self.b.ins().icmp_imm(IntCC::Equal, left, 0);
-        let out = self.b.create_block();
+        let after = self.b.ins().iadd_imm(left, -(len as i64));
+        let short = self.b.ins().icmp_imm(IntCC::SignedLessThan, after, 0);
         let ok = self.cont();
-        self.b.ins().brif(zero, out, &[], ok, &[]);
-        self.b.switch_to_block(out);
-        // The interpreter reports the whole budget as the detail: the trap exit reads it from
-        // the context, where the run started.
-        let d = self.iconst(u64::MAX);
-        self.trap(pc, TrapCode::Budget, d, 0);
+        let pcv = self.iconst(pc as u64);
+        self.b.ins().brif(
+            short,
+            self.budget_block,
+            &[pcv.into(), left.into()],
+            ok,
+            &[],
+        );
         self.b.switch_to_block(ok);
-        let one = self.b.ins().iadd_imm(left, -1);
-        self.b.def_var(self.left, one);
+        self.b.def_var(self.left, after);
     }
 
     /// Host pointer for `size` bytes at `addr`, or a jump to `slow` (with nothing).
@@ -554,6 +603,21 @@ impl Gen<'_, '_> {
 
     /// A shim asked to stop: exit with a value, tail call, or trap with its code.
     fn shim_stop(&mut self, pc: usize) {
+        let pcv = self.iconst(pc as u64);
+        let unexec = self.iconst(self.block_len - self.block_pos - 1);
+        self.b
+            .ins()
+            .jump(self.stop_block, &[pcv.into(), unexec.into()]);
+    }
+
+    /// The shared stop: give back the unexecuted budget, then exit with a value, tail call, or
+    /// trap with the shim's code at the given pc.
+    fn stop_epilogue(&mut self) {
+        self.b.switch_to_block(self.stop_block);
+        let p = self.b.block_params(self.stop_block).to_vec();
+        let left = self.b.use_var(self.left);
+        let back = self.b.ins().iadd(left, p[1]);
+        self.b.def_var(self.left, back);
         let st = self.vm_load(offset_of!(VmCtx, status));
         let is_exit = self
             .b
@@ -580,11 +644,32 @@ impl Gen<'_, '_> {
         let code = self.vm_load(offset_of!(VmCtx, trap_code));
         let detail = self.vm_load(offset_of!(VmCtx, trap_detail));
         let size = self.vm_load(offset_of!(VmCtx, trap_size));
-        let pcv = self.iconst(pc as u64);
         self.b.ins().jump(
             self.trap_block,
-            &[pcv.into(), code.into(), detail.into(), size.into()],
+            &[p[0].into(), code.into(), detail.into(), size.into()],
         );
+    }
+
+    /// The shared budget tail: the interpreter finishes the partial block at `pc`.
+    fn budget_epilogue(&mut self) {
+        self.b.switch_to_block(self.budget_block);
+        let p = self.b.block_params(self.budget_block).to_vec();
+        self.vm_store(offset_of!(VmCtx, left_at_block), p[1]);
+        for r in 0..11 {
+            let v = self.b.use_var(self.regs[r]);
+            self.vm_store(offset_of!(VmCtx, regs) + 8 * r, v);
+        }
+        let depth = self.b.use_var(self.depth);
+        self.b
+            .ins()
+            .call(self.shims.budget_tail, &[self.vm, p[0], p[1], depth]);
+        let final_left = self.vm_load(offset_of!(VmCtx, left));
+        self.b.def_var(self.left, final_left);
+        let tpc = self.vm_load(offset_of!(VmCtx, trap_pc));
+        let zero = self.iconst(0);
+        self.b
+            .ins()
+            .jump(self.stop_block, &[tpc.into(), zero.into()]);
     }
 
     fn load(&mut self, pc: usize, addr: Value, size: Size) -> Value {
@@ -638,14 +723,7 @@ impl Gen<'_, '_> {
         let p = self.b.block_params(self.trap_block).to_vec();
         self.vm_store(offset_of!(VmCtx, trap_pc), p[0]);
         self.vm_store(offset_of!(VmCtx, trap_code), p[1]);
-        // A budget trap's detail is the whole budget: what was left at entry.
-        let is_budget = self
-            .b
-            .ins()
-            .icmp_imm(IntCC::Equal, p[1], TrapCode::Budget as i64);
-        let start_left = self.vm_load(offset_of!(VmCtx, left));
-        let detail = self.b.ins().select(is_budget, start_left, p[2]);
-        self.vm_store(offset_of!(VmCtx, trap_detail), detail);
+        self.vm_store(offset_of!(VmCtx, trap_detail), p[2]);
         self.vm_store(offset_of!(VmCtx, trap_size), p[3]);
         let left = self.b.use_var(self.left);
         self.vm_store(offset_of!(VmCtx, left), left);
@@ -691,11 +769,20 @@ impl Gen<'_, '_> {
                 }
                 self.b.switch_to_block(blk);
                 open = true;
+                // The block runs to the next leader.
+                let len = (i + 1..insns.len())
+                    .find(|&j| self.blocks[self.pcs[j]].is_some())
+                    .unwrap_or(insns.len())
+                    - i;
+                self.block_len = len as u64;
+                self.block_pos = 0;
+                self.block_entry(pc, self.block_len);
+            } else {
+                self.block_pos += 1;
             }
             if !open {
                 continue;
             }
-            self.count(pc);
             let next = pc + insn.slots();
             open = self.insn(pc, next, insn, &sites)?;
         }

@@ -45,6 +45,13 @@ pub struct VmCtx {
     pub frames: [FrameSave; 8],
     pub mem: *mut MemoryMap<'static>,
     pub host: *mut HostRef<'static>,
+    /// Registers handed to the interpreter for the last, partial block of a run.
+    pub regs: [u64; 11],
+    pub interp: *const bpfsim_vm::Interpreter,
+    /// The total budget of the run.
+    pub budget: u64,
+    /// The budget left when the partial block was entered (set by the generated code).
+    pub left_at_block: u64,
 }
 
 /// A thin pointer to the run's host.
@@ -254,4 +261,42 @@ pub extern "C" fn clear_frame(vm: *mut VmCtx, frame: u64) {
     // SAFETY: called by generated code with its run's context.
     let (_, mem, _) = unsafe { VmCtx::parts(vm) };
     mem.clear_frame(frame as usize);
+}
+
+/// The budget runs out inside the block at `pc`, after `steps` of its instructions: the
+/// interpreter executes them (with the registers in `vm.regs`, in frame `depth`) and stops where
+/// it would have. Always ends the run: sets the status (exit, tail call or trap) and `vm.left`.
+pub extern "C" fn budget_tail(vm: *mut VmCtx, pc: u64, steps: u64, depth: u64) {
+    // SAFETY: called by generated code with its run's context.
+    let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+    // SAFETY: `interp` is the JIT program's own interpreter, alive as long as the program.
+    let interp = unsafe { &*v.interp };
+    let out = interp.finish_budget(
+        mem,
+        host,
+        v.regs,
+        pc as usize,
+        depth as usize,
+        steps,
+        v.budget,
+    );
+    // Everything before this block was counted; the block's own instructions were not.
+    v.left = v.left_at_block - out.insns;
+    match (out.result, out.tail_call) {
+        (Ok(_), Some(t)) => {
+            v.status = STOP_TAIL;
+            v.status_value = t as u64;
+        }
+        (Ok(r0), None) => {
+            v.status = STOP_EXIT;
+            v.status_value = r0;
+        }
+        (Err(t), _) => {
+            v.status = STOP_TRAP;
+            v.trap_code = t.code as u64;
+            v.trap_pc = t.pc as u64;
+            v.trap_detail = t.detail;
+            v.trap_size = t.size as u64;
+        }
+    }
 }

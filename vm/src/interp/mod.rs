@@ -60,6 +60,14 @@ pub struct Outcome {
     pub tail_call: Option<u32>,
 }
 
+/// How a run of `exec` starts: a fresh frame with arguments, or registers as another engine
+/// left them (no frame set-up: the JIT hands over in the middle of straight-line code).
+#[derive(Clone, Copy)]
+enum Init {
+    Args([u64; 5]),
+    Regs([u64; 11]),
+}
+
 #[derive(Clone, Copy, Default)]
 struct Frame {
     ret: usize,
@@ -104,10 +112,36 @@ impl Interpreter {
         budget: u64,
     ) -> Outcome {
         let mut left = budget;
-        let result = self.exec(0, 0, mem, host, args, &mut left, budget);
+        let result = self.exec(0, 0, mem, host, Init::Args(args), &mut left, budget);
         Outcome {
             result: result.map(|(r0, _)| r0),
             insns: budget - left,
+            tail_call: result.ok().and_then(|(_, t)| t),
+        }
+    }
+
+    /// Execute at most `steps` instructions from slot `pc` with registers `regs`, in frame
+    /// `depth`, then stop with the budget trap at the next instruction, as a run of total budget
+    /// `budget` whose budget ran out there would; or earlier, as the instructions decide (a
+    /// helper's exit, a fault). `insns` counts the instructions executed here. The JIT counts
+    /// its budget per block and hands the last, partial block over to this, so that its runs
+    /// stop exactly where the interpreter's do.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_budget(
+        &self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        regs: [u64; 11],
+        pc: usize,
+        depth: usize,
+        steps: u64,
+        budget: u64,
+    ) -> Outcome {
+        let mut left = steps;
+        let result = self.exec(pc, depth, mem, host, Init::Regs(regs), &mut left, budget);
+        Outcome {
+            result: result.map(|(r0, _)| r0),
+            insns: steps - left,
             tail_call: result.ok().and_then(|(_, t)| t),
         }
     }
@@ -137,7 +171,8 @@ impl Interpreter {
         let mut made = 0;
         for args in calls {
             made += 1;
-            let (ret, _) = self.exec(entry, depth + 1, mem, host, args, left, budget)?;
+            let (ret, _) =
+                self.exec(entry, depth + 1, mem, host, Init::Args(args), left, budget)?;
             if ret != 0 {
                 break;
             }
@@ -154,19 +189,24 @@ impl Interpreter {
         base: usize,
         mem: &mut MemoryMap<'_>,
         host: &mut H,
-        args: [u64; 5],
+        init: Init,
         left: &mut u64,
         budget: u64,
     ) -> Result<(u64, Option<u32>), Trap> {
         let ops = &self.ops[..];
         // 16 registers so that a 4-bit index needs no bounds check; only r0-r10 are ever named.
         let mut r = [0u64; 16];
-        r[1..6].copy_from_slice(&args);
-        r[10] = frame_pointer(base);
-        if base == 0 {
-            mem.enter_main(self.may_write);
-        } else {
-            mem.clear_frame(base);
+        match init {
+            Init::Args(args) => {
+                r[1..6].copy_from_slice(&args);
+                r[10] = frame_pointer(base);
+                if base == 0 {
+                    mem.enter_main(self.may_write);
+                } else {
+                    mem.clear_frame(base);
+                }
+            }
+            Init::Regs(regs) => r[..11].copy_from_slice(&regs),
         }
         let mut frames = [Frame::default(); MAX_FRAMES];
         let mut depth = base;
