@@ -44,6 +44,7 @@ pub use bpfsim_helpers as sim;
 pub use bpfsim_verifier as verifier;
 pub use bpfsim_vm as vm;
 
+pub mod bench_cmd;
 pub mod capture;
 #[cfg(target_os = "linux")]
 pub mod compare;

@@ -114,6 +114,30 @@ enum Command {
         #[arg(long)]
         compare_kernel: bool,
     },
+    /// Time one program under each engine (interleaved rounds, medians), with per-call overhead
+    /// and ratios to the kernel.
+    Bench {
+        /// ELF object.
+        object: PathBuf,
+        /// The program (default: the object's first).
+        #[arg(long)]
+        prog: Option<String>,
+        /// One packet as hex (repeatable).
+        #[arg(long)]
+        packet: Vec<String>,
+        /// Packets from a pcap or pcapng file.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// Comma-separated: interp, jit, kernel.
+        #[arg(long, default_value = "interp,jit,kernel")]
+        engines: String,
+        /// text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Interleaved rounds (the median is reported).
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+    },
     /// Assemble conformance-dialect text into raw bytecode.
     Asm {
         /// Source file ("-" for stdin).
@@ -350,6 +374,31 @@ fn main() -> ExitCode {
                 bpfsim::verify_cmd::Outcome::Rejected => ExitCode::from(1),
                 bpfsim::verify_cmd::Outcome::KernelUnavailable => ExitCode::from(3),
             })
+        })(),
+        Command::Bench {
+            object,
+            prog,
+            packet,
+            pcap,
+            engines,
+            format,
+            rounds,
+        } => (|| {
+            let json = match format.as_str() {
+                "json" => true,
+                "text" => false,
+                other => return Err(format!("unknown format `{other}` (text or json)")),
+            };
+            bpfsim::bench_cmd::run(bpfsim::bench_cmd::BenchArgs {
+                object,
+                prog,
+                packets_hex: packet,
+                pcap,
+                engines: engines.split(',').map(|s| s.trim().to_string()).collect(),
+                json,
+                rounds,
+            })?;
+            Ok(ExitCode::SUCCESS)
         })(),
         Command::Asm { input, output } => (|| {
             let text = String::from_utf8(read_input(&input)?)

@@ -527,3 +527,35 @@ fn map_setup_repeat_and_tail_call_chains() {
         assert!(err.contains("--map"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn bench_reports_every_engine_in_json() {
+    let obj = vectors().join("xdp_book_9090.bpf.o");
+    let cap = vectors().join("pcaps/xdp_book_9090.pcap");
+    let (code, out, err) = bpfsim(&[
+        "bench",
+        path(&obj),
+        "--pcap",
+        path(&cap),
+        "--engines",
+        "interp,jit",
+        "--rounds",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for e in ["interp", "jit"] {
+        let ns = v["engines"][e]["ns_per_run"].as_f64().unwrap();
+        assert!(ns > 0.0, "{v}");
+        assert!(v["engines"][e]["overhead_ns"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(v["program"], "xdp_tcp_9090");
+    let (code, _, err) = bpfsim(&["bench", path(&obj), "--packet", "00", "--engines", "warp"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown engine") || err.contains("refused"),
+        "{err}"
+    );
+}

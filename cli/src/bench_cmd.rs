@@ -1,0 +1,259 @@
+//! `bpfsim bench`: nanoseconds per run of one program under each engine, timed interleaved in
+//! one process (round-robin rounds, medians), with each engine's per-call overhead (a trivial
+//! program under the same engine) and ratios to the kernel's JIT.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bpfsim_helpers::object::{Engine, LoadedObject};
+use bpfsim_helpers::run::{Input, Runner};
+use bpfsim_helpers::Env;
+use bpfsim_vm::spec::ProgType;
+use serde_json::json;
+
+pub struct BenchArgs {
+    pub object: PathBuf,
+    pub prog: Option<String>,
+    pub packets_hex: Vec<String>,
+    pub pcap: Option<PathBuf>,
+    pub engines: Vec<String>,
+    pub json: bool,
+    pub rounds: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs per timing, so that one timing lasts a few milliseconds.
+const ITERS: u32 = 2_000;
+
+enum Bencher {
+    Sim {
+        engine: Engine,
+        obj: Box<LoadedObject>,
+        prog: bpfsim_helpers::object::LinkedProgram,
+        trivial: Box<dyn bpfsim_vm::Executable>,
+        runner: Box<Runner>,
+    },
+    #[cfg(target_os = "linux")]
+    Kernel {
+        runner: Box<bpfsim_kernel::KernelRunner>,
+        bpf: bpfsim_kernel::KernelBpf,
+        trivial: bpfsim_kernel::ProgFd,
+        name: String,
+    },
+}
+
+impl Bencher {
+    /// ns per run of the program over `packets` (round-robin), and of the trivial program.
+    fn time(&mut self, packets: &[Vec<u8>]) -> Result<(f64, f64), String> {
+        match self {
+            Bencher::Sim {
+                engine,
+                obj,
+                prog,
+                trivial,
+                runner,
+            } => {
+                let t = Instant::now();
+                for i in 0..ITERS as usize {
+                    let p = &packets[i % packets.len()];
+                    obj.run_engine(prog, p, Input::default(), 1, *engine)
+                        .map_err(|e| e.to_string())?;
+                }
+                let run = t.elapsed().as_nanos() as f64 / ITERS as f64;
+                let t = Instant::now();
+                for _ in 0..ITERS {
+                    runner
+                        .run(&**trivial, ProgType::Xdp, &packets[0], Input::default())
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok((run, t.elapsed().as_nanos() as f64 / ITERS as f64))
+            }
+            #[cfg(target_os = "linux")]
+            Bencher::Kernel {
+                runner,
+                bpf,
+                trivial,
+                name,
+            } => {
+                // The kernel times its own loop (BPF_PROG_TEST_RUN's duration, per run).
+                let mut total = 0.0;
+                for p in packets {
+                    let r = runner
+                        .run_repeat(name, p, &Input::default(), ITERS)
+                        .map_err(|e| e.to_string())?;
+                    total += r.duration_ns as f64;
+                }
+                let run = total / packets.len() as f64;
+                let o = bpf
+                    .test_run(trivial, &packets[0], ITERS)
+                    .map_err(|e| e.to_string())?;
+                Ok((run, o.duration_ns as f64))
+            }
+        }
+    }
+}
+
+fn trivial_program() -> bpfsim_vm::Program {
+    bpfsim_vm::Program::new(bpfsim_vm::asm::assemble("mov %r0, 2\nexit").expect("a fixed program"))
+        .expect("a fixed program")
+}
+
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    let bytes =
+        std::fs::read(&args.object).map_err(|e| format!("{}: {e}", args.object.display()))?;
+    let mut packets: Vec<Vec<u8>> = args
+        .packets_hex
+        .iter()
+        .map(|h| crate::plugin::parse_hex(h).map_err(|e| format!("--packet: {e}")))
+        .collect::<Result<_, _>>()?;
+    if let Some(p) = &args.pcap {
+        for pk in crate::capture::Capture::open(p).map_err(|e| e.to_string())? {
+            packets.push(pk.map_err(|e| e.to_string())?.data);
+        }
+    }
+    if packets.is_empty() {
+        return Err("no packets: give --pcap FILE or --packet HEX".to_string());
+    }
+    let mut probe = LoadedObject::load(&bytes, Env::default())
+        .map_err(|e| format!("{}: {e}", args.object.display()))?;
+    let name = match &args.prog {
+        Some(p) => p.clone(),
+        None => probe
+            .program_names()
+            .into_iter()
+            .next()
+            .ok_or("the object has no programs")?,
+    };
+    // Packets the run refuses (as the kernel's test run does) are not timed.
+    let probe_prog = probe.program(&name, None).map_err(|e| e.to_string())?;
+    let before = packets.len();
+    packets.retain(|p| probe.run(&probe_prog, p, Input::default()).is_ok());
+    if packets.is_empty() {
+        return Err("every packet is refused by the program's test run".to_string());
+    }
+    if packets.len() < before {
+        eprintln!(
+            "bpfsim: {} refused packets not timed",
+            before - packets.len()
+        );
+    }
+    let mut benchers: Vec<(String, Bencher)> = Vec::new();
+    for e in &args.engines {
+        match e.as_str() {
+            "interp" | "jit" => {
+                let engine = Engine::from_name(e).expect("checked");
+                let obj = LoadedObject::load(&bytes, Env::default()).map_err(|e| e.to_string())?;
+                let prog = obj.program(&name, None).map_err(|e| e.to_string())?;
+                let trivial: Box<dyn bpfsim_vm::Executable> = if engine == Engine::Jit {
+                    prog.jit().map_err(|e| e.to_string())?;
+                    Box::new(
+                        bpfsim_jit::JitProgram::compile(&trivial_program())
+                            .map_err(|e| e.to_string())?,
+                    )
+                } else {
+                    Box::new(bpfsim_vm::Interpreter::new(&trivial_program()))
+                };
+                benchers.push((
+                    e.clone(),
+                    Bencher::Sim {
+                        engine,
+                        obj: Box::new(obj),
+                        prog,
+                        trivial,
+                        runner: Box::default(),
+                    },
+                ));
+            }
+            "kernel" => {
+                #[cfg(target_os = "linux")]
+                {
+                    let bpf = match bpfsim_kernel::KernelBpf::probe() {
+                        Ok(b) => b,
+                        Err(u) => {
+                            eprintln!("bpfsim: kernel unavailable, not timed: {u}");
+                            continue;
+                        }
+                    };
+                    let runner = bpfsim_kernel::KernelRunner::load(&bpf, &bytes)
+                        .map_err(|e| format!("kernel: {e}"))?;
+                    let insns = bpfsim_vm::isa::encode(trivial_program().insns());
+                    let trivial = bpf
+                        .prog_load(bpfsim_kernel::ProgType::XDP, &insns, "GPL", 1)
+                        .map_err(|e| e.to_string())?;
+                    benchers.push((
+                        e.clone(),
+                        Bencher::Kernel {
+                            runner: Box::new(runner),
+                            bpf,
+                            trivial,
+                            name: name.clone(),
+                        },
+                    ));
+                }
+                #[cfg(not(target_os = "linux"))]
+                eprintln!("bpfsim: kernel unavailable, not timed: not Linux");
+            }
+            other => return Err(format!("unknown engine `{other}` (interp, jit, kernel)")),
+        }
+    }
+    // Interleaved rounds: every engine once per round, so drifts hit all alike.
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); benchers.len()];
+    let mut overheads: Vec<Vec<f64>> = vec![Vec::new(); benchers.len()];
+    for _ in 0..args.rounds.max(1) {
+        for (i, (_, b)) in benchers.iter_mut().enumerate() {
+            let (r, o) = b.time(&packets)?;
+            runs[i].push(r);
+            overheads[i].push(o);
+        }
+    }
+    let results: Vec<(String, f64, f64)> = benchers
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| {
+            (
+                n.clone(),
+                median(runs[i].clone()),
+                median(overheads[i].clone()),
+            )
+        })
+        .collect();
+    let kernel = results.iter().find(|r| r.0 == "kernel").map(|r| r.1);
+    if args.json {
+        let mut engines = serde_json::Map::new();
+        for (n, r, o) in &results {
+            engines.insert(
+                n.clone(),
+                json!({
+                    "ns_per_run": r,
+                    "overhead_ns": o,
+                    "ns_per_run_minus_overhead": (r - o).max(0.0),
+                    "ratio_to_kernel": kernel.map(|k| r / k),
+                }),
+            );
+        }
+        println!(
+            "{}",
+            json!({"object": args.object.display().to_string(), "program": name, "packets": packets.len(), "rounds": args.rounds, "engines": engines})
+        );
+    } else {
+        println!(
+            "{} {name}: {} packets, median of {} interleaved rounds of {ITERS} runs",
+            args.object.display(),
+            packets.len(),
+            args.rounds
+        );
+        println!(
+            "  {:<8} {:>12} {:>12} {:>10}",
+            "engine", "ns/run", "overhead ns", "vs kernel"
+        );
+        for (n, r, o) in &results {
+            let ratio = kernel.map_or("-".to_string(), |k| format!("{:.2}x", r / k));
+            println!("  {n:<8} {r:>12.1} {o:>12.1} {ratio:>10}");
+        }
+    }
+    Ok(())
+}
