@@ -48,6 +48,7 @@ pub mod bench_cmd;
 pub mod capture;
 #[cfg(target_os = "linux")]
 pub mod compare;
+pub mod compare_cmd;
 pub mod conformance;
 pub mod pcapng;
 pub mod plugin;

@@ -114,6 +114,28 @@ enum Command {
         #[arg(long)]
         compare_kernel: bool,
     },
+    /// Run an object's programs in the simulator and in the live kernel over the same packets,
+    /// and report every difference (exit 1 on any, 3 when the kernel cannot be used).
+    Compare {
+        /// ELF object.
+        object: PathBuf,
+        /// Only this program (default: every program with a type).
+        #[arg(long)]
+        prog: Option<String>,
+        /// Packets from a pcap or pcapng file.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// One packet as hex (repeatable).
+        #[arg(long)]
+        packet: Vec<String>,
+        /// text or json (one object per packet and line, then the summary).
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// MAP:START..END: value bytes that hold times or random numbers, not compared
+        /// (repeatable).
+        #[arg(long = "ignore-map-bytes")]
+        ignore: Vec<String>,
+    },
     /// Time one program under each engine (interleaved rounds, medians), with per-call overhead
     /// and ratios to the kernel.
     Bench {
@@ -373,6 +395,33 @@ fn main() -> ExitCode {
                 bpfsim::verify_cmd::Outcome::Accepted => ExitCode::SUCCESS,
                 bpfsim::verify_cmd::Outcome::Rejected => ExitCode::from(1),
                 bpfsim::verify_cmd::Outcome::KernelUnavailable => ExitCode::from(3),
+            })
+        })(),
+        Command::Compare {
+            object,
+            prog,
+            pcap,
+            packet,
+            format,
+            ignore,
+        } => (|| {
+            let json = match format.as_str() {
+                "json" => true,
+                "text" => false,
+                other => return Err(format!("unknown format `{other}` (text or json)")),
+            };
+            let v = bpfsim::compare_cmd::run(bpfsim::compare_cmd::CompareArgs {
+                object,
+                prog,
+                packets_hex: packet,
+                pcap,
+                json,
+                ignore,
+            })?;
+            Ok(match v {
+                bpfsim::compare_cmd::Verdict::Agree => ExitCode::SUCCESS,
+                bpfsim::compare_cmd::Verdict::Differ => ExitCode::from(1),
+                bpfsim::compare_cmd::Verdict::KernelUnavailable => ExitCode::from(3),
             })
         })(),
         Command::Bench {
