@@ -26,6 +26,12 @@ step "benchmarks in test mode (each bench runs once)"
 cargo test -p bpfsim-benches --benches
 step "conformance suite"
 ./target/release/bpfsim conformance test-vectors/conformance/tests
+step "conformance suite in the live kernel against both engines (exit 3: bpf(2) unavailable)"
+rc=0
+./target/release/bpfsim conformance --kernel test-vectors/conformance/tests || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 3 ] || exit "$rc"
+step "kernel-dependent tests as uid 65534 without capabilities: they skip, never fail"
+scripts/unprivileged-tests.sh
 step "Python package: pip install into a fresh virtualenv, then its tests and examples"
 rm -rf target/pyenv
 python3 -m venv target/pyenv

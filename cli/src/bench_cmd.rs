@@ -102,7 +102,15 @@ fn trivial_program() -> bpfsim_vm::Program {
         .expect("a fixed program")
 }
 
-pub fn run(args: BenchArgs) -> Result<(), String> {
+/// How `bpfsim bench` ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BenchOutcome {
+    Timed,
+    /// Only the kernel was asked for and it is unavailable (exit 3; the reason is printed).
+    KernelUnavailable,
+}
+
+pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
     let bytes =
         std::fs::read(&args.object).map_err(|e| format!("{}: {e}", args.object.display()))?;
     let mut packets: Vec<Vec<u8>> = args
@@ -142,6 +150,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         );
     }
     let mut benchers: Vec<(String, Bencher)> = Vec::new();
+    let mut kernel_missing = false;
     for e in &args.engines {
         match e.as_str() {
             "interp" | "jit" => {
@@ -175,6 +184,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                         Ok(b) => b,
                         Err(u) => {
                             eprintln!("bpfsim: kernel unavailable, not timed: {u}");
+                            kernel_missing = true;
                             continue;
                         }
                     };
@@ -195,10 +205,16 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     ));
                 }
                 #[cfg(not(target_os = "linux"))]
-                eprintln!("bpfsim: kernel unavailable, not timed: not Linux");
+                {
+                    eprintln!("bpfsim: kernel unavailable, not timed: bpf(2) needs Linux");
+                    kernel_missing = true;
+                }
             }
             other => return Err(format!("unknown engine `{other}` (interp, jit, kernel)")),
         }
+    }
+    if benchers.is_empty() && kernel_missing {
+        return Ok(BenchOutcome::KernelUnavailable);
     }
     // Interleaved rounds: every engine once per round, so drifts hit all alike.
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); benchers.len()];
@@ -255,5 +271,5 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             println!("  {n:<8} {r:>12.1} {o:>12.1} {ratio:>10}");
         }
     }
-    Ok(())
+    Ok(BenchOutcome::Timed)
 }

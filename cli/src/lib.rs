@@ -53,4 +53,6 @@ pub mod conformance;
 pub mod pcapng;
 pub mod plugin;
 pub mod run_cmd;
+#[cfg(target_os = "linux")]
+pub mod run_kernel;
 pub mod verify_cmd;

@@ -34,6 +34,11 @@ enum Command {
         /// Also print passing tests and the reason for each rejection.
         #[arg(short, long)]
         verbose: bool,
+        /// Also run each test in the live kernel (BPF_PROG_TEST_RUN) and compare its r0 with every
+        /// engine's: prints `kernel agreement: N/M` and each test the kernel cannot run, with why.
+        /// Exit 3 when bpf(2) is unavailable.
+        #[arg(long)]
+        kernel: bool,
     },
     /// The bpf_conformance plugin protocol: program hex on stdin, memory hex as the first argument.
     ConformancePlugin {
@@ -85,8 +90,9 @@ enum Command {
         /// After the last packet, print every map's entries (arrays: the non-zero ones).
         #[arg(long)]
         dump_maps: bool,
-        /// interp (the reference), jit (compiled with Cranelift), or auto (interpret the first
-        /// runs, compile once hot).
+        /// interp (the reference), jit (compiled with Cranelift), auto (interpret the first
+        /// runs, compile once hot), or kernel (the live kernel through BPF_PROG_TEST_RUN; exit 3
+        /// when bpf(2) is unavailable).
         #[arg(long, default_value = "interp")]
         engine: String,
     },
@@ -150,7 +156,8 @@ enum Command {
         /// Packets from a pcap or pcapng file.
         #[arg(long)]
         pcap: Option<PathBuf>,
-        /// Comma-separated: interp, jit, kernel.
+        /// Comma-separated: interp, jit, kernel. An unavailable kernel is skipped with a line
+        /// saying why; exit 3 when it was the only engine asked for.
         #[arg(long, default_value = "interp,jit,kernel")]
         engines: String,
         /// text or json.
@@ -237,10 +244,90 @@ fn disasm_object(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `run --engine kernel`: exit 3 when the kernel is unavailable.
+#[cfg(target_os = "linux")]
+fn run_in_kernel(args: &bpfsim::run_cmd::RunArgs) -> Result<ExitCode, String> {
+    use bpfsim::run_kernel::KernelRunOutcome;
+    Ok(match bpfsim::run_kernel::run(args)? {
+        KernelRunOutcome::Ran => ExitCode::SUCCESS,
+        KernelRunOutcome::Unavailable => ExitCode::from(3),
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_in_kernel(_args: &bpfsim::run_cmd::RunArgs) -> Result<ExitCode, String> {
+    eprintln!("bpfsim: kernel unavailable: bpf(2) needs Linux");
+    Ok(ExitCode::from(3))
+}
+
+/// `conformance --kernel`: the tally of the suite in the live kernel.
+struct KernelCheck {
+    #[cfg(target_os = "linux")]
+    bpf: bpfsim_kernel::KernelBpf,
+    agree: usize,
+    total: usize,
+    cannot: Vec<String>,
+    differ: usize,
+}
+
+impl KernelCheck {
+    #[cfg(target_os = "linux")]
+    fn new() -> Result<KernelCheck, String> {
+        let bpf = bpfsim_kernel::KernelBpf::probe().map_err(|u| u.to_string())?;
+        Ok(KernelCheck {
+            bpf,
+            agree: 0,
+            total: 0,
+            cannot: Vec::new(),
+            differ: 0,
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn new() -> Result<KernelCheck, String> {
+        Err("bpf(2) needs Linux".to_string())
+    }
+
+    #[cfg(target_os = "linux")]
+    fn check(&mut self, file: &std::path::Path, engines: &[Engine]) {
+        use bpfsim::conformance::KernelVerdict;
+        let p = file.display();
+        match conformance::kernel_check(file, &self.bpf, engines) {
+            KernelVerdict::NotCompared => return,
+            KernelVerdict::Agree(_) => self.agree += 1,
+            KernelVerdict::CannotRun(why) => self.cannot.push(format!("{p}: {why}")),
+            KernelVerdict::Differ(what) => {
+                self.differ += 1;
+                println!("KERNEL-DIFF {p}: {what}");
+            }
+        }
+        self.total += 1;
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn check(&mut self, _file: &std::path::Path, _engines: &[Engine]) {}
+
+    /// Print the tally; true when the kernel and an engine differed.
+    fn finish(self) -> bool {
+        println!(
+            "kernel agreement: {}/{} ({} the kernel cannot run, {} differ)",
+            self.agree,
+            self.total,
+            self.cannot.len(),
+            self.differ
+        );
+        for c in &self.cannot {
+            println!("  kernel cannot run {c}");
+        }
+        self.differ > 0
+    }
+}
+
 fn conformance_cmd(
     paths: &[PathBuf],
     engines: &[String],
     verbose: bool,
+    kernel: bool,
 ) -> Result<ExitCode, String> {
     let engines = if engines.is_empty() {
         Engine::available()
@@ -253,8 +340,22 @@ fn conformance_cmd(
             .collect::<Result<_, _>>()?
     };
     let files = conformance::collect(paths).map_err(|e| e.to_string())?;
+    let mut in_kernel = if kernel {
+        match KernelCheck::new() {
+            Ok(k) => Some(k),
+            Err(why) => {
+                eprintln!("bpfsim: kernel unavailable: {why}");
+                return Ok(ExitCode::from(3));
+            }
+        }
+    } else {
+        None
+    };
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for file in &files {
+        if let Some(k) = &mut in_kernel {
+            k.check(file, &engines);
+        }
         let report = conformance::run_file(file, &engines);
         let p = file.display();
         for o in &report.outcomes {
@@ -283,7 +384,8 @@ fn conformance_cmd(
     } else {
         println!("{passed} passed, {failed} failed");
     }
-    Ok(if failed == 0 {
+    let kernel_differs = in_kernel.is_some_and(|k| k.finish());
+    Ok(if failed == 0 && !kernel_differs {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -297,7 +399,8 @@ fn main() -> ExitCode {
             paths,
             engine,
             verbose,
-        } => conformance_cmd(&paths, &engine, verbose),
+            kernel,
+        } => conformance_cmd(&paths, &engine, verbose, kernel),
         Command::ConformancePlugin { args } => return bpfsim::plugin::main_with(&args),
         Command::Run {
             object,
@@ -316,8 +419,13 @@ fn main() -> ExitCode {
             dump_maps,
             engine,
         } => (|| {
-            let engine = bpfsim::sim::object::Engine::from_name(&engine)
-                .ok_or_else(|| format!("unknown engine `{engine}` (interp, jit or auto)"))?;
+            let kernel = engine == "kernel";
+            let engine = match kernel {
+                true => bpfsim::sim::object::Engine::Interp,
+                false => bpfsim::sim::object::Engine::from_name(&engine).ok_or_else(|| {
+                    format!("unknown engine `{engine}` (interp, jit, auto or kernel)")
+                })?,
+            };
             use bpfsim::sim::ctx::{skb::SkbMd, xdp::XdpMd};
             let mut input = bpfsim::sim::run::Input::default();
             let xdp_default = XdpMd::default();
@@ -346,7 +454,7 @@ fn main() -> ExitCode {
                 "text" => false,
                 other => return Err(format!("unknown format `{other}` (text or json)")),
             };
-            bpfsim::run_cmd::run(bpfsim::run_cmd::RunArgs {
+            let args = bpfsim::run_cmd::RunArgs {
                 raw,
                 prog,
                 object,
@@ -359,7 +467,12 @@ fn main() -> ExitCode {
                 maps,
                 dump_maps,
                 engine,
-            })?;
+                kernel,
+            };
+            if kernel {
+                return run_in_kernel(&args);
+            }
+            bpfsim::run_cmd::run(args)?;
             Ok(ExitCode::SUCCESS)
         })(),
         Command::Verify {
@@ -438,7 +551,7 @@ fn main() -> ExitCode {
                 "text" => false,
                 other => return Err(format!("unknown format `{other}` (text or json)")),
             };
-            bpfsim::bench_cmd::run(bpfsim::bench_cmd::BenchArgs {
+            let outcome = bpfsim::bench_cmd::run(bpfsim::bench_cmd::BenchArgs {
                 object,
                 prog,
                 packets_hex: packet,
@@ -447,7 +560,10 @@ fn main() -> ExitCode {
                 json,
                 rounds,
             })?;
-            Ok(ExitCode::SUCCESS)
+            Ok(match outcome {
+                bpfsim::bench_cmd::BenchOutcome::Timed => ExitCode::SUCCESS,
+                bpfsim::bench_cmd::BenchOutcome::KernelUnavailable => ExitCode::from(3),
+            })
         })(),
         Command::Asm { input, output } => (|| {
             let text = String::from_utf8(read_input(&input)?)

@@ -210,3 +210,53 @@ fn asm_and_disasm_round_trip_through_files() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a multiple of 8"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--kernel`: the suite in the live kernel, compared with both engines; every test the kernel
+/// cannot run is listed with its reason. Without bpf(2): exit 3 and one line saying why.
+#[test]
+fn kernel_agreement_line() {
+    let dir = vectors("tests");
+    let out = Command::new(env!("CARGO_BIN_EXE_bpfsim"))
+        .args(["conformance", "--kernel", dir.to_str().unwrap()])
+        .output()
+        .expect("bpfsim runs");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    if out.status.code() == Some(3) {
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("bpfsim: kernel unavailable: "),
+            "{stderr}"
+        );
+        println!("skipped: {}", stderr.trim());
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("kernel agreement: "))
+        .unwrap_or_else(|| panic!("no agreement line:\n{stdout}"));
+    println!("{line}");
+    // "kernel agreement: A/T (C the kernel cannot run, 0 differ)"
+    let nums: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (agree, total, cannot, differ) = (nums[0], nums[1], nums[2], nums[3]);
+    assert_eq!(differ, 0, "{stdout}");
+    assert_eq!(agree + cannot, total, "{stdout}");
+    assert!(
+        agree >= 299,
+        "the kernel ran fewer tests than before:\n{stdout}"
+    );
+    let listed = stdout
+        .lines()
+        .filter(|l| l.starts_with("  kernel cannot run "))
+        .count();
+    assert_eq!(
+        listed, cannot,
+        "each test the kernel cannot run is listed:\n{stdout}"
+    );
+    assert!(!stdout.contains("KERNEL-DIFF"), "{stdout}");
+}

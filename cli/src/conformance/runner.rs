@@ -132,33 +132,38 @@ fn hint(h: &str) -> String {
     }
 }
 
-/// Judge one file under `engines`.
-pub fn run_file(path: &Path, engines: &[Engine]) -> Report {
-    let report = |outcomes| Report {
-        path: path.to_path_buf(),
-        outcomes,
-    };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => return report(vec![Outcome::Fail(None, format!("cannot read: {e}"))]),
-    };
-    let t = match data::parse(&text) {
-        Ok(t) => t,
-        Err(e) => {
-            return report(vec![Outcome::Fail(
-                None,
-                format!("malformed test file: {e}"),
-            )])
+/// A test file read, assembled and decoded, with what it expects.
+pub(super) struct Prepared {
+    pub(super) test: TestFile,
+    pub(super) bytes: Vec<u8>,
+    pub(super) prog: Program,
+    expect: Expect,
+}
+
+impl Prepared {
+    /// The 64-bit `r0` the test expects, when it expects one (not a rejection).
+    pub(super) fn expected_r0(&self) -> Option<u64> {
+        match self.expect {
+            Expect::Result(r, _) => Some(r),
+            Expect::Rejection(_) => None,
         }
-    };
+    }
+}
+
+/// Read and decode one file; `Err` is the report to give when it cannot run at all.
+pub(super) fn prepare(path: &Path) -> Result<Prepared, Vec<Outcome>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![Outcome::Fail(None, format!("cannot read: {e}"))])?;
+    let t = data::parse(&text)
+        .map_err(|e| vec![Outcome::Fail(None, format!("malformed test file: {e}"))])?;
     if let Some(d) = &t.unknown_directive {
-        return report(vec![Outcome::Skip(format!("unknown directive `{d}`"))]);
+        return Err(vec![Outcome::Skip(format!("unknown directive `{d}`"))]);
     }
     if t.asm.is_empty() && t.raw.as_ref().is_none_or(|r| r.is_empty()) {
-        return report(vec![Outcome::Skip("no instructions".to_string())]);
+        return Err(vec![Outcome::Skip("no instructions".to_string())]);
     }
     let Some(expect) = expectation(path, &t) else {
-        return report(vec![Outcome::Skip(
+        return Err(vec![Outcome::Skip(
             "no result or error section".to_string(),
         )]);
     };
@@ -166,48 +171,67 @@ pub fn run_file(path: &Path, engines: &[Engine]) -> Report {
         Expect::Rejection(_) => Outcome::Pass(format!("rejected by the {stage}: {msg}")),
         Expect::Result(..) => Outcome::Fail(None, format!("{stage} rejected the program: {msg}")),
     };
-
     let bytes = match &t.raw {
-        Some(lines) => match data::raw_bytes(lines) {
-            Ok(b) => b,
-            Err(e) => {
-                return report(vec![Outcome::Fail(
-                    None,
-                    format!("malformed raw section: {e}"),
-                )])
-            }
-        },
+        Some(lines) => data::raw_bytes(lines)
+            .map_err(|e| vec![Outcome::Fail(None, format!("malformed raw section: {e}"))])?,
         None => match asm::assemble(&t.asm_text()) {
             Ok(insns) => bpfsim_vm::isa::encode(&insns),
-            Err(e) => return report(vec![rejected("assembler", e.to_string())]),
+            Err(e) => return Err(vec![rejected("assembler", e.to_string())]),
         },
     };
     let prog = match Program::from_bytes(&bytes) {
         Ok(p) => p,
-        Err(e) => return report(vec![rejected("loader", e.to_string())]),
+        Err(e) => return Err(vec![rejected("loader", e.to_string())]),
+    };
+    Ok(Prepared {
+        test: t,
+        bytes,
+        prog,
+        expect,
+    })
+}
+
+/// Run the program under one engine with the test's memory; `Err` when the engine cannot take it.
+pub(super) fn execute(
+    engine: Engine,
+    prog: &Program,
+    mem: &[u8],
+) -> Result<Result<u64, bpfsim_vm::Trap>, String> {
+    let mut mem = mem.to_vec();
+    Ok(match engine {
+        Engine::Interp => {
+            let interp = Interpreter::new(prog);
+            Vm::default()
+                .run_with_memory(&interp, &mut ConformanceHost, &mut mem)
+                .result
+        }
+        Engine::Jit => {
+            let jit =
+                bpfsim_jit::JitProgram::compile(prog).map_err(|e| format!("JIT compile: {e}"))?;
+            jit.run_with_memory(&mut Vm::default(), &mut ConformanceHost, &mut mem)
+                .result
+        }
+    })
+}
+
+/// Judge one file under `engines`.
+pub fn run_file(path: &Path, engines: &[Engine]) -> Report {
+    let report = |outcomes| Report {
+        path: path.to_path_buf(),
+        outcomes,
+    };
+    let p = match prepare(path) {
+        Ok(p) => p,
+        Err(outcomes) => return report(outcomes),
     };
     let outcomes = engines
         .iter()
         .map(|&engine| {
-            let mut mem = t.mem.clone();
-            let result = match engine {
-                Engine::Interp => {
-                    let interp = Interpreter::new(&prog);
-                    Vm::default()
-                        .run_with_memory(&interp, &mut ConformanceHost, &mut mem)
-                        .result
-                }
-                Engine::Jit => match bpfsim_jit::JitProgram::compile(&prog) {
-                    Ok(jit) => {
-                        jit.run_with_memory(&mut Vm::default(), &mut ConformanceHost, &mut mem)
-                            .result
-                    }
-                    Err(e) => {
-                        return Outcome::Fail(Some(engine), format!("JIT compile: {e}"));
-                    }
-                },
+            let result = match execute(engine, &p.prog, &p.test.mem) {
+                Ok(r) => r,
+                Err(e) => return Outcome::Fail(Some(engine), e),
             };
-            match (&expect, result) {
+            match (&p.expect, result) {
                 (Expect::Result(want, note), Ok(got)) if got == *want => Outcome::Pass(format!(
                     "r0 = {got:#x}{}",
                     note.map(|n| format!(" ({n})")).unwrap_or_default()
