@@ -12,6 +12,7 @@ step "format"
 cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p bpfsim --no-default-features --all-targets -- -D warnings  # without the kernel backend
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "build (release)"

@@ -37,7 +37,7 @@ enum Bencher {
         trivial: Box<dyn bpfsim_vm::Executable>,
         runner: Box<Runner>,
     },
-    #[cfg(target_os = "linux")]
+    #[cfg(kernel_backend)]
     Kernel {
         runner: Box<bpfsim_kernel::KernelRunner>,
         bpf: bpfsim_kernel::KernelBpf,
@@ -72,7 +72,7 @@ impl Bencher {
                 }
                 Ok((run, t.elapsed().as_nanos() as f64 / ITERS as f64))
             }
-            #[cfg(target_os = "linux")]
+            #[cfg(kernel_backend)]
             Bencher::Kernel {
                 runner,
                 bpf,
@@ -178,7 +178,7 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
                 ));
             }
             "kernel" => {
-                #[cfg(target_os = "linux")]
+                #[cfg(kernel_backend)]
                 {
                     let bpf = match bpfsim_kernel::KernelBpf::probe() {
                         Ok(b) => b,
@@ -204,9 +204,12 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
                         },
                     ));
                 }
-                #[cfg(not(target_os = "linux"))]
+                #[cfg(not(kernel_backend))]
                 {
-                    eprintln!("bpfsim: kernel unavailable, not timed: bpf(2) needs Linux");
+                    eprintln!(
+                        "bpfsim: kernel unavailable, not timed: {}",
+                        crate::NO_KERNEL_BACKEND
+                    );
                     kernel_missing = true;
                 }
             }

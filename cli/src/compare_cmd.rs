@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+#[cfg(kernel_backend)]
 use serde_json::json;
 
 pub struct CompareArgs {
@@ -22,13 +23,13 @@ pub enum Verdict {
     KernelUnavailable,
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(kernel_backend))]
 pub fn run(_args: CompareArgs) -> Result<Verdict, String> {
-    eprintln!("bpfsim: kernel unavailable: not Linux");
+    eprintln!("bpfsim: kernel unavailable: {}", crate::NO_KERNEL_BACKEND);
     Ok(Verdict::KernelUnavailable)
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(kernel_backend)]
 pub fn run(args: CompareArgs) -> Result<Verdict, String> {
     use crate::compare::Comparison;
     use bpfsim_helpers::run::Input;

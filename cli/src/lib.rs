@@ -44,15 +44,26 @@ pub use bpfsim_helpers as sim;
 pub use bpfsim_verifier as verifier;
 pub use bpfsim_vm as vm;
 
+#[cfg(feature = "kernel")]
+pub use bpfsim_kernel as kernel;
+
+/// Why this build cannot reach the kernel: said in place of the bpf(2) probe's answer.
+#[cfg(not(kernel_backend))]
+pub const NO_KERNEL_BACKEND: &str = if cfg!(target_os = "linux") {
+    "bpfsim was built without its `kernel` feature"
+} else {
+    "bpf(2) needs Linux"
+};
+
 pub mod bench_cmd;
 pub mod capture;
-#[cfg(target_os = "linux")]
+#[cfg(kernel_backend)]
 pub mod compare;
 pub mod compare_cmd;
 pub mod conformance;
 pub mod pcapng;
 pub mod plugin;
 pub mod run_cmd;
-#[cfg(target_os = "linux")]
+#[cfg(kernel_backend)]
 pub mod run_kernel;
 pub mod verify_cmd;

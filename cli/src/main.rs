@@ -245,7 +245,7 @@ fn disasm_object(
 }
 
 /// `run --engine kernel`: exit 3 when the kernel is unavailable.
-#[cfg(target_os = "linux")]
+#[cfg(kernel_backend)]
 fn run_in_kernel(args: &bpfsim::run_cmd::RunArgs) -> Result<ExitCode, String> {
     use bpfsim::run_kernel::KernelRunOutcome;
     Ok(match bpfsim::run_kernel::run(args)? {
@@ -254,15 +254,15 @@ fn run_in_kernel(args: &bpfsim::run_cmd::RunArgs) -> Result<ExitCode, String> {
     })
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(kernel_backend))]
 fn run_in_kernel(_args: &bpfsim::run_cmd::RunArgs) -> Result<ExitCode, String> {
-    eprintln!("bpfsim: kernel unavailable: bpf(2) needs Linux");
+    eprintln!("bpfsim: kernel unavailable: {}", bpfsim::NO_KERNEL_BACKEND);
     Ok(ExitCode::from(3))
 }
 
 /// `conformance --kernel`: the tally of the suite in the live kernel.
 struct KernelCheck {
-    #[cfg(target_os = "linux")]
+    #[cfg(kernel_backend)]
     bpf: bpfsim_kernel::KernelBpf,
     agree: usize,
     total: usize,
@@ -271,7 +271,7 @@ struct KernelCheck {
 }
 
 impl KernelCheck {
-    #[cfg(target_os = "linux")]
+    #[cfg(kernel_backend)]
     fn new() -> Result<KernelCheck, String> {
         let bpf = bpfsim_kernel::KernelBpf::probe().map_err(|u| u.to_string())?;
         Ok(KernelCheck {
@@ -283,12 +283,12 @@ impl KernelCheck {
         })
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(kernel_backend))]
     fn new() -> Result<KernelCheck, String> {
-        Err("bpf(2) needs Linux".to_string())
+        Err(bpfsim::NO_KERNEL_BACKEND.to_string())
     }
 
-    #[cfg(target_os = "linux")]
+    #[cfg(kernel_backend)]
     fn check(&mut self, file: &std::path::Path, engines: &[Engine]) {
         use bpfsim::conformance::KernelVerdict;
         let p = file.display();
@@ -304,7 +304,7 @@ impl KernelCheck {
         self.total += 1;
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(kernel_backend))]
     fn check(&mut self, _file: &std::path::Path, _engines: &[Engine]) {}
 
     /// Print the tally; true when the kernel and an engine differed.

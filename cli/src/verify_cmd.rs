@@ -33,6 +33,7 @@ struct KernelAnswer {
     processed: Option<u64>,
 }
 
+#[cfg(kernel_backend)]
 fn processed_of(log: &str) -> Option<u64> {
     log.lines()
         .rev()
@@ -41,6 +42,7 @@ fn processed_of(log: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+#[cfg(kernel_backend)]
 fn kernel_answer(result: Result<(), i32>, log: &str) -> KernelAnswer {
     KernelAnswer {
         accepted: result.is_ok(),
@@ -130,7 +132,7 @@ fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
 }
 
 pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
-    #[cfg(target_os = "linux")]
+    #[cfg(kernel_backend)]
     let kernel = if args.compare_kernel {
         match bpfsim_kernel::KernelBpf::probe() {
             Ok(k) => Some(k),
@@ -142,9 +144,9 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
     } else {
         None
     };
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(kernel_backend))]
     if args.compare_kernel {
-        eprintln!("bpfsim: kernel unavailable: not Linux");
+        eprintln!("bpfsim: kernel unavailable: {}", crate::NO_KERNEL_BACKEND);
         return Ok(Outcome::KernelUnavailable);
     }
     let log_level = args.log_level;
@@ -159,7 +161,7 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
             let mut opts = Options::new(prog_type);
             opts.log_level = log_level;
             let verdict = verify(&insns, &opts);
-            #[cfg(target_os = "linux")]
+            #[cfg(kernel_backend)]
             let kernel = kernel.map(|k| {
                 let (r, log) = k.prog_load_logged(
                     bpfsim_kernel::ProgType(prog_type.id()),
@@ -169,7 +171,7 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
                 );
                 kernel_answer(r.map(|_| ()).map_err(|e| e.0), &log)
             });
-            #[cfg(not(target_os = "linux"))]
+            #[cfg(not(kernel_backend))]
             let kernel = None;
             let name = raw.display().to_string();
             let _ = Program::new(insns.clone());
@@ -212,7 +214,7 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
             if progs.is_empty() {
                 return Err(format!("{}: the object has no programs", path.display()));
             }
-            #[cfg(target_os = "linux")]
+            #[cfg(kernel_backend)]
             let kobj = match &kernel {
                 Some(k) => Some(
                     k.load_object_maps(&obj)
@@ -232,7 +234,7 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
                         p.section
                     ));
                 };
-                #[cfg(target_os = "linux")]
+                #[cfg(kernel_backend)]
                 let kernel = match (&kernel, &kobj) {
                     (Some(k), Some(ko)) => {
                         let (r, log) =
@@ -241,7 +243,7 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
                     }
                     _ => None,
                 };
-                #[cfg(not(target_os = "linux"))]
+                #[cfg(not(kernel_backend))]
                 let kernel = None;
                 rows.push((p, verdict, kernel));
             }

@@ -133,6 +133,7 @@ fn hint(h: &str) -> String {
 }
 
 /// A test file read, assembled and decoded, with what it expects.
+#[cfg_attr(not(kernel_backend), allow(dead_code))]
 pub(super) struct Prepared {
     pub(super) test: TestFile,
     pub(super) bytes: Vec<u8>,
@@ -140,6 +141,7 @@ pub(super) struct Prepared {
     expect: Expect,
 }
 
+#[cfg_attr(not(kernel_backend), allow(dead_code))]
 impl Prepared {
     /// The 64-bit `r0` the test expects, when it expects one (not a rejection).
     pub(super) fn expected_r0(&self) -> Option<u64> {
