@@ -17,6 +17,8 @@ step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "build (release)"
 cargo build --release
+step "verification time against the kernel's, every test-vectors program (at most 2x)"
+scripts/verify-time.py
 step "real-world XDP objects (xdp-tools, as Debian ships it; best effort)"
 scripts/fetch-realworld.sh target/realworld || echo "not fetched: tests/realworld.rs will skip"
 step "unit, integration and property tests"

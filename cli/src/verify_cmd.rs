@@ -31,6 +31,23 @@ struct KernelAnswer {
     accepted: bool,
     error: Option<String>,
     processed: Option<u64>,
+    /// The kernel's own `verification time N usec` (its log's statistics).
+    time_us: Option<u64>,
+}
+
+/// The kernel's log level: the user's (at least 1, for the error line) plus BPF_LOG_STATS,
+/// which adds the `verification time` line we report next to ours.
+#[cfg(kernel_backend)]
+fn kernel_log_level(log_level: u32) -> u32 {
+    log_level.max(1) | 4
+}
+
+#[cfg(kernel_backend)]
+fn time_of(log: &str) -> Option<u64> {
+    log.lines()
+        .find_map(|l| l.strip_prefix("verification time "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
 
 #[cfg(kernel_backend)]
@@ -52,6 +69,7 @@ fn kernel_answer(result: Result<(), i32>, log: &str) -> KernelAnswer {
                 .to_string()
         }),
         processed: processed_of(log),
+        time_us: time_of(log),
     }
 }
 
@@ -95,6 +113,7 @@ fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
                     "accepted": k.accepted,
                     "error": k.error,
                     "processed_insns": k.processed,
+                    "verification_time_us": k.time_us,
                     "agree": agree,
                 });
             }
@@ -120,12 +139,19 @@ fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
                 (None, None) => "accepted".to_string(),
                 (Some(e), _) => format!("rejected: {e}"),
             };
+            let time = match k.time_us {
+                Some(t) => format!(
+                    ", verified in {t} us (bpfsim: {} us)",
+                    r.verdict.time.as_micros()
+                ),
+                None => String::new(),
+            };
             let tag = if agree == Some(true) {
                 "agree"
             } else {
                 "DIFFERENT"
             };
-            say(format!("  kernel: {what} ({tag})"));
+            say(format!("  kernel: {what} ({tag}){time}"));
         }
     }
     ok
@@ -167,7 +193,7 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
                     bpfsim_kernel::ProgType(prog_type.id()),
                     &bytes,
                     "GPL",
-                    log_level.max(1),
+                    kernel_log_level(log_level),
                 );
                 kernel_answer(r.map(|_| ()).map_err(|e| e.0), &log)
             });
@@ -237,8 +263,13 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
                 #[cfg(kernel_backend)]
                 let kernel = match (&kernel, &kobj) {
                     (Some(k), Some(ko)) => {
-                        let (r, log) =
-                            ko.load_program_logged(k, &obj, p, args.prog_type, log_level.max(1));
+                        let (r, log) = ko.load_program_logged(
+                            k,
+                            &obj,
+                            p,
+                            args.prog_type,
+                            kernel_log_level(log_level),
+                        );
                         Some(kernel_answer(r.map_err(|e| e.0), &log))
                     }
                     _ => None,

@@ -144,9 +144,22 @@ fn compare_kernel_agrees_or_says_why_not() {
     }
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("kernel: accepted") && out.contains("(agree)"),
+        out.contains("kernel: accepted") && out.contains("(agree), verified in "),
         "{out}"
     );
+    // JSON carries both verification times.
+    let (_, out, _) = bpfsim(&[
+        "verify",
+        obj.to_str().unwrap(),
+        "--compare-kernel",
+        "--format",
+        "json",
+    ]);
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["verification_time_us"].is_u64(), "{line}");
+        assert!(v["kernel"]["verification_time_us"].is_u64(), "{line}");
+    }
     let bad = raw("mov %r0, %r5\nexit", "r5.bin");
     let (code, out, _) = bpfsim(&[
         "verify",
