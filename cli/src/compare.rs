@@ -187,27 +187,7 @@ impl Comparison {
             .run(&prog.name, packet, &input)
             .map(|k| k.result)
             .map_err(|e| e.to_string());
-        let mut differences = Vec::new();
-        let mut not_comparable = Vec::new();
-        match (&sim, &kernel) {
-            (Err(_), Err(_)) => {}
-            (Ok(_), Err(e)) => differences.push(format!("the kernel refused it ({e}), we ran it")),
-            (Err(e), Ok(_)) => differences.push(format!("the kernel ran it, we refused it ({e})")),
-            (Ok(s), Ok(k)) => {
-                differences = self.differences(prog.prog_type, s, k);
-                if let Some(r) = &s.redirect {
-                    not_comparable.push(format!("redirect target {r:?}"));
-                }
-                if let Some(t) = &s.trap {
-                    not_comparable.push(format!("trap ({t})"));
-                }
-                if let Some(skb) = &s.skb {
-                    if skb.tc_classid != 0 {
-                        not_comparable.push(format!("tc_classid {:#x}", skb.tc_classid));
-                    }
-                }
-            }
-        }
+        let (differences, not_comparable) = compare_runs(prog.prog_type, &sim, &kernel, self.trace);
         PacketComparison {
             sim,
             kernel,
@@ -216,145 +196,196 @@ impl Comparison {
         }
     }
 
-    fn differences(&self, prog_type: ProgType, s: &RunResult, k: &RunResult) -> Vec<String> {
-        let mut d = Vec::new();
-        // The kernel returns the low 32 bits of r0.
-        if s.retval as u32 as u64 != k.retval {
-            d.push(format!(
-                "retval {} here, {} in the kernel",
-                crate::run_cmd::action_name(prog_type, s.retval as u32 as u64),
-                crate::run_cmd::action_name(prog_type, k.retval)
-            ));
-        }
-        if s.data != k.data {
-            let first = s
-                .data
-                .iter()
-                .zip(&k.data)
-                .position(|(a, b)| a != b)
-                .unwrap_or(s.data.len().min(k.data.len()));
-            d.push(format!(
-                "output packet differs from byte {first} ({} bytes here, {} in the kernel): {} vs {}",
-                s.data.len(),
-                k.data.len(),
-                hex(&s.data),
-                hex(&k.data)
-            ));
-        }
-        if !s.ctx_out.is_empty() && !k.ctx_out.is_empty() && s.ctx_out != k.ctx_out {
-            d.push(format!(
-                "context out differs in {}",
-                ctx_fields_differing(prog_type, &s.ctx_out, &k.ctx_out).join(", ")
-            ));
-        }
-        let records = |r: &RunResult| -> Vec<(String, String)> {
-            r.events
-                .iter()
-                .filter(|e| e.cpu.is_none())
-                .map(|e| (e.map.clone(), hex(&e.data)))
-                .collect()
-        };
-        if records(s) != records(k) {
-            d.push(format!(
-                "ring buffer records {:?} here, {:?} in the kernel",
-                records(s),
-                records(k)
-            ));
-        }
-        if self.trace && s.trace != k.trace {
-            d.push(format!(
-                "bpf_printk {:?} here, {:?} in the kernel",
-                s.trace, k.trace
-            ));
-        }
-        d
-    }
-
-    /// Both sides' dumps of every comparable map, with `masked` value byte ranges zeroed
-    /// (times, random numbers): array-like maps list their non-zero entries (and every entry of
-    /// global data), others all.
+    /// Both sides' dumps of every comparable map ([`map_dumps`]).
     pub fn map_dumps(
         &self,
         masked: &[(String, std::ops::Range<usize>)],
     ) -> Result<Vec<(String, Dump, Dump)>, String> {
-        let mut out = Vec::new();
-        for (idx, m) in self.kernel.object.maps.iter().enumerate() {
-            let def = &self.kernel.parsed.maps[idx];
-            if MAPS_NOT_COMPARED.contains(&def.map_type) {
-                continue;
-            }
-            let array_like = matches!(
-                def.map_type,
-                MapType::Array | MapType::PercpuArray | MapType::Devmap | MapType::Cpumap
-            );
-            let name = &m.spec().name;
-            let kernel = self.kernel.map_entries(name).map_err(|e| e.to_string())?;
-            let id = self
-                .sim
-                .map_id(name)
-                .ok_or_else(|| format!("simulator: no map {name}"))?;
-            let maps = &self.sim.runner.maps;
-            let sim = if m.is_percpu() {
-                maps.entries_percpu(id)
-            } else {
-                maps.entries(id)
-                    .map(|es| es.into_iter().map(|(k, v)| (k, vec![v])).collect())
-            }
-            .map_err(|e| format!("simulator: map {name}: {e}"))?;
-            let norm = |entries: Vec<(Vec<u8>, Vec<Vec<u8>>)>| -> Dump {
-                entries
-                    .into_iter()
-                    .filter(|(_, vs)| {
-                        !array_like || name.starts_with('.') || vs.iter().flatten().any(|&b| b != 0)
-                    })
-                    .map(|(k, vs)| {
-                        let vs = vs
-                            .into_iter()
-                            .map(|mut v| {
-                                for (_, r) in masked.iter().filter(|(m, _)| m == name) {
-                                    for b in v.iter_mut().take(r.end).skip(r.start) {
-                                        *b = 0;
-                                    }
-                                }
-                                hex(&v)
-                            })
-                            .collect();
-                        (hex(&k), vs)
-                    })
-                    .collect()
-            };
-            out.push((name.clone(), norm(sim), norm(kernel)));
-        }
-        Ok(out)
+        map_dumps(&self.sim, &self.kernel, masked)
     }
 
-    /// Every map whose contents differ, in words.
+    /// Every map whose contents differ, in words ([`map_differences`]).
     pub fn map_differences(
         &self,
         masked: &[(String, std::ops::Range<usize>)],
     ) -> Result<Vec<String>, String> {
-        let mut d = Vec::new();
-        for (name, sim, kernel) in self.map_dumps(masked)? {
-            for key in sim
-                .keys()
-                .chain(kernel.keys())
-                .collect::<std::collections::BTreeSet<_>>()
-            {
-                match (sim.get(key), kernel.get(key)) {
-                    (Some(a), Some(b)) if a == b => {}
-                    (Some(a), Some(b)) => d.push(format!(
-                        "map {name}[{key}]: {a:?} here, {b:?} in the kernel"
-                    )),
-                    (Some(a), None) => d.push(format!(
-                        "map {name}[{key}]: {a:?} here, absent in the kernel"
-                    )),
-                    (None, Some(b)) => d.push(format!(
-                        "map {name}[{key}]: absent here, {b:?} in the kernel"
-                    )),
-                    (None, None) => {}
+        map_differences(&self.sim, &self.kernel, masked)
+    }
+}
+
+/// The differences between one run of a program of type `prog_type` in the simulator and in the
+/// kernel (either side's error is that side refusing the run), and what the simulator reported
+/// that the kernel cannot show. `trace`: compare `bpf_printk` lines (only meaningful when the
+/// kernel's were captured).
+pub fn compare_runs(
+    prog_type: ProgType,
+    sim: &Result<RunResult, String>,
+    kernel: &Result<RunResult, String>,
+    trace: bool,
+) -> (Vec<String>, Vec<String>) {
+    let mut differences = Vec::new();
+    let mut not_comparable = Vec::new();
+    match (sim, kernel) {
+        (Err(_), Err(_)) => {}
+        (Ok(_), Err(e)) => differences.push(format!("the kernel refused it ({e}), we ran it")),
+        (Err(e), Ok(_)) => differences.push(format!("the kernel ran it, we refused it ({e})")),
+        (Ok(s), Ok(k)) => {
+            differences = run_differences(prog_type, s, k, trace);
+            if let Some(r) = &s.redirect {
+                not_comparable.push(format!("redirect target {r:?}"));
+            }
+            if let Some(t) = &s.trap {
+                not_comparable.push(format!("trap ({t})"));
+            }
+            if let Some(skb) = &s.skb {
+                if skb.tc_classid != 0 {
+                    not_comparable.push(format!("tc_classid {:#x}", skb.tc_classid));
                 }
             }
         }
-        Ok(d)
     }
+    (differences, not_comparable)
+}
+
+fn run_differences(prog_type: ProgType, s: &RunResult, k: &RunResult, trace: bool) -> Vec<String> {
+    let mut d = Vec::new();
+    // The kernel returns the low 32 bits of r0.
+    if s.retval as u32 as u64 != k.retval {
+        d.push(format!(
+            "retval {} here, {} in the kernel",
+            crate::run_cmd::action_name(prog_type, s.retval as u32 as u64),
+            crate::run_cmd::action_name(prog_type, k.retval)
+        ));
+    }
+    if s.data != k.data {
+        let first = s
+            .data
+            .iter()
+            .zip(&k.data)
+            .position(|(a, b)| a != b)
+            .unwrap_or(s.data.len().min(k.data.len()));
+        d.push(format!(
+            "output packet differs from byte {first} ({} bytes here, {} in the kernel): {} vs {}",
+            s.data.len(),
+            k.data.len(),
+            hex(&s.data),
+            hex(&k.data)
+        ));
+    }
+    if !s.ctx_out.is_empty() && !k.ctx_out.is_empty() && s.ctx_out != k.ctx_out {
+        d.push(format!(
+            "context out differs in {}",
+            ctx_fields_differing(prog_type, &s.ctx_out, &k.ctx_out).join(", ")
+        ));
+    }
+    let records = |r: &RunResult| -> Vec<(String, String)> {
+        r.events
+            .iter()
+            .filter(|e| e.cpu.is_none())
+            .map(|e| (e.map.clone(), hex(&e.data)))
+            .collect()
+    };
+    if records(s) != records(k) {
+        d.push(format!(
+            "ring buffer records {:?} here, {:?} in the kernel",
+            records(s),
+            records(k)
+        ));
+    }
+    if trace && s.trace != k.trace {
+        d.push(format!(
+            "bpf_printk {:?} here, {:?} in the kernel",
+            s.trace, k.trace
+        ));
+    }
+    d
+}
+
+/// Both sides' dumps of every comparable map of an object loaded in each, with `masked` value
+/// byte ranges zeroed (times, random numbers): array-like maps list their non-zero entries (and
+/// every entry of global data), others all.
+pub fn map_dumps(
+    sim: &LoadedObject,
+    kernel: &KernelRunner,
+    masked: &[(String, std::ops::Range<usize>)],
+) -> Result<Vec<(String, Dump, Dump)>, String> {
+    let mut out = Vec::new();
+    for (idx, m) in kernel.object.maps.iter().enumerate() {
+        let def = &kernel.parsed.maps[idx];
+        if MAPS_NOT_COMPARED.contains(&def.map_type) {
+            continue;
+        }
+        let array_like = matches!(
+            def.map_type,
+            MapType::Array | MapType::PercpuArray | MapType::Devmap | MapType::Cpumap
+        );
+        let name = &m.spec().name;
+        let kernel_entries = kernel.map_entries(name).map_err(|e| e.to_string())?;
+        let id = sim
+            .map_id(name)
+            .ok_or_else(|| format!("simulator: no map {name}"))?;
+        let maps = &sim.runner.maps;
+        let sim_entries = if m.is_percpu() {
+            maps.entries_percpu(id)
+        } else {
+            maps.entries(id)
+                .map(|es| es.into_iter().map(|(k, v)| (k, vec![v])).collect())
+        }
+        .map_err(|e| format!("simulator: map {name}: {e}"))?;
+        let norm = |entries: Vec<(Vec<u8>, Vec<Vec<u8>>)>| -> Dump {
+            entries
+                .into_iter()
+                .filter(|(_, vs)| {
+                    !array_like || name.starts_with('.') || vs.iter().flatten().any(|&b| b != 0)
+                })
+                .map(|(k, vs)| {
+                    let vs = vs
+                        .into_iter()
+                        .map(|mut v| {
+                            for (_, r) in masked.iter().filter(|(m, _)| m == name) {
+                                for b in v.iter_mut().take(r.end).skip(r.start) {
+                                    *b = 0;
+                                }
+                            }
+                            hex(&v)
+                        })
+                        .collect();
+                    (hex(&k), vs)
+                })
+                .collect()
+        };
+        out.push((name.clone(), norm(sim_entries), norm(kernel_entries)));
+    }
+    Ok(out)
+}
+
+/// Every map entry whose contents differ between the two sides, in words.
+pub fn map_differences(
+    sim: &LoadedObject,
+    kernel: &KernelRunner,
+    masked: &[(String, std::ops::Range<usize>)],
+) -> Result<Vec<String>, String> {
+    let mut d = Vec::new();
+    for (name, sim, kernel) in map_dumps(sim, kernel, masked)? {
+        for key in sim
+            .keys()
+            .chain(kernel.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            match (sim.get(key), kernel.get(key)) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(a), Some(b)) => d.push(format!(
+                    "map {name}[{key}]: {a:?} here, {b:?} in the kernel"
+                )),
+                (Some(a), None) => d.push(format!(
+                    "map {name}[{key}]: {a:?} here, absent in the kernel"
+                )),
+                (None, Some(b)) => d.push(format!(
+                    "map {name}[{key}]: absent here, {b:?} in the kernel"
+                )),
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(d)
 }

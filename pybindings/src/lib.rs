@@ -7,6 +7,11 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 mod helper_call;
+#[cfg(target_os = "linux")]
+mod kernel;
+#[cfg(not(target_os = "linux"))]
+#[path = "kernel_other.rs"]
+mod kernel;
 mod object;
 mod result;
 
@@ -35,6 +40,13 @@ create_exception!(
     VerifierError,
     LoadError,
     "The verifier rejected a program, as the kernel's would."
+);
+
+create_exception!(
+    _native,
+    KernelUnavailable,
+    Error,
+    "bpf(2) cannot be used here (not root, EPERM, ENOSYS, not Linux): the message says why."
 );
 
 /// The kernel's helper id for a name (`bpf_fib_lookup`, `fib_lookup`), if it has one.
@@ -74,12 +86,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PacketError", py.get_type::<PacketError>())?;
     m.add("MapError", py.get_type::<MapError>())?;
     m.add("VerifierError", py.get_type::<VerifierError>())?;
+    m.add("KernelUnavailable", py.get_type::<KernelUnavailable>())?;
     m.add_class::<object::Object>()?;
     m.add_class::<result::RunResult>()?;
     m.add_class::<result::PcapRun>()?;
     m.add_class::<helper_call::HelperCall>()?;
     m.add_function(wrap_pyfunction!(helper_id, m)?)?;
     m.add_function(wrap_pyfunction!(read_capture, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel::kernel_unavailable_reason, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel::kernel_possible_cpus, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

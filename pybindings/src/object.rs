@@ -20,12 +20,19 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::helper_call::{install, Pending};
+use crate::kernel::KernelSide;
 use crate::result::{PcapRun, RunResult};
 use crate::{Error, LoadError, MapError, PacketError};
 
 struct State {
     obj: LoadedObject,
     progs: Vec<LinkedProgram>,
+    /// The object as given, for loading it into the kernel later.
+    elf: Vec<u8>,
+    /// The same object in the kernel, once a comparison asked for it.
+    kernel: Option<KernelSide>,
+    /// Helpers replaced by Python functions: (id, name).
+    mocked: Vec<(u32, String)>,
 }
 
 /// An object loaded into the simulator (the public `bpfsim.Object` wraps it).
@@ -249,6 +256,9 @@ impl Object {
             state: Mutex::new(State {
                 obj,
                 progs: Vec::new(),
+                elf: data.to_vec(),
+                kernel: None,
+                mocked: Vec::new(),
             }),
             pending: Arc::new(Mutex::new(None)),
         })
@@ -516,8 +526,12 @@ impl Object {
     /// every CPU); `flags` as BPF_ANY (0), BPF_NOEXIST (1), BPF_EXIST (2).
     #[pyo3(signature = (name, key, values, flags=0))]
     fn map_update(&self, name: &str, key: &[u8], values: Vec<Vec<u8>>, flags: u64) -> PyResult<()> {
-        let mut st = self.lock();
-        let (id, ty) = Self::map(&st, name)?;
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let (id, ty) = Self::map(st, name)?;
+        if st.kernel.is_some() {
+            KernelSide::check_mirrorable(&st.obj, name)?;
+        }
         let maps = &mut st.obj.runner.maps;
         let percpu = matches!(
             ty,
@@ -530,7 +544,11 @@ impl Object {
             } else {
                 values
             };
-            maps.update_percpu(id, key, &all, flags).map_err(map_err)
+            maps.update_percpu(id, key, &all, flags).map_err(map_err)?;
+            if let Some(k) = &mut st.kernel {
+                k.mirror_update(&st.obj, name, key, &all, flags)?;
+            }
+            Ok(())
         } else {
             let [v] = values.as_slice() else {
                 return Err(MapError::new_err(format!(
@@ -538,14 +556,26 @@ impl Object {
                     values.len()
                 )));
             };
-            maps.update(id, key, v, flags).map_err(map_err)
+            maps.update(id, key, v, flags).map_err(map_err)?;
+            if let Some(k) = &mut st.kernel {
+                k.mirror_update(&st.obj, name, key, std::slice::from_ref(v), flags)?;
+            }
+            Ok(())
         }
     }
 
     fn map_delete(&self, name: &str, key: &[u8]) -> PyResult<()> {
-        let mut st = self.lock();
-        let (id, _) = Self::map(&st, name)?;
-        st.obj.runner.maps.delete(id, key).map_err(map_err)
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let (id, _) = Self::map(st, name)?;
+        if st.kernel.is_some() {
+            KernelSide::check_mirrorable(&st.obj, name)?;
+        }
+        st.obj.runner.maps.delete(id, key).map_err(map_err)?;
+        match &st.kernel {
+            Some(k) => k.mirror_delete(name, key),
+            None => Ok(()),
+        }
     }
 
     fn map_keys<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Vec<Bound<'py, PyBytes>>> {
@@ -556,21 +586,35 @@ impl Object {
     }
 
     fn map_clear(&self, name: &str) -> PyResult<()> {
-        let mut st = self.lock();
-        let (id, _) = Self::map(&st, name)?;
-        st.obj.runner.maps.clear(id).map_err(map_err)
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let (id, _) = Self::map(st, name)?;
+        if st.kernel.is_some() {
+            KernelSide::check_mirrorable(&st.obj, name)?;
+        }
+        st.obj.runner.maps.clear(id).map_err(map_err)?;
+        match &st.kernel {
+            Some(k) => k.mirror_clear(name),
+            None => Ok(()),
+        }
     }
 
     #[pyo3(signature = (name, value, flags=0))]
     fn map_push(&self, name: &str, value: &[u8], flags: u64) -> PyResult<()> {
         let mut st = self.lock();
         let (id, _) = Self::map(&st, name)?;
+        if st.kernel.is_some() {
+            KernelSide::check_mirrorable(&st.obj, name)?;
+        }
         st.obj.runner.maps.push(id, value, flags).map_err(map_err)
     }
 
     fn map_pop<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyBytes>> {
         let mut st = self.lock();
         let (id, _) = Self::map(&st, name)?;
+        if st.kernel.is_some() {
+            KernelSide::check_mirrorable(&st.obj, name)?;
+        }
         st.obj
             .runner
             .maps
@@ -621,9 +665,10 @@ impl Object {
             .collect()
     }
 
-    /// False once a program has run: `.rodata` is then frozen.
+    /// False once a program has run or the object is in the kernel: `.rodata` is then frozen.
     fn rodata_writable(&self) -> bool {
-        self.lock().obj.rodata_writable()
+        let st = self.lock();
+        st.obj.rodata_writable() && st.kernel.is_none()
     }
 
     /// Replace the clock, random seed and CPU (the number of CPUs is fixed at load).
@@ -723,9 +768,131 @@ impl Object {
     fn mock_helper(&self, id: u32, f: Py<PyAny>) {
         let mut st = self.lock();
         install(&mut st.obj.runner, id, f, self.pending.clone());
+        let name = bpfsim::vm::spec::HELPER_NAMES
+            .get(id as usize)
+            .map_or_else(|| format!("#{id}"), |n| format!("bpf_{n}"));
+        st.mocked.retain(|(i, _)| *i != id);
+        st.mocked.push((id, name));
     }
 
     fn restore_helper(&self, id: u32) {
-        self.lock().obj.runner.restore_helper(id);
+        let mut st = self.lock();
+        st.obj.runner.restore_helper(id);
+        st.mocked.retain(|(i, _)| *i != id);
+    }
+
+    /// Load the object into the kernel (once) with the simulator's current maps; later map
+    /// writes go to both. KernelUnavailable without bpf(2).
+    fn kernel_attach(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if st.kernel.is_none() {
+            let (obj, elf) = (&mut st.obj, &st.elf);
+            st.kernel = Some(py.detach(|| KernelSide::attach(obj, elf))?);
+        }
+        Ok(())
+    }
+
+    fn kernel_attached(&self) -> bool {
+        self.lock().kernel.is_some()
+    }
+
+    /// Leave value bytes `start..end` of map `name` out of the comparisons (times, random
+    /// numbers).
+    fn kernel_ignore(&self, py: Python<'_>, name: &str, start: usize, end: usize) -> PyResult<()> {
+        if start >= end {
+            return Err(Error::new_err(format!("empty byte range {start}..{end}")));
+        }
+        self.kernel_attach(py)?;
+        let mut st = self.lock();
+        Self::map(&st, name)?;
+        st.kernel
+            .as_mut()
+            .expect("attached")
+            .masks
+            .push((name.to_string(), start..end));
+        Ok(())
+    }
+
+    /// The kernel's value(s) at `key` of map `name` (one per CPU for per-CPU maps); None when
+    /// absent.
+    fn kernel_map_lookup<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        key: &[u8],
+    ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
+        self.kernel_attach(py)?;
+        let st = self.lock();
+        let vs = st.kernel.as_ref().expect("attached").lookup(name, key)?;
+        Ok(vs.map(|vs| vs.iter().map(|v| PyBytes::new(py, v)).collect()))
+    }
+
+    /// Every map entry that differs between the simulator and the kernel now, in words.
+    fn kernel_map_differences(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.kernel_attach(py)?;
+        let st = self.lock();
+        st.kernel
+            .as_ref()
+            .expect("attached")
+            .map_differences(&st.obj)
+            .map_err(Error::new_err)
+    }
+
+    /// Run a linked program in the simulator and in the kernel and compare: `(simulator
+    /// result, simulator refusal, kernel result, kernel refusal, differences, not comparable)`.
+    #[pyo3(signature = (handle, data, xdp=(1, 0, 0), skb=None, repeat=1, engine="interp"))]
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn run_compare(
+        &self,
+        py: Python<'_>,
+        handle: usize,
+        data: &[u8],
+        xdp: (u32, u32, u32),
+        skb: Option<SkbArgs>,
+        repeat: u32,
+        engine: &str,
+    ) -> PyResult<(
+        Option<RunResult>,
+        Option<String>,
+        Option<RunResult>,
+        Option<String>,
+        Vec<String>,
+        Vec<String>,
+    )> {
+        let engine = engine_of(engine)?;
+        let inp = input(xdp, skb);
+        self.kernel_attach(py)?;
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let prog = st
+            .progs
+            .get(handle)
+            .ok_or_else(|| Error::new_err("no such program handle"))?;
+        let mocked: Vec<String> = st.mocked.iter().map(|(_, n)| n.clone()).collect();
+        let (obj, side) = (&mut st.obj, st.kernel.as_mut().expect("attached"));
+        let c = py.detach(|| side.run(obj, prog, data, inp, repeat, engine, &mocked));
+        self.take_pending()?;
+        let wrap = |r: SimResult| RunResult {
+            inner: r,
+            chain: Vec::new(),
+            redirect_map: None,
+        };
+        let (sim, sim_err) = match c.sim {
+            Ok(r) => (Some(Self::wrap(st, handle, r)), None),
+            Err(e) => (None, Some(e)),
+        };
+        let (kernel, kernel_err) = match c.kernel {
+            Ok(r) => (Some(wrap(r)), None),
+            Err(e) => (None, Some(e)),
+        };
+        Ok((
+            sim,
+            sim_err,
+            kernel,
+            kernel_err,
+            c.differences,
+            c.not_comparable,
+        ))
     }
 }

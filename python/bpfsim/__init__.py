@@ -9,15 +9,20 @@ buffer records and maps afterwards; with a fake clock, seeded randomness and moc
     obj.maps["blocked_ports"][22] = 0
     res = obj["xdp_fw"].run(packet_bytes)
     assert res.action == bpfsim.XdpAction.DROP
+
+``prog.run(packet, compare_kernel=True)`` runs the packet in the live kernel too (root) and
+raises :class:`KernelDifference` where the two differ; :mod:`bpfsim.kernel` says whether the
+kernel can be used here.
 """
 
 from ._ctx import Redirect, SkBuff, TcAction, XdpAction, XdpMd, XdpMdOut
 from ._env import Env, FakeClock
 from ._maps import ANY, EXIST, NOEXIST, Globals, Map
 from ._object import Object, PcapRun, Program, Result, Verdict, load
-from .errors import Error, LoadError, MapError, PacketError, Trap, VerifierError
+from .errors import (Error, KernelDifference, KernelUnavailable, LoadError, MapError,
+                     PacketError, Trap, VerifierError)
 
-from . import _native
+from . import _native, kernel
 
 __version__ = _native.__version__
 
@@ -26,4 +31,5 @@ __all__ = [
     "XdpMd", "SkBuff", "XdpMdOut", "Redirect", "XdpAction", "TcAction",
     "Env", "FakeClock", "ANY", "NOEXIST", "EXIST",
     "Error", "LoadError", "MapError", "PacketError", "Trap", "VerifierError",
+    "KernelUnavailable", "KernelDifference", "kernel",
 ]

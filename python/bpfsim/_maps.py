@@ -205,6 +205,17 @@ class Map(MutableMapping):
             values = [self._v(value)]
         self._native.map_update(self.name, self._k(key), values, flags)
 
+    def kernel_get(self, key, default=None):
+        """The value at ``key`` in the kernel's copy of this map (kernel-compat mode; the
+        object is loaded into the kernel if it is not yet), decoded as ``map[key]`` is;
+        ``default`` when absent."""
+        vs = self._native.kernel_map_lookup(self.name, self._k(key))
+        if vs is None:
+            return default
+        if self.percpu:
+            return [self._value.decode(v) for v in vs]
+        return self._value.decode(vs[0])
+
     def __delitem__(self, key):
         try:
             self._native.map_delete(self.name, self._k(key))

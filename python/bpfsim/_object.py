@@ -9,7 +9,8 @@ from . import _native
 from ._ctx import Redirect, SkBuff, TcAction, XdpAction, XdpMd, XdpMdOut
 from ._env import Env
 from ._maps import RECORDS, Globals, Map, Maps
-from .errors import Error, LoadError, PacketError, _trap, _verifier_error
+from .errors import (Error, KernelDifference, LoadError, PacketError, _trap,
+                     _verifier_error)
 
 PathLike = Union[str, "os.PathLike[str]"]
 Packet = Union[bytes, bytearray, memoryview, Any]
@@ -51,13 +52,21 @@ class Result:
     filters); ``data``: the packet afterwards; ``ctx``: the context afterwards; ``redirect``;
     ``trace`` (bpf_printk lines); ``events`` (ring buffer / perf records); ``insns``;
     ``duration_ns``; ``tail_calls`` (programs entered, in order).
+
+    After ``run(..., compare_kernel=True)``: ``kernel`` (the kernel's result, the same
+    attributes; ``insns`` 0, ``redirect`` None and ``tail_calls`` empty, as the kernel does not
+    report them), ``kernel_error`` (the kernel's refusal of the packet, else None),
+    ``differences`` (each in words, the maps afterwards included; empty when both agree) and
+    ``not_comparable`` (what the simulator reported that the kernel cannot show). Without a
+    comparison they are None.
     """
 
-    __slots__ = ("_r", "_type")
+    __slots__ = ("_r", "_type", "_cmp")
 
-    def __init__(self, native_result, prog_type: str):
+    def __init__(self, native_result, prog_type: str, comparison=None):
         self._r = native_result
         self._type = prog_type
+        self._cmp = comparison
 
     @property
     def retval(self) -> int:
@@ -113,10 +122,32 @@ class Result:
     def tail_calls(self) -> List[str]:
         return self._r.tail_calls
 
+    @property
+    def kernel(self) -> Optional["Result"]:
+        """The kernel's result of the same run (None without a comparison, or when the kernel
+        refused the packet: see ``kernel_error``)."""
+        return self._cmp[0] if self._cmp else None
+
+    @property
+    def kernel_error(self) -> Optional[str]:
+        return self._cmp[1] if self._cmp else None
+
+    @property
+    def differences(self) -> Optional[List[str]]:
+        return self._cmp[2] if self._cmp else None
+
+    @property
+    def not_comparable(self) -> Optional[List[str]]:
+        return self._cmp[3] if self._cmp else None
+
     def __repr__(self) -> str:
         a = self.action
         name = a.name if hasattr(a, "name") else a
-        return f"<bpfsim.Result {name} {len(self.data)} bytes, {self.insns} insns>"
+        cmp = ""
+        if self._cmp is not None:
+            n = len(self._cmp[2])
+            cmp = ", agrees with the kernel" if n == 0 else f", {n} differences with the kernel"
+        return f"<bpfsim.Result {name} {len(self.data)} bytes, {self.insns} insns{cmp}>"
 
 
 class PcapRun:
@@ -213,18 +244,30 @@ class Program:
             return data, (1, 0, 0), ctx._native()
         raise PacketError(f"ctx must be XdpMd or SkBuff, not {type(ctx).__name__}")
 
-    def run(self, packet: Packet, ctx=None, engine: str = "interp", repeat: int = 1) -> Result:
+    def run(self, packet: Packet, ctx=None, engine: str = "interp", repeat: int = 1,
+            compare_kernel: bool = False, raise_on_difference: bool = True) -> Result:
         """Run once (``repeat`` times, maps persisting, as BPF_PROG_TEST_RUN) on ``packet``.
 
         ``engine``: "interp" (the reference), "jit" (compiled with Cranelift on first use; an
         error for programs it cannot compile yet), or "auto" (interpreted for the first runs,
         compiled once hot, interpreted throughout if it cannot be compiled).
 
+        ``compare_kernel=True``: run the same packet in the live kernel too (the object is
+        loaded there on first use with the simulator's maps as they are; from then on every map
+        write from Python is made on both sides, and each side's maps carry over from run to
+        run) and compare the verdict, output packet, context out, ring buffer records,
+        bpf_printk lines and, afterwards, the maps. The result then has ``kernel``,
+        ``differences`` and ``not_comparable``. A difference raises
+        :class:`bpfsim.KernelDifference` (an AssertionError) unless ``raise_on_difference`` is
+        False. :class:`bpfsim.KernelUnavailable` when bpf(2) cannot be used here.
+
         Raises :class:`bpfsim.Trap` if the program faults, :class:`bpfsim.PacketError` if the
         packet or context is refused as the kernel would refuse it."""
         if engine not in ENGINES:
             raise Error(f"engine {engine!r} is not available: this build has {ENGINES}")
         data = packet if type(packet) is bytes else _to_bytes(packet)
+        if compare_kernel:
+            return self._run_compare(data, ctx, engine, repeat, raise_on_difference)
         if ctx is None:
             r = self._native.run(self._handle, data, repeat=repeat, engine=engine)
         else:
@@ -234,6 +277,31 @@ class Program:
         if r.events:
             self._obj._collect(r.events)
         trap = r.trap
+        if trap is not None:
+            raise _trap(f"{self.name}: {trap[3]}", trap[0], trap[1], res)
+        return res
+
+    def _run_compare(self, data: bytes, ctx, engine: str, repeat: int, raise_on_difference: bool):
+        xdp, skb = (1, 0, 0), None
+        if ctx is not None:
+            data, xdp, skb = self._ctx_args(data, ctx)
+        sim, sim_err, kern, kern_err, diffs, not_cmp = self._native.run_compare(
+            self._handle, data, xdp, skb, repeat, engine)
+        kres = Result(kern, self.type) if kern is not None else None
+        res = Result(sim, self.type, (kres, kern_err, diffs, not_cmp)) if sim is not None else None
+        if diffs and raise_on_difference:
+            shown = "\n  ".join(diffs)
+            raise KernelDifference(f"{self.name}: the kernel differs:\n  {shown}", diffs, not_cmp,
+                                   res, kern_err)
+        if res is None:
+            # Refused by both: the simulator's refusal, with the kernel's next to it.
+            e = PacketError(sim_err)
+            e.kernel = kres
+            e.kernel_error = kern_err
+            raise e
+        if sim.events:
+            self._obj._collect(sim.events)
+        trap = sim.trap
         if trap is not None:
             raise _trap(f"{self.name}: {trap[3]}", trap[0], trap[1], res)
         return res
@@ -326,11 +394,35 @@ class Object:
         self._native.set_env(env.cpu, (env.clock.start_ns, env.clock.step_ns), env.seed)
         self._env = env
 
+    # kernel-compat mode
+    def attach_kernel(self) -> None:
+        """Load this object into the live kernel now, with the maps as they are here (done by
+        the first ``run(..., compare_kernel=True)`` otherwise). From then on map writes from
+        Python are made on both sides and ``.rodata`` is frozen, as the kernel freezes it.
+        Raises :class:`bpfsim.KernelUnavailable` with the reason when bpf(2) cannot be used,
+        :class:`bpfsim.Error` for state the kernel cannot be given (per-CPU maps need
+        ``Env(ncpus=bpfsim.kernel.possible_cpus())``; queue, stack and XSKMAP contents)."""
+        self._native.kernel_attach()
+
+    @property
+    def kernel_attached(self) -> bool:
+        return self._native.kernel_attached()
+
+    def kernel_ignore_map_bytes(self, map: str, start: int, end: int) -> None:  # noqa: A002
+        """Leave value bytes ``start:end`` of ``map`` out of the map comparisons: what holds
+        kernel time (``bpf_ktime_get_ns``) or random numbers."""
+        self._native.kernel_ignore(map, start, end)
+
+    def kernel_map_differences(self) -> List[str]:
+        """Every map entry that differs between the simulator and the kernel now, in words."""
+        return self._native.kernel_map_differences()
+
     def mock_helper(self, helper: Union[str, int], fn) -> None:
         """Replace a helper (``"bpf_fib_lookup"``, ``"fib_lookup"`` or its id) with ``fn(call)``:
         ``call.args`` are r1..r5, ``call.read(addr, n)``/``call.write(addr, data)`` reach the
         program's memory during the call; the return value is r0. An exception in ``fn`` stops
-        the run and is raised from ``run()``."""
+        the run and is raised from ``run()``. In comparisons with the kernel the helper is named
+        in ``not_comparable``: the kernel runs the real one."""
         self._native.mock_helper(self._helper_id(helper), fn)
 
     def restore_helper(self, helper: Union[str, int]) -> None:

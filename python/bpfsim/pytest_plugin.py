@@ -1,5 +1,7 @@
 """pytest plugin (entry point ``pytest11``): fixtures to load objects with fresh maps per test,
-a fake clock, a seeded environment, and ``--bpf-engine`` to run tests under each engine.
+a fake clock, a seeded environment, and ``--bpf-engine`` to run tests under each engine; the
+``bpf_kernel`` marker and fixture for tests that compare with the live kernel, skipped with the
+reason where bpf(2) cannot be used (not root, EPERM, ENOSYS, not Linux).
 
 The native module is imported only when a fixture is used, so installing bpfsim never slows
 down or breaks an unrelated pytest session.
@@ -22,6 +24,31 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "bpf_engine: parametrised over --bpf-engine values")
+    config.addinivalue_line(
+        "markers",
+        "bpf_kernel: needs the live kernel through bpf(2) (compare_kernel=True); skipped with "
+        "the reason where it cannot be used")
+
+
+def _skip_without_kernel():
+    import bpfsim.kernel
+
+    reason = bpfsim.kernel.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"kernel unavailable: {reason}")
+    return bpfsim.kernel
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("bpf_kernel") is not None:
+        _skip_without_kernel()
+
+
+@pytest.fixture
+def bpf_kernel():
+    """The :mod:`bpfsim.kernel` module, for tests that compare with the live kernel; the test
+    is skipped with the reason where bpf(2) cannot be used."""
+    return _skip_without_kernel()
 
 
 def pytest_generate_tests(metafunc):

@@ -46,3 +46,33 @@ def test_examples_pass_without_privilege():
     r = _run(["-m", "unittest", "examples/python/test_book_unittest.py"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "OK" in r.stderr
+
+
+KERNEL_PROBE = """
+import bpfsim, bpfsim.kernel
+print(bpfsim.kernel.available())
+print(bpfsim.kernel.unavailable_reason())
+prog = bpfsim.load("test-vectors/progs/xdp_pass.bpf.o")["xdp_pass_count"]
+try:
+    prog.run(bytes(64), compare_kernel=True)
+    print("ran")
+except bpfsim.KernelUnavailable as e:
+    print(f"{type(e).__name__} {isinstance(e, bpfsim.Error)}: {e}")
+print(prog.run(bytes(64)).action.name)
+"""
+
+
+def test_kernel_unavailable_without_privilege():
+    r = _run(["-c", KERNEL_PROBE])
+    assert r.returncode == 0, r.stdout + r.stderr
+    available, reason, raised, sim = r.stdout.splitlines()
+    assert available == "False"
+    print(f"unavailable as expected: {reason}")
+    assert "EPERM" in reason or "EACCES" in reason, reason
+    assert raised == f"KernelUnavailable True: {reason}"
+    assert sim == "PASS"  # the simulator itself needs no privilege
+    r = _run(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+              "python/tests/kernel_marker_cases.py"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 passed, 2 skipped" in r.stdout, r.stdout
+    assert r.stdout.count(f"kernel unavailable: {reason}") == 2, r.stdout
