@@ -1,4 +1,6 @@
-//! Execution time of each workload on bpfsim's interpreter and on rbpf's, side by side.
+//! The engines alone: each hand-written assembly workload of `src/lib.rs` on bpfsim's interpreter
+//! and JIT and on rbpf's interpreter and JIT, with the memory in `r1` (the conformance
+//! convention), so no test-run set-up is timed. Group `asm`, functions `<workload>/<engine>`.
 //!
 //! Programs are loaded and translated, and VMs built, outside the timed loop; each iteration is one
 //! run of the program. `cargo test --benches` runs every benchmark once (criterion's test mode).
@@ -8,10 +10,11 @@ use std::time::Duration;
 
 use bpfsim_benches::Workload;
 use bpfsim_vm::{Interpreter, NoHelpers, Vm};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 
-fn bench_workload(c: &mut Criterion, w: &Workload) {
-    let mut group = c.benchmark_group(w.name);
+fn bench_workload(group: &mut BenchmarkGroup<'_, WallTime>, w: &Workload) {
+    let id = |engine: &str| format!("{}/{engine}", w.name);
 
     let prog = w.program();
     let interp = Interpreter::new(&prog);
@@ -20,7 +23,7 @@ fn bench_workload(c: &mut Criterion, w: &Workload) {
     let mut mem = w.mem.clone();
     let first = vm.run_with_memory(&interp, &mut NoHelpers, &mut mem).result;
     assert_eq!(first, Ok(w.expected), "bpfsim on {}", w.name);
-    group.bench_function("bpfsim_interp", |b| {
+    group.bench_function(id("bpfsim_interp"), |b| {
         b.iter(|| {
             vm.run_with_memory(&interp, &mut NoHelpers, black_box(&mut mem))
                 .result
@@ -32,7 +35,7 @@ fn bench_workload(c: &mut Criterion, w: &Workload) {
         .run_with_memory(&mut vm, &mut NoHelpers, &mut mem)
         .result;
     assert_eq!(first, Ok(w.expected), "bpfsim JIT on {}", w.name);
-    group.bench_function("bpfsim_jit", |b| {
+    group.bench_function(id("bpfsim_jit"), |b| {
         b.iter(|| {
             jit.run_with_memory(&mut vm, &mut NoHelpers, black_box(&mut mem))
                 .result
@@ -45,7 +48,7 @@ fn bench_workload(c: &mut Criterion, w: &Workload) {
     let mut rbpf_mem = w.mem.clone();
     let first = rbpf_vm.execute_program(&mut rbpf_mem).expect("rbpf run");
     assert_eq!(first, w.expected, "rbpf on {}", w.name);
-    group.bench_function("rbpf_interp", |b| {
+    group.bench_function(id("rbpf_interp"), |b| {
         b.iter(|| rbpf_vm.execute_program(black_box(&mut rbpf_mem)).ok())
     });
 
@@ -59,40 +62,18 @@ fn bench_workload(c: &mut Criterion, w: &Workload) {
         // interpreters' runs above); rbpf's JIT code does not check.
         let first = unsafe { rbpf_jit.execute_program_jit(&mut m) }.expect("rbpf JIT run");
         assert_eq!(first, w.expected, "rbpf JIT on {}", w.name);
-        group.bench_function("rbpf_jit", |b| {
+        group.bench_function(id("rbpf_jit"), |b| {
             // SAFETY: as above.
             b.iter(|| unsafe { rbpf_jit.execute_program_jit(black_box(&mut m)) }.ok())
         });
     }
-
-    group.finish();
 }
 
-fn execute(c: &mut Criterion) {
+fn asm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("asm");
     for w in bpfsim_benches::all() {
-        bench_workload(c, &w);
+        bench_workload(&mut group, &w);
     }
-}
-
-/// JIT compile time of a 1,000-instruction program (the bound: 2 ms).
-fn compile(c: &mut Criterion) {
-    let mut src = String::from("mov %r0, 0\nmov %r1, 1\n");
-    for i in 0..332 {
-        src.push_str(&format!(
-            "add %r0, %r1\nxor %r0, {i}\njgt %r0, {}, +0\n",
-            i * 7
-        ));
-    }
-    src.push_str("exit\n");
-    let prog = bpfsim_vm::Program::new(bpfsim_vm::asm::assemble(&src).unwrap()).unwrap();
-    assert!(prog.insns().len() >= 995);
-    let mut group = c.benchmark_group("compile_1000_insns");
-    group.bench_function("bpfsim_jit", |b| {
-        b.iter(|| bpfsim_jit::JitProgram::compile(black_box(&prog)).unwrap())
-    });
-    group.bench_function("bpfsim_interp_translate", |b| {
-        b.iter(|| Interpreter::new(black_box(&prog)))
-    });
     group.finish();
 }
 
@@ -101,6 +82,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
-    targets = execute, compile
+    targets = asm
 }
 criterion_main!(benches);

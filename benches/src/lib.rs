@@ -8,6 +8,8 @@
 
 use bpfsim_vm::{asm, isa, Program};
 
+pub mod objects;
+
 /// Iterations of the loop in [`loop_xorshift`] and [`alu_chains`].
 pub const ITERATIONS: u32 = 1000;
 

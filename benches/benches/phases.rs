@@ -1,0 +1,270 @@
+//! The issue's benchmark suite, one criterion group per phase, on the C workloads of
+//! `test-vectors/bench/` (see `src/objects.rs`):
+//!
+//! - `load/<object>/{elf,sim,kernel}`: bpfsim's ELF parser and linker alone; the simulator's load
+//!   (maps created, program linked and translated for the interpreter); the kernel's load through
+//!   `bpfsim-kernel` (maps created, `BPF_PROG_LOAD`, which includes the kernel's verifier and JIT).
+//! - `verify/<object>/bpfsim`: bpfsim's verifier on the program as libbpf would load it.
+//! - `jit_compile/<object>/{bpfsim_jit,bpfsim_interp_translate,rbpf_jit}`, and the same on a
+//!   synthetic 1,000-instruction program.
+//! - `execute/<workload>/{interp,jit,kernel,rbpf_interp,rbpf_jit}`: one run of the program on its
+//!   packet. `interp` and `jit` go through the simulator's test-run API (what `bpfsim run` and
+//!   `bpfsim bench` do: the XDP frame built, maps mapped, the result collected); `kernel` is
+//!   `BPF_PROG_TEST_RUN` with `repeat`, timed by the kernel itself (its average duration, reported
+//!   as is, nothing subtracted); rbpf runs the workloads without maps or helpers as raw bytecode,
+//!   with the packet pointers in a metadata buffer (`ObjectWorkload::rbpf_bytecode` says how that
+//!   context differs from the kernel's).
+//!
+//! Every function checks the workload's result before it times anything. The kernel's functions
+//! are skipped, with one printed reason, where bpf(2) is unavailable.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bpfsim_benches::objects;
+use bpfsim_helpers::object::{Engine, LoadedObject};
+use bpfsim_helpers::run::Input;
+use bpfsim_helpers::Env;
+use bpfsim_vm::{Interpreter, Program};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+
+/// The kernel, or why it cannot be used (printed once per group).
+#[cfg(target_os = "linux")]
+fn kernel(group: &str) -> Option<bpfsim_kernel::KernelBpf> {
+    match bpfsim_kernel::KernelBpf::probe() {
+        Ok(bpf) => Some(bpf),
+        Err(u) => {
+            eprintln!("{group}/*/kernel skipped: {u}");
+            None
+        }
+    }
+}
+
+fn load(c: &mut Criterion) {
+    let mut group = c.benchmark_group("load");
+    // A kernel load verifies the program: milliseconds for the loops, so few samples.
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    #[cfg(target_os = "linux")]
+    let bpf = kernel("load");
+    for w in objects::distinct_objects() {
+        let name = w.object_name();
+        let obj = bpfsim_vm::loader::load_object(w.elf).expect("the object loads");
+        assert!(obj.find_program(w.prog).is_ok(), "{}: {}", w.file, w.prog);
+        group.bench_function(format!("{name}/elf"), |b| {
+            b.iter(|| bpfsim_vm::loader::load_object(black_box(w.elf)).unwrap())
+        });
+        group.bench_function(format!("{name}/sim"), |b| {
+            b.iter(|| {
+                let obj = LoadedObject::load(black_box(w.elf), Env::default()).unwrap();
+                let prog = obj.program(w.prog, None).unwrap();
+                (obj, prog)
+            })
+        });
+        #[cfg(target_os = "linux")]
+        if let Some(bpf) = &bpf {
+            let runner = bpfsim_kernel::KernelRunner::load(bpf, w.elf)
+                .unwrap_or_else(|e| panic!("kernel load of {}: {e}", w.file));
+            assert!(runner.prog_fd(w.prog).is_ok());
+            drop(runner);
+            group.bench_function(format!("{name}/kernel"), |b| {
+                b.iter(|| bpfsim_kernel::KernelRunner::load(bpf, black_box(w.elf)).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+fn verify(c: &mut Criterion) {
+    let mut group = c.benchmark_group("verify");
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    for w in objects::distinct_objects() {
+        let obj = bpfsim_vm::loader::load_object(w.elf).expect("the object loads");
+        let prog = obj.find_program(w.prog).expect("program");
+        let v = bpfsim_verifier::verify_object_program(&obj, prog, None, 0).expect("typed");
+        assert!(v.accepted, "{}: {:?}", w.file, v.error);
+        group.bench_function(format!("{}/bpfsim", w.object_name()), |b| {
+            b.iter(|| {
+                bpfsim_verifier::verify_object_program(black_box(&obj), prog, None, 0)
+                    .unwrap()
+                    .accepted
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A 1,000-instruction straight-line program with branches (the issue's compile-time bound:
+/// 2 ms per 1,000 instructions).
+fn synthetic_1000() -> Program {
+    let mut src = String::from("mov %r0, 0\nmov %r1, 1\n");
+    for i in 0..332 {
+        src.push_str(&format!(
+            "add %r0, %r1\nxor %r0, {i}\njgt %r0, {}, +0\n",
+            i * 7
+        ));
+    }
+    src.push_str("exit\n");
+    let prog = Program::new(bpfsim_vm::asm::assemble(&src).unwrap()).unwrap();
+    assert!(prog.insns().len() >= 995);
+    prog
+}
+
+fn jit_compile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("jit_compile");
+    group.sample_size(20);
+    let mut progs: Vec<(String, Program, Option<Vec<u8>>)> = objects::distinct_objects()
+        .into_iter()
+        .map(|w| {
+            let (_, linked) = w.load_sim();
+            let prog = Program::new(linked.insns.clone()).expect("a linked program");
+            (w.object_name().to_string(), prog, w.rbpf_bytecode())
+        })
+        .collect();
+    progs.push(("synthetic_1000_insns".to_string(), synthetic_1000(), None));
+    for (name, prog, rbpf_code) in &progs {
+        bpfsim_jit::JitProgram::compile(prog).expect("the JIT compiles the program");
+        group.bench_function(format!("{name}/bpfsim_jit"), |b| {
+            b.iter(|| bpfsim_jit::JitProgram::compile(black_box(prog)).unwrap())
+        });
+        group.bench_function(format!("{name}/bpfsim_interp_translate"), |b| {
+            b.iter(|| Interpreter::new(black_box(prog)))
+        });
+        #[cfg(target_arch = "x86_64")]
+        if let Some(code) = rbpf_code {
+            // rbpf's constructor runs its own (small) verifier; both are timed, as a user pays both.
+            group.bench_function(format!("{name}/rbpf_jit"), |b| {
+                b.iter(|| {
+                    let mut vm = rbpf::EbpfVmMbuff::new(Some(black_box(code))).unwrap();
+                    vm.jit_compile().unwrap();
+                    vm
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Runs of one `BPF_PROG_TEST_RUN` at most (the kernel takes a u32; keep each call short).
+#[cfg(target_os = "linux")]
+const KERNEL_CHUNK: u64 = 1 << 20;
+
+fn execute(c: &mut Criterion) {
+    let mut group = c.benchmark_group("execute");
+    #[cfg(target_os = "linux")]
+    let bpf = kernel("execute");
+    for w in objects::all() {
+        let id = |engine: &str| format!("{}/{engine}", w.name);
+        for (engine, label) in [(Engine::Interp, "interp"), (Engine::Jit, "jit")] {
+            let (mut obj, prog) = w.load_sim();
+            let r = obj
+                .run_engine(&prog, &w.packet, Input::default(), 1, engine)
+                .unwrap_or_else(|e| panic!("{} {label}: {e}", w.name));
+            assert_eq!(r.trap, None, "{} {label}", w.name);
+            assert_eq!(r.retval as u32, w.expected, "{} {label}", w.name);
+            if !w.flows.is_empty() {
+                let id = obj.map_id("class_stats").expect("map_heavy's counters");
+                let key = objects::MAP_HEAVY_CLASS.to_le_bytes();
+                let per_cpu = obj.runner.maps.lookup_percpu(id, &key).unwrap();
+                assert_eq!(objects::class_packets(&per_cpu), 1, "{} {label}", w.name);
+            }
+            group.bench_function(id(label), |b| {
+                b.iter(|| {
+                    obj.run_engine(&prog, black_box(&w.packet), Input::default(), 1, engine)
+                        .unwrap()
+                        .retval
+                })
+            });
+        }
+
+        #[cfg(target_os = "linux")]
+        if let Some(bpf) = &bpf {
+            bench_kernel(&mut group, bpf, &w);
+        }
+
+        if let Some(code) = w.rbpf_bytecode() {
+            let vm = rbpf::EbpfVmMbuff::new(Some(&code)).expect("rbpf accepts the program");
+            let mbuff = objects::rbpf_mbuff(&w.packet);
+            let r0 = vm.execute_program(&w.packet, &mbuff).expect("rbpf run");
+            assert_eq!(r0 as u32, w.expected, "{} rbpf_interp", w.name);
+            group.bench_function(id("rbpf_interp"), |b| {
+                b.iter(|| {
+                    vm.execute_program(black_box(&w.packet), black_box(&mbuff))
+                        .unwrap()
+                })
+            });
+
+            // rbpf's x86-64 JIT checks no memory access: the unsafe baseline.
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut vm = rbpf::EbpfVmMbuff::new(Some(&code)).expect("rbpf accepts it");
+                vm.jit_compile().expect("rbpf compiles the program");
+                // The metadata buffer points into `packet`, which neither moves nor is written.
+                let mut packet = w.packet.clone();
+                let mut mbuff = objects::rbpf_mbuff(&packet);
+                // SAFETY: the program only reads the packet between the two pointers of `mbuff`
+                // (checked by rbpf's interpreter, which bounds-checks every access, above), and
+                // `packet` outlives every run.
+                let r0 = unsafe { vm.execute_program_jit(&mut packet, &mut mbuff) }.unwrap();
+                assert_eq!(r0 as u32, w.expected, "{} rbpf_jit", w.name);
+                group.bench_function(id("rbpf_jit"), |b| {
+                    // SAFETY: as above.
+                    b.iter(|| unsafe {
+                        vm.execute_program_jit(black_box(&mut packet), black_box(&mut mbuff))
+                            .unwrap()
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+/// The kernel's JIT through `BPF_PROG_TEST_RUN`: the time is the kernel's own measurement (the
+/// average over `repeat` runs in its test-run loop, whole nanoseconds), not the wall time of
+/// the system call.
+#[cfg(target_os = "linux")]
+fn bench_kernel(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    bpf: &bpfsim_kernel::KernelBpf,
+    w: &objects::ObjectWorkload,
+) {
+    let mut runner = bpfsim_kernel::KernelRunner::load(bpf, w.elf)
+        .unwrap_or_else(|e| panic!("kernel load of {}: {e}", w.file));
+    for (k, v) in &w.flows {
+        runner.map_update("flows", k, v).expect("flow table");
+    }
+    let r = runner
+        .run_repeat(w.prog, &w.packet, &Input::default(), 1)
+        .unwrap_or_else(|e| panic!("{} kernel: {e}", w.name));
+    assert_eq!(r.result.retval as u32, w.expected, "{} kernel", w.name);
+    if !w.flows.is_empty() {
+        let key = objects::MAP_HEAVY_CLASS.to_le_bytes();
+        let entries = runner.map_entries("class_stats").unwrap();
+        let (_, per_cpu) = entries.iter().find(|(k, _)| k[..] == key).unwrap();
+        assert_eq!(objects::class_packets(per_cpu), 1, "{} kernel", w.name);
+    }
+    group.bench_function(format!("{}/kernel", w.name), |b| {
+        b.iter_custom(|iters| {
+            let mut total = 0u64;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(KERNEL_CHUNK);
+                let r = runner
+                    .run_repeat(w.prog, &w.packet, &Input::default(), n as u32)
+                    .unwrap();
+                total += r.duration_ns * n;
+                left -= n;
+            }
+            Duration::from_nanos(total)
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    targets = load, verify, jit_compile, execute
+}
+criterion_main!(benches);
