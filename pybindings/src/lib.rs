@@ -77,6 +77,26 @@ fn read_capture(py: Python<'_>, path: std::path::PathBuf) -> PyResult<(usize, us
     .map_err(PacketError::new_err)
 }
 
+/// Every frame of a pcap or pcapng capture, in order (what `run_pcap` replays, for replays done
+/// packet by packet from Python).
+#[pyfunction]
+fn read_packets<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+) -> PyResult<Vec<Bound<'py, pyo3::types::PyBytes>>> {
+    let frames = py
+        .detach(|| -> Result<Vec<Vec<u8>>, String> {
+            let cap = bpfsim::capture::Capture::open(&path).map_err(|e| e.to_string())?;
+            cap.map(|p| p.map(|p| p.data).map_err(|e| e.to_string()))
+                .collect()
+        })
+        .map_err(PacketError::new_err)?;
+    Ok(frames
+        .iter()
+        .map(|f| pyo3::types::PyBytes::new(py, f))
+        .collect())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -93,6 +113,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<helper_call::HelperCall>()?;
     m.add_function(wrap_pyfunction!(helper_id, m)?)?;
     m.add_function(wrap_pyfunction!(read_capture, m)?)?;
+    m.add_function(wrap_pyfunction!(read_packets, m)?)?;
     m.add_function(wrap_pyfunction!(kernel::kernel_unavailable_reason, m)?)?;
     m.add_function(wrap_pyfunction!(kernel::kernel_possible_cpus, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

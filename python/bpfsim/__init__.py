@@ -18,7 +18,7 @@ kernel can be used here.
 from ._ctx import Redirect, SkBuff, TcAction, XdpAction, XdpMd, XdpMdOut
 from ._env import Env, FakeClock
 from ._maps import ANY, EXIST, NOEXIST, Globals, Map
-from ._object import Object, PcapRun, Program, Result, Verdict, load
+from ._object import Object, PcapComparison, PcapRun, Program, Result, Verdict, load
 from .errors import (Error, KernelDifference, KernelUnavailable, LoadError, MapError,
                      PacketError, Trap, VerifierError)
 
@@ -27,7 +27,8 @@ from . import _native, kernel
 __version__ = _native.__version__
 
 __all__ = [
-    "load", "Object", "Program", "Result", "PcapRun", "Verdict", "Map", "Globals",
+    "load", "Object", "Program", "Result", "PcapRun", "PcapComparison", "Verdict", "Map",
+    "Globals",
     "XdpMd", "SkBuff", "XdpMdOut", "Redirect", "XdpAction", "TcAction",
     "Env", "FakeClock", "ANY", "NOEXIST", "EXIST",
     "Error", "LoadError", "MapError", "PacketError", "Trap", "VerifierError",

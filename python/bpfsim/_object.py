@@ -187,6 +187,44 @@ class PcapRun:
         return f"<bpfsim.PcapRun {self.packets} packets {counts}>"
 
 
+class PcapComparison:
+    """A capture replayed in the simulator and in the kernel (``run_pcap(...,
+    compare_kernel=True)``): ``packets``; ``agreed`` (packets on which the two agree, both
+    refusing included); ``differences`` ({packet index: [each difference in words]});
+    ``not_comparable`` ({packet index: [...]}, where not empty); ``refused`` ((index, reason)
+    of packets both refused); the simulator's ``counts``, ``retvals`` and ``actions``, the
+    kernel's ``kernel_retvals`` (None where it refused); ``results`` with
+    ``keep_results=True``; ``seconds``."""
+
+    def __init__(self, prog_type: str):
+        self._type = prog_type
+        self.packets = 0
+        self.agreed = 0
+        self.differences: Dict[int, List[str]] = {}
+        self.not_comparable: Dict[int, List[str]] = {}
+        self.refused: List[tuple] = []
+        self.retvals: List[Optional[int]] = []
+        self.kernel_retvals: List[Optional[int]] = []
+        self.results: List[Result] = []
+        self.seconds = 0.0
+
+    @property
+    def actions(self) -> list:
+        return [None if r is None else _action(self._type, r) for r in self.retvals]
+
+    @property
+    def counts(self) -> Dict[Any, int]:
+        out: Dict[Any, int] = {}
+        for a in self.actions:
+            if a is not None:
+                out[a] = out.get(a, 0) + 1
+        return out
+
+    def __repr__(self) -> str:
+        return (f"<bpfsim.PcapComparison {self.agreed}/{self.packets} packets agree with the "
+                f"kernel>")
+
+
 class Verdict:
     """The verifier's answer for one program: ``accepted``, ``error`` (the first error line, as
     the kernel's log would end), ``processed`` (instructions explored), ``log`` (lines),
@@ -294,10 +332,12 @@ class Program:
             raise KernelDifference(f"{self.name}: the kernel differs:\n  {shown}", diffs, not_cmp,
                                    res, kern_err)
         if res is None:
-            # Refused by both: the simulator's refusal, with the kernel's next to it.
+            # The simulator refused it: its refusal, with the kernel's side next to it (both
+            # refused, or the kernel ran it and raise_on_difference is off).
             e = PacketError(sim_err)
             e.kernel = kres
             e.kernel_error = kern_err
+            e.differences = diffs
             raise e
         if sim.events:
             self._obj._collect(sim.events)
@@ -306,15 +346,72 @@ class Program:
             raise _trap(f"{self.name}: {trap[3]}", trap[0], trap[1], res)
         return res
 
+    def _run_pcap_compare(self, path, ctx, keep: bool, engine: str, raise_on_difference: bool):
+        import time
+
+        started = time.perf_counter()
+        c = PcapComparison(self.type)
+        for i, pkt in enumerate(_native.read_packets(os.fspath(path))):
+            c.packets += 1
+            try:
+                res = self._run_compare(pkt, ctx, engine, 1, False)
+            except PacketError as e:
+                if not hasattr(e, "differences"):
+                    raise  # refused before either side ran it (a bad context)
+                c.retvals.append(None)
+                c.kernel_retvals.append(e.kernel.retval if e.kernel is not None else None)
+                if e.differences:
+                    c.differences[i] = e.differences
+                else:
+                    c.refused.append((i, str(e)))
+                    c.agreed += 1
+                continue
+            except Error as e:
+                if not hasattr(e, "result") or e.result is None or e.result.differences is None:
+                    raise
+                res = e.result  # a trap: its comparison is still there
+            c.retvals.append(res.retval)
+            c.kernel_retvals.append(res.kernel.retval if res.kernel is not None else None)
+            if res.differences:
+                c.differences[i] = res.differences
+            else:
+                c.agreed += 1
+            if res.not_comparable:
+                c.not_comparable[i] = res.not_comparable
+            if keep:
+                c.results.append(res)
+        c.seconds = time.perf_counter() - started
+        if c.differences and raise_on_difference:
+            lines = [f"packet {i}: {d}" for i, ds in c.differences.items() for d in ds]
+            more = [f"... {len(lines) - 20} more"] if len(lines) > 20 else []
+            shown = "\n  ".join(lines[:20] + more)
+            e = KernelDifference(f"{self.name}: the kernel differs on {len(c.differences)} of "
+                                 f"{c.packets} packets:\n  {shown}", lines)
+            e.run = c
+            raise e
+        return c
+
     def run_pcap(self, path: PathLike, out: Optional[PathLike] = None,
                  only: Optional[Iterable[str]] = None, ctx=None, keep_results: bool = False,
-                 progress: Optional[bool] = None, engine: str = "interp") -> PcapRun:
+                 progress: Optional[bool] = None, engine: str = "interp",
+                 compare_kernel: bool = False, raise_on_difference: bool = True):
         """Replay a pcap or pcapng file, streaming, maps persisting across packets.
 
         ``out``: write the resulting packets to a pcapng file (those whose verdict is in
         ``only``, e.g. ``("tx", "redirect")``; all by default), each with its direction and a
         comment naming the verdict. ``progress``: a packet counter on stderr (default: when
-        stderr is a terminal)."""
+        stderr is a terminal).
+
+        ``compare_kernel=True``: every packet runs in the live kernel too, as
+        ``run(..., compare_kernel=True)`` runs it (maps carrying over on both sides), and a
+        :class:`PcapComparison` comes back; any difference raises
+        :class:`bpfsim.KernelDifference` after the last packet, listing them by packet index
+        (``e.run`` is the comparison), unless ``raise_on_difference`` is False. ``out`` is not
+        available then."""
+        if compare_kernel:
+            if out is not None:
+                raise Error("out= is not available with compare_kernel=True")
+            return self._run_pcap_compare(path, ctx, keep_results, engine, raise_on_difference)
         xdp, skb = (1, 0, 0), None
         if ctx is not None:
             _, xdp, skb = self._ctx_args(b"", ctx)

@@ -220,3 +220,37 @@ def test_marker_and_fixture_run_with_the_kernel(pytester):
     pytester.makepyfile(cases=(VECTORS.parents[1] / "python/tests/kernel_marker_cases.py")
                         .read_text())
     pytester.runpytest_inprocess("--strict-markers", "cases.py").assert_outcomes(passed=3)
+
+
+@pytest.mark.bpf_kernel
+def test_a_capture_compared_packet_by_packet():
+    sc = json.loads((VECTORS / "expected" / "xdp_drop.json").read_text())
+    obj = bpfsim.load(VECTORS / "xdp_drop.bpf.o", env=_env())
+    c = obj["xdp_drop_non_ip"].run_pcap(VECTORS / "pcaps" / "xdp_drop.pcap",
+                                        compare_kernel=True, keep_results=True)
+    assert isinstance(c, bpfsim.PcapComparison)
+    assert c.packets == sc["packet_count"] and c.agreed == c.packets and c.differences == {}
+    # The runt is refused by both (shorter than an Ethernet header), the rest run in both.
+    assert [i for i, _ in c.refused] == [i for i, p in enumerate(sc["packets"]) if p.get("error")]
+    assert c.retvals == c.kernel_retvals
+    assert c.retvals == [p.get("retval") for p in sc["packets"]]
+    assert len(c.results) == c.packets - len(c.refused)
+    with pytest.raises(bpfsim.Error, match="out="):
+        obj["xdp_drop_non_ip"].run_pcap(VECTORS / "pcaps" / "xdp_drop.pcap", out="x.pcapng",
+                                        compare_kernel=True)
+
+
+@pytest.mark.bpf_kernel
+def test_a_capture_that_differs_names_the_packets():
+    obj = bpfsim.load(VECTORS / "rate_limit.bpf.o",
+                      env=bpfsim.Env(clock=bpfsim.FakeClock(start_ns=0, step_ns=10**9)))
+    obj.kernel_ignore_map_bytes("buckets", 0, 32)  # only the verdicts, this time
+    prog = obj["xdp_rate_limit"]
+    with pytest.raises(bpfsim.KernelDifference) as exc:
+        prog.run_pcap(VECTORS / "pcaps" / "rate_limit.pcap", compare_kernel=True)
+    c = exc.value.run
+    assert c.differences and c.agreed == c.packets - len(c.differences)
+    first = min(c.differences)
+    assert c.differences[first] == ["retval XDP_PASS here, XDP_DROP in the kernel"]
+    assert c.retvals[first] == 2 and c.kernel_retvals[first] == 1
+    assert f"packet {first}: retval XDP_PASS here" in str(exc.value)
