@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use bpfsim_vm::isa::Insn;
 
 use crate::domain::reg::{Reg, RegType};
-use crate::domain::state::{states_equal, Frame, State};
+use crate::domain::state::{states_equal, Frame, Prec, State};
+use crate::precise::Hist;
 use crate::Options;
 
 const MAX_CALL_FRAMES: usize = 8;
@@ -31,26 +32,38 @@ pub enum Step {
 enum Visit {
     /// An explored state covers this one: the path ends here.
     Prune,
-    /// Go on, under this checkpoint.
-    Go(Option<usize>),
+    /// Go on (under a new checkpoint, if one was added).
+    Go,
 }
 
-struct Explored {
+pub struct Explored {
     pc: usize,
     /// Times a later state matched this one, and times one did not: states that keep missing
     /// are dropped, as the kernel does (`miss_cnt > hit_cnt * 3 + 3`).
     hits: u32,
     misses: u32,
-    state: State,
+    /// The state as checkpointed, its dead registers cleared (`clean_verifier_state`).
+    pub state: State,
     /// Paths from this state not finished yet; 0 means fully verified (safe to prune against).
     branches: u32,
-    parent: Option<usize>,
+    pub parent: Option<usize>,
+    /// The segment of the path that led here from `parent`: its first instruction, the
+    /// instruction just before this checkpoint, and its jump history.
+    pub first: usize,
+    pub last: Option<usize>,
+    pub hist: Vec<Hist>,
+    /// Precise scalars, per frame: (registers, stack slots).
+    pub prec: Vec<Prec>,
 }
 
 struct Pending {
     pc: usize,
+    /// The instruction the path comes from (the branch, for a pushed side).
+    prev: Option<usize>,
     state: State,
     parent: Option<usize>,
+    first: usize,
+    hist: Vec<Hist>,
 }
 
 pub struct Verifier<'a> {
@@ -63,13 +76,23 @@ pub struct Verifier<'a> {
     pub log: Vec<String>,
     pub processed: u64,
     prune: Vec<bool>,
-    explored: Vec<Explored>,
-    /// Fully explored checkpoints by instruction: what pruning compares against.
+    /// Where a path may arrive other than by falling through: each arrival is recorded in the
+    /// jump history that precision backtracking walks (`is_jmp_point`).
+    jmp_point: Vec<bool>,
+    pub explored: Vec<Explored>,
+    /// Checkpoints by instruction, oldest first (the kernel's list, newest first, reversed);
+    /// ones that keep missing are dropped from here but stay in `explored` as parents.
     by_pc: HashMap<usize, Vec<usize>>,
-    /// Every checkpoint by (instruction, state hash): in-progress ones are only ever compared
-    /// exactly (an identical state on its own path is an infinite loop).
-    exact: HashMap<(usize, u64), Vec<usize>>,
     next_id: u32,
+    /// The path being verified: the instruction at hand and the one before it, the checkpoint
+    /// it descends from, the first instruction since that checkpoint and the jump history.
+    pub cur_pc: usize,
+    pub prev_pc: Option<usize>,
+    pub cur_parent: Option<usize>,
+    pub cur_first: usize,
+    pub cur_hist: Vec<Hist>,
+    /// The current instruction already has a history entry (`env->cur_hist_ent`).
+    pub cur_hist_ent: bool,
     /// Live registers at each slot.
     live: Vec<u16>,
     /// Jump-class instructions processed, and both counts when the last checkpoint was added
@@ -101,10 +124,16 @@ impl<'a> Verifier<'a> {
             log: Vec::new(),
             processed: 0,
             prune: vec![false; slot + 1],
+            jmp_point: vec![false; slot + 1],
             explored: Vec::new(),
             by_pc: HashMap::new(),
-            exact: HashMap::new(),
             next_id: 0,
+            cur_pc: 0,
+            prev_pc: None,
+            cur_parent: None,
+            cur_first: 0,
+            cur_hist: Vec::new(),
+            cur_hist_ent: false,
             live: Vec::new(),
             jmps: 0,
             prev_jmps: 0,
@@ -143,21 +172,30 @@ impl<'a> Verifier<'a> {
         for (i, insn) in self.insns.iter().enumerate() {
             let pc = self.pcs[i];
             let next = pc + insn.slots();
+            let last = self.prune.len() - 1;
             match insn {
-                Insn::Jmp { .. } => self.prune[pc] = true,
-                Insn::Ja { .. } | Insn::Gotol { .. } => {
+                Insn::Jmp { .. } | Insn::Ja { .. } | Insn::Gotol { .. } => {
+                    if matches!(insn, Insn::Jmp { .. }) {
+                        self.prune[pc] = true;
+                    }
                     if let Some(off) = insn.jump_offset() {
                         let t = (next as i64 + off as i64) as usize;
                         if t < self.prune.len() {
                             self.prune[t] = true;
+                            self.jmp_point[t] = true;
                         }
                     }
                 }
                 Insn::Call(target) => {
-                    let last = self.prune.len() - 1;
                     self.prune[next.min(last)] = true;
-                    if matches!(target, bpfsim_vm::isa::CallTarget::Local(_)) {
+                    self.jmp_point[next.min(last)] = true;
+                    if let bpfsim_vm::isa::CallTarget::Local(off) = target {
                         self.prune[pc] = true;
+                        let t = (next as i64 + *off as i64) as usize;
+                        if t < self.prune.len() {
+                            self.prune[t] = true;
+                            self.jmp_point[t] = true;
+                        }
                     }
                 }
                 _ => {}
@@ -172,64 +210,113 @@ impl<'a> Verifier<'a> {
             if e.branches > 0 {
                 break;
             }
-            // Fully explored: from now on a candidate for pruning.
-            let pc = e.pc;
             p = e.parent;
-            self.by_pc.entry(pc).or_default().push(i);
         }
     }
 
-    fn hash_of(st: &State) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        st.hash(&mut h);
-        h.finish()
+    /// Live registers of each frame of `st` at `pc`: the innermost frame's at `pc`, an outer
+    /// frame's at the call it is waiting on (`frame_insn_idx`).
+    fn live_masks(&self, st: &State, pc: usize) -> Vec<u16> {
+        let n = st.frames.len();
+        (0..n)
+            .map(|f| {
+                let at = if f + 1 == n {
+                    pc
+                } else {
+                    st.frames[f + 1].callsite
+                };
+                self.live.get(at).copied().unwrap_or(u16::MAX) | 1 << 10
+            })
+            .collect()
     }
 
-    /// `is_state_visited`: Ok(None) to prune, Ok(Some(new parent)) to go on.
-    fn visit(&mut self, pc: usize, st: &State, parent: Option<usize>) -> Result<Visit, String> {
-        let hash = Self::hash_of(st);
-        if let Some(same) = self.exact.get(&(pc, hash)) {
-            if same
-                .iter()
-                .any(|&i| self.explored[i].branches > 0 && self.explored[i].state == *st)
-            {
-                return Err(format!("infinite loop detected at insn {pc}"));
+    /// `clean_verifier_state`: dead registers become NOT_INIT, so they match anything.
+    fn clean(st: &mut State, live: &[u16]) {
+        for (fr, &l) in st.frames.iter_mut().zip(live) {
+            for (r, reg) in fr.regs.iter_mut().enumerate() {
+                if l & (1 << r) == 0 {
+                    *reg = Reg::NOT_INIT;
+                }
             }
         }
-        let live = self.live.get(pc).copied().unwrap_or(u16::MAX);
-        if let Some(list) = self.by_pc.get_mut(&pc) {
-            let mut k = 0;
-            while k < list.len() {
-                let e = &mut self.explored[list[k]];
-                if states_equal(&e.state, st, live) {
-                    e.hits += 1;
-                    return Ok(Visit::Prune);
+    }
+
+    /// `is_state_visited`.
+    fn visit(&mut self, pc: usize, st: &State) -> Result<Visit, String> {
+        // Long segments are cut so the history stays short (`jmp_history_cnt > 40`).
+        let force = self.cur_hist.len() > 40;
+        let mut add =
+            force || (self.jmps - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8);
+        let live = self.live_masks(st, pc);
+        let mut cleaned: Option<State> = None;
+        let list = self.by_pc.get(&pc).cloned().unwrap_or_default();
+        // Newest first, as the kernel adds each checkpoint at its list's head.
+        for k in (0..list.len()).rev() {
+            let i = list[k];
+            if self.explored[i].branches > 0 {
+                // A checkpoint on the current path: an identical state is an infinite loop.
+                let c = cleaned.get_or_insert_with(|| {
+                    let mut c = st.clone();
+                    Self::clean(&mut c, &live);
+                    c
+                });
+                if self.explored[i].state == *c {
+                    return Err(format!("infinite loop detected at insn {pc}"));
                 }
+                // Inside a loop, checkpoints are added less often (every 20 jumps or 100
+                // instructions), since each iteration's state differs.
+                if !force
+                    && self.jmps - self.prev_jmps < 20
+                    && self.processed - self.prev_insns < 100
+                {
+                    add = false;
+                }
+            } else if states_equal(&self.explored[i].state, st, &live, &self.explored[i].prec) {
+                self.explored[i].hits += 1;
+                if self.jmp_point.get(pc).copied().unwrap_or(false) {
+                    self.push_hist(None, Vec::new());
+                }
+                self.propagate_precision(i, st.frames.len());
+                return Ok(Visit::Prune);
+            }
+            let e = &mut self.explored[i];
+            if add {
                 e.misses += 1;
-                if e.misses > e.hits * 3 + 3 {
-                    list.swap_remove(k);
-                    continue;
+            }
+            if e.misses > e.hits * 3 + 3 {
+                if let Some(l) = self.by_pc.get_mut(&pc) {
+                    l.retain(|&x| x != i);
                 }
-                k += 1;
             }
         }
-        if !(self.jmps - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8) {
-            return Ok(Visit::Go(parent));
+        if !add {
+            return Ok(Visit::Go);
         }
         self.prev_jmps = self.jmps;
         self.prev_insns = self.processed;
+        let state = cleaned.unwrap_or_else(|| {
+            let mut c = st.clone();
+            Self::clean(&mut c, &live);
+            c
+        });
         self.explored.push(Explored {
             pc,
             hits: 0,
             misses: 0,
-            state: st.clone(),
+            prec: vec![(0, 0); state.frames.len()],
+            state,
             branches: 1,
-            parent,
+            parent: self.cur_parent,
+            first: self.cur_first,
+            last: self.prev_pc,
+            hist: std::mem::take(&mut self.cur_hist),
         });
         let idx = self.explored.len() - 1;
-        self.exact.entry((pc, hash)).or_default().push(idx);
-        Ok(Visit::Go(Some(idx)))
+        self.by_pc.entry(pc).or_default().push(idx);
+        self.cur_parent = Some(idx);
+        self.cur_first = pc;
+        self.cur_hist_ent = false;
+        Ok(Visit::Go)
     }
 
     fn initial_state(&self) -> State {
@@ -250,16 +337,28 @@ impl<'a> Verifier<'a> {
         }
         let mut pending = vec![Pending {
             pc: 0,
+            prev: None,
             state: self.initial_state(),
             parent: None,
+            first: 0,
+            hist: Vec::new(),
         }];
         while let Some(Pending {
             mut pc,
+            prev,
             mut state,
-            mut parent,
+            parent,
+            first,
+            hist,
         }) = pending.pop()
         {
+            self.prev_pc = prev;
+            self.cur_parent = parent;
+            self.cur_first = first;
+            self.cur_hist = hist;
             loop {
+                self.cur_pc = pc;
+                self.cur_hist_ent = false;
                 self.processed += 1;
                 if self.processed > self.opts.limit {
                     return Err(format!(
@@ -268,13 +367,13 @@ impl<'a> Verifier<'a> {
                     ));
                 }
                 if self.prune.get(pc).copied().unwrap_or(false) {
-                    match self.visit(pc, &state, parent)? {
-                        Visit::Prune => {
-                            self.update_branch_counts(parent);
-                            break;
-                        }
-                        Visit::Go(p) => parent = p,
+                    if let Visit::Prune = self.visit(pc, &state)? {
+                        self.update_branch_counts(self.cur_parent);
+                        break;
                     }
+                }
+                if self.jmp_point.get(pc).copied().unwrap_or(false) {
+                    self.push_hist(None, Vec::new());
                 }
                 let Some(insn) = self.insn_at(pc) else {
                     return Err(format!("invalid insn idx {pc}"));
@@ -290,20 +389,27 @@ impl<'a> Verifier<'a> {
                     self.jmps += 1;
                 }
                 match self.step(&mut state, pc, insn)? {
-                    Step::Next(n) => pc = n,
+                    Step::Next(n) => {
+                        self.prev_pc = Some(pc);
+                        pc = n;
+                    }
                     Step::Fork { fall, taken, other } => {
-                        if let Some(p) = parent {
+                        if let Some(p) = self.cur_parent {
                             self.explored[p].branches += 1;
                         }
                         pending.push(Pending {
                             pc: taken,
+                            prev: Some(pc),
                             state: *other,
-                            parent,
+                            parent: self.cur_parent,
+                            first: self.cur_first,
+                            hist: self.cur_hist.clone(),
                         });
+                        self.prev_pc = Some(pc);
                         pc = fall;
                     }
                     Step::Done => {
-                        self.update_branch_counts(parent);
+                        self.update_branch_counts(self.cur_parent);
                         break;
                     }
                 }

@@ -19,6 +19,7 @@ mod check;
 mod domain;
 mod explore;
 mod passes;
+mod precise;
 
 use std::time::Duration;
 

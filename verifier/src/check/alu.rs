@@ -212,6 +212,14 @@ impl Verifier<'_> {
         self.check_reg_write(dst)?;
         let d = *st.reg(dst.index());
         if d.is_pointer() || src_reg.is_pointer() {
+            // A scalar added to a pointer becomes part of an address: its exact range matters.
+            if let Source::Reg(r) = src {
+                if d.is_pointer() && src_reg.is_scalar() {
+                    self.mark_precise(st, r.index());
+                } else if d.is_scalar() && src_reg.is_pointer() {
+                    self.mark_precise(st, dst.index());
+                }
+            }
             let r = self.ptr_alu(d, src_reg, op, alu32, dst, src)?;
             *st.reg_mut(dst.index()) = r;
             return Ok(());

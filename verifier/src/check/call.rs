@@ -220,6 +220,8 @@ impl Verifier<'_> {
                         && reg.var_off.value == 0
                     {
                         if p.args.get(i + 1).is_some_and(|a| a.is_mem_size()) {
+                            // The size of no memory is still a size (`check_mem_size_reg`).
+                            self.mark_precise(st, rn + 1);
                             i += 1;
                         }
                         i += 1;
@@ -251,6 +253,7 @@ impl Verifier<'_> {
                             return Err(format!("R{srn} unbounded memory access, use 'var &= const' or 'if (var < const)'"));
                         }
                         self.check_helper_mem(st, regno, s.umax as u32, write)?;
+                        self.mark_precise(st, srn);
                         i += 1;
                     }
                 }
@@ -305,6 +308,7 @@ impl Verifier<'_> {
                         return Err(format!("R{rn} is not a known constant'"));
                     }
                     alloc_size = Some(reg.var_off.value as u32);
+                    self.mark_precise(st, rn);
                 }
                 ArgBase::PtrToConstStr => {
                     if reg.ty != RegType::MapValue {
@@ -353,6 +357,25 @@ impl Verifier<'_> {
                     *x = Reg::unknown();
                 }
             });
+        }
+        if let Some(m) = map {
+            let mi = &self.opts.maps[m as usize];
+            let r3 = *st.reg(3);
+            // A constant tail call index in range is relied on (`record_func_key`).
+            if p.name == "tail_call"
+                && r3.is_scalar()
+                && r3.is_const()
+                && r3.var_off.value < mi.max_entries as u64
+            {
+                self.mark_precise(st, 3);
+            }
+        }
+        if p.name == "loop" {
+            // A zero flags argument lets the kernel inline the loop (`loop_flag_is_zero`).
+            let r4 = *st.reg(4);
+            if r4.is_scalar() && r4.is_const() && r4.var_off.value == 0 {
+                self.mark_precise(st, 4);
+            }
         }
         let r0 = self.ret_reg(st, p, map, alloc_size, pc);
         if let Some(cb) = callback {
@@ -405,6 +428,17 @@ impl Verifier<'_> {
                         && matches!(mi.map_type, MapType::Array | MapType::PercpuArray)
                     {
                         if let Some(k) = const_stack_u32(st, st.reg(2)) {
+                            let key = *st.reg(2);
+                            let at = key.off as i64 + key.var_off.value as i64;
+                            let slot = (-at - 1) / 8;
+                            let spilled = st
+                                .frames
+                                .get(key.frameno as usize)
+                                .is_some_and(|f| f.slot(slot as usize).bytes[0] == Byte::Spill);
+                            // The key's value is relied on (`get_constant_map_key`).
+                            if spilled {
+                                self.mark_precise_slot(st, key.frameno as usize, slot as usize);
+                            }
                             if k < mi.max_entries {
                                 r.maybe_null = false;
                             }
@@ -491,12 +525,16 @@ impl Verifier<'_> {
         self.check_reg_read(st, R::R0)?;
         let r0 = *st.reg(0);
         if st.frames.len() > 1 {
-            let callee = st.frames.pop().expect("a callee frame");
-            let callsite = callee.callsite;
             let is_callback = matches!(
-                self.insn_at(callsite),
+                self.insn_at(st.cur().callsite),
                 Some(bpfsim_vm::isa::Insn::Call(CallTarget::Helper(_)))
             );
+            if is_callback && r0.is_scalar() {
+                // The callback's return value is checked against its range: relied on.
+                self.mark_precise(st, 0);
+            }
+            let callee = st.frames.pop().expect("a callee frame");
+            let callsite = callee.callsite;
             if r0.ty == RegType::Stack && r0.frameno as usize >= st.frames.len() {
                 return Err("cannot return stack pointer to the caller".to_string());
             }
@@ -554,6 +592,7 @@ impl Verifier<'_> {
                     type_str(&r0)
                 ));
             }
+            self.mark_precise(st, 0);
             if r0.smin < lo || r0.smax > hi {
                 return Err(invalid_scalar("At program exit", &r0, lo, hi));
             }

@@ -133,6 +133,9 @@ impl Verifier<'_> {
         }
         // A valid pointer is never NULL.
         if a.is_pointer() && !a.maybe_null && zero && matches!(op, Cond::Eq | Cond::Ne) {
+            if let Some(r) = src_reg {
+                self.mark_precise(st, r.index());
+            }
             return Ok(Step::Next(if op == Cond::Ne { taken } else { fall }));
         }
         // Packet pointers against their end.
@@ -150,10 +153,25 @@ impl Verifier<'_> {
                 other: Box::new(other),
             });
         }
-        match branch_taken(&a, &b, op, w32) {
-            Some(true) => return Ok(Step::Next(taken)),
-            Some(false) => return Ok(Step::Next(fall)),
-            None => {}
+        if let Some(t) = branch_taken(&a, &b, op, w32) {
+            // The path now depends on the exact values compared.
+            self.mark_precise(st, dst.index());
+            if let Some(r) = src_reg {
+                self.mark_precise(st, r.index());
+            }
+            return Ok(Step::Next(if t { taken } else { fall }));
+        }
+        // Copies of a compared scalar learn its new bounds too: recorded so that precision
+        // needed by one of them later reaches the others (`collect_linked_regs`).
+        let mut ids = Vec::new();
+        if src_reg.is_some() && b.is_scalar() && b.id != 0 {
+            ids.push(b.id);
+        }
+        if a.is_scalar() && a.id != 0 && !ids.contains(&a.id) {
+            ids.push(a.id);
+        }
+        if !ids.is_empty() {
+            self.record_linked(st, &ids);
         }
         let mut other = st.clone();
         // The taken side: `a op b` holds.

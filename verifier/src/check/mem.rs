@@ -71,6 +71,7 @@ impl Verifier<'_> {
             Source::Imm(imm) => Some(Reg::known(imm as i64 as u64)),
         };
         self.check_reg_read(st, dst)?;
+        let d = *st.reg(dst.index());
         self.check_mem_access(
             st,
             dst,
@@ -79,6 +80,20 @@ impl Verifier<'_> {
             Access::Write,
             value,
         )?;
+        // Zero bytes from a register that is not a slot-aligned spill: reads of them will be
+        // constants, so the register's zero must stay precise (the kernel's STACK_ZERO case).
+        if let (Source::Reg(r), Some(v)) = (src, value) {
+            let total = d.off as i64 + d.var_off.value as i64 + off as i64;
+            if d.ty == RegType::Stack
+                && d.var_off.is_const()
+                && total % 8 != 0
+                && v.is_scalar()
+                && v.is_const()
+                && v.var_off.value == 0
+            {
+                self.mark_precise(st, r.index());
+            }
+        }
         Ok(())
     }
 
@@ -399,6 +414,13 @@ impl Verifier<'_> {
         let start = (MAX_BPF_STACK as i64 + total) as usize; // byte index from the stack's bottom
                                                              // Slot i covers bytes [512 - 8(i+1), 512 - 8i) counted from the bottom.
         let slot_of = |b: usize| SLOTS - 1 - b / 8;
+        // Spills and fills by load and store instructions go into the jump history, so that
+        // precision backtracking can follow a value through the stack.
+        let by_insn = matches!(
+            self.insn_at(self.cur_pc),
+            Some(bpfsim_vm::isa::Insn::Load { .. } | bpfsim_vm::isa::Insn::Store { .. })
+        );
+        let hist_slot = (reg.frameno, slot_of(start) as u8);
         match t {
             Access::Write => {
                 let v = value.unwrap_or_else(Reg::unknown);
@@ -412,6 +434,9 @@ impl Verifier<'_> {
                         s.bytes = [Byte::Spill; 8];
                     }
                     s.spilled = v;
+                    if by_insn {
+                        self.push_hist(Some(hist_slot), Vec::new());
+                    }
                 } else {
                     let zero = v.is_scalar() && v.is_const() && v.var_off.value == 0;
                     for b in start..start + size as usize {
@@ -430,6 +455,9 @@ impl Verifier<'_> {
                 let s = frame.slot(slot_of(start));
                 if s.bytes[0] == Byte::Spill {
                     if size == 8 {
+                        if by_insn {
+                            self.push_hist(Some(hist_slot), Vec::new());
+                        }
                         return Ok(Some(s.spilled));
                     }
                     if !s.spilled.is_scalar() {
@@ -443,6 +471,10 @@ impl Verifier<'_> {
                         } else {
                             (1u64 << (size * 8)) - 1
                         };
+                        // A narrow fill at the slot's start is a register fill too.
+                        if by_insn && start % 8 == 0 {
+                            self.push_hist(Some(hist_slot), Vec::new());
+                        }
                         return Ok(Some(Reg::known(v & m)));
                     }
                     return Ok(Some(loaded(size, false)));

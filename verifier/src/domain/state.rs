@@ -115,8 +115,13 @@ impl State {
     }
 }
 
+/// Precise scalars of one frame of a checkpoint: registers (bit n for rN) and stack slots
+/// (bit i for slot i). Only checkpoints carry them; see `precise.rs`.
+pub type Prec = (u16, u64);
+
 /// `regsafe`: whether everything `cur` can be is covered by what `old` was verified with.
-fn regsafe(old: &Reg, cur: &Reg) -> bool {
+/// An imprecise scalar in `old` never had its value relied on: any scalar covers it.
+fn regsafe(old: &Reg, cur: &Reg, precise: bool) -> bool {
     if old.ty == RegType::NotInit {
         return true;
     }
@@ -133,7 +138,7 @@ fn regsafe(old: &Reg, cur: &Reg) -> bool {
         && cur.s32max <= old.s32max
         && old.var_off.contains(cur.var_off);
     match old.ty {
-        RegType::Scalar => bounds,
+        RegType::Scalar => !precise || bounds,
         RegType::Packet | RegType::PacketMeta => {
             old.off == cur.off && old.range <= cur.range && bounds && (old.id == 0) == (cur.id == 0)
         }
@@ -149,50 +154,84 @@ fn regsafe(old: &Reg, cur: &Reg) -> bool {
     }
 }
 
-fn stacksafe(old: &Frame, cur: &Frame) -> bool {
-    let n = old.stack.len().max(cur.stack.len());
-    for i in 0..n {
-        let (o, c) = (&old.slot(i), &cur.slot(i));
-        for (ob, cb) in o.bytes.iter().zip(&c.bytes) {
-            let ok = match ob {
-                Byte::Invalid => true,
-                Byte::Misc => {
-                    matches!(cb, Byte::Misc | Byte::Zero)
-                        || (*cb == Byte::Spill && c.spilled.is_scalar())
-                }
-                Byte::Zero => *cb == Byte::Zero,
-                Byte::Spill => *cb == Byte::Spill,
+/// Byte `k` of a slot in the kernel's order (`slot_type[k]`, 0 the highest address); ours
+/// keeps the lowest address first.
+fn kbyte(s: &Slot, k: usize) -> Byte {
+    s.bytes[7 - k]
+}
+
+/// `scalar_reg_for_stack`: the scalar a load of bytes `k..8` (kernel order) would give: a
+/// spilled scalar, or an unbounded one from misc or uninitialised bytes (privileged programs
+/// may read those). The flag says whether it is the spill (whose precision counts).
+fn scalar_for_stack(s: &Slot, k: usize) -> Option<(Reg, bool)> {
+    if kbyte(s, k) == Byte::Spill && s.spilled.is_scalar() {
+        return Some((s.spilled, true));
+    }
+    (k..8)
+        .all(|j| matches!(kbyte(s, j), Byte::Misc | Byte::Invalid))
+        .then_some((Reg::unknown(), false))
+}
+
+/// `stacksafe`, for a privileged load (`allow_uninit_stack`): misc bytes in `old` promise
+/// nothing, and a spilled scalar no one relied on matches any unknown bytes.
+fn stacksafe(old: &Frame, cur: &Frame, prec: u64) -> bool {
+    for (i, o) in old.stack.iter().enumerate() {
+        let mut k = 0;
+        while k < 8 {
+            let ob = kbyte(o, k);
+            if matches!(ob, Byte::Invalid | Byte::Misc) {
+                k += 1;
+                continue;
+            }
+            let Some(c) = cur.stack.get(i) else {
+                return false;
             };
-            if !ok {
+            if k == 0 || k == 4 {
+                if let (Some((or, spill)), Some((cr, _))) =
+                    (scalar_for_stack(o, k), scalar_for_stack(c, k))
+                {
+                    let precise = spill && i < 64 && prec & (1 << i) != 0;
+                    if !regsafe(&or, &cr, precise) {
+                        return false;
+                    }
+                    k += if k == 0 { 8 } else { 4 };
+                    continue;
+                }
+            }
+            if ob != kbyte(c, k) {
                 return false;
             }
-        }
-        if o.bytes[0] == Byte::Spill && !regsafe(&o.spilled, &c.spilled) {
-            return false;
+            if k == 7 && ob == Byte::Spill {
+                let precise = i < 64 && prec & (1 << i) != 0;
+                if !regsafe(&o.spilled, &c.spilled, precise) {
+                    return false;
+                }
+            }
+            k += 1;
         }
     }
     true
 }
 
 /// `states_equal`: `cur` is safe if `old` (fully explored) was. `live` says which registers of
-/// the innermost frame may still be read; the others do not matter.
-pub fn states_equal(old: &State, cur: &State, live: u16) -> bool {
+/// each frame may still be read; `prec` which scalars of `old` were relied on.
+pub fn states_equal(old: &State, cur: &State, live: &[u16], prec: &[Prec]) -> bool {
     if old.frames.len() != cur.frames.len() || old.refs.len() != cur.refs.len() {
         return false;
     }
-    let last = old.frames.len() - 1;
     old.frames
         .iter()
         .zip(&cur.frames)
         .enumerate()
         .all(|(f, (o, c))| {
-            let mask = if f == last { live | 1 << 10 } else { u16::MAX };
+            let mask = live.get(f).copied().unwrap_or(u16::MAX);
+            let (pregs, pstack) = prec.get(f).copied().unwrap_or((0, 0));
             o.callsite == c.callsite
                 && o.regs
                     .iter()
                     .zip(&c.regs)
                     .enumerate()
-                    .all(|(r, (a, b))| mask & (1 << r) == 0 || regsafe(a, b))
-                && stacksafe(o, c)
+                    .all(|(r, (a, b))| mask & (1 << r) == 0 || regsafe(a, b, pregs & (1 << r) != 0))
+                && stacksafe(o, c, pstack)
         })
 }
