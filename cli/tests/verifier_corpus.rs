@@ -318,3 +318,82 @@ fn every_vector_object_is_accepted() {
     println!("test-vector programs accepted: {}/{n}", n - failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `processed N insns` of a verifier log.
+fn processed_of(log: &str) -> Option<u64> {
+    log.lines().rev().find_map(|l| {
+        l.strip_prefix("processed ")?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// Programs whose processed-instruction count must be within 10% of the live kernel's. The
+/// ones outside are callbacks (`bpf_loop`, `bpf_for_each_map_elem`: the kernel verifies their
+/// bodies iteratively, bpfsim once) and two where our stack model (no narrow spills) or
+/// checkpoint placement around subprogram calls still differ.
+const PROCESSED_FLOOR: usize = 30;
+
+/// How many instructions our verifier processes against the kernel's, for every program of
+/// every test-vectors object: the state pruning (precision tracking included) follows the
+/// kernel's, so the counts should too.
+#[test]
+fn processed_instructions_follow_the_kernel() {
+    let kernel = match bpfsim_kernel::KernelBpf::probe() {
+        Ok(k) => k,
+        Err(u) => {
+            println!("skipped: {u}");
+            return;
+        }
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/progs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".bpf.o"))
+        .collect();
+    files.sort();
+    let mut rows: Vec<(String, u64, u64)> = Vec::new();
+    for f in &files {
+        let obj = bpfsim_vm::loader::load_object(&std::fs::read(f).unwrap()).unwrap();
+        let ko = kernel.load_object_maps(&obj).unwrap();
+        for p in &obj.programs {
+            let Some(v) = bpfsim_verifier::verify_object_program(&obj, p, None, 1) else {
+                continue;
+            };
+            let (r, log) = ko.load_program_logged(&kernel, &obj, p, None, 1);
+            assert!(r.is_ok(), "{}: the kernel rejects it:\n{log}", p.name);
+            let k = processed_of(&log).unwrap_or_else(|| panic!("{}: no count in\n{log}", p.name));
+            rows.push((p.name.clone(), v.processed, k));
+        }
+    }
+    let ratio = |o: u64, k: u64| o as f64 / k.max(1) as f64;
+    let within = |o: u64, k: u64| (ratio(o, k) - 1.0).abs() <= 0.10;
+    println!(
+        "{:<24} {:>8} {:>8} {:>6}",
+        "program", "bpfsim", "kernel", "ratio"
+    );
+    for (name, o, k) in &rows {
+        let mark = if within(*o, *k) { "" } else { "  outside 10%" };
+        println!("{name:<24} {o:>8} {k:>8} {:>6.2}{mark}", ratio(*o, *k));
+    }
+    let mut ratios: Vec<f64> = rows.iter().map(|(_, o, k)| ratio(*o, *k)).collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    let (worst, wr) = rows
+        .iter()
+        .map(|(n, o, k)| (n, ratio(*o, *k)))
+        .max_by(|a, b| (a.1.ln().abs()).total_cmp(&b.1.ln().abs()))
+        .unwrap();
+    let good = rows.iter().filter(|(_, o, k)| within(*o, *k)).count();
+    println!(
+        "processed-insn agreement: {good}/{} within 10% (median ratio {median:.2}, worst program {worst} {wr:.2})",
+        rows.len()
+    );
+    assert!(
+        good >= PROCESSED_FLOOR,
+        "only {good} programs within 10% of the kernel's processed count (floor {PROCESSED_FLOOR})"
+    );
+}
