@@ -329,8 +329,7 @@ impl KernelSide {
             return Ok(());
         };
         let ty = map_type(obj, name)?;
-        let kernel_err =
-            |e: String| MapError::new_err(format!("the simulator took it, the kernel: {e}"));
+        let kernel_err = |e: String| MapError::new_err(format!("the kernel refused it: {e}"));
         let value = if ty == MapType::Xskmap {
             let queue = Self::four_bytes(values, "XSKMAP")?;
             let fd = runner
@@ -370,7 +369,7 @@ impl KernelSide {
             .ok_or_else(|| MapError::new_err(format!("the kernel's object has no map {name}")))?;
         map.delete(key).map_err(|e| {
             MapError::new_err(format!(
-                "the simulator took it, the kernel: deleting from map {name}: {e}"
+                "the kernel refused it: deleting from map {name}: {e}"
             ))
         })
     }
@@ -411,6 +410,41 @@ impl KernelSide {
             .ok_or_else(|| MapError::new_err(format!("the kernel's object has no map `{name}`")))?;
         map.lookup(key)
             .map_err(|e| MapError::new_err(format!("the kernel: map {name}: {e}")))
+    }
+
+    /// The kernel's keys of map `name`, in its iteration order.
+    pub fn keys(&self, name: &str) -> PyResult<Vec<Vec<u8>>> {
+        let runner = self
+            .runner
+            .as_ref()
+            .map_err(|e| Error::new_err(e.clone()))?;
+        let map = runner
+            .object
+            .map(name)
+            .ok_or_else(|| MapError::new_err(format!("the kernel's object has no map `{name}`")))?;
+        map.keys()
+            .map_err(|e| MapError::new_err(format!("the kernel: map {name}: {e}")))
+    }
+
+    /// Why the object is not in the kernel, if it is not.
+    pub fn load_error(&self) -> Option<&str> {
+        self.runner.as_ref().err().map(String::as_str)
+    }
+
+    /// Run `prog` in the kernel alone (the kernel backend), on the simulator's CPU.
+    pub fn run_kernel_only(
+        &mut self,
+        cpu: u32,
+        prog: &LinkedProgram,
+        data: &[u8],
+        input: Input,
+        repeat: u32,
+    ) -> Result<SimResult, String> {
+        let r = self.runner.as_mut().map_err(|e| e.clone())?;
+        let _pin = Pinned::on(cpu)?;
+        r.run_repeat(&prog.name, data, &input, repeat)
+            .map(|k| k.result)
+            .map_err(|e| e.to_string())
     }
 
     /// Every map entry that differs between the simulator and the kernel, in words.

@@ -66,6 +66,25 @@ impl KernelSide {
         match self.never {}
     }
 
+    pub fn keys(&self, _name: &str) -> PyResult<Vec<Vec<u8>>> {
+        match self.never {}
+    }
+
+    pub fn load_error(&self) -> Option<&str> {
+        match self.never {}
+    }
+
+    pub fn run_kernel_only(
+        &mut self,
+        _cpu: u32,
+        _prog: &LinkedProgram,
+        _data: &[u8],
+        _input: Input,
+        _repeat: u32,
+    ) -> Result<SimResult, String> {
+        match self.never {}
+    }
+
     pub fn map_differences(&self, _obj: &LoadedObject) -> Result<Vec<String>, String> {
         match self.never {}
     }

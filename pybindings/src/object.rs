@@ -33,6 +33,8 @@ struct State {
     kernel: Option<KernelSide>,
     /// Helpers replaced by Python functions: (id, name).
     mocked: Vec<(u32, String)>,
+    /// The kernel backend: programs run in the kernel alone, maps are read from it.
+    kernel_only: bool,
 }
 
 /// An object loaded into the simulator (the public `bpfsim.Object` wraps it).
@@ -130,6 +132,31 @@ fn comment(ty: ProgType, r: &SimResult, maps: &[String]) -> String {
 }
 
 impl Object {
+    /// For the kernel backend, load the object into the kernel before its first run (and say
+    /// so if the kernel refuses it); whether runs go to the kernel alone.
+    fn kernel_side_for_runs(&self, py: Python<'_>) -> PyResult<bool> {
+        if !self.lock().kernel_only {
+            return Ok(false);
+        }
+        self.kernel_attach(py)?;
+        let st = self.lock();
+        match st.kernel.as_ref().and_then(|k| k.load_error()) {
+            Some(e) => Err(LoadError::new_err(e.to_string())),
+            None => Ok(true),
+        }
+    }
+
+    /// Queue, stack and ring buffer contents are the simulator's; the kernel backend cannot
+    /// read them back.
+    fn not_from_the_kernel(st: &State, name: &str) -> PyResult<()> {
+        if st.kernel_only && st.kernel.is_some() {
+            return Err(MapError::new_err(format!(
+                "map `{name}`: reading a queue or stack back from the kernel is not supported"
+            )));
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the simulator half-updated in a way that
         // matters more than losing the object; keep serving.
@@ -248,8 +275,15 @@ fn describe<'py>(py: Python<'py>, btf: &Btf, id: u32, depth: u32) -> PyResult<Bo
 #[pymethods]
 impl Object {
     #[new]
-    #[pyo3(signature = (data, ncpus=1, cpu=0, clock=(0, 1000), seed=0))]
-    fn new(data: &[u8], ncpus: u32, cpu: u32, clock: (u64, u64), seed: u64) -> PyResult<Object> {
+    #[pyo3(signature = (data, ncpus=1, cpu=0, clock=(0, 1000), seed=0, kernel_only=false))]
+    fn new(
+        data: &[u8],
+        ncpus: u32,
+        cpu: u32,
+        clock: (u64, u64),
+        seed: u64,
+        kernel_only: bool,
+    ) -> PyResult<Object> {
         let obj = LoadedObject::load(data, env(ncpus, cpu, clock, seed)?)
             .map_err(|e| LoadError::new_err(e.to_string()))?;
         Ok(Object {
@@ -259,6 +293,7 @@ impl Object {
                 elf: data.to_vec(),
                 kernel: None,
                 mocked: Vec::new(),
+                kernel_only,
             }),
             pending: Arc::new(Mutex::new(None)),
         })
@@ -343,6 +378,7 @@ impl Object {
     ) -> PyResult<RunResult> {
         let engine = engine_of(engine)?;
         let inp = input(xdp, skb);
+        let kernel_only = self.kernel_side_for_runs(py)?;
         let mut guard = self.lock();
         let st = &mut *guard;
         let prog = st
@@ -350,9 +386,17 @@ impl Object {
             .get(handle)
             .ok_or_else(|| Error::new_err("no such program handle"))?;
         let obj = &mut st.obj;
-        let r = py.detach(|| obj.run_engine(prog, data, inp, repeat, engine));
+        let r = match (kernel_only, st.kernel.as_mut()) {
+            (true, Some(k)) => {
+                let cpu = obj.runner.env.cpu;
+                py.detach(|| k.run_kernel_only(cpu, prog, data, inp, repeat))
+            }
+            _ => py
+                .detach(|| obj.run_engine(prog, data, inp, repeat, engine))
+                .map_err(|e| e.to_string()),
+        };
         self.take_pending()?;
-        let r = r.map_err(|e| PacketError::new_err(e.to_string()))?;
+        let r = r.map_err(PacketError::new_err)?;
         Ok(Self::wrap(st, handle, r))
     }
 
@@ -376,6 +420,7 @@ impl Object {
         let engine = engine_of(engine)?;
         let inp = input(xdp, skb);
         let progress = progress.unwrap_or_else(|| std::io::stderr().is_terminal());
+        let kernel_only = self.kernel_side_for_runs(py)?;
         let mut guard = self.lock();
         let st = &mut *guard;
         let map_names: Vec<String> = st.obj.object.maps.iter().map(|m| m.name.clone()).collect();
@@ -385,6 +430,7 @@ impl Object {
             .ok_or_else(|| Error::new_err("no such program handle"))?;
         let ty = prog.prog_type;
         let obj = &mut st.obj;
+        let mut kernel = st.kernel.as_mut().filter(|_| kernel_only);
         let pending = &self.pending;
         let started = std::time::Instant::now();
         let outcome = py.detach(|| -> Result<_, String> {
@@ -406,7 +452,13 @@ impl Object {
             let (mut n, mut written, mut run_ns) = (0usize, 0usize, 0u64);
             for p in cap {
                 let p = p.map_err(|e| e.to_string())?;
-                match obj.run_engine(prog, &p.data, inp, 1, engine) {
+                let r = match kernel.as_deref_mut() {
+                    Some(k) => k.run_kernel_only(obj.runner.env.cpu, prog, &p.data, inp, 1),
+                    None => obj
+                        .run_engine(prog, &p.data, inp, 1, engine)
+                        .map_err(|e| e.to_string()),
+                };
+                match r {
                     Ok(r) => {
                         run_ns += r.duration_ns;
                         *counts.entry(r.retval).or_default() += 1;
@@ -505,6 +557,10 @@ impl Object {
     ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
         let st = self.lock();
         let (id, ty) = Self::map(&st, name)?;
+        if let Some(k) = st.kernel.as_ref().filter(|_| st.kernel_only) {
+            let vs = k.lookup(name, key)?;
+            return Ok(vs.map(|vs| vs.iter().map(|v| PyBytes::new(py, v)).collect()));
+        }
         let maps = &st.obj.runner.maps;
         let percpu = matches!(
             ty,
@@ -531,6 +587,10 @@ impl Object {
         let (id, ty) = Self::map(st, name)?;
         if st.kernel.is_some() {
             KernelSide::check_mirrorable(&st.obj, name)?;
+        }
+        if let Some(k) = st.kernel.as_mut().filter(|_| st.kernel_only) {
+            // The programs write the kernel's maps only: the simulator's no longer count.
+            return k.mirror_update(&st.obj, name, key, &values, flags);
         }
         let maps = &mut st.obj.runner.maps;
         let percpu = matches!(
@@ -571,6 +631,9 @@ impl Object {
         if st.kernel.is_some() {
             KernelSide::check_mirrorable(&st.obj, name)?;
         }
+        if let Some(k) = st.kernel.as_ref().filter(|_| st.kernel_only) {
+            return k.mirror_delete(name, key);
+        }
         st.obj.runner.maps.delete(id, key).map_err(map_err)?;
         match &st.kernel {
             Some(k) => k.mirror_delete(name, key),
@@ -581,6 +644,9 @@ impl Object {
     fn map_keys<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Vec<Bound<'py, PyBytes>>> {
         let st = self.lock();
         let (id, _) = Self::map(&st, name)?;
+        if let Some(k) = st.kernel.as_ref().filter(|_| st.kernel_only) {
+            return Ok(k.keys(name)?.iter().map(|k| PyBytes::new(py, k)).collect());
+        }
         let keys = st.obj.runner.maps.keys(id).map_err(map_err)?;
         Ok(keys.iter().map(|k| PyBytes::new(py, k)).collect())
     }
@@ -591,6 +657,9 @@ impl Object {
         let (id, _) = Self::map(st, name)?;
         if st.kernel.is_some() {
             KernelSide::check_mirrorable(&st.obj, name)?;
+        }
+        if let Some(k) = st.kernel.as_ref().filter(|_| st.kernel_only) {
+            return k.mirror_clear(name);
         }
         st.obj.runner.maps.clear(id).map_err(map_err)?;
         match &st.kernel {
@@ -626,6 +695,7 @@ impl Object {
     fn map_peek<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyBytes>> {
         let st = self.lock();
         let (id, _) = Self::map(&st, name)?;
+        Self::not_from_the_kernel(&st, name)?;
         st.obj
             .runner
             .maps
@@ -641,6 +711,7 @@ impl Object {
     ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
         let st = self.lock();
         let (id, _) = Self::map(&st, name)?;
+        Self::not_from_the_kernel(&st, name)?;
         let vs = st.obj.runner.maps.queue_values(id).map_err(map_err)?;
         Ok(vs.iter().map(|v| PyBytes::new(py, v)).collect())
     }
@@ -765,14 +836,20 @@ impl Object {
     }
 
     /// Replace helper `id` with a Python callable taking a `HelperCall` and returning r0.
-    fn mock_helper(&self, id: u32, f: Py<PyAny>) {
+    fn mock_helper(&self, id: u32, f: Py<PyAny>) -> PyResult<()> {
         let mut st = self.lock();
+        if st.kernel_only {
+            return Err(Error::new_err(
+                "the kernel backend runs the kernel's own helpers: mocking needs the simulator",
+            ));
+        }
         install(&mut st.obj.runner, id, f, self.pending.clone());
         let name = bpfsim::vm::spec::HELPER_NAMES
             .get(id as usize)
             .map_or_else(|| format!("#{id}"), |n| format!("bpf_{n}"));
         st.mocked.retain(|(i, _)| *i != id);
         st.mocked.push((id, name));
+        Ok(())
     }
 
     fn restore_helper(&self, id: u32) {
@@ -795,6 +872,10 @@ impl Object {
 
     fn kernel_attached(&self) -> bool {
         self.lock().kernel.is_some()
+    }
+
+    fn kernel_only(&self) -> bool {
+        self.lock().kernel_only
     }
 
     /// Leave value bytes `start..end` of map `name` out of the comparisons (times, random

@@ -303,6 +303,8 @@ class Program:
         packet or context is refused as the kernel would refuse it."""
         if engine not in ENGINES:
             raise Error(f"engine {engine!r} is not available: this build has {ENGINES}")
+        if self._obj.backend == "kernel":
+            self._kernel_backend_check(engine, compare_kernel)
         data = packet if type(packet) is bytes else _to_bytes(packet)
         if compare_kernel:
             return self._run_compare(data, ctx, engine, repeat, raise_on_difference)
@@ -318,6 +320,14 @@ class Program:
         if trap is not None:
             raise _trap(f"{self.name}: {trap[3]}", trap[0], trap[1], res)
         return res
+
+    def _kernel_backend_check(self, engine: str, compare_kernel: bool) -> None:
+        if compare_kernel:
+            raise Error("compare_kernel=True compares the simulator with the kernel: load with "
+                        "backend='sim' (the default)")
+        if engine != "interp":
+            raise Error(f"engine={engine!r} is the simulator's; backend='kernel' runs in "
+                        "the kernel")
 
     def _run_compare(self, data: bytes, ctx, engine: str, repeat: int, raise_on_difference: bool):
         xdp, skb = (1, 0, 0), None
@@ -408,6 +418,8 @@ class Program:
         :class:`bpfsim.KernelDifference` after the last packet, listing them by packet index
         (``e.run`` is the comparison), unless ``raise_on_difference`` is False. ``out`` is not
         available then."""
+        if self._obj.backend == "kernel":
+            self._kernel_backend_check(engine, compare_kernel)
         if compare_kernel:
             if out is not None:
                 raise Error("out= is not available with compare_kernel=True")
@@ -422,15 +434,29 @@ class Program:
         return PcapRun(n, self.type)
 
 
+BACKENDS = ("sim", "kernel")
+
+
 class Object:
     """An ELF object loaded into the simulator: its maps created, global data set, programs
-    ready to link. Map state persists across runs of all its programs."""
+    ready to link. Map state persists across runs of all its programs.
 
-    def __init__(self, data: bytes, env: Optional[Env] = None, name: str = "<bytes>"):
+    With ``backend="kernel"`` the programs run in the live kernel instead (loaded there before
+    the first run, with the maps and ``.rodata`` as Python set them), and maps are read from and
+    written to the kernel's; results have no instruction count, trap or redirect target (the
+    kernel does not report them), and helpers cannot be mocked."""
+
+    def __init__(self, data: bytes, env: Optional[Env] = None, name: str = "<bytes>",
+                 backend: str = "sim"):
         env = env or Env()
+        if backend not in BACKENDS:
+            raise Error(f"backend {backend!r} is not one of {BACKENDS}")
         self.name = name
+        #: "sim" or "kernel": where the programs run.
+        self.backend = backend
         self._native = _native.Object(data, env.ncpus, env.cpu,
-                                      (env.clock.start_ns, env.clock.step_ns), env.seed)
+                                      (env.clock.start_ns, env.clock.step_ns), env.seed,
+                                      backend == "kernel")
         self._env = env
         self._programs: Dict[tuple, Program] = {}
         self.maps = Maps()
@@ -551,13 +577,17 @@ def _verified(obj: Object) -> Object:
 
 
 def load(source: Union[PathLike, bytes, bytearray, memoryview], env: Optional[Env] = None,
-         verify: bool = False) -> Object:
+         verify: bool = False, backend: str = "sim") -> Object:
     """Load an ELF object (``clang -O2 -g -target bpf``) from a path or from its bytes.
 
     ``verify=True`` runs the verifier on every program first and raises
-    :class:`bpfsim.VerifierError` for the first one the kernel would reject."""
+    :class:`bpfsim.VerifierError` for the first one the kernel would reject.
+
+    ``backend="kernel"``: the same API, the programs run in the live kernel (root; a run raises
+    :class:`bpfsim.KernelUnavailable` with the reason where bpf(2) cannot be used, and
+    :class:`bpfsim.LoadError` with the verifier's reason if the kernel refuses the object)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        obj = Object(bytes(source), env)
+        obj = Object(bytes(source), env, backend=backend)
         return _verified(obj) if verify else obj
     path = os.fspath(source)
     try:
@@ -566,7 +596,7 @@ def load(source: Union[PathLike, bytes, bytearray, memoryview], env: Optional[En
     except OSError as e:
         raise LoadError(f"{path}: {e.strerror or e}") from None
     try:
-        obj = Object(data, env, name=path)
+        obj = Object(data, env, name=path, backend=backend)
     except LoadError as e:
         raise LoadError(f"{path}: {e}") from None
     return _verified(obj) if verify else obj

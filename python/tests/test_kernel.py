@@ -254,3 +254,65 @@ def test_a_capture_that_differs_names_the_packets():
     assert c.differences[first] == ["retval XDP_PASS here, XDP_DROP in the kernel"]
     assert c.retvals[first] == 2 and c.kernel_retvals[first] == 1
     assert f"packet {first}: retval XDP_PASS here" in str(exc.value)
+
+
+@pytest.mark.bpf_kernel
+def test_the_kernel_backend_runs_programs_in_the_kernel():
+    # The fake clock is the simulator's: under the kernel backend the buckets refill by kernel
+    # time, so the fourth packet within a second is dropped although the clock says otherwise.
+    obj = bpfsim.load(VECTORS / "rate_limit.bpf.o", backend="kernel",
+                      env=bpfsim.Env(clock=bpfsim.FakeClock(start_ns=0, step_ns=10**9)))
+    assert obj.backend == "kernel"
+    prog = obj["xdp_rate_limit"]
+    actions = [prog.run(eth_ipv4_tcp(80)).action for _ in range(4)]
+    assert actions == [bpfsim.XdpAction.PASS] * 3 + [bpfsim.XdpAction.DROP]
+    res = prog.run(eth_ipv4_tcp(80))
+    assert res.insns == 0 and res.redirect is None  # what the kernel does not report
+    # Maps are the kernel's: the bucket's refill time is kernel time, not the fake clock's.
+    buckets = obj.maps["buckets"]
+    (key,) = list(buckets)
+    assert bytes(buckets[key])[8:16] != bytes(8)
+    assert bytes(buckets[key]) == bytes(buckets.kernel_get(key))
+    with pytest.raises(bpfsim.Error, match="kernel's own helpers"):
+        obj.mock_helper("bpf_ktime_get_ns", lambda call: 0)
+    with pytest.raises(bpfsim.Error, match="backend='sim'"):
+        prog.run(eth_ipv4_tcp(80), compare_kernel=True)
+    with pytest.raises(bpfsim.Error, match="engine='jit'"):
+        prog.run(eth_ipv4_tcp(80), engine="jit")
+
+
+@pytest.mark.bpf_kernel
+def test_the_kernel_backend_takes_maps_and_rodata_from_python():
+    obj = bpfsim.load(VECTORS / "rodata_config.bpf.o", backend="kernel")
+    cfg = obj.rodata["cfg"]
+    cfg.default_action = int(bpfsim.XdpAction.DROP)
+    obj.rodata["cfg"] = cfg
+    obj.data["packets_seen"] = 5  # before the load into the kernel
+    arp = bytes.fromhex("ffffffffffff020000000001" "0806") + bytes(28)
+    assert obj["xdp_config"].run(arp).action == bpfsim.XdpAction.DROP
+    assert obj.data["packets_seen"] == 6  # read back from the kernel
+    obj.data["packets_seen"] = 100  # after: straight into the kernel
+    obj["xdp_config"].run(arp)
+    assert obj.data["packets_seen"] == 101
+
+    fw = bpfsim.load(VECTORS / "firewall.bpf.o", backend="kernel")
+    ports, ssh = fw.maps["blocked_ports"], {"proto": 6, "port": 22 << 8}
+    ports[ssh] = 0
+    assert fw["xdp_firewall"].run(eth_ipv4_tcp(22)).action == bpfsim.XdpAction.DROP
+    assert ports[ssh] == 1 and len(ports) == 1
+    del ports[ssh]
+    assert fw["xdp_firewall"].run(eth_ipv4_tcp(22)).action == bpfsim.XdpAction.PASS
+    assert len(ports) == 0
+
+
+@pytest.mark.bpf_kernel
+def test_the_kernel_backend_replays_captures_and_says_why_it_cannot_load():
+    sc = json.loads((VECTORS / "expected" / "xdp_drop.json").read_text())
+    obj = bpfsim.load(VECTORS / "xdp_drop.bpf.o", backend="kernel")
+    run = obj["xdp_drop_non_ip"].run_pcap(VECTORS / "pcaps" / "xdp_drop.pcap")
+    assert run.retvals == [p["retval"] for p in sc["packets"] if "retval" in p]
+    assert [i for i, _ in run.refused] == [i for i, p in enumerate(sc["packets"]) if "error" in p]
+    assert "EINVAL" in run.refused[0][1]  # the kernel's refusal of the runt
+    bad = bpfsim.load(VECTORS.parent / "verifier/objects/reject_pkt_oob.bpf.o", backend="kernel")
+    with pytest.raises(bpfsim.LoadError, match="outside of the packet"):
+        bad["xdp_read_past_check"].run(eth_ipv4_tcp(80))

@@ -59,18 +59,25 @@ try:
 except bpfsim.KernelUnavailable as e:
     print(f"{type(e).__name__} {isinstance(e, bpfsim.Error)}: {e}")
 print(prog.run(bytes(64)).action.name)
+kprog = bpfsim.load("test-vectors/progs/xdp_pass.bpf.o", backend="kernel")["xdp_pass_count"]
+try:
+    kprog.run(bytes(64))
+    print("ran")
+except bpfsim.KernelUnavailable as e:
+    print(f"backend: {e}")
 """
 
 
 def test_kernel_unavailable_without_privilege():
     r = _run(["-c", KERNEL_PROBE])
     assert r.returncode == 0, r.stdout + r.stderr
-    available, reason, raised, sim = r.stdout.splitlines()
+    available, reason, raised, sim, backend = r.stdout.splitlines()
     assert available == "False"
     print(f"unavailable as expected: {reason}")
     assert "EPERM" in reason or "EACCES" in reason, reason
     assert raised == f"KernelUnavailable True: {reason}"
     assert sim == "PASS"  # the simulator itself needs no privilege
+    assert backend == f"backend: {reason}"
     r = _run(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
               "python/tests/kernel_marker_cases.py"])
     assert r.returncode == 0, r.stdout + r.stderr
