@@ -201,6 +201,12 @@ impl KernelSide {
                 )));
             }
         }
+        if obj.runner.env.cpu as usize >= possible {
+            return Err(Error::new_err(format!(
+                "the simulator runs on CPU {}, which the kernel does not have ({possible} CPUs)",
+                obj.runner.env.cpu
+            )));
+        }
         let elf = elf_with_rodata(elf, obj)?;
         // From here the kernel's `.rodata` is frozen: so is the simulator's.
         for g in obj.object.globals.iter().filter(|g| g.read_only) {

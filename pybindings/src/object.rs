@@ -35,6 +35,8 @@ struct State {
     mocked: Vec<(u32, String)>,
     /// The kernel backend: programs run in the kernel alone, maps are read from it.
     kernel_only: bool,
+    /// Map value bytes to leave out of comparisons, asked for before the kernel side exists.
+    masks: Vec<(String, std::ops::Range<usize>)>,
 }
 
 /// An object loaded into the simulator (the public `bpfsim.Object` wraps it).
@@ -294,6 +296,7 @@ impl Object {
                 kernel: None,
                 mocked: Vec::new(),
                 kernel_only,
+                masks: Vec::new(),
             }),
             pending: Arc::new(Mutex::new(None)),
         })
@@ -865,7 +868,9 @@ impl Object {
         let st = &mut *guard;
         if st.kernel.is_none() {
             let (obj, elf) = (&mut st.obj, &st.elf);
-            st.kernel = Some(py.detach(|| KernelSide::attach(obj, elf))?);
+            let mut side = py.detach(|| KernelSide::attach(obj, elf))?;
+            side.masks = std::mem::take(&mut st.masks);
+            st.kernel = Some(side);
         }
         Ok(())
     }
@@ -880,18 +885,20 @@ impl Object {
 
     /// Leave value bytes `start..end` of map `name` out of the comparisons (times, random
     /// numbers).
-    fn kernel_ignore(&self, py: Python<'_>, name: &str, start: usize, end: usize) -> PyResult<()> {
+    /// Kept until the object goes into the kernel: asking for it must not load it there, which
+    /// would freeze `.rodata` before Python has set it.
+    fn kernel_ignore(&self, name: &str, start: usize, end: usize) -> PyResult<()> {
         if start >= end {
             return Err(Error::new_err(format!("empty byte range {start}..{end}")));
         }
-        self.kernel_attach(py)?;
-        let mut st = self.lock();
-        Self::map(&st, name)?;
-        st.kernel
-            .as_mut()
-            .expect("attached")
-            .masks
-            .push((name.to_string(), start..end));
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        Self::map(st, name)?;
+        let mask = (name.to_string(), start..end);
+        match st.kernel.as_mut() {
+            Some(k) => k.masks.push(mask),
+            None => st.masks.push(mask),
+        }
         Ok(())
     }
 

@@ -316,3 +316,28 @@ def test_the_kernel_backend_replays_captures_and_says_why_it_cannot_load():
     bad = bpfsim.load(VECTORS.parent / "verifier/objects/reject_pkt_oob.bpf.o", backend="kernel")
     with pytest.raises(bpfsim.LoadError, match="outside of the packet"):
         bad["xdp_read_past_check"].run(eth_ipv4_tcp(80))
+
+
+@pytest.mark.bpf_kernel
+def test_ignoring_map_bytes_does_not_load_the_object_early():
+    obj = bpfsim.load(VECTORS / "rodata_config.bpf.o", env=_env())
+    obj.kernel_ignore_map_bytes(".data", 0, 8)  # packets_seen
+    assert not obj.kernel_attached
+    obj.rodata["config_version"] = 9  # still settable: nothing is in the kernel yet
+    obj.data["packets_seen"] = 1  # copied into the kernel when the object goes there
+    res = obj["xdp_config"].run(bytes(64), compare_kernel=True)
+    assert obj.kernel_attached and res.differences == []
+    assert obj.data["applied_version"] == 9
+    with pytest.raises(bpfsim.Error, match="no map"):
+        obj.kernel_ignore_map_bytes("nonexistent", 0, 1)
+    with pytest.raises(bpfsim.Error, match="empty byte range"):
+        obj.kernel_ignore_map_bytes(".data", 4, 4)
+
+
+@pytest.mark.bpf_kernel
+def test_a_cpu_the_kernel_lacks_is_refused_before_loading():
+    n = bpfsim.kernel.possible_cpus()
+    obj = bpfsim.load(VECTORS / "xdp_pass.bpf.o", env=bpfsim.Env(ncpus=n + 1, cpu=n))
+    with pytest.raises(bpfsim.Error, match=f"CPU {n}, which the kernel does not have"):
+        obj["xdp_pass_count"].run(bytes(64), compare_kernel=True)
+    assert not obj.kernel_attached
