@@ -39,6 +39,25 @@ def _skip_without_kernel():
     return bpfsim.kernel
 
 
+def _needs_kernel(item) -> bool:
+    return (item.get_closest_marker("bpf_kernel") is not None
+            or "bpf_kernel" in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(config, items):
+    # Marked at collection, so that the skip is reported at the test, not in this plugin; the
+    # kernel is probed only if some test needs it.
+    needing = [item for item in items if _needs_kernel(item)]
+    if not needing:
+        return
+    import bpfsim.kernel
+
+    reason = bpfsim.kernel.unavailable_reason()
+    if reason is not None:
+        for item in needing:
+            item.add_marker(pytest.mark.skip(reason=f"kernel unavailable: {reason}"))
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("bpf_kernel") is not None:
         _skip_without_kernel()
