@@ -118,15 +118,18 @@ impl<'a> MemoryMap<'a> {
     pub fn new(stack: &'a mut Stack, scratch: RegionTable) -> MemoryMap<'a> {
         let mut scratch = scratch.0;
         scratch.clear();
-        scratch.push(Region::UNMAPPED);
         let Stack { buf, dirty } = stack;
-        for frame in buf.chunks_exact_mut(FRAME_SIZE) {
-            scratch.push(Region {
-                base: frame.as_mut_ptr(),
+        let base = buf.as_mut_ptr();
+        // One copy of a fixed-size table rather than a push per frame: every run pays for this.
+        let mut fixed = [Region::UNMAPPED; 1 + MAX_FRAMES];
+        for (i, r) in fixed[1..].iter_mut().enumerate() {
+            *r = Region {
+                base: base.wrapping_add(i * FRAME_SIZE),
                 read_len: FRAME_SIZE as u64,
                 write_len: FRAME_SIZE as u64,
-            });
+            };
         }
+        scratch.extend_from_slice(&fixed);
         MemoryMap {
             regions: scratch,
             stack_dirty: dirty,
@@ -142,6 +145,7 @@ impl<'a> MemoryMap<'a> {
     }
 
     /// The table's allocation, emptied, for the next run.
+    #[inline]
     pub fn into_scratch(mut self) -> RegionTable {
         self.regions.clear();
         RegionTable(std::mem::take(&mut self.regions))

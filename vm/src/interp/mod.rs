@@ -21,7 +21,12 @@ pub const FUNC_TAG: u64 = 0xfffe_0000 << 32;
 /// A program translated for the interpreter. Immutable: one can serve any number of runs.
 #[derive(Clone, Debug)]
 pub struct Interpreter {
+    /// One op per slot and a trap after the last (see `op::prepare`), with pairs fused.
     ops: Vec<Op>,
+    /// The same without fusion, for the exact level (see `level`).
+    plain: Vec<Op>,
+    /// Slots of the program.
+    slots: usize,
     /// Whether any instruction can write guest memory (store, atomic, helper call).
     may_write: bool,
 }
@@ -68,11 +73,24 @@ enum Init {
     Regs([u64; 11]),
 }
 
-#[derive(Clone, Copy, Default)]
-struct Frame {
-    ret: usize,
-    saved: [u64; 4],
-    fp: u64,
+/// What every level of a run shares, behind one pointer so that the interpreter's loop keeps its
+/// registers for the program's state.
+struct Env<'e, 'm, H: ?Sized> {
+    mem: &'e mut MemoryMap<'m>,
+    host: &'e mut H,
+    /// Instructions the budget still allows.
+    left: u64,
+    /// The run's whole budget, for the budget trap.
+    budget: u64,
+}
+
+/// How a level (one frame's activation, see `Interpreter::level`) ended.
+enum Stop {
+    /// The frame's `exit`, with `r0`.
+    Return(u64),
+    /// The program ended inside it: a helper's exit (`r0`), a tail call (`0`, the target), or a
+    /// legacy packet load past the packet (`0`).
+    Halt(u64, Option<u32>),
 }
 
 fn mem_trap(f: MemFault, pc: usize) -> Trap {
@@ -96,8 +114,11 @@ impl Interpreter {
                 Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_) | Insn::Callx { .. }
             )
         });
+        let plain = op::prepare(prog);
         Interpreter {
-            ops: op::prepare(prog),
+            ops: op::fuse(&plain),
+            plain,
+            slots: prog.slots(),
             may_write,
         }
     }
@@ -137,6 +158,10 @@ impl Interpreter {
         steps: u64,
         budget: u64,
     ) -> Outcome {
+        assert!(
+            pc < self.slots,
+            "finish_budget at slot {pc}, outside the program"
+        );
         let mut left = steps;
         let result = self.exec(pc, depth, mem, host, Init::Regs(regs), &mut left, budget);
         Outcome {
@@ -162,7 +187,7 @@ impl Interpreter {
         helper: u64,
     ) -> Result<u64, Trap> {
         let entry = (func & 0xffff_ffff) as usize;
-        if func & !0xffff_ffff != FUNC_TAG || entry >= self.ops.len() {
+        if func & !0xffff_ffff != FUNC_TAG || entry >= self.slots {
             return Err(Trap::new(TrapCode::HelperFault, pc, helper));
         }
         if depth + 1 >= MAX_FRAMES {
@@ -193,7 +218,6 @@ impl Interpreter {
         left: &mut u64,
         budget: u64,
     ) -> Result<(u64, Option<u32>), Trap> {
-        let ops = &self.ops[..];
         // 16 registers so that a 4-bit index needs no bounds check; only r0-r10 are ever named.
         let mut r = [0u64; 16];
         match init {
@@ -208,13 +232,82 @@ impl Interpreter {
             }
             Init::Regs(regs) => r[..11].copy_from_slice(&regs),
         }
-        let mut frames = [Frame::default(); MAX_FRAMES];
-        let mut depth = base;
+        let mut env = Env {
+            mem,
+            host,
+            left: *left,
+            budget,
+        };
+        let stop = self.level::<false, H>(&mut r, start, base, &mut env);
+        *left = env.left;
+        match stop? {
+            Stop::Return(r0) => Ok((r0, None)),
+            Stop::Halt(r0, tail) => Ok((r0, tail)),
+        }
+    }
+
+    /// Execute frame `depth` from slot `start` until it exits; a local call runs the callee as a
+    /// nested level, so a frame's saved registers live in this function's own Rust frame.
+    ///
+    /// The budget: `*left` instructions may still execute. Unless `EXACT`, a run (see
+    /// [`Op::run`]) is paid for in full where it is entered, and the instructions of it not
+    /// executed are given back when a trap or a helper ends the program inside it, so the count
+    /// stays exact. A run the budget cannot pay for is executed by the `EXACT` level, which pays
+    /// per instruction and stops at the first one it cannot pay for, exactly as a run paid per
+    /// instruction would.
+    fn level<const EXACT: bool, H: Host + ?Sized>(
+        &self,
+        r: &mut [u64; 16],
+        start: usize,
+        depth: usize,
+        env: &mut Env<'_, '_, H>,
+    ) -> Result<Stop, Trap> {
+        let ops = if EXACT {
+            &self.plain[..]
+        } else {
+            &self.ops[..]
+        };
+        debug_assert!(start <= self.slots);
         let mut pc = start;
-        let mut n = *left;
+        let mut n = env.left;
+        // Every index fetched is at most `self.slots` (see `op::prepare`): `start` is a slot of
+        // the program (checked by every caller) and each step moves to a checked target, the
+        // slot after a call, or at most one past the last slot, onto a trap that does not move.
+        macro_rules! fetch {
+            ($i:expr) => {{
+                let i: usize = $i;
+                debug_assert!(i < ops.len());
+                // SAFETY: `i <= self.slots < ops.len()`, as argued above.
+                unsafe { ops.get_unchecked(i) }
+            }};
+        }
+        // Store the budget left for the caller when the program stops at `pc - 1`, giving back
+        // the instructions after it that its run paid for.
+        macro_rules! settle {
+            () => {
+                env.left = if EXACT {
+                    n
+                } else {
+                    n + (fetch!(pc - 1).run as u64 - 1)
+                };
+            };
+        }
+        // Pay for the run entered at `pc`, or finish it (and the program) per instruction.
+        macro_rules! charge {
+            () => {
+                if !EXACT {
+                    let cost = fetch!(pc).run as u64;
+                    if n < cost {
+                        env.left = n;
+                        return self.level::<true, H>(r, pc, depth, env);
+                    }
+                    n -= cost;
+                }
+            };
+        }
         macro_rules! trap {
             ($code:expr, $detail:expr) => {{
-                *left = n;
+                settle!();
                 return Err(Trap::new($code, pc - 1, $detail));
             }};
         }
@@ -223,184 +316,230 @@ impl Interpreter {
                 match $e {
                     Ok(v) => v,
                     Err(f) => {
-                        *left = n;
+                        settle!();
                         return Err(mem_trap(f, pc - 1));
                     }
                 }
             };
         }
+        macro_rules! jump_if {
+            ($cond:expr, $target:expr) => {{
+                if $cond {
+                    pc = $target as usize;
+                }
+                charge!();
+            }};
+        }
+        charge!();
         loop {
-            let op = ops[pc];
+            let op = fetch!(pc);
             pc += 1;
-            if n == 0 {
-                trap!(TrapCode::Budget, budget);
+            if EXACT {
+                if n == 0 {
+                    env.left = 0;
+                    return Err(Trap::new(TrapCode::Budget, pc - 1, env.budget));
+                }
+                n -= 1;
             }
-            n -= 1;
-            let d = (op.dst & 15) as usize;
-            let s = (op.src & 15) as usize;
-            let imm = op.imm;
+            // Operands are read in the arms that use them, so that the dispatch itself stays short.
+            macro_rules! d {
+                () => {
+                    (op.dst & 15) as usize
+                };
+            }
+            macro_rules! s {
+                () => {
+                    (op.src & 15) as usize
+                };
+            }
+            macro_rules! imm {
+                () => {
+                    op.imm as i64 as u64
+                };
+            }
             let addr = |base: u64| base.wrapping_add(op.off as i64 as u64);
+            // A fused `add rD, aux` and conditional jump: the sum stays in a host register.
+            macro_rules! add_jump_if {
+                (|$v:ident| $cond:expr) => {{
+                    let $v = r[d!()].wrapping_add(op.aux as i8 as i64 as u64);
+                    r[d!()] = $v;
+                    pc += 1;
+                    jump_if!($cond, op.off)
+                }};
+            }
             match op.kind {
-                K::Add64I => r[d] = r[d].wrapping_add(imm),
-                K::Add64R => r[d] = r[d].wrapping_add(r[s]),
-                K::Sub64I => r[d] = r[d].wrapping_sub(imm),
-                K::Sub64R => r[d] = r[d].wrapping_sub(r[s]),
-                K::Mul64I => r[d] = r[d].wrapping_mul(imm),
-                K::Mul64R => r[d] = r[d].wrapping_mul(r[s]),
-                K::Div64I => r[d] = div64(r[d], imm),
-                K::Div64R => r[d] = div64(r[d], r[s]),
-                K::SDiv64I => r[d] = sdiv64(r[d], imm),
-                K::SDiv64R => r[d] = sdiv64(r[d], r[s]),
-                K::Or64I => r[d] |= imm,
-                K::Or64R => r[d] |= r[s],
-                K::And64I => r[d] &= imm,
-                K::And64R => r[d] &= r[s],
-                K::Lsh64I => r[d] <<= imm & 63,
-                K::Lsh64R => r[d] <<= r[s] & 63,
-                K::Rsh64I => r[d] >>= imm & 63,
-                K::Rsh64R => r[d] >>= r[s] & 63,
-                K::Mod64I => r[d] = mod64(r[d], imm),
-                K::Mod64R => r[d] = mod64(r[d], r[s]),
-                K::SMod64I => r[d] = smod64(r[d], imm),
-                K::SMod64R => r[d] = smod64(r[d], r[s]),
-                K::Xor64I => r[d] ^= imm,
-                K::Xor64R => r[d] ^= r[s],
-                K::Mov64I => r[d] = imm,
-                K::Mov64R => r[d] = r[s],
-                K::Arsh64I => r[d] = ((r[d] as i64) >> (imm & 63)) as u64,
-                K::Arsh64R => r[d] = ((r[d] as i64) >> (r[s] & 63)) as u64,
+                K::Add64I => r[d!()] = r[d!()].wrapping_add(imm!()),
+                K::Add64R => r[d!()] = r[d!()].wrapping_add(r[s!()]),
+                K::Sub64I => r[d!()] = r[d!()].wrapping_sub(imm!()),
+                K::Sub64R => r[d!()] = r[d!()].wrapping_sub(r[s!()]),
+                K::Mul64I => r[d!()] = r[d!()].wrapping_mul(imm!()),
+                K::Mul64R => r[d!()] = r[d!()].wrapping_mul(r[s!()]),
+                K::Div64I => r[d!()] = div64(r[d!()], imm!()),
+                K::Div64R => r[d!()] = div64(r[d!()], r[s!()]),
+                K::SDiv64I => r[d!()] = sdiv64(r[d!()], imm!()),
+                K::SDiv64R => r[d!()] = sdiv64(r[d!()], r[s!()]),
+                K::Or64I => r[d!()] |= imm!(),
+                K::Or64R => r[d!()] |= r[s!()],
+                K::And64I => r[d!()] &= imm!(),
+                K::And64R => r[d!()] &= r[s!()],
+                K::Lsh64I => r[d!()] <<= imm!() & 63,
+                K::Lsh64R => r[d!()] <<= r[s!()] & 63,
+                K::Rsh64I => r[d!()] >>= imm!() & 63,
+                K::Rsh64R => r[d!()] >>= r[s!()] & 63,
+                K::Mod64I => r[d!()] = mod64(r[d!()], imm!()),
+                K::Mod64R => r[d!()] = mod64(r[d!()], r[s!()]),
+                K::SMod64I => r[d!()] = smod64(r[d!()], imm!()),
+                K::SMod64R => r[d!()] = smod64(r[d!()], r[s!()]),
+                K::Xor64I => r[d!()] ^= imm!(),
+                K::Xor64R => r[d!()] ^= r[s!()],
+                K::Mov64I => r[d!()] = imm!(),
+                K::Mov64R => r[d!()] = r[s!()],
+                K::Arsh64I => r[d!()] = ((r[d!()] as i64) >> (imm!() & 63)) as u64,
+                K::Arsh64R => r[d!()] = ((r[d!()] as i64) >> (r[s!()] & 63)) as u64,
 
-                K::Add32I => r[d] = (r[d] as u32).wrapping_add(imm as u32) as u64,
-                K::Add32R => r[d] = (r[d] as u32).wrapping_add(r[s] as u32) as u64,
-                K::Sub32I => r[d] = (r[d] as u32).wrapping_sub(imm as u32) as u64,
-                K::Sub32R => r[d] = (r[d] as u32).wrapping_sub(r[s] as u32) as u64,
-                K::Mul32I => r[d] = (r[d] as u32).wrapping_mul(imm as u32) as u64,
-                K::Mul32R => r[d] = (r[d] as u32).wrapping_mul(r[s] as u32) as u64,
-                K::Div32I => r[d] = div32(r[d], imm),
-                K::Div32R => r[d] = div32(r[d], r[s]),
-                K::SDiv32I => r[d] = sdiv32(r[d], imm),
-                K::SDiv32R => r[d] = sdiv32(r[d], r[s]),
-                K::Or32I => r[d] = (r[d] as u32 | imm as u32) as u64,
-                K::Or32R => r[d] = (r[d] as u32 | r[s] as u32) as u64,
-                K::And32I => r[d] = (r[d] as u32 & imm as u32) as u64,
-                K::And32R => r[d] = (r[d] as u32 & r[s] as u32) as u64,
-                K::Lsh32I => r[d] = ((r[d] as u32) << (imm & 31)) as u64,
-                K::Lsh32R => r[d] = ((r[d] as u32) << (r[s] & 31)) as u64,
-                K::Rsh32I => r[d] = ((r[d] as u32) >> (imm & 31)) as u64,
-                K::Rsh32R => r[d] = ((r[d] as u32) >> (r[s] & 31)) as u64,
-                K::Mod32I => r[d] = mod32(r[d], imm),
-                K::Mod32R => r[d] = mod32(r[d], r[s]),
-                K::SMod32I => r[d] = smod32(r[d], imm),
-                K::SMod32R => r[d] = smod32(r[d], r[s]),
-                K::Xor32I => r[d] = (r[d] as u32 ^ imm as u32) as u64,
-                K::Xor32R => r[d] = (r[d] as u32 ^ r[s] as u32) as u64,
-                K::Mov32I => r[d] = imm as u32 as u64,
-                K::Mov32R => r[d] = r[s] as u32 as u64,
-                K::Arsh32I => r[d] = ((r[d] as i32) >> (imm & 31)) as u32 as u64,
-                K::Arsh32R => r[d] = ((r[d] as i32) >> (r[s] & 31)) as u32 as u64,
+                K::Add32I => r[d!()] = (r[d!()] as u32).wrapping_add(imm!() as u32) as u64,
+                K::Add32R => r[d!()] = (r[d!()] as u32).wrapping_add(r[s!()] as u32) as u64,
+                K::Sub32I => r[d!()] = (r[d!()] as u32).wrapping_sub(imm!() as u32) as u64,
+                K::Sub32R => r[d!()] = (r[d!()] as u32).wrapping_sub(r[s!()] as u32) as u64,
+                K::Mul32I => r[d!()] = (r[d!()] as u32).wrapping_mul(imm!() as u32) as u64,
+                K::Mul32R => r[d!()] = (r[d!()] as u32).wrapping_mul(r[s!()] as u32) as u64,
+                K::Div32I => r[d!()] = div32(r[d!()], imm!()),
+                K::Div32R => r[d!()] = div32(r[d!()], r[s!()]),
+                K::SDiv32I => r[d!()] = sdiv32(r[d!()], imm!()),
+                K::SDiv32R => r[d!()] = sdiv32(r[d!()], r[s!()]),
+                K::Or32I => r[d!()] = (r[d!()] as u32 | imm!() as u32) as u64,
+                K::Or32R => r[d!()] = (r[d!()] as u32 | r[s!()] as u32) as u64,
+                K::And32I => r[d!()] = (r[d!()] as u32 & imm!() as u32) as u64,
+                K::And32R => r[d!()] = (r[d!()] as u32 & r[s!()] as u32) as u64,
+                K::Lsh32I => r[d!()] = ((r[d!()] as u32) << (imm!() & 31)) as u64,
+                K::Lsh32R => r[d!()] = ((r[d!()] as u32) << (r[s!()] & 31)) as u64,
+                K::Rsh32I => r[d!()] = ((r[d!()] as u32) >> (imm!() & 31)) as u64,
+                K::Rsh32R => r[d!()] = ((r[d!()] as u32) >> (r[s!()] & 31)) as u64,
+                K::Mod32I => r[d!()] = mod32(r[d!()], imm!()),
+                K::Mod32R => r[d!()] = mod32(r[d!()], r[s!()]),
+                K::SMod32I => r[d!()] = smod32(r[d!()], imm!()),
+                K::SMod32R => r[d!()] = smod32(r[d!()], r[s!()]),
+                K::Xor32I => r[d!()] = (r[d!()] as u32 ^ imm!() as u32) as u64,
+                K::Xor32R => r[d!()] = (r[d!()] as u32 ^ r[s!()] as u32) as u64,
+                K::Mov32I => r[d!()] = imm!() as u32 as u64,
+                K::Mov32R => r[d!()] = r[s!()] as u32 as u64,
+                K::Arsh32I => r[d!()] = ((r[d!()] as i32) >> (imm!() & 31)) as u32 as u64,
+                K::Arsh32R => r[d!()] = ((r[d!()] as i32) >> (r[s!()] & 31)) as u32 as u64,
 
-                K::Neg64 => r[d] = r[d].wrapping_neg(),
-                K::Neg32 => r[d] = (r[d] as u32).wrapping_neg() as u64,
-                K::MovSx64B => r[d] = r[s] as i8 as i64 as u64,
-                K::MovSx64H => r[d] = r[s] as i16 as i64 as u64,
-                K::MovSx64W => r[d] = r[s] as i32 as i64 as u64,
-                K::MovSx32B => r[d] = r[s] as i8 as i32 as u32 as u64,
-                K::MovSx32H => r[d] = r[s] as i16 as i32 as u32 as u64,
-                K::Le16 => r[d] = (r[d] as u16).to_le() as u64,
-                K::Le32 => r[d] = (r[d] as u32).to_le() as u64,
-                K::Le64 => r[d] = r[d].to_le(),
-                K::Be16 => r[d] = (r[d] as u16).to_be() as u64,
-                K::Be32 => r[d] = (r[d] as u32).to_be() as u64,
-                K::Be64 => r[d] = r[d].to_be(),
-                K::Swap16 => r[d] = (r[d] as u16).swap_bytes() as u64,
-                K::Swap32 => r[d] = (r[d] as u32).swap_bytes() as u64,
-                K::Swap64 => r[d] = r[d].swap_bytes(),
+                K::Neg64 => r[d!()] = r[d!()].wrapping_neg(),
+                K::Neg32 => r[d!()] = (r[d!()] as u32).wrapping_neg() as u64,
+                K::MovSx64B => r[d!()] = r[s!()] as i8 as i64 as u64,
+                K::MovSx64H => r[d!()] = r[s!()] as i16 as i64 as u64,
+                K::MovSx64W => r[d!()] = r[s!()] as i32 as i64 as u64,
+                K::MovSx32B => r[d!()] = r[s!()] as i8 as i32 as u32 as u64,
+                K::MovSx32H => r[d!()] = r[s!()] as i16 as i32 as u32 as u64,
+                K::Le16 => r[d!()] = (r[d!()] as u16).to_le() as u64,
+                K::Le32 => r[d!()] = (r[d!()] as u32).to_le() as u64,
+                K::Le64 => r[d!()] = r[d!()].to_le(),
+                K::Be16 => r[d!()] = (r[d!()] as u16).to_be() as u64,
+                K::Be32 => r[d!()] = (r[d!()] as u32).to_be() as u64,
+                K::Be64 => r[d!()] = r[d!()].to_be(),
+                K::Swap16 => r[d!()] = (r[d!()] as u16).swap_bytes() as u64,
+                K::Swap32 => r[d!()] = (r[d!()] as u32).swap_bytes() as u64,
+                K::Swap64 => r[d!()] = r[d!()].swap_bytes(),
                 K::LdImm64 => {
-                    r[d] = imm;
+                    // The high half is in the second slot, which `pc` now points at.
+                    r[d!()] = op.imm as u32 as u64 | (fetch!(pc).imm as u32 as u64) << 32;
                     pc += 1;
                 }
 
-                K::LdxB => r[d] = mem!(mem.load(addr(r[s]), Size::B)),
-                K::LdxH => r[d] = mem!(mem.load(addr(r[s]), Size::H)),
-                K::LdxW => r[d] = mem!(mem.load(addr(r[s]), Size::W)),
-                K::LdxDW => r[d] = mem!(mem.load(addr(r[s]), Size::DW)),
-                K::LdxSB => r[d] = mem!(mem.load(addr(r[s]), Size::B)) as i8 as i64 as u64,
-                K::LdxSH => r[d] = mem!(mem.load(addr(r[s]), Size::H)) as i16 as i64 as u64,
-                K::LdxSW => r[d] = mem!(mem.load(addr(r[s]), Size::W)) as i32 as i64 as u64,
-                K::StB => mem!(mem.store(addr(r[d]), Size::B, imm)),
-                K::StH => mem!(mem.store(addr(r[d]), Size::H, imm)),
-                K::StW => mem!(mem.store(addr(r[d]), Size::W, imm)),
-                K::StDW => mem!(mem.store(addr(r[d]), Size::DW, imm)),
-                K::StxB => mem!(mem.store(addr(r[d]), Size::B, r[s])),
-                K::StxH => mem!(mem.store(addr(r[d]), Size::H, r[s])),
-                K::StxW => mem!(mem.store(addr(r[d]), Size::W, r[s])),
-                K::StxDW => mem!(mem.store(addr(r[d]), Size::DW, r[s])),
+                K::LdxB => r[d!()] = mem!(env.mem.load(addr(r[s!()]), Size::B)),
+                K::LdxH => r[d!()] = mem!(env.mem.load(addr(r[s!()]), Size::H)),
+                K::LdxW => r[d!()] = mem!(env.mem.load(addr(r[s!()]), Size::W)),
+                K::LdxDW => r[d!()] = mem!(env.mem.load(addr(r[s!()]), Size::DW)),
+                K::LdxSB => {
+                    r[d!()] = mem!(env.mem.load(addr(r[s!()]), Size::B)) as i8 as i64 as u64
+                }
+                K::LdxSH => {
+                    r[d!()] = mem!(env.mem.load(addr(r[s!()]), Size::H)) as i16 as i64 as u64
+                }
+                K::LdxSW => {
+                    r[d!()] = mem!(env.mem.load(addr(r[s!()]), Size::W)) as i32 as i64 as u64
+                }
+                K::StB => mem!(env.mem.store(addr(r[d!()]), Size::B, imm!())),
+                K::StH => mem!(env.mem.store(addr(r[d!()]), Size::H, imm!())),
+                K::StW => mem!(env.mem.store(addr(r[d!()]), Size::W, imm!())),
+                K::StDW => mem!(env.mem.store(addr(r[d!()]), Size::DW, imm!())),
+                K::StxB => mem!(env.mem.store(addr(r[d!()]), Size::B, r[s!()])),
+                K::StxH => mem!(env.mem.store(addr(r[d!()]), Size::H, r[s!()])),
+                K::StxW => mem!(env.mem.store(addr(r[d!()]), Size::W, r[s!()])),
+                K::StxDW => mem!(env.mem.store(addr(r[d!()]), Size::DW, r[s!()])),
                 K::Atomic => {
-                    let a = addr(r[d]);
-                    mem!(atomic(mem, &mut r, d, s, op, a))
+                    let a = addr(r[d!()]);
+                    mem!(atomic(env.mem, r, d!(), s!(), *op, a))
                 }
 
-                K::Ja => pc = op.off as usize,
-                K::Jeq64I => jump_if(&mut pc, op, r[d] == imm),
-                K::Jeq64R => jump_if(&mut pc, op, r[d] == r[s]),
-                K::Jgt64I => jump_if(&mut pc, op, r[d] > imm),
-                K::Jgt64R => jump_if(&mut pc, op, r[d] > r[s]),
-                K::Jge64I => jump_if(&mut pc, op, r[d] >= imm),
-                K::Jge64R => jump_if(&mut pc, op, r[d] >= r[s]),
-                K::Jset64I => jump_if(&mut pc, op, r[d] & imm != 0),
-                K::Jset64R => jump_if(&mut pc, op, r[d] & r[s] != 0),
-                K::Jne64I => jump_if(&mut pc, op, r[d] != imm),
-                K::Jne64R => jump_if(&mut pc, op, r[d] != r[s]),
-                K::Jsgt64I => jump_if(&mut pc, op, (r[d] as i64) > imm as i64),
-                K::Jsgt64R => jump_if(&mut pc, op, (r[d] as i64) > r[s] as i64),
-                K::Jsge64I => jump_if(&mut pc, op, (r[d] as i64) >= imm as i64),
-                K::Jsge64R => jump_if(&mut pc, op, (r[d] as i64) >= r[s] as i64),
-                K::Jlt64I => jump_if(&mut pc, op, r[d] < imm),
-                K::Jlt64R => jump_if(&mut pc, op, r[d] < r[s]),
-                K::Jle64I => jump_if(&mut pc, op, r[d] <= imm),
-                K::Jle64R => jump_if(&mut pc, op, r[d] <= r[s]),
-                K::Jslt64I => jump_if(&mut pc, op, (r[d] as i64) < imm as i64),
-                K::Jslt64R => jump_if(&mut pc, op, (r[d] as i64) < r[s] as i64),
-                K::Jsle64I => jump_if(&mut pc, op, (r[d] as i64) <= imm as i64),
-                K::Jsle64R => jump_if(&mut pc, op, (r[d] as i64) <= r[s] as i64),
-                K::Jeq32I => jump_if(&mut pc, op, r[d] as u32 == imm as u32),
-                K::Jeq32R => jump_if(&mut pc, op, r[d] as u32 == r[s] as u32),
-                K::Jgt32I => jump_if(&mut pc, op, r[d] as u32 > imm as u32),
-                K::Jgt32R => jump_if(&mut pc, op, r[d] as u32 > r[s] as u32),
-                K::Jge32I => jump_if(&mut pc, op, r[d] as u32 >= imm as u32),
-                K::Jge32R => jump_if(&mut pc, op, r[d] as u32 >= r[s] as u32),
-                K::Jset32I => jump_if(&mut pc, op, r[d] as u32 & imm as u32 != 0),
-                K::Jset32R => jump_if(&mut pc, op, r[d] as u32 & r[s] as u32 != 0),
-                K::Jne32I => jump_if(&mut pc, op, r[d] as u32 != imm as u32),
-                K::Jne32R => jump_if(&mut pc, op, r[d] as u32 != r[s] as u32),
-                K::Jsgt32I => jump_if(&mut pc, op, r[d] as i32 > imm as i32),
-                K::Jsgt32R => jump_if(&mut pc, op, r[d] as i32 > r[s] as i32),
-                K::Jsge32I => jump_if(&mut pc, op, r[d] as i32 >= imm as i32),
-                K::Jsge32R => jump_if(&mut pc, op, r[d] as i32 >= r[s] as i32),
-                K::Jlt32I => jump_if(&mut pc, op, (r[d] as u32) < imm as u32),
-                K::Jlt32R => jump_if(&mut pc, op, (r[d] as u32) < r[s] as u32),
-                K::Jle32I => jump_if(&mut pc, op, r[d] as u32 <= imm as u32),
-                K::Jle32R => jump_if(&mut pc, op, r[d] as u32 <= r[s] as u32),
-                K::Jslt32I => jump_if(&mut pc, op, (r[d] as i32) < imm as i32),
-                K::Jslt32R => jump_if(&mut pc, op, (r[d] as i32) < r[s] as i32),
-                K::Jsle32I => jump_if(&mut pc, op, r[d] as i32 <= imm as i32),
-                K::Jsle32R => jump_if(&mut pc, op, r[d] as i32 <= r[s] as i32),
+                K::Ja => jump_if!(true, op.off),
+                K::Jeq64I => jump_if!(r[d!()] == imm!(), op.off),
+                K::Jeq64R => jump_if!(r[d!()] == r[s!()], op.off),
+                K::Jgt64I => jump_if!(r[d!()] > imm!(), op.off),
+                K::Jgt64R => jump_if!(r[d!()] > r[s!()], op.off),
+                K::Jge64I => jump_if!(r[d!()] >= imm!(), op.off),
+                K::Jge64R => jump_if!(r[d!()] >= r[s!()], op.off),
+                K::Jset64I => jump_if!(r[d!()] & imm!() != 0, op.off),
+                K::Jset64R => jump_if!(r[d!()] & r[s!()] != 0, op.off),
+                K::Jne64I => jump_if!(r[d!()] != imm!(), op.off),
+                K::Jne64R => jump_if!(r[d!()] != r[s!()], op.off),
+                K::Jsgt64I => jump_if!((r[d!()] as i64) > imm!() as i64, op.off),
+                K::Jsgt64R => jump_if!((r[d!()] as i64) > r[s!()] as i64, op.off),
+                K::Jsge64I => jump_if!((r[d!()] as i64) >= imm!() as i64, op.off),
+                K::Jsge64R => jump_if!((r[d!()] as i64) >= r[s!()] as i64, op.off),
+                K::Jlt64I => jump_if!(r[d!()] < imm!(), op.off),
+                K::Jlt64R => jump_if!(r[d!()] < r[s!()], op.off),
+                K::Jle64I => jump_if!(r[d!()] <= imm!(), op.off),
+                K::Jle64R => jump_if!(r[d!()] <= r[s!()], op.off),
+                K::Jslt64I => jump_if!((r[d!()] as i64) < imm!() as i64, op.off),
+                K::Jslt64R => jump_if!((r[d!()] as i64) < r[s!()] as i64, op.off),
+                K::Jsle64I => jump_if!((r[d!()] as i64) <= imm!() as i64, op.off),
+                K::Jsle64R => jump_if!((r[d!()] as i64) <= r[s!()] as i64, op.off),
+                K::Jeq32I => jump_if!(r[d!()] as u32 == imm!() as u32, op.off),
+                K::Jeq32R => jump_if!(r[d!()] as u32 == r[s!()] as u32, op.off),
+                K::Jgt32I => jump_if!(r[d!()] as u32 > imm!() as u32, op.off),
+                K::Jgt32R => jump_if!(r[d!()] as u32 > r[s!()] as u32, op.off),
+                K::Jge32I => jump_if!(r[d!()] as u32 >= imm!() as u32, op.off),
+                K::Jge32R => jump_if!(r[d!()] as u32 >= r[s!()] as u32, op.off),
+                K::Jset32I => jump_if!(r[d!()] as u32 & imm!() as u32 != 0, op.off),
+                K::Jset32R => jump_if!(r[d!()] as u32 & r[s!()] as u32 != 0, op.off),
+                K::Jne32I => jump_if!(r[d!()] as u32 != imm!() as u32, op.off),
+                K::Jne32R => jump_if!(r[d!()] as u32 != r[s!()] as u32, op.off),
+                K::Jsgt32I => jump_if!(r[d!()] as i32 > imm!() as i32, op.off),
+                K::Jsgt32R => jump_if!(r[d!()] as i32 > r[s!()] as i32, op.off),
+                K::Jsge32I => jump_if!(r[d!()] as i32 >= imm!() as i32, op.off),
+                K::Jsge32R => jump_if!(r[d!()] as i32 >= r[s!()] as i32, op.off),
+                K::Jlt32I => jump_if!((r[d!()] as u32) < imm!() as u32, op.off),
+                K::Jlt32R => jump_if!((r[d!()] as u32) < r[s!()] as u32, op.off),
+                K::Jle32I => jump_if!(r[d!()] as u32 <= imm!() as u32, op.off),
+                K::Jle32R => jump_if!(r[d!()] as u32 <= r[s!()] as u32, op.off),
+                K::Jslt32I => jump_if!((r[d!()] as i32) < imm!() as i32, op.off),
+                K::Jslt32R => jump_if!((r[d!()] as i32) < r[s!()] as i32, op.off),
+                K::Jsle32I => jump_if!(r[d!()] as i32 <= imm!() as i32, op.off),
+                K::Jsle32R => jump_if!(r[d!()] as i32 <= r[s!()] as i32, op.off),
 
                 K::Call | K::Callx => {
-                    let id = if op.kind == K::Call { imm } else { r[d] };
+                    // A helper id is the immediate as an unsigned 32-bit number.
+                    let id = if op.kind == K::Call {
+                        op.imm as u32 as u64
+                    } else {
+                        r[d!()]
+                    };
                     let Ok(id32) = u32::try_from(id) else {
                         trap!(TrapCode::UnknownHelper, id)
                     };
                     let args = [r[1], r[2], r[3], r[4], r[5]];
-                    match host.call_helper(id32, args, mem) {
+                    match env.host.call_helper(id32, args, env.mem) {
                         Ok(v) => r[0] = v,
                         Err(HelperStop::Exit(v)) => {
-                            *left = n;
-                            return Ok((v, None));
+                            settle!();
+                            return Ok(Stop::Halt(v, None));
                         }
                         Err(HelperStop::TailCall(target)) => {
-                            *left = n;
-                            return Ok((0, Some(target)));
+                            settle!();
+                            return Ok(Stop::Halt(0, Some(target)));
                         }
                         Err(HelperStop::Loop {
                             func,
@@ -409,86 +548,86 @@ impl Interpreter {
                         }) => {
                             // bpf_loop: call the callback with (i, ctx) until it returns non-zero.
                             let calls = (0..iterations as u64).map(|i| [i, ctx, 0, 0, 0]);
-                            *left = n;
+                            // A call ends its run: nothing after it is paid for yet.
+                            env.left = n;
                             r[0] = self.callbacks(
                                 func,
                                 depth,
                                 calls,
-                                mem,
-                                host,
-                                left,
-                                budget,
+                                env.mem,
+                                env.host,
+                                &mut env.left,
+                                env.budget,
                                 pc - 1,
                                 id,
                             )?;
-                            n = *left;
+                            n = env.left;
                         }
                         Err(HelperStop::CallEach { func, calls }) => {
-                            *left = n;
+                            env.left = n;
                             r[0] = self.callbacks(
                                 func,
                                 depth,
                                 calls.into_iter(),
-                                mem,
-                                host,
-                                left,
-                                budget,
+                                env.mem,
+                                env.host,
+                                &mut env.left,
+                                env.budget,
                                 pc - 1,
                                 id,
                             )?;
-                            n = *left;
+                            n = env.left;
                         }
                         Err(HelperStop::Unknown) => trap!(TrapCode::UnknownHelper, id),
                         Err(HelperStop::Fault) => trap!(TrapCode::HelperFault, id),
                         Err(HelperStop::Memory(f)) => {
-                            *left = n;
+                            settle!();
                             return Err(mem_trap(f, pc - 1));
                         }
                     }
+                    charge!();
                 }
                 K::CallLocal => {
                     if depth + 1 >= MAX_FRAMES {
                         trap!(TrapCode::CallDepth, MAX_FRAMES as u64);
                     }
-                    frames[depth] = Frame {
-                        ret: pc,
-                        saved: [r[6], r[7], r[8], r[9]],
-                        fp: r[10],
-                    };
-                    depth += 1;
-                    mem.clear_frame(depth);
-                    r[10] = frame_pointer(depth);
-                    pc = op.off as usize;
+                    // The callee may change r6-r10; the caller gets them back on return.
+                    let saved = [r[6], r[7], r[8], r[9], r[10]];
+                    env.mem.clear_frame(depth + 1);
+                    r[10] = frame_pointer(depth + 1);
+                    env.left = n;
+                    let callee = op.off as usize;
+                    if let Stop::Halt(r0, tail) =
+                        self.level::<false, H>(r, callee, depth + 1, env)?
+                    {
+                        return Ok(Stop::Halt(r0, tail));
+                    }
+                    n = env.left;
+                    r[6..11].copy_from_slice(&saved);
+                    charge!();
                 }
                 K::Exit => {
-                    if depth == base {
-                        *left = n;
-                        return Ok((r[0], None));
-                    }
-                    depth -= 1;
-                    let f = frames[depth];
-                    r[6..10].copy_from_slice(&f.saved);
-                    r[10] = f.fp;
-                    pc = f.ret;
+                    settle!();
+                    return Ok(Stop::Return(r[0]));
                 }
                 K::LdAbs | K::LdInd => {
                     let base = if op.kind == K::LdInd {
-                        r[s] as u32 as i32 as i64
+                        r[s!()] as u32 as i32 as i64
                     } else {
                         0
                     };
-                    let offset = base.wrapping_add(imm as i64);
+                    let offset = base.wrapping_add(imm!() as i64);
                     let size = match op.aux {
                         1 => Size::B,
                         2 => Size::H,
                         _ => Size::W,
                     };
-                    match host.load_packet(mem, offset, size) {
+                    match env.host.load_packet(env.mem, offset, size) {
                         Ok(Some(v)) => r[0] = v,
                         // Out of the packet: the kernel ends the program with r0 = 0.
                         Ok(None) => {
-                            *left = n;
-                            return Ok((0, None));
+                            settle!();
+                            return Ok(Stop::Halt(0, None));
                         }
                         Err(_) => {
                             let mode = if op.kind == K::LdInd { 0x40 } else { 0x20 };
@@ -496,16 +635,56 @@ impl Interpreter {
                         }
                     }
                 }
-                K::Unsupported | K::LdImm64Tail => trap!(TrapCode::Unsupported, imm),
+                K::Unsupported | K::LdImm64Tail => trap!(TrapCode::Unsupported, imm!()),
+
+                // Fused pairs: the second op's slot is skipped.
+                K::MovAdd64 => (r[d!()], pc) = (r[s!()].wrapping_add(imm!()), pc + 1),
+                K::MovSub64 => (r[d!()], pc) = (r[s!()].wrapping_sub(imm!()), pc + 1),
+                K::MovMul64 => (r[d!()], pc) = (r[s!()].wrapping_mul(imm!()), pc + 1),
+                K::MovOr64 => (r[d!()], pc) = (r[s!()] | imm!(), pc + 1),
+                K::MovAnd64 => (r[d!()], pc) = (r[s!()] & imm!(), pc + 1),
+                K::MovLsh64 => (r[d!()], pc) = (r[s!()] << (imm!() & 63), pc + 1),
+                K::MovRsh64 => (r[d!()], pc) = (r[s!()] >> (imm!() & 63), pc + 1),
+                K::MovXor64 => (r[d!()], pc) = (r[s!()] ^ imm!(), pc + 1),
+                K::MovArsh64 => {
+                    (r[d!()], pc) = (((r[s!()] as i64) >> (imm!() & 63)) as u64, pc + 1)
+                }
+                K::AddJeqI => add_jump_if!(|v| v == imm!()),
+                K::AddJeqR => add_jump_if!(|v| v == r[s!()]),
+                K::AddJgtI => add_jump_if!(|v| v > imm!()),
+                K::AddJgtR => add_jump_if!(|v| v > r[s!()]),
+                K::AddJgeI => add_jump_if!(|v| v >= imm!()),
+                K::AddJgeR => add_jump_if!(|v| v >= r[s!()]),
+                K::AddJsetI => add_jump_if!(|v| v & imm!() != 0),
+                K::AddJsetR => add_jump_if!(|v| v & r[s!()] != 0),
+                K::AddJneI => add_jump_if!(|v| v != imm!()),
+                K::AddJneR => add_jump_if!(|v| v != r[s!()]),
+                K::AddJsgtI => add_jump_if!(|v| v as i64 > imm!() as i64),
+                K::AddJsgtR => add_jump_if!(|v| v as i64 > r[s!()] as i64),
+                K::AddJsgeI => add_jump_if!(|v| v as i64 >= imm!() as i64),
+                K::AddJsgeR => add_jump_if!(|v| v as i64 >= r[s!()] as i64),
+                K::AddJltI => add_jump_if!(|v| v < imm!()),
+                K::AddJltR => add_jump_if!(|v| v < r[s!()]),
+                K::AddJleI => add_jump_if!(|v| v <= imm!()),
+                K::AddJleR => add_jump_if!(|v| v <= r[s!()]),
+                K::AddJsltI => add_jump_if!(|v| (v as i64) < imm!() as i64),
+                K::AddJsltR => add_jump_if!(|v| (v as i64) < r[s!()] as i64),
+                K::AddJsleI => add_jump_if!(|v| v as i64 <= imm!() as i64),
+                K::AddJsleR => add_jump_if!(|v| v as i64 <= r[s!()] as i64),
+                K::LdxHBe => {
+                    let v = mem!(env.mem.load(addr(r[s!()]), Size::H)) as u16;
+                    (r[d!()], pc) = (v.swap_bytes() as u64, pc + 1);
+                }
+                K::LdxWBe => {
+                    let v = mem!(env.mem.load(addr(r[s!()]), Size::W)) as u32;
+                    (r[d!()], pc) = (v.swap_bytes() as u64, pc + 1);
+                }
+                K::LdxDWBe => {
+                    let v = mem!(env.mem.load(addr(r[s!()]), Size::DW));
+                    (r[d!()], pc) = (v.swap_bytes(), pc + 1);
+                }
             }
         }
-    }
-}
-
-#[inline(always)]
-fn jump_if(pc: &mut usize, op: Op, cond: bool) {
-    if cond {
-        *pc = op.off as usize;
     }
 }
 
@@ -590,7 +769,7 @@ fn atomic(
         (1u64 << size.bits()) - 1
     };
     let v = r[s];
-    let Some(aop) = crate::isa::AtomicOp::from_code(op.imm as i32) else {
+    let Some(aop) = crate::isa::AtomicOp::from_code(op.imm) else {
         unreachable!("decode admits only known atomic operations")
     };
     match aop {

@@ -1,6 +1,7 @@
 //! The interpreter's pre-decoded form: one 16-byte [`Op`] per slot, with the operation, its width
-//! and its operand kind folded into one `u8` so that a step is a single indexed jump, immediates
-//! already sign-extended and jump targets already absolute.
+//! and its operand kind folded into one `u8` so that a step is a single indexed jump, jump targets
+//! already absolute, and the length of the straight-line run each op starts, so that the budget is
+//! charged once per run instead of once per instruction.
 
 use crate::isa::{AluOp, CallTarget, Cond, Endian, Imm64, Insn, Size, Source, Width};
 use crate::program::Program;
@@ -47,6 +48,17 @@ kinds! {
     Unsupported,
     /// The second slot of `lddw`; structural checks keep every jump away from it.
     LdImm64Tail,
+
+    // Fused pairs (see [`fuse`]): one op does the work of the op in its slot and of the next.
+    /// `mov rD, rS` then `op rD, imm` (64-bit): `rD = rS op imm`.
+    MovAdd64, MovSub64, MovMul64, MovOr64, MovAnd64, MovLsh64, MovRsh64, MovXor64, MovArsh64,
+    /// `add rD, aux` (`aux` as `i8`) then a 64-bit conditional jump on `rD` to `off`, against
+    /// `imm` or `rS`.
+    AddJeqI, AddJeqR, AddJgtI, AddJgtR, AddJgeI, AddJgeR, AddJsetI, AddJsetR, AddJneI, AddJneR,
+    AddJsgtI, AddJsgtR, AddJsgeI, AddJsgeR, AddJltI, AddJltR, AddJleI, AddJleR, AddJsltI,
+    AddJsltR, AddJsleI, AddJsleR,
+    /// `ldx{h,w,dw} rD, [rS + off]` then `be{16,32,64} rD`.
+    LdxHBe, LdxWBe, LdxDWBe,
 }
 
 /// One pre-decoded slot.
@@ -60,8 +72,13 @@ pub(crate) struct Op {
     pub aux: u8,
     /// Memory offset, or the absolute target slot of jumps and local calls.
     pub off: i32,
-    /// Immediate, sign-extended to 64 bits (`lddw`: the full value).
-    pub imm: u64,
+    /// Immediate as encoded: every use sign-extends it, as the ISA does (`lddw`: the low half,
+    /// the high half in the second slot's `imm`).
+    pub imm: i32,
+    /// Instructions from this one to the end of its run, this one included: a run ends at the
+    /// first jump, call or exit, so a run entered here executes exactly this many instructions
+    /// unless a trap or a helper ends the program inside it.
+    pub run: u32,
 }
 
 const fn alu_base(op: AluOp) -> u8 {
@@ -104,10 +121,10 @@ fn kind_from(index: u8) -> K {
     K::ALL[index as usize]
 }
 
-fn split(src: Source) -> (u8, u8, u64) {
+fn split(src: Source) -> (u8, u8, i32) {
     match src {
         Source::Reg(r) => (1, r.num(), 0),
-        Source::Imm(i) => (0, 0, i as i64 as u64),
+        Source::Imm(i) => (0, 0, i),
     }
 }
 
@@ -120,16 +137,39 @@ impl Op {
             aux: 0,
             off: 0,
             imm: 0,
+            run: 0,
         }
+    }
+
+    /// Whether this op ends a run: control may continue anywhere but the next slot (or the budget
+    /// may be spent elsewhere, by a callback), so the budget is charged again after it.
+    fn ends_run(&self) -> bool {
+        use K::*;
+        (Ja as u8..=Exit as u8).contains(&(self.kind as u8))
+    }
+
+    /// Whether `off` is the absolute target slot of a jump or local call.
+    fn has_target(&self) -> bool {
+        use K::*;
+        (Ja as u8..=Jsle32R as u8).contains(&(self.kind as u8)) || self.kind == CallLocal
     }
 }
 
-/// Translate a checked program into one op per slot.
+/// Translate a checked program into one op per slot, plus one trapping op after the last slot.
+///
+/// The interpreter fetches ops without bounds checks; this is what makes that sound. On return:
+/// every jump and local-call target is below `prog.slots()`, the second slot of every `lddw`
+/// exists, and the last op (index `prog.slots()`) is an `Unsupported` trap. So an execution that
+/// starts at a slot below `prog.slots()` only ever reaches indices up to `prog.slots()`: a jump or
+/// call lands below it, a return goes to the slot after a call, falling through or skipping an
+/// `lddw` tail goes at most one past the last slot, onto the trap, which never falls through.
 pub(crate) fn prepare(prog: &Program) -> Vec<Op> {
-    let mut ops = Vec::with_capacity(prog.slots());
+    let mut ops = Vec::with_capacity(prog.slots() + 1);
     for (pc, insn) in prog.iter() {
         let target = |off: i32| (pc as i64 + 1 + off as i64) as i32;
         let mut op = Op::new(K::Unsupported);
+        // The value of an `lddw`, split over its two slots.
+        let mut wide = None;
         match *insn {
             Insn::Alu {
                 width,
@@ -186,15 +226,15 @@ pub(crate) fn prepare(prog: &Program) -> Vec<Op> {
                 match imm {
                     Imm64::Imm(v) => {
                         op.kind = K::LdImm64;
-                        op.imm = v;
+                        wide = Some(v);
                     }
                     // A callback's address (`bpf_loop`): a code pointer no data access can use.
                     Imm64::Func(off) => {
                         op.kind = K::LdImm64;
-                        op.imm = crate::interp::FUNC_TAG | target(off) as u32 as u64;
+                        wide = Some(crate::interp::FUNC_TAG | target(off) as u32 as u64);
                     }
                     // Map and BTF references must be resolved by a loader before running.
-                    _ => op.imm = crate::isa::opcode::LDDW as u64,
+                    _ => op.imm = crate::isa::opcode::LDDW as i32,
                 }
             }
             Insn::Load {
@@ -250,7 +290,7 @@ pub(crate) fn prepare(prog: &Program) -> Vec<Op> {
                 op.src = src.num();
                 op.aux = size.bytes() as u8;
                 op.off = off as i32;
-                op.imm = a.code() as u64;
+                op.imm = a.code();
             }
             Insn::Ja { off } => {
                 op.kind = K::Ja;
@@ -281,14 +321,14 @@ pub(crate) fn prepare(prog: &Program) -> Vec<Op> {
             }
             Insn::Call(CallTarget::Helper(id)) => {
                 op.kind = K::Call;
-                op.imm = id as u32 as u64;
+                op.imm = id;
             }
             Insn::Call(CallTarget::Local(off)) => {
                 op.kind = K::CallLocal;
                 op.off = target(off);
             }
             Insn::Call(CallTarget::Kfunc { .. }) => {
-                op.imm = (crate::isa::opcode::JMP | crate::isa::opcode::JMP_CALL) as u64;
+                op.imm = (crate::isa::opcode::JMP | crate::isa::opcode::JMP_CALL) as i32;
             }
             Insn::Callx { reg } => {
                 op.kind = K::Callx;
@@ -297,7 +337,7 @@ pub(crate) fn prepare(prog: &Program) -> Vec<Op> {
             Insn::Exit => op.kind = K::Exit,
             Insn::LoadPacket { mode, size, imm } => {
                 op.aux = size.bytes() as u8;
-                op.imm = imm as i64 as u64;
+                op.imm = imm;
                 match mode {
                     crate::isa::PacketMode::Abs => op.kind = K::LdAbs,
                     crate::isa::PacketMode::Ind(r) => {
@@ -307,12 +347,108 @@ pub(crate) fn prepare(prog: &Program) -> Vec<Op> {
                 }
             }
         }
+        if let Some(v) = wide {
+            op.imm = v as u32 as i32;
+        }
         ops.push(op);
         if insn.slots() == 2 {
-            ops.push(Op::new(K::LdImm64Tail));
+            let mut tail = Op::new(K::LdImm64Tail);
+            tail.imm = wide.map_or(0, |v| (v >> 32) as u32 as i32);
+            ops.push(tail);
+        }
+    }
+    let slots = ops.len();
+    assert_eq!(slots, prog.slots());
+    ops.push(Op::new(K::Unsupported));
+    for op in &ops {
+        assert!(
+            !op.has_target() || (0..slots as i64).contains(&(op.off as i64)),
+            "a checked program jumps inside itself"
+        );
+    }
+    // Run lengths, from the end: an op that ends a run is a run of one; any other adds itself to
+    // the run of the op after it (after both slots for `lddw`, which is one instruction).
+    let mut i = slots;
+    ops[slots].run = 1;
+    while i > 0 {
+        i -= 1;
+        let next = if ops[i].kind == K::LdImm64Tail {
+            // Never executed: the `lddw` before it accounts for it.
+            continue;
+        } else if ops[i + 1].kind == K::LdImm64Tail {
+            i + 2
+        } else {
+            i + 1
+        };
+        ops[i].run = if ops[i].ends_run() {
+            1
+        } else {
+            ops[next].run.saturating_add(1)
+        };
+    }
+    ops
+}
+
+/// The ops of `plain` with some pairs of adjacent instructions fused into one op, so that the
+/// interpreter dispatches once and keeps the intermediate value in a host register: the copy and
+/// the ALU op of three-operand arithmetic, a loop counter's increment and its test, a load and the
+/// byte swap of `ntohs`/`ntohl`. A fused op replaces only the first op of its pair; the second
+/// stays in its slot for jumps that land there. A fused op traps only in its first part, keeps
+/// the first op's run, and runs only where the budget is paid per run: the exact level runs
+/// `plain`.
+pub(crate) fn fuse(plain: &[Op]) -> Vec<Op> {
+    let mut ops = plain.to_vec();
+    for (i, pair) in plain.windows(2).enumerate() {
+        if let Some(f) = fuse_pair(pair[0], pair[1]) {
+            ops[i] = f;
         }
     }
     ops
+}
+
+fn fuse_pair(a: Op, b: Op) -> Option<Op> {
+    use K::*;
+    let mut f = a;
+    match (a.kind, b.kind) {
+        (Mov64R, _) if b.dst == a.dst => {
+            f.kind = match b.kind {
+                Add64I => MovAdd64,
+                Sub64I => MovSub64,
+                Mul64I => MovMul64,
+                Or64I => MovOr64,
+                And64I => MovAnd64,
+                Lsh64I => MovLsh64,
+                Rsh64I => MovRsh64,
+                Xor64I => MovXor64,
+                Arsh64I => MovArsh64,
+                _ => return None,
+            };
+            f.imm = b.imm;
+        }
+        (Add64I | Sub64I, _)
+            if b.dst == a.dst && (Jeq64I as u8..=Jsle64R as u8).contains(&(b.kind as u8)) =>
+        {
+            let add = if a.kind == Add64I {
+                a.imm as i64
+            } else {
+                -(a.imm as i64)
+            };
+            f.aux = i8::try_from(add).ok()? as u8;
+            f.kind = K::ALL[(AddJeqI as u8 + (b.kind as u8 - Jeq64I as u8)) as usize];
+            f.src = b.src;
+            f.imm = b.imm;
+            f.off = b.off;
+        }
+        (LdxH, Be16) | (LdxW, Be32) | (LdxDW, Be64) if b.dst == a.dst => {
+            f.kind = match a.kind {
+                LdxH => LdxHBe,
+                LdxW => LdxWBe,
+                _ => LdxDWBe,
+            };
+        }
+        _ => return None,
+    }
+    Some(f)
 }
 
 #[cfg(test)]
@@ -344,5 +480,14 @@ mod tests {
         assert_eq!(kind_from(K::Swap16 as u8 + 64 / 32), K::Swap64);
         assert_eq!(kind_from(K::Le16 as u8 + 32 / 32), K::Le32);
         assert_eq!(kind_from(K::StxB as u8 + 3), K::StxDW);
+        // Fused add-and-jump kinds parallel the 64-bit jumps.
+        assert_eq!(
+            K::ALL[(K::AddJeqI as u8 + (K::Jsle64R as u8 - K::Jeq64I as u8)) as usize],
+            K::AddJsleR
+        );
+        assert_eq!(
+            K::ALL[(K::AddJeqI as u8 + (K::Jset64I as u8 - K::Jeq64I as u8)) as usize],
+            K::AddJsetI
+        );
     }
 }
