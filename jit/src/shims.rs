@@ -4,6 +4,7 @@
 
 use bpfsim_vm::isa::{AtomicOp, Size};
 use bpfsim_vm::{HelperStop, Host, MemoryMap, TrapCode};
+use std::mem::MaybeUninit;
 
 /// Outcome codes the generated function returns.
 pub const EXIT: u64 = 0;
@@ -42,11 +43,14 @@ pub struct VmCtx {
     pub trap_pc: u64,
     pub trap_detail: u64,
     pub trap_size: u64,
-    pub frames: [FrameSave; 8],
+    /// Written by generated code on a local call before it is read: left uninitialised so
+    /// that a run does not pay for zeroing it.
+    pub frames: MaybeUninit<[FrameSave; 8]>,
     pub mem: *mut MemoryMap<'static>,
     pub host: *mut HostRef<'static>,
     /// Registers handed to the interpreter for the last, partial block of a run.
-    pub regs: [u64; 11],
+    /// Written by generated code before `budget_tail` reads it (uninitialised until then).
+    pub regs: MaybeUninit<[u64; 11]>,
     pub interp: *const bpfsim_vm::Interpreter,
     /// The total budget of the run.
     pub budget: u64,
@@ -271,10 +275,12 @@ pub extern "C" fn budget_tail(vm: *mut VmCtx, pc: u64, steps: u64, depth: u64) {
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
     // SAFETY: `interp` is the JIT program's own interpreter, alive as long as the program.
     let interp = unsafe { &*v.interp };
+    // SAFETY: the generated code stores all eleven registers before calling this shim.
+    let regs = unsafe { v.regs.assume_init() };
     let out = interp.finish_budget(
         mem,
         host,
-        v.regs,
+        regs,
         pc as usize,
         depth as usize,
         steps,
