@@ -2,18 +2,23 @@
 //! and JIT and on rbpf's interpreter and JIT, with the memory in `r1` (the conformance
 //! convention), so no test-run set-up is timed. Group `asm`, functions `<workload>/<engine>`.
 //!
+//! Times are thread CPU time unless `BPFSIM_BENCH_CLOCK=wall` (see `common/mod.rs`).
+//!
 //! Programs are loaded and translated, and VMs built, outside the timed loop; each iteration is one
 //! run of the program. `cargo test --benches` runs every benchmark once (criterion's test mode).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use bpfsim_benches::Workload;
 use bpfsim_vm::{Interpreter, NoHelpers, Vm};
-use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkGroup};
 
-fn bench_workload(group: &mut BenchmarkGroup<'_, WallTime>, w: &Workload) {
+mod common;
+use common::Clock;
+
+type Criterion = criterion::Criterion<Clock>;
+
+fn bench_workload(group: &mut BenchmarkGroup<'_, Clock>, w: &Workload) {
     let id = |engine: &str| format!("{}/{engine}", w.name);
 
     let prog = w.program();
@@ -79,9 +84,7 @@ fn asm(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2));
+    config = common::criterion();
     targets = asm
 }
 criterion_main!(benches);

@@ -15,6 +15,8 @@
 //!   with the packet pointers in a metadata buffer (`ObjectWorkload::rbpf_bytecode` says how that
 //!   context differs from the kernel's).
 //!
+//! Times are thread CPU time unless `BPFSIM_BENCH_CLOCK=wall` (see `common/mod.rs`).
+//!
 //! Every function checks the workload's result before it times anything. The kernel's functions
 //! are skipped, with one printed reason, where bpf(2) is unavailable.
 
@@ -26,7 +28,12 @@ use bpfsim_helpers::object::{Engine, LoadedObject};
 use bpfsim_helpers::run::Input;
 use bpfsim_helpers::Env;
 use bpfsim_vm::{Interpreter, Program};
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, SamplingMode};
+
+mod common;
+use common::Clock;
+
+type Criterion = criterion::Criterion<Clock>;
 
 /// The kernel, or why it cannot be used (printed once per group).
 #[cfg(target_os = "linux")]
@@ -224,7 +231,7 @@ fn execute(c: &mut Criterion) {
 /// the system call.
 #[cfg(target_os = "linux")]
 fn bench_kernel(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    group: &mut BenchmarkGroup<'_, Clock>,
     bpf: &bpfsim_kernel::KernelBpf,
     w: &objects::ObjectWorkload,
 ) {
@@ -262,9 +269,7 @@ fn bench_kernel(
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2));
+    config = common::criterion();
     targets = load, verify, jit_compile, execute
 }
 criterion_main!(benches);
