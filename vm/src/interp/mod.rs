@@ -267,39 +267,49 @@ impl Interpreter {
         } else {
             &self.ops[..]
         };
-        debug_assert!(start <= self.slots);
-        let mut pc = start;
+        assert!(start <= self.slots);
+        // The next op to execute, as a pointer so that a step is a load and an increment. It only
+        // ever points at `ops[i]` with `i <= self.slots` (see `op::prepare`): `start` is a slot of
+        // the program (checked by every caller) and each step moves to a checked target, the slot
+        // after a call, or at most one past the last slot, onto a trap that does not move.
+        let base = ops.as_ptr();
+        let mut ip = base.wrapping_add(start);
         let mut n = env.left;
-        // Every index fetched is at most `self.slots` (see `op::prepare`): `start` is a slot of
-        // the program (checked by every caller) and each step moves to a checked target, the
-        // slot after a call, or at most one past the last slot, onto a trap that does not move.
-        macro_rules! fetch {
-            ($i:expr) => {{
-                let i: usize = $i;
-                debug_assert!(i < ops.len());
-                // SAFETY: `i <= self.slots < ops.len()`, as argued above.
-                unsafe { ops.get_unchecked(i) }
+        // The slot `ip` points at.
+        macro_rules! pc {
+            () => {
+                (ip as usize - base as usize) / std::mem::size_of::<Op>()
+            };
+        }
+        // The op at `ip`, or `$back` ops before it.
+        macro_rules! at {
+            ($back:expr) => {{
+                let p = ip.wrapping_sub($back);
+                debug_assert!(p >= base && p < base.wrapping_add(ops.len()));
+                // SAFETY: `p` points at `ops[i]` with `i <= self.slots < ops.len()`, as argued
+                // above (`$back` is 1 only after a step, back to the op being executed).
+                unsafe { &*p }
             }};
         }
-        // Store the budget left for the caller when the program stops at `pc - 1`, giving back
-        // the instructions after it that its run paid for.
+        // Store the budget left for the caller when the program stops at the op being executed,
+        // giving back the instructions after it that its run paid for.
         macro_rules! settle {
             () => {
                 env.left = if EXACT {
                     n
                 } else {
-                    n + (fetch!(pc - 1).run as u64 - 1)
+                    n + (at!(1).run as u64 - 1)
                 };
             };
         }
-        // Pay for the run entered at `pc`, or finish it (and the program) per instruction.
+        // Pay for the run entered at `ip`, or finish it (and the program) per instruction.
         macro_rules! charge {
             () => {
                 if !EXACT {
-                    let cost = fetch!(pc).run as u64;
+                    let cost = at!(0).run as u64;
                     if n < cost {
                         env.left = n;
-                        return self.level::<true, H>(r, pc, depth, env);
+                        return self.level::<true, H>(r, pc!(), depth, env);
                     }
                     n -= cost;
                 }
@@ -308,7 +318,7 @@ impl Interpreter {
         macro_rules! trap {
             ($code:expr, $detail:expr) => {{
                 settle!();
-                return Err(Trap::new($code, pc - 1, $detail));
+                return Err(Trap::new($code, pc!() - 1, $detail));
             }};
         }
         macro_rules! mem {
@@ -317,7 +327,7 @@ impl Interpreter {
                     Ok(v) => v,
                     Err(f) => {
                         settle!();
-                        return Err(mem_trap(f, pc - 1));
+                        return Err(mem_trap(f, pc!() - 1));
                     }
                 }
             };
@@ -325,19 +335,25 @@ impl Interpreter {
         macro_rules! jump_if {
             ($cond:expr, $target:expr) => {{
                 if $cond {
-                    pc = $target as usize;
+                    ip = base.wrapping_add($target as usize);
                 }
                 charge!();
             }};
         }
+        // Past the second slot of a fused pair or of `lddw`.
+        macro_rules! skip {
+            () => {
+                ip = ip.wrapping_add(1)
+            };
+        }
         charge!();
         loop {
-            let op = fetch!(pc);
-            pc += 1;
+            let op = at!(0);
+            ip = ip.wrapping_add(1);
             if EXACT {
                 if n == 0 {
                     env.left = 0;
-                    return Err(Trap::new(TrapCode::Budget, pc - 1, env.budget));
+                    return Err(Trap::new(TrapCode::Budget, pc!() - 1, env.budget));
                 }
                 n -= 1;
             }
@@ -358,12 +374,31 @@ impl Interpreter {
                 };
             }
             let addr = |base: u64| base.wrapping_add(op.off as i64 as u64);
+            // A fused `mov rD, rS; sh rD, imm; op rS, rD`: `rD != rS`, so `rS` is read once.
+            macro_rules! shift_combine {
+                ($sh:tt, $op:tt) => {{
+                    let x = r[s!()];
+                    let t = x $sh (imm!() & 63);
+                    r[s!()] = combine!(x, $op, t);
+                    r[d!()] = t;
+                    skip!();
+                    skip!();
+                }};
+            }
+            macro_rules! combine {
+                ($x:expr, +, $t:expr) => {
+                    $x.wrapping_add($t)
+                };
+                ($x:expr, $op:tt, $t:expr) => {
+                    $x $op $t
+                };
+            }
             // A fused `add rD, aux` and conditional jump: the sum stays in a host register.
             macro_rules! add_jump_if {
                 (|$v:ident| $cond:expr) => {{
                     let $v = r[d!()].wrapping_add(op.aux as i8 as i64 as u64);
                     r[d!()] = $v;
-                    pc += 1;
+                    skip!();
                     jump_if!($cond, op.off)
                 }};
             }
@@ -443,9 +478,9 @@ impl Interpreter {
                 K::Swap32 => r[d!()] = (r[d!()] as u32).swap_bytes() as u64,
                 K::Swap64 => r[d!()] = r[d!()].swap_bytes(),
                 K::LdImm64 => {
-                    // The high half is in the second slot, which `pc` now points at.
-                    r[d!()] = op.imm as u32 as u64 | (fetch!(pc).imm as u32 as u64) << 32;
-                    pc += 1;
+                    // The high half is in the second slot, which `ip` now points at.
+                    r[d!()] = op.imm as u32 as u64 | (at!(0).imm as u32 as u64) << 32;
+                    skip!();
                 }
 
                 K::LdxB => r[d!()] = mem!(env.mem.load(addr(r[s!()]), Size::B)),
@@ -558,7 +593,7 @@ impl Interpreter {
                                 env.host,
                                 &mut env.left,
                                 env.budget,
-                                pc - 1,
+                                pc!() - 1,
                                 id,
                             )?;
                             n = env.left;
@@ -573,7 +608,7 @@ impl Interpreter {
                                 env.host,
                                 &mut env.left,
                                 env.budget,
-                                pc - 1,
+                                pc!() - 1,
                                 id,
                             )?;
                             n = env.left;
@@ -582,7 +617,7 @@ impl Interpreter {
                         Err(HelperStop::Fault) => trap!(TrapCode::HelperFault, id),
                         Err(HelperStop::Memory(f)) => {
                             settle!();
-                            return Err(mem_trap(f, pc - 1));
+                            return Err(mem_trap(f, pc!() - 1));
                         }
                     }
                     charge!();
@@ -638,16 +673,41 @@ impl Interpreter {
                 K::Unsupported | K::LdImm64Tail => trap!(TrapCode::Unsupported, imm!()),
 
                 // Fused pairs: the second op's slot is skipped.
-                K::MovAdd64 => (r[d!()], pc) = (r[s!()].wrapping_add(imm!()), pc + 1),
-                K::MovSub64 => (r[d!()], pc) = (r[s!()].wrapping_sub(imm!()), pc + 1),
-                K::MovMul64 => (r[d!()], pc) = (r[s!()].wrapping_mul(imm!()), pc + 1),
-                K::MovOr64 => (r[d!()], pc) = (r[s!()] | imm!(), pc + 1),
-                K::MovAnd64 => (r[d!()], pc) = (r[s!()] & imm!(), pc + 1),
-                K::MovLsh64 => (r[d!()], pc) = (r[s!()] << (imm!() & 63), pc + 1),
-                K::MovRsh64 => (r[d!()], pc) = (r[s!()] >> (imm!() & 63), pc + 1),
-                K::MovXor64 => (r[d!()], pc) = (r[s!()] ^ imm!(), pc + 1),
+                K::MovAdd64 => {
+                    r[d!()] = r[s!()].wrapping_add(imm!());
+                    skip!()
+                }
+                K::MovSub64 => {
+                    r[d!()] = r[s!()].wrapping_sub(imm!());
+                    skip!()
+                }
+                K::MovMul64 => {
+                    r[d!()] = r[s!()].wrapping_mul(imm!());
+                    skip!()
+                }
+                K::MovOr64 => {
+                    r[d!()] = r[s!()] | imm!();
+                    skip!()
+                }
+                K::MovAnd64 => {
+                    r[d!()] = r[s!()] & imm!();
+                    skip!()
+                }
+                K::MovLsh64 => {
+                    r[d!()] = r[s!()] << (imm!() & 63);
+                    skip!()
+                }
+                K::MovRsh64 => {
+                    r[d!()] = r[s!()] >> (imm!() & 63);
+                    skip!()
+                }
+                K::MovXor64 => {
+                    r[d!()] = r[s!()] ^ imm!();
+                    skip!()
+                }
                 K::MovArsh64 => {
-                    (r[d!()], pc) = (((r[s!()] as i64) >> (imm!() & 63)) as u64, pc + 1)
+                    r[d!()] = ((r[s!()] as i64) >> (imm!() & 63)) as u64;
+                    skip!()
                 }
                 K::AddJeqI => add_jump_if!(|v| v == imm!()),
                 K::AddJeqR => add_jump_if!(|v| v == r[s!()]),
@@ -671,17 +731,32 @@ impl Interpreter {
                 K::AddJsltR => add_jump_if!(|v| (v as i64) < r[s!()] as i64),
                 K::AddJsleI => add_jump_if!(|v| v as i64 <= imm!() as i64),
                 K::AddJsleR => add_jump_if!(|v| v as i64 <= r[s!()] as i64),
+                K::LshXor => shift_combine!(<<, ^),
+                K::LshOr => shift_combine!(<<, |),
+                K::LshAdd => shift_combine!(<<, +),
+                K::RshXor => shift_combine!(>>, ^),
+                K::RshOr => shift_combine!(>>, |),
+                K::RshAdd => shift_combine!(>>, +),
                 K::LdxHBe => {
                     let v = mem!(env.mem.load(addr(r[s!()]), Size::H)) as u16;
-                    (r[d!()], pc) = (v.swap_bytes() as u64, pc + 1);
+                    {
+                        r[d!()] = v.swap_bytes() as u64;
+                        skip!()
+                    };
                 }
                 K::LdxWBe => {
                     let v = mem!(env.mem.load(addr(r[s!()]), Size::W)) as u32;
-                    (r[d!()], pc) = (v.swap_bytes() as u64, pc + 1);
+                    {
+                        r[d!()] = v.swap_bytes() as u64;
+                        skip!()
+                    };
                 }
                 K::LdxDWBe => {
                     let v = mem!(env.mem.load(addr(r[s!()]), Size::DW));
-                    (r[d!()], pc) = (v.swap_bytes(), pc + 1);
+                    {
+                        r[d!()] = v.swap_bytes();
+                        skip!()
+                    };
                 }
             }
         }

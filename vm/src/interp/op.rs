@@ -59,6 +59,9 @@ kinds! {
     AddJsltR, AddJsleI, AddJsleR,
     /// `ldx{h,w,dw} rD, [rS + off]` then `be{16,32,64} rD`.
     LdxHBe, LdxWBe, LdxDWBe,
+    /// A triple, `mov rD, rS` / `{lsh,rsh} rD, imm` / `{xor,or,add} rS, rD` (`rS ^= rS >> k`,
+    /// the shift-and-combine step of hash functions), with `rD != rS`; skips two slots.
+    LshXor, LshOr, LshAdd, RshXor, RshOr, RshAdd,
 }
 
 /// One pre-decoded slot.
@@ -399,11 +402,36 @@ pub(crate) fn prepare(prog: &Program) -> Vec<Op> {
 pub(crate) fn fuse(plain: &[Op]) -> Vec<Op> {
     let mut ops = plain.to_vec();
     for (i, pair) in plain.windows(2).enumerate() {
-        if let Some(f) = fuse_pair(pair[0], pair[1]) {
+        let third = plain.get(i + 2).copied();
+        if let Some(f) = third.and_then(|c| fuse_triple(pair[0], pair[1], c)) {
+            ops[i] = f;
+        } else if let Some(f) = fuse_pair(pair[0], pair[1]) {
             ops[i] = f;
         }
     }
     ops
+}
+
+fn fuse_triple(a: Op, b: Op, c: Op) -> Option<Op> {
+    use K::*;
+    let (t, x) = (a.dst, a.src);
+    if a.kind != Mov64R || t == x || b.dst != t || c.dst != x || c.src != t {
+        return None;
+    }
+    let kind = match (b.kind, c.kind) {
+        (Lsh64I, Xor64R) => LshXor,
+        (Lsh64I, Or64R) => LshOr,
+        (Lsh64I, Add64R) => LshAdd,
+        (Rsh64I, Xor64R) => RshXor,
+        (Rsh64I, Or64R) => RshOr,
+        (Rsh64I, Add64R) => RshAdd,
+        _ => return None,
+    };
+    Some(Op {
+        kind,
+        imm: b.imm,
+        ..a
+    })
 }
 
 fn fuse_pair(a: Op, b: Op) -> Option<Op> {
