@@ -385,6 +385,15 @@ impl Interpreter {
                     skip!();
                 }};
             }
+            // The same with the result in `rD`: `rD = (rS sh imm) op rS`.
+            macro_rules! shift_combine_t {
+                ($sh:tt, $op:tt) => {{
+                    let x = r[s!()];
+                    r[d!()] = combine!(x $sh (imm!() & 63), $op, x);
+                    skip!();
+                    skip!();
+                }};
+            }
             macro_rules! combine {
                 ($x:expr, +, $t:expr) => {
                     $x.wrapping_add($t)
@@ -737,6 +746,54 @@ impl Interpreter {
                 K::RshXor => shift_combine!(>>, ^),
                 K::RshOr => shift_combine!(>>, |),
                 K::RshAdd => shift_combine!(>>, +),
+                K::LshXorT => shift_combine_t!(<<, ^),
+                K::LshOrT => shift_combine_t!(<<, |),
+                K::LshAddT => shift_combine_t!(<<, +),
+                K::RshXorT => shift_combine_t!(>>, ^),
+                K::RshOrT => shift_combine_t!(>>, |),
+                K::RshAddT => shift_combine_t!(>>, +),
+                K::Zext => {
+                    let k = imm!() & 63;
+                    r[d!()] = (r[d!()] << k) >> k;
+                    skip!();
+                }
+                K::Sext => {
+                    let k = imm!() & 63;
+                    r[d!()] = ((r[d!()] << k) as i64 >> k) as u64;
+                    skip!();
+                }
+                K::MovZext => {
+                    let k = imm!() & 63;
+                    r[d!()] = (r[s!()] << k) >> k;
+                    skip!();
+                    skip!();
+                }
+                K::MovSext => {
+                    let k = imm!() & 63;
+                    r[d!()] = ((r[s!()] << k) as i64 >> k) as u64;
+                    skip!();
+                    skip!();
+                }
+                K::MovAdd64R => {
+                    r[d!()] = r[s!()].wrapping_add(r[(op.aux & 15) as usize]);
+                    skip!()
+                }
+                K::MovSub64R => {
+                    r[d!()] = r[s!()].wrapping_sub(r[(op.aux & 15) as usize]);
+                    skip!()
+                }
+                K::MovOr64R => {
+                    r[d!()] = r[s!()] | r[(op.aux & 15) as usize];
+                    skip!()
+                }
+                K::MovAnd64R => {
+                    r[d!()] = r[s!()] & r[(op.aux & 15) as usize];
+                    skip!()
+                }
+                K::MovXor64R => {
+                    r[d!()] = r[s!()] ^ r[(op.aux & 15) as usize];
+                    skip!()
+                }
                 K::LdxHBe => {
                     let v = mem!(env.mem.load(addr(r[s!()]), Size::H)) as u16;
                     {

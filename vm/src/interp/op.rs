@@ -62,6 +62,15 @@ kinds! {
     /// A triple, `mov rD, rS` / `{lsh,rsh} rD, imm` / `{xor,or,add} rS, rD` (`rS ^= rS >> k`,
     /// the shift-and-combine step of hash functions), with `rD != rS`; skips two slots.
     LshXor, LshOr, LshAdd, RshXor, RshOr, RshAdd,
+    /// The same with the result in `rD`: `mov rD, rS` / `{lsh,rsh} rD, imm` / `{xor,or,add} rD,
+    /// rS`, `rD != rS` (clang's `x ^ (x << k)`); skips two slots.
+    LshXorT, LshOrT, LshAddT, RshXorT, RshOrT, RshAddT,
+    /// `lsh rD, imm` / `{rsh,arsh} rD, imm`, the same amount: zero- or sign-extension.
+    Zext, Sext,
+    /// `mov rD, rS` and the pair above: skips two slots.
+    MovZext, MovSext,
+    /// `mov rD, rS` then `op rD, rX` (64-bit), `rX` in `aux`: `rD = rS op rX`.
+    MovAdd64R, MovSub64R, MovOr64R, MovAnd64R, MovXor64R,
 }
 
 /// One pre-decoded slot.
@@ -415,16 +424,27 @@ pub(crate) fn fuse(plain: &[Op]) -> Vec<Op> {
 fn fuse_triple(a: Op, b: Op, c: Op) -> Option<Op> {
     use K::*;
     let (t, x) = (a.dst, a.src);
-    if a.kind != Mov64R || t == x || b.dst != t || c.dst != x || c.src != t {
+    if a.kind != Mov64R || b.dst != t || c.dst != t && c.dst != x {
         return None;
     }
     let kind = match (b.kind, c.kind) {
-        (Lsh64I, Xor64R) => LshXor,
-        (Lsh64I, Or64R) => LshOr,
-        (Lsh64I, Add64R) => LshAdd,
-        (Rsh64I, Xor64R) => RshXor,
-        (Rsh64I, Or64R) => RshOr,
-        (Rsh64I, Add64R) => RshAdd,
+        // Extensions: `x` is read before `t` is written, so `t == x` is fine.
+        (Lsh64I, Rsh64I) if c.dst == t && c.imm == b.imm => MovZext,
+        (Lsh64I, Arsh64I) if c.dst == t && c.imm == b.imm => MovSext,
+        // Combines read `x` once, so `t` must be another register.
+        _ if t == x => return None,
+        (Lsh64I, Xor64R) if c.dst == x && c.src == t => LshXor,
+        (Lsh64I, Or64R) if c.dst == x && c.src == t => LshOr,
+        (Lsh64I, Add64R) if c.dst == x && c.src == t => LshAdd,
+        (Rsh64I, Xor64R) if c.dst == x && c.src == t => RshXor,
+        (Rsh64I, Or64R) if c.dst == x && c.src == t => RshOr,
+        (Rsh64I, Add64R) if c.dst == x && c.src == t => RshAdd,
+        (Lsh64I, Xor64R) if c.dst == t && c.src == x => LshXorT,
+        (Lsh64I, Or64R) if c.dst == t && c.src == x => LshOrT,
+        (Lsh64I, Add64R) if c.dst == t && c.src == x => LshAddT,
+        (Rsh64I, Xor64R) if c.dst == t && c.src == x => RshXorT,
+        (Rsh64I, Or64R) if c.dst == t && c.src == x => RshOrT,
+        (Rsh64I, Add64R) if c.dst == t && c.src == x => RshAddT,
         _ => return None,
     };
     Some(Op {
@@ -438,6 +458,20 @@ fn fuse_pair(a: Op, b: Op) -> Option<Op> {
     use K::*;
     let mut f = a;
     match (a.kind, b.kind) {
+        (Mov64R, Add64R | Sub64R | Or64R | And64R | Xor64R) if b.dst == a.dst => {
+            f.kind = match b.kind {
+                Add64R => MovAdd64R,
+                Sub64R => MovSub64R,
+                Or64R => MovOr64R,
+                And64R => MovAnd64R,
+                _ => MovXor64R,
+            };
+            // `op rD, rD` after the copy operates on `rS`.
+            f.aux = if b.src == a.dst { a.src } else { b.src };
+        }
+        (Lsh64I, Rsh64I | Arsh64I) if b.dst == a.dst && b.imm == a.imm => {
+            f.kind = if b.kind == Rsh64I { Zext } else { Sext };
+        }
         (Mov64R, _) if b.dst == a.dst => {
             f.kind = match b.kind {
                 Add64I => MovAdd64,
