@@ -15,12 +15,33 @@ pub struct CompareArgs {
     pub json: bool,
     /// `MAP:START..END`: value bytes holding times or random numbers, not compared.
     pub ignore: Vec<String>,
+    /// The context every run gets (ctx_in), on both sides.
+    pub input: bpfsim_helpers::run::Input,
+    /// `NAME:KEYHEX=VALUEHEX` or `NAME:KEYHEX=@PROG`: map slots written on both sides first.
+    pub maps: Vec<String>,
 }
 
 pub enum Verdict {
     Agree,
     Differ,
     KernelUnavailable,
+}
+
+/// `NAME:KEYHEX=VALUEHEX` or `NAME:KEYHEX=@PROG`, as `bpfsim run --map` takes them.
+#[cfg(kernel_backend)]
+fn parse_map_spec(spec: &str) -> Result<(String, Vec<u8>, crate::compare::SlotValue), String> {
+    use crate::compare::SlotValue;
+    let bad = || format!("--map {spec}: expected NAME:KEYHEX=VALUEHEX or NAME:KEYHEX=@PROG");
+    let (name, rest) = spec.rsplit_once(':').ok_or_else(bad)?;
+    let (key, value) = rest.split_once('=').ok_or_else(bad)?;
+    let key = crate::plugin::parse_hex(key).map_err(|e| format!("--map {spec}: key: {e}"))?;
+    let value = match value.strip_prefix('@') {
+        Some(prog) => SlotValue::Prog(prog.to_string()),
+        None => SlotValue::Bytes(
+            crate::plugin::parse_hex(value).map_err(|e| format!("--map {spec}: value: {e}"))?,
+        ),
+    };
+    Ok((name.to_string(), key, value))
 }
 
 #[cfg(not(kernel_backend))]
@@ -32,7 +53,6 @@ pub fn run(_args: CompareArgs) -> Result<Verdict, String> {
 #[cfg(kernel_backend)]
 pub fn run(args: CompareArgs) -> Result<Verdict, String> {
     use crate::compare::Comparison;
-    use bpfsim_helpers::run::Input;
     use bpfsim_helpers::Env;
 
     let bytes =
@@ -64,6 +84,11 @@ pub fn run(args: CompareArgs) -> Result<Verdict, String> {
     let _ = bpfsim_kernel::pin_current_thread(0);
     let mut c = Comparison::load(&bpf, &bytes, Env::default())?;
     let _ = c.capture_trace();
+    for spec in &args.maps {
+        let (map, key, value) = parse_map_spec(spec)?;
+        c.set_map(&map, &key, &value)
+            .map_err(|e| format!("--map {spec}: {e}"))?;
+    }
     let names: Vec<String> = match &args.prog {
         Some(p) => vec![p.clone()],
         None => c
@@ -80,7 +105,7 @@ pub fn run(args: CompareArgs) -> Result<Verdict, String> {
     for name in &names {
         let prog = c.sim.program(name, None).map_err(|e| e.to_string())?;
         for (i, p) in packets.iter().enumerate() {
-            let r = c.run(&prog, p, Input::default());
+            let r = c.run(&prog, p, args.input);
             total += 1;
             let ok = r.differences.is_empty();
             agree += ok as usize;

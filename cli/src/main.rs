@@ -22,6 +22,46 @@ enum Style {
     Kernel,
 }
 
+/// The context a run gets (BPF_PROG_TEST_RUN's ctx_in), shared by `run` and `compare`.
+#[derive(clap::Args)]
+struct CtxArgs {
+    /// Context: the ifindex the packet arrives on (XDP ingress_ifindex; skb ingress_ifindex).
+    #[arg(long)]
+    ingress_ifindex: Option<u32>,
+    /// Context: the XDP receive queue.
+    #[arg(long)]
+    rx_queue_index: Option<u32>,
+    /// Context: skb->mark before the program runs.
+    #[arg(long)]
+    mark: Option<u32>,
+    /// Context: skb->priority before the program runs.
+    #[arg(long)]
+    priority: Option<u32>,
+}
+
+impl CtxArgs {
+    fn input(&self) -> bpfsim::sim::run::Input {
+        use bpfsim::sim::ctx::{skb::SkbMd, xdp::XdpMd};
+        let mut input = bpfsim::sim::run::Input::default();
+        let xdp_default = XdpMd::default();
+        input.xdp = XdpMd {
+            ingress_ifindex: self.ingress_ifindex.unwrap_or(xdp_default.ingress_ifindex),
+            rx_queue_index: self.rx_queue_index.unwrap_or(0),
+            meta_len: 0,
+        };
+        if self.ingress_ifindex.is_some() || self.mark.is_some() || self.priority.is_some() {
+            let d = SkbMd::default();
+            input.skb = Some(SkbMd {
+                ingress_ifindex: self.ingress_ifindex.unwrap_or(d.ingress_ifindex),
+                mark: self.mark.unwrap_or(0),
+                priority: self.priority.unwrap_or(0),
+                ..d
+            });
+        }
+        input
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run bpf_conformance `.data` tests (files or folders) under every engine.
@@ -67,18 +107,8 @@ enum Command {
         /// text (verdict table) or json (one object per packet and line).
         #[arg(long, default_value = "text")]
         format: String,
-        /// Context: the ifindex the packet arrives on (XDP ingress_ifindex; skb ingress_ifindex).
-        #[arg(long)]
-        ingress_ifindex: Option<u32>,
-        /// Context: the XDP receive queue.
-        #[arg(long)]
-        rx_queue_index: Option<u32>,
-        /// Context: skb->mark before the program runs.
-        #[arg(long)]
-        mark: Option<u32>,
-        /// Context: skb->priority before the program runs.
-        #[arg(long)]
-        priority: Option<u32>,
+        #[command(flatten)]
+        ctx: CtxArgs,
         /// Run each packet this many times, as BPF_PROG_TEST_RUN's repeat (maps persist; the
         /// reported result is the last run's, the duration their average).
         #[arg(long, default_value_t = 1)]
@@ -141,6 +171,12 @@ enum Command {
         /// (repeatable).
         #[arg(long = "ignore-map-bytes")]
         ignore: Vec<String>,
+        #[command(flatten)]
+        ctx: CtxArgs,
+        /// Set a map slot on both sides before the first packet: NAME:KEYHEX=VALUEHEX, or
+        /// NAME:KEYHEX=@PROG for a program array slot (repeatable).
+        #[arg(long = "map")]
+        maps: Vec<String>,
     },
     /// Time one program under each engine (interleaved rounds, medians), with per-call overhead
     /// and ratios to the kernel.
@@ -410,10 +446,7 @@ fn main() -> ExitCode {
             pcap,
             packet,
             format,
-            ingress_ifindex,
-            rx_queue_index,
-            mark,
-            priority,
+            ctx,
             repeat,
             maps,
             dump_maps,
@@ -426,23 +459,7 @@ fn main() -> ExitCode {
                     format!("unknown engine `{engine}` (interp, jit, auto or kernel)")
                 })?,
             };
-            use bpfsim::sim::ctx::{skb::SkbMd, xdp::XdpMd};
-            let mut input = bpfsim::sim::run::Input::default();
-            let xdp_default = XdpMd::default();
-            input.xdp = XdpMd {
-                ingress_ifindex: ingress_ifindex.unwrap_or(xdp_default.ingress_ifindex),
-                rx_queue_index: rx_queue_index.unwrap_or(0),
-                meta_len: 0,
-            };
-            if ingress_ifindex.is_some() || mark.is_some() || priority.is_some() {
-                let d = SkbMd::default();
-                input.skb = Some(SkbMd {
-                    ingress_ifindex: ingress_ifindex.unwrap_or(d.ingress_ifindex),
-                    mark: mark.unwrap_or(0),
-                    priority: priority.unwrap_or(0),
-                    ..d
-                });
-            }
+            let input = ctx.input();
             let prog_type = match prog_type {
                 Some(t) => Some(bpfsim::vm::spec::ProgType::from_name(&t).ok_or_else(|| {
                     format!("unknown program type `{t}` (try xdp, sched_cls, socket_filter)")
@@ -517,6 +534,8 @@ fn main() -> ExitCode {
             packet,
             format,
             ignore,
+            ctx,
+            maps,
         } => (|| {
             let json = match format.as_str() {
                 "json" => true,
@@ -530,6 +549,8 @@ fn main() -> ExitCode {
                 pcap,
                 json,
                 ignore,
+                input: ctx.input(),
+                maps,
             })?;
             Ok(match v {
                 bpfsim::compare_cmd::Verdict::Agree => ExitCode::SUCCESS,

@@ -113,3 +113,67 @@ fn bad_input_exits_2() {
     ]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `--map` writes the slot on both sides (the drops then happen in both), and the context flags
+/// reach both sides' ctx_in (the program copies mark and priority into its output).
+#[test]
+fn map_slots_and_context_on_both_sides() {
+    let dir = vectors();
+    let obj = dir.join("firewall.bpf.o");
+    let cap = dir.join("pcaps/firewall.pcap");
+    let (code, out, err) = bpfsim(&[
+        "compare",
+        obj.to_str().unwrap(),
+        "--pcap",
+        cap.to_str().unwrap(),
+        "--map",
+        "blocked_ports:06000016=0000000000000000",
+    ]);
+    if code == 3 {
+        return println!("skipped: {}", err.trim());
+    }
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("agree, XDP_DROP"), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("kernel agreement: 33/33"),
+        "{out}"
+    );
+
+    let obj = dir.join("tc_ctx_fields.bpf.o");
+    let cap = dir.join("pcaps/tc_ctx_fields.pcap");
+    let (code, out, err) = bpfsim(&[
+        "compare",
+        obj.to_str().unwrap(),
+        "--pcap",
+        cap.to_str().unwrap(),
+        "--mark",
+        "7",
+        "--priority",
+        "3",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The program records mark and priority in a map: equal maps mean both sides saw them.
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .contains("\"kernel_agreement\":\"29/29\""),
+        "{out}"
+    );
+
+    let (code, _, err) = bpfsim(&[
+        "compare",
+        dir.join("firewall.bpf.o").to_str().unwrap(),
+        "--packet",
+        "00",
+        "--map",
+        "nosuch:00=00",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no map nosuch"), "{err}");
+}
