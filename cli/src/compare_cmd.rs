@@ -82,7 +82,31 @@ pub fn run(args: CompareArgs) -> Result<Verdict, String> {
     };
     // Per-CPU maps agree only if every run is on the simulator's CPU 0.
     let _ = bpfsim_kernel::pin_current_thread(0);
-    let mut c = Comparison::load(&bpf, &bytes, Env::default())?;
+    let mut c = match Comparison::load(&bpf, &bytes, Env::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            // The kernel's verifier refusing a program is a result, not an input error: show
+            // both verifiers' verdicts, and count it as a difference from the simulator, which
+            // would have run it.
+            use bpfsim_kernel::{BackendError, ObjectLoadError};
+            if let Err(BackendError::Load(ObjectLoadError::Program { program, .. })) =
+                bpfsim_kernel::KernelRunner::load(&bpf, &bytes)
+            {
+                eprintln!("bpfsim: the kernel refuses program {program}; the verifiers' verdicts:");
+                crate::verify_cmd::run(crate::verify_cmd::VerifyArgs {
+                    object: Some(args.object.clone()),
+                    raw: None,
+                    prog: args.prog.clone(),
+                    prog_type: None,
+                    log_level: 1,
+                    json: args.json,
+                    compare_kernel: true,
+                })?;
+                return Ok(Verdict::Differ);
+            }
+            return Err(e);
+        }
+    };
     let _ = c.capture_trace();
     for spec in &args.maps {
         let (map, key, value) = parse_map_spec(spec)?;

@@ -177,3 +177,27 @@ fn map_slots_and_context_on_both_sides() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no map nosuch"), "{err}");
 }
+
+/// A program the kernel's verifier refuses: both verifiers' verdicts are shown, exit 1.
+#[test]
+fn kernel_rejection_shows_both_verdicts() {
+    let obj = vectors().join("../verifier/objects/reject_null_deref.bpf.o");
+    let (code, out, err) = bpfsim(&[
+        "compare",
+        obj.to_str().unwrap(),
+        "--packet",
+        "0000000000000000000000000800450000140000000040110000",
+    ]);
+    if code == 3 {
+        return println!("skipped: {}", err.trim());
+    }
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("the kernel refuses program xdp_count_unchecked"),
+        "{err}"
+    );
+    assert!(
+        out.contains("kernel: rejected: R0 invalid mem access 'map_value_or_null' (agree)"),
+        "{out}"
+    );
+}
