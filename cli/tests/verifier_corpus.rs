@@ -8,7 +8,9 @@
 //!
 //! Format: `=== name`, then `; type: xdp` (default), `; maps: array 4 8 1, hash 4 8 16` (map_idx
 //! 0, 1, ...: type, key size, value size, max entries), `; license: GPL` (default), `; expect:
-//! accept` or `; expect: reject: <first error line>`, then the program in bpfsim's assembly.
+//! accept` or `; expect: reject: <first error line>`, optionally `; processed: N` (the kernel's
+//! processed-instruction count, which ours must equal: cases about state pruning), then the
+//! program in bpfsim's assembly.
 
 use std::path::PathBuf;
 
@@ -24,6 +26,8 @@ struct Case {
     maps: Vec<MapInfo>,
     license: String,
     expect: Option<Result<(), String>>,
+    /// The kernel's `processed N insns`, for cases that check pruning.
+    processed: Option<u64>,
     source: String,
 }
 
@@ -73,6 +77,7 @@ fn load_cases() -> Vec<Case> {
                 maps: Vec::new(),
                 license: "GPL".to_string(),
                 expect: None,
+                processed: None,
                 source: String::new(),
             };
             for line in body.lines() {
@@ -89,6 +94,8 @@ fn load_cases() -> Vec<Case> {
                         Some(e) => Err(e.trim().to_string()),
                         None => Ok(()),
                     });
+                } else if let Some(v) = l.strip_prefix("; processed:") {
+                    c.processed = Some(v.trim().parse().expect("processed count"));
                 } else if !l.starts_with(';') && !l.is_empty() {
                     c.source.push_str(line);
                     c.source.push('\n');
@@ -102,6 +109,15 @@ fn load_cases() -> Vec<Case> {
 
 #[cfg(target_os = "linux")]
 fn kernel_verdict(bpf: &bpfsim_kernel::KernelBpf, c: &Case) -> Result<Result<(), String>, String> {
+    kernel_load(bpf, c).map(|(v, _)| v)
+}
+
+/// The kernel's verdict on a case and its processed-instruction count.
+#[cfg(target_os = "linux")]
+fn kernel_load(
+    bpf: &bpfsim_kernel::KernelBpf,
+    c: &Case,
+) -> Result<(Result<(), String>, Option<u64>), String> {
     use bpfsim_kernel::{MapSpec, ProgSpec, ProgType as KType};
     let mut maps = Vec::new();
     for m in &c.maps {
@@ -134,12 +150,13 @@ fn kernel_verdict(bpf: &bpfsim_kernel::KernelBpf, c: &Case) -> Result<Result<(),
         ..ProgSpec::new(KType(c.prog_type.id()), &insns, &c.license)
     };
     let (r, log) = bpf.prog_load_spec_logged(&spec, 1);
-    Ok(match r {
+    let verdict = match r {
         Ok(_) => Ok(()),
         Err(_) => Err(bpfsim_kernel::last_meaningful_line(&log)
             .unwrap_or("")
             .to_string()),
-    })
+    };
+    Ok((verdict, processed_of(&log)))
 }
 
 fn show(v: &Result<(), String>) -> String {
@@ -330,11 +347,52 @@ fn processed_of(log: &str) -> Option<u64> {
     })
 }
 
+/// Cases with a recorded processed-instruction count (pruning and precision tracking): ours
+/// must equal it, and so must the live kernel's where bpf(2) is available.
+#[test]
+fn pruning_cases_process_what_the_kernel_processes() {
+    let cases: Vec<Case> = load_cases()
+        .into_iter()
+        .filter(|c| c.processed.is_some())
+        .collect();
+    assert!(!cases.is_empty());
+    #[cfg(target_os = "linux")]
+    let kernel = bpfsim_kernel::KernelBpf::probe().ok();
+    let mut failures = Vec::new();
+    for c in &cases {
+        let want = c.processed.expect("filtered");
+        let mut opts = Options::new(c.prog_type);
+        opts.maps = c.maps.clone();
+        let ours = verify(&assemble(&c.source).unwrap(), &opts);
+        println!(
+            "{:<40} ours {:>5}  kernel {want:>5}",
+            c.name, ours.processed
+        );
+        if ours.processed != want {
+            failures.push(format!(
+                "{}: ours {} insns, the kernel's {want}",
+                c.name, ours.processed
+            ));
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(k) = &kernel {
+            let (_, live) = kernel_load(k, c).unwrap();
+            if live != Some(want) {
+                failures.push(format!(
+                    "{}: recorded {want} insns but the kernel now processes {live:?}",
+                    c.name
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Programs whose processed-instruction count must be within 10% of the live kernel's. The
 /// ones outside are callbacks (`bpf_loop`, `bpf_for_each_map_elem`: the kernel verifies their
-/// bodies iteratively, bpfsim once) and two where our stack model (no narrow spills) or
-/// checkpoint placement around subprogram calls still differ.
-const PROCESSED_FLOOR: usize = 30;
+/// bodies iteratively, bpfsim once) and programs where our stack model (no narrow spills, no
+/// stack liveness) still makes pruning differ.
+const PROCESSED_FLOOR: usize = 31;
 
 /// How many instructions our verifier processes against the kernel's, for every program of
 /// every test-vectors object: the state pruning (precision tracking included) follows the

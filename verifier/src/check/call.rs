@@ -74,6 +74,35 @@ fn map_func_ok(map: MapType, func: &str) -> bool {
     by_func.is_none_or(|ms| ms.contains(&map))
 }
 
+/// Helpers after which packet pointers are invalid (`bpf_helper_changes_pkt_data`).
+fn changes_pkt_data(name: &str) -> bool {
+    matches!(
+        name,
+        "clone_redirect"
+            | "l3_csum_replace"
+            | "l4_csum_replace"
+            | "lwt_push_encap"
+            | "lwt_seg6_action"
+            | "lwt_seg6_adjust_srh"
+            | "lwt_seg6_store_bytes"
+            | "msg_pop_data"
+            | "msg_pull_data"
+            | "msg_push_data"
+            | "skb_adjust_room"
+            | "skb_change_head"
+            | "skb_change_proto"
+            | "skb_change_tail"
+            | "skb_pull_data"
+            | "skb_store_bytes"
+            | "skb_vlan_pop"
+            | "skb_vlan_push"
+            | "store_hdr_opt"
+            | "xdp_adjust_head"
+            | "xdp_adjust_meta"
+            | "xdp_adjust_tail"
+    )
+}
+
 /// Stack bytes a spilled constant or zero bytes hold at `fp + off`, if all known.
 fn const_stack_u32(st: &State, reg: &Reg) -> Option<u32> {
     if reg.ty != RegType::Stack || !reg.var_off.is_const() {
@@ -381,7 +410,20 @@ impl Verifier<'_> {
         if let Some(cb) = callback {
             return self.enter_callback(st, pc, p, cb as usize, map);
         }
-        self.finish_call(st, pc, Some(p), map, r0)
+        let step = self.finish_call(st, pc, Some(p), map, r0)?;
+        if changes_pkt_data(p.name) {
+            // The packet may have moved: every pointer into it is stale
+            // (`clear_all_pkt_pointers`; privileged programs keep them as scalars).
+            st.for_each_reg(|x| {
+                if matches!(
+                    x.ty,
+                    RegType::Packet | RegType::PacketMeta | RegType::PacketEnd
+                ) {
+                    *x = Reg::unknown();
+                }
+            });
+        }
+        Ok(step)
     }
 
     /// The memory argument types a helper accepts (`mem_types`, `map_key_value_types`).

@@ -30,7 +30,9 @@ fn uses_defs(insn: &Insn) -> (u16, u16) {
         Insn::MovSx { dst, src, .. } => (bit(src.num()), bit(dst.num())),
         Insn::LdImm64 { dst, .. } => (0, bit(dst.num())),
         Insn::LoadPacket { mode, .. } => {
-            let u = bit(6)
+            // The kernel counts every register as read (`compute_insn_live_regs`): a failed
+            // load ends the program from here.
+            let u = 0x3ff
                 | match mode {
                     PacketMode::Ind(r) => bit(r.num()),
                     PacketMode::Abs => 0,
