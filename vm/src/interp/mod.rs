@@ -207,7 +207,10 @@ impl Interpreter {
 
     /// Run from slot `start` in frame `base` (0 for the program, deeper for a callback) until
     /// that frame exits.
+    /// Inlined into its callers so that the arguments go to the registers without a round trip
+    /// through memory (a wide reload of narrow stores stalls store forwarding).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn exec<H: Host + ?Sized>(
         &self,
         start: usize,
