@@ -535,14 +535,16 @@ impl Gen<'_, '_> {
         let after = self.b.ins().iadd_imm(left, -(len as i64));
         let short = self.b.ins().icmp_imm(IntCC::SignedLessThan, after, 0);
         let ok = self.cont();
+        // The pc is materialised on the cold path only: as an argument of the branch it would
+        // cost a move on every entry of the block (every loop iteration).
+        let cold = self.b.create_block();
+        self.b.set_cold_block(cold);
+        self.b.ins().brif(short, cold, &[], ok, &[]);
+        self.b.switch_to_block(cold);
         let pcv = self.iconst(pc as u64);
-        self.b.ins().brif(
-            short,
-            self.budget_block,
-            &[pcv.into(), left.into()],
-            ok,
-            &[],
-        );
+        self.b
+            .ins()
+            .jump(self.budget_block, &[pcv.into(), left.into()]);
         self.b.switch_to_block(ok);
         self.b.def_var(self.left, after);
     }
@@ -674,6 +676,7 @@ impl Gen<'_, '_> {
 
     fn load(&mut self, pc: usize, addr: Value, size: Size) -> Value {
         let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
         let done = self.b.create_block();
         self.b.append_block_param(done, I64);
         let p = self.translate(addr, size.bytes() as u64, false, slow);
@@ -696,6 +699,7 @@ impl Gen<'_, '_> {
 
     fn store(&mut self, pc: usize, addr: Value, size: Size, value: Value) {
         let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
         let done = self.b.create_block();
         let p = self.translate(addr, size.bytes() as u64, true, slow);
         let ty = Self::mem_ty(size);
