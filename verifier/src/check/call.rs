@@ -103,24 +103,36 @@ fn changes_pkt_data(name: &str) -> bool {
     )
 }
 
-/// Stack bytes a spilled constant or zero bytes hold at `fp + off`, if all known.
-fn const_stack_u32(st: &State, reg: &Reg) -> Option<u32> {
+/// A map key on the stack that is a known constant (`get_constant_map_key`): zero bytes
+/// covering the key, or a spilled constant of exactly the key's size. The flag says it is a
+/// spill (whose value the verifier then relies on).
+fn const_map_key(st: &State, reg: &Reg, key_size: u32) -> Option<(u64, bool)> {
     if reg.ty != RegType::Stack || !reg.var_off.is_const() {
         return None;
     }
     let total = reg.off as i64 + reg.var_off.value as i64;
-    if total < -(MAX_BPF_STACK as i64) || total + 4 > 0 {
+    if total < -(MAX_BPF_STACK as i64) || total >= 0 {
         return None;
     }
     let frame = st.frames.get(reg.frameno as usize)?;
     let start = (MAX_BPF_STACK as i64 + total) as usize;
     let slot = frame.slot(SLOTS - 1 - start / 8);
-    if slot.bytes[0] == Byte::Spill && slot.spilled.is_const() && start % 8 == 0 {
-        return Some(slot.spilled.var_off.value as u32);
+    let run = |kind: Byte| {
+        slot.bytes[start % 8..]
+            .iter()
+            .take_while(|b| **b == kind)
+            .count()
+    };
+    if run(Byte::Zero) >= key_size as usize {
+        return Some((0, false));
     }
-    (start..start + 4)
-        .all(|b| frame.slot(SLOTS - 1 - b / 8).bytes[b % 8] == Byte::Zero)
-        .then_some(0)
+    if slot.bytes[0] != Byte::Spill || !slot.spilled.is_scalar() {
+        return None;
+    }
+    if run(Byte::Spill) != key_size as usize || !slot.spilled.is_const() {
+        return None;
+    }
+    Some((slot.spilled.var_off.value, true))
 }
 
 impl Verifier<'_> {
@@ -469,19 +481,15 @@ impl Verifier<'_> {
                     if p.name == "map_lookup_elem"
                         && matches!(mi.map_type, MapType::Array | MapType::PercpuArray)
                     {
-                        if let Some(k) = const_stack_u32(st, st.reg(2)) {
+                        if let Some((k, spilled)) = const_map_key(st, st.reg(2), mi.key_size) {
                             let key = *st.reg(2);
                             let at = key.off as i64 + key.var_off.value as i64;
-                            let slot = (-at - 1) / 8;
-                            let spilled = st
-                                .frames
-                                .get(key.frameno as usize)
-                                .is_some_and(|f| f.slot(slot as usize).bytes[0] == Byte::Spill);
-                            // The key's value is relied on (`get_constant_map_key`).
+                            let slot = ((-at - 1) / 8) as usize;
+                            // The key's value is relied on.
                             if spilled {
-                                self.mark_precise_slot(st, key.frameno as usize, slot as usize);
+                                self.mark_precise_slot(st, key.frameno as usize, slot);
                             }
-                            if k < mi.max_entries {
+                            if k < mi.max_entries as u64 {
                                 r.maybe_null = false;
                             }
                         }

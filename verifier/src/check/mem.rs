@@ -33,6 +33,28 @@ fn loaded(size: u32, signed: bool) -> Reg {
     r
 }
 
+/// A narrow load keeps the low `size` bytes of a value (`coerce_reg_to_size`).
+fn coerce_to_size(r: &mut Reg, size: u32) {
+    r.var_off = r.var_off.cast(size);
+    let mask = (1u64 << (size * 8)) - 1;
+    if r.umin & !mask == r.umax & !mask {
+        r.umin &= mask;
+        r.umax &= mask;
+    } else {
+        r.umin = 0;
+        r.umax = mask;
+    }
+    r.smin = r.umin as i64;
+    r.smax = r.umax as i64;
+    if size < 4 {
+        r.s32min = i32::MIN;
+        r.s32max = i32::MAX;
+        r.u32min = 0;
+        r.u32max = u32::MAX;
+    }
+    r.sync();
+}
+
 impl Verifier<'_> {
     pub fn check_load(
         &mut self,
@@ -50,6 +72,8 @@ impl Verifier<'_> {
         let mut v = v.unwrap_or_else(|| loaded(size.bytes() as u32, false));
         if signed && v.is_scalar() {
             sign_extend(&mut v, size.bits());
+        } else if v.is_scalar() && size.bytes() < 8 {
+            coerce_to_size(&mut v, size.bytes() as u32);
         }
         *st.reg_mut(dst.index()) = v;
         Ok(())
@@ -421,40 +445,68 @@ impl Verifier<'_> {
             Some(bpfsim_vm::isa::Insn::Load { .. } | bpfsim_vm::isa::Insn::Store { .. })
         );
         let hist_slot = (reg.frameno, slot_of(start) as u8);
+        let slot = slot_of(start);
+        // Byte j of a slot is its j-th lowest address; a write or read at the slot's start
+        // covers bytes 0..size.
+        let at_start = start % 8 == 0;
+        let first = start % 8;
         match t {
             Access::Write => {
                 let v = value.unwrap_or_else(Reg::unknown);
-                if size == 8 && start % 8 == 0 {
-                    let s = frame.slot_mut(slot_of(start));
-                    if v.is_scalar() && v.is_const() && v.var_off.value == 0 {
-                        s.bytes = [Byte::Zero; 8];
-                        s.spilled = v;
-                        s.bytes = [Byte::Spill; 8];
-                    } else {
-                        s.bytes = [Byte::Spill; 8];
+                let (reg_store, imm_store) = match self.insn_at(self.cur_pc) {
+                    Some(bpfsim_vm::isa::Insn::Store { src, .. }) => {
+                        (matches!(src, Source::Reg(_)), matches!(src, Source::Imm(_)))
+                    }
+                    _ => (false, false),
+                };
+                let s = frame.slot_mut(slot);
+                if at_start && ((reg_store && v.is_scalar()) || imm_store) {
+                    // A scalar (or an immediate) spilled at the slot's start, of any size: its
+                    // register state is kept (`save_register_state`); the slot's other bytes
+                    // stay zero or uninitialised, or become misc.
+                    s.spilled = v;
+                    for (j, b) in s.bytes.iter_mut().enumerate() {
+                        if j < size as usize {
+                            *b = Byte::Spill;
+                        } else if !matches!(b, Byte::Zero | Byte::Invalid) {
+                            *b = Byte::Misc;
+                        }
+                    }
+                    if by_insn {
+                        self.push_hist(Some(hist_slot), Vec::new());
+                    }
+                } else if at_start && reg_store && v.is_pointer() {
+                    if size != 8 {
+                        return Err("invalid size of register spill".to_string());
                     }
                     s.spilled = v;
+                    s.bytes = [Byte::Spill; 8];
                     if by_insn {
                         self.push_hist(Some(hist_slot), Vec::new());
                     }
                 } else {
-                    let zero = v.is_scalar() && v.is_const() && v.var_off.value == 0;
-                    for b in start..start + size as usize {
-                        let s = frame.slot_mut(slot_of(b));
-                        if s.bytes[0] == Byte::Spill {
-                            // Overwriting part of a spill leaves bytes of a scalar.
-                            s.bytes = [Byte::Misc; 8];
-                            s.spilled = Reg::NOT_INIT;
+                    // Plain bytes: a spill they overwrite becomes misc bytes altogether.
+                    if s.bytes[0] == Byte::Spill {
+                        for b in s.bytes.iter_mut() {
+                            if *b != Byte::Invalid {
+                                *b = Byte::Misc;
+                            }
                         }
-                        s.bytes[b % 8] = if zero { Byte::Zero } else { Byte::Misc };
+                    }
+                    s.spilled = Reg::NOT_INIT;
+                    let zero = v.is_scalar() && v.is_const() && v.var_off.value == 0;
+                    for b in &mut s.bytes[first..first + size as usize] {
+                        *b = if zero { Byte::Zero } else { Byte::Misc };
                     }
                 }
                 Ok(None)
             }
             Access::Read => {
-                let s = frame.slot(slot_of(start));
+                let s = frame.slot(slot);
+                let read = &s.bytes[first..first + size as usize];
                 if s.bytes[0] == Byte::Spill {
-                    if size == 8 {
+                    let spill_size = s.bytes.iter().take_while(|b| **b == Byte::Spill).count();
+                    if size == 8 && spill_size == 8 {
                         if by_insn {
                             self.push_hist(Some(hist_slot), Vec::new());
                         }
@@ -463,30 +515,38 @@ impl Verifier<'_> {
                     if !s.spilled.is_scalar() {
                         return Err("invalid size of register fill".to_string());
                     }
-                    if s.spilled.is_const() {
-                        let byte = (start % 8) as u32;
-                        let v = s.spilled.var_off.value >> (byte * 8);
-                        let m = if size == 8 {
-                            u64::MAX
-                        } else {
-                            (1u64 << (size * 8)) - 1
-                        };
-                        // A narrow fill at the slot's start is a register fill too.
-                        if by_insn && start % 8 == 0 {
+                    if size as usize <= spill_size && at_start {
+                        // A fill of the spill's low bytes: the register, narrowed by the load.
+                        let mut v = s.spilled;
+                        if size != 4 || spill_size != 4 {
+                            v.id = 0;
+                        }
+                        if by_insn {
                             self.push_hist(Some(hist_slot), Vec::new());
                         }
-                        return Ok(Some(Reg::known(v & m)));
+                        return Ok(Some(v));
                     }
-                    return Ok(Some(loaded(size, false)));
+                    let spills = read.iter().filter(|b| **b == Byte::Spill).count();
+                    let zeros = read.iter().filter(|b| **b == Byte::Zero).count();
+                    if spills == size as usize
+                        && s.spilled.is_const()
+                        && s.spilled.var_off.value == 0
+                    {
+                        if by_insn {
+                            self.push_hist(Some(hist_slot), Vec::new());
+                        }
+                        return Ok(Some(Reg::known(0)));
+                    }
+                    if zeros == size as usize {
+                        return Ok(Some(Reg::known(0)));
+                    }
+                    return Ok(Some(Reg::unknown()));
                 }
-                let bytes: Vec<Byte> = (start..start + size as usize)
-                    .map(|b| frame.slot(slot_of(b)).bytes[b % 8])
-                    .collect();
                 // Privileged programs may read stack they never wrote (allow_uninit_stack).
-                if bytes.iter().all(|b| *b == Byte::Zero) {
+                if read.iter().all(|b| *b == Byte::Zero) {
                     return Ok(Some(Reg::known(0)));
                 }
-                Ok(Some(loaded(size, false)))
+                Ok(Some(Reg::unknown()))
             }
         }
     }
