@@ -1,6 +1,8 @@
 //! The reference interpreter. Every other engine is tested against it.
 
 mod op;
+#[cfg(test)]
+mod tests;
 
 use op::{Op, K};
 
@@ -132,8 +134,32 @@ impl Interpreter {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
+        self.run_in::<false, H>(mem, host, args, budget)
+    }
+
+    /// [`Self::run`] with the budget paid per instruction and no fused ops anywhere: the plain
+    /// semantics, against which the tests check the fast paths.
+    #[cfg(test)]
+    fn run_exact<H: Host + ?Sized>(
+        &self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut H,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome {
+        self.run_in::<true, H>(mem, host, args, budget)
+    }
+
+    #[inline(always)]
+    fn run_in<const EXACT: bool, H: Host + ?Sized>(
+        &self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut H,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome {
         let mut left = budget;
-        let result = self.exec(0, 0, mem, host, Init::Args(args), &mut left, budget);
+        let result = self.exec::<EXACT, H>(0, 0, mem, host, Init::Args(args), &mut left, budget);
         Outcome {
             result: result.map(|(r0, _)| r0),
             insns: budget - left,
@@ -163,7 +189,8 @@ impl Interpreter {
             "finish_budget at slot {pc}, outside the program"
         );
         let mut left = steps;
-        let result = self.exec(pc, depth, mem, host, Init::Regs(regs), &mut left, budget);
+        let result =
+            self.exec::<false, _>(pc, depth, mem, host, Init::Regs(regs), &mut left, budget);
         Outcome {
             result: result.map(|(r0, _)| r0),
             insns: steps - left,
@@ -172,9 +199,27 @@ impl Interpreter {
     }
 
     /// Call the subprogram at code address `func` one frame below `depth` with each argument set,
-    /// stopping after a call that returns non-zero; returns the number of calls made.
-    #[allow(clippy::too_many_arguments)]
+    /// stopping after a call that returns non-zero; returns the number of calls made. (The
+    /// interpreter's own levels call [`Self::callbacks_in`]; this is for other engines' helpers.)
+    #[allow(clippy::too_many_arguments, dead_code)]
     fn callbacks<H: Host + ?Sized>(
+        &self,
+        func: u64,
+        depth: usize,
+        calls: impl Iterator<Item = [u64; 5]>,
+        mem: &mut MemoryMap<'_>,
+        host: &mut H,
+        left: &mut u64,
+        budget: u64,
+        pc: usize,
+        helper: u64,
+    ) -> Result<u64, Trap> {
+        self.callbacks_in::<false, H>(func, depth, calls, mem, host, left, budget, pc, helper)
+    }
+
+    /// [`Self::callbacks`], each call run as `exec::<EXACT>`.
+    #[allow(clippy::too_many_arguments)]
+    fn callbacks_in<const EXACT: bool, H: Host + ?Sized>(
         &self,
         func: u64,
         depth: usize,
@@ -197,7 +242,7 @@ impl Interpreter {
         for args in calls {
             made += 1;
             let (ret, _) =
-                self.exec(entry, depth + 1, mem, host, Init::Args(args), left, budget)?;
+                self.exec::<EXACT, H>(entry, depth + 1, mem, host, Init::Args(args), left, budget)?;
             if ret != 0 {
                 break;
             }
@@ -211,7 +256,7 @@ impl Interpreter {
     /// through memory (a wide reload of narrow stores stalls store forwarding).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn exec<H: Host + ?Sized>(
+    fn exec<const EXACT: bool, H: Host + ?Sized>(
         &self,
         start: usize,
         base: usize,
@@ -241,7 +286,7 @@ impl Interpreter {
             left: *left,
             budget,
         };
-        let stop = self.level::<false, H>(&mut r, start, base, &mut env);
+        let stop = self.level::<EXACT, H>(&mut r, start, base, &mut env);
         *left = env.left;
         match stop? {
             Stop::Return(r0) => Ok((r0, None)),
@@ -257,7 +302,9 @@ impl Interpreter {
     /// executed are given back when a trap or a helper ends the program inside it, so the count
     /// stays exact. A run the budget cannot pay for is executed by the `EXACT` level, which pays
     /// per instruction and stops at the first one it cannot pay for, exactly as a run paid per
-    /// instruction would.
+    /// instruction would. (Calls from an `EXACT` level are `EXACT` too; in a run they are never
+    /// reached, as a call ends the run the budget could not pay for, but tests run whole programs
+    /// `EXACT`, as the plain semantics.)
     fn level<const EXACT: bool, H: Host + ?Sized>(
         &self,
         r: &mut [u64; 16],
@@ -597,7 +644,7 @@ impl Interpreter {
                             let calls = (0..iterations as u64).map(|i| [i, ctx, 0, 0, 0]);
                             // A call ends its run: nothing after it is paid for yet.
                             env.left = n;
-                            r[0] = self.callbacks(
+                            r[0] = self.callbacks_in::<EXACT, H>(
                                 func,
                                 depth,
                                 calls,
@@ -612,7 +659,7 @@ impl Interpreter {
                         }
                         Err(HelperStop::CallEach { func, calls }) => {
                             env.left = n;
-                            r[0] = self.callbacks(
+                            r[0] = self.callbacks_in::<EXACT, H>(
                                 func,
                                 depth,
                                 calls.into_iter(),
@@ -645,7 +692,7 @@ impl Interpreter {
                     env.left = n;
                     let callee = op.off as usize;
                     if let Stop::Halt(r0, tail) =
-                        self.level::<false, H>(r, callee, depth + 1, env)?
+                        self.level::<EXACT, H>(r, callee, depth + 1, env)?
                     {
                         return Ok(Stop::Halt(r0, tail));
                     }
