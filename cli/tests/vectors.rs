@@ -233,8 +233,8 @@ fn vectors_agree_with_the_kernel() {
 }
 
 /// The same scenarios under the JIT: every verdict, packet, map and record must be the
-/// interpreter's (which the kernel's recorded results pin). Programs the JIT does not compile
-/// yet (callbacks) are listed and run interpreted under `auto`.
+/// interpreter's (which the kernel's recorded results pin). A program the JIT did not compile
+/// would be listed, run interpreted under `auto`, and fail the test.
 #[test]
 fn vectors_agree_under_the_jit() {
     let files = common::scenario_files();
@@ -258,5 +258,6 @@ fn vectors_agree_under_the_jit() {
         files.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(not_compiled.len() <= 2, "{not_compiled:?}");
+    // Every program compiles, callbacks included (the interpreter runs the callback bodies).
+    assert!(not_compiled.is_empty(), "{not_compiled:?}");
 }

@@ -47,9 +47,6 @@ pub enum JitError {
     Codegen(String),
 }
 
-/// Helpers that call back into the program (`bpf_loop`, `bpf_for_each_map_elem`, ...).
-const CALLBACK_HELPERS: [i32; 5] = [164, 165, 170, 181, 209];
-
 pub(crate) fn atomic_code(op: AtomicOp) -> u64 {
     match op {
         AtomicOp::Add { .. } => 0,
@@ -130,6 +127,9 @@ struct Gen<'a, 'b> {
     stop_block: Block,
     /// Shared: the budget runs out inside a block (params: its pc, the budget left).
     budget_block: Block,
+    /// Shared: a helper call stopped the run; the shim left the pc and the exact budget in the
+    /// context (a trap inside a callback has the callback's pc).
+    helper_stop_block: Block,
     /// The continuation of each local call site, by site index.
     ret_sites: Vec<Block>,
     /// Instructions of the current block, and the index of the one being translated: a stop
@@ -151,12 +151,6 @@ impl JitProgram {
         let pcs: Vec<usize> = prog.iter().map(|(pc, _)| pc).collect();
         for (pc, insn) in prog.iter() {
             match insn {
-                Insn::Call(CallTarget::Helper(id)) if CALLBACK_HELPERS.contains(id) => {
-                    return Err(JitError::Unsupported {
-                        pc,
-                        what: "a helper with a callback",
-                    })
-                }
                 Insn::Call(CallTarget::Kfunc { .. }) => {
                     return Err(JitError::Unsupported {
                         pc,
@@ -165,8 +159,7 @@ impl JitProgram {
                 }
                 Insn::LdImm64 {
                     imm:
-                        Imm64::Func(_)
-                        | Imm64::MapFd(_)
+                        Imm64::MapFd(_)
                         | Imm64::MapValue { .. }
                         | Imm64::BtfId { .. }
                         | Imm64::MapIdx(_)
@@ -227,7 +220,7 @@ impl JitProgram {
         let f_load = declare(&mut module, "bpfsim_load", 2, true)?;
         let f_store = declare(&mut module, "bpfsim_store", 3, false)?;
         let f_atomic = declare(&mut module, "bpfsim_atomic", 5, true)?;
-        let f_call = declare(&mut module, "bpfsim_call", 6, true)?;
+        let f_call = declare(&mut module, "bpfsim_call", 8, true)?;
         let f_ld = declare(&mut module, "bpfsim_ld_packet", 3, true)?;
         let f_clear = declare(&mut module, "bpfsim_clear_frame", 1, false)?;
         let f_budget = declare(&mut module, "bpfsim_budget_tail", 3, false)?;
@@ -302,6 +295,7 @@ impl JitProgram {
             let budget_block = b.create_block();
             b.append_block_param(budget_block, I64);
             b.append_block_param(budget_block, I64);
+            let helper_stop_block = b.create_block();
             let mut g = Gen {
                 b,
                 regs,
@@ -316,6 +310,7 @@ impl JitProgram {
                 tail_block,
                 stop_block,
                 budget_block,
+                helper_stop_block,
                 ret_sites: Vec::new(),
                 block_len: 0,
                 block_pos: 0,
@@ -324,6 +319,7 @@ impl JitProgram {
             let first = g.blocks[0].expect("slot 0 leads");
             g.b.ins().jump(first, &[]);
             g.body(insns)?;
+            g.helper_stop_epilogue();
             g.stop_epilogue();
             g.budget_epilogue();
             g.epilogues();
@@ -968,6 +964,11 @@ impl Gen<'_, '_> {
             Insn::LdImm64 { dst, imm } => {
                 let v = match imm {
                     Imm64::Imm(v) => v,
+                    // A callback's address, as the interpreter forms it: a code pointer that no
+                    // memory access can use, and that the callback helpers decode.
+                    Imm64::Func(off) => {
+                        bpfsim_vm::interp::FUNC_TAG | (pc as i64 + 1 + off as i64) as u32 as u64
+                    }
                     _ => {
                         return Err(JitError::Unsupported {
                             pc,
@@ -1191,14 +1192,57 @@ impl Gen<'_, '_> {
         self.b.ins().jump(self.exit_block, &[z.into()]);
     }
 
+    /// A helper call. The exact budget goes to the context first, because a helper with a
+    /// callback (`bpf_loop`, `bpf_for_each_map_elem`, ...) has the interpreter run the callback
+    /// with it; the budget comes back from the context after the call, and when what is left
+    /// cannot pay for the rest of the block, the interpreter finishes it.
     fn helper(&mut self, pc: usize, id: Value) {
+        let unexec = self.block_len - self.block_pos - 1;
+        let left = self.b.use_var(self.left);
+        let exact = self.b.ins().iadd_imm(left, unexec as i64);
+        self.vm_store(offset_of!(VmCtx, left), exact);
         let args: Vec<Value> = (1..=5).map(|r| self.b.use_var(self.regs[r])).collect();
+        let pcv = self.iconst(pc as u64);
+        let depth = self.b.use_var(self.depth);
         let call = self.b.ins().call(
             self.shims.call,
-            &[self.vm, id, args[0], args[1], args[2], args[3], args[4]],
+            &[
+                self.vm, id, args[0], args[1], args[2], args[3], args[4], pcv, depth,
+            ],
         );
         let v = self.b.inst_results(call)[0];
-        self.check_status(pc);
+        let st = self.vm_load(offset_of!(VmCtx, status));
+        let ok = self.cont();
+        self.b.ins().brif(st, self.helper_stop_block, &[], ok, &[]);
+        self.b.switch_to_block(ok);
         self.set(Reg::R0, v);
+        let now = self.vm_load(offset_of!(VmCtx, left));
+        let after = self.b.ins().iadd_imm(now, -(unexec as i64));
+        if unexec > 0 {
+            let short = self.b.ins().icmp_imm(IntCC::SignedLessThan, after, 0);
+            let cold = self.b.create_block();
+            self.b.set_cold_block(cold);
+            let go = self.cont();
+            self.b.ins().brif(short, cold, &[], go, &[]);
+            self.b.switch_to_block(cold);
+            let next = self.iconst(pc as u64 + 1);
+            self.b
+                .ins()
+                .jump(self.budget_block, &[next.into(), now.into()]);
+            self.b.switch_to_block(go);
+        }
+        self.b.def_var(self.left, after);
+    }
+
+    /// The shared stop after a helper call: the shim left the pc and the exact budget.
+    fn helper_stop_epilogue(&mut self) {
+        self.b.switch_to_block(self.helper_stop_block);
+        let left = self.vm_load(offset_of!(VmCtx, left));
+        self.b.def_var(self.left, left);
+        let pc = self.vm_load(offset_of!(VmCtx, trap_pc));
+        let zero = self.iconst(0);
+        self.b
+            .ins()
+            .jump(self.stop_block, &[pc.into(), zero.into()]);
     }
 }

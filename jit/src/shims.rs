@@ -183,9 +183,13 @@ pub extern "C" fn call(
     r3: u64,
     r4: u64,
     r5: u64,
+    pc: u64,
+    depth: u64,
 ) -> u64 {
     // SAFETY: called by generated code with its run's context.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+    // Where a stop happens, unless a callback says otherwise.
+    v.trap_pc = pc;
     let Ok(id32) = u32::try_from(id) else {
         v.trap(TrapCode::UnknownHelper, id, 0);
         return 0;
@@ -222,14 +226,62 @@ pub extern "C" fn call(
             v.trap(code, f.addr, f.size);
             0
         }
-        // Callbacks are refused at compile time; a host that asks for one anyway faults.
-        Err(HelperStop::Loop { .. } | HelperStop::CallEach { .. }) => {
-            v.trap(TrapCode::HelperFault, id, 0);
-            0
+        Err(HelperStop::Loop {
+            func,
+            iterations,
+            ctx,
+        }) => {
+            let mut calls = (0..iterations as u64).map(|i| [i, ctx, 0, 0, 0]);
+            callbacks(v, mem, host, func, depth, &mut calls, pc, id)
+        }
+        Err(HelperStop::CallEach { func, calls }) => {
+            let mut calls = calls.into_iter();
+            callbacks(v, mem, host, func, depth, &mut calls, pc, id)
         }
     };
     v.refresh();
     out
+}
+
+/// The interpreter runs the callbacks a helper asked for, with the run's exact budget (left in
+/// `v.left` by the generated code and given back there).
+#[allow(clippy::too_many_arguments)]
+fn callbacks(
+    v: &mut VmCtx,
+    mem: &mut MemoryMap<'static>,
+    host: &mut dyn Host,
+    func: u64,
+    depth: u64,
+    calls: &mut dyn Iterator<Item = [u64; 5]>,
+    pc: u64,
+    helper: u64,
+) -> u64 {
+    // SAFETY: `interp` is the JIT program's own interpreter, alive as long as the program.
+    let interp = unsafe { &*v.interp };
+    let mut left = v.left;
+    let out = interp.run_callbacks(
+        func,
+        depth as usize,
+        calls,
+        mem,
+        host,
+        &mut left,
+        v.budget,
+        pc as usize,
+        helper,
+    );
+    v.left = left;
+    match out {
+        Ok(n) => {
+            v.status = OK;
+            n
+        }
+        Err(t) => {
+            v.trap(t.code, t.detail, t.size);
+            v.trap_pc = t.pc as u64;
+            0
+        }
+    }
 }
 
 /// `ld_abs`/`ld_ind`: packet bytes through the host, as the interpreter does.
