@@ -102,6 +102,11 @@ pub struct Verifier<'a> {
     prev_insns: u64,
     /// Deepest stack use of each subprogram (by first slot), for `check_max_stack_depth`.
     pub subprog_depth: HashMap<usize, usize>,
+    /// Global functions called on verified paths (first slots), to verify after the program.
+    pub globals_called: Vec<usize>,
+    /// Checkpoints of the runs already finished (main program, earlier global functions).
+    finished_states: usize,
+    finished_max_per_insn: usize,
 }
 
 impl<'a> Verifier<'a> {
@@ -139,6 +144,9 @@ impl<'a> Verifier<'a> {
             prev_jmps: 0,
             prev_insns: 0,
             subprog_depth: HashMap::new(),
+            globals_called: Vec::new(),
+            finished_states: 0,
+            finished_max_per_insn: 0,
         }
     }
 
@@ -151,11 +159,15 @@ impl<'a> Verifier<'a> {
         for e in &self.explored {
             *per.entry(e.pc).or_default() += 1;
         }
-        per.values().copied().max().unwrap_or(0)
+        per.values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(self.finished_max_per_insn)
     }
 
     pub fn total_states(&self) -> usize {
-        self.explored.len()
+        self.finished_states + self.explored.len()
     }
 
     pub fn new_id(&mut self) -> u32 {
@@ -328,6 +340,8 @@ impl<'a> Verifier<'a> {
         }
     }
 
+    /// `do_check_main`, then `do_check_subprogs`: each global function a verified path
+    /// called, once, on its own, from a state its BTF prototype describes.
     pub fn do_check(&mut self) -> Result<(), String> {
         self.mark_prune_points();
         let by_insn = crate::passes::liveness::live_registers(self.insns, &self.pcs);
@@ -335,12 +349,84 @@ impl<'a> Verifier<'a> {
         for (i, &pc) in self.pcs.iter().enumerate() {
             self.live[pc] = by_insn[i];
         }
+        self.run(0, self.initial_state())?;
+        let mut globals = self.opts.global_funcs.clone();
+        globals.sort_by_key(|g| g.slot);
+        let mut verified: Vec<usize> = Vec::new();
+        loop {
+            let mut new = 0;
+            for g in &globals {
+                if !self.globals_called.contains(&g.slot) || verified.contains(&g.slot) {
+                    continue;
+                }
+                let idx = self.subprog_index(g.slot);
+                if self.opts.log_level >= 1 {
+                    self.log
+                        .push(format!("Validating {}() func#{idx}...", g.name));
+                }
+                // Each function starts from no checkpoints (`free_states`).
+                self.finished_states += self.explored.len();
+                self.finished_max_per_insn = self.max_states_per_insn();
+                self.explored.clear();
+                self.by_pc.clear();
+                let mut f = Frame::new(0, g.slot, 0);
+                for (i, a) in g.args.iter().enumerate() {
+                    f.regs[i + 1] = match a {
+                        crate::ArgKind::Scalar => Reg::unknown(),
+                        crate::ArgKind::Ctx => Reg::ptr(RegType::Ctx),
+                    };
+                }
+                let st = State {
+                    frames: vec![f],
+                    refs: Vec::new(),
+                };
+                self.run(g.slot, st)?;
+                if self.opts.log_level >= 1 {
+                    self.log.push(format!(
+                        "Func#{idx} ('{}') is safe for any args that match its prototype",
+                        g.name
+                    ));
+                }
+                verified.push(g.slot);
+                new += 1;
+            }
+            if new == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The kernel's number for the subprogram starting at `slot` (subprograms in slot order).
+    fn subprog_index(&self, slot: usize) -> usize {
+        let mut starts: Vec<usize> = self
+            .insns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, insn)| match insn {
+                Insn::Call(bpfsim_vm::isa::CallTarget::Local(off)) => {
+                    Some((self.pcs[i] as i64 + 1 + *off as i64) as usize)
+                }
+                _ => None,
+            })
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        starts.iter().filter(|&&x| x > 0 && x <= slot).count()
+    }
+
+    /// A global function, if a subprogram starts at `slot` and is one.
+    pub fn global_at(&self, slot: usize) -> Option<&'a crate::GlobalFunc> {
+        self.opts.global_funcs.iter().find(|g| g.slot == slot)
+    }
+
+    /// Explore every path from `start` in state `init`.
+    fn run(&mut self, start: usize, init: State) -> Result<(), String> {
         let mut pending = vec![Pending {
-            pc: 0,
+            pc: start,
             prev: None,
-            state: self.initial_state(),
+            state: init,
             parent: None,
-            first: 0,
+            first: start,
             hist: Vec::new(),
         }];
         while let Some(Pending {

@@ -68,6 +68,25 @@ pub struct Options {
     /// The load carries BTF `func_info` (libbpf sends it for objects with BTF); without it the
     /// kernel refuses callbacks and treats every subprogram as static.
     pub func_info: bool,
+    /// Global (non-static) subprograms, by first slot, with their BTF argument kinds: the
+    /// kernel verifies each once on its own, and a call to one only checks its arguments.
+    pub global_funcs: Vec<GlobalFunc>,
+}
+
+/// What a global function's argument is, from its BTF prototype (`btf_prepare_func_args`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    Scalar,
+    /// A pointer to the program's context.
+    Ctx,
+}
+
+/// A global subprogram: where it starts and what its arguments are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalFunc {
+    pub slot: usize,
+    pub name: String,
+    pub args: Vec<ArgKind>,
 }
 
 impl Options {
@@ -80,6 +99,7 @@ impl Options {
             maps: Vec::new(),
             limit: COMPLEXITY_LIMIT,
             func_info: false,
+            global_funcs: Vec::new(),
         }
     }
 }
@@ -191,5 +211,67 @@ pub fn verify_object_program(
     opts.log_level = log_level;
     opts.maps = object_maps(obj);
     opts.func_info = obj.kernel_btf.is_some();
+    if opts.func_info {
+        opts.global_funcs = global_funcs(obj, prog, ty);
+    }
     Some(verify(&prog.insns, &opts))
+}
+
+/// The global subprograms of `prog` whose arguments bpfsim can type from BTF (scalars and
+/// context pointers); others stay inlined as static ones.
+fn global_funcs(obj: &Object, prog: &ObjProgram, ty: ProgType) -> Vec<GlobalFunc> {
+    use bpfsim_vm::loader::BtfKind;
+    let Some(btf) = &obj.btf else {
+        return Vec::new();
+    };
+    let ctx_name = match ty {
+        ProgType::Xdp => "xdp_md",
+        ProgType::SocketFilter
+        | ProgType::SchedCls
+        | ProgType::SchedAct
+        | ProgType::CgroupSkb
+        | ProgType::LwtIn
+        | ProgType::LwtOut
+        | ProgType::LwtXmit
+        | ProgType::SkSkb => "__sk_buff",
+        _ => "",
+    };
+    let arg = |id: u32| -> Option<ArgKind> {
+        let t = btf.type_by_id(btf.skip_mods_and_typedefs(id)?)?;
+        match &t.kind {
+            BtfKind::Int { .. } | BtfKind::Enum { .. } | BtfKind::Enum64 { .. } => {
+                Some(ArgKind::Scalar)
+            }
+            BtfKind::Ptr { target } => {
+                let p = btf.type_by_id(btf.skip_mods_and_typedefs(*target)?)?;
+                (!ctx_name.is_empty() && p.name == ctx_name).then_some(ArgKind::Ctx)
+            }
+            _ => None,
+        }
+    };
+    prog.functions
+        .iter()
+        .filter(|f| f.global && f.slot > 0)
+        .filter_map(|f| {
+            let id = btf.find(&f.name, |k| matches!(k, BtfKind::Func { linkage: 1, .. }))?;
+            let BtfKind::Func { proto, .. } = btf.type_by_id(id)?.kind else {
+                return None;
+            };
+            let BtfKind::FuncProto { params, .. } = &btf.type_by_id(proto)?.kind else {
+                return None;
+            };
+            if params.len() > 5 {
+                return None;
+            }
+            let args = params
+                .iter()
+                .map(|p| arg(p.type_id))
+                .collect::<Option<Vec<_>>>()?;
+            Some(GlobalFunc {
+                slot: f.slot,
+                name: f.name.clone(),
+                args,
+            })
+        })
+        .collect()
 }

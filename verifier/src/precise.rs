@@ -426,6 +426,17 @@ impl Verifier<'_> {
                 }
             }
             Insn::Ja { .. } | Insn::Gotol { .. } => {}
+            Insn::Call(CallTarget::Local(off))
+                if self
+                    .global_at((idx as i64 + 1 + off as i64) as usize)
+                    .is_some() =>
+            {
+                // A global function only sets r0; its arguments were checked by type.
+                if bt.regs[bt.frame] & ARGS != 0 {
+                    return Err(Unsupported);
+                }
+                bt.clear_reg(0);
+            }
             Insn::Call(CallTarget::Local(_)) => {
                 // Walking back out of a callee into its caller: only arguments can be sought.
                 if bt.regs[bt.frame] & !ARGS != 0 || bt.stack[bt.frame] != 0 || bt.frame == 0 {

@@ -146,6 +146,30 @@ impl Verifier<'_> {
             CallTarget::Helper(id) => self.check_helper_call(st, pc, id),
             CallTarget::Local(off) => {
                 let callee = (pc as i64 + 1 + off as i64) as usize;
+                if let Some(g) = self.global_at(callee) {
+                    // A global function is verified on its own: here only its arguments are
+                    // checked, and it returns some scalar (`btf_check_subprog_call`).
+                    for (i, a) in g.args.iter().enumerate() {
+                        let r = R::new(i as u8 + 1).expect("r1-r5");
+                        self.check_reg_read(st, r)?;
+                        let reg = *st.reg(i + 1);
+                        match a {
+                            crate::ArgKind::Scalar if !reg.is_scalar() => {
+                                return Err(format!("R{} is not a scalar", i + 1));
+                            }
+                            crate::ArgKind::Ctx if reg.ty != RegType::Ctx => {
+                                return Err(format!(
+                                    "arg#{i} expects pointer to ctx"
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
+                    if !self.globals_called.contains(&callee) {
+                        self.globals_called.push(callee);
+                    }
+                    return self.finish_call(st, pc, None, None, Reg::unknown());
+                }
                 self.push_frame(st, pc, callee, None)?;
                 Ok(Step::Next(callee))
             }
@@ -609,8 +633,18 @@ impl Verifier<'_> {
             *st.reg_mut(0) = result;
             return Ok(Step::Next(callsite + 1));
         }
-        let d = self.subprog_depth.entry(0).or_default();
+        let d = self.subprog_depth.entry(st.frames[0].subprog).or_default();
         *d = (*d).max(st.frames[0].depth);
+        if st.frames[0].subprog != 0 {
+            // The end of a global function: some scalar, whatever the program type.
+            if !r0.is_scalar() {
+                return Err(format!(
+                    "At subprogram exit the register R0 is not a scalar value ({})",
+                    type_str(&r0)
+                ));
+            }
+            return Ok(Step::Done);
+        }
         if let Some(r) = st.refs.first() {
             self.log.push(format!(
                 "Unreleased reference id={} alloc_insn={}",

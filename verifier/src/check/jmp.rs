@@ -59,6 +59,10 @@ fn mark_null(st: &mut State, id: u32, is_null: bool) {
     }
 }
 
+/// Packet pointer ranges that say the pointer is past the end, or at it.
+const BEYOND_PKT_END: i32 = -2;
+const AT_PKT_END: i32 = -1;
+
 /// `find_good_pkt_pointers`: `reg` (and its copies) is proven `range` bytes short of the end.
 fn mark_pkt_range(st: &mut State, reg: &Reg, right_open: bool) {
     if reg.off < 0 || (reg.off == 0 && right_open) {
@@ -140,7 +144,8 @@ impl Verifier<'_> {
         }
         // Packet pointers against their end.
         if !w32 {
-            if let Some(step) = self.pkt_compare(st, &a, &b, op, fall, taken) {
+            let src_no = src_reg.map(|r| r.index());
+            if let Some(step) = self.pkt_compare(st, &a, &b, dst.index(), src_no, op, fall, taken) {
                 return Ok(step);
             }
         }
@@ -211,31 +216,67 @@ impl Verifier<'_> {
         })
     }
 
-    /// `try_match_pkt_pointers`.
+    /// `try_match_pkt_pointers`, and `is_pkt_ptr_branch_taken` before it.
+    #[allow(clippy::too_many_arguments)]
     fn pkt_compare(
         &mut self,
         st: &mut State,
         a: &Reg,
         b: &Reg,
+        dst: usize,
+        src: Option<usize>,
         op: Cond,
         fall: usize,
         taken: usize,
     ) -> Option<Step> {
         // Normalise to `pkt op end`.
-        let (p, op) = if is_end_of(a, b) {
-            (*a, op)
+        let (p, pno, op) = if is_end_of(a, b) {
+            (*a, Some(dst), op)
         } else if is_end_of(b, a) {
-            (*b, op.flip())
+            (*b, src, op.flip())
         } else {
             return None;
         };
+        // A pointer known to be at or beyond the end decides some comparisons with it.
+        if p.ty == RegType::Packet && p.range < 0 {
+            let decided = match op {
+                Cond::Gt | Cond::Le if p.range == BEYOND_PKT_END => Some(op == Cond::Gt),
+                Cond::Lt | Cond::Ge => Some(op == Cond::Ge),
+                _ => None,
+            };
+            if let Some(t) = decided {
+                return Some(Step::Next(if t { taken } else { fall }));
+            }
+        }
         let mut other = st.clone();
+        // `mark_pkt_end`: on the side where the pointer is past (or at) the end, that register
+        // (and no copy of it) says so.
+        let mark_end = |s: &mut State, beyond: bool| {
+            if let Some(n) = pno {
+                let r = s.reg_mut(n);
+                if r.ty == RegType::Packet {
+                    r.range = if beyond { BEYOND_PKT_END } else { AT_PKT_END };
+                }
+            }
+        };
         // Which side proves `p <= end` (closed) or `p < end` (right open).
         match op {
-            Cond::Gt => mark_pkt_range(st, &p, false),
-            Cond::Le => mark_pkt_range(&mut other, &p, false),
-            Cond::Ge => mark_pkt_range(st, &p, true),
-            Cond::Lt => mark_pkt_range(&mut other, &p, true),
+            Cond::Gt => {
+                mark_pkt_range(st, &p, false);
+                mark_end(&mut other, true);
+            }
+            Cond::Le => {
+                mark_pkt_range(&mut other, &p, false);
+                mark_end(st, true);
+            }
+            Cond::Ge => {
+                mark_pkt_range(st, &p, true);
+                mark_end(&mut other, false);
+            }
+            Cond::Lt => {
+                mark_pkt_range(&mut other, &p, true);
+                mark_end(st, false);
+            }
             _ => {}
         }
         Some(Step::Fork {

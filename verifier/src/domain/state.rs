@@ -140,7 +140,13 @@ fn regsafe(old: &Reg, cur: &Reg, precise: bool) -> bool {
     match old.ty {
         RegType::Scalar => !precise || bounds,
         RegType::Packet | RegType::PacketMeta => {
-            old.off == cur.off && old.range <= cur.range && bounds && (old.id == 0) == (cur.id == 0)
+            // A pointer known past (or at) the end matches only the same knowledge.
+            let range = if old.range < 0 || cur.range < 0 {
+                old.range == cur.range
+            } else {
+                old.range <= cur.range
+            };
+            old.off == cur.off && range && bounds && (old.id == 0) == (cur.id == 0)
         }
         _ => {
             old.off == cur.off
