@@ -198,26 +198,6 @@ impl Interpreter {
         }
     }
 
-    /// [`Self::callbacks`] for another engine (the JIT) whose helper asked for callbacks
-    /// (`bpf_loop`, `bpf_for_each_map_elem`, ...): the interpreter runs them, from frame
-    /// `depth + 1`, with the budget `left` (updated) of a run of total `budget`; `pc` and `helper`
-    /// name the calling instruction in a trap.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_callbacks(
-        &self,
-        func: u64,
-        depth: usize,
-        calls: &mut dyn Iterator<Item = [u64; 5]>,
-        mem: &mut MemoryMap<'_>,
-        host: &mut dyn Host,
-        left: &mut u64,
-        budget: u64,
-        pc: usize,
-        helper: u64,
-    ) -> Result<u64, Trap> {
-        self.callbacks(func, depth, calls, mem, host, left, budget, pc, helper)
-    }
-
     /// Call the subprogram at code address `func` one frame below `depth` with each argument set,
     /// stopping after a call that returns non-zero; returns the number of calls made. (The
     /// interpreter's own levels call [`Self::callbacks_in`]; this is for other engines' helpers.)
@@ -471,6 +451,21 @@ impl Interpreter {
                 ($x:expr, $op:tt, $t:expr) => {
                     $x $op $t
                 };
+            }
+            // A fused conditional jump and the `ja` after it: each pays for the run it enters, as
+            // two steps would.
+            macro_rules! jump_else_ja {
+                ($cond:expr) => {{
+                    if $cond {
+                        ip = base.wrapping_add(op.off as usize);
+                        charge!();
+                    } else {
+                        // `ip` is at the `ja`, a run of one.
+                        charge!();
+                        ip = base.wrapping_add(at!(0).off as usize);
+                        charge!();
+                    }
+                }};
             }
             // A fused `add rD, aux` and conditional jump: the sum stays in a host register.
             macro_rules! add_jump_if {
@@ -810,6 +805,28 @@ impl Interpreter {
                 K::AddJsltR => add_jump_if!(|v| (v as i64) < r[s!()] as i64),
                 K::AddJsleI => add_jump_if!(|v| v as i64 <= imm!() as i64),
                 K::AddJsleR => add_jump_if!(|v| v as i64 <= r[s!()] as i64),
+                K::JeqJaI => jump_else_ja!(r[d!()] == imm!()),
+                K::JeqJaR => jump_else_ja!(r[d!()] == r[s!()]),
+                K::JgtJaI => jump_else_ja!(r[d!()] > imm!()),
+                K::JgtJaR => jump_else_ja!(r[d!()] > r[s!()]),
+                K::JgeJaI => jump_else_ja!(r[d!()] >= imm!()),
+                K::JgeJaR => jump_else_ja!(r[d!()] >= r[s!()]),
+                K::JsetJaI => jump_else_ja!(r[d!()] & imm!() != 0),
+                K::JsetJaR => jump_else_ja!(r[d!()] & r[s!()] != 0),
+                K::JneJaI => jump_else_ja!(r[d!()] != imm!()),
+                K::JneJaR => jump_else_ja!(r[d!()] != r[s!()]),
+                K::JsgtJaI => jump_else_ja!((r[d!()] as i64) > imm!() as i64),
+                K::JsgtJaR => jump_else_ja!((r[d!()] as i64) > r[s!()] as i64),
+                K::JsgeJaI => jump_else_ja!((r[d!()] as i64) >= imm!() as i64),
+                K::JsgeJaR => jump_else_ja!((r[d!()] as i64) >= r[s!()] as i64),
+                K::JltJaI => jump_else_ja!(r[d!()] < imm!()),
+                K::JltJaR => jump_else_ja!(r[d!()] < r[s!()]),
+                K::JleJaI => jump_else_ja!(r[d!()] <= imm!()),
+                K::JleJaR => jump_else_ja!(r[d!()] <= r[s!()]),
+                K::JsltJaI => jump_else_ja!((r[d!()] as i64) < imm!() as i64),
+                K::JsltJaR => jump_else_ja!((r[d!()] as i64) < r[s!()] as i64),
+                K::JsleJaI => jump_else_ja!((r[d!()] as i64) <= imm!() as i64),
+                K::JsleJaR => jump_else_ja!((r[d!()] as i64) <= r[s!()] as i64),
                 K::LshXor => shift_combine!(<<, ^),
                 K::LshOr => shift_combine!(<<, |),
                 K::LshAdd => shift_combine!(<<, +),

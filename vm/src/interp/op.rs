@@ -71,6 +71,11 @@ kinds! {
     MovZext, MovSext,
     /// `mov rD, rS` then `op rD, rX` (64-bit), `rX` in `aux`: `rD = rS op rX`.
     MovAdd64R, MovSub64R, MovOr64R, MovAnd64R, MovXor64R,
+    /// A 64-bit conditional jump followed by `ja`: not taken, the `ja` (whose target is in the
+    /// next op) runs in the same step. Clang's loops end this way (`if done goto +1; goto top`).
+    JeqJaI, JeqJaR, JgtJaI, JgtJaR, JgeJaI, JgeJaR, JsetJaI, JsetJaR, JneJaI, JneJaR,
+    JsgtJaI, JsgtJaR, JsgeJaI, JsgeJaR, JltJaI, JltJaR, JleJaI, JleJaR, JsltJaI, JsltJaR,
+    JsleJaI, JsleJaR,
 }
 
 /// One pre-decoded slot.
@@ -487,6 +492,9 @@ fn fuse_pair(a: Op, b: Op) -> Option<Op> {
             };
             f.imm = b.imm;
         }
+        (_, Ja) if (Jeq64I as u8..=Jsle64R as u8).contains(&(a.kind as u8)) => {
+            f.kind = K::ALL[(JeqJaI as u8 + (a.kind as u8 - Jeq64I as u8)) as usize];
+        }
         (Add64I | Sub64I, _)
             if b.dst == a.dst && (Jeq64I as u8..=Jsle64R as u8).contains(&(b.kind as u8)) =>
         {
@@ -550,6 +558,10 @@ mod tests {
         assert_eq!(
             K::ALL[(K::AddJeqI as u8 + (K::Jset64I as u8 - K::Jeq64I as u8)) as usize],
             K::AddJsetI
+        );
+        assert_eq!(
+            K::ALL[(K::JeqJaI as u8 + (K::Jsle64R as u8 - K::Jeq64I as u8)) as usize],
+            K::JsleJaR
         );
     }
 }

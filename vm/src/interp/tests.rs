@@ -130,7 +130,14 @@ fn statement(g: &mut Rng, p: &str, k: usize, n: usize) -> String {
         4 => format!("stx{} [%r9{:+}], %r{a}", g.pick(&SIZES), moff(g)),
         5 => format!("st{} [%r10-{}], {}", g.pick(&SIZES), g.below(72), g.imm()),
         6 => format!("ldx{} %r{a}, [%r10-{}]", g.pick(&SIZES), g.below(72)),
-        7 => format!("{}{w} %r{a}, {}, {}", g.pick(&JMP), rhs(g), target(g)),
+        7 => {
+            // One time in three followed by `ja`, as clang ends loops.
+            let jcc = format!("{}{w} %r{a}, {}, {}", g.pick(&JMP), rhs(g), target(g));
+            match g.below(3) {
+                0 => format!("{jcc}\nja {}", target(g)),
+                _ => jcc,
+            }
+        }
         8 => format!("ja {}", target(g)),
         9 => format!(
             "lock {}add [%r9{:+}], %r{a}",
@@ -246,7 +253,7 @@ fn program(g: &mut Rng) -> String {
 }
 
 fn cases() -> u64 {
-    let default = if cfg!(debug_assertions) { 1500 } else { 20000 };
+    let default = if cfg!(debug_assertions) { 3000 } else { 20000 };
     std::env::var("BPFSIM_INTERP_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
