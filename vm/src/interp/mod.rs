@@ -198,10 +198,31 @@ impl Interpreter {
         }
     }
 
+    /// [`Self::callbacks`] for another engine (the JIT) whose helper asked for callbacks
+    /// (`bpf_loop`, `bpf_for_each_map_elem`, ...): the interpreter runs them, from frame
+    /// `depth + 1`, with the budget `left` (updated) of a run of total `budget`; `pc` and `helper`
+    /// name the calling instruction in a trap.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_callbacks(
+        &self,
+        func: u64,
+        depth: usize,
+        calls: &mut dyn Iterator<Item = [u64; 5]>,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        left: &mut u64,
+        budget: u64,
+        pc: usize,
+        helper: u64,
+    ) -> Result<u64, Trap> {
+        self.callbacks(func, depth, calls, mem, host, left, budget, pc, helper)
+    }
+
     /// Call the subprogram at code address `func` one frame below `depth` with each argument set,
     /// stopping after a call that returns non-zero; returns the number of calls made. (The
-    /// interpreter's own levels call [`Self::callbacks_in`]; this is for other engines' helpers.)
-    #[allow(clippy::too_many_arguments, dead_code)]
+    /// interpreter's own levels call [`Self::callbacks_in`]; this is for other engines' helpers,
+    /// through [`Self::run_callbacks`].)
+    #[allow(clippy::too_many_arguments)]
     fn callbacks<H: Host + ?Sized>(
         &self,
         func: u64,
