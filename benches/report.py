@@ -86,13 +86,17 @@ def main() -> int:
 
     print("\nload, verify, jit_compile: time per object\n")
     print("| object | ELF parse + link | simulator load | kernel load (its verifier + JIT) "
-          "| bpfsim verify | bpfsim JIT compile | interpreter translation | rbpf JIT compile |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| bpfsim verify | kernel verify (raw load) | bpfsim verify / kernel "
+          "| bpfsim JIT compile | interpreter translation | rbpf JIT compile |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for o in OBJECTS:
-        cols = [f"load/{o}/elf", f"load/{o}/sim", f"load/{o}/kernel", f"verify/{o}/bpfsim",
-                f"jit_compile/{o}/bpfsim_jit", f"jit_compile/{o}/bpfsim_interp_translate",
-                f"jit_compile/{o}/rbpf_jit"]
-        print(f"| {o} | " + " | ".join(human(d.get(c)) for c in cols) + " |")
+        load_cols = [f"load/{o}/elf", f"load/{o}/sim", f"load/{o}/kernel", f"verify/{o}/bpfsim",
+                     f"verify/{o}/kernel"]
+        compile_cols = [f"jit_compile/{o}/bpfsim_jit", f"jit_compile/{o}/bpfsim_interp_translate",
+                        f"jit_compile/{o}/rbpf_jit"]
+        v = ratio(d.get(f"verify/{o}/bpfsim"), d.get(f"verify/{o}/kernel"))
+        print(f"| {o} | " + " | ".join(human(d.get(c)) for c in load_cols) + f" | {v} | "
+              + " | ".join(human(d.get(c)) for c in compile_cols) + " |")
     return 0
 
 

@@ -4,7 +4,8 @@
 //! - `load/<object>/{elf,sim,kernel}`: bpfsim's ELF parser and linker alone; the simulator's load
 //!   (maps created, program linked and translated for the interpreter); the kernel's load through
 //!   `bpfsim-kernel` (maps created, `BPF_PROG_LOAD`, which includes the kernel's verifier and JIT).
-//! - `verify/<object>/bpfsim`: bpfsim's verifier on the program as libbpf would load it.
+//! - `verify/<object>/{bpfsim,kernel}`: bpfsim's verifier on the program as libbpf would load it;
+//!   the kernel's, as a raw `BPF_PROG_LOAD` (its JIT included; programs without maps).
 //! - `jit_compile/<object>/{bpfsim_jit,bpfsim_interp_translate,rbpf_jit}`, and the same on a
 //!   synthetic 1,000-instruction program.
 //! - `execute/<workload>/{interp,jit,kernel,rbpf_interp,rbpf_jit}`: one run of the program on its
@@ -84,6 +85,8 @@ fn load(c: &mut Criterion) {
 fn verify(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify");
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    #[cfg(target_os = "linux")]
+    let bpf = kernel("verify");
     for w in objects::distinct_objects() {
         let obj = bpfsim_vm::loader::load_object(w.elf).expect("the object loads");
         let prog = obj.find_program(w.prog).expect("program");
@@ -96,8 +99,48 @@ fn verify(c: &mut Criterion) {
                     .accepted
             })
         });
+        #[cfg(target_os = "linux")]
+        if let Some(bpf) = &bpf {
+            bench_kernel_verify(&mut group, bpf, &w, prog);
+        }
     }
     group.finish();
+}
+
+/// The kernel's verifier: a raw `BPF_PROG_LOAD` of the program, timed with the same clock as
+/// bpfsim's verifier (the thread's CPU time includes the system call's). That also counts the
+/// kernel's JIT of the program (the whole load of the empty program is about 20 µs). Not the
+/// `verification time` of the kernel's `BPF_LOG_STATS` line: that is kernel wall time, which a
+/// busy machine inflates, and any log level of 1 or more makes the kernel print every
+/// instruction it walks (10-20x slower on these loops). Programs with maps are left out (a raw
+/// load would need their fds): `load/*/kernel` covers them.
+#[cfg(target_os = "linux")]
+fn bench_kernel_verify(
+    group: &mut BenchmarkGroup<'_, Clock>,
+    bpf: &bpfsim_kernel::KernelBpf,
+    w: &objects::ObjectWorkload,
+    prog: &bpfsim_vm::loader::ObjProgram,
+) {
+    use bpfsim_vm::isa::{Imm64, Insn};
+    let has_maps = prog.insns.iter().any(|i| {
+        matches!(
+            i,
+            Insn::LdImm64 {
+                imm: Imm64::MapIdx(_) | Imm64::MapIdxValue { .. },
+                ..
+            }
+        )
+    });
+    if has_maps {
+        return;
+    }
+    let code = prog.to_bytes();
+    let xdp = bpfsim_kernel::ProgType::XDP;
+    bpf.prog_load(xdp, &code, "GPL", 1)
+        .unwrap_or_else(|e| panic!("kernel verifier on {}: {e}", w.file));
+    group.bench_function(format!("{}/kernel", w.object_name()), |b| {
+        b.iter(|| bpf.prog_load(xdp, black_box(&code), "GPL", 0).unwrap())
+    });
 }
 
 /// A 1,000-instruction straight-line program with branches (the compile-time bound:
