@@ -79,6 +79,9 @@ pub struct Verifier<'a> {
     /// Where a path may arrive other than by falling through: each arrival is recorded in the
     /// jump history that precision backtracking walks (`is_jmp_point`).
     jmp_point: Vec<bool>,
+    /// Helper calls that run a callback (`bpf_loop`, ...): a checkpoint at each visit, and a
+    /// visit whose state is within one still in progress there ends the iteration.
+    calls_callback: Vec<bool>,
     pub explored: Vec<Explored>,
     /// Checkpoints by instruction, oldest first (the kernel's list, newest first, reversed);
     /// ones that keep missing are dropped from here but stay in `explored` as parents.
@@ -130,6 +133,7 @@ impl<'a> Verifier<'a> {
             processed: 0,
             prune: vec![false; slot + 1],
             jmp_point: vec![false; slot + 1],
+            calls_callback: vec![false; slot + 1],
             explored: Vec::new(),
             by_pc: HashMap::new(),
             next_id: 0,
@@ -198,7 +202,31 @@ impl<'a> Verifier<'a> {
                         }
                     }
                 }
+                Insn::LdImm64 {
+                    imm: bpfsim_vm::isa::Imm64::Func(off),
+                    ..
+                } => {
+                    // A callback's address: its body is a branch target, as for a call.
+                    self.prune[pc] = true;
+                    self.prune[next.min(last)] = true;
+                    self.jmp_point[next.min(last)] = true;
+                    let t = (next as i64 + *off as i64 - 1) as usize;
+                    if t < self.prune.len() {
+                        self.prune[t] = true;
+                        self.jmp_point[t] = true;
+                    }
+                }
                 Insn::Call(target) => {
+                    if let bpfsim_vm::isa::CallTarget::Helper(id) = target {
+                        if matches!(
+                            bpfsim_vm::spec::helper_name(*id as i64),
+                            Some("loop" | "for_each_map_elem" | "find_vma" | "user_ringbuf_drain")
+                        ) {
+                            self.prune[pc] = true;
+                            self.jmp_point[pc] = true;
+                            self.calls_callback[pc] = true;
+                        }
+                    }
                     self.prune[next.min(last)] = true;
                     self.jmp_point[next.min(last)] = true;
                     if let bpfsim_vm::isa::CallTarget::Local(off) = target {
@@ -253,10 +281,71 @@ impl<'a> Verifier<'a> {
         }
     }
 
+    /// `widen_imprecise_scalars`: back at a callback's call, scalars that changed since the
+    /// previous visit of the call on this path and that nothing relied on become unknown, so
+    /// that the visits converge (a counter bumped by the callback would otherwise never repeat).
+    pub fn widen_imprecise(&self, st: &mut State, pc: usize) {
+        let listed = self.by_pc.get(&pc);
+        let mut p = self.cur_parent;
+        let prev = loop {
+            let Some(i) = p else { return };
+            let e = &self.explored[i];
+            if e.pc == pc
+                && e.branches > 0
+                && listed.is_some_and(|l| l.contains(&i))
+                && e.state.frames.len() == st.frames.len()
+                && e.state
+                    .frames
+                    .iter()
+                    .zip(&st.frames)
+                    .all(|(a, b)| a.callsite == b.callsite)
+            {
+                break e;
+            }
+            p = e.parent;
+        };
+        let same = |a: &Reg, b: &Reg| {
+            let (mut a, mut b) = (*a, *b);
+            a.id = 0;
+            b.id = 0;
+            a == b
+        };
+        for (f, (old, cur)) in prev
+            .state
+            .frames
+            .iter()
+            .zip(st.frames.iter_mut())
+            .enumerate()
+        {
+            let (pregs, pstack) = prev.prec.get(f).copied().unwrap_or((0, 0));
+            for (r, (o, c)) in old.regs.iter().zip(cur.regs.iter_mut()).enumerate() {
+                if o.is_scalar() && c.is_scalar() && pregs & (1 << r) == 0 && !same(o, c) {
+                    *c = Reg::unknown();
+                }
+            }
+            for (i, (o, c)) in old.stack.iter().zip(cur.stack.iter_mut()).enumerate() {
+                if o.bytes[0] != crate::domain::state::Byte::Spill
+                    || c.bytes[0] != crate::domain::state::Byte::Spill
+                {
+                    continue;
+                }
+                let precise = i < 64 && pstack & (1 << i) != 0;
+                if o.spilled.is_scalar()
+                    && c.spilled.is_scalar()
+                    && !precise
+                    && !same(&o.spilled, &c.spilled)
+                {
+                    c.spilled = Reg::unknown();
+                }
+            }
+        }
+    }
+
     /// `is_state_visited`.
     fn visit(&mut self, pc: usize, st: &State) -> Result<Visit, String> {
         // Long segments are cut so the history stays short (`jmp_history_cnt > 40`).
-        let force = self.cur_hist.len() > 40;
+        let callback_call = self.calls_callback.get(pc).copied().unwrap_or(false);
+        let force = callback_call || self.cur_hist.len() > 40;
         let mut add =
             force || (self.jmps - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8);
         let live = self.live_masks(st, pc);
@@ -265,7 +354,25 @@ impl<'a> Verifier<'a> {
         // Newest first, as the kernel adds each checkpoint at its list's head.
         for k in (0..list.len()).rev() {
             let i = list[k];
-            if self.explored[i].branches > 0 {
+            let mut hit = false;
+            if self.explored[i].branches > 0 && callback_call {
+                // Back at a callback's call with a state within one seen on the way here:
+                // further visits of the callback add nothing.
+                hit = states_equal(
+                    &self.explored[i].state,
+                    st,
+                    &live,
+                    &self.explored[i].prec,
+                    true,
+                );
+                if !hit
+                    && !force
+                    && self.jmps - self.prev_jmps < 20
+                    && self.processed - self.prev_insns < 100
+                {
+                    add = false;
+                }
+            } else if self.explored[i].branches > 0 {
                 // A checkpoint on the current path: an identical state is an infinite loop.
                 let c = cleaned.get_or_insert_with(|| {
                     let mut c = st.clone();
@@ -283,7 +390,16 @@ impl<'a> Verifier<'a> {
                 {
                     add = false;
                 }
-            } else if states_equal(&self.explored[i].state, st, &live, &self.explored[i].prec) {
+            } else {
+                hit = states_equal(
+                    &self.explored[i].state,
+                    st,
+                    &live,
+                    &self.explored[i].prec,
+                    false,
+                );
+            }
+            if hit {
                 self.explored[i].hits += 1;
                 if self.jmp_point.get(pc).copied().unwrap_or(false) {
                     self.push_hist(None, Vec::new());
@@ -295,7 +411,14 @@ impl<'a> Verifier<'a> {
             if add {
                 e.misses += 1;
             }
-            if e.misses > e.hits * 3 + 3 {
+            // Checkpoints at callback calls are kept longer while in progress, so that the
+            // iteration can converge on them.
+            let n = if callback_call && e.branches > 0 {
+                64
+            } else {
+                3
+            };
+            if e.misses > e.hits * n + n {
                 if let Some(l) = self.by_pc.get_mut(&pc) {
                     l.retain(|&x| x != i);
                 }

@@ -441,10 +441,12 @@ impl Verifier<'_> {
             if r4.is_scalar() && r4.is_const() && r4.var_off.value == 0 {
                 self.mark_precise(st, 4);
             }
+            // The iteration count bounds how often the callback is visited.
+            self.mark_precise(st, 1);
         }
         let r0 = self.ret_reg(st, p, map, alloc_size, pc);
         if let Some(cb) = callback {
-            return self.enter_callback(st, pc, p, cb as usize, map);
+            return self.enter_callback(st, pc, p, cb as usize, map, r0);
         }
         let step = self.finish_call(st, pc, Some(p), map, r0)?;
         if changes_pkt_data(p.name) {
@@ -556,8 +558,11 @@ impl Verifier<'_> {
         Ok(Step::Next(pc + 1))
     }
 
-    /// `bpf_loop`, `bpf_for_each_map_elem` and friends: the callback runs in a frame of its own
-    /// with the arguments the helper gives it; on its exit the caller goes on after the call.
+    /// `bpf_loop`, `bpf_for_each_map_elem` and friends (`push_callback_call`): one more visit
+    /// of the callback, in a frame of its own with the arguments the helper gives it, is left
+    /// for later; this path goes on after the call as if the callback had run no more. Each
+    /// visit ends back at the call, which pushes the next one, until a visit's state at the
+    /// call is one already seen (see `visit`).
     fn enter_callback(
         &mut self,
         st: &mut State,
@@ -565,33 +570,51 @@ impl Verifier<'_> {
         p: &HelperProto,
         callback: usize,
         map: Option<u32>,
+        r0: Reg,
     ) -> Result<Step, String> {
         let caller = st.cur().regs;
-        let mut args = [Reg::NOT_INIT; 5];
-        match p.name {
-            "loop" => {
-                args[0] = Reg::unknown();
-                args[0].umax = u32::MAX as u64;
-                args[0].sync();
-                args[1] = caller[3];
+        // bpf_loop stops being revisited once it has been entered as often as it may run.
+        let visit = p.name != "loop" || (st.cur().callback_depth as u64) < caller[1].umax;
+        let mut other = None;
+        if visit {
+            let mut args = [Reg::NOT_INIT; 5];
+            match p.name {
+                "loop" => {
+                    args[0] = Reg::unknown();
+                    args[0].umax = u32::MAX as u64;
+                    args[0].sync();
+                    args[1] = caller[3];
+                }
+                "for_each_map_elem" => {
+                    let m = map.unwrap_or(0);
+                    args[0] = caller[1];
+                    args[1] = Reg::ptr(RegType::MapKey);
+                    args[1].map = m;
+                    args[2] = Reg::ptr(RegType::MapValue);
+                    args[2].map = m;
+                    args[3] = caller[3];
+                }
+                _ => {
+                    args[0] = Reg::unknown();
+                    args[1] = Reg::unknown();
+                    args[2] = Reg::unknown();
+                }
             }
-            "for_each_map_elem" => {
-                let m = map.unwrap_or(0);
-                args[0] = caller[1];
-                args[1] = Reg::ptr(RegType::MapKey);
-                args[1].map = m;
-                args[2] = Reg::ptr(RegType::MapValue);
-                args[2].map = m;
-                args[3] = caller[3];
-            }
-            _ => {
-                args[0] = Reg::unknown();
-                args[1] = Reg::unknown();
-                args[2] = Reg::unknown();
-            }
+            let mut cb = st.clone();
+            cb.cur_mut().callback_depth += 1;
+            self.push_frame(&mut cb, pc, callback, Some(args))?;
+            other = Some(Box::new(cb));
         }
-        self.push_frame(st, pc, callback, Some(args))?;
-        Ok(Step::Next(callback))
+        st.cur_mut().callback_depth = 0;
+        self.finish_call(st, pc, Some(p), map, r0)?;
+        Ok(match other {
+            Some(other) => Step::Fork {
+                fall: pc + 1,
+                taken: callback,
+                other,
+            },
+            None => Step::Next(pc + 1),
+        })
     }
 
     /// `BPF_EXIT`: return to the caller, or end the path with the program's checks.
@@ -614,7 +637,6 @@ impl Verifier<'_> {
             }
             let d = self.subprog_depth.entry(callee.subprog).or_default();
             *d = (*d).max(callee.depth);
-            let mut result = r0;
             if is_callback {
                 if !r0.is_scalar() {
                     return Err(format!(
@@ -625,12 +647,15 @@ impl Verifier<'_> {
                 if r0.smin < 0 || r0.smax > 1 {
                     return Err(invalid_scalar("At callback return", &r0, 0, 1));
                 }
-                result = Reg::unknown();
+                // Back to the call, which schedules the next visit of the callback; the
+                // caller's registers are as they were before the call.
+                self.widen_imprecise(st, callsite);
+                return Ok(Step::Next(callsite));
             }
             for r in 1..=5 {
                 *st.reg_mut(r) = Reg::NOT_INIT;
             }
-            *st.reg_mut(0) = result;
+            *st.reg_mut(0) = r0;
             return Ok(Step::Next(callsite + 1));
         }
         let d = self.subprog_depth.entry(st.frames[0].subprog).or_default();

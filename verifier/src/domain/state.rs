@@ -42,6 +42,8 @@ pub struct Frame {
     pub subprog: usize,
     /// Deepest stack byte touched, for the stack depth check.
     pub depth: usize,
+    /// Visits of a callback this frame's current helper call has scheduled (`callback_depth`).
+    pub callback_depth: u32,
 }
 
 impl Frame {
@@ -66,6 +68,7 @@ impl Frame {
             callsite,
             subprog,
             depth: 0,
+            callback_depth: 0,
         }
     }
 }
@@ -221,7 +224,13 @@ fn stacksafe(old: &Frame, cur: &Frame, prec: u64) -> bool {
 
 /// `states_equal`: `cur` is safe if `old` (fully explored) was. `live` says which registers of
 /// each frame may still be read; `prec` which scalars of `old` were relied on.
-pub fn states_equal(old: &State, cur: &State, live: &[u16], prec: &[Prec]) -> bool {
+pub fn states_equal(
+    old: &State,
+    cur: &State,
+    live: &[u16],
+    prec: &[Prec],
+    range_within: bool,
+) -> bool {
     if old.frames.len() != cur.frames.len() || old.refs.len() != cur.refs.len() {
         return false;
     }
@@ -231,8 +240,14 @@ pub fn states_equal(old: &State, cur: &State, live: &[u16], prec: &[Prec]) -> bo
         .enumerate()
         .all(|(f, (o, c))| {
             let mask = live.get(f).copied().unwrap_or(u16::MAX);
-            let (pregs, pstack) = prec.get(f).copied().unwrap_or((0, 0));
+            // RANGE_WITHIN (loops whose marks are not final yet): every scalar counts.
+            let (pregs, pstack) = if range_within {
+                (u16::MAX, u64::MAX)
+            } else {
+                prec.get(f).copied().unwrap_or((0, 0))
+            };
             o.callsite == c.callsite
+                && o.callback_depth <= c.callback_depth
                 && o.regs
                     .iter()
                     .zip(&c.regs)
