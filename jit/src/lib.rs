@@ -74,6 +74,19 @@ pub(crate) fn atomic_from_code(c: u64) -> Option<AtomicOp> {
     })
 }
 
+/// What the verifier proved about a program, for the JIT to use. Indexed by slot (an `lddw`
+/// takes two).
+#[derive(Clone, Debug, Default)]
+pub struct Hints {
+    /// The memory access at this slot never touches the context (its pointer is never
+    /// `PTR_TO_CTX`). Such an access keeps its bounds check, but a failed check can only be a
+    /// fault, so it goes straight to the trap instead of calling into Rust and coming back: no
+    /// call on the hot path, so nothing around it has to live in the few callee-saved registers,
+    /// and fewer blocks to compile. If the hint were wrong, the access would trap where the
+    /// interpreter reads the context: a different result, never an unchecked access.
+    pub no_ctx: Vec<bool>,
+}
+
 /// A compiled program. Owns its code; runs any number of times.
 pub struct JitProgram {
     _module: JITModule,
@@ -109,6 +122,17 @@ struct Shims {
     clear_frame: FuncRef,
 }
 
+/// A fault exit of a proven non-context access, filled after the body.
+struct Fault {
+    block: Block,
+    pc: usize,
+    code: TrapCode,
+    addr: Value,
+    size: u64,
+    /// Instructions of the block after the faulting one: their budget is given back.
+    unexecuted: u64,
+}
+
 struct Gen<'a, 'b> {
     b: FunctionBuilder<'b>,
     regs: [Variable; 11],
@@ -130,6 +154,9 @@ struct Gen<'a, 'b> {
     /// Shared: a helper call stopped the run; the shim left the pc and the exact budget in the
     /// context (a trap inside a callback has the callback's pc).
     helper_stop_block: Block,
+    /// [`Hints::no_ctx`].
+    no_ctx: &'a [bool],
+    faults: Vec<Fault>,
     /// The continuation of each local call site, by site index.
     ret_sites: Vec<Block>,
     /// Instructions of the current block, and the index of the one being translated: a stop
@@ -147,6 +174,11 @@ fn vm_off(field: usize) -> i32 {
 impl JitProgram {
     /// Compile `prog`.
     pub fn compile(prog: &Program) -> Result<JitProgram, JitError> {
+        Self::compile_with(prog, &Hints::default())
+    }
+
+    /// [`Self::compile`] using what the verifier proved ([`Hints`]).
+    pub fn compile_with(prog: &Program, hints: &Hints) -> Result<JitProgram, JitError> {
         let insns = prog.insns();
         let pcs: Vec<usize> = prog.iter().map(|(pc, _)| pc).collect();
         for (pc, insn) in prog.iter() {
@@ -311,6 +343,8 @@ impl JitProgram {
                 stop_block,
                 budget_block,
                 helper_stop_block,
+                no_ctx: &hints.no_ctx,
+                faults: Vec::new(),
                 ret_sites: Vec::new(),
                 block_len: 0,
                 block_pos: 0,
@@ -319,6 +353,7 @@ impl JitProgram {
             let first = g.blocks[0].expect("slot 0 leads");
             g.b.ins().jump(first, &[]);
             g.body(insns)?;
+            g.fault_epilogues();
             g.helper_stop_epilogue();
             g.stop_epilogue();
             g.budget_epilogue();
@@ -670,13 +705,64 @@ impl Gen<'_, '_> {
             .jump(self.stop_block, &[tpc.into(), zero.into()]);
     }
 
+    /// A proven non-context access: a failed check is the fault, on a cold path that ends the
+    /// run. The block is filled at the end ([`Self::fault_epilogues`]): the builder must finish
+    /// the current block first.
+    fn fault_path(&mut self, pc: usize, addr: Value, size: Size, write: bool) -> Block {
+        let fault = self.b.create_block();
+        self.b.set_cold_block(fault);
+        let code = if write {
+            TrapCode::MemoryWrite
+        } else {
+            TrapCode::MemoryRead
+        };
+        let unexecuted = self.block_len - self.block_pos - 1;
+        self.faults.push(Fault {
+            block: fault,
+            pc,
+            code,
+            addr,
+            size: size.bytes() as u64,
+            unexecuted,
+        });
+        fault
+    }
+
+    fn fault_epilogues(&mut self) {
+        for f in std::mem::take(&mut self.faults) {
+            self.b.switch_to_block(f.block);
+            if f.unexecuted > 0 {
+                let left = self.b.use_var(self.left);
+                let back = self.b.ins().iadd_imm(left, f.unexecuted as i64);
+                self.b.def_var(self.left, back);
+            }
+            let pcv = self.iconst(f.pc as u64);
+            let c = self.iconst(f.code as u64);
+            let sz = self.iconst(f.size);
+            self.b.ins().jump(
+                self.trap_block,
+                &[pcv.into(), c.into(), f.addr.into(), sz.into()],
+            );
+        }
+    }
+
     fn load(&mut self, pc: usize, addr: Value, size: Size) -> Value {
+        let ty = Self::mem_ty(size);
+        if self.no_ctx.get(pc).copied().unwrap_or(false) {
+            let fault = self.fault_path(pc, addr, size, false);
+            let p = self.translate(addr, size.bytes() as u64, false, fault);
+            let raw = self.b.ins().load(ty, MemFlags::trusted(), p, 0);
+            return if ty == I64 {
+                raw
+            } else {
+                self.b.ins().uextend(I64, raw)
+            };
+        }
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
         let done = self.b.create_block();
         self.b.append_block_param(done, I64);
         let p = self.translate(addr, size.bytes() as u64, false, slow);
-        let ty = Self::mem_ty(size);
         let raw = self.b.ins().load(ty, MemFlags::trusted(), p, 0);
         let v = if ty == I64 {
             raw
@@ -694,6 +780,18 @@ impl Gen<'_, '_> {
     }
 
     fn store(&mut self, pc: usize, addr: Value, size: Size, value: Value) {
+        if self.no_ctx.get(pc).copied().unwrap_or(false) {
+            let fault = self.fault_path(pc, addr, size, true);
+            let p = self.translate(addr, size.bytes() as u64, true, fault);
+            let ty = Self::mem_ty(size);
+            let v = if ty == I64 {
+                value
+            } else {
+                self.b.ins().ireduce(ty, value)
+            };
+            self.b.ins().store(MemFlags::trusted(), v, p, 0);
+            return;
+        }
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
         let done = self.b.create_block();

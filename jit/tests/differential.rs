@@ -4,7 +4,7 @@
 //! inside and outside memory and the stack, atomics, forward and backward jumps (runaway loops
 //! end on the budget), helper calls and BPF-to-BPF calls.
 
-use bpfsim_jit::JitProgram;
+use bpfsim_jit::{Hints, JitProgram};
 use bpfsim_vm::asm::assemble;
 use bpfsim_vm::{ConformanceHost, Interpreter, Program, Vm};
 use proptest::prelude::*;
@@ -128,10 +128,21 @@ fn both(src: &str) -> Result<(), TestCaseError> {
     let init: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
     let mut m1 = init.clone();
     let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
-    let mut m2 = init;
+    let mut m2 = init.clone();
     let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
-    prop_assert_eq!(a, b, "outcome\n{}", src);
-    prop_assert_eq!(m1, m2, "memory\n{}", src);
+    prop_assert_eq!(&a, &b, "outcome\n{}", src);
+    prop_assert_eq!(&m1, &m2, "memory\n{}", src);
+    // These runs map no context, so "no access reaches the context" holds for every slot: the
+    // accesses compiled without a slow path must fault exactly where the interpreter does.
+    let hints = Hints {
+        no_ctx: vec![true; prog.iter().map(|(pc, _)| pc + 2).max().unwrap_or(0)],
+    };
+    let jit = JitProgram::compile_with(&prog, &hints)
+        .map_err(|e| TestCaseError::fail(format!("compile with hints: {e}\n{src}")))?;
+    let mut m3 = init;
+    let c = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m3);
+    prop_assert_eq!(&a, &c, "outcome with hints\n{}", src);
+    prop_assert_eq!(&m1, &m3, "memory with hints\n{}", src);
     Ok(())
 }
 
