@@ -56,6 +56,20 @@ pub struct Explored {
     pub prec: Vec<Prec>,
 }
 
+/// A path pruned against a checkpoint inside an SCC before the SCC was done
+/// (`bpf_scc_backedge`): once it is, precision is propagated again along it.
+struct Backedge {
+    pos: crate::precise::PathPos,
+    frames: usize,
+    equal: usize,
+}
+
+#[derive(Default)]
+struct SccVisit {
+    entry: Option<usize>,
+    backedges: Vec<Backedge>,
+}
+
 struct Pending {
     pc: usize,
     /// The instruction the path comes from (the branch, for a pushed side).
@@ -96,6 +110,13 @@ pub struct Verifier<'a> {
     pub cur_hist: Vec<Hist>,
     /// The current instruction already has a history entry (`env->cur_hist_ent`).
     pub cur_hist_ent: bool,
+    /// Some precision mark was added since this was last cleared.
+    pub prec_changed: bool,
+    /// Strongly connected component of each slot (0: none): loops, and calls of callbacks.
+    scc: Vec<u32>,
+    /// Per call chain into an SCC (`bpf_scc_visit`): the checkpoint that entered it, and the
+    /// paths pruned inside it against checkpoints whose precision may still grow.
+    visits: HashMap<(Vec<usize>, u32), SccVisit>,
     /// Live registers at each slot.
     live: Vec<u16>,
     /// Jump-class instructions processed, and both counts when the last checkpoint was added
@@ -143,6 +164,9 @@ impl<'a> Verifier<'a> {
             cur_first: 0,
             cur_hist: Vec::new(),
             cur_hist_ent: false,
+            prec_changed: false,
+            scc: Vec::new(),
+            visits: HashMap::new(),
             live: Vec::new(),
             jmps: 0,
             prev_jmps: 0,
@@ -251,6 +275,7 @@ impl<'a> Verifier<'a> {
                 break;
             }
             p = e.parent;
+            self.maybe_exit_scc(i);
         }
     }
 
@@ -277,6 +302,160 @@ impl<'a> Verifier<'a> {
                 if l & (1 << r) == 0 {
                     *reg = Reg::NOT_INIT;
                 }
+            }
+        }
+    }
+
+    /// `compute_scc`: Tarjan's algorithm over each function's flow graph (calls fall
+    /// through); components of several instructions, self-loops and callback calls count.
+    fn compute_scc(&mut self) {
+        let n = self.at.len();
+        let succs = |pc: usize| -> Vec<usize> {
+            let Some(insn) = self.insn_at(pc) else {
+                return Vec::new();
+            };
+            let next = pc + insn.slots();
+            let to = |t: i64| usize::try_from(t).ok().filter(|&t| t < n);
+            match insn {
+                Insn::Exit => Vec::new(),
+                Insn::Ja { .. } | Insn::Gotol { .. } => insn
+                    .jump_offset()
+                    .and_then(|o| to(next as i64 + o as i64))
+                    .into_iter()
+                    .collect(),
+                Insn::Jmp { off, .. } => [to(next as i64), to(next as i64 + *off as i64)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                _ => to(next as i64).into_iter().collect(),
+            }
+        };
+        let mut index = vec![usize::MAX; n];
+        let mut low = vec![0usize; n];
+        let mut on_stack = vec![false; n];
+        let mut stack: Vec<usize> = Vec::new();
+        let mut scc = vec![0u32; n];
+        let mut next_index = 0;
+        let mut next_id = 1;
+        for root in 0..n {
+            if index[root] != usize::MAX || self.insn_at(root).is_none() {
+                continue;
+            }
+            // (node, its successors, position in them)
+            let mut work: Vec<(usize, Vec<usize>, usize)> = Vec::new();
+            index[root] = next_index;
+            low[root] = next_index;
+            next_index += 1;
+            stack.push(root);
+            on_stack[root] = true;
+            work.push((root, succs(root), 0));
+            while let Some((v, ss, k)) = work.last_mut() {
+                let v = *v;
+                if *k < ss.len() {
+                    let w = ss[*k];
+                    *k += 1;
+                    if index[w] == usize::MAX {
+                        index[w] = next_index;
+                        low[w] = next_index;
+                        next_index += 1;
+                        stack.push(w);
+                        on_stack[w] = true;
+                        let sw = succs(w);
+                        work.push((w, sw, 0));
+                    } else if on_stack[w] {
+                        low[v] = low[v].min(index[w]);
+                    }
+                    continue;
+                }
+                let self_loop = ss.contains(&v);
+                work.pop();
+                if let Some((u, _, _)) = work.last() {
+                    low[*u] = low[*u].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut members = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        members.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    let is_loop = members.len() > 1
+                        || self_loop
+                        || self.calls_callback.get(v).copied().unwrap_or(false);
+                    if is_loop {
+                        for w in members {
+                            scc[w] = next_id;
+                        }
+                        next_id += 1;
+                    }
+                }
+            }
+        }
+        self.scc = scc;
+    }
+
+    /// `compute_scc_callchain`: the call sites down to the outermost frame that is inside an
+    /// SCC, and that SCC.
+    fn callchain(&self, st: &State, pc: usize) -> Option<(Vec<usize>, u32)> {
+        let n = st.frames.len();
+        let mut sites = Vec::new();
+        for i in 0..n {
+            let at = if i + 1 == n {
+                pc
+            } else {
+                st.frames[i + 1].callsite
+            };
+            let scc = self.scc.get(at).copied().unwrap_or(0);
+            if scc != 0 {
+                return Some((sites, scc));
+            }
+            if i + 1 == n {
+                return None;
+            }
+            sites.push(at);
+        }
+        None
+    }
+
+    /// `incomplete_read_marks`: checkpoint `i` is inside an SCC still being explored, where
+    /// paths were pruned against states whose precision may yet grow.
+    fn incomplete_marks(&self, i: usize) -> bool {
+        let e = &self.explored[i];
+        self.callchain(&e.state, e.pc)
+            .and_then(|c| self.visits.get(&c))
+            .is_some_and(|v| !v.backedges.is_empty())
+    }
+
+    /// `maybe_exit_scc`: checkpoint `i` is done; if it entered its SCC, the SCC is done too:
+    /// propagate precision along its backedges until nothing changes.
+    fn maybe_exit_scc(&mut self, i: usize) {
+        let e = &self.explored[i];
+        let Some(c) = self.callchain(&e.state, e.pc) else {
+            return;
+        };
+        let Some(v) = self.visits.get_mut(&c) else {
+            return;
+        };
+        if v.entry != Some(i) {
+            return;
+        }
+        v.entry = None;
+        let backedges = std::mem::take(&mut v.backedges);
+        for round in 0.. {
+            if round > 64 {
+                for b in &backedges {
+                    self.mark_all_precise(b.pos.parent);
+                }
+                break;
+            }
+            self.prec_changed = false;
+            for b in &backedges {
+                self.propagate_precision_from(b.equal, b.frames, &b.pos);
+            }
+            if !self.prec_changed {
+                break;
             }
         }
     }
@@ -355,6 +534,7 @@ impl<'a> Verifier<'a> {
         for k in (0..list.len()).rev() {
             let i = list[k];
             let mut hit = false;
+            let mut loop_ = false;
             if self.explored[i].branches > 0 && callback_call {
                 // Back at a callback's call with a state within one seen on the way here:
                 // further visits of the callback add nothing.
@@ -365,6 +545,7 @@ impl<'a> Verifier<'a> {
                     &self.explored[i].prec,
                     true,
                 );
+                loop_ = hit;
                 if !hit
                     && !force
                     && self.jmps - self.prev_jmps < 20
@@ -391,12 +572,15 @@ impl<'a> Verifier<'a> {
                     add = false;
                 }
             } else {
+                // Inside an SCC not done yet, precision marks are not final: compare as if
+                // every scalar were precise.
+                loop_ = self.incomplete_marks(i);
                 hit = states_equal(
                     &self.explored[i].state,
                     st,
                     &live,
                     &self.explored[i].prec,
-                    false,
+                    loop_,
                 );
             }
             if hit {
@@ -405,6 +589,19 @@ impl<'a> Verifier<'a> {
                     self.push_hist(None, Vec::new());
                 }
                 self.propagate_precision(i, st.frames.len());
+                if loop_ {
+                    let e = &self.explored[i];
+                    if let Some(c) = self.callchain(&e.state, e.pc) {
+                        let b = Backedge {
+                            pos: self.cur_pos(),
+                            frames: st.frames.len(),
+                            equal: i,
+                        };
+                        if let Some(v) = self.visits.get_mut(&c) {
+                            v.backedges.push(b);
+                        }
+                    }
+                }
                 return Ok(Visit::Prune);
             }
             let e = &mut self.explored[i];
@@ -447,6 +644,12 @@ impl<'a> Verifier<'a> {
             hist: std::mem::take(&mut self.cur_hist),
         });
         let idx = self.explored.len() - 1;
+        if let Some(c) = self.callchain(&self.explored[idx].state, pc) {
+            let v = self.visits.entry(c).or_default();
+            if v.entry.is_none() {
+                v.entry = Some(idx);
+            }
+        }
         self.by_pc.entry(pc).or_default().push(idx);
         self.cur_parent = Some(idx);
         self.cur_first = pc;
@@ -467,6 +670,7 @@ impl<'a> Verifier<'a> {
     /// called, once, on its own, from a state its BTF prototype describes.
     pub fn do_check(&mut self) -> Result<(), String> {
         self.mark_prune_points();
+        self.compute_scc();
         let by_insn = crate::passes::liveness::live_registers(self.insns, &self.pcs);
         self.live = vec![u16::MAX; self.at.len()];
         for (i, &pc) in self.pcs.iter().enumerate() {
@@ -492,6 +696,7 @@ impl<'a> Verifier<'a> {
                 self.finished_max_per_insn = self.max_states_per_insn();
                 self.explored.clear();
                 self.by_pc.clear();
+                self.visits.clear();
                 let mut f = Frame::new(0, g.slot, 0);
                 for (i, a) in g.args.iter().enumerate() {
                     f.regs[i + 1] = match a {

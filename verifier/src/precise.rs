@@ -39,6 +39,16 @@ pub struct Hist {
     pub linked: Vec<Linked>,
 }
 
+/// Where a path stands, for walking it backwards: its instruction, the checkpoint it descends
+/// from, the first instruction since that checkpoint, and the jump history since then.
+#[derive(Clone, Debug)]
+pub struct PathPos {
+    pub pc: usize,
+    pub first: usize,
+    pub parent: Option<usize>,
+    pub hist: Vec<Hist>,
+}
+
 /// Registers and stack slots still looking for their origin, per frame (`struct backtrack_state`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Bt {
@@ -186,6 +196,22 @@ impl Verifier<'_> {
     /// `propagate_precision`: the current state was pruned against checkpoint `old`; what `old`
     /// needed precise, the current path must keep precise too.
     pub fn propagate_precision(&mut self, old: usize, cur_frames: usize) {
+        let pos = self.cur_pos();
+        self.propagate_precision_from(old, cur_frames, &pos);
+    }
+
+    /// The current path's position.
+    pub fn cur_pos(&self) -> PathPos {
+        PathPos {
+            pc: self.cur_pc,
+            first: self.cur_first,
+            parent: self.cur_parent,
+            hist: self.cur_hist.clone(),
+        }
+    }
+
+    /// `propagate_precision` for a path at `pos` found equal to checkpoint `old`.
+    pub fn propagate_precision_from(&mut self, old: usize, cur_frames: usize, pos: &PathPos) {
         let e = &self.explored[old];
         let mut bt = Bt {
             frame: cur_frames.saturating_sub(1).min(MAX_FRAMES - 1),
@@ -205,17 +231,26 @@ impl Verifier<'_> {
                 }
             }
         }
-        self.mark_chain(bt);
+        self.mark_chain_from(bt, pos);
     }
 
     /// `__mark_chain_precision` from the current instruction of the current path.
-    fn mark_chain(&mut self, mut bt: Bt) {
+    fn mark_chain(&mut self, bt: Bt) {
         if bt.empty() {
             return;
         }
-        let mut last = Some(self.cur_pc);
-        let mut first = self.cur_first;
-        let mut parent = self.cur_parent;
+        let pos = self.cur_pos();
+        self.mark_chain_from(bt, &pos);
+    }
+
+    /// `__mark_chain_precision` from the instruction at `pos`.
+    fn mark_chain_from(&mut self, mut bt: Bt, pos: &PathPos) {
+        if bt.empty() {
+            return;
+        }
+        let mut last = Some(pos.pc);
+        let mut first = pos.first;
+        let mut parent = pos.parent;
         // None: the current segment's history; Some(i): checkpoint i's.
         let mut seg: Option<usize> = None;
         let mut subseq: Option<usize> = None;
@@ -227,7 +262,7 @@ impl Verifier<'_> {
                 return;
             };
             let hist: &[Hist] = match seg {
-                None => &self.cur_hist,
+                None => &pos.hist,
                 Some(s) => &self.explored[s].hist,
             };
             let mut cnt = hist.len();
@@ -237,7 +272,7 @@ impl Verifier<'_> {
                 } else {
                     let h = (cnt > 0 && hist[cnt - 1].idx == i).then(|| &hist[cnt - 1]);
                     if self.backtrack_insn(i, subseq, h, &mut bt).is_err() {
-                        self.mark_all_precise();
+                        self.mark_all_precise(pos.parent);
                         return;
                     }
                 }
@@ -258,13 +293,14 @@ impl Verifier<'_> {
                 } else if i == 0 {
                     // Backtracking ran past the program's start with marks left: the
                     // kernel's "backtracking idx" bug; be conservative.
-                    self.mark_all_precise();
+                    self.mark_all_precise(pos.parent);
                     return;
                 } else {
                     i -= 1;
                 }
             }
             let Some(p) = parent else { return };
+            let mut changed = false;
             let e = &mut self.explored[p];
             if e.prec.len() < e.state.frames.len() {
                 e.prec.resize(e.state.frames.len(), (0, 0));
@@ -283,6 +319,7 @@ impl Verifier<'_> {
                         bt.regs[f] &= !(1 << r);
                     } else {
                         e.prec[f].0 |= 1 << r;
+                        changed = true;
                     }
                 }
                 for s in 0..64usize {
@@ -297,27 +334,31 @@ impl Verifier<'_> {
                         bt.stack[f] &= !(1 << s);
                     } else {
                         e.prec[f].1 |= 1 << s;
+                        changed = true;
                     }
                 }
             }
+            let (e_last, e_first, e_parent) = (e.last, e.first, e.parent);
+            self.prec_changed |= changed;
             if bt.empty() {
                 return;
             }
             subseq = Some(first);
-            last = e.last;
-            first = e.first;
-            parent = e.parent;
+            last = e_last;
+            first = e_first;
+            parent = e_parent;
             seg = Some(p);
         }
     }
 
     /// `mark_all_scalars_precise`: every scalar of every checkpoint up the current path.
-    fn mark_all_precise(&mut self) {
-        let mut p = self.cur_parent;
+    pub fn mark_all_precise(&mut self, from: Option<usize>) {
+        let mut p = from;
         while let Some(i) = p {
             let e = &mut self.explored[i];
             e.prec
                 .resize(e.state.frames.len().max(e.prec.len()), (0, 0));
+            let before = e.prec.clone();
             for (f, fr) in e.state.frames.iter().enumerate() {
                 for r in 0..10 {
                     if fr.regs[r].is_scalar() {
@@ -330,7 +371,9 @@ impl Verifier<'_> {
                     }
                 }
             }
+            let changed = e.prec != before;
             p = e.parent;
+            self.prec_changed |= changed;
         }
     }
 
