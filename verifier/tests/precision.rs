@@ -86,3 +86,35 @@ fn relying_on_a_value_prevents_pruning_on_it() {
         );
     }
 }
+
+/// Every program of the test-vectors objects against the kernel's recorded processed count
+/// (`test-vectors/verifier/processed.tsv`): loops (`xdp_parse`), callbacks iterated to a fixed
+/// point (`xdp_loop`, `xdp_foreach`), global functions (`xdp_calls`), spills and precision
+/// all move the count, so each must stay within 10% of the kernel's.
+#[test]
+fn test_vector_programs_process_what_the_kernel_processes() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../test-vectors");
+    let table = std::fs::read_to_string(format!("{root}/verifier/processed.tsv")).unwrap();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for line in table.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (object, program, want) = (f[0], f[1], f[2].parse::<u64>().unwrap());
+        let bytes = std::fs::read(format!("{root}/progs/{object}")).unwrap();
+        let obj = bpfsim_vm::loader::load_object(&bytes).unwrap();
+        let p = obj.programs.iter().find(|p| p.name == program).unwrap();
+        let v = bpfsim_verifier::verify_object_program(&obj, p, None, 1).unwrap();
+        assert!(v.accepted, "{program}: {:?}", v.error);
+        let ratio = v.processed as f64 / want as f64;
+        println!("{program:<24} {:>7} {want:>7} {ratio:>5.2}", v.processed);
+        if (ratio - 1.0).abs() > 0.10 {
+            failures.push(format!(
+                "{program}: {} insns, the kernel {want}",
+                v.processed
+            ));
+        }
+        checked += 1;
+    }
+    assert!(checked >= 35, "{checked} programs");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
