@@ -117,6 +117,8 @@ pub struct Runner {
     overrides: std::collections::BTreeMap<u32, HelperOverride>,
     /// Guest-visible copies of keys for `bpf_for_each_map_elem`, whose callbacks get key pointers.
     key_scratch: Vec<u8>,
+    /// The XDP frame's allocation, reused by every run.
+    xdp_buf: Vec<u8>,
 }
 
 /// The most key bytes `bpf_for_each_map_elem` lays out for one map.
@@ -161,6 +163,7 @@ impl Runner {
             programs: Vec::new(),
             overrides: std::collections::BTreeMap::new(),
             key_scratch: Vec::new(),
+            xdp_buf: Vec::new(),
         }
     }
 
@@ -179,37 +182,53 @@ impl Runner {
     }
 
     /// Read every ring buffer and perf event array, as a user-space reader would after a run.
+    /// Nothing is allocated unless there are records: this runs after every packet.
     fn drain_events(&mut self) -> Vec<Event> {
-        let ids: Vec<(crate::maps::MapId, String, MapType)> = self
+        let is_event_map = |t: MapType| matches!(t, MapType::Ringbuf | MapType::PerfEventArray);
+        if !self.maps.iter().any(|m| is_event_map(m.map_type())) {
+            return Vec::new();
+        }
+        let ids: Vec<_> = self
             .maps
             .iter()
-            .map(|m| (m.id(), m.name().to_string(), m.map_type()))
+            .filter(|m| is_event_map(m.map_type()))
+            .map(|m| (m.id(), m.map_type()))
             .collect();
         let mut out = Vec::new();
-        for (id, name, ty) in ids {
-            match ty {
-                MapType::Ringbuf => {
-                    for data in self.maps.ringbuf_consume(id).unwrap_or_default() {
-                        out.push(Event {
-                            map: name.clone(),
-                            cpu: None,
-                            data,
-                        });
-                    }
+        for (id, ty) in ids {
+            if ty == MapType::Ringbuf {
+                let records = self.maps.ringbuf_consume(id).unwrap_or_default();
+                if records.is_empty() {
+                    continue;
                 }
-                MapType::PerfEventArray => {
-                    for r in self.maps.perf_drain(id).unwrap_or_default() {
-                        out.push(Event {
-                            map: name.clone(),
-                            cpu: Some(r.cpu),
-                            data: r.data,
-                        });
-                    }
+                let name = self.map_name(id);
+                out.extend(records.into_iter().map(|data| Event {
+                    map: name.clone(),
+                    cpu: None,
+                    data,
+                }));
+            } else {
+                let records = self.maps.perf_drain(id).unwrap_or_default();
+                if records.is_empty() {
+                    continue;
                 }
-                _ => {}
+                let name = self.map_name(id);
+                out.extend(records.into_iter().map(|r| Event {
+                    map: name.clone(),
+                    cpu: Some(r.cpu),
+                    data: r.data,
+                }));
             }
         }
         out
+    }
+
+    fn map_name(&self, id: crate::maps::MapId) -> String {
+        self.maps
+            .iter()
+            .find(|m| m.id() == id)
+            .map(|m| m.name().to_string())
+            .unwrap_or_default()
     }
 
     /// Make a program reachable by tail calls; returns the id to store in a program array.
@@ -335,13 +354,17 @@ impl Runner {
         packet: &[u8],
         md: XdpMd,
     ) -> Result<RunResult, RunError> {
-        let XdpFrame { mut buf, mut ctx } = XdpFrame::new(packet, md)?;
+        let mut buf = std::mem::take(&mut self.xdp_buf);
+        let mut ctx = XdpFrame::fill(&mut buf, packet, md)?;
         let e = self.execute(prog, ProgType::Xdp, &mut buf, &mut ctx, |c, a| {
             c.frame_addr = a
-        })?;
+        });
+        let data = buf[ctx.meta..ctx.end].to_vec();
+        self.xdp_buf = buf;
+        let e = e?;
         Ok(RunResult {
             retval: e.out.result.unwrap_or(xdp::action::ABORTED as u64),
-            data: buf[ctx.meta..ctx.end].to_vec(),
+            data,
             redirect: e.redirect,
             trace: e.trace,
             events: self.drain_events(),

@@ -547,3 +547,34 @@ fn rodata_is_configurable_until_the_first_run_then_frozen() {
         .unwrap_err();
     assert!(e.to_string().contains("EPERM"), "{e}");
 }
+
+/// The frame's allocation is reused from run to run: what one run writes outside its packet (here
+/// the headroom, through an unchecked pointer, as the unverified simulator allows) is zero again
+/// for the next, as in the kernel's freshly allocated frame; so is the tail after a longer packet.
+#[test]
+fn each_run_gets_a_fresh_frame() {
+    let p = prog(
+        "ldxw %r2, [%r1+0]
+         ldxb %r0, [%r2-8]
+         ldxb %r3, [%r2+70]
+         or %r0, %r3
+         stb [%r2-8], 0x55
+         stb [%r2+70], 0x66
+         exit",
+    );
+    let mut r = Runner::default();
+    let long = vec![1u8; 100];
+    let short = vec![2u8; 64];
+    // The long packet's byte 70 is 1; the short packet ends before it, where the frame is zero.
+    assert_eq!(
+        r.run(&p, ProgType::Xdp, &long, Input::default())
+            .unwrap()
+            .retval,
+        1
+    );
+    for _ in 0..3 {
+        let out = r.run(&p, ProgType::Xdp, &short, Input::default()).unwrap();
+        assert_eq!(out.retval, 0);
+        assert_eq!(out.data, short);
+    }
+}

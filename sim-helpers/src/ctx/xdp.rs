@@ -100,6 +100,14 @@ pub struct XdpFrame {
 
 impl XdpFrame {
     pub fn new(packet: &[u8], md: XdpMd) -> Result<XdpFrame, XdpError> {
+        let mut buf = Vec::new();
+        let ctx = Self::fill(&mut buf, packet, md)?;
+        Ok(XdpFrame { buf, ctx })
+    }
+
+    /// Lay the frame out in `buf`, reusing its allocation (a run per packet need not allocate):
+    /// zeroed, `packet` at the headroom's end, its first `md.meta_len` bytes as metadata.
+    pub fn fill(buf: &mut Vec<u8>, packet: &[u8], md: XdpMd) -> Result<XdpContext, XdpError> {
         if packet.len() < ETH_HLEN {
             return Err(XdpError::TooShort(packet.len()));
         }
@@ -111,21 +119,21 @@ impl XdpFrame {
             return Err(XdpError::BadMeta(md.meta_len));
         }
         let (meta, packet) = packet.split_at(meta_len);
-        let mut buf = vec![0u8; FRAME_END];
+        // A previous run may have written anywhere in the frame: all of it starts zeroed again,
+        // as the kernel's freshly allocated one does.
+        buf.clear();
+        buf.resize(FRAME_END, 0);
         buf[HEADROOM - meta_len..HEADROOM].copy_from_slice(meta);
         buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
-        Ok(XdpFrame {
-            buf,
-            ctx: XdpContext {
-                frame_addr: 0,
-                meta: HEADROOM - meta_len,
-                data: HEADROOM,
-                end: HEADROOM + packet.len(),
-                ingress_ifindex: md.ingress_ifindex,
-                rx_queue_index: md.rx_queue_index,
-                egress_ifindex: 0,
-                devmap: false,
-            },
+        Ok(XdpContext {
+            frame_addr: 0,
+            meta: HEADROOM - meta_len,
+            data: HEADROOM,
+            end: HEADROOM + packet.len(),
+            ingress_ifindex: md.ingress_ifindex,
+            rx_queue_index: md.rx_queue_index,
+            egress_ifindex: 0,
+            devmap: false,
         })
     }
 
