@@ -198,7 +198,7 @@ impl Interpreter {
         }
     }
 
-    /// [`Self::callbacks`] for another engine (the JIT) whose helper asked for callbacks
+    /// The callbacks of a helper, for another engine (the JIT) whose helper asked for callbacks
     /// (`bpf_loop`, `bpf_for_each_map_elem`, ...): the interpreter runs them, from frame
     /// `depth + 1`, with the budget `left` (updated) of a run of total `budget`; `pc` and `helper`
     /// name the calling instruction in a trap.
