@@ -122,9 +122,56 @@ impl State {
 /// (bit i for slot i). Only checkpoints carry them; see `precise.rs`.
 pub type Prec = (u16, u64);
 
+/// Ids of `old` mapped to ids of `cur` during one comparison (`struct bpf_idmap`): registers
+/// that shared an id in `old` (copies of one scalar, of one maybe-null pointer) must share one
+/// in `cur` too.
+#[derive(Default)]
+struct IdMap {
+    pairs: Vec<(u32, u32)>,
+    /// Fresh ids standing for "no id" in `cur`, each distinct (`tmp_id_gen`).
+    fresh: u32,
+}
+
+impl IdMap {
+    /// `check_ids`.
+    fn check(&mut self, old: u32, cur: u32) -> bool {
+        if (old == 0) != (cur == 0) {
+            return false;
+        }
+        if old == 0 {
+            return true;
+        }
+        for &(o, c) in &self.pairs {
+            if o == old {
+                return c == cur;
+            }
+            if c == cur {
+                return false;
+            }
+        }
+        self.pairs.push((old, cur));
+        true
+    }
+
+    /// `check_scalar_ids`: an independent scalar in `old` accepts anything; linked ones need
+    /// the same links in `cur`, where an unlinked scalar counts as linked to nothing else.
+    fn check_scalar(&mut self, old: u32, cur: u32) -> bool {
+        if old == 0 {
+            return true;
+        }
+        let cur = if cur == 0 {
+            self.fresh += 1;
+            self.fresh
+        } else {
+            cur
+        };
+        self.check(old, cur)
+    }
+}
+
 /// `regsafe`: whether everything `cur` can be is covered by what `old` was verified with.
 /// An imprecise scalar in `old` never had its value relied on: any scalar covers it.
-fn regsafe(old: &Reg, cur: &Reg, precise: bool) -> bool {
+fn regsafe(old: &Reg, cur: &Reg, precise: bool, ids: &mut IdMap) -> bool {
     if old.ty == RegType::NotInit {
         return true;
     }
@@ -141,7 +188,7 @@ fn regsafe(old: &Reg, cur: &Reg, precise: bool) -> bool {
         && cur.s32max <= old.s32max
         && old.var_off.contains(cur.var_off);
     match old.ty {
-        RegType::Scalar => !precise || bounds,
+        RegType::Scalar => !precise || (bounds && ids.check_scalar(old.id, cur.id)),
         RegType::Packet | RegType::PacketMeta => {
             // A pointer known past (or at) the end matches only the same knowledge.
             let range = if old.range < 0 || cur.range < 0 {
@@ -149,7 +196,7 @@ fn regsafe(old: &Reg, cur: &Reg, precise: bool) -> bool {
             } else {
                 old.range <= cur.range
             };
-            old.off == cur.off && range && bounds && (old.id == 0) == (cur.id == 0)
+            old.off == cur.off && range && bounds && ids.check(old.id, cur.id)
         }
         _ => {
             old.off == cur.off
@@ -157,8 +204,9 @@ fn regsafe(old: &Reg, cur: &Reg, precise: bool) -> bool {
                 && old.mem_size == cur.mem_size
                 && old.frameno == cur.frameno
                 && old.subprog == cur.subprog
-                && (old.ref_obj_id == 0) == (cur.ref_obj_id == 0)
                 && bounds
+                && ids.check(old.id, cur.id)
+                && ids.check(old.ref_obj_id, cur.ref_obj_id)
         }
     }
 }
@@ -183,7 +231,7 @@ fn scalar_for_stack(s: &Slot, k: usize) -> Option<(Reg, bool)> {
 
 /// `stacksafe`, for a privileged load (`allow_uninit_stack`): misc bytes in `old` promise
 /// nothing, and a spilled scalar no one relied on matches any unknown bytes.
-fn stacksafe(old: &Frame, cur: &Frame, prec: u64) -> bool {
+fn stacksafe(old: &Frame, cur: &Frame, prec: u64, ids: &mut IdMap) -> bool {
     for (i, o) in old.stack.iter().enumerate() {
         let mut k = 0;
         while k < 8 {
@@ -200,7 +248,7 @@ fn stacksafe(old: &Frame, cur: &Frame, prec: u64) -> bool {
                     (scalar_for_stack(o, k), scalar_for_stack(c, k))
                 {
                     let precise = spill && i < 64 && prec & (1 << i) != 0;
-                    if !regsafe(&or, &cr, precise) {
+                    if !regsafe(&or, &cr, precise, ids) {
                         return false;
                     }
                     k += if k == 0 { 8 } else { 4 };
@@ -212,7 +260,7 @@ fn stacksafe(old: &Frame, cur: &Frame, prec: u64) -> bool {
             }
             if k == 7 && ob == Byte::Spill {
                 let precise = i < 64 && prec & (1 << i) != 0;
-                if !regsafe(&o.spilled, &c.spilled, precise) {
+                if !regsafe(&o.spilled, &c.spilled, precise, ids) {
                     return false;
                 }
             }
@@ -234,6 +282,14 @@ pub fn states_equal(
     if old.frames.len() != cur.frames.len() || old.refs.len() != cur.refs.len() {
         return false;
     }
+    // Stand-in ids for unlinked scalars, above any id a verification hands out.
+    let mut ids = IdMap {
+        pairs: Vec::new(),
+        fresh: u32::MAX / 2,
+    };
+    if !old.refs.iter().zip(&cur.refs).all(|(a, b)| ids.check(a.id, b.id)) {
+        return false;
+    }
     old.frames
         .iter()
         .zip(&cur.frames)
@@ -252,7 +308,9 @@ pub fn states_equal(
                     .iter()
                     .zip(&c.regs)
                     .enumerate()
-                    .all(|(r, (a, b))| mask & (1 << r) == 0 || regsafe(a, b, pregs & (1 << r) != 0))
-                && stacksafe(o, c, pstack)
+                    .all(|(r, (a, b))| {
+                        mask & (1 << r) == 0 || regsafe(a, b, pregs & (1 << r) != 0, &mut ids)
+                    })
+                && stacksafe(o, c, pstack, &mut ids)
         })
 }
