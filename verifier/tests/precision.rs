@@ -42,6 +42,8 @@ fn cases() -> Vec<Case> {
             }
             c
         })
+        // Cases without a count check verdicts only (the corpus test runs those).
+        .filter(|c| c.processed > 0)
         .collect()
 }
 

@@ -287,7 +287,12 @@ pub fn states_equal(
         pairs: Vec::new(),
         fresh: u32::MAX / 2,
     };
-    if !old.refs.iter().zip(&cur.refs).all(|(a, b)| ids.check(a.id, b.id)) {
+    if !old
+        .refs
+        .iter()
+        .zip(&cur.refs)
+        .all(|(a, b)| ids.check(a.id, b.id))
+    {
         return false;
     }
     old.frames
@@ -304,13 +309,9 @@ pub fn states_equal(
             };
             o.callsite == c.callsite
                 && o.callback_depth <= c.callback_depth
-                && o.regs
-                    .iter()
-                    .zip(&c.regs)
-                    .enumerate()
-                    .all(|(r, (a, b))| {
-                        mask & (1 << r) == 0 || regsafe(a, b, pregs & (1 << r) != 0, &mut ids)
-                    })
+                && o.regs.iter().zip(&c.regs).enumerate().all(|(r, (a, b))| {
+                    mask & (1 << r) == 0 || regsafe(a, b, pregs & (1 << r) != 0, &mut ids)
+                })
                 && stacksafe(o, c, pstack, &mut ids)
         })
 }
