@@ -75,11 +75,38 @@ enum Init {
     Regs([u64; 11]),
 }
 
+/// A host behind a reference, so that any host, sized or not, can be used as `&mut dyn Host`.
+struct HostRef<'h, H: ?Sized>(&'h mut H);
+
+impl<H: Host + ?Sized> Host for HostRef<'_, H> {
+    #[inline]
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        self.0.call_helper(id, args, mem)
+    }
+
+    #[inline]
+    fn load_packet(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        offset: i64,
+        size: Size,
+    ) -> Result<Option<u64>, HelperStop> {
+        self.0.load_packet(mem, offset, size)
+    }
+}
+
 /// What every level of a run shares, behind one pointer so that the interpreter's loop keeps its
 /// registers for the program's state.
-struct Env<'e, 'm, H: ?Sized> {
+struct Env<'e, 'm> {
     mem: &'e mut MemoryMap<'m>,
-    host: &'e mut H,
+    /// Behind a vtable: the interpreter's loop is compiled once, here, the same for every host,
+    /// and no host's inlined helper code can take its registers.
+    host: &'e mut dyn Host,
     /// Instructions the budget still allows.
     left: u64,
     /// The run's whole budget, for the budget trap.
@@ -134,7 +161,7 @@ impl Interpreter {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
-        self.run_in::<false, H>(mem, host, args, budget)
+        self.run_in::<false>(mem, &mut HostRef(host), args, budget)
     }
 
     /// [`Self::run`] with the budget paid per instruction and no fused ops anywhere: the plain
@@ -147,19 +174,19 @@ impl Interpreter {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
-        self.run_in::<true, H>(mem, host, args, budget)
+        self.run_in::<true>(mem, &mut HostRef(host), args, budget)
     }
 
     #[inline(always)]
-    fn run_in<const EXACT: bool, H: Host + ?Sized>(
+    fn run_in<const EXACT: bool>(
         &self,
         mem: &mut MemoryMap<'_>,
-        host: &mut H,
+        host: &mut dyn Host,
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
         let mut left = budget;
-        let result = self.exec::<EXACT, H>(0, 0, mem, host, Init::Args(args), &mut left, budget);
+        let result = self.exec::<EXACT>(0, 0, mem, host, Init::Args(args), &mut left, budget);
         Outcome {
             result: result.map(|(r0, _)| r0),
             insns: budget - left,
@@ -189,8 +216,7 @@ impl Interpreter {
             "finish_budget at slot {pc}, outside the program"
         );
         let mut left = steps;
-        let result =
-            self.exec::<false, _>(pc, depth, mem, host, Init::Regs(regs), &mut left, budget);
+        let result = self.exec::<false>(pc, depth, mem, host, Init::Regs(regs), &mut left, budget);
         Outcome {
             result: result.map(|(r0, _)| r0),
             insns: steps - left,
@@ -223,30 +249,30 @@ impl Interpreter {
     /// interpreter's own levels call [`Self::callbacks_in`]; this is for other engines' helpers,
     /// through [`Self::run_callbacks`].)
     #[allow(clippy::too_many_arguments)]
-    fn callbacks<H: Host + ?Sized>(
+    fn callbacks(
         &self,
         func: u64,
         depth: usize,
-        calls: impl Iterator<Item = [u64; 5]>,
+        calls: &mut dyn Iterator<Item = [u64; 5]>,
         mem: &mut MemoryMap<'_>,
-        host: &mut H,
+        host: &mut dyn Host,
         left: &mut u64,
         budget: u64,
         pc: usize,
         helper: u64,
     ) -> Result<u64, Trap> {
-        self.callbacks_in::<false, H>(func, depth, calls, mem, host, left, budget, pc, helper)
+        self.callbacks_in::<false>(func, depth, calls, mem, host, left, budget, pc, helper)
     }
 
     /// [`Self::callbacks`], each call run as `exec::<EXACT>`.
     #[allow(clippy::too_many_arguments)]
-    fn callbacks_in<const EXACT: bool, H: Host + ?Sized>(
+    fn callbacks_in<const EXACT: bool>(
         &self,
         func: u64,
         depth: usize,
-        calls: impl Iterator<Item = [u64; 5]>,
+        calls: &mut dyn Iterator<Item = [u64; 5]>,
         mem: &mut MemoryMap<'_>,
-        host: &mut H,
+        host: &mut dyn Host,
         left: &mut u64,
         budget: u64,
         pc: usize,
@@ -263,7 +289,7 @@ impl Interpreter {
         for args in calls {
             made += 1;
             let (ret, _) =
-                self.exec::<EXACT, H>(entry, depth + 1, mem, host, Init::Args(args), left, budget)?;
+                self.exec::<EXACT>(entry, depth + 1, mem, host, Init::Args(args), left, budget)?;
             if ret != 0 {
                 break;
             }
@@ -277,12 +303,12 @@ impl Interpreter {
     /// through memory (a wide reload of narrow stores stalls store forwarding).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn exec<const EXACT: bool, H: Host + ?Sized>(
+    fn exec<const EXACT: bool>(
         &self,
         start: usize,
         base: usize,
         mem: &mut MemoryMap<'_>,
-        host: &mut H,
+        host: &mut dyn Host,
         init: Init,
         left: &mut u64,
         budget: u64,
@@ -307,7 +333,7 @@ impl Interpreter {
             left: *left,
             budget,
         };
-        let stop = self.level::<EXACT, H>(&mut r, start, base, &mut env);
+        let stop = self.level::<EXACT>(&mut r, start, base, &mut env);
         *left = env.left;
         match stop? {
             Stop::Return(r0) => Ok((r0, None)),
@@ -326,12 +352,12 @@ impl Interpreter {
     /// instruction would. (Calls from an `EXACT` level are `EXACT` too; in a run they are never
     /// reached, as a call ends the run the budget could not pay for, but tests run whole programs
     /// `EXACT`, as the plain semantics.)
-    fn level<const EXACT: bool, H: Host + ?Sized>(
+    fn level<const EXACT: bool>(
         &self,
         r: &mut [u64; 16],
         start: usize,
         depth: usize,
-        env: &mut Env<'_, '_, H>,
+        env: &mut Env<'_, '_>,
     ) -> Result<Stop, Trap> {
         let ops = if EXACT {
             &self.plain[..]
@@ -380,7 +406,7 @@ impl Interpreter {
                     let cost = at!(0).run as u64;
                     if n < cost {
                         env.left = n;
-                        return self.level::<true, H>(r, pc!(), depth, env);
+                        return self.level::<true>(r, pc!(), depth, env);
                     }
                     n -= cost;
                 }
@@ -677,13 +703,13 @@ impl Interpreter {
                             ctx,
                         }) => {
                             // bpf_loop: call the callback with (i, ctx) until it returns non-zero.
-                            let calls = (0..iterations as u64).map(|i| [i, ctx, 0, 0, 0]);
+                            let mut calls = (0..iterations as u64).map(|i| [i, ctx, 0, 0, 0]);
                             // A call ends its run: nothing after it is paid for yet.
                             env.left = n;
-                            r[0] = self.callbacks_in::<EXACT, H>(
+                            r[0] = self.callbacks_in::<EXACT>(
                                 func,
                                 depth,
-                                calls,
+                                &mut calls,
                                 env.mem,
                                 env.host,
                                 &mut env.left,
@@ -695,10 +721,10 @@ impl Interpreter {
                         }
                         Err(HelperStop::CallEach { func, calls }) => {
                             env.left = n;
-                            r[0] = self.callbacks_in::<EXACT, H>(
+                            r[0] = self.callbacks_in::<EXACT>(
                                 func,
                                 depth,
-                                calls.into_iter(),
+                                &mut calls.into_iter(),
                                 env.mem,
                                 env.host,
                                 &mut env.left,
@@ -727,9 +753,7 @@ impl Interpreter {
                     r[10] = frame_pointer(depth + 1);
                     env.left = n;
                     let callee = op.off as usize;
-                    if let Stop::Halt(r0, tail) =
-                        self.level::<EXACT, H>(r, callee, depth + 1, env)?
-                    {
+                    if let Stop::Halt(r0, tail) = self.level::<EXACT>(r, callee, depth + 1, env)? {
                         return Ok(Stop::Halt(r0, tail));
                     }
                     n = env.left;
