@@ -514,6 +514,18 @@ impl Interpreter {
                     }
                 }};
             }
+            // A fused `rD = rS + imm` and conditional jump on `rD` against `r[aux]`, read after `rD`
+            // is written (it may be `rD`).
+            macro_rules! mov_add_jump_if {
+                (|$v:ident, $x:ident| $cond:expr) => {{
+                    let $v = r[s!()].wrapping_add(imm!());
+                    r[d!()] = $v;
+                    let $x = r[(op.aux & 15) as usize];
+                    skip!();
+                    skip!();
+                    jump_if!($cond, op.off)
+                }};
+            }
             // A fused `add rD, aux` and conditional jump: the sum stays in a host register.
             macro_rules! add_jump_if {
                 (|$v:ident| $cond:expr) => {{
@@ -872,6 +884,10 @@ impl Interpreter {
                 K::JsltJaR => jump_else_ja!((r[d!()] as i64) < r[s!()] as i64),
                 K::JsleJaI => jump_else_ja!((r[d!()] as i64) <= imm!() as i64),
                 K::JsleJaR => jump_else_ja!((r[d!()] as i64) <= r[s!()] as i64),
+                K::MovAddJgtR => mov_add_jump_if!(|v, x| v > x),
+                K::MovAddJgeR => mov_add_jump_if!(|v, x| v >= x),
+                K::MovAddJltR => mov_add_jump_if!(|v, x| v < x),
+                K::MovAddJleR => mov_add_jump_if!(|v, x| v <= x),
                 K::LshXor => shift_combine!(<<, ^),
                 K::LshOr => shift_combine!(<<, |),
                 K::LshAdd => shift_combine!(<<, +),

@@ -76,6 +76,9 @@ kinds! {
     JeqJaI, JeqJaR, JgtJaI, JgtJaR, JgeJaI, JgeJaR, JsetJaI, JsetJaR, JneJaI, JneJaR,
     JsgtJaI, JsgtJaR, JsgeJaI, JsgeJaR, JltJaI, JltJaR, JleJaI, JleJaR, JsltJaI, JsltJaR,
     JsleJaI, JsleJaR,
+    /// `mov rD, rS` / `add rD, imm` / `j{gt,ge,lt,le} rD, rX, off` (64-bit, `rX` in `aux`): the
+    /// packet bounds check `if (data + n > data_end)`; skips two slots.
+    MovAddJgtR, MovAddJgeR, MovAddJltR, MovAddJleR,
 }
 
 /// One pre-decoded slot.
@@ -429,6 +432,22 @@ pub(crate) fn fuse(plain: &[Op]) -> Vec<Op> {
 fn fuse_triple(a: Op, b: Op, c: Op) -> Option<Op> {
     use K::*;
     let (t, x) = (a.dst, a.src);
+    if a.kind == Mov64R && b.kind == Add64I && b.dst == t && c.dst == t {
+        let kind = match c.kind {
+            Jgt64R => MovAddJgtR,
+            Jge64R => MovAddJgeR,
+            Jlt64R => MovAddJltR,
+            Jle64R => MovAddJleR,
+            _ => return None,
+        };
+        return Some(Op {
+            kind,
+            aux: c.src,
+            imm: b.imm,
+            off: c.off,
+            ..a
+        });
+    }
     if a.kind != Mov64R || b.dst != t || c.dst != t && c.dst != x {
         return None;
     }

@@ -223,6 +223,19 @@ fn statement(g: &mut Rng, p: &str, k: usize, n: usize) -> String {
                 g.pick(&["rsh", "arsh", "lsh"])
             )
         }
+        23 if g.below(2) == 0 => {
+            // The packet bounds check: `data + n > data_end`, with near misses.
+            let t2 = [a, a, a, b][g.below(4) as usize];
+            format!(
+                "mov %r{a}, %r{b}\n{} %r{}, {}\n{} %r{t2}, %r{}, {}",
+                g.pick(&["add", "add", "add", "sub"]),
+                [a, a, a, b][g.below(4) as usize],
+                g.imm(),
+                g.pick(&["jgt", "jge", "jlt", "jle", "jgt", "jeq"]),
+                [g.below(10), a][g.below(2) as usize],
+                target(g)
+            )
+        }
         _ => format!("mov{w} %r{a}, {}", g.imm()),
     }
 }
