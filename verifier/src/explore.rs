@@ -78,6 +78,8 @@ struct Pending {
     parent: Option<usize>,
     first: usize,
     hist: Vec<Hist>,
+    /// Where the log stood when this branch was pushed (a level-1 log goes back there).
+    log_pos: Option<crate::log::LogPos>,
 }
 
 pub struct Verifier<'a> {
@@ -88,6 +90,8 @@ pub struct Verifier<'a> {
     /// Instruction at each slot.
     at: Vec<Option<usize>>,
     pub log: Vec<String>,
+    /// What the log prints per instruction (levels 1 and 2).
+    pub trace: crate::log::Trace,
     pub processed: u64,
     prune: Vec<bool>,
     /// Where a path may arrive other than by falling through: each arrival is recorded in the
@@ -151,6 +155,7 @@ impl<'a> Verifier<'a> {
             pcs,
             at,
             log: Vec::new(),
+            trace: crate::log::Trace::new(opts.log_level, opts.line_info.clone()),
             processed: 0,
             prune: vec![false; slot + 1],
             jmp_point: vec![false; slot + 1],
@@ -676,6 +681,10 @@ impl<'a> Verifier<'a> {
         for (i, &pc) in self.pcs.iter().enumerate() {
             self.live[pc] = by_insn[i];
         }
+        if self.trace.level2() {
+            let table = crate::log::live_table(self.insns, &self.live, &self.scc);
+            self.log.extend(table);
+        }
         self.run(0, self.initial_state())?;
         let mut globals = self.opts.global_funcs.clone();
         globals.sort_by_key(|g| g.slot);
@@ -756,7 +765,9 @@ impl<'a> Verifier<'a> {
             parent: None,
             first: start,
             hist: Vec::new(),
+            log_pos: None,
         }];
+        self.trace.start_run();
         while let Some(Pending {
             mut pc,
             prev,
@@ -764,6 +775,7 @@ impl<'a> Verifier<'a> {
             parent,
             first,
             hist,
+            ..
         }) = pending.pop()
         {
             self.prev_pc = prev;
@@ -782,7 +794,10 @@ impl<'a> Verifier<'a> {
                 }
                 if self.prune.get(pc).copied().unwrap_or(false) {
                     if let Visit::Prune = self.visit(pc, &state)? {
+                        self.trace.safe(&mut self.log, self.prev_pc, pc);
                         self.update_branch_counts(self.cur_parent);
+                        let pos = pending.last().and_then(|p| p.log_pos);
+                        self.trace.path_done(&mut self.log, pos);
                         break;
                     }
                 }
@@ -802,8 +817,11 @@ impl<'a> Verifier<'a> {
                 ) {
                     self.jmps += 1;
                 }
+                let frames = state.frames.len();
+                let callee = self.trace_before(&state, pc, insn);
                 match self.step(&mut state, pc, insn)? {
                     Step::Next(n) => {
+                        self.trace_after(&state, frames, callee, n);
                         self.prev_pc = Some(pc);
                         pc = n;
                     }
@@ -818,12 +836,15 @@ impl<'a> Verifier<'a> {
                             parent: self.cur_parent,
                             first: self.cur_first,
                             hist: self.cur_hist.clone(),
+                            log_pos: self.trace.on().then(|| self.trace.pos(&self.log)),
                         });
                         self.prev_pc = Some(pc);
                         pc = fall;
                     }
                     Step::Done => {
                         self.update_branch_counts(self.cur_parent);
+                        let pos = pending.last().and_then(|p| p.log_pos);
+                        self.trace.path_done(&mut self.log, pos);
                         break;
                     }
                 }

@@ -18,6 +18,7 @@
 mod check;
 mod domain;
 mod explore;
+mod log;
 mod passes;
 mod precise;
 
@@ -29,6 +30,7 @@ use bpfsim_vm::spec::{MapType, ProgType};
 
 pub use domain::reg::{Reg, RegType};
 pub use domain::tnum::Tnum;
+pub use log::LineInfo;
 
 /// The kernel's limit on processed instructions (`BPF_COMPLEXITY_LIMIT_INSNS`).
 pub const COMPLEXITY_LIMIT: u64 = 1_000_000;
@@ -59,8 +61,9 @@ pub struct Options {
     pub attach: Option<AttachType>,
     /// The license is GPL-compatible (GPL-only helpers allowed).
     pub gpl: bool,
-    /// 0: errors only; 1: errors and statistics (the kernel's level 1); 2: every instruction's
-    /// state (not yet: the lines are those of level 1).
+    /// 0: errors only; 1: the kernel's level 1 (the path to an error, instruction by
+    /// instruction with the state each left; the statistics alone on success); 2: every path,
+    /// with the full state where each resumes.
     pub log_level: u32,
     pub maps: Vec<MapInfo>,
     /// Processed-instruction limit.
@@ -71,6 +74,8 @@ pub struct Options {
     /// Global (non-static) subprograms, by first slot, with their BTF argument kinds: the
     /// kernel verifies each once on its own, and a call to one only checks its arguments.
     pub global_funcs: Vec<GlobalFunc>,
+    /// BTF line info (`; source @ file:line` lines in the log), by slot.
+    pub line_info: Vec<LineInfo>,
 }
 
 /// What a global function's argument is, from its BTF prototype (`btf_prepare_func_args`).
@@ -100,6 +105,7 @@ impl Options {
             limit: COMPLEXITY_LIMIT,
             func_info: false,
             global_funcs: Vec::new(),
+            line_info: Vec::new(),
         }
     }
 }
@@ -123,6 +129,9 @@ pub struct Verdict {
 pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     let started = std::time::Instant::now();
     let mut v = explore::Verifier::new(insns, opts);
+    if opts.log_level >= 2 {
+        v.log.extend(log::subprog_lines(insns));
+    }
     let result = passes::structure(&v.prog_slots(), insns)
         .and_then(|()| v.do_check())
         .and_then(|()| v.check_max_stack_depth());
@@ -143,7 +152,10 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
             log.push(e.clone());
             log.push(stats);
         }
-        None => log.push(stats),
+        None => {
+            v.trace.accepted(&mut log);
+            log.push(stats)
+        }
     }
     Verdict {
         accepted: error.is_none(),

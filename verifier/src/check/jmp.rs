@@ -51,6 +51,9 @@ fn mark_null(st: &mut State, id: u32, is_null: bool) {
                 *x = Reg::known(0);
             } else {
                 x.maybe_null = false;
+                // The kernel drops the id once the pointer is known valid
+                // (`mark_ptr_or_null_reg`): nothing needs it, and the log shows none.
+                x.id = 0;
             }
         }
     });
