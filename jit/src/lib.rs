@@ -429,6 +429,8 @@ impl JitProgram {
         let mut vm = VmCtx {
             regions: table,
             nregions: n as u64,
+            primary_base: 0,
+            primary_lt: [0; 8],
             left: budget,
             r0: 0,
             args,
@@ -446,6 +448,7 @@ impl JitProgram {
             budget,
             left_at_block: 0,
         };
+        vm.set_primary();
         let status = (self.entry)(&mut vm);
         let insns = budget - vm.left;
         match status {
@@ -585,6 +588,33 @@ impl Gen<'_, '_> {
     /// jump to `slow`. One branch: an index past the table is replaced by 0, the unmapped null
     /// region whose limits are 0, so it fails the limit check like any out-of-bounds access.
     fn translate(&mut self, addr: Value, size: u64, write: bool, slow: Block) -> Value {
+        // The primary region first (the packet, or the memory of a raw run): its offset is
+        // `addr` less the region's tag, in range exactly when below the per-size bound, so one
+        // compare covers both the region and the limit. Everything else walks the table.
+        let general = self.b.create_block();
+        let join = self.b.create_block();
+        self.b.append_block_param(join, I64);
+        let t = self
+            .b
+            .ins()
+            .iadd_imm(addr, -((shims::PRIMARY_REGION as i64) << REGION_SHIFT));
+        let idx = size.trailing_zeros() as usize + if write { 4 } else { 0 };
+        let lt = self.vm_load(offset_of!(VmCtx, primary_lt) + 8 * idx);
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, t, lt);
+        let fast = self.cont();
+        self.b.ins().brif(inside, fast, &[], general, &[]);
+        self.b.switch_to_block(fast);
+        let base = self.vm_load(offset_of!(VmCtx, primary_base));
+        let p = self.b.ins().iadd(base, t);
+        self.b.ins().jump(join, &[p.into()]);
+        self.b.switch_to_block(general);
+        let p = self.translate_table(addr, size, write, slow);
+        self.b.ins().jump(join, &[p.into()]);
+        self.b.switch_to_block(join);
+        self.b.block_params(join)[0]
+    }
+
+    fn translate_table(&mut self, addr: Value, size: u64, write: bool, slow: Block) -> Value {
         // The table and its length are read from the context at each access rather than kept
         // in variables: two registers fewer across the whole function (fewer spills in loops),
         // for loads that hit L1 and that x86 folds into the compare.

@@ -28,12 +28,22 @@ pub struct FrameSave {
     pub fp: u64,
 }
 
+/// The region index of the primary region: the first after the frames' stacks.
+pub const PRIMARY_REGION: usize =
+    bpfsim_vm::memory::FIRST_FRAME_REGION as usize + bpfsim_vm::memory::MAX_FRAMES;
+
 /// Everything a run shares between Rust and the generated code. Field offsets are read by the
 /// generated code through `std::mem::offset_of!`.
 #[repr(C)]
 pub struct VmCtx {
     pub regions: *const u8,
     pub nregions: u64,
+    /// The primary region (the first one a run maps after the stack: the packet of a test run,
+    /// the memory of `run_with_memory`): its base, and for each access size (1, 2, 4, 8; reads
+    /// then writes) one past the greatest offset an access of that size may start at (0 when
+    /// none may). Generated code tries it first: one compare instead of a table walk.
+    pub primary_base: u64,
+    pub primary_lt: [u64; 8],
     pub left: u64,
     pub r0: u64,
     pub args: [u64; 5],
@@ -85,6 +95,31 @@ impl VmCtx {
         let (p, n) = unsafe { (*self.mem).region_table() };
         self.regions = p;
         self.nregions = n as u64;
+        self.set_primary();
+    }
+
+    /// Read the primary region's row of the table into [`VmCtx::primary_base`] and
+    /// [`VmCtx::primary_lt`].
+    pub fn set_primary(&mut self) {
+        let (base, read, write) = if (self.nregions as usize) > PRIMARY_REGION {
+            // SAFETY: `regions` points at `nregions` rows of three u64s (`#[repr(C)]` base, read
+            // limit, write limit), the layout the generated code reads too.
+            unsafe {
+                let row = self.regions.add(PRIMARY_REGION * 24).cast::<u64>();
+                (
+                    row.read_unaligned(),
+                    row.add(1).read_unaligned(),
+                    row.add(2).read_unaligned(),
+                )
+            }
+        } else {
+            (0, 0, 0)
+        };
+        self.primary_base = base;
+        for (i, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
+            self.primary_lt[i] = (read + 1).saturating_sub(size);
+            self.primary_lt[4 + i] = (write + 1).saturating_sub(size);
+        }
     }
 
     fn trap(&mut self, code: TrapCode, detail: u64, size: u8) {
