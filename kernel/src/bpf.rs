@@ -119,6 +119,10 @@ pub struct ProgSpec<'a> {
     /// `struct bpf_func_info` records: (first instruction, BTF `FUNC` type id) of every
     /// function in the program, sorted; what callbacks and global functions need.
     pub func_info: &'a [[u32; 2]],
+    /// `struct bpf_line_info` records: (first instruction, file name and line string offsets
+    /// in the BTF, line << 10 | column), sorted; sent with `func_info` only. They give the
+    /// verifier log its source lines.
+    pub line_info: &'a [[u32; 4]],
 }
 
 impl<'a> ProgSpec<'a> {
@@ -133,6 +137,7 @@ impl<'a> ProgSpec<'a> {
             fd_array: &[],
             btf_fd: None,
             func_info: &[],
+            line_info: &[],
         }
     }
 }
@@ -407,6 +412,11 @@ mod imp {
             attr.func_info_rec_size = 8;
             attr.func_info = addr(spec.func_info.as_ptr());
             attr.func_info_cnt = spec.func_info.len() as u32;
+            if !spec.line_info.is_empty() {
+                attr.line_info_rec_size = 16;
+                attr.line_info = addr(spec.line_info.as_ptr());
+                attr.line_info_cnt = spec.line_info.len() as u32;
+            }
         }
         // The kernel accepts [A-Za-z0-9_.] in object names, at most 15 bytes.
         for (slot, b) in attr.prog_name[..OBJ_NAME_LEN - 1].iter_mut().zip(
@@ -426,7 +436,8 @@ mod imp {
         for _ in 0..EAGAIN_RETRIES {
             // SAFETY: `insns` holds `insn_cnt` 8-byte instructions, `license` is NUL-terminated,
             // `fd_array` (if set) holds every index the instructions name (`check_bytecode`),
-            // `func_info` holds `func_info_cnt` 8-byte records,
+            // `func_info` holds `func_info_cnt` 8-byte records, `line_info` `line_info_cnt`
+            // 16-byte ones,
             // and the log buffer (if any) is writable for `log_size` bytes; all outlive the call.
             result = unsafe { sys::bpf(Cmd::ProgLoad, &mut attr) };
             if result != Err(Errno::EAGAIN) {

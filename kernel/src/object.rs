@@ -220,6 +220,12 @@ impl KernelObject {
         let fds: Vec<i32> = self.maps.iter().map(KernelMap::raw_fd).collect();
         let insns = p.to_bytes();
         let func_info = self.func_info(obj, p);
+        // Line info too, as libbpf sends it: the log then has the source lines.
+        let line_info: Vec<[u32; 4]> = obj
+            .line_info(p)
+            .iter()
+            .map(|l| [l.slot as u32, l.file_name_off, l.line_off, l.line_col])
+            .collect();
         let spec = ProgSpec {
             expected_attach_type: p.expected_attach_type.map_or(0, |a| a.id()),
             flags: p.flags,
@@ -227,6 +233,7 @@ impl KernelObject {
             fd_array: &fds,
             btf_fd: self.btf.as_ref().map(KernelBtf::raw_fd),
             func_info: &func_info,
+            line_info: &line_info,
             ..ProgSpec::new(ProgType(t.id()), &insns, &obj.license)
         };
         let (r, log) = bpf.prog_load_spec_logged(&spec, log_level);

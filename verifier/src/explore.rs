@@ -135,6 +135,12 @@ pub struct Verifier<'a> {
     /// Checkpoints of the runs already finished (main program, earlier global functions).
     finished_states: usize,
     finished_max_per_insn: usize,
+    /// The kernel's statistics: the most checkpoints one visit compared against without a
+    /// match (`max_states_per_insn`), checkpoints still listed, and the most ever listed at
+    /// once (`peak_states`).
+    stat_max_per_insn: usize,
+    alive: usize,
+    peak: usize,
 }
 
 impl<'a> Verifier<'a> {
@@ -180,6 +186,9 @@ impl<'a> Verifier<'a> {
             globals_called: Vec::new(),
             finished_states: 0,
             finished_max_per_insn: 0,
+            stat_max_per_insn: 0,
+            alive: 0,
+            peak: 0,
         }
     }
 
@@ -188,15 +197,11 @@ impl<'a> Verifier<'a> {
     }
 
     pub fn max_states_per_insn(&self) -> usize {
-        let mut per: HashMap<usize, usize> = HashMap::new();
-        for e in &self.explored {
-            *per.entry(e.pc).or_default() += 1;
-        }
-        per.values()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .max(self.finished_max_per_insn)
+        self.stat_max_per_insn.max(self.finished_max_per_insn)
+    }
+
+    pub fn peak_states(&self) -> usize {
+        self.peak
     }
 
     pub fn total_states(&self) -> usize {
@@ -622,10 +627,14 @@ impl<'a> Verifier<'a> {
             };
             if e.misses > e.hits * n + n {
                 if let Some(l) = self.by_pc.get_mut(&pc) {
+                    let before = l.len();
                     l.retain(|&x| x != i);
+                    self.alive -= before - l.len();
                 }
             }
         }
+        // The kernel counts the checkpoints a visit went through without a match.
+        self.stat_max_per_insn = self.stat_max_per_insn.max(list.len());
         if !add {
             return Ok(Visit::Go);
         }
@@ -656,6 +665,8 @@ impl<'a> Verifier<'a> {
             }
         }
         self.by_pc.entry(pc).or_default().push(idx);
+        self.alive += 1;
+        self.peak = self.peak.max(self.alive);
         self.cur_parent = Some(idx);
         self.cur_first = pc;
         self.cur_hist_ent = false;
@@ -685,7 +696,9 @@ impl<'a> Verifier<'a> {
             let table = crate::log::live_table(self.insns, &self.live, &self.scc);
             self.log.extend(table);
         }
+        let mark = self.log.len();
         self.run(0, self.initial_state())?;
+        self.trace.run_done(&mut self.log, mark);
         let mut globals = self.opts.global_funcs.clone();
         globals.sort_by_key(|g| g.slot);
         let mut verified: Vec<usize> = Vec::new();
@@ -696,6 +709,7 @@ impl<'a> Verifier<'a> {
                     continue;
                 }
                 let idx = self.subprog_index(g.slot);
+                let mark = self.log.len();
                 if self.opts.log_level >= 1 {
                     self.log
                         .push(format!("Validating {}() func#{idx}...", g.name));
@@ -705,6 +719,7 @@ impl<'a> Verifier<'a> {
                 self.finished_max_per_insn = self.max_states_per_insn();
                 self.explored.clear();
                 self.by_pc.clear();
+                self.alive = 0;
                 self.visits.clear();
                 let mut f = Frame::new(0, g.slot, 0);
                 for (i, a) in g.args.iter().enumerate() {
@@ -718,6 +733,7 @@ impl<'a> Verifier<'a> {
                     refs: Vec::new(),
                 };
                 self.run(g.slot, st)?;
+                self.trace.run_done(&mut self.log, mark);
                 if self.opts.log_level >= 1 {
                     self.log.push(format!(
                         "Func#{idx} ('{}') is safe for any args that match its prototype",

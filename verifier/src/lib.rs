@@ -138,7 +138,7 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     let mut log = std::mem::take(&mut v.log);
     let stats = format!(
         "processed {} insns (limit {}) max_states_per_insn {} total_states {} peak_states {} mark_read 0",
-        v.processed, opts.limit, v.max_states_per_insn(), v.total_states(), v.total_states()
+        v.processed, opts.limit, v.max_states_per_insn(), v.total_states(), v.peak_states()
     );
     let mut error = result.err();
     match &mut error {
@@ -152,10 +152,7 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
             log.push(e.clone());
             log.push(stats);
         }
-        None => {
-            v.trace.accepted(&mut log);
-            log.push(stats)
-        }
+        None => log.push(stats),
     }
     Verdict {
         accepted: error.is_none(),
@@ -164,7 +161,7 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         processed: v.processed,
         max_states_per_insn: v.max_states_per_insn(),
         total_states: v.total_states(),
-        peak_states: v.total_states(),
+        peak_states: v.peak_states(),
         time: started.elapsed(),
     }
 }
@@ -225,6 +222,19 @@ pub fn verify_object_program(
     opts.func_info = obj.kernel_btf.is_some();
     if opts.func_info {
         opts.global_funcs = global_funcs(obj, prog, ty);
+    }
+    // Source lines for the log, as a loader with BTF hands them to the kernel.
+    if opts.func_info && log_level > 0 {
+        opts.line_info = obj
+            .line_info(prog)
+            .into_iter()
+            .map(|l| LineInfo {
+                slot: l.slot,
+                text: l.text,
+                file: l.file,
+                line: l.line,
+            })
+            .collect();
     }
     Some(verify(&prog.insns, &opts))
 }

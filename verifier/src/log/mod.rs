@@ -244,6 +244,12 @@ impl Trace {
             return;
         }
         let l = &self.lines[n - 1];
+        // Records for other columns of the line just printed print nothing.
+        if let Some(p) = self.prev_linfo.and_then(|p| self.lines.get(p)) {
+            if p.file == l.file && p.line == l.line {
+                return;
+            }
+        }
         let file = l.file.rsplit('/').next().unwrap_or(&l.file);
         log.push(format!("; {} @ {file}:{}", l.text.trim_start(), l.line));
         self.prev_linfo = Some(n - 1);
@@ -313,10 +319,11 @@ impl Trace {
         self.scratch.stack |= stack;
     }
 
-    /// The end of a successful level-1 verification: the kernel keeps none of the trace.
-    pub fn accepted(&self, log: &mut Vec<String>) {
+    /// A `do_check` run (the main program, or a global function) succeeded: at level 1 the
+    /// kernel keeps none of its trace, from `mark` on.
+    pub fn run_done(&self, log: &mut Vec<String>, mark: usize) {
         if self.level == 1 {
-            log.clear();
+            log.truncate(mark);
         }
     }
 }
@@ -448,7 +455,14 @@ mod tests {
             file: "/src/x.bpf.c".to_string(),
             line: n,
         };
-        let mut t = Trace::new(1, vec![line(0, "  int a = 1;", 3), line(2, "", 0)]);
+        let mut t = Trace::new(
+            1,
+            vec![
+                line(0, "  int a = 1;", 3),
+                line(1, "  int a = 1;", 3),
+                line(2, "", 0),
+            ],
+        );
         let mut log = Vec::new();
         for pc in 0..3 {
             t.linfo(&mut log, pc);

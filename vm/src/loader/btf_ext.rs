@@ -114,3 +114,66 @@ pub(crate) fn core_relos(data: &[u8], btf: &Btf) -> Result<Vec<CoreRelo>, BtfErr
     }
     Ok(out)
 }
+
+/// One `struct bpf_line_info` of a code section: where a source line's code starts (byte
+/// offset in the section) and the BTF string offsets of its file name and text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LineRec {
+    pub section: String,
+    pub insn_off: u32,
+    pub file_name_off: u32,
+    pub line_off: u32,
+    /// Line number (high 22 bits) and column (low 10).
+    pub line_col: u32,
+}
+
+/// The line info records of a `.BTF.ext` section (empty when it has none). A malformed part
+/// yields nothing rather than an error: line info is only for logs.
+pub(crate) fn line_infos(data: &[u8], btf: &Btf) -> Vec<LineRec> {
+    let r = Reader { data };
+    let mut out = Vec::new();
+    let parse = |out: &mut Vec<LineRec>| -> Result<(), BtfError> {
+        if r.u16(0)? != BTF_EXT_MAGIC {
+            return err(0, "bad magic");
+        }
+        let hdr_len = r.u32(4)? as usize;
+        if hdr_len < 24 {
+            return Ok(());
+        }
+        let (off, len) = (r.u32(16)? as usize, r.u32(20)? as usize);
+        if len == 0 {
+            return Ok(());
+        }
+        let start = hdr_len.saturating_add(off);
+        let end = start.saturating_add(len);
+        if end > data.len() {
+            return err(16, "line info lies outside the section");
+        }
+        let r = Reader { data: &data[..end] };
+        let rec_size = r.u32(start)? as usize;
+        if rec_size < 16 {
+            return err(start, "line info record size below 16");
+        }
+        let mut pos = start + 4;
+        while pos < end {
+            let section = btf.string(r.u32(pos)?).unwrap_or("").to_string();
+            let num = r.u32(pos + 4)? as usize;
+            pos += 8;
+            for _ in 0..num {
+                out.push(LineRec {
+                    section: section.clone(),
+                    insn_off: r.u32(pos)?,
+                    file_name_off: r.u32(pos + 4)?,
+                    line_off: r.u32(pos + 8)?,
+                    line_col: r.u32(pos + 12)?,
+                });
+                pos += rec_size;
+            }
+        }
+        Ok(())
+    };
+    if parse(&mut out).is_err() {
+        out.clear();
+    }
+    out
+}

@@ -68,6 +68,23 @@ pub struct Object {
     /// hands it to the kernel (`BPF_BTF_LOAD`); `None` without a parsable `.BTF`.
     pub kernel_btf: Option<Vec<u8>>,
     linker: Linker,
+    /// `.BTF.ext` line info, by code section.
+    lines: Vec<btf_ext::LineRec>,
+}
+
+/// A BTF `line_info` record placed in a linked program: the first slot of a source line's code,
+/// the line, and the record's string offsets in [`Object::kernel_btf`] as `BPF_PROG_LOAD`
+/// takes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineInfo {
+    pub slot: usize,
+    pub file: String,
+    pub text: String,
+    pub line: u32,
+    pub col: u32,
+    pub file_name_off: u32,
+    pub line_off: u32,
+    pub line_col: u32,
 }
 
 /// One program, linked: its own code followed by the subprograms it uses.
@@ -136,6 +153,10 @@ pub fn load_object(bytes: &[u8]) -> Result<Object, ObjectError> {
         }
         _ => Vec::new(),
     };
+    let lines = match (elf.section_by_name(".BTF.ext"), &btf) {
+        (Some((_, s)), Some(b)) => btf_ext::line_infos(s.data, b),
+        _ => Vec::new(),
+    };
     let maps = maps::collect(&elf, btf.as_ref())?;
     let linker = Linker::build(&elf, &maps, btf.as_ref(), &core)?;
 
@@ -161,6 +182,7 @@ pub fn load_object(bytes: &[u8]) -> Result<Object, ObjectError> {
         }),
         btf,
         linker,
+        lines,
     };
     let in_text = |f: &link::Function| obj.linker.section_name(f) == ".text";
     let mut entries: Vec<usize> = (0..obj.linker.funcs.len())
@@ -251,6 +273,40 @@ impl Object {
             .funcs
             .iter()
             .map(|f| (f.name.as_str(), self.linker.section_name(f)))
+    }
+
+    /// The line info of a linked program, by slot (empty without `.BTF.ext` line info): each
+    /// function's records moved to where the function landed.
+    pub fn line_info(&self, p: &ObjProgram) -> Vec<LineInfo> {
+        let Some(btf) = &self.btf else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for placed in &p.functions {
+            let Some(f) = self.linker.funcs.iter().find(|f| {
+                f.name == placed.name && self.linker.section_name(f) == placed.section
+            }) else {
+                continue;
+            };
+            for l in self.lines.iter().filter(|l| l.section == placed.section) {
+                let at = (l.insn_off / 8) as usize;
+                if l.insn_off % 8 != 0 || at < f.start || at >= f.start + f.len {
+                    continue;
+                }
+                out.push(LineInfo {
+                    slot: placed.slot + (at - f.start),
+                    file: btf.string(l.file_name_off).unwrap_or("").to_string(),
+                    text: btf.string(l.line_off).unwrap_or("").to_string(),
+                    line: l.line_col >> 10,
+                    col: l.line_col & 0x3ff,
+                    file_name_off: l.file_name_off,
+                    line_off: l.line_off,
+                    line_col: l.line_col,
+                });
+            }
+        }
+        out.sort_by_key(|l| l.slot);
+        out
     }
 
     /// Index into [`Object::maps`] of the map with this name.
