@@ -23,7 +23,9 @@ times = {}  # program -> ([ours], [kernel])
 for _ in range(ROUNDS):
     for obj in objects:
         r = subprocess.run(
-            [binary, "verify", obj, "--compare-kernel", "--format", "json"],
+            # Log level 0 on both sides: the kernel's time then has statistics only, no
+            # per-instruction log (which at level 1 multiplies it 10-20x), and ours no log.
+            [binary, "verify", obj, "--compare-kernel", "--log-level", "0", "--format", "json"],
             capture_output=True, text=True,
         )
         if r.returncode == 3:
