@@ -33,7 +33,7 @@ enum Bencher {
     Sim {
         engine: Engine,
         obj: Box<LoadedObject>,
-        prog: bpfsim_helpers::object::LinkedProgram,
+        prog: Box<bpfsim_helpers::object::LinkedProgram>,
         trivial: Box<dyn bpfsim_vm::Executable>,
         runner: Box<Runner>,
     },
@@ -171,7 +171,7 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
                     Bencher::Sim {
                         engine,
                         obj: Box::new(obj),
-                        prog,
+                        prog: Box::new(prog),
                         trivial,
                         runner: Box::default(),
                     },

@@ -81,17 +81,40 @@ pub struct LinkedProgram {
     /// The compiled program, once an engine asked for it (Err: the JIT cannot compile it).
     jit: std::sync::OnceLock<Result<std::sync::Arc<bpfsim_jit::JitProgram>, bpfsim_jit::JitError>>,
     runs: std::sync::atomic::AtomicU32,
+    /// The object's form of the program (map references unresolved) and the options to verify
+    /// it with, for [`LinkedProgram::jit_hints`].
+    verify: Option<Box<(Vec<Insn>, bpfsim_verifier::Options)>>,
 }
 
 impl LinkedProgram {
-    /// The compiled program, compiling it on first use.
+    /// What the verifier proves about the program that the JIT can use: the accesses that
+    /// never go through the context pointer. Nothing when the verifier rejects the program (the
+    /// simulator runs it all the same, with every check).
+    ///
+    /// `.rodata` is left unknown to this verification: the hints must hold whatever values it
+    /// is given before the first run, which the kernel's verification would have seen.
+    pub fn jit_hints(&self) -> bpfsim_jit::Hints {
+        let Some(v) = &self.verify else {
+            return bpfsim_jit::Hints::default();
+        };
+        let verdict = bpfsim_verifier::verify(&v.0, &v.1);
+        if !verdict.accepted {
+            return bpfsim_jit::Hints::default();
+        }
+        bpfsim_jit::Hints {
+            no_ctx: verdict.no_ctx,
+        }
+    }
+
+    /// The compiled program, compiling it on first use (with [`LinkedProgram::jit_hints`]).
     pub fn jit(&self) -> Result<&bpfsim_jit::JitProgram, bpfsim_jit::JitError> {
         self.jit
             .get_or_init(|| {
                 let prog = Program::new(self.insns.clone()).map_err(|e| {
                     bpfsim_jit::JitError::Codegen(format!("program structure: {e}"))
                 })?;
-                bpfsim_jit::JitProgram::compile(&prog).map(std::sync::Arc::new)
+                bpfsim_jit::JitProgram::compile_with(&prog, &self.jit_hints())
+                    .map(std::sync::Arc::new)
             })
             .as_ref()
             .map(|a| &**a)
@@ -255,6 +278,14 @@ impl LoadedObject {
             name: p.name.clone(),
             source,
         })?;
+        let verify = bpfsim_verifier::object_program_options(&self.object, p, Some(ty), 0).map(
+            |mut opts| {
+                for m in &mut opts.maps {
+                    m.data = None;
+                }
+                Box::new((p.insns.clone(), opts))
+            },
+        );
         let not_test_runnable = match p.expected_attach_type {
             Some(bpfsim_vm::loader::AttachType::XdpCpumap) => Some("xdp/cpumap"),
             _ => None,
@@ -268,6 +299,7 @@ impl LoadedObject {
             interp: Interpreter::new(&prog),
             jit: std::sync::OnceLock::new(),
             runs: std::sync::atomic::AtomicU32::new(0),
+            verify,
         })
     }
 

@@ -578,3 +578,39 @@ fn each_run_gets_a_fresh_frame() {
         assert_eq!(out.data, short);
     }
 }
+
+/// The verifier's proof reaches the JIT: accesses through the context are known as such, the
+/// others (packet, stack, map values) as never touching it; a program the verifier rejects gets
+/// no hints.
+#[test]
+fn the_jit_gets_what_the_verifier_proved() {
+    use bpfsim_helpers::object::LoadedObject;
+    use bpfsim_vm::isa::{Insn, Reg};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-vectors");
+    let bytes = std::fs::read(dir.join("progs/firewall.bpf.o")).unwrap();
+    let obj = LoadedObject::load(&bytes, Env::default()).unwrap();
+    let p = obj.program("xdp_firewall", None).unwrap();
+    let hints = p.jit_hints();
+    let prog = Program::new(p.insns.clone()).unwrap();
+    let (mut ctx, mut other) = (0, 0);
+    for (pc, insn) in prog.iter() {
+        match insn {
+            // The program reads data and data_end from its context at the start.
+            Insn::Load { src: Reg::R1, .. } if pc < 4 => {
+                assert!(!hints.no_ctx[pc], "slot {pc} reads the context");
+                ctx += 1;
+            }
+            Insn::Load { .. } | Insn::Store { .. } if hints.no_ctx[pc] => other += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        ctx >= 1 && other >= 5,
+        "context reads {ctx}, other accesses {other}"
+    );
+
+    let bytes = std::fs::read(dir.join("verifier/objects/reject_null_deref.bpf.o")).unwrap();
+    let obj = LoadedObject::load(&bytes, Env::default()).unwrap();
+    let p = obj.program("xdp_count_unchecked", None).unwrap();
+    assert!(p.jit_hints().no_ctx.is_empty());
+}

@@ -11,6 +11,11 @@ use crate::domain::state::{states_equal, Frame, Prec, State};
 use crate::precise::Hist;
 use crate::Options;
 
+/// [`Verifier::access`]: an access through the context pointer.
+pub const ACCESS_CTX: u8 = 1;
+/// [`Verifier::access`]: an access through any other pointer (stack, packet, map value, ...).
+pub const ACCESS_OTHER: u8 = 2;
+
 const MAX_CALL_FRAMES: usize = 8;
 
 /// What one instruction did to the path.
@@ -85,6 +90,9 @@ struct Pending {
 pub struct Verifier<'a> {
     pub insns: &'a [Insn],
     pub opts: &'a Options,
+    /// For each slot, the kinds of pointer its memory access went through on every path
+    /// explored ([`ACCESS_CTX`], [`ACCESS_OTHER`]): what the JIT may rely on.
+    pub access: Vec<u8>,
     /// Slot of each instruction.
     pub pcs: Vec<usize>,
     /// Instruction at each slot.
@@ -158,6 +166,7 @@ impl<'a> Verifier<'a> {
         Verifier {
             insns,
             opts,
+            access: vec![0; slot],
             pcs,
             at,
             log: Vec::new(),
@@ -921,6 +930,18 @@ impl<'a> Verifier<'a> {
         Ok(())
     }
 
+    /// Record the kind of pointer the access at `pc` goes through on this path.
+    fn note_access(&mut self, st: &State, pc: usize, base: bpfsim_vm::isa::Reg) {
+        let kind = if st.reg(base.index()).ty == RegType::Ctx {
+            ACCESS_CTX
+        } else {
+            ACCESS_OTHER
+        };
+        if let Some(k) = self.access.get_mut(pc) {
+            *k |= kind;
+        }
+    }
+
     /// One instruction: the checks of its class.
     fn step(&mut self, st: &mut State, pc: usize, insn: &Insn) -> Result<Step, String> {
         let next = pc + insn.slots();
@@ -944,6 +965,7 @@ impl<'a> Verifier<'a> {
                 src,
                 off,
             } => {
+                self.note_access(st, pc, src);
                 self.check_load(st, dst, src, off, size, signed)?;
                 Ok(Step::Next(next))
             }
@@ -953,6 +975,7 @@ impl<'a> Verifier<'a> {
                 off,
                 src,
             } => {
+                self.note_access(st, pc, dst);
                 self.check_store(st, dst, off, size, src)?;
                 Ok(Step::Next(next))
             }
@@ -963,6 +986,7 @@ impl<'a> Verifier<'a> {
                 src,
                 off,
             } => {
+                self.note_access(st, pc, dst);
                 self.check_atomic(st, op, dst, src, off, size)?;
                 Ok(Step::Next(next))
             }

@@ -123,6 +123,10 @@ pub struct Verdict {
     pub total_states: usize,
     pub peak_states: usize,
     pub time: Duration,
+    /// For each slot of an accepted program: its memory access never goes through the context
+    /// pointer on any path (false for slots without an access, unreached ones, and rejected
+    /// programs). The JIT compiles such accesses without a call into the context's fields.
+    pub no_ctx: Vec<bool>,
 }
 
 /// Verify `insns` (one entry per instruction, `lddw` counting as one) under `opts`.
@@ -154,7 +158,13 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         }
         None => log.push(stats),
     }
+    let no_ctx = if error.is_none() {
+        v.access.iter().map(|&k| k == explore::ACCESS_OTHER).collect()
+    } else {
+        Vec::new()
+    };
     Verdict {
+        no_ctx,
         accepted: error.is_none(),
         error,
         log,
@@ -213,6 +223,18 @@ pub fn verify_object_program(
     prog_type: Option<ProgType>,
     log_level: u32,
 ) -> Option<Verdict> {
+    let opts = object_program_options(obj, prog, prog_type, log_level)?;
+    Some(verify(&prog.insns, &opts))
+}
+
+/// The options [`verify_object_program`] verifies `prog` with (its type, license, the object's
+/// maps, global functions, source lines); `None` when it has no type.
+pub fn object_program_options(
+    obj: &Object,
+    prog: &ObjProgram,
+    prog_type: Option<ProgType>,
+    log_level: u32,
+) -> Option<Options> {
     let ty = prog_type.or(prog.prog_type)?;
     let mut opts = Options::new(ty);
     opts.attach = prog.expected_attach_type;
@@ -236,7 +258,7 @@ pub fn verify_object_program(
             })
             .collect();
     }
-    Some(verify(&prog.insns, &opts))
+    Some(opts)
 }
 
 /// The global subprograms of `prog` whose arguments bpfsim can type from BTF (scalars and
