@@ -847,6 +847,9 @@ impl<'a> Verifier<'a> {
                 match self.step(&mut state, pc, insn)? {
                     Step::Next(n) => {
                         self.trace_after(&state, frames, callee, n);
+                        if matches!(insn, Insn::Jmp { .. }) {
+                            self.trace_jmp(&state, pc);
+                        }
                         self.prev_pc = Some(pc);
                         pc = n;
                     }
@@ -863,6 +866,7 @@ impl<'a> Verifier<'a> {
                             hist: self.cur_hist.clone(),
                             log_pos: self.trace.on().then(|| self.trace.pos(&self.log)),
                         });
+                        self.trace_jmp(&state, pc);
                         self.prev_pc = Some(pc);
                         pc = fall;
                     }

@@ -139,6 +139,7 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     let result = passes::structure(&v.prog_slots(), insns)
         .and_then(|()| v.do_check())
         .and_then(|()| v.check_max_stack_depth());
+    v.trace.drain(&mut v.log);
     let mut log = std::mem::take(&mut v.log);
     let stats = format!(
         "processed {} insns (limit {}) max_states_per_insn {} total_states {} peak_states {} mark_read 0",

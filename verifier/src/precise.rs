@@ -231,6 +231,7 @@ impl Verifier<'_> {
                 }
             }
         }
+        self.log_propagating(e.state.frames.len(), &bt.regs, &bt.stack);
         self.mark_chain_from(bt, pos);
     }
 
@@ -256,6 +257,7 @@ impl Verifier<'_> {
         let mut subseq: Option<usize> = None;
         let mut skip_first = true;
         loop {
+            self.log_mp_segment(bt.frame, last, first, subseq);
             let Some(mut i) = last else {
                 // Only a global function's entry has no previous instruction; bpfsim treats
                 // every subprogram as static, so stop here.
@@ -270,6 +272,8 @@ impl Verifier<'_> {
                 if skip_first {
                     skip_first = false;
                 } else {
+                    let f = bt.frame.min(MAX_FRAMES - 1);
+                    self.log_mp_insn(f, bt.regs[f], bt.stack[f], i);
                     let h = (cnt > 0 && hist[cnt - 1].idx == i).then(|| &hist[cnt - 1]);
                     if self.backtrack_insn(i, subseq, h, &mut bt).is_err() {
                         self.mark_all_precise(pos.parent);
@@ -340,6 +344,9 @@ impl Verifier<'_> {
             }
             let (e_last, e_first, e_parent) = (e.last, e.first, e.parent);
             self.prec_changed |= changed;
+            for f in (0..=bt.frame.min(MAX_FRAMES - 1)).rev() {
+                self.log_mp_parent(p, f, bt.regs[f], bt.stack[f]);
+            }
             if bt.empty() {
                 return;
             }

@@ -128,10 +128,20 @@ fn map_name(m: &MapInfo) -> String {
 /// `print_reg_state`: one register, e.g. `scalar(smin=0,smax=umax=0xffffffff,var_off=(0x0;
 /// 0xffffffff))`, `fp-8`, `map_value(map=counts,ks=4,vs=8,off=8)`, `pkt(off=14,r=14)`. `frameno`
 /// is the frame being printed (a stack pointer into another frame says which).
+#[cfg(test)]
 pub fn reg(r: &Reg, frameno: usize, maps: &[MapInfo]) -> String {
+    reg_p(r, frameno, maps, false)
+}
+
+/// [`reg`], with the kernel's `P` before a scalar a later instruction relied on.
+pub fn reg_p(r: &Reg, frameno: usize, maps: &[MapInfo], precise: bool) -> String {
     let mut s = String::new();
+    if r.ty == RegType::Scalar && precise {
+        s.push('P');
+    }
     if r.ty == RegType::Scalar && r.var_off.is_const() {
-        return snum(r.var_off.value as i64);
+        s.push_str(&snum(r.var_off.value as i64));
+        return s;
     }
     s.push_str(&type_str(r));
     if r.ty == RegType::Stack {
@@ -197,14 +207,15 @@ fn byte_char(b: Byte) -> char {
     }
 }
 
-/// One stack slot (`fp-8=mmmm????`, `fp-16=0`, `fp-24=pkt_end()`), if it holds anything.
-pub fn slot(s: &Slot, i: usize, frameno: usize, maps: &[MapInfo]) -> Option<String> {
+/// One stack slot (`fp-8=mmmm????`, `fp-16=0`, `fp-24=pkt_end()`), if it holds anything; a
+/// spilled scalar relied on prints with `P`.
+fn slot_p(s: &Slot, i: usize, frameno: usize, maps: &[MapInfo], precise: bool) -> Option<String> {
     if (0..8).all(|k| kbyte(s, k) == Byte::Invalid) {
         return None;
     }
     let at = -8 * (i as i64 + 1);
     Some(if kbyte(s, 7) == Byte::Spill {
-        format!("fp{at}={}", reg(&s.spilled, frameno, maps))
+        format!("fp{at}={}", reg_p(&s.spilled, frameno, maps, precise))
     } else {
         let types: String = (0..8).map(|k| byte_char(kbyte(s, k))).collect();
         format!("fp{at}={types}")
@@ -240,6 +251,20 @@ pub fn frame(
     callback: bool,
     maps: &[MapInfo],
 ) -> String {
+    frame_p(fr, frameno, mask, refs, callback, maps, (0, 0))
+}
+
+/// [`frame`] of a checkpoint, whose precise scalars (`prec`: registers, stack slots) print
+/// with `P`.
+pub fn frame_p(
+    fr: &Frame,
+    frameno: usize,
+    mask: Mask,
+    refs: &[Ref],
+    callback: bool,
+    maps: &[MapInfo],
+    prec: (u16, u64),
+) -> String {
     let mut s = String::new();
     if frameno != 0 {
         let _ = write!(s, " frame{frameno}:");
@@ -248,13 +273,15 @@ pub fn frame(
         if r.ty == RegType::NotInit || mask.regs & (1 << i) == 0 {
             continue;
         }
-        let _ = write!(s, " R{i}={}", reg(r, frameno, maps));
+        let p = prec.0 & (1 << i) != 0;
+        let _ = write!(s, " R{i}={}", reg_p(r, frameno, maps, p));
     }
     for (i, sl) in fr.stack.iter().enumerate() {
         if i < 64 && mask.stack & (1 << i) == 0 {
             continue;
         }
-        if let Some(t) = slot(sl, i, frameno, maps) {
+        let p = i < 64 && prec.1 & (1 << i) != 0;
+        if let Some(t) = slot_p(sl, i, frameno, maps, p) {
             s.push(' ');
             s.push_str(&t);
         }
@@ -334,6 +361,8 @@ mod tests {
         let mut with_id = Reg::unknown();
         with_id.id = 7;
         assert_eq!(reg(&with_id, 0, &[]), "scalar(id=7)");
+        assert_eq!(reg_p(&with_id, 0, &[], true), "Pscalar(id=7)");
+        assert_eq!(reg_p(&Reg::known(26), 0, &[], true), "P26");
     }
 
     #[test]
@@ -407,5 +436,10 @@ mod tests {
         );
         assert_eq!(some, " fp-16=0 refs=3 cb");
         assert_eq!(frame(&f, 2, Mask::NONE, &[], false, &[]), " frame2:");
+        f.regs[3] = Reg::known(30);
+        assert_eq!(
+            frame_p(&f, 0, Mask::ALL, &[], false, &[], (1 << 3, 1 << 1)),
+            " R3=P30 R10=fp0 fp-8=mmmm???? fp-16=P0 fp-24=0000000? fp-40=pkt_end()"
+        );
     }
 }

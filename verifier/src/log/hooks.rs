@@ -45,6 +45,7 @@ impl Verifier<'_> {
         if !self.trace.on() {
             return;
         }
+        self.trace.drain(&mut self.log);
         let n = st.frames.len();
         let at = |p: usize| self.insn_at(p).copied();
         let env = Env {
@@ -73,6 +74,135 @@ impl Verifier<'_> {
             self.log.push(caller);
             self.trace.resumed();
             self.trace.interrupted();
+        }
+    }
+}
+
+/// `fmt_reg_mask`: `r1,r4`.
+fn reg_mask(m: u16) -> String {
+    (0..16)
+        .filter(|r| m & (1 << r) != 0)
+        .map(|r| format!("r{r}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `fmt_stack_mask`: `-8,-16` (slot i is fp-8*(i+1)).
+fn stack_mask(m: u64) -> String {
+    (0..64)
+        .filter(|i| m & (1 << i) != 0)
+        .map(|i| format!("{}", -8 * (i + 1)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn idx(i: Option<usize>) -> String {
+    i.map_or_else(|| "-1".to_string(), |i| i.to_string())
+}
+
+impl Verifier<'_> {
+    /// `check_cond_jmp_op` prints the state the branch leaves on the path that goes on (after
+    /// the other side is pushed, so a level-1 log drops it with the path).
+    pub(crate) fn trace_jmp(&mut self, st: &State, pc: usize) {
+        if !self.trace.on() {
+            return;
+        }
+        let mut trace = std::mem::take(&mut self.trace);
+        let mut log = std::mem::take(&mut self.log);
+        let at = |p: usize| self.insn_at(p).copied();
+        let env = Env {
+            maps: &self.opts.maps,
+            insn_at: &at,
+        };
+        trace.insn_state(&mut log, st, pc, &env);
+        self.trace = trace;
+        self.log = log;
+    }
+
+    /// Level 2, `__mark_chain_precision`: a segment of the path is walked backwards.
+    pub(crate) fn log_mp_segment(
+        &self,
+        frame: usize,
+        last: Option<usize>,
+        first: usize,
+        subseq: Option<usize>,
+    ) {
+        if self.trace.level2() {
+            self.trace.hold(format!(
+                "mark_precise: frame{frame}: last_idx {} first_idx {first} subseq_idx {} ",
+                idx(last),
+                idx(subseq)
+            ));
+        }
+    }
+
+    /// Level 2, `backtrack_insn`: what is still sought, before instruction `at`.
+    pub(crate) fn log_mp_insn(&self, frame: usize, regs: u16, stack: u64, at: usize) {
+        if !self.trace.level2() {
+            return;
+        }
+        if let Some(insn) = self.insn_at(at) {
+            self.trace.hold(format!(
+                "mark_precise: frame{frame}: regs={} stack={} before {at}: {}",
+                reg_mask(regs),
+                stack_mask(stack),
+                super::insn_text(insn)
+            ));
+        }
+    }
+
+    /// Level 2: checkpoint `p` got its marks for `frame`; it prints with them.
+    pub(crate) fn log_mp_parent(&self, p: usize, frame: usize, regs: u16, stack: u64) {
+        if !self.trace.level2() {
+            return;
+        }
+        let Some(e) = self.explored.get(p) else {
+            return;
+        };
+        let Some(fr) = e.state.frames.get(frame) else {
+            return;
+        };
+        let at = |p: usize| self.insn_at(p).copied();
+        let callback = Trace::callback_frame(&e.state, frame, &at);
+        let prec = e.prec.get(frame).copied().unwrap_or((0, 0));
+        let state = super::fmt::frame_p(
+            fr,
+            frame,
+            super::outer_mask(e.state.frames.len(), frame, Mask::ALL),
+            &e.state.refs,
+            callback,
+            &self.opts.maps,
+            prec,
+        );
+        self.trace.hold(format!(
+            "mark_precise: frame{frame}: parent state regs={} stack={}: {state}",
+            reg_mask(regs),
+            stack_mask(stack)
+        ));
+    }
+}
+
+impl Verifier<'_> {
+    /// Level 2, `propagate_precision`: per frame, innermost first, the registers and slots
+    /// a checkpoint relied on that the pruned path must now keep precise.
+    pub(crate) fn log_propagating(&self, frames: usize, regs: &[u16], stack: &[u64]) {
+        if !self.trace.level2() {
+            return;
+        }
+        for f in (0..frames.min(regs.len()).min(stack.len())).rev() {
+            let mut items: Vec<String> = (0..10)
+                .filter(|r| regs[f] & (1 << r) != 0)
+                .map(|r| format!("r{r}"))
+                .collect();
+            items.extend(
+                (0..64)
+                    .filter(|i| stack[f] & (1 << i) != 0)
+                    .map(|i| format!("fp{}", -8 * (i + 1))),
+            );
+            if !items.is_empty() {
+                self.trace
+                    .hold(format!("frame {f}: propagating {}", items.join(",")));
+            }
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct Trace {
     insn_line: Option<(usize, usize)>,
     prev_linfo: Option<usize>,
     lines: Vec<LineInfo>,
+    /// Lines written where the verifier holds only `&self` (precision backtracking walks the
+    /// explored states while it logs), moved to the log before anything else is written.
+    held: std::cell::RefCell<Vec<String>>,
 }
 
 /// `BPF_LOG_ALIGNMENT` and `BPF_LOG_MIN_ALIGNMENT`: state comments start at column 40 or the
@@ -96,7 +99,18 @@ impl Trace {
             insn_line: None,
             prev_linfo: None,
             lines,
+            held: Default::default(),
         }
+    }
+
+    /// Write `line` to the log as soon as the caller can (see `held`).
+    pub fn hold(&self, line: String) {
+        self.held.borrow_mut().push(line);
+    }
+
+    /// Move the held lines to the log.
+    pub fn drain(&self, log: &mut Vec<String>) {
+        log.append(&mut self.held.borrow_mut());
     }
 
     /// `do_check` starts (the main program, or a global function on its own).
@@ -139,6 +153,7 @@ impl Trace {
     /// A path ended (exit or pruned): the next one resumes at a pushed branch whose log
     /// position was `pos` (`process_bpf_exit`, `pop_stack`).
     pub fn path_done(&mut self, log: &mut Vec<String>, pos: Option<LogPos>) {
+        self.drain(log);
         self.scratch = Mask::ALL;
         self.do_print_state = true;
         if let (false, Some(p)) = (self.level2(), pos) {
@@ -161,6 +176,7 @@ impl Trace {
         if !self.on() {
             return;
         }
+        self.drain(log);
         if self.do_print_state {
             log.push(String::new());
             log.push(format!("from {} to {pc}: safe", from(prev)));
@@ -184,7 +200,7 @@ impl Trace {
         fmt::frame(
             &st.frames[f],
             f,
-            mask,
+            outer_mask(st.frames.len(), f, mask),
             &st.refs,
             Self::callback_frame(st, f, env.insn_at),
             env.maps,
@@ -206,6 +222,7 @@ impl Trace {
         if !self.on() {
             return;
         }
+        self.drain(log);
         let cur = st.frames.len() - 1;
         if self.level2() && self.do_print_state {
             log.push(String::new());
@@ -217,24 +234,33 @@ impl Trace {
             self.do_print_state = false;
             self.insn_line = None;
         }
-        if self.scratch.any() {
-            let state = Self::state_line(st, cur, self.scratch, env);
-            match self.insn_line {
-                Some((i, len)) if log.len() == i + 1 && log[i].len() == len => {
-                    let pad = alignment(len + 1);
-                    let l = &mut log[i];
-                    l.extend(std::iter::repeat_n(' ', pad));
-                    l.push(';');
-                    l.push_str(&state);
-                }
-                _ => log.push(format!("{pc}:{state}")),
-            }
-            self.scratch = Mask::NONE;
-        }
+        self.insn_state(log, st, pc, env);
         self.linfo(log, pc);
         let line = format!("{pc}: {}", insn_text(insn));
         self.insn_line = Some((log.len(), line.len()));
         log.push(line);
+    }
+
+    /// `print_insn_state`: the registers and slots touched since the last print, appended to
+    /// the last instruction's line if nothing came after it, else on a line of their own
+    /// numbered `pc`.
+    pub fn insn_state(&mut self, log: &mut Vec<String>, st: &State, pc: usize, env: &Env<'_>) {
+        if !self.on() || !self.scratch.any() {
+            return;
+        }
+        self.drain(log);
+        let state = Self::state_line(st, st.frames.len() - 1, self.scratch, env);
+        match self.insn_line {
+            Some((i, len)) if log.len() == i + 1 && log[i].len() == len => {
+                let pad = alignment(len + 1);
+                let l = &mut log[i];
+                l.extend(std::iter::repeat_n(' ', pad));
+                l.push(';');
+                l.push_str(&state);
+            }
+            _ => log.push(format!("{pc}:{state}")),
+        }
+        self.scratch = Mask::NONE;
     }
 
     /// `verbose_linfo`: the source line of `pc`, unless it is the one printed last.
@@ -322,10 +348,20 @@ impl Trace {
     /// A `do_check` run (the main program, or a global function) succeeded: at level 1 the
     /// kernel keeps none of its trace, from `mark` on.
     pub fn run_done(&self, log: &mut Vec<String>, mark: usize) {
+        self.drain(log);
         if self.level == 1 {
             log.truncate(mark);
         }
     }
+}
+
+/// A caller's r0-r5 are cleared while it waits on a call (`clear_caller_saved_regs`); bpfsim
+/// keeps them (dead), so they are left out of what prints.
+pub fn outer_mask(frames: usize, f: usize, mut mask: Mask) -> Mask {
+    if f + 1 < frames {
+        mask.regs &= !0x3f;
+    }
+    mask
 }
 
 /// `check_subprogs`: where each subprogram starts (the program, every local call's target, every
