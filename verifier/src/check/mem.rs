@@ -428,6 +428,26 @@ impl Verifier<'_> {
             };
             return Err(format!("invalid{what} stack R{rn} off={full} size={size}"));
         }
+        // A scalar spilled at a slot's start gets an id first (unless it is a constant), so
+        // that what a branch learns about the register holds for its stack copy too; a spill
+        // narrower than the value breaks the relation (`check_stack_write_fixed_off`).
+        let mut value = value;
+        if let (Access::Write, 0, Some(v)) = (t, total % 8, value.as_mut()) {
+            if let Some(bpfsim_vm::isa::Insn::Store {
+                src: Source::Reg(r),
+                ..
+            }) = self.insn_at(self.cur_pc)
+            {
+                let fits = 64 - v.umax.leading_zeros() <= 8 * size;
+                if v.is_scalar() && fits && v.id == 0 && !v.is_const() {
+                    let id = self.new_id();
+                    v.id = id;
+                    st.reg_mut(r.index()).id = id;
+                } else if v.is_scalar() && !fits {
+                    v.id = 0;
+                }
+            }
+        }
         // A pointer into a frame that has returned (the kernel never lets one escape).
         let frame = st
             .frames

@@ -9,19 +9,19 @@ use crate::domain::state::{Byte, Frame, Ref, Slot};
 use crate::domain::tnum::Tnum;
 use crate::MapInfo;
 
-/// Numbers within ±512 print in decimal, others in hex (`verbose_snum`); a negative one's hex
-/// is its two's complement, as `%#llx` prints it.
+/// Numbers that fit an s16 print in decimal, others in hex (`verbose_snum`); a negative one's
+/// hex is its two's complement, as `%#llx` prints it.
 pub fn snum(v: i64) -> String {
-    if (-512..=512).contains(&v) {
+    if (i16::MIN as i64..=i16::MAX as i64).contains(&v) {
         v.to_string()
     } else {
         hex(v as u64)
     }
 }
 
-/// `verbose_unum`: up to 512 in decimal, above in hex.
+/// `verbose_unum`: up to `S16_MAX` in decimal, above in hex.
 pub fn unum(v: u64) -> String {
-    if v <= 512 {
+    if v <= i16::MAX as u64 {
         v.to_string()
     } else {
         hex(v)
@@ -46,7 +46,7 @@ fn scalar_ranges(r: &Reg, out: &mut Vec<String>) {
     let s32 = |v: i32| -> u64 {
         // Large 32-bit signed bounds print as their u32 pattern (0x80000000), small negative
         // ones in decimal.
-        if (-512..=512).contains(&v) {
+        if (i16::MIN as i32..=i16::MAX as i32).contains(&v) {
             v as i64 as u64
         } else {
             v as u32 as u64
@@ -215,7 +215,16 @@ fn slot_p(s: &Slot, i: usize, frameno: usize, maps: &[MapInfo], precise: bool) -
     }
     let at = -8 * (i as i64 + 1);
     Some(if kbyte(s, 7) == Byte::Spill {
-        format!("fp{at}={}", reg_p(&s.spilled, frameno, maps, precise))
+        // A narrow spill: the bytes around it first, then the register.
+        let around: String = (0..8)
+            .map(|k| kbyte(s, k))
+            .filter(|b| *b != Byte::Spill)
+            .map(byte_char)
+            .collect();
+        format!(
+            "fp{at}={around}{}",
+            reg_p(&s.spilled, frameno, maps, precise)
+        )
     } else {
         let types: String = (0..8).map(|k| byte_char(kbyte(s, k))).collect();
         format!("fp{at}={types}")
@@ -331,12 +340,13 @@ mod tests {
     fn scalars_print_their_informative_bounds_merged() {
         assert_eq!(reg(&Reg::unknown(), 0, &[]), "scalar()");
         assert_eq!(reg(&Reg::known(3), 0, &[]), "3");
-        assert_eq!(reg(&Reg::known(512), 0, &[]), "512");
-        assert_eq!(reg(&Reg::known(513), 0, &[]), "0x201");
+        assert_eq!(reg(&Reg::known(1000), 0, &[]), "1000");
+        assert_eq!(reg(&Reg::known(32767), 0, &[]), "32767");
+        assert_eq!(reg(&Reg::known(32768), 0, &[]), "0x8000");
         assert_eq!(reg(&Reg::known(-1i64 as u64), 0, &[]), "-1");
         assert_eq!(
-            reg(&Reg::known(-4096i64 as u64), 0, &[]),
-            "0xfffffffffffff000"
+            reg(&Reg::known(-40000i64 as u64), 0, &[]),
+            "0xffffffffffff63c0"
         );
         // A u32 load: the 32-bit bounds are the type's, so only the 64-bit ones print.
         let u32load = scalar(|r| {
@@ -416,12 +426,18 @@ mod tests {
         let s = f.slot_mut(2);
         s.bytes = [Byte::Zero; 8];
         s.bytes[0] = Byte::Invalid;
+        // A one-byte spill of 17 at fp-32, above it a zero byte and uninitialised ones.
+        let s = f.slot_mut(3);
+        s.bytes = [Byte::Invalid; 8];
+        s.bytes[0] = Byte::Spill;
+        s.bytes[1] = Byte::Zero;
+        s.spilled = Reg::known(17);
         f.slot_mut(4).bytes = [Byte::Spill; 8];
         f.stack[4].spilled = Reg::ptr(RegType::PacketEnd);
         let all = frame(&f, 0, Mask::ALL, &[], false, &[]);
         assert_eq!(
             all,
-            " R10=fp0 fp-8=mmmm???? fp-16=0 fp-24=0000000? fp-40=pkt_end()"
+            " R10=fp0 fp-8=mmmm???? fp-16=0 fp-24=0000000? fp-32=??????017 fp-40=pkt_end()"
         );
         let some = frame(
             &f,
@@ -439,7 +455,7 @@ mod tests {
         f.regs[3] = Reg::known(30);
         assert_eq!(
             frame_p(&f, 0, Mask::ALL, &[], false, &[], (1 << 3, 1 << 1)),
-            " R3=P30 R10=fp0 fp-8=mmmm???? fp-16=P0 fp-24=0000000? fp-40=pkt_end()"
+            " R3=P30 R10=fp0 fp-8=mmmm???? fp-16=P0 fp-24=0000000? fp-32=??????017 fp-40=pkt_end()"
         );
     }
 }
