@@ -207,6 +207,52 @@ fn line_info_follows_the_linked_program() {
     );
 }
 
+/// `bpfsim verify --log-level N` prints the trace, and JSON carries it.
+#[test]
+fn the_cli_prints_the_trace() {
+    let obj = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../test-vectors/verifier/objects/reject_null_deref.bpf.o");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bpfsim"))
+            .arg("verify")
+            .arg(&obj)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(&["--prog", "xdp_count_unchecked", "--log-level", "1"]);
+    for want in [
+        "  | 0: R1=ctx() R10=fp0",
+        "  | ; *v += 1; /* no NULL check */ @ reject_null_deref.bpf.c:20",
+        "  | 6: (85) call bpf_map_lookup_elem#1    ; R0=map_value_or_null(id=1,map=counts,ks=4,vs=8)",
+        "  | R0 invalid mem access 'map_value_or_null'",
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want:?} not in\n{text}");
+    }
+    let json = run(&[
+        "--prog",
+        "xdp_count_checked",
+        "--log-level",
+        "2",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let log: Vec<&str> = v["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(log[0], "func#0 @0");
+    assert!(
+        log.iter().any(|l| l.starts_with("from 7 to 11: ")),
+        "{log:?}"
+    );
+    assert!(log.last().unwrap().starts_with("processed "));
+}
+
 #[test]
 fn lddw_addresses_are_masked_and_nothing_else() {
     assert_eq!(
