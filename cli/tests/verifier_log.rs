@@ -8,11 +8,13 @@
 
 use std::path::PathBuf;
 
-/// Lines of the kernel's level-1 logs that ours reproduces exactly (the measured figure, less
-/// a margin for nothing: any regression fails).
+/// Lines of the kernel's logs that ours matches (in order), as measured: any regression fails.
+/// Level 1 misses only statistics lines whose state counts differ.
 const LEVEL1_FLOOR: usize = 63;
-/// Level 2: the kernel's extra lines (precision backtracking, liveness) are not all reproduced.
-const LEVEL2_FLOOR: usize = 11702;
+/// Level 2: the kernel's stack-liveness debugging lines (`(0) frame 0 insn N +live -8`) and
+/// what follows from states bpfsim cleans earlier or ids it numbers differently are not
+/// reproduced.
+const LEVEL2_FLOOR: usize = 38458;
 
 fn objects() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors");
@@ -64,10 +66,10 @@ fn normalize(line: &str) -> String {
 }
 
 /// Lines of `b` matched in order with lines of `a` (a longest common subsequence, by Myers'
-/// algorithm); when the logs differ too much to be worth it, the common prefix.
+/// algorithm, O((N+M)·D)); past 60000 differences, the common prefix.
 fn common_lines(a: &[String], b: &[String]) -> usize {
     let (n, m) = (a.len() as isize, b.len() as isize);
-    let max_d = 2000.min(n + m);
+    let max_d = 60000.min(n + m);
     let off = max_d + 1;
     let mut v = vec![0isize; (2 * off + 1) as usize];
     for d in 0..=max_d {
