@@ -667,6 +667,7 @@ impl<'a> Verifier<'a> {
             hist: std::mem::take(&mut self.cur_hist),
         });
         let idx = self.explored.len() - 1;
+        self.trace.keep_raw(idx, st);
         if let Some(c) = self.callchain(&self.explored[idx].state, pc) {
             let v = self.visits.entry(c).or_default();
             if v.entry.is_none() {

@@ -25,6 +25,20 @@ impl Verifier<'_> {
         };
         trace.before_insn(&mut log, st, self.prev_pc, pc, insn, &env);
         trace.scratch_insn(st, insn);
+        trace.global_call = None;
+        if let Insn::Call(bpfsim_vm::isa::CallTarget::Local(off)) = insn {
+            let target = usize::try_from(pc as i64 + 1 + *off as i64).ok();
+            if let Some(g) = target.and_then(|t| self.global_at(t)) {
+                let idx = super::subprog_starts(self.insns)
+                    .iter()
+                    .position(|&s| s == g.slot)
+                    .unwrap_or(0);
+                trace.global_call = Some(format!(
+                    "Func#{idx} ('{}') is global and assumed valid.",
+                    g.name
+                ));
+            }
+        }
         let n = st.frames.len();
         let callee = (matches!(insn, Insn::Exit) && n > 1)
             .then(|| Trace::state_line(st, n - 1, Mask::ALL, &env));
@@ -46,6 +60,9 @@ impl Verifier<'_> {
             return;
         }
         self.trace.drain(&mut self.log);
+        if let Some(line) = self.trace.global_call.take() {
+            self.log.push(line);
+        }
         let n = st.frames.len();
         let at = |p: usize| self.insn_at(p).copied();
         let env = Env {
@@ -159,17 +176,18 @@ impl Verifier<'_> {
         let Some(e) = self.explored.get(p) else {
             return;
         };
-        let Some(fr) = e.state.frames.get(frame) else {
+        let st = self.trace.raw(p).unwrap_or(&e.state);
+        let Some(fr) = st.frames.get(frame) else {
             return;
         };
         let at = |p: usize| self.insn_at(p).copied();
-        let callback = Trace::callback_frame(&e.state, frame, &at);
+        let callback = Trace::callback_frame(st, frame, &at);
         let prec = e.prec.get(frame).copied().unwrap_or((0, 0));
         let state = super::fmt::frame_p(
             fr,
             frame,
-            super::outer_mask(e.state.frames.len(), frame, Mask::ALL),
-            &e.state.refs,
+            super::outer_mask(st.frames.len(), frame, Mask::ALL),
+            &st.refs,
             callback,
             &self.opts.maps,
             prec,

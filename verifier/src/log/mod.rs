@@ -64,6 +64,12 @@ pub struct Trace {
     /// Lines written where the verifier holds only `&self` (precision backtracking walks the
     /// explored states while it logs), moved to the log before anything else is written.
     held: std::cell::RefCell<Vec<String>>,
+    /// Level 2: each checkpoint as taken, before its dead registers were cleared. The kernel
+    /// clears them only once a checkpoint is done, so while backtracking through the current
+    /// path (`mark_precise: ... parent state`) it prints them all.
+    raw: Vec<Option<State>>,
+    /// The line a call of a global function prints once its arguments passed.
+    pub(crate) global_call: Option<String>,
 }
 
 /// `BPF_LOG_ALIGNMENT` and `BPF_LOG_MIN_ALIGNMENT`: state comments start at column 40 or the
@@ -100,7 +106,25 @@ impl Trace {
             prev_linfo: None,
             lines,
             held: Default::default(),
+            raw: Vec::new(),
+            global_call: None,
         }
+    }
+
+    /// Checkpoint `idx` was taken from `st`.
+    pub fn keep_raw(&mut self, idx: usize, st: &State) {
+        if !self.level2() {
+            return;
+        }
+        if self.raw.len() <= idx {
+            self.raw.resize(idx + 1, None);
+        }
+        self.raw[idx] = Some(st.clone());
+    }
+
+    /// Checkpoint `idx` as taken, if kept.
+    pub fn raw(&self, idx: usize) -> Option<&State> {
+        self.raw.get(idx).and_then(Option::as_ref)
     }
 
     /// Write `line` to the log as soon as the caller can (see `held`).
