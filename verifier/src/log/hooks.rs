@@ -121,7 +121,8 @@ impl Verifier<'_> {
     /// `check_cond_jmp_op` prints the state the branch leaves on the path that goes on (after
     /// the other side is pushed, so a level-1 log drops it with the path).
     pub(crate) fn trace_jmp(&mut self, st: &State, pc: usize) {
-        if !self.trace.on() {
+        // Only conditional jumps (a helper that runs a callback forks too).
+        if !self.trace.on() || !matches!(self.insn_at(pc), Some(Insn::Jmp { .. })) {
             return;
         }
         let mut trace = std::mem::take(&mut self.trace);

@@ -360,6 +360,15 @@ impl Trace {
             }
             Insn::Jmp { dst, src, .. } => (r(dst.num()) | src_bit(src), 0),
             Insn::Call(CallTarget::Local(_)) => (u16::MAX, u64::MAX),
+            // A helper that runs a callback prints the whole state it returns to.
+            Insn::Call(CallTarget::Helper(id))
+                if matches!(
+                    bpfsim_vm::spec::helper_name(*id as i64),
+                    Some("loop" | "for_each_map_elem" | "find_vma" | "user_ringbuf_drain")
+                ) =>
+            {
+                (u16::MAX, u64::MAX)
+            }
             Insn::Call(_) | Insn::Callx { .. } => (0x3f, 0),
             // A subprogram's exit checks nothing (the main program's ends the path, after
             // which everything prints anyway).
