@@ -132,13 +132,24 @@ pub struct Verdict {
 /// Verify `insns` (one entry per instruction, `lddw` counting as one) under `opts`.
 pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     let started = std::time::Instant::now();
-    let mut v = explore::Verifier::new(insns, opts);
-    if opts.log_level >= 2 {
-        v.log.extend(log::subprog_lines(insns));
+    let run = |trace: bool| {
+        let mut v = explore::Verifier::new(insns, opts);
+        v.trace.enable(trace);
+        if opts.log_level >= 2 {
+            v.log.extend(log::subprog_lines(insns));
+        }
+        let result = passes::structure(&v.prog_slots(), insns)
+            .and_then(|()| v.do_check())
+            .and_then(|()| v.check_max_stack_depth());
+        (v, result)
+    };
+    // A level-1 log keeps nothing of a successful verification: the trace is written only
+    // when a first pass without it fails (verification is deterministic), so accepting costs
+    // no formatting.
+    let (mut v, mut result) = run(opts.log_level != 1);
+    if result.is_err() && opts.log_level == 1 {
+        (v, result) = run(true);
     }
-    let result = passes::structure(&v.prog_slots(), insns)
-        .and_then(|()| v.do_check())
-        .and_then(|()| v.check_max_stack_depth());
     v.trace.drain(&mut v.log);
     let mut log = std::mem::take(&mut v.log);
     let stats = format!(

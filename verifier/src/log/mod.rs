@@ -70,6 +70,8 @@ pub struct Trace {
     raw: Vec<Option<State>>,
     /// The line a call of a global function prints once its arguments passed.
     pub(crate) global_call: Option<String>,
+    /// The per-instruction trace is written (see [`Trace::enable`]).
+    enabled: bool,
 }
 
 /// `BPF_LOG_ALIGNMENT` and `BPF_LOG_MIN_ALIGNMENT`: state comments start at column 40 or the
@@ -108,7 +110,14 @@ impl Trace {
             held: Default::default(),
             raw: Vec::new(),
             global_call: None,
+            enabled: true,
         }
+    }
+
+    /// Whether to write the per-instruction trace: a level-1 pass that is expected to succeed
+    /// skips it (its log would be discarded), the other lines of the level stay.
+    pub fn enable(&mut self, on: bool) {
+        self.enabled = on;
     }
 
     /// Checkpoint `idx` was taken from `st`.
@@ -150,7 +159,7 @@ impl Trace {
     }
 
     pub fn on(&self) -> bool {
-        self.level >= 1
+        self.level >= 1 && self.enabled
     }
 
     pub fn level2(&self) -> bool {
