@@ -533,6 +533,9 @@ impl Verifier<'_> {
                 r.mem_size = alloc.unwrap_or(0);
                 r.id = self.new_id();
                 if p.is_acquire(None) {
+                    // The reference has an id of its own, after the possibly-NULL pointer's
+                    // (`acquire_reference`), which it replaces.
+                    r.id = self.new_id();
                     r.ref_obj_id = r.id;
                     st.refs.push(Ref { id: r.id, insn: pc });
                 }
