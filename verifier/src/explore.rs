@@ -201,6 +201,11 @@ impl<'a> Verifier<'a> {
         }
     }
 
+    /// A checkpoint may be taken at `pc` (`prune_point`).
+    pub(crate) fn is_prune_point(&self, pc: usize) -> bool {
+        self.prune.get(pc).copied().unwrap_or(false)
+    }
+
     pub fn prog_slots(&self) -> Vec<usize> {
         self.pcs.clone()
     }
@@ -821,6 +826,7 @@ impl<'a> Verifier<'a> {
                 if self.prune.get(pc).copied().unwrap_or(false) {
                     if let Visit::Prune = self.visit(pc, &state)? {
                         self.trace.safe(&mut self.log, self.prev_pc, pc);
+                        self.trace_path_end(&state);
                         self.update_branch_counts(self.cur_parent);
                         let pos = pending.last().and_then(|p| p.log_pos);
                         self.trace.path_done(&mut self.log, pos);
@@ -872,6 +878,7 @@ impl<'a> Verifier<'a> {
                         pc = fall;
                     }
                     Step::Done => {
+                        self.trace_path_end(&state);
                         self.update_branch_counts(self.cur_parent);
                         let pos = pending.last().and_then(|p| p.log_pos);
                         self.trace.path_done(&mut self.log, pos);

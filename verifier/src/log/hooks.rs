@@ -42,6 +42,18 @@ impl Verifier<'_> {
         let n = st.frames.len();
         let callee = (matches!(insn, Insn::Exit) && n > 1)
             .then(|| Trace::state_line(st, n - 1, Mask::ALL, &env));
+        if trace.level2() {
+            trace.drain(&mut log);
+            let live = trace
+                .live
+                .get_or_insert_with(|| super::liveness::StackLive::new(self.insns));
+            live.begin(st, pc, insn, &self.opts.maps);
+            // A subprogram's exit brings its liveness up to date before returning.
+            if matches!(insn, Insn::Exit) && n > 1 {
+                let prune = |p: usize| self.is_prune_point(p);
+                live.update(st, true, &prune, &mut log);
+            }
+        }
         self.trace = trace;
         self.log = log;
         callee
@@ -83,6 +95,9 @@ impl Verifier<'_> {
             self.log.push(callee);
             self.trace.scratch_all();
             self.trace.interrupted();
+            if let Some(live) = self.trace.live.as_mut() {
+                live.entered();
+            }
         } else if let (true, Some(callee)) = (n < frames_before, callee) {
             let caller = Trace::state_line(st, n - 1, Mask::ALL, &env);
             self.log.push("returning from callee:".to_string());
@@ -223,5 +238,24 @@ impl Verifier<'_> {
                     .hold(format!("frame {f}: propagating {}", items.join(",")));
             }
         }
+    }
+}
+
+impl Verifier<'_> {
+    /// A path ended (an exit, or pruned): level 2 brings the stack liveness of its call
+    /// chain up to date before the next path resumes (`bpf_update_live_stack`).
+    pub(crate) fn trace_path_end(&mut self, st: &State) {
+        if !self.trace.level2() {
+            return;
+        }
+        let mut trace = std::mem::take(&mut self.trace);
+        let mut log = std::mem::take(&mut self.log);
+        trace.drain(&mut log);
+        if let Some(live) = trace.live.as_mut() {
+            let prune = |p: usize| self.is_prune_point(p);
+            live.update(st, false, &prune, &mut log);
+        }
+        self.trace = trace;
+        self.log = log;
     }
 }

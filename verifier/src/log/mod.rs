@@ -14,6 +14,7 @@
 
 pub mod fmt;
 mod hooks;
+mod liveness;
 
 use bpfsim_vm::asm::kernel_line;
 use bpfsim_vm::isa::{AtomicOp, CallTarget, Imm64, Insn, PacketMode, Source};
@@ -72,6 +73,8 @@ pub struct Trace {
     pub(crate) global_call: Option<String>,
     /// The per-instruction trace is written (see [`Trace::enable`]).
     enabled: bool,
+    /// Level 2: the kernel's stack liveness, replayed for its log lines.
+    pub(crate) live: Option<liveness::StackLive>,
 }
 
 /// `BPF_LOG_ALIGNMENT` and `BPF_LOG_MIN_ALIGNMENT`: state comments start at column 40 or the
@@ -111,6 +114,7 @@ impl Trace {
             raw: Vec::new(),
             global_call: None,
             enabled: true,
+            live: None,
         }
     }
 
@@ -378,6 +382,9 @@ impl Trace {
             {
                 (u16::MAX, u64::MAX)
             }
+            // A helper writing into stack memory it is given (`MEM_UNINIT`) writes it byte by
+            // byte as a store would.
+            Insn::Call(CallTarget::Helper(id)) => (0x3f, uninit_stack_args(st, *id as u32)),
             Insn::Call(_) | Insn::Callx { .. } => (0x3f, 0),
             // A subprogram's exit checks nothing (the main program's ends the path, after
             // which everything prints anyway).
@@ -395,6 +402,36 @@ impl Trace {
             log.truncate(mark);
         }
     }
+}
+
+/// The stack slots a helper's uninitialised-memory arguments cover.
+fn uninit_stack_args(st: &State, id: u32) -> u64 {
+    use bpfsim_vm::spec::proto::{self, ArgAux, ArgBase, TypeFlags};
+    let Some(p) = proto::proto(id) else {
+        return 0;
+    };
+    let mut mask = 0u64;
+    for (i, a) in p.args.iter().enumerate() {
+        if a.base != ArgBase::PtrToMem || !a.flags.contains(TypeFlags::MEM_UNINIT) {
+            continue;
+        }
+        let size = match p.arg_aux[i] {
+            ArgAux::Size(n) => n as u64,
+            _ => st.reg(i + 2).umax,
+        };
+        let ptr = st.reg(i + 1);
+        if ptr.ty != RegType::Stack || !ptr.var_off.is_const() {
+            continue;
+        }
+        let lo = (ptr.var_off.value as i64).wrapping_add(ptr.off as i64);
+        for b in 0..size.min(512) as i64 {
+            let at = lo + b;
+            if (-512..0).contains(&at) {
+                mask |= 1 << ((-at - 1) / 8);
+            }
+        }
+    }
+    mask
 }
 
 /// A caller's r0-r5 are cleared while it waits on a call (`clear_caller_saved_regs`); bpfsim
