@@ -99,28 +99,48 @@ impl Verifier<'_> {
                 *d = z;
                 Ok(())
             }
-            Insn::Endian { dst, bits, .. } => {
+            Insn::Endian { dst, bits, order } => {
                 self.check_reg_read(st, dst)?;
                 self.check_reg_write(dst)?;
                 let d = st.reg_mut(dst.index());
                 if d.is_pointer() {
                     *d = Reg::unknown();
                 }
-                // A byte swap keeps nothing of the bounds but the width.
-                let known = d.is_const();
-                let v = d.var_off.value;
+                // `scalar_byte_swap`: on this little-endian target `be` and `bswap` swap the
+                // bytes, which moves the known bits (the tnum swaps with them) and loses the
+                // bounds; `le` only truncates. Either keeps `bits` bits (`coerce_reg_to_size`).
+                let swap = |x: u64| match bits {
+                    16 => (x as u16).swap_bytes() as u64,
+                    32 => (x as u32).swap_bytes() as u64,
+                    _ => x.swap_bytes(),
+                };
                 let mut n = Reg::unknown();
-                if known {
-                    let swapped = match bits {
-                        16 => (v as u16).swap_bytes() as u64,
-                        32 => (v as u32).swap_bytes() as u64,
-                        _ => v.swap_bytes(),
+                n.var_off = d.var_off;
+                (n.umin, n.umax) = (d.umin, d.umax);
+                if matches!(order, bpfsim_vm::isa::Endian::Be | bpfsim_vm::isa::Endian::Swap) {
+                    n.var_off = Tnum {
+                        value: swap(d.var_off.value),
+                        mask: swap(d.var_off.mask),
                     };
-                    n.set_known(swapped);
-                } else if bits < 64 {
-                    n.var_off = Tnum::range(0, (1u64 << bits) - 1);
-                    n.sync();
+                    (n.umin, n.umax) = (0, u64::MAX);
                 }
+                if bits < 64 {
+                    let mask = (1u64 << bits) - 1;
+                    n.var_off = n.var_off.cast(u32::from(bits / 8));
+                    if n.umin & !mask == n.umax & !mask {
+                        (n.umin, n.umax) = (n.umin & mask, n.umax & mask);
+                    } else {
+                        (n.umin, n.umax) = (0, mask);
+                    }
+                    (n.smin, n.smax) = (n.umin as i64, n.umax as i64);
+                } else {
+                    (n.smin, n.smax) = if n.umin as i64 <= n.umax as i64 {
+                        (n.umin as i64, n.umax as i64)
+                    } else {
+                        (i64::MIN, i64::MAX)
+                    };
+                }
+                n.sync();
                 *d = n;
                 Ok(())
             }
