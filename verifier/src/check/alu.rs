@@ -117,7 +117,10 @@ impl Verifier<'_> {
                 let mut n = Reg::unknown();
                 n.var_off = d.var_off;
                 (n.umin, n.umax) = (d.umin, d.umax);
-                if matches!(order, bpfsim_vm::isa::Endian::Be | bpfsim_vm::isa::Endian::Swap) {
+                if matches!(
+                    order,
+                    bpfsim_vm::isa::Endian::Be | bpfsim_vm::isa::Endian::Swap
+                ) {
                     n.var_off = Tnum {
                         value: swap(d.var_off.value),
                         mask: swap(d.var_off.mask),
