@@ -583,9 +583,9 @@ impl Verifier<'_> {
             let mut args = [Reg::NOT_INIT; 5];
             match p.name {
                 "loop" => {
+                    // The index: a scalar the kernel gives no bounds (`set_loop_callback_state`
+                    // only sets the type of a cleared register).
                     args[0] = Reg::unknown();
-                    args[0].umax = u32::MAX as u64;
-                    args[0].sync();
                     args[1] = caller[3];
                 }
                 "for_each_map_elem" => {
