@@ -467,6 +467,7 @@ impl<'a> Verifier<'a> {
         }
         v.entry = None;
         let backedges = std::mem::take(&mut v.backedges);
+        self.trace.scc("exit", &c);
         for round in 0.. {
             if round > 64 {
                 for b in &backedges {
@@ -623,6 +624,7 @@ impl<'a> Verifier<'a> {
                         };
                         if let Some(v) = self.visits.get_mut(&c) {
                             v.backedges.push(b);
+                            self.trace.scc("backedge", &c);
                         }
                     }
                 }
@@ -674,9 +676,11 @@ impl<'a> Verifier<'a> {
         let idx = self.explored.len() - 1;
         self.trace.keep_raw(idx, st);
         if let Some(c) = self.callchain(&self.explored[idx].state, pc) {
+            let name = c.clone();
             let v = self.visits.entry(c).or_default();
             if v.entry.is_none() {
                 v.entry = Some(idx);
+                self.trace.scc("enter", &name);
             }
         }
         self.by_pc.entry(pc).or_default().push(idx);

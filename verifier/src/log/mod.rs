@@ -145,6 +145,20 @@ impl Trace {
         self.held.borrow_mut().push(line);
     }
 
+    /// Level 2: `SCC enter (1)`, `SCC exit ...`, `SCC backedge ...` for the strongly connected
+    /// component `c` (call sites, component) as `format_callchain` writes it.
+    pub fn scc(&self, what: &str, c: &(Vec<usize>, u32)) {
+        if !self.level2() || !self.enabled {
+            return;
+        }
+        let mut s = format!("SCC {what} (");
+        for site in &c.0 {
+            s.push_str(&format!("{site},"));
+        }
+        s.push_str(&format!("{})", c.1));
+        self.hold(s);
+    }
+
     /// Move the held lines to the log.
     pub fn drain(&self, log: &mut Vec<String>) {
         log.append(&mut self.held.borrow_mut());
