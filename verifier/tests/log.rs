@@ -1,10 +1,10 @@
 //! The verifier log's levels: what level 1 keeps (the failing path, or the statistics alone),
 //! what level 2 adds, and that writing it never panics.
 
-use bpfsim_verifier::{verify, Options};
+use bpfsim_verifier::{verify, MapInfo, Options};
 use bpfsim_vm::asm::assemble;
 use bpfsim_vm::isa::decode;
-use bpfsim_vm::spec::ProgType;
+use bpfsim_vm::spec::{MapType, ProgType};
 use proptest::prelude::*;
 
 fn run(src: &str, level: u32) -> bpfsim_verifier::Verdict {
@@ -96,6 +96,58 @@ proptest! {
             o.log_level = level;
             let v = verify(&insns, &o);
             prop_assert!(v.log.last().is_some_and(|l| l.contains("processed ")));
+        }
+    }
+
+    /// Programs that reach deep (stack spills and fills, helper calls with stack keys, a
+    /// subprogram taking a stack pointer, branches to prune on) print every level without a
+    /// panic, and level 2 holds level 1's instructions.
+    #[test]
+    fn logs_of_structured_programs_never_panic(
+        ops in proptest::collection::vec((0u8..12, 0u8..11, 0u8..11, -64i32..64), 1..30),
+        level in 1u32..3,
+    ) {
+        let mut src = String::new();
+        for (op, a, b, imm) in &ops {
+            let (a, b) = (a % 10, b % 11);
+            let line = match op {
+                0 => format!("mov %r{a}, {imm}"),
+                1 => format!("add %r{a}, %r{b}"),
+                2 => format!("stxdw [%r10-{}], %r{a}", 8 * (1 + imm.unsigned_abs() % 8)),
+                3 => format!("ldxdw %r{a}, [%r10-{}]", 8 * (1 + imm.unsigned_abs() % 8)),
+                4 => format!("stxh [%r10-{}], %r{a}", 2 * (1 + imm.unsigned_abs() % 32)),
+                5 => format!("jgt %r{a}, %r{b}, +{}", imm.unsigned_abs() % 3),
+                6 => format!("jeq %r{a}, {imm}, +1"),
+                7 => "lddw %r1, map_idx 0\nmov %r2, %r10\nadd %r2, -8\ncall 1".to_string(),
+                8 => "mov %r1, %r10\nadd %r1, -16\ncall local sub".to_string(),
+                9 => format!("be16 %r{a}"),
+                10 => format!("and %r{a}, {}", imm & 0x3f),
+                _ => "ja +0".to_string(),
+            };
+            src.push_str(&line);
+            src.push('\n');
+        }
+        src.push_str("mov %r0, 0\nexit\nsub:\nldxdw %r0, [%r1+0]\nstxdw [%r1+8], %r0\nmov %r0, 0\nexit\n");
+        if let Ok(insns) = assemble(&src) {
+            let mut o = Options::new(ProgType::Xdp);
+            o.limit = 20_000;
+            o.log_level = level;
+            o.maps = vec![MapInfo {
+                name: "m".into(),
+                map_type: MapType::Hash,
+                key_size: 8,
+                value_size: 8,
+                max_entries: 4,
+                rdonly_prog: false,
+                frozen: false,
+                btf: false,
+                data: None,
+            }];
+            let v = verify(&insns, &o);
+            prop_assert!(v.log.last().is_some_and(|l| l.contains("processed ")));
+            if level == 2 {
+                prop_assert_eq!(v.log.first().map(String::as_str), Some("func#0 @0"));
+            }
         }
     }
 }
