@@ -171,7 +171,10 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         None => log.push(stats),
     }
     let no_ctx = if error.is_none() {
-        v.access.iter().map(|&k| k == explore::ACCESS_OTHER).collect()
+        v.access
+            .iter()
+            .map(|&k| k == explore::ACCESS_OTHER)
+            .collect()
     } else {
         Vec::new()
     };

@@ -283,9 +283,11 @@ impl Object {
         };
         let mut out = Vec::new();
         for placed in &p.functions {
-            let Some(f) = self.linker.funcs.iter().find(|f| {
-                f.name == placed.name && self.linker.section_name(f) == placed.section
-            }) else {
+            let Some(f) =
+                self.linker.funcs.iter().find(|f| {
+                    f.name == placed.name && self.linker.section_name(f) == placed.section
+                })
+            else {
                 continue;
             };
             for l in self.lines.iter().filter(|l| l.section == placed.section) {
