@@ -595,6 +595,8 @@ impl Verifier<'_> {
                     args[1].map = m;
                     args[2] = Reg::ptr(RegType::MapValue);
                     args[2].map = m;
+                    // Each visit's value pointer gets an id of its own, as the kernel's.
+                    args[2].id = self.new_id();
                     args[3] = caller[3];
                 }
                 _ => {

@@ -202,7 +202,7 @@ impl Verifier<'_> {
         let state = super::fmt::frame_p(
             fr,
             frame,
-            super::outer_mask(st.frames.len(), frame, Mask::ALL),
+            super::outer_mask(st, frame, Mask::ALL, &at),
             &st.refs,
             callback,
             &self.opts.maps,

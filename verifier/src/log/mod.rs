@@ -251,7 +251,7 @@ impl Trace {
         fmt::frame(
             &st.frames[f],
             f,
-            outer_mask(st.frames.len(), f, mask),
+            outer_mask(st, f, mask, env.insn_at),
             &st.refs,
             Self::callback_frame(st, f, env.insn_at),
             env.maps,
@@ -448,10 +448,17 @@ fn uninit_stack_args(st: &State, id: u32) -> u64 {
     mask
 }
 
-/// A caller's r0-r5 are cleared while it waits on a call (`clear_caller_saved_regs`); bpfsim
-/// keeps them (dead), so they are left out of what prints.
-pub fn outer_mask(frames: usize, f: usize, mut mask: Mask) -> Mask {
-    if f + 1 < frames {
+/// A caller's r0-r5 are cleared while it waits on a call of a subprogram
+/// (`clear_caller_saved_regs`); bpfsim keeps them (dead), so they are left out of what prints.
+/// A helper's callback runs on a copy of the state from before the helper call: its caller's
+/// registers print.
+pub fn outer_mask(
+    st: &State,
+    f: usize,
+    mut mask: Mask,
+    insn_at: &dyn Fn(usize) -> Option<Insn>,
+) -> Mask {
+    if f + 1 < st.frames.len() && !Trace::callback_frame(st, f + 1, insn_at) {
         mask.regs &= !0x3f;
     }
     mask
