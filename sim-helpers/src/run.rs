@@ -2,7 +2,7 @@
 //! context and packet regions, run, and collect everything observable.
 
 use bpfsim_vm::isa::Size;
-use bpfsim_vm::memory::{Context, MapError, MemoryMap};
+use bpfsim_vm::memory::{Context, MapError, MemoryMap, REGION_SHIFT};
 use bpfsim_vm::spec::{MapType, ProgType};
 use bpfsim_vm::{Executable, HelperStop, Host, Interpreter, Outcome, Trap, Vm};
 
@@ -37,7 +37,8 @@ struct Executed {
     redirect: Option<Redirect>,
     trace: Vec<String>,
     chain: Vec<u32>,
-    nanos: u64,
+    /// Whether the programs may have written to memory ([`MemoryMap::may_have_written`]).
+    wrote: bool,
 }
 
 /// The inputs of one run besides the packet.
@@ -65,7 +66,8 @@ pub struct RunResult {
     pub insns: u64,
     pub trap: Option<Trap>,
     /// The socket-buffer fields afterwards (mark, priority, cb, tc_classid ...), for skb types.
-    pub skb: Option<SkbContext>,
+    /// Boxed: an XDP run's result is then small enough to move cheaply.
+    pub skb: Option<Box<SkbContext>>,
     /// The programs entered by `bpf_tail_call`, in order: the ids their program array slots
     /// held ([`Runner::add_program`]; `LoadedObject::program_name_by_id` names them).
     pub tail_calls: Vec<u32>,
@@ -73,8 +75,11 @@ pub struct RunResult {
     /// data_end as offsets from data_meta), or `struct __sk_buff` with the fields the kernel
     /// copies back (empty when the run was given no skb context).
     pub ctx_out: Vec<u8>,
-    /// Host time of the run in nanoseconds (the average of the runs with `repeat`); the
-    /// simulator's own speed, not the kernel's.
+    /// Host time of the run in nanoseconds, the simulator's own speed, not the kernel's: as the
+    /// kernel's test run does, one clock reading before the first run and one after the last,
+    /// divided by the number of runs (`repeat`); the runs' set-up (the frame, the regions) and
+    /// results (the packet out) are included. 0 when the runner does not time runs
+    /// ([`Runner::set_timing`]).
     pub duration_ns: u64,
 }
 
@@ -119,6 +124,13 @@ pub struct Runner {
     key_scratch: Vec<u8>,
     /// The XDP frame's allocation, reused by every run.
     xdp_buf: Vec<u8>,
+    /// Where `xdp_buf` may hold non-zero bytes: `Some(range)` after a run that could not write
+    /// (only the packet it was given is there), `None` when any byte may be non-zero.
+    xdp_dirty: Option<(usize, usize)>,
+    /// Whether runs read the clock for [`RunResult::duration_ns`].
+    timing: bool,
+    /// The allocation of the helpers' map views, kept (empty) between runs.
+    views: Vec<MapView<'static>>,
 }
 
 /// The most key bytes `bpf_for_each_map_elem` lays out for one map.
@@ -164,7 +176,18 @@ impl Runner {
             overrides: std::collections::BTreeMap::new(),
             key_scratch: Vec::new(),
             xdp_buf: Vec::new(),
+            xdp_dirty: None,
+            timing: true,
+            views: Vec::new(),
         }
+    }
+
+    /// Whether runs read the host's clock for [`RunResult::duration_ns`] (on by default; off,
+    /// it is 0). Two clock readings per [`Runner::run`] (per batch with `repeat`) cost 60-80 ns
+    /// in some virtual machines, more than the rest of a short program's run: a caller that does
+    /// not read the duration (a replay, a benchmark timing runs itself) can switch them off.
+    pub fn set_timing(&mut self, on: bool) {
+        self.timing = on;
     }
 
     /// Replace helper `id` (the kernel's number, e.g. 69 for `bpf_fib_lookup`) with `f` for
@@ -254,23 +277,42 @@ impl Runner {
         repeat: u32,
     ) -> Result<RunResult, RunError> {
         let n = repeat.max(1);
-        let (mut events, mut trace, mut total) = (Vec::new(), Vec::new(), 0u64);
-        for _ in 1..n {
-            let r = self.run(prog, prog_type, packet, input)?;
-            events.extend(r.events);
-            trace.extend(r.trace);
-            total += r.duration_ns;
+        let started = self.timing.then(std::time::Instant::now);
+        let mut last = if n == 1 {
+            self.run_untimed(prog, prog_type, packet, input)?
+        } else {
+            let (mut events, mut trace) = (Vec::new(), Vec::new());
+            for _ in 1..n {
+                let r = self.run_untimed(prog, prog_type, packet, input)?;
+                events.extend(r.events);
+                trace.extend(r.trace);
+            }
+            let mut last = self.run_untimed(prog, prog_type, packet, input)?;
+            events.append(&mut last.events);
+            trace.append(&mut last.trace);
+            last.events = events;
+            last.trace = trace;
+            last
+        };
+        if let Some(t) = started {
+            last.duration_ns = t.elapsed().as_nanos() as u64 / n as u64;
         }
-        let mut last = self.run(prog, prog_type, packet, input)?;
-        events.append(&mut last.events);
-        trace.append(&mut last.trace);
-        last.events = events;
-        last.trace = trace;
-        last.duration_ns = (total + last.duration_ns) / n as u64;
         Ok(last)
     }
 
     pub fn run(
+        &mut self,
+        prog: &dyn Executable,
+        prog_type: ProgType,
+        packet: &[u8],
+        input: Input,
+    ) -> Result<RunResult, RunError> {
+        self.run_repeat(prog, prog_type, packet, input, 1)
+    }
+
+    /// One run, `duration_ns` 0.
+    #[inline]
+    fn run_untimed(
         &mut self,
         prog: &dyn Executable,
         prog_type: ProgType,
@@ -297,24 +339,17 @@ impl Runner {
         ctx: &mut C,
         set_base: fn(&mut C, u64),
     ) -> Result<Executed, RunError> {
-        let started = std::time::Instant::now();
         let budget = self.vm.budget;
         let mut host = SimHost::new(&mut self.env, prog_type);
         host.overrides = Some(&mut self.overrides);
+        host.maps = reuse_views(std::mem::take(&mut self.views));
         let mut mem = self.vm.memory();
         set_base(ctx, mem.map_mut(buf)?);
         let r1 = mem.map_context(ctx)?;
-        let want = self
-            .maps
-            .iter()
-            .map(|m| m.state().max_entries() as usize * m.state().key_size() as usize)
-            .max()
-            .unwrap_or(0)
-            .min(KEY_SCRATCH_MAX);
+        let want = map_arenas(&mut self.maps, &mut mem, &mut host.maps)?;
         if self.key_scratch.len() < want {
             self.key_scratch.resize(want, 0);
         }
-        map_arenas(&mut self.maps, &mut mem, &mut host)?;
         host.key_scratch = (mem.map_mut(&mut self.key_scratch)?, want);
         let mut current: &dyn Executable = prog;
         let mut used = 0;
@@ -336,7 +371,9 @@ impl Runner {
             }
         };
         let (redirect, trace) = (host.redirect, std::mem::take(&mut host.trace));
+        self.views = reuse_views(std::mem::take(&mut host.maps));
         drop(host);
+        let wrote = mem.may_have_written();
         let table = mem.into_scratch();
         self.vm.recycle(table);
         Ok(Executed {
@@ -344,7 +381,7 @@ impl Runner {
             redirect,
             trace,
             chain,
-            nanos: started.elapsed().as_nanos() as u64,
+            wrote,
         })
     }
 
@@ -355,13 +392,26 @@ impl Runner {
         md: XdpMd,
     ) -> Result<RunResult, RunError> {
         let mut buf = std::mem::take(&mut self.xdp_buf);
-        let mut ctx = XdpFrame::fill(&mut buf, packet, md)?;
+        let dirty = self.xdp_dirty.take();
+        let mut ctx = match XdpFrame::refill(&mut buf, packet, md, dirty) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                // Refused before the buffer was touched.
+                (self.xdp_buf, self.xdp_dirty) = (buf, dirty);
+                return Err(e.into());
+            }
+        };
         let e = self.execute(prog, ProgType::Xdp, &mut buf, &mut ctx, |c, a| {
             c.frame_addr = a
         });
         let data = buf[ctx.meta..ctx.end].to_vec();
         self.xdp_buf = buf;
         let e = e?;
+        if !e.wrote {
+            // Nothing could move the packet's edges or write a byte: the frame holds zeros and
+            // the packet given, where `refill` put it.
+            self.xdp_dirty = Some((ctx.meta, ctx.end));
+        }
         Ok(RunResult {
             retval: e.out.result.unwrap_or(xdp::action::ABORTED as u64),
             data,
@@ -373,7 +423,7 @@ impl Runner {
             skb: None,
             ctx_out: ctx.ctx_out(),
             tail_calls: e.chain,
-            duration_ns: e.nanos,
+            duration_ns: 0,
         })
     }
 
@@ -416,51 +466,99 @@ impl Runner {
             events: self.drain_events(),
             insns: e.out.insns,
             trap: e.out.result.err(),
-            skb: Some(frame.ctx),
+            skb: Some(Box::new(frame.ctx)),
             ctx_out,
             tail_calls: e.chain,
-            duration_ns: e.nanos,
+            duration_ns: 0,
         })
     }
 }
 
 /// Lend every map's arenas to the run (in map order, see [`arena_addr`]) and its state to the
-/// helpers.
+/// helpers; returns the key scratch area `bpf_for_each_map_elem` may need (the most key bytes of
+/// one map, at most [`KEY_SCRATCH_MAX`]).
 fn map_arenas<'a>(
     maps: &'a mut Maps,
     mem: &mut MemoryMap<'a>,
-    host: &mut SimHost<'_, 'a>,
-) -> Result<(), MapError> {
+    views: &mut Vec<MapView<'a>>,
+) -> Result<usize, MapError> {
+    let mut want = 0;
     for m in maps.iter_mut() {
         let (state, arenas) = m.split_mut();
-        let mut bases = Vec::with_capacity(arenas.len());
-        let mut len = 0;
+        want = want.max(state.max_entries() as usize * state.key_size() as usize);
+        let (mut first, mut count, mut len) = (0, 0, 0);
         for arena in arenas.iter_mut() {
             len = arena.len();
-            bases.push(mem.map_mut(arena)?);
+            let addr = mem.map_mut(arena)?;
+            if count == 0 {
+                first = addr;
+            }
+            count += 1;
         }
-        host.maps.push(MapView { state, bases, len });
+        views.push(MapView {
+            state,
+            first,
+            count,
+            len,
+        });
     }
-    Ok(())
+    Ok(want.min(KEY_SCRATCH_MAX))
 }
 
-/// A map as the helpers of one run see it: its state, and where its arenas are in guest memory.
+/// An emptied vector of map views with another lifetime, in the same allocation: collecting an
+/// emptied `Vec`'s iterator into a `Vec` of a type of the same layout reuses it in place.
+fn reuse_views<'b>(mut views: Vec<MapView<'_>>) -> Vec<MapView<'b>> {
+    views.clear();
+    views
+        .into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}
+
+/// A map as the helpers of one run see it: its state, and where its arenas are in guest memory:
+/// `count` consecutive regions from `first`, `len` bytes each.
 struct MapView<'a> {
     state: &'a mut MapState,
-    bases: Vec<u64>,
+    first: u64,
+    count: usize,
     len: usize,
+}
+
+impl MapView<'_> {
+    /// Guest address of arena `index`.
+    fn base(&self, index: usize) -> Option<u64> {
+        (index < self.count).then(|| self.first + ((index as u64) << REGION_SHIFT))
+    }
+
+    fn bases(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.count).filter_map(|i| self.base(i))
+    }
+
+    /// The arenas, through guest memory.
+    fn arenas<'m, 'a>(&self, mem: &'m mut MemoryMap<'a>) -> GuestArenas<'m, 'a> {
+        GuestArenas {
+            mem,
+            first: self.first,
+            count: self.count,
+            len: self.len,
+        }
+    }
 }
 
 /// A map's arenas reached through guest memory, for map operations that write values.
 struct GuestArenas<'m, 'a> {
     mem: &'m mut MemoryMap<'a>,
-    bases: &'m [u64],
+    first: u64,
+    count: usize,
     len: usize,
 }
 
 impl ArenaAccess for GuestArenas<'_, '_> {
     fn arena_mut(&mut self, index: usize) -> Option<&mut [u8]> {
-        let base = *self.bases.get(index)?;
+        if index >= self.count {
+            return None;
+        }
+        let base = self.first + ((index as u64) << REGION_SHIFT);
         self.mem.slice_mut(base, self.len).ok()
     }
 }
@@ -511,7 +609,7 @@ impl<'e> SimHost<'e, '_> {
         if self.tail_calls >= MAX_TAIL_CALLS {
             return Ok(ENOENT);
         }
-        let base = *m.bases.first().ok_or(HelperStop::Fault)?;
+        let base = m.base(0).ok_or(HelperStop::Fault)?;
         let id = mem.slice(base + off as u64, 4)?;
         Err(HelperStop::TailCall(u32::from_le_bytes([
             id[0], id[1], id[2], id[3],
@@ -540,12 +638,7 @@ impl<'e> SimHost<'e, '_> {
         let cpu = self.env.cpu;
         let m = &mut self.maps[i];
         Ok(match m.state.lookup(&key, cpu) {
-            Some(off) => {
-                m.bases
-                    .get(m.state.arena_index(cpu))
-                    .ok_or(HelperStop::Fault)?
-                    + off as u64
-            }
+            Some(off) => m.base(m.state.arena_index(cpu)).ok_or(HelperStop::Fault)? + off as u64,
             None => 0,
         })
     }
@@ -558,11 +651,7 @@ impl<'e> SimHost<'e, '_> {
             .to_vec();
         let cpu = self.env.cpu;
         let m = &mut self.maps[i];
-        let mut arenas = GuestArenas {
-            mem,
-            bases: &m.bases,
-            len: m.len,
-        };
+        let mut arenas = m.arenas(mem);
         Ok(match m.state.update(&key, &value, a[3], cpu, &mut arenas) {
             Ok(()) => 0,
             Err(e) => e.errno.helper_ret(),
@@ -572,9 +661,8 @@ impl<'e> SimHost<'e, '_> {
     /// The map whose arena holds guest address `ptr`, and the offset in that arena.
     fn locate(&self, ptr: u64) -> Option<(usize, usize)> {
         self.maps.iter().enumerate().find_map(|(i, m)| {
-            m.bases
-                .iter()
-                .find(|&&b| ptr >= b && ptr - b < m.len as u64)
+            m.bases()
+                .find(|&b| ptr >= b && ptr - b < m.len as u64)
                 .map(|b| (i, (ptr - b) as usize))
         })
     }
@@ -599,12 +687,8 @@ impl<'e> SimHost<'e, '_> {
                     Vec::new()
                 };
                 let m = &mut self.maps[i];
-                let base = *m.bases.first().ok_or(HelperStop::Fault)?;
-                let mut arenas = GuestArenas {
-                    mem,
-                    bases: &m.bases,
-                    len: m.len,
-                };
+                let base = m.base(0).ok_or(HelperStop::Fault)?;
+                let mut arenas = m.arenas(mem);
                 let Some(rb) = m.state.ringbuf_mut() else {
                     return Err(HelperStop::Fault);
                 };
@@ -619,11 +703,7 @@ impl<'e> SimHost<'e, '_> {
             _ => {
                 let (i, off) = self.locate(a[0]).ok_or(HelperStop::Fault)?;
                 let m = &mut self.maps[i];
-                let mut arenas = GuestArenas {
-                    mem,
-                    bases: &m.bases,
-                    len: m.len,
-                };
+                let mut arenas = m.arenas(mem);
                 let Some(rb) = m.state.ringbuf_mut() else {
                     return Err(HelperStop::Fault);
                 };
@@ -709,10 +789,7 @@ impl<'e> SimHost<'e, '_> {
         let cpu = self.env.cpu;
         let m = &self.maps[i];
         let ks = m.state.key_size() as usize;
-        let base = *m
-            .bases
-            .get(m.state.arena_index(cpu))
-            .ok_or(HelperStop::Fault)?;
+        let base = m.base(m.state.arena_index(cpu)).ok_or(HelperStop::Fault)?;
         let entries = m.state.entries();
         let (scratch, room) = self.key_scratch;
         if entries.len() * ks > room {
@@ -1094,5 +1171,22 @@ impl Host for SimHost<'_, '_> {
         }
         let b = mem.slice(skb.buf_addr + (skb.data + off) as u64, n)?;
         Ok(Some(b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64)))
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        eprintln!(
+            "RunResult {} Result {} SkbContext {} Trap {} Redirect {} Executed {} Outcome {}",
+            std::mem::size_of::<super::RunResult>(),
+            std::mem::size_of::<Result<super::RunResult, super::RunError>>(),
+            std::mem::size_of::<super::SkbContext>(),
+            std::mem::size_of::<Option<bpfsim_vm::Trap>>(),
+            std::mem::size_of::<Option<super::Redirect>>(),
+            std::mem::size_of::<super::Executed>(),
+            std::mem::size_of::<bpfsim_vm::Outcome>(),
+        );
     }
 }

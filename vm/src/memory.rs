@@ -70,70 +70,111 @@ pub trait Context: std::any::Any {
 
 /// The stack of every frame, owned by whoever runs programs and lent to each run.
 pub struct Stack {
-    buf: Box<[u8]>,
+    /// `FRAME_SIZE * MAX_FRAMES` bytes, never resized: pointers into it stay valid for the
+    /// stack's whole life (a `Vec`'s buffer does not move when the `Vec` does, and
+    /// `Vec::as_mut_ptr` creates no reference that would invalidate earlier pointers).
+    buf: Vec<u8>,
     /// Frame 0 may hold bytes a previous run wrote; cleared lazily by [`MemoryMap::enter_main`].
     dirty: bool,
+    /// This stack's identity, never reused: a [`RegionTable`] whose fixed rows were built for
+    /// it says so with the same number (see [`MemoryMap::new`]).
+    id: u64,
 }
 
 impl Default for Stack {
     fn default() -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Stack {
-            buf: vec![0; FRAME_SIZE * MAX_FRAMES].into_boxed_slice(),
+            buf: vec![0; FRAME_SIZE * MAX_FRAMES],
             dirty: false,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
+
+/// Rows every table starts with: region 0 (never mapped), then the frames' stacks.
+const FIXED_ROWS: usize = 1 + MAX_FRAMES;
 
 /// The address space of one run. It borrows every buffer it maps for `'a`, so no mapped buffer can
 /// be moved, freed or touched by the host while a program runs.
 pub struct MemoryMap<'a> {
     regions: Vec<Region>,
+    /// The id of the stack whose frames `regions` starts with.
+    stack_id: u64,
     stack_dirty: &'a mut bool,
     /// The context's region index and its accessor.
     ctx: Option<(u64, &'a mut dyn Context)>,
+    /// Whether a program entered with [`Self::enter_main`], and whether one that did may write.
+    entered: bool,
+    may_write: bool,
     _borrows: PhantomData<&'a mut [u8]>,
 }
 
-/// A region table's allocation kept between runs, always empty: the addresses a run mapped never
-/// outlive it, and an empty table can move between threads.
+/// A region table's allocation kept between runs, so that a run need not allocate: empty, or
+/// only the fixed rows (region 0 and the frames' stacks) of the [`Stack`] numbered `stack_id`,
+/// which the next run on that stack reuses as they are. Rows of the regions a run mapped never
+/// outlive the run ([`MemoryMap::into_scratch`] drops them).
 #[derive(Debug, Default)]
-pub struct RegionTable(Vec<Region>);
+pub struct RegionTable {
+    rows: Vec<Region>,
+    stack_id: u64,
+}
 
-// SAFETY: the table is empty whenever it exists apart from a `MemoryMap` (`into_scratch` clears
-// it), so it carries no pointer; only its capacity moves.
+// SAFETY: the table holds no row of a buffer a run mapped, only (at most) the addresses of a
+// stack's frames, which nothing reads or writes through until a `MemoryMap` is made from the table
+// and that very stack, borrowed mutably for the map's life (`MemoryMap::new`); until then they are
+// plain numbers, which may move between threads.
 unsafe impl Send for RegionTable {}
-// SAFETY: as above; an empty table offers nothing to share.
+// SAFETY: as above; a shared table offers no access to its rows.
 unsafe impl Sync for RegionTable {}
 
 impl RegionTable {
     pub fn with_capacity(n: usize) -> RegionTable {
-        RegionTable(Vec::with_capacity(n))
+        RegionTable {
+            rows: Vec::with_capacity(n),
+            stack_id: 0,
+        }
     }
 }
 
 impl<'a> MemoryMap<'a> {
     /// A map with the frames of `stack` at their fixed regions. `scratch` is a table to reuse, so
-    /// that a run need not allocate; get it back with [`Self::into_scratch`].
+    /// that a run need not allocate; get it back with [`Self::into_scratch`]. A table last used
+    /// with this same stack keeps its rows for the frames, and the map starts from them as they
+    /// are.
     #[inline]
     pub fn new(stack: &'a mut Stack, scratch: RegionTable) -> MemoryMap<'a> {
-        let mut scratch = scratch.0;
-        scratch.clear();
-        let Stack { buf, dirty } = stack;
-        let base = buf.as_mut_ptr();
-        // One copy of a fixed-size table rather than a push per frame: every run pays for this.
-        let mut fixed = [Region::UNMAPPED; 1 + MAX_FRAMES];
-        for (i, r) in fixed[1..].iter_mut().enumerate() {
-            *r = Region {
-                base: base.wrapping_add(i * FRAME_SIZE),
-                read_len: FRAME_SIZE as u64,
-                write_len: FRAME_SIZE as u64,
-            };
+        let RegionTable {
+            rows: mut regions,
+            stack_id,
+        } = scratch;
+        let Stack { buf, dirty, id } = stack;
+        if stack_id == *id && regions.len() >= FIXED_ROWS {
+            // The rows were written below from this stack (ids are never reused), whose buffer
+            // has not moved since (`Stack::buf`), and are borrowed with it now: the same rows
+            // this run would write.
+            regions.truncate(FIXED_ROWS);
+        } else {
+            regions.clear();
+            let base = buf.as_mut_ptr();
+            // One copy of a fixed-size table rather than a push per frame.
+            let mut fixed = [Region::UNMAPPED; FIXED_ROWS];
+            for (i, r) in fixed[1..].iter_mut().enumerate() {
+                *r = Region {
+                    base: base.wrapping_add(i * FRAME_SIZE),
+                    read_len: FRAME_SIZE as u64,
+                    write_len: FRAME_SIZE as u64,
+                };
+            }
+            regions.extend_from_slice(&fixed);
         }
-        scratch.extend_from_slice(&fixed);
         MemoryMap {
-            regions: scratch,
+            regions,
+            stack_id: *id,
             stack_dirty: dirty,
             ctx: None,
+            entered: false,
+            may_write: false,
             _borrows: PhantomData,
         }
     }
@@ -144,11 +185,23 @@ impl<'a> MemoryMap<'a> {
         (self.regions.as_ptr().cast(), self.regions.len())
     }
 
-    /// The table's allocation, emptied, for the next run.
+    /// The table's allocation for the next run: the regions this run mapped dropped, the rows
+    /// of the stack's frames kept for the next run on the same stack.
     #[inline]
     pub fn into_scratch(mut self) -> RegionTable {
-        self.regions.clear();
-        RegionTable(std::mem::take(&mut self.regions))
+        self.regions.truncate(FIXED_ROWS);
+        RegionTable {
+            rows: std::mem::take(&mut self.regions),
+            stack_id: self.stack_id,
+        }
+    }
+
+    /// Whether the programs run in this map may have written to memory: `false` only when one
+    /// entered with [`Self::enter_main`] and every one that did said it never writes (no store,
+    /// no atomic, no helper call). A caller that reuses a mapped buffer across runs can then skip
+    /// restoring it.
+    pub fn may_have_written(&self) -> bool {
+        !self.entered || self.may_write
     }
 
     fn push(&mut self, base: *mut u8, len: usize, writable: bool) -> Result<u64, MapError> {
@@ -313,13 +366,16 @@ impl<'a> MemoryMap<'a> {
 
     /// Start a run in frame 0: its stack reads as zeros, as every frame's does on entry, so that
     /// runs are deterministic. `may_write` says whether this run can write memory (a store, an
-    /// atomic or a helper call); if not, the next run need not clear the frame again.
+    /// atomic or a helper call); if not, the next run need not clear the frame again, and
+    /// [`Self::may_have_written`] trusts it: a run entered with `false` must write nothing.
     #[inline]
     pub fn enter_main(&mut self, may_write: bool) {
         if *self.stack_dirty {
             self.clear_frame(0);
         }
         *self.stack_dirty = may_write;
+        self.entered = true;
+        self.may_write |= may_write;
     }
 
     /// Zero the stack of `frame` (each frame starts zeroed so that runs are deterministic).
@@ -358,6 +414,50 @@ mod tests {
         assert!(m.load(frame_pointer(MAX_FRAMES - 1) + 1, Size::B).is_err());
         drop(m);
         assert_eq!(buf[4], 0xff);
+    }
+
+    #[test]
+    fn a_table_keeps_the_frames_of_its_own_stack_only() {
+        let (mut s1, mut s2) = (Stack::default(), Stack::default());
+        let mut buf = [0u8; 4];
+        let mut m = MemoryMap::new(&mut s1, RegionTable::default());
+        m.store(frame_pointer(1) - 1, Size::B, 7).unwrap();
+        assert_eq!(
+            m.map_mut(&mut buf).unwrap(),
+            (FIXED_ROWS as u64) << REGION_SHIFT
+        );
+        let t = m.into_scratch();
+        assert_eq!(t.rows.len(), FIXED_ROWS, "the packet's row is dropped");
+        // The same stack: its rows are reused; another stack: they are rebuilt.
+        let m = MemoryMap::new(&mut s1, t);
+        assert_eq!(m.load(frame_pointer(1) - 1, Size::B), Ok(7));
+        assert!(m
+            .load((FIXED_ROWS as u64) << REGION_SHIFT, Size::B)
+            .is_err());
+        let t = m.into_scratch();
+        let m = MemoryMap::new(&mut s2, t);
+        assert_eq!(m.load(frame_pointer(1) - 1, Size::B), Ok(0));
+        let t = m.into_scratch();
+        drop(s2);
+        // A table whose stack is gone is rebuilt for the next one.
+        let mut s3 = Stack::default();
+        let mut m = MemoryMap::new(&mut s3, t);
+        m.store(frame_pointer(0) - 8, Size::DW, 1).unwrap();
+        assert_eq!(m.load(frame_pointer(1) - 1, Size::B), Ok(0));
+    }
+
+    #[test]
+    fn writes_are_tracked_per_map() {
+        let mut stack = Stack::default();
+        let m = MemoryMap::new(&mut stack, RegionTable::default());
+        assert!(m.may_have_written(), "nothing entered: unknown");
+        let table = m.into_scratch();
+        let mut m = MemoryMap::new(&mut stack, table);
+        m.enter_main(false);
+        assert!(!m.may_have_written());
+        m.enter_main(true);
+        m.enter_main(false);
+        assert!(m.may_have_written(), "one writer is enough");
     }
 
     /// A context of two u32 fields: `a` read-only, `b` read-write.

@@ -108,6 +108,20 @@ impl XdpFrame {
     /// Lay the frame out in `buf`, reusing its allocation (a run per packet need not allocate):
     /// zeroed, `packet` at the headroom's end, its first `md.meta_len` bytes as metadata.
     pub fn fill(buf: &mut Vec<u8>, packet: &[u8], md: XdpMd) -> Result<XdpContext, XdpError> {
+        Self::refill(buf, packet, md, None)
+    }
+
+    /// [`Self::fill`] on a buffer where only `dirty` (a range of offsets) may hold non-zero
+    /// bytes, when the caller knows it (a frame whose previous run could not write holds zeros
+    /// and that run's packet): only what the new packet does not cover there is zeroed. With
+    /// `None`, or a buffer not of the frame's size, all of it is. `buf` is left as it was when
+    /// the packet is refused.
+    pub fn refill(
+        buf: &mut Vec<u8>,
+        packet: &[u8],
+        md: XdpMd,
+        dirty: Option<(usize, usize)>,
+    ) -> Result<XdpContext, XdpError> {
         if packet.len() < ETH_HLEN {
             return Err(XdpError::TooShort(packet.len()));
         }
@@ -119,17 +133,27 @@ impl XdpFrame {
             return Err(XdpError::BadMeta(md.meta_len));
         }
         let (meta, packet) = packet.split_at(meta_len);
-        // A previous run may have written anywhere in the frame: all of it starts zeroed again,
-        // as the kernel's freshly allocated one does.
-        buf.clear();
-        buf.resize(FRAME_END, 0);
-        buf[HEADROOM - meta_len..HEADROOM].copy_from_slice(meta);
-        buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
+        let (start, end) = (HEADROOM - meta_len, HEADROOM + packet.len());
+        match dirty {
+            Some((a, b)) if buf.len() == FRAME_END && a <= b && b <= FRAME_END => {
+                // The new packet and metadata overwrite [start, end); zero the rest of [a, b).
+                buf[a..b.min(start).max(a)].fill(0);
+                buf[end.max(a).min(b)..b].fill(0);
+            }
+            _ => {
+                // A previous run may have written anywhere in the frame: all of it starts
+                // zeroed again, as the kernel's freshly allocated one does.
+                buf.clear();
+                buf.resize(FRAME_END, 0);
+            }
+        }
+        buf[start..HEADROOM].copy_from_slice(meta);
+        buf[HEADROOM..end].copy_from_slice(packet);
         Ok(XdpContext {
             frame_addr: 0,
-            meta: HEADROOM - meta_len,
+            meta: start,
             data: HEADROOM,
-            end: HEADROOM + packet.len(),
+            end,
             ingress_ifindex: md.ingress_ifindex,
             rx_queue_index: md.rx_queue_index,
             egress_ifindex: 0,
@@ -156,17 +180,20 @@ impl XdpContext {
     /// `struct xdp_md` as the test run's ctx_out: data and data_end relative to data_meta,
     /// the device fields as given.
     pub fn ctx_out(&self) -> Vec<u8> {
-        [
+        let fields = [
             (self.data - self.meta) as u32,
             (self.end - self.meta) as u32,
             0,
             self.ingress_ifindex,
             self.rx_queue_index,
             0,
-        ]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect()
+        ];
+        // One allocation of the final size (collecting a flattening iterator grows the vector).
+        let mut out = [0u8; 24];
+        for (o, v) in out.chunks_exact_mut(4).zip(fields) {
+            o.copy_from_slice(&v.to_le_bytes());
+        }
+        out.to_vec()
     }
 
     /// `bpf_xdp_adjust_head`: move `data` by `delta`; metadata moves along with it.
@@ -289,6 +316,34 @@ mod tests {
         assert_eq!(f.ctx.adjust_head(&mut f.buf, -10), 0);
         assert_eq!(f.buf[f.ctx.meta], 7);
         assert_eq!(f.ctx.data - f.ctx.meta, 8);
+    }
+
+    #[test]
+    fn refill_is_fill_when_only_the_old_packet_is_dirty() {
+        let md = |meta_len| XdpMd {
+            meta_len,
+            ..XdpMd::default()
+        };
+        let packets: [(usize, u32); 5] = [(64, 0), (14, 0), (1500, 8), (100, 4), (3520, 0)];
+        for &(old_len, old_meta) in &packets {
+            for &(new_len, new_meta) in &packets {
+                let mut buf = Vec::new();
+                let old = XdpFrame::fill(&mut buf, &vec![0xaa; old_len], md(old_meta)).unwrap();
+                let new = vec![0x55; new_len];
+                let ctx = XdpFrame::refill(&mut buf, &new, md(new_meta), Some((old.meta, old.end)))
+                    .unwrap();
+                let want = XdpFrame::new(&new, md(new_meta)).unwrap();
+                assert_eq!(
+                    (&buf, &ctx),
+                    (&want.buf, &want.ctx),
+                    "{old_len} then {new_len}"
+                );
+            }
+        }
+        // Refused: the buffer is untouched.
+        let mut buf = vec![1; 10];
+        assert!(XdpFrame::refill(&mut buf, &[0; 13], md(0), None).is_err());
+        assert_eq!(buf, [1; 10]);
     }
 
     #[test]
