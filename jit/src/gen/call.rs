@@ -1,0 +1,170 @@
+//! Calls: helpers (through the `call` shim and the run's `Host`), local calls (the caller's
+//! callee-saved registers and frame pointer saved in the context) and exits (a return to the
+//! call site, or the end of the run).
+
+use std::mem::offset_of;
+
+use bpfsim_vm::isa::Reg;
+use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
+use bpfsim_vm::TrapCode;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{Block, InstBuilder, MemFlags, Value};
+
+use super::{Gen, I64};
+use crate::shims::{FrameSave, VmCtx};
+
+impl Gen<'_, '_> {
+    pub(super) fn translate_local_call(
+        &mut self,
+        pc: usize,
+        next: usize,
+        off: i32,
+        sites: &[usize],
+    ) {
+        let site = sites.iter().position(|&s| s == next).expect("a call site");
+        let depth = self.b.use_var(self.depth);
+        let full = self
+            .b
+            .ins()
+            .icmp_imm(IntCC::SignedGreaterThanOrEqual, depth, 7);
+        let deep = self.b.create_block();
+        let ok = self.cont();
+        self.b.ins().brif(full, deep, &[], ok, &[]);
+        self.b.switch_to_block(deep);
+        let d = self.iconst(8);
+        self.trap(pc, TrapCode::CallDepth, d, 0);
+        self.b.switch_to_block(ok);
+        // Save the caller's frame in vm.frames[depth].
+        let fsz = std::mem::size_of::<FrameSave>() as i64;
+        let rowoff = self.b.ins().imul_imm(depth, fsz);
+        let frames = self
+            .b
+            .ins()
+            .iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64);
+        let row = self.b.ins().iadd(frames, rowoff);
+        let sitev = self.iconst(site as u64);
+        self.b.ins().store(MemFlags::trusted(), sitev, row, 0);
+        for (k, r) in (6..10).enumerate() {
+            let v = self.b.use_var(self.regs[r]);
+            self.b
+                .ins()
+                .store(MemFlags::trusted(), v, row, 8 + 8 * k as i32);
+        }
+        let fp = self.b.use_var(self.regs[10]);
+        self.b.ins().store(MemFlags::trusted(), fp, row, 40);
+        let nd = self.b.ins().iadd_imm(depth, 1);
+        self.b.def_var(self.depth, nd);
+        self.b.ins().call(self.shims.clear_frame, &[self.vm, nd]);
+        // r10 = frame_pointer(depth): ((FIRST + depth) << 32) | FRAME_SIZE.
+        let region = self.b.ins().iadd_imm(nd, FIRST_FRAME_REGION as i64);
+        let hi = self.b.ins().ishl_imm(region, REGION_SHIFT as i64);
+        let newfp = self.b.ins().bor_imm(hi, FRAME_SIZE as i64);
+        self.b.def_var(self.regs[10], newfp);
+        let t = self.block_at((next as i64 + off as i64) as usize);
+        self.b.ins().jump(t, &[]);
+    }
+
+    pub(super) fn translate_exit(&mut self) {
+        let depth = self.b.use_var(self.depth);
+        let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
+        let ret = self.b.create_block();
+        let r0 = self.reg(Reg::R0);
+        self.b
+            .ins()
+            .brif(main, self.exit_block, &[r0.into()], ret, &[]);
+        self.b.switch_to_block(ret);
+        let nd = self.b.ins().iadd_imm(depth, -1);
+        self.b.def_var(self.depth, nd);
+        let fsz = std::mem::size_of::<FrameSave>() as i64;
+        let rowoff = self.b.ins().imul_imm(nd, fsz);
+        let frames = self
+            .b
+            .ins()
+            .iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64);
+        let row = self.b.ins().iadd(frames, rowoff);
+        for (k, r) in (6..10).enumerate() {
+            let v = self
+                .b
+                .ins()
+                .load(I64, MemFlags::trusted(), row, 8 + 8 * k as i32);
+            self.b.def_var(self.regs[r], v);
+        }
+        let fp = self.b.ins().load(I64, MemFlags::trusted(), row, 40);
+        self.b.def_var(self.regs[10], fp);
+        let site = self.b.ins().load(I64, MemFlags::trusted(), row, 0);
+        // Back to the call site's continuation.
+        let targets = self.ret_sites.clone();
+        self.dispatch(site, &targets);
+    }
+
+    /// Jump to `targets[idx]` (a chain of compares: call sites are few).
+    pub(super) fn dispatch(&mut self, idx: Value, targets: &[Block]) {
+        for (k, &t) in targets.iter().enumerate() {
+            if k + 1 == targets.len() {
+                self.b.ins().jump(t, &[]);
+                return;
+            }
+            let hit = self.b.ins().icmp_imm(IntCC::Equal, idx, k as i64);
+            let nextb = self.b.create_block();
+            self.b.ins().brif(hit, t, &[], nextb, &[]);
+            self.b.switch_to_block(nextb);
+        }
+        // No call site: an exit below the main frame cannot happen; keep the block closed.
+        let z = self.iconst(0);
+        self.b.ins().jump(self.exit_block, &[z.into()]);
+    }
+
+    /// A helper call. The exact budget goes to the context first, because a helper with a
+    /// callback (`bpf_loop`, `bpf_for_each_map_elem`, ...) has the interpreter run the callback
+    /// with it; the budget comes back from the context after the call, and when what is left
+    /// cannot pay for the rest of the block, the interpreter finishes it.
+    pub(super) fn helper(&mut self, pc: usize, id: Value) {
+        let unexec = self.block_len - self.block_pos - 1;
+        let left = self.b.use_var(self.left);
+        let exact = self.b.ins().iadd_imm(left, unexec as i64);
+        self.vm_store(offset_of!(VmCtx, left), exact);
+        let args: Vec<Value> = (1..=5).map(|r| self.b.use_var(self.regs[r])).collect();
+        let pcv = self.iconst(pc as u64);
+        let depth = self.b.use_var(self.depth);
+        let call = self.b.ins().call(
+            self.shims.call,
+            &[
+                self.vm, id, args[0], args[1], args[2], args[3], args[4], pcv, depth,
+            ],
+        );
+        let v = self.b.inst_results(call)[0];
+        let st = self.vm_load(offset_of!(VmCtx, status));
+        let ok = self.cont();
+        self.b.ins().brif(st, self.helper_stop_block, &[], ok, &[]);
+        self.b.switch_to_block(ok);
+        self.set(Reg::R0, v);
+        let now = self.vm_load(offset_of!(VmCtx, left));
+        let after = self.b.ins().iadd_imm(now, -(unexec as i64));
+        if unexec > 0 {
+            let short = self.b.ins().icmp_imm(IntCC::SignedLessThan, after, 0);
+            let cold = self.b.create_block();
+            self.b.set_cold_block(cold);
+            let go = self.cont();
+            self.b.ins().brif(short, cold, &[], go, &[]);
+            self.b.switch_to_block(cold);
+            let next = self.iconst(pc as u64 + 1);
+            self.b
+                .ins()
+                .jump(self.budget_block, &[next.into(), now.into()]);
+            self.b.switch_to_block(go);
+        }
+        self.b.def_var(self.left, after);
+    }
+
+    /// The shared stop after a helper call: the shim left the pc and the exact budget.
+    pub(super) fn helper_stop_epilogue(&mut self) {
+        self.b.switch_to_block(self.helper_stop_block);
+        let left = self.vm_load(offset_of!(VmCtx, left));
+        self.b.def_var(self.left, left);
+        let pc = self.vm_load(offset_of!(VmCtx, trap_pc));
+        let zero = self.iconst(0);
+        self.b
+            .ins()
+            .jump(self.stop_block, &[pc.into(), zero.into()]);
+    }
+}

@@ -1,0 +1,125 @@
+//! The ways out of a run: traps, shim stops and the final exits that hand r0, a tail call or a
+//! trap back to Rust.
+
+use std::mem::offset_of;
+
+use bpfsim_vm::TrapCode;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{Block, InstBuilder, Value};
+
+use super::Gen;
+use crate::shims::{self, VmCtx};
+
+impl Gen<'_, '_> {
+    /// Give back the budget of the block's instructions after the current one: the run stops
+    /// here, and the block was counted whole when it was entered.
+    pub(super) fn refund(&mut self) {
+        let unexecuted = self.block_len - self.block_pos - 1;
+        if unexecuted > 0 {
+            let left = self.b.use_var(self.left);
+            let back = self.b.ins().iadd_imm(left, unexecuted as i64);
+            self.b.def_var(self.left, back);
+        }
+    }
+
+    /// Jump to the trap exit with these values.
+    pub(super) fn trap(&mut self, pc: usize, code: TrapCode, detail: Value, size: u64) {
+        self.refund();
+        let pcv = self.iconst(pc as u64);
+        let c = self.iconst(code as u64);
+        let s = self.iconst(size);
+        self.b.ins().jump(
+            self.trap_block,
+            &[pcv.into(), c.into(), detail.into(), s.into()],
+        );
+    }
+
+    /// After a shim call: go on if it succeeded, else trap (with the shim's trap) at `pc`.
+    pub(super) fn check_status(&mut self, pc: usize) {
+        let ok = self.cont();
+        self.status_branch(pc, ok, &[]);
+        self.b.switch_to_block(ok);
+    }
+
+    /// After a shim call: on failure to the shared stop (for `pc`), else to `ok` with `args`.
+    /// One branch straight to the stop block: no block of its own per call site.
+    pub(super) fn status_branch(&mut self, pc: usize, ok: Block, args: &[Value]) {
+        let st = self.vm_load(offset_of!(VmCtx, status));
+        let pcv = self.iconst(pc as u64);
+        let unexec = self.iconst(self.block_len - self.block_pos - 1);
+        let args: Vec<_> = args.iter().map(|&v| v.into()).collect();
+        self.b
+            .ins()
+            .brif(st, self.stop_block, &[pcv.into(), unexec.into()], ok, &args);
+    }
+
+    /// The shared stop: give back the unexecuted budget, then exit with a value, tail call, or
+    /// trap with the shim's code at the given pc.
+    pub(super) fn stop_epilogue(&mut self) {
+        self.b.switch_to_block(self.stop_block);
+        let p = self.b.block_params(self.stop_block).to_vec();
+        let left = self.b.use_var(self.left);
+        let back = self.b.ins().iadd(left, p[1]);
+        self.b.def_var(self.left, back);
+        let st = self.vm_load(offset_of!(VmCtx, status));
+        let is_exit = self
+            .b
+            .ins()
+            .icmp_imm(IntCC::Equal, st, shims::STOP_EXIT as i64);
+        let exit = self.b.create_block();
+        let not_exit = self.b.create_block();
+        self.b.ins().brif(is_exit, exit, &[], not_exit, &[]);
+        self.b.switch_to_block(exit);
+        let v = self.vm_load(offset_of!(VmCtx, status_value));
+        self.b.ins().jump(self.exit_block, &[v.into()]);
+        self.b.switch_to_block(not_exit);
+        let is_tail = self
+            .b
+            .ins()
+            .icmp_imm(IntCC::Equal, st, shims::STOP_TAIL as i64);
+        let tail = self.b.create_block();
+        let trap = self.b.create_block();
+        self.b.ins().brif(is_tail, tail, &[], trap, &[]);
+        self.b.switch_to_block(tail);
+        let t = self.vm_load(offset_of!(VmCtx, status_value));
+        self.b.ins().jump(self.tail_block, &[t.into()]);
+        self.b.switch_to_block(trap);
+        let code = self.vm_load(offset_of!(VmCtx, trap_code));
+        let detail = self.vm_load(offset_of!(VmCtx, trap_detail));
+        let size = self.vm_load(offset_of!(VmCtx, trap_size));
+        self.b.ins().jump(
+            self.trap_block,
+            &[p[0].into(), code.into(), detail.into(), size.into()],
+        );
+    }
+
+    pub(super) fn epilogues(&mut self) {
+        // Trap: record where and why, and the budget left.
+        self.b.switch_to_block(self.trap_block);
+        let p = self.b.block_params(self.trap_block).to_vec();
+        self.vm_store(offset_of!(VmCtx, trap_pc), p[0]);
+        self.vm_store(offset_of!(VmCtx, trap_code), p[1]);
+        self.vm_store(offset_of!(VmCtx, trap_detail), p[2]);
+        self.vm_store(offset_of!(VmCtx, trap_size), p[3]);
+        let left = self.b.use_var(self.left);
+        self.vm_store(offset_of!(VmCtx, left), left);
+        let one = self.iconst(shims::TRAP);
+        self.b.ins().return_(&[one]);
+
+        self.b.switch_to_block(self.exit_block);
+        let r0 = self.b.block_params(self.exit_block)[0];
+        self.vm_store(offset_of!(VmCtx, r0), r0);
+        let left = self.b.use_var(self.left);
+        self.vm_store(offset_of!(VmCtx, left), left);
+        let z = self.iconst(shims::EXIT);
+        self.b.ins().return_(&[z]);
+
+        self.b.switch_to_block(self.tail_block);
+        let t = self.b.block_params(self.tail_block)[0];
+        self.vm_store(offset_of!(VmCtx, status_value), t);
+        let left = self.b.use_var(self.left);
+        self.vm_store(offset_of!(VmCtx, left), left);
+        let two = self.iconst(shims::TAIL_CALL);
+        self.b.ins().return_(&[two]);
+    }
+}

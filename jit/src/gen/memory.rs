@@ -1,0 +1,299 @@
+//! Guest memory: loads, stores, atomics and legacy packet loads, each through the region table
+//! (the primary region first), with a cold path into Rust or straight to the fault.
+
+use std::mem::offset_of;
+
+use bpfsim_vm::isa::{AtomicOp, PacketMode, Reg, Size, Source};
+use bpfsim_vm::memory::REGION_SHIFT;
+use bpfsim_vm::TrapCode;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, Block, InstBuilder, MemFlags, Type, Value};
+
+use super::{Fault, Gen, I64};
+use crate::atomic_code;
+use crate::shims::{self, VmCtx};
+
+impl Gen<'_, '_> {
+    pub(super) fn translate_load(
+        &mut self,
+        pc: usize,
+        size: Size,
+        signed: bool,
+        dst: Reg,
+        src: Reg,
+        off: i16,
+    ) {
+        let s = self.reg(src);
+        let addr = self.b.ins().iadd_imm(s, off as i64);
+        let v = self.load(pc, addr, size);
+        let v = if signed && size != Size::DW {
+            let n = self.b.ins().ireduce(Self::mem_ty(size), v);
+            self.b.ins().sextend(I64, n)
+        } else {
+            v
+        };
+        self.set(dst, v);
+    }
+
+    pub(super) fn translate_store(
+        &mut self,
+        pc: usize,
+        size: Size,
+        dst: Reg,
+        off: i16,
+        src: Source,
+    ) {
+        let d = self.reg(dst);
+        let addr = self.b.ins().iadd_imm(d, off as i64);
+        let v = match src {
+            Source::Reg(r) => self.reg(r),
+            Source::Imm(i) => self.iconst(i as i64 as u64),
+        };
+        self.store(pc, addr, size, v);
+    }
+
+    pub(super) fn translate_atomic(
+        &mut self,
+        pc: usize,
+        size: Size,
+        op: AtomicOp,
+        dst: Reg,
+        src: Reg,
+        off: i16,
+    ) {
+        let d = self.reg(dst);
+        let addr = self.b.ins().iadd_imm(d, off as i64);
+        let s = self.reg(src);
+        let r0 = self.reg(Reg::R0);
+        let code = self.iconst(atomic_code(op));
+        let sz = self.iconst(size.bytes() as u64);
+        let call = self
+            .b
+            .ins()
+            .call(self.shims.atomic, &[self.vm, code, addr, sz, s, r0]);
+        let old = self.b.inst_results(call)[0];
+        self.check_status(pc);
+        match op {
+            AtomicOp::CmpXchg => self.set(Reg::R0, old),
+            AtomicOp::LoadAcquire => self.set(src, old),
+            AtomicOp::Xchg
+            | AtomicOp::Add { fetch: true }
+            | AtomicOp::Or { fetch: true }
+            | AtomicOp::And { fetch: true }
+            | AtomicOp::Xor { fetch: true } => self.set(src, old),
+            _ => {}
+        }
+    }
+
+    pub(super) fn translate_ld_packet(
+        &mut self,
+        pc: usize,
+        mode: PacketMode,
+        size: Size,
+        imm: i32,
+    ) {
+        let (off, m) = match mode {
+            PacketMode::Abs => (self.iconst(imm as i64 as u64), 0x20),
+            PacketMode::Ind(r) => {
+                let v = self.reg(r);
+                let lo = self.b.ins().ireduce(types::I32, v);
+                let base = self.b.ins().sextend(I64, lo);
+                (self.b.ins().iadd_imm(base, imm as i64), 0x40)
+            }
+        };
+        let sz = self.iconst(size.bytes() as u64);
+        let mode = self.iconst(m);
+        let call = self
+            .b
+            .ins()
+            .call(self.shims.ld_packet, &[self.vm, off, sz, mode]);
+        let v = self.b.inst_results(call)[0];
+        self.check_status(pc);
+        self.set(Reg::R0, v);
+    }
+
+    /// Host pointer for `size` bytes at `addr`, or a jump to `slow` (with nothing).
+    /// The host address of `size` bytes at guest `addr` when the region table maps them, else a
+    /// jump to `slow`. One branch: an index past the table is replaced by 0, the unmapped null
+    /// region whose limits are 0, so it fails the limit check like any out-of-bounds access.
+    pub(super) fn translate(&mut self, addr: Value, size: u64, write: bool, slow: Block) -> Value {
+        // The primary region first (the packet, or the memory of a raw run): its offset is
+        // `addr` less the region's tag, in range exactly when below the per-size bound, so one
+        // compare covers both the region and the limit. Everything else walks the table.
+        let general = self.b.create_block();
+        let join = self.b.create_block();
+        self.b.append_block_param(join, I64);
+        let t = self
+            .b
+            .ins()
+            .iadd_imm(addr, -((shims::PRIMARY_REGION as i64) << REGION_SHIFT));
+        let idx = size.trailing_zeros() as usize + if write { 4 } else { 0 };
+        let lt = self.vm_load(offset_of!(VmCtx, primary_lt) + 8 * idx);
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, t, lt);
+        let fast = self.cont();
+        self.b.ins().brif(inside, fast, &[], general, &[]);
+        self.b.switch_to_block(fast);
+        let base = self.vm_load(offset_of!(VmCtx, primary_base));
+        let p = self.b.ins().iadd(base, t);
+        self.b.ins().jump(join, &[p.into()]);
+        self.b.switch_to_block(general);
+        let p = self.translate_table(addr, size, write, slow);
+        self.b.ins().jump(join, &[p.into()]);
+        self.b.switch_to_block(join);
+        self.b.block_params(join)[0]
+    }
+
+    pub(super) fn translate_table(
+        &mut self,
+        addr: Value,
+        size: u64,
+        write: bool,
+        slow: Block,
+    ) -> Value {
+        // The table and its length are read from the context at each access rather than kept
+        // in variables: two registers fewer across the whole function (fewer spills in loops),
+        // for loads that hit L1 and that x86 folds into the compare.
+        let region = self.b.ins().ushr_imm(addr, REGION_SHIFT as i64);
+        let n = self.vm_load(offset_of!(VmCtx, nregions));
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, region, n);
+        let zero = self.iconst(0);
+        let index = self.b.ins().select(inside, region, zero);
+        let table = self.vm_load(offset_of!(VmCtx, regions));
+        let row = self.b.ins().imul_imm(index, 24);
+        let entry = self.b.ins().iadd(table, row);
+        let limit = self
+            .b
+            .ins()
+            .load(I64, MemFlags::trusted(), entry, if write { 16 } else { 8 });
+        // The offset is the low 32 bits: a 32-bit move zero-extends, with no mask constant.
+        let low = self.b.ins().ireduce(types::I32, addr);
+        let off = self.b.ins().uextend(I64, low);
+        let end = self.b.ins().iadd_imm(off, size as i64);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, end, limit);
+        let ok = self.cont();
+        self.b.ins().brif(fits, ok, &[], slow, &[]);
+        self.b.switch_to_block(ok);
+        let base = self.b.ins().load(I64, MemFlags::trusted(), entry, 0);
+        self.b.ins().iadd(base, off)
+    }
+
+    pub(super) fn mem_ty(size: Size) -> Type {
+        match size {
+            Size::B => types::I8,
+            Size::H => types::I16,
+            Size::W => types::I32,
+            Size::DW => I64,
+        }
+    }
+
+    /// A proven non-context access: a failed check is the fault, on a cold path that ends the
+    /// run. The block is filled at the end ([`Self::fault_epilogues`]): the builder must finish
+    /// the current block first.
+    pub(super) fn fault_path(&mut self, pc: usize, addr: Value, size: Size, write: bool) -> Block {
+        let fault = self.b.create_block();
+        self.b.set_cold_block(fault);
+        let code = if write {
+            TrapCode::MemoryWrite
+        } else {
+            TrapCode::MemoryRead
+        };
+        let unexecuted = self.block_len - self.block_pos - 1;
+        self.faults.push(Fault {
+            block: fault,
+            pc,
+            code,
+            addr,
+            size: size.bytes() as u64,
+            unexecuted,
+        });
+        fault
+    }
+
+    pub(super) fn fault_epilogues(&mut self) {
+        for f in std::mem::take(&mut self.faults) {
+            self.b.switch_to_block(f.block);
+            if f.unexecuted > 0 {
+                let left = self.b.use_var(self.left);
+                let back = self.b.ins().iadd_imm(left, f.unexecuted as i64);
+                self.b.def_var(self.left, back);
+            }
+            let pcv = self.iconst(f.pc as u64);
+            let c = self.iconst(f.code as u64);
+            let sz = self.iconst(f.size);
+            self.b.ins().jump(
+                self.trap_block,
+                &[pcv.into(), c.into(), f.addr.into(), sz.into()],
+            );
+        }
+    }
+
+    pub(super) fn load(&mut self, pc: usize, addr: Value, size: Size) -> Value {
+        let ty = Self::mem_ty(size);
+        if self.no_ctx.get(pc).copied().unwrap_or(false) {
+            let fault = self.fault_path(pc, addr, size, false);
+            let p = self.translate(addr, size.bytes() as u64, false, fault);
+            let raw = self.b.ins().load(ty, MemFlags::trusted(), p, 0);
+            return if ty == I64 {
+                raw
+            } else {
+                self.b.ins().uextend(I64, raw)
+            };
+        }
+        let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
+        let done = self.b.create_block();
+        self.b.append_block_param(done, I64);
+        let p = self.translate(addr, size.bytes() as u64, false, slow);
+        let raw = self.b.ins().load(ty, MemFlags::trusted(), p, 0);
+        let v = if ty == I64 {
+            raw
+        } else {
+            self.b.ins().uextend(I64, raw)
+        };
+        self.b.ins().jump(done, &[v.into()]);
+        self.b.switch_to_block(slow);
+        let sz = self.iconst(size.bytes() as u64);
+        let call = self.b.ins().call(self.shims.load, &[self.vm, addr, sz]);
+        let v = self.b.inst_results(call)[0];
+        self.status_branch(pc, done, &[v]);
+        self.b.switch_to_block(done);
+        self.b.block_params(done)[0]
+    }
+
+    pub(super) fn store(&mut self, pc: usize, addr: Value, size: Size, value: Value) {
+        if self.no_ctx.get(pc).copied().unwrap_or(false) {
+            let fault = self.fault_path(pc, addr, size, true);
+            let p = self.translate(addr, size.bytes() as u64, true, fault);
+            let ty = Self::mem_ty(size);
+            let v = if ty == I64 {
+                value
+            } else {
+                self.b.ins().ireduce(ty, value)
+            };
+            self.b.ins().store(MemFlags::trusted(), v, p, 0);
+            return;
+        }
+        let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
+        let done = self.b.create_block();
+        let p = self.translate(addr, size.bytes() as u64, true, slow);
+        let ty = Self::mem_ty(size);
+        let v = if ty == I64 {
+            value
+        } else {
+            self.b.ins().ireduce(ty, value)
+        };
+        self.b.ins().store(MemFlags::trusted(), v, p, 0);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(slow);
+        let sz = self.iconst(size.bytes() as u64);
+        self.b
+            .ins()
+            .call(self.shims.store, &[self.vm, addr, sz, value]);
+        self.status_branch(pc, done, &[]);
+        self.b.switch_to_block(done);
+    }
+}

@@ -1,0 +1,305 @@
+//! Code generation: one Cranelift function per program. [`build`] lays out a block per CFG
+//! leader and the shared exits; each instruction class has its translate function in the module
+//! named after it (`alu`, `memory`, `jump`, `call`), [`insn`] dispatches on the instruction, and
+//! `exits` / `budget` hold the paths that end a run or hand it to the interpreter.
+
+mod alu;
+mod budget;
+mod call;
+mod exits;
+mod insn;
+mod jump;
+mod memory;
+
+use std::mem::offset_of;
+
+use bpfsim_vm::isa::{CallTarget, Insn, Reg};
+use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
+use bpfsim_vm::{Program, TrapCode};
+use cranelift_codegen::ir::{types, Block, FuncRef, Function, InstBuilder, MemFlags, Type, Value};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::JITModule;
+use cranelift_module::{FuncId, Module};
+
+use crate::shims::VmCtx;
+use crate::{Hints, JitError};
+
+/// The shims the generated code calls, as declared in the module.
+pub(crate) struct ShimIds {
+    pub budget_tail: FuncId,
+    pub load: FuncId,
+    pub store: FuncId,
+    pub atomic: FuncId,
+    pub call: FuncId,
+    pub ld_packet: FuncId,
+    pub clear_frame: FuncId,
+}
+
+struct Shims {
+    budget_tail: FuncRef,
+    load: FuncRef,
+    store: FuncRef,
+    atomic: FuncRef,
+    call: FuncRef,
+    ld_packet: FuncRef,
+    clear_frame: FuncRef,
+}
+
+/// A fault exit of a proven non-context access, filled after the body.
+struct Fault {
+    block: Block,
+    pc: usize,
+    code: TrapCode,
+    addr: Value,
+    size: u64,
+    /// Instructions of the block after the faulting one: their budget is given back.
+    unexecuted: u64,
+}
+
+pub(crate) struct Gen<'a, 'b> {
+    b: FunctionBuilder<'b>,
+    regs: [Variable; 11],
+    left: Variable,
+    depth: Variable,
+    vm: Value,
+    shims: Shims,
+    blocks: Vec<Option<Block>>,
+    pcs: &'a [usize],
+    /// (pc, code, detail, size) -> one trap exit block with those as parameters.
+    trap_block: Block,
+    /// Exit with r0 (block parameter).
+    exit_block: Block,
+    tail_block: Block,
+    /// Shared: a shim asked to stop (params: pc, budget to give back).
+    stop_block: Block,
+    /// Shared: the budget runs out inside a block (params: its pc, the budget left).
+    budget_block: Block,
+    /// Shared: a helper call stopped the run; the shim left the pc and the exact budget in the
+    /// context (a trap inside a callback has the callback's pc).
+    helper_stop_block: Block,
+    /// [`Hints::no_ctx`].
+    no_ctx: &'a [bool],
+    faults: Vec<Fault>,
+    /// The continuation of each local call site, by site index.
+    ret_sites: Vec<Block>,
+    /// Instructions of the current block, and the index of the one being translated: a stop
+    /// in the middle gives back the budget of those after it.
+    block_len: u64,
+    block_pos: u64,
+}
+
+const I64: Type = types::I64;
+
+fn vm_off(field: usize) -> i32 {
+    field as i32
+}
+
+/// Translate `prog` into `func`.
+pub(crate) fn build(
+    module: &mut JITModule,
+    func: &mut Function,
+    ids: &ShimIds,
+    prog: &Program,
+    pcs: &[usize],
+    hints: &Hints,
+) -> Result<(), JitError> {
+    let insns = prog.insns();
+    let mut fbc = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(func, &mut fbc);
+    let shims = Shims {
+        budget_tail: module.declare_func_in_func(ids.budget_tail, b.func),
+        load: module.declare_func_in_func(ids.load, b.func),
+        store: module.declare_func_in_func(ids.store, b.func),
+        atomic: module.declare_func_in_func(ids.atomic, b.func),
+        call: module.declare_func_in_func(ids.call, b.func),
+        ld_packet: module.declare_func_in_func(ids.ld_packet, b.func),
+        clear_frame: module.declare_func_in_func(ids.clear_frame, b.func),
+    };
+    let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
+    let left = b.declare_var(I64);
+    let depth = b.declare_var(I64);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let vm = b.block_params(entry)[0];
+    // One block per instruction that starts one.
+    let total_slots = prog.slots();
+    let mut leaders = vec![false; total_slots + 1];
+    leaders[0] = true;
+    for (i, insn) in insns.iter().enumerate() {
+        let pc = pcs[i];
+        let next = pc + insn.slots();
+        match insn {
+            Insn::Jmp { off, .. } => {
+                leaders[next] = true;
+                leaders[(next as i64 + *off as i64) as usize] = true;
+            }
+            Insn::Ja { .. } | Insn::Gotol { .. } => {
+                if let Some(off) = insn.jump_offset() {
+                    leaders[(next as i64 + off as i64) as usize] = true;
+                }
+                leaders[next] = true;
+            }
+            Insn::Call(CallTarget::Local(off)) => {
+                leaders[next] = true;
+                leaders[(next as i64 + *off as i64) as usize] = true;
+            }
+            Insn::Exit => leaders[next] = true,
+            _ => {}
+        }
+    }
+    let mut blocks = vec![None; total_slots + 1];
+    for (pc, l) in leaders.iter().enumerate() {
+        if *l && pc < total_slots {
+            blocks[pc] = Some(b.create_block());
+        }
+    }
+    let trap_block = b.create_block();
+    for _ in 0..4 {
+        b.append_block_param(trap_block, I64);
+    }
+    let exit_block = b.create_block();
+    b.append_block_param(exit_block, I64);
+    let tail_block = b.create_block();
+    b.append_block_param(tail_block, I64);
+    let stop_block = b.create_block();
+    b.append_block_param(stop_block, I64);
+    b.append_block_param(stop_block, I64);
+    let budget_block = b.create_block();
+    b.append_block_param(budget_block, I64);
+    b.append_block_param(budget_block, I64);
+    let helper_stop_block = b.create_block();
+    let mut g = Gen {
+        b,
+        regs,
+        left,
+        depth,
+        vm,
+        shims,
+        blocks,
+        pcs,
+        trap_block,
+        exit_block,
+        tail_block,
+        stop_block,
+        budget_block,
+        helper_stop_block,
+        no_ctx: &hints.no_ctx,
+        faults: Vec::new(),
+        ret_sites: Vec::new(),
+        block_len: 0,
+        block_pos: 0,
+    };
+    g.prologue();
+    let first = g.blocks[0].expect("slot 0 leads");
+    g.b.ins().jump(first, &[]);
+    g.body(insns)?;
+    g.fault_epilogues();
+    g.helper_stop_epilogue();
+    g.stop_epilogue();
+    g.budget_epilogue();
+    g.epilogues();
+    g.b.seal_all_blocks();
+    g.b.finalize();
+    Ok(())
+}
+
+impl Gen<'_, '_> {
+    pub(super) fn iconst(&mut self, v: u64) -> Value {
+        self.b.ins().iconst(I64, v as i64)
+    }
+
+    pub(super) fn reg(&mut self, r: Reg) -> Value {
+        self.b.use_var(self.regs[r.index()])
+    }
+
+    pub(super) fn set(&mut self, r: Reg, v: Value) {
+        self.b.def_var(self.regs[r.index()], v);
+    }
+
+    pub(super) fn vm_load(&mut self, off: usize) -> Value {
+        self.b
+            .ins()
+            .load(I64, MemFlags::trusted(), self.vm, vm_off(off))
+    }
+
+    pub(super) fn vm_store(&mut self, off: usize, v: Value) {
+        self.b
+            .ins()
+            .store(MemFlags::trusted(), v, self.vm, vm_off(off));
+    }
+
+    pub(super) fn prologue(&mut self) {
+        for r in 0..11 {
+            let z = self.iconst(0);
+            self.b.def_var(self.regs[r], z);
+        }
+        for i in 0..5 {
+            let a = self.vm_load(offset_of!(VmCtx, args) + 8 * i);
+            self.b.def_var(self.regs[i + 1], a);
+        }
+        let fp = self.iconst(((FIRST_FRAME_REGION) << REGION_SHIFT) | FRAME_SIZE as u64);
+        self.b.def_var(self.regs[10], fp);
+        let left = self.vm_load(offset_of!(VmCtx, left));
+        self.b.def_var(self.left, left);
+        let z = self.iconst(0);
+        self.b.def_var(self.depth, z);
+    }
+
+    /// A fresh block to continue in after a conditional exit.
+    pub(super) fn cont(&mut self) -> Block {
+        self.b.create_block()
+    }
+
+    pub(super) fn block_at(&self, pc: usize) -> Block {
+        self.blocks[pc].expect("jump targets are leaders")
+    }
+
+    pub(super) fn body(&mut self, insns: &[Insn]) -> Result<(), JitError> {
+        // Return sites of local calls, numbered in order.
+        let mut sites = Vec::new();
+        for (i, insn) in insns.iter().enumerate() {
+            if let Insn::Call(CallTarget::Local(_)) = insn {
+                sites.push(self.pcs[i] + 1);
+            }
+        }
+        self.ret_sites = sites.iter().map(|&pc| self.block_at(pc)).collect();
+        let mut open = false;
+        for (i, insn) in insns.iter().enumerate() {
+            let pc = self.pcs[i];
+            if let Some(blk) = self.blocks[pc] {
+                if open {
+                    self.b.ins().jump(blk, &[]);
+                }
+                self.b.switch_to_block(blk);
+                open = true;
+                // The block runs to the next leader.
+                let len = (i + 1..insns.len())
+                    .find(|&j| self.blocks[self.pcs[j]].is_some())
+                    .unwrap_or(insns.len())
+                    - i;
+                self.block_len = len as u64;
+                self.block_pos = 0;
+                self.block_entry(pc, self.block_len);
+            } else {
+                self.block_pos += 1;
+            }
+            if !open {
+                continue;
+            }
+            let next = pc + insn.slots();
+            open = self.insn(pc, next, insn, &sites)?;
+        }
+        if open {
+            // Falling off the end is refused by Program::new; close the block anyway.
+            let d = self.iconst(0);
+            self.trap(
+                self.pcs.last().copied().unwrap_or(0),
+                TrapCode::Unsupported,
+                d,
+                0,
+            );
+        }
+        Ok(())
+    }
+}
