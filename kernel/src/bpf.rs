@@ -202,6 +202,18 @@ impl KernelBpf {
                     out.retval
                 )));
             }
+            // `struct xdp_md` in ctx_in (Linux 5.13): every XDP comparison passes one.
+            let md = xdp_md_probe_ctx(64);
+            k.test_run_with(
+                &prog,
+                &TestRunIn {
+                    data: &[0u8; 64],
+                    ctx_in: Some(&md),
+                    ctx_out_size: md.len() as u32,
+                    ..TestRunIn::default()
+                },
+            )
+            .map_err(xdp_ctx_unsupported)?;
             k.array_map_create(8, 1)
                 .map_err(|e| unavailable(e, "creating an array map"))?;
             Ok(k)
@@ -344,6 +356,26 @@ impl KernelBpf {
 
 /// The one-line reason for a failed probe step.
 #[cfg(target_os = "linux")]
+/// `struct xdp_md` for a packet of `len` bytes without metadata: data 0, data_end `len`.
+#[cfg(target_os = "linux")]
+fn xdp_md_probe_ctx(len: u32) -> [u8; 24] {
+    let mut md = [0u8; 24];
+    md[4..8].copy_from_slice(&len.to_le_bytes());
+    md
+}
+
+/// Why the backend is unavailable when the kernel refuses an XDP context in
+/// `BPF_PROG_TEST_RUN` although it runs XDP programs: before Linux 5.13 it takes none (EINVAL).
+fn xdp_ctx_unsupported(e: Errno) -> Unavailable {
+    match e {
+        Errno::EINVAL => Unavailable::new(
+            "the kernel is too old for XDP ctx_in: BPF_PROG_TEST_RUN refused a struct xdp_md \
+             (EINVAL; it needs Linux 5.13 or later)",
+        ),
+        e => unavailable(e, "BPF_PROG_TEST_RUN with a struct xdp_md"),
+    }
+}
+
 fn unavailable(e: Errno, what: &str) -> Unavailable {
     match e {
         Errno::ENOSYS => Unavailable::new(format!(
@@ -633,5 +665,48 @@ mod imp {
         // bytes (a plain, not per-CPU, array map copies exactly that much); both outlive the call.
         unsafe { sys::bpf(Cmd::MapLookupElem, &mut attr) }?;
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_without_xdp_ctx_in_is_named_too_old() {
+        let u = xdp_ctx_unsupported(Errno::EINVAL);
+        assert!(u.reason.contains("too old for XDP ctx_in"), "{}", u.reason);
+        assert!(!u.reason.contains('\n'));
+        // Any other failure keeps its errno in the reason.
+        let u = xdp_ctx_unsupported(Errno::ENOMEM);
+        assert!(u.reason.contains("struct xdp_md"), "{}", u.reason);
+        assert!(!u.reason.contains("too old"), "{}", u.reason);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_probe_ctx_is_what_the_kernel_takes() {
+        let Ok(k) = KernelBpf::probe() else {
+            eprintln!("skipped: bpf(2) unavailable");
+            return;
+        };
+        let prog = k
+            .prog_load(ProgType::XDP, &trivial_program(), "GPL", 1)
+            .expect("the probe loaded it");
+        let md = xdp_md_probe_ctx(60);
+        let mut out = [0u8; 24];
+        let r = k
+            .test_run_with(
+                &prog,
+                &TestRunIn {
+                    data: &[0u8; 60],
+                    ctx_in: Some(&md),
+                    ctx_out_size: 24,
+                    ..TestRunIn::default()
+                },
+            )
+            .expect("test run with xdp_md");
+        out[..r.ctx_out.len()].copy_from_slice(&r.ctx_out);
+        assert_eq!(out, md, "data 0, data_end 60 come back as given");
     }
 }
