@@ -525,6 +525,7 @@ fn main() -> ExitCode {
                 bpfsim::verify_cmd::Outcome::Accepted => ExitCode::SUCCESS,
                 bpfsim::verify_cmd::Outcome::Rejected => ExitCode::from(1),
                 bpfsim::verify_cmd::Outcome::KernelUnavailable => ExitCode::from(3),
+                bpfsim::verify_cmd::Outcome::NotLoaded => ExitCode::from(2),
             })
         })(),
         Command::Compare {

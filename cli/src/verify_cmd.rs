@@ -24,6 +24,9 @@ pub enum Outcome {
     Accepted,
     Rejected,
     KernelUnavailable,
+    /// A program of the object could not be loaded (CO-RE, kfuncs, ...), so it has no verdict;
+    /// the others were verified and reported.
+    NotLoaded,
 }
 
 /// The kernel's answer for one program: verdict, first error line, processed instructions.
@@ -247,17 +250,40 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
                 },
                 None => obj.programs.clone(),
             };
-            for r in &obj.rejected {
-                eprintln!(
-                    "bpfsim: {}: {} (section {}): {}",
-                    path.display(),
-                    r.name,
-                    r.section,
-                    r.error
-                );
+            // Programs the loader refused have no verdict; with `--prog` they are not asked for.
+            let unloaded: Vec<_> = obj
+                .rejected
+                .iter()
+                .filter(|_| args.prog.is_none())
+                .collect();
+            for r in &unloaded {
+                if args.json {
+                    say(json!({
+                        "object": path.display().to_string(),
+                        "section": r.section,
+                        "program": r.name,
+                        "accepted": null,
+                        "error": null,
+                        "load_error": r.error.to_string(),
+                    }));
+                } else {
+                    eprintln!(
+                        "bpfsim: {}: {} (section {}): not verified, the loader refuses it: {}",
+                        path.display(),
+                        r.name,
+                        r.section,
+                        r.error
+                    );
+                }
             }
             if progs.is_empty() {
-                return Err(format!("{}: the object has no programs", path.display()));
+                return Err(match unloaded.len() {
+                    0 => format!("{}: the object has no programs", path.display()),
+                    _ => format!(
+                        "{}: no program of the object could be loaded",
+                        path.display()
+                    ),
+                });
             }
             #[cfg(kernel_backend)]
             let kobj = match &kernel {
@@ -305,10 +331,10 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
                     kernel,
                 })
                 .collect();
-            Ok(if report(&rows, &args) {
-                Outcome::Accepted
-            } else {
-                Outcome::Rejected
+            Ok(match (report(&rows, &args), unloaded.is_empty()) {
+                (_, false) => Outcome::NotLoaded,
+                (true, true) => Outcome::Accepted,
+                (false, true) => Outcome::Rejected,
             })
         }
         _ => Err("give an object file or --raw FILE".to_string()),

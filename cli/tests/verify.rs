@@ -176,3 +176,48 @@ fn compare_kernel_agrees_or_says_why_not() {
     );
     let _ = std::fs::remove_file(bad);
 }
+
+/// A program the loader refuses (CO-RE, a kfunc) has no verdict: the others are verified and
+/// reported, the refused ones named with the loader's reason, and the exit code is 2 (a load
+/// error), never 0.
+#[test]
+fn programs_the_loader_refuses_are_named_and_exit_2() {
+    let obj = vectors().join("../loader/unsupported.bpf.o");
+    let (code, out, err) = bpfsim(&["verify", obj.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("core_reader (section kprobe/do_nanosleep): not verified, the loader refuses it: CO-RE relocation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("kfunc_caller (section tc): not verified"),
+        "{err}"
+    );
+    // JSON: one record per refused program, with the reason and no verdict.
+    let (code, out, _) = bpfsim(&["verify", obj.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 2);
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let core = records
+        .iter()
+        .find(|r| r["program"] == "core_reader")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(core["accepted"].is_null(), "{core}");
+    assert!(core["load_error"]
+        .as_str()
+        .unwrap()
+        .contains("is not supported"));
+    // Asking for a program the loader takes leaves the others out.
+    let ok: Vec<&str> = records
+        .iter()
+        .filter(|r| r["accepted"] == true)
+        .map(|r| r["program"].as_str().unwrap())
+        .collect();
+    if let Some(name) = ok.first() {
+        let (code, _, err) = bpfsim(&["verify", obj.to_str().unwrap(), "--prog", name]);
+        assert_eq!(code, 0, "{err}");
+        assert!(!err.contains("not verified"), "{err}");
+    }
+}
