@@ -113,7 +113,10 @@ fn program() -> impl Strategy<Value = String> {
         })
 }
 
-fn both(src: &str) -> Result<(), TestCaseError> {
+/// Both engines on `src` with `budget` instructions: budgets from none to more than enough make
+/// the JIT hand the run to the interpreter at every kind of budget checkpoint (a loop head, a
+/// subprogram, a helper's return) as well as run to the end.
+fn both(src: &str, budget: u64) -> Result<(), TestCaseError> {
     let Ok(insns) = assemble(src) else {
         return Ok(()); // a jump that lands outside the body: not a program
     };
@@ -124,7 +127,7 @@ fn both(src: &str) -> Result<(), TestCaseError> {
         .map_err(|e| TestCaseError::fail(format!("compile: {e}\n{src}")))?;
     let interp = Interpreter::new(&prog);
     let mut vm = Vm::default();
-    vm.budget = 300;
+    vm.budget = budget;
     let init: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
     let mut m1 = init.clone();
     let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
@@ -159,8 +162,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
-    fn jit_equals_interpreter(src in program()) {
-        both(&src)?;
+    fn jit_equals_interpreter(src in program(), budget in prop_oneof![Just(300u64), 0u64..120]) {
+        both(&src, budget)?;
     }
 }
 
@@ -236,5 +239,46 @@ fn out_of_bounds_traps_alike() {
         let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 16]);
         assert!(a.result.is_err() || src.contains("0x8000001ff"), "{src}");
         assert_eq!(a, b, "{src}");
+    }
+}
+
+/// The budget is checked only at checkpoints (loop heads, subprograms, return sites, helper
+/// returns), each for the longest path to the next one: every budget from none to enough must
+/// still stop both engines at the same pc with the same count, on forward branches of unequal
+/// lengths (the longest path is not the one taken), a loop, a local call and a helper.
+#[test]
+fn every_budget_stops_both_engines_alike() {
+    let src = "mov %r0, 0\nmov %r6, 5\n\
+        loop:\n\
+        jgt %r0, 100, long\n\
+        add %r0, 1\n\
+        ja join\n\
+        long:\n\
+        add %r0, 2\nadd %r0, 3\nadd %r0, 4\nadd %r0, 5\n\
+        join:\n\
+        call local sub\n\
+        stxdw [%r1+0], %r0\n\
+        sub %r6, 1\n\
+        jne %r6, 0, loop\n\
+        call 5\n\
+        add %r0, 1\nadd %r0, 1\n\
+        exit\n\
+        sub:\n\
+        add %r0, 10\n\
+        exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    let interp = Interpreter::new(&prog);
+    let mut vm = Vm::default();
+    let full = vm.run_with_memory(&interp, &mut ConformanceHost, &mut [0u8; 16]);
+    assert!(full.result.is_ok() && full.insns > 40, "{full:?}");
+    for budget in 0..=full.insns + 1 {
+        vm.budget = budget;
+        let mut m1 = [0u8; 16];
+        let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
+        let mut m2 = [0u8; 16];
+        let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
+        assert_eq!(a, b, "budget {budget}");
+        assert_eq!(m1, m2, "memory at budget {budget}");
     }
 }

@@ -30,10 +30,10 @@ impl Gen<'_, '_> {
         let deep = self.b.create_block();
         let ok = self.cont();
         self.b.ins().brif(full, deep, &[], ok, &[]);
-        self.b.switch_to_block(deep);
+        self.switch(deep);
         let d = self.iconst(8);
         self.trap(pc, TrapCode::CallDepth, d, 0);
-        self.b.switch_to_block(ok);
+        self.switch(ok);
         // Save the caller's frame in vm.frames[depth].
         let fsz = std::mem::size_of::<FrameSave>() as i64;
         let rowoff = self.b.ins().imul_imm(depth, fsz);
@@ -72,7 +72,7 @@ impl Gen<'_, '_> {
         self.b
             .ins()
             .brif(main, self.exit_block, &[r0.into()], ret, &[]);
-        self.b.switch_to_block(ret);
+        self.switch(ret);
         let nd = self.b.ins().iadd_imm(depth, -1);
         self.b.def_var(self.depth, nd);
         let fsz = std::mem::size_of::<FrameSave>() as i64;
@@ -107,7 +107,7 @@ impl Gen<'_, '_> {
             let hit = self.b.ins().icmp_imm(IntCC::Equal, idx, k as i64);
             let nextb = self.b.create_block();
             self.b.ins().brif(hit, t, &[], nextb, &[]);
-            self.b.switch_to_block(nextb);
+            self.switch(nextb);
         }
         // No call site: an exit below the main frame cannot happen; keep the block closed.
         let z = self.iconst(0);
@@ -117,7 +117,7 @@ impl Gen<'_, '_> {
     /// A helper call. The exact budget goes to the context first, because a helper with a
     /// callback (`bpf_loop`, `bpf_for_each_map_elem`, ...) has the interpreter run the callback
     /// with it; the budget comes back from the context after the call, and when what is left
-    /// cannot pay for the rest of the block, the interpreter finishes it.
+    /// cannot pay for the path to the next checkpoint, the interpreter finishes the run.
     pub(super) fn helper(&mut self, pc: usize, id: Value) {
         let unexec = self.block_len - self.block_pos - 1;
         let left = self.b.use_var(self.left);
@@ -136,22 +136,28 @@ impl Gen<'_, '_> {
         let st = self.vm_load(offset_of!(VmCtx, status));
         let ok = self.cont();
         self.b.ins().brif(st, self.helper_stop_block, &[], ok, &[]);
-        self.b.switch_to_block(ok);
+        self.switch(ok);
         self.set(Reg::R0, v);
         let now = self.vm_load(offset_of!(VmCtx, left));
         let after = self.b.ins().iadd_imm(now, -(unexec as i64));
-        if unexec > 0 {
-            let short = self.b.ins().icmp_imm(IntCC::SignedLessThan, after, 0);
+        // A callback may have spent the budget that the last checkpoint reserved for the path
+        // ahead: check it again against what that path needs.
+        let need = self.need_at(pc + 1);
+        if need > 0 {
+            let short = self
+                .b
+                .ins()
+                .icmp_imm(IntCC::SignedLessThan, now, need as i64);
             let cold = self.b.create_block();
             self.b.set_cold_block(cold);
             let go = self.cont();
             self.b.ins().brif(short, cold, &[], go, &[]);
-            self.b.switch_to_block(cold);
+            self.switch(cold);
             let next = self.iconst(pc as u64 + 1);
             self.b
                 .ins()
                 .jump(self.budget_block, &[next.into(), now.into()]);
-            self.b.switch_to_block(go);
+            self.switch(go);
         }
         self.b.def_var(self.left, after);
     }

@@ -38,7 +38,7 @@ impl Gen<'_, '_> {
     pub(super) fn check_status(&mut self, pc: usize) {
         let ok = self.cont();
         self.status_branch(pc, ok, &[]);
-        self.b.switch_to_block(ok);
+        self.switch(ok);
     }
 
     /// After a shim call: on failure to the shared stop (for `pc`), else to `ok` with `args`.
@@ -69,10 +69,10 @@ impl Gen<'_, '_> {
         let exit = self.b.create_block();
         let not_exit = self.b.create_block();
         self.b.ins().brif(is_exit, exit, &[], not_exit, &[]);
-        self.b.switch_to_block(exit);
+        self.switch(exit);
         let v = self.vm_load(offset_of!(VmCtx, status_value));
         self.b.ins().jump(self.exit_block, &[v.into()]);
-        self.b.switch_to_block(not_exit);
+        self.switch(not_exit);
         let is_tail = self
             .b
             .ins()
@@ -80,10 +80,10 @@ impl Gen<'_, '_> {
         let tail = self.b.create_block();
         let trap = self.b.create_block();
         self.b.ins().brif(is_tail, tail, &[], trap, &[]);
-        self.b.switch_to_block(tail);
+        self.switch(tail);
         let t = self.vm_load(offset_of!(VmCtx, status_value));
         self.b.ins().jump(self.tail_block, &[t.into()]);
-        self.b.switch_to_block(trap);
+        self.switch(trap);
         let code = self.vm_load(offset_of!(VmCtx, trap_code));
         let detail = self.vm_load(offset_of!(VmCtx, trap_detail));
         let size = self.vm_load(offset_of!(VmCtx, trap_size));

@@ -132,14 +132,14 @@ impl Gen<'_, '_> {
         let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, t, lt);
         let fast = self.cont();
         self.b.ins().brif(inside, fast, &[], general, &[]);
-        self.b.switch_to_block(fast);
+        self.switch(fast);
         let base = self.vm_load(offset_of!(VmCtx, primary_base));
         let p = self.b.ins().iadd(base, t);
         self.b.ins().jump(join, &[p.into()]);
-        self.b.switch_to_block(general);
+        self.switch(general);
         let p = self.translate_table(addr, size, write, slow);
         self.b.ins().jump(join, &[p.into()]);
-        self.b.switch_to_block(join);
+        self.switch(join);
         self.b.block_params(join)[0]
     }
 
@@ -175,7 +175,7 @@ impl Gen<'_, '_> {
             .icmp(IntCC::UnsignedLessThanOrEqual, end, limit);
         let ok = self.cont();
         self.b.ins().brif(fits, ok, &[], slow, &[]);
-        self.b.switch_to_block(ok);
+        self.switch(ok);
         let base = self.b.ins().load(I64, MemFlags::trusted(), entry, 0);
         self.b.ins().iadd(base, off)
     }
@@ -214,7 +214,7 @@ impl Gen<'_, '_> {
 
     pub(super) fn fault_epilogues(&mut self) {
         for f in std::mem::take(&mut self.faults) {
-            self.b.switch_to_block(f.block);
+            self.switch(f.block);
             if f.unexecuted > 0 {
                 let left = self.b.use_var(self.left);
                 let back = self.b.ins().iadd_imm(left, f.unexecuted as i64);
@@ -254,12 +254,12 @@ impl Gen<'_, '_> {
             self.b.ins().uextend(I64, raw)
         };
         self.b.ins().jump(done, &[v.into()]);
-        self.b.switch_to_block(slow);
+        self.switch(slow);
         let sz = self.iconst(size.bytes() as u64);
         let call = self.b.ins().call(self.shims.load, &[self.vm, addr, sz]);
         let v = self.b.inst_results(call)[0];
         self.status_branch(pc, done, &[v]);
-        self.b.switch_to_block(done);
+        self.switch(done);
         self.b.block_params(done)[0]
     }
 
@@ -288,12 +288,12 @@ impl Gen<'_, '_> {
         };
         self.b.ins().store(MemFlags::trusted(), v, p, 0);
         self.b.ins().jump(done, &[]);
-        self.b.switch_to_block(slow);
+        self.switch(slow);
         let sz = self.iconst(size.bytes() as u64);
         self.b
             .ins()
             .call(self.shims.store, &[self.vm, addr, sz, value]);
         self.status_branch(pc, done, &[]);
-        self.b.switch_to_block(done);
+        self.switch(done);
     }
 }

@@ -64,6 +64,11 @@ pub(crate) struct Gen<'a, 'b> {
     vm: Value,
     shims: Shims,
     blocks: Vec<Option<Block>>,
+    /// Leaders sealed only at the end (see [`Gen::switch`]).
+    late: Vec<bool>,
+    /// Leaders that check the budget (see `budget.rs`), and what each slot needs.
+    checkpoint: Vec<bool>,
+    need: Vec<u64>,
     pcs: &'a [usize],
     /// (pc, code, detail, size) -> one trap exit block with those as parameters.
     trap_block: Block,
@@ -121,28 +126,41 @@ pub(crate) fn build(
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
+    b.seal_block(entry);
     let vm = b.block_params(entry)[0];
     // One block per instruction that starts one.
     let total_slots = prog.slots();
     let mut leaders = vec![false; total_slots + 1];
     leaders[0] = true;
+    // Leaders with a predecessor placed after them (a loop's head, a subprogram's entry, a
+    // call's return site): sealed only at the end.
+    let mut late = vec![false; total_slots + 1];
     for (i, insn) in insns.iter().enumerate() {
         let pc = pcs[i];
         let next = pc + insn.slots();
         match insn {
             Insn::Jmp { off, .. } => {
                 leaders[next] = true;
-                leaders[(next as i64 + *off as i64) as usize] = true;
+                let t = (next as i64 + *off as i64) as usize;
+                leaders[t] = true;
+                late[t] |= t <= pc;
             }
             Insn::Ja { .. } | Insn::Gotol { .. } => {
                 if let Some(off) = insn.jump_offset() {
-                    leaders[(next as i64 + off as i64) as usize] = true;
+                    let t = (next as i64 + off as i64) as usize;
+                    leaders[t] = true;
+                    late[t] |= t <= pc;
                 }
                 leaders[next] = true;
             }
             Insn::Call(CallTarget::Local(off)) => {
+                // A subprogram is entered from every call site and returns to each site from
+                // its exits, wherever they are.
+                let t = (next as i64 + *off as i64) as usize;
                 leaders[next] = true;
-                leaders[(next as i64 + *off as i64) as usize] = true;
+                leaders[t] = true;
+                late[next] = true;
+                late[t] = true;
             }
             Insn::Exit => leaders[next] = true,
             _ => {}
@@ -154,6 +172,9 @@ pub(crate) fn build(
             blocks[pc] = Some(b.create_block());
         }
     }
+    let mut checkpoint = late.clone();
+    checkpoint[0] = true;
+    let need = budget::budget_needs(insns, pcs, &checkpoint);
     let trap_block = b.create_block();
     for _ in 0..4 {
         b.append_block_param(trap_block, I64);
@@ -177,6 +198,9 @@ pub(crate) fn build(
         vm,
         shims,
         blocks,
+        late,
+        checkpoint,
+        need,
         pcs,
         trap_block,
         exit_block,
@@ -247,6 +271,16 @@ impl Gen<'_, '_> {
     }
 
     /// A fresh block to continue in after a conditional exit.
+    /// Switch to `block`, sealing it: every block but the shared exits and the leaders that
+    /// `late` names has all its predecessors emitted by the time code is placed in it. Sealing
+    /// early lets the SSA builder resolve variables without a parameter per variable per block
+    /// (which it would otherwise add everywhere and remove again at the end: a third of the
+    /// compile time on branchy code).
+    pub(super) fn switch(&mut self, block: Block) {
+        self.b.switch_to_block(block);
+        self.b.seal_block(block);
+    }
+
     pub(super) fn cont(&mut self) -> Block {
         self.b.create_block()
     }
@@ -272,6 +306,9 @@ impl Gen<'_, '_> {
                     self.b.ins().jump(blk, &[]);
                 }
                 self.b.switch_to_block(blk);
+                if !self.late[pc] {
+                    self.b.seal_block(blk);
+                }
                 open = true;
                 // The block runs to the next leader.
                 let len = (i + 1..insns.len())
