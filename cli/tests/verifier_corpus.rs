@@ -8,7 +8,8 @@
 //!
 //! Format: `=== name`, then `; type: xdp` (default), `; maps: array 4 8 1, hash 4 8 16` (map_idx
 //! 0, 1, ...: type, key size, value size, max entries), `; license: GPL` (default), `; expect:
-//! accept` or `; expect: reject: <first error line>`, optionally `; processed: N` (the kernel's
+//! accept` or `; expect: reject: <first error line>`; a map spec may add `btf` (a BTF value type: a
+//! struct of `int`s) or `lock=N` (with a `struct bpf_spin_lock` at offset N), optionally `; processed: N` (the kernel's
 //! processed-instruction count, which ours must equal: cases about state pruning), then the
 //! program in bpfsim's assembly.
 
@@ -50,7 +51,10 @@ fn parse_maps(spec: &str) -> Vec<MapInfo> {
                 max_entries: n(3),
                 rdonly_prog: f.contains(&"rdonly"),
                 frozen: f.contains(&"rdonly"),
-                btf: false,
+                // `btf` gives the map a BTF value type (a struct of `int`s), `lock=N` one with a
+                // `struct bpf_spin_lock` at offset N.
+                btf: f.iter().any(|x| *x == "btf" || x.starts_with("lock=")),
+                spin_lock: f.iter().find_map(|x| x.strip_prefix("lock=")?.parse().ok()),
                 // The kernel's frozen maps in the corpus are all zeros.
                 data: f.contains(&"rdonly").then(|| vec![0; n(2) as usize]),
             }
@@ -120,6 +124,7 @@ fn kernel_load(
 ) -> Result<(Result<(), String>, Option<u64>), String> {
     use bpfsim_kernel::{MapSpec, ProgSpec, ProgType as KType};
     let mut maps = Vec::new();
+    let mut btfs = Vec::new();
     for m in &c.maps {
         let mut spec = MapSpec {
             map_type: m.map_type.id(),
@@ -135,6 +140,14 @@ fn kernel_load(
         if m.rdonly_prog {
             spec.flags |= 1 << 7;
         }
+        if m.btf {
+            let (raw, key, value) = value_btf(m.key_size, m.value_size, m.spin_lock);
+            let b = bpf
+                .btf_load(&raw)
+                .map_err(|e| format!("loading BTF for {}: {e:?}", m.name))?;
+            spec.btf = Some((b.raw_fd(), key, value));
+            btfs.push(b);
+        }
         let map = bpf
             .map_create(&spec, None)
             .map_err(|e| format!("creating map {}: {e}", m.name))?;
@@ -149,6 +162,12 @@ fn kernel_load(
         fd_array: &fds,
         ..ProgSpec::new(KType(c.prog_type.id()), &insns, &c.license)
     };
+    // `BPFSIM_CORPUS_LOG=DIR` keeps the kernel's level-2 log of each case (`NAME.k2`), beside
+    // ours (`NAME.b2`), for `diff`.
+    if let Some(dir) = std::env::var_os("BPFSIM_CORPUS_LOG") {
+        let (_, log2) = bpf.prog_load_spec_logged(&spec, 2);
+        let _ = std::fs::write(PathBuf::from(dir).join(format!("{}.k2", c.name)), log2);
+    }
     let (r, log) = bpf.prog_load_spec_logged(&spec, 1);
     let verdict = match r {
         Ok(_) => Ok(()),
@@ -157,6 +176,60 @@ fn kernel_load(
             .to_string()),
     };
     Ok((verdict, processed_of(&log)))
+}
+
+/// Raw BTF for a map whose key is an integer of `key_size` bytes and whose value is a struct of
+/// `value_size` bytes made of `int` members, one of them a `struct bpf_spin_lock` at `lock`:
+/// (the BTF, the key's type id, the value's type id).
+fn value_btf(key_size: u32, value_size: u32, lock: Option<u32>) -> (Vec<u8>, u32, u32) {
+    let mut strings: Vec<u8> = vec![0];
+    let mut name = |s: &str| -> u32 {
+        let off = strings.len() as u32;
+        strings.extend_from_slice(s.as_bytes());
+        strings.push(0);
+        off
+    };
+    let mut types: Vec<u32> = Vec::new();
+    let int = |types: &mut Vec<u32>, name_off: u32, size: u32| {
+        // BTF_KIND_INT (1), signed, `size * 8` bits.
+        types.extend([name_off, 1 << 24, size, (1 << 24) | (size * 8)]);
+    };
+    // 1: int, 2: the key, 3: struct bpf_spin_lock { int val; }, 4: the value.
+    let n_int = name("int");
+    int(&mut types, n_int, 4);
+    let n_key = name("key");
+    int(&mut types, n_key, key_size);
+    let (n_lock, n_val) = (name("bpf_spin_lock"), name("val"));
+    types.extend([n_lock, (4 << 24) | 1, 4, n_val, 1, 0]);
+    let n_value = name("value");
+    let fields: Vec<(u32, u32, u32)> = (0..value_size / 4)
+        .map(|i| {
+            let off = i * 4;
+            let n = name(&format!("f{off}"));
+            let ty = if lock == Some(off) { 3 } else { 1 };
+            (n, ty, off * 8)
+        })
+        .collect();
+    types.extend([n_value, (4 << 24) | fields.len() as u32, value_size]);
+    for (n, ty, bits) in fields {
+        types.extend([n, ty, bits]);
+    }
+    let type_bytes: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut raw = Vec::new();
+    raw.extend_from_slice(&0xeb9fu16.to_le_bytes());
+    raw.extend_from_slice(&[1, 0]);
+    for w in [
+        24u32,
+        0,
+        type_bytes.len() as u32,
+        type_bytes.len() as u32,
+        strings.len() as u32,
+    ] {
+        raw.extend_from_slice(&w.to_le_bytes());
+    }
+    raw.extend_from_slice(&type_bytes);
+    raw.extend_from_slice(&strings);
+    (raw, 2, 4)
 }
 
 fn show(v: &Result<(), String>) -> String {
@@ -190,6 +263,12 @@ fn verifier_agrees_with_the_kernel() {
         opts.maps = c.maps.clone();
         opts.gpl = bpfsim_verifier::license_is_gpl(&c.license);
         let ours = verify(&insns, &opts);
+        if let Some(dir) = std::env::var_os("BPFSIM_CORPUS_LOG") {
+            let mut o2 = opts.clone();
+            o2.log_level = 2;
+            let log2 = verify(&insns, &o2).log.join("\n") + "\n";
+            let _ = std::fs::write(PathBuf::from(dir).join(format!("{}.b2", c.name)), log2);
+        }
         let ours_v = match &ours.error {
             None => Ok(()),
             Some(e) => Err(e.clone()),
@@ -452,4 +531,56 @@ fn processed_instructions_follow_the_kernel() {
         good >= PROCESSED_FLOOR,
         "only {good} programs within 10% of the kernel's processed count (floor {PROCESSED_FLOOR})"
     );
+}
+
+/// Every program of the objects in `test-vectors/verifier/objects` (clang-built, with BTF: map
+/// values with a `bpf_spin_lock`, NULL checks, packet bounds) gets the live kernel's verdict and
+/// first error line.
+#[test]
+fn verifier_objects_agree_with_the_kernel() {
+    let kernel = match bpfsim_kernel::KernelBpf::probe() {
+        Ok(k) => k,
+        Err(u) => {
+            println!("skipped: {u}");
+            return;
+        }
+    };
+    let dir = corpus_dir().join("objects");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".bpf.o"))
+        .collect();
+    files.sort();
+    let (mut n, mut failures) = (0, Vec::new());
+    for f in &files {
+        let obj = bpfsim_vm::loader::load_object(&std::fs::read(f).unwrap()).unwrap();
+        let ko = kernel.load_object_maps(&obj).unwrap();
+        for p in &obj.programs {
+            let Some(v) = bpfsim_verifier::verify_object_program(&obj, p, None, 1) else {
+                continue;
+            };
+            let (r, log) = ko.load_program_logged(&kernel, &obj, p, None, 1);
+            let theirs = match r {
+                Ok(_) => Ok(()),
+                Err(_) => Err(bpfsim_kernel::last_meaningful_line(&log)
+                    .unwrap_or("")
+                    .to_string()),
+            };
+            let ours = v.error.map_or(Ok(()), Err);
+            let file = f.file_name().unwrap().to_string_lossy();
+            println!("{file} {}: {}", p.name, show(&theirs));
+            n += 1;
+            if ours != theirs {
+                failures.push(format!(
+                    "{}: ours `{}`, the kernel's `{}`",
+                    p.name,
+                    show(&ours),
+                    show(&theirs)
+                ));
+            }
+        }
+    }
+    assert!(n >= 5, "only {n} programs");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -698,6 +698,7 @@ impl<'a> Verifier<'a> {
         State {
             frames: vec![main],
             refs: Vec::new(),
+            lock: None,
         }
     }
 
@@ -750,6 +751,7 @@ impl<'a> Verifier<'a> {
                 let st = State {
                     frames: vec![f],
                     refs: Vec::new(),
+                    lock: None,
                 };
                 self.run(g.slot, st)?;
                 self.trace.run_done(&mut self.log, mark);

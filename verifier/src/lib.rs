@@ -49,6 +49,8 @@ pub struct MapInfo {
     pub frozen: bool,
     /// The map has BTF for its value (what `bpf_spin_lock` and timers need).
     pub btf: bool,
+    /// Offset of the `struct bpf_spin_lock` in the value, from its BTF (`spin_lock_off`).
+    pub spin_lock: Option<u32>,
     /// A frozen read-only map's contents: loads from them are constants, as the kernel reads
     /// them (`bpf_map_direct_read`), which prunes branches on `const volatile` configuration.
     pub data: Option<Vec<u8>>,
@@ -138,9 +140,11 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         if opts.log_level >= 2 {
             v.log.extend(log::subprog_lines(insns));
         }
-        let result = passes::structure(&v.prog_slots(), insns)
-            .and_then(|()| v.do_check())
-            .and_then(|()| v.check_max_stack_depth());
+        let result = passes::structure(&v.prog_slots(), insns, || {
+            check_map_prog_compat(insns, opts)
+        })
+        .and_then(|()| v.do_check())
+        .and_then(|()| v.check_max_stack_depth());
         (v, result)
     };
     // A level-1 log keeps nothing of a successful verification: the trace is written only
@@ -191,6 +195,40 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     }
 }
 
+/// `check_map_prog_compatibility`, for each map an `lddw` references: program types that may
+/// not use a map whose values hold a `bpf_spin_lock`.
+fn check_map_prog_compat(insns: &[Insn], opts: &Options) -> Result<(), String> {
+    use bpfsim_vm::isa::Imm64;
+    for insn in insns {
+        let idx = match insn {
+            Insn::LdImm64 {
+                imm: Imm64::MapIdx(i) | Imm64::MapIdxValue { idx: i, .. },
+                ..
+            } => *i,
+            _ => continue,
+        };
+        let Some(m) = usize::try_from(idx).ok().and_then(|i| opts.maps.get(i)) else {
+            continue;
+        };
+        if m.spin_lock.is_some() {
+            match opts.prog_type {
+                ProgType::SocketFilter => {
+                    return Err("socket filter progs cannot use bpf_spin_lock yet".to_string())
+                }
+                ProgType::Kprobe
+                | ProgType::Tracepoint
+                | ProgType::PerfEvent
+                | ProgType::RawTracepoint
+                | ProgType::RawTracepointWritable => {
+                    return Err("tracing progs cannot use bpf_spin_lock yet".to_string())
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether a license string is GPL-compatible (the kernel's `license_is_gpl_compatible`).
 pub fn license_is_gpl(license: &str) -> bool {
     matches!(
@@ -220,6 +258,11 @@ pub fn object_maps(obj: &Object) -> Vec<MapInfo> {
                 rdonly_prog: m.flags & BPF_F_RDONLY_PROG != 0,
                 frozen,
                 btf: m.btf_value_type_id != 0,
+                spin_lock: obj
+                    .btf
+                    .as_ref()
+                    .filter(|_| m.btf_value_type_id != 0)
+                    .and_then(|b| spin_lock_off(b, m.btf_value_type_id, 0)),
                 data: obj
                     .globals
                     .iter()
@@ -228,6 +271,39 @@ pub fn object_maps(obj: &Object) -> Vec<MapInfo> {
             }
         })
         .collect()
+}
+
+/// Where a `struct bpf_spin_lock` sits in the BTF type `id`, looking into nested structs as
+/// the kernel's `btf_parse_fields` does.
+fn spin_lock_off(btf: &bpfsim_vm::loader::Btf, id: u32, depth: u32) -> Option<u32> {
+    use bpfsim_vm::loader::BtfKind;
+    let t = btf.type_by_id(btf.skip_mods_and_typedefs(id)?)?;
+    if depth > 8 {
+        return None;
+    }
+    match &t.kind {
+        // Global data (`.bss`, `.data`): a lock among the section's variables.
+        BtfKind::Datasec { vars, .. } => {
+            return vars.iter().find_map(|v| {
+                let BtfKind::Var { target, .. } = btf.type_by_id(v.type_id)?.kind else {
+                    return None;
+                };
+                Some(v.offset + spin_lock_off(btf, target, depth + 1)?)
+            })
+        }
+        BtfKind::Struct { .. } => {}
+        _ => return None,
+    }
+    let BtfKind::Struct { members, .. } = &t.kind else {
+        return None;
+    };
+    if t.name == "bpf_spin_lock" {
+        return Some(0);
+    }
+    members.iter().find_map(|m| {
+        let inner = spin_lock_off(btf, m.type_id, depth + 1)?;
+        Some(m.bit_offset / 8 + inner)
+    })
 }
 
 /// Verify one program of an ELF object, as libbpf would load it (its type and attach type from

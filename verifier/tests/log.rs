@@ -141,6 +141,7 @@ proptest! {
                 rdonly_prog: false,
                 frozen: false,
                 btf: false,
+                spin_lock: None,
                 data: None,
             }];
             let v = verify(&insns, &o);

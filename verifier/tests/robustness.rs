@@ -19,6 +19,7 @@ fn opts(t: ProgType) -> Options {
         rdonly_prog: false,
         frozen: false,
         btf: false,
+        spin_lock: None,
         data: None,
     }];
     o
@@ -112,6 +113,7 @@ fn helper_reads_of_frozen_maps_do_not_panic() {
         rdonly_prog: true,
         frozen: true,
         btf: false,
+        spin_lock: None,
         data: Some(b"hello %d\n\0\0\0\0\0\0\0".to_vec()),
     }];
     let src = "lddw %r1, map_idx_value 0, 0\nmov %r2, 16\nmov %r3, 1\ncall 6\nmov %r0, 0\nexit";

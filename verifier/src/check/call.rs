@@ -8,7 +8,7 @@ use bpfsim_vm::spec::{helper_name, MapType, ProgType};
 
 use super::alu::type_str;
 use crate::domain::reg::{Reg, RegType};
-use crate::domain::state::{Byte, Frame, Ref, State, MAX_BPF_STACK, MAX_FRAMES, SLOTS};
+use crate::domain::state::{Byte, Frame, Ref, RefKind, State, MAX_BPF_STACK, MAX_FRAMES, SLOTS};
 use crate::explore::{Step, Verifier};
 
 /// `BPF_MAX_VAR_SIZ`.
@@ -142,11 +142,19 @@ impl Verifier<'_> {
         pc: usize,
         target: CallTarget,
     ) -> Result<Step, String> {
+        // Inside a `bpf_spin_lock`-ed region only the unlock and static subprograms may be
+        // called (do_check, before the call's own checks).
+        if st.lock.is_some() && !matches!(target, CallTarget::Helper(94) | CallTarget::Local(_)) {
+            return Err("function calls are not allowed while holding a lock".to_string());
+        }
         match target {
             CallTarget::Helper(id) => self.check_helper_call(st, pc, id),
             CallTarget::Local(off) => {
                 let callee = (pc as i64 + 1 + off as i64) as usize;
                 if let Some(g) = self.global_at(callee) {
+                    if st.lock.is_some() {
+                        return Err("use static function instead".to_string());
+                    }
                     // A global function is verified on its own: here only its arguments are
                     // checked, and it returns some scalar (`btf_check_subprog_call`).
                     for (i, a) in g.args.iter().enumerate() {
@@ -389,17 +397,7 @@ impl Verifier<'_> {
                     }
                 }
                 ArgBase::PtrToSpinLock => {
-                    if reg.ty != RegType::MapValue {
-                        return Err(format!("R{rn} type={} expected=map_value", type_str(&reg)));
-                    }
-                    let m = &self.opts.maps[reg.map as usize];
-                    if !m.btf {
-                        return Err(format!(
-                            "map '{}' has to have BTF in order to use {}",
-                            m.name,
-                            name()
-                        ));
-                    }
+                    self.process_spin_lock(st, pc, &reg, rn, p.name == "spin_lock")?
                 }
                 _ => {}
             }
@@ -416,12 +414,15 @@ impl Verifier<'_> {
             }
         }
         if let Some(refid) = released {
-            st.refs.retain(|r| r.id != refid);
+            st.refs.retain(|r| r.id != refid || r.kind != RefKind::Ptr);
             st.for_each_reg(|x| {
                 if x.ref_obj_id == refid {
                     *x = Reg::unknown();
                 }
             });
+        }
+        if p.name == "tail_call" {
+            self.check_resource_leak(st, "tail_call", true)?;
         }
         if let Some(m) = map {
             let mi = &self.opts.maps[m as usize];
@@ -521,7 +522,10 @@ impl Verifier<'_> {
                         }
                     }
                 }
-                if r.maybe_null {
+                let lock = map.is_some_and(|m| self.opts.maps[m as usize].spin_lock.is_some());
+                if r.maybe_null || lock {
+                    // A value that may hold a lock has an id even when it cannot be NULL: it
+                    // names the lock.
                     r.id = self.new_id();
                 }
                 r
@@ -537,7 +541,7 @@ impl Verifier<'_> {
                     // (`acquire_reference`), which it replaces.
                     r.id = self.new_id();
                     r.ref_obj_id = r.id;
-                    st.refs.push(Ref { id: r.id, insn: pc });
+                    st.refs.push(Ref::ptr(r.id, pc));
                 }
                 r
             }
@@ -624,6 +628,11 @@ impl Verifier<'_> {
 
     /// `BPF_EXIT`: return to the caller, or end the path with the program's checks.
     pub fn check_exit(&mut self, st: &mut State) -> Result<Step, String> {
+        self.check_resource_leak(
+            st,
+            "BPF_EXIT instruction in main prog",
+            st.frames.len() == 1,
+        )?;
         self.check_reg_read(st, R::R0)?;
         let r0 = *st.reg(0);
         if st.frames.len() > 1 {
@@ -675,15 +684,6 @@ impl Verifier<'_> {
             }
             return Ok(Step::Done);
         }
-        if let Some(r) = st.refs.first() {
-            self.log.push(format!(
-                "Unreleased reference id={} alloc_insn={}",
-                r.id, r.insn
-            ));
-            return Err(
-                "BPF_EXIT instruction in main prog would lead to reference leak".to_string(),
-            );
-        }
         let range = match self.opts.prog_type {
             ProgType::CgroupSkb => Some(
                 if self.opts.attach == Some(bpfsim_vm::loader::AttachType::CgroupInetEgress) {
@@ -712,6 +712,104 @@ impl Verifier<'_> {
             }
         }
         Ok(Step::Done)
+    }
+}
+
+impl Verifier<'_> {
+    /// `check_resource_leak`: no lock held (when `check_lock`) and, in the outermost frame, no
+    /// reference left, at a program's exit, a tail call or a legacy packet load.
+    pub fn check_resource_leak(
+        &mut self,
+        st: &State,
+        prefix: &str,
+        check_lock: bool,
+    ) -> Result<(), String> {
+        if check_lock && st.lock.is_some() {
+            return Err(format!(
+                "{prefix} cannot be used inside bpf_spin_lock-ed region"
+            ));
+        }
+        if st.frames.len() == 1 {
+            let mut leak = false;
+            for r in st.refs.iter().filter(|r| r.kind == RefKind::Ptr) {
+                self.log.push(format!(
+                    "Unreleased reference id={} alloc_insn={}",
+                    r.id, r.insn
+                ));
+                leak = true;
+            }
+            if leak {
+                return Err(format!("{prefix} would lead to reference leak"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `process_spin_lock`: the argument points at the `struct bpf_spin_lock` of a map value
+    /// (at a constant offset, in a map whose BTF has one); one lock is held at a time and an
+    /// unlock releases the lock held.
+    fn process_spin_lock(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        reg: &Reg,
+        rn: usize,
+        is_lock: bool,
+    ) -> Result<(), String> {
+        if reg.ty != RegType::MapValue || reg.maybe_null {
+            return Err(format!(
+                "R{rn} type={} expected=map_value, ptr_",
+                type_str(reg)
+            ));
+        }
+        if !reg.var_off.is_const() {
+            return Err(format!(
+                "R{rn} doesn't have constant offset. bpf_spin_lock has to be at the constant offset"
+            ));
+        }
+        let m = &self.opts.maps[reg.map as usize];
+        if !m.btf {
+            return Err(format!(
+                "map '{}' has to have BTF in order to use bpf_spin_lock",
+                m.name
+            ));
+        }
+        let Some(lock_off) = m.spin_lock else {
+            return Err(format!("map '{}' has no valid bpf_spin_lock", m.name));
+        };
+        let off = reg.var_off.value as i64 + reg.off as i64;
+        if off != lock_off as i64 {
+            return Err(format!(
+                "off {off} doesn't point to 'struct bpf_spin_lock' that is at {lock_off}"
+            ));
+        }
+        let lock = (reg.id, reg.map);
+        if is_lock {
+            if st.lock.is_some() {
+                return Err("Locking two bpf_spin_locks are not allowed".to_string());
+            }
+            st.refs.push(Ref {
+                id: reg.id,
+                insn: pc,
+                kind: RefKind::Lock,
+                ptr: reg.map,
+            });
+            st.lock = Some(lock);
+        } else {
+            if st.lock.is_none() {
+                return Err("bpf_spin_unlock without taking a lock".to_string());
+            }
+            let held = st
+                .refs
+                .iter()
+                .position(|r| r.kind == RefKind::Lock && (r.id, r.ptr) == lock);
+            let Some(i) = held.filter(|_| st.lock == Some(lock)) else {
+                return Err("bpf_spin_unlock of different lock".to_string());
+            };
+            st.refs.remove(i);
+            st.lock = None;
+        }
+        Ok(())
     }
 }
 

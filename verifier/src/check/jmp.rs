@@ -41,7 +41,7 @@ fn sync_scalar(st: &mut State, id: u32, r: &Reg) {
 
 /// `mark_ptr_or_null_regs`: after `ptr == NULL` / `ptr != NULL`, every copy of the pointer is
 /// known NULL (a scalar 0) or known valid.
-fn mark_null(st: &mut State, id: u32, is_null: bool) {
+fn mark_null(st: &mut State, id: u32, is_null: bool, maps: &[crate::MapInfo]) {
     if id == 0 {
         return;
     }
@@ -52,13 +52,21 @@ fn mark_null(st: &mut State, id: u32, is_null: bool) {
             } else {
                 x.maybe_null = false;
                 // The kernel drops the id once the pointer is known valid
-                // (`mark_ptr_or_null_reg`): nothing needs it, and the log shows none.
-                x.id = 0;
+                // (`mark_ptr_or_null_reg`): nothing needs it, and the log shows none. A value
+                // of a map with a `bpf_spin_lock` keeps it: it names the lock.
+                let lock = x.ty == RegType::MapValue
+                    && maps
+                        .get(x.map as usize)
+                        .is_some_and(|m| m.spin_lock.is_some());
+                if !lock {
+                    x.id = 0;
+                }
             }
         }
     });
     if is_null {
-        st.refs.retain(|r| r.id != id);
+        st.refs
+            .retain(|r| r.id != id || r.kind != crate::domain::state::RefKind::Ptr);
     }
 }
 
@@ -130,8 +138,8 @@ impl Verifier<'_> {
             let mut other = st.clone();
             // `taken` holds `a op 0`.
             let taken_is_null = op == Cond::Eq;
-            mark_null(&mut other, a.id, taken_is_null);
-            mark_null(st, a.id, !taken_is_null);
+            mark_null(&mut other, a.id, taken_is_null, &self.opts.maps);
+            mark_null(st, a.id, !taken_is_null, &self.opts.maps);
             return Ok(Step::Fork {
                 fall,
                 taken,

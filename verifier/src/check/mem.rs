@@ -283,6 +283,17 @@ impl Verifier<'_> {
                     "map value",
                     "value_size",
                 )?;
+                // `check_map_access`: the value's special fields are the kernel's alone.
+                if let Some(p) = m.spin_lock {
+                    let at = (off + reg.off) as i64;
+                    let lo = reg.smin.saturating_add(at);
+                    let hi = (reg.umax as i64).saturating_add(at + size as i64);
+                    if lo < p as i64 + 4 && (p as i64) < hi {
+                        return Err(
+                            "bpf_spin_lock cannot be accessed directly by load/store".to_string()
+                        );
+                    }
+                }
                 // A frozen read-only map's bytes are constants.
                 if t == Access::Read
                     && size <= 8
@@ -651,6 +662,8 @@ impl Verifier<'_> {
             return Err("BPF_LD_[ABS|IND] uses reserved fields".to_string());
         }
         self.check_reg_read(st, R::R6)?;
+        // The load may end the program at run time: nothing may be held (`check_resource_leak`).
+        self.check_resource_leak(st, "BPF_LD_[ABS|IND]", true)?;
         if st.reg(6).ty != RegType::Ctx {
             return Err("at the time of BPF_LD_ABS|IND R6 != pointer to skb".to_string());
         }

@@ -73,17 +73,44 @@ impl Frame {
     }
 }
 
+/// What a reference stands for (`enum ref_state_type`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum RefKind {
+    /// An acquired pointer (ring buffer reservation, socket): `REF_TYPE_PTR`.
+    Ptr,
+    /// A held `bpf_spin_lock`: `REF_TYPE_LOCK`.
+    Lock,
+}
+
 /// A reference the program holds and must release (`struct bpf_reference_state`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Ref {
     pub id: u32,
     pub insn: usize,
+    pub kind: RefKind,
+    /// A lock's map (index into the verifier's map table): with `id`, which lock it is.
+    pub ptr: u32,
+}
+
+impl Ref {
+    pub fn ptr(id: u32, insn: usize) -> Ref {
+        Ref {
+            id,
+            insn,
+            kind: RefKind::Ptr,
+            ptr: 0,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct State {
     pub frames: Vec<Frame>,
+    /// Acquired pointers and held locks, in the order they were taken.
     pub refs: Vec<Ref>,
+    /// The lock held, as (id, map) (`active_lock_id`, `active_lock_ptr`); `bpf_spin_lock`
+    /// allows one at a time.
+    pub lock: Option<(u32, u32)>,
 }
 
 impl State {
@@ -287,12 +314,19 @@ pub fn states_equal(
         pairs: Vec::new(),
         fresh: u32::MAX / 2,
     };
-    if !old
-        .refs
-        .iter()
-        .zip(&cur.refs)
-        .all(|(a, b)| ids.check(a.id, b.id))
-    {
+    // `refsafe`: the same lock held, the same references in the same order.
+    match (old.lock, cur.lock) {
+        (None, None) => {}
+        (Some((oid, omap)), Some((cid, cmap))) => {
+            if omap != cmap || !ids.check(oid, cid) {
+                return false;
+            }
+        }
+        _ => return false,
+    }
+    if !old.refs.iter().zip(&cur.refs).all(|(a, b)| {
+        ids.check(a.id, b.id) && a.kind == b.kind && (a.kind == RefKind::Ptr || a.ptr == b.ptr)
+    }) {
         return false;
     }
     old.frames

@@ -332,6 +332,7 @@ mod tests {
             rdonly_prog: false,
             frozen: false,
             btf: false,
+            spin_lock: None,
             data: None,
         }
     }
@@ -446,7 +447,7 @@ mod tests {
                 regs: 0,
                 stack: 1 << 1,
             },
-            &[Ref { id: 3, insn: 0 }],
+            &[Ref::ptr(3, 0)],
             true,
             &[],
         );

@@ -541,6 +541,7 @@ mod tests {
         State {
             frames: vec![f],
             refs: Vec::new(),
+            lock: None,
         }
     }
 

@@ -12,7 +12,13 @@ pub type Slots = Vec<usize>;
 
 /// `check_subprogs` (through the VM's structural checks, which use the kernel's messages) and
 /// `check_cfg`'s reachability.
-pub fn structure(pcs: &Slots, insns: &[Insn]) -> Result<(), String> {
+/// `maps` runs between the two, where the kernel's `resolve_pseudo_ldimm64` checks each map the
+/// program references.
+pub fn structure(
+    pcs: &Slots,
+    insns: &[Insn],
+    maps: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
     if let Err(e) = Program::new(insns.to_vec()) {
         // A jump into the second half of an lddw leaves the lddw itself unvisited: the kernel's
         // check_cfg reports it as unreachable.
@@ -21,6 +27,7 @@ pub fn structure(pcs: &Slots, insns: &[Insn]) -> Result<(), String> {
         }
         return Err(e.kind.to_string());
     }
+    maps()?;
     let n = insns.len();
     let total = pcs.last().map_or(0, |&p| p + insns[n - 1].slots());
     let mut at = vec![None; total];
