@@ -35,14 +35,16 @@ fn bench_workload(group: &mut BenchmarkGroup<'_, Clock>, w: &Workload) {
         })
     });
 
+    // The JIT through a session, its entry for many runs of one program: the run's context is
+    // built once, and each run sets only its arguments, memory rows and budget.
     let jit = bpfsim_jit::JitProgram::compile(&prog).expect("the JIT compiles the workload");
-    let first = jit
-        .run_with_memory(&mut vm, &mut NoHelpers, &mut mem)
-        .result;
+    let mut session = jit.session();
+    let first = session.run_with_memory(&mut NoHelpers, &mut mem).result;
     assert_eq!(first, Ok(w.expected), "bpfsim JIT on {}", w.name);
     group.bench_function(id("bpfsim_jit"), |b| {
         b.iter(|| {
-            jit.run_with_memory(&mut vm, &mut NoHelpers, black_box(&mut mem))
+            session
+                .run_with_memory(&mut NoHelpers, black_box(&mut mem))
                 .result
         })
     });

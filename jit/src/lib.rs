@@ -21,6 +21,7 @@
 //! ```
 
 mod gen;
+mod session;
 mod shims;
 
 use bpfsim_vm::isa::{AtomicOp, CallTarget, Imm64, Insn};
@@ -30,6 +31,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 
+pub use session::JitSession;
 use shims::{HostRef, VmCtx};
 
 const I64: cranelift_codegen::ir::Type = types::I64;
@@ -235,9 +237,22 @@ impl JitProgram {
     }
 
     /// [`bpfsim_vm::Vm::run_with_memory`] for compiled code: `r1` points at a writable `input`
-    /// and `r2` is its length (both 0 when `input` is empty).
+    /// and `r2` is its length (both 0 when `input` is empty). A caller that runs the program
+    /// many times can keep the run's context between runs with [`JitProgram::session`].
     pub fn run_with_memory(
         &self,
+        vm: &mut bpfsim_vm::Vm,
+        host: &mut dyn Host,
+        input: &mut [u8],
+    ) -> Outcome {
+        let mut ctx = VmCtx::new(&self.interp);
+        self.enter_with_memory(&mut ctx, vm, host, input)
+    }
+
+    #[inline]
+    fn enter_with_memory(
+        &self,
+        ctx: &mut VmCtx,
         vm: &mut bpfsim_vm::Vm,
         host: &mut dyn Host,
         input: &mut [u8],
@@ -251,8 +266,6 @@ impl JitProgram {
             match mem.map_mut(input) {
                 Ok(a) => (a, len),
                 Err(_) => {
-                    let t = mem.into_scratch();
-                    vm.recycle(t);
                     return Outcome {
                         result: Err(Trap::new(TrapCode::MemoryRead, 0, 0)),
                         insns: 0,
@@ -261,10 +274,17 @@ impl JitProgram {
                 }
             }
         };
-        let out = self.run(&mut mem, host, [r1, r2, 0, 0, 0], budget);
-        let t = mem.into_scratch();
-        vm.recycle(t);
-        out
+        self.enter(ctx, &mut mem, host, [r1, r2, 0, 0, 0], budget)
+    }
+
+    /// A session of runs of this program: the run's context ([`JitSession`]) is built once and
+    /// each run sets only what changes (the arguments, the memory's rows, the budget).
+    pub fn session(&self) -> JitSession<'_> {
+        JitSession {
+            prog: self,
+            vm: bpfsim_vm::Vm::default(),
+            ctx: VmCtx::new(&self.interp),
+        }
     }
 
     /// Run from slot 0 with `r1..r5 = args`, as [`bpfsim_vm::Interpreter::run`] does.
@@ -275,35 +295,43 @@ impl JitProgram {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
+        let mut vm = VmCtx::new(&self.interp);
+        self.enter(&mut vm, mem, host, args, budget)
+    }
+
+    /// A run on a context `vm` made by `VmCtx::new(&self.interp)`, fresh or left by an earlier
+    /// run of this program: everything the generated code reads before it writes is set here
+    /// (the region table, the budget, the arguments, the memory map and the host), so a
+    /// context can serve any number of runs (see [`JitSession`]).
+    #[inline]
+    fn enter(
+        &self,
+        vm: &mut VmCtx,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome {
+        debug_assert!(std::ptr::eq(vm.interp, &self.interp));
         mem.enter_main(self.may_write);
         // The generated code counts the budget as a signed 64-bit number.
         let budget = budget.min(i64::MAX as u64);
         let mut host_ref = HostRef { host };
         let (table, n) = mem.region_table();
-        let mut vm = VmCtx {
-            regions: table,
-            nregions: n as u64,
-            primary_base: 0,
-            primary_lt: [0; 8],
-            left: budget,
-            r0: 0,
-            args,
-            status: 0,
-            status_value: 0,
-            trap_code: 0,
-            trap_pc: 0,
-            trap_detail: 0,
-            trap_size: 0,
-            frames: std::mem::MaybeUninit::uninit(),
-            mem: (mem as *mut MemoryMap<'_>).cast(),
-            host: (&mut host_ref as *mut HostRef<'_>).cast(),
-            regs: std::mem::MaybeUninit::uninit(),
-            interp: &self.interp,
-            budget,
-            left_at_block: 0,
-        };
+        vm.regions = table;
+        vm.nregions = n as u64;
+        vm.left = budget;
+        vm.budget = budget;
+        vm.args = args;
+        vm.status = shims::OK;
+        vm.mem = (mem as *mut MemoryMap<'_>).cast();
+        vm.host = (&mut host_ref as *mut HostRef<'_>).cast();
         vm.set_primary();
-        let status = (self.entry)(&mut vm);
+        let status = (self.entry)(vm);
+        // The pointers die with this call: clear them so that no later use of the context can
+        // reach the map or the host of this run.
+        vm.mem = std::ptr::null_mut();
+        vm.host = std::ptr::null_mut();
         let insns = budget - vm.left;
         match status {
             shims::EXIT => Outcome {
@@ -316,19 +344,22 @@ impl JitProgram {
                 insns,
                 tail_call: Some(vm.status_value as u32),
             },
-            _ => {
-                let code = TrapCode::from_u8(vm.trap_code as u8).unwrap_or(TrapCode::Unsupported);
-                Outcome {
-                    result: Err(Trap {
-                        code,
-                        pc: vm.trap_pc as usize,
-                        detail: vm.trap_detail,
-                        size: vm.trap_size as u8,
-                    }),
-                    insns,
-                    tail_call: None,
-                }
-            }
+            _ => Self::trapped(vm, insns),
+        }
+    }
+
+    #[cold]
+    fn trapped(vm: &VmCtx, insns: u64) -> Outcome {
+        let code = TrapCode::from_u8(vm.trap_code as u8).unwrap_or(TrapCode::Unsupported);
+        Outcome {
+            result: Err(Trap {
+                code,
+                pc: vm.trap_pc as usize,
+                detail: vm.trap_detail,
+                size: vm.trap_size as u8,
+            }),
+            insns,
+            tail_call: None,
         }
     }
 }

@@ -66,6 +66,10 @@ pub struct VmCtx {
     pub budget: u64,
     /// The budget left when the partial block was entered (set by the generated code).
     pub left_at_block: u64,
+    /// The primary region's row (base, read limit, write limit) that [`VmCtx::primary_base`]
+    /// and [`VmCtx::primary_lt`] were computed from, so that a context reused across runs
+    /// recomputes them only when the row changes. Not read by generated code.
+    pub primary_row: [u64; 3],
 }
 
 /// A thin pointer to the run's host.
@@ -74,6 +78,36 @@ pub struct HostRef<'a> {
 }
 
 impl VmCtx {
+    /// A context for runs of `interp`'s compiled program, with no memory or host yet: each run
+    /// sets the region table, the arguments, the budget, the memory map and the host
+    /// (`JitProgram::enter`), which is all the generated code reads before writing.
+    pub fn new(interp: *const bpfsim_vm::Interpreter) -> VmCtx {
+        VmCtx {
+            regions: std::ptr::null(),
+            nregions: 0,
+            primary_base: 0,
+            primary_lt: [0; 8],
+            left: 0,
+            r0: 0,
+            args: [0; 5],
+            status: 0,
+            status_value: 0,
+            trap_code: 0,
+            trap_pc: 0,
+            trap_detail: 0,
+            trap_size: 0,
+            frames: MaybeUninit::uninit(),
+            mem: std::ptr::null_mut(),
+            host: std::ptr::null_mut(),
+            regs: MaybeUninit::uninit(),
+            interp,
+            budget: 0,
+            left_at_block: 0,
+            // No row has these limits (a region is at most 4 GiB): the first run computes.
+            primary_row: [0, u64::MAX, u64::MAX],
+        }
+    }
+
     /// # Safety
     /// `vm` is the live context of a run: its `mem` and `host` point at the run's memory map and
     /// host, which outlive the run and are used by nothing else meanwhile.
@@ -100,21 +134,31 @@ impl VmCtx {
 
     /// Read the primary region's row of the table into [`VmCtx::primary_base`] and
     /// [`VmCtx::primary_lt`].
+    #[inline]
     pub fn set_primary(&mut self) {
-        let (base, read, write) = if (self.nregions as usize) > PRIMARY_REGION {
+        let row = if (self.nregions as usize) > PRIMARY_REGION {
             // SAFETY: `regions` points at `nregions` rows of three u64s (`#[repr(C)]` base, read
             // limit, write limit), the layout the generated code reads too.
             unsafe {
                 let row = self.regions.add(PRIMARY_REGION * 24).cast::<u64>();
-                (
+                [
                     row.read_unaligned(),
                     row.add(1).read_unaligned(),
                     row.add(2).read_unaligned(),
-                )
+                ]
             }
         } else {
-            (0, 0, 0)
+            [0, 0, 0]
         };
+        if row != self.primary_row {
+            self.primary_row = row;
+            self.compute_primary();
+        }
+    }
+
+    #[cold]
+    fn compute_primary(&mut self) {
+        let [base, read, write] = self.primary_row;
         self.primary_base = base;
         for (i, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
             self.primary_lt[i] = (read + 1).saturating_sub(size);

@@ -374,8 +374,7 @@ impl Runner {
         self.views = reuse_views(std::mem::take(&mut host.maps));
         drop(host);
         let wrote = mem.may_have_written();
-        let table = mem.into_scratch();
-        self.vm.recycle(table);
+        drop(mem);
         Ok(Executed {
             out,
             redirect,

@@ -98,9 +98,10 @@ const FIXED_ROWS: usize = 1 + MAX_FRAMES;
 /// The address space of one run. It borrows every buffer it maps for `'a`, so no mapped buffer can
 /// be moved, freed or touched by the host while a program runs.
 pub struct MemoryMap<'a> {
-    regions: Vec<Region>,
-    /// The id of the stack whose frames `regions` starts with.
-    stack_id: u64,
+    /// The rows, in a table lent for the run so that a run need not allocate (nor move the
+    /// table in and out): its stack's frames first, then the regions this run mapped, which
+    /// are dropped with the map (`Drop`).
+    table: &'a mut RegionTable,
     stack_dirty: &'a mut bool,
     /// The context's region index and its accessor.
     ctx: Option<(u64, &'a mut dyn Context)>,
@@ -113,7 +114,7 @@ pub struct MemoryMap<'a> {
 /// A region table's allocation kept between runs, so that a run need not allocate: empty, or
 /// only the fixed rows (region 0 and the frames' stacks) of the [`Stack`] numbered `stack_id`,
 /// which the next run on that stack reuses as they are. Rows of the regions a run mapped never
-/// outlive the run ([`MemoryMap::into_scratch`] drops them).
+/// outlive the run (a [`MemoryMap`] drops them when it is dropped).
 #[derive(Debug, Default)]
 pub struct RegionTable {
     rows: Vec<Region>,
@@ -137,40 +138,27 @@ impl RegionTable {
     }
 }
 
-impl<'a> MemoryMap<'a> {
-    /// A map with the frames of `stack` at their fixed regions. `scratch` is a table to reuse, so
-    /// that a run need not allocate; get it back with [`Self::into_scratch`]. A table last used
-    /// with this same stack keeps its rows for the frames, and the map starts from them as they
-    /// are.
+impl Drop for MemoryMap<'_> {
+    /// The rows of the regions this run mapped go with it: the table keeps only the stack's.
     #[inline]
-    pub fn new(stack: &'a mut Stack, scratch: RegionTable) -> MemoryMap<'a> {
-        let RegionTable {
-            rows: mut regions,
-            stack_id,
-        } = scratch;
+    fn drop(&mut self) {
+        self.table.rows.truncate(FIXED_ROWS);
+    }
+}
+
+impl<'a> MemoryMap<'a> {
+    /// A map with the frames of `stack` at their fixed regions, in the table `table` (lent so
+    /// that a run need not allocate). A table last used with this same stack keeps its rows for
+    /// the frames, and the map starts from them as they are.
+    #[inline]
+    pub fn new(stack: &'a mut Stack, table: &'a mut RegionTable) -> MemoryMap<'a> {
         let Stack { buf, dirty, id } = stack;
-        if stack_id == *id && regions.len() >= FIXED_ROWS {
-            // The rows were written below from this stack (ids are never reused), whose buffer
-            // has not moved since (`Stack::buf`), and are borrowed with it now: the same rows
-            // this run would write.
-            regions.truncate(FIXED_ROWS);
-        } else {
-            regions.clear();
-            let base = buf.as_mut_ptr();
-            // One copy of a fixed-size table rather than a push per frame.
-            let mut fixed = [Region::UNMAPPED; FIXED_ROWS];
-            for (i, r) in fixed[1..].iter_mut().enumerate() {
-                *r = Region {
-                    base: base.wrapping_add(i * FRAME_SIZE),
-                    read_len: FRAME_SIZE as u64,
-                    write_len: FRAME_SIZE as u64,
-                };
-            }
-            regions.extend_from_slice(&fixed);
+        // A map dropped its own rows, so a table of this stack holds exactly the fixed ones.
+        if table.stack_id != *id || table.rows.len() != FIXED_ROWS {
+            Self::fixed_rows(table, buf, *id);
         }
         MemoryMap {
-            regions,
-            stack_id: *id,
+            table,
             stack_dirty: dirty,
             ctx: None,
             entered: false,
@@ -179,21 +167,31 @@ impl<'a> MemoryMap<'a> {
         }
     }
 
-    /// The region table as generated code reads it: a pointer to `[Region]` (`#[repr(C)]`:
-    /// base, read limit, write limit) and its length. Valid until the next region is mapped.
-    pub fn region_table(&self) -> (*const u8, usize) {
-        (self.regions.as_ptr().cast(), self.regions.len())
+    /// Write the rows every table starts with, for the stack `buf` numbered `id`.
+    #[cold]
+    fn fixed_rows(table: &mut RegionTable, buf: &mut [u8], id: u64) {
+        table.rows.clear();
+        let base = buf.as_mut_ptr();
+        // One copy of a fixed-size table rather than a push per frame.
+        let mut fixed = [Region::UNMAPPED; FIXED_ROWS];
+        for (i, r) in fixed[1..].iter_mut().enumerate() {
+            *r = Region {
+                base: base.wrapping_add(i * FRAME_SIZE),
+                read_len: FRAME_SIZE as u64,
+                write_len: FRAME_SIZE as u64,
+            };
+        }
+        table.rows.extend_from_slice(&fixed);
+        // The rows were written from this stack (ids are never reused), whose buffer never
+        // moves (`Stack::buf`): a later map of the same stack can start from them as they are.
+        table.stack_id = id;
     }
 
-    /// The table's allocation for the next run: the regions this run mapped dropped, the rows
-    /// of the stack's frames kept for the next run on the same stack.
+    /// The region table as generated code reads it: a pointer to `[Region]` (`#[repr(C)]`:
+    /// base, read limit, write limit) and its length. Valid until the next region is mapped.
     #[inline]
-    pub fn into_scratch(mut self) -> RegionTable {
-        self.regions.truncate(FIXED_ROWS);
-        RegionTable {
-            rows: std::mem::take(&mut self.regions),
-            stack_id: self.stack_id,
-        }
+    pub fn region_table(&self) -> (*const u8, usize) {
+        (self.table.rows.as_ptr().cast(), self.table.rows.len())
     }
 
     /// Whether the programs run in this map may have written to memory: `false` only when one
@@ -208,11 +206,11 @@ impl<'a> MemoryMap<'a> {
         if len > u32::MAX as usize {
             return Err(MapError::TooLarge { len });
         }
-        let index = self.regions.len() as u64;
+        let index = self.table.rows.len() as u64;
         if index >= 1 << (64 - REGION_SHIFT - 1) {
             return Err(MapError::Full);
         }
-        self.regions.push(Region {
+        self.table.rows.push(Region {
             base,
             read_len: len as u64,
             write_len: if writable { len as u64 } else { 0 },
@@ -277,7 +275,8 @@ impl<'a> MemoryMap<'a> {
             write,
         };
         let region = self
-            .regions
+            .table
+            .rows
             .get((addr >> REGION_SHIFT) as usize)
             .ok_or(fault)?;
         let off = addr & ((1 << REGION_SHIFT) - 1);
@@ -381,7 +380,7 @@ impl<'a> MemoryMap<'a> {
     /// Zero the stack of `frame` (each frame starts zeroed so that runs are deterministic).
     #[inline]
     pub fn clear_frame(&mut self, frame: usize) {
-        let r = self.regions[FIRST_FRAME_REGION as usize + frame];
+        let r = self.table.rows[FIRST_FRAME_REGION as usize + frame];
         // SAFETY: frame regions are the `FRAME_SIZE`-byte chunks of the borrowed `Stack`.
         unsafe { std::ptr::write_bytes(r.base, 0, FRAME_SIZE) }
     }
@@ -396,7 +395,8 @@ mod tests {
         let mut stack = Stack::default();
         let mut buf = [1u8, 2, 3, 4, 5];
         let ro = [9u8; 4];
-        let mut m = MemoryMap::new(&mut stack, RegionTable::default());
+        let mut table = RegionTable::default();
+        let mut m = MemoryMap::new(&mut stack, &mut table);
         let a = m.map_mut(&mut buf).unwrap();
         let b = m.map_ro(&ro).unwrap();
         assert_eq!(m.load(a + 1, Size::W).unwrap(), 0x05040302);
@@ -420,39 +420,57 @@ mod tests {
     fn a_table_keeps_the_frames_of_its_own_stack_only() {
         let (mut s1, mut s2) = (Stack::default(), Stack::default());
         let mut buf = [0u8; 4];
-        let mut m = MemoryMap::new(&mut s1, RegionTable::default());
+        let mut t = RegionTable::default();
+        let mut m = MemoryMap::new(&mut s1, &mut t);
         m.store(frame_pointer(1) - 1, Size::B, 7).unwrap();
         assert_eq!(
             m.map_mut(&mut buf).unwrap(),
             (FIXED_ROWS as u64) << REGION_SHIFT
         );
-        let t = m.into_scratch();
+        drop(m);
         assert_eq!(t.rows.len(), FIXED_ROWS, "the packet's row is dropped");
         // The same stack: its rows are reused; another stack: they are rebuilt.
-        let m = MemoryMap::new(&mut s1, t);
+        let m = MemoryMap::new(&mut s1, &mut t);
         assert_eq!(m.load(frame_pointer(1) - 1, Size::B), Ok(7));
         assert!(m
             .load((FIXED_ROWS as u64) << REGION_SHIFT, Size::B)
             .is_err());
-        let t = m.into_scratch();
-        let m = MemoryMap::new(&mut s2, t);
+        drop(m);
+        let m = MemoryMap::new(&mut s2, &mut t);
         assert_eq!(m.load(frame_pointer(1) - 1, Size::B), Ok(0));
-        let t = m.into_scratch();
+        drop(m);
         drop(s2);
         // A table whose stack is gone is rebuilt for the next one.
         let mut s3 = Stack::default();
-        let mut m = MemoryMap::new(&mut s3, t);
+        let mut m = MemoryMap::new(&mut s3, &mut t);
         m.store(frame_pointer(0) - 8, Size::DW, 1).unwrap();
         assert_eq!(m.load(frame_pointer(1) - 1, Size::B), Ok(0));
     }
 
     #[test]
+    fn a_forgotten_map_leaves_no_row_of_its_regions() {
+        let mut s = Stack::default();
+        let mut t = RegionTable::default();
+        let mut buf = [5u8; 4];
+        let mut m = MemoryMap::new(&mut s, &mut t);
+        let a = m.map_mut(&mut buf).unwrap();
+        // Leaked without its `Drop`: the table still holds the buffer's row ...
+        std::mem::forget(m);
+        assert_eq!(t.rows.len(), FIXED_ROWS + 1);
+        // ... which the next map on the table must not offer.
+        let m = MemoryMap::new(&mut s, &mut t);
+        assert!(m.load(a, Size::B).is_err());
+        assert_eq!(m.region_table().1, FIXED_ROWS);
+    }
+
+    #[test]
     fn writes_are_tracked_per_map() {
         let mut stack = Stack::default();
-        let m = MemoryMap::new(&mut stack, RegionTable::default());
+        let mut table = RegionTable::default();
+        let m = MemoryMap::new(&mut stack, &mut table);
         assert!(m.may_have_written(), "nothing entered: unknown");
-        let table = m.into_scratch();
-        let mut m = MemoryMap::new(&mut stack, table);
+        drop(m);
+        let mut m = MemoryMap::new(&mut stack, &mut table);
         m.enter_main(false);
         assert!(!m.may_have_written());
         m.enter_main(true);
@@ -492,7 +510,8 @@ mod tests {
     fn context_fields_are_computed_and_checked() {
         let mut stack = Stack::default();
         let mut ctx = TwoFields { a: 7, b: 0 };
-        let mut m = MemoryMap::new(&mut stack, RegionTable::default());
+        let mut table = RegionTable::default();
+        let mut m = MemoryMap::new(&mut stack, &mut table);
         let c = m.map_context(&mut ctx).unwrap();
         assert_eq!(m.load(c, Size::W), Ok(7));
         assert!(m.load(c + 1, Size::W).is_err(), "misaligned field");

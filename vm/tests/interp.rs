@@ -54,7 +54,8 @@ fn read_only_regions_reject_writes() {
     let prog = load("stb [%r1], 7\nexit");
     let mut stack = Stack::default();
     let ro = [1u8; 4];
-    let mut mem = MemoryMap::new(&mut stack, Default::default());
+    let mut table = Default::default();
+    let mut mem = MemoryMap::new(&mut stack, &mut table);
     let addr = mem.map_ro(&ro).unwrap();
     let out = prog.run(&mut mem, &mut NoHelpers, [addr, 0, 0, 0, 0], 100);
     assert_eq!(out.result.unwrap_err().code, TrapCode::MemoryWrite);
@@ -292,8 +293,6 @@ fn callers_map_their_own_regions() {
         let rb = mem.map_ro(&b).unwrap();
         let out = prog.run(&mut mem, &mut NoHelpers, [ra, rb, 0, 0, 0], budget);
         assert_eq!(out.result, Ok(105));
-        let table = mem.into_scratch();
-        vm.recycle(table);
     }
 }
 

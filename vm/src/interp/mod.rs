@@ -1105,16 +1105,11 @@ impl Default for Vm {
 
 impl Vm {
     /// An address space with this VM's stack, for a caller that maps its own regions (context,
-    /// packet, map values) and runs with [`Interpreter::run`]. Hand the table back with
-    /// [`Vm::recycle`] so that the next run does not allocate.
+    /// packet, map values) and runs with [`Interpreter::run`]. The map's rows live in this VM's
+    /// table, so a run does not allocate; dropping the map drops the rows of what it mapped.
+    #[inline]
     pub fn memory(&mut self) -> MemoryMap<'_> {
-        let scratch = std::mem::take(&mut self.scratch);
-        MemoryMap::new(&mut self.stack, scratch)
-    }
-
-    /// Return the table of a map obtained through [`Vm::memory`] (`let t = mem.into_scratch(); vm.recycle(t)`) for reuse.
-    pub fn recycle(&mut self, table: RegionTable) {
-        self.scratch = table;
+        MemoryMap::new(&mut self.stack, &mut self.scratch)
     }
 
     /// Run with `r1` pointing at a writable `input` and `r2` its length (both 0 when `input` is
@@ -1125,8 +1120,8 @@ impl Vm {
         host: &mut H,
         input: &mut [u8],
     ) -> Outcome {
-        let scratch = std::mem::take(&mut self.scratch);
-        let mut mem = MemoryMap::new(&mut self.stack, scratch);
+        let budget = self.budget;
+        let mut mem = self.memory();
         let (r1, r2) = if input.is_empty() {
             (0, 0)
         } else {
@@ -1134,7 +1129,6 @@ impl Vm {
             match mem.map_mut(input) {
                 Ok(a) => (a, len),
                 Err(_) => {
-                    self.scratch = mem.into_scratch();
                     return Outcome {
                         result: Err(Trap::new(TrapCode::MemoryRead, 0, 0)),
                         insns: 0,
@@ -1143,8 +1137,6 @@ impl Vm {
                 }
             }
         };
-        let out = prog.run(&mut mem, host, [r1, r2, 0, 0, 0], self.budget);
-        self.scratch = mem.into_scratch();
-        out
+        prog.run(&mut mem, host, [r1, r2, 0, 0, 0], budget)
     }
 }

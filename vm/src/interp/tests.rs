@@ -333,8 +333,5 @@ fn run(
     let len = mem.len() as u64;
     let mut map = vm.memory();
     let addr = map.map_mut(mem).unwrap();
-    let out = f(&mut map, [addr, len, 0, 0, 0]);
-    let table = map.into_scratch();
-    vm.recycle(table);
-    out
+    f(&mut map, [addr, len, 0, 0, 0])
 }

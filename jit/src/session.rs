@@ -1,0 +1,52 @@
+//! Runs of one compiled program that share a prepared context: the lean entry for callers that
+//! run a program many times (replays, benchmarks, fuzzing).
+
+use bpfsim_vm::{Host, MemoryMap, Outcome, Vm};
+
+use crate::shims::VmCtx;
+use crate::JitProgram;
+
+/// Runs of one [`JitProgram`] with a context built once: its stack, its region table (whose
+/// rows for the stack's frames stay from run to run) and the context the generated code reads
+/// (`VmCtx`), of which a run sets only the arguments, the budget, the rows of the memory it maps
+/// and the pointers to its memory map and host, cleared again when the run returns. A run
+/// behaves exactly as [`JitProgram::run_with_memory`] on a fresh [`Vm`]: every frame starts
+/// zeroed (a frame a run may have written is cleared before the next), and nothing of one run's
+/// memory stays reachable from the next.
+pub struct JitSession<'p> {
+    pub(crate) prog: &'p JitProgram,
+    pub(crate) vm: Vm,
+    pub(crate) ctx: VmCtx,
+}
+
+// SAFETY: between runs the context's pointers are the program's own interpreter (shared, `Sync`)
+// and the session's region table (owned, moved with it); those to a run's memory map and host are
+// null outside a run (`JitProgram::enter`). Nothing is shared with another thread.
+unsafe impl Send for JitSession<'_> {}
+
+impl JitSession<'_> {
+    /// The stack and region table of the session's runs, and their budget (`vm().budget`).
+    pub fn vm(&mut self) -> &mut Vm {
+        &mut self.vm
+    }
+
+    /// [`JitProgram::run_with_memory`]: `r1` points at a writable `input` and `r2` is its
+    /// length (both 0 when `input` is empty), with the budget of [`Self::vm`].
+    #[inline]
+    pub fn run_with_memory(&mut self, host: &mut dyn Host, input: &mut [u8]) -> Outcome {
+        self.prog
+            .enter_with_memory(&mut self.ctx, &mut self.vm, host, input)
+    }
+
+    /// [`JitProgram::run`] on a memory map the caller built (from any [`Vm`]'s stack).
+    #[inline]
+    pub fn run(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome {
+        self.prog.enter(&mut self.ctx, mem, host, args, budget)
+    }
+}

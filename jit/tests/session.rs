@@ -1,0 +1,188 @@
+//! A reused [`JitSession`] against fresh runs: after a program that writes its stack and memory,
+//! one that traps, one that tail-calls, one that runs out of budget, a session's next run gives
+//! the same outcome and memory as a run on a fresh `Vm`, and as the interpreter's.
+
+use bpfsim_jit::{JitProgram, JitSession};
+use bpfsim_vm::asm::assemble;
+use bpfsim_vm::{HelperStop, Host, Interpreter, MemoryMap, Outcome, Program, TrapCode, Vm};
+
+/// Helper 12 is `bpf_tail_call` to program `r3`; helper 1 writes 0xaa into the byte at `r1`.
+struct TailHost;
+
+impl Host for TailHost {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        match id {
+            12 => Err(HelperStop::TailCall(args[2] as u32)),
+            1 => {
+                mem.store(args[0], bpfsim_vm::isa::Size::B, 0xaa)?;
+                Ok(0)
+            }
+            _ => Err(HelperStop::Unknown),
+        }
+    }
+}
+
+/// Reads a stack slot no run writes first (so it must read 0), then writes it and memory.
+const WRITER: &str = "
+    ldxdw %r0, [%r10-8]
+    stdw [%r10-8], 7
+    ldxb %r3, [%r1+0]
+    add %r3, 1
+    stxb [%r1+0], %r3
+    add %r0, %r3
+    exit
+";
+/// Reads a stack slot, then faults one byte past its memory.
+const TRAPPER: &str = "
+    ldxdw %r0, [%r10-16]
+    stdw [%r10-16], 9
+    add %r1, %r2
+    ldxb %r0, [%r1+0]
+    exit
+";
+/// A helper writes memory, then a tail call to program 3 ends the run.
+const TAILER: &str = "
+    ldxdw %r0, [%r10-24]
+    stdw [%r10-24], 1
+    mov %r6, %r1
+    call 1
+    mov %r1, %r6
+    mov %r3, 3
+    call 12
+    mov %r0, 1
+    exit
+";
+/// A loop longer than the small budget below.
+const LOOPER: &str = "
+    ldxdw %r0, [%r10-32]
+    stdw [%r10-32], 5
+    mov %r3, 100
+    sub %r3, 1
+    jne %r3, 0, -2
+    exit
+";
+/// Cannot write: reads the slots the others wrote, which must all read 0.
+const READER: &str = "
+    ldxdw %r0, [%r10-8]
+    ldxdw %r3, [%r10-16]
+    or %r0, %r3
+    ldxdw %r3, [%r10-24]
+    or %r0, %r3
+    ldxdw %r3, [%r10-32]
+    or %r0, %r3
+    ldxb %r3, [%r1+0]
+    lsh %r3, 8
+    or %r0, %r3
+    exit
+";
+
+fn program(src: &str) -> Program {
+    Program::new(assemble(src).unwrap()).unwrap()
+}
+
+/// Each program run through its own session, in an order that leaves every kind of state behind
+/// (a written stack, a trap mid-run, a tail call, a budget stop), against the same runs on a fresh
+/// `Vm` each time and on the interpreter; the memory after each run must match too.
+#[test]
+fn a_reused_session_runs_as_a_fresh_one() {
+    let srcs = [WRITER, TRAPPER, TAILER, LOOPER, READER];
+    let progs: Vec<Program> = srcs.iter().map(|s| program(s)).collect();
+    let jits: Vec<JitProgram> = progs
+        .iter()
+        .map(|p| JitProgram::compile(p).unwrap())
+        .collect();
+    let interps: Vec<Interpreter> = progs.iter().map(Interpreter::new).collect();
+    let mut sessions: Vec<JitSession<'_>> = jits.iter().map(JitProgram::session).collect();
+    for s in &mut sessions {
+        s.vm().budget = 50;
+    }
+    // One session shared by every program would be wrong (a session belongs to one program), so
+    // the sharing that matters is of runs of the same program, and of one `Vm` between the
+    // interpreter's runs, across these rounds.
+    let mut shared_vm = Vm::default();
+    shared_vm.budget = 50;
+    let (mut mem_s, mut mem_f, mut mem_i) = (vec![3u8; 8], vec![3u8; 8], vec![3u8; 8]);
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        for (i, ((jit, interp), session)) in jits
+            .iter()
+            .zip(&interps)
+            .zip(sessions.iter_mut())
+            .enumerate()
+        {
+            let s = session.run_with_memory(&mut TailHost, &mut mem_s);
+            let mut fresh = Vm::default();
+            fresh.budget = 50;
+            let f = jit.run_with_memory(&mut fresh, &mut TailHost, &mut mem_f);
+            let n = shared_vm.run_with_memory(interp, &mut TailHost, &mut mem_i);
+            assert_eq!(s, f, "round {round}, program {i}: session against fresh");
+            assert_eq!(
+                s, n,
+                "round {round}, program {i}: session against interpreter"
+            );
+            assert_eq!(mem_s, mem_f, "round {round}, program {i}: memory");
+            assert_eq!(
+                mem_s, mem_i,
+                "round {round}, program {i}: memory (interpreter)"
+            );
+            seen.push(s);
+        }
+    }
+    // The runs did what the test is about: a write, a trap, a tail call, a budget stop, and a
+    // read of the stack that found zeros each time.
+    let outcome = |i: usize| seen[i];
+    assert_eq!(outcome(0).result, Ok(4));
+    assert_eq!(outcome(1).result.unwrap_err().code, TrapCode::MemoryRead);
+    assert_eq!(outcome(2).tail_call, Some(3));
+    assert_eq!(outcome(3).result.unwrap_err().code, TrapCode::Budget);
+    let reads: Vec<Outcome> = seen.iter().skip(4).step_by(5).copied().collect();
+    assert_eq!(reads.len(), 3);
+    for r in reads {
+        // The stack slots read 0; only the memory's first byte is there, shifted.
+        assert_eq!(r.result.unwrap() & 0xff, 0, "{r:?}");
+    }
+}
+
+/// A session's runs through a memory map the caller built: the same as `JitProgram::run`.
+#[test]
+fn a_session_runs_on_a_callers_map() {
+    let prog = program(WRITER);
+    let jit = JitProgram::compile(&prog).unwrap();
+    let mut session = jit.session();
+    let mut vm = Vm::default();
+    for _ in 0..3 {
+        let (mut a, mut b) = ([5u8; 4], [5u8; 4]);
+        let mut mem = vm.memory();
+        let addr = mem.map_mut(&mut a).unwrap();
+        let s = session.run(&mut mem, &mut TailHost, [addr, 4, 0, 0, 0], 100);
+        drop(mem);
+        let mut mem = vm.memory();
+        let addr = mem.map_mut(&mut b).unwrap();
+        let f = jit.run(&mut mem, &mut TailHost, [addr, 4, 0, 0, 0], 100);
+        drop(mem);
+        assert_eq!(s, f);
+        assert_eq!(s.result, Ok(6));
+        assert_eq!(a, b);
+    }
+}
+
+/// Memory of one size, then another, then none: the primary region's bounds follow each run's
+/// memory, so an access that fits one run's memory faults in a shorter one's.
+#[test]
+fn a_session_follows_each_runs_memory() {
+    let prog = program("ldxb %r0, [%r1+7]\nexit");
+    let jit = JitProgram::compile(&prog).unwrap();
+    let mut session = jit.session();
+    for len in [8usize, 7, 0, 16, 8, 1] {
+        let mut m: Vec<u8> = (0..len as u8).collect();
+        let s = session.run_with_memory(&mut TailHost, &mut m);
+        let f = jit.run_with_memory(&mut Vm::default(), &mut TailHost, &mut m);
+        assert_eq!(s, f, "memory of {len} bytes");
+        assert_eq!(s.result.is_ok(), len >= 8, "memory of {len} bytes: {s:?}");
+    }
+}
