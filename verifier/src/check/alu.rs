@@ -27,6 +27,12 @@ pub fn type_str(r: &Reg) -> &'static str {
         (RegType::Mem, false, true) => "ringbuf_mem",
         (RegType::Mem, true, true) => "ringbuf_mem_or_null",
         (RegType::Func, ..) => "func",
+        (RegType::Sock, false, _) => "sock",
+        (RegType::Sock, true, _) => "sock_or_null",
+        (RegType::SockCommon, false, _) => "sock_common",
+        (RegType::SockCommon, true, _) => "sock_common_or_null",
+        (RegType::TcpSock, false, _) => "tcp_sock",
+        (RegType::TcpSock, true, _) => "tcp_sock_or_null",
     }
 }
 
@@ -346,7 +352,9 @@ impl Verifier<'_> {
                 "R{dn} pointer arithmetic on {name} prohibited, null-check it first"
             ));
         }
-        if matches!(ptr.ty, RegType::MapPtr | RegType::PacketEnd | RegType::Func) {
+        if matches!(ptr.ty, RegType::MapPtr | RegType::PacketEnd | RegType::Func)
+            || ptr.ty.is_sock()
+        {
             return Err(format!("R{dn} pointer arithmetic on {name} prohibited"));
         }
         // check_reg_sane_offset, on the scalar and on the pointer.

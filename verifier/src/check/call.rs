@@ -242,6 +242,9 @@ impl Verifier<'_> {
         let mut callback: Option<u32> = None;
         let mut alloc_size: Option<u32> = None;
         let mut released: Option<u32> = None;
+        // The reference an argument holds (`meta.ref_obj_id`): what a release ends, what a
+        // cast of a socket keeps.
+        let mut meta_ref: Option<u32> = None;
         let n = p.arg_count();
         let mut i = 0;
         while i < n {
@@ -250,6 +253,30 @@ impl Verifier<'_> {
             let rn = i + 1;
             self.check_reg_read(st, regno)?;
             let reg = *st.reg(rn);
+            if let Some(expected) = sock_arg_types(arg.base) {
+                // `check_reg_type` with `sock_types`, `fullsock_types`,
+                // `btf_id_sock_common_types`.
+                let ok = match arg.base {
+                    ArgBase::PtrToSocket => reg.ty == RegType::Sock,
+                    _ => reg.ty.is_sock(),
+                };
+                if !ok || reg.maybe_null {
+                    return Err(format!("R{rn} type={} expected={expected}", type_str(&reg)));
+                }
+                if arg.is_release() && reg.ref_obj_id == 0 {
+                    return Err(format!(
+                        "R{rn} must be referenced when passed to release function"
+                    ));
+                }
+                if reg.ref_obj_id != 0 {
+                    meta_ref = Some(reg.ref_obj_id);
+                }
+                if arg.is_release() {
+                    released = meta_ref;
+                }
+                i += 1;
+                continue;
+            }
             match arg.base {
                 ArgBase::Anything | ArgBase::DontCare => {}
                 ArgBase::ConstMapPtr => {
@@ -414,15 +441,23 @@ impl Verifier<'_> {
             }
         }
         if let Some(refid) = released {
+            // `release_reference`: the reference must still be held.
+            if !st
+                .refs
+                .iter()
+                .any(|r| r.id == refid && r.kind == RefKind::Ptr)
+            {
+                return Err(format!(
+                    "func {}#{id} reference has not been acquired before",
+                    name()
+                ));
+            }
             st.refs.retain(|r| r.id != refid || r.kind != RefKind::Ptr);
             st.for_each_reg(|x| {
                 if x.ref_obj_id == refid {
                     *x = Reg::unknown();
                 }
             });
-        }
-        if p.name == "tail_call" {
-            self.check_resource_leak(st, "tail_call", true)?;
         }
         if let Some(m) = map {
             let mi = &self.opts.maps[m as usize];
@@ -436,6 +471,9 @@ impl Verifier<'_> {
                 self.mark_precise(st, 3);
             }
         }
+        if p.name == "tail_call" {
+            self.check_resource_leak(st, "tail_call", true)?;
+        }
         if p.name == "loop" {
             // A zero flags argument lets the kernel inline the loop (`loop_flag_is_zero`).
             let r4 = *st.reg(4);
@@ -445,7 +483,11 @@ impl Verifier<'_> {
             // The iteration count bounds how often the callback is visited.
             self.mark_precise(st, 1);
         }
-        let r0 = self.ret_reg(st, p, map, alloc_size, pc);
+        let mut r0 = self.ret_reg(st, p, map, alloc_size, pc);
+        if r0.ty.is_sock() && is_ptr_cast(p.name) {
+            // A cast of a socket holds the reference of the socket it casts.
+            r0.ref_obj_id = meta_ref.unwrap_or(0);
+        }
         if let Some(cb) = callback {
             return self.enter_callback(st, pc, p, cb as usize, map, r0);
         }
@@ -539,6 +581,26 @@ impl Verifier<'_> {
                 if p.is_acquire(None) {
                     // The reference has an id of its own, after the possibly-NULL pointer's
                     // (`acquire_reference`), which it replaces.
+                    r.id = self.new_id();
+                    r.ref_obj_id = r.id;
+                    st.refs.push(Ref::ptr(r.id, pc));
+                }
+                r
+            }
+            RetBase::PtrToSocket | RetBase::PtrToSockCommon | RetBase::PtrToTcpSock => {
+                let mut r = Reg::ptr(match p.ret.base {
+                    RetBase::PtrToSocket => RegType::Sock,
+                    RetBase::PtrToSockCommon => RegType::SockCommon,
+                    _ => RegType::TcpSock,
+                });
+                r.maybe_null = p.ret.may_be_null();
+                if r.maybe_null {
+                    r.id = self.new_id();
+                }
+                let mt = map.map(|m| self.opts.maps[m as usize].map_type);
+                if p.is_acquire(mt) {
+                    // As for a ring buffer reservation: the reference's own id replaces the
+                    // pointer's (`acquire_reference`).
                     r.id = self.new_id();
                     r.ref_obj_id = r.id;
                     st.refs.push(Ref::ptr(r.id, pc));
@@ -811,6 +873,34 @@ impl Verifier<'_> {
         }
         Ok(())
     }
+}
+
+/// The socket types a socket argument accepts, as the kernel lists them in its error
+/// (`compatible_reg_types`); `None` for other arguments.
+fn sock_arg_types(base: ArgBase) -> Option<&'static str> {
+    match base {
+        ArgBase::PtrToSockCommon => Some("sock_common, sock, tcp_sock, xdp_sock"),
+        ArgBase::PtrToSocket => Some("sock"),
+        ArgBase::PtrToBtfIdSockCommon => {
+            Some("sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_")
+        }
+        _ => None,
+    }
+}
+
+/// `is_ptr_cast_function`: helpers returning another view of the socket they are given.
+fn is_ptr_cast(name: &str) -> bool {
+    matches!(
+        name,
+        "tcp_sock"
+            | "sk_fullsock"
+            | "skc_to_tcp_sock"
+            | "skc_to_tcp6_sock"
+            | "skc_to_udp6_sock"
+            | "skc_to_mptcp_sock"
+            | "skc_to_tcp_timewait_sock"
+            | "skc_to_tcp_request_sock"
+    )
 }
 
 /// `verbose_invalid_scalar`.

@@ -76,8 +76,15 @@ fn skb_common(off: u32, size: u32, write: bool) -> Option<Access> {
         return if size == 8 { scalar(8) } else { None };
     }
     if in_field(off, skb::SK, 8) {
-        // PTR_TO_SOCK_COMMON_OR_NULL: not tracked by bpfsim yet; reads give a scalar.
-        return if !write && size == 8 { scalar(8) } else { None };
+        // PTR_TO_SOCK_COMMON_OR_NULL.
+        return if !write && size == 8 {
+            Some(Access {
+                ty: RegType::SockCommon,
+                field_size: 8,
+            })
+        } else {
+            None
+        };
     }
     if write {
         return if size == 4 { scalar(4) } else { None };
@@ -223,4 +230,67 @@ pub fn access(
         }
         _ => None,
     }
+}
+
+/// `struct bpf_sock` offsets.
+mod sock {
+    pub const FAMILY: i32 = 4;
+    pub const TYPE: i32 = 8;
+    pub const PROTOCOL: i32 = 12;
+    pub const PRIORITY_END: i32 = 24;
+    pub const SRC_IP4: i32 = 24;
+    pub const SRC_IP6: i32 = 28;
+    pub const SRC_PORT: i32 = 44;
+    pub const DST_PORT: i32 = 48;
+    pub const DST_IP4: i32 = 52;
+    pub const DST_IP6: i32 = 56;
+    pub const STATE: i32 = 72;
+    pub const RX_QUEUE_MAPPING: i32 = 76;
+    pub const SIZE: i32 = 80;
+}
+
+/// Whether a load of `size` bytes at `off` of a socket pointer of type `ty` is allowed
+/// (`bpf_sock_is_valid_access`, `bpf_sock_common_is_valid_access`,
+/// `bpf_tcp_sock_is_valid_access`); sockets are never written.
+pub fn sock_access(ty: RegType, off: i32, size: u32) -> bool {
+    let size = size as i32;
+    if ty == RegType::TcpSock {
+        // `struct bpf_tcp_sock` up to `icsk_retransmits`: `bytes_received` and `bytes_acked`
+        // are 8 bytes, the rest 4.
+        if !(0..112).contains(&off) || off % size != 0 {
+            return false;
+        }
+        return if off == 80 || off == 88 {
+            size == 8
+        } else {
+            size == 4
+        };
+    }
+    // A request or time-wait socket has no type, protocol, mark or priority.
+    if ty == RegType::SockCommon && (sock::TYPE..sock::PRIORITY_END).contains(&off) {
+        return false;
+    }
+    if !(0..sock::SIZE).contains(&off) || off % size != 0 {
+        return false;
+    }
+    let narrow_ok = |field: i32| size <= field && (size & (size - 1)) == 0;
+    let range = |lo: i32, len: i32| (lo..lo + len).contains(&off);
+    if matches!(
+        off,
+        sock::STATE | sock::FAMILY | sock::TYPE | sock::PROTOCOL | sock::SRC_PORT
+    ) || off == sock::RX_QUEUE_MAPPING
+        || range(sock::SRC_IP4, 4)
+        || range(sock::SRC_IP6, 16)
+        || range(sock::DST_IP4, 4)
+        || range(sock::DST_IP6, 16)
+    {
+        return narrow_ok(4);
+    }
+    if range(sock::DST_PORT, 2) {
+        return narrow_ok(if size == 4 { 4 } else { 2 });
+    }
+    if range(sock::DST_PORT + 2, 2) {
+        return false;
+    }
+    size == 4
 }

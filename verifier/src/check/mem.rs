@@ -241,6 +241,11 @@ impl Verifier<'_> {
                 if t == Access::Read && a.ty != RegType::Scalar {
                     let mut p = Reg::ptr(a.ty);
                     p.id = 0;
+                    if a.ty == RegType::SockCommon {
+                        // `skb->sk`: PTR_TO_SOCK_COMMON_OR_NULL, with an id for its NULL check.
+                        p.maybe_null = true;
+                        p.id = self.new_id();
+                    }
                     return Ok(Some(p));
                 }
                 Ok(Some(loaded(size.min(a.field_size), false)))
@@ -341,6 +346,23 @@ impl Verifier<'_> {
                     "memory",
                     "mem_size",
                 )?;
+                Ok(None)
+            }
+            ty if ty.is_sock() => {
+                // `check_sock_access`: read-only fields of `struct bpf_sock` (or its views).
+                if t == Access::Write {
+                    return Err(format!("R{rn} cannot write into {}", type_str(&reg)));
+                }
+                if reg.smin < 0 {
+                    return Err(format!("R{rn} min value is negative, either use unsigned index or do a if (index >=0) check."));
+                }
+                let off = off + reg.off;
+                if !ctx::sock_access(ty, off, size) {
+                    return Err(format!(
+                        "R{rn} invalid {} access off={off} size={size}",
+                        type_str(&reg)
+                    ));
+                }
                 Ok(None)
             }
             _ => Err(format!("R{rn} invalid mem access '{}'", type_str(&reg))),

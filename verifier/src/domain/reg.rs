@@ -22,6 +22,20 @@ pub enum RegType {
     Mem,
     /// A subprogram's address (`lddw rN, func`).
     Func,
+    /// `PTR_TO_SOCKET`: a full socket (`struct bpf_sock`), from `bpf_sk_lookup_*`.
+    Sock,
+    /// `PTR_TO_SOCK_COMMON`: a socket that may be a request or time-wait one (`skb->sk`,
+    /// `bpf_skc_lookup_tcp`).
+    SockCommon,
+    /// `PTR_TO_TCP_SOCK`.
+    TcpSock,
+}
+
+impl RegType {
+    /// `type_is_sk_pointer`.
+    pub fn is_sock(self) -> bool {
+        matches!(self, RegType::Sock | RegType::SockCommon | RegType::TcpSock)
+    }
 }
 
 /// One register.

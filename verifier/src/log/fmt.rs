@@ -101,6 +101,9 @@ fn type_str(r: &Reg) -> String {
         RegType::PacketEnd => "pkt_end",
         RegType::Mem => "mem",
         RegType::Func => "func",
+        RegType::Sock => "sock",
+        RegType::SockCommon => "sock_common",
+        RegType::TcpSock => "tcp_sock",
     };
     let mut s = String::new();
     if r.rdonly && r.ty == RegType::Mem {
