@@ -75,6 +75,8 @@ pub struct Trace {
     enabled: bool,
     /// Level 2: the kernel's stack liveness, replayed for its log lines.
     pub(crate) live: Option<liveness::StackLive>,
+    /// The next line continues the last one after a space (see [`Trace::reset`]).
+    join: bool,
 }
 
 /// `BPF_LOG_ALIGNMENT` and `BPF_LOG_MIN_ALIGNMENT`: state comments start at column 40 or the
@@ -115,6 +117,7 @@ impl Trace {
             global_call: None,
             enabled: true,
             live: None,
+            join: false,
         }
     }
 
@@ -191,13 +194,26 @@ impl Trace {
         }
     }
 
-    /// `bpf_vlog_reset`: back to `pos` (a level-1 log forgets a finished path).
+    /// `bpf_vlog_reset`: back to `pos` (a level-1 log forgets a finished path). The kernel's
+    /// position is a byte offset just past the branch's line: when the finished path appended
+    /// its state comment to that line, it overwrote the newline with the comment's padding, so
+    /// what the next path prints continues the line after a space.
     fn reset(&mut self, log: &mut Vec<String>, pos: LogPos) {
         log.truncate(pos.lines);
         if let Some(l) = log.last_mut() {
             if l.len() > pos.last_len {
                 l.truncate(pos.last_len);
+                l.push(' ');
+                self.join = true;
             }
+        }
+    }
+
+    /// Write a line, or continue the last one (see [`Trace::reset`]).
+    fn emit(&mut self, log: &mut Vec<String>, line: String) {
+        match log.last_mut() {
+            Some(l) if std::mem::take(&mut self.join) => l.push_str(&line),
+            _ => log.push(line),
         }
     }
 
@@ -229,10 +245,10 @@ impl Trace {
         }
         self.drain(log);
         if self.do_print_state {
-            log.push(String::new());
+            self.emit(log, String::new());
             log.push(format!("from {} to {pc}: safe", from(prev)));
         } else {
-            log.push(format!("{pc}: safe"));
+            self.emit(log, format!("{pc}: safe"));
         }
         self.insn_line = None;
     }
@@ -288,6 +304,7 @@ impl Trace {
         self.insn_state(log, st, pc, env);
         self.linfo(log, pc);
         let line = format!("{pc}: {}", insn_text(insn));
+        self.join = false;
         self.insn_line = Some((log.len(), line.len()));
         log.push(line);
     }
@@ -309,7 +326,7 @@ impl Trace {
                 l.push(';');
                 l.push_str(&state);
             }
-            _ => log.push(format!("{pc}:{state}")),
+            _ => self.emit(log, format!("{pc}:{state}")),
         }
         self.scratch = Mask::NONE;
     }
@@ -328,7 +345,8 @@ impl Trace {
             }
         }
         let file = l.file.rsplit('/').next().unwrap_or(&l.file);
-        log.push(format!("; {} @ {file}:{}", l.text.trim_start(), l.line));
+        let line = format!("; {} @ {file}:{}", l.text.trim_start(), l.line);
+        self.emit(log, line);
         self.prev_linfo = Some(n - 1);
     }
 
@@ -615,7 +633,22 @@ mod tests {
         log[0].push_str("   ; R2=pkt_end()");
         log.push("6: (95) exit".to_string());
         t.path_done(&mut log, Some(pos));
-        assert_eq!(log, ["5: (2d) if r3 > r2 goto pc+4"]);
+        // The finished path's comment had replaced the line's newline (the kernel's byte
+        // offsets): what comes next continues the line after a space.
+        assert_eq!(log, ["5: (2d) if r3 > r2 goto pc+4 "]);
+        t.emit(&mut log, "10: R1=ctx()".to_string());
+        t.emit(&mut log, "10: (95) exit".to_string());
+        assert_eq!(
+            log,
+            ["5: (2d) if r3 > r2 goto pc+4 10: R1=ctx()", "10: (95) exit"]
+        );
+        // A branch line the finished path left alone keeps its newline.
+        let mut log = vec!["5: (2d) if r3 > r2 goto pc+4".to_string()];
+        let pos = t.pos(&log);
+        log.push("6: (95) exit".to_string());
+        t.path_done(&mut log, Some(pos));
+        t.emit(&mut log, "10: R1=ctx()".to_string());
+        assert_eq!(log, ["5: (2d) if r3 > r2 goto pc+4", "10: R1=ctx()"]);
         let mut t2 = Trace::new(2, Vec::new());
         let mut log2 = vec!["a".to_string(), "b".to_string()];
         t2.path_done(&mut log2, Some(LogPos::default()));
