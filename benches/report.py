@@ -74,6 +74,13 @@ def main() -> int:
               f"| {ns(g['rbpf_jit'])} | {ratio(g['rbpf_interp'], g['interp'])} "
               f"| {ratio(g['jit'], g['kernel'])} | {net} |")
 
+    print("\nexecute, one whole test run per iteration (set-up and result included)\n")
+    print("| workload | bpfsim interp | bpfsim JIT | same, repeat (set-up once) interp | JIT |")
+    print("|---|---:|---:|---:|---:|")
+    for w in ["empty", "map_heavy"]:
+        g = {e: d.get(f"execute/{w}/{e}") for e in ["interp_once", "jit_once", "interp", "jit"]}
+        print(f"| {w} | {ns(g['interp_once'])} | {ns(g['jit_once'])} | {ns(g['interp'])} | {ns(g['jit'])} |")
+
     print("\nasm: ns per run, engines alone (hand-written assembly, memory in r1)\n")
     print("| workload | bpfsim interp | bpfsim JIT | rbpf interp | rbpf JIT "
           "| interp speed-up over rbpf interp | our JIT / rbpf JIT |")

@@ -9,10 +9,13 @@
 //! - `jit_compile/<object>/{bpfsim_jit,bpfsim_interp_translate,rbpf_jit}`, and the same on a
 //!   synthetic 1,000-instruction program.
 //! - `execute/<workload>/{interp,jit,kernel,rbpf_interp,rbpf_jit}`: one run of the program on its
-//!   packet. `interp` and `jit` go through the simulator's test-run API (what `bpfsim run` and
-//!   `bpfsim bench` do: the XDP frame built, maps mapped, the result collected); `kernel` is
-//!   `BPF_PROG_TEST_RUN` with `repeat`, timed by the kernel itself (its average duration, reported
-//!   as is, nothing subtracted); rbpf runs the workloads without maps or helpers as raw bytecode,
+//!   packet. `interp` and `jit` go through the simulator's test-run API with `repeat`, as the
+//!   kernel's row does (`Runner::run_repeat`: the XDP frame built and the maps mapped once per
+//!   batch, the program run `repeat` times, the result collected once; the time of the batch
+//!   divided by its runs); `interp_once` and `jit_once` (for `empty` and `map_heavy`) are one
+//!   whole test run per iteration, set-up and result included (what `bpfsim run` and one
+//!   `prog.run()` from Python pay); `kernel` is `BPF_PROG_TEST_RUN` with `repeat`, timed by the
+//!   kernel itself (its average duration, reported as is, nothing subtracted); rbpf runs the workloads without maps or helpers as raw bytecode,
 //!   with the packet pointers in a metadata buffer (`ObjectWorkload::rbpf_bytecode` says how that
 //!   context differs from the kernel's).
 //!
@@ -29,6 +32,7 @@ use bpfsim_helpers::object::{Engine, LoadedObject};
 use bpfsim_helpers::run::Input;
 use bpfsim_helpers::Env;
 use bpfsim_vm::{Interpreter, Program};
+use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, SamplingMode};
 
 mod common;
@@ -194,6 +198,13 @@ fn jit_compile(c: &mut Criterion) {
     group.finish();
 }
 
+/// Runs of one simulated test run at most (`repeat` is a u32; keep each call short).
+const REPEAT_CHUNK: u64 = 1 << 20;
+
+/// Workloads also timed one test run per iteration (`<engine>_once`): the empty program (the
+/// fixed cost) and the one with maps (whose regions each run maps).
+const ONCE_TOO: [&str; 2] = ["empty", "map_heavy"];
+
 /// Runs of one `BPF_PROG_TEST_RUN` at most (the kernel takes a u32; keep each call short).
 #[cfg(target_os = "linux")]
 const KERNEL_CHUNK: u64 = 1 << 20;
@@ -217,13 +228,43 @@ fn execute(c: &mut Criterion) {
                 let per_cpu = obj.runner.maps.lookup_percpu(id, &key).unwrap();
                 assert_eq!(objects::class_packets(&per_cpu), 1, "{} {label}", w.name);
             }
+            // Criterion times the runs: the runner's own clock reads are not wanted.
+            obj.runner.set_timing(false);
+            // As the kernel's row: `repeat` runs of one test run, the frame and maps set up
+            // once (`Runner::run_repeat`), the time divided by the runs.
             group.bench_function(id(label), |b| {
-                b.iter(|| {
-                    obj.run_engine(&prog, black_box(&w.packet), Input::default(), 1, engine)
-                        .unwrap()
-                        .retval
+                b.iter_custom(|iters| {
+                    let clock = Clock::from_env();
+                    let start = clock.start();
+                    let mut left = iters;
+                    while left > 0 {
+                        let n = left.min(REPEAT_CHUNK);
+                        let r = obj
+                            .run_engine(
+                                &prog,
+                                black_box(&w.packet),
+                                Input::default(),
+                                n as u32,
+                                engine,
+                            )
+                            .unwrap();
+                        black_box(r.retval);
+                        left -= n;
+                    }
+                    clock.end(start)
                 })
             });
+            // One test run per iteration, set-up and result included (`bpfsim run`, one
+            // `prog.run()` from Python): what a single run costs beyond the program.
+            if ONCE_TOO.contains(&w.name) {
+                group.bench_function(id(&format!("{label}_once")), |b| {
+                    b.iter(|| {
+                        obj.run_engine(&prog, black_box(&w.packet), Input::default(), 1, engine)
+                            .unwrap()
+                            .retval
+                    })
+                });
+            }
         }
 
         #[cfg(target_os = "linux")]

@@ -38,6 +38,19 @@ fn both(
     input: Input,
     kctx: Option<Vec<u8>>,
 ) -> Option<(u32, Vec<u8>, Vec<u8>)> {
+    both_repeat(bpf, src, ty, data, input, kctx, 1)
+}
+
+/// [`both`] with `BPF_PROG_TEST_RUN`'s `repeat`.
+fn both_repeat(
+    bpf: &KernelBpf,
+    src: &str,
+    ty: ProgType,
+    data: &[u8],
+    input: Input,
+    kctx: Option<Vec<u8>>,
+    repeat: u32,
+) -> Option<(u32, Vec<u8>, Vec<u8>)> {
     let insns = assemble(src).unwrap();
     let prog = bpf
         .prog_load(KType(ty.id()), &encode(&insns), "GPL", 1)
@@ -53,12 +66,12 @@ fn both(
             data,
             ctx_in: kctx.as_deref(),
             ctx_out_size: out_size,
-            repeat: 1,
+            repeat,
             ..TestRunIn::default()
         },
     );
     let interp = Interpreter::new(&Program::new(insns).unwrap());
-    let ours = Runner::default().run(&interp, ty, data, input);
+    let ours = Runner::default().run_repeat(&interp, ty, data, input, repeat);
     match (ours, theirs) {
         (Err(_), Err(_)) => None,
         (Ok(o), Ok(t)) => {
@@ -178,5 +191,90 @@ fn skb_wire_len_and_fields_copied_back() {
                 assert_eq!(&ctx[160..164], &46u32.to_le_bytes(), "wire_len from L3");
             }
         }
+    }
+}
+
+/// `repeat` runs the program again on the same packet and context, as the kernel's test-run loop
+/// does: nothing is restored between runs, so a byte the program increments grows by one per
+/// run, `bpf_xdp_adjust_head` moves `data` further each time, and an `__sk_buff` field written
+/// is what the next run reads.
+#[test]
+fn repeat_runs_on_the_same_packet_and_context() {
+    let Some(bpf) = kernel() else { return };
+    // Byte 14 of the packet += 1, then data moves one byte on (bpf_xdp_adjust_head(ctx, 1)
+    // while at least 20 bytes are left), r0 = the byte.
+    let xdp = "mov %r6, %r1
+               ldxw %r2, [%r6+0]
+               ldxw %r3, [%r6+4]
+               mov %r4, %r2
+               add %r4, 20
+               mov %r0, 1
+               jgt %r4, %r3, +9
+               ldxb %r0, [%r2+14]
+               add %r0, 1
+               stxb [%r2+14], %r0
+               mov %r7, %r0
+               mov %r1, %r6
+               mov %r2, 1
+               call 44
+               mov %r0, %r7
+               and %r0, 3
+               exit";
+    let f = frame();
+    for repeat in [1u32, 2, 5] {
+        let (r, out, _) = both_repeat(
+            &bpf,
+            xdp,
+            ProgType::Xdp,
+            &f,
+            Input::default(),
+            Some(xdp_ctx(0, f.len(), &XdpMd::default())),
+            repeat,
+        )
+        .unwrap();
+        // Run k incremented the byte 14 places after the data of its time, which was k bytes
+        // into the frame.
+        let mut want = f.clone();
+        for k in 0..repeat as usize {
+            want[14 + k] += 1;
+        }
+        assert_eq!(out, want[repeat as usize..], "repeat {repeat}");
+        assert_eq!(
+            r,
+            (f[14 + repeat as usize - 1] as u32 + 1) & 3,
+            "repeat {repeat}"
+        );
+    }
+    // skb->mark += 1 and cb[0] += 2 per run; r0 = the mark.
+    let tc = "ldxw %r2, [%r1+8]
+              add %r2, 1
+              stxw [%r1+8], %r2
+              ldxw %r3, [%r1+48]
+              add %r3, 2
+              stxw [%r1+48], %r3
+              mov %r0, %r2
+              exit";
+    let md = SkbMd {
+        mark: 5,
+        cb: [10, 0, 0, 0, 0],
+        ..SkbMd::default()
+    };
+    let input = Input {
+        skb: Some(md),
+        ..Input::default()
+    };
+    for repeat in [1u32, 3] {
+        let (r, _, ctx) = both_repeat(
+            &bpf,
+            tc,
+            ProgType::SchedCls,
+            &f,
+            input,
+            Some(skb_ctx(&md)),
+            repeat,
+        )
+        .unwrap();
+        assert_eq!(r, 5 + repeat, "mark after {repeat} runs");
+        assert_eq!(&ctx[48..52], &(10 + 2 * repeat).to_le_bytes(), "cb[0]");
     }
 }

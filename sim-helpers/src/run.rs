@@ -265,9 +265,14 @@ impl Runner {
         self.vm.budget = budget;
     }
 
-    /// `BPF_PROG_TEST_RUN` with `repeat`: the program runs `repeat` times (0 means 1) on fresh
-    /// copies of the packet and context, maps persisting as in the kernel; the result is the last
-    /// run's, with the events and trace lines of all of them and the average duration.
+    /// `BPF_PROG_TEST_RUN` with `repeat`: the program runs `repeat` times (0 means 1), as the
+    /// kernel's test-run loop does: the frame and context are set up once and every run gets
+    /// the same ones, as the previous run left them (nothing restores the packet or the context
+    /// between runs: a byte written, a head moved, an `__sk_buff` field set are what the next run
+    /// sees), with a fresh stack and budget each. Maps persist as in the kernel. The result is
+    /// the last run's (its return value, instructions, trap, tail calls, redirect) with the
+    /// packet and context after all of them, the events and trace lines of all of them, and the
+    /// average duration.
     pub fn run_repeat(
         &mut self,
         prog: &dyn Executable,
@@ -278,22 +283,14 @@ impl Runner {
     ) -> Result<RunResult, RunError> {
         let n = repeat.max(1);
         let started = self.timing.then(std::time::Instant::now);
-        let mut last = if n == 1 {
-            self.run_untimed(prog, prog_type, packet, input)?
-        } else {
-            let (mut events, mut trace) = (Vec::new(), Vec::new());
-            for _ in 1..n {
-                let r = self.run_untimed(prog, prog_type, packet, input)?;
-                events.extend(r.events);
-                trace.extend(r.trace);
-            }
-            let mut last = self.run_untimed(prog, prog_type, packet, input)?;
-            events.append(&mut last.events);
-            trace.append(&mut last.trace);
-            last.events = events;
-            last.trace = trace;
-            last
-        };
+        let mut last = match prog_type {
+            ProgType::Xdp => self.run_xdp(prog, packet, input.xdp, n),
+            ProgType::SocketFilter
+            | ProgType::SchedCls
+            | ProgType::SchedAct
+            | ProgType::CgroupSkb => self.run_skb(prog, prog_type, packet, input.skb, n),
+            other => Err(RunError::ProgType(other)),
+        }?;
         if let Some(t) = started {
             last.duration_ns = t.elapsed().as_nanos() as u64 / n as u64;
         }
@@ -310,27 +307,8 @@ impl Runner {
         self.run_repeat(prog, prog_type, packet, input, 1)
     }
 
-    /// One run, `duration_ns` 0.
-    #[inline]
-    fn run_untimed(
-        &mut self,
-        prog: &dyn Executable,
-        prog_type: ProgType,
-        packet: &[u8],
-        input: Input,
-    ) -> Result<RunResult, RunError> {
-        match prog_type {
-            ProgType::Xdp => self.run_xdp(prog, packet, input.xdp),
-            ProgType::SocketFilter
-            | ProgType::SchedCls
-            | ProgType::SchedAct
-            | ProgType::CgroupSkb => self.run_skb(prog, prog_type, packet, input.skb),
-            other => Err(RunError::ProgType(other)),
-        }
-    }
-
-    /// One run with `buf` as the packet region and `ctx` as the context (`set_base` tells the
-    /// context where its packet landed): what XDP and skb runs share.
+    /// `n` runs with `buf` as the packet region and `ctx` as the context (`set_base` tells the
+    /// context where its packet landed), mapped once: what XDP and skb runs share.
     fn execute<C: Context>(
         &mut self,
         prog: &dyn Executable,
@@ -338,6 +316,7 @@ impl Runner {
         buf: &mut [u8],
         ctx: &mut C,
         set_base: fn(&mut C, u64),
+        n: u32,
     ) -> Result<Executed, RunError> {
         let budget = self.vm.budget;
         let mut host = SimHost::new(&mut self.env, prog_type);
@@ -351,25 +330,38 @@ impl Runner {
             self.key_scratch.resize(want, 0);
         }
         host.key_scratch = (mem.map_mut(&mut self.key_scratch)?, want);
-        let mut current: &dyn Executable = prog;
-        let mut used = 0;
         let mut chain = Vec::new();
-        let out = loop {
-            let mut out = current.execute(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget - used);
-            used += out.insns;
-            out.insns = used;
-            match out.tail_call.and_then(|id| {
-                let p: &dyn Executable = self.programs.get((id as usize).wrapping_sub(1))?;
-                Some((id, p))
-            }) {
-                Some((id, next)) => {
-                    host.tail_calls += 1;
-                    chain.push(id);
-                    current = next;
+        let mut out;
+        let mut runs = n;
+        loop {
+            // Each run starts at the program with the whole budget and its own count of tail
+            // calls; the trace lines of every run are kept.
+            let mut current: &dyn Executable = prog;
+            let mut used = 0;
+            host.tail_calls = 0;
+            host.redirect = None;
+            chain.clear();
+            out = loop {
+                let mut out = current.execute(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget - used);
+                used += out.insns;
+                out.insns = used;
+                match out.tail_call.and_then(|id| {
+                    let p: &dyn Executable = self.programs.get((id as usize).wrapping_sub(1))?;
+                    Some((id, p))
+                }) {
+                    Some((id, next)) => {
+                        host.tail_calls += 1;
+                        chain.push(id);
+                        current = next;
+                    }
+                    None => break out,
                 }
-                None => break out,
+            };
+            runs -= 1;
+            if runs == 0 {
+                break;
             }
-        };
+        }
         let (redirect, trace) = (host.redirect, std::mem::take(&mut host.trace));
         self.views = reuse_views(std::mem::take(&mut host.maps));
         drop(host);
@@ -389,6 +381,7 @@ impl Runner {
         prog: &dyn Executable,
         packet: &[u8],
         md: XdpMd,
+        n: u32,
     ) -> Result<RunResult, RunError> {
         let mut buf = std::mem::take(&mut self.xdp_buf);
         let dirty = self.xdp_dirty.take();
@@ -400,9 +393,14 @@ impl Runner {
                 return Err(e.into());
             }
         };
-        let e = self.execute(prog, ProgType::Xdp, &mut buf, &mut ctx, |c, a| {
-            c.frame_addr = a
-        });
+        let e = self.execute(
+            prog,
+            ProgType::Xdp,
+            &mut buf,
+            &mut ctx,
+            |c, a| c.frame_addr = a,
+            n,
+        );
         let data = buf[ctx.meta..ctx.end].to_vec();
         self.xdp_buf = buf;
         let e = e?;
@@ -432,6 +430,7 @@ impl Runner {
         prog_type: ProgType,
         packet: &[u8],
         md: Option<SkbMd>,
+        n: u32,
     ) -> Result<RunResult, RunError> {
         let given = md.is_some();
         let SkbFrame { mut buf, mut ctx } =
@@ -450,7 +449,14 @@ impl Runner {
                 .into());
             }
         }
-        let e = self.execute(prog, prog_type, &mut buf, &mut ctx, |c, a| c.buf_addr = a)?;
+        let e = self.execute(
+            prog,
+            prog_type,
+            &mut buf,
+            &mut ctx,
+            |c, a| c.buf_addr = a,
+            n,
+        )?;
         let frame = SkbFrame { buf, ctx };
         let ctx_out = if given {
             frame.ctx.ctx_out()

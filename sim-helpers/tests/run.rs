@@ -614,3 +614,126 @@ fn the_jit_gets_what_the_verifier_proved() {
     let p = obj.program("xdp_count_unchecked", None).unwrap();
     assert!(p.jit_hints().no_ctx.is_empty());
 }
+
+/// `repeat` as the kernel's test-run loop: each run gets the packet as the previous one left it,
+/// its own budget and count of tail calls, and the result carries the trace lines of every run.
+#[test]
+fn repeat_runs_on_what_the_last_run_left() {
+    // data[14] += 1; printk("x"); r0 = data[14].
+    let p = prog(
+        "mov %r6, %r1
+         ldxw %r2, [%r6+0]
+         ldxw %r3, [%r6+4]
+         mov %r4, %r2
+         add %r4, 15
+         mov %r0, 0
+         jgt %r4, %r3, +10
+         ldxb %r7, [%r2+14]
+         add %r7, 1
+         stxb [%r2+14], %r7
+         mov %r1, 0x78
+         stxdw [%r10-8], %r1
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, 2
+         call 6
+         mov %r0, %r7
+         exit",
+    );
+    let mut r = Runner::default();
+    let mut pkt = PACKET.to_vec();
+    pkt[14] = 10;
+    let out = r
+        .run_repeat(&p, ProgType::Xdp, &pkt, Input::default(), 4)
+        .unwrap();
+    assert_eq!(out.retval, 14);
+    assert_eq!(out.data[14], 14);
+    assert_eq!(out.trace, vec!["x".to_string(); 4]);
+    assert_eq!(out.insns, 18, "the last run's count");
+    // The next batch starts from the packet given again.
+    let out = r
+        .run_repeat(&p, ProgType::Xdp, &pkt, Input::default(), 2)
+        .unwrap();
+    assert_eq!((out.retval, out.data[14]), (12, 12));
+    let out = r.run(&p, ProgType::Xdp, &pkt, Input::default()).unwrap();
+    assert_eq!((out.retval, out.data[14]), (11, 11));
+}
+
+#[test]
+fn repeat_counts_tail_calls_per_run() {
+    use bpfsim_helpers::run::{arena_addr, MAP_HANDLE_BASE};
+    let mut r = Runner::default();
+    let jmp = r
+        .maps
+        .create(&def("jmp", MapType::ProgArray, 4, 4, 1))
+        .unwrap();
+    r.maps
+        .create(&def("count", MapType::Array, 4, 8, 1))
+        .unwrap();
+    let src = format!(
+        "mov %r6, %r1
+         lddw %r2, {count:#x}
+         ldxdw %r3, [%r2]
+         add %r3, 1
+         stxdw [%r2], %r3
+         mov %r1, %r6
+         lddw %r2, {jmp:#x}
+         mov %r3, 0
+         call 12
+         mov %r0, 2
+         exit",
+        count = arena_addr(&r.maps, 1, 0),
+        jmp = MAP_HANDLE_BASE,
+    );
+    let p = prog(&src);
+    let id = r.add_program(p.clone());
+    r.maps
+        .update(jmp, &0u32.to_le_bytes(), &id.to_le_bytes(), 0)
+        .unwrap();
+    let out = r
+        .run_repeat(&p, ProgType::Xdp, &PACKET, Input::default(), 3)
+        .unwrap();
+    assert_eq!(out.tail_calls, vec![id; 33], "the last run's chain");
+    let count = r
+        .maps
+        .lookup(r.maps.by_name("count").unwrap(), &0u32.to_le_bytes())
+        .unwrap();
+    assert_eq!(
+        u64::from_le_bytes(count.try_into().unwrap()),
+        3 * 34,
+        "each run chains 33 tail calls of its own"
+    );
+}
+
+/// Without timing, `duration_ns` is 0 and everything else is what a timed run gives.
+#[test]
+fn timing_off_changes_only_the_duration() {
+    let p = prog(
+        "ldxw %r2, [%r1+0]
+         ldxw %r3, [%r1+4]
+         mov %r4, %r2
+         add %r4, 15
+         mov %r0, 1
+         jgt %r4, %r3, +4
+         ldxb %r0, [%r2+14]
+         add %r0, 1
+         stxb [%r2+14], %r0
+         mov %r0, 2
+         exit",
+    );
+    let (mut timed, mut untimed) = (Runner::default(), Runner::default());
+    untimed.set_timing(false);
+    for repeat in [1, 3] {
+        let mut a = timed
+            .run_repeat(&p, ProgType::Xdp, &PACKET, Input::default(), repeat)
+            .unwrap();
+        let b = untimed
+            .run_repeat(&p, ProgType::Xdp, &PACKET, Input::default(), repeat)
+            .unwrap();
+        assert_eq!(b.duration_ns, 0);
+        assert!(a.duration_ns > 0, "a timed run reads the clock");
+        a.duration_ns = 0;
+        assert_eq!(a, b);
+        assert_eq!(b.data[14], PACKET[14] + repeat as u8);
+    }
+}
