@@ -549,8 +549,14 @@ fn bench_reports_every_engine_in_json() {
     for e in ["interp", "jit"] {
         let ns = v["engines"][e]["ns_per_run"].as_f64().unwrap();
         assert!(ns > 0.0, "{v}");
-        assert!(v["engines"][e]["overhead_ns"].as_f64().unwrap() > 0.0);
+        let o = v["engines"][e]["overhead_ns"].as_f64().unwrap();
+        assert!(o > 0.0);
+        // A whole test run (frame, result) costs more than a run within a repeat batch.
+        let single = v["engines"][e]["single_run_overhead_ns"].as_f64().unwrap();
+        assert!(single > o, "{v}");
     }
+    assert_eq!(v["repeat"], 2000);
+    assert!(v["measures"].as_str().unwrap().contains("repeat"), "{v}");
     assert_eq!(v["program"], "xdp_tcp_9090");
     let (code, _, err) = bpfsim(&["bench", path(&obj), "--packet", "00", "--engines", "warp"]);
     assert_eq!(code, 2);
