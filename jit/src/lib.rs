@@ -249,7 +249,7 @@ impl JitProgram {
         self.enter_with_memory(&mut ctx, vm, host, input)
     }
 
-    #[inline]
+    #[inline(always)]
     fn enter_with_memory(
         &self,
         ctx: &mut VmCtx,
@@ -303,7 +303,7 @@ impl JitProgram {
     /// run of this program: everything the generated code reads before it writes is set here
     /// (the region table, the budget, the arguments, the memory map and the host), so a
     /// context can serve any number of runs (see [`JitSession`]).
-    #[inline]
+    #[inline(always)]
     fn enter(
         &self,
         vm: &mut VmCtx,

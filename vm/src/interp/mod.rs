@@ -111,15 +111,13 @@ struct Env<'e, 'm> {
     left: u64,
     /// The run's whole budget, for the budget trap.
     budget: u64,
-}
-
-/// How a level (one frame's activation, see `Interpreter::level`) ended.
-enum Stop {
-    /// The frame's `exit`, with `r0`.
-    Return(u64),
-    /// The program ended inside it: a helper's exit (`r0`), a tail call (`0`, the target), or a
-    /// legacy packet load past the packet (`0`).
-    Halt(u64, Option<u32>),
+    /// Whether the program ended inside a level rather than at its frame's `exit`: a helper's
+    /// exit, a tail call, or a legacy packet load past the packet. Every level then returns at
+    /// once with the value it got. Kept here rather than in each level's return value, so that a
+    /// level returns `Result<u64, Trap>`, the run's result as it is, without a conversion.
+    halted: bool,
+    /// The program a tail call continues in, when the program halted for one.
+    tail: Option<u32>,
 }
 
 fn mem_trap(f: MemFault, pc: usize) -> Trap {
@@ -186,11 +184,12 @@ impl Interpreter {
         budget: u64,
     ) -> Outcome {
         let mut left = budget;
-        let result = self.exec::<EXACT>(0, 0, mem, host, Init::Args(args), &mut left, budget);
+        let (result, tail_call) =
+            self.exec::<EXACT>(0, 0, mem, host, Init::Args(args), &mut left, budget);
         Outcome {
-            result: result.map(|(r0, _)| r0),
+            result,
             insns: budget - left,
-            tail_call: result.ok().and_then(|(_, t)| t),
+            tail_call,
         }
     }
 
@@ -216,11 +215,12 @@ impl Interpreter {
             "finish_budget at slot {pc}, outside the program"
         );
         let mut left = steps;
-        let result = self.exec::<false>(pc, depth, mem, host, Init::Regs(regs), &mut left, budget);
+        let (result, tail_call) =
+            self.exec::<false>(pc, depth, mem, host, Init::Regs(regs), &mut left, budget);
         Outcome {
-            result: result.map(|(r0, _)| r0),
+            result,
             insns: steps - left,
-            tail_call: result.ok().and_then(|(_, t)| t),
+            tail_call,
         }
     }
 
@@ -288,8 +288,9 @@ impl Interpreter {
         let mut made = 0;
         for args in calls {
             made += 1;
-            let (ret, _) =
-                self.exec::<EXACT>(entry, depth + 1, mem, host, Init::Args(args), left, budget)?;
+            let ret = self
+                .exec::<EXACT>(entry, depth + 1, mem, host, Init::Args(args), left, budget)
+                .0?;
             if ret != 0 {
                 break;
             }
@@ -298,7 +299,7 @@ impl Interpreter {
     }
 
     /// Run from slot `start` in frame `base` (0 for the program, deeper for a callback) until
-    /// that frame exits.
+    /// that frame exits: `r0` or the trap, and the program a tail call continues in.
     /// Inlined into its callers so that the arguments go to the registers without a round trip
     /// through memory (a wide reload of narrow stores stalls store forwarding).
     #[allow(clippy::too_many_arguments)]
@@ -312,7 +313,7 @@ impl Interpreter {
         init: Init,
         left: &mut u64,
         budget: u64,
-    ) -> Result<(u64, Option<u32>), Trap> {
+    ) -> (Result<u64, Trap>, Option<u32>) {
         // 16 registers so that a 4-bit index needs no bounds check; only r0-r10 are ever named.
         let mut r = [0u64; 16];
         match init {
@@ -332,13 +333,14 @@ impl Interpreter {
             host,
             left: *left,
             budget,
+            halted: false,
+            tail: None,
         };
-        let stop = self.level::<EXACT>(&mut r, start, base, &mut env);
+        let result = self.level::<EXACT>(&mut r, start, base, &mut env);
         *left = env.left;
-        match stop? {
-            Stop::Return(r0) => Ok((r0, None)),
-            Stop::Halt(r0, tail) => Ok((r0, tail)),
-        }
+        // A tail call halts with `Ok`; a trap never follows it.
+        let tail = if result.is_ok() { env.tail } else { None };
+        (result, tail)
     }
 
     /// Execute frame `depth` from slot `start` until it exits; a local call runs the callee as a
@@ -358,7 +360,7 @@ impl Interpreter {
         start: usize,
         depth: usize,
         env: &mut Env<'_, '_>,
-    ) -> Result<Stop, Trap> {
+    ) -> Result<u64, Trap> {
         let ops = if EXACT {
             &self.plain[..]
         } else {
@@ -703,11 +705,14 @@ impl Interpreter {
                         Ok(v) => r[0] = v,
                         Err(HelperStop::Exit(v)) => {
                             settle!();
-                            return Ok(Stop::Halt(v, None));
+                            env.halted = true;
+                            return Ok(v);
                         }
                         Err(HelperStop::TailCall(target)) => {
                             settle!();
-                            return Ok(Stop::Halt(0, Some(target)));
+                            env.halted = true;
+                            env.tail = Some(target);
+                            return Ok(0);
                         }
                         Err(HelperStop::Loop {
                             func,
@@ -765,8 +770,9 @@ impl Interpreter {
                     r[10] = frame_pointer(depth + 1);
                     env.left = n;
                     let callee = op.off as usize;
-                    if let Stop::Halt(r0, tail) = self.level::<EXACT>(r, callee, depth + 1, env)? {
-                        return Ok(Stop::Halt(r0, tail));
+                    let r0 = self.level::<EXACT>(r, callee, depth + 1, env)?;
+                    if env.halted {
+                        return Ok(r0);
                     }
                     n = env.left;
                     r[6..11].copy_from_slice(&saved);
@@ -774,7 +780,7 @@ impl Interpreter {
                 }
                 K::Exit => {
                     settle!();
-                    return Ok(Stop::Return(r[0]));
+                    return Ok(r[0]);
                 }
                 K::LdAbs | K::LdInd => {
                     let base = if op.kind == K::LdInd {
@@ -793,7 +799,8 @@ impl Interpreter {
                         // Out of the packet: the kernel ends the program with r0 = 0.
                         Ok(None) => {
                             settle!();
-                            return Ok(Stop::Halt(0, None));
+                            env.halted = true;
+                            return Ok(0);
                         }
                         Err(_) => {
                             let mode = if op.kind == K::LdInd { 0x40 } else { 0x20 };
