@@ -101,6 +101,8 @@ pub fn run(args: CompareArgs) -> Result<Verdict, String> {
                     log_level: 1,
                     json: args.json,
                     compare_kernel: true,
+                    // The process default, which `--btf` set.
+                    btf: None,
                 })?;
                 return Ok(Verdict::Differ);
             }

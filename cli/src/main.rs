@@ -125,6 +125,10 @@ enum Command {
         /// when bpf(2) is unavailable).
         #[arg(long, default_value = "interp")]
         engine: String,
+        /// The kernel's BTF for CO-RE relocations and tracing attach targets (a raw BTF file
+        /// such as another machine's /sys/kernel/btf/vmlinux; default: this machine's).
+        #[arg(long)]
+        btf: Option<PathBuf>,
     },
     /// Verify programs as the Linux kernel's verifier would: one verdict per program.
     Verify {
@@ -149,6 +153,10 @@ enum Command {
         /// the kernel cannot be asked).
         #[arg(long)]
         compare_kernel: bool,
+        /// The kernel's BTF for CO-RE relocations and tracing attach targets (a raw BTF file
+        /// such as another machine's /sys/kernel/btf/vmlinux; default: this machine's).
+        #[arg(long)]
+        btf: Option<PathBuf>,
     },
     /// Run an object's programs in the simulator and in the live kernel over the same packets,
     /// and report every difference (exit 1 on any, 3 when the kernel cannot be used).
@@ -177,6 +185,10 @@ enum Command {
         /// NAME:KEYHEX=@PROG for a program array slot (repeatable).
         #[arg(long = "map")]
         maps: Vec<String>,
+        /// The kernel's BTF for CO-RE relocations and tracing attach targets (a raw BTF file
+        /// such as another machine's /sys/kernel/btf/vmlinux; default: this machine's).
+        #[arg(long)]
+        btf: Option<PathBuf>,
     },
     /// Time one program under each engine (interleaved rounds, medians), with per-call overhead
     /// and ratios to the kernel.
@@ -451,7 +463,9 @@ fn main() -> ExitCode {
             maps,
             dump_maps,
             engine,
+            btf,
         } => (|| {
+            use_btf(btf);
             let kernel = engine == "kernel";
             let engine = match kernel {
                 true => bpfsim::sim::object::Engine::Interp,
@@ -500,6 +514,7 @@ fn main() -> ExitCode {
             log_level,
             format,
             compare_kernel,
+            btf,
         } => (|| {
             let prog_type = match prog_type {
                 Some(t) => Some(bpfsim::vm::spec::ProgType::from_name(&t).ok_or_else(|| {
@@ -520,6 +535,7 @@ fn main() -> ExitCode {
                 log_level,
                 json,
                 compare_kernel,
+                btf,
             })?;
             Ok(match outcome {
                 bpfsim::verify_cmd::Outcome::Accepted => ExitCode::SUCCESS,
@@ -537,7 +553,9 @@ fn main() -> ExitCode {
             ignore,
             ctx,
             maps,
+            btf,
         } => (|| {
+            use_btf(btf);
             let json = match format.as_str() {
                 "json" => true,
                 "text" => false,
@@ -626,5 +644,12 @@ fn main() -> ExitCode {
             eprintln!("bpfsim: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `--btf FILE`: every object this process loads takes its kernel BTF from FILE.
+fn use_btf(btf: Option<PathBuf>) {
+    if let Some(path) = btf {
+        bpfsim::vm::loader::set_default_kernel_btf(bpfsim::vm::loader::KernelBtfSource::File(path));
     }
 }

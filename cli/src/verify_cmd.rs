@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use bpfsim_verifier::{verify, verify_object_program, Options, Verdict};
-use bpfsim_vm::loader::load_object;
+use bpfsim_vm::loader::{load_object_with, LoadOptions};
 use bpfsim_vm::spec::ProgType;
 use bpfsim_vm::Program;
 use serde_json::json;
@@ -16,6 +16,8 @@ pub struct VerifyArgs {
     pub log_level: u32,
     pub json: bool,
     pub compare_kernel: bool,
+    /// The kernel BTF file for CO-RE and attach targets (default: /sys/kernel/btf/vmlinux).
+    pub btf: Option<PathBuf>,
 }
 
 /// What the command ends with: 0 all accepted (and agreeing), 1 a rejection or a disagreement,
@@ -239,7 +241,12 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
         }
         (None, Some(path)) => {
             let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let obj = load_object(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            let opts = match &args.btf {
+                Some(file) => LoadOptions::with_btf_file(Some(file)),
+                None => LoadOptions::default(),
+            };
+            let obj =
+                load_object_with(&bytes, &opts).map_err(|e| format!("{}: {e}", path.display()))?;
             let progs: Vec<_> = match &args.prog {
                 Some(name) => match obj.find_program(name) {
                     Ok(p) => vec![p.clone()],

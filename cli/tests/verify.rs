@@ -183,10 +183,16 @@ fn compare_kernel_agrees_or_says_why_not() {
 #[test]
 fn programs_the_loader_refuses_are_named_and_exit_2() {
     let obj = vectors().join("../loader/unsupported.bpf.o");
-    let (code, out, err) = bpfsim(&["verify", obj.to_str().unwrap()]);
+    // Without the kernel's BTF, the CO-RE program says what it needs.
+    let no_btf = "/nonexistent/vmlinux";
+    let (code, out, err) = bpfsim(&["verify", obj.to_str().unwrap(), "--btf", no_btf]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
         err.contains("core_reader (section kprobe/do_nanosleep): not verified, the loader refuses it: CO-RE relocation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("needs the kernel's BTF: cannot read /nonexistent/vmlinux"),
         "{err}"
     );
     assert!(
@@ -194,7 +200,14 @@ fn programs_the_loader_refuses_are_named_and_exit_2() {
         "{err}"
     );
     // JSON: one record per refused program, with the reason and no verdict.
-    let (code, out, _) = bpfsim(&["verify", obj.to_str().unwrap(), "--format", "json"]);
+    let (code, out, _) = bpfsim(&[
+        "verify",
+        obj.to_str().unwrap(),
+        "--format",
+        "json",
+        "--btf",
+        no_btf,
+    ]);
     assert_eq!(code, 2);
     let records: Vec<serde_json::Value> = out
         .lines()
@@ -208,7 +221,7 @@ fn programs_the_loader_refuses_are_named_and_exit_2() {
     assert!(core["load_error"]
         .as_str()
         .unwrap()
-        .contains("is not supported"));
+        .contains("needs the kernel's BTF"));
     // Asking for a program the loader takes leaves the others out.
     let ok: Vec<&str> = records
         .iter()
@@ -220,4 +233,35 @@ fn programs_the_loader_refuses_are_named_and_exit_2() {
         assert_eq!(code, 0, "{err}");
         assert!(!err.contains("not verified"), "{err}");
     }
+}
+
+/// CO-RE programs relocated against this machine's BTF load into the kernel as they are
+/// verified here: the same bytes, the same verdicts (a poisoned reachable read refused by both).
+#[test]
+fn core_programs_agree_with_the_kernel() {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return println!("skipped: no /sys/kernel/btf/vmlinux");
+    }
+    let obj = vectors().join("../loader/core.bpf.o");
+    let obj = obj.to_str().unwrap();
+    for (prog, accepted) in [
+        ("read_pid", true),
+        ("kinds", true),
+        ("guarded", true),
+        ("unguarded", false),
+    ] {
+        let (code, out, err) = bpfsim(&["verify", obj, "--prog", prog, "--compare-kernel"]);
+        if code == 3 {
+            assert!(err.contains("kernel unavailable"), "{err}");
+            return println!("skipped: {}", err.trim());
+        }
+        assert_eq!(code, if accepted { 0 } else { 1 }, "{prog}: {out}{err}");
+        assert!(out.contains("(agree)"), "{prog}: {out}");
+    }
+    let (code, out, err) = bpfsim(&["verify", obj, "--prog", "unguarded"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.contains("REJECTED: invalid func unknown#195896080"),
+        "{out}"
+    );
 }

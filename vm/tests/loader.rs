@@ -2,10 +2,13 @@
 //! section names, map definitions, global data, relocations, linked subprograms and refusals.
 
 use bpfsim_vm::asm::{assemble, disassemble};
-use bpfsim_vm::isa::{CallTarget, Imm64, Insn};
+use std::sync::Arc;
+
+use bpfsim_vm::isa::{AluOp, CallTarget, Imm64, Insn, Source};
 use bpfsim_vm::loader::{
-    load_object, AttachType, MapInitTarget, ObjProgram, Object, ObjectError, BPF_F_MMAPABLE,
-    BPF_F_RDONLY_PROG, BPF_F_XDP_HAS_FRAGS,
+    load_object, load_object_with, AttachType, Btf, BtfEnumValue, BtfKind, BtfMember, BtfParam,
+    BtfType, KernelBtfSource, LoadOptions, MapInitTarget, ObjProgram, Object, ObjectError,
+    TargetBtf, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_F_XDP_HAS_FRAGS, POISON_IMM,
 };
 use bpfsim_vm::spec::{MapType, ProgType};
 use bpfsim_vm::{Interpreter, NoHelpers, Program, Vm};
@@ -24,6 +27,7 @@ fn load(name: &str) -> Object {
 
 const FIXTURES: &[&str] = &[
     "calls.bpf.o",
+    "core.bpf.o",
     "globals.bpf.o",
     "linked.o",
     "maps_btf.bpf.o",
@@ -619,14 +623,19 @@ fn text_functions_load_by_name_with_a_type() {
 
 #[test]
 fn unsupported_features_reject_only_the_programs_that_use_them() {
-    let obj = load("unsupported.bpf.o");
+    // Without kernel BTF, the CO-RE program is refused with what it needs.
+    let no_btf = LoadOptions {
+        kernel_btf: KernelBtfSource::None,
+    };
+    let obj = load_object_with(&fixture("unsupported.bpf.o"), &no_btf).unwrap();
     assert_eq!(obj.programs.len(), 1);
     assert_eq!(obj.programs[0].name, "plain");
     let core = obj.find_program("core_reader").unwrap_err();
     assert_eq!(
         core.to_string(),
-        "CO-RE relocation against kernel type struct task_struct (field byte offset, access 0:0) \
-         in section 'kprobe/do_nanosleep' is not supported (instruction 3, symbol 'core_reader')"
+        "CO-RE relocation against struct task_struct (field byte offset, access 0:0) \
+         in section 'kprobe/do_nanosleep' (instruction 3, symbol 'core_reader') needs the \
+         kernel's BTF: no kernel BTF was given"
     );
     assert_eq!(core.section(), "kprobe/do_nanosleep");
     let kfunc = obj.find_program("kfunc_caller").unwrap_err();
@@ -651,6 +660,202 @@ fn unsupported_features_reject_only_the_programs_that_use_them() {
             ("kfunc_caller", "tc")
         ]
     );
+    // With it, the field offset is relocated (`&task->pid` is `r1 += 12` here).
+    let obj = load_object_with(&fixture("unsupported.bpf.o"), &test_kernel()).unwrap();
+    let p = obj.find_program("core_reader").unwrap();
+    assert!(
+        p.insns.iter().any(|i| matches!(
+            i,
+            Insn::Alu {
+                src: Source::Imm(12),
+                ..
+            }
+        )),
+        "{:?}",
+        p.insns
+    );
+}
+
+/// A made-up kernel: `struct task_struct { long state; int tgid; int pid; }` (pid at 12),
+/// `struct sk_buff` of 232 bytes, `enum bpf_map_type { BPF_MAP_TYPE_HASH = 7 }`, and the
+/// tracing targets `do_nanosleep`, `btf_trace_sched_switch` and `bpf_lsm_file_open`.
+fn test_kernel_btf() -> Btf {
+    let int = |name: &str, size: u32, signed: bool| BtfType {
+        name: name.into(),
+        kind: BtfKind::Int {
+            size,
+            encoding: signed as u8,
+            offset: 0,
+            bits: (size * 8) as u8,
+        },
+    };
+    let m = |name: &str, type_id: u32, bit_offset: u32| BtfMember {
+        name: name.into(),
+        type_id,
+        bit_offset,
+        bitfield_size: 0,
+    };
+    let t = |name: &str, kind: BtfKind| BtfType {
+        name: name.into(),
+        kind,
+    };
+    let p = |name: &str, type_id: u32| BtfParam {
+        name: name.into(),
+        type_id,
+    };
+    Btf::from_types(vec![
+        int("long", 8, true), // [1]
+        int("int", 4, true),  // [2]
+        t(
+            "task_struct",
+            BtfKind::Struct {
+                size: 16,
+                members: vec![m("state", 1, 0), m("tgid", 2, 64), m("pid", 2, 96)],
+            },
+        ), // [3]
+        t(
+            "sk_buff",
+            BtfKind::Struct {
+                size: 232,
+                members: vec![m("len", 2, 0)],
+            },
+        ), // [4]
+        t(
+            "bpf_map_type",
+            BtfKind::Enum {
+                size: 4,
+                signed: false,
+                values: vec![BtfEnumValue {
+                    name: "BPF_MAP_TYPE_HASH".into(),
+                    value: 7,
+                }],
+            },
+        ), // [5]
+        t("", BtfKind::Ptr { target: 0 }), // [6] void *
+        t(
+            "",
+            BtfKind::FuncProto {
+                ret: 2,
+                params: vec![p("t", 6), p("mode", 2)],
+            },
+        ), // [7]
+        t(
+            "do_nanosleep",
+            BtfKind::Func {
+                proto: 7,
+                linkage: 0,
+            },
+        ), // [8]
+        t(
+            "",
+            BtfKind::FuncProto {
+                ret: 0,
+                params: vec![p("", 6), p("preempt", 2)],
+            },
+        ), // [9]
+        t("", BtfKind::Ptr { target: 9 }), // [10]
+        t("btf_trace_sched_switch", BtfKind::Typedef { target: 10 }), // [11]
+        t(
+            "",
+            BtfKind::FuncProto {
+                ret: 2,
+                params: vec![p("file", 6)],
+            },
+        ), // [12]
+        t(
+            "bpf_lsm_file_open",
+            BtfKind::Func {
+                proto: 12,
+                linkage: 0,
+            },
+        ), // [13]
+    ])
+}
+
+fn test_kernel() -> LoadOptions {
+    LoadOptions {
+        kernel_btf: KernelBtfSource::Parsed(Arc::new(TargetBtf::new(test_kernel_btf(), "test"))),
+    }
+}
+
+/// Immediates of the `mov`/`lddw` instructions of a program, in order.
+fn immediates(p: &ObjProgram) -> Vec<i64> {
+    p.insns
+        .iter()
+        .filter_map(|i| match i {
+            Insn::Alu {
+                op: AluOp::Mov,
+                src: Source::Imm(v),
+                ..
+            } => Some(*v as i64),
+            Insn::LdImm64 {
+                imm: Imm64::Imm(v), ..
+            } => Some(*v as i64),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn core_relocations_of_every_kind_against_a_made_up_kernel() {
+    let obj = load_object_with(&fixture("core.bpf.o"), &test_kernel()).unwrap();
+    // BPF_CORE_READ(t, pid): `r1 = offsetof(pid)`, added to the task pointer.
+    let read = obj.find_program("read_pid").unwrap();
+    assert_eq!(immediates(read)[0], 12);
+    // kinds: type id (lddw), exists(tgid), size(tgid), offset(tgid), exists(no_such_field),
+    // type exists x2, sizeof(sk_buff), enum value exists x2 and the value (lddw).
+    let kinds = obj.find_program("kinds").unwrap();
+    assert_eq!(
+        immediates(kinds),
+        [3, 1, 0, 1, 4, 8, 0, 1, 0, 232, 1, 0, 7],
+        "{}",
+        bpfsim_vm::asm::disassemble(&kinds.insns)
+    );
+    // A read of a field the kernel lacks becomes `call 0xbad2310`, reachable only in
+    // `unguarded`.
+    for name in ["guarded", "unguarded"] {
+        let p = obj.find_program(name).unwrap();
+        assert!(
+            p.insns
+                .iter()
+                .any(|i| matches!(i, Insn::Call(CallTarget::Helper(id)) if *id == POISON_IMM)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn core_relocation_errors_reject_the_program() {
+    // Two flavors of task_struct with pid at different offsets: libbpf's ambiguity error.
+    let mut types = test_kernel_btf().types()[1..].to_vec();
+    let int = 2;
+    types.push(BtfType {
+        name: "task_struct___2".into(),
+        kind: BtfKind::Struct {
+            size: 8,
+            members: vec![BtfMember {
+                name: "pid".into(),
+                type_id: int,
+                bit_offset: 32,
+                bitfield_size: 0,
+            }],
+        },
+    });
+    let opts = LoadOptions {
+        kernel_btf: KernelBtfSource::Parsed(Arc::new(TargetBtf::new(
+            Btf::from_types(types),
+            "test",
+        ))),
+    };
+    let obj = load_object_with(&fixture("core.bpf.o"), &opts).unwrap();
+    let err = obj.find_program("read_pid").unwrap_err();
+    assert!(matches!(err, ObjectError::Core { insn: 1, .. }), "{err}");
+    assert!(
+        err.to_string().contains("field offset ambiguity: 32 != 96"),
+        "{err}"
+    );
+    // Programs without a task_struct relocation still load.
+    assert!(obj.find_program("fentry_sleep").is_ok());
 }
 
 /// Byte offset of `needle` in `hay` (the fixtures' code is found by its bytes).

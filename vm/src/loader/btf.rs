@@ -234,6 +234,29 @@ impl Btf {
         Ok(Btf { types, strings })
     }
 
+    /// Parse raw BTF (a `.BTF` section, or a kernel's `/sys/kernel/btf/vmlinux`).
+    pub fn from_bytes(data: &[u8], what: &str) -> Result<Btf, super::ObjectError> {
+        Btf::parse(data).map_err(|e| super::ObjectError::Btf {
+            section: what.to_string(),
+            offset: e.offset,
+            detail: e.detail,
+        })
+    }
+
+    /// BTF made of these types (id 1 first; `void` is added as id 0), for building target BTF
+    /// in tests and tools; type names are kept as given, the string section is empty.
+    pub fn from_types(types: Vec<BtfType>) -> Btf {
+        let mut all = vec![BtfType {
+            name: String::new(),
+            kind: BtfKind::Void,
+        }];
+        all.extend(types);
+        Btf {
+            types: all,
+            strings: vec![0],
+        }
+    }
+
     /// All types; index = type id (0 is `void`).
     pub fn types(&self) -> &[BtfType] {
         &self.types

@@ -51,6 +51,32 @@ pub enum ObjectError {
         insn: usize,
         symbol: String,
     },
+    /// The program needs the kernel's BTF (CO-RE relocations, a tracing program's attach
+    /// target) and there is none: `reason` says why and where to get one.
+    #[error("{feature} in section '{section}' (instruction {insn}, symbol '{symbol}') needs the kernel's BTF: {reason}")]
+    NeedsKernelBtf {
+        feature: String,
+        section: String,
+        insn: usize,
+        symbol: String,
+        reason: String,
+    },
+    /// A CO-RE relocation cannot be resolved against the kernel's BTF, or the instruction it
+    /// names cannot take the value (libbpf fails the load the same way).
+    #[error("CO-RE relocation failed in section '{section}' (instruction {insn}, symbol '{symbol}'): {detail}")]
+    Core {
+        section: String,
+        insn: usize,
+        symbol: String,
+        detail: String,
+    },
+    /// A tracing, LSM or iterator program's attach target is not in the kernel's BTF.
+    #[error("program '{symbol}' (section '{section}'): {detail}")]
+    AttachTarget {
+        section: String,
+        symbol: String,
+        detail: String,
+    },
     /// A function's bytecode does not decode.
     #[error("function '{symbol}' in section '{section}' instruction {insn} (opcode {opcode:#04x}): {kind}")]
     Decode {
@@ -121,6 +147,9 @@ impl ObjectError {
             | ObjectError::Map { section, .. }
             | ObjectError::Reloc { section, .. }
             | ObjectError::Unsupported { section, .. }
+            | ObjectError::NeedsKernelBtf { section, .. }
+            | ObjectError::Core { section, .. }
+            | ObjectError::AttachTarget { section, .. }
             | ObjectError::Decode { section, .. }
             | ObjectError::Structure { section, .. } => section,
         }

@@ -11,7 +11,7 @@ use super::btf_ext::CoreRelo;
 use super::elf::{Elf, STB_LOCAL, STT_FUNC};
 use super::maps::Maps;
 use super::reloc::{self, Fixup, FuncExtent};
-use super::ObjectError;
+use super::{ObjectError, Target};
 use crate::isa::{self, CallTarget, Imm64, Insn, RawInsn};
 
 /// One function of the object, as it appears in a linked program.
@@ -61,6 +61,7 @@ impl Linker {
         maps: &Maps,
         btf: Option<&Btf>,
         core: &[CoreRelo],
+        target: &Target<'_>,
     ) -> Result<Linker, ObjectError> {
         let mut funcs = Vec::new();
         for (index, section) in elf.sections.iter().enumerate() {
@@ -74,7 +75,7 @@ impl Linker {
                     "code size is not a multiple of 8 bytes",
                 ));
             }
-            let raws: Vec<RawInsn> = section
+            let mut raws: Vec<RawInsn> = section
                 .data
                 .chunks_exact(8)
                 .map(|c| RawInsn::from_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
@@ -107,7 +108,18 @@ impl Linker {
                     len: (s.size / 8) as usize,
                 });
             }
-            let fixups = reloc::resolve(elf, index, maps, btf, core, &extents)?;
+            let fixups = reloc::resolve(
+                elf,
+                index,
+                maps,
+                btf,
+                &reloc::CoreInput {
+                    relos: core,
+                    target,
+                },
+                &extents,
+                &mut raws,
+            )?;
             for (s, e) in syms.iter().zip(&extents) {
                 let code = &raws[e.start..e.start + e.len];
                 funcs.push(Function {

@@ -28,14 +28,24 @@ mod elf;
 mod error;
 mod link;
 mod maps;
+mod relo_core;
 mod reloc;
 mod sections;
+mod target;
 
 pub use btf::{Btf, BtfEnumValue, BtfKind, BtfMember, BtfParam, BtfType, BtfVarSecinfo};
 pub use error::ObjectError;
 pub use link::PlacedFunction;
 pub use maps::{GlobalInit, MapInit, MapInitTarget, MapSource, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG};
+pub use relo_core::POISON_IMM;
 pub use sections::{section_def, AttachType, SectionDef, BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS};
+pub use target::{
+    essential_name_len, kernel_btf, set_default_kernel_btf, KernelBtfSource, LoadOptions,
+    TargetBtf, SYSTEM_VMLINUX_BTF,
+};
+
+use std::cell::OnceCell;
+use std::sync::Arc;
 
 use crate::isa::{self, Insn};
 use crate::program::Program;
@@ -133,8 +143,40 @@ pub struct RejectedProgram {
     pub error: ObjectError,
 }
 
-/// Parse an eBPF ELF object. Never panics, whatever the bytes.
+/// The kernel BTF, fetched the first time something needs it.
+pub(crate) struct Target<'a> {
+    source: &'a KernelBtfSource,
+    got: OnceCell<Result<Arc<TargetBtf>, String>>,
+}
+
+impl<'a> Target<'a> {
+    fn new(source: &'a KernelBtfSource) -> Target<'a> {
+        Target {
+            source,
+            got: OnceCell::new(),
+        }
+    }
+
+    /// The kernel's BTF, or why there is none.
+    pub(crate) fn get(&self) -> Result<&TargetBtf, String> {
+        match self.got.get_or_init(|| kernel_btf(self.source)) {
+            Ok(b) => Ok(b),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// Parse an eBPF ELF object, with CO-RE relocations and attach targets resolved against the
+/// running kernel's BTF (`/sys/kernel/btf/vmlinux`, or what [`set_default_kernel_btf`] chose)
+/// when a program needs it. Never panics, whatever the bytes.
 pub fn load_object(bytes: &[u8]) -> Result<Object, ObjectError> {
+    load_object_with(bytes, &LoadOptions::default())
+}
+
+/// [`load_object`] with the kernel BTF taken from `opts` (a file, BTF already parsed, or none).
+/// The BTF is read only when a program has a CO-RE relocation or a BTF attach target.
+pub fn load_object_with(bytes: &[u8], opts: &LoadOptions) -> Result<Object, ObjectError> {
+    let target = Target::new(&opts.kernel_btf);
     let elf = Elf::parse(bytes)?;
     let btf_error = |section: &str, e: btf::BtfError| ObjectError::Btf {
         section: section.to_string(),
@@ -158,7 +200,7 @@ pub fn load_object(bytes: &[u8]) -> Result<Object, ObjectError> {
         _ => Vec::new(),
     };
     let maps = maps::collect(&elf, btf.as_ref())?;
-    let linker = Linker::build(&elf, &maps, btf.as_ref(), &core)?;
+    let linker = Linker::build(&elf, &maps, btf.as_ref(), &core, &target)?;
 
     let license = elf
         .section_by_name("license")

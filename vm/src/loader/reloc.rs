@@ -1,6 +1,7 @@
 //! Relocation records of a code section, resolved to what each relocated instruction refers to
 //! (a map, global data, code, or something unsupported), the way `bpf_program__record_reloc`
-//! in libbpf classifies them. Nothing is patched here: [`super::link`] applies the fixups.
+//! in libbpf classifies them; [`super::link`] applies those fixups. CO-RE relocations are
+//! resolved against the kernel's BTF and patched into the raw code here (see [`super::core`]).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,10 @@ use super::btf::{Btf, BtfKind};
 use super::btf_ext::{core_kind_name, CoreRelo};
 use super::elf::{Elf, Symbol, R_BPF_NONE, STT_FUNC, STT_SECTION};
 use super::maps::Maps;
+use super::relo_core as core;
 use super::ObjectError;
+use super::Target;
+use crate::isa::RawInsn;
 
 const CALL: u8 = 0x85;
 const LDDW: u8 = 0x18;
@@ -35,15 +39,23 @@ pub(crate) struct FuncExtent<'a> {
     pub len: usize,
 }
 
+/// The object's CO-RE records and the kernel BTF they resolve against.
+pub(crate) struct CoreInput<'a> {
+    pub relos: &'a [CoreRelo],
+    pub target: &'a Target<'a>,
+}
+
 /// Resolve the relocations and CO-RE records that apply to code section `index`, keyed by slot.
 pub(crate) fn resolve(
     elf: &Elf<'_>,
     index: usize,
     maps: &Maps,
     btf: Option<&Btf>,
-    core: &[CoreRelo],
+    core: &CoreInput<'_>,
     funcs: &[FuncExtent<'_>],
+    raws: &mut [RawInsn],
 ) -> Result<BTreeMap<usize, Fixup>, ObjectError> {
+    let (core, target) = (core.relos, core.target);
     let section = &elf.sections[index];
     let code = section.data;
     let mut fixups = BTreeMap::new();
@@ -71,7 +83,8 @@ pub(crate) fn resolve(
             classify(elf, &section.name, slot, raw, sym, maps, btf).unwrap_or_else(Fixup::Reject);
         fixups.insert(slot, fixup);
     }
-    for relo in core.iter().filter(|r| r.section == section.name) {
+    let records = core.iter().filter(|r| r.section == section.name);
+    for (idx, relo) in records.enumerate() {
         let slot = relo.insn_off as usize / 8;
         if relo.insn_off % 8 != 0 || slot >= code.len() / 8 {
             return Err(ObjectError::Btf {
@@ -83,18 +96,48 @@ pub(crate) fn resolve(
                 ),
             });
         }
-        let type_name = btf.map_or_else(|| "?".into(), |b| b.type_name(relo.type_id));
         let func = funcs
             .iter()
             .find(|f| slot >= f.start && slot - f.start < f.len)
             .map_or("", |f| f.name);
-        let feature = format!(
-            "CO-RE relocation against kernel type {type_name} ({}, access {})",
-            core_kind_name(relo.kind),
-            relo.access
-        );
-        let err = ObjectError::unsupported(feature, &section.name, slot, func);
-        fixups.insert(slot, Fixup::Reject(err));
+        let Some(local) = btf else {
+            continue;
+        };
+        let target_btf = if core::needs_target(relo.kind) {
+            match target.get() {
+                Ok(t) => Some(t),
+                Err(reason) => {
+                    let feature = format!(
+                        "CO-RE relocation against {} ({}, access {})",
+                        local.type_name(relo.type_id),
+                        core_kind_name(relo.kind),
+                        relo.access
+                    );
+                    let err = ObjectError::NeedsKernelBtf {
+                        feature,
+                        section: section.name.clone(),
+                        insn: slot,
+                        symbol: func.to_string(),
+                        reason,
+                    };
+                    fixups.insert(slot, Fixup::Reject(err));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let applied = core::resolve(local, relo, idx, target_btf)
+            .and_then(|res| core::patch(raws, slot, idx, &res));
+        if let Err(detail) = applied {
+            let err = ObjectError::Core {
+                section: section.name.clone(),
+                insn: slot,
+                symbol: func.to_string(),
+                detail,
+            };
+            fixups.insert(slot, Fixup::Reject(err));
+        }
     }
     Ok(fixups)
 }
