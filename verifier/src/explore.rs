@@ -305,7 +305,7 @@ impl<'a> Verifier<'a> {
 
     /// Live registers of each frame of `st` at `pc`: the innermost frame's at `pc`, an outer
     /// frame's at the call it is waiting on (`frame_insn_idx`).
-    fn live_masks(&self, st: &State, pc: usize) -> Vec<u16> {
+    pub(crate) fn live_masks(&self, st: &State, pc: usize) -> Vec<u16> {
         let n = st.frames.len();
         (0..n)
             .map(|f| {

@@ -133,12 +133,16 @@ impl Verifier<'_> {
     }
 
     /// `collect_linked_regs` and the history entry a branch on a scalar with an id records.
-    pub fn record_linked(&mut self, st: &State, ids: &[u32]) {
+    /// `collect_linked_regs`: the live registers and spilled slots of every frame that share
+    /// one of `ids` (whatever their constant delta), at most six, innermost frame first.
+    pub fn collect_linked(&self, st: &State, ids: &[u32]) -> Vec<Linked> {
+        let live = self.live_masks(st, self.cur_pc);
         let mut linked = Vec::new();
         for &id in ids.iter().filter(|&&id| id != 0) {
             for (f, fr) in st.frames.iter().enumerate().rev() {
+                let mask = live.get(f).copied().unwrap_or(u16::MAX);
                 for (r, reg) in fr.regs.iter().enumerate().take(10) {
-                    if reg.is_scalar() && reg.id == id && linked.len() < 6 {
+                    if mask & (1 << r) != 0 && reg.is_scalar() && reg.id == id && linked.len() < 6 {
                         linked.push(Linked {
                             frame: f as u8,
                             is_reg: true,
@@ -161,8 +165,14 @@ impl Verifier<'_> {
                 }
             }
         }
+        linked
+    }
+
+    /// Registers linked at a branch go into the jump history, so that precision needed by one
+    /// of them later reaches the others.
+    pub fn record_linked(&mut self, linked: &[Linked]) {
         if linked.len() > 1 {
-            self.push_hist(None, linked);
+            self.push_hist(None, linked.to_vec());
         }
     }
 

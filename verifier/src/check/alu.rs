@@ -3,7 +3,7 @@
 
 use bpfsim_vm::isa::{AluOp, Imm64, Insn, Reg as R, Source, Width};
 
-use crate::domain::reg::{scalar_alu, Reg, RegType, ScalarOp};
+use crate::domain::reg::{scalar_alu, Reg, RegType, ScalarOp, ADD_CONST32, ADD_CONST64};
 use crate::domain::state::State;
 use crate::domain::tnum::Tnum;
 use crate::explore::Verifier;
@@ -170,7 +170,7 @@ impl Verifier<'_> {
                 if width == Width::W32 {
                     v.zext32();
                 }
-                v.id = 0;
+                v.clear_id();
                 *st.reg_mut(dst.index()) = v;
                 Ok(())
             }
@@ -218,21 +218,26 @@ impl Verifier<'_> {
         if op == AluOp::Mov {
             self.check_reg_write(dst)?;
             let mut v = src_reg;
+            // A copy of a scalar shares its id, so that bounds learnt on one apply to the other
+            // (`assign_scalar_id_before_mov`); a 32-bit copy only of a value that fits.
+            if let (Source::Reg(r), true) = (src, v.is_scalar()) {
+                let fits = !alu32 || 64 - v.umax.leading_zeros() <= 32;
+                if fits {
+                    let mut s = v;
+                    s.link_for_copy(|| self.new_id());
+                    *st.reg_mut(r.index()) = s;
+                    v = s;
+                }
+            }
             if alu32 {
                 if v.is_pointer() {
                     // A 32-bit copy of a pointer is a scalar (privileged programs may leak it).
                     v = Reg::unknown();
                 }
-                v.id = 0;
-                v.zext32();
-            } else if v.is_scalar() && matches!(src, Source::Reg(_)) && !v.is_const() {
-                // Copies of a scalar share an id: bounds learnt on one apply to the other.
-                if v.id == 0 {
-                    v.id = self.new_id();
-                    if let Source::Reg(r) = src {
-                        st.reg_mut(r.index()).id = v.id;
-                    }
+                if 64 - src_reg.umax.leading_zeros() > 32 || !src_reg.is_scalar() {
+                    v.clear_id();
                 }
+                v.zext32();
             }
             *st.reg_mut(dst.index()) = v;
             return Ok(());
@@ -267,7 +272,41 @@ impl Verifier<'_> {
             _ => None,
         };
         match sop {
-            Some(o) => scalar_alu(&mut r, &src_reg, o, alu32),
+            Some(o) => {
+                scalar_alu(&mut r, &src_reg, o, alu32);
+                // A copy plus or minus a constant stays linked to its copies, the constant kept
+                // as the delta (`BPF_ADD_CONST`), once: a second one, a 64-bit one beyond s32,
+                // or a 32-bit one on a value wider than 32 bits unlinks.
+                let konst = if alu32 {
+                    src_reg.var_off.subreg().is_const()
+                } else {
+                    src_reg.is_const()
+                };
+                if matches!(o, ScalarOp::Add | ScalarOp::Sub) && d.id != 0 && konst {
+                    let val = if alu32 {
+                        src_reg.var_off.value as u32 as u64
+                    } else {
+                        src_reg.var_off.value
+                    };
+                    let mut off = Some(val as i32);
+                    if (!alu32 && i32::try_from(val as i64).is_err())
+                        || (alu32 && d.umax > u32::MAX as u64)
+                    {
+                        off = None;
+                    }
+                    if o == ScalarOp::Sub {
+                        off = off.and_then(i32::checked_neg);
+                    }
+                    match off {
+                        Some(off) if d.add_const == 0 => {
+                            r.id = d.id;
+                            r.add_const = if alu32 { ADD_CONST32 } else { ADD_CONST64 };
+                            r.off = off;
+                        }
+                        _ => r.off = 0,
+                    }
+                }
+            }
             None => {
                 // Division and modulo: known operands give a known result, else unknown.
                 r = match (d.is_const(), src_reg.is_const()) {

@@ -4,9 +4,12 @@
 
 use bpfsim_vm::isa::{Cond as ICond, Reg as R, Source, Width};
 
-use crate::domain::reg::{branch_taken, refine, refine_jset_false, Cond, Reg, RegType};
+use crate::domain::reg::{
+    branch_taken, refine, refine_jset_false, scalar_alu, Cond, Reg, RegType, ScalarOp, ADD_CONST32,
+};
 use crate::domain::state::State;
 use crate::explore::{Step, Verifier};
+use crate::precise::Linked;
 
 /// `MAX_PACKET_OFF`.
 const MAX_PACKET_OFF: u64 = 0xffff;
@@ -27,16 +30,53 @@ fn cond(c: ICond) -> Cond {
     }
 }
 
-/// Give every copy of scalar `id` the bounds `r` now has (`sync_linked_regs`).
-fn sync_scalar(st: &mut State, id: u32, r: &Reg) {
+/// Give every copy of scalar `id` among `linked` the bounds `r` now has (`sync_linked_regs`): a
+/// copy that is `r` plus a different constant (`BPF_ADD_CONST`) gets `r`'s bounds moved by the
+/// difference.
+fn sync_scalar(st: &mut State, linked: &[Linked], id: u32, r: &Reg) {
     if id == 0 {
         return;
     }
-    st.for_each_reg(|x| {
-        if x.is_scalar() && x.id == id {
-            *x = *r;
-        }
-    });
+    for l in linked {
+        let Some(fr) = st.frames.get_mut(l.frame as usize) else {
+            continue;
+        };
+        let x = if l.is_reg {
+            &mut fr.regs[l.n as usize]
+        } else {
+            match fr.stack.get_mut(l.n as usize) {
+                Some(s) => &mut s.spilled,
+                None => continue,
+            }
+        };
+        sync_one(x, id, r);
+    }
+}
+
+fn sync_one(x: &mut Reg, id: u32, r: &Reg) {
+    if !x.is_scalar() || x.id != id {
+        return;
+    }
+    // A 32-bit link and a 64-bit one say nothing of each other.
+    if x.add_const != 0 && r.add_const != 0 && x.add_const != r.add_const {
+        return;
+    }
+    if (x.add_const == 0 && r.add_const == 0) || x.off == r.off {
+        *x = *r;
+        return;
+    }
+    let delta = Reg::known((x.off as i64 - r.off as i64) as u64);
+    let (off, add_const) = (x.off, x.add_const);
+    let zext = (x.add_const | r.add_const) & ADD_CONST32 != 0;
+    *x = *r;
+    scalar_alu(x, &delta, ScalarOp::Add, false);
+    if zext {
+        x.zext32();
+    }
+    // The copy keeps its own delta and link.
+    x.id = id;
+    x.off = off;
+    x.add_const = add_const;
 }
 
 /// `mark_ptr_or_null_regs`: after `ptr == NULL` / `ptr != NULL`, every copy of the pointer is
@@ -186,9 +226,8 @@ impl Verifier<'_> {
         if a.is_scalar() && a.id != 0 && !ids.contains(&a.id) {
             ids.push(a.id);
         }
-        if !ids.is_empty() {
-            self.record_linked(st, &ids);
-        }
+        let linked = self.collect_linked(st, &ids);
+        self.record_linked(&linked);
         let mut other = st.clone();
         // The taken side: `a op b` holds.
         {
@@ -199,10 +238,10 @@ impl Verifier<'_> {
                 refine(&mut x, &mut y, op, w32);
             }
             *other.reg_mut(dst.index()) = x;
-            sync_scalar(&mut other, a.id, &x);
+            sync_scalar(&mut other, &linked, a.id, &x);
             if let Some(r) = src_reg {
                 *other.reg_mut(r.index()) = y;
-                sync_scalar(&mut other, b.id, &y);
+                sync_scalar(&mut other, &linked, b.id, &y);
             }
         }
         // The fall-through side: its negation.
@@ -214,10 +253,10 @@ impl Verifier<'_> {
                 refine(&mut x, &mut y, op.negate(), w32);
             }
             *st.reg_mut(dst.index()) = x;
-            sync_scalar(st, a.id, &x);
+            sync_scalar(st, &linked, a.id, &x);
             if let Some(r) = src_reg {
                 *st.reg_mut(r.index()) = y;
-                sync_scalar(st, b.id, &y);
+                sync_scalar(st, &linked, b.id, &y);
             }
         }
         Ok(Step::Fork {

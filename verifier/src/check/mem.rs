@@ -472,12 +472,13 @@ impl Verifier<'_> {
             }) = self.insn_at(self.cur_pc)
             {
                 let fits = 64 - v.umax.leading_zeros() <= 8 * size;
-                if v.is_scalar() && fits && v.id == 0 && !v.is_const() {
-                    let id = self.new_id();
-                    v.id = id;
-                    st.reg_mut(r.index()).id = id;
+                if v.is_scalar() && fits {
+                    let mut s = *v;
+                    s.link_for_copy(|| self.new_id());
+                    *st.reg_mut(r.index()) = s;
+                    *v = s;
                 } else if v.is_scalar() && !fits {
-                    v.id = 0;
+                    v.clear_id();
                 }
             }
         }
@@ -572,7 +573,7 @@ impl Verifier<'_> {
                         // A fill of the spill's low bytes: the register, narrowed by the load.
                         let mut v = s.spilled;
                         if size != 4 || spill_size != 4 {
-                            v.id = 0;
+                            v.clear_id();
                         }
                         if by_insn {
                             self.push_hist(Some(hist_slot), Vec::new());

@@ -61,6 +61,10 @@ pub struct Reg {
     pub u32max: u32,
     /// Shared by copies of one pointer (null checks, packet ranges) or of one scalar.
     pub id: u32,
+    /// `BPF_ADD_CONST64` / `BPF_ADD_CONST32` (0 for neither): a scalar that is its id's value
+    /// plus the constant in `off` (`r1 = r2; r1 += 4`, or `w1 += 4`), so that bounds learnt on
+    /// either carry over to the other.
+    pub add_const: u8,
     /// The reference this pointer holds (ringbuf reservations), 0 for none.
     pub ref_obj_id: u32,
     /// Packet pointers: bytes proven readable from `off`.
@@ -74,6 +78,11 @@ pub struct Reg {
     /// `Func`: the subprogram's first instruction.
     pub subprog: u32,
 }
+
+/// [`Reg::add_const`]: linked by a 64-bit addition.
+pub const ADD_CONST64: u8 = 1;
+/// [`Reg::add_const`]: linked by a 32-bit addition (the copy is the sum's low half, zero-extended).
+pub const ADD_CONST32: u8 = 2;
 
 impl Reg {
     pub const NOT_INIT: Reg = Reg {
@@ -92,6 +101,7 @@ impl Reg {
         u32min: 0,
         u32max: u32::MAX,
         id: 0,
+        add_const: 0,
         ref_obj_id: 0,
         range: 0,
         map: 0,
@@ -118,6 +128,28 @@ impl Reg {
         let mut r = Reg::known(0);
         r.ty = ty;
         r
+    }
+
+    /// Unlink a scalar from its copies (the kernel's `reg->id = 0`, which drops
+    /// `BPF_ADD_CONST` with the id).
+    pub fn clear_id(&mut self) {
+        self.id = 0;
+        self.add_const = 0;
+    }
+
+    /// `assign_scalar_id_before_mov`: a scalar about to be copied gets an id its copy will
+    /// share; one already linked with a delta starts a new link (one delta per link).
+    pub fn link_for_copy(&mut self, new_id: impl FnOnce() -> u32) {
+        if !self.is_scalar() {
+            return;
+        }
+        if self.add_const != 0 {
+            self.clear_id();
+            self.off = 0;
+        }
+        if self.id == 0 && !self.is_const() {
+            self.id = new_id();
+        }
     }
 
     pub fn is_scalar(&self) -> bool {
@@ -571,7 +603,7 @@ pub fn scalar_alu(dst: &mut Reg, src: &Reg, op: ScalarOp, alu32: bool) {
         d.sync();
     }
     d.ty = RegType::Scalar;
-    d.id = 0;
+    d.clear_id();
     *dst = d;
 }
 

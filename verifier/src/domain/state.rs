@@ -215,7 +215,16 @@ fn regsafe(old: &Reg, cur: &Reg, precise: bool, ids: &mut IdMap) -> bool {
         && cur.s32max <= old.s32max
         && old.var_off.contains(cur.var_off);
     match old.ty {
-        RegType::Scalar => !precise || (bounds && ids.check_scalar(old.id, cur.id)),
+        RegType::Scalar => {
+            // A link with a constant delta must be the same link with the same delta, and a
+            // plain link no delta; the flag is part of the id the kernel maps.
+            let id = |r: &Reg| r.id | (r.add_const as u32) << 29;
+            !precise
+                || (old.add_const == cur.add_const || (old.id == 0 && cur.add_const != 0))
+                    && (old.add_const == 0 || old.off == cur.off)
+                    && bounds
+                    && ids.check_scalar(id(old), id(cur))
+        }
         RegType::Packet | RegType::PacketMeta => {
             // A pointer known past (or at) the end matches only the same knowledge.
             let range = if old.range < 0 || cur.range < 0 {
@@ -309,10 +318,11 @@ pub fn states_equal(
     if old.frames.len() != cur.frames.len() || old.refs.len() != cur.refs.len() {
         return false;
     }
-    // Stand-in ids for unlinked scalars, above any id a verification hands out.
+    // Stand-in ids for unlinked scalars, above any id a verification hands out and below the
+    // flag bit of linked ones.
     let mut ids = IdMap {
         pairs: Vec::new(),
-        fresh: u32::MAX / 2,
+        fresh: 1 << 28,
     };
     // `refsafe`: the same lock held, the same references in the same order.
     match (old.lock, cur.lock) {

@@ -158,7 +158,11 @@ pub fn reg_p(r: &Reg, frameno: usize, maps: &[MapInfo], precise: bool) -> String
     }
     let mut a: Vec<String> = Vec::new();
     if r.id != 0 {
-        a.push(format!("id={}", r.id));
+        a.push(if r.add_const != 0 {
+            format!("id={}{:+}", r.id, r.off)
+        } else {
+            format!("id={}", r.id)
+        });
     }
     if r.ref_obj_id != 0 {
         a.push(format!("ref_obj_id={}", r.ref_obj_id));
