@@ -245,8 +245,9 @@ impl JitProgram {
         host: &mut dyn Host,
         input: &mut [u8],
     ) -> Outcome {
-        let mut ctx = VmCtx::new(&self.interp);
-        self.enter_with_memory(&mut ctx, vm, host, input)
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let ctx = VmCtx::init(&mut slot, &self.interp);
+        self.enter_with_memory(ctx, vm, host, input)
     }
 
     #[inline(always)]
@@ -295,8 +296,9 @@ impl JitProgram {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
-        let mut vm = VmCtx::new(&self.interp);
-        self.enter(&mut vm, mem, host, args, budget)
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let vm = VmCtx::init(&mut slot, &self.interp);
+        self.enter(vm, mem, host, args, budget)
     }
 
     /// A run on a context `vm` made by `VmCtx::new(&self.interp)`, fresh or left by an earlier
