@@ -103,14 +103,14 @@ fn vm_off(field: usize) -> i32 {
 pub(crate) fn build(
     module: &mut JITModule,
     func: &mut Function,
+    fbc: &mut FunctionBuilderContext,
     ids: &ShimIds,
     prog: &Program,
     pcs: &[usize],
     hints: &Hints,
 ) -> Result<(), JitError> {
     let insns = prog.insns();
-    let mut fbc = FunctionBuilderContext::new();
-    let mut b = FunctionBuilder::new(func, &mut fbc);
+    let mut b = FunctionBuilder::new(func, fbc);
     let shims = Shims {
         budget_tail: module.declare_func_in_func(ids.budget_tail, b.func),
         load: module.declare_func_in_func(ids.load, b.func),
