@@ -83,6 +83,16 @@ pub struct Hints {
     /// and fewer blocks to compile. If the hint were wrong, the access would trap where the
     /// interpreter reads the context: a different result, never an unchecked access.
     pub no_ctx: Vec<bool>,
+    /// The memory access at this slot (a load or a store) goes through a packet pointer on
+    /// every path, and the verifier proved it inside the packet (`[data, data + range)`). The
+    /// packet must be the run's primary region (the first region mapped after the stack, as
+    /// the simulator's test runs map it). Such an access takes no branch: the low 32 bits of
+    /// its address (its offset in the region) are clamped to the greatest offset an access of
+    /// its size may start at, and added to the region's base. If the hint were wrong, the
+    /// access would read or write other bytes of the guest's own packet buffer (or, for a
+    /// region smaller than the access, a scratch word of the run), never host memory, and
+    /// never trap.
+    pub packet: Vec<bool>,
 }
 
 /// A compiled program. Owns its code; runs any number of times.

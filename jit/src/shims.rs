@@ -70,7 +70,25 @@ pub struct VmCtx {
     /// and [`VmCtx::primary_lt`] were computed from, so that a context reused across runs
     /// recomputes them only when the row changes. Not read by generated code.
     pub primary_row: [u64; 3],
+    /// Proven packet accesses ([`crate::Hints::packet`]) take no branch: their offset is
+    /// clamped into the primary region. For each access size (1, 2, 4, 8; reads then writes)
+    /// the base they add it to and the greatest offset they may use. Where the region is
+    /// smaller than the size, the base is [`CLAMP_SINK`] and the offset 0, so that a clamped
+    /// access is inside memory that is no one's data whatever the offset. Both depend on the
+    /// primary region's row alone. Set by [`VmCtx::set_primary`].
+    pub clamp_base: [u64; 8],
+    pub clamp_max: [u64; 8],
 }
+
+/// Where a proven packet access goes when the packet is smaller than the access (which only a
+/// wrong proof can reach): eight bytes that no Rust code reads, shared by every run. Runs on
+/// several threads may write it at once; what a wrong proof reads from it is as arbitrary as
+/// any other byte it could have read.
+pub struct ClampSink(std::cell::UnsafeCell<[u64; 1]>);
+// SAFETY: Rust code never reads or writes the cell; only generated code does, through its
+// address, and any value there is as good as any other.
+unsafe impl Sync for ClampSink {}
+pub static CLAMP_SINK: ClampSink = ClampSink(std::cell::UnsafeCell::new([0]));
 
 /// A thin pointer to the run's host.
 pub struct HostRef<'a> {
@@ -121,6 +139,8 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).left_at_block).write(0);
             // No row has these limits (a region is at most 4 GiB): the first run computes.
             std::ptr::addr_of_mut!((*p).primary_row).write([0, u64::MAX, u64::MAX]);
+            std::ptr::addr_of_mut!((*p).clamp_base).write([0; 8]);
+            std::ptr::addr_of_mut!((*p).clamp_max).write([0; 8]);
             // SAFETY: every field but `frames` and `regs` is written above, and those two are
             // `MaybeUninit`, for which any bytes are valid.
             slot.assume_init_mut()
@@ -182,6 +202,14 @@ impl VmCtx {
         for (i, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
             self.primary_lt[i] = (read + 1).saturating_sub(size);
             self.primary_lt[4 + i] = (write + 1).saturating_sub(size);
+        }
+        let sink = CLAMP_SINK.0.get() as u64;
+        for (k, len) in [read, write].into_iter().enumerate() {
+            for (i, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
+                let fits = len >= size;
+                self.clamp_base[4 * k + i] = if fits { base } else { sink };
+                self.clamp_max[4 * k + i] = if fits { len - size } else { 0 };
+            }
         }
     }
 

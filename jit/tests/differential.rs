@@ -139,6 +139,7 @@ fn both(src: &str, budget: u64) -> Result<(), TestCaseError> {
     // accesses compiled without a slow path must fault exactly where the interpreter does.
     let hints = Hints {
         no_ctx: vec![true; prog.iter().map(|(pc, _)| pc + 2).max().unwrap_or(0)],
+        ..Hints::default()
     };
     let jit = JitProgram::compile_with(&prog, &hints)
         .map_err(|e| TestCaseError::fail(format!("compile with hints: {e}\n{src}")))?;

@@ -613,6 +613,38 @@ fn the_jit_gets_what_the_verifier_proved() {
     let obj = LoadedObject::load(&bytes, Env::default()).unwrap();
     let p = obj.program("xdp_count_unchecked", None).unwrap();
     assert!(p.jit_hints().no_ctx.is_empty());
+    assert!(p.jit_hints().packet.is_empty());
+}
+
+/// Packet accesses the verifier proved in bounds reach the JIT as such, and nothing else does:
+/// parse_csum's loads through packet pointers (headers and the checksum loop) are hinted, its
+/// two context reads are not.
+#[test]
+fn the_jit_knows_the_proven_packet_accesses() {
+    use bpfsim_helpers::object::LoadedObject;
+    use bpfsim_vm::isa::{Insn, Reg};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-vectors");
+    let bytes = std::fs::read(dir.join("bench/parse_csum.bpf.o")).unwrap();
+    let obj = LoadedObject::load(&bytes, Env::default()).unwrap();
+    let p = obj.program("xdp_parse_csum", None).unwrap();
+    let hints = p.jit_hints();
+    let prog = Program::new(p.insns.clone()).unwrap();
+    let (mut packet, mut ctx) = (0, 0);
+    for (pc, insn) in prog.iter() {
+        match insn {
+            Insn::Load { src: Reg::R1, .. } if pc < 3 => {
+                assert!(!hints.packet[pc] && !hints.no_ctx[pc], "slot {pc}");
+                ctx += 1;
+            }
+            Insn::Load { .. } => {
+                assert!(hints.packet[pc], "slot {pc} is a packet load");
+                assert!(hints.no_ctx[pc], "slot {pc}");
+                packet += 1;
+            }
+            _ => assert!(!hints.packet.get(pc).copied().unwrap_or(false), "slot {pc}"),
+        }
+    }
+    assert_eq!((ctx, packet), (2, 7));
 }
 
 /// `repeat` as the kernel's test-run loop: each run gets the packet as the previous one left it,

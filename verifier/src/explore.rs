@@ -13,8 +13,12 @@ use crate::Options;
 
 /// [`Verifier::access`]: an access through the context pointer.
 pub const ACCESS_CTX: u8 = 1;
-/// [`Verifier::access`]: an access through any other pointer (stack, packet, map value, ...).
+/// [`Verifier::access`]: an access through any other pointer (stack, map value, ...) but a
+/// packet pointer.
 pub const ACCESS_OTHER: u8 = 2;
+/// [`Verifier::access`]: an access through a packet pointer (`PTR_TO_PACKET`), which the
+/// access checks proved inside the packet's verified range.
+pub const ACCESS_PACKET: u8 = 4;
 
 const MAX_CALL_FRAMES: usize = 8;
 
@@ -950,10 +954,10 @@ impl<'a> Verifier<'a> {
 
     /// Record the kind of pointer the access at `pc` goes through on this path.
     fn note_access(&mut self, st: &State, pc: usize, base: bpfsim_vm::isa::Reg) {
-        let kind = if st.reg(base.index()).ty == RegType::Ctx {
-            ACCESS_CTX
-        } else {
-            ACCESS_OTHER
+        let kind = match st.reg(base.index()).ty {
+            RegType::Ctx => ACCESS_CTX,
+            RegType::Packet => ACCESS_PACKET,
+            _ => ACCESS_OTHER,
         };
         if let Some(k) = self.access.get_mut(pc) {
             *k |= kind;

@@ -129,6 +129,10 @@ pub struct Verdict {
     /// pointer on any path (false for slots without an access, unreached ones, and rejected
     /// programs). The JIT compiles such accesses without a call into the context's fields.
     pub no_ctx: Vec<bool>,
+    /// For each slot of an accepted program: its load or store goes through a packet pointer
+    /// (`PTR_TO_PACKET`) on every path, and so was proven inside the packet's range (false
+    /// elsewhere, and for rejected programs). The JIT compiles such accesses without a branch.
+    pub packet: Vec<bool>,
 }
 
 /// Verify `insns` (one entry per instruction, `lddw` counting as one) under `opts`.
@@ -174,16 +178,23 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         }
         None => log.push(stats),
     }
-    let no_ctx = if error.is_none() {
-        v.access
-            .iter()
-            .map(|&k| k == explore::ACCESS_OTHER)
-            .collect()
+    let (no_ctx, packet) = if error.is_none() {
+        (
+            v.access
+                .iter()
+                .map(|&k| k != 0 && k & explore::ACCESS_CTX == 0)
+                .collect(),
+            v.access
+                .iter()
+                .map(|&k| k == explore::ACCESS_PACKET)
+                .collect(),
+        )
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     Verdict {
         no_ctx,
+        packet,
         accepted: error.is_none(),
         error,
         log,

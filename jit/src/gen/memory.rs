@@ -180,6 +180,31 @@ impl Gen<'_, '_> {
         self.b.ins().iadd(base, off)
     }
 
+    /// A load of `size` bytes at host address `p`, zero-extended to 64 bits in the same
+    /// instruction (a load then an extend would be two moves at `opt_level` none).
+    fn load_zx(&mut self, size: Size, p: Value) -> Value {
+        let f = MemFlags::trusted();
+        match size {
+            Size::B => self.b.ins().uload8(I64, f, p, 0),
+            Size::H => self.b.ins().uload16(I64, f, p, 0),
+            Size::W => self.b.ins().uload32(f, p, 0),
+            Size::DW => self.b.ins().load(I64, f, p, 0),
+        }
+    }
+
+    /// The host address of a proven packet access ([`crate::Hints::packet`]): no branch, the
+    /// offset clamped into the primary region (or its scratch stand-in), so that even a wrong
+    /// proof stays inside memory the run owns.
+    fn clamped(&mut self, addr: Value, size: Size, write: bool) -> Value {
+        let low = self.b.ins().ireduce(types::I32, addr);
+        let off = self.b.ins().uextend(I64, low);
+        let idx = (size.bytes() as usize).trailing_zeros() as usize + if write { 4 } else { 0 };
+        let max = self.vm_load(offset_of!(VmCtx, clamp_max) + 8 * idx);
+        let c = self.b.ins().umin(off, max);
+        let base = self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx);
+        self.b.ins().iadd(base, c)
+    }
+
     pub(super) fn mem_ty(size: Size) -> Type {
         match size {
             Size::B => types::I8,
@@ -231,28 +256,21 @@ impl Gen<'_, '_> {
     }
 
     pub(super) fn load(&mut self, pc: usize, addr: Value, size: Size) -> Value {
-        let ty = Self::mem_ty(size);
+        if self.packet.get(pc).copied().unwrap_or(false) {
+            let p = self.clamped(addr, size, false);
+            return self.load_zx(size, p);
+        }
         if self.no_ctx.get(pc).copied().unwrap_or(false) {
             let fault = self.fault_path(pc, addr, size, false);
             let p = self.translate(addr, size.bytes() as u64, false, fault);
-            let raw = self.b.ins().load(ty, MemFlags::trusted(), p, 0);
-            return if ty == I64 {
-                raw
-            } else {
-                self.b.ins().uextend(I64, raw)
-            };
+            return self.load_zx(size, p);
         }
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
         let done = self.b.create_block();
         self.b.append_block_param(done, I64);
         let p = self.translate(addr, size.bytes() as u64, false, slow);
-        let raw = self.b.ins().load(ty, MemFlags::trusted(), p, 0);
-        let v = if ty == I64 {
-            raw
-        } else {
-            self.b.ins().uextend(I64, raw)
-        };
+        let v = self.load_zx(size, p);
         self.b.ins().jump(done, &[v.into()]);
         self.switch(slow);
         let sz = self.iconst(size.bytes() as u64);
@@ -264,6 +282,17 @@ impl Gen<'_, '_> {
     }
 
     pub(super) fn store(&mut self, pc: usize, addr: Value, size: Size, value: Value) {
+        if self.packet.get(pc).copied().unwrap_or(false) {
+            let p = self.clamped(addr, size, true);
+            let ty = Self::mem_ty(size);
+            let v = if ty == I64 {
+                value
+            } else {
+                self.b.ins().ireduce(ty, value)
+            };
+            self.b.ins().store(MemFlags::trusted(), v, p, 0);
+            return;
+        }
         if self.no_ctx.get(pc).copied().unwrap_or(false) {
             let fault = self.fault_path(pc, addr, size, true);
             let p = self.translate(addr, size.bytes() as u64, true, fault);

@@ -84,6 +84,8 @@ pub(crate) struct Gen<'a, 'b> {
     helper_stop_block: Block,
     /// [`Hints::no_ctx`].
     no_ctx: &'a [bool],
+    /// [`Hints::packet`].
+    packet: &'a [bool],
     faults: Vec<Fault>,
     /// The continuation of each local call site, by site index.
     ret_sites: Vec<Block>,
@@ -209,6 +211,7 @@ pub(crate) fn build(
         budget_block,
         helper_stop_block,
         no_ctx: &hints.no_ctx,
+        packet: &hints.packet,
         faults: Vec::new(),
         ret_sites: Vec::new(),
         block_len: 0,
