@@ -3,8 +3,14 @@
 //! Between checkpoints control only moves forward, so the longest path from a checkpoint to the
 //! next one is known: a checkpoint that the budget cannot pay that far hands the run to the
 //! interpreter, which stops exactly where it would have (a budget trap has the interpreter's pc
-//! and side effects), and every other block just subtracts its length, with no compare and no
-//! cold block (a third of the blocks of branchy code).
+//! and side effects), and every other block only counts, with no compare and no cold block (a
+//! third of the blocks of branchy code).
+//!
+//! The count itself is deferred: a block adds its length to a pending count known at compile
+//! time, carried into a successor that has no other predecessor, and taken off `left` (one
+//! subtraction) only on an edge into a join or a checkpoint, or where a run may stop (a trap,
+//! a helper, an exit), where [`Gen::adjust`] gives the exact budget. A loop pays one
+//! subtraction and one compare per iteration.
 
 use std::mem::offset_of;
 
@@ -15,6 +21,47 @@ use bpfsim_vm::isa::{CallTarget, Insn};
 
 use super::Gen;
 use crate::shims::VmCtx;
+
+/// For each leader (by slot), whether exactly one block branches or falls through to it.
+pub(super) fn single_predecessor(insns: &[Insn], pcs: &[usize], leaders: &[bool]) -> Vec<bool> {
+    let mut preds = vec![0u32; leaders.len()];
+    let mut block = usize::MAX;
+    // The last block that counted as a predecessor of each leader (a `jgt +0` is one).
+    let mut last = vec![usize::MAX; leaders.len()];
+    let mut add = |preds: &mut Vec<u32>, from: usize, to: usize| {
+        if to < preds.len() && last[to] != from {
+            last[to] = from;
+            preds[to] += 1;
+        }
+    };
+    for (i, insn) in insns.iter().enumerate() {
+        let pc = pcs[i];
+        if leaders[pc] {
+            block = pc;
+        }
+        let next = pc + insn.slots();
+        let target = insn
+            .jump_offset()
+            .map(|off| (next as i64 + off as i64) as usize);
+        match insn {
+            Insn::Exit | Insn::Call(CallTarget::Local(_)) => {}
+            Insn::Ja { .. } | Insn::Gotol { .. } => {
+                if let Some(t) = target {
+                    add(&mut preds, block, t);
+                }
+            }
+            Insn::Jmp { .. } => {
+                add(&mut preds, block, next);
+                if let Some(t) = target {
+                    add(&mut preds, block, t);
+                }
+            }
+            _ if leaders.get(next).copied().unwrap_or(false) => add(&mut preds, block, next),
+            _ => {}
+        }
+    }
+    preds.iter().map(|&n| n == 1).collect()
+}
 
 /// For each slot that starts an instruction, the most instructions a run can execute from there
 /// (that one included) before it reaches a checkpoint or ends: what the budget must hold for the
@@ -59,16 +106,58 @@ impl Gen<'_, '_> {
         }
     }
 
-    /// Entering a block of `len` instructions at `pc`: count them all; at a checkpoint, first
-    /// hand the run to the interpreter (`budget_tail`) when the budget cannot pay for the
-    /// longest path to the next checkpoint.
+    /// What to add to `left` for the exact budget after the current instruction: the
+    /// block's instructions after it were counted, the pending ones not yet taken off.
+    pub(super) fn adjust(&self) -> i64 {
+        (self.block_len - self.block_pos - 1) as i64 - self.pending as i64
+    }
+
+    /// Take the pending count off `left` (`adjust` 0 is then the block's end).
+    pub(super) fn flush(&mut self) {
+        if self.pending > 0 {
+            let left = self.b.use_var(self.left);
+            // A subtraction, not an addition of a negative constant: x64 lowering folds a chain
+            // of constant additions into a three-operand `lea` with the constant in a register
+            // (a move more, and three cycles of latency on the loop's budget chain).
+            let n = self.iconst(self.pending);
+            let v = self.b.ins().isub(left, n);
+            self.b.def_var(self.left, v);
+            self.pending = 0;
+        }
+    }
+
+    /// Before the current block branches or falls through to the leaders `targets`: carry the
+    /// pending count into them when each has this block as its only predecessor and does not
+    /// check the budget, else take it off `left` now. Straight-line code then pays one
+    /// subtraction per path to a join or a checkpoint instead of one per block (a chain of
+    /// dependent additions on the hottest loops).
+    pub(super) fn leave_block(&mut self, targets: &[usize]) {
+        let carry = targets.iter().all(|&t| self.can_carry(t));
+        if carry {
+            for &t in targets {
+                self.carry[t] = Some(self.pending);
+            }
+        } else {
+            self.flush();
+        }
+    }
+
+    /// Whether the pending count may be carried into the leader at `target`.
+    pub(super) fn can_carry(&self, target: usize) -> bool {
+        !self.checkpoint[target] && self.single_pred[target]
+    }
+
+    /// Entering a block of `len` instructions at `pc`: count them (pending), with what its only
+    /// predecessor carried; at a checkpoint, first hand the run to the interpreter
+    /// (`budget_tail`) when the budget cannot pay for the longest path to the next checkpoint.
     pub(super) fn block_entry(&mut self, pc: usize, len: u64) {
-        let left = self.b.use_var(self.left);
-        let after = self.b.ins().iadd_imm(left, -(len as i64));
         if !self.checkpoint[pc] {
-            self.b.def_var(self.left, after);
+            self.pending = self.carry[pc].unwrap_or(0) + len;
             return;
         }
+        // Every edge into a checkpoint took its count off `left`.
+        self.pending = len;
+        let left = self.b.use_var(self.left);
         let need = self.need[pc];
         let short = self
             .b
@@ -86,7 +175,6 @@ impl Gen<'_, '_> {
             .ins()
             .jump(self.budget_block, &[pcv.into(), left.into()]);
         self.switch(ok);
-        self.b.def_var(self.left, after);
     }
 
     /// The shared budget tail: the interpreter finishes the run from `pc`.

@@ -22,6 +22,8 @@ impl Gen<'_, '_> {
         sites: &[usize],
     ) {
         let site = sites.iter().position(|&s| s == next).expect("a call site");
+        // The callee's entry and the return site check the budget: the count is settled here.
+        self.flush();
         let depth = self.b.use_var(self.depth);
         let full = self
             .b
@@ -65,6 +67,7 @@ impl Gen<'_, '_> {
     }
 
     pub(super) fn translate_exit(&mut self) {
+        self.flush();
         let depth = self.b.use_var(self.depth);
         let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
         let ret = self.b.create_block();
@@ -119,9 +122,9 @@ impl Gen<'_, '_> {
     /// with it; the budget comes back from the context after the call, and when what is left
     /// cannot pay for the path to the next checkpoint, the interpreter finishes the run.
     pub(super) fn helper(&mut self, pc: usize, id: Value) {
-        let unexec = self.block_len - self.block_pos - 1;
+        let adjust = self.adjust();
         let left = self.b.use_var(self.left);
-        let exact = self.b.ins().iadd_imm(left, unexec as i64);
+        let exact = self.b.ins().iadd_imm(left, adjust);
         self.vm_store(offset_of!(VmCtx, left), exact);
         let args: Vec<Value> = (1..=5).map(|r| self.b.use_var(self.regs[r])).collect();
         let pcv = self.iconst(pc as u64);
@@ -139,7 +142,7 @@ impl Gen<'_, '_> {
         self.switch(ok);
         self.set(Reg::R0, v);
         let now = self.vm_load(offset_of!(VmCtx, left));
-        let after = self.b.ins().iadd_imm(now, -(unexec as i64));
+        let after = self.b.ins().iadd_imm(now, -adjust);
         // A callback may have spent the budget that the last checkpoint reserved for the path
         // ahead: check it again against what that path needs.
         let need = self.need_at(pc + 1);

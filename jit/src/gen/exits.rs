@@ -14,10 +14,10 @@ impl Gen<'_, '_> {
     /// Give back the budget of the block's instructions after the current one: the run stops
     /// here, and the block was counted whole when it was entered.
     pub(super) fn refund(&mut self) {
-        let unexecuted = self.block_len - self.block_pos - 1;
-        if unexecuted > 0 {
+        let adjust = self.adjust();
+        if adjust != 0 {
             let left = self.b.use_var(self.left);
-            let back = self.b.ins().iadd_imm(left, unexecuted as i64);
+            let back = self.b.ins().iadd_imm(left, adjust);
             self.b.def_var(self.left, back);
         }
     }
@@ -46,7 +46,7 @@ impl Gen<'_, '_> {
     pub(super) fn status_branch(&mut self, pc: usize, ok: Block, args: &[Value]) {
         let st = self.vm_load(offset_of!(VmCtx, status));
         let pcv = self.iconst(pc as u64);
-        let unexec = self.iconst(self.block_len - self.block_pos - 1);
+        let unexec = self.iconst(self.adjust() as u64);
         let args: Vec<_> = args.iter().map(|&v| v.into()).collect();
         self.b
             .ins()

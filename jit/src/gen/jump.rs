@@ -9,7 +9,9 @@ use super::Gen;
 impl Gen<'_, '_> {
     pub(super) fn translate_ja(&mut self, insn: &Insn, next: usize) {
         let off = insn.jump_offset().unwrap_or(0);
-        let t = self.block_at((next as i64 + off as i64) as usize);
+        let target = (next as i64 + off as i64) as usize;
+        self.leave_block(&[target]);
+        let t = self.block_at(target);
         self.b.ins().jump(t, &[]);
     }
 
@@ -23,9 +25,47 @@ impl Gen<'_, '_> {
         next: usize,
     ) {
         let c = self.cond(width, cond, dst, src);
-        let t = self.block_at((next as i64 + off as i64) as usize);
-        let f = self.block_at(next);
+        let target = (next as i64 + off as i64) as usize;
+        let (t_carry, f_carry) = (self.can_carry(target), self.can_carry(next));
+        if t_carry == f_carry || self.pending == 0 {
+            self.leave_block(&[target, next]);
+            let t = self.block_at(target);
+            let f = self.block_at(next);
+            self.b.ins().brif(c, t, &[], f, &[]);
+            return;
+        }
+        // One side carries the count on, the other (a join, or a loop's head) needs it taken
+        // off: on that edge only, so that the path that stays in straight-line code (a loop's
+        // body, typically) does not pay for it.
+        let (t, f) = (self.edge(target, t_carry), self.edge(next, f_carry));
         self.b.ins().brif(c, t, &[], f, &[]);
+        // The edge block's one predecessor exists only now.
+        for blk in [t, f] {
+            if !self.blocks.contains(&Some(blk)) {
+                self.b.seal_block(blk);
+            }
+        }
+    }
+
+    /// The block a branch of the current block goes to for `target`: the leader itself, with
+    /// the pending count carried into it, or a block on the edge that takes the count off
+    /// `left` first.
+    fn edge(&mut self, target: usize, carry: bool) -> cranelift_codegen::ir::Block {
+        let leader = self.block_at(target);
+        if carry {
+            self.carry[target] = Some(self.pending);
+            return leader;
+        }
+        let e = self.b.create_block();
+        let here = self.b.current_block().expect("inside a block");
+        let pending = self.pending;
+        // Sealed by the caller once the branch to it exists.
+        self.b.switch_to_block(e);
+        self.flush();
+        self.b.ins().jump(leader, &[]);
+        self.pending = pending;
+        self.b.switch_to_block(here);
+        e
     }
 
     pub(super) fn cond(&mut self, width: Width, cond: Cond, dst: Reg, src: Source) -> Value {

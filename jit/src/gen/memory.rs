@@ -24,7 +24,7 @@ impl Gen<'_, '_> {
         off: i16,
     ) {
         let s = self.reg(src);
-        let addr = self.b.ins().iadd_imm(s, off as i64);
+        let addr = self.offset(s, off);
         let v = self.load(pc, addr, size);
         let v = if signed && size != Size::DW {
             let n = self.b.ins().ireduce(Self::mem_ty(size), v);
@@ -44,7 +44,7 @@ impl Gen<'_, '_> {
         src: Source,
     ) {
         let d = self.reg(dst);
-        let addr = self.b.ins().iadd_imm(d, off as i64);
+        let addr = self.offset(d, off);
         let v = match src {
             Source::Reg(r) => self.reg(r),
             Source::Imm(i) => self.iconst(i as i64 as u64),
@@ -180,6 +180,16 @@ impl Gen<'_, '_> {
         self.b.ins().iadd(base, off)
     }
 
+    /// `base + off`: no instruction for offset 0 (x64 lowering would recompute the base's own
+    /// addition into a second `lea`).
+    fn offset(&mut self, base: Value, off: i16) -> Value {
+        if off == 0 {
+            base
+        } else {
+            self.b.ins().iadd_imm(base, off as i64)
+        }
+    }
+
     /// A load of `size` bytes at host address `p`, zero-extended to 64 bits in the same
     /// instruction (a load then an extend would be two moves at `opt_level` none).
     fn load_zx(&mut self, size: Size, p: Value) -> Value {
@@ -225,14 +235,14 @@ impl Gen<'_, '_> {
         } else {
             TrapCode::MemoryRead
         };
-        let unexecuted = self.block_len - self.block_pos - 1;
+        let adjust = self.adjust();
         self.faults.push(Fault {
             block: fault,
             pc,
             code,
             addr,
             size: size.bytes() as u64,
-            unexecuted,
+            adjust,
         });
         fault
     }
@@ -240,9 +250,9 @@ impl Gen<'_, '_> {
     pub(super) fn fault_epilogues(&mut self) {
         for f in std::mem::take(&mut self.faults) {
             self.switch(f.block);
-            if f.unexecuted > 0 {
+            if f.adjust != 0 {
                 let left = self.b.use_var(self.left);
-                let back = self.b.ins().iadd_imm(left, f.unexecuted as i64);
+                let back = self.b.ins().iadd_imm(left, f.adjust);
                 self.b.def_var(self.left, back);
             }
             let pcv = self.iconst(f.pc as u64);

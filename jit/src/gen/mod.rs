@@ -53,7 +53,8 @@ struct Fault {
     addr: Value,
     size: u64,
     /// Instructions of the block after the faulting one: their budget is given back.
-    unexecuted: u64,
+    /// [`Gen::adjust`] at the faulting instruction.
+    adjust: i64,
 }
 
 pub(crate) struct Gen<'a, 'b> {
@@ -93,6 +94,15 @@ pub(crate) struct Gen<'a, 'b> {
     /// in the middle gives back the budget of those after it.
     block_len: u64,
     block_pos: u64,
+    /// Instructions counted but not yet taken off `left`: the current block's, and those of the
+    /// straight-line path that led to it (see `budget.rs`).
+    pending: u64,
+    /// For each leader with a single predecessor block and no budget check: what that
+    /// predecessor left pending when it branched there.
+    carry: Vec<Option<u64>>,
+    /// For each leader: it has exactly one predecessor block (the budget count may be carried
+    /// into it).
+    single_pred: Vec<bool>,
 }
 
 const I64: Type = types::I64;
@@ -177,6 +187,7 @@ pub(crate) fn build(
     let mut checkpoint = late.clone();
     checkpoint[0] = true;
     let need = budget::budget_needs(insns, pcs, &checkpoint);
+    let single_pred = budget::single_predecessor(insns, pcs, &leaders);
     let trap_block = b.create_block();
     for _ in 0..4 {
         b.append_block_param(trap_block, I64);
@@ -216,6 +227,9 @@ pub(crate) fn build(
         ret_sites: Vec::new(),
         block_len: 0,
         block_pos: 0,
+        pending: 0,
+        carry: vec![None; total_slots + 1],
+        single_pred,
     };
     g.prologue();
     let first = g.blocks[0].expect("slot 0 leads");
@@ -306,6 +320,7 @@ impl Gen<'_, '_> {
             let pc = self.pcs[i];
             if let Some(blk) = self.blocks[pc] {
                 if open {
+                    self.leave_block(&[pc]);
                     self.b.ins().jump(blk, &[]);
                 }
                 self.b.switch_to_block(blk);
