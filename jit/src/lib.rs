@@ -90,7 +90,7 @@ pub struct Hints {
     /// its address (its offset in the region) are clamped to the greatest offset an access of
     /// its size may start at, and added to the region's base. If the hint were wrong, the
     /// access would read or write other bytes of the guest's own packet buffer (or, for a
-    /// region smaller than the access, a scratch word of the run), never host memory, and
+    /// packet smaller than the access, a scratch word no one reads), never host memory, and
     /// never trap.
     pub packet: Vec<bool>,
 }

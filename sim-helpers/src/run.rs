@@ -639,10 +639,11 @@ impl<'e> SimHost<'e, '_> {
     /// `bpf_map_lookup_elem(map, key)`: a pointer into the map's arena for this CPU, or NULL.
     fn map_lookup(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
         let i = self.map_index(a[0])?;
-        let key = self.key(mem, i, a[1])?;
+        // The key read in place: a copy would be an allocation per lookup, the hottest helper.
+        let key = mem.slice(a[1], self.maps[i].state.key_size() as usize)?;
         let cpu = self.env.cpu;
         let m = &mut self.maps[i];
-        Ok(match m.state.lookup(&key, cpu) {
+        Ok(match m.state.lookup(key, cpu) {
             Some(off) => m.base(m.state.arena_index(cpu)).ok_or(HelperStop::Fault)? + off as u64,
             None => 0,
         })

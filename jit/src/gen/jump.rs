@@ -37,35 +37,30 @@ impl Gen<'_, '_> {
         // One side carries the count on, the other (a join, or a loop's head) needs it taken
         // off: on that edge only, so that the path that stays in straight-line code (a loop's
         // body, typically) does not pay for it.
-        let (t, f) = (self.edge(target, t_carry), self.edge(next, f_carry));
-        self.b.ins().brif(c, t, &[], f, &[]);
-        // The edge block's one predecessor exists only now.
-        for blk in [t, f] {
-            if !self.blocks.contains(&Some(blk)) {
-                self.b.seal_block(blk);
-            }
-        }
-    }
-
-    /// The block a branch of the current block goes to for `target`: the leader itself, with
-    /// the pending count carried into it, or a block on the edge that takes the count off
-    /// `left` first.
-    fn edge(&mut self, target: usize, carry: bool) -> cranelift_codegen::ir::Block {
-        let leader = self.block_at(target);
-        if carry {
-            self.carry[target] = Some(self.pending);
-            return leader;
-        }
-        let e = self.b.create_block();
-        let here = self.b.current_block().expect("inside a block");
         let pending = self.pending;
-        // Sealed by the caller once the branch to it exists.
-        self.b.switch_to_block(e);
-        self.flush();
-        self.b.ins().jump(leader, &[]);
-        self.pending = pending;
-        self.b.switch_to_block(here);
-        e
+        let mut edges = Vec::new();
+        let mut side = |g: &mut Self, to: usize, carry: bool| {
+            if carry {
+                g.carry[to] = Some(pending);
+                g.block_at(to)
+            } else {
+                let e = g.b.create_block();
+                edges.push((e, to));
+                e
+            }
+        };
+        let t = side(self, target, t_carry);
+        let f = side(self, next, f_carry);
+        self.b.ins().brif(c, t, &[], f, &[]);
+        // Filled once the branch has ended the current block; sealed then, their one
+        // predecessor being known.
+        for (e, to) in edges {
+            self.switch(e);
+            self.pending = pending;
+            self.flush();
+            let leader = self.block_at(to);
+            self.b.ins().jump(leader, &[]);
+        }
     }
 
     pub(super) fn cond(&mut self, width: Width, cond: Cond, dst: Reg, src: Source) -> Value {
