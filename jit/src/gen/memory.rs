@@ -208,7 +208,7 @@ impl Gen<'_, '_> {
     fn clamped(&mut self, addr: Value, size: Size, write: bool) -> Value {
         let low = self.b.ins().ireduce(types::I32, addr);
         let off = self.b.ins().uextend(I64, low);
-        let idx = (size.bytes() as usize).trailing_zeros() as usize + if write { 4 } else { 0 };
+        let idx = size.bytes().trailing_zeros() as usize + if write { 4 } else { 0 };
         let max = self.vm_load(offset_of!(VmCtx, clamp_max) + 8 * idx);
         let c = self.b.ins().umin(off, max);
         let base = self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx);
