@@ -85,11 +85,14 @@ fn processed_of(log: &str) -> Option<u64> {
 fn kernel_answer(result: Result<(), i32>, log: &str) -> KernelAnswer {
     KernelAnswer {
         accepted: result.is_ok(),
-        error: result.err().map(|_| {
-            bpfsim_kernel::last_meaningful_line(log)
-                .unwrap_or("")
-                .to_string()
-        }),
+        // Some refusals leave no log (EPERM for a tracing program the kernel cannot attach
+        // trampolines to): the errno is then the kernel's whole answer.
+        error: result
+            .err()
+            .map(|errno| match bpfsim_kernel::last_meaningful_line(log) {
+                Some(line) if !line.trim().is_empty() => line.to_string(),
+                _ => format!("{} with an empty log", bpfsim_kernel::Errno(errno)),
+            }),
         processed: processed_of(log),
         time_us: time_of(log),
     }

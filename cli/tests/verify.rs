@@ -249,6 +249,8 @@ fn core_programs_agree_with_the_kernel() {
         ("kinds", true),
         ("guarded", true),
         ("unguarded", false),
+        // Loaded with attach_btf_id from this machine's BTF.
+        ("tp_switch", true),
     ] {
         let (code, out, err) = bpfsim(&["verify", obj, "--prog", prog, "--compare-kernel"]);
         if code == 3 {

@@ -123,6 +123,9 @@ pub struct ProgSpec<'a> {
     /// in the BTF, line << 10 | column), sorted; sent with `func_info` only. They give the
     /// verifier log its source lines.
     pub line_info: &'a [[u32; 4]],
+    /// The attach target's type id in the kernel's BTF (vmlinux), which tracing, LSM and
+    /// iterator programs must give (0: none).
+    pub attach_btf_id: u32,
 }
 
 impl<'a> ProgSpec<'a> {
@@ -138,6 +141,7 @@ impl<'a> ProgSpec<'a> {
             btf_fd: None,
             func_info: &[],
             line_info: &[],
+            attach_btf_id: 0,
         }
     }
 }
@@ -434,6 +438,7 @@ mod imp {
             license: addr(license.as_ptr()),
             expected_attach_type: spec.expected_attach_type,
             prog_flags: spec.flags,
+            attach_btf_id: spec.attach_btf_id,
             ..ProgLoadAttr::default()
         };
         if !spec.fd_array.is_empty() {

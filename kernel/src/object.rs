@@ -192,6 +192,7 @@ impl KernelObject {
             fd_array: &fds,
             btf_fd: self.btf.as_ref().map(KernelBtf::raw_fd),
             func_info: &func_info,
+            attach_btf_id: p.attach_target.as_ref().map_or(0, |a| a.btf_id),
             ..ProgSpec::new(ProgType(t.id()), &insns, &obj.license)
         };
         let fd = bpf.prog_load_spec(&spec, 1).map_err(fail)?;
@@ -234,6 +235,7 @@ impl KernelObject {
             btf_fd: self.btf.as_ref().map(KernelBtf::raw_fd),
             func_info: &func_info,
             line_info: &line_info,
+            attach_btf_id: p.attach_target.as_ref().map_or(0, |a| a.btf_id),
             ..ProgSpec::new(ProgType(t.id()), &insns, &obj.license)
         };
         let (r, log) = bpf.prog_load_spec_logged(&spec, log_level);

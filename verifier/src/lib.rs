@@ -25,7 +25,7 @@ mod precise;
 use std::time::Duration;
 
 use bpfsim_vm::isa::Insn;
-use bpfsim_vm::loader::{AttachType, ObjProgram, Object, BPF_F_RDONLY_PROG};
+use bpfsim_vm::loader::{AttachTarget, AttachType, ObjProgram, Object, BPF_F_RDONLY_PROG};
 use bpfsim_vm::spec::{MapType, ProgType};
 
 pub use domain::reg::{Reg, RegType};
@@ -78,6 +78,9 @@ pub struct Options {
     pub global_funcs: Vec<GlobalFunc>,
     /// BTF line info (`; source @ file:line` lines in the log), by slot.
     pub line_info: Vec<LineInfo>,
+    /// A tracing or LSM program's attach target in the kernel's BTF: its arguments are the
+    /// context.
+    pub attach_btf: Option<AttachTarget>,
 }
 
 /// What a global function's argument is, from its BTF prototype (`btf_prepare_func_args`).
@@ -108,6 +111,7 @@ impl Options {
             func_info: false,
             global_funcs: Vec::new(),
             line_info: Vec::new(),
+            attach_btf: None,
         }
     }
 }
@@ -340,6 +344,7 @@ pub fn object_program_options(
     let ty = prog_type.or(prog.prog_type)?;
     let mut opts = Options::new(ty);
     opts.attach = prog.expected_attach_type;
+    opts.attach_btf = prog.attach_target.clone();
     opts.gpl = license_is_gpl(&obj.license);
     opts.log_level = log_level;
     opts.maps = object_maps(obj);

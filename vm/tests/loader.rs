@@ -8,7 +8,7 @@ use bpfsim_vm::isa::{AluOp, CallTarget, Imm64, Insn, Source};
 use bpfsim_vm::loader::{
     load_object, load_object_with, AttachType, Btf, BtfEnumValue, BtfKind, BtfMember, BtfParam,
     BtfType, KernelBtfSource, LoadOptions, MapInitTarget, ObjProgram, Object, ObjectError,
-    TargetBtf, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_F_XDP_HAS_FRAGS, POISON_IMM,
+    TargetBtf, TracingArgKind, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_F_XDP_HAS_FRAGS, POISON_IMM,
 };
 use bpfsim_vm::spec::{MapType, ProgType};
 use bpfsim_vm::{Interpreter, NoHelpers, Program, Vm};
@@ -971,4 +971,62 @@ fn objects_linked_by_bpftool_load_like_clang_output() {
     assert_eq!(linked.programs.len(), 1);
     let p = linked.function_program("only_text", ProgType::Xdp).unwrap();
     assert_eq!(p.insns, load("text_only.bpf.o").programs[0].insns);
+}
+
+#[test]
+fn tracing_programs_find_their_attach_targets() {
+    let obj = load_object_with(&fixture("core.bpf.o"), &test_kernel()).unwrap();
+    let target = |name: &str| {
+        obj.find_program(name)
+            .unwrap()
+            .attach_target
+            .clone()
+            .unwrap()
+    };
+    // fentry/fexit: the FUNC itself, with its prototype's arguments and return value.
+    for name in ["fentry_sleep", "fexit_sleep"] {
+        let t = target(name);
+        assert_eq!((t.btf_name.as_str(), t.btf_id), ("do_nanosleep", 8));
+        let kinds: Vec<_> = t.args.iter().map(|a| (a.name.as_str(), a.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("t", TracingArgKind::Pointer { to_struct: false }),
+                ("mode", TracingArgKind::Scalar)
+            ]
+        );
+        assert_eq!(t.ret.map(|r| r.type_name), Some("int".to_string()));
+    }
+    // tp_btf: the btf_trace_ typedef, without the prototype's leading `void *`.
+    let t = target("tp_switch");
+    assert_eq!(
+        (t.btf_name.as_str(), t.btf_id),
+        ("btf_trace_sched_switch", 11)
+    );
+    assert_eq!(t.args.len(), 1);
+    assert_eq!(t.args[0].name, "preempt");
+    assert_eq!(t.ret, None);
+    // lsm: the bpf_lsm_ hook.
+    let t = target("lsm_open");
+    assert_eq!((t.btf_name.as_str(), t.btf_id), ("bpf_lsm_file_open", 13));
+    // Programs without a BTF target have none.
+    assert_eq!(obj.find_program("read_pid").unwrap().attach_target, None);
+    // A target the kernel does not have, named as libbpf names it.
+    let err = obj.find_program("fentry_missing").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "program 'fentry_missing' (section 'fentry/no_such_function_in_the_kernel'): failed to \
+         find kernel BTF type ID of 'no_such_function_in_the_kernel': no function \
+         'no_such_function_in_the_kernel' in test"
+    );
+    // Without kernel BTF, tracing programs say what they need.
+    let no_btf = LoadOptions {
+        kernel_btf: KernelBtfSource::None,
+    };
+    let obj = load_object_with(&fixture("core.bpf.o"), &no_btf).unwrap();
+    let err = obj.find_program("tp_switch").unwrap_err();
+    assert!(
+        matches!(&err, ObjectError::NeedsKernelBtf { feature, .. } if feature == "attach target 'sched_switch' (trace_raw_tp)"),
+        "{err}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Context access per program type: which offsets and sizes of the context a program may read or
 //! write, and the register type a load gives (the kernel's `*_is_valid_access` callbacks).
 
-use bpfsim_vm::loader::AttachType;
+use bpfsim_vm::loader::{AttachTarget, AttachType, TracingArgKind};
 use bpfsim_vm::spec::ProgType;
 
 use crate::domain::reg::RegType;
@@ -229,6 +229,90 @@ pub fn access(
             tracing_access(prog, off, size, write)
         }
         _ => None,
+    }
+}
+
+/// Context slots of a BTF-attached program (`MAX_BPF_FUNC_ARGS` u64s).
+const MAX_FUNC_ARGS: i32 = 12;
+
+/// `bpf_tracing_btf_ctx_access` then `btf_ctx_access`: what `fentry`/`fexit`/`fmod_ret`/
+/// `tp_btf`/`lsm`/`iter` programs read from their context, one `u64` per argument of the attach
+/// target, then the return value for `fexit`, `fmod_ret` and LSM. `Err` holds the line the
+/// kernel logs before `invalid bpf_context access`, when it logs one.
+///
+/// Pointer arguments load as scalars: the kernel's `PTR_TO_BTF_ID` for pointers to structs is
+/// not modelled, so a direct dereference of one is refused here where the kernel walks the
+/// struct's BTF.
+pub fn btf_ctx_access(
+    target: &AttachTarget,
+    attach: Option<AttachType>,
+    off: i32,
+    size: u32,
+    write: bool,
+) -> Result<Access, Option<String>> {
+    // bpf_tracing_ctx_access: silent refusals.
+    if !(0..8 * MAX_FUNC_ARGS).contains(&off) || write || size == 0 || off as u32 % size != 0 {
+        return Err(None);
+    }
+    let tname = target
+        .btf_name
+        .strip_prefix("btf_trace_")
+        .unwrap_or(&target.btf_name);
+    if off % 8 != 0 {
+        return Err(Some(format!(
+            "func '{tname}' offset {off} is not multiple of 8"
+        )));
+    }
+    let arg = (off / 8) as usize;
+    let nr_args = target.args.len();
+    let missing = || {
+        Some(format!(
+            "func '{tname}' doesn't have {}-th argument",
+            arg + 1
+        ))
+    };
+    let a = match arg.cmp(&nr_args) {
+        std::cmp::Ordering::Greater => return Err(missing()),
+        std::cmp::Ordering::Less => &target.args[arg],
+        std::cmp::Ordering::Equal => match attach {
+            Some(AttachType::LsmMac | AttachType::LsmCgroup | AttachType::TraceFexit) => {
+                match &target.ret {
+                    Some(r) => r,
+                    None => {
+                        return Err(Some(format!(
+                            "func '{tname}' arg{arg} '' has type UNKNOWN. Only pointer access is allowed"
+                        )))
+                    }
+                }
+            }
+            Some(AttachType::ModifyReturn) => match &target.ret {
+                Some(r) if r.kind == TracingArgKind::Scalar => r,
+                other => {
+                    let kind = match other.as_ref().map(|r| r.kind) {
+                        None => "UNKNOWN",
+                        Some(TracingArgKind::Pointer { .. }) => "PTR",
+                        Some(_) => "non-integer",
+                    };
+                    return Err(Some(format!("ret type {kind} not allowed for fmod_ret")));
+                }
+            },
+            _ => return Err(missing()),
+        },
+    };
+    let scalar = Access {
+        ty: RegType::Scalar,
+        field_size: 8,
+    };
+    match a.kind {
+        TracingArgKind::Scalar => Ok(scalar),
+        TracingArgKind::Pointer { .. } if size != 8 => {
+            Err(Some(format!("func '{tname}' size {size} must be 8")))
+        }
+        TracingArgKind::Pointer { .. } => Ok(scalar),
+        TracingArgKind::Other => Err(Some(format!(
+            "func '{tname}' arg{arg} '{}' has type {}. Only pointer access is allowed",
+            a.name, a.type_name
+        ))),
     }
 }
 

@@ -230,14 +230,14 @@ impl Verifier<'_> {
                 if t == Access::Write && value.is_some_and(|v| v.is_pointer()) {
                     return Err(format!("R{rn} leaks addr into ctx"));
                 }
-                let a = ctx::access(
-                    self.opts.prog_type,
-                    self.opts.attach,
-                    off,
-                    size,
-                    t == Access::Write,
-                )
-                .ok_or_else(|| format!("invalid bpf_context access off={off} size={size}"))?;
+                let write = t == Access::Write;
+                let a = match &self.opts.attach_btf {
+                    Some(target) => ctx::btf_ctx_access(target, self.opts.attach, off, size, write)
+                        .map_err(|note| self.log.extend(note)),
+                    None => ctx::access(self.opts.prog_type, self.opts.attach, off, size, write)
+                        .ok_or(()),
+                }
+                .map_err(|()| format!("invalid bpf_context access off={off} size={size}"))?;
                 if t == Access::Read && a.ty != RegType::Scalar {
                     let mut p = Reg::ptr(a.ty);
                     p.id = 0;

@@ -21,6 +21,7 @@
 //! [`Imm64::MapIdx`]: crate::isa::Imm64::MapIdx
 //! [`Imm64::MapIdxValue`]: crate::isa::Imm64::MapIdxValue
 
+mod attach;
 mod btf;
 mod btf_ext;
 mod btf_fixup;
@@ -33,6 +34,7 @@ mod reloc;
 mod sections;
 mod target;
 
+pub use attach::{AttachTarget, TracingArg, TracingArgKind};
 pub use btf::{Btf, BtfEnumValue, BtfKind, BtfMember, BtfParam, BtfType, BtfVarSecinfo};
 pub use error::ObjectError;
 pub use link::PlacedFunction;
@@ -78,6 +80,8 @@ pub struct Object {
     /// hands it to the kernel (`BPF_BTF_LOAD`); `None` without a parsable `.BTF`.
     pub kernel_btf: Option<Vec<u8>>,
     linker: Linker,
+    /// Where attach targets are looked up.
+    kernel_btf_source: KernelBtfSource,
     /// `.BTF.ext` line info, by code section.
     lines: Vec<btf_ext::LineRec>,
 }
@@ -115,6 +119,9 @@ pub struct ObjProgram {
     pub insns: Vec<Insn>,
     /// The functions in `insns`, the program itself first.
     pub functions: Vec<PlacedFunction>,
+    /// For tracing, LSM and iterator programs whose section names a target: the target in
+    /// the kernel's BTF (its id is the load's `attach_btf_id`).
+    pub attach_target: Option<AttachTarget>,
 }
 
 impl ObjProgram {
@@ -224,6 +231,7 @@ pub fn load_object_with(bytes: &[u8], opts: &LoadOptions) -> Result<Object, Obje
         }),
         btf,
         linker,
+        kernel_btf_source: opts.kernel_btf.clone(),
         lines,
     };
     let in_text = |f: &link::Function| obj.linker.section_name(f) == ".text";
@@ -399,14 +407,43 @@ impl Object {
                 source,
             });
         }
+        let attach_type = def.and_then(|d| d.attach_type);
+        let attach_target = match attach::section_target(&section, attach_type) {
+            Some((name, attach)) => Some(self.attach_target(&section, &func.name, name, attach)?),
+            None => None,
+        };
         Ok(ObjProgram {
             name: func.name.clone(),
             section,
             prog_type: def.map(|d| d.prog_type),
-            expected_attach_type: def.and_then(|d| d.attach_type),
+            expected_attach_type: attach_type,
             flags: def.map_or(0, |d| d.flags),
             insns,
             functions,
+            attach_target,
+        })
+    }
+
+    /// The attach target `name` of the program `symbol` in the kernel's BTF.
+    fn attach_target(
+        &self,
+        section: &str,
+        symbol: &str,
+        name: &str,
+        attach: AttachType,
+    ) -> Result<AttachTarget, ObjectError> {
+        let target =
+            kernel_btf(&self.kernel_btf_source).map_err(|reason| ObjectError::NeedsKernelBtf {
+                feature: format!("attach target '{name}' ({})", attach.name()),
+                section: section.to_string(),
+                insn: 0,
+                symbol: symbol.to_string(),
+                reason,
+            })?;
+        attach::find(&target, name, attach).map_err(|detail| ObjectError::AttachTarget {
+            section: section.to_string(),
+            symbol: symbol.to_string(),
+            detail,
         })
     }
 }
