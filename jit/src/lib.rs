@@ -97,7 +97,9 @@ pub struct Hints {
 
 /// A compiled program. Owns its code; runs any number of times.
 pub struct JitProgram {
-    _module: JITModule,
+    /// The code's module; its memory is freed on drop (a dropped `JITModule` keeps its
+    /// mappings: a process that compiles many programs ran out of them).
+    module: std::mem::ManuallyDrop<JITModule>,
     /// Finishes a run whose budget runs out inside a block (see `Interpreter::finish_budget`).
     interp: bpfsim_vm::Interpreter,
     entry: extern "C" fn(*mut VmCtx) -> u64,
@@ -113,6 +115,15 @@ pub struct JitProgram {
 unsafe impl Send for JitProgram {}
 // SAFETY: as above: running the code reads the module only.
 unsafe impl Sync for JitProgram {}
+
+impl Drop for JitProgram {
+    fn drop(&mut self) {
+        // SAFETY: `module` is taken once, here, and never used again. Nothing runs the code
+        // any more: runs borrow the program (`run`, `JitSession`), so none outlives it, and
+        // `entry`, the only pointer into the code, dies with it.
+        unsafe { std::mem::ManuallyDrop::take(&mut self.module).free_memory() }
+    }
+}
 
 impl std::fmt::Debug for JitProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -249,7 +260,7 @@ impl JitProgram {
         // `extern "C" fn(*mut VmCtx) -> u64` on every target Cranelift supports.
         let entry: extern "C" fn(*mut VmCtx) -> u64 = unsafe { std::mem::transmute(code) };
         Ok(JitProgram {
-            _module: module,
+            module: std::mem::ManuallyDrop::new(module),
             interp: bpfsim_vm::Interpreter::new(prog),
             entry,
             code_size,

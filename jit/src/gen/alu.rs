@@ -1,7 +1,7 @@
 //! Arithmetic: ALU operations (division with the kernel's rules, never a native trap), negation,
 //! sign-extending moves, byte swaps and 64-bit immediates.
 
-use bpfsim_vm::isa::{AluOp, Endian, Imm64, Reg, Size, Source, Width};
+use bpfsim_vm::isa::{AluOp, Endian, Imm64, Insn, Reg, Size, Source, Width};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
@@ -75,6 +75,52 @@ impl Gen<'_, '_> {
                 self.b.ins().select(zero, on_zero, r)
             }
         }
+    }
+
+    /// `dst <<= 32; dst >>= 32` (or `s>>= 32`), clang's zero (sign) extension of a 32-bit
+    /// value, as one extension when both are in one block: at `opt_level` none the two shifts
+    /// (and the copy before them) would stay three instructions on hot loops. True when the
+    /// pair at `i` was translated.
+    pub(super) fn extend_pair(&mut self, insns: &[Insn], i: usize) -> bool {
+        let (Some(a), Some(b)) = (insns.get(i), insns.get(i + 1)) else {
+            return false;
+        };
+        let Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Lsh,
+            dst,
+            src: Source::Imm(32),
+        } = *a
+        else {
+            return false;
+        };
+        let signed = match *b {
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Rsh,
+                dst: d,
+                src: Source::Imm(32),
+            } if d == dst => false,
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Arsh,
+                dst: d,
+                src: Source::Imm(32),
+            } if d == dst => true,
+            _ => return false,
+        };
+        if self.blocks[self.pcs[i + 1]].is_some() {
+            return false;
+        }
+        let v = self.reg(dst);
+        let low = self.b.ins().ireduce(types::I32, v);
+        let r = if signed {
+            self.b.ins().sextend(I64, low)
+        } else {
+            self.b.ins().uextend(I64, low)
+        };
+        self.set(dst, r);
+        true
     }
 
     pub(super) fn translate_neg(&mut self, width: Width, dst: Reg) {

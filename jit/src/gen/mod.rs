@@ -316,6 +316,7 @@ impl Gen<'_, '_> {
         }
         self.ret_sites = sites.iter().map(|&pc| self.block_at(pc)).collect();
         let mut open = false;
+        let mut fused = false;
         for (i, insn) in insns.iter().enumerate() {
             let pc = self.pcs[i];
             if let Some(blk) = self.blocks[pc] {
@@ -339,7 +340,12 @@ impl Gen<'_, '_> {
             } else {
                 self.block_pos += 1;
             }
-            if !open {
+            if !open || std::mem::take(&mut fused) {
+                continue;
+            }
+            if self.extend_pair(insns, i) {
+                // The second of the pair is counted in its block but emits nothing.
+                fused = true;
                 continue;
             }
             let next = pc + insn.slots();
