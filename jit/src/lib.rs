@@ -410,4 +410,11 @@ impl bpfsim_vm::Executable for JitProgram {
     ) -> Outcome {
         self.run(mem, host, args, budget)
     }
+
+    fn prepare(&self) -> Option<Box<dyn bpfsim_vm::PreparedRuns + '_>> {
+        Some(Box::new(session::Prepared {
+            prog: self,
+            ctx: VmCtx::new(&self.interp),
+        }))
+    }
 }

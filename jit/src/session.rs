@@ -50,3 +50,22 @@ impl JitSession<'_> {
         self.prog.enter(&mut self.ctx, mem, host, args, budget)
     }
 }
+
+/// The run context alone, for runs on the caller's memory maps ([`bpfsim_vm::Executable::prepare`]:
+/// a test run's `repeat`).
+pub(crate) struct Prepared<'p> {
+    pub(crate) prog: &'p JitProgram,
+    pub(crate) ctx: VmCtx,
+}
+
+impl bpfsim_vm::PreparedRuns for Prepared<'_> {
+    fn execute(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome {
+        self.prog.enter(&mut self.ctx, mem, host, args, budget)
+    }
+}

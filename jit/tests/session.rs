@@ -186,3 +186,28 @@ fn a_session_follows_each_runs_memory() {
         assert_eq!(s.result.is_ok(), len >= 8, "memory of {len} bytes: {s:?}");
     }
 }
+
+/// `Executable::prepare`: runs on the caller's maps through one kept context give, run after
+/// run, what `execute` gives, after programs that write, trap, tail-call and run out of budget.
+#[test]
+fn prepared_runs_run_as_execute() {
+    use bpfsim_vm::Executable;
+    for src in [WRITER, TRAPPER, TAILER, LOOPER, READER] {
+        let jit = JitProgram::compile(&program(src)).unwrap();
+        let mut prepared = jit.prepare().expect("the JIT keeps its run context");
+        let (mut vm_a, mut vm_b) = (Vm::default(), Vm::default());
+        let (mut a, mut b) = ([3u8; 8], [3u8; 8]);
+        for budget in [50, 7, 50, 3, 50] {
+            let mut mem = vm_a.memory();
+            let addr = mem.map_mut(&mut a).unwrap();
+            let p = prepared.execute(&mut mem, &mut TailHost, [addr, 8, 0, 0, 0], budget);
+            drop(mem);
+            let mut mem = vm_b.memory();
+            let addr = mem.map_mut(&mut b).unwrap();
+            let e = jit.execute(&mut mem, &mut TailHost, [addr, 8, 0, 0, 0], budget);
+            drop(mem);
+            assert_eq!(p, e, "{src} with budget {budget}");
+            assert_eq!(a, b, "{src} with budget {budget}: memory");
+        }
+    }
+}

@@ -333,16 +333,24 @@ impl Runner {
         let mut chain = Vec::new();
         let mut out;
         let mut runs = n;
+        // Many runs: the entry program's runs keep what its engine prepares (the JIT's context).
+        let mut prepared = if n > 1 { prog.prepare() } else { None };
         loop {
             // Each run starts at the program with the whole budget and its own count of tail
             // calls; the trace lines of every run are kept.
             let mut current: &dyn Executable = prog;
+            let mut entry = true;
             let mut used = 0;
             host.tail_calls = 0;
             host.redirect = None;
             chain.clear();
             out = loop {
-                let mut out = current.execute(&mut mem, &mut host, [r1, 0, 0, 0, 0], budget - used);
+                let args = [r1, 0, 0, 0, 0];
+                let mut out = match &mut prepared {
+                    Some(p) if entry => p.execute(&mut mem, &mut host, args, budget - used),
+                    _ => current.execute(&mut mem, &mut host, args, budget - used),
+                };
+                entry = false;
                 used += out.insns;
                 out.insns = used;
                 match out.tail_call.and_then(|id| {

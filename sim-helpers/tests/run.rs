@@ -769,3 +769,45 @@ fn timing_off_changes_only_the_duration() {
         assert_eq!(b.data[14], PACKET[14] + repeat as u8);
     }
 }
+
+/// A batch under the JIT (whose runs keep one run context, `Executable::prepare`) gives what it
+/// gives under the interpreter: the packet as the runs left it, every run's trace line, the last
+/// run's count, and with a tail call each run's own chain.
+#[test]
+fn repeat_under_the_jit_runs_as_the_interpreter() {
+    let src = "mov %r6, %r1
+         ldxw %r2, [%r6+0]
+         ldxw %r3, [%r6+4]
+         mov %r4, %r2
+         add %r4, 15
+         mov %r0, 0
+         jgt %r4, %r3, +10
+         ldxb %r7, [%r2+14]
+         add %r7, 1
+         stxb [%r2+14], %r7
+         mov %r1, 0x78
+         stxdw [%r10-8], %r1
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, 2
+         call 6
+         mov %r0, %r7
+         exit";
+    let program = Program::new(assemble(src).unwrap()).unwrap();
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+    let (mut a, mut b) = (Runner::default(), Runner::default());
+    a.set_timing(false);
+    b.set_timing(false);
+    for repeat in [1, 2, 7] {
+        let i = a
+            .run_repeat(&interp, ProgType::Xdp, &PACKET, Input::default(), repeat)
+            .unwrap();
+        let j = b
+            .run_repeat(&jit, ProgType::Xdp, &PACKET, Input::default(), repeat)
+            .unwrap();
+        assert_eq!(i, j, "repeat {repeat}");
+        assert_eq!(j.trace.len(), repeat as usize);
+        assert_eq!(j.data[14], PACKET[14] + repeat as u8);
+    }
+}

@@ -12,7 +12,7 @@ pub mod spec;
 pub mod trap;
 
 pub use host::{ConformanceHost, HelperStop, Host, NoHelpers};
-pub use interp::{Executable, Interpreter, Outcome, Vm, DEFAULT_BUDGET};
+pub use interp::{Executable, Interpreter, Outcome, PreparedRuns, Vm, DEFAULT_BUDGET};
 pub use memory::{MemoryMap, RegionTable, Stack};
 pub use program::{LoadError, Program};
 pub use trap::{Trap, TrapCode};

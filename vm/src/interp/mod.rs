@@ -43,6 +43,25 @@ pub trait Executable: Send + Sync {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome;
+
+    /// For a caller about to run this program many times (a test run's `repeat`): runs that
+    /// keep what the engine prepares for a run from one to the next (the JIT's run context),
+    /// with exactly the results of [`Self::execute`]. `None` when the engine has nothing to keep.
+    fn prepare(&self) -> Option<Box<dyn PreparedRuns + '_>> {
+        None
+    }
+}
+
+/// Runs of one program that share what the engine prepared ([`Executable::prepare`]).
+pub trait PreparedRuns {
+    /// [`Executable::execute`].
+    fn execute(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome;
 }
 
 impl Executable for Interpreter {
