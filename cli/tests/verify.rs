@@ -267,3 +267,22 @@ fn core_programs_agree_with_the_kernel() {
         "{out}"
     );
 }
+
+/// A kfunc call resolved against this machine's BTF loads into the kernel (which decides on
+/// it), while bpfsim's verifier says plainly that it does not simulate kfuncs.
+#[test]
+fn kfunc_calls_reach_the_kernel_and_are_refused_here_by_name() {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return println!("skipped: no /sys/kernel/btf/vmlinux");
+    }
+    let obj = vectors().join("../loader/kfunc.bpf.o");
+    let obj = obj.to_str().unwrap();
+    let (code, out, err) = bpfsim(&["verify", obj, "--prog", "rcu"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("REJECTED: kfuncs are not simulated"), "{out}");
+    let (code, out, err) = bpfsim(&["verify", obj, "--prog", "rcu", "--compare-kernel"]);
+    if code == 3 {
+        return println!("skipped: {}", err.trim());
+    }
+    assert!(out.contains("kernel: accepted"), "{out}{err}");
+}

@@ -29,6 +29,7 @@ const FIXTURES: &[&str] = &[
     "calls.bpf.o",
     "core.bpf.o",
     "globals.bpf.o",
+    "kfunc.bpf.o",
     "linked.o",
     "maps_btf.bpf.o",
     "maps_iproute2.bpf.o",
@@ -641,11 +642,12 @@ fn unsupported_features_reject_only_the_programs_that_use_them() {
     let kfunc = obj.find_program("kfunc_caller").unwrap_err();
     assert_eq!(
         kfunc,
-        ObjectError::Unsupported {
+        ObjectError::NeedsKernelBtf {
             feature: "kfunc call to 'bpf_fake_kfunc' (.ksyms)".into(),
             section: "tc".into(),
             insn: 1,
             symbol: "bpf_fake_kfunc".into(),
+            reason: "no kernel BTF was given".into(),
         }
     );
     let rejected: Vec<_> = obj
@@ -677,8 +679,9 @@ fn unsupported_features_reject_only_the_programs_that_use_them() {
 }
 
 /// A made-up kernel: `struct task_struct { long state; int tgid; int pid; }` (pid at 12),
-/// `struct sk_buff` of 232 bytes, `enum bpf_map_type { BPF_MAP_TYPE_HASH = 7 }`, and the
-/// tracing targets `do_nanosleep`, `btf_trace_sched_switch` and `bpf_lsm_file_open`.
+/// `struct sk_buff` of 232 bytes, `enum bpf_map_type { BPF_MAP_TYPE_HASH = 7 }`, the tracing
+/// targets `do_nanosleep`, `btf_trace_sched_switch` and `bpf_lsm_file_open`, and the kfuncs
+/// `bpf_rcu_read_lock` and `bpf_rcu_read_unlock`.
 fn test_kernel_btf() -> Btf {
     let int = |name: &str, size: u32, signed: bool| BtfType {
         name: name.into(),
@@ -769,6 +772,27 @@ fn test_kernel_btf() -> Btf {
                 linkage: 0,
             },
         ), // [13]
+        t(
+            "",
+            BtfKind::FuncProto {
+                ret: 0,
+                params: vec![],
+            },
+        ), // [14] void (void)
+        t(
+            "bpf_rcu_read_lock",
+            BtfKind::Func {
+                proto: 14,
+                linkage: 1,
+            },
+        ), // [15]
+        t(
+            "bpf_rcu_read_unlock",
+            BtfKind::Func {
+                proto: 14,
+                linkage: 1,
+            },
+        ), // [16]
     ])
 }
 
@@ -1027,6 +1051,48 @@ fn tracing_programs_find_their_attach_targets() {
     let err = obj.find_program("tp_switch").unwrap_err();
     assert!(
         matches!(&err, ObjectError::NeedsKernelBtf { feature, .. } if feature == "attach target 'sched_switch' (trace_raw_tp)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kfunc_calls_resolve_against_the_kernels_btf() {
+    let obj = load_object_with(&fixture("kfunc.bpf.o"), &test_kernel()).unwrap();
+    let rcu = obj.find_program("rcu").unwrap();
+    let calls: Vec<_> = rcu
+        .insns
+        .iter()
+        .filter_map(|i| match i {
+            Insn::Call(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            CallTarget::Kfunc {
+                btf_id: 15,
+                module: 0
+            },
+            CallTarget::Kfunc {
+                btf_id: 16,
+                module: 0
+            }
+        ]
+    );
+    // The raw bytes are what libbpf sends: src_reg BPF_PSEUDO_KFUNC_CALL, imm the BTF id.
+    let raw = rcu.to_bytes();
+    assert_eq!(&raw[..8], &[0x85, 0x20, 0, 0, 15, 0, 0, 0]);
+    // A flavored name finds the kernel's function, whose prototype then must agree.
+    let err = obj.find_program("wrong_proto").unwrap_err().to_string();
+    assert!(
+        err.contains("extern (func ksym) 'bpf_rcu_read_lock___wrong': func_proto [")
+            && err.contains("] incompatible with vmlinux [14]"),
+        "{err}"
+    );
+    let err = obj.find_program("missing").unwrap_err().to_string();
+    assert!(
+        err.contains("extern (func ksym) 'bpf_no_such_kfunc': not found in kernel BTF (test)"),
         "{err}"
     );
 }

@@ -166,9 +166,7 @@ impl Verifier<'_> {
                                 return Err(format!("R{} is not a scalar", i + 1));
                             }
                             crate::ArgKind::Ctx if reg.ty != RegType::Ctx => {
-                                return Err(format!(
-                                    "arg#{i} expects pointer to ctx"
-                                ));
+                                return Err(format!("arg#{i} expects pointer to ctx"));
                             }
                             _ => {}
                         }
@@ -181,10 +179,10 @@ impl Verifier<'_> {
                 self.push_frame(st, pc, callee, None)?;
                 Ok(Step::Next(callee))
             }
-            CallTarget::Kfunc { .. } => Err(
-                "calling kernel functions (kfuncs) needs kernel BTF, which bpfsim does not read yet"
-                    .to_string(),
-            ),
+            CallTarget::Kfunc { btf_id, .. } => Err(format!(
+                "kfuncs are not simulated: call to kernel function [{btf_id}] (the kernel's \
+                 verifier decides on it: --compare-kernel)"
+            )),
         }
     }
 

@@ -305,6 +305,10 @@ fn decode_body(
                     off: i32::try_from(off).map_err(|_| bad("global data offset out of range"))?,
                 };
             }
+            (Some(Fixup::Kfunc(btf_id)), insn @ Insn::Call(_)) => {
+                let btf_id = i32::try_from(*btf_id).map_err(|_| bad("kfunc BTF id too large"))?;
+                *insn = Insn::Call(CallTarget::Kfunc { btf_id, module: 0 });
+            }
             (Some(Fixup::Code { section, slot }), insn) => {
                 match insn {
                     Insn::Call(CallTarget::Local(_)) => {}

@@ -370,7 +370,13 @@ fn fields_compat(local: &Btf, mut lid: u32, targ: &Btf, mut tid: u32) -> Result<
 }
 
 /// `bpf_core_types_are_compat`: what the type-based kinds other than `type_matches` need.
-fn types_compat(local: &Btf, lid: u32, targ: &Btf, tid: u32, level: i32) -> Result<bool, String> {
+pub(crate) fn types_compat(
+    local: &Btf,
+    lid: u32,
+    targ: &Btf,
+    tid: u32,
+    level: i32,
+) -> Result<bool, String> {
     let (Some(l0), Some(t0)) = (kind_of(local, lid), kind_of(targ, tid)) else {
         return Err("type is missing".into());
     };

@@ -28,6 +28,8 @@ pub(crate) enum Fixup {
     Data { map: usize, sym_off: u64 },
     /// A call, or an `lddw` of a function address (a callback), to this slot of a code section.
     Code { section: usize, slot: u64 },
+    /// A call of a kernel function: its `FUNC` id in the kernel's BTF.
+    Kfunc(u32),
     /// Programs that contain this instruction are refused with this error.
     Reject(ObjectError),
 }
@@ -79,9 +81,11 @@ pub(crate) fn resolve(
             })?;
         let raw = &code[slot * 8..slot * 8 + 8];
         let sym = &elf.symbols[rel.symbol];
-        let fixup =
-            classify(elf, &section.name, slot, raw, sym, maps, btf).unwrap_or_else(Fixup::Reject);
-        fixups.insert(slot, fixup);
+        let fixup = match ksym_func(sym, raw, btf) {
+            Some(local) => kfunc(&section.name, slot, &sym.name, (btf, local), target),
+            None => classify(elf, &section.name, slot, raw, sym, maps, btf),
+        };
+        fixups.insert(slot, fixup.unwrap_or_else(Fixup::Reject));
     }
     let records = core.iter().filter(|r| r.section == section.name);
     for (idx, relo) in records.enumerate() {
@@ -229,6 +233,69 @@ fn classify(
         "section '{}' holds no map, global data or code",
         target_section.name
     )))
+}
+
+/// For a call of an undefined symbol that the object's BTF declares as a kernel function
+/// (`extern ... __ksym`, a `FUNC` in the `.ksyms` DATASEC): its local `FUNC` id.
+fn ksym_func(sym: &Symbol, raw: &[u8], btf: Option<&Btf>) -> Option<u32> {
+    if sym.section.is_some() || raw[0] != CALL || sym.name.is_empty() {
+        return None;
+    }
+    let btf = btf?;
+    btf.types().iter().find_map(|t| match &t.kind {
+        BtfKind::Datasec { vars, .. } if t.name == ".ksyms" => vars.iter().find_map(|v| {
+            let f = btf.type_by_id(v.type_id)?;
+            (f.name == sym.name && matches!(f.kind, BtfKind::Func { .. })).then_some(v.type_id)
+        }),
+        _ => None,
+    })
+}
+
+/// Resolve a kfunc call as libbpf's `bpf_object__resolve_ksym_func_btf_id`: the kernel's `FUNC`
+/// of that name, its prototype compatible with the local declaration.
+fn kfunc(
+    section: &str,
+    slot: usize,
+    name: &str,
+    (local, local_func): (Option<&Btf>, u32),
+    target: &Target<'_>,
+) -> Result<Fixup, ObjectError> {
+    let feature = || format!("kfunc call to '{name}' (.ksyms)");
+    let kernel = target.get().map_err(|reason| ObjectError::NeedsKernelBtf {
+        feature: feature(),
+        section: section.to_string(),
+        insn: slot,
+        symbol: name.to_string(),
+        reason,
+    })?;
+    let reject = |detail: String| ObjectError::reloc(section, slot, name, detail);
+    // A `___flavor` suffix is ignored, as for CO-RE types.
+    let essential = &name[..super::essential_name_len(name)];
+    let id = kernel
+        .find(essential, |k| matches!(k, BtfKind::Func { .. }))
+        .ok_or_else(|| {
+            reject(format!(
+                "extern (func ksym) '{name}': not found in kernel BTF ({})",
+                kernel.source()
+            ))
+        })?;
+    let proto = |b: &Btf, f: u32| match b.type_by_id(f).map(|t| &t.kind) {
+        Some(BtfKind::Func { proto, .. }) => *proto,
+        _ => 0,
+    };
+    let (local_proto, kernel_proto) = (
+        local.map_or(0, |b| proto(b, local_func)),
+        proto(kernel.btf(), id),
+    );
+    let compat = local.is_some_and(|b| {
+        core::types_compat(b, local_proto, kernel.btf(), kernel_proto, 32).unwrap_or(false)
+    });
+    if !compat {
+        return Err(reject(format!(
+            "extern (func ksym) '{name}': func_proto [{local_proto}] incompatible with vmlinux [{kernel_proto}]"
+        )));
+    }
+    Ok(Fixup::Kfunc(id))
 }
 
 /// Names an undefined symbol's feature: kfuncs and kernel variables (`__ksym`, in the BTF
