@@ -63,6 +63,8 @@ pub struct Explored {
     pub hist: Vec<Hist>,
     /// Precise scalars, per frame: (registers, stack slots).
     pub prec: Vec<Prec>,
+    /// Its dead stack slots were forgotten, once it was fully explored (`cleaned`).
+    stack_cleaned: bool,
 }
 
 /// A path pruned against a checkpoint inside an SCC before the SCC was done
@@ -135,6 +137,8 @@ pub struct Verifier<'a> {
     visits: HashMap<(Vec<usize>, u32), SccVisit>,
     /// Live registers at each slot.
     live: Vec<u16>,
+    /// The stack slot liveness per call chain (`env->liveness`), built on first use.
+    pub(crate) stack_live: Option<crate::log::liveness::StackLive>,
     /// Jump-class instructions processed, and both counts when the last checkpoint was added
     /// (the kernel adds one only after 2 jumps and 8 instructions).
     jmps: u64,
@@ -192,6 +196,7 @@ impl<'a> Verifier<'a> {
             scc: Vec::new(),
             visits: HashMap::new(),
             live: Vec::new(),
+            stack_live: None,
             jmps: 0,
             prev_jmps: 0,
             prev_insns: 0,
@@ -549,6 +554,45 @@ impl<'a> Verifier<'a> {
         }
     }
 
+    /// `clean_live_states`: checkpoints at this instruction that are fully explored, on the
+    /// same call chain as `cur` and not waiting on an SCC's precision, forget the stack slots
+    /// no path from them reads (the stack liveness is complete for them now).
+    fn clean_live_states(&mut self, list: &[usize], cur: &State) {
+        let Some(sl) = self.stack_live.as_ref() else {
+            return;
+        };
+        let calls_cb = |p: usize| self.calls_callback.get(p).copied().unwrap_or(false);
+        let mut dead: Vec<(usize, usize, usize)> = Vec::new();
+        for &i in list {
+            let e = &self.explored[i];
+            let same_chain = e.state.frames.len() == cur.frames.len()
+                && e.state
+                    .frames
+                    .iter()
+                    .zip(&cur.frames)
+                    .all(|(a, b)| a.callsite == b.callsite);
+            if e.branches > 0 || e.stack_cleaned || !same_chain || self.incomplete_marks(i) {
+                continue;
+            }
+            for (f, fr) in e.state.frames.iter().enumerate() {
+                for spi in 0..fr.stack.len() {
+                    if !sl.slot_alive(&e.state, e.pc, f, spi, &calls_cb) {
+                        dead.push((i, f, spi));
+                    }
+                }
+            }
+            dead.push((i, usize::MAX, 0));
+        }
+        for (i, f, spi) in dead {
+            let e = &mut self.explored[i];
+            if f == usize::MAX {
+                e.stack_cleaned = true;
+            } else {
+                e.state.frames[f].stack[spi] = crate::domain::state::Slot::EMPTY;
+            }
+        }
+    }
+
     /// `is_state_visited`.
     fn visit(&mut self, pc: usize, st: &State) -> Result<Visit, String> {
         // Long segments are cut so the history stays short (`jmp_history_cnt > 40`).
@@ -559,6 +603,7 @@ impl<'a> Verifier<'a> {
         let live = self.live_masks(st, pc);
         let mut cleaned: Option<State> = None;
         let list = self.by_pc.get(&pc).cloned().unwrap_or_default();
+        self.clean_live_states(&list, st);
         // Newest first, as the kernel adds each checkpoint at its list's head.
         for k in (0..list.len()).rev() {
             let i = list[k];
@@ -670,6 +715,7 @@ impl<'a> Verifier<'a> {
             hits: 0,
             misses: 0,
             prec: vec![(0, 0); state.frames.len()],
+            stack_cleaned: false,
             state,
             branches: 1,
             parent: self.cur_parent,
@@ -836,7 +882,7 @@ impl<'a> Verifier<'a> {
                 if self.prune.get(pc).copied().unwrap_or(false) {
                     if let Visit::Prune = self.visit(pc, &state)? {
                         self.trace.safe(&mut self.log, self.prev_pc, pc);
-                        self.trace_path_end(&state);
+                        self.live_path_end(&state);
                         self.update_branch_counts(self.cur_parent);
                         let pos = pending.last().and_then(|p| p.log_pos);
                         self.trace.path_done(&mut self.log, pos);
@@ -861,8 +907,12 @@ impl<'a> Verifier<'a> {
                 }
                 let frames = state.frames.len();
                 let callee = self.trace_before(&state, pc, insn);
+                self.live_insn(&state, pc, insn);
                 match self.step(&mut state, pc, insn)? {
                     Step::Next(n) => {
+                        if state.frames.len() > frames {
+                            self.live_entered();
+                        }
                         self.trace_after(&state, frames, callee, n);
                         if matches!(insn, Insn::Jmp { .. }) {
                             self.trace_jmp(&state, pc);
@@ -888,7 +938,7 @@ impl<'a> Verifier<'a> {
                         pc = fall;
                     }
                     Step::Done => {
-                        self.trace_path_end(&state);
+                        self.live_path_end(&state);
                         self.update_branch_counts(self.cur_parent);
                         let pos = pending.last().and_then(|p| p.log_pos);
                         self.trace.path_done(&mut self.log, pos);

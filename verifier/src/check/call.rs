@@ -177,6 +177,12 @@ impl Verifier<'_> {
                     return self.finish_call(st, pc, None, None, Reg::unknown());
                 }
                 self.push_frame(st, pc, callee, None)?;
+                // The caller's r0-r5 are scratched by the call (`clear_caller_saved_regs`): they
+                // are nothing while the callee runs.
+                let caller = st.frames.len() - 2;
+                for r in 0..=5 {
+                    st.frames[caller].regs[r] = Reg::NOT_INIT;
+                }
                 Ok(Step::Next(callee))
             }
             CallTarget::Kfunc { btf_id, .. } => Err(format!(

@@ -356,7 +356,6 @@ pub fn states_equal(
                 && o.regs.iter().zip(&c.regs).enumerate().all(|(r, (a, b))| {
                     mask & (1 << r) == 0 || regsafe(a, b, pregs & (1 << r) != 0, &mut ids)
                 })
-                && (mask & crate::passes::liveness::STACK_DEAD != 0
-                    || stacksafe(o, c, pstack, &mut ids))
+                && stacksafe(o, c, pstack, &mut ids)
         })
 }

@@ -42,18 +42,6 @@ impl Verifier<'_> {
         let n = st.frames.len();
         let callee = (matches!(insn, Insn::Exit) && n > 1)
             .then(|| Trace::state_line(st, n - 1, Mask::ALL, &env));
-        if trace.level2() {
-            trace.drain(&mut log);
-            let live = trace
-                .live
-                .get_or_insert_with(|| super::liveness::StackLive::new(self.insns));
-            live.begin(st, pc, insn, &self.opts.maps);
-            // A subprogram's exit brings its liveness up to date before returning.
-            if matches!(insn, Insn::Exit) && n > 1 {
-                let prune = |p: usize| self.is_prune_point(p);
-                live.update(st, true, &prune, &mut log);
-            }
-        }
         self.trace = trace;
         self.log = log;
         callee
@@ -95,9 +83,6 @@ impl Verifier<'_> {
             self.log.push(callee);
             self.trace.scratch_all();
             self.trace.interrupted();
-            if let Some(live) = self.trace.live.as_mut() {
-                live.entered();
-            }
         } else if let (true, Some(callee)) = (n < frames_before, callee) {
             let caller = Trace::state_line(st, n - 1, Mask::ALL, &env);
             self.log.push("returning from callee:".to_string());
@@ -242,20 +227,49 @@ impl Verifier<'_> {
 }
 
 impl Verifier<'_> {
-    /// A path ended (an exit, or pruned): level 2 brings the stack liveness of its call
-    /// chain up to date before the next path resumes (`bpf_update_live_stack`).
-    pub(crate) fn trace_path_end(&mut self, st: &State) {
-        if !self.trace.level2() {
-            return;
+    /// Before `insn` runs (after its log lines): its stack reads and writes go into the stack
+    /// liveness, and a subprogram's exit brings the liveness up to date before returning.
+    pub(crate) fn live_insn(&mut self, st: &State, pc: usize, insn: &Insn) {
+        if self.stack_live.is_none() {
+            self.stack_live = Some(super::liveness::StackLive::new(self.insns));
         }
-        let mut trace = std::mem::take(&mut self.trace);
-        let mut log = std::mem::take(&mut self.log);
-        trace.drain(&mut log);
-        if let Some(live) = trace.live.as_mut() {
+        let mut sl = self.stack_live.take().expect("set above");
+        sl.begin(st, pc, insn, &self.opts.maps);
+        if matches!(insn, Insn::Exit) && st.frames.len() > 1 {
+            self.live_update(&mut sl, st, true);
+        }
+        self.stack_live = Some(sl);
+    }
+
+    /// A call entered a subprogram (`bpf_reset_live_stack_callchain`).
+    pub(crate) fn live_entered(&mut self) {
+        if let Some(sl) = self.stack_live.as_mut() {
+            sl.entered();
+        }
+    }
+
+    /// A path ended (an exit, or pruned): the stack liveness of its call chain is brought up to
+    /// date before the next path resumes (`bpf_update_live_stack`).
+    pub(crate) fn live_path_end(&mut self, st: &State) {
+        if let Some(mut sl) = self.stack_live.take() {
+            self.live_update(&mut sl, st, false);
+            self.stack_live = Some(sl);
+        }
+    }
+
+    /// `bpf_update_live_stack`, its changes written to the log at level 2.
+    fn live_update(&mut self, sl: &mut super::liveness::StackLive, st: &State, exit_insn: bool) {
+        let mut log =
+            (self.trace.level2() && self.trace.on()).then(|| std::mem::take(&mut self.log));
+        {
             let prune = |p: usize| self.is_prune_point(p);
-            live.update(st, false, &prune, &mut log);
+            if let Some(l) = log.as_mut() {
+                self.trace.drain(l);
+            }
+            sl.update(st, exit_insn, &prune, log.as_mut());
         }
-        self.trace = trace;
-        self.log = log;
+        if let Some(l) = log {
+            self.log = l;
+        }
     }
 }

@@ -1,8 +1,8 @@
-//! Level 2's stack-liveness lines (`(0) frame 0 insn 13 +live -8`, `(0) live stack update done
-//! in 2 iterations`): the kernel's per-call-chain stack slot liveness (kernel/bpf/liveness.c,
-//! 6.18) reports each change of its dataflow solution as it goes. bpfsim's pruning does not use
-//! this analysis; it is replayed here from the same events (the stack slots each instruction
-//! reads and fully writes, path ends and subprogram exits) only to print what the kernel prints.
+//! The kernel's per-call-chain stack slot liveness (kernel/bpf/liveness.c, 6.18), computed as
+//! `do_check` goes from the same events (the stack slots each instruction reads and fully
+//! writes, path ends and subprogram exits): a checkpoint fully explored forgets the stack slots
+//! no path from it reads (`clean_live_states`), and level 2 prints each change of the dataflow
+//! solution (`(0) frame 0 insn 13 +live -8`, `(0) live stack update done in 2 iterations`).
 
 use std::collections::HashMap;
 
@@ -246,6 +246,42 @@ impl StackLive {
         self.pending = Some((chain, pc, acc));
     }
 
+    /// `bpf_stack_slot_alive`: whether slot `spi` of frame `frameno` of `st`, at `pc`, may
+    /// still be read: live before `pc` in the innermost call chain's instance, or, for an outer
+    /// frame, live after the call it waits on (before it, for a call that runs a callback,
+    /// which may run again).
+    pub fn slot_alive(
+        &self,
+        st: &State,
+        pc: usize,
+        frameno: usize,
+        spi: usize,
+        calls_callback: &dyn Fn(usize) -> bool,
+    ) -> bool {
+        if spi >= 64 {
+            return true;
+        }
+        let live_at = |f: usize, insn: usize| {
+            self.instances
+                .get(&Self::chain(st, f))
+                .and_then(|inst| inst.get(frameno, insn))
+                .is_some_and(|m| m.live_before & (1 << spi) != 0)
+        };
+        let cur = st.frames.len() - 1;
+        if live_at(cur, pc) {
+            return true;
+        }
+        (frameno..cur).any(|i| {
+            let callsite = st.frames[i + 1].callsite;
+            let at = if calls_callback(callsite) {
+                callsite
+            } else {
+                callsite + 1
+            };
+            live_at(i, at)
+        })
+    }
+
     /// A call entered a subprogram: the instruction's marks go nowhere
     /// (`bpf_reset_live_stack_callchain` leaves no current instance to commit to).
     pub fn entered(&mut self) {
@@ -260,7 +296,7 @@ impl StackLive {
         st: &State,
         exit_insn: bool,
         prune: &dyn Fn(usize) -> bool,
-        log: &mut Vec<String>,
+        mut log: Option<&mut Vec<String>>,
     ) {
         if exit_insn {
             self.pending = None;
@@ -271,7 +307,7 @@ impl StackLive {
             let chain = Self::chain(st, frame);
             let updated = self.instance(&chain).updated;
             if updated {
-                self.update_instance(&chain, prune, log);
+                self.update_instance(&chain, prune, log.as_deref_mut());
                 let inst = self.instance(&chain);
                 inst.updated = false;
                 inst.must_write_dropped = false;
@@ -284,7 +320,7 @@ impl StackLive {
         &mut self,
         chain: &[usize],
         prune: &dyn Fn(usize) -> bool,
-        log: &mut Vec<String>,
+        mut log: Option<&mut Vec<String>>,
     ) {
         let sp = self.subprog_of(*chain.last().unwrap_or(&0));
         let order = self.postorder.get(sp).cloned().unwrap_or_default();
@@ -300,7 +336,11 @@ impl StackLive {
                 }
             }
         }
-        let name = inst.name();
+        let name = if log.is_some() {
+            inst.name()
+        } else {
+            String::new()
+        };
         let mut cnt = 0;
         loop {
             cnt += 1;
@@ -327,9 +367,11 @@ impl StackLive {
                     let acc = acc | m.must_write;
                     let before = (after & !m.must_write) | m.may_read;
                     changed |= before != m.live_before || acc != m.must_write_acc;
-                    if m.may_read != 0 || m.must_write != 0 || pc == inst.start || prune(pc) {
-                        change_line(log, &name, "live", frame, pc, m.live_before, before);
-                        change_line(log, &name, "written", frame, pc, m.must_write_acc, acc);
+                    if let Some(log) = log.as_deref_mut() {
+                        if m.may_read != 0 || m.must_write != 0 || pc == inst.start || prune(pc) {
+                            change_line(log, &name, "live", frame, pc, m.live_before, before);
+                            change_line(log, &name, "written", frame, pc, m.must_write_acc, acc);
+                        }
                     }
                     if let Some(m) = inst.masks(frame, pc) {
                         m.live_before = before;
@@ -341,7 +383,9 @@ impl StackLive {
                 break;
             }
         }
-        log.push(format!("{name} live stack update done in {cnt} iterations"));
+        if let Some(log) = log {
+            log.push(format!("{name} live stack update done in {cnt} iterations"));
+        }
         // `propagate_to_outer_instance`: what the subprogram's entry reads and surely writes
         // of outer frames lands on the call instruction of the caller's instance.
         if chain.len() > 1 {

@@ -14,7 +14,7 @@
 
 pub mod fmt;
 mod hooks;
-mod liveness;
+pub(crate) mod liveness;
 
 use bpfsim_vm::asm::kernel_line;
 use bpfsim_vm::isa::{AtomicOp, CallTarget, Imm64, Insn, PacketMode, Source};
@@ -73,8 +73,6 @@ pub struct Trace {
     pub(crate) global_call: Option<String>,
     /// The per-instruction trace is written (see [`Trace::enable`]).
     enabled: bool,
-    /// Level 2: the kernel's stack liveness, replayed for its log lines.
-    pub(crate) live: Option<liveness::StackLive>,
     /// The next line continues the last one after a space (see [`Trace::reset`]).
     join: bool,
 }
@@ -116,7 +114,6 @@ impl Trace {
             raw: Vec::new(),
             global_call: None,
             enabled: true,
-            live: None,
             join: false,
         }
     }

@@ -64,13 +64,7 @@ fn uses_defs(insn: &Insn) -> (u16, u16) {
     }
 }
 
-/// Set in a live mask when no instruction that may read the stack (a load, an atomic, a call)
-/// can run before the function exits: its stack slots are all dead there.
-pub const STACK_DEAD: u16 = 1 << 11;
-
-/// Live registers on entry to each instruction (by instruction index), bit n for rN, and
-/// [`STACK_DEAD`] where the stack is never read again before the function's exit (the
-/// kernel's stack liveness, which it computes exactly, says at least as much there).
+/// Live registers on entry to each instruction (by instruction index), bit n for rN.
 pub fn live_registers(insns: &[Insn], pcs: &[usize]) -> Vec<u16> {
     let n = insns.len();
     let total = pcs.last().map_or(0, |&p| p + insns[n - 1].slots());
@@ -100,23 +94,6 @@ pub fn live_registers(insns: &[Insn], pcs: &[usize]) -> Vec<u16> {
             _ => to(next as i64).into_iter().collect(),
         }
     };
-    let reads_stack = |i: &Insn| {
-        matches!(
-            i,
-            Insn::Load { .. } | Insn::Atomic { .. } | Insn::Call(_) | Insn::Callx { .. }
-        )
-    };
-    let mut reads: Vec<bool> = insns.iter().map(reads_stack).collect();
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for i in (0..n).rev() {
-            if !reads[i] && succs(i).iter().any(|&s| reads[s]) {
-                reads[i] = true;
-                changed = true;
-            }
-        }
-    }
     let ud: Vec<(u16, u16)> = insns.iter().map(uses_defs).collect();
     let mut live = vec![0u16; n];
     let mut changed = true;
@@ -124,8 +101,7 @@ pub fn live_registers(insns: &[Insn], pcs: &[usize]) -> Vec<u16> {
         changed = false;
         for i in (0..n).rev() {
             let out = succs(i).iter().fold(0u16, |a, &s| a | live[s]);
-            let v =
-                ud[i].0 | (out & !ud[i].1 & !STACK_DEAD) | if reads[i] { 0 } else { STACK_DEAD };
+            let v = ud[i].0 | (out & !ud[i].1);
             if v != live[i] {
                 live[i] = v;
                 changed = true;
