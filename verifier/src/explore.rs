@@ -574,9 +574,11 @@ impl<'a> Verifier<'a> {
             if e.branches > 0 || e.stack_cleaned || !same_chain || self.incomplete_marks(i) {
                 continue;
             }
+            let alive = sl.alive_masks(&e.state, e.pc, &calls_cb);
             for (f, fr) in e.state.frames.iter().enumerate() {
-                for spi in 0..fr.stack.len() {
-                    if !sl.slot_alive(&e.state, e.pc, f, spi, &calls_cb) {
+                let m = alive.get(f).copied().unwrap_or(u64::MAX);
+                for spi in 0..fr.stack.len().min(64) {
+                    if m & (1 << spi) == 0 {
                         dead.push((i, f, spi));
                     }
                 }

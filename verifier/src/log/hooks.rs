@@ -230,15 +230,25 @@ impl Verifier<'_> {
     /// Before `insn` runs (after its log lines): its stack reads and writes go into the stack
     /// liveness, and a subprogram's exit brings the liveness up to date before returning.
     pub(crate) fn live_insn(&mut self, st: &State, pc: usize, insn: &Insn) {
-        if self.stack_live.is_none() {
-            self.stack_live = Some(super::liveness::StackLive::new(self.insns));
+        let sl = self
+            .stack_live
+            .get_or_insert_with(|| super::liveness::StackLive::new(self.insns));
+        if matches!(
+            insn,
+            Insn::Load { .. }
+                | Insn::Store { .. }
+                | Insn::Atomic { .. }
+                | Insn::Call(bpfsim_vm::isa::CallTarget::Helper(_))
+        ) {
+            sl.begin(st, pc, insn, &self.opts.maps);
+        } else {
+            sl.flush();
         }
-        let mut sl = self.stack_live.take().expect("set above");
-        sl.begin(st, pc, insn, &self.opts.maps);
         if matches!(insn, Insn::Exit) && st.frames.len() > 1 {
+            let mut sl = self.stack_live.take().expect("set above");
             self.live_update(&mut sl, st, true);
+            self.stack_live = Some(sl);
         }
-        self.stack_live = Some(sl);
     }
 
     /// A call entered a subprogram (`bpf_reset_live_stack_callchain`).

@@ -13,6 +13,69 @@ use crate::domain::reg::RegType;
 use crate::domain::state::State;
 use crate::MapInfo;
 
+/// A multiplicative hasher for call chains (a few small integers): the default SipHash costs
+/// more than the rest of an instance lookup, done for every instruction that touches memory.
+#[derive(Default)]
+struct ChainHasher(u64);
+
+impl std::hash::Hasher for ChainHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// The function instances, with an index by call chain and the last chain looked up (most
+/// lookups repeat the previous one).
+#[derive(Default)]
+struct Instances {
+    all: Vec<Instance>,
+    index: HashMap<Vec<usize>, usize, std::hash::BuildHasherDefault<ChainHasher>>,
+    last: Option<(Chain, usize)>,
+}
+
+impl Instances {
+    /// The instance of `chain`, if there is one.
+    fn find(&self, chain: &[usize]) -> Option<&Instance> {
+        if let Some((c, i)) = &self.last {
+            if **c == *chain {
+                return self.all.get(*i);
+            }
+        }
+        self.index.get(chain).map(|&i| &self.all[i])
+    }
+}
+
+/// Frames of a call chain (`MAX_CALL_FRAMES`).
+const FRAMES: usize = 8;
+
+/// A call chain without an allocation: call sites, then the subprogram's first instruction.
+#[derive(Clone, Copy)]
+struct Chain {
+    at: [usize; FRAMES + 1],
+    len: usize,
+}
+
+impl std::ops::Deref for Chain {
+    type Target = [usize];
+    fn deref(&self) -> &[usize] {
+        &self.at[..self.len]
+    }
+}
+
 /// One instruction's marks for one frame (`struct per_frame_masks`).
 #[derive(Clone, Copy, Default)]
 struct Masks {
@@ -61,33 +124,56 @@ impl Instance {
 /// The analysis' state (`struct bpf_liveness`).
 #[derive(Default)]
 pub struct StackLive {
-    instances: HashMap<Vec<usize>, Instance>,
+    instances: Instances,
     /// Subprogram starts, and each one's instructions in the kernel's postorder.
     starts: Vec<usize>,
     end: usize,
     postorder: Vec<Vec<usize>>,
     /// Successors of each instruction (`bpf_insn_successors`).
-    succ: Vec<Vec<usize>>,
+    succ: Vec<Succ>,
     /// The write marks of the instruction being processed: its instance, slot, per-frame
     /// masks; `None` once committed or when the instance changed under it.
-    pending: Option<(Vec<usize>, usize, Vec<u64>)>,
+    pending: Option<(Chain, usize, [u64; FRAMES])>,
+}
+
+/// Up to two successors of an instruction.
+#[derive(Clone, Copy, Default)]
+struct Succ {
+    at: [usize; 2],
+    len: u8,
+}
+
+impl std::ops::Deref for Succ {
+    type Target = [usize];
+    fn deref(&self) -> &[usize] {
+        &self.at[..self.len as usize]
+    }
 }
 
 /// `bpf_insn_successors`.
-fn successors(insns: &[Insn], at: &[Option<usize>], pc: usize) -> Vec<usize> {
+fn successors(insns: &[Insn], at: &[Option<usize>], pc: usize) -> Succ {
+    let mut s = Succ::default();
     let Some(insn) = at.get(pc).copied().flatten().map(|i| &insns[i]) else {
-        return Vec::new();
+        return s;
     };
     let next = pc + insn.slots();
     let jump = insn
         .jump_offset()
         .and_then(|o| usize::try_from(next as i64 + o as i64).ok());
+    let mut push = |x: usize| {
+        s.at[s.len as usize] = x;
+        s.len += 1;
+    };
     match insn {
-        Insn::Exit => Vec::new(),
-        Insn::Ja { .. } | Insn::Gotol { .. } => jump.into_iter().collect(),
-        Insn::Jmp { .. } => std::iter::once(next).chain(jump).collect(),
-        _ => vec![next],
+        Insn::Exit => {}
+        Insn::Ja { .. } | Insn::Gotol { .. } => jump.into_iter().for_each(&mut push),
+        Insn::Jmp { .. } => {
+            push(next);
+            jump.into_iter().for_each(&mut push);
+        }
+        _ => push(next),
     }
+    s
 }
 
 fn fmt_mask(m: u64) -> String {
@@ -127,7 +213,7 @@ impl StackLive {
                     stack.pop();
                     continue;
                 }
-                for n in successors(insns, &at, top) {
+                for &n in successors(insns, &at, top).iter() {
                     if n < end && state[n] == 0 {
                         stack.push(n);
                         state[n] |= 1;
@@ -139,7 +225,7 @@ impl StackLive {
         }
         let succ = (0..end).map(|pc| successors(insns, &at, pc)).collect();
         StackLive {
-            instances: HashMap::new(),
+            instances: Instances::default(),
             starts,
             end,
             postorder,
@@ -155,27 +241,69 @@ impl StackLive {
     }
 
     /// `compute_callchain` for frame `frameno` of `st`.
-    fn chain(st: &State, frameno: usize) -> Vec<usize> {
-        let mut c: Vec<usize> = (0..frameno).map(|i| st.frames[i + 1].callsite).collect();
-        c.push(st.frames[frameno].subprog);
+    fn chain(st: &State, frameno: usize) -> Chain {
+        let mut c = Chain {
+            at: [0; FRAMES + 1],
+            len: 0,
+        };
+        for i in 0..frameno.min(FRAMES - 1) {
+            c.at[i] = st.frames[i + 1].callsite;
+        }
+        c.len = frameno.min(FRAMES - 1);
+        c.at[c.len] = st.frames[frameno].subprog;
+        c.len += 1;
         c
     }
 
     fn instance(&mut self, chain: &[usize]) -> &mut Instance {
-        let start = *chain.last().unwrap_or(&0);
-        let sp = self.subprog_of(start);
-        let next = self.starts.get(sp + 1).copied().unwrap_or(self.end);
-        self.instances
-            .entry(chain.to_vec())
-            .or_insert_with(|| Instance {
-                chain: chain.to_vec(),
-                start,
-                len: next.saturating_sub(start).max(1),
-                frames: vec![None; chain.len()],
-                must_write_set: vec![false; next.saturating_sub(start).max(1)],
-                updated: false,
-                must_write_dropped: false,
-            })
+        Self::instance_in(&mut self.instances, &self.starts, self.end, chain)
+    }
+
+    /// [`StackLive::instance`] over the instance table alone (so that the other fields stay
+    /// borrowable); looked up before inserting, so that a known chain costs no allocation.
+    fn instance_in<'m>(
+        instances: &'m mut Instances,
+        starts: &[usize],
+        end: usize,
+        chain: &[usize],
+    ) -> &'m mut Instance {
+        if let Some((c, i)) = &instances.last {
+            if **c == *chain {
+                let i = *i;
+                return &mut instances.all[i];
+            }
+        }
+        let found = instances.index.get(chain).copied();
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let start = *chain.last().unwrap_or(&0);
+                let sp = starts.partition_point(|&s| s <= start).saturating_sub(1);
+                let next = starts.get(sp + 1).copied().unwrap_or(end);
+                let len = next.saturating_sub(start).max(1);
+                instances.all.push(Instance {
+                    chain: chain.to_vec(),
+                    start,
+                    len,
+                    frames: vec![None; chain.len()],
+                    must_write_set: vec![false; len],
+                    updated: false,
+                    must_write_dropped: false,
+                });
+                let i = instances.all.len() - 1;
+                instances.index.insert(chain.to_vec(), i);
+                i
+            }
+        };
+        if chain.len() <= FRAMES + 1 {
+            let mut c = Chain {
+                at: [0; FRAMES + 1],
+                len: chain.len(),
+            };
+            c.at[..chain.len()].copy_from_slice(chain);
+            instances.last = Some((c, i));
+        }
+        &mut instances.all[i]
     }
 
     /// `mark_stack_read`.
@@ -219,9 +347,16 @@ impl StackLive {
         inst.must_write_set[rel] = true;
     }
 
+    /// Commit the last instruction's write marks (an instruction that cannot touch the stack
+    /// records nothing of its own).
+    pub fn flush(&mut self) {
+        self.commit();
+    }
+
     fn commit(&mut self) {
         if let Some((chain, insn, acc)) = self.pending.take() {
-            self.commit_to(&chain, insn, &acc);
+            let n = chain.len().min(FRAMES);
+            self.commit_to(&chain, insn, &acc[..n]);
         }
     }
 
@@ -234,52 +369,52 @@ impl StackLive {
         let chain = Self::chain(st, cur);
         let (reads, writes) = accesses(st, insn, maps);
         let inst = self.instance(&chain);
-        for &(frame, mask) in &reads {
-            Self::mark_read(inst, frame, pc, mask);
-        }
-        let mut acc = vec![0u64; cur + 1];
-        for (frame, mask) in writes {
-            if let Some(a) = acc.get_mut(frame) {
-                *a |= mask;
+        for (frame, &mask) in reads.iter().enumerate() {
+            if mask != 0 {
+                Self::mark_read(inst, frame, pc, mask);
             }
         }
+        let mut acc = [0u64; FRAMES];
+        acc[..=cur.min(FRAMES - 1)].copy_from_slice(&writes[..=cur.min(FRAMES - 1)]);
         self.pending = Some((chain, pc, acc));
     }
 
-    /// `bpf_stack_slot_alive`: whether slot `spi` of frame `frameno` of `st`, at `pc`, may
-    /// still be read: live before `pc` in the innermost call chain's instance, or, for an outer
+    /// `bpf_stack_slot_alive` for every slot of every frame of `st` at `pc`: the slots that may
+    /// still be read, live before `pc` in the innermost call chain's instance or, for an outer
     /// frame, live after the call it waits on (before it, for a call that runs a callback,
     /// which may run again).
-    pub fn slot_alive(
+    pub fn alive_masks(
         &self,
         st: &State,
         pc: usize,
-        frameno: usize,
-        spi: usize,
         calls_callback: &dyn Fn(usize) -> bool,
-    ) -> bool {
-        if spi >= 64 {
-            return true;
+    ) -> [u64; FRAMES] {
+        let n = st.frames.len().min(FRAMES);
+        let mut inst: [Option<&Instance>; FRAMES] = [None; FRAMES];
+        for (i, x) in inst.iter_mut().enumerate().take(n) {
+            *x = self.instances.find(&Self::chain(st, i));
         }
-        let live_at = |f: usize, insn: usize| {
-            self.instances
-                .get(&Self::chain(st, f))
-                .and_then(|inst| inst.get(frameno, insn))
-                .is_some_and(|m| m.live_before & (1 << spi) != 0)
+        let live = |i: usize, f: usize, at: usize| {
+            inst[i]
+                .and_then(|x| x.get(f, at))
+                .map_or(0, |m| m.live_before)
         };
-        let cur = st.frames.len() - 1;
-        if live_at(cur, pc) {
-            return true;
+        let cur = n - 1;
+        let mut out = [0u64; FRAMES];
+        for (f, o) in out.iter_mut().enumerate().take(n) {
+            let mut m = live(cur, f, pc);
+            for i in f..cur {
+                let callsite = st.frames[i + 1].callsite;
+                let at = if calls_callback(callsite) {
+                    callsite
+                } else {
+                    callsite + 1
+                };
+                m |= live(i, f, at);
+            }
+            *o = m;
         }
-        (frameno..cur).any(|i| {
-            let callsite = st.frames[i + 1].callsite;
-            let at = if calls_callback(callsite) {
-                callsite
-            } else {
-                callsite + 1
-            };
-            live_at(i, at)
-        })
+        out
     }
 
     /// A call entered a subprogram: the instruction's marks go nowhere
@@ -323,12 +458,16 @@ impl StackLive {
         mut log: Option<&mut Vec<String>>,
     ) {
         let sp = self.subprog_of(*chain.last().unwrap_or(&0));
-        let order = self.postorder.get(sp).cloned().unwrap_or_default();
-        let succ_lists: Vec<Vec<usize>> = order
-            .iter()
-            .map(|&pc| self.succ.get(pc).cloned().unwrap_or_default())
-            .collect();
-        let inst = self.instance(chain);
+        let StackLive {
+            instances,
+            starts,
+            end,
+            postorder,
+            succ,
+            ..
+        } = self;
+        let order: &[usize] = postorder.get(sp).map_or(&[], Vec::as_slice);
+        let inst = Self::instance_in(instances, starts, *end, chain);
         if inst.must_write_dropped {
             for f in inst.frames.iter_mut().flatten() {
                 for m in f.iter_mut() {
@@ -349,8 +488,8 @@ impl StackLive {
                 if inst.frames[frame].is_none() {
                     continue;
                 }
-                for (k, &pc) in order.iter().enumerate() {
-                    let succ = &succ_lists[k];
+                for &pc in order {
+                    let succ: &[usize] = succ.get(pc).map_or(&[], |s| &s[..]);
                     if succ.is_empty() {
                         continue;
                     }
@@ -446,14 +585,19 @@ fn change_line(
     log.push(s);
 }
 
-/// Stack slots (bit i: fp-8*(i+1)) of one frame.
-type FrameMask = (usize, u64);
+/// Stack slots (bit i: fp-8*(i+1)) of each frame.
+type FrameMasks = [u64; FRAMES];
 
 /// The stack slots `insn` reads, and those it writes whole, per frame, `st` being the state
 /// before it (the kernel's `bpf_mark_stack_read`/`bpf_mark_stack_write` calls).
-fn accesses(st: &State, insn: &Insn, maps: &[MapInfo]) -> (Vec<FrameMask>, Vec<FrameMask>) {
-    let mut reads = Vec::new();
-    let mut writes = Vec::new();
+fn accesses(st: &State, insn: &Insn, maps: &[MapInfo]) -> (FrameMasks, FrameMasks) {
+    let mut reads = [0u64; FRAMES];
+    let mut writes = [0u64; FRAMES];
+    let add = |to: &mut FrameMasks, f: usize, m: u64| {
+        if let Some(x) = to.get_mut(f) {
+            *x |= m;
+        }
+    };
     // Slots `[off, off+size)` from stack pointer register `r` cover, with its frame.
     let span = |r: usize, off: i64, size: u64| -> Option<(usize, u64, i64)> {
         let p = st.reg(r);
@@ -475,21 +619,21 @@ fn accesses(st: &State, insn: &Insn, maps: &[MapInfo]) -> (Vec<FrameMask>, Vec<F
     match *insn {
         Insn::Load { src, off, size, .. } => {
             if let Some((f, m, _)) = span(src.index(), off as i64, size.bytes() as u64) {
-                reads.push((f, m));
+                add(&mut reads, f, m);
             }
         }
         Insn::Store { dst, off, size, .. } => {
             if let Some((f, m, lo)) = span(dst.index(), off as i64, size.bytes() as u64) {
                 if size.bytes() == 8 && lo % 8 == 0 {
-                    writes.push((f, m));
+                    add(&mut writes, f, m);
                 }
             }
         }
         Insn::Atomic { dst, off, size, .. } => {
             if let Some((f, m, lo)) = span(dst.index(), off as i64, size.bytes() as u64) {
-                reads.push((f, m));
+                add(&mut reads, f, m);
                 if size.bytes() == 8 && lo % 8 == 0 {
-                    writes.push((f, m));
+                    add(&mut writes, f, m);
                 }
             }
         }
@@ -521,9 +665,7 @@ fn accesses(st: &State, insn: &Insn, maps: &[MapInfo]) -> (Vec<FrameMask>, Vec<F
                     _ => None,
                 };
                 if let Some((f, m, _)) = size.and_then(|s| span(r, 0, s)) {
-                    if m != 0 {
-                        reads.push((f, m));
-                    }
+                    add(&mut reads, f, m);
                 }
             }
         }
