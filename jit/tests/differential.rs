@@ -331,3 +331,40 @@ fn dropped_programs_free_their_code() {
         drop(JitProgram::compile(&prog).unwrap());
     }
 }
+
+/// Accesses at `r10 + off` inside the frame are compiled without a check when no instruction
+/// writes `r10`: at every depth of local calls they reach the same bytes as the interpreter's;
+/// just outside the frame they trap alike; and a program that writes `r10` (the interpreter
+/// allows it) keeps every check.
+#[test]
+fn frame_accesses_alike() {
+    let srcs = [
+        // Main frame, its first and last bytes, then a subprogram's frame and back.
+        "stdw [%r10-8], 7\nstb [%r10-512], 9\nldxb %r2, [%r10-512]\nldxdw %r0, [%r10-8]\n\
+         add %r0, %r2\ncall local f\nldxdw %r3, [%r10-8]\nadd %r0, %r3\nexit\n\
+         f:\nstdw [%r10-8], 100\ncall local g\nldxdw %r1, [%r10-8]\nadd %r0, %r1\nexit\n\
+         g:\nstxw [%r10-4], %r10\nldxw %r1, [%r10-4]\nadd %r0, %r1\nexit",
+        // One byte past the frame's top, one below its bottom.
+        "ldxb %r0, [%r10+0]\nexit",
+        "ldxdw %r0, [%r10-4]\nexit",
+        "stb [%r10-513], 1\nmov %r0, 0\nexit",
+        // r10 written: every access checked (the second load is outside any frame).
+        "stdw [%r10-8], 5\nmov %r10, %r1\nldxb %r0, [%r10-1]\nexit",
+        "lddw %r10, 0x100000200\nldxdw %r0, [%r10-8]\nexit",
+    ];
+    for src in srcs {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let jit = JitProgram::compile(&prog).unwrap();
+        let interp = Interpreter::new(&prog);
+        let mut vm = Vm::default();
+        let mut m1 = [3u8; 16];
+        let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
+        let mut m2 = [3u8; 16];
+        let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
+        assert_eq!(a, b, "{src}");
+        assert_eq!(m1, m2, "{src}");
+        if src.starts_with("stdw [%r10-8], 7") {
+            assert!(a.result.is_ok(), "{a:?}");
+        }
+    }
+}

@@ -56,6 +56,9 @@ impl Gen<'_, '_> {
         self.b.ins().store(MemFlags::trusted(), fp, row, 40);
         let nd = self.b.ins().iadd_imm(depth, 1);
         self.b.def_var(self.depth, nd);
+        if self.fp_fixed {
+            self.set_frame_top(nd);
+        }
         self.b.ins().call(self.shims.clear_frame, &[self.vm, nd]);
         // r10 = frame_pointer(depth): ((FIRST + depth) << 32) | FRAME_SIZE.
         let region = self.b.ins().iadd_imm(nd, FIRST_FRAME_REGION as i64);
@@ -78,6 +81,9 @@ impl Gen<'_, '_> {
         self.switch(ret);
         let nd = self.b.ins().iadd_imm(depth, -1);
         self.b.def_var(self.depth, nd);
+        if self.fp_fixed {
+            self.set_frame_top(nd);
+        }
         let fsz = std::mem::size_of::<FrameSave>() as i64;
         let rowoff = self.b.ins().imul_imm(nd, fsz);
         let frames = self

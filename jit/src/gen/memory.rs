@@ -4,7 +4,7 @@
 use std::mem::offset_of;
 
 use bpfsim_vm::isa::{AtomicOp, PacketMode, Reg, Size, Source};
-use bpfsim_vm::memory::REGION_SHIFT;
+use bpfsim_vm::memory::{FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, MemFlags, Type, Value};
@@ -23,9 +23,13 @@ impl Gen<'_, '_> {
         src: Reg,
         off: i16,
     ) {
-        let s = self.reg(src);
-        let addr = self.offset(s, off);
-        let v = self.load(pc, addr, size);
+        let v = if let Some(top) = self.fixed_stack(src, off, size) {
+            self.load_zx_at(size, top, off as i32)
+        } else {
+            let s = self.reg(src);
+            let addr = self.offset(s, off);
+            self.load(pc, addr, size)
+        };
         let v = if signed && size != Size::DW {
             let n = self.b.ins().ireduce(Self::mem_ty(size), v);
             self.b.ins().sextend(I64, n)
@@ -43,12 +47,22 @@ impl Gen<'_, '_> {
         off: i16,
         src: Source,
     ) {
-        let d = self.reg(dst);
-        let addr = self.offset(d, off);
         let v = match src {
             Source::Reg(r) => self.reg(r),
             Source::Imm(i) => self.iconst(i as i64 as u64),
         };
+        if let Some(top) = self.fixed_stack(dst, off, size) {
+            let ty = Self::mem_ty(size);
+            let v = if ty == I64 {
+                v
+            } else {
+                self.b.ins().ireduce(ty, v)
+            };
+            self.b.ins().store(MemFlags::trusted(), v, top, off as i32);
+            return;
+        }
+        let d = self.reg(dst);
+        let addr = self.offset(d, off);
         self.store(pc, addr, size, v);
     }
 
@@ -193,13 +207,30 @@ impl Gen<'_, '_> {
     /// A load of `size` bytes at host address `p`, zero-extended to 64 bits in the same
     /// instruction (a load then an extend would be two moves at `opt_level` none).
     fn load_zx(&mut self, size: Size, p: Value) -> Value {
+        self.load_zx_at(size, p, 0)
+    }
+
+    fn load_zx_at(&mut self, size: Size, p: Value, off: i32) -> Value {
         let f = MemFlags::trusted();
         match size {
-            Size::B => self.b.ins().uload8(I64, f, p, 0),
-            Size::H => self.b.ins().uload16(I64, f, p, 0),
-            Size::W => self.b.ins().uload32(f, p, 0),
-            Size::DW => self.b.ins().load(I64, f, p, 0),
+            Size::B => self.b.ins().uload8(I64, f, p, off),
+            Size::H => self.b.ins().uload16(I64, f, p, off),
+            Size::W => self.b.ins().uload32(f, p, off),
+            Size::DW => self.b.ins().load(I64, f, p, off),
         }
+    }
+
+    /// An access at `r10 + off` wholly inside the current frame's stack, in a program that
+    /// never writes `r10`: its address is the frame's, so it needs no check and no proof (the
+    /// call depth is at most 7, the offset within the frame by construction). Returns the
+    /// frame's top, to which the access adds `off` in its own addressing.
+    fn fixed_stack(&mut self, base: Reg, off: i16, size: Size) -> Option<Value> {
+        let off = off as i64;
+        let inside = off >= -(FRAME_SIZE as i64) && off + size.bytes() as i64 <= 0;
+        if !(self.fp_fixed && base.index() == 10 && inside) {
+            return None;
+        }
+        Some(self.b.use_var(self.frame_top))
     }
 
     /// The host address of a proven packet access ([`crate::Hints::packet`]): no branch, the

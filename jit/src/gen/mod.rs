@@ -62,6 +62,12 @@ pub(crate) struct Gen<'a, 'b> {
     regs: [Variable; 11],
     left: Variable,
     depth: Variable,
+    /// The host address one past the current frame's stack (its row's base + `FRAME_SIZE`),
+    /// for [`Gen::fixed_stack`] accesses; meaningful only when `fp_fixed`.
+    frame_top: Variable,
+    /// No instruction writes `r10`: it is always the current frame's pointer, so an access at
+    /// `r10 + off` with the access inside the frame needs no check (see `memory.rs`).
+    fp_fixed: bool,
     vm: Value,
     shims: Shims,
     blocks: Vec<Option<Block>>,
@@ -111,6 +117,20 @@ fn vm_off(field: usize) -> i32 {
     field as i32
 }
 
+/// Whether `insn` may write `r10` (which the interpreter allows, and the verifier refuses).
+fn writes_r10(insn: &Insn) -> bool {
+    match *insn {
+        Insn::Alu { dst, .. }
+        | Insn::Neg { dst, .. }
+        | Insn::MovSx { dst, .. }
+        | Insn::Endian { dst, .. }
+        | Insn::LdImm64 { dst, .. }
+        | Insn::Load { dst, .. } => dst.index() == 10,
+        Insn::Atomic { src, .. } => src.index() == 10,
+        _ => false,
+    }
+}
+
 /// Translate `prog` into `func`.
 pub(crate) fn build(
     module: &mut JITModule,
@@ -135,6 +155,8 @@ pub(crate) fn build(
     let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
     let left = b.declare_var(I64);
     let depth = b.declare_var(I64);
+    let frame_top = b.declare_var(I64);
+    let fp_fixed = !insns.iter().any(writes_r10);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -208,6 +230,8 @@ pub(crate) fn build(
         regs,
         left,
         depth,
+        frame_top,
+        fp_fixed,
         vm,
         shims,
         blocks,
@@ -285,6 +309,20 @@ impl Gen<'_, '_> {
         self.b.def_var(self.left, left);
         let z = self.iconst(0);
         self.b.def_var(self.depth, z);
+        if self.fp_fixed {
+            self.set_frame_top(z);
+        }
+    }
+
+    /// `frame_top` for the frame at `depth`: its stack region's row, base + `FRAME_SIZE`.
+    pub(super) fn set_frame_top(&mut self, depth: Value) {
+        let table = self.vm_load(offset_of!(VmCtx, regions));
+        let region = self.b.ins().iadd_imm(depth, FIRST_FRAME_REGION as i64);
+        let row = self.b.ins().imul_imm(region, 24);
+        let entry = self.b.ins().iadd(table, row);
+        let base = self.b.ins().load(I64, MemFlags::trusted(), entry, 0);
+        let top = self.b.ins().iadd_imm(base, FRAME_SIZE as i64);
+        self.b.def_var(self.frame_top, top);
     }
 
     /// A fresh block to continue in after a conditional exit.
