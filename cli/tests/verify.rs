@@ -286,3 +286,29 @@ fn kfunc_calls_reach_the_kernel_and_are_refused_here_by_name() {
     }
     assert!(out.contains("kernel: accepted"), "{out}{err}");
 }
+
+/// Programs in the style of libbpf-tools, built against a bpftool-generated vmlinux.h: every
+/// kernel type relocated, verdicts and processed counts as the kernel's. A tp_btf argument
+/// dereferenced directly (PTR_TO_BTF_ID in the kernel) is the documented exception.
+#[test]
+fn vmlinux_h_programs_agree_with_the_kernel() {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return println!("skipped: no /sys/kernel/btf/vmlinux");
+    }
+    let obj = vectors().join("../loader/core_vmlinux.bpf.o");
+    let obj = obj.to_str().unwrap();
+    for prog in ["exec_enter", "connect_v4", "rx", "wakeup"] {
+        let (code, out, err) = bpfsim(&["verify", obj, "--prog", prog, "--compare-kernel"]);
+        if code == 3 {
+            return println!("skipped: {}", err.trim());
+        }
+        assert_eq!(code, 0, "{prog}: {out}{err}");
+        assert!(out.contains("(agree)"), "{prog}: {out}");
+    }
+    let (code, out, _) = bpfsim(&["verify", obj, "--prog", "wakeup_new_direct"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("REJECTED: R1 invalid mem access 'scalar'"),
+        "{out}"
+    );
+}

@@ -12,7 +12,7 @@
 //! live (`Live regs before insn: 0: .123...... (85) call ...`, 6.15+): for a helper call, its
 //! arguments. That checks the number of arguments of each prototype.
 
-use bpfsim_helpers::helpers::proto::{allowed, proto_for, COVERED_PROG_TYPES, PROTOS};
+use bpfsim_helpers::helpers::proto::{allowed, allowed_for, proto_for, COVERED_PROG_TYPES, PROTOS};
 use bpfsim_kernel::{KernelBpf, LoadFailure, ProgType as KernelProgType};
 use bpfsim_vm::asm::assemble;
 use bpfsim_vm::isa::encode;
@@ -231,4 +231,53 @@ fn argument_counts_match_the_kernel() {
     }
     tally.report("argument count agreement");
     assert_eq!(tally.agree, tally.total);
+}
+
+/// Tracing programs (`allowed(Tracing, ..)`), checked as a `tp_btf/sched_switch` program: the
+/// kernel takes one only with the tracepoint's BTF id as `attach_btf_id`.
+#[test]
+fn tracing_helper_availability_matches_a_tp_btf_program() {
+    use bpfsim_kernel::ProgSpec;
+    use bpfsim_vm::loader::{kernel_btf, AttachType, BtfKind, KernelBtfSource};
+    let kernel = match KernelBpf::probe() {
+        Ok(k) => k,
+        Err(e) => return println!("skipped: {e}"),
+    };
+    let btf = match kernel_btf(&KernelBtfSource::System) {
+        Ok(b) => b,
+        Err(e) => return println!("skipped: {e}"),
+    };
+    let Some(tp) = btf.find("btf_trace_sched_switch", |k| {
+        matches!(k, BtfKind::Typedef { .. })
+    }) else {
+        return println!("skipped: no btf_trace_sched_switch");
+    };
+    let load = |id: u32| {
+        let insns = call_program(id);
+        let spec = ProgSpec {
+            expected_attach_type: AttachType::TraceRawTp.id(),
+            attach_btf_id: tp,
+            ..ProgSpec::new(KernelProgType(ProgType::Tracing.id()), &insns, "GPL")
+        };
+        kernel.prog_load_spec(&spec, 1)
+    };
+    let mut tally = Tally::new();
+    for id in 1..HELPER_NAMES.len() as u32 {
+        let ours = allowed_for(ProgType::Tracing, Some(AttachType::TraceRawTp), id);
+        let name = helper_name(i64::from(id)).unwrap_or("?");
+        let theirs = match load(id) {
+            Ok(_) => true,
+            Err(f) if UNAVAILABLE.iter().any(|m| f.log.contains(m)) => false,
+            Err(f) if f.log.trim().is_empty() => {
+                tally.record(false, || format!("bpf_{name}#{id}: no log ({})", f.errno));
+                continue;
+            }
+            Err(_) => true,
+        };
+        tally.record(ours == theirs, || {
+            format!("tp_btf: bpf_{name}#{id}: kernel {theirs}, bpfsim {ours}")
+        });
+    }
+    tally.report("tracing (tp_btf) helper availability agreement");
+    assert!(tally.diffs.is_empty(), "{:?}", tally.diffs);
 }

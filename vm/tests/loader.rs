@@ -28,6 +28,7 @@ fn load(name: &str) -> Object {
 const FIXTURES: &[&str] = &[
     "calls.bpf.o",
     "core.bpf.o",
+    "core_vmlinux.bpf.o",
     "globals.bpf.o",
     "kfunc.bpf.o",
     "linked.o",

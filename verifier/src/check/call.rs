@@ -223,7 +223,7 @@ impl Verifier<'_> {
             return Err(format!("invalid func unknown#{id}"));
         }
         let id = id as u32;
-        if !proto::allowed(self.opts.prog_type, id) {
+        if !proto::allowed_for(self.opts.prog_type, self.opts.attach, id) {
             return Err(format!(
                 "program of this type cannot use helper {}#{id}",
                 name()

@@ -914,10 +914,33 @@ impl Gate {
 
 /// Whether a program of `prog_type` may call helper `id`: the program type's `get_func_proto`
 /// returns a prototype, for a root loader on the reference kernel ([`Caps::ROOT`],
-/// [`KernelConfig::REFERENCE`]). Covered program types are [`COVERED_PROG_TYPES`]; `false` for
-/// the others.
+/// [`KernelConfig::REFERENCE`]). Covered program types are [`COVERED_PROG_TYPES`], with tracing
+/// and LSM programs approximated (the union over their attach types); `false` for the others.
 pub fn allowed(prog_type: ProgType, id: u32) -> bool {
     allowed_with(prog_type, id, Caps::ROOT, KernelConfig::REFERENCE)
+}
+
+/// [`allowed`] for a program loaded with `attach`: the helpers that read a trampoline's frame
+/// (`get_func_arg`, `get_func_arg_cnt`, `get_func_ret`) exist only for tracing and LSM
+/// programs attached through one (`bpf_prog_has_trampoline`): not for `tp_btf` or iterators.
+pub fn allowed_for(
+    prog_type: ProgType,
+    attach: Option<crate::loader::AttachType>,
+    id: u32,
+) -> bool {
+    use crate::loader::AttachType as A;
+    let trampoline_only = matches!(
+        helper_name(i64::from(id)),
+        Some("get_func_arg" | "get_func_arg_cnt" | "get_func_ret")
+    );
+    if trampoline_only && matches!(prog_type, ProgType::Tracing | ProgType::Lsm) {
+        let trampoline = matches!(
+            attach,
+            Some(A::TraceFentry | A::TraceFexit | A::ModifyReturn | A::LsmMac | A::LsmCgroup)
+        );
+        return trampoline && allowed(prog_type, id);
+    }
+    allowed(prog_type, id)
 }
 
 /// [`allowed`] for a loader with `caps` on a kernel built and booted as `config`.
@@ -934,6 +957,8 @@ pub fn allowed_with(prog_type: ProgType, id: u32, caps: Caps, config: KernelConf
         ProgType::Tracepoint => tracepoint(name),
         ProgType::RawTracepoint => raw_tracepoint(name),
         ProgType::PerfEvent => perf_event(name),
+        ProgType::Tracing => tracing_prog(name),
+        ProgType::Lsm => lsm(name),
         _ => None,
     };
     gate.is_some_and(|g| g.open(caps, config))
@@ -1162,6 +1187,47 @@ fn raw_tracepoint(name: &str) -> Option<Gate> {
             Some(Gate::Always)
         }
         _ => tracing(name),
+    }
+}
+
+/// `tracing_prog_func_proto`: BPF_PROG_TYPE_TRACING (fentry, fexit, fmod_ret, tp_btf, iter),
+/// the union over its attach types: the `seq_*` helpers of iterators are left out, and
+/// `d_path`'s list of allowed attach functions is not checked.
+fn tracing_prog(name: &str) -> Option<Gate> {
+    match name {
+        "skb_output"
+        | "xdp_output"
+        | "get_socket_cookie"
+        | "xdp_get_buff_len"
+        | "skc_to_tcp6_sock"
+        | "skc_to_tcp_sock"
+        | "skc_to_tcp_timewait_sock"
+        | "skc_to_tcp_request_sock"
+        | "skc_to_udp6_sock"
+        | "skc_to_unix_sock"
+        | "skc_to_mptcp_sock"
+        | "sk_storage_get"
+        | "sk_storage_delete"
+        | "sock_from_file"
+        | "d_path"
+        | "get_func_arg"
+        | "get_func_ret"
+        | "get_func_arg_cnt"
+        | "get_attach_cookie" => Some(Gate::Always),
+        _ => raw_tracepoint(name),
+    }
+}
+
+/// `bpf_lsm_func_proto`: BPF_PROG_TYPE_LSM, then the tracing set.
+fn lsm(name: &str) -> Option<Gate> {
+    match name {
+        "inode_storage_get"
+        | "inode_storage_delete"
+        | "bprm_opts_set"
+        | "ima_inode_hash"
+        | "ima_file_hash"
+        | "get_attach_cookie" => Some(Gate::Always),
+        _ => tracing_prog(name),
     }
 }
 
