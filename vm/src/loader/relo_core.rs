@@ -1566,4 +1566,68 @@ mod tests {
         apply(&l, &signed, &relo(2, "0:0", FIELD_BYTE_OFFSET), &mut code).unwrap();
         assert_eq!(code[0].imm, POISON_IMM);
     }
+
+    /// Random relocation records against random small BTF: errors or patches, never a panic,
+    /// whatever the ids, access strings, kinds and instructions (self-referencing types
+    /// included).
+    #[test]
+    fn arbitrary_records_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n.max(1)
+        };
+        let kinds = |r: u64| -> BtfKind {
+            match r {
+                0 => BtfKind::Int {
+                    size: 4,
+                    encoding: 1,
+                    offset: 0,
+                    bits: 32,
+                },
+                1 => BtfKind::Ptr { target: 2 },
+                2 => BtfKind::Array {
+                    elem: 3,
+                    index: 1,
+                    nelems: 0,
+                },
+                3 => BtfKind::Typedef { target: 4 },
+                4 => BtfKind::Enum {
+                    size: 4,
+                    signed: false,
+                    values: vec![BtfEnumValue {
+                        name: "V".into(),
+                        value: 1,
+                    }],
+                },
+                _ => BtfKind::Struct {
+                    size: 8,
+                    members: vec![bits("a", 5, 3, 60), m("", 5, 0), m("b", 3, 32)],
+                },
+            }
+        };
+        for round in 0..3000 {
+            let mk = |next: &mut dyn FnMut(u64) -> u64| {
+                (0..6)
+                    .map(|i| t(if i % 2 == 0 { "s" } else { "s___f" }, kinds(next(6))))
+                    .collect::<Vec<_>>()
+            };
+            let local = Btf::from_types(mk(&mut next));
+            let tgt = target(mk(&mut next));
+            let access: Vec<String> = (0..1 + next(4)).map(|_| next(4).to_string()).collect();
+            let r = CoreRelo {
+                kind: next(14) as u32,
+                ..relo(next(8) as u32, &access.join(":"), 0)
+            };
+            let mut code = [
+                RawInsn::new([0xb7, 0x61, 0x18, 0x05, 0x63][next(5) as usize], 1, 0, 0, 0),
+                RawInsn::new(0, 0, 0, 0, 0),
+            ];
+            if let Ok(res) = resolve(&local, &r, round, Some(&tgt)) {
+                let _ = patch(&mut code, 0, round, &res);
+            }
+        }
+    }
 }
