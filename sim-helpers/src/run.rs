@@ -326,10 +326,14 @@ impl Runner {
         set_base(ctx, mem.map_mut(buf)?);
         let r1 = mem.map_context(ctx)?;
         let want = map_arenas(&mut self.maps, &mut mem, &mut host.maps)?;
-        if self.key_scratch.len() < want {
-            self.key_scratch.resize(want, 0);
+        // No map with keys to lay out (no maps at all, most often): no region for them, so a
+        // run maps one region fewer; nothing is mapped after it, so no address moves.
+        if want > 0 {
+            if self.key_scratch.len() < want {
+                self.key_scratch.resize(want, 0);
+            }
+            host.key_scratch = (mem.map_mut(&mut self.key_scratch)?, want);
         }
-        host.key_scratch = (mem.map_mut(&mut self.key_scratch)?, want);
         let mut chain = Vec::new();
         let mut out;
         let mut runs = n;
