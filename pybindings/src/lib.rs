@@ -97,6 +97,16 @@ fn read_packets<'py>(
         .collect())
 }
 
+/// Make `path` (a raw BTF file; `None`: `/sys/kernel/btf/vmlinux`) the kernel BTF of every later
+/// load in this process: what CO-RE relocations, tracing attach targets and kfunc calls are
+/// resolved against.
+#[pyfunction]
+#[pyo3(signature = (path=None))]
+fn set_kernel_btf(path: Option<std::path::PathBuf>) {
+    use bpfsim::vm::loader::{set_default_kernel_btf, KernelBtfSource};
+    set_default_kernel_btf(path.map_or(KernelBtfSource::System, KernelBtfSource::File));
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -114,6 +124,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(helper_id, m)?)?;
     m.add_function(wrap_pyfunction!(read_capture, m)?)?;
     m.add_function(wrap_pyfunction!(read_packets, m)?)?;
+    m.add_function(wrap_pyfunction!(set_kernel_btf, m)?)?;
     m.add_function(wrap_pyfunction!(kernel::kernel_unavailable_reason, m)?)?;
     m.add_function(wrap_pyfunction!(kernel::kernel_possible_cpus, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -577,8 +577,13 @@ def _verified(obj: Object) -> Object:
 
 
 def load(source: Union[PathLike, bytes, bytearray, memoryview], env: Optional[Env] = None,
-         verify: bool = False, backend: str = "sim") -> Object:
+         verify: bool = False, backend: str = "sim", btf: Optional[PathLike] = None) -> Object:
     """Load an ELF object (``clang -O2 -g -target bpf``) from a path or from its bytes.
+
+    CO-RE relocations, tracing attach targets and kfunc calls are resolved against the kernel's
+    BTF: ``/sys/kernel/btf/vmlinux``, or the raw BTF file ``btf`` names (another machine's
+    vmlinux BTF). ``btf`` stays the kernel BTF of later loads in this process too (the kernel
+    backend loads the object again when it first runs it).
 
     ``verify=True`` runs the verifier on every program first and raises
     :class:`bpfsim.VerifierError` for the first one the kernel would reject.
@@ -586,6 +591,8 @@ def load(source: Union[PathLike, bytes, bytearray, memoryview], env: Optional[En
     ``backend="kernel"``: the same API, the programs run in the live kernel (root; a run raises
     :class:`bpfsim.KernelUnavailable` with the reason where bpf(2) cannot be used, and
     :class:`bpfsim.LoadError` with the verifier's reason if the kernel refuses the object)."""
+    if btf is not None:
+        _native.set_kernel_btf(os.fspath(btf))
     if isinstance(source, (bytes, bytearray, memoryview)):
         obj = Object(bytes(source), env, backend=backend)
         return _verified(obj) if verify else obj

@@ -1,5 +1,7 @@
 """Loading objects, programs, errors."""
 
+import os
+
 import pytest
 
 import bpfsim
@@ -42,3 +44,19 @@ def test_load_errors_say_what_and_where(tmp_path, vectors):
         obj.program("xdp_pass_count", type="frobnicate")
     assert issubclass(bpfsim.LoadError, bpfsim.Error)
     assert issubclass(bpfsim.Trap, bpfsim.Error)
+
+
+def test_core_programs_take_the_kernel_btf_given(vectors):
+    """CO-RE relocations need the kernel's BTF: a missing file is named in the program's error;
+    with this machine's BTF (if it has one) the program links."""
+    core = vectors / ".." / "loader" / "core.bpf.o"
+    try:
+        obj = bpfsim.load(core, btf="/nonexistent/vmlinux")
+        with pytest.raises(bpfsim.LoadError, match="needs the kernel's BTF: cannot read /nonexistent/vmlinux"):
+            obj.program("read_pid")
+    finally:
+        bpfsim._native.set_kernel_btf(None)
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        pytest.skip("no /sys/kernel/btf/vmlinux")
+    p = bpfsim.load(core).program("read_pid")
+    assert p.type == "kprobe"
