@@ -249,6 +249,7 @@ fn core_programs_agree_with_the_kernel() {
         ("kinds", true),
         ("guarded", true),
         ("unguarded", false),
+        ("via_subprog", true),
         // Loaded with attach_btf_id from this machine's BTF.
         ("tp_switch", true),
     ] {

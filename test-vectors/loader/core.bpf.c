@@ -108,4 +108,16 @@ int fentry_missing(void *ctx)
 	return 0;
 }
 
+// A CO-RE read in a static function of .text, linked into the program that calls it.
+static __attribute__((noinline)) int task_tgid(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, tgid);
+}
+
+SEC("kprobe/do_nanosleep")
+int via_subprog(struct pt_regs *ctx)
+{
+	return task_tgid((void *)bpf_get_current_task()) & 1;
+}
+
 char LICENSE[] SEC("license") = "GPL";

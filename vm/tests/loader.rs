@@ -836,6 +836,20 @@ fn core_relocations_of_every_kind_against_a_made_up_kernel() {
         "{}",
         bpfsim_vm::asm::disassemble(&kinds.insns)
     );
+    // A relocation in a .text function, applied where the function is linked in.
+    let sub = obj.find_program("via_subprog").unwrap();
+    assert_eq!(sub.functions.len(), 2);
+    let callee = &sub.insns[sub.functions[1].slot..];
+    assert!(
+        callee.iter().any(|i| matches!(
+            i,
+            Insn::Alu {
+                src: Source::Imm(8),
+                ..
+            }
+        )),
+        "{callee:?}"
+    );
     // A read of a field the kernel lacks becomes `call 0xbad2310`, reachable only in
     // `unguarded`.
     for name in ["guarded", "unguarded"] {

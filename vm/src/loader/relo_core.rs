@@ -1565,6 +1565,13 @@ mod tests {
         let mut code = [ldx_w(0)];
         apply(&l, &signed, &relo(2, "0:0", FIELD_BYTE_OFFSET), &mut code).unwrap();
         assert_eq!(code[0].imm, POISON_IMM);
+        // The load must have the local field's size before it can be resized.
+        let mut byte_load = [RawInsn::new(0x71, 0, 1, 0, 0)];
+        let e = apply(&l, &tg, &relo(2, "0:0", FIELD_BYTE_OFFSET), &mut byte_load).unwrap_err();
+        assert!(
+            e.contains("(LDX/ST/STX) unexpected mem size: got 1, exp 4"),
+            "{e}"
+        );
     }
 
     /// Random relocation records against random small BTF: errors or patches, never a panic,
