@@ -336,6 +336,11 @@ impl Verifier<'_> {
     ) -> Result<Reg, String> {
         let dn = dst.num();
         if alu32 {
+            // A 32-bit difference of pointers is a meaningless scalar a privileged program may
+            // compute; anything else is refused.
+            if op == AluOp::Sub {
+                return Ok(Reg::unknown());
+            }
             return Err(format!("R{dn} 32-bit pointer arithmetic prohibited"));
         }
         // pointer - pointer: a scalar distance (privileged programs may compute any).
@@ -414,6 +419,10 @@ impl Verifier<'_> {
                 "value {} makes {name} pointer be out of bounds",
                 off.smin
             ));
+        }
+        // JITs may not cope with a frame pointer moved by subtraction (`invalid fp arithmetic`).
+        if op == AluOp::Sub && ptr.ty == RegType::Stack {
+            return Err(format!("R{dn} subtraction from stack pointer prohibited"));
         }
         let mut r = ptr;
         if off.is_const() {

@@ -435,10 +435,7 @@ impl Verifier<'_> {
         value: Option<Reg>,
     ) -> Result<Option<Reg>, String> {
         if !reg.var_off.is_const() {
-            return Err(format!(
-                "R{rn} variable stack access var_off={} off={off} size={size}",
-                reg.var_off
-            ));
+            return self.stack_access_var(st, reg, rn, off, size, t, value);
         }
         let total = reg.off as i64 + reg.var_off.value as i64 + off as i64;
         if total % (size as i64) != 0 {
@@ -605,6 +602,137 @@ impl Verifier<'_> {
         }
     }
 
+    /// `check_stack_access_within_bounds` for a stack pointer with a variable offset: every
+    /// byte the access may touch, `[min, max)` from the frame pointer, lies in the stack.
+    fn var_stack_bounds(
+        &self,
+        reg: &Reg,
+        rn: u8,
+        off: i32,
+        size: u32,
+        write: bool,
+    ) -> Result<(i64, i64), String> {
+        let what = if write { " write to" } else { " read from" };
+        if reg.smax >= MAX_VAR_OFF as i64 || reg.smin <= -(MAX_VAR_OFF as i64) {
+            return Err(format!(
+                "invalid unbounded variable-offset{what} stack R{rn}"
+            ));
+        }
+        let min = reg.smin + off as i64;
+        let max = reg.smax + off as i64 + size as i64;
+        if min < -(MAX_BPF_STACK as i64) || min > -1 || max > 0 {
+            return Err(format!(
+                "invalid variable-offset{what} stack R{rn} var_off={} off={off} size={size}",
+                reg.var_off
+            ));
+        }
+        Ok((min, max))
+    }
+
+    /// A load or store through a stack pointer with a variable offset (privileged):
+    /// `check_stack_read_var_off` gives zero if every byte it may read is zero, else an
+    /// unknown value; `check_stack_write_var_off` makes every byte it may write misc (zero
+    /// bytes stay zero, and spilled zeros stay, when it writes zero), forgetting spills.
+    #[allow(clippy::too_many_arguments)]
+    fn stack_access_var(
+        &mut self,
+        st: &mut State,
+        reg: &Reg,
+        rn: u8,
+        off: i32,
+        size: u32,
+        t: Access,
+        value: Option<Reg>,
+    ) -> Result<Option<Reg>, String> {
+        let full = reg.off + off;
+        let at = reg.var_off.add(Tnum::konst(full as i64 as u64));
+        if !at.is_aligned(size as u64) {
+            return Err(format!(
+                "misaligned stack access off {}+{}+{off} size {size}",
+                reg.var_off, reg.off
+            ));
+        }
+        let (min, max) = self.var_stack_bounds(reg, rn, full, size, t == Access::Write)?;
+        let insn = self.insn_at(self.cur_pc).copied();
+        // A read that goes to no register needs a fixed offset: a read-modify-write atomic
+        // checks its read so first (`check_atomic_rmw`), fetching or not.
+        if let (Access::Read, Some(bpfsim_vm::isa::Insn::Atomic { op, .. })) = (t, insn) {
+            if !matches!(op, AtomicOp::LoadAcquire | AtomicOp::StoreRelease) {
+                return Err(format!(
+                    "variable offset stack pointer cannot be passed into helper function; var_off={} off={full} size={size}",
+                    reg.var_off
+                ));
+            }
+        }
+        let frame = st
+            .frames
+            .get_mut(reg.frameno as usize)
+            .ok_or_else(|| format!("R{rn} points into a returned frame"))?;
+        frame.depth = frame.depth.max((-min) as usize);
+        let byte = |at: i64| (MAX_BPF_STACK as i64 + at) as usize;
+        match t {
+            Access::Read => {
+                let zero = (min..max).all(|a| {
+                    let b = byte(a);
+                    frame.slot(SLOTS - 1 - b / 8).bytes[b % 8] == Byte::Zero
+                });
+                Ok(Some(if zero { Reg::known(0) } else { Reg::unknown() }))
+            }
+            Access::Write => {
+                let imm_zero = matches!(
+                    insn,
+                    Some(bpfsim_vm::isa::Insn::Store {
+                        src: Source::Imm(0),
+                        ..
+                    })
+                );
+                let writing_zero = imm_zero
+                    || (!matches!(
+                        insn,
+                        Some(bpfsim_vm::isa::Insn::Store {
+                            src: Source::Imm(_),
+                            ..
+                        })
+                    ) && value
+                        .is_some_and(|v| v.is_scalar() && v.is_const() && v.var_off.value == 0));
+                let mut zero_used = false;
+                for a in min..max {
+                    let b = byte(a);
+                    let s = frame.slot_mut(SLOTS - 1 - b / 8);
+                    if writing_zero
+                        && s.bytes[b % 8] == Byte::Spill
+                        && s.bytes[0] == Byte::Spill
+                        && s.spilled.is_scalar()
+                        && s.spilled.is_const()
+                        && s.spilled.var_off.value == 0
+                    {
+                        zero_used = true;
+                        continue;
+                    }
+                    s.spilled = Reg::NOT_INIT;
+                    s.bytes[b % 8] = if writing_zero && s.bytes[b % 8] == Byte::Zero {
+                        zero_used = true;
+                        Byte::Zero
+                    } else {
+                        Byte::Misc
+                    };
+                }
+                // The zero kept the bytes zero: its value is relied on.
+                if let (
+                    true,
+                    Some(bpfsim_vm::isa::Insn::Store {
+                        src: Source::Reg(r),
+                        ..
+                    }),
+                ) = (zero_used, insn)
+                {
+                    self.mark_precise(st, r.index());
+                }
+                Ok(None)
+            }
+        }
+    }
+
     /// Memory a helper reads or writes through a pointer argument (`check_helper_mem_access`).
     pub fn check_helper_mem(
         &mut self,
@@ -619,6 +747,35 @@ impl Verifier<'_> {
         }
         let t = if write { Access::Write } else { Access::Read };
         match reg.ty {
+            RegType::Stack if !reg.var_off.is_const() => {
+                // `check_stack_range_initialized` with a variable offset (privileged): any
+                // initialised or not byte in the range may be read; a write makes them all misc.
+                let rn = regno.num();
+                let (min, max) = self.var_stack_bounds(&reg, rn, reg.off, size, write)?;
+                let frame = st
+                    .frames
+                    .get_mut(reg.frameno as usize)
+                    .ok_or_else(|| format!("R{rn} points into a returned frame"))?;
+                frame.depth = frame.depth.max((-min) as usize);
+                if write {
+                    for at in min..max {
+                        let b = (MAX_BPF_STACK as i64 + at) as usize;
+                        let s = frame.slot_mut(SLOTS - 1 - b / 8);
+                        if s.bytes[0] == Byte::Spill {
+                            s.spilled = Reg::unknown();
+                            for x in s.bytes.iter_mut() {
+                                if *x != Byte::Invalid {
+                                    *x = Byte::Misc;
+                                }
+                            }
+                        }
+                        if matches!(s.bytes[b % 8], Byte::Zero | Byte::Invalid) {
+                            s.bytes[b % 8] = Byte::Misc;
+                        }
+                    }
+                }
+                Ok(())
+            }
             RegType::Stack => {
                 // Byte by byte: a write makes them misc, a read accepts any (privileged).
                 let rn = regno.num();

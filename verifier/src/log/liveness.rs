@@ -599,21 +599,31 @@ fn accesses(st: &State, insn: &Insn, maps: &[MapInfo]) -> (FrameMasks, FrameMask
         }
     };
     // Slots `[off, off+size)` from stack pointer register `r` cover, with its frame.
+    // A variable offset covers every byte it may reach; the kernel cannot tell which slots it
+    // writes, so it records reads only (`lo` is then 1: no whole-slot write).
     let span = |r: usize, off: i64, size: u64| -> Option<(usize, u64, i64)> {
         let p = st.reg(r);
-        if p.ty != RegType::Stack || !p.var_off.is_const() {
+        if p.ty != RegType::Stack {
             return None;
         }
-        let lo = (p.var_off.value as i64)
-            .wrapping_add(p.off as i64)
-            .wrapping_add(off);
+        let (lo, len) = if p.var_off.is_const() {
+            let lo = (p.var_off.value as i64)
+                .wrapping_add(p.off as i64)
+                .wrapping_add(off);
+            (lo, size as i64)
+        } else {
+            let lo = p.smin.saturating_add(p.off as i64).saturating_add(off);
+            let hi = p.smax.saturating_add(p.off as i64).saturating_add(off);
+            (lo, hi.saturating_sub(lo).saturating_add(size as i64))
+        };
         let mut mask = 0u64;
-        for b in 0..size.min(512) as i64 {
+        for b in 0..len.clamp(0, 512) {
             let at = lo + b;
             if (-512..0).contains(&at) {
                 mask |= 1 << ((-at - 1) / 8);
             }
         }
+        let lo = if p.var_off.is_const() { lo } else { 1 };
         Some((p.frameno as usize, mask, lo))
     };
     match *insn {
@@ -651,7 +661,17 @@ fn accesses(st: &State, insn: &Insn, maps: &[MapInfo]) -> (FrameMasks, FrameMask
                     }
                     ArgBase::PtrToMapKey => map.map(|m| m.key_size as u64),
                     ArgBase::PtrToMapValue => map.map(|m| m.value_size as u64),
-                    ArgBase::PtrToMem if a.flags.contains(TypeFlags::MEM_UNINIT) => None,
+                    // Memory the helper only fills is not read, unless at a variable offset
+                    // (`check_stack_range_initialized` drops raw mode there).
+                    ArgBase::PtrToMem
+                        if a.flags.contains(TypeFlags::MEM_UNINIT)
+                            && st.reg(r).var_off.is_const() =>
+                    {
+                        None
+                    }
+                    ArgBase::PtrToMem if a.flags.contains(TypeFlags::MEM_UNINIT) => {
+                        p.args.get(i + 1).map(|_| st.reg(r + 1).umax)
+                    }
                     ArgBase::PtrToMem => match p.arg_aux[i] {
                         ArgAux::Size(n) => Some(n as u64),
                         _ => p

@@ -372,6 +372,35 @@ impl Trace {
             }
             1u64 << ((-at - 1) / 8)
         };
+        // Through a variable offset: a write touches every slot it may reach, a read those up to
+        // and including the first byte that is not zero (`mark_reg_stack_read` stops there).
+        let var_slots = |base: u8, off: i16, size: usize, read: bool| -> u64 {
+            let p = st.reg(base as usize);
+            if p.ty != RegType::Stack || p.var_off.is_const() {
+                return 0;
+            }
+            let Some(fr) = st.frames.get(p.frameno as usize) else {
+                return 0;
+            };
+            let at = p.off as i64 + off as i64;
+            let (min, max) = (p.smin.saturating_add(at), p.smax.saturating_add(at));
+            let mut m = 0u64;
+            for a in min..max.saturating_add(size as i64) {
+                if !(-512..0).contains(&a) {
+                    break;
+                }
+                let spi = ((-a - 1) / 8) as usize;
+                m |= 1 << spi;
+                let b = (512 + a) as usize;
+                if read
+                    && fr.slot(crate::domain::state::SLOTS - 1 - b / 8).bytes[b % 8]
+                        != crate::domain::state::Byte::Zero
+                {
+                    break;
+                }
+            }
+            m
+        };
         let (regs, stack) = match insn {
             Insn::Alu { dst, src, .. } => (r(dst.num()) | src_bit(src), 0),
             Insn::Neg { dst, .. } | Insn::Endian { dst, .. } => (r(dst.num()), 0),
@@ -384,12 +413,26 @@ impl Trace {
                 };
                 (r(6) | ind | 0x3f, 0)
             }
-            Insn::Load { dst, src, off, .. } => {
-                (r(dst.num()) | r(src.num()), slot(src.num(), *off))
-            }
-            Insn::Store { dst, src, off, .. } => {
-                (r(dst.num()) | src_bit(src), slot(dst.num(), *off))
-            }
+            Insn::Load {
+                dst,
+                src,
+                off,
+                size,
+                ..
+            } => (
+                r(dst.num()) | r(src.num()),
+                slot(src.num(), *off) | var_slots(src.num(), *off, size.bytes(), true),
+            ),
+            Insn::Store {
+                dst,
+                src,
+                off,
+                size,
+                ..
+            } => (
+                r(dst.num()) | src_bit(src),
+                slot(dst.num(), *off) | var_slots(dst.num(), *off, size.bytes(), false),
+            ),
             Insn::Atomic {
                 dst, src, off, op, ..
             } => {
