@@ -306,6 +306,19 @@ fn vmlinux_h_programs_agree_with_the_kernel() {
         assert_eq!(code, 0, "{prog}: {out}{err}");
         assert!(out.contains("(agree)"), "{prog}: {out}");
     }
+    // .kconfig externs: the kernel version makes a branch dead for both verifiers alike.
+    let kconfig = vectors().join("../loader/kconfig.bpf.o");
+    for prog in ["version", "ksys_nanosleep"] {
+        let (code, out, err) = bpfsim(&[
+            "verify",
+            kconfig.to_str().unwrap(),
+            "--prog",
+            prog,
+            "--compare-kernel",
+        ]);
+        assert_eq!(code, 0, "{prog}: {out}{err}");
+        assert!(out.contains("(agree)"), "{prog}: {out}");
+    }
     let (code, out, _) = bpfsim(&["verify", obj, "--prog", "wakeup_new_direct"]);
     assert_eq!(code, 1);
     assert!(

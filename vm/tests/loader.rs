@@ -30,6 +30,7 @@ const FIXTURES: &[&str] = &[
     "core.bpf.o",
     "core_vmlinux.bpf.o",
     "globals.bpf.o",
+    "kconfig.bpf.o",
     "kfunc.bpf.o",
     "linked.o",
     "maps_btf.bpf.o",
@@ -1108,6 +1109,54 @@ fn kfunc_calls_resolve_against_the_kernels_btf() {
     let err = obj.find_program("missing").unwrap_err().to_string();
     assert!(
         err.contains("extern (func ksym) 'bpf_no_such_kfunc': not found in kernel BTF (test)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kconfig_externs_live_in_a_frozen_map() {
+    let obj = load_object_with(&fixture("kconfig.bpf.o"), &test_kernel()).unwrap();
+    let map = obj.map_index(".kconfig").expect("a .kconfig map");
+    let def = &obj.maps[map];
+    assert_eq!((def.key_size, def.max_entries), (4, 1));
+    assert_eq!(def.flags & BPF_F_RDONLY_PROG, BPF_F_RDONLY_PROG);
+    let init = obj.globals.iter().find(|g| g.map == map).unwrap();
+    assert!(init.read_only);
+    // LINUX_KERNEL_VERSION: this machine's release, as KERNEL_VERSION(a, b, c).
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut nums = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b, c) = (
+        nums.next().unwrap(),
+        nums.next().unwrap(),
+        nums.next().unwrap(),
+    );
+    let version = (a << 16) + (b << 8) + c.min(255);
+    let p = obj.find_program("version").unwrap();
+    let off = lddws(p)
+        .iter()
+        .find_map(|(_, imm)| match imm {
+            Imm64::MapIdxValue { idx, off } if *idx as usize == map => Some(*off as usize),
+            _ => None,
+        })
+        .expect("an lddw into .kconfig");
+    assert_eq!(init.data[off..off + 4], version.to_le_bytes());
+    // The made-up kernel has no __x64_sys_bpf: LINUX_HAS_SYSCALL_WRAPPER is false there.
+    let ks = obj.find_program("ksys_nanosleep").unwrap();
+    let flag = lddws(ks)
+        .iter()
+        .find_map(|(_, imm)| match imm {
+            Imm64::MapIdxValue { idx, off } if *idx as usize == map => Some(*off as usize),
+            _ => None,
+        })
+        .expect("BPF_KSYSCALL reads LINUX_HAS_SYSCALL_WRAPPER");
+    assert_eq!(init.data[flag], 0);
+    // CONFIG_ values are not read: only the program using one is refused.
+    let err = obj.find_program("config_value").unwrap_err().to_string();
+    assert!(
+        err.contains("Kconfig extern 'CONFIG_BPF_SYSCALL' (.kconfig; kernel config values"),
         "{err}"
     );
 }

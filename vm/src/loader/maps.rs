@@ -70,6 +70,8 @@ pub(crate) struct Maps {
     pub by_symbol: HashMap<(usize, u64), usize>,
     /// ELF section -> its global data map.
     pub by_data_section: HashMap<usize, usize>,
+    /// `.kconfig` externs: where each lives in the `.kconfig` map, or why it has no value.
+    pub kconfig: super::kconfig::Externs,
 }
 
 pub(crate) fn collect(elf: &Elf<'_>, btf: Option<&Btf>) -> Result<Maps, ObjectError> {
@@ -80,6 +82,7 @@ pub(crate) fn collect(elf: &Elf<'_>, btf: Option<&Btf>) -> Result<Maps, ObjectEr
         inits: Vec::new(),
         by_symbol: HashMap::new(),
         by_data_section: HashMap::new(),
+        kconfig: HashMap::new(),
     };
     if let Some((index, _)) = elf.section_by_name(".maps") {
         btf_maps(elf, index, btf, &mut maps)?;

@@ -27,6 +27,7 @@ mod btf_ext;
 mod btf_fixup;
 mod elf;
 mod error;
+mod kconfig;
 mod link;
 mod maps;
 mod relo_core;
@@ -206,7 +207,8 @@ pub fn load_object_with(bytes: &[u8], opts: &LoadOptions) -> Result<Object, Obje
         (Some((_, s)), Some(b)) => btf_ext::line_infos(s.data, b),
         _ => Vec::new(),
     };
-    let maps = maps::collect(&elf, btf.as_ref())?;
+    let mut maps = maps::collect(&elf, btf.as_ref())?;
+    maps.kconfig = kconfig::add_map(btf.as_ref(), &mut maps, &target);
     let linker = Linker::build(&elf, &maps, btf.as_ref(), &core, &target)?;
 
     let license = elf

@@ -164,6 +164,21 @@ fn classify(
             "opcode {code:#04x} cannot be relocated (only lddw and call)"
         )));
     }
+    if sym.section.is_none() && code == LDDW {
+        match maps.kconfig.get(&sym.name) {
+            Some(Ok((map, off))) => {
+                return Ok(Fixup::Data {
+                    map: *map,
+                    sym_off: *off,
+                })
+            }
+            Some(Err(why)) => {
+                let feature = format!("Kconfig extern '{}' (.kconfig; {why})", sym.name);
+                return Err(ObjectError::unsupported(feature, section, slot, &sym.name));
+            }
+            None => {}
+        }
+    }
     let Some(target) = sym.section else {
         if sym.name.is_empty() {
             return Err(reloc("relocation against the null symbol".into()));
