@@ -147,6 +147,7 @@ impl Gen<'_, '_> {
         self.b.ins().brif(st, self.helper_stop_block, &[], ok, &[]);
         self.switch(ok);
         self.set(Reg::R0, v);
+        self.load_clamp_vars();
         let now = self.vm_load(offset_of!(VmCtx, left));
         let after = self.b.ins().iadd_imm(now, -adjust);
         // A callback may have spent the budget that the last checkpoint reserved for the path

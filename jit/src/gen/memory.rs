@@ -239,11 +239,30 @@ impl Gen<'_, '_> {
     fn clamped(&mut self, addr: Value, size: Size, write: bool) -> Value {
         let low = self.b.ins().ireduce(types::I32, addr);
         let off = self.b.ins().uextend(I64, low);
-        let idx = size.bytes().trailing_zeros() as usize + if write { 4 } else { 0 };
-        let max = self.vm_load(offset_of!(VmCtx, clamp_max) + 8 * idx);
+        let idx = clamp_index(size, write);
+        let (base, max) = match self.clamp_vars[idx] {
+            Some((base, max)) => (self.b.use_var(base), self.b.use_var(max)),
+            None => (
+                self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx),
+                self.vm_load(offset_of!(VmCtx, clamp_max) + 8 * idx),
+            ),
+        };
         let c = self.b.ins().umin(off, max);
-        let base = self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx);
         self.b.ins().iadd(base, c)
+    }
+
+    /// Load the clamp bounds the program's proven packet accesses use into their variables:
+    /// at entry, and after each helper call (which may have moved the packet). Kept in
+    /// registers, they cost the hot loops two loads fewer per access.
+    pub(super) fn load_clamp_vars(&mut self) {
+        for idx in 0..8 {
+            if let Some((base, max)) = self.clamp_vars[idx] {
+                let b = self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx);
+                let m = self.vm_load(offset_of!(VmCtx, clamp_max) + 8 * idx);
+                self.b.def_var(base, b);
+                self.b.def_var(max, m);
+            }
+        }
     }
 
     pub(super) fn mem_ty(size: Size) -> Type {
@@ -366,4 +385,9 @@ impl Gen<'_, '_> {
         self.status_branch(pc, done, &[]);
         self.switch(done);
     }
+}
+
+/// The index of an access of `size` in [`VmCtx::clamp_base`] and [`VmCtx::clamp_max`].
+pub(super) fn clamp_index(size: Size, write: bool) -> usize {
+    size.bytes().trailing_zeros() as usize + if write { 4 } else { 0 }
 }

@@ -93,6 +93,9 @@ pub(crate) struct Gen<'a, 'b> {
     no_ctx: &'a [bool],
     /// [`Hints::packet`].
     packet: &'a [bool],
+    /// For each clamp index (`memory::clamp_index`) a proven packet access uses: variables
+    /// holding its base and greatest offset.
+    clamp_vars: [Option<(Variable, Variable)>; 8],
     faults: Vec<Fault>,
     /// The continuation of each local call site, by site index.
     ret_sites: Vec<Block>,
@@ -156,6 +159,21 @@ pub(crate) fn build(
     let left = b.declare_var(I64);
     let depth = b.declare_var(I64);
     let frame_top = b.declare_var(I64);
+    let mut clamp_vars = [None; 8];
+    for (i, insn) in insns.iter().enumerate() {
+        if !hints.packet.get(pcs[i]).copied().unwrap_or(false) {
+            continue;
+        }
+        let (size, write) = match *insn {
+            Insn::Load { size, .. } => (size, false),
+            Insn::Store { size, .. } => (size, true),
+            _ => continue,
+        };
+        let idx = memory::clamp_index(size, write);
+        if clamp_vars[idx].is_none() {
+            clamp_vars[idx] = Some((b.declare_var(I64), b.declare_var(I64)));
+        }
+    }
     let fp_fixed = !insns.iter().any(writes_r10);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -247,6 +265,7 @@ pub(crate) fn build(
         helper_stop_block,
         no_ctx: &hints.no_ctx,
         packet: &hints.packet,
+        clamp_vars,
         faults: Vec::new(),
         ret_sites: Vec::new(),
         block_len: 0,
@@ -312,6 +331,7 @@ impl Gen<'_, '_> {
         if self.fp_fixed {
             self.set_frame_top(z);
         }
+        self.load_clamp_vars();
     }
 
     /// `frame_top` for the frame at `depth`: its stack region's row, base + `FRAME_SIZE`.
