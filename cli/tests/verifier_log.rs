@@ -10,10 +10,10 @@ use std::path::PathBuf;
 
 /// Lines of the kernel's logs that ours matches (in order), as measured: any regression fails.
 /// Level 1 misses only statistics lines whose state counts differ.
-const LEVEL1_FLOOR: usize = 126;
+const LEVEL1_FLOOR: usize = 145;
 /// Level 2: what bpfsim's exploration does differently (the iterations of bpf_loop callbacks in
 /// xdp_loop, most of the rest) shows as lines the kernel has and bpfsim has not.
-const LEVEL2_FLOOR: usize = 42783;
+const LEVEL2_FLOOR: usize = 42931;
 
 fn objects() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors");

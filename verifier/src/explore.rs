@@ -798,6 +798,13 @@ impl<'a> Verifier<'a> {
                     f.regs[i + 1] = match a {
                         crate::ArgKind::Scalar => Reg::unknown(),
                         crate::ArgKind::Ctx => Reg::ptr(RegType::Ctx),
+                        crate::ArgKind::Mem { size } => {
+                            let mut r = Reg::ptr(RegType::Mem);
+                            r.maybe_null = true;
+                            r.mem_size = *size;
+                            r.id = self.new_id();
+                            r
+                        }
                     };
                 }
                 let st = State {

@@ -89,6 +89,11 @@ pub enum ArgKind {
     Scalar,
     /// A pointer to the program's context.
     Ctx,
+    /// A pointer to memory of the pointed-to type's size, possibly NULL
+    /// (`ARG_PTR_TO_MEM | PTR_MAYBE_NULL`).
+    Mem {
+        size: u32,
+    },
 }
 
 /// A global subprogram: where it starts and what its arguments are.
@@ -394,8 +399,15 @@ fn global_funcs(obj: &Object, prog: &ObjProgram, ty: ProgType) -> Vec<GlobalFunc
                 Some(ArgKind::Scalar)
             }
             BtfKind::Ptr { target } => {
-                let p = btf.type_by_id(btf.skip_mods_and_typedefs(*target)?)?;
-                (!ctx_name.is_empty() && p.name == ctx_name).then_some(ArgKind::Ctx)
+                let pid = btf.skip_mods_and_typedefs(*target)?;
+                let p = btf.type_by_id(pid)?;
+                if !ctx_name.is_empty() && p.name == ctx_name {
+                    return Some(ArgKind::Ctx);
+                }
+                // Any other pointer is to memory of its type's size (a `void *` has none: the
+                // function stays inlined as a static one).
+                let size = btf.resolve_size(pid).ok().filter(|&n| n > 0)?;
+                Some(ArgKind::Mem { size })
             }
             _ => None,
         }

@@ -168,6 +168,30 @@ impl Verifier<'_> {
                             crate::ArgKind::Ctx if reg.ty != RegType::Ctx => {
                                 return Err(format!("arg#{i} expects pointer to ctx"));
                             }
+                            crate::ArgKind::Mem { size } => {
+                                // `check_mem_reg`: NULL, or memory the callee may read and
+                                // write whole (a NULL-or-valid pointer checked as valid).
+                                let null =
+                                    reg.is_scalar() && reg.is_const() && reg.var_off.value == 0;
+                                if !null {
+                                    let saved = reg;
+                                    st.reg_mut(i + 1).maybe_null = false;
+                                    let res =
+                                        self.check_global_mem_arg(st, r, *size).map_err(|e| {
+                                            self.log.push(e);
+                                            let idx = crate::log::subprog_starts(self.insns)
+                                                .iter()
+                                                .position(|&s| s == g.slot)
+                                                .unwrap_or(0);
+                                            format!(
+                                                "Caller passes invalid args into func#{idx} ('{}')",
+                                                g.name
+                                            )
+                                        });
+                                    *st.reg_mut(i + 1) = saved;
+                                    res?;
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -190,6 +214,21 @@ impl Verifier<'_> {
                  verifier decides on it: --compare-kernel)"
             )),
         }
+    }
+
+    /// The memory a global function's pointer argument must give it: `size` bytes to read,
+    /// then to write (`check_helper_mem_access` twice).
+    fn check_global_mem_arg(&mut self, st: &mut State, r: R, size: u32) -> Result<(), String> {
+        let reg = *st.reg(r.index());
+        if reg.is_scalar() || reg.maybe_null {
+            return Err(format!(
+                "R{} type={} expected=fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_",
+                r.num(),
+                type_str(&reg)
+            ));
+        }
+        self.check_helper_mem(st, r, size, false)?;
+        self.check_helper_mem(st, r, size, true)
     }
 
     /// Enter a subprogram: its frame gets r1-r5 (and, for a callback, the given arguments).

@@ -248,6 +248,17 @@ impl Reg {
                 self.s32max = self.s32max.min(self.smax as i32);
             }
         }
+        // Upper halves that are two consecutive numbers (0xffffffff then 0 included) with a
+        // low half going from negative to non-negative: the low halves still form an s32 range.
+        for (lo, hi) in [(self.umin, self.umax), (self.smin as u64, self.smax as u64)] {
+            if ((lo >> 32) as u32).wrapping_add(1) == (hi >> 32) as u32
+                && (lo as i32) < 0
+                && (hi as i32) >= 0
+            {
+                self.s32min = self.s32min.max(lo as i32);
+                self.s32max = self.s32max.min(hi as i32);
+            }
+        }
         // 32-bit: a sign-consistent range carries over between signed and unsigned.
         if (self.u32min as i32) <= (self.u32max as i32) {
             self.s32min = self.s32min.max(self.u32min as i32);

@@ -24,11 +24,15 @@ impl Verifier<'_> {
             insn_at: &at,
         };
         trace.before_insn(&mut log, st, self.prev_pc, pc, insn, &env);
+        let scratched = trace.scratch;
         trace.scratch_insn(st, insn);
         trace.global_call = None;
         if let Insn::Call(bpfsim_vm::isa::CallTarget::Local(off)) = insn {
             let target = usize::try_from(pc as i64 + 1 + *off as i64).ok();
             if let Some(g) = target.and_then(|t| self.global_at(t)) {
+                // A global function's call only scratches the caller-saved registers.
+                trace.scratch = scratched;
+                trace.scratch.regs |= 0x3f;
                 let idx = super::subprog_starts(self.insns)
                     .iter()
                     .position(|&s| s == g.slot)
@@ -241,6 +245,24 @@ impl Verifier<'_> {
                 | Insn::Call(bpfsim_vm::isa::CallTarget::Helper(_))
         ) {
             sl.begin(st, pc, insn, &self.opts.maps);
+        } else if let Some(g) = match insn {
+            Insn::Call(bpfsim_vm::isa::CallTarget::Local(off)) => {
+                usize::try_from(pc as i64 + 1 + *off as i64)
+                    .ok()
+                    .and_then(|t| self.opts.global_funcs.iter().find(|g| g.slot == t))
+            }
+            _ => None,
+        } {
+            let args: Vec<(usize, u32)> = g
+                .args
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| match a {
+                    crate::ArgKind::Mem { size } => Some((i + 1, *size)),
+                    _ => None,
+                })
+                .collect();
+            sl.global_call(st, pc, &args);
         } else {
             sl.flush();
         }

@@ -417,6 +417,43 @@ impl StackLive {
         out
     }
 
+    /// A call of a global function at `pc` reads the memory its pointer arguments give it
+    /// (`check_mem_reg`): `(register, size)` of each.
+    pub fn global_call(&mut self, st: &State, pc: usize, args: &[(usize, u32)]) {
+        self.commit();
+        let cur = st.frames.len() - 1;
+        let chain = Self::chain(st, cur);
+        let mut reads = [0u64; FRAMES];
+        for &(r, size) in args {
+            let p = st.reg(r);
+            if p.ty != RegType::Stack {
+                continue;
+            }
+            let (lo, len) = if p.var_off.is_const() {
+                (p.var_off.value as i64 + p.off as i64, size as i64)
+            } else {
+                let lo = p.smin.saturating_add(p.off as i64);
+                let hi = p.smax.saturating_add(p.off as i64);
+                (lo, hi.saturating_sub(lo).saturating_add(size as i64))
+            };
+            for b in 0..len.clamp(0, 512) {
+                let at = lo + b;
+                if (-512..0).contains(&at) {
+                    if let Some(m) = reads.get_mut(p.frameno as usize) {
+                        *m |= 1 << ((-at - 1) / 8);
+                    }
+                }
+            }
+        }
+        let inst = self.instance(&chain);
+        for (frame, &mask) in reads.iter().enumerate() {
+            if mask != 0 {
+                Self::mark_read(inst, frame, pc, mask);
+            }
+        }
+        self.pending = Some((chain, pc, [0; FRAMES]));
+    }
+
     /// A call entered a subprogram: the instruction's marks go nowhere
     /// (`bpf_reset_live_stack_callchain` leaves no current instance to commit to).
     pub fn entered(&mut self) {
