@@ -682,8 +682,8 @@ fn unsupported_features_reject_only_the_programs_that_use_them() {
 
 /// A made-up kernel: `struct task_struct { long state; int tgid; int pid; }` (pid at 12),
 /// `struct sk_buff` of 232 bytes, `enum bpf_map_type { BPF_MAP_TYPE_HASH = 7 }`, the tracing
-/// targets `do_nanosleep`, `btf_trace_sched_switch` and `bpf_lsm_file_open`, and the kfuncs
-/// `bpf_rcu_read_lock` and `bpf_rcu_read_unlock`.
+/// targets `do_nanosleep`, `btf_trace_sched_switch` and `bpf_lsm_file_open`, the kfuncs
+/// `bpf_rcu_read_lock` and `bpf_rcu_read_unlock`, and the variable `int bpf_prog_active`.
 fn test_kernel_btf() -> Btf {
     let int = |name: &str, size: u32, signed: bool| BtfType {
         name: name.into(),
@@ -795,6 +795,13 @@ fn test_kernel_btf() -> Btf {
                 linkage: 1,
             },
         ), // [16]
+        t(
+            "bpf_prog_active",
+            BtfKind::Var {
+                target: 2,
+                linkage: 1,
+            },
+        ), // [17]
     ])
 }
 
@@ -1106,6 +1113,20 @@ fn kfunc_calls_resolve_against_the_kernels_btf() {
             && err.contains("] incompatible with vmlinux [14]"),
         "{err}"
     );
+    // A typed kernel variable: `lddw` with src_reg BPF_PSEUDO_BTF_ID and the kernel's VAR id.
+    let active = obj.find_program("prog_active").unwrap();
+    assert!(
+        lddws(active).contains(&(
+            0,
+            Imm64::BtfId {
+                id: 17,
+                module_fd: 0
+            }
+        )),
+        "{:?}",
+        lddws(active)
+    );
+    assert_eq!(&active.to_bytes()[..2], &[0x18, 0x31]);
     let err = obj.find_program("missing").unwrap_err().to_string();
     assert!(
         err.contains("extern (func ksym) 'bpf_no_such_kfunc': not found in kernel BTF (test)"),

@@ -528,7 +528,7 @@ impl Verifier<'_> {
                 ))
             }
             Imm64::BtfId { .. } => {
-                return Err("kernel variables (ksym, BPF_PSEUDO_BTF_ID) need kernel BTF, which bpfsim does not read yet".to_string())
+                return Err("kernel variables (__ksym, BPF_PSEUDO_BTF_ID) are not simulated".to_string())
             }
         };
         *st.reg_mut(dst.index()) = r;

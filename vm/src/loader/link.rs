@@ -309,6 +309,10 @@ fn decode_body(
                 let btf_id = i32::try_from(*btf_id).map_err(|_| bad("kfunc BTF id too large"))?;
                 *insn = Insn::Call(CallTarget::Kfunc { btf_id, module: 0 });
             }
+            (Some(Fixup::KsymVar(btf_id)), Insn::LdImm64 { imm, .. }) => {
+                let id = i32::try_from(*btf_id).map_err(|_| bad("kernel BTF id too large"))?;
+                *imm = Imm64::BtfId { id, module_fd: 0 };
+            }
             (Some(Fixup::Code { section, slot }), insn) => {
                 match insn {
                     Insn::Call(CallTarget::Local(_)) => {}

@@ -30,6 +30,8 @@ pub(crate) enum Fixup {
     Code { section: usize, slot: u64 },
     /// A call of a kernel function: its `FUNC` id in the kernel's BTF.
     Kfunc(u32),
+    /// An `lddw` of a typed kernel variable: its `VAR` id in the kernel's BTF.
+    KsymVar(u32),
     /// Programs that contain this instruction are refused with this error.
     Reject(ObjectError),
 }
@@ -81,9 +83,12 @@ pub(crate) fn resolve(
             })?;
         let raw = &code[slot * 8..slot * 8 + 8];
         let sym = &elf.symbols[rel.symbol];
-        let fixup = match ksym_func(sym, raw, btf) {
-            Some(local) => kfunc(&section.name, slot, &sym.name, (btf, local), target),
-            None => classify(elf, &section.name, slot, raw, sym, maps, btf),
+        let fixup = match (ksym_func(sym, raw, btf), ksym_var(sym, raw, btf)) {
+            (Some(local), _) => kfunc(&section.name, slot, &sym.name, (btf, local), target),
+            (None, Some(local)) => {
+                ksym_var_fixup(&section.name, slot, &sym.name, (btf, local), target)
+            }
+            (None, None) => classify(elf, &section.name, slot, raw, sym, maps, btf),
         };
         fixups.insert(slot, fixup.unwrap_or_else(Fixup::Reject));
     }
@@ -264,6 +269,74 @@ fn ksym_func(sym: &Symbol, raw: &[u8], btf: Option<&Btf>) -> Option<u32> {
         }),
         _ => None,
     })
+}
+
+/// For an `lddw` of an undefined symbol that the object's BTF declares as a kernel variable
+/// (`extern const T name __ksym`, a `VAR` in the `.ksyms` DATASEC): its local `VAR` id.
+fn ksym_var(sym: &Symbol, raw: &[u8], btf: Option<&Btf>) -> Option<u32> {
+    if sym.section.is_some() || raw[0] != LDDW || sym.name.is_empty() {
+        return None;
+    }
+    let btf = btf?;
+    btf.types().iter().find_map(|t| match &t.kind {
+        BtfKind::Datasec { vars, .. } if t.name == ".ksyms" => vars.iter().find_map(|v| {
+            let f = btf.type_by_id(v.type_id)?;
+            (f.name == sym.name && matches!(f.kind, BtfKind::Var { .. })).then_some(v.type_id)
+        }),
+        _ => None,
+    })
+}
+
+/// Resolve a typed kernel variable as libbpf's `bpf_object__resolve_ksym_var_btf_id`: the
+/// kernel's `VAR` of that name, its type compatible with the local declaration. Typeless ones
+/// (`extern const void x __ksym`, an address from `/proc/kallsyms`) are not supported.
+fn ksym_var_fixup(
+    section: &str,
+    slot: usize,
+    name: &str,
+    (local, local_var): (Option<&Btf>, u32),
+    target: &Target<'_>,
+) -> Result<Fixup, ObjectError> {
+    // The variable's type without modifiers and typedefs, on both sides, as libbpf compares.
+    let var_type = |b: &Btf, v: u32| match b.type_by_id(v).map(|t| &t.kind) {
+        Some(BtfKind::Var { target, .. }) => b.skip_mods_and_typedefs(*target).unwrap_or(0),
+        _ => 0,
+    };
+    let local_type = local.map_or(0, |b| var_type(b, local_var));
+    if local_type == 0 {
+        let feature =
+            format!("typeless kernel symbol '{name}' (.ksyms, an address from /proc/kallsyms)");
+        return Err(ObjectError::unsupported(feature, section, slot, name));
+    }
+    let kernel = target.get().map_err(|reason| ObjectError::NeedsKernelBtf {
+        feature: format!("kernel variable '{name}' (.ksyms)"),
+        section: section.to_string(),
+        insn: slot,
+        symbol: name.to_string(),
+        reason,
+    })?;
+    let reject = |detail: String| ObjectError::reloc(section, slot, name, detail);
+    let essential = &name[..super::essential_name_len(name)];
+    let id = kernel
+        .find(essential, |k| matches!(k, BtfKind::Var { .. }))
+        .ok_or_else(|| {
+            reject(format!(
+                "extern (var ksym) '{name}': not found in kernel BTF ({})",
+                kernel.source()
+            ))
+        })?;
+    let kernel_type = var_type(kernel.btf(), id);
+    let compat = local.is_some_and(|b| {
+        core::types_compat(b, local_type, kernel.btf(), kernel_type, 32).unwrap_or(false)
+    });
+    if !compat {
+        return Err(reject(format!(
+            "extern (var ksym) '{name}': incompatible types, expected [{local_type}] {}, but kernel has [{kernel_type}] {}",
+            local.map_or_else(String::new, |b| b.type_name(local_type)),
+            kernel.btf().type_name(kernel_type)
+        )));
+    }
+    Ok(Fixup::KsymVar(id))
 }
 
 /// Resolve a kfunc call as libbpf's `bpf_object__resolve_ksym_func_btf_id`: the kernel's `FUNC`
