@@ -326,3 +326,30 @@ fn vmlinux_h_programs_agree_with_the_kernel() {
         "{out}"
     );
 }
+
+/// `--btf FILE` reaches `run` and `compare` too: a CO-RE program names the file it could not
+/// read.
+#[test]
+fn btf_option_reaches_run_and_compare() {
+    let obj = vectors().join("../loader/core.bpf.o");
+    for cmd in ["run", "compare"] {
+        let (code, out, err) = bpfsim(&[
+            cmd,
+            obj.to_str().unwrap(),
+            "--prog",
+            "read_pid",
+            "--packet",
+            "00",
+            "--btf",
+            "/nonexistent/vmlinux",
+        ]);
+        if cmd == "compare" && code == 3 {
+            return println!("skipped: {}", err.trim());
+        }
+        assert_ne!(code, 0, "{cmd}: {out}{err}");
+        assert!(
+            err.contains("needs the kernel's BTF: cannot read /nonexistent/vmlinux"),
+            "{cmd}: {err}"
+        );
+    }
+}
