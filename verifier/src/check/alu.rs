@@ -109,8 +109,10 @@ impl Verifier<'_> {
                 self.check_reg_read(st, dst)?;
                 self.check_reg_write(dst)?;
                 let d = st.reg_mut(dst.index());
+                // A pointer's bytes swapped are some scalar (`check_reg_arg(DST_OP)`).
                 if d.is_pointer() {
                     *d = Reg::unknown();
+                    return Ok(());
                 }
                 // `scalar_byte_swap`: on this little-endian target `be` and `bswap` swap the
                 // bytes, which moves the known bits (the tnum swaps with them) and loses the
@@ -161,9 +163,11 @@ impl Verifier<'_> {
             } => {
                 self.check_reg_read(st, src)?;
                 self.check_reg_write(dst)?;
-                let mut s = *st.reg(src.index());
+                let s = *st.reg(src.index());
                 if s.is_pointer() {
-                    s = Reg::unknown();
+                    // A pointer sign-extended is some scalar (`mark_reg_unknown`).
+                    *st.reg_mut(dst.index()) = Reg::unknown();
+                    return Ok(());
                 }
                 let mut v = s;
                 sign_extend(&mut v, from.bits());
@@ -308,16 +312,10 @@ impl Verifier<'_> {
                 }
             }
             None => {
-                // Division and modulo: known operands give a known result, else unknown.
-                r = match (d.is_const(), src_reg.is_const()) {
-                    (true, true) => {
-                        Reg::known(divmod(op, d.var_off.value, src_reg.var_off.value, alu32))
-                    }
-                    _ => Reg::unknown(),
-                };
-                if alu32 {
-                    r.zext32();
-                }
+                // Division and modulo: the kernel computes no range for them
+                // (`is_safe_to_compute_dst_reg_range`), not even of constants, and leaves the
+                // whole register unknown, the 32-bit forms too.
+                r = Reg::unknown();
             }
         }
         *st.reg_mut(dst.index()) = r;
@@ -538,34 +536,3 @@ impl Verifier<'_> {
 
 /// `BPF_MAX_VAR_OFF`.
 const MAX_VAR_OFF: i64 = 1 << 29;
-
-fn divmod(op: AluOp, a: u64, b: u64, alu32: bool) -> u64 {
-    if alu32 {
-        let (a, b) = (a as u32, b as u32);
-        (match op {
-            AluOp::Div => a.checked_div(b).unwrap_or(0),
-            AluOp::Mod => a.checked_rem(b).unwrap_or(a),
-            AluOp::SDiv => {
-                (a as i32)
-                    .checked_div(b as i32)
-                    .unwrap_or(if b == 0 { 0 } else { a as i32 }) as u32
-            }
-            _ => (a as i32)
-                .checked_rem(b as i32)
-                .unwrap_or(if b == 0 { a as i32 } else { 0 }) as u32,
-        }) as u64
-    } else {
-        match op {
-            AluOp::Div => a.checked_div(b).unwrap_or(0),
-            AluOp::Mod => a.checked_rem(b).unwrap_or(a),
-            AluOp::SDiv => {
-                (a as i64)
-                    .checked_div(b as i64)
-                    .unwrap_or(if b == 0 { 0 } else { a as i64 }) as u64
-            }
-            _ => (a as i64)
-                .checked_rem(b as i64)
-                .unwrap_or(if b == 0 { a as i64 } else { 0 }) as u64,
-        }
-    }
-}

@@ -288,6 +288,8 @@ impl Verifier<'_> {
         // The reference an argument holds (`meta.ref_obj_id`): what a release ends, what a
         // cast of a socket keeps.
         let mut meta_ref: Option<u32> = None;
+        // The largest size a memory argument's size argument may have (`msize_max_value`).
+        let mut msize_max: u64 = 0;
         let n = p.arg_count();
         let mut i = 0;
         while i < n {
@@ -396,6 +398,7 @@ impl Verifier<'_> {
                             return Err(format!("R{srn} unbounded memory access, use 'var &= const' or 'if (var < const)'"));
                         }
                         self.check_helper_mem(st, regno, s.umax as u32, write)?;
+                        msize_max = s.umax;
                         self.mark_precise(st, srn);
                         i += 1;
                     }
@@ -527,6 +530,7 @@ impl Verifier<'_> {
             self.mark_precise(st, 1);
         }
         let mut r0 = self.ret_reg(st, p, map, alloc_size, pc);
+        refine_retval_range(&mut r0, p.name, msize_max);
         if r0.ty.is_sock() && is_ptr_cast(p.name) {
             // A cast of a socket holds the reference of the socket it casts.
             r0.ref_obj_id = meta_ref.unwrap_or(0);
@@ -929,6 +933,52 @@ fn sock_arg_types(base: ArgBase) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// `do_refine_retval_range`: what some integer-returning helpers may return.
+fn refine_retval_range(r0: &mut Reg, name: &str, msize_max: u64) {
+    if !r0.is_scalar() {
+        return;
+    }
+    match name {
+        // The length copied, at most the buffer's size, or a negative errno.
+        "get_stack"
+        | "get_task_stack"
+        | "probe_read_str"
+        | "probe_read_kernel_str"
+        | "probe_read_user_str" => {
+            r0.smax = msize_max as i64;
+            r0.s32max = msize_max as i32;
+            r0.smin = -4095;
+            r0.s32min = -4095;
+            r0.sync();
+        }
+        "get_smp_processor_id" => {
+            let max = nr_cpu_ids().saturating_sub(1) as u64;
+            (r0.umin, r0.umax, r0.smin, r0.smax) = (0, max, 0, max as i64);
+            (r0.u32min, r0.u32max, r0.s32min, r0.s32max) = (0, max as u32, 0, max as i32);
+            r0.sync();
+        }
+        _ => {}
+    }
+}
+
+/// The kernel's `nr_cpu_ids` on this machine (the possible CPUs), which bounds
+/// `bpf_get_smp_processor_id`.
+fn nr_cpu_ids() -> u32 {
+    static N: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
+        let max = text
+            .trim()
+            .split(',')
+            .filter_map(|r| r.rsplit('-').next()?.trim().parse::<u32>().ok())
+            .max();
+        match max {
+            Some(m) => m + 1,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        }
+    })
 }
 
 /// `is_ptr_cast_function`: helpers returning another view of the socket they are given.

@@ -30,11 +30,10 @@ mod skb {
     pub const SIZE: u32 = 192;
 }
 
-/// What a valid access gives: the loaded register's type (a scalar, or a packet pointer).
+/// What a valid access gives: the loaded register's type (a scalar, or a packet pointer). A
+/// scalar is some value of the load's width, whatever the field's.
 pub struct Access {
     pub ty: RegType,
-    /// Bytes of the field (loads narrower than it read its low bytes).
-    pub field_size: u32,
 }
 
 /// Within one 4-byte field `[f, f+4)`?
@@ -47,51 +46,49 @@ fn skb_common(off: u32, size: u32, write: bool) -> Option<Access> {
     if off >= skb::SIZE || off % size != 0 {
         return None;
     }
-    let scalar = |field_size| {
+    let scalar = || {
         Some(Access {
             ty: RegType::Scalar,
-            field_size,
         })
     };
     if in_field(off, skb::CB, skb::CB_END - skb::CB) {
         if off + size > skb::CB_END {
             return None;
         }
-        return scalar(4);
+        return scalar();
     }
     if in_field(off, skb::REMOTE_IP4, 40)
         || in_field(off, skb::DATA, 4)
         || in_field(off, skb::DATA_META, 4)
         || in_field(off, skb::DATA_END, 4)
     {
-        return if size == 4 { scalar(4) } else { None };
+        return if size == 4 { scalar() } else { None };
     }
     if in_field(off, skb::FLOW_KEYS, 8) || off == skb::TSTAMP_TYPE {
         return None;
     }
     if in_field(off, skb::HWTSTAMP, 8) {
-        return if !write && size == 8 { scalar(8) } else { None };
+        return if !write && size == 8 { scalar() } else { None };
     }
     if in_field(off, skb::TSTAMP, 8) {
-        return if size == 8 { scalar(8) } else { None };
+        return if size == 8 { scalar() } else { None };
     }
     if in_field(off, skb::SK, 8) {
         // PTR_TO_SOCK_COMMON_OR_NULL.
         return if !write && size == 8 {
             Some(Access {
                 ty: RegType::SockCommon,
-                field_size: 8,
             })
         } else {
             None
         };
     }
     if write {
-        return if size == 4 { scalar(4) } else { None };
+        return if size == 4 { scalar() } else { None };
     }
     // Narrow reads of a 4-byte field.
     if size <= 4 && size.is_power_of_two() {
-        scalar(4)
+        scalar()
     } else {
         None
     }
@@ -102,7 +99,7 @@ fn skb_access(prog: ProgType, off: u32, size: u32, write: bool) -> Option<Access
     let field = |f: u32| in_field(off, f, 4);
     let ptr_field = |ty| {
         if off % 4 == 0 && size == 4 && !write {
-            Some(Access { ty, field_size: 4 })
+            Some(Access { ty })
         } else {
             None
         }
@@ -184,7 +181,7 @@ fn xdp_access(attach: Option<AttachType>, off: u32, size: u32, write: bool) -> O
         8 => RegType::PacketMeta,
         _ => RegType::Scalar,
     };
-    Some(Access { ty, field_size: 4 })
+    Some(Access { ty })
 }
 
 /// Read-only, naturally aligned contexts of the tracing types.
@@ -194,7 +191,6 @@ fn tracing_access(prog: ProgType, off: u32, size: u32, write: bool) -> Option<Ac
     }
     let scalar = Some(Access {
         ty: RegType::Scalar,
-        field_size: 8,
     });
     match prog {
         // struct pt_regs on x86_64: 21 registers of 8 bytes.
@@ -301,7 +297,6 @@ pub fn btf_ctx_access(
     };
     let scalar = Access {
         ty: RegType::Scalar,
-        field_size: 8,
     };
     match a.kind {
         TracingArgKind::Scalar => Ok(scalar),

@@ -248,7 +248,9 @@ impl Verifier<'_> {
                     }
                     return Ok(Some(p));
                 }
-                Ok(Some(loaded(size.min(a.field_size), false)))
+                // Some value of the load's width, whatever the field's (`mark_reg_unknown`,
+                // then `coerce_reg_to_size`).
+                Ok(Some(loaded(size, false)))
             }
             RegType::Packet | RegType::PacketMeta => {
                 if t == Access::Write && !self.may_write_packet() {
