@@ -38,6 +38,10 @@ struct KernelAnswer {
     processed: Option<u64>,
     /// The kernel's own `verification time N usec` (its log's statistics).
     time_us: Option<u64>,
+    /// Refused with nothing in the log: the load stopped before the verifier ran (a tracing
+    /// program where the kernel cannot attach trampolines, a lockdown, an LSM), so there is no
+    /// verdict to compare ours with.
+    unverified: bool,
 }
 
 /// The kernel's log level: the user's plus BPF_LOG_STATS, which adds the `verification time`
@@ -95,6 +99,7 @@ fn kernel_answer(result: Result<(), i32>, log: &str) -> KernelAnswer {
             }),
         processed: processed_of(log),
         time_us: time_of(log),
+        unverified: result.is_err() && log.trim().is_empty(),
     }
 }
 
@@ -119,6 +124,7 @@ fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
         let agree = r
             .kernel
             .as_ref()
+            .filter(|k| !k.unverified)
             .map(|k| k.accepted == v.accepted && (v.accepted || k.error == v.error));
         ok &= v.accepted && agree != Some(false);
         if args.json {
@@ -140,6 +146,7 @@ fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
                     "processed_insns": k.processed,
                     "verification_time_us": k.time_us,
                     "agree": agree,
+                    "comparable": !k.unverified,
                 });
             }
             say(o);
@@ -171,10 +178,10 @@ fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
                 ),
                 None => String::new(),
             };
-            let tag = if agree == Some(true) {
-                "agree"
-            } else {
-                "DIFFERENT"
+            let tag = match agree {
+                Some(true) => "agree",
+                Some(false) => "DIFFERENT",
+                None => "not comparable: the kernel refused the load before its verifier ran",
             };
             say(format!("  kernel: {what} ({tag}){time}"));
         }
@@ -348,5 +355,21 @@ pub fn run(args: VerifyArgs) -> Result<Outcome, String> {
             })
         }
         _ => Err("give an object file or --raw FILE".to_string()),
+    }
+}
+
+#[cfg(all(test, kernel_backend))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_without_a_log_is_not_a_verdict() {
+        let k = kernel_answer(Err(1), "");
+        assert!(k.unverified && !k.accepted);
+        assert_eq!(k.error.as_deref(), Some("EPERM (Operation not permitted) with an empty log"));
+        let k = kernel_answer(Err(13), "0: (95) exit\nR0 !read_ok\nprocessed 1 insns");
+        assert!(!k.unverified);
+        assert_eq!(k.error.as_deref(), Some("R0 !read_ok"));
+        assert!(!kernel_answer(Ok(()), "").unverified);
     }
 }
