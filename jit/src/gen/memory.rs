@@ -134,7 +134,10 @@ impl Gen<'_, '_> {
         // The primary region first (the packet, or the memory of a raw run): its offset is
         // `addr` less the region's tag, in range exactly when below the per-size bound, so one
         // compare covers both the region and the limit. Everything else walks the table.
+        // The table walk is the rare path: laid out after the function's hot code, so that the
+        // primary region's path falls through into the access instead of jumping to it.
         let general = self.b.create_block();
+        self.b.set_cold_block(general);
         let join = self.b.create_block();
         self.b.append_block_param(join, I64);
         let t = self
@@ -188,6 +191,7 @@ impl Gen<'_, '_> {
             .ins()
             .icmp(IntCC::UnsignedLessThanOrEqual, end, limit);
         let ok = self.cont();
+        self.b.set_cold_block(ok);
         self.b.ins().brif(fits, ok, &[], slow, &[]);
         self.switch(ok);
         let base = self.b.ins().load(I64, MemFlags::trusted(), entry, 0);

@@ -174,7 +174,13 @@ pub(crate) fn build(
             clamp_vars[idx] = Some((b.declare_var(I64), b.declare_var(I64)));
         }
     }
-    let fp_fixed = !insns.iter().any(writes_r10);
+    // Only where some access uses it: the frame's top costs a few instructions per run and
+    // per call.
+    let fp_fixed = !insns.iter().any(writes_r10)
+        && insns.iter().any(|i| {
+            matches!(i, Insn::Load { src, .. } if src.index() == 10)
+                || matches!(i, Insn::Store { dst, .. } if dst.index() == 10)
+        });
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
