@@ -521,38 +521,40 @@ impl StackLive {
         loop {
             cnt += 1;
             let mut changed = false;
-            for frame in 0..inst.frames.len() {
-                if inst.frames[frame].is_none() {
+            let (start, len) = (inst.start, inst.len);
+            for (frame, fm) in inst.frames.iter_mut().enumerate() {
+                let Some(fm) = fm.as_mut() else {
                     continue;
-                }
+                };
+                let rel = |x: usize| x.checked_sub(start).filter(|&r| r < len);
                 for &pc in order {
                     let succ: &[usize] = succ.get(pc).map_or(&[], |s| &s[..]);
+                    let Some(i) = rel(pc) else {
+                        continue;
+                    };
                     if succ.is_empty() {
                         continue;
                     }
                     let mut after = 0u64;
                     let mut acc = u64::MAX;
                     for &s in succ {
-                        let sm = inst.get(frame, s).copied().unwrap_or_default();
+                        // A successor outside the function (none in practice) has no marks.
+                        let sm = rel(s).map_or(Masks::default(), |j| fm[j]);
                         after |= sm.live_before;
                         acc &= sm.must_write_acc;
                     }
-                    let Some(m) = inst.get(frame, pc).copied() else {
-                        continue;
-                    };
+                    let m = fm[i];
                     let acc = acc | m.must_write;
                     let before = (after & !m.must_write) | m.may_read;
                     changed |= before != m.live_before || acc != m.must_write_acc;
                     if let Some(log) = log.as_deref_mut() {
-                        if m.may_read != 0 || m.must_write != 0 || pc == inst.start || prune(pc) {
+                        if m.may_read != 0 || m.must_write != 0 || pc == start || prune(pc) {
                             change_line(log, &name, "live", frame, pc, m.live_before, before);
                             change_line(log, &name, "written", frame, pc, m.must_write_acc, acc);
                         }
                     }
-                    if let Some(m) = inst.masks(frame, pc) {
-                        m.live_before = before;
-                        m.must_write_acc = acc;
-                    }
+                    fm[i].live_before = before;
+                    fm[i].must_write_acc = acc;
                 }
             }
             if !changed || cnt > 64 {
