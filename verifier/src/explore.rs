@@ -759,7 +759,8 @@ impl<'a> Verifier<'a> {
     pub fn do_check(&mut self) -> Result<(), String> {
         self.mark_prune_points();
         self.compute_scc();
-        let by_insn = crate::passes::liveness::live_registers(self.insns, &self.pcs);
+        let by_insn =
+            crate::passes::liveness::live_registers(self.insns, &self.pcs, self.opts.prog_type);
         self.live = vec![u16::MAX; self.at.len()];
         for (i, &pc) in self.pcs.iter().enumerate() {
             self.live[pc] = by_insn[i];

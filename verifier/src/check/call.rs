@@ -364,6 +364,8 @@ impl Verifier<'_> {
                         && reg.is_const()
                         && reg.var_off.value == 0
                     {
+                        // The NULL is relied on (a non-NULL pointer would be checked).
+                        self.mark_precise(st, rn);
                         if p.args.get(i + 1).is_some_and(|a| a.is_mem_size()) {
                             // The size of no memory is still a size (`check_mem_size_reg`).
                             self.mark_precise(st, rn + 1);
@@ -742,7 +744,16 @@ impl Verifier<'_> {
             "BPF_EXIT instruction in main prog",
             st.frames.len() == 1,
         )?;
-        self.check_reg_read(st, R::R0)?;
+        // A static subprogram returns whatever r0 holds, even nothing: only its use in the
+        // caller is checked (`prepare_func_exit`).
+        let static_return = st.frames.len() > 1
+            && !matches!(
+                self.insn_at(st.cur().callsite),
+                Some(bpfsim_vm::isa::Insn::Call(CallTarget::Helper(_)))
+            );
+        if !static_return {
+            self.check_reg_read(st, R::R0)?;
+        }
         let r0 = *st.reg(0);
         if st.frames.len() > 1 {
             let is_callback = matches!(

@@ -3,14 +3,14 @@
 //! dead registers, so two states that differ only in them are the same state.
 
 use bpfsim_vm::isa::{AtomicOp, CallTarget, Insn, PacketMode, Source};
-use bpfsim_vm::spec::proto;
+use bpfsim_vm::spec::{proto, ProgType};
 
 fn bit(r: u8) -> u16 {
     1 << r
 }
 
 /// (registers read, registers written) by one instruction.
-fn uses_defs(insn: &Insn) -> (u16, u16) {
+fn uses_defs(insn: &Insn, prog_type: ProgType) -> (u16, u16) {
     let src_bits = |s: Source| match s {
         Source::Reg(r) => bit(r.num()),
         Source::Imm(_) => 0,
@@ -55,7 +55,9 @@ fn uses_defs(insn: &Insn) -> (u16, u16) {
         Insn::Jmp { dst, src, .. } => (bit(dst.num()) | src_bits(src), 0),
         Insn::Ja { .. } | Insn::Gotol { .. } => (0, 0),
         Insn::Call(CallTarget::Helper(id)) => {
-            let n = proto::proto(id as u32).map_or(5, |p| p.arg_count());
+            // A helper the program type may not call counts as reading r1-r5
+            // (`get_call_summary` fails; the call is refused later).
+            let n = proto::proto_for(prog_type, id as u32).map_or(5, |p| p.arg_count());
             let uses = (1..=n as u8).fold(0, |a, r| a | bit(r));
             (uses, 1 | r1_5)
         }
@@ -65,7 +67,7 @@ fn uses_defs(insn: &Insn) -> (u16, u16) {
 }
 
 /// Live registers on entry to each instruction (by instruction index), bit n for rN.
-pub fn live_registers(insns: &[Insn], pcs: &[usize]) -> Vec<u16> {
+pub fn live_registers(insns: &[Insn], pcs: &[usize], prog_type: ProgType) -> Vec<u16> {
     let n = insns.len();
     let total = pcs.last().map_or(0, |&p| p + insns[n - 1].slots());
     let mut at = vec![usize::MAX; total + 1];
@@ -94,7 +96,7 @@ pub fn live_registers(insns: &[Insn], pcs: &[usize]) -> Vec<u16> {
             _ => to(next as i64).into_iter().collect(),
         }
     };
-    let ud: Vec<(u16, u16)> = insns.iter().map(uses_defs).collect();
+    let ud: Vec<(u16, u16)> = insns.iter().map(|i| uses_defs(i, prog_type)).collect();
     let mut live = vec![0u16; n];
     let mut changed = true;
     while changed {
