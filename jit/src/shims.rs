@@ -70,6 +70,9 @@ pub struct VmCtx {
     /// and [`VmCtx::primary_lt`] were computed from, so that a context reused across runs
     /// recomputes them only when the row changes. Not read by generated code.
     pub primary_row: [u64; 3],
+    /// `primary_row == [0; 3]`, the row of a run that maps no primary region: such runs (an
+    /// empty input) then check one flag rather than compare the row.
+    pub primary_none: bool,
     /// Proven packet accesses ([`crate::Hints::packet`]) take no branch: their offset is
     /// clamped into the primary region. For each access size (1, 2, 4, 8; reads then writes)
     /// the base they add it to and the greatest offset they may use. Where the region is
@@ -139,6 +142,7 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).left_at_block).write(0);
             // No row has these limits (a region is at most 4 GiB): the first run computes.
             std::ptr::addr_of_mut!((*p).primary_row).write([0, u64::MAX, u64::MAX]);
+            std::ptr::addr_of_mut!((*p).primary_none).write(false);
             std::ptr::addr_of_mut!((*p).clamp_base).write([0; 8]);
             std::ptr::addr_of_mut!((*p).clamp_max).write([0; 8]);
             // SAFETY: every field but `frames` and `regs` is written above, and those two are
@@ -175,7 +179,14 @@ impl VmCtx {
     /// [`VmCtx::primary_lt`].
     #[inline]
     pub fn set_primary(&mut self) {
-        let row = if (self.nregions as usize) > PRIMARY_REGION {
+        if (self.nregions as usize) <= PRIMARY_REGION {
+            if !self.primary_none {
+                self.primary_row = [0; 3];
+                self.compute_primary();
+            }
+            return;
+        }
+        let row = {
             // SAFETY: `regions` points at `nregions` rows of three u64s (`#[repr(C)]` base, read
             // limit, write limit), the layout the generated code reads too.
             unsafe {
@@ -186,8 +197,6 @@ impl VmCtx {
                     row.add(2).read_unaligned(),
                 ]
             }
-        } else {
-            [0, 0, 0]
         };
         if row != self.primary_row {
             self.primary_row = row;
@@ -198,6 +207,7 @@ impl VmCtx {
     #[cold]
     fn compute_primary(&mut self) {
         let [base, read, write] = self.primary_row;
+        self.primary_none = self.primary_row == [0; 3];
         self.primary_base = base;
         for (i, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
             self.primary_lt[i] = (read + 1).saturating_sub(size);

@@ -178,7 +178,7 @@ fn a_session_follows_each_runs_memory() {
     let prog = program("ldxb %r0, [%r1+7]\nexit");
     let jit = JitProgram::compile(&prog).unwrap();
     let mut session = jit.session();
-    for len in [8usize, 7, 0, 16, 8, 1] {
+    for len in [8usize, 7, 0, 0, 16, 8, 1, 0, 8] {
         let mut m: Vec<u8> = (0..len as u8).collect();
         let s = session.run_with_memory(&mut TailHost, &mut m);
         let f = jit.run_with_memory(&mut Vm::default(), &mut TailHost, &mut m);

@@ -24,6 +24,13 @@ impl Gen<'_, '_> {
         let site = sites.iter().position(|&s| s == next).expect("a call site");
         // The callee's entry and the return site check the budget: the count is settled here.
         self.flush();
+        if self.ret_sites.is_empty() {
+            // No local call: every exit is the main frame's (callbacks run in the
+            // interpreter), so no depth test.
+            let r0 = self.reg(Reg::R0);
+            self.b.ins().jump(self.exit_block, &[r0.into()]);
+            return;
+        }
         let depth = self.b.use_var(self.depth);
         let full = self
             .b
@@ -71,6 +78,13 @@ impl Gen<'_, '_> {
 
     pub(super) fn translate_exit(&mut self) {
         self.flush();
+        if self.ret_sites.is_empty() {
+            // No local call: every exit is the main frame's (callbacks run in the
+            // interpreter), so no depth test.
+            let r0 = self.reg(Reg::R0);
+            self.b.ins().jump(self.exit_block, &[r0.into()]);
+            return;
+        }
         let depth = self.b.use_var(self.depth);
         let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
         let ret = self.b.create_block();

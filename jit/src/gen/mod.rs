@@ -13,7 +13,7 @@ mod memory;
 
 use std::mem::offset_of;
 
-use bpfsim_vm::isa::{CallTarget, Insn, Reg};
+use bpfsim_vm::isa::{CallTarget, Insn, Reg, Source};
 use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::{Program, TrapCode};
 use cranelift_codegen::ir::{types, Block, FuncRef, Function, InstBuilder, MemFlags, Type, Value};
@@ -131,6 +131,31 @@ fn writes_r10(insn: &Insn) -> bool {
         | Insn::Load { dst, .. } => dst.index() == 10,
         Insn::Atomic { src, .. } => src.index() == 10,
         _ => false,
+    }
+}
+
+/// A mask of the registers `insn` may read, by index; a superset (`mov` counts as reading its
+/// destination), so that a register not in the mask of any instruction is never read.
+fn regs_read(insn: &Insn) -> u16 {
+    let r = |reg: Reg| 1u16 << reg.index();
+    let src = |s: &Source| match *s {
+        Source::Reg(reg) => r(reg),
+        Source::Imm(_) => 0,
+    };
+    // A call passes r1-r5 (a helper's arguments, a subprogram's registers).
+    const ARGS: u16 = 0b11_1110;
+    match insn {
+        Insn::Alu { dst, src: s, .. } | Insn::Jmp { dst, src: s, .. } => r(*dst) | src(s),
+        Insn::Store { dst, src: s, .. } => r(*dst) | src(s),
+        Insn::Neg { dst, .. } | Insn::Endian { dst, .. } => r(*dst),
+        Insn::MovSx { src, .. } | Insn::Load { src, .. } => r(*src),
+        Insn::Atomic { dst, src, .. } => r(*dst) | r(*src) | r(Reg::R0),
+        Insn::LdImm64 { .. } | Insn::Ja { .. } | Insn::Gotol { .. } => 0,
+        Insn::Exit => r(Reg::R0),
+        Insn::Callx { reg } => r(*reg) | ARGS,
+        Insn::Call(_) => ARGS,
+        // The context (r6) and an index register.
+        Insn::LoadPacket { .. } => u16::MAX,
     }
 }
 
@@ -280,7 +305,7 @@ pub(crate) fn build(
         carry: vec![None; total_slots + 1],
         single_pred,
     };
-    g.prologue();
+    g.prologue(insns.iter().fold(0, |m, i| m | regs_read(i)));
     let first = g.blocks[0].expect("slot 0 leads");
     g.b.ins().jump(first, &[]);
     g.body(insns)?;
@@ -319,12 +344,17 @@ impl Gen<'_, '_> {
             .store(MemFlags::trusted(), v, self.vm, vm_off(off));
     }
 
-    pub(super) fn prologue(&mut self) {
+    /// `read`: the registers some instruction may read (see [`regs_read`]). An argument no
+    /// instruction reads is not loaded: the register stays 0, which nothing can observe.
+    pub(super) fn prologue(&mut self, read: u16) {
         for r in 0..11 {
             let z = self.iconst(0);
             self.b.def_var(self.regs[r], z);
         }
         for i in 0..5 {
+            if read & (1 << (i + 1)) == 0 {
+                continue;
+            }
             let a = self.vm_load(offset_of!(VmCtx, args) + 8 * i);
             self.b.def_var(self.regs[i + 1], a);
         }
