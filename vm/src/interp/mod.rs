@@ -362,6 +362,28 @@ impl Interpreter {
         (result, tail)
     }
 
+    /// A local call from frame `depth` to slot `callee`, as a nested level. Out of line: inlined,
+    /// the callee's frame number and frame pointer were computed on entry to every level, a
+    /// cost paid by every run, most of which make no local call.
+    #[inline(never)]
+    fn call_local<const EXACT: bool>(
+        &self,
+        r: &mut [u64; 16],
+        callee: usize,
+        depth: usize,
+        env: &mut Env<'_, '_>,
+    ) -> Result<u64, Trap> {
+        // The callee may change r6-r10; the caller gets them back on return.
+        let saved = [r[6], r[7], r[8], r[9], r[10]];
+        env.mem.clear_frame(depth + 1);
+        r[10] = frame_pointer(depth + 1);
+        let r0 = self.level::<EXACT>(r, callee, depth + 1, env)?;
+        if !env.halted {
+            r[6..11].copy_from_slice(&saved);
+        }
+        Ok(r0)
+    }
+
     /// Execute frame `depth` from slot `start` until it exits; a local call runs the callee as a
     /// nested level, so a frame's saved registers live in this function's own Rust frame.
     ///
@@ -783,18 +805,12 @@ impl Interpreter {
                     if depth + 1 >= MAX_FRAMES {
                         trap!(TrapCode::CallDepth, MAX_FRAMES as u64);
                     }
-                    // The callee may change r6-r10; the caller gets them back on return.
-                    let saved = [r[6], r[7], r[8], r[9], r[10]];
-                    env.mem.clear_frame(depth + 1);
-                    r[10] = frame_pointer(depth + 1);
                     env.left = n;
-                    let callee = op.off as usize;
-                    let r0 = self.level::<EXACT>(r, callee, depth + 1, env)?;
+                    let r0 = self.call_local::<EXACT>(r, op.off as usize, depth, env)?;
                     if env.halted {
                         return Ok(r0);
                     }
                     n = env.left;
-                    r[6..11].copy_from_slice(&saved);
                     charge!();
                 }
                 K::Exit => {
