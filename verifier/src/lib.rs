@@ -215,21 +215,42 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     }
 }
 
-/// `check_map_prog_compatibility`, for each map an `lddw` references: program types that may
-/// not use a map whose values hold a `bpf_spin_lock`.
+/// What `resolve_pseudo_ldimm64` checks of each `lddw` of a map before any instruction is
+/// walked: a direct value address within the value of a map that has one
+/// (`map_direct_value_addr`), and `check_map_prog_compatibility`: program types that may not
+/// use a map whose values hold a `bpf_spin_lock`.
 fn check_map_prog_compat(insns: &[Insn], opts: &Options) -> Result<(), String> {
     use bpfsim_vm::isa::Imm64;
     for insn in insns {
-        let idx = match insn {
+        let (idx, value_off) = match insn {
             Insn::LdImm64 {
-                imm: Imm64::MapIdx(i) | Imm64::MapIdxValue { idx: i, .. },
+                imm: Imm64::MapIdx(i),
                 ..
-            } => *i,
+            } => (*i, None),
+            Insn::LdImm64 {
+                imm: Imm64::MapIdxValue { idx, off },
+                ..
+            } => (*idx, Some(*off)),
             _ => continue,
         };
         let Some(m) = usize::try_from(idx).ok().and_then(|i| opts.maps.get(i)) else {
             continue;
         };
+        if let Some(off) = value_off {
+            let off = off as u32;
+            if off >= 1 << 29 {
+                return Err(format!("direct value offset of {off} is not allowed"));
+            }
+            if m.map_type != MapType::Array {
+                return Err("no direct value access support for this map type".to_string());
+            }
+            if off >= m.value_size {
+                return Err(format!(
+                    "invalid access to map value pointer, value_size={} off={off}",
+                    m.value_size
+                ));
+            }
+        }
         if m.spin_lock.is_some() {
             match opts.prog_type {
                 ProgType::SocketFilter => {
