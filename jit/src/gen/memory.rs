@@ -154,10 +154,18 @@ impl Gen<'_, '_> {
         let p = self.b.ins().iadd(base, t);
         self.b.ins().jump(join, &[p.into()]);
         self.switch(general);
-        let p = self.translate_table(addr, size, write, slow);
+        let p = self.translate_table(addr, size, write, slow, true);
         self.b.ins().jump(join, &[p.into()]);
         self.switch(join);
         self.b.block_params(join)[0]
+    }
+
+    /// [`Self::translate`] for an access the verifier proved never reaches the context and did
+    /// not prove a packet access: most likely a map value or a stack slot, so the region table
+    /// straight away, without trying the primary region first (which the table covers too, so a
+    /// packet access here is still right, one compare slower).
+    fn translate_no_ctx(&mut self, addr: Value, size: u64, write: bool, fault: Block) -> Value {
+        self.translate_table(addr, size, write, fault, false)
     }
 
     pub(super) fn translate_table(
@@ -166,6 +174,7 @@ impl Gen<'_, '_> {
         size: u64,
         write: bool,
         slow: Block,
+        cold: bool,
     ) -> Value {
         // The table and its length are read from the context at each access rather than kept
         // in variables: two registers fewer across the whole function (fewer spills in loops),
@@ -191,7 +200,9 @@ impl Gen<'_, '_> {
             .ins()
             .icmp(IntCC::UnsignedLessThanOrEqual, end, limit);
         let ok = self.cont();
-        self.b.set_cold_block(ok);
+        if cold {
+            self.b.set_cold_block(ok);
+        }
         self.b.ins().brif(fits, ok, &[], slow, &[]);
         self.switch(ok);
         let base = self.b.ins().load(I64, MemFlags::trusted(), entry, 0);
@@ -326,7 +337,7 @@ impl Gen<'_, '_> {
         }
         if self.no_ctx.get(pc).copied().unwrap_or(false) {
             let fault = self.fault_path(pc, addr, size, false);
-            let p = self.translate(addr, size.bytes() as u64, false, fault);
+            let p = self.translate_no_ctx(addr, size.bytes() as u64, false, fault);
             return self.load_zx(size, p);
         }
         let slow = self.b.create_block();
@@ -359,7 +370,7 @@ impl Gen<'_, '_> {
         }
         if self.no_ctx.get(pc).copied().unwrap_or(false) {
             let fault = self.fault_path(pc, addr, size, true);
-            let p = self.translate(addr, size.bytes() as u64, true, fault);
+            let p = self.translate_no_ctx(addr, size.bytes() as u64, true, fault);
             let ty = Self::mem_ty(size);
             let v = if ty == I64 {
                 value
