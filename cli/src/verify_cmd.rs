@@ -366,7 +366,10 @@ mod tests {
     fn a_refusal_without_a_log_is_not_a_verdict() {
         let k = kernel_answer(Err(1), "");
         assert!(k.unverified && !k.accepted);
-        assert_eq!(k.error.as_deref(), Some("EPERM (Operation not permitted) with an empty log"));
+        assert_eq!(
+            k.error.as_deref(),
+            Some("EPERM (Operation not permitted) with an empty log")
+        );
         let k = kernel_answer(Err(13), "0: (95) exit\nR0 !read_ok\nprocessed 1 insns");
         assert!(!k.unverified);
         assert_eq!(k.error.as_deref(), Some("R0 !read_ok"));

@@ -476,8 +476,12 @@ fn per_program_type_prototypes() {
 
 #[test]
 fn uncovered_program_types_and_ids() {
-    assert!(!allowed(ProgType::Tracing, 1));
+    assert!(!allowed(ProgType::SkMsg, 1));
+    assert!(!allowed(ProgType::CgroupSock, 1));
     assert!(!allowed(ProgType::Unspec, 1));
+    // Tracing and LSM programs have their own sets (checked against the kernel by the kernel
+    // crate's helper_availability test), with map lookups.
+    assert!(allowed(ProgType::Tracing, 1) && allowed(ProgType::Lsm, 1));
     assert!(!allowed(ProgType::Xdp, 0));
     assert!(!allowed(ProgType::Xdp, 212));
     assert!(!allowed(ProgType::Xdp, u32::MAX));
