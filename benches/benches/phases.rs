@@ -7,7 +7,9 @@
 //! - `verify/<object>/{bpfsim,kernel}`: bpfsim's verifier on the program as libbpf would load it;
 //!   the kernel's, as a raw `BPF_PROG_LOAD` (its JIT included; programs without maps).
 //! - `jit_compile/<object>/{bpfsim_jit,bpfsim_interp_translate,rbpf_jit}`, and the same on a
-//!   synthetic 1,000-instruction program.
+//!   synthetic 1,000-instruction program and on a real one of several hundred
+//!   (`parse_headers_481_insns`, also `/bpfsim_jit_hints`: with the verifier's hints, as a
+//!   simulated run compiles it; the other rows compile without hints).
 //! - `execute/<workload>/{interp,jit,kernel,rbpf_interp,rbpf_jit}`: one run of the program on its
 //!   packet. `interp` and `jit` go through the simulator's test-run API with `repeat`, as the
 //!   kernel's row does (`Runner::run_repeat`: the XDP frame built and the maps mapped once per
@@ -175,6 +177,33 @@ fn jit_compile(c: &mut Criterion) {
         })
         .collect();
     progs.push(("synthetic_1000_insns".to_string(), synthetic_1000(), None));
+    // A real program of several hundred instructions (a header parser: packet accesses, map
+    // lookups), compiled as a simulated run compiles it, with the verifier's hints.
+    let obj = LoadedObject::load(
+        include_bytes!("../../test-vectors/progs/parse_headers.bpf.o"),
+        Env::default(),
+    )
+    .expect("parse_headers.bpf.o loads");
+    let linked = obj.program("xdp_parse", None).expect("xdp_parse links");
+    let hints = linked.jit_hints();
+    assert!(
+        hints.packet.iter().any(|&p| p),
+        "the verifier accepts xdp_parse"
+    );
+    let parse = Program::new(linked.insns.clone()).expect("a linked program");
+    bpfsim_jit::JitProgram::compile_with(&parse, &hints).expect("the JIT compiles xdp_parse");
+    group.bench_function(
+        format!(
+            "parse_headers_{}_insns/bpfsim_jit_hints",
+            parse.insns().len()
+        ),
+        |b| b.iter(|| bpfsim_jit::JitProgram::compile_with(black_box(&parse), &hints).unwrap()),
+    );
+    progs.push((
+        format!("parse_headers_{}_insns", parse.insns().len()),
+        parse,
+        None,
+    ));
     for (name, prog, rbpf_code) in &progs {
         bpfsim_jit::JitProgram::compile(prog).expect("the JIT compiles the program");
         group.bench_function(format!("{name}/bpfsim_jit"), |b| {
