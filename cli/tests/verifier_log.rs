@@ -281,3 +281,50 @@ fn lddw_addresses_are_masked_and_nothing_else() {
     assert_eq!(common_lines(&a, &a), 4);
     assert_eq!(common_lines(&a, &[]), 0);
 }
+
+/// Lines of the kernel's logs of `test-vectors/loader/btf_ptr.bpf.o` (tracing arguments
+/// dereferenced as PTR_TO_BTF_ID) that ours matches, levels 1 and 2 together, as measured.
+const BTF_PTR_FLOOR: usize = 432;
+
+/// The logs of programs that walk kernel structs through PTR_TO_BTF_ID: the argument's
+/// `func '...' argN has btf_id ...` line, `trusted_ptr_task_struct()`, `rcu_ptr_or_null_sock(id=1)`.
+#[test]
+fn btf_pointer_logs_follow_the_kernel() {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return println!("skipped: no /sys/kernel/btf/vmlinux");
+    }
+    let kernel = match bpfsim_kernel::KernelBpf::probe() {
+        Ok(k) => k,
+        Err(u) => return println!("skipped: {u}"),
+    };
+    let dump = std::env::var_os("BPFSIM_VLOG_DUMP").map(PathBuf::from);
+    let f = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/loader/btf_ptr.bpf.o");
+    let obj = bpfsim_vm::loader::load_object(&std::fs::read(&f).unwrap()).unwrap();
+    let ko = kernel.load_object_maps(&obj).unwrap();
+    let (mut lines, mut agree, mut identical) = (0, 0, 0);
+    for level in [1u32, 2] {
+        for p in &obj.programs {
+            let v = bpfsim_verifier::verify_object_program(&obj, p, None, level).unwrap();
+            let (_, klog) = ko.load_program_logged(&kernel, &obj, p, None, level);
+            let k: Vec<String> = klog.lines().map(normalize).collect();
+            let ours: Vec<String> = v.log.iter().map(|l| normalize(l)).collect();
+            if let Some(dir) = &dump {
+                std::fs::create_dir_all(dir).unwrap();
+                let name = format!("btf_ptr.{}", p.name);
+                std::fs::write(dir.join(format!("{name}.k{level}")), k.join("\n") + "\n").unwrap();
+                std::fs::write(dir.join(format!("{name}.b{level}")), ours.join("\n") + "\n")
+                    .unwrap();
+            }
+            let a = common_lines(&k, &ours);
+            println!("level {level} {:<24} {a:>4}/{:<4} lines", p.name, k.len());
+            lines += k.len();
+            agree += a;
+            identical += usize::from(k == ours);
+        }
+    }
+    println!("btf_ptr: log-line agreement {agree}/{lines} ({identical} logs identical)");
+    assert!(
+        agree >= BTF_PTR_FLOOR,
+        "{agree} lines agree, floor {BTF_PTR_FLOOR}"
+    );
+}

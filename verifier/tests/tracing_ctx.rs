@@ -34,6 +34,7 @@ fn target(with_struct: bool) -> AttachTarget {
         btf_id: 1234,
         args,
         ret: Some(arg("", "int", TracingArgKind::Scalar)),
+        kernel: None,
     }
 }
 

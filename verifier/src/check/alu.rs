@@ -8,8 +8,11 @@ use crate::domain::state::State;
 use crate::domain::tnum::Tnum;
 use crate::explore::Verifier;
 
-/// The kernel's `reg_type_str`.
-pub fn type_str(r: &Reg) -> &'static str {
+/// The kernel's `reg_type_str` (which names no struct: `trusted_ptr_`, `ptr_or_null_`).
+pub fn type_str(r: &Reg) -> std::borrow::Cow<'static, str> {
+    if r.ty == RegType::BtfId || (r.ty == RegType::Mem && r.btf_flags != 0) {
+        return crate::check::btf::flags_str(r).into();
+    }
     match (r.ty, r.maybe_null, r.ringbuf) {
         (RegType::NotInit, ..) => "?",
         (RegType::Scalar, ..) => "scalar",
@@ -33,7 +36,9 @@ pub fn type_str(r: &Reg) -> &'static str {
         (RegType::SockCommon, true, _) => "sock_common_or_null",
         (RegType::TcpSock, false, _) => "tcp_sock",
         (RegType::TcpSock, true, _) => "tcp_sock_or_null",
+        (RegType::BtfId, ..) => "ptr_",
     }
+    .into()
 }
 
 fn op_str(op: AluOp) -> &'static str {

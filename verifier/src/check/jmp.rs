@@ -187,7 +187,12 @@ impl Verifier<'_> {
             });
         }
         // A valid pointer is never NULL.
-        if a.is_pointer() && !a.maybe_null && zero && matches!(op, Cond::Eq | Cond::Ne) {
+        if a.is_pointer()
+            && !a.maybe_null
+            && crate::check::btf::known_non_null(&a)
+            && zero
+            && matches!(op, Cond::Eq | Cond::Ne)
+        {
             if let Some(r) = src_reg {
                 self.mark_precise(st, r.index());
             }

@@ -238,6 +238,18 @@ impl Verifier<'_> {
                         .ok_or(()),
                 }
                 .map_err(|()| format!("invalid bpf_context access off={off} size={size}"))?;
+                // A pointer argument to a struct (already checked 8 bytes wide).
+                if let (Some(target), Access::Read, 8) = (&self.opts.attach_btf, t, size) {
+                    if let Some((mut p, line)) =
+                        super::btf::ctx_arg(target, self.opts.prog_type, self.opts.attach, off)
+                    {
+                        self.log.push(line);
+                        if p.maybe_null {
+                            p.id = self.new_id();
+                        }
+                        return Ok(Some(p));
+                    }
+                }
                 if t == Access::Read && a.ty != RegType::Scalar {
                     let mut p = Reg::ptr(a.ty);
                     p.id = 0;
@@ -252,6 +264,7 @@ impl Verifier<'_> {
                 // then `coerce_reg_to_size`).
                 Ok(Some(loaded(size, false)))
             }
+            RegType::BtfId => self.check_ptr_to_btf_access(&reg, rn, off, size, t),
             RegType::Packet | RegType::PacketMeta => {
                 if t == Access::Write && !self.may_write_packet() {
                     return Err("cannot write into packet".to_string());
@@ -337,7 +350,12 @@ impl Verifier<'_> {
             }
             RegType::Mem => {
                 if t == Access::Write && reg.rdonly {
-                    return Err(format!("R{rn} cannot write into rdonly_mem"));
+                    return Err(format!("R{rn} cannot write into {}", type_str(&reg)));
+                }
+                // Untrusted memory (a pointer member of a kernel struct to something other
+                // than a struct) is read through probe loads: no bounds to check.
+                if reg.rdonly && reg.btf_flags & crate::domain::reg::BTF_UNTRUSTED != 0 {
+                    return Ok(None);
                 }
                 self.region_access(
                     &reg,

@@ -29,6 +29,9 @@ pub enum RegType {
     SockCommon,
     /// `PTR_TO_TCP_SOCK`.
     TcpSock,
+    /// `PTR_TO_BTF_ID`: a kernel struct described by the kernel's BTF ([`Reg::btf_id`]), with
+    /// its trust in [`Reg::btf_flags`]; loads through it walk the struct (`btf_struct_access`).
+    BtfId,
 }
 
 impl RegType {
@@ -77,6 +80,51 @@ pub struct Reg {
     pub frameno: u8,
     /// `Func`: the subprogram's first instruction.
     pub subprog: u32,
+    /// `BtfId`: the struct's id in the kernel's BTF.
+    pub btf_id: u32,
+    /// `BtfId`: its name, interned ([`btf_name`]), for the log.
+    pub btf_name: u32,
+    /// `BtfId` (and untrusted `Mem`): [`BTF_TRUSTED`], [`BTF_UNTRUSTED`], [`BTF_RCU`],
+    /// [`BTF_USER`], [`BTF_PERCPU`].
+    pub btf_flags: u8,
+}
+
+/// `PTR_TRUSTED`.
+pub const BTF_TRUSTED: u8 = 1;
+/// `PTR_UNTRUSTED`.
+pub const BTF_UNTRUSTED: u8 = 2;
+/// `MEM_RCU`.
+pub const BTF_RCU: u8 = 4;
+/// `MEM_USER`.
+pub const BTF_USER: u8 = 8;
+/// `MEM_PERCPU`.
+pub const BTF_PERCPU: u8 = 16;
+
+/// Kernel type names as registers refer to them (a `Reg` is `Copy`, so it holds an index):
+/// the names by index, and the index of each name.
+type Names = (Vec<String>, std::collections::HashMap<String, u32>);
+
+fn names() -> &'static std::sync::Mutex<Names> {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<Names>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(Default::default)
+}
+
+/// The index of `name` for [`Reg::btf_name`].
+pub fn intern_btf_name(name: &str) -> u32 {
+    let mut n = names().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&i) = n.1.get(name) {
+        return i;
+    }
+    let i = n.0.len() as u32;
+    n.0.push(name.to_string());
+    n.1.insert(name.to_string(), i);
+    i
+}
+
+/// The name [`intern_btf_name`] gave `i`.
+pub fn btf_name(i: u32) -> String {
+    let n = names().lock().unwrap_or_else(|e| e.into_inner());
+    n.0.get(i as usize).cloned().unwrap_or_default()
 }
 
 /// [`Reg::add_const`]: linked by a 64-bit addition.
@@ -108,6 +156,9 @@ impl Reg {
         mem_size: 0,
         frameno: 0,
         subprog: 0,
+        btf_id: 0,
+        btf_name: 0,
+        btf_flags: 0,
     };
 
     pub fn unknown() -> Reg {

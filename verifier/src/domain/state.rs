@@ -240,6 +240,8 @@ fn regsafe(old: &Reg, cur: &Reg, precise: bool, ids: &mut IdMap) -> bool {
                 && old.mem_size == cur.mem_size
                 && old.frameno == cur.frameno
                 && old.subprog == cur.subprog
+                && old.btf_id == cur.btf_id
+                && old.btf_flags == cur.btf_flags
                 && bounds
                 && ids.check(old.id, cur.id)
                 && ids.check(old.ref_obj_id, cur.ref_obj_id)

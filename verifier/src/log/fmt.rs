@@ -88,6 +88,12 @@ fn scalar_ranges(r: &Reg, out: &mut Vec<String>) {
 
 /// The kernel's name of a register's type (`reg_type_str`).
 fn type_str(r: &Reg) -> String {
+    if r.ty == RegType::BtfId {
+        return crate::check::btf::flags_str(r) + &crate::domain::reg::btf_name(r.btf_name);
+    }
+    if r.ty == RegType::Mem && r.btf_flags != 0 {
+        return crate::check::btf::flags_str(r);
+    }
     let base = match r.ty {
         RegType::NotInit => "?",
         RegType::Scalar => "scalar",
@@ -104,6 +110,7 @@ fn type_str(r: &Reg) -> String {
         RegType::Sock => "sock",
         RegType::SockCommon => "sock_common",
         RegType::TcpSock => "tcp_sock",
+        RegType::BtfId => "ptr_",
     };
     let mut s = String::new();
     if r.rdonly && r.ty == RegType::Mem {

@@ -4,9 +4,31 @@
 //! `bpf_lsm_<hook>` and `bpf_iter_<name>` functions, the function itself). The kernel takes the
 //! id as `attach_btf_id`; the verifier reads the target's arguments as the program's context.
 
+use std::sync::Arc;
+
 use super::btf::{Btf, BtfKind};
 use super::sections::AttachType;
 use super::target::TargetBtf;
+
+/// The kernel BTF an attach target was found in, shared: the verifier walks its structs for
+/// the target's pointer arguments (`PTR_TO_BTF_ID`). Equal when it is the same parse.
+#[derive(Clone)]
+pub struct KernelBtf(pub Arc<TargetBtf>);
+
+impl PartialEq for KernelBtf {
+    fn eq(&self, other: &KernelBtf) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for KernelBtf {}
+
+impl std::fmt::Debug for KernelBtf {
+    // The whole vmlinux BTF would be megabytes of output: its source says which it is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KernelBtf({})", self.0.source())
+    }
+}
 
 /// What a tracing program's context slot (one `u64`) holds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,6 +65,8 @@ pub struct AttachTarget {
     /// The function's return value (`None` for `void`), which `fexit`, `fmod_ret` and LSM
     /// programs read in the slot after the arguments.
     pub ret: Option<TracingArg>,
+    /// The BTF `btf_id` is an id of (None when the target was made by hand).
+    pub kernel: Option<KernelBtf>,
 }
 
 /// The prefix and the kind of the BTF type libbpf looks up for an attach type, or `None` when
@@ -100,7 +124,7 @@ fn arg(btf: &Btf, name: &str, type_id: u32) -> TracingArg {
 
 /// Find `name`'s attach target for `attach` in `target`; the error is libbpf's message.
 pub(crate) fn find(
-    target: &TargetBtf,
+    target: &Arc<TargetBtf>,
     name: &str,
     attach: AttachType,
 ) -> Result<AttachTarget, String> {
@@ -151,5 +175,6 @@ pub(crate) fn find(
         btf_id: id,
         args,
         ret,
+        kernel: Some(KernelBtf(target.clone())),
     })
 }

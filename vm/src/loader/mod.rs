@@ -35,7 +35,7 @@ mod reloc;
 mod sections;
 mod target;
 
-pub use attach::{AttachTarget, TracingArg, TracingArgKind};
+pub use attach::{AttachTarget, KernelBtf, TracingArg, TracingArgKind};
 pub use btf::{Btf, BtfEnumValue, BtfKind, BtfMember, BtfParam, BtfType, BtfVarSecinfo};
 pub use error::ObjectError;
 pub use link::PlacedFunction;
