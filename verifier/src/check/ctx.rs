@@ -236,9 +236,8 @@ const MAX_FUNC_ARGS: i32 = 12;
 /// target, then the return value for `fexit`, `fmod_ret` and LSM. `Err` holds the line the
 /// kernel logs before `invalid bpf_context access`, when it logs one.
 ///
-/// Pointer arguments load as scalars: the kernel's `PTR_TO_BTF_ID` for pointers to structs is
-/// not modelled, so a direct dereference of one is refused here where the kernel walks the
-/// struct's BTF.
+/// A pointer argument to a struct is then typed `PTR_TO_BTF_ID` by `check::btf::ctx_arg` (when
+/// the target carries the kernel's BTF); other pointers load as scalars.
 pub fn btf_ctx_access(
     target: &AttachTarget,
     attach: Option<AttachType>,
