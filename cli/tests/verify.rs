@@ -345,6 +345,11 @@ fn btf_pointer_arguments_agree_with_the_kernel() {
         ("trusted_chain", None),
         ("maybe_null_checked", None),
         ("void_pointer_member", None),
+        ("helper_args", None),
+        (
+            "helper_mem_beyond_member",
+            Some("access beyond the end of member flags (mend:8) in struct thread_info with off 0 size 16"),
+        ),
         (
             "maybe_null_unchecked",
             Some("R1 invalid mem access 'rcu_ptr_or_null_'"),

@@ -119,4 +119,30 @@ int BPF_PROG(void_pointer_member, struct task_struct *p)
 	return *(char *)p->stack;
 }
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} rb SEC(".maps");
+
+// Helpers given the pointer: an address to read from (ARG_ANYTHING), and memory to copy out
+// (ARG_PTR_TO_MEM takes a trusted PTR_TO_BTF_ID, the bytes read walked as a load of that
+// size: task->comm is a char array, the scalar member it may be read whole).
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(helper_args, struct task_struct *p)
+{
+	char comm[16];
+
+	bpf_probe_read_kernel(comm, sizeof(comm), &p->comm);
+	bpf_ringbuf_output(&rb, &p->comm, 16, 0);
+	return comm[0];
+}
+
+// 16 bytes from the start of task_struct span two members of its first one (thread_info).
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(helper_mem_beyond_member, struct task_struct *p)
+{
+	bpf_ringbuf_output(&rb, p, 16, 0);
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "GPL";

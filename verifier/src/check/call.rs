@@ -567,7 +567,8 @@ impl Verifier<'_> {
                     | RegType::MapKey
                     | RegType::MapValue
                     | RegType::Mem
-            );
+            )
+            || (reg.ty == RegType::BtfId && super::btf::is_trusted(reg));
         if !ok {
             return Err(format!(
                 "R{rn} type={} expected=fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_",

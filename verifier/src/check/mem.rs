@@ -767,6 +767,10 @@ impl Verifier<'_> {
         }
         let t = if write { Access::Write } else { Access::Read };
         match reg.ty {
+            // The bytes are walked as one load of the whole size (writes too, as the kernel).
+            RegType::BtfId => self
+                .check_ptr_to_btf_access(&reg, regno.num(), 0, size, Access::Read)
+                .map(|_| ()),
             RegType::Stack if !reg.var_off.is_const() => {
                 // `check_stack_range_initialized` with a variable offset (privileged): any
                 // initialised or not byte in the range may be read; a write makes them all misc.
