@@ -346,6 +346,12 @@ fn btf_pointer_arguments_agree_with_the_kernel() {
         ("maybe_null_checked", None),
         ("void_pointer_member", None),
         ("helper_args", None),
+        ("iter_task_checked", None),
+        ("iter_task_file", None),
+        (
+            "iter_task_unchecked",
+            Some("R1 invalid mem access 'trusted_ptr_or_null_'"),
+        ),
         (
             "helper_mem_beyond_member",
             Some("access beyond the end of member flags (mend:8) in struct thread_info with off 0 size 16"),

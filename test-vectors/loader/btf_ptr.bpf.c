@@ -145,4 +145,30 @@ int BPF_PROG(helper_mem_beyond_member, struct task_struct *p)
 	return 0;
 }
 
+// An iterator's object argument may be NULL (the iteration's end): checked first.
+SEC("iter/task")
+int BPF_PROG(iter_task_checked, struct bpf_iter_meta *meta, struct task_struct *task)
+{
+	if (!task)
+		return 0;
+	return task->pid & 1;
+}
+
+// The same without the check.
+SEC("iter/task")
+int BPF_PROG(iter_task_unchecked, struct bpf_iter_meta *meta, struct task_struct *task)
+{
+	return task->pid & 1;
+}
+
+// Another iterator: the file of a task.
+SEC("iter/task_file")
+int BPF_PROG(iter_task_file, struct bpf_iter_meta *meta, struct task_struct *task, u32 fd,
+	     struct file *file)
+{
+	if (!task || !file)
+		return 0;
+	return (task->pid + fd + file->f_flags) & 1;
+}
+
 char LICENSE[] SEC("license") = "GPL";

@@ -321,3 +321,25 @@ fn states_with_different_pointer_trust_are_not_equal() {
     assert_eq!(err, None, "{log}");
     assert!(log.contains("11: safe"), "{log}");
 }
+
+#[test]
+fn an_iterator_returns_zero_or_one() {
+    let ret = |attach, r0: u32| {
+        let mut opts = Options::new(ProgType::Tracing);
+        opts.attach = Some(attach);
+        opts.attach_btf = Some(target());
+        opts.gpl = true;
+        let prog = assemble(&format!("mov %r0, {r0}\nexit")).unwrap();
+        verify(&prog, &opts).error
+    };
+    assert_eq!(ret(AttachType::TraceIter, 1), None);
+    let err = ret(AttachType::TraceIter, 2);
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.starts_with("At program exit the register R0 has")
+                && e.ends_with("should have been in [0, 1]")),
+        "{err:?}"
+    );
+    // A tracepoint's return value is not checked.
+    assert_eq!(ret(AttachType::TraceRawTp, 2), None);
+}

@@ -135,7 +135,7 @@ pub fn ctx_arg(
     prog: ProgType,
     attach: Option<AttachType>,
     off: i32,
-) -> Option<(Reg, String)> {
+) -> Option<(Reg, Option<String>)> {
     let btf = target.kernel.as_ref()?.0.btf();
     let (proto, skip) = match &btf.type_by_id(target.btf_id)?.kind {
         BtfKind::Func { proto, .. } => (*proto, 0),
@@ -173,6 +173,21 @@ pub fn ctx_arg(
         r.btf_flags |= BTF_TRUSTED;
     }
     r.maybe_null = nullable;
+    if attach == Some(AttachType::TraceIter) && arg > 0 {
+        // An iterator's objects after its `bpf_iter_meta` are NULL at the iteration's end: the
+        // target registers them in `ctx_arg_info` (`PTR_TO_BTF_ID_OR_NULL`, trusted for tasks
+        // and cgroups), which the kernel takes without logging the argument.
+        r.maybe_null = true;
+        r.btf_flags = if matches!(
+            target.btf_name.as_str(),
+            "bpf_iter_task" | "bpf_iter_cgroup"
+        ) {
+            BTF_TRUSTED
+        } else {
+            0
+        };
+        return Some((r, None));
+    }
     let tname = target
         .btf_name
         .strip_prefix("btf_trace_")
@@ -181,7 +196,7 @@ pub fn ctx_arg(
         "func '{tname}' arg{arg} has btf_id {id} type {kind} '{}'",
         name(btf, id)
     );
-    Some((r, line))
+    Some((r, Some(line)))
 }
 
 /// What `btf_struct_walk` found at an offset.

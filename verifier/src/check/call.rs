@@ -818,6 +818,13 @@ impl Verifier<'_> {
             | ProgType::CgroupDevice
             | ProgType::CgroupSysctl
             | ProgType::CgroupSockopt => Some((0, 1)),
+            // An iterator says whether to stop; other tracing attach types are not checked
+            // here (fentry/fexit could not be loaded to compare).
+            ProgType::Tracing
+                if self.opts.attach == Some(bpfsim_vm::loader::AttachType::TraceIter) =>
+            {
+                Some((0, 1))
+            }
             _ => None,
         };
         if let Some((lo, hi)) = range {

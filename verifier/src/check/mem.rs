@@ -243,7 +243,7 @@ impl Verifier<'_> {
                     if let Some((mut p, line)) =
                         super::btf::ctx_arg(target, self.opts.prog_type, self.opts.attach, off)
                     {
-                        self.log.push(line);
+                        self.log.extend(line);
                         if p.maybe_null {
                             p.id = self.new_id();
                         }
