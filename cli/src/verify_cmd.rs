@@ -117,6 +117,27 @@ struct Row<'a> {
     kernel: Option<KernelAnswer>,
 }
 
+/// `bpf_<name>#<id>`, as the kernel's log names a helper.
+fn helper_label(id: u32) -> String {
+    format!(
+        "bpf_{}#{id}",
+        bpfsim_vm::spec::helper_name(i64::from(id)).unwrap_or("unknown")
+    )
+}
+
+/// The warning for helpers whose arguments bpfsim could not check (it knows no prototype for
+/// them): an acceptance is then weaker than the kernel's.
+fn unchecked_warning(ids: &[u32]) -> Option<String> {
+    if ids.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = ids.iter().map(|&id| helper_label(id)).collect();
+    Some(format!(
+        "warning: arguments not checked (bpfsim has no prototype): {}",
+        names.join(", ")
+    ))
+}
+
 fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
     let mut ok = true;
     for r in rows {
@@ -138,6 +159,7 @@ fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
                 "processed_insns": v.processed,
                 "log": v.log,
                 "verification_time_us": v.time.as_micros() as u64,
+                "unchecked_helpers": v.unchecked_helpers.iter().map(|&id| helper_label(id)).collect::<Vec<_>>(),
             });
             if let Some(k) = &r.kernel {
                 o["kernel"] = json!({
@@ -159,6 +181,9 @@ fn report(rows: &[Row<'_>], args: &VerifyArgs) -> bool {
         match &v.error {
             None => say(format!("{head}: accepted, {} insns processed", v.processed)),
             Some(e) => say(format!("{head}: REJECTED: {e}")),
+        }
+        if let Some(w) = unchecked_warning(&v.unchecked_helpers) {
+            say(format!("  {w}"));
         }
         if args.log_level > 0 && (v.error.is_some() || args.log_level > 1) {
             for l in &v.log {

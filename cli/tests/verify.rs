@@ -109,6 +109,55 @@ fn raw_bytecode_rejections_exit_1_with_the_kernels_line() {
     }
 }
 
+/// A helper the program type may call but bpfsim has no prototype for is accepted with its
+/// arguments unchecked: the verdict says so, once per helper, in text and JSON.
+#[test]
+fn helpers_without_a_prototype_are_named_in_a_warning() {
+    // 158 is bpf_get_current_task_btf (returns a BTF pointer bpfsim does not model); 109,
+    // bpf_send_signal, has a prototype.
+    let src = "call 158\ncall 158\nmov %r1, 9\ncall 109\nmov %r0, 2\nexit";
+    let prog = raw(src, "unchecked.bin");
+    let path = prog.to_str().unwrap();
+    let (code, out, err) = bpfsim(&["verify", "--raw", path, "--type", "xdp"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(
+        warnings,
+        ["  warning: arguments not checked (bpfsim has no prototype): bpf_get_current_task_btf#158"],
+        "{out}"
+    );
+    let (_, out, _) = bpfsim(&["verify", "--raw", path, "--type", "xdp", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["unchecked_helpers"],
+        serde_json::json!(["bpf_get_current_task_btf#158"])
+    );
+    // A program whose helpers all have prototypes has no warning and an empty list.
+    let checked = raw("mov %r1, 9\ncall 109\nmov %r0, 2\nexit", "checked.bin");
+    let (_, out, _) = bpfsim(&[
+        "verify",
+        "--raw",
+        checked.to_str().unwrap(),
+        "--type",
+        "xdp",
+    ]);
+    assert!(!out.contains("warning:"), "{out}");
+    let (_, out, _) = bpfsim(&[
+        "verify",
+        "--raw",
+        checked.to_str().unwrap(),
+        "--type",
+        "xdp",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["unchecked_helpers"], serde_json::json!([]));
+    for p in [prog, checked] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 #[test]
 fn usage_and_load_errors_exit_2() {
     let ok = raw("mov %r0, 0\nexit", "ok.bin");

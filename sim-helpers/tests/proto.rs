@@ -495,3 +495,69 @@ fn uncovered_program_types_and_ids() {
         assert_eq!(somewhere, p.name != "probe_write_user", "{}", p.name);
     }
 }
+
+/// Prototypes added for issue 5 (helpers XDP/TC and tracing programs call), spot-checked
+/// against the kernel's `bpf_func_proto` definitions in 6.18.
+#[test]
+fn syncookie_socket_and_tracing_prototypes() {
+    for name in ["tcp_check_syncookie", "tcp_gen_syncookie"] {
+        let p = proto(id_of(name)).unwrap();
+        assert!(p.gpl_only && p.pkt_access, "{name}");
+        assert_eq!(p.args[0], ArgType::PTR_TO_BTF_ID_SOCK_COMMON, "{name}");
+        assert_eq!(p.args[1], ArgType::PTR_TO_RDONLY_MEM, "{name}");
+        assert_eq!(p.args[4], ArgType::CONST_SIZE, "{name}");
+    }
+    // argN_size: sizeof(struct iphdr) 20, ipv6hdr 40, tcphdr 20.
+    for (name, sizes) in [
+        ("tcp_raw_gen_syncookie_ipv4", [Some(20), None]),
+        ("tcp_raw_gen_syncookie_ipv6", [Some(40), None]),
+        ("tcp_raw_check_syncookie_ipv4", [Some(20), Some(20)]),
+        ("tcp_raw_check_syncookie_ipv6", [Some(40), Some(20)]),
+    ] {
+        let p = proto(id_of(name)).unwrap();
+        assert_eq!([p.fixed_size(0), p.fixed_size(1)], sizes, "{name}");
+        assert!(p.gpl_only && p.pkt_access, "{name}");
+    }
+    assert_eq!(
+        proto(id_of("tcp_sock")).unwrap().ret,
+        RetType::PTR_TO_TCP_SOCK_OR_NULL
+    );
+    assert_eq!(
+        proto(id_of("get_listener_sock")).unwrap().ret,
+        RetType::PTR_TO_SOCKET_OR_NULL
+    );
+    assert_eq!(
+        proto(id_of("tcp_sock")).unwrap().args[0],
+        ArgType::PTR_TO_SOCK_COMMON
+    );
+    // bpf_get_stack: raw tracepoint and tracing programs get the variant whose buffer is
+    // MEM_RDONLY in 6.18; kprobes the uninit one.
+    let stack = id_of("get_stack");
+    assert_eq!(
+        proto_for(ProgType::Kprobe, stack).unwrap().args[1],
+        ArgType::PTR_TO_UNINIT_MEM
+    );
+    assert_eq!(
+        proto_for(ProgType::RawTracepoint, stack).unwrap().args[1],
+        ArgType::PTR_TO_RDONLY_MEM
+    );
+    assert!(proto_for(ProgType::Xdp, stack).is_none());
+    for name in [
+        "get_func_ip",
+        "perf_event_read",
+        "perf_event_read_value",
+        "get_stack",
+    ] {
+        assert!(proto(id_of(name)).unwrap().gpl_only, "{name}");
+    }
+    for name in [
+        "send_signal",
+        "send_signal_thread",
+        "skb_ecn_set_ce",
+        "sk_assign",
+    ] {
+        assert!(!proto(id_of(name)).unwrap().gpl_only, "{name}");
+    }
+    // A helper returning a BTF pointer stays unprototyped: the verifier cannot model it yet.
+    assert!(proto(158).is_none(), "get_current_task_btf");
+}

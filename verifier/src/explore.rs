@@ -104,6 +104,8 @@ pub struct Verifier<'a> {
     /// Instruction at each slot.
     at: Vec<Option<usize>>,
     pub log: Vec<String>,
+    /// Helpers called on a path whose arguments went unchecked (no prototype), sorted.
+    pub unchecked_helpers: std::collections::BTreeSet<u32>,
     /// What the log prints per instruction (levels 1 and 2).
     pub trace: crate::log::Trace,
     pub processed: u64,
@@ -178,6 +180,7 @@ impl<'a> Verifier<'a> {
             pcs,
             at,
             log: Vec::new(),
+            unchecked_helpers: Default::default(),
             trace: crate::log::Trace::new(opts.log_level, opts.line_info.clone()),
             processed: 0,
             prune: vec![false; slot + 1],

@@ -142,6 +142,10 @@ pub struct Verdict {
     /// (`PTR_TO_PACKET`) on every path, and so was proven inside the packet's range (false
     /// elsewhere, and for rejected programs). The JIT compiles such accesses without a branch.
     pub packet: Vec<bool>,
+    /// The ids of helpers a program type may call but whose prototype bpfsim does not know,
+    /// called on some explored path: their arguments were not checked, so the kernel may reject
+    /// what was accepted here.
+    pub unchecked_helpers: Vec<u32>,
 }
 
 /// Verify `insns` (one entry per instruction, `lddw` counting as one) under `opts`.
@@ -204,6 +208,7 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     Verdict {
         no_ctx,
         packet,
+        unchecked_helpers: v.unchecked_helpers.iter().copied().collect(),
         accepted: error.is_none(),
         error,
         log,

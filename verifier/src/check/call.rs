@@ -274,6 +274,7 @@ impl Verifier<'_> {
                 "bpfsim: no prototype for {}#{id}; its arguments are not checked",
                 name()
             ));
+            self.unchecked_helpers.insert(id);
             return self.finish_call(st, pc, None, None, Reg::unknown());
         };
         if p.gpl_only && !self.opts.gpl {

@@ -614,6 +614,15 @@ const SK_LOOKUP: [ArgType; 5] = [
     A::ANYTHING,
 ];
 
+/// `bpf_tcp_{check,gen}_syncookie`: (socket, IP header, its size, TCP header, its size).
+const SYNCOOKIE: [ArgType; 5] = [
+    A::PTR_TO_BTF_ID_SOCK_COMMON,
+    MEM_RDONLY,
+    A::CONST_SIZE,
+    MEM_RDONLY,
+    A::CONST_SIZE,
+];
+
 const fn p(id: u32, name: &'static str, ret: RetType, args: &[ArgType]) -> HelperProto {
     HelperProto::new(id, name, ret, args)
 }
@@ -659,6 +668,9 @@ pub const PROTOS: &[HelperProto] = &[
     p(21, "skb_set_tunnel_key", R::INTEGER,
       &[A::PTR_TO_CTX, MEM_RDONLY, A::CONST_SIZE, A::ANYTHING]),
     // XDP gets `bpf_xdp_redirect_proto`, TC `bpf_redirect_proto`: same shape.
+    // Program types with `bpf_perf_event_read` (kernel/trace/bpf_trace.c) take a perf event
+    // array: `check_map_func_compatibility` pairs them.
+    p(22, "perf_event_read", R::INTEGER, &[A::CONST_MAP_PTR, A::ANYTHING]).gpl(),
     p(23, "redirect", R::INTEGER, &[A::ANYTHING, A::ANYTHING]),
     p(24, "get_route_realm", R::INTEGER, &[A::PTR_TO_CTX]),
     // skb, xdp and tracing variants (`bpf_skb_event_output_proto`, `bpf_xdp_event_output_proto`,
@@ -671,6 +683,8 @@ pub const PROTOS: &[HelperProto] = &[
     p(28, "csum_diff", R::INTEGER,
       &[MEM_OR_NULL_RDONLY, A::CONST_SIZE_OR_ZERO, MEM_OR_NULL_RDONLY, A::CONST_SIZE_OR_ZERO,
         A::ANYTHING]).pkt(),
+    p(29, "skb_get_tunnel_opt", R::INTEGER, &[A::PTR_TO_CTX, UNINIT, A::CONST_SIZE]),
+    p(30, "skb_set_tunnel_opt", R::INTEGER, &[A::PTR_TO_CTX, MEM_RDONLY, A::CONST_SIZE]),
     p(31, "skb_change_proto", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING, A::ANYTHING]),
     p(32, "skb_change_type", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
     p(33, "skb_under_cgroup", R::INTEGER, &[A::PTR_TO_CTX, A::CONST_MAP_PTR, A::ANYTHING]),
@@ -692,7 +706,15 @@ pub const PROTOS: &[HelperProto] = &[
     p(50, "skb_adjust_room", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING, A::ANYTHING, A::ANYTHING]),
     p(51, "redirect_map", R::INTEGER, &[A::CONST_MAP_PTR, A::ANYTHING, A::ANYTHING]),
     p(54, "xdp_adjust_meta", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
+    p(55, "perf_event_read_value", R::INTEGER,
+      &[A::CONST_MAP_PTR, A::ANYTHING, UNINIT, A::CONST_SIZE]).gpl(),
     p(65, "xdp_adjust_tail", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
+    p(66, "skb_get_xfrm_state", R::INTEGER,
+      &[A::PTR_TO_CTX, A::ANYTHING, UNINIT, A::CONST_SIZE, A::ANYTHING]),
+    // kprobe (`bpf_get_stack_proto`), tracepoint (`_tp`) and perf event (`_pe`) programs; raw
+    // tracepoint and tracing programs get `bpf_get_stack_proto_raw_tp`, whose buffer is
+    // `MEM_RDONLY` in 6.18 (so it must be initialised; see [`proto_for`]).
+    p(67, "get_stack", R::INTEGER, &[A::PTR_TO_CTX, UNINIT, A::CONST_SIZE_OR_ZERO, A::ANYTHING]).gpl(),
     p(68, "skb_load_bytes_relative", R::INTEGER,
       &[A::PTR_TO_CTX, A::ANYTHING, UNINIT, A::CONST_SIZE, A::ANYTHING]),
     // The params struct is read and written. A fix proposed in January 2026 ("bpf: Fix memory
@@ -700,6 +722,7 @@ pub const PROTOS: &[HelperProto] = &[
     p(69, "fib_lookup", R::INTEGER, &[A::PTR_TO_CTX, A::PTR_TO_MEM, A::CONST_SIZE, A::ANYTHING]).gpl(),
     p(79, "skb_cgroup_id", R::INTEGER, &[A::PTR_TO_CTX]),
     p(80, "get_current_cgroup_id", R::INTEGER, &[]),
+    p(83, "skb_ancestor_cgroup_id", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
     p(84, "sk_lookup_tcp", R::PTR_TO_SOCKET_OR_NULL, &SK_LOOKUP).pkt(),
     p(85, "sk_lookup_udp", R::PTR_TO_SOCKET_OR_NULL, &SK_LOOKUP).pkt(),
     p(86, "sk_release", R::INTEGER,
@@ -712,21 +735,33 @@ pub const PROTOS: &[HelperProto] = &[
     p(93, "spin_lock", R::VOID, &[A::PTR_TO_SPIN_LOCK]).aux(0, ArgAux::Poison),
     p(94, "spin_unlock", R::VOID, &[A::PTR_TO_SPIN_LOCK]).aux(0, ArgAux::Poison),
     p(95, "sk_fullsock", R::PTR_TO_SOCKET_OR_NULL, &[A::PTR_TO_SOCK_COMMON]),
+    p(96, "tcp_sock", R::PTR_TO_TCP_SOCK_OR_NULL, &[A::PTR_TO_SOCK_COMMON]),
+    p(97, "skb_ecn_set_ce", R::INTEGER, &[A::PTR_TO_CTX]),
+    p(98, "get_listener_sock", R::PTR_TO_SOCKET_OR_NULL, &[A::PTR_TO_SOCK_COMMON]),
     p(99, "skc_lookup_tcp", R::PTR_TO_SOCK_COMMON_OR_NULL, &SK_LOOKUP).pkt(),
+    p(100, "tcp_check_syncookie", R::INTEGER, &SYNCOOKIE).gpl().pkt(),
     p(105, "strtol", R::INTEGER, &[MEM_RDONLY, A::CONST_SIZE, A::ANYTHING, FIXED_OUT])
         .aux(3, ArgAux::Size(8)),
     p(106, "strtoul", R::INTEGER, &[MEM_RDONLY, A::CONST_SIZE, A::ANYTHING, FIXED_OUT])
         .aux(3, ArgAux::Size(8)),
+    // `bpf_send_signal{,_thread}` (kernel/trace/bpf_trace.c): the signal number.
+    p(109, "send_signal", R::INTEGER, &[A::ANYTHING]),
+    p(110, "tcp_gen_syncookie", R::INTEGER, &SYNCOOKIE).gpl().pkt(),
     p(112, "probe_read_user", R::INTEGER, &PROBE_READ).gpl(),
     p(113, "probe_read_kernel", R::INTEGER, &PROBE_READ).gpl(),
     p(114, "probe_read_user_str", R::INTEGER, &PROBE_READ).gpl(),
     p(115, "probe_read_kernel_str", R::INTEGER, &PROBE_READ).gpl(),
+    p(117, "send_signal_thread", R::INTEGER, &[A::ANYTHING]),
     p(118, "jiffies64", R::INTEGER, &[]),
     p(120, "get_ns_current_pid_tgid", R::INTEGER, &[A::ANYTHING, A::ANYTHING, UNINIT, A::CONST_SIZE]),
     // The socket filter and TC variant (`bpf_get_netns_cookie_proto`, 6.15).
     p(122, "get_netns_cookie", R::INTEGER, &[A::PTR_TO_CTX_OR_NULL]),
     p(123, "get_current_ancestor_cgroup_id", R::INTEGER, &[A::ANYTHING]),
+    // TC's `bpf_sk_assign_proto` (sk_lookup programs have a different one, not modelled).
+    p(124, "sk_assign", R::INTEGER, &[A::PTR_TO_CTX, A::PTR_TO_BTF_ID_SOCK_COMMON, A::ANYTHING]),
     p(125, "ktime_get_boot_ns", R::INTEGER, &[]),
+    p(128, "sk_cgroup_id", R::INTEGER, &[A::PTR_TO_BTF_ID_SOCK_COMMON]),
+    p(129, "sk_ancestor_cgroup_id", R::INTEGER, &[A::PTR_TO_BTF_ID_SOCK_COMMON, A::ANYTHING]),
     p(130, "ringbuf_output", R::INTEGER,
       &[A::CONST_MAP_PTR, MEM_RDONLY, A::CONST_SIZE_OR_ZERO, A::ANYTHING]),
     p(131, "ringbuf_reserve", R::PTR_TO_RINGBUF_MEM_OR_NULL,
@@ -736,6 +771,7 @@ pub const PROTOS: &[HelperProto] = &[
     p(134, "ringbuf_query", R::INTEGER, &[A::CONST_MAP_PTR, A::ANYTHING]),
     p(135, "csum_level", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
     p(148, "copy_from_user", R::INTEGER, &[UNINIT, A::CONST_SIZE_OR_ZERO, A::ANYTHING]).sleeps(),
+    p(151, "skb_cgroup_classid", R::INTEGER, &[A::PTR_TO_CTX]),
     p(152, "redirect_neigh", R::INTEGER,
       &[A::ANYTHING, MEM_OR_NULL_RDONLY, A::CONST_SIZE_OR_ZERO, A::ANYTHING]),
     p(155, "redirect_peer", R::INTEGER, &[A::ANYTHING, A::ANYTHING]),
@@ -751,6 +787,8 @@ pub const PROTOS: &[HelperProto] = &[
     p(165, "snprintf", R::INTEGER,
       &[A::PTR_TO_MEM_OR_NULL, A::CONST_SIZE_OR_ZERO, A::PTR_TO_CONST_STR, MEM_OR_NULL_RDONLY,
         A::CONST_SIZE_OR_ZERO]).gpl(),
+    // Every variant (`_tracing`, `_kprobe`, `_kprobe_multi`, `_uprobe_multi`) has this shape.
+    p(173, "get_func_ip", R::INTEGER, &[A::PTR_TO_CTX]).gpl(),
     p(174, "get_attach_cookie", R::INTEGER, &[A::PTR_TO_CTX]),
     p(177, "trace_vprintk", R::INTEGER,
       &[MEM_RDONLY, A::CONST_SIZE, MEM_OR_NULL_RDONLY, A::CONST_SIZE_OR_ZERO]).gpl(),
@@ -761,8 +799,23 @@ pub const PROTOS: &[HelperProto] = &[
     // The buffer is only read; ARG_PTR_TO_UNINIT_MEM until a 2025 fix (in 6.18, backported to
     // stable releases) made it ARG_PTR_TO_MEM | MEM_RDONLY.
     p(190, "xdp_store_bytes", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING, MEM_RDONLY, A::CONST_SIZE]),
+    p(192, "skb_set_tstamp", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING, A::ANYTHING]),
     p(195, "map_lookup_percpu_elem", R::PTR_TO_MAP_VALUE_OR_NULL,
       &[A::CONST_MAP_PTR, A::PTR_TO_MAP_KEY, A::ANYTHING]).pkt(),
+    // The headers are only read: plain ARG_PTR_TO_MEM in 6.18 (the January 2026 flags fix makes
+    // them MEM_RDONLY); `argN_size` is sizeof(struct iphdr) 20, ipv6hdr 40, tcphdr 20.
+    p(204, "tcp_raw_gen_syncookie_ipv4", R::INTEGER,
+      &[A::PTR_TO_FIXED_SIZE_MEM, A::PTR_TO_MEM, A::CONST_SIZE_OR_ZERO]).gpl().pkt()
+        .aux(0, ArgAux::Size(20)),
+    p(205, "tcp_raw_gen_syncookie_ipv6", R::INTEGER,
+      &[A::PTR_TO_FIXED_SIZE_MEM, A::PTR_TO_MEM, A::CONST_SIZE_OR_ZERO]).gpl().pkt()
+        .aux(0, ArgAux::Size(40)),
+    p(206, "tcp_raw_check_syncookie_ipv4", R::INTEGER,
+      &[A::PTR_TO_FIXED_SIZE_MEM, A::PTR_TO_FIXED_SIZE_MEM]).gpl().pkt()
+        .aux(0, ArgAux::Size(20)).aux(1, ArgAux::Size(20)),
+    p(207, "tcp_raw_check_syncookie_ipv6", R::INTEGER,
+      &[A::PTR_TO_FIXED_SIZE_MEM, A::PTR_TO_FIXED_SIZE_MEM]).gpl().pkt()
+        .aux(0, ArgAux::Size(40)).aux(1, ArgAux::Size(20)),
     p(208, "ktime_get_tai_ns", R::INTEGER, &[]),
 ];
 
@@ -788,6 +841,21 @@ static GET_STACKID_PE: HelperProto = p(
     &[A::PTR_TO_CTX, A::CONST_MAP_PTR, A::ANYTHING],
 );
 
+/// `bpf_get_stack_proto_raw_tp`: raw tracepoint and tracing programs' `bpf_get_stack`, whose
+/// buffer is `ARG_PTR_TO_MEM | MEM_RDONLY` in 6.18 (a 2026 fix makes it uninit memory).
+static GET_STACK_RAW_TP: HelperProto = p(
+    67,
+    "get_stack",
+    R::INTEGER,
+    &[
+        A::PTR_TO_CTX,
+        MEM_RDONLY,
+        A::CONST_SIZE_OR_ZERO,
+        A::ANYTHING,
+    ],
+)
+.gpl();
+
 /// The prototype of helper `id` as a program of `prog_type` sees it (the kernel hands out a
 /// different `bpf_func_proto` per program type for a few helpers): `None` when the program type
 /// may not call it ([`allowed`]) or bpfsim does not know it.
@@ -801,6 +869,13 @@ pub fn proto_for(prog_type: ProgType, id: u32) -> Option<&'static HelperProto> {
         17 if !tc => Some(&GET_CGROUP_CLASSID_CURR),
         8 if base_only => Some(&GET_RAW_SMP_PROCESSOR_ID),
         27 if prog_type == ProgType::PerfEvent => Some(&GET_STACKID_PE),
+        67 if matches!(
+            prog_type,
+            ProgType::RawTracepoint | ProgType::Tracing | ProgType::Lsm
+        ) =>
+        {
+            Some(&GET_STACK_RAW_TP)
+        }
         _ => proto(id),
     }
 }
