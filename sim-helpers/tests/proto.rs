@@ -558,6 +558,12 @@ fn syncookie_socket_and_tracing_prototypes() {
     ] {
         assert!(!proto(id_of(name)).unwrap().gpl_only, "{name}");
     }
+    // bpf_get_local_storage cannot fail: its value pointer is not _OR_NULL.
+    let storage = proto(id_of("get_local_storage")).unwrap();
+    assert_eq!(storage.ret.base, RetBase::PtrToMapValue);
+    assert!(!storage.ret.may_be_null());
+    assert!(proto(id_of("read_branch_records")).unwrap().args[1].may_be_null());
+    assert!(proto(id_of("get_branch_snapshot")).unwrap().args[0].is_uninit());
     // A helper returning a BTF pointer stays unprototyped: the verifier cannot model it yet.
     assert!(proto(158).is_none(), "get_current_task_btf");
 }

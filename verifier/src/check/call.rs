@@ -45,6 +45,8 @@ fn map_func_ok(map: MapType, func: &str) -> bool {
             Some(&["map_peek_elem", "map_pop_elem", "map_push_elem"])
         }
         MapType::ArrayOfMaps | MapType::HashOfMaps => Some(&["map_lookup_elem"]),
+        MapType::CgroupArray => Some(&["skb_under_cgroup", "current_task_under_cgroup"]),
+        MapType::CgroupStorage | MapType::PercpuCgroupStorage => Some(&["get_local_storage"]),
         _ => None,
     };
     if let Some(fs) = by_map {
@@ -69,6 +71,8 @@ fn map_func_ok(map: MapType, func: &str) -> bool {
         "map_peek_elem" | "map_pop_elem" | "map_push_elem" => {
             Some(&[MapType::Queue, MapType::Stack, MapType::BloomFilter])
         }
+        "skb_under_cgroup" | "current_task_under_cgroup" => Some(&[MapType::CgroupArray]),
+        "get_local_storage" => Some(&[MapType::CgroupStorage, MapType::PercpuCgroupStorage]),
         _ => None,
     };
     by_func.is_none_or(|ms| ms.contains(&map))
@@ -522,6 +526,12 @@ impl Verifier<'_> {
         }
         if p.name == "tail_call" {
             self.check_resource_leak(st, "tail_call", true)?;
+        }
+        if p.name == "get_local_storage" {
+            let r2 = *st.reg(2);
+            if !(r2.is_scalar() && r2.is_const() && r2.var_off.value == 0) {
+                return Err("get_local_storage() doesn't support non-zero flags".to_string());
+            }
         }
         if p.name == "loop" {
             // A zero flags argument lets the kernel inline the loop (`loop_flag_is_zero`).

@@ -692,6 +692,8 @@ pub const PROTOS: &[HelperProto] = &[
     p(35, "get_current_task", R::INTEGER, &[]).gpl(),
     // Handed out to tracing programs only with CAP_SYS_ADMIN and without kernel lockdown.
     p(36, "probe_write_user", R::INTEGER, &[A::ANYTHING, MEM_RDONLY, A::CONST_SIZE]).gpl(),
+    // The map must be a cgroup array (`check_map_func_compatibility`).
+    p(37, "current_task_under_cgroup", R::INTEGER, &[A::CONST_MAP_PTR, A::ANYTHING]),
     p(38, "skb_change_tail", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING, A::ANYTHING]),
     p(39, "skb_pull_data", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
     p(40, "csum_update", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
@@ -708,6 +710,8 @@ pub const PROTOS: &[HelperProto] = &[
     p(54, "xdp_adjust_meta", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
     p(55, "perf_event_read_value", R::INTEGER,
       &[A::CONST_MAP_PTR, A::ANYTHING, UNINIT, A::CONST_SIZE]).gpl(),
+    // Perf event programs only.
+    p(56, "perf_prog_read_value", R::INTEGER, &[A::PTR_TO_CTX, UNINIT, A::CONST_SIZE]).gpl(),
     p(65, "xdp_adjust_tail", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
     p(66, "skb_get_xfrm_state", R::INTEGER,
       &[A::PTR_TO_CTX, A::ANYTHING, UNINIT, A::CONST_SIZE, A::ANYTHING]),
@@ -722,6 +726,9 @@ pub const PROTOS: &[HelperProto] = &[
     p(69, "fib_lookup", R::INTEGER, &[A::PTR_TO_CTX, A::PTR_TO_MEM, A::CONST_SIZE, A::ANYTHING]).gpl(),
     p(79, "skb_cgroup_id", R::INTEGER, &[A::PTR_TO_CTX]),
     p(80, "get_current_cgroup_id", R::INTEGER, &[]),
+    // The program's cgroup storage: never NULL, a value of the (percpu) cgroup storage map
+    // given; the flags must be 0 (`check_helper_call`).
+    p(81, "get_local_storage", R::new(RetBase::PtrToMapValue), &[A::CONST_MAP_PTR, A::ANYTHING]),
     p(83, "skb_ancestor_cgroup_id", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING]),
     p(84, "sk_lookup_tcp", R::PTR_TO_SOCKET_OR_NULL, &SK_LOOKUP).pkt(),
     p(85, "sk_lookup_udp", R::PTR_TO_SOCKET_OR_NULL, &SK_LOOKUP).pkt(),
@@ -753,6 +760,11 @@ pub const PROTOS: &[HelperProto] = &[
     p(115, "probe_read_kernel_str", R::INTEGER, &PROBE_READ).gpl(),
     p(117, "send_signal_thread", R::INTEGER, &[A::ANYTHING]),
     p(118, "jiffies64", R::INTEGER, &[]),
+    // Perf event programs only. The buffer may be NULL (a size query with
+    // BPF_F_GET_BRANCH_RECORDS_SIZE); plain ARG_PTR_TO_MEM_OR_NULL in 6.18 (MEM_WRITE since the
+    // January 2026 flags fix).
+    p(119, "read_branch_records", R::INTEGER,
+      &[A::PTR_TO_CTX, A::PTR_TO_MEM_OR_NULL, A::CONST_SIZE_OR_ZERO, A::ANYTHING]).gpl(),
     p(120, "get_ns_current_pid_tgid", R::INTEGER, &[A::ANYTHING, A::ANYTHING, UNINIT, A::CONST_SIZE]),
     // The socket filter and TC variant (`bpf_get_netns_cookie_proto`, 6.15).
     p(122, "get_netns_cookie", R::INTEGER, &[A::PTR_TO_CTX_OR_NULL]),
@@ -790,6 +802,7 @@ pub const PROTOS: &[HelperProto] = &[
     // Every variant (`_tracing`, `_kprobe`, `_kprobe_multi`, `_uprobe_multi`) has this shape.
     p(173, "get_func_ip", R::INTEGER, &[A::PTR_TO_CTX]).gpl(),
     p(174, "get_attach_cookie", R::INTEGER, &[A::PTR_TO_CTX]),
+    p(176, "get_branch_snapshot", R::INTEGER, &[UNINIT, A::CONST_SIZE_OR_ZERO]).gpl(),
     p(177, "trace_vprintk", R::INTEGER,
       &[MEM_RDONLY, A::CONST_SIZE, MEM_OR_NULL_RDONLY, A::CONST_SIZE_OR_ZERO]).gpl(),
     p(181, "loop", R::INTEGER, &[A::ANYTHING, A::PTR_TO_FUNC, A::PTR_TO_STACK_OR_NULL, A::ANYTHING]),
