@@ -134,7 +134,7 @@ fn kernel_load(
             name: m.name.clone(),
             ..MapSpec::default()
         };
-        if m.map_type == MapType::LpmTrie {
+        if matches!(m.map_type, MapType::LpmTrie | MapType::SkStorage) {
             spec.flags = 1; // BPF_F_NO_PREALLOC
         }
         if m.rdonly_prog {

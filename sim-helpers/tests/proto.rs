@@ -564,6 +564,12 @@ fn syncookie_socket_and_tracing_prototypes() {
     assert!(!storage.ret.may_be_null());
     assert!(proto(id_of("read_branch_records")).unwrap().args[1].may_be_null());
     assert!(proto(id_of("get_branch_snapshot")).unwrap().args[0].is_uninit());
+    // bpf_sk_storage_get: networking programs' prototype (the initial value may be NULL);
+    // tracing programs get another one, with a BTF socket pointer, which bpfsim does not model.
+    let get = id_of("sk_storage_get");
+    assert!(proto_for(ProgType::SchedCls, get).unwrap().args[2].may_be_null());
+    assert!(allowed(ProgType::Tracing, get));
+    assert!(proto_for(ProgType::Tracing, get).is_none());
     // A helper returning a BTF pointer stays unprototyped: the verifier cannot model it yet.
     assert!(proto(158).is_none(), "get_current_task_btf");
 }

@@ -46,6 +46,7 @@ fn map_func_ok(map: MapType, func: &str) -> bool {
         }
         MapType::ArrayOfMaps | MapType::HashOfMaps => Some(&["map_lookup_elem"]),
         MapType::CgroupArray => Some(&["skb_under_cgroup", "current_task_under_cgroup"]),
+        MapType::SkStorage => Some(&["sk_storage_get", "sk_storage_delete", "kptr_xchg"]),
         MapType::CgroupStorage | MapType::PercpuCgroupStorage => Some(&["get_local_storage"]),
         _ => None,
     };
@@ -73,6 +74,7 @@ fn map_func_ok(map: MapType, func: &str) -> bool {
         }
         "skb_under_cgroup" | "current_task_under_cgroup" => Some(&[MapType::CgroupArray]),
         "get_local_storage" => Some(&[MapType::CgroupStorage, MapType::PercpuCgroupStorage]),
+        "sk_storage_get" | "sk_storage_delete" => Some(&[MapType::SkStorage]),
         _ => None,
     };
     by_func.is_none_or(|ms| ms.contains(&map))
@@ -272,7 +274,7 @@ impl Verifier<'_> {
                 name()
             ));
         }
-        let Some(p) = proto::proto_for(self.opts.prog_type, id).or_else(|| proto::proto(id)) else {
+        let Some(p) = proto::proto_for(self.opts.prog_type, id) else {
             // Allowed, but bpfsim does not know its prototype: arguments unchecked.
             self.log.push(format!(
                 "bpfsim: no prototype for {}#{id}; its arguments are not checked",
@@ -340,6 +342,11 @@ impl Verifier<'_> {
                     }
                     map = Some(reg.map);
                 }
+                ArgBase::PtrToMapValue
+                    if arg.may_be_null()
+                        && reg.is_scalar()
+                        && reg.is_const()
+                        && reg.var_off.value == 0 => {}
                 ArgBase::PtrToMapKey | ArgBase::PtrToMapValue => {
                     let Some(m) = map else {
                         return Err(format!(

@@ -752,6 +752,12 @@ pub const PROTOS: &[HelperProto] = &[
     p(106, "strtoul", R::INTEGER, &[MEM_RDONLY, A::CONST_SIZE, A::ANYTHING, FIXED_OUT])
         .aux(3, ArgAux::Size(8)),
     // `bpf_send_signal{,_thread}` (kernel/trace/bpf_trace.c): the signal number.
+    // `bpf_sk_storage_{get,delete}_proto` of networking programs. Tracing programs get the
+    // `_tracing` variants, whose socket is a BTF pointer that may be NULL (see [`proto_for`]).
+    p(107, "sk_storage_get", R::PTR_TO_MAP_VALUE_OR_NULL,
+      &[A::CONST_MAP_PTR, A::PTR_TO_BTF_ID_SOCK_COMMON,
+        A::PTR_TO_MAP_VALUE.with(TypeFlags::PTR_MAYBE_NULL), A::ANYTHING]),
+    p(108, "sk_storage_delete", R::INTEGER, &[A::CONST_MAP_PTR, A::PTR_TO_BTF_ID_SOCK_COMMON]),
     p(109, "send_signal", R::INTEGER, &[A::ANYTHING]),
     p(110, "tcp_gen_syncookie", R::INTEGER, &SYNCOOKIE).gpl().pkt(),
     p(112, "probe_read_user", R::INTEGER, &PROBE_READ).gpl(),
@@ -871,7 +877,7 @@ static GET_STACK_RAW_TP: HelperProto = p(
 
 /// The prototype of helper `id` as a program of `prog_type` sees it (the kernel hands out a
 /// different `bpf_func_proto` per program type for a few helpers): `None` when the program type
-/// may not call it ([`allowed`]) or bpfsim does not know it.
+/// may not call it ([`allowed`]) or bpfsim does not know its prototype for that type.
 pub fn proto_for(prog_type: ProgType, id: u32) -> Option<&'static HelperProto> {
     if !allowed(prog_type, id) {
         return None;
@@ -882,6 +888,8 @@ pub fn proto_for(prog_type: ProgType, id: u32) -> Option<&'static HelperProto> {
         17 if !tc => Some(&GET_CGROUP_CLASSID_CURR),
         8 if base_only => Some(&GET_RAW_SMP_PROCESSOR_ID),
         27 if prog_type == ProgType::PerfEvent => Some(&GET_STACKID_PE),
+        // `bpf_sk_storage_{get,delete}_tracing_proto` (ARG_PTR_TO_BTF_ID_OR_NULL): not modelled.
+        107 | 108 if matches!(prog_type, ProgType::Tracing | ProgType::Lsm) => None,
         67 if matches!(
             prog_type,
             ProgType::RawTracepoint | ProgType::Tracing | ProgType::Lsm
