@@ -305,6 +305,19 @@ impl Verifier<'_> {
             let rn = i + 1;
             self.check_reg_read(st, regno)?;
             let reg = *st.reg(rn);
+            let mem_arg = matches!(
+                arg.base,
+                ArgBase::PtrToMem | ArgBase::PtrToMapKey | ArgBase::PtrToMapValue
+            );
+            if mem_arg
+                && !p.pkt_access
+                && !reg.maybe_null
+                && matches!(reg.ty, RegType::Packet | RegType::PacketMeta)
+            {
+                // `may_access_direct_pkt_data` with the call's meta: only helpers marked
+                // `pkt_access` take packet memory (the others may move or free the packet).
+                return Err("helper access to the packet is not allowed".to_string());
+            }
             if let Some(expected) = sock_arg_types(arg.base) {
                 // `check_reg_type` with `sock_types`, `fullsock_types`,
                 // `btf_id_sock_common_types`.
