@@ -188,3 +188,44 @@ fn tracepoints_and_other_arguments() {
         v.log
     );
 }
+
+/// `bpf_get_func_arg`, `bpf_get_func_ret` and `bpf_get_func_arg_cnt` have prototypes: their
+/// arguments are checked (the kernel's `bpf_get_func_arg_proto` and friends), not accepted
+/// blindly. (This machine's kernel refuses fentry/fexit loads, so the live corpus cannot hold
+/// these.)
+#[test]
+fn trampoline_helpers_check_their_arguments() {
+    let ok = "mov %r6, %r1\ncall 185\nmov %r1, %r6\nmov %r2, 0\nmov %r3, %r10\nadd %r3, -8\n\
+              call 183\nmov %r1, %r6\nmov %r2, %r10\nadd %r2, -16\ncall 184\nmov %r0, 0\nexit";
+    let mut opts = Options::new(ProgType::Tracing);
+    opts.attach = Some(AttachType::TraceFexit);
+    opts.attach_btf = Some(target(false));
+    let v = verify(&assemble(ok).unwrap(), &opts);
+    assert!(v.accepted, "{:?}", v.error);
+    assert!(v.unchecked_helpers.is_empty(), "{:?}", v.unchecked_helpers);
+    let bad = run(
+        AttachType::TraceFexit,
+        target(false),
+        "mov %r2, 0\nmov %r3, 8\ncall 183\nmov %r0, 0\nexit",
+    );
+    assert_eq!(
+        bad.error.as_deref(),
+        Some("R3 type=scalar expected=fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_")
+    );
+    let bad = run(
+        AttachType::TraceFexit,
+        target(false),
+        "mov %r1, 0\nmov %r2, %r10\nadd %r2, -8\ncall 184\nmov %r0, 0\nexit",
+    );
+    assert_eq!(bad.error.as_deref(), Some("R1 type=scalar expected=ctx"));
+    // tp_btf has no trampoline: the helpers are not available to it at all.
+    let tp = run(
+        AttachType::TraceRawTp,
+        target(false),
+        "call 185\nmov %r0, 0\nexit",
+    );
+    assert_eq!(
+        tp.error.as_deref(),
+        Some("program of this type cannot use helper bpf_get_func_arg_cnt#185")
+    );
+}

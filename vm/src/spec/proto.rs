@@ -813,6 +813,11 @@ pub const PROTOS: &[HelperProto] = &[
       &[MEM_RDONLY, A::CONST_SIZE, MEM_OR_NULL_RDONLY, A::CONST_SIZE_OR_ZERO]).gpl(),
     p(181, "loop", R::INTEGER, &[A::ANYTHING, A::PTR_TO_FUNC, A::PTR_TO_STACK_OR_NULL, A::ANYTHING]),
     p(182, "strncmp", R::INTEGER, &[MEM_RDONLY, A::CONST_SIZE, A::PTR_TO_CONST_STR]),
+    // The trampoline's frame (fentry, fexit, fmod_ret, LSM: see [`allowed_for`]); the verifier
+    // inlines them. The value is written to a u64 (`argN_size` 8, aligned).
+    p(183, "get_func_arg", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING, FIXED_OUT]).aux(2, ArgAux::Size(8)),
+    p(184, "get_func_ret", R::INTEGER, &[A::PTR_TO_CTX, FIXED_OUT]).aux(1, ArgAux::Size(8)),
+    p(185, "get_func_arg_cnt", R::INTEGER, &[A::PTR_TO_CTX]),
     p(188, "xdp_get_buff_len", R::INTEGER, &[A::PTR_TO_CTX]),
     p(189, "xdp_load_bytes", R::INTEGER, &[A::PTR_TO_CTX, A::ANYTHING, UNINIT, A::CONST_SIZE]),
     // The buffer is only read; ARG_PTR_TO_UNINIT_MEM until a 2025 fix (in 6.18, backported to
