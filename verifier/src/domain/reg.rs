@@ -82,10 +82,10 @@ pub struct Reg {
     pub subprog: u32,
     /// `BtfId`: the struct's id in the kernel's BTF.
     pub btf_id: u32,
-    /// `BtfId`: its name, interned ([`btf_name`]), for the log.
+    /// `BtfId`: its name, interned (`btf_name`), for the log.
     pub btf_name: u32,
-    /// `BtfId` (and untrusted `Mem`): [`BTF_TRUSTED`], [`BTF_UNTRUSTED`], [`BTF_RCU`],
-    /// [`BTF_USER`], [`BTF_PERCPU`].
+    /// `BtfId` (and untrusted `Mem`): `BTF_TRUSTED`, `BTF_UNTRUSTED`, `BTF_RCU`,
+    /// `BTF_USER`, `BTF_PERCPU`.
     pub btf_flags: u8,
 }
 
