@@ -17,6 +17,11 @@ step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "build (release)"
 cargo build --release
+step "the README's first command, as written there (the main job)"
+main_job=$(grep -m1 '# main job$' README.md | sed 's/#.*//')
+out=$(eval "$main_job")
+echo "$out"
+grep -Eq 'XDP_TX +2$' <<<"$out" || { echo "the main job did not print its verdict table"; exit 1; }
 step "verification time against the kernel's, every test-vectors program (at most 2x)"
 scripts/verify-time.py
 step "real-world XDP objects (xdp-tools, as Debian ships it; best effort)"
