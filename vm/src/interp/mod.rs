@@ -260,30 +260,13 @@ impl Interpreter {
         pc: usize,
         helper: u64,
     ) -> Result<u64, Trap> {
-        self.callbacks(func, depth, calls, mem, host, left, budget, pc, helper)
-    }
-
-    /// Call the subprogram at code address `func` one frame below `depth` with each argument set,
-    /// stopping after a call that returns non-zero; returns the number of calls made. (The
-    /// interpreter's own levels call [`Self::callbacks_in`]; this is for other engines' helpers,
-    /// through [`Self::run_callbacks`].)
-    #[allow(clippy::too_many_arguments)]
-    fn callbacks(
-        &self,
-        func: u64,
-        depth: usize,
-        calls: &mut dyn Iterator<Item = [u64; 5]>,
-        mem: &mut MemoryMap<'_>,
-        host: &mut dyn Host,
-        left: &mut u64,
-        budget: u64,
-        pc: usize,
-        helper: u64,
-    ) -> Result<u64, Trap> {
         self.callbacks_in::<false>(func, depth, calls, mem, host, left, budget, pc, helper)
     }
 
-    /// [`Self::callbacks`], each call run as `exec::<EXACT>`.
+    /// Call the subprogram at code address `func` one frame below `depth` with each argument set,
+    /// stopping after a call that returns non-zero; returns the number of calls made. Each call
+    /// runs as `exec::<EXACT>`: the interpreter's own levels pass theirs, other engines' helpers
+    /// come through [`Self::run_callbacks`].
     #[allow(clippy::too_many_arguments)]
     fn callbacks_in<const EXACT: bool>(
         &self,

@@ -10,6 +10,7 @@ use super::btf_ext::{core_kind_name, CoreRelo};
 use super::elf::{Elf, Symbol, R_BPF_NONE, STT_FUNC, STT_SECTION};
 use super::maps::Maps;
 use super::relo_core as core;
+use super::target::TargetBtf;
 use super::ObjectError;
 use super::Target;
 use crate::isa::RawInsn;
@@ -287,6 +288,40 @@ fn ksym_var(sym: &Symbol, raw: &[u8], btf: Option<&Btf>) -> Option<u32> {
     })
 }
 
+/// The kernel BTF (or why there is none: `feature` needs it) and the id of the `__ksym`
+/// extern `name` in it, a type of the kind `is_kind` accepts (`what`: "var" or "func", for
+/// libbpf's message). A `___flavor` suffix is ignored, as for CO-RE types.
+fn find_ksym<'t>(
+    section: &str,
+    slot: usize,
+    name: &str,
+    target: &'t Target<'_>,
+    feature: &str,
+    what: &str,
+    is_kind: impl Fn(&BtfKind) -> bool,
+) -> Result<(&'t TargetBtf, u32), ObjectError> {
+    let kernel = target.get().map_err(|reason| ObjectError::NeedsKernelBtf {
+        feature: feature.to_string(),
+        section: section.to_string(),
+        insn: slot,
+        symbol: name.to_string(),
+        reason,
+    })?;
+    let essential = &name[..super::essential_name_len(name)];
+    let id = kernel.find(essential, is_kind).ok_or_else(|| {
+        ObjectError::reloc(
+            section,
+            slot,
+            name,
+            format!(
+                "extern ({what} ksym) '{name}': not found in kernel BTF ({})",
+                kernel.source()
+            ),
+        )
+    })?;
+    Ok((kernel, id))
+}
+
 /// Resolve a typed kernel variable as libbpf's `bpf_object__resolve_ksym_var_btf_id`: the
 /// kernel's `VAR` of that name, its type compatible with the local declaration. Typeless ones
 /// (`extern const void x __ksym`, an address from `/proc/kallsyms`) are not supported.
@@ -308,23 +343,16 @@ fn ksym_var_fixup(
             format!("typeless kernel symbol '{name}' (.ksyms, an address from /proc/kallsyms)");
         return Err(ObjectError::unsupported(feature, section, slot, name));
     }
-    let kernel = target.get().map_err(|reason| ObjectError::NeedsKernelBtf {
-        feature: format!("kernel variable '{name}' (.ksyms)"),
-        section: section.to_string(),
-        insn: slot,
-        symbol: name.to_string(),
-        reason,
-    })?;
+    let (kernel, id) = find_ksym(
+        section,
+        slot,
+        name,
+        target,
+        &format!("kernel variable '{name}' (.ksyms)"),
+        "var",
+        |k| matches!(k, BtfKind::Var { .. }),
+    )?;
     let reject = |detail: String| ObjectError::reloc(section, slot, name, detail);
-    let essential = &name[..super::essential_name_len(name)];
-    let id = kernel
-        .find(essential, |k| matches!(k, BtfKind::Var { .. }))
-        .ok_or_else(|| {
-            reject(format!(
-                "extern (var ksym) '{name}': not found in kernel BTF ({})",
-                kernel.source()
-            ))
-        })?;
     let kernel_type = var_type(kernel.btf(), id);
     let compat = local.is_some_and(|b| {
         core::types_compat(b, local_type, kernel.btf(), kernel_type, 32).unwrap_or(false)
@@ -349,24 +377,10 @@ fn kfunc(
     target: &Target<'_>,
 ) -> Result<Fixup, ObjectError> {
     let feature = || format!("kfunc call to '{name}' (.ksyms)");
-    let kernel = target.get().map_err(|reason| ObjectError::NeedsKernelBtf {
-        feature: feature(),
-        section: section.to_string(),
-        insn: slot,
-        symbol: name.to_string(),
-        reason,
+    let (kernel, id) = find_ksym(section, slot, name, target, &feature(), "func", |k| {
+        matches!(k, BtfKind::Func { .. })
     })?;
     let reject = |detail: String| ObjectError::reloc(section, slot, name, detail);
-    // A `___flavor` suffix is ignored, as for CO-RE types.
-    let essential = &name[..super::essential_name_len(name)];
-    let id = kernel
-        .find(essential, |k| matches!(k, BtfKind::Func { .. }))
-        .ok_or_else(|| {
-            reject(format!(
-                "extern (func ksym) '{name}': not found in kernel BTF ({})",
-                kernel.source()
-            ))
-        })?;
     let proto = |b: &Btf, f: u32| match b.type_by_id(f).map(|t| &t.kind) {
         Some(BtfKind::Func { proto, .. }) => *proto,
         _ => 0,
