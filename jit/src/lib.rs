@@ -32,7 +32,10 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 
 pub use session::JitSession;
-use shims::{HostRef, VmCtx};
+use shims::{HostRef, Ret, VmCtx};
+
+/// The generated function: (context, budget, r1, r2) -> [`Ret`].
+type Entry = extern "C" fn(*mut VmCtx, u64, u64, u64) -> Ret;
 
 const I64: cranelift_codegen::ir::Type = types::I64;
 
@@ -102,12 +105,15 @@ pub struct JitProgram {
     module: std::mem::ManuallyDrop<JITModule>,
     /// Finishes a run whose budget runs out inside a block (see `Interpreter::finish_budget`).
     interp: bpfsim_vm::Interpreter,
-    entry: extern "C" fn(*mut VmCtx) -> u64,
+    entry: Entry,
     /// Bytes of code; for reports.
     pub code_size: usize,
     /// Whether a run can write its stack (a store, an atomic or a call): a run that cannot
     /// leaves it clean, and the next run need not zero it.
     may_write: bool,
+    /// Whether the generated code reads `VmCtx::args[2..5]` (r3-r5; r1 and r2 come in
+    /// registers): a run on raw memory, whose r3-r5 are 0, need not write them when it does not.
+    reads_r3_r5: bool,
 }
 
 // SAFETY: the module's code is immutable after finalisation and the function pointer refers to
@@ -187,7 +193,6 @@ impl JitProgram {
         jb.symbol("bpfsim_call", shims::call as *const u8);
         jb.symbol("bpfsim_ld_packet", shims::ld_packet as *const u8);
         jb.symbol("bpfsim_clear_frame", shims::clear_frame as *const u8);
-        jb.symbol("bpfsim_budget_tail", shims::budget_tail as *const u8);
         let mut module = JITModule::new(jb);
         let ptr = module.target_config().pointer_type();
         let err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
@@ -215,7 +220,6 @@ impl JitProgram {
         let f_call = declare(&mut module, "bpfsim_call", 8, true)?;
         let f_ld = declare(&mut module, "bpfsim_ld_packet", 3, true)?;
         let f_clear = declare(&mut module, "bpfsim_clear_frame", 1, false)?;
-        let f_budget = declare(&mut module, "bpfsim_budget_tail", 3, false)?;
 
         // The compilation context and the builder's are kept per thread and cleared between
         // programs: fresh ones cost page faults on every compile (7% of the time of a
@@ -229,7 +233,13 @@ impl JitProgram {
                 cranelift_frontend::FunctionBuilderContext::new(),
             )
         });
-        ctx.func.signature = sig_of(&module, 0, true);
+        // The entry's convention: (context, budget, r1, r2) -> (r0, left) or (status, SLOW)
+        // (`shims::Ret`): what every run passes and reads in registers, not through memory.
+        ctx.func.signature = {
+            let mut s = sig_of(&module, 3, true);
+            s.returns.push(AbiParam::new(I64));
+            s
+        };
         let func_id = module
             .declare_function("bpf_main", Linkage::Local, &ctx.func.signature)
             .map_err(err)?;
@@ -238,7 +248,6 @@ impl JitProgram {
             &mut ctx.func,
             &mut fbc,
             &gen::ShimIds {
-                budget_tail: f_budget,
                 load: f_load,
                 store: f_store,
                 atomic: f_atomic,
@@ -256,9 +265,10 @@ impl JitProgram {
         CONTEXTS.with(|c| *c.borrow_mut() = Some((ctx, fbc)));
         module.finalize_definitions().map_err(err)?;
         let code = module.get_finalized_function(func_id);
-        // SAFETY: `code` is the function just defined with signature (pointer) -> i64, which is
-        // `extern "C" fn(*mut VmCtx) -> u64` on every target Cranelift supports.
-        let entry: extern "C" fn(*mut VmCtx) -> u64 = unsafe { std::mem::transmute(code) };
+        // SAFETY: `code` is the function just defined with signature (pointer, i64, i64, i64) ->
+        // (i64, i64) in the platform's C convention, which returns two integers as C returns a
+        // struct of two (`shims::Ret`): in `rax`/`rdx` (x86-64 System V), `x0`/`x1` (AArch64).
+        let entry: Entry = unsafe { std::mem::transmute(code) };
         Ok(JitProgram {
             module: std::mem::ManuallyDrop::new(module),
             interp: bpfsim_vm::Interpreter::new(prog),
@@ -267,6 +277,7 @@ impl JitProgram {
             may_write: insns
                 .iter()
                 .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),
+            reads_r3_r5: gen::regs_read_by(insns) & 0b11_1000 != 0,
         })
     }
 
@@ -281,35 +292,85 @@ impl JitProgram {
     ) -> Outcome {
         let mut slot = std::mem::MaybeUninit::uninit();
         let ctx = VmCtx::init(&mut slot, &self.interp);
-        self.enter_with_memory(ctx, vm, host, input)
+        self.enter_lean(ctx, vm, host, input)
     }
 
+    /// The lean entry of runs on raw memory: no memory map is built unless the run leaves the
+    /// fast path (a shim call: a helper, an access the inline check refused, the budget running
+    /// out inside a block), in which case the shim builds the very map the full entry would
+    /// have (`VmCtx::materialize`). What a run on raw memory needs is set directly: frame 0
+    /// cleared if dirty and the fixed rows of the table (`RegionTable::enter_main`), the input
+    /// as the primary region (its bounds recomputed only when its row changes), the arguments,
+    /// the budget and the host.
     #[inline(always)]
-    fn enter_with_memory(
+    fn enter_lean(
         &self,
         ctx: &mut VmCtx,
         vm: &mut bpfsim_vm::Vm,
         host: &mut dyn Host,
         input: &mut [u8],
     ) -> Outcome {
-        let budget = vm.budget;
-        let mut mem = vm.memory();
-        let (r1, r2) = if input.is_empty() {
-            (0, 0)
-        } else {
-            let len = input.len() as u64;
-            match mem.map_mut(input) {
-                Ok(a) => (a, len),
-                Err(_) => {
-                    return Outcome {
-                        result: Err(Trap::new(TrapCode::MemoryRead, 0, 0)),
-                        insns: 0,
-                        tail_call: None,
-                    };
-                }
-            }
+        debug_assert!(std::ptr::eq(ctx.interp, &self.interp));
+        let len = input.len();
+        // The generated code counts the budget as a signed 64-bit number.
+        let budget = vm.budget.min(i64::MAX as u64);
+        let Some((rows, n)) = ({
+            let (stack, table) = vm.parts();
+            table.enter_main(stack, self.may_write, input)
+        }) else {
+            // As the full entry: the input cannot be mapped (`MapError::TooLarge`).
+            return Outcome {
+                result: Err(Trap::new(TrapCode::MemoryRead, 0, 0)),
+                insns: 0,
+                tail_call: None,
+            };
         };
-        self.enter(ctx, &mut mem, host, [r1, r2, 0, 0, 0], budget)
+        ctx.regions = rows;
+        ctx.nregions = n as u64;
+        let (r1, r2, base) = if len == 0 {
+            (0, 0, 0)
+        } else {
+            let addr = (bpfsim_vm::memory::FIXED_ROWS as u64) << bpfsim_vm::memory::REGION_SHIFT;
+            (addr, len as u64, input.as_mut_ptr() as u64)
+        };
+        // Word by word: an array compare loads the row just built in 16-byte pieces, which
+        // the CPU cannot forward from its 8-byte stores (a stall longer than the whole run).
+        let row = &ctx.primary_row;
+        if row[0] != base || row[1] != r2 || row[2] != r2 {
+            ctx.primary_row = [base, r2, r2];
+            ctx.compute_primary();
+        }
+        ctx.lazy_vm = vm;
+        ctx.lazy_input = input.as_mut_ptr();
+        ctx.lazy_len = len;
+        ctx.mem = std::ptr::null_mut();
+        let mut host_ref = HostRef { host };
+        ctx.host = (&mut host_ref as *mut HostRef<'_>).cast();
+        ctx.budget = budget;
+        if self.reads_r3_r5 {
+            ctx.args[2..].fill(0);
+        }
+        ctx.status = shims::OK;
+        let ret = (self.entry)(ctx, budget, r1, r2);
+        let out = if ret.b != shims::SLOW {
+            Outcome {
+                result: Ok(ret.a),
+                insns: budget - ret.b,
+                tail_call: None,
+            }
+        } else {
+            Self::slow_outcome(ctx, ret.a, budget)
+        };
+        if !ctx.mem.is_null() {
+            // SAFETY: a lean run's `mem` is set only by `materialize`, which initialised
+            // `lazy_map`; it is dropped once, here, and `mem` cleared with it.
+            unsafe { ctx.lazy_map.assume_init_drop() };
+            ctx.mem = std::ptr::null_mut();
+        }
+        // As in `enter`: the host dies with this call. (`lazy_vm` and `lazy_input` are read
+        // only while a lean run's `mem` is null, and every lean run sets them first.)
+        ctx.host = std::ptr::null_mut();
+        out
     }
 
     /// A session of runs of this program: the run's context ([`JitSession`]) is built once and
@@ -356,25 +417,51 @@ impl JitProgram {
         let (table, n) = mem.region_table();
         vm.regions = table;
         vm.nregions = n as u64;
-        vm.left = budget;
         vm.budget = budget;
         vm.args = args;
         vm.status = shims::OK;
         vm.mem = (mem as *mut MemoryMap<'_>).cast();
         vm.host = (&mut host_ref as *mut HostRef<'_>).cast();
         vm.set_primary();
-        let status = (self.entry)(vm);
+        let ret = (self.entry)(vm, budget, args[0], args[1]);
+        let out = if ret.b != shims::SLOW {
+            Outcome {
+                result: Ok(ret.a),
+                insns: budget - ret.b,
+                tail_call: None,
+            }
+        } else {
+            Self::slow_outcome(vm, ret.a, budget)
+        };
         // The pointers die with this call: clear them so that no later use of the context can
         // reach the map or the host of this run.
         vm.mem = std::ptr::null_mut();
         vm.host = std::ptr::null_mut();
+        out
+    }
+
+    /// The result of a run whose generated code returned `(status, SLOW)`, while its memory
+    /// map and host are still set: the budget ran out inside a block (the interpreter finishes
+    /// the run), a trap or a tail call.
+    #[cold]
+    #[inline(never)]
+    fn slow_outcome(vm: &mut VmCtx, status: u64, budget: u64) -> Outcome {
+        let status = if status == shims::BUDGET {
+            // SAFETY: `vm` is this run's context, its map and host set by the entry.
+            let ret = unsafe { shims::budget_tail(vm) };
+            if ret.b != shims::SLOW {
+                return Outcome {
+                    result: Ok(ret.a),
+                    insns: budget - ret.b,
+                    tail_call: None,
+                };
+            }
+            ret.a
+        } else {
+            status
+        };
         let insns = budget - vm.left;
         match status {
-            shims::EXIT => Outcome {
-                result: Ok(vm.r0),
-                insns,
-                tail_call: None,
-            },
             shims::TAIL_CALL => Outcome {
                 result: Ok(0),
                 insns,
@@ -384,7 +471,6 @@ impl JitProgram {
         }
     }
 
-    #[cold]
     fn trapped(vm: &VmCtx, insns: u64) -> Outcome {
         let code = TrapCode::from_u8(vm.trap_code as u8).unwrap_or(TrapCode::Unsupported);
         Outcome {

@@ -35,7 +35,7 @@ impl JitSession<'_> {
     #[inline]
     pub fn run_with_memory(&mut self, host: &mut dyn Host, input: &mut [u8]) -> Outcome {
         self.prog
-            .enter_with_memory(&mut self.ctx, &mut self.vm, host, input)
+            .enter_lean(&mut self.ctx, &mut self.vm, host, input)
     }
 
     /// [`JitProgram::run`] on a memory map the caller built (from any [`Vm`]'s stack).

@@ -6,10 +6,25 @@ use bpfsim_vm::isa::{AtomicOp, Size};
 use bpfsim_vm::{HelperStop, Host, MemoryMap, TrapCode};
 use std::mem::MaybeUninit;
 
-/// Outcome codes the generated function returns.
-pub const EXIT: u64 = 0;
+/// The generated function returns two words, in registers: `(r0, left)` when the program
+/// exits (`left`, the budget left, is below 2^63: the code counts it as a signed number that
+/// never goes below 0), else `(status, SLOW)` with the details in the context.
+pub const SLOW: u64 = u64::MAX;
+/// Statuses of a slow return: a trap (`trap_*` and `left` in the context), a tail call
+/// (`status_value`, `left`), or the budget running out inside a block (`regs`, `left_at_block`,
+/// `budget_pc`, `budget_depth`: the entry hands the block to the interpreter).
 pub const TRAP: u64 = 1;
 pub const TAIL_CALL: u64 = 2;
+pub const BUDGET: u64 = 3;
+
+/// What the generated function returns (`rax`, `rdx` on x86-64 System V, as Cranelift returns
+/// two integers).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Ret {
+    pub a: u64,
+    pub b: u64,
+}
 
 /// Shim status in `VmCtx::status`.
 pub const OK: u64 = 0;
@@ -45,7 +60,6 @@ pub struct VmCtx {
     pub primary_base: u64,
     pub primary_lt: [u64; 8],
     pub left: u64,
-    pub r0: u64,
     pub args: [u64; 5],
     pub status: u64,
     pub status_value: u64,
@@ -64,8 +78,11 @@ pub struct VmCtx {
     pub interp: *const bpfsim_vm::Interpreter,
     /// The total budget of the run.
     pub budget: u64,
-    /// The budget left when the partial block was entered (set by the generated code).
+    /// The budget left when the partial block was entered, the block's pc and the frame depth
+    /// (set by the generated code before it returns [`BUDGET`]).
     pub left_at_block: u64,
+    pub budget_pc: u64,
+    pub budget_depth: u64,
     /// The primary region's row (base, read limit, write limit) that [`VmCtx::primary_base`]
     /// and [`VmCtx::primary_lt`] were computed from, so that a context reused across runs
     /// recomputes them only when the row changes. Not read by generated code.
@@ -81,6 +98,16 @@ pub struct VmCtx {
     /// primary region's row alone. Set by [`VmCtx::set_primary`].
     pub clamp_base: [u64; 8],
     pub clamp_max: [u64; 8],
+    /// The lean entry ([`crate::JitSession::run_with_memory`]) builds no memory map: `mem` stays
+    /// null until a shim needs one, which then builds it here ([`VmCtx::materialize`]) from the
+    /// session's VM and the run's input, exactly the map the full entry would have built.
+    /// Null and unused outside a lean run.
+    pub lazy_vm: *mut bpfsim_vm::Vm,
+    pub lazy_input: *mut u8,
+    pub lazy_len: usize,
+    /// The map built by [`VmCtx::materialize`]; initialised exactly when a lean run's `mem` is
+    /// not null, dropped when that run returns.
+    pub lazy_map: MaybeUninit<MemoryMap<'static>>,
 }
 
 /// Where a proven packet access goes when the packet is smaller than the access (which only a
@@ -105,7 +132,8 @@ impl VmCtx {
     pub fn new(interp: *const bpfsim_vm::Interpreter) -> VmCtx {
         let mut slot = MaybeUninit::uninit();
         Self::init(&mut slot, interp);
-        // SAFETY: `init` wrote every field but `frames` and `regs`, which are `MaybeUninit`.
+        // SAFETY: `init` wrote every field but `frames`, `regs` and `lazy_map`, which are
+        // `MaybeUninit`.
         unsafe { slot.assume_init() }
     }
 
@@ -127,7 +155,6 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).primary_base).write(0);
             std::ptr::addr_of_mut!((*p).primary_lt).write([0; 8]);
             std::ptr::addr_of_mut!((*p).left).write(0);
-            std::ptr::addr_of_mut!((*p).r0).write(0);
             std::ptr::addr_of_mut!((*p).args).write([0; 5]);
             std::ptr::addr_of_mut!((*p).status).write(0);
             std::ptr::addr_of_mut!((*p).status_value).write(0);
@@ -140,13 +167,18 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).interp).write(interp);
             std::ptr::addr_of_mut!((*p).budget).write(0);
             std::ptr::addr_of_mut!((*p).left_at_block).write(0);
+            std::ptr::addr_of_mut!((*p).budget_pc).write(0);
+            std::ptr::addr_of_mut!((*p).budget_depth).write(0);
             // No row has these limits (a region is at most 4 GiB): the first run computes.
             std::ptr::addr_of_mut!((*p).primary_row).write([0, u64::MAX, u64::MAX]);
             std::ptr::addr_of_mut!((*p).primary_none).write(false);
             std::ptr::addr_of_mut!((*p).clamp_base).write([0; 8]);
             std::ptr::addr_of_mut!((*p).clamp_max).write([0; 8]);
-            // SAFETY: every field but `frames` and `regs` is written above, and those two are
-            // `MaybeUninit`, for which any bytes are valid.
+            std::ptr::addr_of_mut!((*p).lazy_vm).write(std::ptr::null_mut());
+            std::ptr::addr_of_mut!((*p).lazy_input).write(std::ptr::null_mut());
+            std::ptr::addr_of_mut!((*p).lazy_len).write(0);
+            // SAFETY: every field but `frames`, `regs` and `lazy_map` is written above, and
+            // those are `MaybeUninit`, for which any bytes are valid.
             slot.assume_init_mut()
         }
     }
@@ -160,9 +192,39 @@ impl VmCtx {
         // SAFETY: the caller's contract.
         unsafe {
             let v = &mut *vm;
+            if v.mem.is_null() {
+                v.materialize();
+            }
             let mem = &mut *v.mem;
             let host = &mut *(*v.host).host;
             (v, mem, host)
+        }
+    }
+
+    /// Build a lean run's memory map: the session VM's stack and table (whose fixed rows the
+    /// run already uses, `RegionTable::enter_main`), then the input mapped, as
+    /// [`bpfsim_vm::Vm::run_with_memory`] maps it, at the primary region.
+    ///
+    /// # Safety
+    /// `self` is the context of a lean run in progress whose `mem` is null: `lazy_vm` points at
+    /// the session's VM and `lazy_input`/`lazy_len` at the run's input, both borrowed for the
+    /// whole run and used by nothing else meanwhile.
+    #[cold]
+    #[inline(never)]
+    unsafe fn materialize(&mut self) {
+        // SAFETY: the caller's contract: the VM and the input outlive the run, which ends
+        // before the entry drops this map (`JitProgram::enter_lean`), so erasing the lifetime
+        // lets no borrow outlive what it borrows.
+        unsafe {
+            let vm = &mut *self.lazy_vm;
+            let mut map: MemoryMap<'static> = std::mem::transmute(vm.memory());
+            if self.lazy_len > 0 {
+                let input = std::slice::from_raw_parts_mut(self.lazy_input, self.lazy_len);
+                // Cannot fail: the entry refused inputs over 4 GiB, and the map holds only its
+                // fixed rows. Were it to, the input would be unmapped and its accesses fault.
+                let _ = map.map_mut(input);
+            }
+            self.mem = self.lazy_map.write(map);
         }
     }
 
@@ -198,14 +260,16 @@ impl VmCtx {
                 ]
             }
         };
-        if row != self.primary_row {
+        // Word by word (see `JitProgram::enter_lean`: an array compare stalls on the loads).
+        let old = &self.primary_row;
+        if old[0] != row[0] || old[1] != row[1] || old[2] != row[2] {
             self.primary_row = row;
             self.compute_primary();
         }
     }
 
     #[cold]
-    fn compute_primary(&mut self) {
+    pub(crate) fn compute_primary(&mut self) {
         let [base, read, write] = self.primary_row;
         self.primary_none = self.primary_row == [0; 3];
         self.primary_base = base;
@@ -455,42 +519,46 @@ pub extern "C" fn clear_frame(vm: *mut VmCtx, frame: u64) {
     mem.clear_frame(frame as usize);
 }
 
-/// The budget runs out inside the block at `pc`, after `steps` of its instructions: the
-/// interpreter executes them (with the registers in `vm.regs`, in frame `depth`) and stops where
-/// it would have. Always ends the run: sets the status (exit, tail call or trap) and `vm.left`.
-pub extern "C" fn budget_tail(vm: *mut VmCtx, pc: u64, steps: u64, depth: u64) {
-    // SAFETY: called by generated code with its run's context.
+/// The budget ran out inside the block at `budget_pc`, which the generated code could not pay
+/// for whole (it returned [`BUDGET`]): the interpreter executes what the budget left at the
+/// block (`left_at_block`) pays for, with the registers in `regs`, in frame `budget_depth`, and
+/// stops where it would have. Returns what the generated code would have, had it finished the
+/// run itself: `(r0, left)` for an exit, else `(status, SLOW)` with the context filled in.
+///
+/// # Safety
+/// `vm` is the live context of the run whose generated code just returned [`BUDGET`] (as for
+/// the shims: its memory map and host still valid).
+pub unsafe fn budget_tail(vm: *mut VmCtx) -> Ret {
+    // SAFETY: the caller's contract.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
     // SAFETY: `interp` is the JIT program's own interpreter, alive as long as the program.
     let interp = unsafe { &*v.interp };
-    // SAFETY: the generated code stores all eleven registers before calling this shim.
+    // SAFETY: the generated code stores all eleven registers before returning `BUDGET`.
     let regs = unsafe { v.regs.assume_init() };
     let out = interp.finish_budget(
         mem,
         host,
         regs,
-        pc as usize,
-        depth as usize,
-        steps,
+        v.budget_pc as usize,
+        v.budget_depth as usize,
+        v.left_at_block,
         v.budget,
     );
     // Everything before this block was counted; the block's own instructions were not.
     v.left = v.left_at_block - out.insns;
+    let slow = |st| Ret { a: st, b: SLOW };
     match (out.result, out.tail_call) {
         (Ok(_), Some(t)) => {
-            v.status = STOP_TAIL;
             v.status_value = t as u64;
+            slow(TAIL_CALL)
         }
-        (Ok(r0), None) => {
-            v.status = STOP_EXIT;
-            v.status_value = r0;
-        }
+        (Ok(r0), None) => Ret { a: r0, b: v.left },
         (Err(t), _) => {
-            v.status = STOP_TRAP;
             v.trap_code = t.code as u64;
             v.trap_pc = t.pc as u64;
             v.trap_detail = t.detail;
             v.trap_size = t.size as u64;
+            slow(TRAP)
         }
     }
 }

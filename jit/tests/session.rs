@@ -211,3 +211,56 @@ fn prepared_runs_run_as_execute() {
         }
     }
 }
+
+/// The lean entry puts a run's memory in the region table itself (no memory map is built unless
+/// the run leaves the fast path): an access that walks the table (one the verifier said never
+/// reaches the context) must find each run's own memory there, never the last run's, however
+/// the sizes go; and the same through a shim (no hint: the fault is decided in Rust, on a map
+/// built for the run).
+#[test]
+fn lean_runs_find_their_own_memory_in_the_table() {
+    let prog = program("ldxb %r0, [%r1+7]\nstb [%r1+7], 0x55\nexit");
+    let hinted = JitProgram::compile_with(
+        &prog,
+        &bpfsim_jit::Hints {
+            no_ctx: vec![true; 3],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let plain = JitProgram::compile(&prog).unwrap();
+    let interp = Interpreter::new(&prog);
+    for jit in [&hinted, &plain] {
+        let mut session = jit.session();
+        for len in [8usize, 0, 16, 7, 0, 8, 1, 9] {
+            let mut m: Vec<u8> = (0..len as u8).collect();
+            let mut n = m.clone();
+            let s = session.run_with_memory(&mut TailHost, &mut m);
+            let i = Vm::default().run_with_memory(&interp, &mut TailHost, &mut n);
+            assert_eq!(s, i, "memory of {len} bytes");
+            assert_eq!(m, n, "memory of {len} bytes");
+            assert_eq!(s.result.is_ok(), len >= 8, "memory of {len} bytes: {s:?}");
+        }
+    }
+}
+
+/// After a lean run, a map the caller builds from the session's VM holds only the stack: the
+/// region the last run's memory had is unmapped again (its buffer may be gone).
+#[test]
+fn a_lean_run_leaves_nothing_for_the_next_map() {
+    let jit = JitProgram::compile(&program("mov %r0, %r1\nexit")).unwrap();
+    let mut session = jit.session();
+    let mut first = vec![42u8; 8];
+    // The guest address the run's memory had.
+    let addr = session
+        .run_with_memory(&mut TailHost, &mut first)
+        .result
+        .unwrap();
+    assert_eq!(addr, (bpfsim_vm::memory::FIXED_ROWS as u64) << 32);
+    drop(first);
+    let reader = Interpreter::new(&program("ldxb %r0, [%r1+0]\nexit"));
+    let mut mem = session.vm().memory();
+    assert_eq!(mem.region_table().1, bpfsim_vm::memory::FIXED_ROWS);
+    let out = reader.run(&mut mem, &mut TailHost, [addr, 0, 0, 0, 0], 100);
+    assert_eq!(out.result.unwrap_err().code, TrapCode::MemoryRead);
+}

@@ -92,8 +92,9 @@ impl Default for Stack {
     }
 }
 
-/// Rows every table starts with: region 0 (never mapped), then the frames' stacks.
-const FIXED_ROWS: usize = 1 + MAX_FRAMES;
+/// Rows every table starts with: region 0 (never mapped), then the frames' stacks. The first
+/// region a map maps gets this index.
+pub const FIXED_ROWS: usize = 1 + MAX_FRAMES;
 
 /// The address space of one run. It borrows every buffer it maps for `'a`, so no mapped buffer can
 /// be moved, freed or touched by the host while a program runs.
@@ -114,15 +115,18 @@ pub struct MemoryMap<'a> {
 /// A region table's allocation kept between runs, so that a run need not allocate: empty, or
 /// only the fixed rows (region 0 and the frames' stacks) of the [`Stack`] numbered `stack_id`,
 /// which the next run on that stack reuses as they are. Rows of the regions a run mapped never
-/// outlive the run (a [`MemoryMap`] drops them when it is dropped).
+/// outlive the run (a [`MemoryMap`] drops them when it is dropped), but for the input row a
+/// lean entry leaves ([`RegionTable::enter_main`]), which nothing reads again: the next map or
+/// entry drops it first.
 #[derive(Debug, Default)]
 pub struct RegionTable {
     rows: Vec<Region>,
     stack_id: u64,
 }
 
-// SAFETY: the table holds no row of a buffer a run mapped, only (at most) the addresses of a
-// stack's frames, which nothing reads or writes through until a `MemoryMap` is made from the table
+// SAFETY: the table holds no row that anything reads but (at most) the addresses of a stack's
+// frames (the row an engine's lean entry left, `RegionTable::enter_main`, is dropped unread by
+// the next map or entry), which nothing reads or writes through until a `MemoryMap` is made from the table
 // and that very stack, borrowed mutably for the map's life (`MemoryMap::new`); until then they are
 // plain numbers, which may move between threads.
 unsafe impl Send for RegionTable {}
@@ -135,6 +139,48 @@ impl RegionTable {
             rows: Vec::with_capacity(n),
             stack_id: 0,
         }
+    }
+}
+
+impl RegionTable {
+    /// Start a run in frame 0 of `stack` on the raw memory `input` without building a
+    /// [`MemoryMap`], for an engine's lean entry (a JIT's many runs of one program): frame 0
+    /// cleared if a run may have written it (as [`MemoryMap::enter_main`] does), and the table
+    /// holding this stack's fixed rows (region 0 and the frames) then, when `input` is not
+    /// empty, `input` at region [`FIXED_ROWS`], as [`MemoryMap::map_mut`] would map it. Returns
+    /// the rows as [`MemoryMap::region_table`] does.
+    ///
+    /// These are the rows a [`MemoryMap::new`] of the same stack and table followed by
+    /// `map_mut(input)` would hold, so an engine may build that map later in the run, when
+    /// something off its fast path needs it, and see the same address space. The input's row
+    /// stays in the table after the run, but nothing reads it: a map made from the table starts
+    /// from the fixed rows alone. `None` when `input` is larger than a region can be.
+    #[inline]
+    pub fn enter_main(
+        &mut self,
+        stack: &mut Stack,
+        may_write: bool,
+        input: &mut [u8],
+    ) -> Option<(*const u8, usize)> {
+        if input.len() > u32::MAX as usize {
+            return None;
+        }
+        if stack.dirty {
+            stack.buf[..FRAME_SIZE].fill(0);
+        }
+        stack.dirty = may_write;
+        if self.stack_id != stack.id || self.rows.len() < FIXED_ROWS {
+            MemoryMap::fixed_rows(self, &mut stack.buf, stack.id);
+        }
+        self.rows.truncate(FIXED_ROWS);
+        if !input.is_empty() {
+            self.rows.push(Region {
+                base: input.as_mut_ptr(),
+                read_len: input.len() as u64,
+                write_len: input.len() as u64,
+            });
+        }
+        Some((self.rows.as_ptr().cast(), self.rows.len()))
     }
 }
 
@@ -153,10 +199,12 @@ impl<'a> MemoryMap<'a> {
     #[inline]
     pub fn new(stack: &'a mut Stack, table: &'a mut RegionTable) -> MemoryMap<'a> {
         let Stack { buf, dirty, id } = stack;
-        // A map dropped its own rows, so a table of this stack holds exactly the fixed ones.
-        if table.stack_id != *id || table.rows.len() != FIXED_ROWS {
+        // A map dropped its own rows, so a table of this stack holds the fixed ones, and at
+        // most the row of the input of a run that built no map (`RegionTable::enter_main`).
+        if table.stack_id != *id || table.rows.len() < FIXED_ROWS {
             Self::fixed_rows(table, buf, *id);
         }
+        table.rows.truncate(FIXED_ROWS);
         MemoryMap {
             table,
             stack_dirty: dirty,

@@ -103,23 +103,23 @@ impl Gen<'_, '_> {
         self.vm_store(offset_of!(VmCtx, trap_size), p[3]);
         let left = self.b.use_var(self.left);
         self.vm_store(offset_of!(VmCtx, left), left);
-        let one = self.iconst(shims::TRAP);
-        self.b.ins().return_(&[one]);
+        let st = self.iconst(shims::TRAP);
+        let slow = self.iconst(shims::SLOW);
+        self.b.ins().return_(&[st, slow]);
 
+        // The common way out, in registers: r0 and the budget left.
         self.b.switch_to_block(self.exit_block);
         let r0 = self.b.block_params(self.exit_block)[0];
-        self.vm_store(offset_of!(VmCtx, r0), r0);
         let left = self.b.use_var(self.left);
-        self.vm_store(offset_of!(VmCtx, left), left);
-        let z = self.iconst(shims::EXIT);
-        self.b.ins().return_(&[z]);
+        self.b.ins().return_(&[r0, left]);
 
         self.b.switch_to_block(self.tail_block);
         let t = self.b.block_params(self.tail_block)[0];
         self.vm_store(offset_of!(VmCtx, status_value), t);
         let left = self.b.use_var(self.left);
         self.vm_store(offset_of!(VmCtx, left), left);
-        let two = self.iconst(shims::TAIL_CALL);
-        self.b.ins().return_(&[two]);
+        let st = self.iconst(shims::TAIL_CALL);
+        let slow = self.iconst(shims::SLOW);
+        self.b.ins().return_(&[st, slow]);
     }
 }

@@ -26,7 +26,6 @@ use crate::{Hints, JitError};
 
 /// The shims the generated code calls, as declared in the module.
 pub(crate) struct ShimIds {
-    pub budget_tail: FuncId,
     pub load: FuncId,
     pub store: FuncId,
     pub atomic: FuncId,
@@ -36,7 +35,6 @@ pub(crate) struct ShimIds {
 }
 
 struct Shims {
-    budget_tail: FuncRef,
     load: FuncRef,
     store: FuncRef,
     atomic: FuncRef,
@@ -69,6 +67,8 @@ pub(crate) struct Gen<'a, 'b> {
     /// `r10 + off` with the access inside the frame needs no check (see `memory.rs`).
     fp_fixed: bool,
     vm: Value,
+    /// The function's entry block (its parameters are the run's context, budget, r1 and r2).
+    entry: Block,
     shims: Shims,
     blocks: Vec<Option<Block>>,
     /// Leaders sealed only at the end (see [`Gen::switch`]).
@@ -159,6 +159,11 @@ fn regs_read(insn: &Insn) -> u16 {
     }
 }
 
+/// The registers some instruction of `insns` may read, as a mask by index.
+pub(crate) fn regs_read_by(insns: &[Insn]) -> u16 {
+    insns.iter().fold(0, |m, i| m | regs_read(i))
+}
+
 /// Translate `prog` into `func`.
 pub(crate) fn build(
     module: &mut JITModule,
@@ -172,7 +177,6 @@ pub(crate) fn build(
     let insns = prog.insns();
     let mut b = FunctionBuilder::new(func, fbc);
     let shims = Shims {
-        budget_tail: module.declare_func_in_func(ids.budget_tail, b.func),
         load: module.declare_func_in_func(ids.load, b.func),
         store: module.declare_func_in_func(ids.store, b.func),
         atomic: module.declare_func_in_func(ids.atomic, b.func),
@@ -282,6 +286,7 @@ pub(crate) fn build(
         frame_top,
         fp_fixed,
         vm,
+        entry,
         shims,
         blocks,
         late,
@@ -305,7 +310,7 @@ pub(crate) fn build(
         carry: vec![None; total_slots + 1],
         single_pred,
     };
-    g.prologue(insns.iter().fold(0, |m, i| m | regs_read(i)));
+    g.prologue(regs_read_by(insns));
     let first = g.blocks[0].expect("slot 0 leads");
     g.b.ins().jump(first, &[]);
     g.body(insns)?;
@@ -351,17 +356,22 @@ impl Gen<'_, '_> {
             let z = self.iconst(0);
             self.b.def_var(self.regs[r], z);
         }
+        // The budget, r1 and r2 come in registers (the entry's parameters: see
+        // `JitProgram::compile_with`), r3-r5 from the context.
+        let params = self.b.block_params(self.entry).to_vec();
         for i in 0..5 {
             if read & (1 << (i + 1)) == 0 {
                 continue;
             }
-            let a = self.vm_load(offset_of!(VmCtx, args) + 8 * i);
+            let a = match i {
+                0 | 1 => params[2 + i],
+                _ => self.vm_load(offset_of!(VmCtx, args) + 8 * i),
+            };
             self.b.def_var(self.regs[i + 1], a);
         }
         let fp = self.iconst(((FIRST_FRAME_REGION) << REGION_SHIFT) | FRAME_SIZE as u64);
         self.b.def_var(self.regs[10], fp);
-        let left = self.vm_load(offset_of!(VmCtx, left));
-        self.b.def_var(self.left, left);
+        self.b.def_var(self.left, params[1]);
         let z = self.iconst(0);
         self.b.def_var(self.depth, z);
         if self.fp_fixed {

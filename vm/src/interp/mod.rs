@@ -1137,6 +1137,13 @@ impl Vm {
         MemoryMap::new(&mut self.stack, &mut self.scratch)
     }
 
+    /// The stack and region table, for an engine's lean entry that builds a [`MemoryMap`]
+    /// only when a run needs one ([`RegionTable::enter_main`]).
+    #[inline]
+    pub fn parts(&mut self) -> (&mut Stack, &mut RegionTable) {
+        (&mut self.stack, &mut self.scratch)
+    }
+
     /// Run with `r1` pointing at a writable `input` and `r2` its length (both 0 when `input` is
     /// empty), the calling convention of the bpf_conformance suite and of raw-memory programs.
     /// Inlined: its own frame (six saved registers and a return) cost as much as the set-up.
