@@ -418,7 +418,15 @@ impl JitProgram {
         vm.regions = table;
         vm.nregions = n as u64;
         vm.budget = budget;
-        vm.args = args;
+        // r1 and r2 go in registers; r3-r5 through the context, only for a program that reads
+        // them. Word by word: the caller wrote `args` in 8-byte stores, which the CPU cannot
+        // forward to the 16-byte loads of an array copy (a stall longer than the whole run).
+        if self.reads_r3_r5 {
+            let [_, _, r3, r4, r5] = args;
+            vm.args[2] = r3;
+            vm.args[3] = r4;
+            vm.args[4] = r5;
+        }
         vm.status = shims::OK;
         vm.mem = (mem as *mut MemoryMap<'_>).cast();
         vm.host = (&mut host_ref as *mut HostRef<'_>).cast();
