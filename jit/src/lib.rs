@@ -114,6 +114,9 @@ pub struct JitProgram {
     /// Whether the generated code reads `VmCtx::args[2..5]` (r3-r5; r1 and r2 come in
     /// registers): a run on raw memory, whose r3-r5 are 0, need not write them when it does not.
     reads_r3_r5: bool,
+    /// Whether a run can reach the host (a helper call, `callx`, a legacy packet load): only
+    /// then need a batch of runs tell the host that each run begins (`Host::begin_run`).
+    uses_host: bool,
 }
 
 // SAFETY: the module's code is immutable after finalisation and the function pointer refers to
@@ -278,6 +281,14 @@ impl JitProgram {
                 .iter()
                 .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),
             reads_r3_r5: gen::regs_read_by(insns) & 0b11_1000 != 0,
+            uses_host: insns.iter().any(|i| {
+                matches!(
+                    i,
+                    Insn::Call(CallTarget::Helper(_))
+                        | Insn::Callx { .. }
+                        | Insn::LoadPacket { .. }
+                )
+            }),
         })
     }
 
@@ -409,14 +420,32 @@ impl JitProgram {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
+        self.enter_repeat(vm, mem, host, args, budget, 1).0
+    }
+
+    /// [`Self::enter`] `n` times (at least once), set up once, as
+    /// [`bpfsim_vm::PreparedRuns::execute_repeat`] says: before each run but the first, frame 0
+    /// is made clean again and the host told that a run begins; stops after a run that asks for a
+    /// tail call. The region table, the primary region and the pointers stay set between runs (a
+    /// helper that maps a region refreshes them, `VmCtx::refresh`).
+    #[inline(always)]
+    fn enter_repeat(
+        &self,
+        vm: &mut VmCtx,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+        n: u32,
+    ) -> (Outcome, u32) {
         debug_assert!(std::ptr::eq(vm.interp, &self.interp));
         mem.enter_main(self.may_write);
         // The generated code counts the budget as a signed 64-bit number.
         let budget = budget.min(i64::MAX as u64);
         let mut host_ref = HostRef { host };
-        let (table, n) = mem.region_table();
+        let (table, n_rows) = mem.region_table();
         vm.regions = table;
-        vm.nregions = n as u64;
+        vm.nregions = n_rows as u64;
         vm.budget = budget;
         // r1 and r2 go in registers; r3-r5 through the context, only for a program that reads
         // them. Word by word: the caller wrote `args` in 8-byte stores, which the CPU cannot
@@ -427,25 +456,44 @@ impl JitProgram {
             vm.args[3] = r4;
             vm.args[4] = r5;
         }
-        vm.status = shims::OK;
         vm.mem = (mem as *mut MemoryMap<'_>).cast();
         vm.host = (&mut host_ref as *mut HostRef<'_>).cast();
         vm.set_primary();
-        let ret = (self.entry)(vm, budget, args[0], args[1]);
-        let out = if ret.b != shims::SLOW {
-            Outcome {
-                result: Ok(ret.a),
-                insns: budget - ret.b,
-                tail_call: None,
+        let mut k = 0;
+        let out = loop {
+            if k > 0 {
+                // Through the context's pointers, which the shims use too: `mem` and `host` are
+                // not touched while those are set.
+                // SAFETY: `vm.mem` and `vm.host` point at this call's map and host (set above),
+                // and no run is in progress.
+                unsafe {
+                    (*vm.mem).enter_main(self.may_write);
+                    if self.uses_host {
+                        (*(*vm.host).host).begin_run();
+                    }
+                }
             }
-        } else {
-            Self::slow_outcome(vm, ret.a, budget)
+            vm.status = shims::OK;
+            let ret = (self.entry)(vm, budget, args[0], args[1]);
+            let out = if ret.b != shims::SLOW {
+                Outcome {
+                    result: Ok(ret.a),
+                    insns: budget - ret.b,
+                    tail_call: None,
+                }
+            } else {
+                Self::slow_outcome(vm, ret.a, budget)
+            };
+            k += 1;
+            if out.tail_call.is_some() || k >= n {
+                break out;
+            }
         };
         // The pointers die with this call: clear them so that no later use of the context can
         // reach the map or the host of this run.
         vm.mem = std::ptr::null_mut();
         vm.host = std::ptr::null_mut();
-        out
+        (out, k)
     }
 
     /// The result of a run whose generated code returned `(status, SLOW)`, while its memory

@@ -68,4 +68,16 @@ impl bpfsim_vm::PreparedRuns for Prepared<'_> {
     ) -> Outcome {
         self.prog.enter(&mut self.ctx, mem, host, args, budget)
     }
+
+    fn execute_repeat(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+        n: u32,
+    ) -> (Outcome, u32) {
+        self.prog
+            .enter_repeat(&mut self.ctx, mem, host, args, budget, n)
+    }
 }

@@ -264,3 +264,111 @@ fn a_lean_run_leaves_nothing_for_the_next_map() {
     let out = reader.run(&mut mem, &mut TailHost, [addr, 0, 0, 0, 0], 100);
     assert_eq!(out.result.unwrap_err().code, TrapCode::MemoryRead);
 }
+
+/// Counts its runs: helper 2 returns how many times it was called in this run (reset by
+/// `begin_run`), helper 12 tail-calls, helper 1 writes memory as `TailHost`'s does.
+#[derive(Default)]
+struct RunCounter {
+    calls: u64,
+    begun: u32,
+}
+
+impl Host for RunCounter {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        match id {
+            2 => {
+                self.calls += 1;
+                Ok(self.calls)
+            }
+            _ => TailHost.call_helper(id, args, mem),
+        }
+    }
+
+    fn begin_run(&mut self) {
+        self.calls = 0;
+        self.begun += 1;
+    }
+}
+
+/// Calls helper 2 twice (r0 = 2 when the host forgot the last run's calls), after reading a
+/// stack slot it then writes (which must read 0 in every run).
+const COUNTER: &str = "
+    ldxdw %r6, [%r10-8]
+    stdw [%r10-8], 1
+    call 2
+    call 2
+    add %r0, %r6
+    exit
+";
+
+/// A batch of runs (`execute_repeat`, set up once by the JIT) against the same number of single
+/// runs with the host told before each: the same last outcome and memory, a clean stack and a
+/// reset host in every run, and a batch that stops at its first tail call.
+#[test]
+fn a_batch_runs_as_single_runs() {
+    use bpfsim_vm::Executable;
+    for src in [COUNTER, WRITER, TRAPPER, TAILER, LOOPER, READER] {
+        let jit = JitProgram::compile(&program(src)).unwrap();
+        let interp = Interpreter::new(&program(src));
+        for n in [1u32, 2, 5] {
+            let mut prepared = jit.prepare().expect("the JIT keeps its run context");
+            let (mut vm_a, mut vm_b) = (Vm::default(), Vm::default());
+            let (mut a, mut b) = ([3u8; 8], [3u8; 8]);
+            let (mut host_a, mut host_b) = (RunCounter::default(), RunCounter::default());
+            let mut mem = vm_a.memory();
+            let addr = mem.map_mut(&mut a).unwrap();
+            let (batch, k) =
+                prepared.execute_repeat(&mut mem, &mut host_a, [addr, 8, 0, 0, 0], 50, n);
+            drop(mem);
+            let mut mem = vm_b.memory();
+            let addr = mem.map_mut(&mut b).unwrap();
+            let mut single = None;
+            let mut runs = 0;
+            for i in 0..n {
+                if i > 0 {
+                    host_b.begin_run();
+                }
+                let out = interp.execute(&mut mem, &mut host_b, [addr, 8, 0, 0, 0], 50);
+                runs += 1;
+                single = Some(out);
+                if out.tail_call.is_some() {
+                    break;
+                }
+            }
+            drop(mem);
+            assert_eq!(Some(batch), single, "{src} x{n}");
+            assert_eq!(k, runs, "{src} x{n}: runs done");
+            assert_eq!(a, b, "{src} x{n}: memory");
+            // A host no run can reach need not hear of the runs (nothing could tell).
+            if src.contains("call") {
+                assert_eq!(host_a.begun, host_b.begun, "{src} x{n}: runs begun");
+            }
+        }
+    }
+    // What the comparison is about: the counter program sees a reset host and a clean stack in
+    // the fifth run of a batch, and a tail call ends a batch at once.
+    let jit = JitProgram::compile(&program(COUNTER)).unwrap();
+    let mut prepared = jit.prepare().unwrap();
+    let mut vm = Vm::default();
+    let mut host = RunCounter::default();
+    let (out, k) = prepared.execute_repeat(&mut vm.memory(), &mut host, [0; 5], 50, 5);
+    assert_eq!((out.result, k, host.begun), (Ok(2), 5, 4));
+    let jit = JitProgram::compile(&program(TAILER)).unwrap();
+    let mut prepared = jit.prepare().unwrap();
+    let mut m = [0u8; 8];
+    let mut mem = vm.memory();
+    let addr = mem.map_mut(&mut m).unwrap();
+    let (out, k) = prepared.execute_repeat(
+        &mut mem,
+        &mut RunCounter::default(),
+        [addr, 8, 0, 0, 0],
+        50,
+        5,
+    );
+    assert_eq!((out.tail_call, k), (Some(3), 1));
+}

@@ -339,19 +339,24 @@ impl Runner {
         let mut runs = n;
         // Many runs: the entry program's runs keep what its engine prepares (the JIT's context).
         let mut prepared = if n > 1 { prog.prepare() } else { None };
+        let args = [r1, 0, 0, 0, 0];
         loop {
             // Each run starts at the program with the whole budget and its own count of tail
             // calls; the trace lines of every run are kept.
             let mut current: &dyn Executable = prog;
             let mut entry = true;
             let mut used = 0;
-            host.tail_calls = 0;
-            host.redirect = None;
+            host.begin_run();
             chain.clear();
             out = loop {
-                let args = [r1, 0, 0, 0, 0];
                 let mut out = match &mut prepared {
-                    Some(p) if entry => p.execute(&mut mem, &mut host, args, budget - used),
+                    // The runs up to the first tail call in one batch, set up once by the engine
+                    // (the runs it did before the last one are done with).
+                    Some(p) if entry => {
+                        let (out, k) = p.execute_repeat(&mut mem, &mut host, args, budget, runs);
+                        runs -= k - 1;
+                        out
+                    }
                     _ => current.execute(&mut mem, &mut host, args, budget - used),
                 };
                 entry = false;
@@ -1001,6 +1006,12 @@ impl SimHost<'_, '_> {
 }
 
 impl Host for SimHost<'_, '_> {
+    /// What `Runner::execute` resets before every run of a `repeat` batch.
+    fn begin_run(&mut self) {
+        self.tail_calls = 0;
+        self.redirect = None;
+    }
+
     fn call_helper(
         &mut self,
         id: u32,

@@ -56,6 +56,11 @@ pub trait Host {
         let _ = (mem, offset, size);
         Err(HelperStop::Unknown)
     }
+
+    /// A new run of a `repeat` batch starts on this host (see
+    /// [`crate::PreparedRuns::execute_repeat`]): forget what the host keeps per run (a test run's
+    /// tail-call count, its redirect target). Nothing by default.
+    fn begin_run(&mut self) {}
 }
 
 /// A host without helpers: every call traps with [`crate::TrapCode::UnknownHelper`].

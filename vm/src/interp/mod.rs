@@ -62,6 +62,33 @@ pub trait PreparedRuns {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome;
+
+    /// Up to `n` runs (`n` at least 1) one after the other, each as [`Self::execute`] with the
+    /// same arguments and budget, the host's [`Host::begin_run`] called before every run but the
+    /// first: a `repeat` batch of a test run. Stops after the first run that asks for a tail
+    /// call (the caller follows it). Returns the last run's outcome and the number of runs.
+    /// Engines override it to set a run up once for the whole batch, as the kernel's test-run
+    /// loop does.
+    fn execute_repeat(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+        n: u32,
+    ) -> (Outcome, u32) {
+        let mut k = 0;
+        loop {
+            if k > 0 {
+                host.begin_run();
+            }
+            let out = self.execute(mem, host, args, budget);
+            k += 1;
+            if out.tail_call.is_some() || k >= n {
+                return (out, k);
+            }
+        }
+    }
 }
 
 impl Executable for Interpreter {
@@ -116,6 +143,11 @@ impl<H: Host + ?Sized> Host for HostRef<'_, H> {
         size: Size,
     ) -> Result<Option<u64>, HelperStop> {
         self.0.load_packet(mem, offset, size)
+    }
+
+    #[inline]
+    fn begin_run(&mut self) {
+        self.0.begin_run()
     }
 }
 
