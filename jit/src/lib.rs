@@ -75,6 +75,31 @@ pub(crate) fn atomic_from_code(c: u64) -> Option<AtomicOp> {
     })
 }
 
+/// The host's code generator with the JIT's settings, built once per process: its flags and
+/// the host's CPU features do not change between programs (a tenth of the compile time of a
+/// small program went to building it again).
+fn target_isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, JitError> {
+    static ISA: std::sync::OnceLock<Result<cranelift_codegen::isa::OwnedTargetIsa, String>> =
+        std::sync::OnceLock::new();
+    ISA.get_or_init(|| {
+        let mut flags = settings::builder();
+        let set =
+            |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| e.to_string());
+        set(&mut flags, "opt_level", "none")?;
+        // Cranelift's IR verifier checks our own generated IR on every compile (a fifth of the
+        // compile time); the differential tests exercise the translation instead.
+        set(&mut flags, "enable_verifier", "false")?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        set(&mut flags, "is_pic", "false")?;
+        cranelift_native::builder()
+            .map_err(|e| e.to_string())?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(JitError::Codegen)
+}
+
 /// What the verifier proved about a program, for the JIT to use. Indexed by slot (an `lddw`
 /// takes two).
 #[derive(Clone, Debug, Default)]
@@ -175,20 +200,7 @@ impl JitProgram {
                 _ => {}
             }
         }
-        let mut flags = settings::builder();
-        let set = |f: &mut settings::Builder, k: &str, v: &str| {
-            f.set(k, v).map_err(|e| JitError::Codegen(e.to_string()))
-        };
-        set(&mut flags, "opt_level", "none")?;
-        // Cranelift's IR verifier checks our own generated IR on every compile (a fifth of the
-        // compile time); the differential tests exercise the translation instead.
-        set(&mut flags, "enable_verifier", "false")?;
-        set(&mut flags, "use_colocated_libcalls", "false")?;
-        set(&mut flags, "is_pic", "false")?;
-        let isa = cranelift_native::builder()
-            .map_err(|e| JitError::Codegen(e.to_string()))?
-            .finish(settings::Flags::new(flags))
-            .map_err(|e| JitError::Codegen(e.to_string()))?;
+        let isa = target_isa()?;
         let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
         jb.symbol("bpfsim_load", shims::load as *const u8);
         jb.symbol("bpfsim_store", shims::store as *const u8);

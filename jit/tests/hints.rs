@@ -128,3 +128,38 @@ fn false_packet_hints_stay_inside_the_run() {
         }
     }
 }
+
+/// Accesses the hints leave as perhaps the context's (`no_ctx` false, not a packet access) are
+/// one call into Rust each, which serves every region: the memory, the stack through a copied
+/// pointer, and faults with the interpreter's trap (code, pc, address) and count.
+#[test]
+fn context_accesses_by_call_give_the_interpreters_results() {
+    let cases = [
+        SUM,
+        // The stack through a copied frame pointer.
+        "mov %r3, %r10\nadd %r3, -16\nstxdw [%r3+0], %r1\nstxw [%r3+8], %r2\nldxdw %r0, [%r3+0]\nldxw %r4, [%r3+8]\nadd %r0, %r4\nexit",
+        // Out of bounds, read and write, after some work (the count at the fault matters).
+        "mov %r0, 1\nadd %r0, 2\nldxdw %r0, [%r1+4096]\nexit",
+        "mov %r0, 1\nstxb [%r1-1], %r0\nexit",
+        "mov %r3, 0\nldxw %r0, [%r3+0]\nexit",
+    ];
+    for src in cases {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let maybe_ctx = Hints {
+            no_ctx: vec![false; slots(&prog)],
+            packet: vec![false; slots(&prog)],
+        };
+        let jit = JitProgram::compile_with(&prog, &maybe_ctx).unwrap();
+        let interp = Interpreter::new(&prog);
+        let mut vm = Vm::default();
+        for len in [0usize, 1, 5, 8, 16, 33] {
+            let init: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+            let mut m1 = init.clone();
+            let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
+            let mut m2 = init.clone();
+            let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
+            assert_eq!(a, b, "{src} len {len}");
+            assert_eq!(m1, m2, "{src} memory, len {len}");
+        }
+    }
+}

@@ -330,6 +330,15 @@ impl Gen<'_, '_> {
         }
     }
 
+    /// Whether the verifier's hints leave the access at `pc` through the context pointer on
+    /// some path: the context has no bytes of its own in the region table (its fields are
+    /// computed by the shim), so an inline check would only ever fail for it, and such an access
+    /// is a call to the shim alone, which serves any other region as well (five blocks fewer per
+    /// access). Without hints nothing is known, and the inline check stays.
+    fn ctx_access(&self, pc: usize) -> bool {
+        self.no_ctx.get(pc) == Some(&false) && self.packet.get(pc) != Some(&true)
+    }
+
     pub(super) fn load(&mut self, pc: usize, addr: Value, size: Size) -> Value {
         if self.packet.get(pc).copied().unwrap_or(false) {
             let p = self.clamped(addr, size, false);
@@ -340,11 +349,19 @@ impl Gen<'_, '_> {
             let p = self.translate_no_ctx(addr, size.bytes() as u64, false, fault);
             return self.load_zx(size, p);
         }
+        let sz = size.bytes() as u64;
+        if self.ctx_access(pc) {
+            let szv = self.iconst(sz);
+            let call = self.b.ins().call(self.shims.load, &[self.vm, addr, szv]);
+            let v = self.b.inst_results(call)[0];
+            self.check_status(pc);
+            return v;
+        }
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
         let done = self.b.create_block();
         self.b.append_block_param(done, I64);
-        let p = self.translate(addr, size.bytes() as u64, false, slow);
+        let p = self.translate(addr, sz, false, slow);
         let v = self.load_zx(size, p);
         self.b.ins().jump(done, &[v.into()]);
         self.switch(slow);
@@ -378,6 +395,14 @@ impl Gen<'_, '_> {
                 self.b.ins().ireduce(ty, value)
             };
             self.b.ins().store(MemFlags::trusted(), v, p, 0);
+            return;
+        }
+        if self.ctx_access(pc) {
+            let sz = self.iconst(size.bytes() as u64);
+            self.b
+                .ins()
+                .call(self.shims.store, &[self.vm, addr, sz, value]);
+            self.check_status(pc);
             return;
         }
         let slow = self.b.create_block();
