@@ -373,17 +373,7 @@ impl JitProgram {
         if self.reads_r3_r5 {
             ctx.args[2..].fill(0);
         }
-        ctx.status = shims::OK;
-        let ret = (self.entry)(ctx, budget, r1, r2);
-        let out = if ret.b != shims::SLOW {
-            Outcome {
-                result: Ok(ret.a),
-                insns: budget - ret.b,
-                tail_call: None,
-            }
-        } else {
-            Self::slow_outcome(ctx, ret.a, budget)
-        };
+        let out = self.call_entry(ctx, budget, r1, r2);
         if !ctx.mem.is_null() {
             // SAFETY: a lean run's `mem` is set only by `materialize`, which initialised
             // `lazy_map`; it is dropped once, here, and `mem` cleared with it.
@@ -485,17 +475,7 @@ impl JitProgram {
                     }
                 }
             }
-            vm.status = shims::OK;
-            let ret = (self.entry)(vm, budget, args[0], args[1]);
-            let out = if ret.b != shims::SLOW {
-                Outcome {
-                    result: Ok(ret.a),
-                    insns: budget - ret.b,
-                    tail_call: None,
-                }
-            } else {
-                Self::slow_outcome(vm, ret.a, budget)
-            };
+            let out = self.call_entry(vm, budget, args[0], args[1]);
             k += 1;
             if out.tail_call.is_some() || k >= n {
                 break out;
@@ -508,6 +488,28 @@ impl JitProgram {
         (out, k)
     }
 
+    /// One run of the generated code on a context set up for it, and its result.
+    #[inline(always)]
+    fn call_entry(&self, vm: &mut VmCtx, budget: u64, r1: u64, r2: u64) -> Outcome {
+        vm.status = shims::OK;
+        let ret = (self.entry)(vm, budget, r1, r2);
+        if ret.b != shims::SLOW {
+            Self::exited(ret, budget)
+        } else {
+            Self::slow_outcome(vm, ret.a, budget)
+        }
+    }
+
+    /// The result of a run that exited: the generated code returned `(r0, left)`.
+    #[inline(always)]
+    fn exited(ret: Ret, budget: u64) -> Outcome {
+        Outcome {
+            result: Ok(ret.a),
+            insns: budget - ret.b,
+            tail_call: None,
+        }
+    }
+
     /// The result of a run whose generated code returned `(status, SLOW)`, while its memory
     /// map and host are still set: the budget ran out inside a block (the interpreter finishes
     /// the run), a trap or a tail call.
@@ -518,11 +520,7 @@ impl JitProgram {
             // SAFETY: `vm` is this run's context, its map and host set by the entry.
             let ret = unsafe { shims::budget_tail(vm) };
             if ret.b != shims::SLOW {
-                return Outcome {
-                    result: Ok(ret.a),
-                    insns: budget - ret.b,
-                    tail_call: None,
-                };
+                return Self::exited(ret, budget);
             }
             ret.a
         } else {
