@@ -121,6 +121,15 @@ pub struct Hints {
     /// packet smaller than the access, a scratch word no one reads), never host memory, and
     /// never trap.
     pub packet: Vec<bool>,
+    /// The load at this slot goes through the context pointer on every path (`PTR_TO_CTX`,
+    /// which the kernel only lets a program use at offset 0), so it reads the context's field at
+    /// the instruction's offset. A 4-byte one reads a value the run keeps for the field,
+    /// refreshed when the context changes ([`bpfsim_vm::MemoryMap::ctx_stamp`]), after one
+    /// compare of the address with the field's: the kernel rewrites such loads into plain loads
+    /// (`convert_ctx_access`). If the hint were wrong, the compare would send the access the
+    /// usual way; the one exception, a load at address `u64::MAX` (never mapped) with an offset
+    /// whose field the context refuses, would read 0 rather than fault.
+    pub ctx: Vec<bool>,
 }
 
 /// A compiled program. Owns its code; runs any number of times.
@@ -142,6 +151,11 @@ pub struct JitProgram {
     /// Whether a run can reach the host (a helper call, `callx`, a legacy packet load): only
     /// then need a batch of runs tell the host that each run begins (`Host::begin_run`).
     uses_host: bool,
+    /// The context fields (offsets) whose hinted 4-byte loads read kept values, by slot.
+    ctx_fields: Vec<u32>,
+    /// Whether the program calls `bpf_map_lookup_elem` (whose array lookups the code answers
+    /// from the run's [`Host::array_lookups`]).
+    lookups: bool,
 }
 
 // SAFETY: the module's code is immutable after finalisation and the function pointer refers to
@@ -206,6 +220,7 @@ impl JitProgram {
         jb.symbol("bpfsim_store", shims::store as *const u8);
         jb.symbol("bpfsim_atomic", shims::atomic as *const u8);
         jb.symbol("bpfsim_call", shims::call as *const u8);
+        jb.symbol("bpfsim_map_lookup", shims::map_lookup as *const u8);
         jb.symbol("bpfsim_ld_packet", shims::ld_packet as *const u8);
         jb.symbol("bpfsim_clear_frame", shims::clear_frame as *const u8);
         let mut module = JITModule::new(jb);
@@ -233,6 +248,7 @@ impl JitProgram {
         let f_store = declare(&mut module, "bpfsim_store", 3, false)?;
         let f_atomic = declare(&mut module, "bpfsim_atomic", 5, true)?;
         let f_call = declare(&mut module, "bpfsim_call", 8, true)?;
+        let f_lookup = declare(&mut module, "bpfsim_map_lookup", 4, true)?;
         let f_ld = declare(&mut module, "bpfsim_ld_packet", 3, true)?;
         let f_clear = declare(&mut module, "bpfsim_clear_frame", 1, false)?;
 
@@ -258,6 +274,7 @@ impl JitProgram {
         let func_id = module
             .declare_function("bpf_main", Linkage::Local, &ctx.func.signature)
             .map_err(err)?;
+        let ctx_fields = ctx_fields(prog, hints);
         gen::build(
             &mut module,
             &mut ctx.func,
@@ -267,6 +284,7 @@ impl JitProgram {
                 store: f_store,
                 atomic: f_atomic,
                 call: f_call,
+                map_lookup: f_lookup,
                 ld_packet: f_ld,
                 clear_frame: f_clear,
             },
@@ -300,6 +318,10 @@ impl JitProgram {
                         | Insn::Callx { .. }
                         | Insn::LoadPacket { .. }
                 )
+            }),
+            ctx_fields,
+            lookups: insns.iter().any(|i| {
+                matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == bpfsim_vm::host::MAP_LOOKUP_ELEM)
             }),
         })
     }
@@ -362,6 +384,17 @@ impl JitProgram {
         if row[0] != base || row[1] != r2 || row[2] != r2 {
             ctx.primary_row = [base, r2, r2];
             ctx.compute_primary();
+        }
+        if !self.ctx_fields.is_empty() {
+            // No context: the values kept from a run of this context with one must not serve.
+            ctx.ctx_offs = self.ctx_fields.as_ptr();
+            ctx.ctx_n = self.ctx_fields.len() as u64;
+            ctx.forget_ctx();
+        }
+        if self.lookups {
+            let (first, count) = host.array_lookups(&mut ctx.arrays);
+            ctx.arrays_first = first;
+            ctx.arrays_n = count.min(shims::ARRAY_SLOTS) as u64;
         }
         ctx.lazy_vm = vm;
         ctx.lazy_input = input.as_mut_ptr();
@@ -444,6 +477,12 @@ impl JitProgram {
         mem.enter_main(self.may_write);
         // The generated code counts the budget as a signed 64-bit number.
         let budget = budget.min(i64::MAX as u64);
+        if self.lookups {
+            // Once per batch: a host's table holds for every run until it is asked again.
+            let (first, count) = host.array_lookups(&mut vm.arrays);
+            vm.arrays_first = first;
+            vm.arrays_n = count.min(shims::ARRAY_SLOTS) as u64;
+        }
         let mut host_ref = HostRef { host };
         let (table, n_rows) = mem.region_table();
         vm.regions = table;
@@ -461,6 +500,9 @@ impl JitProgram {
         vm.mem = (mem as *mut MemoryMap<'_>).cast();
         vm.host = (&mut host_ref as *mut HostRef<'_>).cast();
         vm.set_primary();
+        vm.ctx_offs = self.ctx_fields.as_ptr();
+        vm.ctx_n = self.ctx_fields.len() as u64;
+        vm.refresh_ctx();
         let mut k = 0;
         let out = loop {
             if k > 0 {
@@ -549,6 +591,36 @@ impl JitProgram {
             insns,
             tail_call: None,
         }
+    }
+}
+
+/// The fields, by offset, of the context loads the hints say read a field ([`Hints::ctx`]):
+/// 4-byte loads at a non-negative offset, the first [`shims::CTX_SLOTS`] distinct offsets.
+pub(crate) fn ctx_fields(prog: &Program, hints: &Hints) -> Vec<u32> {
+    let mut fields = Vec::new();
+    for (pc, insn) in prog.iter() {
+        if let Some(off) = ctx_load_offset(insn) {
+            if hints.ctx.get(pc).copied().unwrap_or(false)
+                && !fields.contains(&off)
+                && fields.len() < shims::CTX_SLOTS
+            {
+                fields.push(off);
+            }
+        }
+    }
+    fields
+}
+
+/// The field offset of a load that may read a kept context field: a 4-byte load at a
+/// non-negative offset.
+pub(crate) fn ctx_load_offset(insn: &Insn) -> Option<u32> {
+    match *insn {
+        Insn::Load {
+            size: bpfsim_vm::isa::Size::W,
+            off,
+            ..
+        } if off >= 0 => Some(off as u32),
+        _ => None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! inline check refused (the context's computed fields, or a real fault), helpers, legacy packet
 //! loads, atomics and frame clearing. Each takes the run's [`VmCtx`] and reports a failure in it.
 
+use bpfsim_vm::host::ArrayLookup;
 use bpfsim_vm::isa::{AtomicOp, Size};
 use bpfsim_vm::{HelperStop, Host, MemoryMap, TrapCode};
 use std::mem::MaybeUninit;
@@ -108,7 +109,31 @@ pub struct VmCtx {
     /// The map built by [`VmCtx::materialize`]; initialised exactly when a lean run's `mem` is
     /// not null, dropped when that run returns.
     pub lazy_map: MaybeUninit<MemoryMap<'static>>,
+    /// The context fields that hinted loads read ([`crate::Hints::ctx`]), by slot: the field's
+    /// guest address (`u64::MAX` when the context refuses a 4-byte load there) and its value,
+    /// as of the context state [`VmCtx::ctx_stamp`]. Set by [`VmCtx::refresh_ctx`].
+    pub ctx_key: [u64; CTX_SLOTS],
+    pub ctx_val: [u64; CTX_SLOTS],
+    /// [`MemoryMap::ctx_stamp`] of the values in `ctx_val`; `u64::MAX` (no map's) before the
+    /// first run.
+    pub ctx_stamp: u64,
+    /// The field offsets of the slots (the program's), and how many.
+    pub ctx_offs: *const u32,
+    pub ctx_n: u64,
+    /// The run's array maps ([`Host::array_lookups`]): the generated code answers their
+    /// lookups itself. Entry `i` is the map whose handle is `arrays_first + i`, for `i` below
+    /// `arrays_n`.
+    pub arrays: [ArrayLookup; ARRAY_SLOTS],
+    pub arrays_first: u64,
+    pub arrays_n: u64,
 }
+
+/// The most maps whose array lookups the generated code answers (the others call the host).
+pub const ARRAY_SLOTS: usize = 8;
+
+/// The most context fields hinted loads read from kept values; a program's other fields are
+/// read the usual way.
+pub const CTX_SLOTS: usize = 8;
 
 /// Where a proven packet access goes when the packet is smaller than the access (which only a
 /// wrong proof can reach): eight bytes that no Rust code reads, shared by every run. Runs on
@@ -177,6 +202,14 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).lazy_vm).write(std::ptr::null_mut());
             std::ptr::addr_of_mut!((*p).lazy_input).write(std::ptr::null_mut());
             std::ptr::addr_of_mut!((*p).lazy_len).write(0);
+            std::ptr::addr_of_mut!((*p).ctx_key).write([u64::MAX; CTX_SLOTS]);
+            std::ptr::addr_of_mut!((*p).ctx_val).write([0; CTX_SLOTS]);
+            std::ptr::addr_of_mut!((*p).ctx_stamp).write(u64::MAX);
+            std::ptr::addr_of_mut!((*p).ctx_offs).write(std::ptr::null());
+            std::ptr::addr_of_mut!((*p).ctx_n).write(0);
+            std::ptr::addr_of_mut!((*p).arrays).write([ArrayLookup::default(); ARRAY_SLOTS]);
+            std::ptr::addr_of_mut!((*p).arrays_first).write(0);
+            std::ptr::addr_of_mut!((*p).arrays_n).write(0);
             // SAFETY: every field but `frames`, `regs` and `lazy_map` is written above, and
             // those are `MaybeUninit`, for which any bytes are valid.
             slot.assume_init_mut()
@@ -235,6 +268,55 @@ impl VmCtx {
         self.regions = p;
         self.nregions = n as u64;
         self.set_primary();
+    }
+
+    /// Read the context fields of the hinted loads again if the context changed since they were
+    /// read (a helper moved the packet, a store wrote a field, or this is another context).
+    #[inline]
+    pub fn refresh_ctx(&mut self) {
+        if self.ctx_n == 0 {
+            return;
+        }
+        // SAFETY: `mem` is the run's map (see `parts`).
+        let mem = unsafe { &*self.mem };
+        let stamp = mem.ctx_stamp();
+        if stamp != self.ctx_stamp {
+            self.read_ctx(mem, stamp);
+        }
+    }
+
+    /// Keep no context field: the state of a run that maps no context (stamp 0).
+    #[inline]
+    pub fn forget_ctx(&mut self) {
+        if self.ctx_stamp != 0 {
+            self.ctx_stamp = 0;
+            self.ctx_key = [u64::MAX; CTX_SLOTS];
+        }
+    }
+
+    #[cold]
+    fn read_ctx(&mut self, mem: &MemoryMap<'static>, stamp: u64) {
+        self.ctx_stamp = stamp;
+        for i in 0..(self.ctx_n as usize).min(CTX_SLOTS) {
+            // SAFETY: `ctx_offs` points at the program's `ctx_n` field offsets (`enter`).
+            let off = unsafe { *self.ctx_offs.add(i) };
+            // Nothing is kept of a context whose loads may change on their own (stamp 0): every
+            // access goes the usual way.
+            let field = if stamp == 0 { None } else { mem.ctx_field(off) };
+            (self.ctx_key[i], self.ctx_val[i]) = field.unwrap_or((u64::MAX, 0));
+        }
+    }
+
+    /// [`Self::refresh`] when the run's map has mapped a region since the table was read: a
+    /// map only ever appends rows (its table's address or length then changes), so an
+    /// unchanged table has unchanged rows.
+    #[inline]
+    pub fn refresh_if_mapped(&mut self) {
+        // SAFETY: `mem` is the run's map (see `parts`).
+        let (p, n) = unsafe { (*self.mem).region_table() };
+        if p != self.regions || n as u64 != self.nregions {
+            self.refresh();
+        }
     }
 
     /// Read the primary region's row of the table into [`VmCtx::primary_base`] and
@@ -325,7 +407,11 @@ pub extern "C" fn store(vm: *mut VmCtx, addr: u64, size: u64, value: u64) {
     // SAFETY: called by generated code with its run's context.
     let (v, mem, _) = unsafe { VmCtx::parts(vm) };
     match mem.store(addr, size_of(size), value) {
-        Ok(()) => v.status = OK,
+        Ok(()) => {
+            v.status = OK;
+            // A context field may have been written.
+            v.refresh_ctx();
+        }
         Err(f) => v.trap(TrapCode::MemoryWrite, f.addr, f.size),
     }
 }
@@ -399,25 +485,71 @@ pub extern "C" fn call(
             v.status = OK;
             x
         }
-        Err(HelperStop::Exit(x)) => {
+        Err(stop) => stopped(v, mem, host, stop, id, pc, depth),
+    };
+    v.refresh_if_mapped();
+    v.refresh_ctx();
+    out
+}
+
+/// `call 1`, `bpf_map_lookup_elem(r1, r2)`: [`Host::map_lookup_elem`], the helper without the
+/// generic path's marshalling (five arguments, the helper table's dispatch).
+pub extern "C" fn map_lookup(vm: *mut VmCtx, map: u64, key: u64, pc: u64, depth: u64) -> u64 {
+    // SAFETY: called by generated code with its run's context.
+    let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+    v.trap_pc = pc;
+    let out = match host.map_lookup_elem(map, key, mem) {
+        Ok(x) => {
+            v.status = OK;
+            x
+        }
+        Err(stop) => stopped(
+            v,
+            mem,
+            host,
+            stop,
+            bpfsim_vm::host::MAP_LOOKUP_ELEM as u64,
+            pc,
+            depth,
+        ),
+    };
+    v.refresh_if_mapped();
+    v.refresh_ctx();
+    out
+}
+
+/// A helper that did not return a value: the status (and trap) it leaves in `v`, or the value of
+/// the callbacks it asked for.
+#[cold]
+fn stopped(
+    v: &mut VmCtx,
+    mem: &mut MemoryMap<'static>,
+    host: &mut dyn Host,
+    stop: HelperStop,
+    id: u64,
+    pc: u64,
+    depth: u64,
+) -> u64 {
+    match stop {
+        HelperStop::Exit(x) => {
             v.status = STOP_EXIT;
             v.status_value = x;
             0
         }
-        Err(HelperStop::TailCall(t)) => {
+        HelperStop::TailCall(t) => {
             v.status = STOP_TAIL;
             v.status_value = t as u64;
             0
         }
-        Err(HelperStop::Unknown) => {
+        HelperStop::Unknown => {
             v.trap(TrapCode::UnknownHelper, id, 0);
             0
         }
-        Err(HelperStop::Fault) => {
+        HelperStop::Fault => {
             v.trap(TrapCode::HelperFault, id, 0);
             0
         }
-        Err(HelperStop::Memory(f)) => {
+        HelperStop::Memory(f) => {
             let code = if f.write {
                 TrapCode::MemoryWrite
             } else {
@@ -426,21 +558,19 @@ pub extern "C" fn call(
             v.trap(code, f.addr, f.size);
             0
         }
-        Err(HelperStop::Loop {
+        HelperStop::Loop {
             func,
             iterations,
             ctx,
-        }) => {
+        } => {
             let mut calls = (0..iterations as u64).map(|i| [i, ctx, 0, 0, 0]);
             callbacks(v, mem, host, func, depth, &mut calls, pc, id)
         }
-        Err(HelperStop::CallEach { func, calls }) => {
+        HelperStop::CallEach { func, calls } => {
             let mut calls = calls.into_iter();
             callbacks(v, mem, host, func, depth, &mut calls, pc, id)
         }
-    };
-    v.refresh();
-    out
+    }
 }
 
 /// The interpreter runs the callbacks a helper asked for, with the run's exact budget (left in

@@ -19,6 +19,7 @@ fn packet_at(prog: &Program, pcs: &[usize]) -> Hints {
     Hints {
         no_ctx: vec![true; slots(prog)],
         packet,
+        ..Hints::default()
     }
 }
 
@@ -148,6 +149,7 @@ fn context_accesses_by_call_give_the_interpreters_results() {
         let maybe_ctx = Hints {
             no_ctx: vec![false; slots(&prog)],
             packet: vec![false; slots(&prog)],
+            ..Hints::default()
         };
         let jit = JitProgram::compile_with(&prog, &maybe_ctx).unwrap();
         let interp = Interpreter::new(&prog);
@@ -162,4 +164,226 @@ fn context_accesses_by_call_give_the_interpreters_results() {
             assert_eq!(m1, m2, "{src} memory, len {len}");
         }
     }
+}
+
+/// A context of four u32 fields: `a` (offset 0) and `b` (4) read-only, `c` (8) read-write, and
+/// at 12 a field that exists only when `open`; a helper (id 7) moves `a` by its first argument
+/// through `context_mut`, as `bpf_xdp_adjust_head` moves `data`.
+struct Fields {
+    a: u32,
+    b: u32,
+    c: u32,
+    open: bool,
+    pure: bool,
+}
+
+impl bpfsim_vm::memory::Context for Fields {
+    fn load(&self, off: u32, size: bpfsim_vm::isa::Size) -> Option<u64> {
+        if size != bpfsim_vm::isa::Size::W {
+            return None;
+        }
+        Some(match off {
+            0 => self.a as u64,
+            4 => self.b as u64,
+            8 => self.c as u64,
+            12 if self.open => 0xdead,
+            _ => return None,
+        })
+    }
+    fn store(&mut self, off: u32, size: bpfsim_vm::isa::Size, value: u64) -> bool {
+        if (off, size) == (8, bpfsim_vm::isa::Size::W) {
+            self.c = value as u32;
+            return true;
+        }
+        false
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn loads_are_pure(&self) -> bool {
+        self.pure
+    }
+}
+
+struct MoveA;
+
+impl bpfsim_vm::Host for MoveA {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        mem: &mut bpfsim_vm::MemoryMap<'_>,
+    ) -> Result<u64, bpfsim_vm::HelperStop> {
+        if id != 7 {
+            return Err(bpfsim_vm::HelperStop::Unknown);
+        }
+        let f = mem
+            .context_mut()
+            .and_then(|c| c.downcast_mut::<Fields>())
+            .ok_or(bpfsim_vm::HelperStop::Fault)?;
+        f.a = f.a.wrapping_add(args[0] as u32);
+        Ok(0)
+    }
+}
+
+/// Hints marking every 4-byte load through `r6` as a context field load (the programs below
+/// keep the context in `r6`, as compiled C does).
+fn ctx_hints(prog: &Program, wrong: &[usize]) -> Hints {
+    let mut ctx = vec![false; slots(prog)];
+    for (pc, insn) in prog.iter() {
+        if let bpfsim_vm::isa::Insn::Load { src, .. } = insn {
+            ctx[pc] = src.index() == 6 || wrong.contains(&pc);
+        }
+    }
+    Hints {
+        ctx,
+        ..Hints::default()
+    }
+}
+
+/// Runs `src` with `r1` the context and `r2` a 16-byte buffer under the interpreter and the JIT
+/// (with `hints`), several runs on one map as a test run's `repeat` does, and compares every
+/// result and the context's fields after.
+fn ctx_agree(src: &str, hints_of: impl Fn(&Program) -> Hints, open: bool, pure: bool) {
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &hints_of(&prog)).unwrap();
+    let interp = Interpreter::new(&prog);
+    let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+    let mut seen = Vec::new();
+    for e in engines {
+        let mut vm = Vm::default();
+        let mut ctx = Fields {
+            a: 100,
+            b: 200,
+            c: 300,
+            open,
+            pure,
+        };
+        let mut buf = [7u8; 16];
+        let mut outs = Vec::new();
+        {
+            let mut mem = vm.memory();
+            let c = mem.map_context(&mut ctx).unwrap();
+            let b = mem.map_mut(&mut buf).unwrap();
+            let mut prepared = e.prepare();
+            for _ in 0..3 {
+                let args = [c, b, 0, 0, 0];
+                outs.push(match &mut prepared {
+                    Some(p) => p.execute(&mut mem, &mut MoveA, args, 10_000),
+                    None => e.execute(&mut mem, &mut MoveA, args, 10_000),
+                });
+            }
+        }
+        seen.push((outs, (ctx.a, ctx.b, ctx.c), buf));
+    }
+    assert_eq!(seen[0], seen[1], "interpreter, then JIT:\n{src}");
+}
+
+/// Fields read before and after a helper moves one, and after a store writes one: the kept
+/// values follow the context (here, and across the runs of one map).
+const CTX_FIELDS: &str = "mov %r6, %r1
+ldxw %r7, [%r6+0]
+ldxw %r8, [%r6+4]
+mov %r1, 5
+call 7
+ldxw %r0, [%r6+0]
+sub %r0, %r7
+ldxw %r3, [%r6+8]
+add %r3, 1
+stxw [%r6+8], %r3
+ldxw %r4, [%r6+8]
+add %r0, %r4
+add %r0, %r8
+exit";
+
+#[test]
+fn context_field_loads_follow_the_context() {
+    for pure in [true, false] {
+        ctx_agree(CTX_FIELDS, |p| ctx_hints(p, &[]), false, pure);
+    }
+}
+
+#[test]
+fn a_refused_context_field_faults_as_the_interpreter_does() {
+    let src = "mov %r6, %r1\nldxw %r0, [%r6+12]\nexit";
+    for open in [true, false] {
+        ctx_agree(src, |p| ctx_hints(p, &[]), open, true);
+    }
+    // Past the context's fields, and an offset no field has.
+    ctx_agree(
+        "mov %r6, %r1\nldxw %r0, [%r6+16]\nexit",
+        |p| ctx_hints(p, &[]),
+        true,
+        true,
+    );
+    ctx_agree(
+        "mov %r6, %r1\nldxw %r0, [%r6+2]\nexit",
+        |p| ctx_hints(p, &[]),
+        true,
+        true,
+    );
+}
+
+/// Wrong context hints: loads through other pointers (the buffer, the context moved off its
+/// fields, the stack, NULL) marked as field loads read what the interpreter reads, or fault
+/// where it faults.
+#[test]
+fn false_context_hints_read_what_the_interpreter_reads() {
+    let cases = [
+        // The buffer at the offsets of the kept fields.
+        "mov %r6, %r1\nldxw %r9, [%r6+0]\nldxw %r0, [%r2+0]\nldxw %r3, [%r2+4]\nadd %r0, %r3\nexit",
+        // The context's address plus a field's offset, through another register.
+        "mov %r6, %r1\nldxw %r9, [%r6+4]\nmov %r3, %r1\nadd %r3, 4\nldxw %r0, [%r3+0]\nexit",
+        // The context pointer moved onto another field.
+        "mov %r6, %r1\nldxw %r9, [%r6+0]\nadd %r6, 4\nldxw %r0, [%r6+0]\nexit",
+        // The stack, and NULL.
+        "mov %r6, %r1\nldxw %r9, [%r6+0]\nstw [%r10-8], 9\nldxw %r0, [%r10-8]\nexit",
+        "mov %r6, %r1\nldxw %r9, [%r6+4]\nmov %r3, 0\nldxw %r0, [%r3+4]\nexit",
+        "mov %r6, %r1\nldxw %r9, [%r6+4]\nlddw %r3, -1\nldxw %r0, [%r3+0]\nexit",
+    ];
+    for src in cases {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let wrong: Vec<usize> = prog
+            .iter()
+            .filter(|(_, i)| matches!(i, bpfsim_vm::isa::Insn::Load { .. }))
+            .map(|(pc, _)| pc)
+            .collect();
+        ctx_agree(src, |p| ctx_hints(p, &wrong), true, true);
+    }
+}
+
+/// A session's runs with a context, then without one (raw memory, where the context's region
+/// is the input's): a hinted load must read the input, not the field kept from the last run.
+#[test]
+fn kept_context_fields_do_not_outlive_their_context() {
+    let src = "mov %r6, %r1\nldxw %r0, [%r6+0]\nexit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
+    let interp = Interpreter::new(&prog);
+    let mut session = jit.session();
+    let mut ctx = Fields {
+        a: 100,
+        b: 200,
+        c: 300,
+        open: true,
+        pure: true,
+    };
+    let mut other = Vm::default();
+    {
+        let mut mem = other.memory();
+        let c = mem.map_context(&mut ctx).unwrap();
+        let out = session.run(&mut mem, &mut MoveA, [c, 0, 0, 0, 0], 100);
+        assert_eq!(out.result, Ok(100));
+        assert_eq!(
+            c >> 32,
+            bpfsim_vm::memory::FIXED_ROWS as u64,
+            "the context sits where raw memory will"
+        );
+    }
+    let mut input = 7u32.to_le_bytes();
+    let raw = session.run_with_memory(&mut MoveA, &mut input);
+    let mut vm = Vm::default();
+    let want = vm.run_with_memory(&interp, &mut MoveA, &mut 7u32.to_le_bytes());
+    assert_eq!(raw, want);
+    assert_eq!(raw.result, Ok(7));
 }

@@ -88,7 +88,8 @@ pub struct LinkedProgram {
 
 impl LinkedProgram {
     /// What the verifier proves about the program that the JIT can use: the accesses that
-    /// never go through the context pointer, and the packet accesses it proved in bounds. Nothing when the verifier rejects the program (the
+    /// never go through the context pointer, the packet accesses it proved in bounds, and the
+    /// context field accesses. Nothing when the verifier rejects the program (the
     /// simulator runs it all the same, with every check).
     ///
     /// `.rodata` is left unknown to this verification: the hints must hold whatever values it
@@ -104,6 +105,7 @@ impl LinkedProgram {
         bpfsim_jit::Hints {
             no_ctx: verdict.no_ctx,
             packet: verdict.packet,
+            ctx: verdict.ctx,
         }
     }
 

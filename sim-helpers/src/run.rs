@@ -1,6 +1,7 @@
 //! Running a program on a packet, as `BPF_PROG_TEST_RUN` does, in the simulator: build the
 //! context and packet regions, run, and collect everything observable.
 
+use bpfsim_vm::host::ArrayLookup;
 use bpfsim_vm::isa::Size;
 use bpfsim_vm::memory::{Context, MapError, MemoryMap, REGION_SHIFT};
 use bpfsim_vm::spec::{MapType, ProgType};
@@ -596,6 +597,8 @@ struct SimHost<'e, 'a> {
     overrides: Option<&'e mut std::collections::BTreeMap<u32, HelperOverride>>,
     /// Guest address and length of the key scratch area.
     key_scratch: (u64, usize),
+    /// [`Host::array_lookups`] of the maps, built on first use, and the CPU it was built for.
+    arrays: Option<(u32, Vec<ArrayLookup>)>,
 }
 
 struct Guest<'m, 'a>(&'m MemoryMap<'a>);
@@ -617,7 +620,27 @@ impl<'e> SimHost<'e, '_> {
             tail_calls: 0,
             overrides: None,
             key_scratch: (0, 0),
+            arrays: None,
         }
+    }
+
+    /// The maps' entries for [`Host::array_lookups`] on `cpu`.
+    #[cold]
+    fn build_arrays(&self, cpu: u32) -> Vec<ArrayLookup> {
+        self.maps
+            .iter()
+            .map(|m| {
+                let base = m.base(m.state.arena_index(cpu));
+                match (m.state.array_layout(), base) {
+                    (Some((max_entries, stride)), Some(base)) => ArrayLookup {
+                        max_entries: max_entries as u64,
+                        stride,
+                        base,
+                    },
+                    _ => ArrayLookup::default(),
+                }
+            })
+            .collect()
     }
 
     /// `bpf_tail_call(ctx, prog_array, index)`: on success the run continues in that program;
@@ -654,6 +677,7 @@ impl<'e> SimHost<'e, '_> {
     }
 
     /// `bpf_map_lookup_elem(map, key)`: a pointer into the map's arena for this CPU, or NULL.
+    #[inline(always)]
     fn map_lookup(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
         let i = self.map_index(a[0])?;
         // The key read in place: a copy would be an allocation per lookup, the hottest helper.
@@ -1010,6 +1034,44 @@ impl Host for SimHost<'_, '_> {
     fn begin_run(&mut self) {
         self.tail_calls = 0;
         self.redirect = None;
+    }
+
+    fn array_lookups(&mut self, out: &mut [ArrayLookup]) -> (u64, usize) {
+        // An override of the lookup answers every lookup itself.
+        if self
+            .overrides
+            .as_ref()
+            .is_some_and(|o| o.contains_key(&bpfsim_vm::host::MAP_LOOKUP_ELEM))
+        {
+            return (0, 0);
+        }
+        let cpu = self.env.cpu;
+        if self.arrays.as_ref().is_none_or(|(c, _)| *c != cpu) {
+            self.arrays = Some((cpu, self.build_arrays(cpu)));
+        }
+        let arrays = self.arrays.as_ref().map_or(&[][..], |(_, a)| a);
+        let n = arrays.len().min(out.len());
+        out[..n].copy_from_slice(&arrays[..n]);
+        (MAP_HANDLE_BASE, n)
+    }
+
+    /// `call_helper(1, ..)` without its dispatch: an override of helper 1 still wins.
+    #[inline]
+    fn map_lookup_elem(
+        &mut self,
+        map: u64,
+        key: u64,
+        mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        let a = [map, key, 0, 0, 0];
+        if let Some(f) = self
+            .overrides
+            .as_mut()
+            .and_then(|o| o.get_mut(&bpfsim_vm::host::MAP_LOOKUP_ELEM))
+        {
+            return f(a, mem);
+        }
+        self.map_lookup(mem, a)
     }
 
     fn call_helper(

@@ -811,3 +811,123 @@ fn repeat_under_the_jit_runs_as_the_interpreter() {
         assert_eq!(j.data[14], PACKET[14] + repeat as u8);
     }
 }
+
+/// Runs of `src` (with `lddw` of `MAPS+i` naming map `i`) under the interpreter and the JIT, each
+/// on its own runner with a hash map, an array and a per-CPU array, on CPU 1 of 2, `repeat`
+/// times: the results and every map value must agree. `setup` may override helpers.
+fn lookups_agree(src: &str, repeat: u32, setup: impl Fn(&mut Runner)) {
+    use bpfsim_helpers::run::{RunResult, MAP_HANDLE_BASE};
+    let src = (0..4).fold(src.to_string(), |s, i| {
+        s.replace(&format!("MAPS+{i}"), &format!("{:#x}", MAP_HANDLE_BASE + i))
+    });
+    let program = Program::new(assemble(&src).unwrap()).unwrap();
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+    let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+    let mut seen: Vec<(RunResult, Vec<Vec<Vec<u8>>>)> = Vec::new();
+    for e in engines {
+        let mut r = Runner::new(Env {
+            cpu: 1,
+            ncpus: 2,
+            ..Env::default()
+        });
+        r.set_timing(false);
+        let ids = [
+            r.maps.create(&def("h", MapType::Hash, 4, 8, 8)).unwrap(),
+            r.maps.create(&def("a", MapType::Array, 4, 12, 4)).unwrap(),
+            r.maps
+                .create(&def("pa", MapType::PercpuArray, 4, 8, 3))
+                .unwrap(),
+        ];
+        r.maps
+            .update(ids[0], &5u32.to_le_bytes(), &[9; 8], 0)
+            .unwrap();
+        setup(&mut r);
+        let out = r
+            .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+            .unwrap();
+        let mut values = Vec::new();
+        for k in 0..4u32 {
+            values.push(vec![r.maps.lookup(ids[1], &k.to_le_bytes()).unwrap()]);
+            if k < 3 {
+                values.push(r.maps.lookup_percpu(ids[2], &k.to_le_bytes()).unwrap());
+            }
+        }
+        seen.push((out, values));
+    }
+    assert_eq!(seen[0], seen[1], "interpreter, then JIT:\n{src}");
+}
+
+/// Lookups of every index of an array and a per-CPU array (in range, past the end, the largest
+/// key) and of a hash map, with the values found written: the JIT answers the arrays' lookups
+/// itself, which must agree with the helper in the pointer, the NULL and the CPU's value.
+const LOOKUPS: &str = "mov %r6, 0
+mov %r7, 0
+loop:
+stxw [%r10-4], %r6
+lddw %r1, MAPS+1
+mov %r2, %r10
+add %r2, -4
+call 1
+jeq %r0, 0, +6
+ldxdw %r3, [%r0+0]
+add %r3, %r6
+add %r3, 1
+stxdw [%r0+0], %r3
+add %r7, %r3
+add %r7, %r0
+lddw %r1, MAPS+2
+mov %r2, %r10
+add %r2, -4
+call 1
+jeq %r0, 0, +4
+ldxdw %r3, [%r0+0]
+add %r3, 10
+stxdw [%r0+0], %r3
+add %r7, %r0
+add %r6, 1
+jlt %r6, 6, loop
+stw [%r10-4], -1
+lddw %r1, MAPS+1
+mov %r2, %r10
+add %r2, -4
+call 1
+add %r7, %r0
+stw [%r10-4], 5
+lddw %r1, MAPS+0
+mov %r2, %r10
+add %r2, -4
+call 1
+jeq %r0, 0, +2
+ldxdw %r3, [%r0+0]
+add %r7, %r3
+mov %r0, %r7
+exit";
+
+#[test]
+fn array_lookups_under_the_jit_run_as_the_interpreter() {
+    for repeat in [1, 3] {
+        lookups_agree(LOOKUPS, repeat, |_| {});
+    }
+    // An override of the lookup answers for every map, arrays included.
+    lookups_agree(LOOKUPS, 2, |r| {
+        r.override_helper(1, |a, _| Ok(a[0] & 0xff));
+    });
+}
+
+/// The key's pointer is read as the helper reads it: from the packet it works, and NULL, the
+/// context (which maps no bytes), past the stack or a map handle fault at the call.
+#[test]
+fn array_lookup_keys_fault_as_the_helper_does() {
+    let cases = [
+        "ldxw %r2, [%r1+0]\nlddw %r1, MAPS+1\ncall 1\nexit",
+        "mov %r2, 0\nlddw %r1, MAPS+1\ncall 1\nexit",
+        "mov %r2, %r1\nlddw %r1, MAPS+1\ncall 1\nexit",
+        "mov %r2, %r10\nadd %r2, -2\nlddw %r1, MAPS+2\ncall 1\nexit",
+        "lddw %r2, MAPS+1\nlddw %r1, MAPS+1\ncall 1\nexit",
+        "mov %r2, %r10\nadd %r2, -4\nlddw %r1, MAPS+3\ncall 1\nexit",
+    ];
+    for src in cases {
+        lookups_agree(src, 1, |_| {});
+    }
+}

@@ -142,6 +142,11 @@ pub struct Verdict {
     /// (`PTR_TO_PACKET`) on every path, and so was proven inside the packet's range (false
     /// elsewhere, and for rejected programs). The JIT compiles such accesses without a branch.
     pub packet: Vec<bool>,
+    /// For each slot of an accepted program: its load or store goes through the context pointer
+    /// (`PTR_TO_CTX`, at offset 0: the kernel refuses any other) on every path, so it reaches
+    /// the context's field at the instruction's own offset (false elsewhere, and for rejected
+    /// programs). The JIT reads such fields from values it keeps (`convert_ctx_access`).
+    pub ctx: Vec<bool>,
     /// The ids of helpers a program type may call but whose prototype bpfsim does not know,
     /// called on some explored path: their arguments were not checked, so the kernel may reject
     /// what was accepted here.
@@ -191,23 +196,23 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         }
         None => log.push(stats),
     }
-    let (no_ctx, packet) = if error.is_none() {
+    let (no_ctx, packet, ctx) = if error.is_none() {
+        let only = |kind: u8| v.access.iter().map(|&k| k == kind).collect();
         (
             v.access
                 .iter()
                 .map(|&k| k != 0 && k & explore::ACCESS_CTX == 0)
                 .collect(),
-            v.access
-                .iter()
-                .map(|&k| k == explore::ACCESS_PACKET)
-                .collect(),
+            only(explore::ACCESS_PACKET),
+            only(explore::ACCESS_CTX),
         )
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new())
     };
     Verdict {
         no_ctx,
         packet,
+        ctx,
         unchecked_helpers: v.unchecked_helpers.iter().copied().collect(),
         accepted: error.is_none(),
         error,

@@ -61,7 +61,50 @@ pub trait Host {
     /// [`crate::PreparedRuns::execute_repeat`]): forget what the host keeps per run (a test run's
     /// tail-call count, its redirect target). Nothing by default.
     fn begin_run(&mut self) {}
+
+    /// `bpf_map_lookup_elem(map, key)` (helper 1): exactly `call_helper(1, [map, key, 0, 0, 0],
+    /// mem)`, which the default is. A host may answer it without the generic dispatch: engines
+    /// call it for every lookup (the hottest helper), so it must never differ from
+    /// `call_helper`'s answer, side effects included.
+    #[inline]
+    fn map_lookup_elem(
+        &mut self,
+        map: u64,
+        key: u64,
+        mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        self.call_helper(MAP_LOOKUP_ELEM, [map, key, 0, 0, 0], mem)
+    }
+
+    /// The array maps whose lookups an engine may answer without calling the host, as the
+    /// kernel's JIT inlines them (`map_gen_lookup`): fills `out[i]` for the map whose handle (the
+    /// `r1` of `bpf_map_lookup_elem`) is `first + i`, and returns `(first, count)`. An entry must
+    /// answer exactly what [`Self::map_lookup_elem`] would, side effects included (none), until
+    /// the next call of this method (the runs of a batch, [`Self::begin_run`] included): a 4-byte key `index` read at `r2` finds `base + index * stride` when
+    /// `index < max_entries`, else NULL; an entry whose `max_entries` is 0 is not such a map
+    /// (its lookups call the host). The answers are guest addresses, so a wrong entry can give
+    /// a program a wrong pointer, which its accesses then check, but never host memory. The
+    /// default: none.
+    fn array_lookups(&mut self, out: &mut [ArrayLookup]) -> (u64, usize) {
+        let _ = out;
+        (0, 0)
+    }
 }
+
+/// An array map as [`Host::array_lookups`] describes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArrayLookup {
+    /// Indexes below it find a value; 0: not an array whose lookups may be answered so.
+    pub max_entries: u64,
+    /// Bytes from one value to the next.
+    pub stride: u64,
+    /// Guest address of value 0 (in the arena of the CPU the program runs on).
+    pub base: u64,
+}
+
+/// The helper id of `bpf_map_lookup_elem`.
+pub const MAP_LOOKUP_ELEM: u32 = 1;
 
 /// A host without helpers: every call traps with [`crate::TrapCode::UnknownHelper`].
 #[derive(Default, Clone, Copy, Debug)]

@@ -66,6 +66,20 @@ pub trait Context: std::any::Any {
     fn store(&mut self, off: u32, size: Size, value: u64) -> bool;
     /// For helpers that need the concrete context (`bpf_xdp_adjust_head` moves `data`).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+
+    /// Whether [`Self::load`] is a function of the context's state alone, which only
+    /// [`Self::store`] and changes through [`Self::as_any_mut`] modify: an engine may then keep
+    /// the fields a program reads between those changes ([`MemoryMap::ctx_stamp`]) rather than
+    /// ask for each access. The default, `false`, has every access ask.
+    fn loads_are_pure(&self) -> bool {
+        false
+    }
+}
+
+/// A stamp no other context state has had ([`MemoryMap::ctx_stamp`]).
+fn next_ctx_stamp() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The stack of every frame, owned by whoever runs programs and lent to each run.
@@ -106,6 +120,8 @@ pub struct MemoryMap<'a> {
     stack_dirty: &'a mut bool,
     /// The context's region index and its accessor.
     ctx: Option<(u64, &'a mut dyn Context)>,
+    /// [`Self::ctx_stamp`].
+    ctx_stamp: u64,
     /// Whether a program entered with [`Self::enter_main`], and whether one that did may write.
     entered: bool,
     may_write: bool,
@@ -209,6 +225,7 @@ impl<'a> MemoryMap<'a> {
             table,
             stack_dirty: dirty,
             ctx: None,
+            ctx_stamp: 0,
             entered: false,
             may_write: false,
             _borrows: PhantomData,
@@ -281,13 +298,40 @@ impl<'a> MemoryMap<'a> {
     /// Map a context; returns its guest address (the program's `r1`). One context per map.
     pub fn map_context(&mut self, ctx: &'a mut dyn Context) -> Result<u64, MapError> {
         let addr = self.push(std::ptr::null_mut(), 0, false)?;
+        self.ctx_stamp = if ctx.loads_are_pure() {
+            next_ctx_stamp()
+        } else {
+            0
+        };
         self.ctx = Some((addr >> REGION_SHIFT, ctx));
         Ok(addr)
     }
 
     /// The mapped context, for helpers: `mem.context_mut()?.downcast_mut::<XdpContext>()`.
     pub fn context_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        if self.ctx_stamp != 0 {
+            // The caller may change any field.
+            self.ctx_stamp = next_ctx_stamp();
+        }
         self.ctx.as_mut().map(|(_, c)| c.as_any_mut())
+    }
+
+    /// The state of the mapped context's fields: equal stamps (from any maps) mean equal field
+    /// values at equal addresses, so that values read at one stamp ([`Self::ctx_field`]) hold
+    /// until it changes. Changed by [`Self::context_mut`] and by each store to the context;
+    /// never the same for two contexts. 0 when nothing may be kept: no context is mapped, or
+    /// its loads are not pure ([`Context::loads_are_pure`]).
+    #[inline]
+    pub fn ctx_stamp(&self) -> u64 {
+        self.ctx_stamp
+    }
+
+    /// The guest address of the context's 4-byte field at `off` and its value, as a 4-byte
+    /// [`Self::load`] there returns it; `None` when that load would fault.
+    pub fn ctx_field(&self, off: u32) -> Option<(u64, u64)> {
+        let (region, ctx) = self.ctx.as_ref()?;
+        let addr = (region << REGION_SHIFT) | off as u64;
+        Some((addr, ctx.load(off, Size::W)?))
     }
 
     #[cold]
@@ -305,6 +349,9 @@ impl<'a> MemoryMap<'a> {
         match &mut self.ctx {
             Some((region, ctx)) if fault.addr >> REGION_SHIFT == *region => {
                 if ctx.store(fault.addr as u32, size, value) {
+                    if self.ctx_stamp != 0 {
+                        self.ctx_stamp = next_ctx_stamp();
+                    }
                     Ok(())
                 } else {
                     Err(fault)

@@ -4,7 +4,8 @@
 
 use std::mem::offset_of;
 
-use bpfsim_vm::isa::Reg;
+use bpfsim_vm::host::ArrayLookup;
+use bpfsim_vm::isa::{Reg, Size};
 use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -12,6 +13,14 @@ use cranelift_codegen::ir::{Block, InstBuilder, MemFlags, Value};
 
 use super::{Gen, I64};
 use crate::shims::{FrameSave, VmCtx};
+
+/// Which shim a helper call goes through.
+pub(super) enum Helper {
+    /// `call id` or `callx`: the generic shim, with the id.
+    Any(Value),
+    /// `call 1`: `bpf_map_lookup_elem`, two arguments ([`crate::shims::map_lookup`]).
+    MapLookup,
+}
 
 impl Gen<'_, '_> {
     pub(super) fn translate_local_call(
@@ -141,20 +150,30 @@ impl Gen<'_, '_> {
     /// callback (`bpf_loop`, `bpf_for_each_map_elem`, ...) has the interpreter run the callback
     /// with it; the budget comes back from the context after the call, and when what is left
     /// cannot pay for the path to the next checkpoint, the interpreter finishes the run.
-    pub(super) fn helper(&mut self, pc: usize, id: Value) {
+    pub(super) fn helper(&mut self, pc: usize, helper: Helper) {
         let adjust = self.adjust();
         let left = self.b.use_var(self.left);
         let exact = self.b.ins().iadd_imm(left, adjust);
         self.vm_store(offset_of!(VmCtx, left), exact);
-        let args: Vec<Value> = (1..=5).map(|r| self.b.use_var(self.regs[r])).collect();
         let pcv = self.iconst(pc as u64);
         let depth = self.b.use_var(self.depth);
-        let call = self.b.ins().call(
-            self.shims.call,
-            &[
-                self.vm, id, args[0], args[1], args[2], args[3], args[4], pcv, depth,
-            ],
-        );
+        let call = match helper {
+            Helper::Any(id) => {
+                let args: Vec<Value> = (1..=5).map(|r| self.b.use_var(self.regs[r])).collect();
+                self.b.ins().call(
+                    self.shims.call,
+                    &[
+                        self.vm, id, args[0], args[1], args[2], args[3], args[4], pcv, depth,
+                    ],
+                )
+            }
+            Helper::MapLookup => {
+                let (map, key) = (self.b.use_var(self.regs[1]), self.b.use_var(self.regs[2]));
+                self.b
+                    .ins()
+                    .call(self.shims.map_lookup, &[self.vm, map, key, pcv, depth])
+            }
+        };
         let v = self.b.inst_results(call)[0];
         let st = self.vm_load(offset_of!(VmCtx, status));
         let ok = self.cont();
@@ -184,6 +203,65 @@ impl Gen<'_, '_> {
             self.switch(go);
         }
         self.b.def_var(self.left, after);
+    }
+
+    /// `call 1`, `bpf_map_lookup_elem(r1, r2)`: answered here for the run's array maps
+    /// ([`bpfsim_vm::Host::array_lookups`]), as the kernel's JIT inlines them: the map's entry,
+    /// the 4-byte key read through the region table (a fault is the helper's: a read of the
+    /// key's size at the call's pc), one compare and a multiply. Other maps call the host.
+    pub(super) fn translate_map_lookup(&mut self, pc: usize) {
+        let call = self.b.create_block();
+        let done = self.b.create_block();
+        let map = self.reg(Reg::R1);
+        let first = self.vm_load(offset_of!(VmCtx, arrays_first));
+        let i = self.b.ins().isub(map, first);
+        let n = self.vm_load(offset_of!(VmCtx, arrays_n));
+        let listed = self.b.ins().icmp(IntCC::UnsignedLessThan, i, n);
+        let entry = self.cont();
+        self.b.ins().brif(listed, entry, &[], call, &[]);
+        self.switch(entry);
+        let row = self
+            .b
+            .ins()
+            .imul_imm(i, std::mem::size_of::<ArrayLookup>() as i64);
+        let e = self.b.ins().iadd(self.vm, row);
+        let at = |f: usize| (offset_of!(VmCtx, arrays) + f) as i32;
+        let max = self.b.ins().load(
+            I64,
+            MemFlags::trusted(),
+            e,
+            at(offset_of!(ArrayLookup, max_entries)),
+        );
+        let array = self.cont();
+        self.b.ins().brif(max, array, &[], call, &[]);
+        self.switch(array);
+        let key = self.reg(Reg::R2);
+        let fault = self.fault_path(pc, key, Size::W, false);
+        let p = self.translate_table(key, 4, false, fault, false);
+        let index = self.b.ins().uload32(MemFlags::trusted(), p, 0);
+        let stride = self.b.ins().load(
+            I64,
+            MemFlags::trusted(),
+            e,
+            at(offset_of!(ArrayLookup, stride)),
+        );
+        let base = self.b.ins().load(
+            I64,
+            MemFlags::trusted(),
+            e,
+            at(offset_of!(ArrayLookup, base)),
+        );
+        let off = self.b.ins().imul(index, stride);
+        let value = self.b.ins().iadd(base, off);
+        let found = self.b.ins().icmp(IntCC::UnsignedLessThan, index, max);
+        let null = self.iconst(0);
+        let r0 = self.b.ins().select(found, value, null);
+        self.set(Reg::R0, r0);
+        self.b.ins().jump(done, &[]);
+        self.switch(call);
+        self.helper(pc, Helper::MapLookup);
+        self.b.ins().jump(done, &[]);
+        self.switch(done);
     }
 
     /// The shared stop after a helper call: the shim left the pc and the exact budget.

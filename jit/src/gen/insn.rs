@@ -2,6 +2,7 @@
 
 use bpfsim_vm::isa::{CallTarget, Insn};
 
+use super::call::Helper;
 use super::Gen;
 use crate::JitError;
 
@@ -65,13 +66,16 @@ impl Gen<'_, '_> {
                 self.translate_jmp(width, cond, dst, src, off, next);
                 return Ok(false);
             }
+            Insn::Call(CallTarget::Helper(id)) if id as u32 == bpfsim_vm::host::MAP_LOOKUP_ELEM => {
+                self.translate_map_lookup(pc);
+            }
             Insn::Call(CallTarget::Helper(id)) => {
                 let idv = self.iconst(id as i64 as u64);
-                self.helper(pc, idv);
+                self.helper(pc, Helper::Any(idv));
             }
             Insn::Callx { reg } => {
                 let id = self.reg(reg);
-                self.helper(pc, id);
+                self.helper(pc, Helper::Any(id));
             }
             Insn::Call(CallTarget::Local(off)) => {
                 self.translate_local_call(pc, next, off, sites);

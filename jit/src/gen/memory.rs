@@ -25,6 +25,10 @@ impl Gen<'_, '_> {
     ) {
         let v = if let Some(top) = self.fixed_stack(src, off, size) {
             self.load_zx_at(size, top, off as i32)
+        } else if let Some(slot) = self.ctx_slot(pc, size, off) {
+            let s = self.reg(src);
+            let addr = self.offset(s, off);
+            self.ctx_field_load(pc, addr, size, slot)
         } else {
             let s = self.reg(src);
             let addr = self.offset(s, off);
@@ -339,6 +343,43 @@ impl Gen<'_, '_> {
         self.no_ctx.get(pc) == Some(&false) && self.packet.get(pc) != Some(&true)
     }
 
+    /// The slot of the kept context field a load at `pc` reads ([`crate::Hints::ctx`]).
+    fn ctx_slot(&self, pc: usize, size: Size, off: i16) -> Option<usize> {
+        if !self.ctx.get(pc).copied().unwrap_or(false) {
+            return None;
+        }
+        let field = crate::ctx_load_offset(&bpfsim_vm::isa::Insn::Load {
+            size,
+            signed: false,
+            dst: bpfsim_vm::isa::Reg::R0,
+            src: bpfsim_vm::isa::Reg::R1,
+            off,
+        })?;
+        self.ctx_fields.iter().position(|&f| f == field)
+    }
+
+    /// A context field load: the value kept for the field when the address is the field's
+    /// (one compare), else the usual way (the address is not the context's, or the context
+    /// refused the field: the shim then faults as the interpreter does).
+    fn ctx_field_load(&mut self, pc: usize, addr: Value, size: Size, slot: usize) -> Value {
+        let key = self.vm_load(offset_of!(VmCtx, ctx_key) + 8 * slot);
+        let hit = self.b.ins().icmp(IntCC::Equal, addr, key);
+        let fast = self.cont();
+        let miss = self.b.create_block();
+        self.b.set_cold_block(miss);
+        let done = self.b.create_block();
+        self.b.append_block_param(done, I64);
+        self.b.ins().brif(hit, fast, &[], miss, &[]);
+        self.switch(fast);
+        let v = self.vm_load(offset_of!(VmCtx, ctx_val) + 8 * slot);
+        self.b.ins().jump(done, &[v.into()]);
+        self.switch(miss);
+        let v = self.load_checked(pc, addr, size);
+        self.b.ins().jump(done, &[v.into()]);
+        self.switch(done);
+        self.b.block_params(done)[0]
+    }
+
     pub(super) fn load(&mut self, pc: usize, addr: Value, size: Size) -> Value {
         if self.packet.get(pc).copied().unwrap_or(false) {
             let p = self.clamped(addr, size, false);
@@ -349,6 +390,12 @@ impl Gen<'_, '_> {
             let p = self.translate_no_ctx(addr, size.bytes() as u64, false, fault);
             return self.load_zx(size, p);
         }
+        self.load_checked(pc, addr, size)
+    }
+
+    /// A load with nothing proven: the region table, and the shim for what it refuses (a
+    /// context field, or a fault).
+    fn load_checked(&mut self, pc: usize, addr: Value, size: Size) -> Value {
         let sz = size.bytes() as u64;
         if self.ctx_access(pc) {
             let szv = self.iconst(sz);

@@ -30,6 +30,7 @@ pub(crate) struct ShimIds {
     pub store: FuncId,
     pub atomic: FuncId,
     pub call: FuncId,
+    pub map_lookup: FuncId,
     pub ld_packet: FuncId,
     pub clear_frame: FuncId,
 }
@@ -39,6 +40,7 @@ struct Shims {
     store: FuncRef,
     atomic: FuncRef,
     call: FuncRef,
+    map_lookup: FuncRef,
     ld_packet: FuncRef,
     clear_frame: FuncRef,
 }
@@ -93,6 +95,9 @@ pub(crate) struct Gen<'a, 'b> {
     no_ctx: &'a [bool],
     /// [`Hints::packet`].
     packet: &'a [bool],
+    /// [`Hints::ctx`], and the fields whose values the run keeps, by slot.
+    ctx: &'a [bool],
+    ctx_fields: Vec<u32>,
     /// For each clamp index (`memory::clamp_index`) a proven packet access uses: variables
     /// holding its base and greatest offset.
     clamp_vars: [Option<(Variable, Variable)>; 8],
@@ -181,6 +186,7 @@ pub(crate) fn build(
         store: module.declare_func_in_func(ids.store, b.func),
         atomic: module.declare_func_in_func(ids.atomic, b.func),
         call: module.declare_func_in_func(ids.call, b.func),
+        map_lookup: module.declare_func_in_func(ids.map_lookup, b.func),
         ld_packet: module.declare_func_in_func(ids.ld_packet, b.func),
         clear_frame: module.declare_func_in_func(ids.clear_frame, b.func),
     };
@@ -301,6 +307,8 @@ pub(crate) fn build(
         helper_stop_block,
         no_ctx: &hints.no_ctx,
         packet: &hints.packet,
+        ctx: &hints.ctx,
+        ctx_fields: crate::ctx_fields(prog, hints),
         clamp_vars,
         faults: Vec::new(),
         ret_sites: Vec::new(),

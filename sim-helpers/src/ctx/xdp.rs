@@ -266,6 +266,11 @@ impl Context for XdpContext {
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
+
+    /// Every field is computed from the context's own fields.
+    fn loads_are_pure(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,11 @@ impl ArrayMap {
         round8(value_size as usize) as u64 * max_entries as u64
     }
 
+    /// `(max_entries, stride)`: [`Self::lookup`] in two numbers.
+    pub(crate) fn layout(&self) -> (u32, u64) {
+        (self.max_entries, self.stride as u64)
+    }
+
     pub(crate) fn lookup(&self, key: &[u8]) -> Option<usize> {
         let i = index_of(key);
         (i < self.max_entries).then_some(i as usize * self.stride)

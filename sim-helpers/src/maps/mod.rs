@@ -383,6 +383,16 @@ impl MapState {
         }
     }
 
+    /// For an ARRAY or PERCPU_ARRAY: `(max_entries, stride)`, what a lookup from a program
+    /// answers from ([`Self::lookup`] of a 4-byte key `index` finds offset `index * stride` when
+    /// `index < max_entries`, and nothing else); `None` for other maps.
+    pub fn array_layout(&self) -> Option<(u32, u64)> {
+        match &self.storage {
+            Storage::Array(a) if self.def.key_size == 4 => Some(a.layout()),
+            _ => None,
+        }
+    }
+
     /// The syscall's lookup: the value's offset, without touching LRU state; the errno when the
     /// kernel refuses (`ENOENT`, or the map type's "not supported").
     pub(crate) fn host_lookup(&self, key: &[u8]) -> Result<usize, OpError> {

@@ -13,7 +13,39 @@ use hashbrown::HashTable;
 #[inline]
 pub(crate) fn hash_key(key: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = (key.len() as u64).wrapping_mul(K);
+    const S0: u64 = 0x243f_6a88_85a3_08d3;
+    const S1: u64 = 0x1319_8a2e_0370_7344;
+    let n = key.len();
+    if n <= 16 {
+        // Keys of up to 16 bytes (most keys: an index, an address, a 5-tuple) as two words,
+        // read as the key comparison reads them, mixed by two dependent folded multiplies
+        // (a 64x64->128 product, its halves xored): a lookup waits on this chain before it
+        // can probe, and the word-by-word loop below was three times as long.
+        let (lo, hi) = if n >= 8 {
+            (
+                u64::from_le_bytes(first(key)),
+                u64::from_le_bytes(last(key)),
+            )
+        } else if n >= 4 {
+            (
+                u32::from_le_bytes(first(key)) as u64,
+                u32::from_le_bytes(last(key)) as u64,
+            )
+        } else if n > 0 {
+            (
+                (key[0] as u64) << 16 | (key[n / 2] as u64) << 8 | key[n - 1] as u64,
+                0,
+            )
+        } else {
+            (0, 0)
+        };
+        // The first word goes through a multiply by an odd constant on its own, so that no
+        // value of it cancels the second (a product with `lo ^ S0 == 0` would be 0 for every
+        // `hi`).
+        let a = fold_mul(lo ^ S0, K) ^ hi;
+        return fold_mul(a ^ S1, K ^ n as u64);
+    }
+    let mut h = (n as u64).wrapping_mul(K);
     let mut chunks = key.chunks_exact(8);
     for c in &mut chunks {
         let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
@@ -29,6 +61,50 @@ pub(crate) fn hash_key(key: &[u8]) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^ (h >> 29)
+}
+
+/// The 128-bit product of `x` and `y`, its two halves xored: every bit of either factor
+/// reaches both ends of the result.
+#[inline(always)]
+fn fold_mul(x: u64, y: u64) -> u64 {
+    let p = (x as u128).wrapping_mul(y as u128);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The first `N` bytes of `s` (zeros when it is shorter: callers check the length).
+#[inline(always)]
+fn first<const N: usize>(s: &[u8]) -> [u8; N] {
+    s.first_chunk::<N>().copied().unwrap_or([0; N])
+}
+
+/// The last `N` bytes of `s` (zeros when it is shorter).
+#[inline(always)]
+fn last<const N: usize>(s: &[u8]) -> [u8; N] {
+    s.last_chunk::<N>().copied().unwrap_or([0; N])
+}
+
+/// `a == b` for two keys of one map (the same length), in word compares: a slice compare of
+/// a 16-byte key is a call to libc's `memcmp`, which cost a hash lookup more than its probe.
+#[inline(always)]
+pub(crate) fn key_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // Words that may overlap: the first and the last cover every byte of a key of 4 to 8
+    // (8 to 16) bytes.
+    match n {
+        0..=3 => a == b,
+        4..=8 => {
+            u32::from_ne_bytes(first(a)) == u32::from_ne_bytes(first(b))
+                && u32::from_ne_bytes(last(a)) == u32::from_ne_bytes(last(b))
+        }
+        9..=16 => {
+            u64::from_ne_bytes(first(a)) == u64::from_ne_bytes(first(b))
+                && u64::from_ne_bytes(last(a)) == u64::from_ne_bytes(last(b))
+        }
+        _ => a == b,
+    }
 }
 
 /// Keys by slot, and an index from key bytes to slot.
@@ -60,9 +136,12 @@ impl KeyIndex {
     #[inline]
     pub(crate) fn find(&self, key: &[u8]) -> Option<u32> {
         let (keys, ks) = (&self.keys, self.key_size);
+        if key.len() != ks {
+            return None;
+        }
         self.index
             .find(hash_key(key), |&s| {
-                &keys[s as usize * ks..(s as usize + 1) * ks] == key
+                key_eq(&keys[s as usize * ks..(s as usize + 1) * ks], key)
             })
             .copied()
     }
@@ -267,6 +346,61 @@ mod tests {
         ix.remove(7);
         assert_eq!(ix.find(&30u32.to_le_bytes()), None);
         assert_eq!(ix.len(), 5);
+    }
+
+    #[test]
+    fn short_keys_spread_over_the_index() {
+        // Keys that differ in one byte (ports of one flow, consecutive indexes) must not
+        // collide, and the top 7 bits (hashbrown's control byte) and the low bits (its bucket)
+        // must both vary.
+        for n in [1usize, 2, 3, 4, 5, 8, 12, 16] {
+            let mut seen = std::collections::HashSet::new();
+            let (mut tops, mut lows) = (
+                std::collections::HashSet::new(),
+                std::collections::HashSet::new(),
+            );
+            for at in 0..n {
+                for v in 0..=255u8 {
+                    let mut k = vec![0x11u8; n];
+                    k[at] = v;
+                    let h = hash_key(&k);
+                    seen.insert(k.clone());
+                    tops.insert(h >> 57);
+                    lows.insert(h & 1023);
+                }
+            }
+            let distinct: std::collections::HashSet<u64> =
+                seen.iter().map(|k| hash_key(k)).collect();
+            assert_eq!(distinct.len(), seen.len(), "{n}-byte keys collide");
+            assert!(
+                tops.len() >= 100,
+                "{n}-byte keys: {} control bytes",
+                tops.len()
+            );
+            assert!(
+                lows.len() >= seen.len().min(1024) / 2,
+                "{n}-byte keys: {} buckets",
+                lows.len()
+            );
+        }
+        assert_ne!(hash_key(&[0; 4]), hash_key(&[0; 8]), "the length is hashed");
+    }
+
+    #[test]
+    fn key_eq_is_slice_equality_for_every_length() {
+        for n in 0..=40usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+            assert!(key_eq(&a, &a.clone()), "{n} bytes");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x80;
+                assert!(!key_eq(&a, &b), "{n} bytes, byte {at} differs");
+            }
+            assert!(
+                !key_eq(&a, &[a.as_slice(), &[0]].concat()),
+                "lengths differ"
+            );
+        }
     }
 
     #[test]
