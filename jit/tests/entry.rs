@@ -73,3 +73,51 @@ fn every_argument_reaches_every_reader() {
         }
     }
 }
+
+/// A budget too short for the path from slot 0 to the first checkpoint hands the run to the
+/// interpreter at slot 0, with the registers the entry set up. Every budget from none to enough,
+/// through each entry (a run on a memory map, a session's, a run on raw memory), with all five
+/// arguments read, stores, a helper call and a loop after the entry's straight line, ends as
+/// the interpreter's run does.
+#[test]
+fn a_short_budget_at_entry_ends_as_the_interpreter() {
+    let srcs = [
+        "mov %r0, %r1\nadd %r0, %r2\nadd %r0, %r3\nadd %r0, %r4\nadd %r0, %r5\nexit",
+        "stxdw [%r10-8], %r3\nmov %r0, %r4\njgt %r5, 50, +2\nldxdw %r0, [%r10-8]\nadd %r0, 1\nexit",
+        "mov %r6, %r1\ncall 7\nadd %r0, %r6\nexit",
+        "mov %r0, %r5\nmov %r1, 4\nloop:\nadd %r0, %r1\nsub %r1, 1\njne %r1, 0, loop\nexit",
+    ];
+    let args = [11u64, 22, 33, 44, 55];
+    for src in srcs {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let jit = JitProgram::compile(&prog).unwrap();
+        let interp = Interpreter::new(&prog);
+        let mut vm = Vm::default();
+        let mut mem = vm.memory();
+        let full = interp.run(&mut mem, &mut Mix, args, 1000);
+        drop(mem);
+        assert!(full.result.is_ok(), "{src}: {full:?}");
+        let mut session = jit.session();
+        for budget in 0..=full.insns + 1 {
+            let mut mem = vm.memory();
+            let i = interp.run(&mut mem, &mut Mix, args, budget);
+            drop(mem);
+            let mut mem = vm.memory();
+            let j = jit.run(&mut mem, &mut Mix, args, budget);
+            drop(mem);
+            assert_eq!(j, i, "{src}, budget {budget}");
+            let mut mem = vm.memory();
+            let s = session.run(&mut mem, &mut Mix, args, budget);
+            drop(mem);
+            assert_eq!(s, i, "{src}, budget {budget}, session");
+            // On raw memory: r1 and r2 are the memory's address and length.
+            let mut m1 = [7u8; 16];
+            vm.budget = budget;
+            let a = vm.run_with_memory(&interp, &mut Mix, &mut m1);
+            let mut m2 = [7u8; 16];
+            let b = jit.run_with_memory(&mut vm, &mut Mix, &mut m2);
+            assert_eq!(a, b, "{src}, budget {budget}, raw memory");
+            assert_eq!(m1, m2, "{src}, budget {budget}, raw memory");
+        }
+    }
+}
