@@ -76,8 +76,8 @@ pub(crate) fn atomic_from_code(c: u64) -> Option<AtomicOp> {
 }
 
 /// The host's code generator with the JIT's settings, built once per process: its flags and
-/// the host's CPU features do not change between programs (a tenth of the compile time of a
-/// small program went to building it again).
+/// the host's CPU features do not change between programs (building it again cost a few
+/// microseconds of every compile).
 fn target_isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, JitError> {
     static ISA: std::sync::OnceLock<Result<cranelift_codegen::isa::OwnedTargetIsa, String>> =
         std::sync::OnceLock::new();
@@ -109,7 +109,10 @@ pub struct Hints {
     /// fault, so it goes straight to the trap instead of calling into Rust and coming back: no
     /// call on the hot path, so nothing around it has to live in the few callee-saved registers,
     /// and fewer blocks to compile. If the hint were wrong, the access would trap where the
-    /// interpreter reads the context: a different result, never an unchecked access.
+    /// interpreter reads the context: a different result, never an unchecked access. An access
+    /// this leaves `false` (perhaps the context's) and [`Hints::packet`] does not claim is
+    /// compiled as the call into Rust alone, which serves every region: the context has no
+    /// bytes an inline check could find.
     pub no_ctx: Vec<bool>,
     /// The memory access at this slot (a load or a store) goes through a packet pointer on
     /// every path, and the verifier proved it inside the packet (`[data, data + range)`). The
