@@ -13,37 +13,9 @@ use hashbrown::HashTable;
 #[inline]
 pub(crate) fn hash_key(key: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    const S0: u64 = 0x243f_6a88_85a3_08d3;
-    const S1: u64 = 0x1319_8a2e_0370_7344;
     let n = key.len();
-    if n <= 16 {
-        // Keys of up to 16 bytes (most keys: an index, an address, a 5-tuple) as two words,
-        // read as the key comparison reads them, mixed by two dependent folded multiplies
-        // (a 64x64->128 product, its halves xored): a lookup waits on this chain before it
-        // can probe, and the word-by-word loop below was three times as long.
-        let (lo, hi) = if n >= 8 {
-            (
-                u64::from_le_bytes(first(key)),
-                u64::from_le_bytes(last(key)),
-            )
-        } else if n >= 4 {
-            (
-                u32::from_le_bytes(first(key)) as u64,
-                u32::from_le_bytes(last(key)) as u64,
-            )
-        } else if n > 0 {
-            (
-                (key[0] as u64) << 16 | (key[n / 2] as u64) << 8 | key[n - 1] as u64,
-                0,
-            )
-        } else {
-            (0, 0)
-        };
-        // The first word goes through a multiply by an odd constant on its own, so that no
-        // value of it cancels the second (a product with `lo ^ S0 == 0` would be 0 for every
-        // `hi`).
-        let a = fold_mul(lo ^ S0, K) ^ hi;
-        return fold_mul(a ^ S1, K ^ n as u64);
+    if n <= SHORT_KEY {
+        return hash_words(short_words(key, false), n);
     }
     let mut h = (n as u64).wrapping_mul(K);
     let mut chunks = key.chunks_exact(8);
@@ -61,6 +33,66 @@ pub(crate) fn hash_key(key: &[u8]) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^ (h >> 29)
+}
+
+/// Keys of at most this many bytes (most keys: an index, an address, a 5-tuple) are hashed
+/// and compared as two words ([`short_words`]).
+const SHORT_KEY: usize = 16;
+
+/// The hash of a short key of `n` bytes from its [`short_words`]: one folded multiply, which a
+/// lookup waits on before it can probe (the word-by-word loop of longer keys is several times
+/// as long).
+#[inline(always)]
+fn hash_words((lo, hi): (u64, u64), n: usize) -> u64 {
+    const S0: u64 = 0x243f_6a88_85a3_08d3;
+    const S1: u64 = 0x1319_8a2e_0370_7344;
+    // Every bit of each word reaches both ends of the product. A word equal to its seed would
+    // zero the product whatever the other: the words themselves, added alongside (in parallel
+    // with the multiply), still tell such keys apart.
+    let p = fold_mul(lo ^ S0, hi ^ S1 ^ n as u64);
+    p.wrapping_add(lo ^ hi.rotate_left(32))
+}
+
+/// The two words a key of at most [`SHORT_KEY`] bytes is hashed and compared by: its first and
+/// last 8 bytes (4 for keys of 4 to 7 bytes, the bytes themselves for shorter ones), little
+/// endian. They overlap and hold every byte between them, so two keys of one length are equal
+/// exactly when their words are.
+///
+/// With `bytewise`, each byte is read on its own (the reads kept apart, so that they are not
+/// merged into word loads): for a key the program has just written to its stack in pieces of
+/// other sizes (a 5-tuple's two 4-byte addresses, 2-byte ports, a 1-byte protocol), a word
+/// load spanning several of those stores cannot take its bytes from them and waits until they
+/// reach the cache, which cost a lookup more than its hashing and probing; a byte always lies
+/// within one store.
+#[inline(always)]
+fn short_words(key: &[u8], bytewise: bool) -> (u64, u64) {
+    let n = key.len();
+    debug_assert!(n <= SHORT_KEY);
+    let byte = |i: usize| -> u64 {
+        if bytewise {
+            // SAFETY: `&key[i]` is a valid reference to an initialised byte; a volatile read
+            // of it reads that byte.
+            (unsafe { std::ptr::read_volatile(&key[i]) }) as u64
+        } else {
+            key[i] as u64
+        }
+    };
+    let word = |at: usize, len: usize| (0..len).fold(0u64, |w, i| w | byte(at + i) << (8 * i));
+    match n {
+        8..=16 => {
+            if bytewise {
+                (word(0, 8), word(n - 8, 8))
+            } else {
+                (
+                    u64::from_le_bytes(first(key)),
+                    u64::from_le_bytes(last(key)),
+                )
+            }
+        }
+        4..=7 => (word(0, 4), word(n - 4, 4)),
+        1..=3 => (byte(0) << 16 | byte(n / 2) << 8 | byte(n - 1), 0),
+        _ => (0, 0),
+    }
 }
 
 /// The 128-bit product of `x` and `y`, its two halves xored: every bit of either factor
@@ -81,30 +113,6 @@ fn first<const N: usize>(s: &[u8]) -> [u8; N] {
 #[inline(always)]
 fn last<const N: usize>(s: &[u8]) -> [u8; N] {
     s.last_chunk::<N>().copied().unwrap_or([0; N])
-}
-
-/// `a == b` for two keys of one map (the same length), in word compares: a slice compare of
-/// a 16-byte key is a call to libc's `memcmp`, which cost a hash lookup more than its probe.
-#[inline(always)]
-pub(crate) fn key_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    // Words that may overlap: the first and the last cover every byte of a key of 4 to 8
-    // (8 to 16) bytes.
-    match n {
-        0..=3 => a == b,
-        4..=8 => {
-            u32::from_ne_bytes(first(a)) == u32::from_ne_bytes(first(b))
-                && u32::from_ne_bytes(last(a)) == u32::from_ne_bytes(last(b))
-        }
-        9..=16 => {
-            u64::from_ne_bytes(first(a)) == u64::from_ne_bytes(first(b))
-                && u64::from_ne_bytes(last(a)) == u64::from_ne_bytes(last(b))
-        }
-        _ => a == b,
-    }
 }
 
 /// Keys by slot, and an index from key bytes to slot.
@@ -139,10 +147,20 @@ impl KeyIndex {
         if key.len() != ks {
             return None;
         }
+        let stored = |s: u32| &keys[s as usize * ks..(s as usize + 1) * ks];
+        if ks <= SHORT_KEY {
+            // The key (often the program's, just written) read once, byte by byte; the stored
+            // keys, written long before, in words.
+            let words = short_words(key, true);
+            return self
+                .index
+                .find(hash_words(words, ks), |&s| {
+                    short_words(stored(s), false) == words
+                })
+                .copied();
+        }
         self.index
-            .find(hash_key(key), |&s| {
-                key_eq(&keys[s as usize * ks..(s as usize + 1) * ks], key)
-            })
+            .find(hash_key(key), |&s| stored(s) == key)
             .copied()
     }
 
@@ -384,22 +402,46 @@ mod tests {
             );
         }
         assert_ne!(hash_key(&[0; 4]), hash_key(&[0; 8]), "the length is hashed");
+        // Keys whose first (or second) word cancels its seed still differ by the other word.
+        let s0 = 0x243f_6a88_85a3_08d3u64.to_le_bytes();
+        let hs: std::collections::HashSet<u64> = (0..256u64)
+            .map(|w| hash_key(&[s0, w.to_le_bytes()].concat()))
+            .collect();
+        assert_eq!(hs.len(), 256, "a seed-valued first word");
     }
 
     #[test]
-    fn key_eq_is_slice_equality_for_every_length() {
-        for n in 0..=40usize {
+    fn short_words_are_the_key_read_either_way() {
+        for n in 0..=SHORT_KEY {
             let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
-            assert!(key_eq(&a, &a.clone()), "{n} bytes");
+            let w = short_words(&a, false);
+            assert_eq!(short_words(&a, true), w, "{n} bytes");
+            assert_eq!(hash_key(&a), hash_words(w, n), "{n} bytes");
             for at in 0..n {
                 let mut b = a.clone();
                 b[at] ^= 0x80;
-                assert!(!key_eq(&a, &b), "{n} bytes, byte {at} differs");
+                assert_ne!(short_words(&b, true), w, "{n} bytes, byte {at} differs");
             }
-            assert!(
-                !key_eq(&a, &[a.as_slice(), &[0]].concat()),
-                "lengths differ"
-            );
+        }
+    }
+
+    #[test]
+    fn index_finds_keys_of_every_length() {
+        for n in [1usize, 3, 4, 7, 8, 12, 16, 17, 40] {
+            let key = |s: u32| -> Vec<u8> {
+                (0..n)
+                    .map(|i| (s as u8).wrapping_add(i as u8 * 3))
+                    .collect()
+            };
+            let mut ix = KeyIndex::new(n, 64);
+            for s in 0..40u32 {
+                ix.insert(s, &key(s));
+            }
+            for s in 0..40u32 {
+                assert_eq!(ix.find(&key(s)), Some(s), "{n} bytes, slot {s}");
+            }
+            assert_eq!(ix.find(&key(50)), None, "{n} bytes");
+            assert_eq!(ix.find(&key(1)[..n - 1]), None, "a shorter key");
         }
     }
 
