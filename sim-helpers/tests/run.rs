@@ -931,3 +931,94 @@ fn array_lookup_keys_fault_as_the_helper_does() {
         lookups_agree(src, 1, |_| {});
     }
 }
+
+/// A batch's runs each start with the host's per-run state reset (`Host::begin_run`), under the
+/// JIT's batch (one set-up for the runs, `PreparedRuns::execute_repeat`) as under the
+/// interpreter: a run that redirects leaves no redirect to the next run, which passes, and a run
+/// that tail-calls ends a batch of the JIT's runs, the runner going on with the rest.
+#[test]
+fn repeat_resets_each_runs_host_state_under_both_engines() {
+    use bpfsim_helpers::run::MAP_HANDLE_BASE;
+    // Packet byte 14 counts the runs (each run sees the packet as the last left it): odd runs
+    // redirect to ifindex 5, even runs pass; every third run (the byte a multiple of 3) first
+    // tail-calls program 0 of `jmp`, which passes.
+    let src = format!(
+        "mov %r6, %r1
+         ldxw %r2, [%r6+0]
+         ldxw %r3, [%r6+4]
+         mov %r4, %r2
+         add %r4, 15
+         mov %r0, 0
+         jgt %r4, %r3, +17
+         ldxb %r7, [%r2+14]
+         add %r7, 1
+         stxb [%r2+14], %r7
+         mov %r8, %r7
+         mod %r8, 3
+         jne %r8, 0, +5
+         mov %r1, %r6
+         lddw %r2, {jmp:#x}
+         mov %r3, 0
+         call 12
+         and %r7, 1
+         mov %r0, 2
+         jeq %r7, 0, +3
+         mov %r1, 5
+         mov %r2, 0
+         call 23
+         exit",
+        jmp = MAP_HANDLE_BASE,
+    );
+    let program = Program::new(assemble(&src).unwrap()).unwrap();
+    let passer = Program::new(assemble("mov %r0, 2\nexit").unwrap()).unwrap();
+    let mut runners = Vec::new();
+    for _ in 0..2 {
+        let mut r = Runner::default();
+        r.set_timing(false);
+        let jmp = r
+            .maps
+            .create(&def("jmp", MapType::ProgArray, 4, 4, 1))
+            .unwrap();
+        let id = r.add_program(Interpreter::new(&passer));
+        r.maps
+            .update(jmp, &0u32.to_le_bytes(), &id.to_le_bytes(), 0)
+            .unwrap();
+        runners.push(r);
+    }
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+    for repeat in 1..=7u32 {
+        let i = runners[0]
+            .run_repeat(&interp, ProgType::Xdp, &PACKET, Input::default(), repeat)
+            .unwrap();
+        let j = runners[1]
+            .run_repeat(&jit, ProgType::Xdp, &PACKET, Input::default(), repeat)
+            .unwrap();
+        assert_eq!(i, j, "repeat {repeat}");
+        let last = PACKET[14] as u32 + repeat;
+        assert_eq!(j.data[14] as u32, last, "repeat {repeat}");
+        if last % 3 == 0 {
+            assert_eq!(
+                (j.tail_calls.len(), j.redirect),
+                (1, None),
+                "repeat {repeat}"
+            );
+        } else if last % 2 == 1 {
+            let to5 = Some(Redirect::Ifindex {
+                ifindex: 5,
+                flags: 0,
+            });
+            assert_eq!(
+                (j.tail_calls.len(), j.redirect),
+                (0, to5),
+                "repeat {repeat}"
+            );
+        } else {
+            assert_eq!(
+                (j.tail_calls.len(), j.redirect),
+                (0, None),
+                "repeat {repeat}"
+            );
+        }
+    }
+}
