@@ -151,6 +151,9 @@ pub struct JitProgram {
     /// Whether the generated code reads `VmCtx::args[2..5]` (r3-r5; r1 and r2 come in
     /// registers): a run on raw memory, whose r3-r5 are 0, need not write them when it does not.
     reads_r3_r5: bool,
+    /// A run whose budget is below this hands over to the interpreter at slot 0, which the
+    /// code does not check (see `JitProgram::call_entry`).
+    entry_need: u64,
     /// Whether a run can reach the host (a helper call, `callx`, a legacy packet load): only
     /// then need a batch of runs tell the host that each run begins (`Host::begin_run`).
     uses_host: bool,
@@ -278,7 +281,7 @@ impl JitProgram {
             .declare_function("bpf_main", Linkage::Local, &ctx.func.signature)
             .map_err(err)?;
         let ctx_fields = ctx_fields(prog, hints);
-        gen::build(
+        let entry_need = gen::build(
             &mut module,
             &mut ctx.func,
             &mut fbc,
@@ -313,6 +316,7 @@ impl JitProgram {
             may_write: insns
                 .iter()
                 .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),
+            entry_need,
             reads_r3_r5: gen::regs_read_by(insns) & 0b11_1000 != 0,
             uses_host: insns.iter().any(|i| {
                 matches!(
@@ -537,12 +541,35 @@ impl JitProgram {
     #[inline(always)]
     fn call_entry(&self, vm: &mut VmCtx, budget: u64, r1: u64, r2: u64) -> Outcome {
         vm.status = shims::OK;
+        if budget < self.entry_need {
+            return self.hand_over_at_entry(vm, budget, r1, r2);
+        }
         let ret = (self.entry)(vm, budget, r1, r2);
         if ret.b != shims::SLOW {
             Self::exited(ret, budget)
         } else {
             Self::slow_outcome(vm, ret.a, budget)
         }
+    }
+
+    /// What the code's budget check at slot 0 would have done (the code has none): hand the
+    /// whole run to the interpreter, with the registers as the code's prologue sets them (a
+    /// register no instruction reads is never seen) and nothing counted yet.
+    #[cold]
+    #[inline(never)]
+    fn hand_over_at_entry(&self, vm: &mut VmCtx, budget: u64, r1: u64, r2: u64) -> Outcome {
+        let mut regs = [0; 11];
+        regs[1] = r1;
+        regs[2] = r2;
+        if self.reads_r3_r5 {
+            regs[3..6].copy_from_slice(&vm.args[2..5]);
+        }
+        regs[10] = bpfsim_vm::memory::frame_pointer(0);
+        vm.regs = std::mem::MaybeUninit::new(regs);
+        vm.left_at_block = budget;
+        vm.budget_pc = 0;
+        vm.budget_depth = 0;
+        Self::slow_outcome(vm, shims::BUDGET, budget)
     }
 
     /// The result of a run that exited: the generated code returned `(r0, left)`.

@@ -95,6 +95,19 @@ pub(super) fn budget_needs(insns: &[Insn], pcs: &[usize], checkpoint: &[bool]) -
     need
 }
 
+/// What the budget must hold at entry for the code to run to its first checkpoint unchecked,
+/// when slot 0 is not a loop's head: the entry compares before calling the code and, when the
+/// budget is short, makes the hand-over the code would have made at slot 0 itself, so that the
+/// code has no check, no cold block and no hand-over there (a program without loops or helpers
+/// then has no hand-over at all). 0 when the code checks.
+pub(super) fn entry_need(need: &[u64], late: &[bool]) -> u64 {
+    if late.first().copied().unwrap_or(true) {
+        0
+    } else {
+        need.first().copied().unwrap_or(0)
+    }
+}
+
 impl Gen<'_, '_> {
     /// What the budget must hold, after the instruction before `pc`, for the run to reach the
     /// next checkpoint unchecked: 0 when `pc` checks for itself.
@@ -151,7 +164,9 @@ impl Gen<'_, '_> {
     /// predecessor carried; at a checkpoint, first hand the run to the interpreter
     /// (`budget_tail`) when the budget cannot pay for the longest path to the next checkpoint.
     pub(super) fn block_entry(&mut self, pc: usize, len: u64) {
-        if !self.checkpoint[pc] {
+        // Slot 0 is checked by the entry before the code runs ([`entry_need`]), unless a jump
+        // leads back to it.
+        if !self.checkpoint[pc] || (pc == 0 && !self.late[0]) {
             self.pending = self.carry[pc].unwrap_or(0) + len;
             return;
         }

@@ -169,7 +169,8 @@ pub(crate) fn regs_read_by(insns: &[Insn]) -> u16 {
     insns.iter().fold(0, |m, i| m | regs_read(i))
 }
 
-/// Translate `prog` into `func`.
+/// Translate `prog` into `func`. Returns what the budget must hold at entry (see
+/// `budget::entry_need`).
 pub(crate) fn build(
     module: &mut JITModule,
     func: &mut Function,
@@ -178,7 +179,7 @@ pub(crate) fn build(
     prog: &Program,
     pcs: &[usize],
     hints: &Hints,
-) -> Result<(), JitError> {
+) -> Result<u64, JitError> {
     let insns = prog.insns();
     let mut b = FunctionBuilder::new(func, fbc);
     let shims = Shims {
@@ -268,6 +269,7 @@ pub(crate) fn build(
     let mut checkpoint = late.clone();
     checkpoint[0] = true;
     let need = budget::budget_needs(insns, pcs, &checkpoint);
+    let entry_need = budget::entry_need(&need, &late);
     let single_pred = budget::single_predecessor(insns, pcs, &leaders);
     let trap_block = b.create_block();
     for _ in 0..4 {
@@ -329,7 +331,7 @@ pub(crate) fn build(
     g.epilogues();
     g.b.seal_all_blocks();
     g.b.finalize();
-    Ok(())
+    Ok(entry_need)
 }
 
 impl Gen<'_, '_> {
