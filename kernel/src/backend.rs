@@ -101,6 +101,9 @@ fn read_trace() -> Vec<String> {
         .collect()
 }
 
+/// How long [`KernelRunner::xsk_socket`] waits for a queue another socket holds.
+const XSK_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl KernelRunner {
     /// Parse `elf` with bpfsim's loader and load it in the kernel.
     pub fn load(bpf: &KernelBpf, elf: &[u8]) -> Result<KernelRunner, BackendError> {
@@ -159,11 +162,15 @@ impl KernelRunner {
     }
 
     /// Open an AF_XDP socket bound to `queue` of `ifindex`, kept as long as the runner; its
-    /// descriptor is the value an XSKMAP slot takes.
+    /// descriptor is the value an XSKMAP slot takes. A queue another socket holds is waited for
+    /// up to `XSK_BUSY_WAIT` (20 s).
     pub fn xsk_socket(&mut self, ifindex: u32, queue: u32) -> Result<i32, BackendError> {
-        let s = XskSocket::bind(ifindex, queue).map_err(|errno| BackendError::Sys {
-            what: format!("binding an AF_XDP socket to ifindex {ifindex} queue {queue}"),
-            errno,
+        // Another runner (a concurrent test run) may hold the queue for the length of its runs.
+        let s = XskSocket::bind_waiting(ifindex, queue, XSK_BUSY_WAIT).map_err(|errno| {
+            BackendError::Sys {
+                what: format!("binding an AF_XDP socket to ifindex {ifindex} queue {queue}"),
+                errno,
+            }
         })?;
         let fd = s.raw_fd();
         self.sockets.push(s);

@@ -104,6 +104,24 @@ impl XskSocket {
         Ok(sock)
     }
 
+    /// [`Self::bind`], waiting up to `wait` while the queue is busy (`EBUSY`: another socket,
+    /// such as a concurrent test run's, holds it), retrying every 20 ms.
+    pub fn bind_waiting(
+        ifindex: u32,
+        queue: u32,
+        wait: std::time::Duration,
+    ) -> Result<XskSocket, Errno> {
+        let start = std::time::Instant::now();
+        loop {
+            match Self::bind(ifindex, queue) {
+                Err(Errno::EBUSY) if start.elapsed() < wait => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                r => return r,
+            }
+        }
+    }
+
     fn setsockopt<T>(&self, opt: i32, value: &T) -> Result<(), Errno> {
         // SAFETY: `value` is a plain repr(C) option struct of the length given.
         let r = unsafe {
@@ -132,5 +150,36 @@ impl Drop for XskSocket {
         // SAFETY: the UMEM was mapped in `bind` with this length. The socket (closed after this,
         // when `fd` drops) still refers to it, but the kernel pinned its pages at registration.
         unsafe { libc::munmap(self.umem, FRAMES * CHUNK) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A queue another socket holds is waited for, up to the time given: the bind succeeds once
+    /// the holder lets go, and fails with `EBUSY` when it does not in time.
+    #[test]
+    fn a_busy_queue_is_waited_for() {
+        let holder = match XskSocket::bind(1, 0) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipped: AF_XDP socket on loopback unavailable ({e})");
+                return;
+            }
+        };
+        assert_eq!(
+            XskSocket::bind_waiting(1, 0, Duration::from_millis(100)).err(),
+            Some(Errno::EBUSY),
+            "a held queue stays busy"
+        );
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(holder);
+        });
+        let s = XskSocket::bind_waiting(1, 0, Duration::from_secs(10));
+        release.join().unwrap();
+        assert!(s.is_ok(), "bound once the holder let go: {:?}", s.err());
     }
 }
