@@ -277,8 +277,8 @@ impl VmCtx {
         if self.ctx_n == 0 {
             return;
         }
-        // SAFETY: `mem` is the run's map (see `parts`).
-        let mem = unsafe { &*self.mem };
+        // SAFETY: `mem` is the run's map (see `parts`), used by nothing else meanwhile.
+        let mem = unsafe { &mut *self.mem };
         let stamp = mem.ctx_stamp();
         if stamp != self.ctx_stamp {
             self.read_ctx(mem, stamp);

@@ -597,8 +597,6 @@ struct SimHost<'e, 'a> {
     overrides: Option<&'e mut std::collections::BTreeMap<u32, HelperOverride>>,
     /// Guest address and length of the key scratch area.
     key_scratch: (u64, usize),
-    /// [`Host::array_lookups`] of the maps, built on first use, and the CPU it was built for.
-    arrays: Option<(u32, Vec<ArrayLookup>)>,
 }
 
 struct Guest<'m, 'a>(&'m MemoryMap<'a>);
@@ -620,27 +618,7 @@ impl<'e> SimHost<'e, '_> {
             tail_calls: 0,
             overrides: None,
             key_scratch: (0, 0),
-            arrays: None,
         }
-    }
-
-    /// The maps' entries for [`Host::array_lookups`] on `cpu`.
-    #[cold]
-    fn build_arrays(&self, cpu: u32) -> Vec<ArrayLookup> {
-        self.maps
-            .iter()
-            .map(|m| {
-                let base = m.base(m.state.arena_index(cpu));
-                match (m.state.array_layout(), base) {
-                    (Some((max_entries, stride)), Some(base)) => ArrayLookup {
-                        max_entries: max_entries as u64,
-                        stride,
-                        base,
-                    },
-                    _ => ArrayLookup::default(),
-                }
-            })
-            .collect()
     }
 
     /// `bpf_tail_call(ctx, prog_array, index)`: on success the run continues in that program;
@@ -1045,13 +1023,21 @@ impl Host for SimHost<'_, '_> {
         {
             return (0, 0);
         }
+        // Written straight into `out`, once per batch of runs: a table kept here would be an
+        // allocation per test run (a single run's batch paid 30 ns for it).
         let cpu = self.env.cpu;
-        if self.arrays.as_ref().is_none_or(|(c, _)| *c != cpu) {
-            self.arrays = Some((cpu, self.build_arrays(cpu)));
+        let n = self.maps.len().min(out.len());
+        for (o, m) in out.iter_mut().zip(&self.maps) {
+            let base = m.base(m.state.arena_index(cpu));
+            *o = match (m.state.array_layout(), base) {
+                (Some((max_entries, stride)), Some(base)) => ArrayLookup {
+                    max_entries: max_entries as u64,
+                    stride,
+                    base,
+                },
+                _ => ArrayLookup::default(),
+            };
         }
-        let arrays = self.arrays.as_ref().map_or(&[][..], |(_, a)| a);
-        let n = arrays.len().min(out.len());
-        out[..n].copy_from_slice(&arrays[..n]);
         (MAP_HANDLE_BASE, n)
     }
 

@@ -76,6 +76,9 @@ pub trait Context: std::any::Any {
     }
 }
 
+/// [`MemoryMap::ctx_stamp`] not yet taken for the context's current state.
+const UNSTAMPED: u64 = u64::MAX;
+
 /// A stamp no other context state has had ([`MemoryMap::ctx_stamp`]).
 fn next_ctx_stamp() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -298,11 +301,9 @@ impl<'a> MemoryMap<'a> {
     /// Map a context; returns its guest address (the program's `r1`). One context per map.
     pub fn map_context(&mut self, ctx: &'a mut dyn Context) -> Result<u64, MapError> {
         let addr = self.push(std::ptr::null_mut(), 0, false)?;
-        self.ctx_stamp = if ctx.loads_are_pure() {
-            next_ctx_stamp()
-        } else {
-            0
-        };
+        // Stamped when first asked (`ctx_stamp`): a run that never asks (the interpreter's)
+        // pays no atomic increment.
+        self.ctx_stamp = UNSTAMPED;
         self.ctx = Some((addr >> REGION_SHIFT, ctx));
         Ok(addr)
     }
@@ -311,7 +312,7 @@ impl<'a> MemoryMap<'a> {
     pub fn context_mut(&mut self) -> Option<&mut dyn std::any::Any> {
         if self.ctx_stamp != 0 {
             // The caller may change any field.
-            self.ctx_stamp = next_ctx_stamp();
+            self.ctx_stamp = UNSTAMPED;
         }
         self.ctx.as_mut().map(|(_, c)| c.as_any_mut())
     }
@@ -322,7 +323,13 @@ impl<'a> MemoryMap<'a> {
     /// never the same for two contexts. 0 when nothing may be kept: no context is mapped, or
     /// its loads are not pure ([`Context::loads_are_pure`]).
     #[inline]
-    pub fn ctx_stamp(&self) -> u64 {
+    pub fn ctx_stamp(&mut self) -> u64 {
+        if self.ctx_stamp == UNSTAMPED {
+            self.ctx_stamp = match &self.ctx {
+                Some((_, ctx)) if ctx.loads_are_pure() => next_ctx_stamp(),
+                _ => 0,
+            };
+        }
         self.ctx_stamp
     }
 
@@ -350,7 +357,7 @@ impl<'a> MemoryMap<'a> {
             Some((region, ctx)) if fault.addr >> REGION_SHIFT == *region => {
                 if ctx.store(fault.addr as u32, size, value) {
                     if self.ctx_stamp != 0 {
-                        self.ctx_stamp = next_ctx_stamp();
+                        self.ctx_stamp = UNSTAMPED;
                     }
                     Ok(())
                 } else {
