@@ -1022,3 +1022,70 @@ fn repeat_resets_each_runs_host_state_under_both_engines() {
         }
     }
 }
+
+/// The verifier's context hint reaches the JIT: `map_heavy` reads `data_end` and `data` through
+/// its context pointer (slots 0 and 1, 4-byte loads the JIT serves from kept values) and nothing
+/// else; its other accesses (packet, stack, map values) are not context accesses.
+#[test]
+fn the_jit_knows_the_context_field_loads() {
+    use bpfsim_helpers::object::LoadedObject;
+    use bpfsim_vm::isa::Insn;
+    let bytes = include_bytes!("../../test-vectors/bench/map_heavy.bpf.o");
+    let obj = LoadedObject::load(bytes, Env::default()).unwrap();
+    let p = obj.program("xdp_map_heavy", None).unwrap();
+    let hints = p.jit_hints();
+    let prog = Program::new(p.insns.clone()).unwrap();
+    let ctx: Vec<usize> = prog
+        .iter()
+        .filter(|&(pc, _)| hints.ctx.get(pc).copied().unwrap_or(false))
+        .map(|(pc, _)| pc)
+        .collect();
+    assert_eq!(ctx, [0, 1]);
+    for pc in ctx {
+        assert!(matches!(
+            prog.iter().nth(pc).map(|(_, i)| i),
+            Some(Insn::Load { .. })
+        ));
+        assert!(!hints.no_ctx[pc] && !hints.packet[pc], "slot {pc}");
+    }
+    // Under the JIT (with these hints) a run gives what the interpreter gives.
+    let jit = p.jit().unwrap();
+    let interp = bpfsim_vm::Interpreter::new(&prog);
+    // Ethernet, IPv4 (10.0.0.1 -> 10.0.0.2, UDP), UDP 40000 -> 4789, padded to 64 bytes: the
+    // program parses it, misses in the flow table and counts the packet in class 0.
+    let mut packet = vec![0u8; 64];
+    packet[12..14].copy_from_slice(&[0x08, 0x00]);
+    packet[14..34].copy_from_slice(&[
+        0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    packet[34..42].copy_from_slice(&[0x9c, 0x40, 0x12, 0xb5, 0, 8, 0, 0]);
+    let (mut a, mut b) = (
+        LoadedObject::load(bytes, Env::default()).unwrap(),
+        LoadedObject::load(bytes, Env::default()).unwrap(),
+    );
+    a.runner.set_timing(false);
+    b.runner.set_timing(false);
+    let i = a
+        .runner
+        .run_repeat(&interp, ProgType::Xdp, &packet, Input::default(), 3)
+        .unwrap();
+    let j = b
+        .runner
+        .run_repeat(jit, ProgType::Xdp, &packet, Input::default(), 3)
+        .unwrap();
+    assert_eq!(i, j);
+    assert_eq!(j.retval, 2, "XDP_PASS");
+    let stats = |o: &LoadedObject| {
+        let id = o.map_id("class_stats").unwrap();
+        o.runner
+            .maps
+            .lookup_percpu(id, &0u32.to_le_bytes())
+            .unwrap()
+    };
+    assert_eq!(stats(&a), stats(&b));
+    assert_eq!(
+        stats(&b)[0][..8],
+        3u64.to_le_bytes(),
+        "three packets counted"
+    );
+}
