@@ -101,6 +101,28 @@ impl Executable for Interpreter {
     ) -> Outcome {
         self.run(mem, host, args, budget)
     }
+
+    fn prepare(&self) -> Option<Box<dyn PreparedRuns + '_>> {
+        Some(Box::new(Batch(self)))
+    }
+}
+
+/// The interpreter's runs of a batch ([`Executable::prepare`]): [`PreparedRuns::execute_repeat`]'s
+/// loop then has the run inlined, so that the arguments are read once per batch rather than
+/// copied into each run through a call (whose 16-byte loads of the caller's 8-byte stores the
+/// CPU could not forward, a stall as long as an empty run).
+struct Batch<'i>(&'i Interpreter);
+
+impl PreparedRuns for Batch<'_> {
+    fn execute(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+    ) -> Outcome {
+        self.0.run_in::<false>(mem, host, args, budget)
+    }
 }
 
 /// How a run ended, with the number of instructions it executed.
@@ -111,6 +133,17 @@ pub struct Outcome {
     /// The program a helper asked to continue in (`bpf_tail_call`): the run ended there and the
     /// caller starts that program with the same context. `result` is then `Ok(0)`.
     pub tail_call: Option<u32>,
+}
+
+impl Default for Outcome {
+    /// `Ok(0)` after no instruction.
+    fn default() -> Outcome {
+        Outcome {
+            result: Ok(0),
+            insns: 0,
+            tail_call: None,
+        }
+    }
 }
 
 /// How a run of `exec` starts: a fresh frame with arguments, or registers as another engine
@@ -235,13 +268,19 @@ impl Interpreter {
         budget: u64,
     ) -> Outcome {
         let mut left = budget;
-        let (result, tail_call) =
-            self.exec::<EXACT>(0, 0, mem, host, Init::Args(args), &mut left, budget);
-        Outcome {
-            result,
-            insns: budget - left,
-            tail_call,
-        }
+        let mut out = Outcome::default();
+        self.exec::<EXACT>(
+            0,
+            0,
+            mem,
+            host,
+            Init::Args(args),
+            &mut left,
+            budget,
+            &mut out,
+        );
+        out.insns = budget - left;
+        out
     }
 
     /// Execute at most `steps` instructions from slot `pc` with registers `regs`, in frame
@@ -266,13 +305,19 @@ impl Interpreter {
             "finish_budget at slot {pc}, outside the program"
         );
         let mut left = steps;
-        let (result, tail_call) =
-            self.exec::<false>(pc, depth, mem, host, Init::Regs(regs), &mut left, budget);
-        Outcome {
-            result,
-            insns: steps - left,
-            tail_call,
-        }
+        let mut out = Outcome::default();
+        self.exec::<false>(
+            pc,
+            depth,
+            mem,
+            host,
+            Init::Regs(regs),
+            &mut left,
+            budget,
+            &mut out,
+        );
+        out.insns = steps - left;
+        out
     }
 
     /// The callbacks of a helper, for another engine (the JIT) whose helper asked for callbacks
@@ -322,9 +367,18 @@ impl Interpreter {
         let mut made = 0;
         for args in calls {
             made += 1;
-            let ret = self
-                .exec::<EXACT>(entry, depth + 1, mem, host, Init::Args(args), left, budget)
-                .0?;
+            let mut out = Outcome::default();
+            self.exec::<EXACT>(
+                entry,
+                depth + 1,
+                mem,
+                host,
+                Init::Args(args),
+                left,
+                budget,
+                &mut out,
+            );
+            let ret = out.result?;
             if ret != 0 {
                 break;
             }
@@ -347,7 +401,8 @@ impl Interpreter {
         init: Init,
         left: &mut u64,
         budget: u64,
-    ) -> (Result<u64, Trap>, Option<u32>) {
+        out: &mut Outcome,
+    ) {
         // 16 registers so that a 4-bit index needs no bounds check; only r0-r10 are ever named.
         let mut r = [0u64; 16];
         match init {
@@ -370,11 +425,13 @@ impl Interpreter {
             halted: false,
             tail: None,
         };
-        let result = self.level::<EXACT>(&mut r, start, base, &mut env);
+        // Written in place: `level` then writes the result where the caller reads it. A result
+        // returned and moved was read back in 16-byte loads from the 8-byte (and narrower)
+        // stores that wrote it, which the CPU cannot forward (a stall as long as an empty run).
+        out.result = self.level::<EXACT>(&mut r, start, base, &mut env);
         *left = env.left;
         // A tail call halts with `Ok`; a trap never follows it.
-        let tail = if result.is_ok() { env.tail } else { None };
-        (result, tail)
+        out.tail_call = if out.result.is_ok() { env.tail } else { None };
     }
 
     /// A local call from frame `depth` to slot `callee`, as a nested level. Out of line: inlined,
