@@ -267,19 +267,27 @@ impl Interpreter {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
-        let mut left = budget;
+        self.outcome::<EXACT>(0, 0, mem, host, Init::Args(args), budget, budget)
+    }
+
+    /// [`Self::exec`] with `steps` instructions to spend, as an [`Outcome`] (its `insns` those
+    /// spent).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn outcome<const EXACT: bool>(
+        &self,
+        start: usize,
+        base: usize,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        init: Init,
+        steps: u64,
+        budget: u64,
+    ) -> Outcome {
+        let mut left = steps;
         let mut out = Outcome::default();
-        self.exec::<EXACT>(
-            0,
-            0,
-            mem,
-            host,
-            Init::Args(args),
-            &mut left,
-            budget,
-            &mut out,
-        );
-        out.insns = budget - left;
+        self.exec::<EXACT>(start, base, mem, host, init, &mut left, budget, &mut out);
+        out.insns = steps - left;
         out
     }
 
@@ -304,20 +312,7 @@ impl Interpreter {
             pc < self.slots,
             "finish_budget at slot {pc}, outside the program"
         );
-        let mut left = steps;
-        let mut out = Outcome::default();
-        self.exec::<false>(
-            pc,
-            depth,
-            mem,
-            host,
-            Init::Regs(regs),
-            &mut left,
-            budget,
-            &mut out,
-        );
-        out.insns = steps - left;
-        out
+        self.outcome::<false>(pc, depth, mem, host, Init::Regs(regs), steps, budget)
     }
 
     /// The callbacks of a helper, for another engine (the JIT) whose helper asked for callbacks
