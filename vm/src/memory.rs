@@ -145,9 +145,9 @@ pub struct RegionTable {
 
 // SAFETY: the table holds no row that anything reads but (at most) the addresses of a stack's
 // frames (the row an engine's lean entry left, `RegionTable::enter_main`, is dropped unread by
-// the next map or entry), which nothing reads or writes through until a `MemoryMap` is made from the table
-// and that very stack, borrowed mutably for the map's life (`MemoryMap::new`); until then they are
-// plain numbers, which may move between threads.
+// the next map or entry), which nothing reads or writes through until a `MemoryMap` is made from
+// the table and that very stack, borrowed mutably for the map's life (`MemoryMap::new`); until
+// then they are plain numbers, which may move between threads.
 unsafe impl Send for RegionTable {}
 // SAFETY: as above; a shared table offers no access to its rows.
 unsafe impl Sync for RegionTable {}
@@ -159,9 +159,7 @@ impl RegionTable {
             stack_id: 0,
         }
     }
-}
 
-impl RegionTable {
     /// Start a run in frame 0 of `stack` on the raw memory `input` without building a
     /// [`MemoryMap`], for an engine's lean entry (a JIT's many runs of one program): frame 0
     /// cleared if a run may have written it (as [`MemoryMap::enter_main`] does), and the table
