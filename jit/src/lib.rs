@@ -385,13 +385,7 @@ impl JitProgram {
             let addr = (bpfsim_vm::memory::FIXED_ROWS as u64) << bpfsim_vm::memory::REGION_SHIFT;
             (addr, len as u64, input.as_mut_ptr() as u64)
         };
-        // Word by word: an array compare loads the row just built in 16-byte pieces, which
-        // the CPU cannot forward from its 8-byte stores (a stall longer than the whole run).
-        let row = &ctx.primary_row;
-        if row[0] != base || row[1] != r2 || row[2] != r2 {
-            ctx.primary_row = [base, r2, r2];
-            ctx.compute_primary();
-        }
+        ctx.set_primary_row([base, r2, r2]);
         if !self.ctx_fields.is_empty() {
             // No context: the values kept from a run of this context with one must not serve.
             ctx.ctx_offs = self.ctx_fields.as_ptr();
@@ -399,9 +393,7 @@ impl JitProgram {
             ctx.forget_ctx();
         }
         if self.lookups {
-            let (first, count) = host.array_lookups(&mut ctx.arrays);
-            ctx.arrays_first = first;
-            ctx.arrays_n = count.min(shims::ARRAY_SLOTS) as u64;
+            ctx.fetch_arrays(host);
         }
         ctx.lazy_vm = vm;
         ctx.lazy_input = input.as_mut_ptr();
@@ -486,9 +478,7 @@ impl JitProgram {
         let budget = budget.min(i64::MAX as u64);
         if self.lookups {
             // Once per batch: a host's table holds for every run until it is asked again.
-            let (first, count) = host.array_lookups(&mut vm.arrays);
-            vm.arrays_first = first;
-            vm.arrays_n = count.min(shims::ARRAY_SLOTS) as u64;
+            vm.fetch_arrays(host);
         }
         let mut host_ref = HostRef { host };
         let (table, n_rows) = mem.region_table();

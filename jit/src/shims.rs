@@ -342,7 +342,15 @@ impl VmCtx {
                 ]
             }
         };
-        // Word by word (see `JitProgram::enter_lean`: an array compare stalls on the loads).
+        self.set_primary_row(row);
+    }
+
+    /// Take `row` (base, read limit, write limit) as the primary region's, recomputing the
+    /// bounds only when it differs from the last one. Compared word by word: an array compare
+    /// loads a row just built in 16-byte pieces, which the CPU cannot forward from its 8-byte
+    /// stores (a stall longer than a whole empty run).
+    #[inline(always)]
+    pub(crate) fn set_primary_row(&mut self, row: [u64; 3]) {
         let old = &self.primary_row;
         if old[0] != row[0] || old[1] != row[1] || old[2] != row[2] {
             self.primary_row = row;
@@ -350,8 +358,17 @@ impl VmCtx {
         }
     }
 
+    /// Ask the host for its array maps ([`Host::array_lookups`]), whose lookups the generated
+    /// code then answers itself, for the runs until the next call.
+    #[inline]
+    pub(crate) fn fetch_arrays(&mut self, host: &mut dyn Host) {
+        let (first, count) = host.array_lookups(&mut self.arrays);
+        self.arrays_first = first;
+        self.arrays_n = count.min(ARRAY_SLOTS) as u64;
+    }
+
     #[cold]
-    pub(crate) fn compute_primary(&mut self) {
+    fn compute_primary(&mut self) {
         let [base, read, write] = self.primary_row;
         self.primary_none = self.primary_row == [0; 3];
         self.primary_base = base;
