@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use bpfsim_helpers::ctx::{skb::tc_action, xdp};
 use bpfsim_helpers::object::{Engine, LoadedObject};
 use bpfsim_helpers::run::{Input, Redirect, RunResult, Runner};
+use bpfsim_helpers::tier::{JitSlot, Source};
 use bpfsim_helpers::Env;
 use bpfsim_vm::spec::{MapType, ProgType};
 use bpfsim_vm::{Interpreter, Program};
@@ -293,24 +294,27 @@ pub fn run(args: RunArgs) -> Result<(), String> {
                 .prog_type
                 .ok_or("--type is required with --raw (e.g. xdp, sched_cls, socket_filter)")?;
             let interp = Interpreter::new(&prog);
-            let jit = match args.engine {
-                Engine::Interp => None,
-                Engine::Jit => Some(
-                    bpfsim_jit::JitProgram::compile(&prog)
-                        .map_err(|e| format!("{}: {e}", raw.display()))?,
-                ),
-                Engine::Auto => bpfsim_jit::JitProgram::compile(&prog).ok(),
-            };
-            let exec: &dyn bpfsim_vm::Executable = match &jit {
-                Some(j) => j,
-                None => &interp,
-            };
+            // Raw bytecode has no object to verify against: compiled without hints, and under
+            // `auto` tiered as a linked program is.
+            let slot = JitSlot::new(Source {
+                insns: prog.insns().to_vec(),
+                verify: None,
+            });
+            if args.engine == Engine::Jit {
+                slot.get().map_err(|e| format!("{}: {e}", raw.display()))?;
+            }
             let mut runner = Runner::default();
             let title = raw.display().to_string();
             replay(&args, &title, prog_type, false, &mut |p| {
+                let (exec, interpreted) = slot
+                    .executable(&interp, args.engine)
+                    .map_err(|e| format!("{}: {e}", raw.display()))?;
                 let r = runner
                     .run_repeat(exec, prog_type, p, args.input, args.repeat)
                     .map_err(|e| e.to_string())?;
+                if args.engine == Engine::Auto && interpreted {
+                    slot.ran(r.insns.saturating_mul(args.repeat.max(1) as u64));
+                }
                 let chain = r.tail_calls.iter().map(|id| format!("#{id}")).collect();
                 Ok((r, chain))
             })

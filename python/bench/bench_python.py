@@ -78,11 +78,15 @@ def main():
         cap = pathlib.Path(d) / "big.pcap"
         packets = [fs[i % len(fs)] for i in range(args.packets)]
         write_pcap(cap, packets)
+        fresh = {"xdp_pass_count": lambda: bpfsim.load(VECTORS / "xdp_pass.bpf.o")["xdp_pass_count"],
+                 "xdp_tcp_9090": lambda: bpfsim.load(VECTORS / "xdp_book_9090.bpf.o")["xdp_tcp_9090"]}
         for name, prog, engine in (("xdp_pass_count", simple, "interp"), ("xdp_tcp_9090", book, "interp"),
-                                   ("xdp_pass_count", simple, "jit"), ("xdp_tcp_9090", book, "jit")):
+                                   ("xdp_pass_count", simple, "jit"), ("xdp_tcp_9090", book, "jit"),
+                                   ("xdp_pass_count", None, "auto"), ("xdp_tcp_9090", None, "auto")):
             best = None
             for _ in range(3):
-                run = prog.run_pcap(cap, engine=engine)
+                # `auto` from a cold start each time: interpreted, then compiled in the background.
+                run = (prog or fresh[name]()).run_pcap(cap, engine=engine)
                 if best is None or run.seconds < best.seconds:
                     best = run
             read = min(bpfsim._native.read_capture(str(cap))[2] for _ in range(3))

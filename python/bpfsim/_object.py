@@ -287,8 +287,9 @@ class Program:
         """Run once (``repeat`` times, maps persisting, as BPF_PROG_TEST_RUN) on ``packet``.
 
         ``engine``: "interp" (the reference), "jit" (compiled with Cranelift on first use; an
-        error for programs it cannot compile yet), or "auto" (interpreted for the first runs,
-        compiled once hot, interpreted throughout if it cannot be compiled).
+        error for programs it cannot compile yet), or "auto" (interpreted until hot, then
+        compiled in the background while the interpreter goes on; interpreted throughout if it
+        cannot be compiled).
 
         ``compare_kernel=True``: run the same packet in the live kernel too (the object is
         loaded there on first use with the simulator's maps as they are; from then on every map

@@ -6,5 +6,6 @@ pub mod helpers;
 pub mod maps;
 pub mod object;
 pub mod run;
+pub mod tier;
 
 pub use env::{Clock, Env, FibRoute, Prandom, Process};

@@ -9,6 +9,8 @@ use bpfsim_vm::{Interpreter, Program};
 use crate::env::Env;
 use crate::maps::{MapError, MapId};
 use crate::run::{arena_addr, Input, RunError, RunResult, Runner, MAP_HANDLE_BASE};
+use crate::tier::{JitSlot, Source};
+pub use crate::tier::{Tier, AUTO_COST};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -42,13 +44,11 @@ pub enum Engine {
     Interp,
     /// Compiled code (bpfsim-jit), compiled on first use; an error if the JIT cannot compile it.
     Jit,
-    /// The interpreter for the first runs, compiled code once the program is hot
-    /// ([`AUTO_THRESHOLD`] runs); the interpreter throughout if the JIT cannot compile it.
+    /// The interpreter until the program is hot ([`crate::tier::AUTO_COST`] instructions
+    /// executed per instruction of the program), then compiled code, compiled in the background
+    /// while the interpreter goes on; the interpreter throughout if the JIT cannot compile it.
     Auto,
 }
-
-/// Runs after which [`Engine::Auto`] compiles a program.
-pub const AUTO_THRESHOLD: u32 = 16;
 
 impl Engine {
     pub fn from_name(name: &str) -> Option<Engine> {
@@ -78,12 +78,9 @@ pub struct LinkedProgram {
     pub prog_type: ProgType,
     pub insns: Vec<Insn>,
     pub interp: Interpreter,
-    /// The compiled program, once an engine asked for it (Err: the JIT cannot compile it).
-    jit: std::sync::OnceLock<Result<std::sync::Arc<bpfsim_jit::JitProgram>, bpfsim_jit::JitError>>,
-    runs: std::sync::atomic::AtomicU32,
-    /// The object's form of the program (map references unresolved) and the options to verify
-    /// it with, for [`LinkedProgram::jit_hints`].
-    verify: Option<Box<(Vec<Insn>, bpfsim_verifier::Options)>>,
+    /// The compiled program (compiled when an engine asks for it, or in the background under
+    /// [`Engine::Auto`]), with what compiling it needs.
+    jit: std::sync::Arc<JitSlot>,
 }
 
 impl LinkedProgram {
@@ -95,57 +92,34 @@ impl LinkedProgram {
     /// `.rodata` is left unknown to this verification: the hints must hold whatever values it
     /// is given before the first run, which the kernel's verification would have seen.
     pub fn jit_hints(&self) -> bpfsim_jit::Hints {
-        let Some(v) = &self.verify else {
-            return bpfsim_jit::Hints::default();
-        };
-        let verdict = bpfsim_verifier::verify(&v.0, &v.1);
-        if !verdict.accepted {
-            return bpfsim_jit::Hints::default();
-        }
-        bpfsim_jit::Hints {
-            no_ctx: verdict.no_ctx,
-            packet: verdict.packet,
-            ctx: verdict.ctx,
-        }
+        self.jit.source().hints()
     }
 
-    /// The compiled program, compiling it on first use (with [`LinkedProgram::jit_hints`]).
+    /// The compiled program, compiling it on first use (with [`LinkedProgram::jit_hints`]), or
+    /// waiting for the background compile [`Engine::Auto`] started.
     pub fn jit(&self) -> Result<&bpfsim_jit::JitProgram, bpfsim_jit::JitError> {
-        self.jit
-            .get_or_init(|| {
-                let prog = Program::new(self.insns.clone()).map_err(|e| {
-                    bpfsim_jit::JitError::Codegen(format!("program structure: {e}"))
-                })?;
-                bpfsim_jit::JitProgram::compile_with(&prog, &self.jit_hints())
-                    .map(std::sync::Arc::new)
-            })
-            .as_ref()
-            .map(|a| &**a)
-            .map_err(Clone::clone)
+        self.jit.get()
     }
 
-    /// The engine a run under `engine` uses now.
-    fn executable(&self, engine: Engine) -> Result<&dyn bpfsim_vm::Executable, LoadError> {
-        match engine {
-            Engine::Interp => Ok(&self.interp),
-            Engine::Jit => self
-                .jit()
-                .map(|j| j as &dyn bpfsim_vm::Executable)
-                .map_err(|e| LoadError::Jit {
-                    name: self.name.clone(),
-                    source: e,
-                }),
-            Engine::Auto => {
-                let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n < AUTO_THRESHOLD {
-                    return Ok(&self.interp);
-                }
-                Ok(match self.jit() {
-                    Ok(j) => j,
-                    Err(_) => &self.interp,
-                })
-            }
-        }
+    /// Where the program stands under [`Engine::Auto`].
+    pub fn tier(&self) -> Tier {
+        self.jit.tier()
+    }
+
+    /// Wait for a background compile [`Engine::Auto`] started, if any; where the program
+    /// stands then. For tests and benchmarks that want the compiled code from a known run on.
+    pub fn wait_for_tier(&self) -> Tier {
+        self.jit.wait()
+    }
+
+    /// What runs the program under `engine` now, and whether it is the interpreter.
+    fn executable(&self, engine: Engine) -> Result<(&dyn bpfsim_vm::Executable, bool), LoadError> {
+        self.jit
+            .executable(&self.interp, engine)
+            .map_err(|e| LoadError::Jit {
+                name: self.name.clone(),
+                source: e,
+            })
     }
 }
 
@@ -286,7 +260,7 @@ impl LoadedObject {
                 for m in &mut opts.maps {
                     m.data = None;
                 }
-                Box::new((p.insns.clone(), opts))
+                (p.insns.clone(), opts)
             },
         );
         let not_test_runnable = match p.expected_attach_type {
@@ -298,11 +272,12 @@ impl LoadedObject {
             name: p.name.clone(),
             section: p.section.clone(),
             prog_type: ty,
-            insns,
             interp: Interpreter::new(&prog),
-            jit: std::sync::OnceLock::new(),
-            runs: std::sync::atomic::AtomicU32::new(0),
-            verify,
+            jit: JitSlot::new(Source {
+                insns: insns.clone(),
+                verify,
+            }),
+            insns,
         })
     }
 
@@ -376,9 +351,13 @@ impl LoadedObject {
             // A freeze fails only for a map that is already read-only to the host.
             let _ = self.runner.maps.freeze(id);
         }
-        let exec = prog.executable(engine)?;
-        Ok(self
+        let (exec, interpreted) = prog.executable(engine)?;
+        let r = self
             .runner
-            .run_repeat(exec, prog.prog_type, packet, input, repeat)?)
+            .run_repeat(exec, prog.prog_type, packet, input, repeat)?;
+        if engine == Engine::Auto && interpreted {
+            prog.jit.ran(r.insns.saturating_mul(repeat.max(1) as u64));
+        }
+        Ok(r)
     }
 }

@@ -1,0 +1,121 @@
+//! The `auto` engine's tiering: interpreted until the executed instructions outweigh a compile,
+//! then compiled in the background, with the same results throughout.
+
+use bpfsim_helpers::object::{Engine, LoadedObject, Tier, AUTO_COST};
+use bpfsim_helpers::run::Input;
+use bpfsim_helpers::tier::{JitSlot, Source};
+use bpfsim_helpers::Env;
+use bpfsim_vm::isa::{CallTarget, Insn, Reg, Source as Operand, Width};
+use bpfsim_vm::{Interpreter, Program};
+
+const XDP_PASS: &[u8] = include_bytes!("../../test-vectors/progs/xdp_pass.bpf.o");
+
+/// `.bss` of xdp_pass: frames counted, bytes counted.
+fn counters(obj: &LoadedObject) -> (u64, u64) {
+    let bss = obj.map_id(".bss").unwrap();
+    let v = obj.runner.maps.lookup(bss, &0u32.to_le_bytes()).unwrap();
+    (
+        u64::from_le_bytes(v[..8].try_into().unwrap()),
+        u64::from_le_bytes(v[8..16].try_into().unwrap()),
+    )
+}
+
+#[test]
+fn a_few_runs_never_compile() {
+    let mut obj = LoadedObject::load(XDP_PASS, Env::default()).unwrap();
+    let prog = obj.program("xdp_pass_count", None).unwrap();
+    for _ in 0..20 {
+        let r = obj
+            .run_engine(&prog, &[0u8; 60], Input::default(), 1, Engine::Auto)
+            .unwrap();
+        assert_eq!(r.retval, 2);
+    }
+    // Twenty runs of ten instructions are far below a thousand per instruction: a unit test's
+    // handful of packets costs no compile.
+    assert_eq!(prog.tier(), Tier::Interpreted);
+    assert_eq!(prog.wait_for_tier(), Tier::Interpreted);
+}
+
+#[test]
+fn a_hot_program_is_compiled_in_the_background_and_runs_alike() {
+    let mut obj = LoadedObject::load(XDP_PASS, Env::default()).unwrap();
+    let prog = obj.program("xdp_pass_count", None).unwrap();
+    let pkt = [7u8; 64];
+    let one = obj
+        .run_engine(&prog, &pkt, Input::default(), 1, Engine::Auto)
+        .unwrap();
+    assert_eq!(prog.tier(), Tier::Interpreted);
+    // One batch whose instructions reach the threshold starts the compile.
+    let runs = (AUTO_COST * prog.insns.len() as u64).div_ceil(one.insns) as u32;
+    obj.run_engine(&prog, &pkt, Input::default(), runs, Engine::Auto)
+        .unwrap();
+    assert_ne!(prog.tier(), Tier::Interpreted);
+    assert_eq!(prog.wait_for_tier(), Tier::Compiled);
+    // From here the compiled code runs: same verdict, same instruction count, same map state.
+    let r = obj
+        .run_engine(&prog, &pkt, Input::default(), 3, Engine::Auto)
+        .unwrap();
+    assert_eq!(
+        (r.retval, r.insns, r.data),
+        (one.retval, one.insns, one.data)
+    );
+    let total = 1 + runs as u64 + 3;
+    assert_eq!(counters(&obj), (total, total * pkt.len() as u64));
+    // `jit` now finds the program compiled (no second compile); it runs alike too.
+    let j = obj
+        .run_engine(&prog, &pkt, Input::default(), 1, Engine::Jit)
+        .unwrap();
+    assert_eq!((j.retval, j.insns), (one.retval, one.insns));
+}
+
+#[test]
+fn interpreted_runs_alone_count_toward_the_threshold() {
+    let mut obj = LoadedObject::load(XDP_PASS, Env::default()).unwrap();
+    let prog = obj.program("xdp_pass_count", None).unwrap();
+    let threshold_runs = AUTO_COST as u32 * prog.insns.len() as u32;
+    // Runs under `interp` (or `jit`) are not `auto`'s business.
+    obj.run_engine(
+        &prog,
+        &[0u8; 60],
+        Input::default(),
+        threshold_runs,
+        Engine::Interp,
+    )
+    .unwrap();
+    assert_eq!(prog.tier(), Tier::Interpreted);
+}
+
+#[test]
+fn a_program_the_jit_cannot_compile_stays_interpreted() {
+    // A kfunc call: the interpreter reports it at run time, the JIT refuses to compile it.
+    let insns = vec![
+        Insn::Alu {
+            width: Width::W64,
+            op: bpfsim_vm::isa::AluOp::Mov,
+            dst: Reg::R0,
+            src: Operand::Imm(1),
+        },
+        Insn::Jmp {
+            width: Width::W64,
+            cond: bpfsim_vm::isa::Cond::Eq,
+            dst: Reg::R0,
+            src: Operand::Imm(1),
+            off: 1,
+        },
+        Insn::Call(CallTarget::Kfunc {
+            btf_id: 1,
+            module: 0,
+        }),
+        Insn::Exit,
+    ];
+    let interp = Interpreter::new(&Program::new(insns.clone()).unwrap());
+    let slot = JitSlot::new(Source {
+        insns,
+        verify: None,
+    });
+    slot.ran(u64::MAX);
+    assert_eq!(slot.wait(), Tier::Uncompilable);
+    let (_, interpreted) = slot.executable(&interp, Engine::Auto).unwrap();
+    assert!(interpreted, "auto falls back to the interpreter");
+    assert!(slot.executable(&interp, Engine::Jit).is_err());
+}
