@@ -13,7 +13,8 @@
 //! where the switch falls changes only the speed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use bpfsim_jit::{Hints, JitError, JitProgram};
 use bpfsim_vm::isa::Insn;
@@ -73,14 +74,19 @@ impl Source {
 }
 
 /// A program's compiled form: compiled once, by the first engine that asks or by the background
-/// thread [`JitSlot::ran`] starts, whichever comes first (the other waits for it). A linked
-/// program has one; a program without an object (raw bytecode) can have its own.
+/// thread [`JitSlot::ran`] starts (an engine that asks meanwhile waits for that thread). A
+/// linked program has one; a program without an object (raw bytecode) can have its own.
 pub struct JitSlot {
     source: Source,
     code: OnceLock<Result<Arc<JitProgram>, JitError>>,
     /// Instructions interpreted under `auto` so far.
     executed: AtomicU64,
     started: AtomicBool,
+    /// The background compile, and the process that started it. The thread compiles outside
+    /// `code`'s lock and only stores the result in it: a process forked while it runs (Python's
+    /// `multiprocessing`) finds `code` empty rather than locked forever by a thread the fork did
+    /// not copy, and compiles for itself when it needs the code.
+    compiler: Mutex<Option<(u32, JoinHandle<()>)>>,
     threshold: u64,
 }
 
@@ -92,6 +98,7 @@ impl JitSlot {
             code: OnceLock::new(),
             executed: AtomicU64::new(0),
             started: AtomicBool::new(false),
+            compiler: Mutex::new(None),
             threshold,
         })
     }
@@ -120,6 +127,7 @@ impl JitSlot {
     /// The compiled program, compiling it here if no one has (or waiting for the thread that
     /// is).
     pub fn get(&self) -> Result<&JitProgram, JitError> {
+        self.join_compiler();
         self.code
             .get_or_init(|| self.source.compile())
             .as_ref()
@@ -147,7 +155,14 @@ impl JitSlot {
     /// Count `insns` interpreted under `auto`; once they reach the threshold, compile on a
     /// thread of its own (here, if no thread can be started).
     pub fn ran(self: &Arc<Self>, insns: u64) {
-        let total = self.executed.fetch_add(insns, Ordering::Relaxed) + insns;
+        // Saturating: a count never wraps back below the threshold.
+        let before = self
+            .executed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
+                Some(e.saturating_add(insns))
+            })
+            .unwrap_or(u64::MAX);
+        let total = before.saturating_add(insns);
         if total < self.threshold || self.started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -155,19 +170,103 @@ impl JitSlot {
         let spawned = std::thread::Builder::new()
             .name("bpfsim-jit".to_string())
             .spawn(move || {
-                let _ = slot.get();
+                let code = slot.source.compile();
+                let _ = slot.code.set(code);
             });
-        if spawned.is_err() {
-            let _ = self.get();
+        match spawned {
+            Ok(handle) => {
+                let mut c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
+                *c = Some((std::process::id(), handle));
+            }
+            Err(_) => {
+                let _ = self.get();
+            }
+        }
+    }
+
+    /// Wait for the background compile, if this process started one.
+    fn join_compiler(&self) {
+        if self.code.get().is_some() || !self.started.load(Ordering::Acquire) {
+            return;
+        }
+        let taken = self
+            .compiler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((pid, handle)) = taken {
+            if pid == std::process::id() {
+                let _ = handle.join();
+            }
         }
     }
 
     /// Wait until a compile [`JitSlot::ran`] started has finished (at once if none has
-    /// started).
+    /// started); where the program stands then.
     pub fn wait(&self) -> Tier {
-        if self.started.load(Ordering::Acquire) {
-            let _ = self.get();
-        }
+        self.join_compiler();
         self.tier()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpfsim_vm::isa::{AluOp, Reg, Source as Operand, Width};
+
+    fn ret(v: i32) -> Vec<Insn> {
+        vec![
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Mov,
+                dst: Reg::R0,
+                src: Operand::Imm(v),
+            },
+            Insn::Exit,
+        ]
+    }
+
+    /// What a process forked during a background compile sees: the compile started, by a
+    /// thread that is not there (here: one that never ends, and another process's id). Asking
+    /// for the code compiles it here instead of waiting for that thread.
+    #[test]
+    fn a_compile_started_by_another_process_is_not_waited_for() {
+        let slot = JitSlot::new(Source {
+            insns: ret(7),
+            verify: None,
+        });
+        let (hold, never) = std::sync::mpsc::channel::<()>();
+        let stuck = std::thread::spawn(move || {
+            let _ = never.recv();
+        });
+        slot.started.store(true, Ordering::Release);
+        *slot.compiler.lock().unwrap() = Some((std::process::id().wrapping_add(1), stuck));
+        assert_eq!(slot.tier(), Tier::Compiling);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = Arc::clone(&slot);
+        std::thread::spawn(move || {
+            let _ = tx.send(s.get().is_ok());
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(30));
+        drop(hold);
+        assert_eq!(got, Ok(true), "the code is compiled here, without waiting");
+        assert_eq!(slot.tier(), Tier::Compiled);
+    }
+
+    /// This process's background compile is waited for, not done twice.
+    #[test]
+    fn an_engine_asking_during_the_background_compile_gets_its_result() {
+        let slot = JitSlot::new(Source {
+            insns: ret(3),
+            verify: None,
+        });
+        slot.ran(u64::MAX);
+        assert_ne!(slot.tier(), Tier::Interpreted);
+        let first = slot.get().unwrap() as *const JitProgram;
+        assert_eq!(slot.tier(), Tier::Compiled);
+        assert_eq!(slot.get().unwrap() as *const JitProgram, first);
+        // Later counts start nothing more.
+        slot.ran(u64::MAX);
+        assert!(slot.compiler.lock().unwrap().is_none());
     }
 }
