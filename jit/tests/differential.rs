@@ -368,3 +368,42 @@ fn frame_accesses_alike() {
         }
     }
 }
+
+/// An exit returns to the calls of its own subprogram only: several subprograms, each called
+/// from several sites (one from a single site, one from its own body, one calling another),
+/// and the main program called back from a subprogram (its exits then return to that call
+/// until the call depth runs out). Every budget, under both engines.
+#[test]
+fn local_calls_return_to_their_callers() {
+    let srcs = [
+        "mov %r6, 0\n\
+         call local f\nadd %r6, %r0\n\
+         call local g\nadd %r6, %r0\n\
+         call local f\nmul %r6, 3\nadd %r6, %r0\n\
+         call local h\nadd %r6, %r0\n\
+         call local g\nmov %r0, %r6\nadd %r0, %r0\nexit\n\
+         f:\nadd %r1, 1\nmov %r0, %r1\nexit\n\
+         g:\nadd %r2, 5\nmov %r0, %r2\ncall local f\nmul %r0, 7\nexit\n\
+         h:\nmov %r0, 11\nexit",
+        // A subprogram that calls itself: the depth limit traps.
+        "call local f\nadd %r0, 1\nexit\nf:\nadd %r1, 1\ncall local f\nexit",
+        // The main program called from a subprogram.
+        "add %r0, 1\njgt %r0, 3, +1\ncall local f\nexit\n\
+         f:\ncall local -5\nadd %r0, 10\nexit",
+    ];
+    for src in srcs {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let jit = JitProgram::compile(&prog).unwrap();
+        let interp = Interpreter::new(&prog);
+        let mut vm = Vm::default();
+        vm.budget = 1_000;
+        let full = vm.run_with_memory(&interp, &mut ConformanceHost, &mut [0u8; 16]);
+        assert!(full.insns > 10, "{full:?}\n{src}");
+        for budget in 0..=full.insns + 1 {
+            vm.budget = budget;
+            let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut [0u8; 16]);
+            let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 16]);
+            assert_eq!(a, b, "budget {budget}\n{src}");
+        }
+    }
+}

@@ -5,14 +5,33 @@
 use std::mem::offset_of;
 
 use bpfsim_vm::host::ArrayLookup;
-use bpfsim_vm::isa::{Reg, Size};
+use bpfsim_vm::isa::{CallTarget, Insn, Reg, Size};
 use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{Block, InstBuilder, MemFlags, Value};
+use cranelift_codegen::ir::{InstBuilder, MemFlags, Value};
 
 use super::{Gen, I64};
 use crate::shims::{FrameSave, VmCtx};
+
+/// For each subprogram (by index in `subprogs`), the return sites of the local calls to it.
+pub(super) fn sites_by_subprogram(
+    insns: &[Insn],
+    pcs: &[usize],
+    subprogs: &[usize],
+) -> Vec<Vec<usize>> {
+    let mut sites = vec![Vec::new(); subprogs.len()];
+    for (i, insn) in insns.iter().enumerate() {
+        if let Insn::Call(CallTarget::Local(off)) = *insn {
+            let next = pcs[i] + 1;
+            let target = (next as i64 + off as i64) as usize;
+            if let Ok(sub) = subprogs.binary_search(&target) {
+                sites[sub].push(next);
+            }
+        }
+    }
+    sites
+}
 
 /// Which shim a helper call goes through.
 pub(super) enum Helper {
@@ -23,23 +42,9 @@ pub(super) enum Helper {
 }
 
 impl Gen<'_, '_> {
-    pub(super) fn translate_local_call(
-        &mut self,
-        pc: usize,
-        next: usize,
-        off: i32,
-        sites: &[usize],
-    ) {
-        let site = sites.iter().position(|&s| s == next).expect("a call site");
+    pub(super) fn translate_local_call(&mut self, pc: usize, next: usize, off: i32) {
         // The callee's entry and the return site check the budget: the count is settled here.
         self.flush();
-        if self.ret_sites.is_empty() {
-            // No local call: every exit is the main frame's (callbacks run in the
-            // interpreter), so no depth test.
-            let r0 = self.reg(Reg::R0);
-            self.b.ins().jump(self.exit_block, &[r0.into()]);
-            return;
-        }
         let depth = self.b.use_var(self.depth);
         let full = self
             .b
@@ -52,7 +57,7 @@ impl Gen<'_, '_> {
         let d = self.iconst(8);
         self.trap(pc, TrapCode::CallDepth, d, 0);
         self.switch(ok);
-        // Save the caller's frame in vm.frames[depth].
+        // Save the caller's frame in vm.frames[depth], with the return site's slot.
         let fsz = std::mem::size_of::<FrameSave>() as i64;
         let rowoff = self.b.ins().imul_imm(depth, fsz);
         let frames = self
@@ -60,7 +65,7 @@ impl Gen<'_, '_> {
             .ins()
             .iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64);
         let row = self.b.ins().iadd(frames, rowoff);
-        let sitev = self.iconst(site as u64);
+        let sitev = self.iconst(next as u64);
         self.b.ins().store(MemFlags::trusted(), sitev, row, 0);
         for (k, r) in (6..10).enumerate() {
             let v = self.b.use_var(self.regs[r]);
@@ -85,23 +90,31 @@ impl Gen<'_, '_> {
         self.b.ins().jump(t, &[]);
     }
 
-    pub(super) fn translate_exit(&mut self) {
+    /// The exit at `pc`. In a subprogram other than the main program it always returns to a
+    /// caller (the JIT's code enters one only through a local call; callbacks run in the
+    /// interpreter), one of the calls to that subprogram; in the main program it ends the run,
+    /// unless some call targets slot 0.
+    pub(super) fn translate_exit(&mut self, pc: usize) {
         self.flush();
-        if self.ret_sites.is_empty() {
-            // No local call: every exit is the main frame's (callbacks run in the
-            // interpreter), so no depth test.
+        let sub = self.subprogs.partition_point(|&s| s <= pc) - 1;
+        let sites = std::mem::take(&mut self.sub_sites[sub]);
+        if sites.is_empty() {
+            // Never a callee: every exit here is the main frame's (or unreachable, in a
+            // subprogram only a callback's), so no depth test.
             let r0 = self.reg(Reg::R0);
             self.b.ins().jump(self.exit_block, &[r0.into()]);
             return;
         }
         let depth = self.b.use_var(self.depth);
-        let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
-        let ret = self.b.create_block();
-        let r0 = self.reg(Reg::R0);
-        self.b
-            .ins()
-            .brif(main, self.exit_block, &[r0.into()], ret, &[]);
-        self.switch(ret);
+        if sub == 0 {
+            let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
+            let ret = self.b.create_block();
+            let r0 = self.reg(Reg::R0);
+            self.b
+                .ins()
+                .brif(main, self.exit_block, &[r0.into()], ret, &[]);
+            self.switch(ret);
+        }
         let nd = self.b.ins().iadd_imm(depth, -1);
         self.b.def_var(self.depth, nd);
         if self.fp_fixed {
@@ -123,27 +136,31 @@ impl Gen<'_, '_> {
         }
         let fp = self.b.ins().load(I64, MemFlags::trusted(), row, 40);
         self.b.def_var(self.regs[10], fp);
-        let site = self.b.ins().load(I64, MemFlags::trusted(), row, 0);
-        // Back to the call site's continuation.
-        let targets = self.ret_sites.clone();
-        self.dispatch(site, &targets);
+        // Back to the call site's continuation: with one caller, no need to read which.
+        if sites.len() == 1 {
+            let t = self.block_at(sites[0]);
+            self.b.ins().jump(t, &[]);
+        } else {
+            let site = self.b.ins().load(I64, MemFlags::trusted(), row, 0);
+            self.dispatch(site, &sites);
+        }
+        self.sub_sites[sub] = sites;
     }
 
-    /// Jump to `targets[idx]` (a chain of compares: call sites are few).
-    pub(super) fn dispatch(&mut self, idx: Value, targets: &[Block]) {
-        for (k, &t) in targets.iter().enumerate() {
-            if k + 1 == targets.len() {
+    /// Jump to the return site whose slot `slot` holds, among `sites` (a chain of compares:
+    /// call sites are few); the last is taken without a compare.
+    fn dispatch(&mut self, slot: Value, sites: &[usize]) {
+        for (k, &s) in sites.iter().enumerate() {
+            let t = self.block_at(s);
+            if k + 1 == sites.len() {
                 self.b.ins().jump(t, &[]);
                 return;
             }
-            let hit = self.b.ins().icmp_imm(IntCC::Equal, idx, k as i64);
+            let hit = self.b.ins().icmp_imm(IntCC::Equal, slot, s as i64);
             let nextb = self.b.create_block();
             self.b.ins().brif(hit, t, &[], nextb, &[]);
             self.switch(nextb);
         }
-        // No call site: an exit below the main frame cannot happen; keep the block closed.
-        let z = self.iconst(0);
-        self.b.ins().jump(self.exit_block, &[z.into()]);
     }
 
     /// A helper call. The exact budget goes to the context first, because a helper with a

@@ -8,13 +8,7 @@ use crate::JitError;
 
 impl Gen<'_, '_> {
     /// One instruction; false when it ends its block.
-    pub(super) fn insn(
-        &mut self,
-        pc: usize,
-        next: usize,
-        insn: &Insn,
-        sites: &[usize],
-    ) -> Result<bool, JitError> {
+    pub(super) fn insn(&mut self, pc: usize, next: usize, insn: &Insn) -> Result<bool, JitError> {
         match *insn {
             Insn::Alu {
                 width,
@@ -78,7 +72,7 @@ impl Gen<'_, '_> {
                 self.helper(pc, Helper::Any(id));
             }
             Insn::Call(CallTarget::Local(off)) => {
-                self.translate_local_call(pc, next, off, sites);
+                self.translate_local_call(pc, next, off);
                 return Ok(false);
             }
             Insn::Call(CallTarget::Kfunc { .. }) => {
@@ -88,7 +82,7 @@ impl Gen<'_, '_> {
                 })
             }
             Insn::Exit => {
-                self.translate_exit();
+                self.translate_exit(pc);
                 return Ok(false);
             }
         }

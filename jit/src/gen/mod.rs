@@ -102,8 +102,13 @@ pub(crate) struct Gen<'a, 'b> {
     /// holding its base and greatest offset.
     clamp_vars: [Option<(Variable, Variable)>; 8],
     faults: Vec<Fault>,
-    /// The continuation of each local call site, by site index.
-    ret_sites: Vec<Block>,
+    /// The first slot of each subprogram ([`Program::subprograms`]).
+    subprogs: &'a [usize],
+    /// For each subprogram, the return sites (slots after the calls) of the local calls to it:
+    /// an exit of a subprogram returns to one of its own callers only (jumps never leave a
+    /// subprogram), so its dispatch tests those alone, and a subprogram called from one site
+    /// returns with a plain jump.
+    sub_sites: Vec<Vec<usize>>,
     /// Instructions of the current block, and the index of the one being translated: a stop
     /// in the middle gives back the budget of those after it.
     block_len: u64,
@@ -313,7 +318,8 @@ pub(crate) fn build(
         ctx_fields: crate::ctx_fields(prog, hints),
         clamp_vars,
         faults: Vec::new(),
-        ret_sites: Vec::new(),
+        subprogs: prog.subprograms(),
+        sub_sites: call::sites_by_subprogram(insns, pcs, prog.subprograms()),
         block_len: 0,
         block_pos: 0,
         pending: 0,
@@ -421,14 +427,6 @@ impl Gen<'_, '_> {
     }
 
     pub(super) fn body(&mut self, insns: &[Insn]) -> Result<(), JitError> {
-        // Return sites of local calls, numbered in order.
-        let mut sites = Vec::new();
-        for (i, insn) in insns.iter().enumerate() {
-            if let Insn::Call(CallTarget::Local(_)) = insn {
-                sites.push(self.pcs[i] + 1);
-            }
-        }
-        self.ret_sites = sites.iter().map(|&pc| self.block_at(pc)).collect();
         let mut open = false;
         let mut fused = false;
         for (i, insn) in insns.iter().enumerate() {
@@ -463,7 +461,7 @@ impl Gen<'_, '_> {
                 continue;
             }
             let next = pc + insn.slots();
-            open = self.insn(pc, next, insn, &sites)?;
+            open = self.insn(pc, next, insn)?;
         }
         if open {
             // Falling off the end is refused by Program::new; close the block anyway.
