@@ -486,49 +486,124 @@ pub extern "C" fn call(
     r3: u64,
     r4: u64,
     r5: u64,
-    pc: u64,
+    site: u64,
     depth: u64,
 ) -> u64 {
     // SAFETY: called by generated code with its run's context.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+    let (pc, need) = split_site(site);
     // Where a stop happens, unless a callback says otherwise.
     v.trap_pc = pc;
     let Ok(id32) = u32::try_from(id) else {
         v.trap(TrapCode::UnknownHelper, id, 0);
         return 0;
     };
-    let out = match host.call_helper(id32, [r1, r2, r3, r4, r5], mem) {
+    let args = [r1, r2, r3, r4, r5];
+    let out = match host.call_helper(id32, args, mem) {
         Ok(x) => {
             v.status = OK;
             x
         }
-        Err(stop) => stopped(v, mem, host, stop, id, pc, depth),
+        Err(stop) => {
+            let x = stopped(v, mem, host, stop, id, pc, depth);
+            check_after_callbacks(v, mem, host, x, &args, pc, need, depth);
+            x
+        }
     };
     v.refresh_if_mapped();
     v.refresh_ctx();
     out
 }
 
+/// The call's slot and what the path after it needs of the budget, as the generated code
+/// passes them in one argument (`slot | need << 32`).
+fn split_site(site: u64) -> (u64, u64) {
+    (site & 0xffff_ffff, site >> 32)
+}
+
+/// After a helper's callbacks, which the interpreter ran with the run's budget: when what is
+/// left cannot pay for the path to the next checkpoint (`need`), the interpreter finishes the
+/// run from the instruction after the call, as the code's own checkpoints hand it over, and
+/// the run stops with its result. The registers a shim is not passed (`args` holds r1 up) the
+/// generated code stored in the context before the call. Only here, out of the code: a call
+/// whose helper runs no callback leaves the budget as the last checkpoint found it, enough.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+fn check_after_callbacks(
+    v: &mut VmCtx,
+    mem: &mut MemoryMap<'static>,
+    host: &mut dyn Host,
+    r0: u64,
+    args: &[u64],
+    pc: u64,
+    need: u64,
+    depth: u64,
+) {
+    if v.status != OK || v.left >= need {
+        return;
+    }
+    let mut regs = [0u64; 11];
+    regs[0] = r0;
+    regs[1..=args.len()].copy_from_slice(args);
+    let stored = v.regs.as_ptr().cast::<u64>();
+    for (i, r) in regs.iter_mut().enumerate().skip(args.len() + 1) {
+        // SAFETY: the generated code wrote `regs[i]` for every register after the arguments it
+        // passes before a call with a `need` (`Gen::helper`); `i` is below 11.
+        *r = unsafe { stored.add(i).read() };
+    }
+    // SAFETY: `interp` is the JIT program's own interpreter, alive as long as the program.
+    let interp = unsafe { &*v.interp };
+    let out = interp.finish_budget(
+        mem,
+        host,
+        regs,
+        pc as usize + 1,
+        depth as usize,
+        v.left,
+        v.budget,
+    );
+    v.left -= out.insns;
+    match (out.result, out.tail_call) {
+        (Ok(_), Some(t)) => {
+            v.status = STOP_TAIL;
+            v.status_value = t as u64;
+        }
+        (Ok(r0), None) => {
+            v.status = STOP_EXIT;
+            v.status_value = r0;
+        }
+        (Err(t), _) => {
+            v.trap(t.code, t.detail, t.size);
+            v.trap_pc = t.pc as u64;
+        }
+    }
+}
+
 /// `call 1`, `bpf_map_lookup_elem(r1, r2)`: [`Host::map_lookup_elem`], the helper without the
 /// generic path's marshalling (five arguments, the helper table's dispatch).
-pub extern "C" fn map_lookup(vm: *mut VmCtx, map: u64, key: u64, pc: u64, depth: u64) -> u64 {
+pub extern "C" fn map_lookup(vm: *mut VmCtx, map: u64, key: u64, site: u64, depth: u64) -> u64 {
     // SAFETY: called by generated code with its run's context.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+    let (pc, need) = split_site(site);
     v.trap_pc = pc;
     let out = match host.map_lookup_elem(map, key, mem) {
         Ok(x) => {
             v.status = OK;
             x
         }
-        Err(stop) => stopped(
-            v,
-            mem,
-            host,
-            stop,
-            bpfsim_vm::host::MAP_LOOKUP_ELEM as u64,
-            pc,
-            depth,
-        ),
+        Err(stop) => {
+            let x = stopped(
+                v,
+                mem,
+                host,
+                stop,
+                bpfsim_vm::host::MAP_LOOKUP_ELEM as u64,
+                pc,
+                depth,
+            );
+            check_after_callbacks(v, mem, host, x, &[map, key], pc, need, depth);
+            x
+        }
     };
     v.refresh_if_mapped();
     v.refresh_ctx();

@@ -104,3 +104,66 @@ fn a_fault_inside_the_callback_has_its_pc() {
         trap.pc
     );
 }
+
+/// `bpf_map_lookup_elem` (helper 1) and helper 181 as `bpf_loop`, three calls of the function
+/// in `r1` with the context in `r2`: both through the shims' own paths (the lookup's passes
+/// two registers, the generic one five).
+struct LookupLoops;
+
+impl Host for LookupLoops {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        _mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        match id {
+            1 | 181 => Err(HelperStop::Loop {
+                func: args[0],
+                iterations: 3,
+                ctx: args[1],
+            }),
+            _ => Err(HelperStop::Unknown),
+        }
+    }
+}
+
+/// When callbacks leave too little budget for the longest path after the call, the
+/// interpreter takes the run over from the next instruction with every register as the code had
+/// it: after each call every one of r0-r10 is stored to memory on a path shorter than the
+/// longest (a jump over a tail that is never taken), so that the run can end after the
+/// hand-over. Every budget, through both shims (the lookup's passes two registers, the generic
+/// one five).
+#[test]
+fn callbacks_that_spend_the_budget_hand_over_every_register() {
+    let mut after = String::new();
+    for r in 0..=10 {
+        after.push_str(&format!("stxdw [%r9+{}], %r{r}\n", 8 * r));
+    }
+    after.push_str("jne %r9, 0, +4\nadd %r0, 1\nadd %r0, 1\nadd %r0, 1\nadd %r0, 1\n");
+    let src = format!(
+        "mov %r9, %r1\nlddw %r3, 0x300\nlddw %r4, 0x4000\nmov %r5, 0x50\nmov %r6, 6\n\
+         mov %r7, 0x700\nmov %r8, 0x8000\n\
+         lddw %r1, func cb\nmov %r2, 17\ncall 1\n{after}\
+         lddw %r1, func cb\nmov %r2, 5\ncall 181\n{after}exit\n\
+         cb:\nmov %r0, %r1\nadd %r0, %r2\nmov %r6, %r0\nmul %r6, 7\nmov %r0, 0\nexit"
+    );
+    let prog = Program::new(assemble(&src).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    let interp = Interpreter::new(&prog);
+    let mut vm = Vm::default();
+    vm.budget = 100_000;
+    let full = vm.run_with_memory(&interp, &mut LookupLoops, &mut [0u8; 88]);
+    assert!(full.result.is_ok(), "{full:?}");
+    // Up to what the longest paths would need: the code hands over after the second call's
+    // callbacks at budgets from the run's own count up, and the interpreter ends the run.
+    for budget in 0..=full.insns + 8 {
+        vm.budget = budget;
+        let mut m1 = [0u8; 88];
+        let a = vm.run_with_memory(&interp, &mut LookupLoops, &mut m1);
+        let mut m2 = [0u8; 88];
+        let b = jit.run_with_memory(&mut vm, &mut LookupLoops, &mut m2);
+        assert_eq!(a, b, "budget {budget}");
+        assert_eq!(m1, m2, "memory at budget {budget}");
+    }
+}

@@ -165,22 +165,37 @@ impl Gen<'_, '_> {
 
     /// A helper call. The exact budget goes to the context first, because a helper with a
     /// callback (`bpf_loop`, `bpf_for_each_map_elem`, ...) has the interpreter run the callback
-    /// with it; the budget comes back from the context after the call, and when what is left
-    /// cannot pay for the path to the next checkpoint, the interpreter finishes the run.
+    /// with it; the budget comes back from the context after the call. When what the callbacks
+    /// left cannot pay for the path to the next checkpoint, the shim has the interpreter finish
+    /// the run (`shims::check_after_callbacks`) and reports it as a stop, so the code has no
+    /// check of its own here (a compare, a cold block and every register passed to it, after
+    /// every call, for what only a callback can cause): it stores the registers the shim is not
+    /// passed, for that hand-over.
     pub(super) fn helper(&mut self, pc: usize, helper: Helper) {
         let adjust = self.adjust();
         let left = self.b.use_var(self.left);
         let exact = self.b.ins().iadd_imm(left, adjust);
         self.vm_store(offset_of!(VmCtx, left), exact);
-        let pcv = self.iconst(pc as u64);
+        let need = self.need_at(pc + 1);
+        let site = self.iconst(pc as u64 | need << 32);
         let depth = self.b.use_var(self.depth);
+        let passed = match helper {
+            Helper::Any(_) => 5,
+            Helper::MapLookup => 2,
+        };
+        if need > 0 {
+            for r in passed + 1..11 {
+                let v = self.b.use_var(self.regs[r]);
+                self.vm_store(offset_of!(VmCtx, regs) + 8 * r, v);
+            }
+        }
         let call = match helper {
             Helper::Any(id) => {
                 let args: Vec<Value> = (1..=5).map(|r| self.b.use_var(self.regs[r])).collect();
                 self.b.ins().call(
                     self.shims.call,
                     &[
-                        self.vm, id, args[0], args[1], args[2], args[3], args[4], pcv, depth,
+                        self.vm, id, args[0], args[1], args[2], args[3], args[4], site, depth,
                     ],
                 )
             }
@@ -188,7 +203,7 @@ impl Gen<'_, '_> {
                 let (map, key) = (self.b.use_var(self.regs[1]), self.b.use_var(self.regs[2]));
                 self.b
                     .ins()
-                    .call(self.shims.map_lookup, &[self.vm, map, key, pcv, depth])
+                    .call(self.shims.map_lookup, &[self.vm, map, key, site, depth])
             }
         };
         let v = self.b.inst_results(call)[0];
@@ -200,25 +215,6 @@ impl Gen<'_, '_> {
         self.load_clamp_vars();
         let now = self.vm_load(offset_of!(VmCtx, left));
         let after = self.b.ins().iadd_imm(now, -adjust);
-        // A callback may have spent the budget that the last checkpoint reserved for the path
-        // ahead: check it again against what that path needs.
-        let need = self.need_at(pc + 1);
-        if need > 0 {
-            let short = self
-                .b
-                .ins()
-                .icmp_imm(IntCC::SignedLessThan, now, need as i64);
-            let cold = self.b.create_block();
-            self.b.set_cold_block(cold);
-            let go = self.cont();
-            self.b.ins().brif(short, cold, &[], go, &[]);
-            self.switch(cold);
-            let next = self.iconst(pc as u64 + 1);
-            self.b
-                .ins()
-                .jump(self.budget_block, &[next.into(), now.into()]);
-            self.switch(go);
-        }
         self.b.def_var(self.left, after);
     }
 
