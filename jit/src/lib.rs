@@ -133,7 +133,24 @@ pub struct Hints {
     /// usual way; the one exception, a load at address `u64::MAX` (never mapped) with an offset
     /// whose field the context refuses, would read 0 rather than fault.
     pub ctx: Vec<bool>,
+    /// `Some(map)`: the memory access at this slot (a load, a store or an atomic read-modify-write:
+    /// load-acquire and store-release keep their call) goes through a pointer to
+    /// a value of map `map` on every path, the same map on each, and the verifier proved it
+    /// inside the value (`check_map_access`). `map` is the map's index as the host numbers it
+    /// ([`bpfsim_vm::Host::value_region`], the verifier's index in the program's maps). Such an
+    /// access takes no branch: the low 32 bits of its address (its offset in the region) are
+    /// clamped to the greatest offset an access of its size may start at in the region the host
+    /// says holds the map's values for the run, and added to that region's base. If the hint
+    /// (or the host) were wrong, the access would read or write other bytes of that region of
+    /// the guest's own memory (or a scratch word no one reads, for a region smaller than the
+    /// access), never host memory, and never trap. A run whose host does not say where a hinted
+    /// map's values are is run by the interpreter. At most [`MAX_VALUE_MAPS`] maps per program
+    /// are used (the accesses to others keep their checks).
+    pub map_value: Vec<Option<u32>>,
 }
+
+/// The most maps whose value accesses [`Hints::map_value`] makes branch-free in one program.
+pub const MAX_VALUE_MAPS: usize = shims::VALUE_SLOTS;
 
 /// A compiled program. Owns its code; runs any number of times.
 pub struct JitProgram {
@@ -162,6 +179,8 @@ pub struct JitProgram {
     /// Whether the program calls `bpf_map_lookup_elem` (whose array lookups the code answers
     /// from the run's [`Host::array_lookups`]).
     lookups: bool,
+    /// The maps whose values hinted accesses clamp into ([`Hints::map_value`]), by slot.
+    value_maps: Vec<u32>,
 }
 
 // SAFETY: the module's code is immutable after finalisation and the function pointer refers to
@@ -281,6 +300,7 @@ impl JitProgram {
             .declare_function("bpf_main", Linkage::Local, &ctx.func.signature)
             .map_err(err)?;
         let ctx_fields = ctx_fields(prog, hints);
+        let value_maps = value_maps(prog, hints);
         let entry_need = gen::build(
             &mut module,
             &mut ctx.func,
@@ -330,6 +350,7 @@ impl JitProgram {
             lookups: insns.iter().any(|i| {
                 matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == bpfsim_vm::host::MAP_LOOKUP_ELEM)
             }),
+            value_maps,
         })
     }
 
@@ -394,6 +415,9 @@ impl JitProgram {
         }
         if self.lookups {
             ctx.fetch_arrays(host);
+        }
+        if !self.value_maps.is_empty() {
+            ctx.fetch_values(host, &self.value_maps);
         }
         ctx.lazy_vm = vm;
         ctx.lazy_input = input.as_mut_ptr();
@@ -484,6 +508,10 @@ impl JitProgram {
         let (table, n_rows) = mem.region_table();
         vm.regions = table;
         vm.nregions = n_rows as u64;
+        if !self.value_maps.is_empty() {
+            // Once per batch, as the array lookups: the regions hold for every run.
+            vm.fetch_values(host_ref.host, &self.value_maps);
+        }
         vm.budget = budget;
         // r1 and r2 go in registers; r3-r5 through the context, only for a program that reads
         // them. Word by word: the caller wrote `args` in 8-byte stores, which the CPU cannot
@@ -531,7 +559,7 @@ impl JitProgram {
     #[inline(always)]
     fn call_entry(&self, vm: &mut VmCtx, budget: u64, r1: u64, r2: u64) -> Outcome {
         vm.status = shims::OK;
-        if budget < self.entry_need {
+        if budget < self.entry_need || vm.values_unknown {
             return self.hand_over_at_entry(vm, budget, r1, r2);
         }
         let ret = (self.entry)(vm, budget, r1, r2);
@@ -542,7 +570,8 @@ impl JitProgram {
         }
     }
 
-    /// What the code's budget check at slot 0 would have done (the code has none): hand the
+    /// What the code's budget check at slot 0 would have done (the code has none), and the
+    /// way of a run whose host did not place its value maps (`VmCtx::values_unknown`): hand the
     /// whole run to the interpreter, with the registers as the code's prologue sets them (a
     /// register no instruction reads is never seen) and nothing counted yet.
     #[cold]
@@ -629,6 +658,34 @@ pub(crate) fn ctx_fields(prog: &Program, hints: &Hints) -> Vec<u32> {
         }
     }
     fields
+}
+
+/// The maps of the value accesses the hints prove ([`Hints::map_value`]), in the order the
+/// program first accesses them, the first [`MAX_VALUE_MAPS`].
+pub(crate) fn value_maps(prog: &Program, hints: &Hints) -> Vec<u32> {
+    let mut maps = Vec::new();
+    for (pc, insn) in prog.iter() {
+        let access = match insn {
+            Insn::Load { .. } | Insn::Store { .. } => true,
+            Insn::Atomic { op, .. } => value_atomic(*op),
+            _ => false,
+        };
+        if !access {
+            continue;
+        }
+        if let Some(Some(m)) = hints.map_value.get(pc) {
+            if !maps.contains(m) && maps.len() < MAX_VALUE_MAPS {
+                maps.push(*m);
+            }
+        }
+    }
+    maps
+}
+
+/// Whether a proven map value access by atomic `op` is compiled inline
+/// ([`Hints::map_value`]): the read-modify-writes; load-acquire and store-release keep their call.
+pub(crate) fn value_atomic(op: AtomicOp) -> bool {
+    !matches!(op, AtomicOp::LoadAcquire | AtomicOp::StoreRelease)
 }
 
 /// The field offset of a load that may read a kept context field: a 4-byte load at a

@@ -126,7 +126,23 @@ pub struct VmCtx {
     pub arrays: [ArrayLookup; ARRAY_SLOTS],
     pub arrays_first: u64,
     pub arrays_n: u64,
+    /// Proven map value accesses ([`crate::Hints::map_value`]) take no branch: their offset is
+    /// clamped into the region the host says holds the map's values ([`Host::value_region`]).
+    /// For the program's value maps by slot (`JitProgram::value_maps`), then for each access
+    /// size (1, 2, 4, 8; reads then writes): the base they add it to and the greatest offset
+    /// they may use (the [`CLAMP_SINK`] and 0 where the region is smaller than the size), at
+    /// index `8 * slot + clamp index`. Written by [`VmCtx::fetch_values`] for the program's
+    /// slots before any run reads them; the others stay unwritten.
+    pub value_base: MaybeUninit<[u64; 8 * VALUE_SLOTS]>,
+    pub value_max: MaybeUninit<[u64; 8 * VALUE_SLOTS]>,
+    /// The host did not say where some value map's values are: runs go to the interpreter
+    /// (the code's clamped accesses would address memory the values may not be in).
+    pub values_unknown: bool,
 }
+
+/// The most maps whose proven value accesses the generated code clamps (the others' keep
+/// their checks).
+pub const VALUE_SLOTS: usize = 8;
 
 /// The most maps whose array lookups the generated code answers (the others call the host).
 pub const ARRAY_SLOTS: usize = 8;
@@ -157,8 +173,8 @@ impl VmCtx {
     pub fn new(interp: *const bpfsim_vm::Interpreter) -> VmCtx {
         let mut slot = MaybeUninit::uninit();
         Self::init(&mut slot, interp);
-        // SAFETY: `init` wrote every field but `frames`, `regs` and `lazy_map`, which are
-        // `MaybeUninit`.
+        // SAFETY: `init` wrote every field but `frames`, `regs`, `lazy_map`, `value_base` and
+        // `value_max`, which are `MaybeUninit`.
         unsafe { slot.assume_init() }
     }
 
@@ -210,8 +226,10 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).arrays).write([ArrayLookup::default(); ARRAY_SLOTS]);
             std::ptr::addr_of_mut!((*p).arrays_first).write(0);
             std::ptr::addr_of_mut!((*p).arrays_n).write(0);
-            // SAFETY: every field but `frames`, `regs` and `lazy_map` is written above, and
-            // those are `MaybeUninit`, for which any bytes are valid.
+            std::ptr::addr_of_mut!((*p).values_unknown).write(false);
+            // SAFETY: every field but `frames`, `regs`, `lazy_map`, `value_base` and
+            // `value_max` is written above, and those are `MaybeUninit`, for which any bytes are
+            // valid.
             slot.assume_init_mut()
         }
     }
@@ -365,6 +383,60 @@ impl VmCtx {
         let (first, count) = host.array_lookups(&mut self.arrays);
         self.arrays_first = first;
         self.arrays_n = count.min(ARRAY_SLOTS) as u64;
+    }
+
+    /// Ask the host where the values of each of `maps` (the program's value maps, by slot) are
+    /// ([`Host::value_region`]), for the runs until the next call, and set their clamp bounds
+    /// from the region's row; [`VmCtx::values_unknown`] when the host does not say for one, or
+    /// names no mapped region. The region table must be the runs' (`regions` set).
+    pub(crate) fn fetch_values(&mut self, host: &mut dyn Host, maps: &[u32]) {
+        self.values_unknown = false;
+        let sink = CLAMP_SINK.0.get() as u64;
+        let lows = (1u64 << bpfsim_vm::memory::REGION_SHIFT) - 1;
+        let bases = self.value_base.as_mut_ptr().cast::<u64>();
+        let maxes = self.value_max.as_mut_ptr().cast::<u64>();
+        for (slot, &map) in maps.iter().enumerate().take(VALUE_SLOTS) {
+            let index = host
+                .value_region(map)
+                .filter(|a| a & lows == 0)
+                .map(|a| a >> bpfsim_vm::memory::REGION_SHIFT)
+                // Region 0 is never mapped: a host naming it names nothing.
+                .filter(|&i| i != 0 && i < self.nregions);
+            // An unknown map's bounds are the sink's, which the code could use safely, though
+            // the runs do not run it.
+            let Some(index) = index else {
+                self.values_unknown = true;
+                for at in 8 * slot..8 * slot + 8 {
+                    // SAFETY: `at` is below `8 * VALUE_SLOTS`, inside both arrays.
+                    unsafe {
+                        bases.add(at).write(sink);
+                        maxes.add(at).write(0);
+                    }
+                }
+                continue;
+            };
+            // SAFETY: `regions` points at `nregions` rows of three u64s (`#[repr(C)]` base,
+            // read limit, write limit), and `index` is below `nregions`.
+            let [base, read, write] = unsafe {
+                let row = self.regions.add(index as usize * 24).cast::<u64>();
+                [
+                    row.read_unaligned(),
+                    row.add(1).read_unaligned(),
+                    row.add(2).read_unaligned(),
+                ]
+            };
+            for (k, len) in [read, write].into_iter().enumerate() {
+                for (i, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
+                    let fits = len >= size;
+                    let at = 8 * slot + 4 * k + i;
+                    // SAFETY: `at` is below `8 * VALUE_SLOTS`, inside both arrays.
+                    unsafe {
+                        bases.add(at).write(if fits { base } else { sink });
+                        maxes.add(at).write(if fits { len - size } else { 0 });
+                    }
+                }
+            }
+        }
     }
 
     #[cold]

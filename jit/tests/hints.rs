@@ -387,3 +387,126 @@ fn kept_context_fields_do_not_outlive_their_context() {
     assert_eq!(raw, want);
     assert_eq!(raw.result, Ok(7));
 }
+
+/// A host with the conformance helpers that says map 0's values are in the region at `values`
+/// (the run's memory, for runs on raw memory: region `FIXED_ROWS`), and nothing of other maps.
+struct ValuesAt(Option<u64>);
+
+impl bpfsim_vm::Host for ValuesAt {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        mem: &mut bpfsim_vm::MemoryMap<'_>,
+    ) -> Result<u64, bpfsim_vm::HelperStop> {
+        ConformanceHost.call_helper(id, args, mem)
+    }
+
+    fn value_region(&mut self, map: u32) -> Option<u64> {
+        if map == 0 {
+            self.0
+        } else {
+            None
+        }
+    }
+}
+
+/// The region of the memory of a run on raw memory.
+const MEMORY: u64 = (bpfsim_vm::memory::FIXED_ROWS as u64) << bpfsim_vm::memory::REGION_SHIFT;
+
+/// Hints marking every load and store of `prog` as a proven access to a value of `map`.
+fn values_of(prog: &Program, map: u32) -> Hints {
+    let mut map_value = vec![None; slots(prog)];
+    for (pc, i) in prog.iter() {
+        if matches!(
+            i,
+            bpfsim_vm::isa::Insn::Load { .. } | bpfsim_vm::isa::Insn::Store { .. }
+        ) {
+            map_value[pc] = Some(map);
+        }
+    }
+    Hints {
+        no_ctx: vec![true; slots(prog)],
+        map_value,
+        ..Hints::default()
+    }
+}
+
+/// True map value hints, with the host placing the values where they are (the run's memory),
+/// give the interpreter's results; a host that does not place them, or names a region that is
+/// not mapped, has the interpreter run the program, faults and all.
+#[test]
+fn true_value_hints_change_nothing() {
+    let prog = Program::new(assemble(SUM).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &values_of(&prog, 0)).unwrap();
+    let plain = JitProgram::compile(&prog).unwrap();
+    assert!(jit.code_size < plain.code_size);
+    let interp = Interpreter::new(&prog);
+    let mut vm = Vm::default();
+    for len in 0..40usize {
+        let init: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(29) ^ 0x5a).collect();
+        let mut m1 = init.clone();
+        let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
+        for at in [Some(MEMORY), None, Some(MEMORY + 8), Some(MEMORY << 1)] {
+            let mut m2 = init.clone();
+            let b = jit.run_with_memory(&mut vm, &mut ValuesAt(at), &mut m2);
+            assert_eq!(a, b, "len {len}, values at {at:?}");
+            assert_eq!(m1, m2, "memory, len {len}, values at {at:?}");
+            // The same through a session, whose context serves run after run.
+            let mut s = jit.session();
+            let mut m3 = init.clone();
+            let c = s.run_with_memory(&mut ValuesAt(at), &mut m3);
+            assert_eq!(a, c, "session, len {len}, values at {at:?}");
+            assert_eq!(m1, m3, "session memory, len {len}, values at {at:?}");
+        }
+    }
+}
+
+/// False map value hints on accesses far outside the memory (outside any region, on the stack):
+/// each lands inside the region the host named (or a scratch word for a region under 8 bytes),
+/// never traps, and leaves the bytes around the memory untouched. When the host names no region
+/// the interpreter runs the program and its faults are the interpreter's.
+#[test]
+fn false_value_hints_stay_inside_the_region() {
+    let cases = [
+        "stxdw [%r1+4096], %r1\nldxdw %r0, [%r1+4096]\nexit",
+        "lddw %r3, 0x7fffffff00000000\nstxdw [%r3+0], %r3\nldxdw %r0, [%r3+0]\nexit",
+        "lddw %r3, 0xfffffffffffffff8\nstxb [%r3+0], %r3\nldxb %r0, [%r3+0]\nexit",
+        "mov %r3, 0\nstxw [%r3+0], %r1\nldxw %r0, [%r3+0]\nexit",
+        "mov %r3, %r10\nstxdw [%r3-8], %r1\nldxdw %r0, [%r3-600]\nexit",
+        "stxdw [%r1-8], %r1\nldxh %r0, [%r1-1]\nexit",
+    ];
+    for src in cases {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let jit = JitProgram::compile_with(&prog, &values_of(&prog, 0)).unwrap();
+        let interp = Interpreter::new(&prog);
+        let mut vm = Vm::default();
+        for len in [0usize, 1, 3, 7, 8, 9, 64] {
+            let mut buf = vec![0xeeu8; len + 64];
+            let before = buf.clone();
+            let out = {
+                let mem = &mut buf[32..32 + len];
+                jit.run_with_memory(&mut vm, &mut ValuesAt(Some(MEMORY)), mem)
+            };
+            assert_eq!(&buf[..32], &before[..32], "{src} len {len}: guard before");
+            assert_eq!(
+                &buf[32 + len..],
+                &before[32 + len..],
+                "{src} len {len}: guard after"
+            );
+            let mut m = vec![0u8; len];
+            let i = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m);
+            if len > 0 {
+                assert!(out.result.is_ok(), "{src} len {len}: {out:?}");
+                assert!(i.result.is_err(), "{src} len {len}: {i:?}");
+            } else {
+                // No memory, no region: the interpreter's run.
+                assert_eq!(out, i, "{src} len {len}");
+            }
+            let mut m2 = vec![0u8; len];
+            let unplaced = jit.run_with_memory(&mut vm, &mut ValuesAt(None), &mut m2);
+            assert_eq!(unplaced, i, "{src} len {len}: values unplaced");
+            assert_eq!(m2, m, "{src} len {len}: memory, values unplaced");
+        }
+    }
+}

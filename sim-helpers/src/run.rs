@@ -145,6 +145,9 @@ pub type HelperOverride =
 /// Most tail calls one run may chain (the kernel's `MAX_TAIL_CALL_CNT`).
 pub const MAX_TAIL_CALLS: u32 = 33;
 
+/// `bpf_for_each_map_elem`, whose callbacks get value pointers.
+const FOR_EACH_MAP_ELEM: u32 = 164;
+
 impl Default for Runner {
     fn default() -> Self {
         Runner::new(Env::default())
@@ -1039,6 +1042,25 @@ impl Host for SimHost<'_, '_> {
             };
         }
         (MAP_HANDLE_BASE, n)
+    }
+
+    fn value_region(&mut self, map: u32) -> Option<u64> {
+        // An override of a helper that hands out value pointers may point them anywhere.
+        let overridden = self.overrides.as_ref().is_some_and(|o| {
+            o.keys().any(|&id| {
+                id == FOR_EACH_MAP_ELEM
+                    || bpfsim_vm::spec::proto::proto(id).is_some_and(|p| {
+                        p.ret.base == bpfsim_vm::spec::proto::RetBase::PtrToMapValue
+                    })
+            })
+        });
+        if overridden {
+            return None;
+        }
+        // Lookups and callbacks point into `arena_index(cpu)`; direct value addresses into
+        // arena 0, which is that arena for every map that has them (arrays: one arena).
+        let m = self.maps.get(map as usize)?;
+        m.base(m.state.arena_index(self.env.cpu))
     }
 
     /// `call_helper(1, ..)` without its dispatch: an override of helper 1 still wins.

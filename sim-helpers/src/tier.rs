@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use bpfsim_jit::{Hints, JitError, JitProgram};
-use bpfsim_vm::isa::Insn;
+use bpfsim_vm::isa::{CallTarget, Insn};
 use bpfsim_vm::{Executable, Interpreter, Program};
 
 use crate::object::Engine;
@@ -59,10 +59,29 @@ impl Source {
         if !verdict.accepted {
             return Hints::default();
         }
+        // `bpf_map_lookup_percpu_elem` gives pointers into another CPU's arena of a per-CPU
+        // map, where the run's region for the map's values is this CPU's.
+        let other_cpus = insns.iter().any(|i| {
+            matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == MAP_LOOKUP_PERCPU_ELEM)
+        });
+        let map_value = verdict
+            .map_value
+            .into_iter()
+            .map(|m| {
+                m.filter(|&m| {
+                    !other_cpus
+                        || opts
+                            .maps
+                            .get(m as usize)
+                            .is_some_and(|info| !is_percpu(info.map_type))
+                })
+            })
+            .collect();
         Hints {
             no_ctx: verdict.no_ctx,
             packet: verdict.packet,
             ctx: verdict.ctx,
+            map_value,
         }
     }
 
@@ -71,6 +90,21 @@ impl Source {
             .map_err(|e| JitError::Codegen(format!("program structure: {e}")))?;
         JitProgram::compile_with(&prog, &self.hints()).map(Arc::new)
     }
+}
+
+/// `bpf_map_lookup_percpu_elem`.
+const MAP_LOOKUP_PERCPU_ELEM: u32 = 195;
+
+/// Maps with a value per CPU (an arena per CPU).
+fn is_percpu(t: bpfsim_vm::spec::MapType) -> bool {
+    use bpfsim_vm::spec::MapType;
+    matches!(
+        t,
+        MapType::PercpuArray
+            | MapType::PercpuHash
+            | MapType::LruPercpuHash
+            | MapType::PercpuCgroupStorage
+    )
 }
 
 /// A program's compiled form: compiled once, by the first engine that asks or by the background

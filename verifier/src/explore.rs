@@ -13,12 +13,21 @@ use crate::Options;
 
 /// [`Verifier::access`]: an access through the context pointer.
 pub const ACCESS_CTX: u8 = 1;
-/// [`Verifier::access`]: an access through any other pointer (stack, map value, ...) but a
-/// packet pointer.
+/// [`Verifier::access`]: an access through any other pointer (stack, ...) but a packet pointer
+/// or a map value pointer.
 pub const ACCESS_OTHER: u8 = 2;
 /// [`Verifier::access`]: an access through a packet pointer (`PTR_TO_PACKET`), which the
 /// access checks proved inside the packet's verified range.
 pub const ACCESS_PACKET: u8 = 4;
+/// [`Verifier::access`]: an access through a map value pointer (`PTR_TO_MAP_VALUE`), which the
+/// access checks proved inside the value (`check_map_access`); the map is in
+/// [`Verifier::access_map`].
+pub const ACCESS_MAP_VALUE: u8 = 8;
+
+/// [`Verifier::access_map`]: no map value access seen at the slot yet.
+pub const NO_MAP: u32 = u32::MAX;
+/// [`Verifier::access_map`]: map value accesses of different maps at the slot.
+pub const MANY_MAPS: u32 = u32::MAX - 1;
 
 const MAX_CALL_FRAMES: usize = 8;
 
@@ -97,8 +106,12 @@ pub struct Verifier<'a> {
     pub insns: &'a [Insn],
     pub opts: &'a Options,
     /// For each slot, the kinds of pointer its memory access went through on every path
-    /// explored ([`ACCESS_CTX`], [`ACCESS_OTHER`]): what the JIT may rely on.
+    /// explored ([`ACCESS_CTX`], [`ACCESS_OTHER`], [`ACCESS_PACKET`], [`ACCESS_MAP_VALUE`]):
+    /// what the JIT may rely on.
     pub access: Vec<u8>,
+    /// For each slot, the map of the map value pointers its access went through ([`NO_MAP`],
+    /// [`MANY_MAPS`] or the map's index).
+    pub access_map: Vec<u32>,
     /// Slot of each instruction.
     pub pcs: Vec<usize>,
     /// Instruction at each slot.
@@ -177,6 +190,7 @@ impl<'a> Verifier<'a> {
             insns,
             opts,
             access: vec![0; slot],
+            access_map: vec![NO_MAP; slot],
             pcs,
             at,
             log: Vec::new(),
@@ -1017,13 +1031,24 @@ impl<'a> Verifier<'a> {
 
     /// Record the kind of pointer the access at `pc` goes through on this path.
     fn note_access(&mut self, st: &State, pc: usize, base: bpfsim_vm::isa::Reg) {
-        let kind = match st.reg(base.index()).ty {
+        let reg = st.reg(base.index());
+        let kind = match reg.ty {
             RegType::Ctx => ACCESS_CTX,
             RegType::Packet => ACCESS_PACKET,
+            RegType::MapValue => ACCESS_MAP_VALUE,
             _ => ACCESS_OTHER,
         };
         if let Some(k) = self.access.get_mut(pc) {
             *k |= kind;
+        }
+        if kind == ACCESS_MAP_VALUE {
+            if let Some(m) = self.access_map.get_mut(pc) {
+                *m = match *m {
+                    NO_MAP => reg.map,
+                    same if same == reg.map => same,
+                    _ => MANY_MAPS,
+                };
+            }
         }
     }
 

@@ -147,6 +147,12 @@ pub struct Verdict {
     /// the context's field at the instruction's own offset (false elsewhere, and for rejected
     /// programs). The JIT reads such fields from values it keeps (`convert_ctx_access`).
     pub ctx: Vec<bool>,
+    /// For each slot of an accepted program: `Some(map)` when its load, store or atomic goes
+    /// through a pointer to a value of map `map` (`PTR_TO_MAP_VALUE`, an index into
+    /// [`Options::maps`]) on every path, the same map on each, and so was proven inside the value
+    /// (`check_map_access`); `None` elsewhere, and for rejected programs. The JIT compiles such
+    /// accesses without a branch.
+    pub map_value: Vec<Option<u32>>,
     /// The ids of helpers a program type may call but whose prototype bpfsim does not know,
     /// called on some explored path: their arguments were not checked, so the kernel may reject
     /// what was accepted here.
@@ -196,8 +202,17 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         }
         None => log.push(stats),
     }
-    let (no_ctx, packet, ctx) = if error.is_none() {
+    let (no_ctx, packet, ctx, map_value) = if error.is_none() {
         let only = |kind: u8| v.access.iter().map(|&k| k == kind).collect();
+        let map_value = v
+            .access
+            .iter()
+            .zip(&v.access_map)
+            .map(|(&k, &m)| {
+                let one = m != explore::NO_MAP && m != explore::MANY_MAPS;
+                (k == explore::ACCESS_MAP_VALUE && one).then_some(m)
+            })
+            .collect();
         (
             v.access
                 .iter()
@@ -205,14 +220,16 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
                 .collect(),
             only(explore::ACCESS_PACKET),
             only(explore::ACCESS_CTX),
+            map_value,
         )
     } else {
-        (Vec::new(), Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new())
     };
     Verdict {
         no_ctx,
         packet,
         ctx,
+        map_value,
         unchecked_helpers: v.unchecked_helpers.iter().copied().collect(),
         accepted: error.is_none(),
         error,

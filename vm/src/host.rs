@@ -89,6 +89,21 @@ pub trait Host {
         let _ = out;
         (0, 0)
     }
+
+    /// Where the values of map `map` (the index its handle names, as the verifier numbers a
+    /// program's maps) are during the runs until the next call of this method (the runs of a
+    /// batch): the guest address of the one region (offset 0) that every pointer to one of its
+    /// values this host gives a program points into (lookups, callbacks' arguments, direct value
+    /// addresses), for a per-CPU map the run's CPU's. An engine then addresses the verifier's
+    /// proven accesses to the map's values in that region without looking the address up. A
+    /// wrong answer can make such an access read or write other bytes of guest memory (the
+    /// region's), never host memory. `None` (the default): this host does not say, and an
+    /// engine relying on it must not run the program's code that would (the interpreter then
+    /// runs it).
+    fn value_region(&mut self, map: u32) -> Option<u64> {
+        let _ = map;
+        None
+    }
 }
 
 /// An array map as [`Host::array_lookups`] describes it.

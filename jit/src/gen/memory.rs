@@ -83,6 +83,12 @@ impl Gen<'_, '_> {
         let addr = self.b.ins().iadd_imm(d, off as i64);
         let s = self.reg(src);
         let r0 = self.reg(Reg::R0);
+        if crate::value_atomic(op) {
+            if let Some(slot) = self.value_slot(pc) {
+                self.value_atomic(addr, size, op, src, s, r0, slot);
+                return;
+            }
+        }
         let code = self.iconst(atomic_code(op));
         let sz = self.iconst(size.bytes() as u64);
         let call = self
@@ -94,6 +100,61 @@ impl Gen<'_, '_> {
         match op {
             AtomicOp::CmpXchg => self.set(Reg::R0, old),
             AtomicOp::LoadAcquire => self.set(src, old),
+            AtomicOp::Xchg
+            | AtomicOp::Add { fetch: true }
+            | AtomicOp::Or { fetch: true }
+            | AtomicOp::And { fetch: true }
+            | AtomicOp::Xor { fetch: true } => self.set(src, old),
+            _ => {}
+        }
+    }
+
+    /// An atomic read-modify-write of a proven map value ([`crate::value_atomic`]): the load,
+    /// the operation and the store inline, at the clamped address, as the shim does them (runs
+    /// are single-threaded: no other writer can come between).
+    #[allow(clippy::too_many_arguments)]
+    fn value_atomic(
+        &mut self,
+        addr: Value,
+        size: Size,
+        op: AtomicOp,
+        src: Reg,
+        s: Value,
+        r0: Value,
+        slot: usize,
+    ) {
+        let p = self.value_clamped(addr, size, true, slot);
+        let old = self.load_zx(size, p);
+        let new = match op {
+            AtomicOp::Add { .. } => self.b.ins().iadd(old, s),
+            AtomicOp::Or { .. } => self.b.ins().bor(old, s),
+            AtomicOp::And { .. } => self.b.ins().band(old, s),
+            AtomicOp::Xor { .. } => self.b.ins().bxor(old, s),
+            AtomicOp::Xchg => s,
+            AtomicOp::CmpXchg => {
+                // Compared in the access's width: a 4-byte exchange compares r0's low half.
+                let ty = Self::mem_ty(size);
+                let (o, e) = if ty == I64 {
+                    (old, r0)
+                } else {
+                    (self.b.ins().ireduce(ty, old), self.b.ins().ireduce(ty, r0))
+                };
+                let same = self.b.ins().icmp(IntCC::Equal, o, e);
+                self.b.ins().select(same, s, old)
+            }
+            AtomicOp::LoadAcquire | AtomicOp::StoreRelease => {
+                unreachable!("value_atomic admits read-modify-writes only")
+            }
+        };
+        let ty = Self::mem_ty(size);
+        let v = if ty == I64 {
+            new
+        } else {
+            self.b.ins().ireduce(ty, new)
+        };
+        self.b.ins().store(MemFlags::trusted(), v, p, 0);
+        match op {
+            AtomicOp::CmpXchg => self.set(Reg::R0, old),
             AtomicOp::Xchg
             | AtomicOp::Add { fetch: true }
             | AtomicOp::Or { fetch: true }
@@ -270,6 +331,26 @@ impl Gen<'_, '_> {
         self.b.ins().iadd(base, c)
     }
 
+    /// The slot of the map whose value a proven access at `pc` reaches ([`crate::Hints::map_value`]),
+    /// if its map has one.
+    fn value_slot(&self, pc: usize) -> Option<usize> {
+        let map = self.map_value.get(pc).copied().flatten()?;
+        self.value_maps.iter().position(|&m| m == map)
+    }
+
+    /// The host address of a proven map value access: no branch, the offset clamped into the
+    /// region the host said holds the map's values, so that even a wrong proof stays inside
+    /// memory the run owns (see [`VmCtx::value_base`]).
+    fn value_clamped(&mut self, addr: Value, size: Size, write: bool, slot: usize) -> Value {
+        let low = self.b.ins().ireduce(types::I32, addr);
+        let off = self.b.ins().uextend(I64, low);
+        let at = 8 * (8 * slot + clamp_index(size, write));
+        let base = self.vm_load(offset_of!(VmCtx, value_base) + at);
+        let max = self.vm_load(offset_of!(VmCtx, value_max) + at);
+        let c = self.b.ins().umin(off, max);
+        self.b.ins().iadd(base, c)
+    }
+
     /// Load the clamp bounds the program's proven packet accesses use into their variables:
     /// at entry, and after each helper call (which may have moved the packet). Kept in
     /// registers, they cost the hot loops two loads fewer per access.
@@ -385,6 +466,10 @@ impl Gen<'_, '_> {
             let p = self.clamped(addr, size, false);
             return self.load_zx(size, p);
         }
+        if let Some(slot) = self.value_slot(pc) {
+            let p = self.value_clamped(addr, size, false, slot);
+            return self.load_zx(size, p);
+        }
         if self.no_ctx.get(pc).copied().unwrap_or(false) {
             let fault = self.fault_path(pc, addr, size, false);
             let p = self.translate_no_ctx(addr, size.bytes() as u64, false, fault);
@@ -421,8 +506,12 @@ impl Gen<'_, '_> {
     }
 
     pub(super) fn store(&mut self, pc: usize, addr: Value, size: Size, value: Value) {
-        if self.packet.get(pc).copied().unwrap_or(false) {
-            let p = self.clamped(addr, size, true);
+        let value_slot = self.value_slot(pc);
+        if self.packet.get(pc).copied().unwrap_or(false) || value_slot.is_some() {
+            let p = match value_slot {
+                Some(slot) => self.value_clamped(addr, size, true, slot),
+                None => self.clamped(addr, size, true),
+            };
             let ty = Self::mem_ty(size);
             let v = if ty == I64 {
                 value

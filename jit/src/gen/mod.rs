@@ -98,6 +98,10 @@ pub(crate) struct Gen<'a, 'b> {
     /// [`Hints::ctx`], and the fields whose values the run keeps, by slot.
     ctx: &'a [bool],
     ctx_fields: Vec<u32>,
+    /// [`Hints::map_value`], and the maps whose values the run places, by slot
+    /// ([`VmCtx::value_base`]).
+    map_value: &'a [Option<u32>],
+    value_maps: Vec<u32>,
     /// For each clamp index (`memory::clamp_index`) a proven packet access uses: variables
     /// holding its base and greatest offset.
     clamp_vars: [Option<(Variable, Variable)>; 8],
@@ -316,6 +320,8 @@ pub(crate) fn build(
         packet: &hints.packet,
         ctx: &hints.ctx,
         ctx_fields: crate::ctx_fields(prog, hints),
+        map_value: &hints.map_value,
+        value_maps: crate::value_maps(prog, hints),
         clamp_vars,
         faults: Vec::new(),
         subprogs: prog.subprograms(),
