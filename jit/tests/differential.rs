@@ -351,6 +351,16 @@ fn frame_accesses_alike() {
         // r10 written: every access checked (the second load is outside any frame).
         "stdw [%r10-8], 5\nmov %r10, %r1\nldxb %r0, [%r10-1]\nexit",
         "lddw %r10, 0x100000200\nldxdw %r0, [%r10-8]\nexit",
+        // Through registers that hold r10 plus a constant: inside the frame, past its top,
+        // below its bottom, through a chain of moves; a 32-bit move, and a join where another
+        // path sets the register, forget it.
+        "mov %r2, %r10\nadd %r2, -16\nstdw [%r2+8], 7\nldxdw %r0, [%r10-8]\nexit",
+        "mov %r2, %r10\nsub %r2, 8\nldxdw %r0, [%r2+8]\nexit",
+        "mov %r2, %r10\nadd %r2, -512\nstb [%r2-1], 1\nmov %r0, 0\nexit",
+        "mov %r3, %r10\nadd %r3, -8\nmov %r2, %r3\nstw [%r2+4], 9\nldxw %r0, [%r10-4]\nexit",
+        "mov %r2, %r10\nmov32 %r2, %r2\nldxdw %r0, [%r2-8]\nexit",
+        "mov %r2, %r1\nadd %r2, 8\njne %r1, 0, +2\nmov %r2, %r10\nmov %r0, 0\n\
+         stdw [%r2-8], 5\nldxdw %r0, [%r10-8]\nexit",
     ];
     for src in srcs {
         let prog = Program::new(assemble(src).unwrap()).unwrap();

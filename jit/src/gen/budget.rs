@@ -198,10 +198,10 @@ impl Gen<'_, '_> {
         let p = self.b.block_params(self.budget_block).to_vec();
         self.vm_store(offset_of!(VmCtx, left_at_block), p[1]);
         for r in 0..11 {
-            let v = self.b.use_var(self.regs[r]);
+            let v = self.reg_at(r);
             self.vm_store(offset_of!(VmCtx, regs) + 8 * r, v);
         }
-        let depth = self.b.use_var(self.depth);
+        let depth = self.depth();
         self.vm_store(offset_of!(VmCtx, budget_pc), p[0]);
         self.vm_store(offset_of!(VmCtx, budget_depth), depth);
         // The entry calls `budget_tail` once the code has returned: no call here, so a program

@@ -45,7 +45,7 @@ impl Gen<'_, '_> {
     pub(super) fn translate_local_call(&mut self, pc: usize, next: usize, off: i32) {
         // The callee's entry and the return site check the budget: the count is settled here.
         self.flush();
-        let depth = self.b.use_var(self.depth);
+        let depth = self.depth();
         let full = self
             .b
             .ins()
@@ -68,12 +68,12 @@ impl Gen<'_, '_> {
         let sitev = self.iconst(next as u64);
         self.b.ins().store(MemFlags::trusted(), sitev, row, 0);
         for (k, r) in (6..10).enumerate() {
-            let v = self.b.use_var(self.regs[r]);
+            let v = self.reg_at(r);
             self.b
                 .ins()
                 .store(MemFlags::trusted(), v, row, 8 + 8 * k as i32);
         }
-        let fp = self.b.use_var(self.regs[10]);
+        let fp = self.reg_at(10);
         self.b.ins().store(MemFlags::trusted(), fp, row, 40);
         let nd = self.b.ins().iadd_imm(depth, 1);
         self.b.def_var(self.depth, nd);
@@ -105,7 +105,7 @@ impl Gen<'_, '_> {
             self.b.ins().jump(self.exit_block, &[r0.into()]);
             return;
         }
-        let depth = self.b.use_var(self.depth);
+        let depth = self.depth();
         if sub == 0 {
             let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
             let ret = self.b.create_block();
@@ -178,20 +178,20 @@ impl Gen<'_, '_> {
         self.vm_store(offset_of!(VmCtx, left), exact);
         let need = self.need_at(pc + 1);
         let site = self.iconst(pc as u64 | need << 32);
-        let depth = self.b.use_var(self.depth);
+        let depth = self.depth();
         let passed = match helper {
             Helper::Any(_) => 5,
             Helper::MapLookup => 2,
         };
         if need > 0 {
             for r in passed + 1..11 {
-                let v = self.b.use_var(self.regs[r]);
+                let v = self.reg_at(r);
                 self.vm_store(offset_of!(VmCtx, regs) + 8 * r, v);
             }
         }
         let call = match helper {
             Helper::Any(id) => {
-                let args: Vec<Value> = (1..=5).map(|r| self.b.use_var(self.regs[r])).collect();
+                let args: Vec<Value> = (1..=5).map(|r| self.reg_at(r)).collect();
                 self.b.ins().call(
                     self.shims.call,
                     &[
@@ -200,7 +200,7 @@ impl Gen<'_, '_> {
                 )
             }
             Helper::MapLookup => {
-                let (map, key) = (self.b.use_var(self.regs[1]), self.b.use_var(self.regs[2]));
+                let (map, key) = (self.reg_at(1), self.reg_at(2));
                 self.b
                     .ins()
                     .call(self.shims.map_lookup, &[self.vm, map, key, site, depth])
@@ -248,10 +248,16 @@ impl Gen<'_, '_> {
         let array = self.cont();
         self.b.ins().brif(max, array, &[], call, &[]);
         self.switch(array);
-        let key = self.reg(Reg::R2);
-        let fault = self.fault_path(pc, key, Size::W, false);
-        let p = self.translate_table(key, 4, false, fault, false);
-        let index = self.b.ins().uload32(MemFlags::trusted(), p, 0);
+        // A key on the stack at a known offset (clang's `r2 = r10 - n`) is read from the frame
+        // with no check; any other through the region table.
+        let index = if let Some((top, at)) = self.fixed_stack(Reg::R2, 0, Size::W) {
+            self.b.ins().uload32(MemFlags::trusted(), top, at)
+        } else {
+            let key = self.reg(Reg::R2);
+            let fault = self.fault_path(pc, key, Size::W, false);
+            let p = self.translate_table(key, 4, false, fault, false);
+            self.b.ins().uload32(MemFlags::trusted(), p, 0)
+        };
         let stride = self.b.ins().load(
             I64,
             MemFlags::trusted(),

@@ -23,8 +23,8 @@ impl Gen<'_, '_> {
         src: Reg,
         off: i16,
     ) {
-        let v = if let Some(top) = self.fixed_stack(src, off, size) {
-            self.load_zx_at(size, top, off as i32)
+        let v = if let Some((top, at)) = self.fixed_stack(src, off, size) {
+            self.load_zx_at(size, top, at)
         } else if let Some(slot) = self.ctx_slot(pc, size, off) {
             let s = self.reg(src);
             let addr = self.offset(s, off);
@@ -55,14 +55,14 @@ impl Gen<'_, '_> {
             Source::Reg(r) => self.reg(r),
             Source::Imm(i) => self.iconst(i as i64 as u64),
         };
-        if let Some(top) = self.fixed_stack(dst, off, size) {
+        if let Some((top, at)) = self.fixed_stack(dst, off, size) {
             let ty = Self::mem_ty(size);
             let v = if ty == I64 {
                 v
             } else {
                 self.b.ins().ireduce(ty, v)
             };
-            self.b.ins().store(MemFlags::trusted(), v, top, off as i32);
+            self.b.ins().store(MemFlags::trusted(), v, top, at);
             return;
         }
         let d = self.reg(dst);
@@ -300,17 +300,25 @@ impl Gen<'_, '_> {
         }
     }
 
-    /// An access at `r10 + off` wholly inside the current frame's stack, in a program that
-    /// never writes `r10`: its address is the frame's, so it needs no check and no proof (the
-    /// call depth is at most 7, the offset within the frame by construction). Returns the
-    /// frame's top, to which the access adds `off` in its own addressing.
-    fn fixed_stack(&mut self, base: Reg, off: i16, size: Size) -> Option<Value> {
-        let off = off as i64;
-        let inside = off >= -(FRAME_SIZE as i64) && off + size.bytes() as i64 <= 0;
-        if !(self.fp_fixed && base.index() == 10 && inside) {
+    /// An access at `r10 + off` (or through a register known to hold `r10` plus a constant,
+    /// [`Gen::fp_off`]) wholly inside the current frame's stack, in a program that never writes
+    /// `r10`: its address is the frame's, so it needs no check and no proof (the call depth is
+    /// at most 7, the offset within the frame by construction). Returns the frame's top and the
+    /// offset from it, which the access adds in its own addressing.
+    pub(super) fn fixed_stack(&mut self, base: Reg, off: i16, size: Size) -> Option<(Value, i32)> {
+        if !self.fp_fixed {
             return None;
         }
-        Some(self.b.use_var(self.frame_top))
+        let off = self.fp_off[base.index()]? + off as i64;
+        let inside = off >= -(FRAME_SIZE as i64) && off + size.bytes() as i64 <= 0;
+        if !inside {
+            return None;
+        }
+        let top = match self.fixed_frame_top {
+            Some(top) => top,
+            None => self.b.use_var(self.frame_top),
+        };
+        Some((top, off as i32))
     }
 
     /// The host address of a proven packet access ([`crate::Hints::packet`]): no branch, the
@@ -320,9 +328,10 @@ impl Gen<'_, '_> {
         let low = self.b.ins().ireduce(types::I32, addr);
         let off = self.b.ins().uextend(I64, low);
         let idx = clamp_index(size, write);
-        let (base, max) = match self.clamp_vars[idx] {
-            Some((base, max)) => (self.b.use_var(base), self.b.use_var(max)),
-            None => (
+        let (base, max) = match (self.clamp_fixed[idx], self.clamp_vars[idx]) {
+            (Some(fixed), _) => fixed,
+            (None, Some((base, max))) => (self.b.use_var(base), self.b.use_var(max)),
+            (None, None) => (
                 self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx),
                 self.vm_load(offset_of!(VmCtx, clamp_max) + 8 * idx),
             ),
@@ -359,8 +368,12 @@ impl Gen<'_, '_> {
             if let Some((base, max)) = self.clamp_vars[idx] {
                 let b = self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx);
                 let m = self.vm_load(offset_of!(VmCtx, clamp_max) + 8 * idx);
-                self.b.def_var(base, b);
-                self.b.def_var(max, m);
+                if self.uses_helpers {
+                    self.b.def_var(base, b);
+                    self.b.def_var(max, m);
+                } else {
+                    self.clamp_fixed[idx] = Some((b, m));
+                }
             }
         }
     }

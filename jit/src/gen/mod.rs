@@ -13,7 +13,7 @@ mod memory;
 
 use std::mem::offset_of;
 
-use bpfsim_vm::isa::{CallTarget, Insn, Reg, Source};
+use bpfsim_vm::isa::{AluOp, CallTarget, Insn, Reg, Source, Width};
 use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::{Program, TrapCode};
 use cranelift_codegen::ir::{types, Block, FuncRef, Function, InstBuilder, MemFlags, Type, Value};
@@ -68,6 +68,12 @@ pub(crate) struct Gen<'a, 'b> {
     /// No instruction writes `r10`: it is always the current frame's pointer, so an access at
     /// `r10 + off` with the access inside the frame needs no check (see `memory.rs`).
     fp_fixed: bool,
+    /// When `fp_fixed`: for each register, the constant it holds more than `r10` when known
+    /// from the instructions of the current block (`mov rX, r10; add rX, -16`, the way clang
+    /// passes a stack pointer to a helper), so that an access through it is a frame access too.
+    fp_off: [Option<i64>; 11],
+    /// Some instruction may write `r10`.
+    writes_fp: bool,
     vm: Value,
     /// The function's entry block (its parameters are the run's context, budget, r1 and r2).
     entry: Block,
@@ -105,6 +111,17 @@ pub(crate) struct Gen<'a, 'b> {
     /// For each clamp index (`memory::clamp_index`) a proven packet access uses: variables
     /// holding its base and greatest offset.
     clamp_vars: [Option<(Variable, Variable)>; 8],
+    /// Values that never change in a run, defined in the entry block and used directly instead
+    /// of through a variable: the SSA builder would otherwise add each as a parameter of every
+    /// block sealed late (loop heads) and remove it again. The clamp bounds, in a program
+    /// without helper calls (only a helper moves the packet); the call depth, the frame's top
+    /// and `r10` (unless written), in a program without local calls.
+    clamp_fixed: [Option<(Value, Value)>; 8],
+    uses_helpers: bool,
+    no_local_calls: bool,
+    fixed_depth: Option<Value>,
+    fixed_frame_top: Option<Value>,
+    fixed_fp: Option<Value>,
     faults: Vec<Fault>,
     /// The first slot of each subprogram ([`Program::subprograms`]).
     subprogs: &'a [usize],
@@ -173,6 +190,22 @@ fn regs_read(insn: &Insn) -> u16 {
     }
 }
 
+/// A mask of the registers `insn` may write, by index (a superset).
+fn regs_written(insn: &Insn) -> u16 {
+    let r = |reg: Reg| 1u16 << reg.index();
+    match insn {
+        Insn::Alu { dst, .. }
+        | Insn::Neg { dst, .. }
+        | Insn::MovSx { dst, .. }
+        | Insn::Endian { dst, .. }
+        | Insn::LdImm64 { dst, .. }
+        | Insn::Load { dst, .. } => r(*dst),
+        Insn::Atomic { src, .. } => r(*src) | r(Reg::R0),
+        Insn::Store { .. } | Insn::Ja { .. } | Insn::Gotol { .. } | Insn::Jmp { .. } => 0,
+        Insn::Exit | Insn::Call(_) | Insn::Callx { .. } | Insn::LoadPacket { .. } => u16::MAX,
+    }
+}
+
 /// The registers some instruction of `insns` may read, as a mask by index.
 pub(crate) fn regs_read_by(insns: &[Insn]) -> u16 {
     insns.iter().fold(0, |m, i| m | regs_read(i))
@@ -221,11 +254,8 @@ pub(crate) fn build(
     }
     // Only where some access uses it: the frame's top costs a few instructions per run and
     // per call.
-    let fp_fixed = !insns.iter().any(writes_r10)
-        && insns.iter().any(|i| {
-            matches!(i, Insn::Load { src, .. } if src.index() == 10)
-                || matches!(i, Insn::Store { dst, .. } if dst.index() == 10)
-        });
+    // (Directly, or through a register that holds `r10` plus a constant, `fp_off`.)
+    let fp_fixed = !insns.iter().any(writes_r10) && regs_read_by(insns) & (1 << 10) != 0;
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -302,6 +332,8 @@ pub(crate) fn build(
         depth,
         frame_top,
         fp_fixed,
+        fp_off: [None; 11],
+        writes_fp: insns.iter().any(writes_r10),
         vm,
         entry,
         shims,
@@ -323,6 +355,16 @@ pub(crate) fn build(
         map_value: &hints.map_value,
         value_maps: crate::value_maps(prog, hints),
         clamp_vars,
+        clamp_fixed: [None; 8],
+        uses_helpers: insns
+            .iter()
+            .any(|i| matches!(i, Insn::Call(CallTarget::Helper(_)) | Insn::Callx { .. })),
+        no_local_calls: !insns
+            .iter()
+            .any(|i| matches!(i, Insn::Call(CallTarget::Local(_)))),
+        fixed_depth: None,
+        fixed_frame_top: None,
+        fixed_fp: None,
         faults: Vec::new(),
         subprogs: prog.subprograms(),
         sub_sites: call::sites_by_subprogram(insns, pcs, prog.subprograms()),
@@ -352,7 +394,23 @@ impl Gen<'_, '_> {
     }
 
     pub(super) fn reg(&mut self, r: Reg) -> Value {
-        self.b.use_var(self.regs[r.index()])
+        self.reg_at(r.index())
+    }
+
+    /// Register `i`'s current value.
+    pub(super) fn reg_at(&mut self, i: usize) -> Value {
+        match self.fixed_fp {
+            Some(fp) if i == 10 => fp,
+            _ => self.b.use_var(self.regs[i]),
+        }
+    }
+
+    /// The current call depth.
+    pub(super) fn depth(&mut self) -> Value {
+        match self.fixed_depth {
+            Some(d) => d,
+            None => self.b.use_var(self.depth),
+        }
     }
 
     pub(super) fn set(&mut self, r: Reg, v: Value) {
@@ -399,6 +457,16 @@ impl Gen<'_, '_> {
         if self.fp_fixed {
             self.set_frame_top(z);
         }
+        if self.no_local_calls {
+            self.fixed_depth = Some(z);
+            if self.fp_fixed {
+                self.fixed_frame_top = Some(self.b.use_var(self.frame_top));
+            }
+            // No instruction writes r10 (`fp_fixed` also asks that some access uses it).
+            if !self.writes_fp {
+                self.fixed_fp = Some(fp);
+            }
+        }
         self.load_clamp_vars();
     }
 
@@ -411,6 +479,40 @@ impl Gen<'_, '_> {
         let base = self.b.ins().load(I64, MemFlags::trusted(), entry, 0);
         let top = self.b.ins().iadd_imm(base, FRAME_SIZE as i64);
         self.b.def_var(self.frame_top, top);
+    }
+
+    /// After `insn`: what each register holds more than `r10`, where known ([`Gen::fp_off`]).
+    fn track_fp(&mut self, insn: &Insn) {
+        if !self.fp_fixed {
+            return;
+        }
+        let known = match *insn {
+            Insn::Alu {
+                width: Width::W64,
+                op,
+                dst,
+                src,
+            } => match (op, src) {
+                (AluOp::Mov, Source::Reg(s)) => Some((dst, self.fp_off[s.index()])),
+                (AluOp::Add, Source::Imm(i)) => {
+                    Some((dst, self.fp_off[dst.index()].map(|k| k + i as i64)))
+                }
+                (AluOp::Sub, Source::Imm(i)) => {
+                    Some((dst, self.fp_off[dst.index()].map(|k| k - i as i64)))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let written = regs_written(insn);
+        for (r, k) in self.fp_off.iter_mut().enumerate().take(10) {
+            if written & (1 << r) != 0 {
+                *k = None;
+            }
+        }
+        if let Some((dst, k)) = known {
+            self.fp_off[dst.index()] = k;
+        }
     }
 
     /// A fresh block to continue in after a conditional exit.
@@ -455,19 +557,25 @@ impl Gen<'_, '_> {
                 self.block_len = len as u64;
                 self.block_pos = 0;
                 self.block_entry(pc, self.block_len);
+                // Other paths lead here: what registers hold is not known.
+                self.fp_off = [None; 11];
+                self.fp_off[10] = Some(0);
             } else {
                 self.block_pos += 1;
             }
             if !open || std::mem::take(&mut fused) {
+                self.track_fp(insn);
                 continue;
             }
             if self.extend_pair(insns, i) {
                 // The second of the pair is counted in its block but emits nothing.
                 fused = true;
+                self.track_fp(insn);
                 continue;
             }
             let next = pc + insn.slots();
             open = self.insn(pc, next, insn)?;
+            self.track_fp(insn);
         }
         if open {
             // Falling off the end is refused by Program::new; close the block anyway.
