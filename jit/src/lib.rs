@@ -142,9 +142,9 @@ pub struct Hints {
     /// clamped to the greatest offset an access of its size may start at in the region the host
     /// says holds the map's values for the run, and added to that region's base. If the hint
     /// (or the host) were wrong, the access would read or write other bytes of that region of
-    /// the guest's own memory (or a scratch word no one reads, for a region smaller than the
-    /// access), never host memory, and never trap. A run whose host does not say where a hinted
-    /// map's values are is run by the interpreter. At most [`MAX_VALUE_MAPS`] maps per program
+    /// the guest's own memory, never host memory, and never trap. A run whose host does not say
+    /// where a hinted map's values are, or names a region under 8 bytes, is run by the
+    /// interpreter. At most [`MAX_VALUE_MAPS`] maps per program
     /// are used (the accesses to others keep their checks).
     pub map_value: Vec<Option<u32>>,
 }

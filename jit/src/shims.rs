@@ -128,15 +128,15 @@ pub struct VmCtx {
     pub arrays_n: u64,
     /// Proven map value accesses ([`crate::Hints::map_value`]) take no branch: their offset is
     /// clamped into the region the host says holds the map's values ([`Host::value_region`]).
-    /// For the program's value maps by slot (`JitProgram::value_maps`), then for each access
-    /// size (1, 2, 4, 8; reads then writes): the base they add it to and the greatest offset
-    /// they may use (the [`CLAMP_SINK`] and 0 where the region is smaller than the size), at
-    /// index `8 * slot + clamp index`. Written by [`VmCtx::fetch_values`] for the program's
-    /// slots before any run reads them; the others stay unwritten.
-    pub value_base: MaybeUninit<[u64; 8 * VALUE_SLOTS]>,
+    /// For the program's value maps by slot (`JitProgram::value_maps`): the region's base, and
+    /// for each access size (1, 2, 4, 8; reads then writes) the greatest offset an access may
+    /// start at (index `8 * slot + clamp index`). Written by [`VmCtx::fetch_values`] for the
+    /// program's slots before any run reads them; the others stay unwritten.
+    pub value_base: MaybeUninit<[u64; VALUE_SLOTS]>,
     pub value_max: MaybeUninit<[u64; 8 * VALUE_SLOTS]>,
-    /// The host did not say where some value map's values are: runs go to the interpreter
-    /// (the code's clamped accesses would address memory the values may not be in).
+    /// The host did not say where some value map's values are, or named a region under 8
+    /// bytes (readable or writable): runs go to the interpreter (the code's clamped accesses
+    /// would address memory the values may not be in).
     pub values_unknown: bool,
 }
 
@@ -387,11 +387,11 @@ impl VmCtx {
 
     /// Ask the host where the values of each of `maps` (the program's value maps, by slot) are
     /// ([`Host::value_region`]), for the runs until the next call, and set their clamp bounds
-    /// from the region's row; [`VmCtx::values_unknown`] when the host does not say for one, or
-    /// names no mapped region. The region table must be the runs' (`regions` set).
+    /// from the region's row; [`VmCtx::values_unknown`] when the host does not say for one,
+    /// names no mapped region, or one under 8 bytes. The region table must be the runs'
+    /// (`regions` set).
     pub(crate) fn fetch_values(&mut self, host: &mut dyn Host, maps: &[u32]) {
         self.values_unknown = false;
-        let sink = CLAMP_SINK.0.get() as u64;
         let lows = (1u64 << bpfsim_vm::memory::REGION_SHIFT) - 1;
         let bases = self.value_base.as_mut_ptr().cast::<u64>();
         let maxes = self.value_max.as_mut_ptr().cast::<u64>();
@@ -402,39 +402,41 @@ impl VmCtx {
                 .map(|a| a >> bpfsim_vm::memory::REGION_SHIFT)
                 // Region 0 is never mapped: a host naming it names nothing.
                 .filter(|&i| i != 0 && i < self.nregions);
-            // An unknown map's bounds are the sink's, which the code could use safely, though
-            // the runs do not run it.
-            let Some(index) = index else {
-                self.values_unknown = true;
-                for at in 8 * slot..8 * slot + 8 {
-                    // SAFETY: `at` is below `8 * VALUE_SLOTS`, inside both arrays.
-                    unsafe {
-                        bases.add(at).write(sink);
-                        maxes.add(at).write(0);
-                    }
+            let row = index.map(|index| {
+                // SAFETY: `regions` points at `nregions` rows of three u64s (`#[repr(C)]` base,
+                // read limit, write limit), and `index` is below `nregions`.
+                unsafe {
+                    let row = self.regions.add(index as usize * 24).cast::<u64>();
+                    [
+                        row.read_unaligned(),
+                        row.add(1).read_unaligned(),
+                        row.add(2).read_unaligned(),
+                    ]
                 }
-                continue;
-            };
-            // SAFETY: `regions` points at `nregions` rows of three u64s (`#[repr(C)]` base,
-            // read limit, write limit), and `index` is below `nregions`.
-            let [base, read, write] = unsafe {
-                let row = self.regions.add(index as usize * 24).cast::<u64>();
-                [
-                    row.read_unaligned(),
-                    row.add(1).read_unaligned(),
-                    row.add(2).read_unaligned(),
-                ]
-            };
-            for (k, len) in [read, write].into_iter().enumerate() {
-                for (i, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
-                    let fits = len >= size;
-                    let at = 8 * slot + 4 * k + i;
-                    // SAFETY: `at` is below `8 * VALUE_SLOTS`, inside both arrays.
-                    unsafe {
-                        bases.add(at).write(if fits { base } else { sink });
-                        maxes.add(at).write(if fits { len - size } else { 0 });
-                    }
+            });
+            // A region every access size fits in shares one base. Any other (none, or under 8
+            // bytes: a map whose values all fit in less, rare, and right either way) has the
+            // runs interpreted, its bounds the sink's, which the code could use safely.
+            let [base, read, write] = match row {
+                Some([base, read, write]) if read >= 8 && write >= 8 => [base, read, write],
+                _ => {
+                    self.values_unknown = true;
+                    [CLAMP_SINK.0.get() as u64, 8, 8]
                 }
+            };
+            // SAFETY: `slot` is below `VALUE_SLOTS` and `8 * slot + 7` below `8 * VALUE_SLOTS`:
+            // inside both arrays.
+            unsafe {
+                bases.add(slot).write(base);
+                let m = maxes.add(8 * slot);
+                m.write(read - 1);
+                m.add(1).write(read - 2);
+                m.add(2).write(read - 4);
+                m.add(3).write(read - 8);
+                m.add(4).write(write - 1);
+                m.add(5).write(write - 2);
+                m.add(6).write(write - 4);
+                m.add(7).write(write - 8);
             }
         }
     }

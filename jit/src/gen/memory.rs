@@ -354,7 +354,7 @@ impl Gen<'_, '_> {
         let low = self.b.ins().ireduce(types::I32, addr);
         let off = self.b.ins().uextend(I64, low);
         let at = 8 * (8 * slot + clamp_index(size, write));
-        let base = self.vm_load(offset_of!(VmCtx, value_base) + at);
+        let base = self.vm_load(offset_of!(VmCtx, value_base) + 8 * slot);
         let max = self.vm_load(offset_of!(VmCtx, value_max) + at);
         let c = self.b.ins().umin(off, max);
         self.b.ins().iadd(base, c)
