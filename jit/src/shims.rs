@@ -39,7 +39,9 @@ pub const STOP_TRAP: u64 = 3;
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
 pub struct FrameSave {
+    /// The slot the call returns to.
     pub ret_site: u64,
+    /// `r6`-`r9`, and `r10` in `fp`.
     pub saved: [u64; 4],
     pub fp: u64,
 }
@@ -250,6 +252,24 @@ impl VmCtx {
             let host = &mut *(*v.host).host;
             (v, mem, host)
         }
+    }
+
+    /// The frames below `depth` as the interpreter takes them over (a hand-over inside a
+    /// subprogram returns to its callers): the code saved each in `frames` at its call.
+    fn callers(&self, depth: u64) -> Vec<bpfsim_vm::interp::Caller> {
+        let n = (depth as usize).min(8);
+        let frames = self.frames.as_ptr().cast::<FrameSave>();
+        (0..n)
+            .map(|d| {
+                // SAFETY: the generated code wrote `frames[d]` at the call from frame `d`, for
+                // every `d` below the current depth; `d` is below 8.
+                let f = unsafe { frames.add(d).read() };
+                bpfsim_vm::interp::Caller {
+                    ret: f.ret_site as usize,
+                    saved: [f.saved[0], f.saved[1], f.saved[2], f.saved[3], f.fp],
+                }
+            })
+            .collect()
     }
 
     /// Build a lean run's memory map: the session VM's stack and table (whose fixed rows the
@@ -627,12 +647,14 @@ fn check_after_callbacks(
     }
     // SAFETY: `interp` is the JIT program's own interpreter, alive as long as the program.
     let interp = unsafe { &*v.interp };
+    let callers = v.callers(depth);
     let out = interp.finish_budget(
         mem,
         host,
         regs,
         pc as usize + 1,
         depth as usize,
+        &callers,
         v.left,
         v.budget,
     );
@@ -831,12 +853,14 @@ pub unsafe fn budget_tail(vm: *mut VmCtx) -> Ret {
     let interp = unsafe { &*v.interp };
     // SAFETY: the generated code stores all eleven registers before returning `BUDGET`.
     let regs = unsafe { v.regs.assume_init() };
+    let callers = v.callers(v.budget_depth);
     let out = interp.finish_budget(
         mem,
         host,
         regs,
         v.budget_pc as usize,
         v.budget_depth as usize,
+        &callers,
         v.left_at_block,
         v.budget,
     );

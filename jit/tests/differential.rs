@@ -417,3 +417,35 @@ fn local_calls_return_to_their_callers() {
         }
     }
 }
+
+/// A budget too short for the longest path from a subprogram's entry hands the run over there,
+/// inside the call; when the path taken is shorter, the interpreter reaches the subprogram's
+/// `exit` and must return to the caller (whose registers it gets back) rather than end the run
+/// with the subprogram's `r0`. Nested calls, every budget.
+#[test]
+fn hand_over_inside_a_call_returns_to_the_caller() {
+    let srcs = [
+        "mov %r1, 0\ncall local f\nadd %r0, 100\nexit\n\
+         f:\njgt %r1, 0, +2\nmov %r0, 1\nexit\n\
+         mov %r0, 2\nmov %r0, 3\nmov %r0, 4\nmov %r0, 5\nexit",
+        "mov %r6, 7\nmov %r1, 0\ncall local f\nadd %r0, %r6\nexit\n\
+         f:\nmov %r6, 1000\ncall local g\nadd %r0, %r6\nmov %r7, %r0\nexit\n\
+         g:\nmov %r6, 50\njgt %r1, 0, +2\nmov %r0, %r6\nexit\n\
+         mov %r0, 2\nmov %r0, 3\nmov %r0, 4\nmov %r0, 5\nexit",
+    ];
+    for src in srcs {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let jit = JitProgram::compile(&prog).unwrap();
+        let interp = Interpreter::new(&prog);
+        let mut vm = Vm::default();
+        vm.budget = 1_000;
+        let full = vm.run_with_memory(&interp, &mut ConformanceHost, &mut [0u8; 8]);
+        assert!(full.result.is_ok(), "{full:?}");
+        for budget in 0..=full.insns + 8 {
+            vm.budget = budget;
+            let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut [0u8; 8]);
+            let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 8]);
+            assert_eq!(a, b, "budget {budget}\n{src}");
+        }
+    }
+}

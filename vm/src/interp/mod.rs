@@ -20,6 +20,14 @@ pub const DEFAULT_BUDGET: u64 = 10_000_000;
 /// slot): a region that never maps, so a code pointer is useless as a data pointer.
 pub const FUNC_TAG: u64 = 0xfffe_0000 << 32;
 
+/// A frame below the one [`Interpreter::finish_budget`] starts in: the slot its call returns
+/// to and the `r6`-`r10` it saved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub ret: usize,
+    pub saved: [u64; 5],
+}
+
 /// A program translated for the interpreter. Immutable: one can serve any number of runs.
 #[derive(Clone, Debug)]
 pub struct Interpreter {
@@ -146,12 +154,11 @@ impl Default for Outcome {
     }
 }
 
-/// How a run of `exec` starts: a fresh frame with arguments, or registers as another engine
-/// left them (no frame set-up: the JIT hands over in the middle of straight-line code).
+/// How a run of `exec` starts: a fresh frame with arguments. (Another engine's hand-over, with
+/// registers as it left them, goes through [`Interpreter::finish_budget`].)
 #[derive(Clone, Copy)]
 enum Init {
     Args([u64; 5]),
-    Regs([u64; 11]),
 }
 
 /// A host behind a reference, so that any host, sized or not, can be used as `&mut dyn Host`.
@@ -297,6 +304,11 @@ impl Interpreter {
     /// helper's exit, a fault). `insns` counts the instructions executed here. The JIT counts
     /// its budget per block and hands the last, partial block over to this, so that its runs
     /// stop exactly where the interpreter's do.
+    ///
+    /// `callers` are the frames below `depth`, outermost first (`depth` of them; fewer are
+    /// taken as none below): where each called the next (the slot after its call) and the
+    /// `r6`-`r10` it saved. An `exit` of frame `depth` then returns to its caller, as a run
+    /// that made those calls itself would, rather than ending the run.
     #[allow(clippy::too_many_arguments)]
     pub fn finish_budget(
         &self,
@@ -305,6 +317,7 @@ impl Interpreter {
         regs: [u64; 11],
         pc: usize,
         depth: usize,
+        callers: &[Caller],
         steps: u64,
         budget: u64,
     ) -> Outcome {
@@ -312,7 +325,35 @@ impl Interpreter {
             pc < self.slots,
             "finish_budget at slot {pc}, outside the program"
         );
-        self.outcome::<false>(pc, depth, mem, host, Init::Regs(regs), steps, budget)
+        let mut r = [0u64; 16];
+        r[..11].copy_from_slice(&regs);
+        let mut env = Env {
+            mem,
+            host,
+            left: steps,
+            budget,
+            halted: false,
+            tail: None,
+        };
+        let (mut start, mut level) = (pc, depth);
+        let result = loop {
+            let out = self.level::<false>(&mut r, start, level, &mut env);
+            match (out, callers.get(level.wrapping_sub(1))) {
+                // The frame returned: on in its caller, from the slot after the call (as
+                // `call_local` does; the call's own level would pay for the block there).
+                (Ok(_), Some(c)) if level > 0 && !env.halted && c.ret < self.slots => {
+                    r[6..11].copy_from_slice(&c.saved);
+                    start = c.ret;
+                    level -= 1;
+                }
+                (out, _) => break out,
+            }
+        };
+        Outcome {
+            tail_call: if result.is_ok() { env.tail } else { None },
+            result,
+            insns: steps - env.left,
+        }
     }
 
     /// The callbacks of a helper, for another engine (the JIT) whose helper asked for callbacks
@@ -410,7 +451,6 @@ impl Interpreter {
                     mem.clear_frame(base);
                 }
             }
-            Init::Regs(regs) => r[..11].copy_from_slice(&regs),
         }
         let mut env = Env {
             mem,
