@@ -185,6 +185,14 @@ impl Gen<'_, '_> {
         self.b.set_cold_block(cold);
         self.b.ins().brif(short, cold, &[], ok, &[]);
         self.switch(cold);
+        // What the shared block cannot know where depths are static: the depth, and `r10`
+        // when no instruction writes it (it is then a constant of the subprogram).
+        let depth = self.depth();
+        self.vm_store(offset_of!(VmCtx, budget_depth), depth);
+        if self.static_fp() {
+            let fp = self.reg_at(10);
+            self.vm_store(offset_of!(VmCtx, regs) + 8 * 10, fp);
+        }
         let pcv = self.iconst(pc as u64);
         self.b
             .ins()
@@ -197,13 +205,12 @@ impl Gen<'_, '_> {
         self.b.switch_to_block(self.budget_block);
         let p = self.b.block_params(self.budget_block).to_vec();
         self.vm_store(offset_of!(VmCtx, left_at_block), p[1]);
-        for r in 0..11 {
+        let n = if self.static_fp() { 10 } else { 11 };
+        for r in 0..n {
             let v = self.reg_at(r);
             self.vm_store(offset_of!(VmCtx, regs) + 8 * r, v);
         }
-        let depth = self.depth();
         self.vm_store(offset_of!(VmCtx, budget_pc), p[0]);
-        self.vm_store(offset_of!(VmCtx, budget_depth), depth);
         // The entry calls `budget_tail` once the code has returned: no call here, so a program
         // that calls nothing else is a leaf function (no frame, no saved registers).
         let st = self.iconst(shims::BUDGET);

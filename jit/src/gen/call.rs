@@ -6,7 +6,7 @@ use std::mem::offset_of;
 
 use bpfsim_vm::host::ArrayLookup;
 use bpfsim_vm::isa::{CallTarget, Insn, Reg, Size};
-use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
+use bpfsim_vm::memory::{frame_pointer, FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, MemFlags, Value};
@@ -33,6 +33,50 @@ pub(super) fn sites_by_subprogram(
     sites
 }
 
+/// Each subprogram's call depth when it has one only: every call to it is made from frames of
+/// one depth, and that depth leaves room for its frame (below the limit, so no call of a
+/// subprogram with a static depth can fail the depth test). `None` when some subprogram that
+/// local calls reach has no such depth (recursion, calls from several depths, the main
+/// program called): the code then keeps the depth in a variable. A subprogram no call reaches
+/// (a callback's, which the interpreter runs) takes 0.
+pub(super) fn static_depths(insns: &[Insn], pcs: &[usize], subprogs: &[usize]) -> Option<Vec<u64>> {
+    // Calls by (caller's subprogram, callee's subprogram).
+    let mut calls = Vec::new();
+    for (i, insn) in insns.iter().enumerate() {
+        if let Insn::Call(CallTarget::Local(off)) = *insn {
+            let target = (pcs[i] as i64 + 1 + off as i64) as usize;
+            let from = subprogs.partition_point(|&s| s <= pcs[i]) - 1;
+            let to = subprogs.binary_search(&target).ok()?;
+            calls.push((from, to));
+        }
+    }
+    let mut depth: Vec<Option<u64>> = vec![None; subprogs.len()];
+    depth[0] = Some(0);
+    // Each round settles the subprograms one call further from the main program; a depth past
+    // the last frame that can call (or a recursion, which grows it each round) gives up.
+    for _ in 0..=subprogs.len() {
+        let mut changed = false;
+        for &(from, to) in &calls {
+            let Some(d) = depth[from] else { continue };
+            if to == 0 || d + 1 >= bpfsim_vm::memory::MAX_FRAMES as u64 - 1 {
+                return None;
+            }
+            match depth[to] {
+                None => {
+                    depth[to] = Some(d + 1);
+                    changed = true;
+                }
+                Some(e) if e != d + 1 => return None,
+                Some(_) => {}
+            }
+        }
+        if !changed {
+            return Some(depth.iter().map(|d| d.unwrap_or(0)).collect());
+        }
+    }
+    None
+}
+
 /// Which shim a helper call goes through.
 pub(super) enum Helper {
     /// `call id` or `callx`: the generic shim, with the id.
@@ -45,6 +89,30 @@ impl Gen<'_, '_> {
     pub(super) fn translate_local_call(&mut self, pc: usize, next: usize, off: i32) {
         // The callee's entry and the return site check the budget: the count is settled here.
         self.flush();
+        let fsz = std::mem::size_of::<FrameSave>() as i64;
+        let t = self.block_at((next as i64 + off as i64) as usize);
+        if self.static_depth.is_some() {
+            // Below the limit by construction (`static_depths`): no test, constant rows.
+            let d = self.static_depth_here();
+            let row = (offset_of!(VmCtx, frames) as i64 + d as i64 * fsz) as i32;
+            let sitev = self.iconst(next as u64);
+            self.b.ins().store(MemFlags::trusted(), sitev, self.vm, row);
+            for (k, r) in (6..11).enumerate() {
+                let v = self.reg_at(r);
+                self.b
+                    .ins()
+                    .store(MemFlags::trusted(), v, self.vm, row + 8 + 8 * k as i32);
+            }
+            if self.fp_fixed {
+                self.set_frame_top_at(d + 1);
+            }
+            let nd = self.iconst(d + 1);
+            self.b.ins().call(self.shims.clear_frame, &[self.vm, nd]);
+            let fp = self.iconst(frame_pointer(d as usize + 1));
+            self.b.def_var(self.regs[10], fp);
+            self.b.ins().jump(t, &[]);
+            return;
+        }
         let depth = self.depth();
         let full = self
             .b
@@ -58,7 +126,6 @@ impl Gen<'_, '_> {
         self.trap(pc, TrapCode::CallDepth, d, 0);
         self.switch(ok);
         // Save the caller's frame in vm.frames[depth], with the return site's slot.
-        let fsz = std::mem::size_of::<FrameSave>() as i64;
         let rowoff = self.b.ins().imul_imm(depth, fsz);
         let frames = self
             .b
@@ -86,7 +153,6 @@ impl Gen<'_, '_> {
         let hi = self.b.ins().ishl_imm(region, REGION_SHIFT as i64);
         let newfp = self.b.ins().bor_imm(hi, FRAME_SIZE as i64);
         self.b.def_var(self.regs[10], newfp);
-        let t = self.block_at((next as i64 + off as i64) as usize);
         self.b.ins().jump(t, &[]);
     }
 
@@ -105,6 +171,43 @@ impl Gen<'_, '_> {
             self.b.ins().jump(self.exit_block, &[r0.into()]);
             return;
         }
+        let fsz = std::mem::size_of::<FrameSave>() as i64;
+        let row = if self.static_depth.is_some() {
+            // A callee (the main program, called, has no static depth): at depth 1 or more.
+            let nd = self.static_depth_here().saturating_sub(1);
+            if self.fp_fixed {
+                self.set_frame_top_at(nd);
+            }
+            self.b
+                .ins()
+                .iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64 + nd as i64 * fsz)
+        } else {
+            self.dynamic_return(sub)
+        };
+        for (k, r) in (6..10).enumerate() {
+            let v = self
+                .b
+                .ins()
+                .load(I64, MemFlags::trusted(), row, 8 + 8 * k as i32);
+            self.b.def_var(self.regs[r], v);
+        }
+        let fp = self.b.ins().load(I64, MemFlags::trusted(), row, 40);
+        self.b.def_var(self.regs[10], fp);
+        // Back to the call site's continuation: with one caller, no need to read which.
+        if sites.len() == 1 {
+            let t = self.block_at(sites[0]);
+            self.b.ins().jump(t, &[]);
+        } else {
+            let site = self.b.ins().load(I64, MemFlags::trusted(), row, 0);
+            self.dispatch(site, &sites);
+        }
+        self.sub_sites[sub] = sites;
+    }
+
+    /// An exit's return with the depth in a variable: in the main program (called from
+    /// somewhere) the run ends at depth 0; else the depth goes down one and the caller's saved
+    /// frame is at the returned row.
+    fn dynamic_return(&mut self, sub: usize) -> Value {
         let depth = self.depth();
         if sub == 0 {
             let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
@@ -126,25 +229,7 @@ impl Gen<'_, '_> {
             .b
             .ins()
             .iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64);
-        let row = self.b.ins().iadd(frames, rowoff);
-        for (k, r) in (6..10).enumerate() {
-            let v = self
-                .b
-                .ins()
-                .load(I64, MemFlags::trusted(), row, 8 + 8 * k as i32);
-            self.b.def_var(self.regs[r], v);
-        }
-        let fp = self.b.ins().load(I64, MemFlags::trusted(), row, 40);
-        self.b.def_var(self.regs[10], fp);
-        // Back to the call site's continuation: with one caller, no need to read which.
-        if sites.len() == 1 {
-            let t = self.block_at(sites[0]);
-            self.b.ins().jump(t, &[]);
-        } else {
-            let site = self.b.ins().load(I64, MemFlags::trusted(), row, 0);
-            self.dispatch(site, &sites);
-        }
-        self.sub_sites[sub] = sites;
+        self.b.ins().iadd(frames, rowoff)
     }
 
     /// Jump to the return site whose slot `slot` holds, among `sites` (a chain of compares:

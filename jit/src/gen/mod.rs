@@ -120,6 +120,13 @@ pub(crate) struct Gen<'a, 'b> {
     uses_helpers: bool,
     no_local_calls: bool,
     fixed_depth: Option<Value>,
+    /// When every subprogram runs at one call depth only (each called from frames of a
+    /// single depth, no recursion: what the verifier asks of a program), that depth, by
+    /// subprogram: the code then uses constants for the depth, the frame's row and `r10`, with
+    /// no depth test at a call.
+    static_depth: Option<Vec<u64>>,
+    /// The subprogram of the instruction being translated.
+    cur_sub: usize,
     fixed_frame_top: Option<Value>,
     fixed_fp: Option<Value>,
     faults: Vec<Fault>,
@@ -363,6 +370,8 @@ pub(crate) fn build(
             .iter()
             .any(|i| matches!(i, Insn::Call(CallTarget::Local(_)))),
         fixed_depth: None,
+        static_depth: call::static_depths(insns, pcs, prog.subprograms()),
+        cur_sub: 0,
         fixed_frame_top: None,
         fixed_fp: None,
         faults: Vec::new(),
@@ -401,14 +410,36 @@ impl Gen<'_, '_> {
     pub(super) fn reg_at(&mut self, i: usize) -> Value {
         match self.fixed_fp {
             Some(fp) if i == 10 => fp,
+            _ if i == 10 && self.static_fp() => {
+                let d = self.static_depth_here();
+                self.iconst(bpfsim_vm::memory::frame_pointer(d as usize))
+            }
             _ => self.b.use_var(self.regs[i]),
         }
+    }
+
+    /// Whether `r10` is a constant of each subprogram rather than a variable or one value:
+    /// depths static, local calls made, no instruction writing it.
+    pub(super) fn static_fp(&self) -> bool {
+        self.fixed_fp.is_none() && !self.writes_fp && self.static_depth.is_some()
+    }
+
+    /// The call depth of the subprogram being translated, when depths are static.
+    pub(super) fn static_depth_here(&self) -> u64 {
+        self.static_depth
+            .as_ref()
+            .and_then(|d| d.get(self.cur_sub).copied())
+            .unwrap_or(0)
     }
 
     /// The current call depth.
     pub(super) fn depth(&mut self) -> Value {
         match self.fixed_depth {
             Some(d) => d,
+            None if self.static_depth.is_some() => {
+                let d = self.static_depth_here();
+                self.iconst(d)
+            }
             None => self.b.use_var(self.depth),
         }
     }
@@ -515,6 +546,18 @@ impl Gen<'_, '_> {
         }
     }
 
+    /// [`Self::set_frame_top`] for a depth known when compiling: the row's offset a constant.
+    pub(super) fn set_frame_top_at(&mut self, depth: u64) {
+        let table = self.vm_load(offset_of!(VmCtx, regions));
+        let row = (FIRST_FRAME_REGION + depth) * 24;
+        let base = self
+            .b
+            .ins()
+            .load(I64, MemFlags::trusted(), table, row as i32);
+        let top = self.b.ins().iadd_imm(base, FRAME_SIZE as i64);
+        self.b.def_var(self.frame_top, top);
+    }
+
     /// A fresh block to continue in after a conditional exit.
     /// Switch to `block`, sealing it: every block but the shared exits and the leaders that
     /// `late` names has all its predecessors emitted by the time code is placed in it. Sealing
@@ -539,6 +582,7 @@ impl Gen<'_, '_> {
         let mut fused = false;
         for (i, insn) in insns.iter().enumerate() {
             let pc = self.pcs[i];
+            self.cur_sub = self.subprogs.partition_point(|&s| s <= pc) - 1;
             if let Some(blk) = self.blocks[pc] {
                 if open {
                     self.leave_block(&[pc]);
