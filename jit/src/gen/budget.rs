@@ -19,7 +19,7 @@ use cranelift_codegen::ir::InstBuilder;
 
 use bpfsim_vm::isa::{CallTarget, Insn};
 
-use super::Gen;
+use super::{Exit, Gen};
 use crate::shims::{self, VmCtx};
 
 /// For each leader (by slot), whether exactly one block branches or falls through to it.
@@ -194,16 +194,16 @@ impl Gen<'_, '_> {
             self.vm_store(offset_of!(VmCtx, regs) + 8 * 10, fp);
         }
         let pcv = self.iconst(pc as u64);
-        self.b
-            .ins()
-            .jump(self.budget_block, &[pcv.into(), left.into()]);
+        let budget = self.exit(Exit::Budget);
+        self.b.ins().jump(budget, &[pcv.into(), left.into()]);
         self.switch(ok);
     }
 
     /// The shared budget tail: the interpreter finishes the run from `pc`.
     pub(super) fn budget_epilogue(&mut self) {
-        self.b.switch_to_block(self.budget_block);
-        let p = self.b.block_params(self.budget_block).to_vec();
+        let Some(p) = self.enter_exit(Exit::Budget) else {
+            return;
+        };
         self.vm_store(offset_of!(VmCtx, left_at_block), p[1]);
         let n = if self.static_fp() { 10 } else { 11 };
         for r in 0..n {

@@ -11,7 +11,7 @@ use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, MemFlags, Value};
 
-use super::{Gen, I64};
+use super::{Exit, Gen, I64};
 use crate::shims::{FrameSave, VmCtx};
 
 /// For each subprogram (by index in `subprogs`), the return sites of the local calls to it.
@@ -168,7 +168,8 @@ impl Gen<'_, '_> {
             // Never a callee: every exit here is the main frame's (or unreachable, in a
             // subprogram only a callback's), so no depth test.
             let r0 = self.reg(Reg::R0);
-            self.b.ins().jump(self.exit_block, &[r0.into()]);
+            let exit = self.exit(Exit::Return);
+            self.b.ins().jump(exit, &[r0.into()]);
             return;
         }
         let fsz = std::mem::size_of::<FrameSave>() as i64;
@@ -213,9 +214,8 @@ impl Gen<'_, '_> {
             let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
             let ret = self.b.create_block();
             let r0 = self.reg(Reg::R0);
-            self.b
-                .ins()
-                .brif(main, self.exit_block, &[r0.into()], ret, &[]);
+            let exit = self.exit(Exit::Return);
+            self.b.ins().brif(main, exit, &[r0.into()], ret, &[]);
             self.switch(ret);
         }
         let nd = self.b.ins().iadd_imm(depth, -1);
@@ -294,7 +294,8 @@ impl Gen<'_, '_> {
         let v = self.b.inst_results(call)[0];
         let st = self.vm_load(offset_of!(VmCtx, status));
         let ok = self.cont();
-        self.b.ins().brif(st, self.helper_stop_block, &[], ok, &[]);
+        let stop = self.exit(Exit::HelperStop);
+        self.b.ins().brif(st, stop, &[], ok, &[]);
         self.switch(ok);
         self.set(Reg::R0, v);
         self.load_clamp_vars();
@@ -370,13 +371,14 @@ impl Gen<'_, '_> {
 
     /// The shared stop after a helper call: the shim left the pc and the exact budget.
     pub(super) fn helper_stop_epilogue(&mut self) {
-        self.b.switch_to_block(self.helper_stop_block);
+        if self.enter_exit(Exit::HelperStop).is_none() {
+            return;
+        }
         let left = self.vm_load(offset_of!(VmCtx, left));
         self.b.def_var(self.left, left);
         let pc = self.vm_load(offset_of!(VmCtx, trap_pc));
         let zero = self.iconst(0);
-        self.b
-            .ins()
-            .jump(self.stop_block, &[pc.into(), zero.into()]);
+        let stop = self.exit(Exit::Stop);
+        self.b.ins().jump(stop, &[pc.into(), zero.into()]);
     }
 }

@@ -7,7 +7,7 @@ use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{Block, InstBuilder, Value};
 
-use super::Gen;
+use super::{Exit, Gen};
 use crate::shims::{self, VmCtx};
 
 impl Gen<'_, '_> {
@@ -28,10 +28,10 @@ impl Gen<'_, '_> {
         let pcv = self.iconst(pc as u64);
         let c = self.iconst(code as u64);
         let s = self.iconst(size);
-        self.b.ins().jump(
-            self.trap_block,
-            &[pcv.into(), c.into(), detail.into(), s.into()],
-        );
+        let trap = self.exit(Exit::Trap);
+        self.b
+            .ins()
+            .jump(trap, &[pcv.into(), c.into(), detail.into(), s.into()]);
     }
 
     /// After a shim call: go on if it succeeded, else trap (with the shim's trap) at `pc`.
@@ -48,16 +48,18 @@ impl Gen<'_, '_> {
         let pcv = self.iconst(pc as u64);
         let unexec = self.iconst(self.adjust() as u64);
         let args: Vec<_> = args.iter().map(|&v| v.into()).collect();
+        let stop = self.exit(Exit::Stop);
         self.b
             .ins()
-            .brif(st, self.stop_block, &[pcv.into(), unexec.into()], ok, &args);
+            .brif(st, stop, &[pcv.into(), unexec.into()], ok, &args);
     }
 
     /// The shared stop: give back the unexecuted budget, then exit with a value, tail call, or
     /// trap with the shim's code at the given pc.
     pub(super) fn stop_epilogue(&mut self) {
-        self.b.switch_to_block(self.stop_block);
-        let p = self.b.block_params(self.stop_block).to_vec();
+        let Some(p) = self.enter_exit(Exit::Stop) else {
+            return;
+        };
         let left = self.b.use_var(self.left);
         let back = self.b.ins().iadd(left, p[1]);
         self.b.def_var(self.left, back);
@@ -71,7 +73,8 @@ impl Gen<'_, '_> {
         self.b.ins().brif(is_exit, exit, &[], not_exit, &[]);
         self.switch(exit);
         let v = self.vm_load(offset_of!(VmCtx, status_value));
-        self.b.ins().jump(self.exit_block, &[v.into()]);
+        let exit = self.exit(Exit::Return);
+        self.b.ins().jump(exit, &[v.into()]);
         self.switch(not_exit);
         let is_tail = self
             .b
@@ -82,44 +85,46 @@ impl Gen<'_, '_> {
         self.b.ins().brif(is_tail, tail, &[], trap, &[]);
         self.switch(tail);
         let t = self.vm_load(offset_of!(VmCtx, status_value));
-        self.b.ins().jump(self.tail_block, &[t.into()]);
+        let tail = self.exit(Exit::Tail);
+        self.b.ins().jump(tail, &[t.into()]);
         self.switch(trap);
         let code = self.vm_load(offset_of!(VmCtx, trap_code));
         let detail = self.vm_load(offset_of!(VmCtx, trap_detail));
         let size = self.vm_load(offset_of!(VmCtx, trap_size));
+        let trap = self.exit(Exit::Trap);
         self.b.ins().jump(
-            self.trap_block,
+            trap,
             &[p[0].into(), code.into(), detail.into(), size.into()],
         );
     }
 
     pub(super) fn epilogues(&mut self) {
         // Trap: record where and why, and the budget left.
-        self.b.switch_to_block(self.trap_block);
-        let p = self.b.block_params(self.trap_block).to_vec();
-        self.vm_store(offset_of!(VmCtx, trap_pc), p[0]);
-        self.vm_store(offset_of!(VmCtx, trap_code), p[1]);
-        self.vm_store(offset_of!(VmCtx, trap_detail), p[2]);
-        self.vm_store(offset_of!(VmCtx, trap_size), p[3]);
-        let left = self.b.use_var(self.left);
-        self.vm_store(offset_of!(VmCtx, left), left);
-        let st = self.iconst(shims::TRAP);
-        let slow = self.iconst(shims::SLOW);
-        self.b.ins().return_(&[st, slow]);
+        if let Some(p) = self.enter_exit(Exit::Trap) {
+            self.vm_store(offset_of!(VmCtx, trap_pc), p[0]);
+            self.vm_store(offset_of!(VmCtx, trap_code), p[1]);
+            self.vm_store(offset_of!(VmCtx, trap_detail), p[2]);
+            self.vm_store(offset_of!(VmCtx, trap_size), p[3]);
+            let left = self.b.use_var(self.left);
+            self.vm_store(offset_of!(VmCtx, left), left);
+            let st = self.iconst(shims::TRAP);
+            let slow = self.iconst(shims::SLOW);
+            self.b.ins().return_(&[st, slow]);
+        }
 
         // The common way out, in registers: r0 and the budget left.
-        self.b.switch_to_block(self.exit_block);
-        let r0 = self.b.block_params(self.exit_block)[0];
-        let left = self.b.use_var(self.left);
-        self.b.ins().return_(&[r0, left]);
+        if let Some(p) = self.enter_exit(Exit::Return) {
+            let left = self.b.use_var(self.left);
+            self.b.ins().return_(&[p[0], left]);
+        }
 
-        self.b.switch_to_block(self.tail_block);
-        let t = self.b.block_params(self.tail_block)[0];
-        self.vm_store(offset_of!(VmCtx, status_value), t);
-        let left = self.b.use_var(self.left);
-        self.vm_store(offset_of!(VmCtx, left), left);
-        let st = self.iconst(shims::TAIL_CALL);
-        let slow = self.iconst(shims::SLOW);
-        self.b.ins().return_(&[st, slow]);
+        if let Some(p) = self.enter_exit(Exit::Tail) {
+            self.vm_store(offset_of!(VmCtx, status_value), p[0]);
+            let left = self.b.use_var(self.left);
+            self.vm_store(offset_of!(VmCtx, left), left);
+            let st = self.iconst(shims::TAIL_CALL);
+            let slow = self.iconst(shims::SLOW);
+            self.b.ins().return_(&[st, slow]);
+        }
     }
 }

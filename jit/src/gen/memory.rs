@@ -9,7 +9,7 @@ use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, MemFlags, Type, Value};
 
-use super::{Fault, Gen, I64};
+use super::{Exit, Fault, Gen, I64};
 use crate::atomic_code;
 use crate::shims::{self, VmCtx};
 
@@ -421,10 +421,10 @@ impl Gen<'_, '_> {
             let pcv = self.iconst(f.pc as u64);
             let c = self.iconst(f.code as u64);
             let sz = self.iconst(f.size);
-            self.b.ins().jump(
-                self.trap_block,
-                &[pcv.into(), c.into(), f.addr.into(), sz.into()],
-            );
+            let trap = self.exit(Exit::Trap);
+            self.b
+                .ins()
+                .jump(trap, &[pcv.into(), c.into(), f.addr.into(), sz.into()]);
         }
     }
 

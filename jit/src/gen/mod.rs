@@ -45,6 +45,35 @@ struct Shims {
     clear_frame: FuncRef,
 }
 
+/// The shared exits ([`Gen::exit`]), each with its parameters.
+#[derive(Clone, Copy)]
+pub(super) enum Exit {
+    /// (pc, code, detail, size): the trap exit.
+    Trap,
+    /// r0: the run's end.
+    Return,
+    /// The tail call's target.
+    Tail,
+    /// A shim asked to stop (pc, budget to give back).
+    Stop,
+    /// The budget runs out inside a block (its pc, the budget left).
+    Budget,
+    /// A helper call stopped the run; the shim left the pc and the exact budget in the context
+    /// (a trap inside a callback has the callback's pc).
+    HelperStop,
+}
+
+impl Exit {
+    fn params(self) -> usize {
+        match self {
+            Exit::Trap => 4,
+            Exit::Return | Exit::Tail => 1,
+            Exit::Stop | Exit::Budget => 2,
+            Exit::HelperStop => 0,
+        }
+    }
+}
+
 /// A fault exit of a proven non-context access, filled after the body.
 struct Fault {
     block: Block,
@@ -85,18 +114,9 @@ pub(crate) struct Gen<'a, 'b> {
     checkpoint: Vec<bool>,
     need: Vec<u64>,
     pcs: &'a [usize],
-    /// (pc, code, detail, size) -> one trap exit block with those as parameters.
-    trap_block: Block,
-    /// Exit with r0 (block parameter).
-    exit_block: Block,
-    tail_block: Block,
-    /// Shared: a shim asked to stop (params: pc, budget to give back).
-    stop_block: Block,
-    /// Shared: the budget runs out inside a block (params: its pc, the budget left).
-    budget_block: Block,
-    /// Shared: a helper call stopped the run; the shim left the pc and the exact budget in the
-    /// context (a trap inside a callback has the callback's pc).
-    helper_stop_block: Block,
+    /// The shared exits, created when first used (a program that cannot reach one does not
+    /// pay for compiling it), by [`Exit`].
+    exits: [Option<Block>; 6],
     /// [`Hints::no_ctx`].
     no_ctx: &'a [bool],
     /// [`Hints::packet`].
@@ -317,21 +337,6 @@ pub(crate) fn build(
     let need = budget::budget_needs(insns, pcs, &checkpoint);
     let entry_need = budget::entry_need(&need, &late);
     let single_pred = budget::single_predecessor(insns, pcs, &leaders);
-    let trap_block = b.create_block();
-    for _ in 0..4 {
-        b.append_block_param(trap_block, I64);
-    }
-    let exit_block = b.create_block();
-    b.append_block_param(exit_block, I64);
-    let tail_block = b.create_block();
-    b.append_block_param(tail_block, I64);
-    let stop_block = b.create_block();
-    b.append_block_param(stop_block, I64);
-    b.append_block_param(stop_block, I64);
-    let budget_block = b.create_block();
-    b.append_block_param(budget_block, I64);
-    b.append_block_param(budget_block, I64);
-    let helper_stop_block = b.create_block();
     let mut g = Gen {
         b,
         regs,
@@ -349,12 +354,7 @@ pub(crate) fn build(
         checkpoint,
         need,
         pcs,
-        trap_block,
-        exit_block,
-        tail_block,
-        stop_block,
-        budget_block,
-        helper_stop_block,
+        exits: [None; 6],
         no_ctx: &hints.no_ctx,
         packet: &hints.packet,
         ctx: &hints.ctx,
@@ -398,6 +398,26 @@ pub(crate) fn build(
 }
 
 impl Gen<'_, '_> {
+    /// The shared exit `e`, created with its parameters the first time it is asked for.
+    pub(super) fn exit(&mut self, e: Exit) -> Block {
+        if let Some(b) = self.exits[e as usize] {
+            return b;
+        }
+        let b = self.b.create_block();
+        for _ in 0..e.params() {
+            self.b.append_block_param(b, I64);
+        }
+        self.exits[e as usize] = Some(b);
+        b
+    }
+
+    /// The shared exit `e` if something jumps to it: switched to, for its epilogue.
+    pub(super) fn enter_exit(&mut self, e: Exit) -> Option<Vec<Value>> {
+        let b = self.exits[e as usize]?;
+        self.b.switch_to_block(b);
+        Some(self.b.block_params(b).to_vec())
+    }
+
     pub(super) fn iconst(&mut self, v: u64) -> Value {
         self.b.ins().iconst(I64, v as i64)
     }
