@@ -147,6 +147,18 @@ pub struct Hints {
     /// interpreter. At most [`MAX_VALUE_MAPS`] maps per program
     /// are used (the accesses to others keep their checks).
     pub map_value: Vec<Option<u32>>,
+    /// The memory access at this slot (a load, a store or an atomic read-modify-write:
+    /// load-acquire and store-release keep their call) goes through a stack pointer on every
+    /// path (`PTR_TO_STACK`, of this frame or a caller's), and the verifier proved it inside that
+    /// frame's stack. Such an access takes no branch: all frames' stacks are one buffer
+    /// ([`bpfsim_vm::memory::Stack`], frame `d` at region `FIRST_FRAME_REGION + d`), and the
+    /// address's place in it, `(region - FIRST_FRAME_REGION) * FRAME_SIZE + offset`, is
+    /// clamped to the greatest place an access of its size may start at and added to the
+    /// buffer's base. If the hint were wrong, the access would read or write other bytes of
+    /// the run's stack (the guest's own memory), never host memory, and never trap. Accesses
+    /// at a constant offset from `r10` in a program that never writes `r10` need no hint (see
+    /// `fixed_stack` in the code generator).
+    pub stack: Vec<bool>,
 }
 
 /// The most maps whose value accesses [`Hints::map_value`] makes branch-free in one program.
@@ -400,6 +412,8 @@ impl JitProgram {
         };
         ctx.regions = rows;
         ctx.nregions = n as u64;
+        // SAFETY: `enter_main` returned a table holding the fixed rows.
+        ctx.stack_base = unsafe { shims::stack_base(rows) };
         let (r1, r2, base) = if len == 0 {
             (0, 0, 0)
         } else {
@@ -508,6 +522,9 @@ impl JitProgram {
         let (table, n_rows) = mem.region_table();
         vm.regions = table;
         vm.nregions = n_rows as u64;
+        // SAFETY: a map's table starts with the fixed rows (`MemoryMap::new`); the stack does
+        // not move for the whole batch.
+        vm.stack_base = unsafe { shims::stack_base(table) };
         if !self.value_maps.is_empty() {
             // Once per batch, as the array lookups: the regions hold for every run.
             vm.fetch_values(host_ref.host, &self.value_maps);

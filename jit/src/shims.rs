@@ -46,6 +46,19 @@ pub struct FrameSave {
     pub fp: u64,
 }
 
+/// The base of the stack buffer in a region table as [`MemoryMap::region_table`] gives it:
+/// the first frame's row, which `MemoryMap::fixed_rows` writes with the frames' rows after it,
+/// `FRAME_SIZE` bytes apart in one buffer of `FRAME_SIZE * MAX_FRAMES` bytes.
+///
+/// # Safety
+/// `rows` points at a region table of at least [`bpfsim_vm::memory::FIXED_ROWS`] rows.
+#[inline(always)]
+pub unsafe fn stack_base(rows: *const u8) -> u64 {
+    let first = bpfsim_vm::memory::FIRST_FRAME_REGION as usize;
+    // SAFETY: the caller's contract; a row is three u64s (`#[repr(C)]`: base first).
+    unsafe { rows.add(24 * first).cast::<u64>().read() }
+}
+
 /// The region index of the primary region: the first after the frames' stacks.
 pub const PRIMARY_REGION: usize =
     bpfsim_vm::memory::FIRST_FRAME_REGION as usize + bpfsim_vm::memory::MAX_FRAMES;
@@ -56,6 +69,11 @@ pub const PRIMARY_REGION: usize =
 pub struct VmCtx {
     pub regions: *const u8,
     pub nregions: u64,
+    /// The host address of the run's stack, all frames' in one buffer of `FRAME_SIZE *
+    /// MAX_FRAMES` bytes (the base of the first frame's row, `MemoryMap::fixed_rows`), where
+    /// proven stack accesses ([`crate::Hints::stack`]) are clamped. Set by every entry before
+    /// the code runs; the buffer never moves while the table lives.
+    pub stack_base: u64,
     /// The primary region (the first one a run maps after the stack: the packet of a test run,
     /// the memory of `run_with_memory`): its base, and for each access size (1, 2, 4, 8; reads
     /// then writes) one past the greatest offset an access of that size may start at (0 when
@@ -195,6 +213,7 @@ impl VmCtx {
         unsafe {
             std::ptr::addr_of_mut!((*p).regions).write(std::ptr::null());
             std::ptr::addr_of_mut!((*p).nregions).write(0);
+            std::ptr::addr_of_mut!((*p).stack_base).write(0);
             std::ptr::addr_of_mut!((*p).primary_base).write(0);
             std::ptr::addr_of_mut!((*p).primary_lt).write([0; 8]);
             std::ptr::addr_of_mut!((*p).left).write(0);

@@ -511,3 +511,133 @@ fn false_value_hints_stay_inside_the_region() {
         }
     }
 }
+
+/// Hints marking every load, store and atomic of `prog` as a proven stack access.
+fn stack_of(prog: &Program) -> Hints {
+    let mut stack = vec![false; slots(prog)];
+    for (pc, i) in prog.iter() {
+        stack[pc] = matches!(
+            i,
+            bpfsim_vm::isa::Insn::Load { .. }
+                | bpfsim_vm::isa::Insn::Store { .. }
+                | bpfsim_vm::isa::Insn::Atomic { .. }
+        );
+    }
+    Hints {
+        no_ctx: vec![true; slots(prog)],
+        stack,
+        ..Hints::default()
+    }
+}
+
+/// True stack hints where the frame's address is not known at compile time (the verifier
+/// rejects a write to `r10`, so only hand-made hints reach such a program; the JIT must still
+/// address the frames right): `r10` moved down, a subprogram writing its caller's frame
+/// through the moved pointer and its own through a copy, atomics, every size.
+#[test]
+fn true_stack_hints_where_r10_is_written() {
+    let src = "mov %r2, %r10
+add %r2, -64
+mov %r10, %r2
+stdw [%r10-8], 5
+stxdw [%r10+16], %r1
+sth [%r10+30], 0x1234
+mov %r1, %r10
+call local f
+ldxdw %r3, [%r10-8]
+add %r0, %r3
+ldxh %r3, [%r10+30]
+add %r0, %r3
+ldxdw %r3, [%r10+16]
+add %r0, %r3
+ldxb %r3, [%r10+63]
+add %r0, %r3
+exit
+f:
+mov %r4, %r10
+add %r4, -512
+stb [%r4+0], 9
+ldxb %r5, [%r4+0]
+stxb [%r1+63], %r5
+mov %r3, 40
+lock fetch add [%r1-8], %r3
+lock cmpxchg32 [%r1+30], %r3
+mov %r0, %r3
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &stack_of(&prog)).unwrap();
+    let plain = JitProgram::compile(&prog).unwrap();
+    assert!(jit.code_size < plain.code_size);
+    let interp = Interpreter::new(&prog);
+    let mut vm = Vm::default();
+    for len in [0usize, 8] {
+        let mut m1 = vec![3u8; len];
+        let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
+        assert!(a.result.is_ok(), "{a:?}");
+        for _ in 0..2 {
+            let mut m2 = vec![3u8; len];
+            let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
+            assert_eq!(a, b, "len {len}");
+            assert_eq!(m1, m2, "len {len}");
+            let mut s = jit.session();
+            let mut m3 = vec![3u8; len];
+            assert_eq!(a, s.run_with_memory(&mut ConformanceHost, &mut m3));
+        }
+    }
+}
+
+/// False stack hints on accesses outside the stack (outside any region, in the run's memory,
+/// past a frame's end): each lands inside the buffer of the frames' stacks, never traps, and
+/// never touches the run's memory or the bytes around it. An address in region 0 one frame
+/// above frame 0's word at `r10 - 8` wraps onto that very word: the access read the stack.
+#[test]
+fn false_stack_hints_stay_inside_the_stack() {
+    let cases = [
+        ("stxdw [%r1+0], %r1\nldxdw %r0, [%r1+0]\nexit", None),
+        (
+            "lddw %r3, 0x7fffffff00000000\nstxdw [%r3+0], %r3\nldxdw %r0, [%r3+0]\nexit",
+            None,
+        ),
+        (
+            "lddw %r3, 0xfffffffffffffff8\nstxb [%r3+0], %r3\nldxb %r0, [%r3+0]\nexit",
+            None,
+        ),
+        (
+            "mov %r3, %r10\nstxdw [%r3+8], %r1\nldxdw %r0, [%r3+8]\nexit",
+            None,
+        ),
+        (
+            "mov %r3, %r10\nadd %r3, -4096\nstw [%r3-8], 7\nlock add32 [%r3-8], %r3\nldxw %r0, [%r3-8]\nexit",
+            None,
+        ),
+        (
+            "stdw [%r10-8], 0x1234\nmov %r3, 1016\nldxdw %r0, [%r3+0]\nexit",
+            Some(0x1234),
+        ),
+    ];
+    for (src, want) in cases {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let jit = JitProgram::compile_with(&prog, &stack_of(&prog)).unwrap();
+        let interp = Interpreter::new(&prog);
+        let mut vm = Vm::default();
+        for len in [0usize, 8, 64] {
+            let mut buf = vec![0xeeu8; len + 64];
+            let before = buf.clone();
+            let out = {
+                let mem = &mut buf[32..32 + len];
+                jit.run_with_memory(&mut vm, &mut ConformanceHost, mem)
+            };
+            assert_eq!(buf, before, "{src} len {len}: memory and guards");
+            let mut m = vec![0u8; len];
+            let i = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m);
+            assert!(out.result.is_ok(), "{src} len {len}: {out:?}");
+            // The first case's address is the run's memory when there is some: the interpreter
+            // writes it there, the JIT (told it is the stack) on the stack.
+            let in_memory = src.starts_with("stxdw [%r1") && len >= 8;
+            assert_eq!(i.result.is_err(), !in_memory, "{src} len {len}: {i:?}");
+            if let Some(w) = want {
+                assert_eq!(out.result, Ok(w), "{src} len {len}");
+            }
+        }
+    }
+}

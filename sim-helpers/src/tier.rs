@@ -82,6 +82,7 @@ impl Source {
             packet: verdict.packet,
             ctx: verdict.ctx,
             map_value,
+            stack: verdict.stack,
         }
     }
 

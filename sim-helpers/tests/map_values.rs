@@ -204,6 +204,7 @@ fn build(src: &str) -> (Program, bpfsim_jit::Hints) {
         packet: verdict.packet,
         ctx: verdict.ctx,
         map_value: verdict.map_value,
+        stack: verdict.stack,
     };
     (Program::new(assemble(&linked).unwrap()).unwrap(), hints)
 }

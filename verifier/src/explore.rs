@@ -13,8 +13,8 @@ use crate::Options;
 
 /// [`Verifier::access`]: an access through the context pointer.
 pub const ACCESS_CTX: u8 = 1;
-/// [`Verifier::access`]: an access through any other pointer (stack, ...) but a packet pointer
-/// or a map value pointer.
+/// [`Verifier::access`]: an access through any other pointer but a packet, map value or stack
+/// pointer.
 pub const ACCESS_OTHER: u8 = 2;
 /// [`Verifier::access`]: an access through a packet pointer (`PTR_TO_PACKET`), which the
 /// access checks proved inside the packet's verified range.
@@ -23,6 +23,9 @@ pub const ACCESS_PACKET: u8 = 4;
 /// access checks proved inside the value (`check_map_access`); the map is in
 /// [`Verifier::access_map`].
 pub const ACCESS_MAP_VALUE: u8 = 8;
+/// [`Verifier::access`]: an access through a stack pointer (`PTR_TO_STACK`, any frame's), which
+/// the access checks proved inside that frame's stack (`check_stack_access_within_bounds`).
+pub const ACCESS_STACK: u8 = 16;
 
 /// [`Verifier::access_map`]: no map value access seen at the slot yet.
 pub const NO_MAP: u32 = u32::MAX;
@@ -106,8 +109,8 @@ pub struct Verifier<'a> {
     pub insns: &'a [Insn],
     pub opts: &'a Options,
     /// For each slot, the kinds of pointer its memory access went through on every path
-    /// explored ([`ACCESS_CTX`], [`ACCESS_OTHER`], [`ACCESS_PACKET`], [`ACCESS_MAP_VALUE`]):
-    /// what the JIT may rely on.
+    /// explored ([`ACCESS_CTX`], [`ACCESS_OTHER`], [`ACCESS_PACKET`], [`ACCESS_MAP_VALUE`],
+    /// [`ACCESS_STACK`]): what the JIT may rely on.
     pub access: Vec<u8>,
     /// For each slot, the map of the map value pointers its access went through ([`NO_MAP`],
     /// [`MANY_MAPS`] or the map's index).
@@ -1036,6 +1039,7 @@ impl<'a> Verifier<'a> {
             RegType::Ctx => ACCESS_CTX,
             RegType::Packet => ACCESS_PACKET,
             RegType::MapValue => ACCESS_MAP_VALUE,
+            RegType::Stack => ACCESS_STACK,
             _ => ACCESS_OTHER,
         };
         if let Some(k) = self.access.get_mut(pc) {

@@ -153,6 +153,12 @@ pub struct Verdict {
     /// (`check_map_access`); `None` elsewhere, and for rejected programs. The JIT compiles such
     /// accesses without a branch.
     pub map_value: Vec<Option<u32>>,
+    /// For each slot of an accepted program: its load, store or atomic goes through a stack
+    /// pointer (`PTR_TO_STACK`: `r10`, a copy of it, a pointer into a caller's frame passed to a
+    /// subprogram, at a constant or a bounded variable offset) on every path, and so was proven
+    /// inside that frame's stack (`check_stack_access_within_bounds`); false elsewhere, and for
+    /// rejected programs. The JIT compiles such accesses without a branch.
+    pub stack: Vec<bool>,
     /// The ids of helpers a program type may call but whose prototype bpfsim does not know,
     /// called on some explored path: their arguments were not checked, so the kernel may reject
     /// what was accepted here.
@@ -202,7 +208,7 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         }
         None => log.push(stats),
     }
-    let (no_ctx, packet, ctx, map_value) = if error.is_none() {
+    let (no_ctx, packet, ctx, map_value, stack) = if error.is_none() {
         let only = |kind: u8| v.access.iter().map(|&k| k == kind).collect();
         let map_value = v
             .access
@@ -221,15 +227,17 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
             only(explore::ACCESS_PACKET),
             only(explore::ACCESS_CTX),
             map_value,
+            only(explore::ACCESS_STACK),
         )
     } else {
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new())
     };
     Verdict {
         no_ctx,
         packet,
         ctx,
         map_value,
+        stack,
         unchecked_helpers: v.unchecked_helpers.iter().copied().collect(),
         accepted: error.is_none(),
         error,

@@ -233,7 +233,10 @@ impl<'a> MemoryMap<'a> {
         }
     }
 
-    /// Write the rows every table starts with, for the stack `buf` numbered `id`.
+    /// Write the rows every table starts with, for the stack `buf` numbered `id`. The frames'
+    /// rows are the buffer's `FRAME_SIZE`-byte chunks in order, so frame `d`'s byte `o` is the
+    /// buffer's byte `d * FRAME_SIZE + o`: the JIT addresses proven stack accesses of any frame
+    /// from the first frame's base alone.
     #[cold]
     fn fixed_rows(table: &mut RegionTable, buf: &mut [u8], id: u64) {
         table.rows.clear();
@@ -514,6 +517,30 @@ mod tests {
         assert!(m.load(frame_pointer(MAX_FRAMES - 1) + 1, Size::B).is_err());
         drop(m);
         assert_eq!(buf[4], 0xff);
+    }
+
+    /// The JIT relies on the frames' rows being one buffer, frame after frame.
+    #[test]
+    fn the_frames_are_one_buffer_in_order() {
+        let mut s = Stack::default();
+        let mut t = RegionTable::default();
+        let mut buf = [0u8; 4];
+        let mut m = MemoryMap::new(&mut s, &mut t);
+        m.map_mut(&mut buf).unwrap();
+        let (rows, n) = m.region_table();
+        assert!(n > FIXED_ROWS);
+        // SAFETY: `rows` points at `n` rows of three u64s.
+        let base = |i: usize| unsafe { rows.add(24 * i).cast::<u64>().read() };
+        let first = base(FIRST_FRAME_REGION as usize);
+        for d in 0..MAX_FRAMES {
+            let i = FIRST_FRAME_REGION as usize + d;
+            assert_eq!(base(i), first + (d * FRAME_SIZE) as u64, "frame {d}");
+            assert_eq!(m.table.rows[i].read_len, FRAME_SIZE as u64);
+            assert_eq!(m.table.rows[i].write_len, FRAME_SIZE as u64);
+        }
+        m.store(frame_pointer(3) - 1, Size::B, 7).unwrap();
+        drop(m);
+        assert_eq!(s.buf[4 * FRAME_SIZE - 1], 7);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::mem::offset_of;
 
 use bpfsim_vm::isa::{AtomicOp, PacketMode, Reg, Size, Source};
-use bpfsim_vm::memory::{FRAME_SIZE, REGION_SHIFT};
+use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, MAX_FRAMES, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, MemFlags, Type, Value};
@@ -85,7 +85,13 @@ impl Gen<'_, '_> {
         let r0 = self.reg(Reg::R0);
         if crate::value_atomic(op) {
             if let Some(slot) = self.value_slot(pc) {
-                self.value_atomic(addr, size, op, src, s, r0, slot);
+                let p = self.value_clamped(addr, size, true, slot);
+                self.inline_atomic(p, size, op, src, s, r0);
+                return;
+            }
+            if self.stack_hint(pc) {
+                let p = self.stack_clamped(addr, size);
+                self.inline_atomic(p, size, op, src, s, r0);
                 return;
             }
         }
@@ -109,21 +115,10 @@ impl Gen<'_, '_> {
         }
     }
 
-    /// An atomic read-modify-write of a proven map value ([`crate::value_atomic`]): the load,
-    /// the operation and the store inline, at the clamped address, as the shim does them (runs
-    /// are single-threaded: no other writer can come between).
-    #[allow(clippy::too_many_arguments)]
-    fn value_atomic(
-        &mut self,
-        addr: Value,
-        size: Size,
-        op: AtomicOp,
-        src: Reg,
-        s: Value,
-        r0: Value,
-        slot: usize,
-    ) {
-        let p = self.value_clamped(addr, size, true, slot);
+    /// An atomic read-modify-write of a proven map value or stack slot ([`crate::value_atomic`])
+    /// at host address `p`, clamped: the load, the operation and the store inline, as the shim
+    /// does them (runs are single-threaded: no other writer can come between).
+    fn inline_atomic(&mut self, p: Value, size: Size, op: AtomicOp, src: Reg, s: Value, r0: Value) {
         let old = self.load_zx(size, p);
         let new = match op {
             AtomicOp::Add { .. } => self.b.ins().iadd(old, s),
@@ -143,7 +138,7 @@ impl Gen<'_, '_> {
                 self.b.ins().select(same, s, old)
             }
             AtomicOp::LoadAcquire | AtomicOp::StoreRelease => {
-                unreachable!("value_atomic admits read-modify-writes only")
+                unreachable!("inline_atomic admits read-modify-writes only")
             }
         };
         let ty = Self::mem_ty(size);
@@ -360,6 +355,33 @@ impl Gen<'_, '_> {
         self.b.ins().iadd(base, c)
     }
 
+    /// Whether the access at `pc` is a proven stack access ([`crate::Hints::stack`]).
+    fn stack_hint(&self, pc: usize) -> bool {
+        self.stack.get(pc).copied().unwrap_or(false)
+    }
+
+    /// The host address of a proven stack access: no branch, the address's place in the buffer
+    /// of all frames' stacks (frame `region - FIRST_FRAME_REGION`, `FRAME_SIZE` bytes each, the
+    /// low 32 bits its offset in the frame) clamped so that the access ends inside the buffer.
+    /// A right proof gives the very bytes the region table maps; a wrong one (any region, any
+    /// offset: the arithmetic wraps, the compare is unsigned) other bytes of the run's stack.
+    fn stack_clamped(&mut self, addr: Value, size: Size) -> Value {
+        const _: () = assert!(FRAME_SIZE.is_power_of_two());
+        let region = self.b.ins().ushr_imm(addr, REGION_SHIFT as i64);
+        let frame = self.b.ins().iadd_imm(region, -(FIRST_FRAME_REGION as i64));
+        let start = self
+            .b
+            .ins()
+            .ishl_imm(frame, FRAME_SIZE.trailing_zeros() as i64);
+        let low = self.b.ins().ireduce(types::I32, addr);
+        let off = self.b.ins().uextend(I64, low);
+        let at = self.b.ins().iadd(start, off);
+        let max = self.iconst((FRAME_SIZE * MAX_FRAMES) as u64 - size.bytes() as u64);
+        let c = self.b.ins().umin(at, max);
+        let base = self.vm_load(offset_of!(VmCtx, stack_base));
+        self.b.ins().iadd(base, c)
+    }
+
     /// Load the clamp bounds the program's proven packet accesses use into their variables:
     /// at entry, and after each helper call (which may have moved the packet). Kept in
     /// registers, they cost the hot loops two loads fewer per access.
@@ -483,6 +505,10 @@ impl Gen<'_, '_> {
             let p = self.value_clamped(addr, size, false, slot);
             return self.load_zx(size, p);
         }
+        if self.stack_hint(pc) {
+            let p = self.stack_clamped(addr, size);
+            return self.load_zx(size, p);
+        }
         if self.no_ctx.get(pc).copied().unwrap_or(false) {
             let fault = self.fault_path(pc, addr, size, false);
             let p = self.translate_no_ctx(addr, size.bytes() as u64, false, fault);
@@ -520,10 +546,12 @@ impl Gen<'_, '_> {
 
     pub(super) fn store(&mut self, pc: usize, addr: Value, size: Size, value: Value) {
         let value_slot = self.value_slot(pc);
-        if self.packet.get(pc).copied().unwrap_or(false) || value_slot.is_some() {
+        let packet = self.packet.get(pc).copied().unwrap_or(false);
+        if packet || value_slot.is_some() || self.stack_hint(pc) {
             let p = match value_slot {
                 Some(slot) => self.value_clamped(addr, size, true, slot),
-                None => self.clamped(addr, size, true),
+                None if packet => self.clamped(addr, size, true),
+                None => self.stack_clamped(addr, size),
             };
             let ty = Self::mem_ty(size);
             let v = if ty == I64 {

@@ -128,6 +128,8 @@ pub(crate) struct Gen<'a, 'b> {
     /// ([`VmCtx::value_base`]).
     map_value: &'a [Option<u32>],
     value_maps: Vec<u32>,
+    /// [`Hints::stack`].
+    stack: &'a [bool],
     /// For each clamp index (`memory::clamp_index`) a proven packet access uses: variables
     /// holding its base and greatest offset.
     clamp_vars: [Option<(Variable, Variable)>; 8],
@@ -361,6 +363,7 @@ pub(crate) fn build(
         ctx_fields: crate::ctx_fields(prog, hints),
         map_value: &hints.map_value,
         value_maps: crate::value_maps(prog, hints),
+        stack: &hints.stack,
         clamp_vars,
         clamp_fixed: [None; 8],
         uses_helpers: insns
