@@ -159,6 +159,15 @@ pub struct Hints {
     /// at a constant offset from `r10` in a program that never writes `r10` need no hint (see
     /// `fixed_stack` in the code generator).
     pub stack: Vec<bool>,
+    /// Each subprogram (by first slot, ascending) and how many bytes of its frame, counted
+    /// down from its frame pointer, the program ever reads or writes
+    /// (`bpfsim_verifier::Verdict::frame_bytes`). A local call zeroes only these bytes of the
+    /// callee's frame (rounded up to 8), where the interpreter zeroes all `FRAME_SIZE`: the
+    /// bytes below are never read, so every read sees what it sees in the interpreter. A
+    /// subprogram not listed gets its whole frame zeroed. If the hint were too small, a read
+    /// below it would see what an earlier call or run left in the run's own stack (never
+    /// memory outside it, never a trap).
+    pub frame_bytes: Vec<(usize, u32)>,
 }
 
 /// The most maps whose value accesses [`Hints::map_value`] makes branch-free in one program.
@@ -259,7 +268,7 @@ impl JitProgram {
         jb.symbol("bpfsim_call", shims::call as *const u8);
         jb.symbol("bpfsim_map_lookup", shims::map_lookup as *const u8);
         jb.symbol("bpfsim_ld_packet", shims::ld_packet as *const u8);
-        jb.symbol("bpfsim_clear_frame", shims::clear_frame as *const u8);
+        jb.symbol("bpfsim_zero_stack", shims::zero_stack as *const u8);
         let mut module = JITModule::new(jb);
         let ptr = module.target_config().pointer_type();
         let err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
@@ -287,7 +296,7 @@ impl JitProgram {
         let f_call = declare(&mut module, "bpfsim_call", 8, true)?;
         let f_lookup = declare(&mut module, "bpfsim_map_lookup", 4, true)?;
         let f_ld = declare(&mut module, "bpfsim_ld_packet", 3, true)?;
-        let f_clear = declare(&mut module, "bpfsim_clear_frame", 1, false)?;
+        let f_clear = declare(&mut module, "bpfsim_zero_stack", 1, false)?;
 
         // The compilation context and the builder's are kept per thread and cleared between
         // programs: fresh ones cost page faults on every compile (7% of the time of a
@@ -324,7 +333,7 @@ impl JitProgram {
                 call: f_call,
                 map_lookup: f_lookup,
                 ld_packet: f_ld,
-                clear_frame: f_clear,
+                zero_stack: f_clear,
             },
             prog,
             &pcs,

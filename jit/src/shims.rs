@@ -849,11 +849,18 @@ pub extern "C" fn ld_packet(vm: *mut VmCtx, offset: i64, size: u64, mode: u64) -
     }
 }
 
-/// Zero frame `frame`'s stack on a BPF-to-BPF call, as the interpreter does.
-pub extern "C" fn clear_frame(vm: *mut VmCtx, frame: u64) {
-    // SAFETY: called by generated code with its run's context.
-    let (_, mem, _) = unsafe { VmCtx::parts(vm) };
-    mem.clear_frame(frame as usize);
+/// Zero `len` bytes at `at` of the run's stack: the part of a callee's frame a BPF-to-BPF call
+/// clears (the interpreter clears the whole frame; see [`crate::Hints::frame_bytes`]). A plain
+/// memset, with no context: the generated code computes the address from
+/// [`VmCtx::stack_base`].
+///
+/// # Safety
+/// `[at, at + len)` lies inside the run's stack buffer (`FRAME_SIZE * MAX_FRAMES` bytes from
+/// `stack_base`), which the generated code guarantees: a frame at a depth below `MAX_FRAMES`,
+/// `len` at most `FRAME_SIZE`, the bytes at the frame's top.
+pub unsafe extern "C" fn zero_stack(at: *mut u8, len: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::write_bytes(at, 0, len as usize) }
 }
 
 /// The budget ran out inside the block at `budget_pc`, which the generated code could not pay

@@ -83,6 +83,7 @@ impl Source {
             ctx: verdict.ctx,
             map_value,
             stack: verdict.stack,
+            frame_bytes: verdict.frame_bytes,
         }
     }
 

@@ -205,6 +205,7 @@ fn build(src: &str) -> (Program, bpfsim_jit::Hints) {
         ctx: verdict.ctx,
         map_value: verdict.map_value,
         stack: verdict.stack,
+        frame_bytes: verdict.frame_bytes,
     };
     (Program::new(assemble(&linked).unwrap()).unwrap(), hints)
 }

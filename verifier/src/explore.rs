@@ -164,6 +164,12 @@ pub struct Verifier<'a> {
     prev_insns: u64,
     /// Deepest stack use of each subprogram (by first slot), for `check_max_stack_depth`.
     pub subprog_depth: HashMap<usize, usize>,
+    /// Deepest byte of each subprogram's frame (by first slot) that any explored path reads or
+    /// writes, through `r10` or a pointer passed down: recorded where a path ends, at an exit
+    /// or where it is pruned, so that the accesses a pruned path made before the checkpoint
+    /// count too (`subprog_depth` takes a frame's depth at its exit only). The JIT zeroes only
+    /// these bytes of a callee's frame ([`crate::Verdict::frame_bytes`]).
+    pub frame_reach: HashMap<usize, usize>,
     /// Global functions called on verified paths (first slots), to verify after the program.
     pub globals_called: Vec<usize>,
     /// Checkpoints of the runs already finished (main program, earlier global functions).
@@ -221,6 +227,7 @@ impl<'a> Verifier<'a> {
             prev_jmps: 0,
             prev_insns: 0,
             subprog_depth: HashMap::new(),
+            frame_reach: HashMap::new(),
             globals_called: Vec::new(),
             finished_states: 0,
             finished_max_per_insn: 0,
@@ -911,6 +918,7 @@ impl<'a> Verifier<'a> {
                 }
                 if self.prune.get(pc).copied().unwrap_or(false) {
                     if let Visit::Prune = self.visit(pc, &state)? {
+                        self.record_reach(&state);
                         self.trace.safe(&mut self.log, self.prev_pc, pc);
                         self.live_path_end(&state);
                         self.update_branch_counts(self.cur_parent);
@@ -978,6 +986,14 @@ impl<'a> Verifier<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Note how deep each frame of `st` has been accessed so far ([`Self::frame_reach`]).
+    pub(crate) fn record_reach(&mut self, st: &State) {
+        for f in &st.frames {
+            let d = self.frame_reach.entry(f.subprog).or_default();
+            *d = (*d).max(f.depth);
+        }
     }
 
     /// `check_max_stack_depth`: along every chain of static calls from the main program, at most

@@ -159,6 +159,13 @@ pub struct Verdict {
     /// inside that frame's stack (`check_stack_access_within_bounds`); false elsewhere, and for
     /// rejected programs. The JIT compiles such accesses without a branch.
     pub stack: Vec<bool>,
+    /// For an accepted program: each subprogram reached (by first slot, ascending) and how
+    /// many bytes of its frame, counted down from its frame pointer, any explored path reads
+    /// or writes (through `r10`, or a pointer into the frame passed down to a callee, helpers'
+    /// accesses included). No run of the program touches a byte of that frame below them, so
+    /// an engine that zeroes only these bytes of a callee's frame at a call reads what one that
+    /// zeroes the whole frame reads. Empty for rejected programs.
+    pub frame_bytes: Vec<(usize, u32)>,
     /// The ids of helpers a program type may call but whose prototype bpfsim does not know,
     /// called on some explored path: their arguments were not checked, so the kernel may reject
     /// what was accepted here.
@@ -208,6 +215,17 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         }
         None => log.push(stats),
     }
+    let frame_bytes = if error.is_none() {
+        let mut f: Vec<(usize, u32)> = v
+            .frame_reach
+            .iter()
+            .map(|(&s, &d)| (s, d.min(u32::MAX as usize) as u32))
+            .collect();
+        f.sort_unstable();
+        f
+    } else {
+        Vec::new()
+    };
     let (no_ctx, packet, ctx, map_value, stack) = if error.is_none() {
         let only = |kind: u8| v.access.iter().map(|&k| k == kind).collect();
         let map_value = v
@@ -238,6 +256,7 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         ctx,
         map_value,
         stack,
+        frame_bytes,
         unchecked_helpers: v.unchecked_helpers.iter().copied().collect(),
         accepted: error.is_none(),
         error,

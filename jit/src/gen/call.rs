@@ -9,10 +9,14 @@ use bpfsim_vm::isa::{CallTarget, Insn, Reg, Size};
 use bpfsim_vm::memory::{frame_pointer, FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{InstBuilder, MemFlags, Value};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlags, Value};
 
 use super::{Exit, Gen, I64};
 use crate::shims::{FrameSave, VmCtx};
+
+/// The most bytes of a callee's frame a call zeroes with stores of its own; more go through
+/// [`crate::shims::zero_stack`].
+const INLINE_ZERO: usize = 128;
 
 /// For each subprogram (by index in `subprogs`), the return sites of the local calls to it.
 pub(super) fn sites_by_subprogram(
@@ -90,7 +94,8 @@ impl Gen<'_, '_> {
         // The callee's entry and the return site check the budget: the count is settled here.
         self.flush();
         let fsz = std::mem::size_of::<FrameSave>() as i64;
-        let t = self.block_at((next as i64 + off as i64) as usize);
+        let target = (next as i64 + off as i64) as usize;
+        let t = self.block_at(target);
         if self.static_depth.is_some() {
             // Below the limit by construction (`static_depths`): no test, constant rows.
             let d = self.static_depth_here();
@@ -106,8 +111,7 @@ impl Gen<'_, '_> {
             if self.fp_fixed {
                 self.set_frame_top_at(d + 1);
             }
-            let nd = self.iconst(d + 1);
-            self.b.ins().call(self.shims.clear_frame, &[self.vm, nd]);
+            self.clear_callee(target, Ok(d + 1));
             let fp = self.iconst(frame_pointer(d as usize + 1));
             self.b.def_var(self.regs[10], fp);
             self.b.ins().jump(t, &[]);
@@ -147,13 +151,59 @@ impl Gen<'_, '_> {
         if self.fp_fixed {
             self.set_frame_top(nd);
         }
-        self.b.ins().call(self.shims.clear_frame, &[self.vm, nd]);
+        self.clear_callee(target, Err(nd));
         // r10 = frame_pointer(depth): ((FIRST + depth) << 32) | FRAME_SIZE.
         let region = self.b.ins().iadd_imm(nd, FIRST_FRAME_REGION as i64);
         let hi = self.b.ins().ishl_imm(region, REGION_SHIFT as i64);
         let newfp = self.b.ins().bor_imm(hi, FRAME_SIZE as i64);
         self.b.def_var(self.regs[10], newfp);
         self.b.ins().jump(t, &[]);
+    }
+
+    /// Zero the callee's frame at a call to the subprogram at `target`, in the frame at depth
+    /// `frame` (known when compiling, or in a value below `MAX_FRAMES`): the bytes the verifier
+    /// says it reaches ([`crate::Hints::frame_bytes`]), else all of it. No call into Rust for a
+    /// few stores: the address is the stack buffer's base plus the frame's place in it.
+    fn clear_callee(&mut self, target: usize, frame: Result<u64, Value>) {
+        let len = match self.frame_bytes.binary_search_by_key(&target, |&(s, _)| s) {
+            Ok(i) => (self.frame_bytes[i].1 as usize)
+                .min(FRAME_SIZE)
+                .next_multiple_of(8),
+            Err(_) => FRAME_SIZE,
+        };
+        if len == 0 {
+            return;
+        }
+        let base = self.vm_load(offset_of!(VmCtx, stack_base));
+        let skip = (FRAME_SIZE - len) as i64;
+        let at = match frame {
+            Ok(d) => self
+                .b
+                .ins()
+                .iadd_imm(base, d as i64 * FRAME_SIZE as i64 + skip),
+            Err(nd) => {
+                let row = self.b.ins().imul_imm(nd, FRAME_SIZE as i64);
+                let top = self.b.ins().iadd(base, row);
+                self.b.ins().iadd_imm(top, skip)
+            }
+        };
+        if len <= INLINE_ZERO {
+            let z = self.iconst(0);
+            let mut k = 0;
+            if len >= 16 {
+                let v = self.b.ins().splat(types::I64X2, z);
+                while k + 16 <= len {
+                    self.b.ins().store(MemFlags::trusted(), v, at, k as i32);
+                    k += 16;
+                }
+            }
+            if k < len {
+                self.b.ins().store(MemFlags::trusted(), z, at, k as i32);
+            }
+        } else {
+            let n = self.iconst(len as u64);
+            self.b.ins().call(self.shims.zero_stack, &[at, n]);
+        }
     }
 
     /// The exit at `pc`. In a subprogram other than the main program it always returns to a

@@ -32,7 +32,7 @@ pub(crate) struct ShimIds {
     pub call: FuncId,
     pub map_lookup: FuncId,
     pub ld_packet: FuncId,
-    pub clear_frame: FuncId,
+    pub zero_stack: FuncId,
 }
 
 struct Shims {
@@ -42,7 +42,7 @@ struct Shims {
     call: FuncRef,
     map_lookup: FuncRef,
     ld_packet: FuncRef,
-    clear_frame: FuncRef,
+    zero_stack: FuncRef,
 }
 
 /// The shared exits ([`Gen::exit`]), each with its parameters.
@@ -127,6 +127,8 @@ pub(crate) struct Gen<'a, 'b> {
     /// [`Hints::map_value`], and the maps whose values the run places, by slot
     /// ([`VmCtx::value_base`]).
     map_value: &'a [Option<u32>],
+    /// [`crate::Hints::frame_bytes`].
+    frame_bytes: &'a [(usize, u32)],
     value_maps: Vec<u32>,
     /// [`Hints::stack`].
     stack: &'a [bool],
@@ -260,7 +262,7 @@ pub(crate) fn build(
         call: module.declare_func_in_func(ids.call, b.func),
         map_lookup: module.declare_func_in_func(ids.map_lookup, b.func),
         ld_packet: module.declare_func_in_func(ids.ld_packet, b.func),
-        clear_frame: module.declare_func_in_func(ids.clear_frame, b.func),
+        zero_stack: module.declare_func_in_func(ids.zero_stack, b.func),
     };
     let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
     let left = b.declare_var(I64);
@@ -364,6 +366,7 @@ pub(crate) fn build(
         map_value: &hints.map_value,
         value_maps: crate::value_maps(prog, hints),
         stack: &hints.stack,
+        frame_bytes: &hints.frame_bytes,
         clamp_vars,
         clamp_fixed: [None; 8],
         uses_helpers: insns

@@ -787,6 +787,7 @@ impl Verifier<'_> {
             self.check_reg_read(st, R::R0)?;
         }
         let r0 = *st.reg(0);
+        self.record_reach(st);
         if st.frames.len() > 1 {
             let is_callback = matches!(
                 self.insn_at(st.cur().callsite),

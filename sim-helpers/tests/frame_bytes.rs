@@ -1,0 +1,174 @@
+//! How much of a callee's frame a local call zeroes under the JIT (`Verdict::frame_bytes`,
+//! `Hints::frame_bytes`): the bytes the verifier saw the subprogram reach, where the
+//! interpreter zeroes the whole frame. Reads of stack never written (which a privileged load
+//! may make) must still read 0, also on a path the verifier pruned.
+
+use bpfsim_helpers::run::{Input, RunResult, Runner};
+use bpfsim_helpers::Env;
+use bpfsim_verifier::{verify, Options};
+use bpfsim_vm::asm::assemble;
+use bpfsim_vm::spec::ProgType;
+use bpfsim_vm::{Executable, Interpreter, Program};
+
+/// An Ethernet frame carrying ARP; byte 14 is `reader`'s selector.
+const PACKET: [u8; 20] = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 6, 0, 1, 8, 0, 6, 4];
+
+/// The main program calls `dirty`, which fills 384 bytes of its frame with non-zero words, then
+/// `reader` in the same frame (depth 1). `reader` reads `[r10-200]`, which it never wrote,
+/// on the path a non-zero selector takes: the verifier explores the other path first, which
+/// touches only `[r10-8]`, and prunes this one at their join (the value read is not precise),
+/// so only the pruned path knows that byte 200 is reached.
+fn source() -> String {
+    let mut s = String::from(
+        "mov %r6, %r1
+ldxw %r2, [%r6+0]
+ldxw %r3, [%r6+4]
+mov %r4, %r2
+add %r4, 15
+mov %r7, 0
+jgt %r4, %r3, +1
+ldxb %r7, [%r2+14]
+call local dirty
+mov %r8, %r0
+mov %r1, %r7
+call local reader
+add %r0, %r8
+exit
+dirty:
+",
+    );
+    for k in 1..=48 {
+        s.push_str(&format!("stdw [%r10-{}], {}\n", 8 * k, 0x5050 + k));
+    }
+    s.push_str(
+        "mov %r0, 1
+exit
+reader:
+mov %r0, 0
+jne %r1, 0, +10
+stdw [%r10-8], 1
+ja +0
+mov %r2, 1
+mov %r2, 2
+mov %r2, 3
+mov %r2, 4
+mov %r2, 5
+mov %r2, 6
+mov %r2, 7
+ja +1
+ldxdw %r0, [%r10-200]
+mov %r2, 0
+exit",
+    );
+    s
+}
+
+/// The program and the verifier's verdict on it as the JIT's hints.
+fn build() -> (Program, bpfsim_jit::Hints) {
+    let insns = assemble(&source()).unwrap();
+    let mut opts = Options::new(ProgType::Xdp);
+    opts.log_level = 2;
+    let verdict = verify(&insns, &opts);
+    assert!(
+        verdict.accepted,
+        "{:?}\n{}",
+        verdict.error,
+        verdict.log.join("\n")
+    );
+    let hints = bpfsim_jit::Hints {
+        no_ctx: verdict.no_ctx,
+        packet: verdict.packet,
+        ctx: verdict.ctx,
+        map_value: verdict.map_value,
+        stack: verdict.stack,
+        frame_bytes: verdict.frame_bytes,
+    };
+    (Program::new(insns).unwrap(), hints)
+}
+
+/// The verifier's log of the program.
+fn log() -> Vec<String> {
+    let mut opts = Options::new(ProgType::Xdp);
+    opts.log_level = 2;
+    let v = verify(&assemble(&source()).unwrap(), &opts);
+    assert!(v.accepted, "{:?}", v.error);
+    v.log
+}
+
+/// The first slots of `dirty` and `reader`.
+fn subprograms(prog: &Program) -> (usize, usize) {
+    let subs = prog.subprograms();
+    assert_eq!(subs.len(), 3, "{subs:?}");
+    (subs[1], subs[2])
+}
+
+/// Runs of `prog` under `engine`, `repeat` times, for selectors 0 and non-zero.
+fn runs(engine: &dyn Executable, repeat: u32) -> Vec<RunResult> {
+    let mut r = Runner::new(Env::default());
+    r.set_timing(false);
+    [0u8, 1, 9]
+        .iter()
+        .map(|&b| {
+            let mut packet = PACKET;
+            packet[14] = b;
+            r.run_repeat(engine, ProgType::Xdp, &packet, Input::default(), repeat)
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_verifier_counts_the_bytes_each_frame_reaches_on_pruned_paths_too() {
+    let (prog, hints) = build();
+    let (dirty, reader) = subprograms(&prog);
+    assert_eq!(hints.frame_bytes, vec![(0, 0), (dirty, 384), (reader, 200)]);
+    // The path that reads `[r10-200]` is the pruned one.
+    let verdict_log = log();
+    assert!(
+        verdict_log.iter().any(|l| l == "77: safe"),
+        "{verdict_log:?}"
+    );
+}
+
+#[test]
+fn a_call_zeroing_the_bytes_reached_reads_what_the_interpreter_reads() {
+    let (prog, hints) = build();
+    let interp = Interpreter::new(&prog);
+    let jit = bpfsim_jit::JitProgram::compile_with(&prog, &hints).unwrap();
+    for repeat in [1, 3] {
+        let want = runs(&interp, repeat);
+        // `reader` reads 0 from the word `dirty` wrote: the frame is zeroed between the calls.
+        assert!(want.iter().all(|r| r.retval == 1), "{want:?}");
+        assert_eq!(runs(&jit, repeat), want, "repeat {repeat}");
+    }
+}
+
+/// Wrong hints change what a read of unwritten stack sees, never where memory goes: too few
+/// bytes leave `dirty`'s word for `reader`, too many (or a frame past `FRAME_SIZE`) are the
+/// whole frame, and slots that are no subprogram's or out of order change nothing unsafe.
+#[test]
+fn wrong_frame_bytes_stay_inside_the_stack() {
+    let (prog, hints) = build();
+    let (dirty, reader) = subprograms(&prog);
+    let with = |frame_bytes: Vec<(usize, u32)>| {
+        let h = bpfsim_jit::Hints {
+            frame_bytes,
+            ..hints.clone()
+        };
+        let jit = bpfsim_jit::JitProgram::compile_with(&prog, &h).unwrap();
+        runs(&jit, 2)
+    };
+    let want = runs(&Interpreter::new(&prog), 2);
+    let short = with(vec![(dirty, 384), (reader, 8)]);
+    // Selector 0 never reads it; the others read what `dirty` left at `[r10-200]`.
+    assert_eq!(short[0], want[0]);
+    for r in &short[1..] {
+        assert_eq!(r.retval, 1 + 0x5050 + 25, "{r:?}");
+    }
+    assert_eq!(with(vec![(dirty, 0), (reader, u32::MAX)]), want);
+    assert_eq!(
+        with(vec![(reader, 7), (dirty, 3), (999, 1), (0, 4096)]).len(),
+        3
+    );
+    assert_eq!(with(Vec::new()), want);
+}
