@@ -406,6 +406,19 @@ fn local_calls_return_to_their_callers() {
          add %r0, %r8\nldxdw %r1, [%r7-16]\nadd %r0, %r1\nexit\n\
          h:\nmov %r9, 1\nmov %r2, %r10\nadd %r2, -8\nstxdw [%r2+0], %r2\n\
          ldxdw %r0, [%r10-8]\nrsh %r0, 32\nexit",
+        // Budget checks at calls (depths static): p and q (nested) have no loop or helper, so
+        // their calls are counted through (no check at their entries or return sites); l has a
+        // loop and u a helper call, whose return sites check again.
+        "mov %r6, 1\ncall local p\nadd %r6, %r0\ncall local l\nadd %r6, %r0\n\
+         call local u\nadd %r6, %r0\ncall local p\nadd %r0, %r6\nexit\n\
+         p:\nmov %r0, 2\njeq %r6, 1, +2\nadd %r0, 1\nadd %r0, 1\ncall local q\nadd %r0, 3\nexit\n\
+         q:\nadd %r0, 10\nexit\n\
+         l:\nmov %r0, 0\nmov %r1, 4\nadd %r0, %r1\nsub %r1, 1\njne %r1, 0, -3\nexit\n\
+         u:\nmov %r1, 9\ncall 5\nadd %r0, 1\nexit",
+        // A jump to the return site from the block before the call: the count it carries must
+        // not be taken again when the callee returns there.
+        "mov %r0, 0\nmov %r1, 0\nmov %r2, 0\njne %r0, 0, +1\ncall local s\nadd %r0, 1\n\
+         add %r0, 1\nadd %r0, 1\nadd %r0, 1\nexit\ns:\nmov %r0, 5\nexit",
         // Seven frames deep, then a call past the limit (depths no longer static).
         "call local a\nexit\na:\ncall local b\nexit\nb:\ncall local c\nexit\n\
          c:\ncall local d\nexit\nd:\ncall local e\nexit\ne:\ncall local f\nexit\n\

@@ -44,7 +44,13 @@ pub(super) fn single_predecessor(insns: &[Insn], pcs: &[usize], leaders: &[bool]
             .jump_offset()
             .map(|off| (next as i64 + off as i64) as usize);
         match insn {
-            Insn::Exit | Insn::Call(CallTarget::Local(_)) => {}
+            Insn::Exit => {}
+            // The callee's entry is entered from here, and the return site from the callee's
+            // exits: neither may take a count carried along another edge.
+            Insn::Call(CallTarget::Local(off)) => {
+                add(&mut preds, block, next);
+                add(&mut preds, block, (next as i64 + *off as i64) as usize);
+            }
             Insn::Ja { .. } | Insn::Gotol { .. } => {
                 if let Some(t) = target {
                     add(&mut preds, block, t);
@@ -63,14 +69,132 @@ pub(super) fn single_predecessor(insns: &[Insn], pcs: &[usize], leaders: &[bool]
     preds.iter().map(|&n| n == 1).collect()
 }
 
+/// Local calls when every subprogram has a static depth (`call::static_depths`: no recursion,
+/// so the calls form a DAG): a call need not be a checkpoint's business. The callee's entry
+/// checks nothing (the call's own path counts the callee's, up to its first checkpoint or its
+/// exits), and the return site checks only after a callee that may have spent budget the
+/// caller's check did not see: one with a checkpoint of its own (a loop) or a helper call (a
+/// callback), itself or in a callee, whose checks know nothing of the caller's path after the
+/// return.
+pub(super) struct CallBudget {
+    /// The first slot of each subprogram.
+    subprogs: Vec<usize>,
+    /// Each subprogram's local calls: (the call's slot, the callee's index).
+    calls: Vec<Vec<(usize, usize)>>,
+    /// Whether a subprogram, or one it calls, has a loop or a helper call.
+    checks: Vec<bool>,
+    /// The subprograms, callees before their callers.
+    order: Vec<usize>,
+}
+
+impl CallBudget {
+    pub(super) fn new(insns: &[Insn], pcs: &[usize], subprogs: &[usize]) -> CallBudget {
+        let n = subprogs.len();
+        let sub_of = |pc: usize| subprogs.partition_point(|&s| s <= pc) - 1;
+        let mut calls = vec![Vec::new(); n];
+        let mut checks = vec![false; n];
+        for (i, insn) in insns.iter().enumerate() {
+            let pc = pcs[i];
+            let next = pc + insn.slots();
+            let sub = sub_of(pc);
+            match *insn {
+                Insn::Call(CallTarget::Local(off)) => {
+                    let t = (next as i64 + off as i64) as usize;
+                    if let Ok(callee) = subprogs.binary_search(&t) {
+                        calls[sub].push((pc, callee));
+                    }
+                }
+                Insn::Call(CallTarget::Helper(_)) | Insn::Callx { .. } => checks[sub] = true,
+                _ => {
+                    if let Some(off) = insn.jump_offset() {
+                        if next as i64 + off as i64 <= pc as i64 {
+                            checks[sub] = true;
+                        }
+                    }
+                }
+            }
+        }
+        // Callees first: a depth-first post-order (no cycles: the depths are static).
+        let mut order = Vec::with_capacity(n);
+        let mut seen = vec![false; n];
+        fn visit(
+            s: usize,
+            calls: &[Vec<(usize, usize)>],
+            seen: &mut [bool],
+            order: &mut Vec<usize>,
+        ) {
+            if std::mem::replace(&mut seen[s], true) {
+                return;
+            }
+            for &(_, c) in &calls[s] {
+                visit(c, calls, seen, order);
+            }
+            order.push(s);
+        }
+        for s in 0..n {
+            visit(s, &calls, &mut seen, &mut order);
+        }
+        for &s in &order {
+            let inherited = calls[s].iter().any(|&(_, c)| checks[c]);
+            checks[s] |= inherited;
+        }
+        CallBudget {
+            subprogs: subprogs.to_vec(),
+            calls,
+            checks,
+            order,
+        }
+    }
+
+    /// The leaders that check the budget: loop heads, and the return sites of calls whose
+    /// callee [`Self::checks`] says may have spent what the caller reserved.
+    pub(super) fn checkpoints(&self, insns: &[Insn], pcs: &[usize], slots: usize) -> Vec<bool> {
+        let mut checkpoint = vec![false; slots + 1];
+        for (i, insn) in insns.iter().enumerate() {
+            let pc = pcs[i];
+            if let Some(off) = insn.jump_offset() {
+                let t = (pc as i64 + insn.slots() as i64 + off as i64) as usize;
+                if t <= pc {
+                    checkpoint[t] = true;
+                }
+            }
+        }
+        for calls in &self.calls {
+            for &(pc, callee) in calls {
+                if self.checks[callee] {
+                    checkpoint[pc + 1] = true;
+                }
+            }
+        }
+        checkpoint
+    }
+
+    fn callee_entry(&self, pc: usize) -> Option<usize> {
+        let sub = self.subprogs.partition_point(|&s| s <= pc) - 1;
+        self.calls[sub]
+            .iter()
+            .find(|&&(p, _)| p == pc)
+            .map(|&(_, c)| self.subprogs[c])
+    }
+}
+
 /// For each slot that starts an instruction, the most instructions a run can execute from there
 /// (that one included) before it reaches a checkpoint or ends: what the budget must hold for the
-/// JIT to run that far without checking it. `checkpoint` marks the leaders that check.
-pub(super) fn budget_needs(insns: &[Insn], pcs: &[usize], checkpoint: &[bool]) -> Vec<u64> {
+/// JIT to run that far without checking it. `checkpoint` marks the leaders that check. With
+/// `calls`, a local call's path goes on through its callee and on after the return site (see
+/// [`CallBudget`]); without, a call's path ends at the call (its callee's entry and its return
+/// site check).
+pub(super) fn budget_needs(
+    insns: &[Insn],
+    pcs: &[usize],
+    checkpoint: &[bool],
+    calls: Option<&CallBudget>,
+) -> Vec<u64> {
     let slots = pcs.last().map_or(0, |&pc| pc + 2);
     let mut need = vec![0u64; slots + 1];
     // Successors are after the instruction, or checkpoints (a back edge's target is one), so
-    // one backward pass sees every successor's need first.
+    // one backward pass over a subprogram sees every successor's need first; callees are done
+    // before their callers.
     let after = |need: &[u64], s: usize| -> u64 {
         if s >= need.len() || checkpoint.get(s).copied().unwrap_or(true) {
             0
@@ -78,19 +202,41 @@ pub(super) fn budget_needs(insns: &[Insn], pcs: &[usize], checkpoint: &[bool]) -
             need[s]
         }
     };
-    for (i, insn) in insns.iter().enumerate().rev() {
-        let pc = pcs[i];
-        let next = pc + insn.slots();
-        let target = insn
-            .jump_offset()
-            .map(|off| (next as i64 + off as i64) as usize);
-        let rest = match insn {
-            Insn::Exit | Insn::Call(CallTarget::Local(_)) => 0,
-            Insn::Ja { .. } | Insn::Gotol { .. } => target.map_or(0, |t| after(&need, t)),
-            Insn::Jmp { .. } => after(&need, next).max(target.map_or(0, |t| after(&need, t))),
-            _ => after(&need, next),
-        };
-        need[pc] = 1 + rest;
+    let ranges: Vec<(usize, usize)> = match calls {
+        Some(c) => c
+            .order
+            .iter()
+            .map(|&s| {
+                let lo = pcs.partition_point(|&p| p < c.subprogs[s]);
+                let hi = c
+                    .subprogs
+                    .get(s + 1)
+                    .map_or(pcs.len(), |&e| pcs.partition_point(|&p| p < e));
+                (lo, hi)
+            })
+            .collect(),
+        None => vec![(0, insns.len())],
+    };
+    for (lo, hi) in ranges {
+        for i in (lo..hi).rev() {
+            let insn = &insns[i];
+            let pc = pcs[i];
+            let next = pc + insn.slots();
+            let target = insn
+                .jump_offset()
+                .map(|off| (next as i64 + off as i64) as usize);
+            let rest = match insn {
+                Insn::Exit => 0,
+                Insn::Call(CallTarget::Local(_)) => match calls.and_then(|c| c.callee_entry(pc)) {
+                    Some(entry) => after(&need, entry).saturating_add(after(&need, next)),
+                    None => 0,
+                },
+                Insn::Ja { .. } | Insn::Gotol { .. } => target.map_or(0, |t| after(&need, t)),
+                Insn::Jmp { .. } => after(&need, next).max(target.map_or(0, |t| after(&need, t))),
+                _ => after(&need, next),
+            };
+            need[pc] = 1u64.saturating_add(rest);
+        }
     }
     need
 }

@@ -336,9 +336,16 @@ pub(crate) fn build(
             blocks[pc] = Some(b.create_block());
         }
     }
-    let mut checkpoint = late.clone();
+    let static_depth = call::static_depths(insns, pcs, prog.subprograms());
+    let calls = static_depth
+        .as_ref()
+        .map(|_| budget::CallBudget::new(insns, pcs, prog.subprograms()));
+    let mut checkpoint = match &calls {
+        Some(c) => c.checkpoints(insns, pcs, total_slots),
+        None => late.clone(),
+    };
     checkpoint[0] = true;
-    let need = budget::budget_needs(insns, pcs, &checkpoint);
+    let need = budget::budget_needs(insns, pcs, &checkpoint, calls.as_ref());
     let entry_need = budget::entry_need(&need, &late);
     let single_pred = budget::single_predecessor(insns, pcs, &leaders);
     let mut g = Gen {
@@ -376,7 +383,7 @@ pub(crate) fn build(
             .iter()
             .any(|i| matches!(i, Insn::Call(CallTarget::Local(_)))),
         fixed_depth: None,
-        static_depth: call::static_depths(insns, pcs, prog.subprograms()),
+        static_depth,
         cur_sub: 0,
         fixed_frame_top: None,
         fixed_fp: None,
