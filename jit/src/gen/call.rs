@@ -108,9 +108,6 @@ impl Gen<'_, '_> {
                     .ins()
                     .store(MemFlags::trusted(), v, self.vm, row + 8 + 8 * k as i32);
             }
-            if self.fp_fixed {
-                self.set_frame_top_at(d + 1);
-            }
             self.clear_callee(target, Ok(d + 1));
             let fp = self.iconst(frame_pointer(d as usize + 1));
             self.b.def_var(self.regs[10], fp);
@@ -226,9 +223,6 @@ impl Gen<'_, '_> {
         let row = if self.static_depth.is_some() {
             // A callee (the main program, called, has no static depth): at depth 1 or more.
             let nd = self.static_depth_here().saturating_sub(1);
-            if self.fp_fixed {
-                self.set_frame_top_at(nd);
-            }
             self.b
                 .ins()
                 .iadd_imm(self.vm, offset_of!(VmCtx, frames) as i64 + nd as i64 * fsz)

@@ -298,8 +298,9 @@ impl Gen<'_, '_> {
     /// An access at `r10 + off` (or through a register known to hold `r10` plus a constant,
     /// [`Gen::fp_off`]) wholly inside the current frame's stack, in a program that never writes
     /// `r10`: its address is the frame's, so it needs no check and no proof (the call depth is
-    /// at most 7, the offset within the frame by construction). Returns the frame's top and the
-    /// offset from it, which the access adds in its own addressing.
+    /// at most 7, the offset within the frame by construction). Returns a base (the frame's top,
+    /// or with static depths the stack buffer's) and the offset from it, which the access adds
+    /// in its own addressing.
     pub(super) fn fixed_stack(&mut self, base: Reg, off: i16, size: Size) -> Option<(Value, i32)> {
         if !self.fp_fixed {
             return None;
@@ -309,10 +310,11 @@ impl Gen<'_, '_> {
         if !inside {
             return None;
         }
-        let top = match self.fixed_frame_top {
-            Some(top) => top,
-            None => self.b.use_var(self.frame_top),
-        };
+        if let Some(base) = self.fixed_stack_base {
+            let top = (self.static_depth_here() as i64 + 1) * FRAME_SIZE as i64;
+            return Some((base, (top + off) as i32));
+        }
+        let top = self.b.use_var(self.frame_top);
         Some((top, off as i32))
     }
 

@@ -92,7 +92,8 @@ pub(crate) struct Gen<'a, 'b> {
     left: Variable,
     depth: Variable,
     /// The host address one past the current frame's stack (its row's base + `FRAME_SIZE`),
-    /// for [`Gen::fixed_stack`] accesses; meaningful only when `fp_fixed`.
+    /// for [`Gen::fixed_stack`] accesses; meaningful only when `fp_fixed` and the depths are not
+    /// static (`fixed_stack_base` serves then).
     frame_top: Variable,
     /// No instruction writes `r10`: it is always the current frame's pointer, so an access at
     /// `r10 + off` with the access inside the frame needs no check (see `memory.rs`).
@@ -151,7 +152,9 @@ pub(crate) struct Gen<'a, 'b> {
     static_depth: Option<Vec<u64>>,
     /// The subprogram of the instruction being translated.
     cur_sub: usize,
-    fixed_frame_top: Option<Value>,
+    /// With static depths, the stack buffer's base ([`VmCtx::stack_base`]), from which every
+    /// frame access is a constant offset (no frame-top variable).
+    fixed_stack_base: Option<Value>,
     fixed_fp: Option<Value>,
     faults: Vec<Fault>,
     /// The first slot of each subprogram ([`Program::subprograms`]).
@@ -385,7 +388,7 @@ pub(crate) fn build(
         fixed_depth: None,
         static_depth,
         cur_sub: 0,
-        fixed_frame_top: None,
+        fixed_stack_base: None,
         fixed_fp: None,
         faults: Vec::new(),
         subprogs: prog.subprograms(),
@@ -519,13 +522,16 @@ impl Gen<'_, '_> {
         let z = self.iconst(0);
         self.b.def_var(self.depth, z);
         if self.fp_fixed {
-            self.set_frame_top(z);
+            if self.static_depth.is_some() {
+                // Frame `d`'s stack is `FRAME_SIZE` bytes at `stack_base + d * FRAME_SIZE`:
+                // with static depths, each access's offset from this one base is a constant.
+                self.fixed_stack_base = Some(self.vm_load(offset_of!(VmCtx, stack_base)));
+            } else {
+                self.set_frame_top(z);
+            }
         }
         if self.no_local_calls {
             self.fixed_depth = Some(z);
-            if self.fp_fixed {
-                self.fixed_frame_top = Some(self.b.use_var(self.frame_top));
-            }
             // No instruction writes r10 (`fp_fixed` also asks that some access uses it).
             if !self.writes_fp {
                 self.fixed_fp = Some(fp);
@@ -577,18 +583,6 @@ impl Gen<'_, '_> {
         if let Some((dst, k)) = known {
             self.fp_off[dst.index()] = k;
         }
-    }
-
-    /// [`Self::set_frame_top`] for a depth known when compiling: the row's offset a constant.
-    pub(super) fn set_frame_top_at(&mut self, depth: u64) {
-        let table = self.vm_load(offset_of!(VmCtx, regions));
-        let row = (FIRST_FRAME_REGION + depth) * 24;
-        let base = self
-            .b
-            .ins()
-            .load(I64, MemFlags::trusted(), table, row as i32);
-        let top = self.b.ins().iadd_imm(base, FRAME_SIZE as i64);
-        self.b.def_var(self.frame_top, top);
     }
 
     /// A fresh block to continue in after a conditional exit.
