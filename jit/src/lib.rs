@@ -186,6 +186,9 @@ pub struct JitProgram {
     /// Whether a run can write its stack (a store, an atomic or a call): a run that cannot
     /// leaves it clean, and the next run need not zero it.
     may_write: bool,
+    /// How many bytes at the top of frame 0 a run can reach ([`Hints::frame_bytes`] of slot 0,
+    /// else all `FRAME_SIZE`): only those are cleared before a run.
+    main_bytes: usize,
     /// Whether the generated code reads `VmCtx::args[2..5]` (r3-r5; r1 and r2 come in
     /// registers): a run on raw memory, whose r3-r5 are 0, need not write them when it does not.
     reads_r3_r5: bool,
@@ -357,6 +360,12 @@ impl JitProgram {
             may_write: insns
                 .iter()
                 .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),
+            main_bytes: match hints.frame_bytes.first() {
+                Some(&(0, n)) => (n as usize)
+                    .min(bpfsim_vm::memory::FRAME_SIZE)
+                    .next_multiple_of(8),
+                _ => bpfsim_vm::memory::FRAME_SIZE,
+            },
             entry_need,
             reads_r3_r5: gen::regs_read_by(insns) & 0b11_1000 != 0,
             uses_host: insns.iter().any(|i| {
@@ -410,7 +419,7 @@ impl JitProgram {
         let budget = vm.budget.min(i64::MAX as u64);
         let Some((rows, n)) = ({
             let (stack, table) = vm.parts();
-            table.enter_main(stack, self.may_write, input)
+            table.enter_main_reaching(stack, self.may_write, self.main_bytes, input)
         }) else {
             // As the full entry: the input cannot be mapped (`MapError::TooLarge`).
             return Outcome {
@@ -520,7 +529,7 @@ impl JitProgram {
         n: u32,
     ) -> (Outcome, u32) {
         debug_assert!(std::ptr::eq(vm.interp, &self.interp));
-        mem.enter_main(self.may_write);
+        mem.enter_main_reaching(self.may_write, self.main_bytes);
         // The generated code counts the budget as a signed 64-bit number.
         let budget = budget.min(i64::MAX as u64);
         if self.lookups {
@@ -562,7 +571,7 @@ impl JitProgram {
                 // SAFETY: `vm.mem` and `vm.host` point at this call's map and host (set above),
                 // and no run is in progress.
                 unsafe {
-                    (*vm.mem).enter_main(self.may_write);
+                    (*vm.mem).enter_main_reaching(self.may_write, self.main_bytes);
                     if self.uses_host {
                         (*(*vm.host).host).begin_run();
                     }

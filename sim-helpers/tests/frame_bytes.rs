@@ -172,3 +172,65 @@ fn wrong_frame_bytes_stay_inside_the_stack() {
     );
     assert_eq!(with(Vec::new()), want);
 }
+
+/// `src` verified as XDP (it never reads its context) and compiled with the verdict's
+/// hints, with its interpreter.
+fn compiled(src: &str) -> (Interpreter, bpfsim_jit::JitProgram, Vec<(usize, u32)>) {
+    let insns = assemble(src).unwrap();
+    let verdict = verify(&insns, &Options::new(ProgType::Xdp));
+    assert!(verdict.accepted, "{:?}", verdict.error);
+    let frame_bytes = verdict.frame_bytes.clone();
+    let hints = bpfsim_jit::Hints {
+        no_ctx: verdict.no_ctx,
+        stack: verdict.stack,
+        frame_bytes: verdict.frame_bytes,
+        ..Default::default()
+    };
+    let prog = Program::new(insns).unwrap();
+    let jit = bpfsim_jit::JitProgram::compile_with(&prog, &hints).unwrap();
+    (Interpreter::new(&prog), jit, frame_bytes)
+}
+
+/// Frame 0 before a run of a program that reaches only its top 16 bytes is cleared only there;
+/// a run of another program on the same stack after it still reads zeros everywhere, under
+/// either engine.
+#[test]
+fn the_main_frame_is_cleared_where_the_program_reaches_and_stays_marked_written() {
+    use bpfsim_vm::{ConformanceHost, Vm};
+    let mut fill = String::new();
+    for k in 1..=64 {
+        fill.push_str(&format!("stdw [%r10-{}], {}\n", 8 * k, 1000 + k));
+    }
+    fill.push_str("mov %r0, 1\nexit");
+    let (_, filler, _) = compiled(&fill);
+    // Reads two words it never wrote.
+    let (near_interp, near, near_bytes) =
+        compiled("ldxdw %r0, [%r10-8]\nldxdw %r1, [%r10-16]\nadd %r0, %r1\nexit");
+    assert_eq!(near_bytes, vec![(0, 16)]);
+    let (far_interp, far, far_bytes) = compiled("ldxdw %r0, [%r10-512]\nexit");
+    assert_eq!(far_bytes, vec![(0, 512)]);
+    let mut vm = Vm::default();
+    vm.budget = 1000;
+    enum E<'a> {
+        I(&'a Interpreter),
+        J(&'a bpfsim_jit::JitProgram),
+    }
+    let mut run = |e: E<'_>| {
+        let out = match e {
+            E::I(p) => vm.run_with_memory(p, &mut ConformanceHost, &mut []),
+            E::J(p) => p.run_with_memory(&mut vm, &mut ConformanceHost, &mut []),
+        };
+        out.result.unwrap()
+    };
+    for (near_e, far_e) in [
+        (E::J(&near), E::J(&far)),
+        (E::I(&near_interp), E::I(&far_interp)),
+        (E::J(&near), E::I(&far_interp)),
+        (E::I(&near_interp), E::J(&far)),
+    ] {
+        assert_eq!(run(E::J(&filler)), 1);
+        assert_eq!(run(near_e), 0);
+        // `near` writes nothing, but left `filler`'s word at the bottom.
+        assert_eq!(run(far_e), 0);
+    }
+}

@@ -179,13 +179,28 @@ impl RegionTable {
         may_write: bool,
         input: &mut [u8],
     ) -> Option<(*const u8, usize)> {
+        self.enter_main_reaching(stack, may_write, FRAME_SIZE, input)
+    }
+
+    /// [`Self::enter_main`] for a program that reaches only the top `bytes` bytes of frame 0,
+    /// as [`MemoryMap::enter_main_reaching`].
+    #[inline]
+    pub fn enter_main_reaching(
+        &mut self,
+        stack: &mut Stack,
+        may_write: bool,
+        bytes: usize,
+        input: &mut [u8],
+    ) -> Option<(*const u8, usize)> {
         if input.len() > u32::MAX as usize {
             return None;
         }
-        if stack.dirty {
-            stack.buf[..FRAME_SIZE].fill(0);
+        let dirty = stack.dirty;
+        let bytes = bytes.min(FRAME_SIZE);
+        if dirty {
+            stack.buf[FRAME_SIZE - bytes..FRAME_SIZE].fill(0);
         }
-        stack.dirty = may_write;
+        stack.dirty = may_write || (dirty && bytes < FRAME_SIZE);
         if self.stack_id != stack.id || self.rows.len() < FIXED_ROWS {
             MemoryMap::fixed_rows(self, &mut stack.buf, stack.id);
         }
@@ -472,10 +487,24 @@ impl<'a> MemoryMap<'a> {
     /// [`Self::may_have_written`] trusts it: a run entered with `false` must write nothing.
     #[inline]
     pub fn enter_main(&mut self, may_write: bool) {
-        if *self.stack_dirty {
-            self.clear_frame(0);
+        self.enter_main_reaching(may_write, FRAME_SIZE);
+    }
+
+    /// [`Self::enter_main`] for a program that never reads or writes frame 0 below its top
+    /// `bytes` bytes (the verifier's `frame_bytes` of the main program): only those are
+    /// cleared. The rest may keep what an earlier run wrote, which this program cannot see; the
+    /// stack then stays marked as written, so that the next run of any program clears it.
+    #[inline]
+    pub fn enter_main_reaching(&mut self, may_write: bool, bytes: usize) {
+        let dirty = *self.stack_dirty;
+        let bytes = bytes.min(FRAME_SIZE);
+        if dirty {
+            let r = self.table.rows[FIRST_FRAME_REGION as usize];
+            // SAFETY: frame 0's region is the first `FRAME_SIZE`-byte chunk of the borrowed
+            // `Stack`; its top `bytes` bytes lie inside it.
+            unsafe { std::ptr::write_bytes(r.base.add(FRAME_SIZE - bytes), 0, bytes) }
         }
-        *self.stack_dirty = may_write;
+        *self.stack_dirty = may_write || (dirty && bytes < FRAME_SIZE);
         self.entered = true;
         self.may_write |= may_write;
     }
@@ -603,6 +632,57 @@ mod tests {
         m.enter_main(true);
         m.enter_main(false);
         assert!(m.may_have_written(), "one writer is enough");
+    }
+
+    /// A run that reaches only the top of frame 0 clears only that, and leaves the stack marked
+    /// written, so that the next run of a program reaching all of it still finds zeros; both
+    /// entries (with a map, and the lean one on a table) alike.
+    #[test]
+    fn entering_for_the_top_bytes_keeps_the_rest_marked_written() {
+        let mut stack = Stack::default();
+        let mut table = RegionTable::default();
+        let fp = frame_pointer(0);
+        let words = |m: &MemoryMap<'_>| -> Vec<u64> {
+            (1..=64)
+                .map(|k| m.load(fp - 8 * k, Size::DW).unwrap())
+                .collect()
+        };
+        let mut m = MemoryMap::new(&mut stack, &mut table);
+        m.enter_main(true);
+        for k in 1..=64 {
+            m.store(fp - 8 * k, Size::DW, k).unwrap();
+        }
+        // A reader of 16 bytes that writes nothing: the rest stays as written.
+        m.enter_main_reaching(false, 16);
+        let w = words(&m);
+        assert_eq!(&w[..2], &[0, 0]);
+        assert_eq!(&w[2..], &(3..=64).collect::<Vec<u64>>()[..]);
+        m.enter_main(false);
+        assert_eq!(words(&m), vec![0; 64]);
+        // Clean now: a reader of every byte need not clear again, and one of 16 leaves it clean.
+        m.enter_main_reaching(false, 16);
+        m.store(fp - 64, Size::DW, 9).unwrap();
+        m.enter_main(false);
+        assert_eq!(words(&m)[7], 9, "marked clean: not cleared");
+        drop(m);
+        // The lean entry: dirty, clears 24 bytes (more than a frame is the frame).
+        let mut m = MemoryMap::new(&mut stack, &mut table);
+        m.enter_main(true);
+        m.store(fp - 8, Size::DW, 1).unwrap();
+        m.store(fp - 512, Size::DW, 2).unwrap();
+        drop(m);
+        table
+            .enter_main_reaching(&mut stack, false, 24, &mut [])
+            .unwrap();
+        assert_eq!(stack.buf[FRAME_SIZE - 8], 0);
+        assert_eq!(stack.buf[0], 2);
+        table.enter_main(&mut stack, false, &mut []).unwrap();
+        assert_eq!(stack.buf[0], 0);
+        stack.buf[0] = 3;
+        table
+            .enter_main_reaching(&mut stack, false, 4096, &mut [])
+            .unwrap();
+        assert_eq!(stack.buf[0], 3, "clean after a full clear by a non-writer");
     }
 
     /// A context of two u32 fields: `a` read-only, `b` read-write.
