@@ -641,3 +641,44 @@ fn false_stack_hints_stay_inside_the_stack() {
         }
     }
 }
+
+/// After a return the caller's `r10` is its own frame's pointer again, whether restored from
+/// what the call saved or (static depths, `r10` never written) set as a constant: its value,
+/// copied to other registers after returns at depths 1 and 0, is the interpreter's.
+#[test]
+fn r10_after_a_return_is_the_callers() {
+    let src = "call local a
+mov %r8, %r0
+mov %r6, %r10
+call local a
+mov %r7, %r10
+sub %r7, %r6
+mov %r0, %r10
+rsh %r0, 32
+lsh %r0, 8
+add %r0, %r7
+add %r0, %r8
+exit
+a:
+call local b
+mov %r0, %r10
+rsh %r0, 24
+exit
+b:
+mov %r0, 0
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let interp = Interpreter::new(&prog);
+    let mut vm = Vm::default();
+    let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut []);
+    // Frame 0 is region 1 and frame 1 region 2: `r10 >> 32` of each, shifted by 8.
+    let want = (1u64 << 8) + (2u64 << 8);
+    assert_eq!(a.result, Ok(want), "{a:?}");
+    for hints in [Hints::default(), stack_of(&prog)] {
+        let jit = JitProgram::compile_with(&prog, &hints).unwrap();
+        assert_eq!(
+            jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut []),
+            a
+        );
+    }
+}

@@ -236,8 +236,12 @@ impl Gen<'_, '_> {
                 .load(I64, MemFlags::trusted(), row, 8 + 8 * k as i32);
             self.b.def_var(self.regs[r], v);
         }
-        let fp = self.b.ins().load(I64, MemFlags::trusted(), row, 40);
-        self.b.def_var(self.regs[10], fp);
+        // Where `r10` is each subprogram's constant (`Gen::static_fp`) the variable is never
+        // read: no load of what the call saved (Cranelift at `opt_level` none keeps dead loads).
+        if !self.static_fp() {
+            let fp = self.b.ins().load(I64, MemFlags::trusted(), row, 40);
+            self.b.def_var(self.regs[10], fp);
+        }
         // Back to the call site's continuation: with one caller, no need to read which.
         if sites.len() == 1 {
             let t = self.block_at(sites[0]);
