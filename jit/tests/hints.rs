@@ -682,3 +682,69 @@ exit";
         );
     }
 }
+
+/// An exit restores only the callee-saved registers its own subprogram writes: the others
+/// still hold the caller's values, through nested calls (static depths) and recursion (a depth
+/// in a variable), and a budget running out anywhere inside hands over the same registers.
+#[test]
+fn an_exit_restores_the_callee_saved_registers_its_subprogram_writes() {
+    let nested = "mov %r6, 1
+mov %r7, 2
+mov %r8, 3
+mov %r9, 4
+call local a
+mul %r6, 1000
+mul %r7, 100
+mul %r8, 10
+add %r0, %r6
+add %r0, %r7
+add %r0, %r8
+add %r0, %r9
+exit
+a:
+mov %r6, 50
+call local b
+add %r6, %r7
+mov %r0, %r6
+exit
+b:
+mov %r7, 9
+mov %r8, 9
+mov %r0, %r7
+exit";
+    let recursive = "mov %r8, 7
+mov %r6, 5
+mov %r1, 4
+call local c
+mul %r8, 100
+add %r0, %r8
+add %r0, %r6
+exit
+c:
+mov %r0, 0
+jeq %r1, 0, +5
+mov %r9, %r1
+sub %r1, 1
+call local c
+add %r0, %r9
+add %r0, %r8
+exit";
+    for (src, want) in [
+        (nested, 1000 + 200 + 30 + 4 + 52),
+        (recursive, 700 + 5 + 10 + 28),
+    ] {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let interp = Interpreter::new(&prog);
+        let jit = JitProgram::compile(&prog).unwrap();
+        let mut vm = Vm::default();
+        vm.budget = 1000;
+        let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut []);
+        assert_eq!(a.result, Ok(want), "{src}");
+        for budget in 0..=a.insns + 1 {
+            vm.budget = budget;
+            let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut []);
+            let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut []);
+            assert_eq!(a, b, "budget {budget}\n{src}");
+        }
+    }
+}

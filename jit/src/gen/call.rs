@@ -37,6 +37,25 @@ pub(super) fn sites_by_subprogram(
     sites
 }
 
+/// For each subprogram (by index in `subprogs`), which of `r6`-`r9` its own instructions write,
+/// as a mask by register index. Calls are not counted: a local call returns with them as they
+/// were, a helper call leaves them alone.
+pub(super) fn callee_saved_written(insns: &[Insn], pcs: &[usize], subprogs: &[usize]) -> Vec<u16> {
+    const SAVED: u16 = 0b11_1100_0000;
+    let mut w = vec![0u16; subprogs.len()];
+    for (i, insn) in insns.iter().enumerate() {
+        let written = match insn {
+            Insn::Call(_) | Insn::Callx { .. } | Insn::LoadPacket { .. } | Insn::Exit => 0,
+            _ => super::regs_written(insn),
+        };
+        let sub = subprogs.partition_point(|&s| s <= pcs[i]).saturating_sub(1);
+        if let Some(m) = w.get_mut(sub) {
+            *m |= written & SAVED;
+        }
+    }
+    w
+}
+
 /// Each subprogram's call depth when it has one only: every call to it is made from frames of
 /// one depth, and that depth leaves room for its frame (below the limit, so no call of a
 /// subprogram with a static depth can fail the depth test). `None` when some subprogram that
@@ -230,6 +249,9 @@ impl Gen<'_, '_> {
             self.dynamic_return(sub)
         };
         for (k, r) in (6..10).enumerate() {
+            if self.sub_writes[sub] & (1 << r) == 0 {
+                continue;
+            }
             let v = self
                 .b
                 .ins()

@@ -164,6 +164,10 @@ pub(crate) struct Gen<'a, 'b> {
     /// subprogram), so its dispatch tests those alone, and a subprogram called from one site
     /// returns with a plain jump.
     sub_sites: Vec<Vec<usize>>,
+    /// For each subprogram, which of `r6`-`r9` its own instructions write (a mask by index): an
+    /// exit restores only those, the others hold the caller's values already (every call
+    /// restores what its callee writes).
+    sub_writes: Vec<u16>,
     /// Instructions of the current block, and the index of the one being translated: a stop
     /// in the middle gives back the budget of those after it.
     block_len: u64,
@@ -393,6 +397,7 @@ pub(crate) fn build(
         faults: Vec::new(),
         subprogs: prog.subprograms(),
         sub_sites: call::sites_by_subprogram(insns, pcs, prog.subprograms()),
+        sub_writes: call::callee_saved_written(insns, pcs, prog.subprograms()),
         block_len: 0,
         block_pos: 0,
         pending: 0,
