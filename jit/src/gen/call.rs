@@ -190,7 +190,7 @@ impl Gen<'_, '_> {
         if len == 0 {
             return;
         }
-        let base = self.vm_load(offset_of!(VmCtx, stack_base));
+        let base = self.stack_base();
         let skip = (FRAME_SIZE - len) as i64;
         let at = match frame {
             Ok(d) => self

@@ -370,18 +370,32 @@ impl Gen<'_, '_> {
     fn stack_clamped(&mut self, addr: Value, size: Size) -> Value {
         const _: () = assert!(FRAME_SIZE.is_power_of_two());
         let region = self.b.ins().ushr_imm(addr, REGION_SHIFT as i64);
-        let frame = self.b.ins().iadd_imm(region, -(FIRST_FRAME_REGION as i64));
+        // `(region - FIRST) * FRAME_SIZE + off` as `region * FRAME_SIZE + off - FIRST *
+        // FRAME_SIZE`: the same wrapping sum, the constant folded into one addition.
         let start = self
             .b
             .ins()
-            .ishl_imm(frame, FRAME_SIZE.trailing_zeros() as i64);
+            .ishl_imm(region, FRAME_SIZE.trailing_zeros() as i64);
         let low = self.b.ins().ireduce(types::I32, addr);
         let off = self.b.ins().uextend(I64, low);
-        let at = self.b.ins().iadd(start, off);
+        let sum = self.b.ins().iadd(start, off);
+        let at = self
+            .b
+            .ins()
+            .iadd_imm(sum, -((FIRST_FRAME_REGION as usize * FRAME_SIZE) as i64));
         let max = self.iconst((FRAME_SIZE * MAX_FRAMES) as u64 - size.bytes() as u64);
         let c = self.b.ins().umin(at, max);
-        let base = self.vm_load(offset_of!(VmCtx, stack_base));
+        let base = self.stack_base();
         self.b.ins().iadd(base, c)
+    }
+
+    /// The stack buffer's base ([`VmCtx::stack_base`]): the value loaded at entry where depths
+    /// are static, else a load here.
+    pub(super) fn stack_base(&mut self) -> Value {
+        match self.fixed_stack_base {
+            Some(base) => base,
+            None => self.vm_load(offset_of!(VmCtx, stack_base)),
+        }
     }
 
     /// Load the clamp bounds the program's proven packet accesses use into their variables:
