@@ -168,6 +168,13 @@ pub struct Hints {
     /// below it would see what an earlier call or run left in the run's own stack (never
     /// memory outside it, never a trap).
     pub frame_bytes: Vec<(usize, u32)>,
+    /// For a slot [`Hints::stack`] marks: `Some((up, off))` when the access's pointer is, on
+    /// every path, the frame pointer of the frame `up` calls above the accessing one plus `off`
+    /// (`bpfsim_verifier::Verdict::stack_at`). Where call depths are static the JIT then
+    /// addresses the access as a constant place in the stack buffer, without reading the
+    /// pointer. A place outside its frame is not used; if the hint were wrong, the access would
+    /// read or write other bytes of the run's own stack, never other memory, never trap.
+    pub stack_at: Vec<Option<(u32, i32)>>,
 }
 
 /// The most maps whose value accesses [`Hints::map_value`] makes branch-free in one program.

@@ -748,3 +748,91 @@ exit";
         }
     }
 }
+
+/// Stack places ([`Hints::stack_at`]) address an access as a constant place in the stack
+/// buffer, without reading its pointer: true ones give the interpreter's results; false ones
+/// (another frame, another offset, a frame above the main program's, a place outside any
+/// frame) read and write other bytes of the run's stack or are not used, and never touch the
+/// run's memory or trap.
+#[test]
+fn stack_places_true_and_false() {
+    use bpfsim_vm::isa::Insn;
+    let src = "stdw [%r10-8], 5
+stdw [%r10-16], 6
+mov %r1, %r10
+add %r1, -16
+call local f
+ldxdw %r3, [%r10-8]
+add %r0, %r3
+ldxdw %r3, [%r10-16]
+add %r0, %r3
+exit
+f:
+stdw [%r10-8], 1
+ldxdw %r2, [%r1+8]
+stxdw [%r1+0], %r2
+mov %r0, 0
+ldxdw %r0, [%r10-8]
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let interp = Interpreter::new(&prog);
+    let slots = prog.iter().map(|(pc, _)| pc + 2).max().unwrap_or(0);
+    let accesses: Vec<usize> = prog
+        .iter()
+        .filter(|(_, i)| matches!(i, Insn::Load { .. } | Insn::Store { .. }))
+        .map(|(pc, _)| pc)
+        .collect();
+    // `f`'s accesses through `r1`: main's `r10 - 16`, one frame up.
+    let through_r1: Vec<usize> = prog
+        .iter()
+        .filter(|(_, i)| {
+            matches!(i, Insn::Load { src, .. } if src.index() == 1)
+                || matches!(i, Insn::Store { dst, .. } if dst.index() == 1)
+        })
+        .map(|(pc, _)| pc)
+        .collect();
+    assert_eq!(through_r1.len(), 2);
+    let with = |place: Option<(u32, i32)>| {
+        let mut stack = vec![false; slots];
+        let mut stack_at = vec![None; slots];
+        for &pc in &accesses {
+            stack[pc] = true;
+        }
+        for &pc in &through_r1 {
+            stack_at[pc] = place;
+        }
+        let hints = Hints {
+            no_ctx: vec![true; slots],
+            stack,
+            stack_at,
+            ..Hints::default()
+        };
+        JitProgram::compile_with(&prog, &hints).unwrap()
+    };
+    let mut vm = Vm::default();
+    let mut m = [7u8; 16];
+    let want = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m);
+    assert_eq!(want.result, Ok(1 + 5 + 5), "{want:?}");
+    let run = |jit: &JitProgram, vm: &mut Vm| {
+        let mut m = [7u8; 16];
+        let out = jit.run_with_memory(vm, &mut ConformanceHost, &mut m);
+        assert_eq!(m, [7u8; 16]);
+        out
+    };
+    // True, and places not used (a frame above the main program's, outside a frame).
+    for place in [
+        Some((1, -16)),
+        None,
+        Some((2, -16)),
+        Some((1, -600)),
+        Some((1, 8)),
+    ] {
+        assert_eq!(run(&with(place), &mut vm), want, "{place:?}");
+    }
+    // False: main's other word, or `f`'s own frame: other stack bytes, no trap.
+    for place in [Some((1, -8)), Some((0, -16)), Some((0, -512))] {
+        let out = run(&with(place), &mut vm);
+        assert!(out.result.is_ok(), "{place:?}: {out:?}");
+        assert_ne!(out.result, want.result, "{place:?}");
+    }
+}

@@ -84,6 +84,7 @@ impl Source {
             map_value,
             stack: verdict.stack,
             frame_bytes: verdict.frame_bytes,
+            stack_at: verdict.stack_at,
         }
     }
 

@@ -82,6 +82,7 @@ fn build() -> (Program, bpfsim_jit::Hints) {
         map_value: verdict.map_value,
         stack: verdict.stack,
         frame_bytes: verdict.frame_bytes,
+        stack_at: verdict.stack_at,
     };
     (Program::new(insns).unwrap(), hints)
 }

@@ -206,6 +206,7 @@ fn build(src: &str) -> (Program, bpfsim_jit::Hints) {
         map_value: verdict.map_value,
         stack: verdict.stack,
         frame_bytes: verdict.frame_bytes,
+        stack_at: verdict.stack_at,
     };
     (Program::new(assemble(&linked).unwrap()).unwrap(), hints)
 }

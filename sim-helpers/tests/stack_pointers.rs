@@ -100,6 +100,7 @@ fn build(src: &str) -> (Program, bpfsim_jit::Hints) {
         map_value: verdict.map_value,
         stack: verdict.stack,
         frame_bytes: verdict.frame_bytes,
+        stack_at: verdict.stack_at,
     };
     (Program::new(insns).unwrap(), hints)
 }
@@ -159,6 +160,22 @@ fn the_verifier_proves_stack_accesses_through_any_stack_pointer() {
     }
     assert_eq!(want.len(), 25);
     assert_eq!(stack_hinted(&prog, &hints), want);
+    // Where the pointer is known: `fill`'s stores through main's `r10 - 32` one frame up,
+    // `deeper`'s through it two frames up and through `fill`'s `r10 - 8` one up; the variable
+    // offset (`r9`) is not placed; `r10` itself is its own frame's pointer plus 0.
+    let placed: Vec<_> = prog
+        .iter()
+        .filter_map(|(pc, _)| hints.stack_at[pc])
+        .collect();
+    for want in [(1, -32), (2, -32), (1, -8), (0, -16), (0, 0)] {
+        assert!(placed.contains(&want), "{want:?} in {placed:?}");
+    }
+    let variable = prog
+        .iter()
+        .find(|(_, i)| matches!(i, Insn::Load { src, .. } if src.index() == 9))
+        .unwrap()
+        .0;
+    assert_eq!(hints.stack_at[variable], None);
     for pc in want {
         assert!(
             hints.no_ctx[pc] && !hints.packet[pc] && !hints.ctx[pc],
@@ -247,9 +264,41 @@ fn bpf2bpf_calls_stack_pointers_are_proven() {
     // The subprograms' 13 accesses through the caller's pointer (r3, r6), and r10's own.
     assert_eq!(through_copies, 13, "{hinted:?}");
     assert_eq!(hinted.len(), 17, "{hinted:?}");
+    // Each of the 13 through the caller's `struct flow_info *` (its `r10 - 16`, one or two
+    // frames up), at a known place: the JIT addresses them as constants.
+    let up: Vec<u32> = hinted
+        .iter()
+        .filter_map(|&pc| hints.stack_at[pc])
+        .filter(|&(up, _)| up > 0)
+        .map(|(up, off)| {
+            assert_eq!(off, -16, "{:?}", hints.stack_at);
+            up
+        })
+        .collect();
+    assert_eq!(up.len(), 13, "{:?}", hints.stack_at);
+    assert!(up.contains(&1) && up.contains(&2), "{up:?}");
+    let unplaced = bpfsim_jit::JitProgram::compile_with(
+        &prog,
+        &bpfsim_jit::Hints {
+            stack_at: Vec::new(),
+            ..hints.clone()
+        },
+    )
+    .unwrap();
     let interp = Interpreter::new(&prog);
     let jit = bpfsim_jit::JitProgram::compile_with(&prog, &hints).unwrap();
+    assert!(
+        jit.code_size < unplaced.code_size,
+        "{} {}",
+        jit.code_size,
+        unplaced.code_size
+    );
     for repeat in [1, 4] {
         assert_eq!(runs(&jit, repeat), runs(&interp, repeat), "repeat {repeat}");
+        assert_eq!(
+            runs(&unplaced, repeat),
+            runs(&interp, repeat),
+            "repeat {repeat}"
+        );
     }
 }

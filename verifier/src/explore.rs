@@ -31,6 +31,10 @@ pub const ACCESS_STACK: u8 = 16;
 pub const NO_MAP: u32 = u32::MAX;
 /// [`Verifier::access_map`]: map value accesses of different maps at the slot.
 pub const MANY_MAPS: u32 = u32::MAX - 1;
+/// `access_stack_at` of a slot no stack access reached yet (no frame is that far up).
+pub const STACK_AT_NONE: u64 = u64::MAX;
+/// `access_stack_at` of a slot whose stack pointers disagree or have a variable offset.
+pub const STACK_AT_MANY: u64 = u64::MAX - 1;
 
 const MAX_CALL_FRAMES: usize = 8;
 
@@ -115,6 +119,11 @@ pub struct Verifier<'a> {
     /// For each slot, the map of the map value pointers its access went through ([`NO_MAP`],
     /// [`MANY_MAPS`] or the map's index).
     pub access_map: Vec<u32>,
+    /// For each slot, where the stack pointers its access went through point: [`STACK_AT_NONE`]
+    /// before any, [`STACK_AT_MANY`] when two paths (or a variable offset) disagree, else the frame as a
+    /// count of frames up from the accessing one (high 32 bits) and the constant offset from
+    /// that frame's pointer (low 32 bits, two's complement).
+    pub access_stack_at: Vec<u64>,
     /// Slot of each instruction.
     pub pcs: Vec<usize>,
     /// Instruction at each slot.
@@ -200,6 +209,7 @@ impl<'a> Verifier<'a> {
             opts,
             access: vec![0; slot],
             access_map: vec![NO_MAP; slot],
+            access_stack_at: vec![STACK_AT_NONE; slot],
             pcs,
             at,
             log: Vec::new(),
@@ -1060,6 +1070,24 @@ impl<'a> Verifier<'a> {
         };
         if let Some(k) = self.access.get_mut(pc) {
             *k |= kind;
+        }
+        if kind == ACCESS_STACK {
+            let here = st.frames.len().saturating_sub(1);
+            let at = if reg.var_off.is_const() && (reg.frameno as usize) <= here {
+                let off = reg.off as i64 + reg.var_off.value as i64;
+                i32::try_from(off)
+                    .map(|o| ((here - reg.frameno as usize) as u64) << 32 | o as u32 as u64)
+                    .unwrap_or(STACK_AT_MANY)
+            } else {
+                STACK_AT_MANY
+            };
+            if let Some(m) = self.access_stack_at.get_mut(pc) {
+                *m = match *m {
+                    STACK_AT_NONE => at,
+                    same if same == at => same,
+                    _ => STACK_AT_MANY,
+                };
+            }
         }
         if kind == ACCESS_MAP_VALUE {
             if let Some(m) = self.access_map.get_mut(pc) {

@@ -165,6 +165,12 @@ pub struct Verdict {
     /// accesses included). No run of the program touches a byte of that frame below them, so
     /// an engine that zeroes only these bytes of a callee's frame at a call reads what one that
     /// zeroes the whole frame reads. Empty for rejected programs.
+    /// For each slot whose access is a proven stack access ([`Verdict::stack`]): `Some((up,
+    /// off))` when on every path its pointer is the frame pointer of the frame `up` calls above
+    /// the accessing one (0: its own) plus the constant `off` (before the instruction's own
+    /// offset); `None` elsewhere, and for rejected programs. With static call depths the JIT
+    /// addresses such an access as a constant place in the stack.
+    pub stack_at: Vec<Option<(u32, i32)>>,
     pub frame_bytes: Vec<(usize, u32)>,
     /// The ids of helpers a program type may call but whose prototype bpfsim does not know,
     /// called on some explored path: their arguments were not checked, so the kernel may reject
@@ -226,6 +232,20 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     } else {
         Vec::new()
     };
+    let stack_at = if error.is_none() {
+        v.access
+            .iter()
+            .zip(&v.access_stack_at)
+            .map(|(&k, &a)| {
+                let known = k == explore::ACCESS_STACK
+                    && a != explore::STACK_AT_NONE
+                    && a != explore::STACK_AT_MANY;
+                known.then_some(((a >> 32) as u32, a as u32 as i32))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (no_ctx, packet, ctx, map_value, stack) = if error.is_none() {
         let only = |kind: u8| v.access.iter().map(|&k| k == kind).collect();
         let map_value = v
@@ -257,6 +277,7 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         map_value,
         stack,
         frame_bytes,
+        stack_at,
         unchecked_helpers: v.unchecked_helpers.iter().copied().collect(),
         accepted: error.is_none(),
         error,

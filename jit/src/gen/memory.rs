@@ -90,7 +90,7 @@ impl Gen<'_, '_> {
                 return;
             }
             if self.stack_hint(pc) {
-                let p = self.stack_clamped(addr, size);
+                let p = self.stack_clamped(pc, addr, size);
                 self.inline_atomic(p, size, op, src, s, r0);
                 return;
             }
@@ -367,7 +367,10 @@ impl Gen<'_, '_> {
     /// low 32 bits its offset in the frame) clamped so that the access ends inside the buffer.
     /// A right proof gives the very bytes the region table maps; a wrong one (any region, any
     /// offset: the arithmetic wraps, the compare is unsigned) other bytes of the run's stack.
-    fn stack_clamped(&mut self, addr: Value, size: Size) -> Value {
+    fn stack_clamped(&mut self, pc: usize, addr: Value, size: Size) -> Value {
+        if let Some(p) = self.stack_place(pc, size) {
+            return p;
+        }
         const _: () = assert!(FRAME_SIZE.is_power_of_two());
         let region = self.b.ins().ushr_imm(addr, REGION_SHIFT as i64);
         // `(region - FIRST) * FRAME_SIZE + off` as `region * FRAME_SIZE + off - FIRST *
@@ -387,6 +390,23 @@ impl Gen<'_, '_> {
         let c = self.b.ins().umin(at, max);
         let base = self.stack_base();
         self.b.ins().iadd(base, c)
+    }
+
+    /// The host address of a proven stack access whose pointer the verifier knows
+    /// ([`crate::Hints::stack_at`]): with static depths, the frame `up` calls above this
+    /// subprogram's is at a depth known here, so the place is a constant from the stack base.
+    /// `None` without static depths, or for a place outside that frame.
+    fn stack_place(&mut self, pc: usize, size: Size) -> Option<Value> {
+        let (up, off) = self.stack_at.get(pc).copied().flatten()?;
+        self.static_depth.as_ref()?;
+        let frame = self.static_depth_here().checked_sub(up as u64)? as i64;
+        let inside = off >= -(FRAME_SIZE as i64) && off + size.bytes() as i64 <= 0;
+        if !inside || frame >= MAX_FRAMES as i64 {
+            return None;
+        }
+        let place = (frame + 1) * FRAME_SIZE as i64 + off;
+        let base = self.stack_base();
+        Some(self.b.ins().iadd_imm(base, place))
     }
 
     /// The stack buffer's base ([`VmCtx::stack_base`]): the value loaded at entry where depths
@@ -522,7 +542,7 @@ impl Gen<'_, '_> {
             return self.load_zx(size, p);
         }
         if self.stack_hint(pc) {
-            let p = self.stack_clamped(addr, size);
+            let p = self.stack_clamped(pc, addr, size);
             return self.load_zx(size, p);
         }
         if self.no_ctx.get(pc).copied().unwrap_or(false) {
@@ -567,7 +587,7 @@ impl Gen<'_, '_> {
             let p = match value_slot {
                 Some(slot) => self.value_clamped(addr, size, true, slot),
                 None if packet => self.clamped(addr, size, true),
-                None => self.stack_clamped(addr, size),
+                None => self.stack_clamped(pc, addr, size),
             };
             let ty = Self::mem_ty(size);
             let v = if ty == I64 {

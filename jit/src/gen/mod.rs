@@ -130,6 +130,8 @@ pub(crate) struct Gen<'a, 'b> {
     map_value: &'a [Option<u32>],
     /// [`crate::Hints::frame_bytes`].
     frame_bytes: &'a [(usize, u32)],
+    /// [`crate::Hints::stack_at`] by slot, with the instruction's own offset added.
+    stack_at: Vec<Option<(u32, i64)>>,
     value_maps: Vec<u32>,
     /// [`Hints::stack`].
     stack: &'a [bool],
@@ -247,6 +249,22 @@ fn regs_written(insn: &Insn) -> u16 {
 /// The registers some instruction of `insns` may read, as a mask by index.
 pub(crate) fn regs_read_by(insns: &[Insn]) -> u16 {
     insns.iter().fold(0, |m, i| m | regs_read(i))
+}
+
+/// [`crate::Hints::stack_at`] for each slot with a load, store or atomic, the instruction's
+/// offset added: the access's offset from the frame pointer of the frame it reaches.
+fn stack_places(insns: &[Insn], pcs: &[usize], hints: &Hints) -> Vec<Option<(u32, i64)>> {
+    let mut at = vec![None; pcs.last().map_or(0, |&p| p + 2)];
+    for (i, insn) in insns.iter().enumerate() {
+        let off = match *insn {
+            Insn::Load { off, .. } | Insn::Store { off, .. } | Insn::Atomic { off, .. } => off,
+            _ => continue,
+        };
+        if let Some(&Some((up, o))) = hints.stack_at.get(pcs[i]) {
+            at[pcs[i]] = Some((up, o as i64 + off as i64));
+        }
+    }
+    at
 }
 
 /// Translate `prog` into `func`. Returns what the budget must hold at entry (see
@@ -381,6 +399,7 @@ pub(crate) fn build(
         value_maps: crate::value_maps(prog, hints),
         stack: &hints.stack,
         frame_bytes: &hints.frame_bytes,
+        stack_at: stack_places(insns, pcs, hints),
         clamp_vars,
         clamp_fixed: [None; 8],
         uses_helpers: insns
