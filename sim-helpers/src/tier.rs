@@ -49,6 +49,20 @@ pub struct Source {
     pub verify: Option<(Vec<Insn>, bpfsim_verifier::Options)>,
 }
 
+/// Everything the verifier's `verdict` on an accepted program proves that the JIT can use, as
+/// it says it (a run's host must also place the value maps: [`bpfsim_vm::Host::value_region`]).
+pub fn verdict_hints(verdict: bpfsim_verifier::Verdict) -> Hints {
+    Hints {
+        no_ctx: verdict.no_ctx,
+        packet: verdict.packet,
+        ctx: verdict.ctx,
+        map_value: verdict.map_value,
+        stack: verdict.stack,
+        frame_bytes: verdict.frame_bytes,
+        stack_at: verdict.stack_at,
+    }
+}
+
 impl Source {
     /// What the verifier proves that the JIT can use; nothing when it rejects the program.
     pub fn hints(&self) -> Hints {
@@ -64,28 +78,17 @@ impl Source {
         let other_cpus = insns.iter().any(|i| {
             matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == MAP_LOOKUP_PERCPU_ELEM)
         });
-        let map_value = verdict
-            .map_value
-            .into_iter()
-            .map(|m| {
-                m.filter(|&m| {
-                    !other_cpus
-                        || opts
-                            .maps
-                            .get(m as usize)
-                            .is_some_and(|info| !is_percpu(info.map_type))
-                })
-            })
-            .collect();
-        Hints {
-            no_ctx: verdict.no_ctx,
-            packet: verdict.packet,
-            ctx: verdict.ctx,
-            map_value,
-            stack: verdict.stack,
-            frame_bytes: verdict.frame_bytes,
-            stack_at: verdict.stack_at,
+        let mut hints = verdict_hints(verdict);
+        for m in &mut hints.map_value {
+            *m = m.filter(|&m| {
+                !other_cpus
+                    || opts
+                        .maps
+                        .get(m as usize)
+                        .is_some_and(|info| !is_percpu(info.map_type))
+            });
         }
+        hints
     }
 
     fn compile(&self) -> Result<Arc<JitProgram>, JitError> {

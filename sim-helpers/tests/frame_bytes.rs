@@ -75,15 +75,7 @@ fn build() -> (Program, bpfsim_jit::Hints) {
         verdict.error,
         verdict.log.join("\n")
     );
-    let hints = bpfsim_jit::Hints {
-        no_ctx: verdict.no_ctx,
-        packet: verdict.packet,
-        ctx: verdict.ctx,
-        map_value: verdict.map_value,
-        stack: verdict.stack,
-        frame_bytes: verdict.frame_bytes,
-        stack_at: verdict.stack_at,
-    };
+    let hints = bpfsim_helpers::tier::verdict_hints(verdict);
     (Program::new(insns).unwrap(), hints)
 }
 

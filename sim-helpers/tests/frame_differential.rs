@@ -123,15 +123,7 @@ fn both(src: &str) -> Result<(), TestCaseError> {
     let insns = assemble(src).map_err(|e| TestCaseError::fail(format!("{e:?}\n{src}")))?;
     let verdict = verify(&insns, &Options::new(ProgType::Xdp));
     prop_assert!(verdict.accepted, "{:?}\n{}", verdict.error, src);
-    let hints = bpfsim_jit::Hints {
-        no_ctx: verdict.no_ctx,
-        packet: verdict.packet,
-        ctx: verdict.ctx,
-        map_value: verdict.map_value,
-        stack: verdict.stack,
-        frame_bytes: verdict.frame_bytes,
-        stack_at: verdict.stack_at,
-    };
+    let hints = bpfsim_helpers::tier::verdict_hints(verdict);
     let prog = Program::new(insns).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
     let jit = bpfsim_jit::JitProgram::compile_with(&prog, &hints)
         .map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;

@@ -199,15 +199,7 @@ fn build(src: &str) -> (Program, bpfsim_jit::Hints) {
     }
     let verdict = verify(&assemble(&for_verifier).unwrap(), &options());
     assert!(verdict.accepted, "{:?}\n{for_verifier}", verdict.error);
-    let hints = bpfsim_jit::Hints {
-        no_ctx: verdict.no_ctx,
-        packet: verdict.packet,
-        ctx: verdict.ctx,
-        map_value: verdict.map_value,
-        stack: verdict.stack,
-        frame_bytes: verdict.frame_bytes,
-        stack_at: verdict.stack_at,
-    };
+    let hints = bpfsim_helpers::tier::verdict_hints(verdict);
     (Program::new(assemble(&linked).unwrap()).unwrap(), hints)
 }
 
