@@ -1024,8 +1024,12 @@ impl<'a> Verifier<'a> {
                 .copied()
                 .unwrap_or(usize::MAX)
         };
+        // The kernel counts every access as it checks it (`update_stack_depth`): a path pruned
+        // at a checkpoint counts what it touched before it (`frame_reach`), not just paths that
+        // reach an exit (`subprog_depth`).
         let depth_of = |s: usize| {
             let d = self.subprog_depth.get(&s).copied().unwrap_or(0);
+            let d = d.max(self.frame_reach.get(&s).copied().unwrap_or(0));
             d.max(1).next_multiple_of(16)
         };
         // Depth-first over (subprogram, frames so far, bytes so far).
