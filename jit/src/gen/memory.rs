@@ -56,13 +56,7 @@ impl Gen<'_, '_> {
             Source::Imm(i) => self.iconst(i as i64 as u64),
         };
         if let Some((top, at)) = self.fixed_stack(dst, off, size) {
-            let ty = Self::mem_ty(size);
-            let v = if ty == I64 {
-                v
-            } else {
-                self.b.ins().ireduce(ty, v)
-            };
-            self.b.ins().store(MemFlags::trusted(), v, top, at);
+            self.store_sized(size, v, top, at);
             return;
         }
         let d = self.reg(dst);
@@ -141,13 +135,7 @@ impl Gen<'_, '_> {
                 unreachable!("inline_atomic admits read-modify-writes only")
             }
         };
-        let ty = Self::mem_ty(size);
-        let v = if ty == I64 {
-            new
-        } else {
-            self.b.ins().ireduce(ty, new)
-        };
-        self.b.ins().store(MemFlags::trusted(), v, p, 0);
+        self.store_sized(size, new, p, 0);
         match op {
             AtomicOp::CmpXchg => self.set(Reg::R0, old),
             AtomicOp::Xchg
@@ -283,6 +271,17 @@ impl Gen<'_, '_> {
     /// instruction (a load then an extend would be two moves at `opt_level` none).
     fn load_zx(&mut self, size: Size, p: Value) -> Value {
         self.load_zx_at(size, p, 0)
+    }
+
+    /// A store of `v`'s low `size` bytes at host address `p + off`.
+    fn store_sized(&mut self, size: Size, v: Value, p: Value, off: i32) {
+        let ty = Self::mem_ty(size);
+        let v = if ty == I64 {
+            v
+        } else {
+            self.b.ins().ireduce(ty, v)
+        };
+        self.b.ins().store(MemFlags::trusted(), v, p, off);
     }
 
     fn load_zx_at(&mut self, size: Size, p: Value, off: i32) -> Value {
@@ -589,25 +588,13 @@ impl Gen<'_, '_> {
                 None if packet => self.clamped(addr, size, true),
                 None => self.stack_clamped(pc, addr, size),
             };
-            let ty = Self::mem_ty(size);
-            let v = if ty == I64 {
-                value
-            } else {
-                self.b.ins().ireduce(ty, value)
-            };
-            self.b.ins().store(MemFlags::trusted(), v, p, 0);
+            self.store_sized(size, value, p, 0);
             return;
         }
         if self.no_ctx.get(pc).copied().unwrap_or(false) {
             let fault = self.fault_path(pc, addr, size, true);
             let p = self.translate_no_ctx(addr, size.bytes() as u64, true, fault);
-            let ty = Self::mem_ty(size);
-            let v = if ty == I64 {
-                value
-            } else {
-                self.b.ins().ireduce(ty, value)
-            };
-            self.b.ins().store(MemFlags::trusted(), v, p, 0);
+            self.store_sized(size, value, p, 0);
             return;
         }
         if self.ctx_access(pc) {
@@ -622,13 +609,7 @@ impl Gen<'_, '_> {
         self.b.set_cold_block(slow);
         let done = self.b.create_block();
         let p = self.translate(addr, size.bytes() as u64, true, slow);
-        let ty = Self::mem_ty(size);
-        let v = if ty == I64 {
-            value
-        } else {
-            self.b.ins().ireduce(ty, value)
-        };
-        self.b.ins().store(MemFlags::trusted(), v, p, 0);
+        self.store_sized(size, value, p, 0);
         self.b.ins().jump(done, &[]);
         self.switch(slow);
         let sz = self.iconst(size.bytes() as u64);
