@@ -154,13 +154,6 @@ impl Default for Outcome {
     }
 }
 
-/// How a run of `exec` starts: a fresh frame with arguments. (Another engine's hand-over, with
-/// registers as it left them, goes through [`Interpreter::finish_budget`].)
-#[derive(Clone, Copy)]
-enum Init {
-    Args([u64; 5]),
-}
-
 /// A host behind a reference, so that any host, sized or not, can be used as `&mut dyn Host`.
 struct HostRef<'h, H: ?Sized>(&'h mut H);
 
@@ -274,7 +267,7 @@ impl Interpreter {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
-        self.outcome::<EXACT>(0, 0, mem, host, Init::Args(args), budget, budget)
+        self.outcome::<EXACT>(0, 0, mem, host, args, budget, budget)
     }
 
     /// [`Self::exec`] with `steps` instructions to spend, as an [`Outcome`] (its `insns` those
@@ -287,13 +280,13 @@ impl Interpreter {
         base: usize,
         mem: &mut MemoryMap<'_>,
         host: &mut dyn Host,
-        init: Init,
+        args: [u64; 5],
         steps: u64,
         budget: u64,
     ) -> Outcome {
         let mut left = steps;
         let mut out = Outcome::default();
-        self.exec::<EXACT>(start, base, mem, host, init, &mut left, budget, &mut out);
+        self.exec::<EXACT>(start, base, mem, host, args, &mut left, budget, &mut out);
         out.insns = steps - left;
         out
     }
@@ -404,16 +397,7 @@ impl Interpreter {
         for args in calls {
             made += 1;
             let mut out = Outcome::default();
-            self.exec::<EXACT>(
-                entry,
-                depth + 1,
-                mem,
-                host,
-                Init::Args(args),
-                left,
-                budget,
-                &mut out,
-            );
+            self.exec::<EXACT>(entry, depth + 1, mem, host, args, left, budget, &mut out);
             let ret = out.result?;
             if ret != 0 {
                 break;
@@ -434,23 +418,21 @@ impl Interpreter {
         base: usize,
         mem: &mut MemoryMap<'_>,
         host: &mut dyn Host,
-        init: Init,
+        args: [u64; 5],
         left: &mut u64,
         budget: u64,
         out: &mut Outcome,
     ) {
         // 16 registers so that a 4-bit index needs no bounds check; only r0-r10 are ever named.
         let mut r = [0u64; 16];
-        match init {
-            Init::Args(args) => {
-                r[1..6].copy_from_slice(&args);
-                r[10] = frame_pointer(base);
-                if base == 0 {
-                    mem.enter_main(self.may_write);
-                } else {
-                    mem.clear_frame(base);
-                }
-            }
+        // A fresh frame with the arguments (another engine's hand-over, with registers as it
+        // left them, goes through `finish_budget`).
+        r[1..6].copy_from_slice(&args);
+        r[10] = frame_pointer(base);
+        if base == 0 {
+            mem.enter_main(self.may_write);
+        } else {
+            mem.clear_frame(base);
         }
         let mut env = Env {
             mem,
