@@ -277,6 +277,7 @@ impl JitProgram {
         jb.symbol("bpfsim_atomic", shims::atomic as *const u8);
         jb.symbol("bpfsim_call", shims::call as *const u8);
         jb.symbol("bpfsim_map_lookup", shims::map_lookup as *const u8);
+        jb.symbol("bpfsim_map_lookup_key", shims::map_lookup_key as *const u8);
         jb.symbol("bpfsim_ld_packet", shims::ld_packet as *const u8);
         jb.symbol("bpfsim_zero_stack", shims::zero_stack as *const u8);
         let mut module = JITModule::new(jb);
@@ -305,6 +306,7 @@ impl JitProgram {
         let f_atomic = declare(&mut module, "bpfsim_atomic", 5, true)?;
         let f_call = declare(&mut module, "bpfsim_call", 8, true)?;
         let f_lookup = declare(&mut module, "bpfsim_map_lookup", 4, true)?;
+        let f_lookup_key = declare(&mut module, "bpfsim_map_lookup_key", 3, true)?;
         let f_ld = declare(&mut module, "bpfsim_ld_packet", 3, true)?;
         let f_clear = declare(&mut module, "bpfsim_zero_stack", 1, false)?;
 
@@ -342,6 +344,7 @@ impl JitProgram {
                 atomic: f_atomic,
                 call: f_call,
                 map_lookup: f_lookup,
+                map_lookup_key: f_lookup_key,
                 ld_packet: f_ld,
                 zero_stack: f_clear,
             },

@@ -144,6 +144,12 @@ pub struct VmCtx {
     pub arrays: [ArrayLookup; ARRAY_SLOTS],
     pub arrays_first: u64,
     pub arrays_n: u64,
+    /// The run's maps whose lookups the generated code asks with the key's bytes
+    /// ([`Host::key_lookups`], [`map_lookup_key`]): entry `i`, the key size of the map whose
+    /// handle is `keys_first + i` (0: not such a map), for `i` below `keys_n`.
+    pub keys: [u32; KEY_SLOTS],
+    pub keys_first: u64,
+    pub keys_n: u64,
     /// Proven map value accesses ([`crate::Hints::map_value`]) take no branch: their offset is
     /// clamped into the region the host says holds the map's values ([`Host::value_region`]).
     /// For the program's value maps by slot (`JitProgram::value_maps`): the region's base, and
@@ -169,6 +175,10 @@ pub const VALUE_SLOTS: usize = 8;
 
 /// The most maps whose array lookups the generated code answers (the others call the host).
 pub const ARRAY_SLOTS: usize = 8;
+
+/// The most maps whose lookups the generated code asks with the key's bytes (the others go
+/// through [`map_lookup`]).
+pub const KEY_SLOTS: usize = 8;
 
 /// The most context fields hinted loads read from kept values; a program's other fields are
 /// read the usual way.
@@ -250,6 +260,9 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).arrays).write([ArrayLookup::default(); ARRAY_SLOTS]);
             std::ptr::addr_of_mut!((*p).arrays_first).write(0);
             std::ptr::addr_of_mut!((*p).arrays_n).write(0);
+            std::ptr::addr_of_mut!((*p).keys).write([0; KEY_SLOTS]);
+            std::ptr::addr_of_mut!((*p).keys_first).write(0);
+            std::ptr::addr_of_mut!((*p).keys_n).write(0);
             std::ptr::addr_of_mut!((*p).values_unknown).write(false);
             // SAFETY: every field but `frames`, `regs`, `lazy_map`, `value_base` and
             // `value_max` is written above, and those are `MaybeUninit`, for which any bytes are
@@ -419,12 +432,16 @@ impl VmCtx {
     }
 
     /// Ask the host for its array maps ([`Host::array_lookups`]), whose lookups the generated
-    /// code then answers itself, for the runs until the next call.
+    /// code then answers itself, and for the maps it may ask with the key's bytes
+    /// ([`Host::key_lookups`]), for the runs until the next call.
     #[inline]
     pub(crate) fn fetch_arrays(&mut self, host: &mut dyn Host) {
         let (first, count) = host.array_lookups(&mut self.arrays);
         self.arrays_first = first;
         self.arrays_n = count.min(ARRAY_SLOTS) as u64;
+        let (first, count) = host.key_lookups(&mut self.keys);
+        self.keys_first = first;
+        self.keys_n = count.min(KEY_SLOTS) as u64;
     }
 
     /// Ask the host where the values of each of `maps` (the program's value maps, by slot) are
@@ -726,6 +743,20 @@ pub extern "C" fn map_lookup(vm: *mut VmCtx, map: u64, key: u64, site: u64, dept
     v.refresh_if_mapped();
     v.refresh_ctx();
     out
+}
+
+/// `call 1` on a map the host lists in [`Host::key_lookups`], its key at a place in the run's
+/// stack that the generated code computed: [`Host::map_lookup_key`] with the key's bytes. No
+/// memory map, no status: such a lookup maps nothing and cannot fail.
+pub extern "C" fn map_lookup_key(vm: *mut VmCtx, map: u64, key: *const u8, len: u64) -> u64 {
+    // SAFETY: called by generated code with its run's context, whose `host` is the run's and
+    // used by nothing else meanwhile; `key` points at `len` bytes inside the run's stack buffer
+    // (the code compared `len` with the room between the key's place and its frame's top),
+    // which nothing writes during the call.
+    unsafe {
+        let host = &mut *(*(*vm).host).host;
+        host.map_lookup_key(map, std::slice::from_raw_parts(key, len as usize))
+    }
 }
 
 /// A helper that did not return a value: the status (and trap) it leaves in `v`, or the value of

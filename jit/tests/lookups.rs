@@ -168,3 +168,164 @@ fn each_run_takes_its_hosts_table() {
     assert_eq!(got, want);
     assert!(got.result.is_err(), "no helper 1 here: {got:?}");
 }
+
+/// A hash map of 16-byte keys at guest address `base` (two values of 8 bytes, for keys whose
+/// bytes sum to 1 and 2), answered by `call_helper` as a host answers it, and by
+/// `map_lookup_key` for the code's direct calls when `listed` (the key size `key_lookups`
+/// says) is not `None`; counts the calls of each.
+struct Keyed {
+    base: u64,
+    listed: Option<u32>,
+    helper_calls: u32,
+    key_calls: u32,
+}
+
+impl Keyed {
+    fn find(&self, key: &[u8]) -> u64 {
+        match key.iter().map(|&b| b as u64).sum::<u64>() {
+            s @ (1 | 2) => self.base + (s - 1) * 8,
+            _ => 0,
+        }
+    }
+}
+
+impl Host for Keyed {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        if id != 1 || args[0] != HANDLE {
+            return Err(HelperStop::Unknown);
+        }
+        self.helper_calls += 1;
+        let key = mem.slice(args[1], 16)?;
+        Ok(self.find(key))
+    }
+
+    fn key_lookups(&mut self, out: &mut [u32]) -> (u64, usize) {
+        match self.listed {
+            Some(size) => {
+                out[0] = size;
+                (HANDLE, 1)
+            }
+            None => (0, 0),
+        }
+    }
+
+    fn map_lookup_key(&mut self, map: u64, key: &[u8]) -> u64 {
+        assert_eq!(map, HANDLE);
+        self.key_calls += 1;
+        if key.len() != 16 {
+            return 0;
+        }
+        self.find(key)
+    }
+}
+
+/// Runs `prog` with the hash map's values mapped, under `exec`: the outcome, the values, and
+/// the calls of `call_helper` and of `map_lookup_key`.
+fn run_keyed(
+    exec: &dyn bpfsim_vm::Executable,
+    listed: Option<u32>,
+) -> (bpfsim_vm::Outcome, Vec<u8>, u32, u32) {
+    let mut vm = Vm::default();
+    let mut values: Vec<u8> = (0..16u8).collect();
+    let (out, calls) = {
+        let mut mem = vm.memory();
+        let base = mem.map_mut(&mut values).unwrap();
+        let mut host = Keyed {
+            base,
+            listed,
+            helper_calls: 0,
+            key_calls: 0,
+        };
+        let out = exec.execute(&mut mem, &mut host, [0; 5], 1000);
+        (out, (host.helper_calls, host.key_calls))
+    };
+    (out, values, calls.0, calls.1)
+}
+
+/// A 16-byte key written at `r10 - at` (its first byte `first`, the others 0 but a last byte
+/// `last` at `r10 - 1`), looked up from `r2 = r10 - from`: the value found, or 99.
+fn keyed_program(at: i32, first: u8, last: u8, from: i32) -> Program {
+    let src = format!(
+        "stdw [%r10-8], 0\nstdw [%r10-16], 0\nstdw [%r10-24], 0\nstb [%r10-{at}], {first}\n\
+         stb [%r10-1], {last}\nmov %r2, %r10\nadd %r2, -{from}\nlddw %r1, {HANDLE:#x}\ncall 1\n\
+         jeq %r0, 0, +2\nldxdw %r0, [%r0+0]\nexit\nmov %r0, 99\nexit"
+    );
+    Program::new(assemble(&src).unwrap()).unwrap()
+}
+
+/// Keys at a constant place in the stack on a listed map go to `map_lookup_key` (found, not
+/// found, bytes at both ends of the key), with the helper's answers; a key that would cross
+/// the frame's top, or a map not listed, goes through the helper, which faults or answers.
+#[test]
+fn listed_maps_are_asked_with_the_keys_bytes() {
+    // (key at, first byte, last byte, r2 at, direct call expected)
+    let cases = [
+        (16, 1, 0, 16, true),
+        (16, 1, 1, 16, true),
+        (16, 0, 0, 16, true),
+        (16, 3, 0, 16, true),
+        (16, 0, 2, 16, true),
+        // 16 bytes from r10 - 8 cross the frame's top: the helper faults.
+        (8, 1, 0, 8, false),
+        (24, 1, 0, 24, true),
+    ];
+    for (at, first, last, from, direct) in cases {
+        let prog = keyed_program(at, first, last, from);
+        let jit = JitProgram::compile(&prog).unwrap();
+        let (want, want_values, _, _) = run_keyed(&Interpreter::new(&prog), Some(16));
+        let (got, values, helper, keyed) = run_keyed(&jit, Some(16));
+        let case = (at, first, last, from);
+        assert_eq!(got, want, "{case:?}");
+        assert_eq!(values, want_values, "{case:?}");
+        assert_eq!((helper, keyed), (!direct as u32, direct as u32), "{case:?}");
+        // Not listed: the helper answers alike.
+        let (got, _, helper, keyed) = run_keyed(&jit, None);
+        assert_eq!(got, want, "{case:?}, not listed");
+        assert_eq!((helper, keyed), (1, 0), "{case:?}, not listed");
+    }
+    // Found and not found, through both paths.
+    let found = run_keyed(
+        &JitProgram::compile(&keyed_program(16, 1, 1, 16)).unwrap(),
+        Some(16),
+    );
+    assert_eq!(
+        found.0.result,
+        Ok(u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]))
+    );
+    let missed = run_keyed(
+        &JitProgram::compile(&keyed_program(16, 3, 0, 16)).unwrap(),
+        Some(16),
+    );
+    assert_eq!(missed.0.result, Ok(99));
+}
+
+/// A host whose key sizes lie: a size the key's place cannot hold (up to the whole frame and
+/// past it) sends the lookup through the helper; one it can hold hands the host that many bytes
+/// of the program's own stack, never more, and 0 means not listed.
+#[test]
+fn false_key_sizes_never_read_past_the_frame() {
+    let prog = keyed_program(16, 1, 0, 16);
+    let jit = JitProgram::compile(&prog).unwrap();
+    let (want, _, _, _) = run_keyed(&Interpreter::new(&prog), Some(16));
+    for size in [17, 512, 513, 4096, u32::MAX, 0] {
+        let (got, _, helper, keyed) = run_keyed(&jit, Some(size));
+        assert_eq!(got, want, "size {size}");
+        assert_eq!((helper, keyed), (1, 0), "size {size}");
+    }
+    for size in [1, 8, 15] {
+        // The host reads `size` bytes and (its own rule) finds nothing for them.
+        let (got, _, helper, keyed) = run_keyed(&jit, Some(size));
+        assert_eq!(got.result, Ok(99), "size {size}");
+        assert_eq!((helper, keyed), (0, 1), "size {size}");
+    }
+    // The frame's whole 512 bytes from its bottom: inside, asked directly.
+    let prog = keyed_program(16, 1, 0, 512);
+    let jit = JitProgram::compile(&prog).unwrap();
+    let (got, _, helper, keyed) = run_keyed(&jit, Some(512));
+    assert_eq!((got.result, helper, keyed), (Ok(99), 0, 1));
+}

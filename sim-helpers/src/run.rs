@@ -663,6 +663,12 @@ impl<'e> SimHost<'e, '_> {
         let i = self.map_index(a[0])?;
         // The key read in place: a copy would be an allocation per lookup, the hottest helper.
         let key = mem.slice(a[1], self.maps[i].state.key_size() as usize)?;
+        self.lookup_in(i, key)
+    }
+
+    /// The lookup of `key` (of the map's key size) in map `i`, once the key is read.
+    #[inline(always)]
+    fn lookup_in(&mut self, i: usize, key: &[u8]) -> Result<u64, HelperStop> {
         let cpu = self.env.cpu;
         let m = &mut self.maps[i];
         Ok(match m.state.lookup(key, cpu) {
@@ -1042,6 +1048,40 @@ impl Host for SimHost<'_, '_> {
             };
         }
         (MAP_HANDLE_BASE, n)
+    }
+
+    fn key_lookups(&mut self, out: &mut [u32]) -> (u64, usize) {
+        if self
+            .overrides
+            .as_ref()
+            .is_some_and(|o| o.contains_key(&bpfsim_vm::host::MAP_LOOKUP_ELEM))
+        {
+            return (0, 0);
+        }
+        // Every map whose lookup has an arena to point into: reading the key is then the only
+        // way `map_lookup` can fail.
+        let cpu = self.env.cpu;
+        let n = self.maps.len().min(out.len());
+        for (o, m) in out.iter_mut().zip(&self.maps) {
+            *o = match m.base(m.state.arena_index(cpu)) {
+                Some(_) => m.state.key_size(),
+                None => 0,
+            };
+        }
+        (MAP_HANDLE_BASE, n)
+    }
+
+    #[inline]
+    fn map_lookup_key(&mut self, map: u64, key: &[u8]) -> u64 {
+        // Not listed (an engine's mistake): the helper's answer to a handle that names no map
+        // is a fault, which this method cannot give; NULL is the nearest.
+        let Ok(i) = self.map_index(map) else {
+            return 0;
+        };
+        if key.len() != self.maps[i].state.key_size() as usize {
+            return 0;
+        }
+        self.lookup_in(i, key).unwrap_or(0)
     }
 
     fn value_region(&mut self, map: u32) -> Option<u64> {

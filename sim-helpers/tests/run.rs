@@ -1089,3 +1089,205 @@ fn the_jit_knows_the_context_field_loads() {
         "three packets counted"
     );
 }
+
+/// A map's keys in order, each with its values (every CPU's).
+type Contents = Vec<(Vec<u8>, Vec<Vec<u8>>)>;
+
+/// Runs of `src` (with `lddw` of `MAPS+i` naming map `i`) under the interpreter and the JIT on
+/// CPU 1 of 2, `repeat` times, each on its own runner with a hash map of 16-byte keys, an LRU
+/// hash of 8-byte keys (full: 4 of 4), a per-CPU hash and an LPM trie: the results and every
+/// map's keys and values (every CPU's) must agree. The JIT asks these maps with the key's bytes
+/// (`Host::key_lookups`) where the key's place in the stack is known.
+fn hash_lookups_agree(src: &str, repeat: u32) -> (bpfsim_helpers::run::RunResult, Vec<Contents>) {
+    use bpfsim_helpers::run::{RunResult, MAP_HANDLE_BASE};
+    let src = (0..4).fold(src.to_string(), |s, i| {
+        s.replace(&format!("MAPS+{i}"), &format!("{:#x}", MAP_HANDLE_BASE + i))
+    });
+    let program = Program::new(assemble(&src).unwrap()).unwrap();
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+    let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+    let mut seen: Vec<(RunResult, Vec<Contents>)> = Vec::new();
+    for e in engines {
+        let mut r = Runner::new(Env {
+            cpu: 1,
+            ncpus: 2,
+            ..Env::default()
+        });
+        r.set_timing(false);
+        let mut lpm = def("lpm", MapType::LpmTrie, 8, 8, 4);
+        lpm.flags = 1; // BPF_F_NO_PREALLOC, which an LPM trie requires
+        let ids = [
+            r.maps.create(&def("h", MapType::Hash, 16, 8, 8)).unwrap(),
+            r.maps.create(&def("l", MapType::LruHash, 8, 8, 4)).unwrap(),
+            r.maps
+                .create(&def("p", MapType::PercpuHash, 4, 8, 4))
+                .unwrap(),
+            r.maps.create(&lpm).unwrap(),
+        ];
+        for k in 1..4u8 {
+            let mut key = [0u8; 16];
+            key[0] = k;
+            key[15] = k;
+            r.maps.update(ids[0], &key, &[k; 8], 0).unwrap();
+        }
+        for k in 0..4u64 {
+            r.maps
+                .update(ids[1], &k.to_le_bytes(), &[k as u8 + 10; 8], 0)
+                .unwrap();
+        }
+        r.maps
+            .update(ids[2], &5u32.to_le_bytes(), &[7; 16], 0)
+            .unwrap();
+        // 10.0.0.0/8
+        r.maps
+            .update(ids[3], &[8, 0, 0, 0, 10, 0, 0, 0], &[3; 8], 0)
+            .unwrap();
+        let out = r
+            .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+            .unwrap();
+        let contents = ids
+            .iter()
+            .map(|&id| {
+                r.maps
+                    .keys(id)
+                    .unwrap()
+                    .into_iter()
+                    .map(|k| {
+                        let v = r
+                            .maps
+                            .lookup_percpu(id, &k)
+                            .or_else(|_| r.maps.lookup(id, &k).map(|v| vec![v]));
+                        (k.clone(), v.unwrap())
+                    })
+                    .collect()
+            })
+            .collect();
+        seen.push((out, contents));
+    }
+    assert_eq!(seen[0], seen[1], "interpreter, then JIT:\n{src}");
+    seen.pop().unwrap()
+}
+
+/// Lookups in each map with the key at constant places in the stack: found and not found (a
+/// 16-byte key differing in its first or last byte), values written through the pointers
+/// found, the LRU's lookups marking keys 0 and 1 referenced before two updates evict two keys,
+/// the per-CPU hash's CPU 1 value, the trie's longest prefix.
+const HASH_LOOKUPS: &str = "mov %r6, 0
+mov %r7, 0
+loop:
+stdw [%r10-16], 0
+stdw [%r10-8], 0
+stxb [%r10-16], %r6
+stxb [%r10-1], %r6
+lddw %r1, MAPS+0
+mov %r2, %r10
+add %r2, -16
+call 1
+jeq %r0, 0, +5
+ldxdw %r3, [%r0+0]
+add %r3, %r6
+stxdw [%r0+0], %r3
+add %r7, %r3
+add %r7, %r0
+add %r6, 1
+jlt %r6, 5, loop
+stb [%r10-16], 2
+lddw %r1, MAPS+0
+mov %r2, %r10
+add %r2, -16
+call 1
+jne %r0, 0, +1
+add %r7, 1000
+mov %r6, 0
+lru:
+stxdw [%r10-24], %r6
+lddw %r1, MAPS+1
+mov %r2, %r10
+add %r2, -24
+call 1
+jeq %r0, 0, +2
+ldxdw %r3, [%r0+0]
+add %r7, %r3
+add %r6, 1
+jlt %r6, 2, lru
+stdw [%r10-24], 8
+stdw [%r10-32], 1
+lddw %r1, MAPS+1
+mov %r2, %r10
+add %r2, -24
+mov %r3, %r10
+add %r3, -32
+mov %r4, 0
+call 2
+stdw [%r10-24], 9
+lddw %r1, MAPS+1
+mov %r2, %r10
+add %r2, -24
+mov %r3, %r10
+add %r3, -32
+mov %r4, 0
+call 2
+stw [%r10-4], 5
+lddw %r1, MAPS+2
+mov %r2, %r10
+add %r2, -4
+call 1
+jeq %r0, 0, +4
+ldxdw %r3, [%r0+0]
+add %r3, 1
+stxdw [%r0+0], %r3
+add %r7, %r3
+stw [%r10-40], 32
+stw [%r10-36], 0x0403020a
+lddw %r1, MAPS+3
+mov %r2, %r10
+add %r2, -40
+call 1
+jeq %r0, 0, +2
+ldxdw %r3, [%r0+0]
+add %r7, %r3
+stw [%r10-36], 0x0403020b
+lddw %r1, MAPS+3
+mov %r2, %r10
+add %r2, -40
+call 1
+jne %r0, 0, +1
+add %r7, 5000
+mov %r0, %r7
+exit";
+
+#[test]
+fn hash_lookups_under_the_jit_run_as_the_interpreter() {
+    for repeat in [1, 3] {
+        let (out, maps) = hash_lookups_agree(HASH_LOOKUPS, repeat);
+        assert_eq!(out.trap, None);
+        // Each run adds its index to the values of keys 1 to 3 (the first byte's 8 bits).
+        let firsts: Vec<u8> = maps[0].iter().map(|(_, v)| v[0][0]).collect();
+        let r = repeat as u8;
+        assert_eq!(firsts, [1 + r, 2 + 2 * r, 3 + 3 * r]);
+        // The keys looked up (0, 1) outlive the updates, which evict 2 and then 8.
+        let lru: Vec<u8> = maps[1].iter().map(|(k, _)| k[0]).collect();
+        assert_eq!(lru, [0, 1, 3, 9]);
+        // CPU 1's counter, once per run.
+        assert_eq!(maps[2][0].1[1][0], 7 + r);
+    }
+}
+
+/// Keys the JIT cannot ask with their bytes, through the helper alike: one that would cross
+/// the frame's top (a fault), one in the packet, one through a pointer not known to be r10's
+/// plus a constant (loaded from the stack).
+#[test]
+fn hash_lookup_keys_off_the_fast_path_agree() {
+    let cases = [
+        "stdw [%r10-8], 0\nmov %r2, %r10\nadd %r2, -8\nlddw %r1, MAPS+0\ncall 1\nexit",
+        "stdw [%r10-8], 0\nmov %r2, %r10\nadd %r2, -4\nlddw %r1, MAPS+2\ncall 1\nexit",
+        "ldxw %r2, [%r1+0]\nlddw %r1, MAPS+2\ncall 1\nexit",
+        "ldxw %r2, [%r1+0]\nlddw %r1, MAPS+1\ncall 1\nexit",
+        "stw [%r10-4], 5\nmov %r2, %r10\nadd %r2, -4\nstxdw [%r10-16], %r2\n\
+         ldxdw %r2, [%r10-16]\nlddw %r1, MAPS+2\ncall 1\njeq %r0, 0, +1\nldxdw %r0, [%r0+0]\nexit",
+    ];
+    for src in cases {
+        hash_lookups_agree(src, 1);
+    }
+}

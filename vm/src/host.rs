@@ -90,6 +90,28 @@ pub trait Host {
         (0, 0)
     }
 
+    /// The maps whose lookups an engine may ask with the key's bytes in hand
+    /// ([`Self::map_lookup_key`]) rather than through [`Self::map_lookup_elem`]: fills `out[i]`
+    /// with the key size of the map whose handle (the `r1` of `bpf_map_lookup_elem`) is `first +
+    /// i`, 0 for a map whose lookups must go through [`Self::map_lookup_elem`], and returns
+    /// `(first, count)`. It holds until the next call of this method (the runs of a batch,
+    /// [`Self::begin_run`] included). The default: none.
+    fn key_lookups(&mut self, out: &mut [u32]) -> (u64, usize) {
+        let _ = out;
+        (0, 0)
+    }
+
+    /// `bpf_map_lookup_elem(map, key)` on a map that [`Self::key_lookups`] lists, `key` the
+    /// bytes at the key's address (as many as it says): exactly what [`Self::map_lookup_elem`]
+    /// would answer for a key with these bytes, side effects included (an LRU map's reference
+    /// mark). Such a lookup cannot fail: the engine read the key, which is the only thing the
+    /// helper could fault on. Engines call it only for the maps listed; the default (for hosts
+    /// that list none) finds nothing.
+    fn map_lookup_key(&mut self, map: u64, key: &[u8]) -> u64 {
+        let _ = (map, key);
+        0
+    }
+
     /// Where the values of map `map` (the index its handle names, as the verifier numbers a
     /// program's maps) are during the runs until the next call of this method (the runs of a
     /// batch): the guest address of the one region (offset 0) that every pointer to one of its

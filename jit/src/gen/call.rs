@@ -9,7 +9,7 @@ use bpfsim_vm::isa::{CallTarget, Insn, Reg, Size};
 use bpfsim_vm::memory::{frame_pointer, FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, MemFlags, Value};
+use cranelift_codegen::ir::{types, Block, InstBuilder, MemFlags, Value};
 
 use super::{Exit, Gen, I64};
 use crate::shims::{FrameSave, VmCtx};
@@ -377,7 +377,11 @@ impl Gen<'_, '_> {
     /// `call 1`, `bpf_map_lookup_elem(r1, r2)`: answered here for the run's array maps
     /// ([`bpfsim_vm::Host::array_lookups`]), as the kernel's JIT inlines them: the map's entry,
     /// the 4-byte key read through the region table (a fault is the helper's: a read of the
-    /// key's size at the call's pc), one compare and a multiply. Other maps call the host.
+    /// key's size at the call's pc), one compare and a multiply. Other maps call the host:
+    /// with a key at a known place in the stack, on a map the host lists
+    /// ([`bpfsim_vm::Host::key_lookups`]) whose key fits between that place and the frame's
+    /// top, a direct call with the key's address ([`crate::shims::map_lookup_key`], as the
+    /// kernel's JIT calls a hash map's lookup directly); else the helper's shim.
     pub(super) fn translate_map_lookup(&mut self, pc: usize) {
         let call = self.b.create_block();
         let done = self.b.create_block();
@@ -434,9 +438,57 @@ impl Gen<'_, '_> {
         self.set(Reg::R0, r0);
         self.b.ins().jump(done, &[]);
         self.switch(call);
+        self.key_lookup(done);
         self.helper(pc, Helper::MapLookup);
         self.b.ins().jump(done, &[]);
         self.switch(done);
+    }
+
+    /// The direct call of `translate_map_lookup` for a key at a constant place in the current
+    /// frame (clang's `r2 = r10 - n`), going on to `done` with `r0` set; a map the host does not
+    /// list, or whose key would not fit below the frame's top, falls through to the block the
+    /// builder is left in. No budget or status handling: the host's answer cannot fail nor run
+    /// anything (what the helper's shim must be ready for), and maps no region.
+    fn key_lookup(&mut self, done: Block) {
+        let Some(off) = self.fp_off[Reg::R2.index()] else {
+            return;
+        };
+        let Some((top, at)) = self.fixed_stack(Reg::R2, 0, Size::B) else {
+            return;
+        };
+        // The bytes from the key's place to the frame's top: a key of up to that many lies in
+        // the frame (`fixed_stack` checked the place), and only such a key is read here.
+        let room = -off;
+        let generic = self.b.create_block();
+        let map = self.reg(Reg::R1);
+        let first = self.vm_load(offset_of!(VmCtx, keys_first));
+        let i = self.b.ins().isub(map, first);
+        let n = self.vm_load(offset_of!(VmCtx, keys_n));
+        let listed = self.b.ins().icmp(IntCC::UnsignedLessThan, i, n);
+        let entry = self.cont();
+        self.b.ins().brif(listed, entry, &[], generic, &[]);
+        self.switch(entry);
+        let row = self.b.ins().ishl_imm(i, 2);
+        let e = self.b.ins().iadd(self.vm, row);
+        let size = self
+            .b
+            .ins()
+            .uload32(MemFlags::trusted(), e, offset_of!(VmCtx, keys) as i32);
+        // Size 0 (not such a map) wraps to the largest number: one compare for both.
+        let less = self.b.ins().iadd_imm(size, -1);
+        let fits = self.b.ins().icmp_imm(IntCC::UnsignedLessThan, less, room);
+        let direct = self.cont();
+        self.b.ins().brif(fits, direct, &[], generic, &[]);
+        self.switch(direct);
+        let key = self.b.ins().iadd_imm(top, at as i64);
+        let call = self
+            .b
+            .ins()
+            .call(self.shims.map_lookup_key, &[self.vm, map, key, size]);
+        let r0 = self.b.inst_results(call)[0];
+        self.set(Reg::R0, r0);
+        self.b.ins().jump(done, &[]);
+        self.switch(generic);
     }
 
     /// The shared stop after a helper call: the shim left the pc and the exact budget.

@@ -31,6 +31,7 @@ pub(crate) struct ShimIds {
     pub atomic: FuncId,
     pub call: FuncId,
     pub map_lookup: FuncId,
+    pub map_lookup_key: FuncId,
     pub ld_packet: FuncId,
     pub zero_stack: FuncId,
 }
@@ -41,6 +42,7 @@ struct Shims {
     atomic: FuncRef,
     call: FuncRef,
     map_lookup: FuncRef,
+    map_lookup_key: FuncRef,
     ld_packet: FuncRef,
     zero_stack: FuncRef,
 }
@@ -286,6 +288,7 @@ pub(crate) fn build(
         atomic: module.declare_func_in_func(ids.atomic, b.func),
         call: module.declare_func_in_func(ids.call, b.func),
         map_lookup: module.declare_func_in_func(ids.map_lookup, b.func),
+        map_lookup_key: module.declare_func_in_func(ids.map_lookup_key, b.func),
         ld_packet: module.declare_func_in_func(ids.ld_packet, b.func),
         zero_stack: module.declare_func_in_func(ids.zero_stack, b.func),
     };
