@@ -115,10 +115,12 @@ fn last<const N: usize>(s: &[u8]) -> [u8; N] {
     s.last_chunk::<N>().copied().unwrap_or([0; N])
 }
 
-/// Keys by slot, and an index from key bytes to slot.
+/// Keys by slot, and an index from key bytes to slot: keys of at most [`SHORT_KEY`] bytes in a
+/// [`ShortTable`], longer ones in a hashbrown table of slots.
 pub(crate) struct KeyIndex {
     key_size: usize,
     keys: Box<[u8]>,
+    short: ShortTable,
     index: HashTable<u32>,
 }
 
@@ -127,6 +129,7 @@ impl KeyIndex {
         KeyIndex {
             key_size,
             keys: vec![0u8; key_size * slots].into_boxed_slice(),
+            short: ShortTable::default(),
             index: HashTable::new(),
         }
     }
@@ -138,29 +141,29 @@ impl KeyIndex {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.index.len()
+        if self.key_size <= SHORT_KEY {
+            self.short.len
+        } else {
+            self.index.len()
+        }
     }
 
     #[inline]
     pub(crate) fn find(&self, key: &[u8]) -> Option<u32> {
-        let (keys, ks) = (&self.keys, self.key_size);
+        let ks = self.key_size;
         if key.len() != ks {
             return None;
         }
-        let stored = |s: u32| &keys[s as usize * ks..(s as usize + 1) * ks];
         if ks <= SHORT_KEY {
-            // The key (often the program's, just written) read once, byte by byte; the stored
-            // keys, written long before, in words.
+            // The key (often the program's, just written) read once, byte by byte.
             let words = short_words(key, true);
-            return self
-                .index
-                .find(hash_words(words, ks), |&s| {
-                    short_words(stored(s), false) == words
-                })
-                .copied();
+            return self.short.find(words, hash_words(words, ks));
         }
+        let keys = &self.keys;
         self.index
-            .find(hash_key(key), |&s| stored(s) == key)
+            .find(hash_key(key), |&s| {
+                &keys[s as usize * ks..(s as usize + 1) * ks] == key
+            })
             .copied()
     }
 
@@ -169,6 +172,10 @@ impl KeyIndex {
         let ks = self.key_size;
         let at = slot as usize * ks;
         self.keys[at..at + ks].copy_from_slice(key);
+        if ks <= SHORT_KEY {
+            self.short.insert(short_words(key, false), ks, slot);
+            return;
+        }
         let keys = &self.keys;
         self.index.insert_unique(hash_key(key), slot, |&s| {
             hash_key(&keys[s as usize * ks..(s as usize + 1) * ks])
@@ -179,7 +186,12 @@ impl KeyIndex {
     pub(crate) fn remove(&mut self, slot: u32) {
         let ks = self.key_size;
         let at = slot as usize * ks;
-        let h = hash_key(&self.keys[at..at + ks]);
+        let key = &self.keys[at..at + ks];
+        if ks <= SHORT_KEY {
+            self.short.remove(short_words(key, false), ks);
+            return;
+        }
+        let h = hash_key(key);
         if let Ok(entry) = self.index.find_entry(h, |&s| s == slot) {
             entry.remove();
         }
@@ -190,14 +202,154 @@ impl KeyIndex {
         let ks = self.key_size;
         let (o, n) = (old as usize * ks, new as usize * ks);
         self.keys.copy_within(o..o + ks, n);
-        let h = hash_key(&self.keys[n..n + ks]);
+        let key = &self.keys[n..n + ks];
+        if ks <= SHORT_KEY {
+            let words = short_words(key, false);
+            if let Some(b) = self.short.bucket_mut(words, hash_words(words, ks)) {
+                b.slot = new + 1;
+            }
+            return;
+        }
+        let h = hash_key(key);
         if let Some(s) = self.index.find_mut(h, |&s| s == old) {
             *s = new;
         }
     }
 
     pub(crate) fn clear(&mut self) {
+        self.short.clear();
         self.index.clear();
+    }
+}
+
+/// An open-addressing table (linear probing, at most half full) of keys of at most
+/// [`SHORT_KEY`] bytes, each bucket holding the key's two [`short_words`] and its slot. A
+/// lookup's first probe is one load of one bucket and a compare, where a hashbrown table reads
+/// a group of control bytes, then the slot, then the stored key, each load waiting on the one
+/// before (that chain was most of a hash lookup). Deletions shift the buckets after the hole
+/// back (no tombstones), so that a probe always ends at an empty bucket within a short run.
+#[derive(Default)]
+struct ShortTable {
+    /// A power of two of buckets, or none before the first insertion.
+    buckets: Vec<Bucket>,
+    len: usize,
+}
+
+/// One bucket of a [`ShortTable`], 32 bytes: a bucket never straddles two cache lines.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Bucket {
+    lo: u64,
+    hi: u64,
+    /// The slot plus one; 0 for an empty bucket.
+    slot: u32,
+}
+
+impl ShortTable {
+    #[inline(always)]
+    fn find(&self, words: (u64, u64), hash: u64) -> Option<u32> {
+        let mask = self.buckets.len().wrapping_sub(1);
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let mut i = hash as usize & mask;
+        loop {
+            let b = &self.buckets[i];
+            if b.lo == words.0 && b.hi == words.1 && b.slot != 0 {
+                return Some(b.slot - 1);
+            }
+            if b.slot == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The bucket of an indexed key, found as [`Self::find`] finds it.
+    fn bucket_mut(&mut self, words: (u64, u64), hash: u64) -> Option<&mut Bucket> {
+        let i = self.position(words, hash)?;
+        Some(&mut self.buckets[i])
+    }
+
+    fn position(&self, words: (u64, u64), hash: u64) -> Option<usize> {
+        let mask = self.buckets.len().checked_sub(1)?;
+        let mut i = hash as usize & mask;
+        loop {
+            let b = &self.buckets[i];
+            if b.slot == 0 {
+                return None;
+            }
+            if (b.lo, b.hi) == words {
+                return Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Index a key absent from the table, of `n` bytes (the hash's length).
+    fn insert(&mut self, words: (u64, u64), n: usize, slot: u32) {
+        if (self.len + 1) * 2 > self.buckets.len() {
+            self.grow(n);
+        }
+        self.place(
+            Bucket {
+                lo: words.0,
+                hi: words.1,
+                slot: slot + 1,
+            },
+            hash_words(words, n),
+        );
+        self.len += 1;
+    }
+
+    /// Put `b` in the first empty bucket of its probe sequence (there is one: the table is at
+    /// most half full).
+    fn place(&mut self, b: Bucket, hash: u64) {
+        let mask = self.buckets.len() - 1;
+        let mut i = hash as usize & mask;
+        while self.buckets[i].slot != 0 {
+            i = (i + 1) & mask;
+        }
+        self.buckets[i] = b;
+    }
+
+    fn grow(&mut self, n: usize) {
+        let size = (self.buckets.len() * 2).max(8);
+        let old = std::mem::replace(&mut self.buckets, vec![Bucket::default(); size]);
+        for b in old.into_iter().filter(|b| b.slot != 0) {
+            self.place(b, hash_words((b.lo, b.hi), n));
+        }
+    }
+
+    /// Forget an indexed key of `n` bytes: the buckets after it that its place would cut off
+    /// from their home bucket move back into the hole, one after another.
+    fn remove(&mut self, words: (u64, u64), n: usize) {
+        let Some(mut hole) = self.position(words, hash_words(words, n)) else {
+            return;
+        };
+        let mask = self.buckets.len() - 1;
+        let mut j = (hole + 1) & mask;
+        loop {
+            let b = self.buckets[j];
+            if b.slot == 0 {
+                break;
+            }
+            let home = hash_words((b.lo, b.hi), n) as usize & mask;
+            // `b` may fill the hole when the hole lies on its probe sequence, from its home
+            // bucket to `j`, wrapping around.
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.buckets[hole] = b;
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        self.buckets[hole] = Bucket::default();
+        self.len -= 1;
+    }
+
+    fn clear(&mut self) {
+        self.buckets.fill(Bucket::default());
+        self.len = 0;
     }
 }
 
@@ -442,6 +594,69 @@ mod tests {
             }
             assert_eq!(ix.find(&key(50)), None, "{n} bytes");
             assert_eq!(ix.find(&key(1)[..n - 1]), None, "a shorter key");
+        }
+    }
+
+    /// Random insertions, removals and moves against a model, in tables kept small (the probe
+    /// runs wrap around the end, removals shift buckets back across it) and grown large, for
+    /// short keys of several lengths and a long one.
+    #[test]
+    fn index_agrees_with_a_model_through_random_changes() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for n in [1usize, 2, 4, 8, 13, 16, 24] {
+            for (live, space) in [(4u64, 12u64), (300, 2000)] {
+                let slots = live as usize + 1;
+                let mut ix = KeyIndex::new(n, slots);
+                let mut model: std::collections::HashMap<Vec<u8>, u32> = Default::default();
+                let key = |v: u64| -> Vec<u8> {
+                    (0..n)
+                        .map(|i| (v >> (8 * (i % 2))) as u8 ^ i as u8)
+                        .collect()
+                };
+                let mut free: Vec<u32> = (0..slots as u32).collect();
+                for step in 0..20_000 {
+                    let k = key(next() % space);
+                    match (model.get(&k).copied(), next() % 3) {
+                        (None, _) if model.len() < live as usize => {
+                            let s = free.pop().unwrap();
+                            ix.insert(s, &k);
+                            model.insert(k.clone(), s);
+                        }
+                        (Some(s), 0) => {
+                            ix.remove(s);
+                            model.remove(&k);
+                            free.push(s);
+                        }
+                        (Some(s), 1) => {
+                            let t = free.pop().unwrap();
+                            ix.move_slot(s, t);
+                            free.push(s);
+                            model.insert(k.clone(), t);
+                        }
+                        _ => {}
+                    }
+                    assert_eq!(
+                        ix.find(&k),
+                        model.get(&k).copied(),
+                        "{n} bytes, step {step}"
+                    );
+                    assert_eq!(ix.len(), model.len());
+                    if step % 1000 == 0 {
+                        for (k, &s) in &model {
+                            assert_eq!(ix.find(k), Some(s), "{n} bytes, step {step}");
+                            assert_eq!(ix.key(s), &k[..]);
+                        }
+                    }
+                }
+                ix.clear();
+                assert_eq!((ix.len(), ix.find(&key(0))), (0, None));
+            }
         }
     }
 
