@@ -130,6 +130,82 @@ fn false_packet_hints_stay_inside_the_run() {
     }
 }
 
+/// A helper (id 7) that adds 1 to the byte at its first argument and maps a fresh region, as a
+/// helper may (the run's table grows, and may move).
+struct BumpAndMap;
+
+impl bpfsim_vm::Host for BumpAndMap {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        mem: &mut bpfsim_vm::MemoryMap<'_>,
+    ) -> Result<u64, bpfsim_vm::HelperStop> {
+        if id != 7 {
+            return Err(bpfsim_vm::HelperStop::Unknown);
+        }
+        let b = mem.slice_mut(args[0], 1)?;
+        b[0] = b[0].wrapping_add(1);
+        let fresh: &'static mut [u8] = Box::leak(vec![0u8; 16].into_boxed_slice());
+        mem.map_mut(fresh).map_err(|_| bpfsim_vm::HelperStop::Fault)
+    }
+}
+
+/// Proven packet accesses after helper calls: the clamp bounds, loaded once at entry, still
+/// place them in the memory a helper wrote and after it mapped more regions (a run's regions
+/// are only ever appended, so the primary region's row does not change).
+#[test]
+fn true_packet_hints_across_helper_calls() {
+    let src = "mov %r6, %r1
+mov %r7, %r1
+add %r7, %r2
+mov %r8, 0
+loop:
+mov %r4, %r6
+add %r4, 2
+jgt %r4, %r7, done
+mov %r1, %r6
+call 7
+ldxh %r5, [%r6+0]
+add %r8, %r5
+stxh [%r6+0], %r8
+ldxb %r5, [%r6+1]
+add %r8, %r5
+mov %r6, %r4
+ja loop
+done:
+mov %r0, %r8
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let accesses: Vec<usize> = prog
+        .iter()
+        .filter(|(_, i)| {
+            matches!(
+                i,
+                bpfsim_vm::isa::Insn::Load { .. } | bpfsim_vm::isa::Insn::Store { .. }
+            )
+        })
+        .map(|(pc, _)| pc)
+        .collect();
+    assert_eq!(accesses.len(), 3);
+    let jit = JitProgram::compile_with(&prog, &packet_at(&prog, &accesses)).unwrap();
+    let interp = Interpreter::new(&prog);
+    let mut vm = Vm::default();
+    for len in 0..24usize {
+        let init: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(41) ^ 0x3c).collect();
+        let mut m1 = init.clone();
+        let a = vm.run_with_memory(&interp, &mut BumpAndMap, &mut m1);
+        let mut m2 = init.clone();
+        let b = jit.run_with_memory(&mut vm, &mut BumpAndMap, &mut m2);
+        assert!(a.result.is_ok(), "len {len}: {a:?}");
+        assert_eq!(a, b, "len {len}");
+        assert_eq!(m1, m2, "memory, len {len}");
+        if len >= 2 {
+            assert_ne!(m1, init, "len {len}: the program wrote the memory");
+        }
+    }
+}
+
 /// Accesses the hints leave as perhaps the context's (`no_ctx` false, not a packet access) are
 /// one call into Rust each, which serves every region: the memory, the stack through a copied
 /// pointer, and faults with the interpreter's trap (code, pc, address) and count.

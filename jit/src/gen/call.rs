@@ -368,7 +368,6 @@ impl Gen<'_, '_> {
         self.b.ins().brif(st, stop, &[], ok, &[]);
         self.switch(ok);
         self.set(Reg::R0, v);
-        self.load_clamp_vars();
         let now = self.vm_load(offset_of!(VmCtx, left));
         let after = self.b.ins().iadd_imm(now, -adjust);
         self.b.def_var(self.left, after);

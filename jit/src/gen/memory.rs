@@ -324,10 +324,9 @@ impl Gen<'_, '_> {
         let low = self.b.ins().ireduce(types::I32, addr);
         let off = self.b.ins().uextend(I64, low);
         let idx = clamp_index(size, write);
-        let (base, max) = match (self.clamp_fixed[idx], self.clamp_vars[idx]) {
-            (Some(fixed), _) => fixed,
-            (None, Some((base, max))) => (self.b.use_var(base), self.b.use_var(max)),
-            (None, None) => (
+        let (base, max) = match self.clamp_fixed[idx] {
+            Some(fixed) => fixed,
+            None => (
                 self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx),
                 self.vm_load(offset_of!(VmCtx, clamp_max) + 8 * idx),
             ),
@@ -417,20 +416,15 @@ impl Gen<'_, '_> {
         }
     }
 
-    /// Load the clamp bounds the program's proven packet accesses use into their variables:
-    /// at entry, and after each helper call (which may have moved the packet). Kept in
-    /// registers, they cost the hot loops two loads fewer per access.
-    pub(super) fn load_clamp_vars(&mut self) {
+    /// Load the clamp bounds the program's proven packet accesses use, once, at entry (see
+    /// [`Gen::clamp_fixed`]). Kept in registers, they cost the hot loops two loads fewer per
+    /// access.
+    pub(super) fn load_clamp_bounds(&mut self) {
         for idx in 0..8 {
-            if let Some((base, max)) = self.clamp_vars[idx] {
+            if self.clamp_used[idx] {
                 let b = self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx);
                 let m = self.vm_load(offset_of!(VmCtx, clamp_max) + 8 * idx);
-                if self.uses_helpers {
-                    self.b.def_var(base, b);
-                    self.b.def_var(max, m);
-                } else {
-                    self.clamp_fixed[idx] = Some((b, m));
-                }
+                self.clamp_fixed[idx] = Some((b, m));
             }
         }
     }

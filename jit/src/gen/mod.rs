@@ -137,16 +137,16 @@ pub(crate) struct Gen<'a, 'b> {
     value_maps: Vec<u32>,
     /// [`Hints::stack`].
     stack: &'a [bool],
-    /// For each clamp index (`memory::clamp_index`) a proven packet access uses: variables
-    /// holding its base and greatest offset.
-    clamp_vars: [Option<(Variable, Variable)>; 8],
+    /// For each clamp index (`memory::clamp_index`): whether a proven packet access uses it.
+    clamp_used: [bool; 8],
     /// Values that never change in a run, defined in the entry block and used directly instead
     /// of through a variable: the SSA builder would otherwise add each as a parameter of every
-    /// block sealed late (loop heads) and remove it again. The clamp bounds, in a program
-    /// without helper calls (only a helper moves the packet); the call depth, the frame's top
-    /// and `r10` (unless written), in a program without local calls.
+    /// block sealed late (loop heads) and remove it again. The clamp bounds (a run's regions
+    /// are only ever appended, and a helper that moves the packet moves its pointers inside
+    /// the one region mapped for it, so the primary region's row stays as the run found it);
+    /// the call depth, the frame's top and `r10` (unless written), in a program without local
+    /// calls.
     clamp_fixed: [Option<(Value, Value)>; 8],
-    uses_helpers: bool,
     no_local_calls: bool,
     fixed_depth: Option<Value>,
     /// When every subprogram runs at one call depth only (each called from frames of a
@@ -296,7 +296,7 @@ pub(crate) fn build(
     let left = b.declare_var(I64);
     let depth = b.declare_var(I64);
     let frame_top = b.declare_var(I64);
-    let mut clamp_vars = [None; 8];
+    let mut clamp_used = [false; 8];
     for (i, insn) in insns.iter().enumerate() {
         if !hints.packet.get(pcs[i]).copied().unwrap_or(false) {
             continue;
@@ -307,9 +307,7 @@ pub(crate) fn build(
             _ => continue,
         };
         let idx = memory::clamp_index(size, write);
-        if clamp_vars[idx].is_none() {
-            clamp_vars[idx] = Some((b.declare_var(I64), b.declare_var(I64)));
-        }
+        clamp_used[idx] = true;
     }
     // Only where some access uses it: the frame's top costs a few instructions per run and
     // per call.
@@ -403,11 +401,8 @@ pub(crate) fn build(
         stack: &hints.stack,
         frame_bytes: &hints.frame_bytes,
         stack_at: stack_places(insns, pcs, hints),
-        clamp_vars,
+        clamp_used,
         clamp_fixed: [None; 8],
-        uses_helpers: insns
-            .iter()
-            .any(|i| matches!(i, Insn::Call(CallTarget::Helper(_)) | Insn::Callx { .. })),
         no_local_calls: !insns
             .iter()
             .any(|i| matches!(i, Insn::Call(CallTarget::Local(_)))),
@@ -564,7 +559,7 @@ impl Gen<'_, '_> {
                 self.fixed_fp = Some(fp);
             }
         }
-        self.load_clamp_vars();
+        self.load_clamp_bounds();
     }
 
     /// `frame_top` for the frame at `depth`: its stack region's row, base + `FRAME_SIZE`.
