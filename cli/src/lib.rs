@@ -61,6 +61,7 @@ pub mod capture;
 pub mod compare;
 pub mod compare_cmd;
 pub mod conformance;
+pub mod disasm_cmd;
 pub mod pcapng;
 pub mod plugin;
 pub mod run_cmd;

@@ -232,6 +232,12 @@ enum Command {
         /// With an object: only this program, by function name.
         #[arg(long)]
         prog: Option<String>,
+        /// The code the JIT generates instead: each BPF instruction, then the host instructions
+        /// generated for it, and the code's size. An object's programs are verified and compiled
+        /// with the verifier's hints, as `run --engine jit` runs them (exit 1 for a program the
+        /// verifier rejects or the JIT cannot compile); raw bytecode is compiled without hints.
+        #[arg(long)]
+        jit: bool,
     },
 }
 
@@ -290,6 +296,40 @@ fn disasm_object(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `disasm --jit`: exit 1 when a program cannot be listed.
+fn disasm_jit(
+    input: &std::path::Path,
+    bytes: &[u8],
+    only: Option<&str>,
+    style: Style,
+) -> Result<ExitCode, String> {
+    use bpfsim::disasm_cmd::{self, BpfStyle};
+    let style = match style {
+        Style::Conformance => BpfStyle::Conformance,
+        Style::Kernel => BpfStyle::Kernel,
+    };
+    if bytes.starts_with(b"\x7fELF") {
+        let ok = disasm_cmd::object(bytes, only, style, &mut std::io::stdout())
+            .map_err(|e| format!("{}: {e}", input.display()))?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let insns = isa::decode(bytes).map_err(|e| format!("{}: {e}", input.display()))?;
+    match disasm_cmd::raw(insns, style) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("bpfsim: {}: {e}", input.display());
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 /// `run --engine kernel`: exit 3 when the kernel is unavailable.
@@ -620,8 +660,16 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         })(),
-        Command::Disasm { input, style, prog } => (|| {
+        Command::Disasm {
+            input,
+            style,
+            prog,
+            jit,
+        } => (|| {
             let bytes = read_input(&input)?;
+            if jit {
+                return disasm_jit(&input, &bytes, prog.as_deref(), style);
+            }
             if bytes.starts_with(b"\x7fELF") {
                 return disasm_object(&input, &bytes, prog.as_deref(), style);
             }

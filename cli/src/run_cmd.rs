@@ -299,6 +299,9 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             let slot = JitSlot::new(Source {
                 insns: prog.insns().to_vec(),
                 verify: None,
+                name: raw
+                    .file_stem()
+                    .map_or("raw".into(), |s| s.to_string_lossy().into_owned()),
             });
             if args.engine == Engine::Jit {
                 slot.get().map_err(|e| format!("{}: {e}", raw.display()))?;

@@ -21,6 +21,8 @@
 //! ```
 
 mod gen;
+mod listing;
+mod perf_map;
 mod session;
 mod shims;
 
@@ -31,6 +33,8 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 
+pub use listing::{CodePart, HostInsn, Listing};
+pub use perf_map::path as perf_map_path;
 pub use session::JitSession;
 use shims::{HostRef, Ret, VmCtx};
 
@@ -46,6 +50,24 @@ pub enum JitError {
     Unsupported { pc: usize, what: &'static str },
     #[error("Cranelift: {0}")]
     Codegen(String),
+    /// The perf map was asked for ([`CompileOptions::perf_map`], `BPFSIM_PERF_MAP=1`) and
+    /// could not be written.
+    #[error("perf map {path}: {error} (unset BPFSIM_PERF_MAP to compile without it)")]
+    PerfMap { path: String, error: String },
+}
+
+/// What a compile keeps or announces beyond the code itself.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Keep a [`Listing`] of the generated code ([`JitProgram::listing`]): the BPF slot of each
+    /// part of the code and its disassembly. Off, the compile does none of that work.
+    pub listing: bool,
+    /// Append the code's range to `/tmp/perf-<pid>.map` (`START SIZE bpf_jit:NAME`, hex), where
+    /// `perf report` finds names for samples in JIT code. Also on for every compile when the
+    /// environment variable `BPFSIM_PERF_MAP` is `1` (read once per process).
+    pub perf_map: bool,
+    /// The program's name, for the perf map (`bpf_jit:NAME`; `bpf_jit:prog` without one).
+    pub name: Option<String>,
 }
 
 pub(crate) fn atomic_code(op: AtomicOp) -> u64 {
@@ -98,6 +120,21 @@ fn target_isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, JitError> {
     })
     .clone()
     .map_err(JitError::Codegen)
+}
+
+/// The runtime functions the generated code calls, by the names the module imports them under
+/// (and a listing names them by).
+fn shim_symbols() -> [(&'static str, *const u8); 8] {
+    [
+        ("bpfsim_load", shims::load as *const u8),
+        ("bpfsim_store", shims::store as *const u8),
+        ("bpfsim_atomic", shims::atomic as *const u8),
+        ("bpfsim_call", shims::call as *const u8),
+        ("bpfsim_map_lookup", shims::map_lookup as *const u8),
+        ("bpfsim_map_lookup_key", shims::map_lookup_key as *const u8),
+        ("bpfsim_ld_packet", shims::ld_packet as *const u8),
+        ("bpfsim_zero_stack", shims::zero_stack as *const u8),
+    ]
 }
 
 /// What the verifier proved about a program, for the JIT to use. Indexed by slot (an `lddw`
@@ -190,6 +227,8 @@ pub struct JitProgram {
     entry: Entry,
     /// Bytes of code; for reports.
     pub code_size: usize,
+    /// The generated code's listing, when the compile asked for it.
+    listing: Option<Box<Listing>>,
     /// Whether a run can write its stack (a store, an atomic or a call): a run that cannot
     /// leaves it clean, and the next run need not zero it.
     may_write: bool,
@@ -243,6 +282,28 @@ impl JitProgram {
 
     /// [`Self::compile`] using what the verifier proved ([`Hints`]).
     pub fn compile_with(prog: &Program, hints: &Hints) -> Result<JitProgram, JitError> {
+        Self::compile_opts(prog, hints, &CompileOptions::default())
+    }
+
+    /// The machine code, as it runs.
+    pub fn code(&self) -> &[u8] {
+        // SAFETY: `entry` points at the start of the finalised function, `code_size` bytes
+        // of memory the module mapped readable and executable, and keeps until `self` drops
+        // (the slice borrows `self`).
+        unsafe { std::slice::from_raw_parts(self.entry as *const u8, self.code_size) }
+    }
+
+    /// The generated code's listing, when [`CompileOptions::listing`] asked for it.
+    pub fn listing(&self) -> Option<&Listing> {
+        self.listing.as_deref()
+    }
+
+    /// [`Self::compile_with`], keeping or announcing what `opts` asks for.
+    pub fn compile_opts(
+        prog: &Program,
+        hints: &Hints,
+        opts: &CompileOptions,
+    ) -> Result<JitProgram, JitError> {
         let insns = prog.insns();
         let pcs: Vec<usize> = prog.iter().map(|(pc, _)| pc).collect();
         for (pc, insn) in prog.iter() {
@@ -272,14 +333,7 @@ impl JitProgram {
         }
         let isa = target_isa()?;
         let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
-        jb.symbol("bpfsim_load", shims::load as *const u8);
-        jb.symbol("bpfsim_store", shims::store as *const u8);
-        jb.symbol("bpfsim_atomic", shims::atomic as *const u8);
-        jb.symbol("bpfsim_call", shims::call as *const u8);
-        jb.symbol("bpfsim_map_lookup", shims::map_lookup as *const u8);
-        jb.symbol("bpfsim_map_lookup_key", shims::map_lookup_key as *const u8);
-        jb.symbol("bpfsim_ld_packet", shims::ld_packet as *const u8);
-        jb.symbol("bpfsim_zero_stack", shims::zero_stack as *const u8);
+        jb.symbols(shim_symbols());
         let mut module = JITModule::new(jb);
         let ptr = module.target_config().pointer_type();
         let err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
@@ -334,6 +388,9 @@ impl JitProgram {
             .map_err(err)?;
         let ctx_fields = ctx_fields(prog, hints);
         let value_maps = value_maps(prog, hints);
+        if opts.listing {
+            ctx.set_disasm(true);
+        }
         let entry_need = gen::build(
             &mut module,
             &mut ctx.func,
@@ -351,9 +408,34 @@ impl JitProgram {
             prog,
             &pcs,
             hints,
+            opts.listing,
         )?;
         module.define_function(func_id, &mut ctx).map_err(err)?;
         let code_size = ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+        // What only a listing needs, taken before the context is cleared.
+        let listed = match ctx.compiled_code() {
+            Some(c) if opts.listing => {
+                let locs = c.buffer.get_srclocs_sorted();
+                Some((
+                    locs.iter()
+                        // The default location at the start is the ABI's prologue; elsewhere
+                        // it is code Cranelift added without one (see `listing::parts`).
+                        .filter(|l| !l.loc.is_default() || l.start == 0)
+                        .map(|l| {
+                            let slot = l.loc != gen::no_slot() && !l.loc.is_default();
+                            let pc = slot.then(|| l.loc.bits() as usize);
+                            (l.start as usize, l.end as usize, pc)
+                        })
+                        .collect::<Vec<_>>(),
+                    // Every instruction is emitted inside a location's range (the default one
+                    // at least) and the last is a return or a jump: past the last range are
+                    // only the constants Cranelift placed after the code.
+                    locs.iter().map(|l| l.end as usize).max().unwrap_or(0),
+                    c.vcode.clone().unwrap_or_default(),
+                ))
+            }
+            _ => None,
+        };
         module.clear_context(&mut ctx);
         CONTEXTS.with(|c| *c.borrow_mut() = Some((ctx, fbc)));
         module.finalize_definitions().map_err(err)?;
@@ -362,11 +444,12 @@ impl JitProgram {
         // (i64, i64) in the platform's C convention, which returns two integers as C returns a
         // struct of two (`shims::Ret`): in `rax`/`rdx` (x86-64 System V), `x0`/`x1` (AArch64).
         let entry: Entry = unsafe { std::mem::transmute(code) };
-        Ok(JitProgram {
+        let jit = JitProgram {
             module: std::mem::ManuallyDrop::new(module),
             interp: bpfsim_vm::Interpreter::new(prog),
             entry,
             code_size,
+            listing: None,
             may_write: insns
                 .iter()
                 .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),
@@ -391,7 +474,34 @@ impl JitProgram {
                 matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == bpfsim_vm::host::MAP_LOOKUP_ELEM)
             }),
             value_maps,
-        })
+        };
+        let mut jit = jit;
+        if let Some((locs, code_end, cranelift)) = listed {
+            let code = jit.code().to_vec();
+            let parts = listing::parts(code.len(), &locs);
+            let insns = listing::decode(
+                &code,
+                code_end,
+                &parts,
+                &shim_symbols().map(|(n, f)| (f as usize as u64, n)),
+            );
+            jit.listing = Some(Box::new(Listing {
+                address: jit.entry as usize as u64,
+                code,
+                parts,
+                insns,
+                cranelift,
+                arch: std::env::consts::ARCH,
+            }));
+        }
+        if opts.perf_map || perf_map::from_env() {
+            perf_map::append(
+                jit.entry as usize as u64,
+                jit.code_size,
+                opts.name.as_deref().unwrap_or("prog"),
+            )?;
+        }
+        Ok(jit)
     }
 
     /// [`bpfsim_vm::Vm::run_with_memory`] for compiled code: `r1` points at a writable `input`

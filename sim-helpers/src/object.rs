@@ -32,6 +32,8 @@ pub enum LoadError {
         name: String,
         source: bpfsim_jit::JitError,
     },
+    #[error("program `{name}`: the verifier rejects it: {error}")]
+    Rejected { name: String, error: String },
     #[error("program `{name}`: the kernel cannot test-run {what} programs (BPF_PROG_TEST_RUN fails with EINVAL), so neither does the simulator")]
     NotTestRunnable { name: String, what: &'static str },
 }
@@ -99,6 +101,29 @@ impl LinkedProgram {
     /// waiting for the background compile [`Engine::Auto`] started.
     pub fn jit(&self) -> Result<&bpfsim_jit::JitProgram, bpfsim_jit::JitError> {
         self.jit.get()
+    }
+
+    /// The program compiled afresh with a [`bpfsim_jit::Listing`] of its code
+    /// ([`bpfsim_jit::JitProgram::listing`]): the code runs use (the same hints), each part with
+    /// the BPF instruction it comes from, disassembled. An error when the verifier rejects the
+    /// program (whose code, compiled without the hints, is not what a verified program runs) or
+    /// the JIT cannot compile it.
+    pub fn jit_listed(&self) -> Result<bpfsim_jit::JitProgram, LoadError> {
+        let source = self.jit.source();
+        let hints = source.proven_hints().map_err(|error| LoadError::Rejected {
+            name: self.name.clone(),
+            error,
+        })?;
+        let opts = bpfsim_jit::CompileOptions {
+            listing: true,
+            ..Default::default()
+        };
+        source
+            .compile_opts(&hints, opts)
+            .map_err(|source| LoadError::Jit {
+                name: self.name.clone(),
+                source,
+            })
     }
 
     /// Where the program stands under [`Engine::Auto`].
@@ -276,6 +301,7 @@ impl LoadedObject {
             jit: JitSlot::new(Source {
                 insns: insns.clone(),
                 verify,
+                name: p.name.clone(),
             }),
             insns,
         })

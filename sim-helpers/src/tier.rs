@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
-use bpfsim_jit::{Hints, JitError, JitProgram};
+use bpfsim_jit::{CompileOptions, Hints, JitError, JitProgram};
 use bpfsim_vm::isa::{CallTarget, Insn};
 use bpfsim_vm::{Executable, Interpreter, Program};
 
@@ -47,6 +47,8 @@ pub struct Source {
     /// The object's form of the program and the options to verify it with, for the verifier's
     /// hints ([`Source::hints`]); `None` for a program without an object.
     pub verify: Option<(Vec<Insn>, bpfsim_verifier::Options)>,
+    /// The program's name, for what names its code (a perf map: `BPFSIM_PERF_MAP=1`).
+    pub name: String,
 }
 
 /// Everything the verifier's `verdict` on an accepted program proves that the JIT can use, as
@@ -66,12 +68,20 @@ pub fn verdict_hints(verdict: bpfsim_verifier::Verdict) -> Hints {
 impl Source {
     /// What the verifier proves that the JIT can use; nothing when it rejects the program.
     pub fn hints(&self) -> Hints {
+        self.proven_hints().unwrap_or_default()
+    }
+
+    /// What the verifier proves that the JIT can use (nothing for a program without an object),
+    /// or the verifier's error when it rejects the program.
+    pub fn proven_hints(&self) -> Result<Hints, String> {
         let Some((insns, opts)) = &self.verify else {
-            return Hints::default();
+            return Ok(Hints::default());
         };
         let verdict = bpfsim_verifier::verify(insns, opts);
         if !verdict.accepted {
-            return Hints::default();
+            return Err(verdict
+                .error
+                .unwrap_or_else(|| "rejected (no error line)".to_string()));
         }
         // `bpf_map_lookup_percpu_elem` gives pointers into another CPU's arena of a per-CPU
         // map, where the run's region for the map's values is this CPU's.
@@ -88,13 +98,27 @@ impl Source {
                         .is_some_and(|info| !is_percpu(info.map_type))
             });
         }
-        hints
+        Ok(hints)
+    }
+
+    /// Compile with `hints`, as `opts` asks (the program's name added).
+    pub fn compile_opts(
+        &self,
+        hints: &Hints,
+        opts: CompileOptions,
+    ) -> Result<JitProgram, JitError> {
+        let prog = Program::new(self.insns.clone())
+            .map_err(|e| JitError::Codegen(format!("program structure: {e}")))?;
+        let opts = CompileOptions {
+            name: opts.name.or_else(|| Some(self.name.clone())),
+            ..opts
+        };
+        JitProgram::compile_opts(&prog, hints, &opts)
     }
 
     fn compile(&self) -> Result<Arc<JitProgram>, JitError> {
-        let prog = Program::new(self.insns.clone())
-            .map_err(|e| JitError::Codegen(format!("program structure: {e}")))?;
-        JitProgram::compile_with(&prog, &self.hints()).map(Arc::new)
+        self.compile_opts(&self.hints(), CompileOptions::default())
+            .map(Arc::new)
     }
 }
 
@@ -274,6 +298,7 @@ mod tests {
         let slot = JitSlot::new(Source {
             insns: ret(7),
             verify: None,
+            name: "test".to_string(),
         });
         let (hold, never) = std::sync::mpsc::channel::<()>();
         let stuck = std::thread::spawn(move || {
@@ -299,6 +324,7 @@ mod tests {
         let slot = JitSlot::new(Source {
             insns: ret(3),
             verify: None,
+            name: "test".to_string(),
         });
         slot.ran(u64::MAX);
         assert_ne!(slot.tier(), Tier::Interpreted);

@@ -112,6 +112,7 @@ fn a_program_the_jit_cannot_compile_stays_interpreted() {
     let slot = JitSlot::new(Source {
         insns,
         verify: None,
+        name: "kfunc".to_string(),
     });
     slot.ran(u64::MAX);
     assert_eq!(slot.wait(), Tier::Uncompilable);

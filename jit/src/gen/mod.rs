@@ -185,6 +185,9 @@ pub(crate) struct Gen<'a, 'b> {
     /// For each leader: it has exactly one predecessor block (the budget count may be carried
     /// into it).
     single_pred: Vec<bool>,
+    /// Mark the code of each instruction with its slot (Cranelift's source locations), for a
+    /// listing ([`crate::CompileOptions::listing`]).
+    srclocs: bool,
 }
 
 const I64: Type = types::I64;
@@ -269,8 +272,17 @@ fn stack_places(insns: &[Insn], pcs: &[usize], hints: &Hints) -> Vec<Option<(u32
     at
 }
 
+/// The source location of code generated for no single BPF instruction (the entry, the shared
+/// exits), in a listing ([`crate::CompileOptions::listing`]). Not Cranelift's default location:
+/// code with that one is what Cranelift adds without a location (constants it splits out of an
+/// instruction, the register allocator's moves), placed right before the instruction they serve.
+pub(crate) fn no_slot() -> cranelift_codegen::ir::SourceLoc {
+    cranelift_codegen::ir::SourceLoc::new(u32::MAX - 1)
+}
+
 /// Translate `prog` into `func`. Returns what the budget must hold at entry (see
-/// `budget::entry_need`).
+/// `budget::entry_need`). `srclocs`: mark each instruction's code with its slot ([`Gen::srclocs`]).
+#[allow(clippy::too_many_arguments)] // one call site, each argument a different thing
 pub(crate) fn build(
     module: &mut JITModule,
     func: &mut Function,
@@ -279,6 +291,7 @@ pub(crate) fn build(
     prog: &Program,
     pcs: &[usize],
     hints: &Hints,
+    srclocs: bool,
 ) -> Result<u64, JitError> {
     let insns = prog.insns();
     let mut b = FunctionBuilder::new(func, fbc);
@@ -420,11 +433,19 @@ pub(crate) fn build(
         pending: 0,
         carry: vec![None; total_slots + 1],
         single_pred,
+        srclocs,
     };
+    if srclocs {
+        g.b.set_srcloc(no_slot());
+    }
     g.prologue(regs_read_by(insns));
     let first = g.blocks[0].expect("slot 0 leads");
     g.b.ins().jump(first, &[]);
     g.body(insns)?;
+    if srclocs {
+        // What follows serves many instructions (or none).
+        g.b.set_srcloc(no_slot());
+    }
     g.fault_epilogues();
     g.helper_stop_epilogue();
     g.stop_epilogue();
@@ -637,6 +658,10 @@ impl Gen<'_, '_> {
                     self.leave_block(&[pc]);
                     self.b.ins().jump(blk, &[]);
                 }
+                if self.srclocs {
+                    self.b
+                        .set_srcloc(cranelift_codegen::ir::SourceLoc::new(pc as u32));
+                }
                 self.b.switch_to_block(blk);
                 if !self.late[pc] {
                     self.b.seal_block(blk);
@@ -655,6 +680,10 @@ impl Gen<'_, '_> {
                 self.fp_off[10] = Some(0);
             } else {
                 self.block_pos += 1;
+                if self.srclocs {
+                    self.b
+                        .set_srcloc(cranelift_codegen::ir::SourceLoc::new(pc as u32));
+                }
             }
             if !open || std::mem::take(&mut fused) {
                 self.track_fp(insn);

@@ -1,0 +1,173 @@
+//! `bpfsim disasm --jit`: the JIT's code listed per BPF instruction; `BPFSIM_PERF_MAP=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bpfsim(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, u32) {
+    let child = Command::new(env!("CARGO_BIN_EXE_bpfsim"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        pid,
+    )
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-vectors")
+}
+
+fn raw_file(tag: &str, src: &str) -> PathBuf {
+    let insns = bpfsim_vm::asm::assemble(src).unwrap();
+    let p = std::env::temp_dir().join(format!("bpfsim-disasm-jit-{tag}-{}", std::process::id()));
+    std::fs::write(&p, bpfsim_vm::isa::encode(&insns)).unwrap();
+    p
+}
+
+/// The lines of the listing that are BPF instructions (`N: text`), as (slot, text).
+fn bpf_lines(out: &str) -> Vec<(usize, &str)> {
+    out.lines()
+        .filter_map(|l| {
+            let (n, rest) = l.split_once(": ")?;
+            Some((n.parse().ok()?, rest))
+        })
+        .collect()
+}
+
+#[test]
+fn raw_bytecode_lists_each_instruction_then_its_code() {
+    let f = raw_file("ret2", "mov %r0, 2\nexit");
+    let (code, out, err, _) = bpfsim(&["disasm", f.to_str().unwrap(), "--jit"], &[]);
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        bpf_lines(&out),
+        [(0, "mov %r0, 2"), (1, "exit")],
+        "each instruction once, in order:\n{out}"
+    );
+    assert!(out.contains("not verified"), "{out}");
+    let size = out
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("; "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("the size ends the listing:\n{out}"));
+    assert!(size > 0);
+    if cfg!(target_arch = "x86_64") {
+        // The host instructions of slot 0 come between its line and slot 1's.
+        let (_, after0) = out.split_once("0: mov %r0, 2\n").unwrap();
+        let (slot0, _) = after0.split_once("1: exit\n").unwrap();
+        assert!(slot0.contains("mov     $2, %eax"), "{out}");
+        assert!(out.lines().any(|l| l.ends_with(" ret")), "{out}");
+    }
+}
+
+#[test]
+fn an_object_is_listed_with_every_instruction_in_the_kernel_style() {
+    let obj = root().join("progs/xdp_drop.bpf.o");
+    let (code, out, err, _) = bpfsim(
+        &[
+            "disasm",
+            obj.to_str().unwrap(),
+            "--jit",
+            "--style",
+            "kernel",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("; xdp_drop_non_ip (section xdp, xdp): verified"),
+        "{out}"
+    );
+    // The same instructions as the plain listing, each once.
+    let (_, plain, _, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--style", "kernel"], &[]);
+    let plain: Vec<&str> = plain.lines().filter(|l| !l.starts_with(';')).collect();
+    let listed: Vec<String> = bpf_lines(&out)
+        .iter()
+        .map(|(n, t)| format!("{n}: {t}"))
+        .collect();
+    assert_eq!(listed, plain);
+    assert!(out.contains("; entry\n"), "{out}");
+    assert!(out.contains("bytes of "), "{out}");
+    if cfg!(target_arch = "x86_64") {
+        assert!(out.contains("# bpfsim_map_lookup"), "{out}");
+    }
+}
+
+#[test]
+fn programs_that_cannot_be_listed_fail_clearly() {
+    // Rejected by the verifier.
+    let obj = root().join("verifier/objects/reject_pkt_oob.bpf.o");
+    let (code, _, err, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--jit"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the verifier rejects it"), "{err}");
+    assert!(err.contains("outside of the packet"), "{err}");
+    // The plain listing of the same object still works.
+    let (code, _, _, _) = bpfsim(&["disasm", obj.to_str().unwrap()], &[]);
+    assert_eq!(code, 0);
+    // Not compiled by the JIT: a kfunc call in raw bytecode (`call` with src 2).
+    let f = std::env::temp_dir().join(format!("bpfsim-disasm-jit-kfunc-{}", std::process::id()));
+    std::fs::write(
+        &f,
+        [
+            0x85, 0x20, 0, 0, 1, 0, 0, 0, // call kfunc 1
+            0x95, 0, 0, 0, 0, 0, 0, 0, // exit
+        ],
+    )
+    .unwrap();
+    let (code, out, err, _) = bpfsim(&["disasm", f.to_str().unwrap(), "--jit"], &[]);
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("instruction 0: a kfunc call"), "{err}");
+}
+
+#[test]
+fn the_perf_map_names_the_program() {
+    let obj = root().join("progs/xdp_drop.bpf.o");
+    let (code, _, err, pid) = bpfsim(
+        &[
+            "run",
+            obj.to_str().unwrap(),
+            "--engine",
+            "jit",
+            "--packet",
+            "ffffffffffff0200000000010800",
+        ],
+        &[("BPFSIM_PERF_MAP", "1")],
+    );
+    let map = PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    let text = std::fs::read_to_string(&map);
+    let _ = std::fs::remove_file(&map);
+    assert_eq!(code, 0, "{err}");
+    let text = text.unwrap_or_else(|e| panic!("{}: {e}", map.display()));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let f: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(f.len(), 3, "{text}");
+    assert!(u64::from_str_radix(f[0], 16).unwrap() > 0, "{text}");
+    assert!(u64::from_str_radix(f[1], 16).unwrap() > 0, "{text}");
+    assert_eq!(f[2], "bpf_jit:xdp_drop_non_ip");
+    // Without the variable, no map.
+    let (_, _, _, pid) = bpfsim(
+        &[
+            "run",
+            obj.to_str().unwrap(),
+            "--engine",
+            "jit",
+            "--packet",
+            "ffffffffffff0200000000010800",
+        ],
+        &[],
+    );
+    assert!(!Path::new(&format!("/tmp/perf-{pid}.map")).exists());
+}
