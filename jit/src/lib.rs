@@ -36,10 +36,11 @@ use cranelift_module::{default_libcall_names, Linkage, Module};
 pub use listing::{CodePart, HostInsn, Listing};
 pub use perf_map::path as perf_map_path;
 pub use session::JitSession;
-use shims::{HostRef, Ret, VmCtx};
+use shims::{CompiledCallback, HostRef, Ret, Runtime, VmCtx};
 
-/// The generated function: (context, budget, r1, r2) -> [`Ret`].
-type Entry = extern "C" fn(*mut VmCtx, u64, u64, u64) -> Ret;
+/// The generated function: (context, budget, r1, r2) -> [`Ret`]. The main program's and each
+/// compiled callback's have this convention.
+pub(crate) type Entry = extern "C" fn(*mut VmCtx, u64, u64, u64) -> Ret;
 
 const I64: cranelift_codegen::ir::Type = types::I64;
 
@@ -222,10 +223,13 @@ pub struct JitProgram {
     /// The code's module; its memory is freed on drop (a dropped `JITModule` keeps its
     /// mappings: a process that compiles many programs ran out of them).
     module: std::mem::ManuallyDrop<JITModule>,
-    /// Finishes a run whose budget runs out inside a block (see `Interpreter::finish_budget`).
-    interp: bpfsim_vm::Interpreter,
+    /// The interpreter, which finishes a run whose budget runs out inside a block (see
+    /// `Interpreter::finish_budget`), and the compiled callbacks, which the callbacks' shim
+    /// enters.
+    rt: Runtime,
     entry: Entry,
-    /// Bytes of code; for reports.
+    /// Bytes of the main program's code (its function: not the compiled callbacks'); for
+    /// reports.
     pub code_size: usize,
     /// The generated code's listing, when the compile asked for it.
     listing: Option<Box<Listing>>,
@@ -388,65 +392,132 @@ impl JitProgram {
             .map_err(err)?;
         let ctx_fields = ctx_fields(prog, hints);
         let value_maps = value_maps(prog, hints);
-        if opts.listing {
-            ctx.set_disasm(true);
-        }
-        let entry_need = gen::build(
-            &mut module,
-            &mut ctx.func,
-            &mut fbc,
-            &gen::ShimIds {
-                load: f_load,
-                store: f_store,
-                atomic: f_atomic,
-                call: f_call,
-                map_lookup: f_lookup,
-                map_lookup_key: f_lookup_key,
-                ld_packet: f_ld,
-                zero_stack: f_clear,
-            },
-            prog,
-            &pcs,
-            hints,
-            opts.listing,
-        )?;
-        module.define_function(func_id, &mut ctx).map_err(err)?;
-        let code_size = ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
-        // What only a listing needs, taken before the context is cleared.
-        let listed = match ctx.compiled_code() {
-            Some(c) if opts.listing => {
-                let locs = c.buffer.get_srclocs_sorted();
-                Some((
-                    locs.iter()
-                        // The default location at the start is the ABI's prologue; elsewhere
-                        // it is code Cranelift added without one (see `listing::parts`).
-                        .filter(|l| !l.loc.is_default() || l.start == 0)
-                        .map(|l| {
-                            let slot = l.loc != gen::no_slot() && !l.loc.is_default();
-                            let pc = slot.then(|| l.loc.bits() as usize);
-                            (l.start as usize, l.end as usize, pc)
-                        })
-                        .collect::<Vec<_>>(),
-                    // Every instruction is emitted inside a location's range (the default one
-                    // at least) and the last is a return or a jump: past the last range are
-                    // only the constants Cranelift placed after the code.
-                    locs.iter().map(|l| l.end as usize).max().unwrap_or(0),
-                    c.vcode.clone().unwrap_or_default(),
-                ))
-            }
-            _ => None,
+        let ids = gen::ShimIds {
+            load: f_load,
+            store: f_store,
+            atomic: f_atomic,
+            call: f_call,
+            map_lookup: f_lookup,
+            map_lookup_key: f_lookup_key,
+            ld_packet: f_ld,
+            zero_stack: f_clear,
         };
-        module.clear_context(&mut ctx);
+        // The main program's function, then one per callback (its body and what it calls) that
+        // can run in a frame of its own: a helper's callbacks then run as native code.
+        let mut roots = vec![gen::Root { slot: 0, depth: 0 }];
+        roots.extend(
+            gen::callback_roots(insns, &pcs, prog.subprograms())
+                .into_iter()
+                .filter(|&(_, d)| (d as usize) < bpfsim_vm::memory::MAX_FRAMES)
+                .map(|(slot, depth)| gen::Root { slot, depth }),
+        );
+        let mut built = Vec::with_capacity(roots.len());
+        let mut code_size = 0;
+        let mut listed = None;
+        let mut failed = None;
+        for (k, &root) in roots.iter().enumerate() {
+            let id = if k == 0 {
+                func_id
+            } else {
+                match module.declare_function(
+                    &format!("bpf_cb_{}", root.slot),
+                    Linkage::Local,
+                    &ctx.func.signature,
+                ) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        failed = Some(err(e));
+                        break;
+                    }
+                }
+            };
+            let sig = ctx.func.signature.clone();
+            // The main program's function alone is listed.
+            let listing = opts.listing && k == 0;
+            ctx.set_disasm(listing);
+            let need = gen::build(
+                &mut module,
+                &mut ctx.func,
+                &mut fbc,
+                &ids,
+                prog,
+                &pcs,
+                hints,
+                listing,
+                root,
+            )
+            .and_then(|need| {
+                module.define_function(id, &mut ctx).map_err(err)?;
+                Ok(need)
+            });
+            if k == 0 {
+                // The main function's bytes: `JitProgram::code` reads them from its entry.
+                code_size = ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+                // What only a listing needs, taken before the context is cleared.
+                listed = match ctx.compiled_code() {
+                    Some(c) if opts.listing => {
+                        let locs = c.buffer.get_srclocs_sorted();
+                        Some((
+                            locs.iter()
+                                // The default location at the start is the ABI's prologue; elsewhere
+                                // it is code Cranelift added without one (see `listing::parts`).
+                                .filter(|l| !l.loc.is_default() || l.start == 0)
+                                .map(|l| {
+                                    let slot = l.loc != gen::no_slot() && !l.loc.is_default();
+                                    let pc = slot.then(|| l.loc.bits() as usize);
+                                    (l.start as usize, l.end as usize, pc)
+                                })
+                                .collect::<Vec<_>>(),
+                            // Every instruction is emitted inside a location's range (the default one
+                            // at least) and the last is a return or a jump: past the last range are
+                            // only the constants Cranelift placed after the code.
+                            locs.iter().map(|l| l.end as usize).max().unwrap_or(0),
+                            c.vcode.clone().unwrap_or_default(),
+                        ))
+                    }
+                    _ => None,
+                };
+            }
+            module.clear_context(&mut ctx);
+            ctx.func.signature = sig;
+            match need {
+                Ok(need) => built.push((root, id, need)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
         CONTEXTS.with(|c| *c.borrow_mut() = Some((ctx, fbc)));
+        if let Some(e) = failed {
+            return Err(e);
+        }
         module.finalize_definitions().map_err(err)?;
-        let code = module.get_finalized_function(func_id);
-        // SAFETY: `code` is the function just defined with signature (pointer, i64, i64, i64) ->
-        // (i64, i64) in the platform's C convention, which returns two integers as C returns a
-        // struct of two (`shims::Ret`): in `rax`/`rdx` (x86-64 System V), `x0`/`x1` (AArch64).
-        let entry: Entry = unsafe { std::mem::transmute(code) };
+        let entry_of = |module: &JITModule, id| -> Entry {
+            let code = module.get_finalized_function(id);
+            // SAFETY: `code` is a function defined above with signature (pointer, i64, i64,
+            // i64) -> (i64, i64) in the platform's C convention, which returns two integers as
+            // C returns a struct of two (`shims::Ret`): in `rax`/`rdx` (x86-64 System V),
+            // `x0`/`x1` (AArch64).
+            unsafe { std::mem::transmute(code) }
+        };
+        let entry = entry_of(&module, built[0].1);
+        let entry_need = built[0].2;
+        let callbacks = built[1..]
+            .iter()
+            .map(|&(root, id, need)| CompiledCallback {
+                slot: root.slot,
+                depth: root.depth,
+                need,
+                entry: entry_of(&module, id),
+            })
+            .collect();
         let jit = JitProgram {
             module: std::mem::ManuallyDrop::new(module),
-            interp: bpfsim_vm::Interpreter::new(prog),
+            rt: Runtime {
+                interp: bpfsim_vm::Interpreter::new(prog),
+                callbacks,
+            },
             entry,
             code_size,
             listing: None,
@@ -504,6 +575,18 @@ impl JitProgram {
         Ok(jit)
     }
 
+    /// The callbacks compiled as functions of their own (`lddw rX, func`'s targets), as
+    /// (first slot, the call depth of the frame the code runs in): a helper called one frame
+    /// above runs them as native code; from any other depth, and any callback not listed, the
+    /// interpreter runs them.
+    pub fn compiled_callbacks(&self) -> Vec<(usize, u64)> {
+        self.rt
+            .callbacks
+            .iter()
+            .map(|c| (c.slot, c.depth))
+            .collect()
+    }
+
     /// [`bpfsim_vm::Vm::run_with_memory`] for compiled code: `r1` points at a writable `input`
     /// and `r2` is its length (both 0 when `input` is empty). A caller that runs the program
     /// many times can keep the run's context between runs with [`JitProgram::session`].
@@ -514,7 +597,7 @@ impl JitProgram {
         input: &mut [u8],
     ) -> Outcome {
         let mut slot = std::mem::MaybeUninit::uninit();
-        let ctx = VmCtx::init(&mut slot, &self.interp);
+        let ctx = VmCtx::init(&mut slot, &self.rt);
         self.enter_lean(ctx, vm, host, input)
     }
 
@@ -533,7 +616,7 @@ impl JitProgram {
         host: &mut dyn Host,
         input: &mut [u8],
     ) -> Outcome {
-        debug_assert!(std::ptr::eq(ctx.interp, &self.interp));
+        debug_assert!(std::ptr::eq(ctx.rt, &self.rt));
         let len = input.len();
         // The generated code counts the budget as a signed 64-bit number.
         let budget = vm.budget.min(i64::MAX as u64);
@@ -600,7 +683,7 @@ impl JitProgram {
         JitSession {
             prog: self,
             vm: bpfsim_vm::Vm::default(),
-            ctx: VmCtx::new(&self.interp),
+            ctx: VmCtx::new(&self.rt),
         }
     }
 
@@ -613,11 +696,11 @@ impl JitProgram {
         budget: u64,
     ) -> Outcome {
         let mut slot = std::mem::MaybeUninit::uninit();
-        let vm = VmCtx::init(&mut slot, &self.interp);
+        let vm = VmCtx::init(&mut slot, &self.rt);
         self.enter(vm, mem, host, args, budget)
     }
 
-    /// A run on a context `vm` made by `VmCtx::new(&self.interp)`, fresh or left by an earlier
+    /// A run on a context `vm` made by `VmCtx::new(&self.rt)`, fresh or left by an earlier
     /// run of this program: everything the generated code reads before it writes is set here
     /// (the region table, the budget, the arguments, the memory map and the host), so a
     /// context can serve any number of runs (see [`JitSession`]).
@@ -648,7 +731,7 @@ impl JitProgram {
         budget: u64,
         n: u32,
     ) -> (Outcome, u32) {
-        debug_assert!(std::ptr::eq(vm.interp, &self.interp));
+        debug_assert!(std::ptr::eq(vm.rt, &self.rt));
         mem.enter_main_reaching(self.may_write, self.main_bytes);
         // The generated code counts the budget as a signed 64-bit number.
         let budget = budget.min(i64::MAX as u64);
@@ -870,7 +953,7 @@ impl bpfsim_vm::Executable for JitProgram {
     fn prepare(&self) -> Option<Box<dyn bpfsim_vm::PreparedRuns + '_>> {
         Some(Box::new(session::Prepared {
             prog: self,
-            ctx: VmCtx::new(&self.interp),
+            ctx: VmCtx::new(&self.rt),
         }))
     }
 }

@@ -46,6 +46,45 @@ pub struct FrameSave {
     pub fp: u64,
 }
 
+/// A callback's body compiled as a function of its own ([`crate::Entry`]: the callback's
+/// registers r1 and r2 as its arguments, r3-r5 in [`VmCtx::args`]), entered by the callbacks'
+/// shim for each call a helper asks for.
+pub struct CompiledCallback {
+    /// The callback's first slot (the low half of its `lddw rX, func` address).
+    pub slot: usize,
+    /// The call depth of the callback's frame the code was compiled for: the shim enters it
+    /// only from a helper called one frame above, else the interpreter runs the callbacks.
+    pub depth: u64,
+    /// What the budget must hold at entry for the code to run to its first check; with less,
+    /// the interpreter runs that call.
+    pub need: u64,
+    pub entry: crate::Entry,
+}
+
+/// What a compiled program's runs share, read-only: the interpreter that finishes what the code
+/// hands over, and the compiled callbacks (by slot, ascending).
+pub struct Runtime {
+    pub interp: bpfsim_vm::Interpreter,
+    pub callbacks: Vec<CompiledCallback>,
+}
+
+impl Runtime {
+    /// The compiled callback a helper's `func` (an address `lddw rX, func` produced) names, if
+    /// its code was compiled for a frame at `depth`.
+    fn callback(&self, func: u64, depth: u64) -> Option<&CompiledCallback> {
+        if func & !0xffff_ffff != bpfsim_vm::interp::FUNC_TAG {
+            return None;
+        }
+        let slot = (func & 0xffff_ffff) as usize;
+        let i = self
+            .callbacks
+            .binary_search_by_key(&slot, |c| c.slot)
+            .ok()?;
+        let c = &self.callbacks[i];
+        (c.depth == depth).then_some(c)
+    }
+}
+
 /// The base of the stack buffer in a region table as [`MemoryMap::region_table`] gives it:
 /// the first frame's row, which `MemoryMap::fixed_rows` writes with the frames' rows after it,
 /// `FRAME_SIZE` bytes apart in one buffer of `FRAME_SIZE * MAX_FRAMES` bytes.
@@ -94,7 +133,7 @@ pub struct VmCtx {
     /// Registers handed to the interpreter for the last, partial block of a run.
     /// Written by generated code before `budget_tail` reads it (uninitialised until then).
     pub regs: MaybeUninit<[u64; 11]>,
-    pub interp: *const bpfsim_vm::Interpreter,
+    pub rt: *const Runtime,
     /// The total budget of the run.
     pub budget: u64,
     /// The budget left when the partial block was entered, the block's pc and the frame depth
@@ -167,6 +206,11 @@ pub struct VmCtx {
     /// proven stack accesses ([`crate::Hints::stack`]) are clamped. Set by every entry before
     /// the code runs; the buffer never moves while the table lives.
     pub stack_base: u64,
+    /// The call depth of the frame the running code's function started in: 0 for the main
+    /// program, a compiled callback's frame while it runs. A hand-over to the interpreter ends
+    /// at that frame's exit rather than returning to the frames below, which are the helper's
+    /// caller's (`VmCtx::callers`).
+    pub base: u64,
 }
 
 /// The most maps whose proven value accesses the generated code clamps (the others' keep
@@ -203,9 +247,9 @@ impl VmCtx {
     /// A context for runs of `interp`'s compiled program, with no memory or host yet: each run
     /// sets the region table, the arguments, the budget, the memory map and the host
     /// (`JitProgram::enter`), which is all the generated code reads before writing.
-    pub fn new(interp: *const bpfsim_vm::Interpreter) -> VmCtx {
+    pub fn new(rt: *const Runtime) -> VmCtx {
         let mut slot = MaybeUninit::uninit();
-        Self::init(&mut slot, interp);
+        Self::init(&mut slot, rt);
         // SAFETY: `init` wrote every field but `frames`, `regs`, `lazy_map`, `value_base` and
         // `value_max`, which are `MaybeUninit`.
         unsafe { slot.assume_init() }
@@ -216,10 +260,7 @@ impl VmCtx {
     /// made for one run compiled to a `memset` of all of it, which cost the run more than the
     /// program.
     #[inline(always)]
-    pub fn init(
-        slot: &mut MaybeUninit<VmCtx>,
-        interp: *const bpfsim_vm::Interpreter,
-    ) -> &mut VmCtx {
+    pub fn init(slot: &mut MaybeUninit<VmCtx>, rt: *const Runtime) -> &mut VmCtx {
         let p = slot.as_mut_ptr();
         // SAFETY: `p` points at the slot, valid for writes of a `VmCtx`; each field is written
         // through a raw pointer, no reference to uninitialised memory is made.
@@ -239,7 +280,8 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).trap_size).write(0);
             std::ptr::addr_of_mut!((*p).mem).write(std::ptr::null_mut());
             std::ptr::addr_of_mut!((*p).host).write(std::ptr::null_mut());
-            std::ptr::addr_of_mut!((*p).interp).write(interp);
+            std::ptr::addr_of_mut!((*p).rt).write(rt);
+            std::ptr::addr_of_mut!((*p).base).write(0);
             std::ptr::addr_of_mut!((*p).budget).write(0);
             std::ptr::addr_of_mut!((*p).left_at_block).write(0);
             std::ptr::addr_of_mut!((*p).budget_pc).write(0);
@@ -290,12 +332,20 @@ impl VmCtx {
     }
 
     /// The frames below `depth` as the interpreter takes them over (a hand-over inside a
-    /// subprogram returns to its callers): the code saved each in `frames` at its call.
+    /// subprogram returns to its callers): the code saved each in `frames` at its call. Those
+    /// below [`VmCtx::base`] are the helper's caller's, to which a callback never returns: a
+    /// return site past the program, where the interpreter ends the hand-over.
     fn callers(&self, depth: u64) -> Vec<bpfsim_vm::interp::Caller> {
         let n = (depth as usize).min(8);
         let frames = self.frames.as_ptr().cast::<FrameSave>();
         (0..n)
             .map(|d| {
+                if (d as u64) < self.base {
+                    return bpfsim_vm::interp::Caller {
+                        ret: usize::MAX,
+                        saved: [0; 5],
+                    };
+                }
                 // SAFETY: the generated code wrote `frames[d]` at the call from frame `d`, for
                 // every `d` below the current depth; `d` is below 8.
                 let f = unsafe { frames.add(d).read() };
@@ -519,6 +569,20 @@ impl VmCtx {
         }
     }
 
+    /// The end of a callback's call the interpreter finished: its r0 (a tail call's or a
+    /// helper's exit included, as the interpreter's callbacks end), or `None` with the trap
+    /// recorded.
+    fn finish_call(&mut self, result: Result<u64, bpfsim_vm::Trap>) -> Option<u64> {
+        match result {
+            Ok(r0) => Some(r0),
+            Err(t) => {
+                self.trap(t.code, t.detail, t.size);
+                self.trap_pc = t.pc as u64;
+                None
+            }
+        }
+    }
+
     fn trap(&mut self, code: TrapCode, detail: u64, size: u8) {
         self.status = STOP_TRAP;
         self.trap_code = code as u64;
@@ -637,15 +701,59 @@ pub extern "C" fn call(
             v.status = OK;
             x
         }
-        Err(stop) => {
-            let x = stopped(v, mem, host, stop, id, pc, depth);
-            check_after_callbacks(v, mem, host, x, &args, pc, need, depth);
-            x
-        }
+        // SAFETY: called by generated code with its run's context.
+        Err(stop) => unsafe { after_stop(vm, stop, id, &args, pc, need, depth) },
     };
+    // SAFETY: as above; no reference made before the helper is used after it (the callbacks'
+    // code may have used the context meanwhile).
+    let v = unsafe { &mut *vm };
     v.refresh_if_mapped();
     v.refresh_ctx();
     out
+}
+
+/// A helper that did not return a value: its stop, or the callbacks it asked for run (then the
+/// budget after them checked, [`check_after_callbacks`]). Takes the context alone: the
+/// callbacks' compiled code uses it, and the run's memory and host, through their pointers.
+///
+/// # Safety
+/// `vm` is the live context of a run (as for the shims), of which the caller holds no
+/// reference across this call.
+#[cold]
+#[allow(clippy::too_many_arguments)]
+unsafe fn after_stop(
+    vm: *mut VmCtx,
+    stop: HelperStop,
+    id: u64,
+    args: &[u64],
+    pc: u64,
+    need: u64,
+    depth: u64,
+) -> u64 {
+    let (cb, calls) = {
+        // SAFETY: the caller's contract; these references end before the callbacks run.
+        let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+        let (func, calls) = match stopped(v, stop, id) {
+            Stopped::Done(x) => return x,
+            Stopped::Calls { func, calls } => (func, calls),
+        };
+        // SAFETY: `rt` is the JIT program's own, alive as long as the program.
+        let rt = unsafe { &*v.rt };
+        match rt.callback(func, depth + 1) {
+            Some(cb) => (cb, calls),
+            None => {
+                let x = callbacks(v, mem, host, func, depth, calls, pc, id);
+                check_after_callbacks(v, mem, host, x, args, pc, need, depth);
+                return x;
+            }
+        }
+    };
+    // SAFETY: the caller's contract.
+    let x = unsafe { compiled_callbacks(vm, cb, calls, pc) };
+    // SAFETY: the caller's contract; the callbacks are done with the context.
+    let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+    check_after_callbacks(v, mem, host, x, args, pc, need, depth);
+    x
 }
 
 /// The call's slot and what the path after it needs of the budget, as the generated code
@@ -684,8 +792,8 @@ fn check_after_callbacks(
         // passes before a call with a `need` (`Gen::helper`); `i` is below 11.
         *r = unsafe { stored.add(i).read() };
     }
-    // SAFETY: `interp` is the JIT program's own interpreter, alive as long as the program.
-    let interp = unsafe { &*v.interp };
+    // SAFETY: `rt` is the JIT program's own, alive as long as the program.
+    let interp = unsafe { &(*v.rt).interp };
     let callers = v.callers(depth);
     let out = interp.finish_budget(
         mem,
@@ -726,20 +834,14 @@ pub extern "C" fn map_lookup(vm: *mut VmCtx, map: u64, key: u64, site: u64, dept
             v.status = OK;
             x
         }
-        Err(stop) => {
-            let x = stopped(
-                v,
-                mem,
-                host,
-                stop,
-                bpfsim_vm::host::MAP_LOOKUP_ELEM as u64,
-                pc,
-                depth,
-            );
-            check_after_callbacks(v, mem, host, x, &[map, key], pc, need, depth);
-            x
-        }
+        // SAFETY: called by generated code with its run's context.
+        Err(stop) => unsafe {
+            let id = bpfsim_vm::host::MAP_LOOKUP_ELEM as u64;
+            after_stop(vm, stop, id, &[map, key], pc, need, depth)
+        },
     };
+    // SAFETY: as in `call`.
+    let v = unsafe { &mut *vm };
     v.refresh_if_mapped();
     v.refresh_ctx();
     out
@@ -759,37 +861,55 @@ pub extern "C" fn map_lookup_key(vm: *mut VmCtx, map: u64, key: *const u8, len: 
     }
 }
 
-/// A helper that did not return a value: the status (and trap) it leaves in `v`, or the value of
-/// the callbacks it asked for.
+/// The calls of a callback a helper asks for.
+enum Calls {
+    /// `bpf_loop`: `(i, ctx)` for `i` from `next` below `n`.
+    Loop { next: u64, n: u64, ctx: u64 },
+    /// One argument set per call.
+    Each(std::vec::IntoIter<[u64; 5]>),
+}
+
+impl Iterator for Calls {
+    type Item = [u64; 5];
+
+    #[inline]
+    fn next(&mut self) -> Option<[u64; 5]> {
+        match self {
+            Calls::Loop { next, n, ctx } => {
+                if *next >= *n {
+                    return None;
+                }
+                *next += 1;
+                Some([*next - 1, *ctx, 0, 0, 0])
+            }
+            Calls::Each(it) => it.next(),
+        }
+    }
+}
+
+/// How a helper that did not return a value goes on.
+enum Stopped {
+    /// The value the call gives, with the status (and trap) left in the context.
+    Done(u64),
+    /// The callback at `func` is to be called.
+    Calls { func: u64, calls: Calls },
+}
+
+/// A helper that did not return a value: the status (and trap) it leaves in `v`, or the
+/// callbacks it asked for.
 #[cold]
-fn stopped(
-    v: &mut VmCtx,
-    mem: &mut MemoryMap<'static>,
-    host: &mut dyn Host,
-    stop: HelperStop,
-    id: u64,
-    pc: u64,
-    depth: u64,
-) -> u64 {
+fn stopped(v: &mut VmCtx, stop: HelperStop, id: u64) -> Stopped {
     match stop {
         HelperStop::Exit(x) => {
             v.status = STOP_EXIT;
             v.status_value = x;
-            0
         }
         HelperStop::TailCall(t) => {
             v.status = STOP_TAIL;
             v.status_value = t as u64;
-            0
         }
-        HelperStop::Unknown => {
-            v.trap(TrapCode::UnknownHelper, id, 0);
-            0
-        }
-        HelperStop::Fault => {
-            v.trap(TrapCode::HelperFault, id, 0);
-            0
-        }
+        HelperStop::Unknown => v.trap(TrapCode::UnknownHelper, id, 0),
+        HelperStop::Fault => v.trap(TrapCode::HelperFault, id, 0),
         HelperStop::Memory(f) => {
             let code = if f.write {
                 TrapCode::MemoryWrite
@@ -797,25 +917,30 @@ fn stopped(
                 TrapCode::MemoryRead
             };
             v.trap(code, f.addr, f.size);
-            0
         }
         HelperStop::Loop {
             func,
             iterations,
             ctx,
         } => {
-            let mut calls = (0..iterations as u64).map(|i| [i, ctx, 0, 0, 0]);
-            callbacks(v, mem, host, func, depth, &mut calls, pc, id)
+            let calls = Calls::Loop {
+                next: 0,
+                n: iterations as u64,
+                ctx,
+            };
+            return Stopped::Calls { func, calls };
         }
         HelperStop::CallEach { func, calls } => {
-            let mut calls = calls.into_iter();
-            callbacks(v, mem, host, func, depth, &mut calls, pc, id)
+            let calls = Calls::Each(calls.into_iter());
+            return Stopped::Calls { func, calls };
         }
     }
+    Stopped::Done(0)
 }
 
 /// The interpreter runs the callbacks a helper asked for, with the run's exact budget (left in
-/// `v.left` by the generated code and given back there).
+/// `v.left` by the generated code and given back there): callbacks not compiled, or called
+/// from a frame other than the one their code was compiled for.
 #[allow(clippy::too_many_arguments)]
 fn callbacks(
     v: &mut VmCtx,
@@ -823,17 +948,17 @@ fn callbacks(
     host: &mut dyn Host,
     func: u64,
     depth: u64,
-    calls: &mut dyn Iterator<Item = [u64; 5]>,
+    mut calls: Calls,
     pc: u64,
     helper: u64,
 ) -> u64 {
-    // SAFETY: `interp` is the JIT program's own interpreter, alive as long as the program.
-    let interp = unsafe { &*v.interp };
+    // SAFETY: `rt` is the JIT program's own, alive as long as the program.
+    let interp = unsafe { &(*v.rt).interp };
     let mut left = v.left;
     let out = interp.run_callbacks(
         func,
         depth as usize,
-        calls,
+        &mut calls,
         mem,
         host,
         &mut left,
@@ -853,6 +978,133 @@ fn callbacks(
             0
         }
     }
+}
+
+/// The callbacks a helper asked for, run by their compiled code `cb` (whose frame is one below
+/// the helper's caller's): each call entered with the exact budget left, stopping after one
+/// that returns non-zero, as [`bpfsim_vm::Interpreter::run_callbacks`] does. A call returns r0,
+/// or hands its last block to the interpreter (the budget), or traps, which ends them all. A
+/// helper inside that ends the program (`HelperStop::Exit`, a tail call, an `ld_abs` past the
+/// packet) ends only that call, with its value (a tail call's is 0), as in the interpreter.
+/// Returns the number of calls made, or 0 with the trap in the context.
+///
+/// # Safety
+/// `vm` is the live context of a run (as for the shims), of which the caller holds no
+/// reference across this call: the callbacks' code and the shims it calls use it.
+unsafe fn compiled_callbacks(vm: *mut VmCtx, cb: &CompiledCallback, calls: Calls, pc: u64) -> u64 {
+    // What the caller's code left for `check_after_callbacks` (the registers it did not pass)
+    // and the frame its own hand-overs end at: the callbacks' code and shims use both.
+    let (regs, base) = {
+        // SAFETY: the caller's contract; the reference ends here.
+        let v = unsafe { &mut *vm };
+        let saved = (v.regs, v.base);
+        v.base = cb.depth;
+        saved
+    };
+    let mut made = 0;
+    let mut trapped = false;
+    for args in calls {
+        made += 1;
+        // SAFETY: the caller's contract.
+        match unsafe { compiled_call(vm, cb, args) } {
+            Some(0) => {}
+            Some(_) => break,
+            None => {
+                trapped = true;
+                break;
+            }
+        }
+    }
+    // SAFETY: the caller's contract; the callbacks are done with the context.
+    let v = unsafe { &mut *vm };
+    v.regs = regs;
+    v.base = base;
+    if trapped {
+        v.status = STOP_TRAP;
+        0
+    } else {
+        v.status = OK;
+        v.trap_pc = pc;
+        made
+    }
+}
+
+/// One call of a compiled callback with `args`: its r0, or `None` when it trapped (the trap
+/// and the budget left in the context).
+///
+/// # Safety
+/// As [`compiled_callbacks`], which has set [`VmCtx::base`] to the callback's frame.
+#[inline]
+unsafe fn compiled_call(vm: *mut VmCtx, cb: &CompiledCallback, args: [u64; 5]) -> Option<u64> {
+    let left = {
+        // SAFETY: the caller's contract; the reference ends before the code runs.
+        let v = unsafe { &mut *vm };
+        v.args[2] = args[2];
+        v.args[3] = args[3];
+        v.args[4] = args[4];
+        v.left
+    };
+    if left < cb.need {
+        // SAFETY: the caller's contract.
+        return unsafe { interpreted_call(vm, cb, args) };
+    }
+    let ret = (cb.entry)(vm, left, args[0], args[1]);
+    // SAFETY: the caller's contract; the code has returned.
+    let v = unsafe { &mut *vm };
+    if ret.b != SLOW {
+        v.left = ret.b;
+        return Some(ret.a);
+    }
+    match ret.a {
+        // The code gave back the budget left in the context. The interpreter's callback ends
+        // with r0 0 at a tail call, whose target is not followed.
+        TAIL_CALL => Some(0),
+        TRAP => None,
+        _ => {
+            // SAFETY: the caller's contract; the code returned `BUDGET`.
+            let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+            // SAFETY: `rt` is the JIT program's own, alive as long as the program.
+            let interp = unsafe { &(*v.rt).interp };
+            // SAFETY: the generated code stores all eleven registers before returning `BUDGET`.
+            let regs = unsafe { v.regs.assume_init() };
+            let callers = v.callers(v.budget_depth);
+            let out = interp.finish_budget(
+                mem,
+                host,
+                regs,
+                v.budget_pc as usize,
+                v.budget_depth as usize,
+                &callers,
+                v.left_at_block,
+                v.budget,
+            );
+            v.left = v.left_at_block - out.insns;
+            v.finish_call(out.result)
+        }
+    }
+}
+
+/// A call of a compiled callback whose budget cannot pay for the code's first block: the
+/// interpreter makes it, in the callback's frame zeroed, as its own callbacks start.
+///
+/// # Safety
+/// As [`compiled_call`].
+#[cold]
+#[inline(never)]
+unsafe fn interpreted_call(vm: *mut VmCtx, cb: &CompiledCallback, args: [u64; 5]) -> Option<u64> {
+    // SAFETY: the caller's contract.
+    let (v, mem, host) = unsafe { VmCtx::parts(vm) };
+    // SAFETY: `rt` is the JIT program's own, alive as long as the program.
+    let interp = unsafe { &(*v.rt).interp };
+    let depth = cb.depth as usize;
+    mem.clear_frame(depth);
+    let mut regs = [0u64; 11];
+    regs[1..6].copy_from_slice(&args);
+    regs[10] = bpfsim_vm::memory::frame_pointer(depth);
+    let callers = v.callers(cb.depth);
+    let out = interp.finish_budget(mem, host, regs, cb.slot, depth, &callers, v.left, v.budget);
+    v.left -= out.insns;
+    v.finish_call(out.result)
 }
 
 /// `ld_abs`/`ld_ind`: packet bytes through the host, as the interpreter does.
@@ -909,8 +1161,8 @@ pub unsafe extern "C" fn zero_stack(at: *mut u8, len: u64) {
 pub unsafe fn budget_tail(vm: *mut VmCtx) -> Ret {
     // SAFETY: the caller's contract.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
-    // SAFETY: `interp` is the JIT program's own interpreter, alive as long as the program.
-    let interp = unsafe { &*v.interp };
+    // SAFETY: `rt` is the JIT program's own, alive as long as the program.
+    let interp = unsafe { &(*v.rt).interp };
     // SAFETY: the generated code stores all eleven registers before returning `BUDGET`.
     let regs = unsafe { v.regs.assume_init() };
     let callers = v.callers(v.budget_depth);

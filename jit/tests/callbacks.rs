@@ -167,3 +167,315 @@ fn callbacks_that_spend_the_budget_hand_over_every_register() {
         assert_eq!(m1, m2, "memory at budget {budget}");
     }
 }
+
+/// Callbacks as the simulator's helpers give them, and helpers that end the program: 181
+/// `bpf_loop(n, func, ctx)`; 182 calls `func` with (k, r2, r3, r4, 0) for k in 10, 11, 12 (as
+/// `bpf_for_each_map_elem` gives a map, key, value and context); 9 ends the program with r1
+/// (`HelperStop::Exit`); 12 asks for a tail call to program r1; 2 faults when r1 is 0, else
+/// returns r1 * 2.
+struct Stops;
+
+impl Host for Stops {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        a: [u64; 5],
+        _mem: &mut MemoryMap<'_>,
+    ) -> Result<u64, HelperStop> {
+        match id {
+            181 => Err(HelperStop::Loop {
+                func: a[1],
+                iterations: a[0] as u32,
+                ctx: a[2],
+            }),
+            182 => Err(HelperStop::CallEach {
+                func: a[1],
+                calls: (10..13).map(|k| [k, a[2], a[3], a[4], 0]).collect(),
+            }),
+            9 => Err(HelperStop::Exit(a[0])),
+            12 => Err(HelperStop::TailCall(a[0] as u32)),
+            2 if a[0] == 0 => Err(HelperStop::Fault),
+            2 => Ok(a[0].wrapping_mul(2)),
+            _ => Err(HelperStop::Unknown),
+        }
+    }
+}
+
+/// Runs `src` on 64 bytes of memory (r1 points at them) under both engines at every budget
+/// from none to two past what the whole run takes, and asks for the same outcome and memory
+/// at each. Returns the outcome of the whole run.
+fn agree_at_every_budget(src: &str) -> bpfsim_vm::Outcome {
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    let interp = Interpreter::new(&prog);
+    let mut vm = Vm::default();
+    vm.budget = 1_000_000;
+    let full = vm.run_with_memory(&interp, &mut Stops, &mut [0u8; 64]);
+    for budget in 0..=full.insns + 2 {
+        vm.budget = budget;
+        let mut m1 = [0u8; 64];
+        let a = vm.run_with_memory(&interp, &mut Stops, &mut m1);
+        let mut m2 = [0u8; 64];
+        let b = jit.run_with_memory(&mut vm, &mut Stops, &mut m2);
+        assert_eq!(a, b, "budget {budget}\n{src}");
+        assert_eq!(m1, m2, "memory at budget {budget}\n{src}");
+        // A session keeps its context from run to run (and a dirty stack).
+        let mut s = jit.session();
+        s.vm().budget = budget;
+        for _ in 0..2 {
+            let mut m3 = [0u8; 64];
+            assert_eq!(
+                s.run_with_memory(&mut Stops, &mut m3),
+                a,
+                "session, {budget}"
+            );
+            assert_eq!(m1, m3, "session memory at budget {budget}");
+        }
+    }
+    full
+}
+
+#[test]
+fn the_callbacks_are_compiled_for_their_frame() {
+    let prog = Program::new(assemble(SUM).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    assert_eq!(jit.compiled_callbacks(), vec![(14, 1)]);
+}
+
+/// `bpf_loop` over a callback that counts its calls in memory, writes its own stack (dirty from
+/// the call before: each call starts zeroed) and stops the loop when the index reaches the
+/// context's limit.
+const EARLY_STOP: &str = "
+    mov %r6, %r1
+    mov %r1, 9
+    lddw %r2, func cb
+    mov %r3, %r6
+    stdw [%r6+8], 3
+    call 181
+    ldxdw %r1, [%r6+0]
+    lsh %r0, 8
+    add %r0, %r1
+    exit
+cb:
+    ldxdw %r3, [%r10-8]
+    add %r3, %r1
+    stxdw [%r10-8], %r3
+    ldxdw %r4, [%r2+0]
+    add %r4, %r3
+    stxdw [%r2+0], %r4
+    ldxdw %r5, [%r2+8]
+    mov %r0, 0
+    jlt %r1, %r5, +1
+    mov %r0, 1
+    exit
+";
+
+#[test]
+fn a_callback_returning_one_stops_the_loop() {
+    let out = agree_at_every_budget(EARLY_STOP);
+    // Four calls (i = 0..=3), each adding its index: 6.
+    assert_eq!(out.result, Ok(4 << 8 | 6));
+}
+
+#[test]
+fn for_each_calls_stop_on_one_and_pass_four_arguments() {
+    // The callback stores r1 + r3 + r4 (k, value, context) and stops at k == 11.
+    let src = "
+        mov %r6, %r1
+        mov %r1, 0
+        lddw %r2, func cb
+        mov %r3, %r6
+        mov %r4, 1000
+        mov %r5, 7
+        call 182
+        ldxdw %r1, [%r6+0]
+        lsh %r0, 16
+        add %r0, %r1
+        exit
+    cb:
+        mov %r0, %r1
+        add %r0, %r3
+        add %r0, %r4
+        ldxdw %r5, [%r2+0]
+        add %r5, %r0
+        stxdw [%r2+0], %r5
+        mov %r0, 0
+        jne %r1, 11, +1
+        mov %r0, 1
+        exit
+    ";
+    let out = agree_at_every_budget(src);
+    // Two calls (k = 10, 11), each adding k + the memory's address + 1000.
+    assert_eq!(out.result.map(|r| r >> 16), Ok(2));
+}
+
+#[test]
+fn faults_inside_compiled_callbacks_have_their_pc() {
+    // The third call reads through a null pointer (a fault at the callback's fourth
+    // instruction); helper 2 faults in the second call of the other.
+    for src in [
+        "mov %r6, %r1\nmov %r1, 5\nlddw %r2, func cb\nmov %r3, %r6\ncall 181\nexit\n\
+         cb:\nmov %r0, 0\nmov %r3, %r2\njne %r1, 2, +1\nmov %r3, 0\nldxdw %r4, [%r3+0]\nexit",
+        "mov %r6, %r1\nmov %r1, 5\nlddw %r2, func cb\nmov %r3, %r6\ncall 181\nexit\n\
+         cb:\nmov %r7, %r1\nsub %r1, 1\ncall 2\nmov %r0, 0\nexit",
+    ] {
+        let out = agree_at_every_budget(src);
+        let trap = out.result.expect_err("the callback faults");
+        assert!(trap.pc >= 7, "pc {} is the callback's", trap.pc);
+    }
+}
+
+#[test]
+fn local_calls_and_nested_callbacks_inside_compiled_callbacks() {
+    // The outer callback calls a subprogram (which writes its own frame and the caller's
+    // through a pointer) and runs an inner `bpf_loop` of its own; the inner callback, two
+    // frames below the main program, adds to the memory.
+    let src = "
+        mov %r6, %r1
+        mov %r1, 3
+        lddw %r2, func outer
+        mov %r3, %r6
+        call 181
+        ldxdw %r1, [%r6+0]
+        lsh %r0, 32
+        add %r0, %r1
+        exit
+    outer:
+        mov %r6, %r2
+        mov %r7, %r1
+        stxdw [%r10-16], %r1
+        mov %r1, %r10
+        add %r1, -16
+        call local twice
+        ldxdw %r2, [%r10-16]
+        ldxdw %r3, [%r6+0]
+        add %r3, %r2
+        stxdw [%r6+0], %r3
+        mov %r1, %r7
+        add %r1, 1
+        lddw %r2, func inner
+        mov %r3, %r6
+        mov %r4, 0
+        call 181
+        mov %r0, 0
+        exit
+    twice:
+        ldxdw %r2, [%r1+0]
+        stxdw [%r10-8], %r2
+        ldxdw %r3, [%r10-8]
+        add %r3, %r2
+        stxdw [%r1+0], %r3
+        mov %r0, %r3
+        exit
+    inner:
+        ldxdw %r3, [%r2+0]
+        add %r3, 100
+        add %r3, %r1
+        stxdw [%r2+0], %r3
+        mov %r0, 0
+        exit
+    ";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    assert_eq!(jit.compiled_callbacks().len(), 2);
+    let out = agree_at_every_budget(src);
+    assert!(out.result.is_ok(), "{out:?}");
+}
+
+#[test]
+fn recursion_inside_a_callback_keeps_the_depth_limit() {
+    // The callback calls itself as a subprogram (no static depths: the depth in a variable)
+    // until r1 reaches 0, or past the frame limit when the loop's index asks for 9 levels.
+    let src = "
+        mov %r6, %r1
+        mov %r1, 3
+        lddw %r2, func cb
+        mov %r3, %r6
+        call 181
+        exit
+    cb:
+        mov %r6, %r2
+        mul %r1, 4
+        add %r1, 1
+        call local down
+        ldxdw %r3, [%r6+0]
+        add %r3, %r0
+        stxdw [%r6+0], %r3
+        mov %r0, 0
+        exit
+    down:
+        stxdw [%r10-8], %r1
+        mov %r0, 1
+        jeq %r1, 0, +4
+        sub %r1, 1
+        call local down
+        ldxdw %r1, [%r10-8]
+        add %r0, %r1
+        exit
+    ";
+    let out = agree_at_every_budget(src);
+    let trap = out.result.expect_err("the third call recurses too deep");
+    assert_eq!(trap.code, bpfsim_vm::TrapCode::CallDepth);
+}
+
+#[test]
+fn exits_and_tail_calls_inside_callbacks_end_only_that_call() {
+    // Helper 9 ends the program with r1 and helper 12 asks for a tail call: inside a callback
+    // either ends that call, with r1 or 0 as its return value, from a local call too.
+    for (helper, calls) in [(9, 2), (12, 5)] {
+        let src = format!(
+            "mov %r6, %r1\nmov %r1, 5\nlddw %r2, func cb\nmov %r3, %r6\ncall 181\n\
+             ldxdw %r1, [%r6+0]\nlsh %r0, 8\nadd %r0, %r1\nexit\n\
+             cb:\nldxdw %r3, [%r2+0]\nadd %r3, 1\nstxdw [%r2+0], %r3\ncall local sub\n\
+             mov %r0, 0\nexit\n\
+             sub:\nmov %r0, 0\njne %r1, 1, +2\ncall {helper}\nmov %r0, 5\nmov %r0, 0\nexit"
+        );
+        let out = agree_at_every_budget(&src);
+        assert_eq!(out.result, Ok(calls << 8 | calls), "{src}");
+        assert_eq!(out.tail_call, None);
+    }
+}
+
+#[test]
+fn callbacks_from_another_depth_or_address_are_interpreted() {
+    // The callback is compiled for the frame below the main program's, and also passed to
+    // `bpf_loop` from a subprogram (its frame one deeper: the interpreter runs it there); a
+    // code address that is not a callback's entry (its second instruction, where the
+    // interpreter starts the call as asked: it overwrites the sum with 0 + 0 + 1) is the
+    // interpreter's too.
+    let src = "
+        mov %r6, %r1
+        mov %r1, 2
+        lddw %r2, func cb
+        mov %r3, %r6
+        call 181
+        mov %r1, %r6
+        call local sub
+        ldxdw %r0, [%r6+0]
+        exit
+    cb:
+        ldxdw %r3, [%r2+0]
+        add %r3, %r1
+        add %r3, 1
+        stxdw [%r2+0], %r3
+        mov %r0, 0
+        exit
+    sub:
+        mov %r6, %r1
+        mov %r1, 3
+        lddw %r2, func cb
+        mov %r3, %r6
+        call 181
+        mov %r1, 1
+        lddw %r2, func cb
+        add %r2, 1
+        mov %r3, %r6
+        call 181
+        exit
+    ";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    assert_eq!(jit.compiled_callbacks(), vec![(10, 1)]);
+    let out = agree_at_every_budget(src);
+    assert_eq!(out.result, Ok(1));
+}

@@ -242,15 +242,15 @@ pub(super) fn budget_needs(
 }
 
 /// What the budget must hold at entry for the code to run to its first checkpoint unchecked,
-/// when slot 0 is not a loop's head: the entry compares before calling the code and, when the
+/// when the root (slot 0, or a callback's entry) is not a loop's head: the entry compares before calling the code and, when the
 /// budget is short, makes the hand-over the code would have made at slot 0 itself, so that the
 /// code has no check, no cold block and no hand-over there (a program without loops or helpers
 /// then has no hand-over at all). 0 when the code checks.
-pub(super) fn entry_need(need: &[u64], late: &[bool]) -> u64 {
-    if late.first().copied().unwrap_or(true) {
+pub(super) fn entry_need(need: &[u64], late: &[bool], root: usize) -> u64 {
+    if late.get(root).copied().unwrap_or(true) {
         0
     } else {
-        need.first().copied().unwrap_or(0)
+        need.get(root).copied().unwrap_or(0)
     }
 }
 
@@ -310,9 +310,9 @@ impl Gen<'_, '_> {
     /// predecessor carried; at a checkpoint, first hand the run to the interpreter
     /// (`budget_tail`) when the budget cannot pay for the longest path to the next checkpoint.
     pub(super) fn block_entry(&mut self, pc: usize, len: u64) {
-        // Slot 0 is checked by the entry before the code runs ([`entry_need`]), unless a jump
-        // leads back to it.
-        if !self.checkpoint[pc] || (pc == 0 && !self.late[0]) {
+        // The root is checked by the entry (or the callbacks' shim) before the code runs
+        // ([`entry_need`]), unless a jump or a call leads back to it.
+        if !self.checkpoint[pc] || (pc == self.root && !self.late[pc]) {
             self.pending = self.carry[pc].unwrap_or(0) + len;
             return;
         }

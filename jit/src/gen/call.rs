@@ -18,14 +18,19 @@ use crate::shims::{FrameSave, VmCtx};
 /// [`crate::shims::zero_stack`].
 const INLINE_ZERO: usize = 128;
 
-/// For each subprogram (by index in `subprogs`), the return sites of the local calls to it.
+/// For each subprogram (by index in `subprogs`), the return sites of the local calls to it made
+/// from the subprograms `compiled` marks (the others' are not in the function).
 pub(super) fn sites_by_subprogram(
     insns: &[Insn],
     pcs: &[usize],
     subprogs: &[usize],
+    compiled: &[bool],
 ) -> Vec<Vec<usize>> {
     let mut sites = vec![Vec::new(); subprogs.len()];
     for (i, insn) in insns.iter().enumerate() {
+        if !compiled[sub_of(subprogs, pcs[i])] {
+            continue;
+        }
         if let Insn::Call(CallTarget::Local(off)) = *insn {
             let next = pcs[i] + 1;
             let target = (next as i64 + off as i64) as usize;
@@ -56,32 +61,127 @@ pub(super) fn callee_saved_written(insns: &[Insn], pcs: &[usize], subprogs: &[us
     w
 }
 
+/// The subprogram (index in `subprogs`) that slot `pc` belongs to.
+pub(super) fn sub_of(subprogs: &[usize], pc: usize) -> usize {
+    subprogs.partition_point(|&s| s <= pc).saturating_sub(1)
+}
+
+/// The subprograms a function rooted at subprogram `root` contains: the root and every
+/// subprogram its local calls reach (jumps never leave a subprogram). A callback's body, which
+/// only a helper enters, is a function of its own; the main program's function leaves it out.
+pub(super) fn reachable(
+    insns: &[Insn],
+    pcs: &[usize],
+    subprogs: &[usize],
+    root: usize,
+) -> Vec<bool> {
+    let mut calls = vec![Vec::new(); subprogs.len()];
+    for (i, insn) in insns.iter().enumerate() {
+        if let Insn::Call(CallTarget::Local(off)) = *insn {
+            let target = (pcs[i] as i64 + 1 + off as i64) as usize;
+            if let Ok(to) = subprogs.binary_search(&target) {
+                calls[sub_of(subprogs, pcs[i])].push(to);
+            }
+        }
+    }
+    let mut seen = vec![false; subprogs.len()];
+    let mut work = vec![root];
+    while let Some(s) = work.pop() {
+        if s < seen.len() && !std::mem::replace(&mut seen[s], true) {
+            work.extend(&calls[s]);
+        }
+    }
+    seen
+}
+
+/// The callbacks' entries (`lddw rX, func`'s targets, by slot, ascending) and the call depth
+/// each is compiled for: one more than the depth of the subprogram whose `lddw` names it first,
+/// following local calls and such references from the main program at depth 0 (breadth first,
+/// so the least depth). A callback no such path reaches takes 1. The callbacks' shim runs the
+/// compiled code only when the helper's call is made at one depth less (any other depth is the
+/// interpreter's), so the guess decides the speed, never the result.
+pub(crate) fn callback_roots(
+    insns: &[Insn],
+    pcs: &[usize],
+    subprogs: &[usize],
+) -> Vec<(usize, u64)> {
+    let mut edges = vec![Vec::new(); subprogs.len()];
+    let mut roots = Vec::new();
+    for (i, insn) in insns.iter().enumerate() {
+        let (off, func) = match *insn {
+            Insn::Call(CallTarget::Local(off)) => (off, false),
+            Insn::LdImm64 {
+                imm: bpfsim_vm::isa::Imm64::Func(off),
+                ..
+            } => (off, true),
+            _ => continue,
+        };
+        let target = (pcs[i] as i64 + 1 + off as i64) as usize;
+        if let Ok(to) = subprogs.binary_search(&target) {
+            edges[sub_of(subprogs, pcs[i])].push(to);
+            if func {
+                roots.push(to);
+            }
+        }
+    }
+    let mut depth: Vec<Option<u64>> = vec![None; subprogs.len()];
+    depth[0] = Some(0);
+    let mut queue = std::collections::VecDeque::from([0usize]);
+    while let Some(s) = queue.pop_front() {
+        let d = depth[s].unwrap_or(0);
+        for &t in &edges[s] {
+            if depth[t].is_none() {
+                depth[t] = Some(d + 1);
+                queue.push_back(t);
+            }
+        }
+    }
+    roots.sort_unstable();
+    roots.dedup();
+    roots
+        .into_iter()
+        .filter(|&r| r != 0)
+        .map(|r| (subprogs[r], depth[r].unwrap_or(1)))
+        .collect()
+}
+
 /// Each subprogram's call depth when it has one only: every call to it is made from frames of
 /// one depth, and that depth leaves room for its frame (below the limit, so no call of a
-/// subprogram with a static depth can fail the depth test). `None` when some subprogram that
-/// local calls reach has no such depth (recursion, calls from several depths, the main
-/// program called): the code then keeps the depth in a variable. A subprogram no call reaches
-/// (a callback's, which the interpreter runs) takes 0.
-pub(super) fn static_depths(insns: &[Insn], pcs: &[usize], subprogs: &[usize]) -> Option<Vec<u64>> {
+/// subprogram with a static depth can fail the depth test). The function's root (subprogram
+/// `root`, the main program or a callback) runs at `base`; only calls made from the
+/// subprograms `compiled` marks count. `None` when some subprogram that local calls reach has
+/// no such depth (recursion, calls from several depths, the root called): the code then keeps
+/// the depth in a variable. A subprogram no call reaches takes 0.
+pub(super) fn static_depths(
+    insns: &[Insn],
+    pcs: &[usize],
+    subprogs: &[usize],
+    root: usize,
+    base: u64,
+    compiled: &[bool],
+) -> Option<Vec<u64>> {
     // Calls by (caller's subprogram, callee's subprogram).
     let mut calls = Vec::new();
     for (i, insn) in insns.iter().enumerate() {
         if let Insn::Call(CallTarget::Local(off)) = *insn {
             let target = (pcs[i] as i64 + 1 + off as i64) as usize;
-            let from = subprogs.partition_point(|&s| s <= pcs[i]) - 1;
+            let from = sub_of(subprogs, pcs[i]);
+            if !compiled[from] {
+                continue;
+            }
             let to = subprogs.binary_search(&target).ok()?;
             calls.push((from, to));
         }
     }
     let mut depth: Vec<Option<u64>> = vec![None; subprogs.len()];
-    depth[0] = Some(0);
-    // Each round settles the subprograms one call further from the main program; a depth past
-    // the last frame that can call (or a recursion, which grows it each round) gives up.
+    depth[root] = Some(base);
+    // Each round settles the subprograms one call further from the root; a depth past the
+    // last frame that can call (or a recursion, which grows it each round) gives up.
     for _ in 0..=subprogs.len() {
         let mut changed = false;
         for &(from, to) in &calls {
             let Some(d) = depth[from] else { continue };
-            if to == 0 || d + 1 >= bpfsim_vm::memory::MAX_FRAMES as u64 - 1 {
+            if to == root || d + 1 >= bpfsim_vm::memory::MAX_FRAMES as u64 - 1 {
                 return None;
             }
             match depth[to] {
@@ -180,7 +280,7 @@ impl Gen<'_, '_> {
     /// `frame` (known when compiling, or in a value below `MAX_FRAMES`): the bytes the verifier
     /// says it reaches ([`crate::Hints::frame_bytes`]), else all of it. No call into Rust for a
     /// few stores: the address is the stack buffer's base plus the frame's place in it.
-    fn clear_callee(&mut self, target: usize, frame: Result<u64, Value>) {
+    pub(super) fn clear_callee(&mut self, target: usize, frame: Result<u64, Value>) {
         let len = match self.frame_bytes.binary_search_by_key(&target, |&(s, _)| s) {
             Ok(i) => (self.frame_bytes[i].1 as usize)
                 .min(FRAME_SIZE)
@@ -222,17 +322,16 @@ impl Gen<'_, '_> {
         }
     }
 
-    /// The exit at `pc`. In a subprogram other than the main program it always returns to a
-    /// caller (the JIT's code enters one only through a local call; callbacks run in the
-    /// interpreter), one of the calls to that subprogram; in the main program it ends the run,
-    /// unless some call targets slot 0.
+    /// The exit at `pc`. In a subprogram other than the function's root (the main program, or
+    /// the callback the function runs) it always returns to a caller (the code enters one only
+    /// through a local call), one of the calls to that subprogram; in the root it ends the
+    /// function's run, unless some call targets the root.
     pub(super) fn translate_exit(&mut self, pc: usize) {
         self.flush();
         let sub = self.subprogs.partition_point(|&s| s <= pc) - 1;
         let sites = std::mem::take(&mut self.sub_sites[sub]);
         if sites.is_empty() {
-            // Never a callee: every exit here is the main frame's (or unreachable, in a
-            // subprogram only a callback's), so no depth test.
+            // Never a callee: every exit here is the root frame's, so no depth test.
             let r0 = self.reg(Reg::R0);
             let exit = self.exit(Exit::Return);
             self.b.ins().jump(exit, &[r0.into()]);
@@ -240,7 +339,7 @@ impl Gen<'_, '_> {
         }
         let fsz = std::mem::size_of::<FrameSave>() as i64;
         let row = if self.static_depth.is_some() {
-            // A callee (the main program, called, has no static depth): at depth 1 or more.
+            // A callee (the root, called, has no static depth): below the root's depth.
             let nd = self.static_depth_here().saturating_sub(1);
             self.b
                 .ins()
@@ -275,13 +374,16 @@ impl Gen<'_, '_> {
         self.sub_sites[sub] = sites;
     }
 
-    /// An exit's return with the depth in a variable: in the main program (called from
-    /// somewhere) the run ends at depth 0; else the depth goes down one and the caller's saved
-    /// frame is at the returned row.
+    /// An exit's return with the depth in a variable: in the root (called from somewhere) the
+    /// function's run ends at the root's depth; else the depth goes down one and the caller's
+    /// saved frame is at the returned row.
     fn dynamic_return(&mut self, sub: usize) -> Value {
         let depth = self.depth();
-        if sub == 0 {
-            let main = self.b.ins().icmp_imm(IntCC::Equal, depth, 0);
+        if sub == self.root_sub {
+            let main = self
+                .b
+                .ins()
+                .icmp_imm(IntCC::Equal, depth, self.root_depth as i64);
             let ret = self.b.create_block();
             let r0 = self.reg(Reg::R0);
             let exit = self.exit(Exit::Return);

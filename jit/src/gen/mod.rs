@@ -24,6 +24,8 @@ use cranelift_module::{FuncId, Module};
 use crate::shims::VmCtx;
 use crate::{Hints, JitError};
 
+pub(crate) use call::callback_roots;
+
 /// The shims the generated code calls, as declared in the module.
 pub(crate) struct ShimIds {
     pub load: FuncId,
@@ -74,6 +76,14 @@ impl Exit {
             Exit::HelperStop => 0,
         }
     }
+}
+
+/// Where a function starts: the main program at slot 0, depth 0, or a callback's entry in the
+/// frame a helper gives it (see `call::callback_roots`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Root {
+    pub slot: usize,
+    pub depth: u64,
 }
 
 /// A fault exit of a proven non-context access, filled after the body.
@@ -163,6 +173,12 @@ pub(crate) struct Gen<'a, 'b> {
     faults: Vec<Fault>,
     /// The first slot of each subprogram ([`Program::subprograms`]).
     subprogs: &'a [usize],
+    /// Which subprograms the function contains (its root's and those local calls reach).
+    compiled: Vec<bool>,
+    /// The root's slot, subprogram and call depth ([`Root`]).
+    root: usize,
+    root_sub: usize,
+    root_depth: u64,
     /// For each subprogram, the return sites (slots after the calls) of the local calls to it:
     /// an exit of a subprogram returns to one of its own callers only (jumps never leave a
     /// subprogram), so its dispatch tests those alone, and a subprogram called from one site
@@ -280,8 +296,9 @@ pub(crate) fn no_slot() -> cranelift_codegen::ir::SourceLoc {
     cranelift_codegen::ir::SourceLoc::new(u32::MAX - 1)
 }
 
-/// Translate `prog` into `func`. Returns what the budget must hold at entry (see
-/// `budget::entry_need`). `srclocs`: mark each instruction's code with its slot ([`Gen::srclocs`]).
+/// Translate the function of `prog` rooted at `root` into `func`: the root's subprogram and those
+/// its local calls reach. Returns what the budget must hold at entry (see `budget::entry_need`).
+/// `srclocs`: mark each instruction's code with its slot ([`Gen::srclocs`]).
 #[allow(clippy::too_many_arguments)] // one call site, each argument a different thing
 pub(crate) fn build(
     module: &mut JITModule,
@@ -292,8 +309,12 @@ pub(crate) fn build(
     pcs: &[usize],
     hints: &Hints,
     srclocs: bool,
+    root: Root,
 ) -> Result<u64, JitError> {
     let insns = prog.insns();
+    let subprogs = prog.subprograms();
+    let root_sub = call::sub_of(subprogs, root.slot);
+    let compiled = call::reachable(insns, pcs, subprogs, root_sub);
     let mut b = FunctionBuilder::new(func, fbc);
     let shims = Shims {
         load: module.declare_func_in_func(ids.load, b.func),
@@ -334,12 +355,18 @@ pub(crate) fn build(
     // One block per instruction that starts one.
     let total_slots = prog.slots();
     let mut leaders = vec![false; total_slots + 1];
-    leaders[0] = true;
+    // Each subprogram's first slot: the one before it may not be in the function.
+    for (s, &first) in subprogs.iter().enumerate() {
+        leaders[first] |= compiled[s];
+    }
     // Leaders with a predecessor placed after them (a loop's head, a subprogram's entry, a
     // call's return site): sealed only at the end.
     let mut late = vec![false; total_slots + 1];
     for (i, insn) in insns.iter().enumerate() {
         let pc = pcs[i];
+        if !compiled[call::sub_of(subprogs, pc)] {
+            continue;
+        }
         let next = pc + insn.slots();
         match insn {
             Insn::Jmp { off, .. } => {
@@ -371,11 +398,11 @@ pub(crate) fn build(
     }
     let mut blocks = vec![None; total_slots + 1];
     for (pc, l) in leaders.iter().enumerate() {
-        if *l && pc < total_slots {
+        if *l && pc < total_slots && compiled[call::sub_of(subprogs, pc)] {
             blocks[pc] = Some(b.create_block());
         }
     }
-    let static_depth = call::static_depths(insns, pcs, prog.subprograms());
+    let static_depth = call::static_depths(insns, pcs, subprogs, root_sub, root.depth, &compiled);
     let calls = static_depth
         .as_ref()
         .map(|_| budget::CallBudget::new(insns, pcs, prog.subprograms()));
@@ -383,9 +410,9 @@ pub(crate) fn build(
         Some(c) => c.checkpoints(insns, pcs, total_slots),
         None => late.clone(),
     };
-    checkpoint[0] = true;
+    checkpoint[root.slot] = true;
     let need = budget::budget_needs(insns, pcs, &checkpoint, calls.as_ref());
-    let entry_need = budget::entry_need(&need, &late);
+    let entry_need = budget::entry_need(&need, &late, root.slot);
     let single_pred = budget::single_predecessor(insns, pcs, &leaders);
     let mut g = Gen {
         b,
@@ -425,8 +452,12 @@ pub(crate) fn build(
         fixed_stack_base: None,
         fixed_fp: None,
         faults: Vec::new(),
-        subprogs: prog.subprograms(),
-        sub_sites: call::sites_by_subprogram(insns, pcs, prog.subprograms()),
+        subprogs,
+        sub_sites: call::sites_by_subprogram(insns, pcs, subprogs, &compiled),
+        compiled,
+        root: root.slot,
+        root_sub,
+        root_depth: root.depth,
         sub_writes: call::callee_saved_written(insns, pcs, prog.subprograms()),
         block_len: 0,
         block_pos: 0,
@@ -439,7 +470,7 @@ pub(crate) fn build(
         g.b.set_srcloc(no_slot());
     }
     g.prologue(regs_read_by(insns));
-    let first = g.blocks[0].expect("slot 0 leads");
+    let first = g.blocks[root.slot].expect("the root leads");
     g.b.ins().jump(first, &[]);
     g.body(insns)?;
     if srclocs {
@@ -559,10 +590,11 @@ impl Gen<'_, '_> {
             };
             self.b.def_var(self.regs[i + 1], a);
         }
-        let fp = self.iconst(((FIRST_FRAME_REGION) << REGION_SHIFT) | FRAME_SIZE as u64);
+        let fp = self
+            .iconst(((FIRST_FRAME_REGION + self.root_depth) << REGION_SHIFT) | FRAME_SIZE as u64);
         self.b.def_var(self.regs[10], fp);
         self.b.def_var(self.left, params[1]);
-        let z = self.iconst(0);
+        let z = self.iconst(self.root_depth);
         self.b.def_var(self.depth, z);
         if self.fp_fixed {
             if self.static_depth.is_some() {
@@ -572,6 +604,14 @@ impl Gen<'_, '_> {
             } else {
                 self.set_frame_top(z);
             }
+        }
+        if self.root_depth > 0 {
+            // A callback's frame starts zeroed, as the interpreter clears it for each call.
+            let frame = match self.static_depth {
+                Some(_) => Ok(self.root_depth),
+                None => Err(z),
+            };
+            self.clear_callee(self.root, frame);
         }
         if self.no_local_calls {
             self.fixed_depth = Some(z);
@@ -653,6 +693,12 @@ impl Gen<'_, '_> {
         for (i, insn) in insns.iter().enumerate() {
             let pc = self.pcs[i];
             self.cur_sub = self.subprogs.partition_point(|&s| s <= pc) - 1;
+            if !self.compiled[self.cur_sub] {
+                // Another function's: every subprogram ends in a jump or an exit, so no block
+                // is open here.
+                debug_assert!(!open);
+                continue;
+            }
             if let Some(blk) = self.blocks[pc] {
                 if open {
                     self.leave_block(&[pc]);
@@ -667,9 +713,13 @@ impl Gen<'_, '_> {
                     self.b.seal_block(blk);
                 }
                 open = true;
-                // The block runs to the next leader.
+                // The block runs to the next leader (a subprogram's start is one, though
+                // another function's has no block here).
                 let len = (i + 1..insns.len())
-                    .find(|&j| self.blocks[self.pcs[j]].is_some())
+                    .find(|&j| {
+                        let pc = self.pcs[j];
+                        self.blocks[pc].is_some() || self.subprogs.binary_search(&pc).is_ok()
+                    })
                     .unwrap_or(insns.len())
                     - i;
                 self.block_len = len as u64;
