@@ -209,8 +209,16 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
                 let trivial: Box<dyn bpfsim_vm::Executable> = if engine == Engine::Jit {
                     prog.jit().map_err(|e| e.to_string())?;
                     Box::new(
-                        bpfsim_jit::JitProgram::compile(&trivial_program())
-                            .map_err(|e| e.to_string())?,
+                        bpfsim_jit::JitProgram::compile_opts(
+                            &trivial_program(),
+                            &bpfsim_jit::Hints::default(),
+                            // Named apart from the program timed, in a perf profile.
+                            &bpfsim_jit::CompileOptions {
+                                name: Some("bench_overhead".to_string()),
+                                ..Default::default()
+                            },
+                        )
+                        .map_err(|e| e.to_string())?,
                     )
                 } else {
                     Box::new(bpfsim_vm::Interpreter::new(&trivial_program()))

@@ -170,4 +170,27 @@ fn the_perf_map_names_the_program() {
         &[],
     );
     assert!(!Path::new(&format!("/tmp/perf-{pid}.map")).exists());
+    // Under `perf record` (which sets PERF_BUILDID_DIR) Cranelift writes its own line, under
+    // the same name.
+    let (code, _, err, pid) = bpfsim(
+        &[
+            "run",
+            obj.to_str().unwrap(),
+            "--engine",
+            "jit",
+            "--packet",
+            "ffffffffffff0200000000010800",
+        ],
+        &[("PERF_BUILDID_DIR", "/tmp")],
+    );
+    let map = PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    let text = std::fs::read_to_string(&map);
+    let _ = std::fs::remove_file(&map);
+    assert_eq!(code, 0, "{err}");
+    let text = text.unwrap_or_else(|e| panic!("{}: {e}", map.display()));
+    assert!(
+        text.lines()
+            .all(|l| l.ends_with(" bpf_jit:xdp_drop_non_ip")),
+        "{text}"
+    );
 }

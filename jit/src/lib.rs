@@ -65,7 +65,8 @@ pub struct CompileOptions {
     pub listing: bool,
     /// Append the code's range to `/tmp/perf-<pid>.map` (`START SIZE bpf_jit:NAME`, hex), where
     /// `perf report` finds names for samples in JIT code. Also on for every compile when the
-    /// environment variable `BPFSIM_PERF_MAP` is `1` (read once per process).
+    /// environment variable `BPFSIM_PERF_MAP` is `1` (read once per process). (Under `perf
+    /// record`, which sets `PERF_BUILDID_DIR`, Cranelift writes the same line itself.)
     pub perf_map: bool,
     /// The program's name, for the perf map (`bpf_jit:NAME`; `bpf_jit:prog` without one).
     pub name: Option<String>,
@@ -387,8 +388,11 @@ impl JitProgram {
             s.returns.push(AbiParam::new(I64));
             s
         };
+        // The name perf shows: Cranelift's module writes its functions to the perf map itself
+        // when `perf record` runs the process (which sets `PERF_BUILDID_DIR`).
+        let symbol = perf_map::symbol(opts.name.as_deref().unwrap_or("prog"));
         let func_id = module
-            .declare_function("bpf_main", Linkage::Local, &ctx.func.signature)
+            .declare_function(&symbol, Linkage::Local, &ctx.func.signature)
             .map_err(err)?;
         let ctx_fields = ctx_fields(prog, hints);
         let value_maps = value_maps(prog, hints);
@@ -566,11 +570,7 @@ impl JitProgram {
             }));
         }
         if opts.perf_map || perf_map::from_env() {
-            perf_map::append(
-                jit.entry as usize as u64,
-                jit.code_size,
-                opts.name.as_deref().unwrap_or("prog"),
-            )?;
+            perf_map::append(jit.entry as usize as u64, jit.code_size, &symbol)?;
         }
         Ok(jit)
     }

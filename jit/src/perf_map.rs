@@ -18,18 +18,23 @@ pub fn path() -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()))
 }
 
-/// The line for code of `size` bytes at `start` named `bpf_jit:NAME`.
-pub(crate) fn line(start: u64, size: usize, name: &str) -> String {
+/// The symbol of the code of program `name`: `bpf_jit:NAME`.
+pub(crate) fn symbol(name: &str) -> String {
     // perf reads the name to the end of the line: a line break in it would start a bogus entry.
     let name: String = name
         .chars()
         .map(|c| if c.is_control() { '_' } else { c })
         .collect();
-    format!("{start:x} {size:x} bpf_jit:{name}\n")
+    format!("bpf_jit:{name}")
 }
 
-/// Append the line for code of `size` bytes at `start` to this process's map.
-pub(crate) fn append(start: u64, size: usize, name: &str) -> Result<(), JitError> {
+/// The line for code of `size` bytes at `start` named `symbol`.
+pub(crate) fn line(start: u64, size: usize, symbol: &str) -> String {
+    format!("{start:x} {size:x} {symbol}\n")
+}
+
+/// Append the line for code of `size` bytes at `start` named `symbol` to this process's map.
+pub(crate) fn append(start: u64, size: usize, symbol: &str) -> Result<(), JitError> {
     let path = path();
     let fail = |e: std::io::Error| JitError::PerfMap {
         path: path.display().to_string(),
@@ -41,7 +46,7 @@ pub(crate) fn append(start: u64, size: usize, name: &str) -> Result<(), JitError
         .create(true)
         .append(true)
         .open(&path)
-        .and_then(|mut f| f.write_all(line(start, size, name).as_bytes()))
+        .and_then(|mut f| f.write_all(line(start, size, symbol).as_bytes()))
         .map_err(fail)
 }
 
@@ -52,9 +57,9 @@ mod tests {
     #[test]
     fn line_is_hex_without_prefix_and_one_line() {
         assert_eq!(
-            line(0x7f00_1234_5000, 0x1a0, "xdp_pass"),
+            line(0x7f00_1234_5000, 0x1a0, &symbol("xdp_pass")),
             "7f0012345000 1a0 bpf_jit:xdp_pass\n"
         );
-        assert_eq!(line(16, 1, "a\nb"), "10 1 bpf_jit:a_b\n");
+        assert_eq!(line(16, 1, &symbol("a\nb")), "10 1 bpf_jit:a_b\n");
     }
 }
