@@ -63,10 +63,61 @@ fn raw_part(out: &mut String, listing: &Listing, start: usize, end: usize) {
     }
 }
 
-/// The listing as text: the code that belongs to no single instruction before the first
-/// instruction's (the entry), each BPF instruction with the host instructions generated for it
-/// (in code order, those placed out of line included), the shared exits, and the total size.
+/// The listing as text: the program's function, then each callback compiled as a function of
+/// its own, and the total size.
 pub fn listing_text(listing: &Listing, insns: &[Insn], style: BpfStyle) -> String {
+    // The subprograms' first slots: each function lists those with code in it; the program's
+    // also those with code in no function (a callback the interpreter runs).
+    let subprograms = Program::new(insns.to_vec()).map_or(vec![0], |p| p.subprograms().to_vec());
+    let sub_of = |pc: usize| subprograms.partition_point(|&s| s <= pc).saturating_sub(1);
+    let has_code = |l: &Listing| {
+        let mut has = vec![false; subprograms.len()];
+        for pc in l.parts.iter().filter_map(|p| p.pc) {
+            if let Some(h) = has.get_mut(sub_of(pc)) {
+                *h = true;
+            }
+        }
+        has
+    };
+    let in_callbacks: Vec<Vec<bool>> = listing.callbacks.iter().map(has_code).collect();
+    let main_shows: Vec<bool> = has_code(listing)
+        .iter()
+        .enumerate()
+        .map(|(i, &h)| i == 0 || h || !in_callbacks.iter().any(|c| c[i]))
+        .collect();
+    let mut out = function_text(listing, insns, &sub_of, &main_shows, style);
+    for (cb, shows) in listing.callbacks.iter().zip(&in_callbacks) {
+        let _ = writeln!(
+            out,
+            "\n; {}: a callback, a function of its own",
+            cb.function
+        );
+        out.push_str(&function_text(cb, insns, &sub_of, shows, style));
+    }
+    if !listing.callbacks.is_empty() {
+        let callbacks: usize = listing.callbacks.iter().map(|c| c.code_size()).sum();
+        let _ = writeln!(
+            out,
+            "; {} bytes of {} code in all ({} the program's, {callbacks} the callbacks')",
+            listing.code_size() + callbacks,
+            listing.arch,
+            listing.code_size(),
+        );
+    }
+    out
+}
+
+/// One function's listing: the code that belongs to no single instruction before the first
+/// instruction's (the entry), each BPF instruction of the subprograms `shows` says (by
+/// `sub_of` the slot) with the host instructions generated for it (in code order, those placed
+/// out of line included), the shared exits, and the function's size.
+fn function_text(
+    listing: &Listing,
+    insns: &[Insn],
+    sub_of: &dyn Fn(usize) -> usize,
+    shows: &[bool],
+    style: BpfStyle,
+) -> String {
     let mut out = String::new();
     let first = listing
         .parts
@@ -76,14 +127,19 @@ pub fn listing_text(listing: &Listing, insns: &[Insn], style: BpfStyle) -> Strin
     unattributed(&mut out, listing, "entry", 0, first);
     let mut pc = 0;
     for insn in insns {
-        let _ = writeln!(out, "{pc}: {}", bpf_text(insn, style));
+        let here = pc;
+        pc += insn.slots();
+        if !shows.get(sub_of(here)).copied().unwrap_or(true) {
+            continue;
+        }
+        let _ = writeln!(out, "{here}: {}", bpf_text(insn, style));
         if listing.insns.is_empty() {
-            for p in listing.parts.iter().filter(|p| p.pc == Some(pc)) {
+            for p in listing.parts.iter().filter(|p| p.pc == Some(here)) {
                 raw_part(&mut out, listing, p.start, p.end);
             }
         } else {
             let mut any = false;
-            for i in listing.insns_of(pc) {
+            for i in listing.insns_of(here) {
                 host_line(&mut out, listing, i.offset, i.len, &i.text);
                 any = true;
             }
@@ -91,7 +147,6 @@ pub fn listing_text(listing: &Listing, insns: &[Insn], style: BpfStyle) -> Strin
                 let _ = writeln!(out, "          (no code of its own)");
             }
         }
-        pc += insn.slots();
     }
     unattributed(
         &mut out,

@@ -105,6 +105,22 @@ fn an_object_is_listed_with_every_instruction_in_the_kernel_style() {
 }
 
 #[test]
+fn a_callback_compiled_apart_is_listed_after_the_program() {
+    let obj = root().join("progs/xdp_loop.bpf.o");
+    let (code, out, err, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--jit"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (main, cb) = out
+        .split_once("\n; bpf_jit:xdp_loop:cb_26: a callback, a function of its own\n")
+        .unwrap_or_else(|| panic!("{out}"));
+    let main_slots: Vec<usize> = bpf_lines(main).iter().map(|(n, _)| *n).collect();
+    let cb_slots: Vec<usize> = bpf_lines(cb).iter().map(|(n, _)| *n).collect();
+    assert_eq!(main_slots.first(), Some(&0));
+    assert!(main_slots.iter().all(|&n| n < 26), "{main}");
+    assert_eq!(cb_slots, (26..=35).collect::<Vec<_>>(), "{cb}");
+    assert!(out.lines().last().unwrap().contains("code in all"), "{out}");
+}
+
+#[test]
 fn programs_that_cannot_be_listed_fail_clearly() {
     // Rejected by the verifier.
     let obj = root().join("verifier/objects/reject_pkt_oob.bpf.o");

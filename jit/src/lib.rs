@@ -232,6 +232,8 @@ pub struct JitProgram {
     /// Bytes of the main program's code (its function: not the compiled callbacks'); for
     /// reports.
     pub code_size: usize,
+    /// The bytes of code of each compiled callback, as `Runtime::callbacks`.
+    callback_sizes: Vec<usize>,
     /// The generated code's listing, when the compile asked for it.
     listing: Option<Box<Listing>>,
     /// Whether a run can write its stack (a store, an atomic or a call): a run that cannot
@@ -301,6 +303,21 @@ impl JitProgram {
     /// The generated code's listing, when [`CompileOptions::listing`] asked for it.
     pub fn listing(&self) -> Option<&Listing> {
         self.listing.as_deref()
+    }
+
+    /// The machine code of each callback compiled as a function of its own, with the
+    /// callback's first slot, by slot.
+    pub fn callback_code(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        self.rt
+            .callbacks
+            .iter()
+            .zip(&self.callback_sizes)
+            .map(|(cb, &size)| {
+                // SAFETY: as in `code`: `entry` starts the callback's finalised function, `size`
+                // bytes the module mapped readable, kept until `self` drops.
+                let code = unsafe { std::slice::from_raw_parts(cb.entry as *const u8, size) };
+                (cb.slot, code)
+            })
     }
 
     /// [`Self::compile_with`], keeping or announcing what `opts` asks for.
@@ -416,15 +433,15 @@ impl JitProgram {
                 .map(|(slot, depth)| gen::Root { slot, depth }),
         );
         let mut built = Vec::with_capacity(roots.len());
-        let mut code_size = 0;
-        let mut listed = None;
+        let mut sizes = Vec::with_capacity(roots.len());
+        let mut listed = Vec::with_capacity(roots.len());
         let mut failed = None;
         for (k, &root) in roots.iter().enumerate() {
             let id = if k == 0 {
                 func_id
             } else {
                 match module.declare_function(
-                    &format!("bpf_cb_{}", root.slot),
+                    &perf_map::callback_symbol(&symbol, root.slot),
                     Linkage::Local,
                     &ctx.func.signature,
                 ) {
@@ -436,8 +453,7 @@ impl JitProgram {
                 }
             };
             let sig = ctx.func.signature.clone();
-            // The main program's function alone is listed.
-            let listing = opts.listing && k == 0;
+            let listing = opts.listing;
             ctx.set_disasm(listing);
             let need = gen::build(
                 &mut module,
@@ -454,11 +470,11 @@ impl JitProgram {
                 module.define_function(id, &mut ctx).map_err(err)?;
                 Ok(need)
             });
-            if k == 0 {
-                // The main function's bytes: `JitProgram::code` reads them from its entry.
-                code_size = ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+            // Each function's bytes: `JitProgram::code` reads them from its entry.
+            sizes.push(ctx.compiled_code().map_or(0, |c| c.code_buffer().len()));
+            {
                 // What only a listing needs, taken before the context is cleared.
-                listed = match ctx.compiled_code() {
+                listed.push(match ctx.compiled_code() {
                     Some(c) if opts.listing => {
                         let locs = c.buffer.get_srclocs_sorted();
                         Some((
@@ -480,7 +496,7 @@ impl JitProgram {
                         ))
                     }
                     _ => None,
-                };
+                });
             }
             module.clear_context(&mut ctx);
             ctx.func.signature = sig;
@@ -523,7 +539,8 @@ impl JitProgram {
                 callbacks,
             },
             entry,
-            code_size,
+            code_size: sizes[0],
+            callback_sizes: sizes[1..built.len()].to_vec(),
             listing: None,
             may_write: insns
                 .iter()
@@ -551,26 +568,50 @@ impl JitProgram {
             value_maps,
         };
         let mut jit = jit;
-        if let Some((locs, code_end, cranelift)) = listed {
-            let code = jit.code().to_vec();
-            let parts = listing::parts(code.len(), &locs);
-            let insns = listing::decode(
-                &code,
-                code_end,
-                &parts,
-                &shim_symbols().map(|(n, f)| (f as usize as u64, n)),
-            );
-            jit.listing = Some(Box::new(Listing {
-                address: jit.entry as usize as u64,
-                code,
-                parts,
-                insns,
-                cranelift,
-                arch: std::env::consts::ARCH,
-            }));
+        let perf = opts.perf_map || perf_map::from_env();
+        if !perf && !opts.listing {
+            return Ok(jit);
         }
-        if opts.perf_map || perf_map::from_env() {
-            perf_map::append(jit.entry as usize as u64, jit.code_size, &symbol)?;
+        // Each function: its symbol and code, main first.
+        let functions: Vec<(String, &[u8])> = std::iter::once((symbol.clone(), jit.code()))
+            .chain(
+                jit.callback_code()
+                    .map(|(slot, code)| (perf_map::callback_symbol(&symbol, slot), code)),
+            )
+            .collect();
+        if perf {
+            for (name, code) in &functions {
+                perf_map::append(code.as_ptr() as u64, code.len(), name)?;
+            }
+        }
+        let mut listings: Vec<Listing> = functions
+            .iter()
+            .zip(listed)
+            .filter_map(|((name, code), listed)| {
+                let (locs, code_end, cranelift) = listed?;
+                let parts = listing::parts(code.len(), &locs);
+                let insns = listing::decode(
+                    code,
+                    code_end,
+                    &parts,
+                    &shim_symbols().map(|(n, f)| (f as usize as u64, n)),
+                );
+                Some(Listing {
+                    function: name.clone(),
+                    address: code.as_ptr() as u64,
+                    code: code.to_vec(),
+                    parts,
+                    insns,
+                    cranelift,
+                    arch: std::env::consts::ARCH,
+                    callbacks: Vec::new(),
+                })
+            })
+            .collect();
+        if !listings.is_empty() {
+            let mut main = listings.remove(0);
+            main.callbacks = listings;
+            jit.listing = Some(Box::new(main));
         }
         Ok(jit)
     }

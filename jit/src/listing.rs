@@ -8,6 +8,9 @@
 /// kernel's JIT.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listing {
+    /// The function's symbol, as perf shows it: `bpf_jit:NAME` for the program,
+    /// `bpf_jit:NAME:cb_SLOT` for a callback compiled as a function of its own.
+    pub function: String,
     /// Where the code was placed in memory (the start of the range a perf map names).
     pub address: u64,
     /// The machine code, as it runs (calls to the runtime's functions resolved).
@@ -26,6 +29,10 @@ pub struct Listing {
     pub cranelift: String,
     /// The host's architecture, as Rust names it (`x86_64`, `aarch64`).
     pub arch: &'static str,
+    /// The callbacks compiled as functions of their own (the targets of `lddw rX, func` that a
+    /// helper calls: their bodies and the subprograms they call), each listed as the program
+    /// is, by first slot; their code is not in the program's. Empty in their own listings.
+    pub callbacks: Vec<Listing>,
 }
 
 /// A byte range of the code and the BPF slot it comes from.

@@ -28,6 +28,12 @@ pub(crate) fn symbol(name: &str) -> String {
     format!("bpf_jit:{name}")
 }
 
+/// The symbol of the function of the callback at `slot` of the program whose code is `main`
+/// (`bpf_jit:NAME:cb_SLOT`).
+pub(crate) fn callback_symbol(main: &str, slot: usize) -> String {
+    format!("{main}:cb_{slot}")
+}
+
 /// The line for code of `size` bytes at `start` named `symbol`.
 pub(crate) fn line(start: u64, size: usize, symbol: &str) -> String {
     format!("{start:x} {size:x} {symbol}\n")

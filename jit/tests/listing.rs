@@ -174,6 +174,54 @@ exit";
     check_tiling(&prog, &jit, jit.listing().unwrap());
 }
 
+/// `bpf_loop(5, cb, r1)` with a callback that adds to memory: the callback is a function of its
+/// own, listed apart with its instructions' slots.
+const LOOP: &str = "mov %r6, %r1
+mov %r1, 5
+lddw %r2, func cb
+mov %r3, %r6
+mov %r4, 0
+call 181
+exit
+cb:
+ldxdw %r4, [%r2+0]
+add %r4, %r1
+stxdw [%r2+0], %r4
+mov %r0, 0
+exit";
+
+#[test]
+fn a_callback_compiled_apart_is_listed_apart() {
+    let (prog, jit) = listed(LOOP);
+    let l = jit.listing().unwrap();
+    check_tiling(&prog, &jit, l);
+    assert!(l.function.starts_with("bpf_jit:"), "{}", l.function);
+    let code: Vec<(usize, &[u8])> = jit.callback_code().collect();
+    assert_eq!(code.len(), 1, "one callback compiled");
+    assert_eq!(l.callbacks.len(), 1);
+    let (slot, bytes) = code[0];
+    assert_eq!(slot, 8);
+    let cb = &l.callbacks[0];
+    assert_eq!(cb.function, format!("{}:cb_8", l.function));
+    assert_eq!(cb.code, bytes, "the callback's listing is its code");
+    assert_eq!(cb.address, bytes.as_ptr() as u64);
+    assert!(cb.callbacks.is_empty());
+    // The callback's instructions have code in its function, none in the program's.
+    for pc in 8..13 {
+        assert_eq!(l.bytes_of(pc), 0, "slot {pc} in the program's code");
+    }
+    for pc in [8, 9, 10] {
+        assert!(cb.bytes_of(pc) > 0, "slot {pc}: {:?}", cb.parts);
+    }
+    assert!(cb.parts.iter().all(|p| p.pc.is_none_or(|pc| pc >= 8)));
+    assert_eq!(cb.parts[0].pc, None);
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        cb.insns.last().map(|i| i.offset + i.len),
+        Some(cb.code.len())
+    );
+}
+
 #[test]
 fn no_listing_unless_asked() {
     let prog = Program::new(assemble("mov %r0, 2\nexit").unwrap()).unwrap();
@@ -237,6 +285,29 @@ fn the_perf_map_gets_a_line_covering_the_code() {
         "{:x} {:x} bpf_jit:{name}",
         again.code().as_ptr() as u64,
         again.code_size
+    )));
+    // A callback compiled as a function of its own gets its line.
+    let prog = Program::new(assemble(LOOP).unwrap()).unwrap();
+    let opts = CompileOptions {
+        perf_map: true,
+        name: Some(format!("{name}_loop")),
+        ..Default::default()
+    };
+    let jit = JitProgram::compile_opts(&prog, &Hints::default(), &opts).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (slot, code) = jit.callback_code().next().expect("compiled apart");
+    assert!(
+        text.contains(&format!(
+            "{:x} {:x} bpf_jit:{name}_loop:cb_{slot}\n",
+            code.as_ptr() as u64,
+            code.len()
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "{:x} {:x} bpf_jit:{name}_loop\n",
+        jit.code().as_ptr() as u64,
+        jit.code_size
     )));
     let _ = std::fs::remove_file(&path);
 }

@@ -23,7 +23,7 @@ fn objects() -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn every_test_program_is_listed_with_the_code_it_runs() {
-    let mut listed = 0;
+    let (mut listed, mut callbacks) = (0, 0);
     for (file, bytes) in objects() {
         let obj = LoadedObject::load(&bytes, Env::default()).unwrap();
         for name in obj.program_names() {
@@ -41,6 +41,12 @@ fn every_test_program_is_listed_with_the_code_it_runs() {
                 &l.code[..],
                 "{file} {name}: the listed code is the code that runs"
             );
+            let cbs: Vec<(usize, &[u8])> = runs.callback_code().collect();
+            assert_eq!(cbs.len(), l.callbacks.len(), "{file} {name}");
+            for ((_, code), cb) in cbs.iter().zip(&l.callbacks) {
+                assert_eq!(*code, &cb.code[..], "{file} {name}: {}", cb.function);
+            }
+            callbacks += cbs.len();
             let mut at = 0;
             for part in &l.parts {
                 assert_eq!(part.start, at, "{file} {name}: {:?}", l.parts);
@@ -69,6 +75,10 @@ fn every_test_program_is_listed_with_the_code_it_runs() {
         }
     }
     assert!(listed >= 20, "only {listed} programs listed");
+    assert!(
+        callbacks >= 2,
+        "xdp_loop's and xdp_foreach's callbacks: {callbacks}"
+    );
 }
 
 #[test]
