@@ -156,6 +156,38 @@ fn calls_into_the_runtime_are_named() {
     }
 }
 
+/// The fault path of an access the hints prove is no context access (placed out of line, after
+/// the shared exits) is its instruction's: it hands the trap exit the access's size.
+#[test]
+fn fault_paths_are_their_access_instructions() {
+    let prog = Program::new(
+        assemble("ldxdw %r0, [%r1+0]\nldxw %r2, [%r1+8]\nadd %r0, %r2\nexit").unwrap(),
+    )
+    .unwrap();
+    let hints = Hints {
+        no_ctx: vec![true; 8],
+        ..Hints::default()
+    };
+    let opts = CompileOptions {
+        listing: true,
+        ..Default::default()
+    };
+    let jit = JitProgram::compile_opts(&prog, &hints, &opts).unwrap();
+    let l = jit.listing().unwrap();
+    check_tiling(&prog, &jit, l);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let sized = |pc: Option<usize>, size: &str| {
+            l.insns
+                .iter()
+                .any(|i| i.pc == pc && i.text.starts_with("mov") && i.text.contains(size))
+        };
+        assert!(sized(Some(0), "$8,"), "{:?}", l.insns);
+        assert!(sized(Some(1), "$4,"), "{:?}", l.insns);
+        assert!(!sized(None, "$8,") && !sized(None, "$4,"), "{:?}", l.insns);
+    }
+}
+
 #[test]
 fn loops_and_local_calls_are_tiled() {
     let src = "mov %r0, 0

@@ -463,6 +463,7 @@ impl Gen<'_, '_> {
 
     pub(super) fn fault_epilogues(&mut self) {
         for f in std::mem::take(&mut self.faults) {
+            self.at_slot(Some(f.pc));
             self.switch(f.block);
             if f.adjust != 0 {
                 let left = self.b.use_var(self.left);
@@ -477,6 +478,7 @@ impl Gen<'_, '_> {
                 .ins()
                 .jump(trap, &[pcv.into(), c.into(), f.addr.into(), sz.into()]);
         }
+        self.at_slot(None);
     }
 
     /// Whether the verifier's hints leave the access at `pc` through the context pointer on

@@ -466,17 +466,13 @@ pub(crate) fn build(
         single_pred,
         srclocs,
     };
-    if srclocs {
-        g.b.set_srcloc(no_slot());
-    }
+    g.at_slot(None);
     g.prologue(regs_read_by(insns));
     let first = g.blocks[root.slot].expect("the root leads");
     g.b.ins().jump(first, &[]);
     g.body(insns)?;
-    if srclocs {
-        // What follows serves many instructions (or none).
-        g.b.set_srcloc(no_slot());
-    }
+    // What follows serves many instructions (or none).
+    g.at_slot(None);
     g.fault_epilogues();
     g.helper_stop_epilogue();
     g.stop_epilogue();
@@ -668,6 +664,17 @@ impl Gen<'_, '_> {
         }
     }
 
+    /// In a listing ([`Gen::srclocs`]), mark the code generated from here on as slot `pc`'s
+    /// (`None`: of no single instruction).
+    pub(super) fn at_slot(&mut self, pc: Option<usize>) {
+        if self.srclocs {
+            let loc = pc.map_or(no_slot(), |pc| {
+                cranelift_codegen::ir::SourceLoc::new(pc as u32)
+            });
+            self.b.set_srcloc(loc);
+        }
+    }
+
     /// A fresh block to continue in after a conditional exit.
     /// Switch to `block`, sealing it: every block but the shared exits and the leaders that
     /// `late` names has all its predecessors emitted by the time code is placed in it. Sealing
@@ -704,10 +711,7 @@ impl Gen<'_, '_> {
                     self.leave_block(&[pc]);
                     self.b.ins().jump(blk, &[]);
                 }
-                if self.srclocs {
-                    self.b
-                        .set_srcloc(cranelift_codegen::ir::SourceLoc::new(pc as u32));
-                }
+                self.at_slot(Some(pc));
                 self.b.switch_to_block(blk);
                 if !self.late[pc] {
                     self.b.seal_block(blk);
@@ -730,10 +734,7 @@ impl Gen<'_, '_> {
                 self.fp_off[10] = Some(0);
             } else {
                 self.block_pos += 1;
-                if self.srclocs {
-                    self.b
-                        .set_srcloc(cranelift_codegen::ir::SourceLoc::new(pc as u32));
-                }
+                self.at_slot(Some(pc));
             }
             if !open || std::mem::take(&mut fused) {
                 self.track_fp(insn);
