@@ -525,11 +525,15 @@ impl JitProgram {
         let entry_need = built[0].2;
         let callbacks = built[1..]
             .iter()
-            .map(|&(root, id, need)| CompiledCallback {
-                slot: root.slot,
-                depth: root.depth,
-                need,
-                entry: entry_of(&module, id),
+            .map(|&(root, id, need)| {
+                // The root of a callback's function checks the budget itself (it is a loop's
+                // head: the function makes a `bpf_loop`'s calls one after another).
+                debug_assert_eq!(need, 0);
+                CompiledCallback {
+                    slot: root.slot,
+                    depth: root.depth,
+                    entry: entry_of(&module, id),
+                }
             })
             .collect();
         let jit = JitProgram {

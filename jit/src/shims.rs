@@ -55,9 +55,6 @@ pub struct CompiledCallback {
     /// The call depth of the callback's frame the code was compiled for: the shim enters it
     /// only from a helper called one frame above, else the interpreter runs the callbacks.
     pub depth: u64,
-    /// What the budget must hold at entry for the code to run to its first check; with less,
-    /// the interpreter runs that call.
-    pub need: u64,
     pub entry: crate::Entry,
 }
 
@@ -205,6 +202,11 @@ pub struct VmCtx {
     /// at that frame's exit rather than returning to the frames below, which are the helper's
     /// caller's (`VmCtx::callers`).
     pub base: u64,
+    /// A callback's code makes the calls of a `bpf_loop` from the index it is entered with up
+    /// to below `cb_end` (0: the one call it is entered for), and keeps in `cb_i` the index of
+    /// the call in progress.
+    pub cb_i: u64,
+    pub cb_end: u64,
     /// The run's maps whose lookups the generated code asks with the key's bytes
     /// ([`Host::key_lookups`], [`map_lookup_key`]): entry `i`, the key size of the map whose
     /// handle is `keys_first + i` (0: not such a map), for `i` below `keys_n`. Last: placed
@@ -284,6 +286,8 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).host).write(std::ptr::null_mut());
             std::ptr::addr_of_mut!((*p).rt).write(rt);
             std::ptr::addr_of_mut!((*p).base).write(0);
+            std::ptr::addr_of_mut!((*p).cb_i).write(0);
+            std::ptr::addr_of_mut!((*p).cb_end).write(0);
             std::ptr::addr_of_mut!((*p).budget).write(0);
             std::ptr::addr_of_mut!((*p).left_at_block).write(0);
             std::ptr::addr_of_mut!((*p).budget_pc).write(0);
@@ -983,12 +987,13 @@ fn callbacks(
 }
 
 /// The callbacks a helper asked for, run by their compiled code `cb` (whose frame is one below
-/// the helper's caller's): each call entered with the exact budget left, stopping after one
-/// that returns non-zero, as [`bpfsim_vm::Interpreter::run_callbacks`] does. A call returns r0,
-/// or hands its last block to the interpreter (the budget), or traps, which ends them all. A
-/// helper inside that ends the program (`HelperStop::Exit`, a tail call, an `ld_abs` past the
-/// packet) ends only that call, with its value (a tail call's is 0), as in the interpreter.
-/// Returns the number of calls made, or 0 with the trap in the context.
+/// the helper's caller's), with the exact budget left, stopping after a call that returns
+/// non-zero, as [`bpfsim_vm::Interpreter::run_callbacks`] does: the calls of a `bpf_loop` made
+/// by the code one after another (it is entered again only after a call it handed over), each
+/// of the others' by one entry. A call returns r0 (a helper's exit inside it ends that call
+/// only, with its value, a tail call with 0, as in the interpreter), or hands its last block
+/// to the interpreter (the budget), or traps, which ends them all. Returns the number of calls
+/// made, or 0 with the trap in the context.
 ///
 /// # Safety
 /// `vm` is the live context of a run (as for the shims), of which the caller holds no
@@ -1003,110 +1008,123 @@ unsafe fn compiled_callbacks(vm: *mut VmCtx, cb: &CompiledCallback, calls: Calls
         v.base = cb.depth;
         saved
     };
-    let mut made = 0;
-    let mut trapped = false;
-    for args in calls {
-        made += 1;
+    let made = match calls {
         // SAFETY: the caller's contract.
-        match unsafe { compiled_call(vm, cb, args) } {
-            Some(0) => {}
-            Some(_) => break,
-            None => {
-                trapped = true;
-                break;
+        Calls::Loop { next, n, ctx } => unsafe { compiled_loop(vm, cb, next, n, ctx) },
+        Calls::Each(calls) => {
+            let mut made = Some(0);
+            for args in calls {
+                made = made.map(|m| m + 1);
+                // One call: the code's loop ends after it (`cb_end` 0: no index is below).
+                // SAFETY: the caller's contract.
+                match unsafe { compiled_entry(vm, cb, args, 0) } {
+                    Some((0, _)) => {}
+                    Some(_) => break,
+                    None => {
+                        made = None;
+                        break;
+                    }
+                }
             }
+            made
         }
-    }
+    };
     // SAFETY: the caller's contract; the callbacks are done with the context.
     let v = unsafe { &mut *vm };
     v.regs = regs;
     v.base = base;
-    if trapped {
-        v.status = STOP_TRAP;
-        0
-    } else {
-        v.status = OK;
-        v.trap_pc = pc;
-        made
+    match made {
+        Some(made) => {
+            v.status = OK;
+            v.trap_pc = pc;
+            made
+        }
+        None => {
+            v.status = STOP_TRAP;
+            0
+        }
     }
 }
 
-/// One call of a compiled callback with `args`: its r0, or `None` when it trapped (the trap
-/// and the budget left in the context).
+/// The calls of a `bpf_loop` from index `next` below `n`: the code makes them one after
+/// another until one returns non-zero or hands its last block over, after which the code is
+/// entered again for the next. The number of calls made, or `None` at a trap.
 ///
 /// # Safety
 /// As [`compiled_callbacks`], which has set [`VmCtx::base`] to the callback's frame.
+unsafe fn compiled_loop(
+    vm: *mut VmCtx,
+    cb: &CompiledCallback,
+    mut next: u64,
+    n: u64,
+    ctx: u64,
+) -> Option<u64> {
+    while next < n {
+        // SAFETY: the caller's contract.
+        let (r0, last) = unsafe { compiled_entry(vm, cb, [next, ctx, 0, 0, 0], n) }?;
+        if r0 != 0 {
+            return Some(last + 1);
+        }
+        next = last + 1;
+    }
+    Some(n)
+}
+
+/// The code of `cb` entered for the call with `args`, which makes the calls from index
+/// `args[0]` below `end` (`end` 0: the one call): the r0 of the last call it made and that
+/// call's index (`VmCtx::cb_i`), or `None` when it trapped (the trap and the budget left in the
+/// context). A call the code handed over is finished by the interpreter.
+///
+/// # Safety
+/// As [`compiled_loop`].
 #[inline]
-unsafe fn compiled_call(vm: *mut VmCtx, cb: &CompiledCallback, args: [u64; 5]) -> Option<u64> {
+unsafe fn compiled_entry(
+    vm: *mut VmCtx,
+    cb: &CompiledCallback,
+    args: [u64; 5],
+    end: u64,
+) -> Option<(u64, u64)> {
     let left = {
         // SAFETY: the caller's contract; the reference ends before the code runs.
         let v = unsafe { &mut *vm };
         v.args[2] = args[2];
         v.args[3] = args[3];
         v.args[4] = args[4];
+        v.cb_end = end;
         v.left
     };
-    if left < cb.need {
-        // SAFETY: the caller's contract.
-        return unsafe { interpreted_call(vm, cb, args) };
-    }
     let ret = (cb.entry)(vm, left, args[0], args[1]);
     // SAFETY: the caller's contract; the code has returned.
     let v = unsafe { &mut *vm };
     if ret.b != SLOW {
         v.left = ret.b;
-        return Some(ret.a);
+        return Some((ret.a, v.cb_i));
     }
-    match ret.a {
-        // The code gave back the budget left in the context. The interpreter's callback ends
-        // with r0 0 at a tail call, whose target is not followed.
-        TAIL_CALL => Some(0),
-        TRAP => None,
-        _ => {
-            // SAFETY: the caller's contract; the code returned `BUDGET`.
-            let (v, mem, host) = unsafe { VmCtx::parts(vm) };
-            // SAFETY: `rt` is the JIT program's own, alive as long as the program.
-            let interp = unsafe { &(*v.rt).interp };
-            // SAFETY: the generated code stores all eleven registers before returning `BUDGET`.
-            let regs = unsafe { v.regs.assume_init() };
-            let callers = v.callers(v.budget_depth);
-            let out = interp.finish_budget(
-                mem,
-                host,
-                regs,
-                v.budget_pc as usize,
-                v.budget_depth as usize,
-                &callers,
-                v.left_at_block,
-                v.budget,
-            );
-            v.left = v.left_at_block - out.insns;
-            v.finish_call(out.result)
-        }
+    if ret.a == TRAP {
+        return None;
     }
-}
-
-/// A call of a compiled callback whose budget cannot pay for the code's first block: the
-/// interpreter makes it, in the callback's frame zeroed, as its own callbacks start.
-///
-/// # Safety
-/// As [`compiled_call`].
-#[cold]
-#[inline(never)]
-unsafe fn interpreted_call(vm: *mut VmCtx, cb: &CompiledCallback, args: [u64; 5]) -> Option<u64> {
-    // SAFETY: the caller's contract.
+    // `BUDGET` (a callback's code turns a tail call into the end of its call): the
+    // interpreter finishes the call, in the frames the code had.
+    let last = v.cb_i;
+    // SAFETY: the caller's contract; the code returned `BUDGET`.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
     // SAFETY: `rt` is the JIT program's own, alive as long as the program.
     let interp = unsafe { &(*v.rt).interp };
-    let depth = cb.depth as usize;
-    mem.clear_frame(depth);
-    let mut regs = [0u64; 11];
-    regs[1..6].copy_from_slice(&args);
-    regs[10] = bpfsim_vm::memory::frame_pointer(depth);
-    let callers = v.callers(cb.depth);
-    let out = interp.finish_budget(mem, host, regs, cb.slot, depth, &callers, v.left, v.budget);
-    v.left -= out.insns;
-    v.finish_call(out.result)
+    // SAFETY: the generated code stores all eleven registers before returning `BUDGET`.
+    let regs = unsafe { v.regs.assume_init() };
+    let callers = v.callers(v.budget_depth);
+    let out = interp.finish_budget(
+        mem,
+        host,
+        regs,
+        v.budget_pc as usize,
+        v.budget_depth as usize,
+        &callers,
+        v.left_at_block,
+        v.budget,
+    );
+    v.left = v.left_at_block - out.insns;
+    v.finish_call(out.result).map(|r0| (r0, last))
 }
 
 /// `ld_abs`/`ld_ind`: packet bytes through the host, as the interpreter does.

@@ -479,3 +479,30 @@ fn callbacks_from_another_depth_or_address_are_interpreted() {
     let out = agree_at_every_budget(src);
     assert_eq!(out.result, Ok(1));
 }
+
+#[test]
+fn each_call_of_a_loop_starts_with_fresh_registers_and_frame() {
+    // The code makes a loop's calls one after another: each must see r0 and r3-r9 zero, r1
+    // its index, r2 the context, r10 its frame's top (a call that moved it must not leak) and
+    // a zeroed frame, whatever the call before left in them. The callback sums what it sees
+    // into memory, then dirties every register, moves r10 and writes its frame.
+    let mut src = String::from(
+        "mov %r6, %r1\nmov %r1, 4\nlddw %r2, func cb\nmov %r3, %r6\ncall 181\n\
+         ldxdw %r0, [%r6+0]\nexit\ncb:\n",
+    );
+    for r in [0, 3, 4, 5, 6, 7, 8, 9] {
+        src.push_str(&format!(
+            "ldxdw %r1, [%r2+0]\nadd %r1, %r{r}\nstxdw [%r2+0], %r1\n"
+        ));
+    }
+    src.push_str(
+        "ldxdw %r1, [%r10-8]\nldxdw %r3, [%r2+0]\nadd %r3, %r1\nadd %r3, 1\nstxdw [%r2+0], %r3\n",
+    );
+    for r in [3, 4, 5, 6, 7, 8, 9] {
+        src.push_str(&format!("mov %r{r}, 77\n"));
+    }
+    src.push_str("stdw [%r10-8], 1000\nadd %r10, -64\nmov %r0, 0\nexit\n");
+    let out = agree_at_every_budget(&src);
+    // Four calls, each adding 1 and nothing else.
+    assert_eq!(out.result, Ok(4));
+}

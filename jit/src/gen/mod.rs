@@ -16,6 +16,7 @@ use std::mem::offset_of;
 use bpfsim_vm::isa::{AluOp, CallTarget, Insn, Reg, Source, Width};
 use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::{Program, TrapCode};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, FuncRef, Function, InstBuilder, MemFlags, Type, Value};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
@@ -179,6 +180,13 @@ pub(crate) struct Gen<'a, 'b> {
     root: usize,
     root_sub: usize,
     root_depth: u64,
+    /// In a callback's function (`root_depth > 0`): the index of the call being made, the
+    /// index the calls end before ([`VmCtx::cb_end`]) and the context every `bpf_loop` call
+    /// gets in `r2` (the function's fourth parameter): the function makes the calls of a
+    /// `bpf_loop` itself, one after another (see `Gen::callback_done`).
+    cb_i: Variable,
+    cb_end: Option<Value>,
+    cb_ctx: Option<Value>,
     /// For each subprogram, the return sites (slots after the calls) of the local calls to it:
     /// an exit of a subprogram returns to one of its own callers only (jumps never leave a
     /// subprogram), so its dispatch tests those alone, and a subprogram called from one site
@@ -329,6 +337,7 @@ pub(crate) fn build(
     let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
     let left = b.declare_var(I64);
     let depth = b.declare_var(I64);
+    let cb_i = b.declare_var(I64);
     let frame_top = b.declare_var(I64);
     let mut clamp_used = [false; 8];
     for (i, insn) in insns.iter().enumerate() {
@@ -362,6 +371,8 @@ pub(crate) fn build(
     // Leaders with a predecessor placed after them (a loop's head, a subprogram's entry, a
     // call's return site): sealed only at the end.
     let mut late = vec![false; total_slots + 1];
+    // A callback's function loops back to its root for the next call.
+    late[root.slot] = root.depth > 0;
     for (i, insn) in insns.iter().enumerate() {
         let pc = pcs[i];
         if !compiled[call::sub_of(subprogs, pc)] {
@@ -458,6 +469,9 @@ pub(crate) fn build(
         root: root.slot,
         root_sub,
         root_depth: root.depth,
+        cb_i,
+        cb_end: None,
+        cb_ctx: None,
         sub_writes: call::callee_saved_written(insns, pcs, prog.subprograms()),
         block_len: 0,
         block_pos: 0,
@@ -602,12 +616,11 @@ impl Gen<'_, '_> {
             }
         }
         if self.root_depth > 0 {
-            // A callback's frame starts zeroed, as the interpreter clears it for each call.
-            let frame = match self.static_depth {
-                Some(_) => Ok(self.root_depth),
-                None => Err(z),
-            };
-            self.clear_callee(self.root, frame);
+            self.b.def_var(self.cb_i, params[2]);
+            self.vm_store(offset_of!(VmCtx, cb_i), params[2]);
+            self.cb_end = Some(self.vm_load(offset_of!(VmCtx, cb_end)));
+            self.cb_ctx = Some(params[3]);
+            self.clear_callback_frame(z);
         }
         if self.no_local_calls {
             self.fixed_depth = Some(z);
@@ -617,6 +630,62 @@ impl Gen<'_, '_> {
             }
         }
         self.load_clamp_bounds();
+    }
+
+    /// A callback's frame starts zeroed, as the interpreter clears it for each call. `depth`:
+    /// the root's depth as a value.
+    fn clear_callback_frame(&mut self, depth: Value) {
+        let frame = match self.static_depth {
+            Some(_) => Ok(self.root_depth),
+            None => Err(depth),
+        };
+        self.clear_callee(self.root, frame);
+    }
+
+    /// The end of a call of a callback's function with `r0` (its exit, a helper's exit inside
+    /// it, or a tail call's 0, as the interpreter ends a callback's call): the function returns
+    /// `(r0, left)` when `r0` is not 0 or the calls are done ([`VmCtx::cb_i`] then says which
+    /// call was the last), else makes the next `bpf_loop` call from the root, in a frame zeroed
+    /// again, with `r1` its index, `r2` the context and the other registers 0. The root is a
+    /// checkpoint: a call the budget cannot pay for is handed over there.
+    pub(super) fn callback_done(&mut self, r0: Value) {
+        let left = self.b.use_var(self.left);
+        let ret = self.b.create_block();
+        self.b.append_block_param(ret, I64);
+        let more = self.cont();
+        self.b.ins().brif(r0, ret, &[r0.into()], more, &[]);
+        self.switch(more);
+        let i = self.b.use_var(self.cb_i);
+        let next = self.b.ins().iadd_imm(i, 1);
+        let end = self.cb_end.expect("a callback's function loads its end");
+        let go = self.b.ins().icmp(IntCC::UnsignedLessThan, next, end);
+        let again = self.cont();
+        self.b.ins().brif(go, again, &[], ret, &[r0.into()]);
+        self.switch(again);
+        self.b.def_var(self.cb_i, next);
+        self.vm_store(offset_of!(VmCtx, cb_i), next);
+        let z = self.iconst(0);
+        for r in [0, 3, 4, 5, 6, 7, 8, 9] {
+            self.b.def_var(self.regs[r], z);
+        }
+        self.b.def_var(self.regs[1], next);
+        let ctx = self
+            .cb_ctx
+            .expect("a callback's function keeps its context");
+        self.b.def_var(self.regs[2], ctx);
+        let fp = self.iconst(bpfsim_vm::memory::frame_pointer(self.root_depth as usize));
+        self.b.def_var(self.regs[10], fp);
+        let d = self.iconst(self.root_depth);
+        self.b.def_var(self.depth, d);
+        if self.fp_fixed && self.fixed_stack_base.is_none() {
+            self.set_frame_top(d);
+        }
+        self.clear_callback_frame(d);
+        let root = self.block_at(self.root);
+        self.b.ins().jump(root, &[]);
+        self.switch(ret);
+        let r0 = self.b.block_params(ret)[0];
+        self.b.ins().return_(&[r0, left]);
     }
 
     /// `frame_top` for the frame at `depth`: its stack region's row, base + `FRAME_SIZE`.
