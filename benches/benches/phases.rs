@@ -118,8 +118,8 @@ fn verify(c: &mut Criterion) {
 /// kernel's JIT of the program (the whole load of the empty program is about 20 µs). Not the
 /// `verification time` of the kernel's `BPF_LOG_STATS` line: that is kernel wall time, which a
 /// busy machine inflates, and any log level of 1 or more makes the kernel print every
-/// instruction it walks (10-20x slower on these loops). Programs with maps are left out (a raw
-/// load would need their fds): `load/*/kernel` covers them.
+/// instruction it walks (10-20x slower on these loops). Programs with maps or callbacks are left
+/// out (a raw load would need their fds, or BTF `func_info`): `load/*/kernel` covers them.
 #[cfg(target_os = "linux")]
 fn bench_kernel_verify(
     group: &mut BenchmarkGroup<'_, Clock>,
@@ -132,7 +132,7 @@ fn bench_kernel_verify(
         matches!(
             i,
             Insn::LdImm64 {
-                imm: Imm64::MapIdx(_) | Imm64::MapIdxValue { .. },
+                imm: Imm64::MapIdx(_) | Imm64::MapIdxValue { .. } | Imm64::Func(_),
                 ..
             }
         )

@@ -187,6 +187,14 @@ pub fn all() -> Vec<ObjectWorkload> {
             c1500,
         ),
         map_heavy,
+        // The loop_xorshift steps, each in a `bpf_loop` callback: what a callback's call costs.
+        w(
+            "loop_callback",
+            object!("loop_callback.bpf.o"),
+            "xdp_loop_callback",
+            p.clone(),
+            fold32(xorshift_n(seed ^ SEEDS[0])),
+        ),
     ]
 }
 
@@ -332,8 +340,7 @@ mod tests {
 
     #[test]
     fn map_heavy_counts_per_cpu() {
-        let w = all().pop().unwrap();
-        assert_eq!(w.name, "map_heavy");
+        let w = all().into_iter().find(|w| w.name == "map_heavy").unwrap();
         let (mut obj, prog) = w.load_sim();
         for _ in 0..3 {
             let r = obj.run(&prog, &w.packet, Input::default()).unwrap();
