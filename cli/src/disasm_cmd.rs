@@ -15,6 +15,14 @@ pub enum BpfStyle {
     Kernel,
 }
 
+/// `--format`: text, or one JSON object per program and line ([`listing_json`]'s, with the
+/// program's name, section and type, and whether it was verified).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 fn bpf_text(insn: &Insn, style: BpfStyle) -> String {
     match style {
         BpfStyle::Conformance => asm::disassemble_insn(insn),
@@ -22,50 +30,95 @@ fn bpf_text(insn: &Insn, style: BpfStyle) -> String {
     }
 }
 
-/// One host instruction's line: offset, bytes, text.
-fn host_line(out: &mut String, listing: &Listing, offset: usize, len: usize, text: &str) {
-    let bytes: Vec<String> = listing.code[offset..offset + len]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let _ = writeln!(out, "  {offset:6x}:  {:<30} {text}", bytes.join(" "));
+/// One host instruction (or, where the host has no disassembler, up to 16 bytes of a part).
+struct Host<'a> {
+    offset: usize,
+    bytes: &'a [u8],
+    /// `None`: bytes not decoded.
+    text: Option<&'a str>,
 }
 
-/// The host code of no BPF instruction, in `[from, to)`, under `title`.
-fn unattributed(out: &mut String, listing: &Listing, title: &str, from: usize, to: usize) {
-    let parts: Vec<_> = listing
+/// A BPF instruction and the host code generated for it.
+struct Line<'a> {
+    pc: usize,
+    text: String,
+    host: Vec<Host<'a>>,
+}
+
+/// One function of the listing, as both formats show it.
+struct FunctionView<'a> {
+    listing: &'a Listing,
+    /// The code of no single instruction before the first instruction's (the prologue).
+    entry: Vec<Host<'a>>,
+    lines: Vec<Line<'a>>,
+    /// The code of no single instruction after it (shared exits, shared slow paths, constants).
+    shared: Vec<Host<'a>>,
+}
+
+/// The host code in `listing` whose part has slot `pc`, within `[from, to)`.
+fn host_code(listing: &Listing, pc: Option<usize>, from: usize, to: usize) -> Vec<Host<'_>> {
+    if listing.insns.is_empty() {
+        let mut out = Vec::new();
+        for p in listing.parts.iter().filter(|p| p.pc == pc) {
+            for at in (p.start.max(from)..p.end.min(to)).step_by(16) {
+                out.push(Host {
+                    offset: at,
+                    bytes: &listing.code[at..p.end.min(at + 16)],
+                    text: None,
+                });
+            }
+        }
+        return out;
+    }
+    listing
+        .insns
+        .iter()
+        .filter(|i| i.pc == pc && i.offset >= from && i.offset < to)
+        .map(|i| Host {
+            offset: i.offset,
+            bytes: &listing.code[i.offset..i.offset + i.len],
+            text: Some(&i.text),
+        })
+        .collect()
+}
+
+fn function_view<'a>(
+    listing: &'a Listing,
+    insns: &[Insn],
+    sub_of: &dyn Fn(usize) -> usize,
+    shows: &[bool],
+    style: BpfStyle,
+) -> FunctionView<'a> {
+    let size = listing.code_size();
+    let first = listing
         .parts
         .iter()
-        .filter(|p| p.pc.is_none() && p.start >= from && p.start < to)
-        .collect();
-    if parts.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "; {title}");
-    for i in &listing.insns {
-        if i.pc.is_none() && i.offset >= from && i.offset < to {
-            host_line(out, listing, i.offset, i.len, &i.text);
+        .find(|p| p.pc.is_some())
+        .map_or(size, |p| p.start);
+    let mut lines = Vec::new();
+    let mut pc = 0;
+    for insn in insns {
+        let here = pc;
+        pc += insn.slots();
+        if shows.get(sub_of(here)).copied().unwrap_or(true) {
+            lines.push(Line {
+                pc: here,
+                text: bpf_text(insn, style),
+                host: host_code(listing, Some(here), 0, size),
+            });
         }
     }
-    if listing.insns.is_empty() {
-        for p in parts {
-            raw_part(out, listing, p.start, p.end);
-        }
+    FunctionView {
+        listing,
+        entry: host_code(listing, None, 0, first),
+        lines,
+        shared: host_code(listing, None, first, size),
     }
 }
 
-/// Bytes of a part, where the host has no disassembler.
-fn raw_part(out: &mut String, listing: &Listing, start: usize, end: usize) {
-    for chunk_start in (start..end).step_by(16) {
-        let chunk = &listing.code[chunk_start..end.min(chunk_start + 16)];
-        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
-        let _ = writeln!(out, "  {chunk_start:6x}:  {}", hex.join(" "));
-    }
-}
-
-/// The listing as text: the program's function, then each callback compiled as a function of
-/// its own, and the total size.
-pub fn listing_text(listing: &Listing, insns: &[Insn], style: BpfStyle) -> String {
+/// Every function of the listing: the program's, then each callback compiled as a function of
+/// its own.
+fn views<'a>(listing: &'a Listing, insns: &[Insn], style: BpfStyle) -> Vec<FunctionView<'a>> {
     // The subprograms' first slots: each function lists those with code in it; the program's
     // also those with code in no function (a callback the interpreter runs).
     let subprograms = Program::new(insns.to_vec()).map_or(vec![0], |p| p.subprograms().to_vec());
@@ -85,14 +138,68 @@ pub fn listing_text(listing: &Listing, insns: &[Insn], style: BpfStyle) -> Strin
         .enumerate()
         .map(|(i, &h)| i == 0 || h || !in_callbacks.iter().any(|c| c[i]))
         .collect();
-    let mut out = function_text(listing, insns, &sub_of, &main_shows, style);
+    let mut out = vec![function_view(listing, insns, &sub_of, &main_shows, style)];
     for (cb, shows) in listing.callbacks.iter().zip(&in_callbacks) {
+        out.push(function_view(cb, insns, &sub_of, shows, style));
+    }
+    out
+}
+
+fn host_text(out: &mut String, h: &Host<'_>) {
+    let bytes: Vec<String> = h.bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let _ = match h.text {
+        Some(t) => writeln!(out, "  {:6x}:  {:<30} {t}", h.offset, bytes.join(" ")),
+        None => writeln!(out, "  {:6x}:  {}", h.offset, bytes.join(" ")),
+    };
+}
+
+/// One function as text: the entry, each BPF instruction followed by the host instructions
+/// generated for it (in code order, those placed out of line included), the shared exits, and
+/// the function's size.
+fn function_text(v: &FunctionView<'_>, out: &mut String) {
+    let l = v.listing;
+    if !v.entry.is_empty() {
+        let _ = writeln!(out, "; entry");
+        v.entry.iter().for_each(|h| host_text(out, h));
+    }
+    for line in &v.lines {
+        let _ = writeln!(out, "{}: {}", line.pc, line.text);
+        if line.host.is_empty() {
+            let _ = writeln!(out, "          (no code of its own)");
+        }
+        line.host.iter().for_each(|h| host_text(out, h));
+    }
+    if !v.shared.is_empty() {
         let _ = writeln!(
             out,
-            "\n; {}: a callback, a function of its own",
-            cb.function
+            "; shared exits and paths out of line (no single instruction)"
         );
-        out.push_str(&function_text(cb, insns, &sub_of, shows, style));
+        v.shared.iter().for_each(|h| host_text(out, h));
+    }
+    if l.insns.is_empty() {
+        let _ = writeln!(
+            out,
+            "; no disassembler for {}: Cranelift's own text",
+            l.arch
+        );
+        out.push_str(&l.cranelift);
+    }
+    let _ = writeln!(out, "; {} bytes of {} code", l.code_size(), l.arch);
+}
+
+/// The listing as text: the program's function, then each callback compiled as a function of
+/// its own, and the total size.
+pub fn listing_text(listing: &Listing, insns: &[Insn], style: BpfStyle) -> String {
+    let mut out = String::new();
+    for (i, v) in views(listing, insns, style).iter().enumerate() {
+        if i > 0 {
+            let _ = writeln!(
+                out,
+                "\n; {}: a callback, a function of its own",
+                v.listing.function
+            );
+        }
+        function_text(v, &mut out);
     }
     if !listing.callbacks.is_empty() {
         let callbacks: usize = listing.callbacks.iter().map(|c| c.code_size()).sum();
@@ -107,74 +214,58 @@ pub fn listing_text(listing: &Listing, insns: &[Insn], style: BpfStyle) -> Strin
     out
 }
 
-/// One function's listing: the code that belongs to no single instruction before the first
-/// instruction's (the entry), each BPF instruction of the subprograms `shows` says (by
-/// `sub_of` the slot) with the host instructions generated for it (in code order, those placed
-/// out of line included), the shared exits, and the function's size.
-fn function_text(
-    listing: &Listing,
-    insns: &[Insn],
-    sub_of: &dyn Fn(usize) -> usize,
-    shows: &[bool],
-    style: BpfStyle,
-) -> String {
-    let mut out = String::new();
-    let first = listing
-        .parts
+fn host_json(h: &Host<'_>) -> serde_json::Value {
+    let bytes: String = h.bytes.iter().map(|b| format!("{b:02x}")).collect();
+    serde_json::json!({ "offset": h.offset, "bytes": bytes, "text": h.text })
+}
+
+/// The listing as one JSON object: the host architecture, the total size, and each function
+/// (the program's first) with its symbol, address, size, the entry's host code, each BPF
+/// instruction with its host code, and the shared code; `text` is null where the host has no
+/// disassembler (then `cranelift` holds Cranelift's own text).
+pub fn listing_json(listing: &Listing, insns: &[Insn], style: BpfStyle) -> serde_json::Value {
+    let functions: Vec<serde_json::Value> = views(listing, insns, style)
         .iter()
-        .find(|p| p.pc.is_some())
-        .map_or(listing.code_size(), |p| p.start);
-    unattributed(&mut out, listing, "entry", 0, first);
-    let mut pc = 0;
-    for insn in insns {
-        let here = pc;
-        pc += insn.slots();
-        if !shows.get(sub_of(here)).copied().unwrap_or(true) {
-            continue;
-        }
-        let _ = writeln!(out, "{here}: {}", bpf_text(insn, style));
-        if listing.insns.is_empty() {
-            for p in listing.parts.iter().filter(|p| p.pc == Some(here)) {
-                raw_part(&mut out, listing, p.start, p.end);
-            }
-        } else {
-            let mut any = false;
-            for i in listing.insns_of(here) {
-                host_line(&mut out, listing, i.offset, i.len, &i.text);
-                any = true;
-            }
-            if !any {
-                let _ = writeln!(out, "          (no code of its own)");
-            }
-        }
-    }
-    unattributed(
-        &mut out,
-        listing,
-        "shared exits and paths out of line (no single instruction)",
-        first,
-        listing.code_size(),
-    );
-    if listing.insns.is_empty() {
-        let _ = writeln!(
-            out,
-            "; no disassembler for {}: Cranelift's own text",
-            listing.arch
-        );
-        out.push_str(&listing.cranelift);
-    }
-    let _ = writeln!(
-        out,
-        "; {} bytes of {} code",
-        listing.code_size(),
-        listing.arch
-    );
-    out
+        .map(|v| {
+            let l = v.listing;
+            let lines: Vec<serde_json::Value> = v
+                .lines
+                .iter()
+                .map(|line| {
+                    serde_json::json!({
+                        "pc": line.pc,
+                        "text": line.text,
+                        "host": line.host.iter().map(host_json).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "function": l.function,
+                "address": format!("{:#x}", l.address),
+                "code_size": l.code_size(),
+                "entry": v.entry.iter().map(host_json).collect::<Vec<_>>(),
+                "instructions": lines,
+                "shared": v.shared.iter().map(host_json).collect::<Vec<_>>(),
+                "cranelift": l.insns.is_empty().then_some(&l.cranelift),
+            })
+        })
+        .collect();
+    let total: usize = listing.code_size()
+        + listing
+            .callbacks
+            .iter()
+            .map(|c| c.code_size())
+            .sum::<usize>();
+    serde_json::json!({
+        "arch": listing.arch,
+        "code_size": total,
+        "functions": functions,
+    })
 }
 
 /// The listing of raw bytecode: compiled without the verifier's hints (there is no program type
 /// to verify it as).
-pub fn raw(insns: Vec<Insn>, style: BpfStyle) -> Result<String, String> {
+pub fn raw(insns: Vec<Insn>, style: BpfStyle, format: Format) -> Result<String, String> {
     let prog = Program::new(insns.clone()).map_err(|e| e.to_string())?;
     let opts = CompileOptions {
         listing: true,
@@ -183,10 +274,18 @@ pub fn raw(insns: Vec<Insn>, style: BpfStyle) -> Result<String, String> {
     let jit = JitProgram::compile_opts(&prog, &Hints::default(), &opts)
         .map_err(|e| format!("JIT: {e}"))?;
     let listing = jit.listing().ok_or("the JIT kept no listing")?;
-    Ok(format!(
-        "; raw bytecode, not verified: compiled without the verifier's hints\n{}",
-        listing_text(listing, &insns, style)
-    ))
+    Ok(match format {
+        Format::Text => format!(
+            "; raw bytecode, not verified: compiled without the verifier's hints\n{}",
+            listing_text(listing, &insns, style)
+        ),
+        Format::Json => {
+            let mut v = listing_json(listing, &insns, style);
+            v["program"] = serde_json::Value::Null;
+            v["verified"] = false.into();
+            format!("{v}\n")
+        }
+    })
 }
 
 /// Every program of an object (or the one named), verified and compiled as `run --engine jit`
@@ -196,6 +295,7 @@ pub fn object(
     bytes: &[u8],
     only: Option<&str>,
     style: BpfStyle,
+    format: Format,
     out: &mut dyn std::io::Write,
 ) -> Result<bool, String> {
     use bpfsim_helpers::object::LoadedObject;
@@ -228,14 +328,24 @@ pub fn object(
             Ok(o) if o.insns.len() == p.insns.len() => &o.insns,
             _ => &p.insns,
         };
-        let text = format!(
-            "{}; {} (section {}, {}): verified, compiled with the verifier's hints\n{}",
-            if listed_any { "\n" } else { "" },
-            p.name,
-            p.section,
-            p.prog_type,
-            listing_text(listing, shown, style)
-        );
+        let text = match format {
+            Format::Text => format!(
+                "{}; {} (section {}, {}): verified, compiled with the verifier's hints\n{}",
+                if listed_any { "\n" } else { "" },
+                p.name,
+                p.section,
+                p.prog_type,
+                listing_text(listing, shown, style)
+            ),
+            Format::Json => {
+                let mut v = listing_json(listing, shown, style);
+                v["program"] = p.name.clone().into();
+                v["section"] = p.section.clone().into();
+                v["type"] = p.prog_type.to_string().into();
+                v["verified"] = true.into();
+                format!("{v}\n")
+            }
+        };
         out.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
         listed_any = true;
     }

@@ -238,6 +238,10 @@ enum Command {
         /// verifier rejects or the JIT cannot compile); raw bytecode is compiled without hints.
         #[arg(long)]
         jit: bool,
+        /// With --jit: text, or json (one object per program and line: each function, each BPF
+        /// instruction with its host instructions' offsets, bytes and text).
+        #[arg(long, default_value = "text")]
+        format: String,
     },
 }
 
@@ -304,6 +308,7 @@ fn disasm_jit(
     bytes: &[u8],
     only: Option<&str>,
     style: Style,
+    format: bpfsim::disasm_cmd::Format,
 ) -> Result<ExitCode, String> {
     use bpfsim::disasm_cmd::{self, BpfStyle};
     let style = match style {
@@ -311,7 +316,7 @@ fn disasm_jit(
         Style::Kernel => BpfStyle::Kernel,
     };
     if bytes.starts_with(b"\x7fELF") {
-        let ok = disasm_cmd::object(bytes, only, style, &mut std::io::stdout())
+        let ok = disasm_cmd::object(bytes, only, style, format, &mut std::io::stdout())
             .map_err(|e| format!("{}: {e}", input.display()))?;
         return Ok(if ok {
             ExitCode::SUCCESS
@@ -320,7 +325,7 @@ fn disasm_jit(
         });
     }
     let insns = isa::decode(bytes).map_err(|e| format!("{}: {e}", input.display()))?;
-    match disasm_cmd::raw(insns, style) {
+    match disasm_cmd::raw(insns, style, format) {
         Ok(text) => {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
@@ -665,10 +670,19 @@ fn main() -> ExitCode {
             style,
             prog,
             jit,
+            format,
         } => (|| {
+            let format = match (format.as_str(), jit) {
+                ("text", _) => bpfsim::disasm_cmd::Format::Text,
+                ("json", true) => bpfsim::disasm_cmd::Format::Json,
+                ("json", false) => {
+                    return Err("--format json lists the JIT's code: add --jit".into())
+                }
+                (other, _) => return Err(format!("unknown format `{other}` (text or json)")),
+            };
             let bytes = read_input(&input)?;
             if jit {
-                return disasm_jit(&input, &bytes, prog.as_deref(), style);
+                return disasm_jit(&input, &bytes, prog.as_deref(), style, format);
             }
             if bytes.starts_with(b"\x7fELF") {
                 return disasm_object(&input, &bytes, prog.as_deref(), style);

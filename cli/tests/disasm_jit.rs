@@ -121,6 +121,76 @@ fn a_callback_compiled_apart_is_listed_after_the_program() {
 }
 
 #[test]
+fn json_has_every_instruction_once_and_every_byte_of_each_function() {
+    let obj = root().join("progs/xdp_loop.bpf.o");
+    let (code, out, err, _) = bpfsim(
+        &["disasm", obj.to_str().unwrap(), "--jit", "--format", "json"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "one program, one line: {out}");
+    let v = &lines[0];
+    assert_eq!(v["program"], "xdp_loop");
+    assert_eq!(v["verified"], true);
+    let functions = v["functions"].as_array().unwrap();
+    assert_eq!(functions.len(), 2, "the program and its callback");
+    assert_eq!(functions[1]["function"], "bpf_jit:xdp_loop:cb_26");
+    let mut pcs = Vec::new();
+    let mut total = 0;
+    for f in functions {
+        let size = f["code_size"].as_u64().unwrap() as usize;
+        total += size;
+        let mut covered = vec![0u32; size];
+        let host = f["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(f["shared"].as_array().unwrap())
+            .chain(
+                f["instructions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|i| i["host"].as_array().unwrap()),
+            );
+        for h in host {
+            let off = h["offset"].as_u64().unwrap() as usize;
+            let len = h["bytes"].as_str().unwrap().len() / 2;
+            covered[off..off + len].iter_mut().for_each(|c| *c += 1);
+            if cfg!(target_arch = "x86_64") {
+                assert!(h["text"].is_string(), "{h}");
+            }
+        }
+        assert!(
+            covered.iter().all(|&c| c == 1),
+            "{}: every byte once",
+            f["function"]
+        );
+        for i in f["instructions"].as_array().unwrap() {
+            pcs.push(i["pc"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(v["code_size"].as_u64().unwrap() as usize, total);
+    pcs.sort();
+    let (_, text, _, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--jit"], &[]);
+    let want: Vec<u64> = bpf_lines(&text).iter().map(|(n, _)| *n as u64).collect();
+    assert_eq!(pcs, want, "each instruction once, as in the text");
+    assert_eq!(
+        want.len(),
+        33,
+        "xdp_loop's 33 instructions (36 slots, three lddw)"
+    );
+    // JSON is for the JIT's listing.
+    let (code, _, err, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--format", "json"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--jit"), "{err}");
+}
+
+#[test]
 fn programs_that_cannot_be_listed_fail_clearly() {
     // Rejected by the verifier.
     let obj = root().join("verifier/objects/reject_pkt_oob.bpf.o");
