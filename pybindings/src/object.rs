@@ -366,6 +366,29 @@ impl Object {
         })
     }
 
+    /// The code the JIT generates for a linked program (verified, compiled with the verifier's
+    /// hints as `engine="jit"` runs it): each instruction in `style`, then its host
+    /// instructions, as `bpfsim disasm --jit` prints it.
+    #[pyo3(signature = (handle, style="kernel"))]
+    fn disasm_jit(&self, handle: usize, style: &str) -> PyResult<String> {
+        let st = self.lock();
+        let p = st
+            .progs
+            .get(handle)
+            .ok_or_else(|| Error::new_err("no such program handle"))?;
+        let jit = p
+            .jit_listed()
+            .map_err(|e| LoadError::new_err(e.to_string()))?;
+        let listing = jit
+            .listing()
+            .ok_or_else(|| Error::new_err("the JIT kept no listing"))?;
+        let style = match style {
+            "conformance" => bpfsim::disasm_cmd::BpfStyle::Conformance,
+            _ => bpfsim::disasm_cmd::BpfStyle::Kernel,
+        };
+        Ok(bpfsim::disasm_cmd::listing_text(listing, &p.insns, style))
+    }
+
     /// Run a linked program once (`repeat` times) on `data`; the GIL is released meanwhile.
     #[pyo3(signature = (handle, data, xdp=(1, 0, 0), skb=None, repeat=1, engine="interp"))]
     #[allow(clippy::too_many_arguments)]

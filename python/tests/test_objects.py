@@ -16,6 +16,11 @@ def test_load_from_path_and_bytes(vectors):
     assert p is obj.program("xdp_tcp_9090"), "programs are linked once"
     assert "exit" in p.disasm()
     assert "exit" in p.disasm("conformance")
+    jit = p.disasm(jit=True)
+    # Every instruction of the plain listing, in order, each followed by its host code.
+    plain = [line for line in p.disasm().splitlines() if not line.startswith(";")]
+    assert [line for line in jit.splitlines() if line[:1].isdigit()] == plain
+    assert "bytes of " in jit.splitlines()[-1]
     same = bpfsim.load((vectors / "xdp_book_9090.bpf.o").read_bytes())
     assert same.program_names == obj.program_names
 
@@ -60,3 +65,11 @@ def test_core_programs_take_the_kernel_btf_given(vectors):
         pytest.skip("no /sys/kernel/btf/vmlinux")
     p = bpfsim.load(core).program("read_pid")
     assert p.type == "kprobe"
+
+
+def test_jit_listing_of_a_rejected_program_is_a_load_error(vectors):
+    obj = bpfsim.load(vectors.parent / "verifier" / "objects" / "reject_pkt_oob.bpf.o")
+    p = obj[obj.program_names[0]]
+    assert "exit" in p.disasm(), "the plain listing still works"
+    with pytest.raises(bpfsim.LoadError, match="the verifier rejects it"):
+        p.disasm(jit=True)
