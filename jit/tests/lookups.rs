@@ -196,6 +196,14 @@ impl Host for Keyed {
         args: [u64; 5],
         mem: &mut MemoryMap<'_>,
     ) -> Result<u64, HelperStop> {
+        if id == 181 {
+            // bpf_loop(n, callback, ctx, flags)
+            return Err(HelperStop::Loop {
+                func: args[1],
+                iterations: args[0] as u32,
+                ctx: args[2],
+            });
+        }
         if id != 1 || args[0] != HANDLE {
             return Err(HelperStop::Unknown);
         }
@@ -328,4 +336,24 @@ fn false_key_sizes_never_read_past_the_frame() {
     let jit = JitProgram::compile(&prog).unwrap();
     let (got, _, helper, keyed) = run_keyed(&jit, Some(512));
     assert_eq!((got.result, helper, keyed), (Ok(99), 0, 1));
+}
+
+/// A lookup in a `bpf_loop` callback (compiled as a function of its own) with the key in the
+/// callback's frame is asked with the key's bytes as in the main program: each call's key (its
+/// first byte the index) found or not as the helper finds it.
+#[test]
+fn callbacks_ask_listed_maps_with_the_keys_bytes() {
+    let src = format!(
+        "mov %r1, 4\nlddw %r2, func +8\nmov %r3, 0\nmov %r4, 0\ncall 181\nmov %r0, %r6\n\
+         exit\nexit\nexit\nstdw [%r10-8], 0\nstdw [%r10-16], 0\nstxb [%r10-16], %r1\n\
+         mov %r2, %r10\nadd %r2, -16\nlddw %r1, {HANDLE:#x}\ncall 1\njeq %r0, 0, +1\n\
+         ldxdw %r0, [%r0+0]\nmov %r0, 0\nexit"
+    );
+    let prog = Program::new(assemble(&src).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    let (want, want_values, _, _) = run_keyed(&Interpreter::new(&prog), Some(16));
+    let (got, values, helper, keyed) = run_keyed(&jit, Some(16));
+    assert_eq!(got, want);
+    assert_eq!(values, want_values);
+    assert_eq!((helper, keyed), (0, 4));
 }

@@ -1291,3 +1291,37 @@ fn hash_lookup_keys_off_the_fast_path_agree() {
         hash_lookups_agree(src, 1);
     }
 }
+
+/// Lookups from a `bpf_loop` callback, which the JIT compiles as a function of its own, with
+/// the key in the callback's frame: asked with the key's bytes there too, as the interpreter
+/// answers.
+#[test]
+fn hash_lookups_in_callbacks_agree() {
+    let src = "mov %r1, 4
+lddw %r2, func +5
+mov %r3, 0
+mov %r4, 0
+call 181
+exit
+stdw [%r10-16], 0
+stdw [%r10-8], 0
+stxb [%r10-16], %r1
+stxb [%r10-1], %r1
+lddw %r1, MAPS+0
+mov %r2, %r10
+add %r2, -16
+call 1
+jeq %r0, 0, +3
+ldxdw %r3, [%r0+0]
+add %r3, 1
+stxdw [%r0+0], %r3
+mov %r0, 0
+exit";
+    for repeat in [1, 2] {
+        let (out, maps) = hash_lookups_agree(src, repeat);
+        assert_eq!((out.trap, out.retval), (None, 4));
+        let firsts: Vec<u8> = maps[0].iter().map(|(_, v)| v[0][0]).collect();
+        let r = repeat as u8;
+        assert_eq!(firsts, [1 + r, 2 + r, 3 + r]);
+    }
+}
