@@ -204,6 +204,8 @@ pub(crate) fn decode(
 /// The bytes of `code` from `from` on, which are constants (the wide ones Cranelift loads
 /// relative to the instruction pointer), as `.quad` lines at each aligned 8 bytes and `.byte`
 /// lines around them.
+// Called by the x86-64 decoder only (and this module's tests).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn data(code: &[u8], from: usize) -> Vec<HostInsn> {
     let mut out = Vec::new();
     let mut at = from;
