@@ -999,12 +999,13 @@ fn callbacks(
 /// `vm` is the live context of a run (as for the shims), of which the caller holds no
 /// reference across this call: the callbacks' code and the shims it calls use it.
 unsafe fn compiled_callbacks(vm: *mut VmCtx, cb: &CompiledCallback, calls: Calls, pc: u64) -> u64 {
-    // What the caller's code left for `check_after_callbacks` (the registers it did not pass)
-    // and the frame its own hand-overs end at: the callbacks' code and shims use both.
-    let (regs, base) = {
+    // What the caller's code left for `check_after_callbacks` (the registers it did not pass),
+    // the frame its own hand-overs end at and, when the caller is itself a callback's code, the
+    // call it is making: the callbacks' code and shims use them all.
+    let (regs, base, cb_i, cb_end) = {
         // SAFETY: the caller's contract; the reference ends here.
         let v = unsafe { &mut *vm };
-        let saved = (v.regs, v.base);
+        let saved = (v.regs, v.base, v.cb_i, v.cb_end);
         v.base = cb.depth;
         saved
     };
@@ -1033,6 +1034,8 @@ unsafe fn compiled_callbacks(vm: *mut VmCtx, cb: &CompiledCallback, calls: Calls
     let v = unsafe { &mut *vm };
     v.regs = regs;
     v.base = base;
+    v.cb_i = cb_i;
+    v.cb_end = cb_end;
     match made {
         Some(made) => {
             v.status = OK;

@@ -506,3 +506,37 @@ fn each_call_of_a_loop_starts_with_fresh_registers_and_frame() {
     // Four calls, each adding 1 and nothing else.
     assert_eq!(out.result, Ok(4));
 }
+
+#[test]
+fn an_inner_loop_leaves_the_outer_loops_count_alone() {
+    // Regression: the outer callback runs an inner `bpf_loop` (3 calls) and then stops the outer
+    // loop in its second call; the outer loop made 2 calls, whatever index the inner code
+    // reached last (both loops' code keeps its call's index in the run's context).
+    let src = "
+        mov %r6, %r1
+        mov %r1, 5
+        lddw %r2, func outer
+        mov %r3, %r6
+        call 181
+        exit
+    outer:
+        mov %r7, %r1
+        mov %r8, %r2
+        mov %r1, 3
+        lddw %r2, func inner
+        mov %r3, %r8
+        call 181
+        mov %r0, 0
+        jne %r7, 1, +1
+        mov %r0, 1
+        exit
+    inner:
+        ldxdw %r3, [%r2+0]
+        add %r3, 1
+        stxdw [%r2+0], %r3
+        mov %r0, 0
+        exit
+    ";
+    let out = agree_at_every_budget(src);
+    assert_eq!(out.result, Ok(2));
+}
