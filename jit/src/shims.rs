@@ -695,6 +695,7 @@ pub extern "C" fn call(
     // SAFETY: called by generated code with its run's context.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
     let (pc, need) = split_site(site);
+    let (depth, skipped) = split_depth(depth);
     // Where a stop happens, unless a callback says otherwise.
     v.trap_pc = pc;
     let Ok(id32) = u32::try_from(id) else {
@@ -708,7 +709,7 @@ pub extern "C" fn call(
             x
         }
         // SAFETY: called by generated code with its run's context.
-        Err(stop) => unsafe { after_stop(vm, stop, id, &args, pc, need, depth) },
+        Err(stop) => unsafe { after_stop(vm, stop, id, &args, pc, need, depth, skipped) },
     };
     // SAFETY: as above; no reference made before the helper is used after it (the callbacks'
     // code may have used the context meanwhile).
@@ -735,6 +736,7 @@ unsafe fn after_stop(
     pc: u64,
     need: u64,
     depth: u64,
+    skipped: u64,
 ) -> u64 {
     let (cb, calls) = {
         // SAFETY: the caller's contract; these references end before the callbacks run.
@@ -749,7 +751,7 @@ unsafe fn after_stop(
             Some(cb) => (cb, calls),
             None => {
                 let x = callbacks(v, mem, host, func, depth, calls, pc, id);
-                check_after_callbacks(v, mem, host, x, args, pc, need, depth);
+                check_after_callbacks(v, mem, host, x, args, pc, need, depth, skipped);
                 return x;
             }
         }
@@ -758,7 +760,7 @@ unsafe fn after_stop(
     let x = unsafe { compiled_callbacks(vm, cb, calls, pc) };
     // SAFETY: the caller's contract; the callbacks are done with the context.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
-    check_after_callbacks(v, mem, host, x, args, pc, need, depth);
+    check_after_callbacks(v, mem, host, x, args, pc, need, depth, skipped);
     x
 }
 
@@ -768,11 +770,20 @@ fn split_site(site: u64) -> (u64, u64) {
     (site & 0xffff_ffff, site >> 32)
 }
 
+/// The call depth, and the registers (a mask by index) the generated code did not store for
+/// [`check_after_callbacks`] because no later instruction reads them before writing them, as
+/// the code passes them in one argument (`depth | skipped << 32`).
+fn split_depth(depth: u64) -> (u64, u64) {
+    (depth & 0xffff_ffff, depth >> 32)
+}
+
 /// After a helper's callbacks, which the interpreter ran with the run's budget: when what is
 /// left cannot pay for the path to the next checkpoint (`need`), the interpreter finishes the
 /// run from the instruction after the call, as the code's own checkpoints hand it over, and
 /// the run stops with its result. The registers a shim is not passed (`args` holds r1 up) the
-/// generated code stored in the context before the call. Only here, out of the code: a call
+/// generated code stored in the context before the call, but for those in `skipped`, which no
+/// path after the call reads before writing them: the interpreter gets 0 for those. Only here,
+/// out of the code: a call
 /// whose helper runs no callback leaves the budget as the last checkpoint found it, enough.
 #[allow(clippy::too_many_arguments)]
 #[cold]
@@ -785,6 +796,7 @@ fn check_after_callbacks(
     pc: u64,
     need: u64,
     depth: u64,
+    skipped: u64,
 ) {
     if v.status != OK || v.left >= need {
         return;
@@ -794,8 +806,12 @@ fn check_after_callbacks(
     regs[1..=args.len()].copy_from_slice(args);
     let stored = v.regs.as_ptr().cast::<u64>();
     for (i, r) in regs.iter_mut().enumerate().skip(args.len() + 1) {
+        if skipped & 1 << i != 0 {
+            continue;
+        }
         // SAFETY: the generated code wrote `regs[i]` for every register after the arguments it
-        // passes before a call with a `need` (`Gen::helper`); `i` is below 11.
+        // passes before a call with a `need`, but those in `skipped` (`Gen::helper`); `i` is
+        // below 11.
         *r = unsafe { stored.add(i).read() };
     }
     // SAFETY: `rt` is the JIT program's own, alive as long as the program.
@@ -834,6 +850,7 @@ pub extern "C" fn map_lookup(vm: *mut VmCtx, map: u64, key: u64, site: u64, dept
     // SAFETY: called by generated code with its run's context.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
     let (pc, need) = split_site(site);
+    let (depth, skipped) = split_depth(depth);
     v.trap_pc = pc;
     let out = match host.map_lookup_elem(map, key, mem) {
         Ok(x) => {
@@ -843,7 +860,7 @@ pub extern "C" fn map_lookup(vm: *mut VmCtx, map: u64, key: u64, site: u64, dept
         // SAFETY: called by generated code with its run's context.
         Err(stop) => unsafe {
             let id = bpfsim_vm::host::MAP_LOOKUP_ELEM as u64;
-            after_stop(vm, stop, id, &[map, key], pc, need, depth)
+            after_stop(vm, stop, id, &[map, key], pc, need, depth, skipped)
         },
     };
     // SAFETY: as in `call`.

@@ -427,7 +427,7 @@ impl Gen<'_, '_> {
     /// the run (`shims::check_after_callbacks`) and reports it as a stop, so the code has no
     /// check of its own here (a compare, a cold block and every register passed to it, after
     /// every call, for what only a callback can cause): it stores the registers the shim is not
-    /// passed, for that hand-over.
+    /// passed and a later instruction may read, for that hand-over.
     pub(super) fn helper(&mut self, pc: usize, helper: Helper) {
         let adjust = self.adjust();
         let left = self.b.use_var(self.left);
@@ -435,17 +435,37 @@ impl Gen<'_, '_> {
         self.vm_store(offset_of!(VmCtx, left), exact);
         let need = self.need_at(pc + 1);
         let site = self.iconst(pc as u64 | need << 32);
-        let depth = self.depth();
         let passed = match helper {
             Helper::Any(_) => 5,
             Helper::MapLookup => 2,
         };
+        // Only the registers a later instruction may read: the interpreter gets 0 for the
+        // others, which no path reads before writing. Where the depth is a constant, the shim
+        // is told which were left out with it (`shims::split_depth`); elsewhere all are stored.
+        let known_depth = match (self.fixed_depth, &self.static_depth) {
+            (Some(_), _) => Some(self.root_depth),
+            (None, Some(_)) => Some(self.static_depth_here()),
+            (None, None) => None,
+        };
+        let live = match known_depth {
+            Some(_) => self.live.get(pc + 1).copied().unwrap_or(u16::MAX),
+            None => u16::MAX,
+        };
+        let mut skipped = 0u64;
         if need > 0 {
             for r in passed + 1..11 {
+                if live & 1 << r == 0 {
+                    skipped |= 1 << r;
+                    continue;
+                }
                 let v = self.reg_at(r);
                 self.vm_store(offset_of!(VmCtx, regs) + 8 * r, v);
             }
         }
+        let depth = match known_depth {
+            Some(d) => self.iconst(d | skipped << 32),
+            None => self.depth(),
+        };
         let call = match helper {
             Helper::Any(id) => {
                 let args: Vec<Value> = (1..=5).map(|r| self.reg_at(r)).collect();

@@ -9,6 +9,7 @@ mod call;
 mod exits;
 mod insn;
 mod jump;
+mod live;
 mod memory;
 
 use std::mem::offset_of;
@@ -174,6 +175,9 @@ pub(crate) struct Gen<'a, 'b> {
     faults: Vec<Fault>,
     /// The first slot of each subprogram ([`Program::subprograms`]).
     subprogs: &'a [usize],
+    /// The registers live on entry to each slot's instruction (`live::live_in`); empty in a
+    /// program without helper calls.
+    live: Vec<u16>,
     /// Which subprograms the function contains (its root's and those local calls reach).
     compiled: Vec<bool>,
     /// The root's slot, subprogram and call depth ([`Root`]).
@@ -464,6 +468,15 @@ pub(crate) fn build(
         fixed_fp: None,
         faults: Vec::new(),
         subprogs,
+        // Read at helper calls only.
+        live: if insns
+            .iter()
+            .any(|i| matches!(i, Insn::Call(CallTarget::Helper(_)) | Insn::Callx { .. }))
+        {
+            live::live_in(insns, pcs, subprogs)
+        } else {
+            Vec::new()
+        },
         sub_sites: call::sites_by_subprogram(insns, pcs, subprogs, &compiled),
         compiled,
         root: root.slot,
