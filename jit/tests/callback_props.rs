@@ -15,7 +15,7 @@ const ALU: [&str; 8] = ["add", "sub", "mul", "or", "and", "lsh", "rsh", "xor"];
 const JMP: [&str; 6] = ["jeq", "jne", "jgt", "jge", "jlt", "jset"];
 const SIZES: [&str; 4] = ["b", "h", "w", "dw"];
 
-/// 181 `bpf_loop(n, func, ctx)`; 182 calls `func` with (k, r3, r4, r5, 0) for k in 0..3; 9 ends
+/// 181 `bpf_loop(n, func, ctx)`; 182 calls `func` with (k, r3, r4, r5, 0) for k in 7..10; 9 ends
 /// the program with r1; 12 asks for a tail call; 2 faults when r1 is 0.
 struct Stops;
 
@@ -34,7 +34,7 @@ impl Host for Stops {
             }),
             182 => Err(HelperStop::CallEach {
                 func: a[1],
-                calls: (0..3).map(|k| [k, a[2], a[3], a[4], 0]).collect(),
+                calls: (7..10).map(|k| [k, a[2], a[3], a[4], 0]).collect(),
             }),
             9 => Err(HelperStop::Exit(a[0])),
             12 => Err(HelperStop::TailCall(a[0] as u32)),
