@@ -540,3 +540,30 @@ fn an_inner_loop_leaves_the_outer_loops_count_alone() {
     let out = agree_at_every_budget(src);
     assert_eq!(out.result, Ok(2));
 }
+
+#[test]
+fn callbacks_at_the_frame_limit() {
+    // Six subprograms deep (frame 6), a `bpf_loop` whose callback runs in the last frame
+    // (7, compiled for it) and asks for a loop of its own in its second call: there is no
+    // frame left for that callback, a depth trap at the helper's call in both engines.
+    let mut src = String::from("mov %r6, %r1\ncall local s1\nexit\n");
+    for k in 1..=5 {
+        src.push_str(&format!(
+            "s{k}:\nmov %r1, %r6\ncall local s{}\nexit\n",
+            k + 1
+        ));
+    }
+    src.push_str(
+        "s6:\nmov %r1, 3\nlddw %r2, func cb\nmov %r3, %r6\ncall 181\nexit\n\
+         cb:\nldxdw %r3, [%r2+0]\nadd %r3, 1\nstxdw [%r2+0], %r3\nmov %r0, 0\njeq %r1, 0, +4\n\
+         mov %r1, 1\nlddw %r2, func inner\ncall 181\nexit\n\
+         inner:\nmov %r0, 0\nexit\n",
+    );
+    let prog = Program::new(assemble(&src).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    let cb = jit.compiled_callbacks();
+    assert!(cb.iter().any(|&(_, d)| d == 7), "{cb:?}");
+    let out = agree_at_every_budget(&src);
+    let trap = out.result.expect_err("no frame for the inner callback");
+    assert_eq!(trap.code, bpfsim_vm::TrapCode::CallDepth);
+}
