@@ -824,16 +824,34 @@ impl<'e> SimHost<'e, '_> {
         let m = &self.maps[i];
         let ks = m.state.key_size() as usize;
         let base = m.base(m.state.arena_index(cpu)).ok_or(HelperStop::Fault)?;
-        let entries = m.state.entries();
+        let n = m.state.entries_len();
+        if n == 0 {
+            return Err(HelperStop::CallEach {
+                func: a[1],
+                calls: Vec::new(),
+            });
+        }
         let (scratch, room) = self.key_scratch;
-        if entries.len() * ks > room {
+        if n * ks > room {
             return Err(HelperStop::Fault);
         }
-        let mut calls = Vec::with_capacity(entries.len());
-        for (j, (key, off)) in entries.iter().enumerate() {
-            let at = scratch + (j * ks) as u64;
-            mem.slice_mut(at, ks)?.copy_from_slice(key);
-            calls.push([a[0], at, base + *off as u64, a[2], 0]);
+        // The keys laid out one after another in the scratch region, written through one slice
+        // of it (no allocation per key).
+        let keys = mem.slice_mut(scratch, n * ks)?;
+        let mut calls = Vec::with_capacity(n);
+        let mut short = false;
+        m.state.visit_entries(&mut |key, off| {
+            let j = calls.len();
+            match keys.get_mut(j * ks..(j + 1) * ks) {
+                Some(slot) if key.len() == ks => {
+                    slot.copy_from_slice(key);
+                    calls.push([a[0], scratch + (j * ks) as u64, base + off as u64, a[2], 0]);
+                }
+                _ => short = true,
+            }
+        });
+        if short {
+            return Err(HelperStop::Fault);
         }
         Err(HelperStop::CallEach { func: a[1], calls })
     }

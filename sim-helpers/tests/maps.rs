@@ -1461,3 +1461,50 @@ fn state_and_arenas_split_for_a_run() {
     assert_eq!(maps.lookup_percpu(h, &k(1)).unwrap()[1], u64v(11));
     assert_eq!(maps.lookup(a, &k(2)).unwrap(), u64v(22));
 }
+
+/// What `bpf_for_each_map_elem` walks (`MapState::visit_entries`, keys lent, not allocated) is
+/// `entries()`, key for key and offset for offset, in every kind of storage.
+#[test]
+fn visited_entries_are_the_listed_ones() {
+    use MapType::*;
+    let nopre = BPF_F_NO_PREALLOC;
+    let mut maps = Maps::new(2);
+    for (d, keys) in [
+        (def(Array, 4, 8, 5, 0), vec![k(1).to_vec(), k(3).to_vec()]),
+        (def(PercpuArray, 4, 8, 3, 0), vec![k(2).to_vec()]),
+        (
+            def(Hash, 4, 8, 8, 0),
+            vec![k(9).to_vec(), k(2).to_vec(), k(5).to_vec()],
+        ),
+        (def(Hash, 12, 8, 8, 0), vec![vec![7; 12], vec![1; 12]]),
+        (
+            def(LpmTrie, 8, 8, 8, nopre),
+            vec![
+                [24, 0, 0, 0, 10, 1, 2, 0].to_vec(),
+                [8, 0, 0, 0, 10, 0, 0, 0].to_vec(),
+            ],
+        ),
+        (def(Devmap, 4, 4, 6, 0), vec![k(4).to_vec(), k(0).to_vec()]),
+        (def(Queue, 0, 8, 4, 0), vec![]),
+    ] {
+        let vsize = d.value_size as usize;
+        let id = create(&mut maps, d.clone());
+        for key in &keys {
+            let r = if d.map_type == PercpuArray {
+                maps.update_percpu(id, key, &[vec![1u8; vsize], vec![2u8; vsize]], 0)
+            } else {
+                maps.update(id, key, &vec![1u8; vsize], 0)
+            };
+            r.unwrap_or_else(|e| panic!("{:?}: {e}", d.map_type));
+        }
+        if d.map_type == Queue {
+            maps.update(id, &[], &u64v(5), 0).unwrap();
+        }
+        let state = maps.get(id).unwrap().state();
+        let listed = state.entries();
+        let mut visited = Vec::new();
+        state.visit_entries(&mut |key, off| visited.push((key.to_vec(), off)));
+        assert_eq!(visited, listed, "{:?}", d.map_type);
+        assert_eq!(state.entries_len(), listed.len(), "{:?}", d.map_type);
+    }
+}

@@ -141,4 +141,11 @@ impl ArrayMap {
     pub(crate) fn keys(&self) -> impl Iterator<Item = (Vec<u8>, usize)> + '_ {
         (0..self.max_entries).map(|i| (i.to_le_bytes().to_vec(), i as usize * self.stride))
     }
+
+    /// [`Self::keys`] without a key's allocation.
+    pub(crate) fn visit_keys(&self, f: &mut dyn FnMut(&[u8], usize)) {
+        for i in 0..self.max_entries {
+            f(&i.to_le_bytes(), i as usize * self.stride);
+        }
+    }
 }

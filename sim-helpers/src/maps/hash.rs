@@ -412,4 +412,11 @@ impl HashTab {
             .iter()
             .map(|s| (self.index.key(s).to_vec(), s as usize * self.stride))
     }
+
+    /// [`Self::keys`] without a key's allocation.
+    pub(crate) fn visit_keys(&self, f: &mut dyn FnMut(&[u8], usize)) {
+        for s in self.order.iter() {
+            f(self.index.key(s), s as usize * self.stride);
+        }
+    }
 }

@@ -594,6 +594,27 @@ impl MapState {
         }
     }
 
+    /// How many entries [`Self::entries`] lists.
+    pub fn entries_len(&self) -> usize {
+        match &self.storage {
+            Storage::Queue(_) | Storage::Ringbuf(_) => 0,
+            _ => self.len(),
+        }
+    }
+
+    /// [`Self::entries`], each key lent to `f` rather than allocated: what
+    /// `bpf_for_each_map_elem` walks for each call.
+    pub fn visit_entries(&self, f: &mut dyn FnMut(&[u8], usize)) {
+        match &self.storage {
+            Storage::Array(a) => a.visit_keys(f),
+            Storage::Slots(s) => s.visit_keys(f),
+            Storage::Perf(p) => p.slots.visit_keys(f),
+            Storage::Hash(h) => h.visit_keys(f),
+            Storage::Lpm(t) => t.keys().for_each(|(k, off)| f(&k, off)),
+            Storage::Queue(_) | Storage::Ringbuf(_) => {}
+        }
+    }
+
     /// Empty the map as if every element were deleted (arrays: zeroed), dropping queued values,
     /// ring records and perf samples.
     pub fn clear(&mut self, mem: &mut impl ArenaAccess) {

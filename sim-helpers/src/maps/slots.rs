@@ -261,4 +261,11 @@ impl SlotArray {
             .filter(|(_, &p)| p)
             .map(|(i, _)| ((i as u32).to_le_bytes().to_vec(), i * STRIDE))
     }
+
+    /// [`Self::keys`] without a key's allocation.
+    pub(crate) fn visit_keys(&self, f: &mut dyn FnMut(&[u8], usize)) {
+        for (i, _) in self.present.iter().enumerate().filter(|(_, &p)| p) {
+            f(&(i as u32).to_le_bytes(), i * STRIDE);
+        }
+    }
 }
