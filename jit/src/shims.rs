@@ -202,11 +202,13 @@ pub struct VmCtx {
     /// at that frame's exit rather than returning to the frames below, which are the helper's
     /// caller's (`VmCtx::callers`).
     pub base: u64,
-    /// A callback's code makes the calls of a `bpf_loop` from the index it is entered with up
-    /// to below `cb_end` (0: the one call it is entered for), and keeps in `cb_i` the index of
-    /// the call in progress.
+    /// A callback's code makes the calls from index `cb_i` (as the shim enters it) up to below
+    /// `cb_end`, and keeps in `cb_i` the index of the call in progress.
     pub cb_i: u64,
     pub cb_end: u64,
+    /// The arguments of each call of a `for_each`-like helper (`HelperStop::CallEach`), by
+    /// index, for the code's calls after the first; null for a `bpf_loop`'s.
+    pub cb_args: *const [u64; 5],
     /// The run's maps whose lookups the generated code asks with the key's bytes
     /// ([`Host::key_lookups`], [`map_lookup_key`]): entry `i`, the key size of the map whose
     /// handle is `keys_first + i` (0: not such a map), for `i` below `keys_n`. Last: placed
@@ -288,6 +290,7 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).base).write(0);
             std::ptr::addr_of_mut!((*p).cb_i).write(0);
             std::ptr::addr_of_mut!((*p).cb_end).write(0);
+            std::ptr::addr_of_mut!((*p).cb_args).write(std::ptr::null());
             std::ptr::addr_of_mut!((*p).budget).write(0);
             std::ptr::addr_of_mut!((*p).left_at_block).write(0);
             std::ptr::addr_of_mut!((*p).budget_pc).write(0);
@@ -1019,32 +1022,25 @@ unsafe fn compiled_callbacks(vm: *mut VmCtx, cb: &CompiledCallback, calls: Calls
     // What the caller's code left for `check_after_callbacks` (the registers it did not pass),
     // the frame its own hand-overs end at and, when the caller is itself a callback's code, the
     // call it is making: the callbacks' code and shims use them all.
-    let (regs, base, cb_i, cb_end) = {
+    let (regs, base, cb_i, cb_end, cb_args) = {
         // SAFETY: the caller's contract; the reference ends here.
         let v = unsafe { &mut *vm };
-        let saved = (v.regs, v.base, v.cb_i, v.cb_end);
+        let saved = (v.regs, v.base, v.cb_i, v.cb_end, v.cb_args);
         v.base = cb.depth;
         saved
     };
     let made = match calls {
-        // SAFETY: the caller's contract.
-        Calls::Loop { next, n, ctx } => unsafe { compiled_loop(vm, cb, next, n, ctx) },
+        Calls::Loop { next, n, ctx } => {
+            let args = |i| [i, ctx, 0, 0, 0];
+            // SAFETY: the caller's contract; no table.
+            unsafe { compiled_loop(vm, cb, next, n, &args, std::ptr::null()) }
+        }
         Calls::Each(calls) => {
-            let mut made = Some(0);
-            for args in calls {
-                made = made.map(|m| m + 1);
-                // One call: the code's loop ends after it (`cb_end` 0: no index is below).
-                // SAFETY: the caller's contract.
-                match unsafe { compiled_entry(vm, cb, args, 0) } {
-                    Some((0, _)) => {}
-                    Some(_) => break,
-                    None => {
-                        made = None;
-                        break;
-                    }
-                }
-            }
-            made
+            let table = calls.as_slice();
+            let args = |i| table[i as usize];
+            // SAFETY: the caller's contract; `table` holds the `len` calls' arguments and
+            // lives until the calls are done.
+            unsafe { compiled_loop(vm, cb, 0, table.len() as u64, &args, table.as_ptr()) }
         }
     };
     // SAFETY: the caller's contract; the callbacks are done with the context.
@@ -1053,6 +1049,7 @@ unsafe fn compiled_callbacks(vm: *mut VmCtx, cb: &CompiledCallback, calls: Calls
     v.base = base;
     v.cb_i = cb_i;
     v.cb_end = cb_end;
+    v.cb_args = cb_args;
     match made {
         Some(made) => {
             v.status = OK;
@@ -1066,22 +1063,25 @@ unsafe fn compiled_callbacks(vm: *mut VmCtx, cb: &CompiledCallback, calls: Calls
     }
 }
 
-/// The calls of a `bpf_loop` from index `next` below `n`: the code makes them one after
-/// another until one returns non-zero or hands its last block over, after which the code is
-/// entered again for the next. The number of calls made, or `None` at a trap.
+/// The calls from index `next` below `n`, call `i` with `args(i)` (null `table`: a
+/// `bpf_loop`'s, else `table` holds them all): the code makes them one after another until one
+/// returns non-zero or hands its last block over, after which the code is entered again for
+/// the next. The number of calls made, or `None` at a trap.
 ///
 /// # Safety
-/// As [`compiled_callbacks`], which has set [`VmCtx::base`] to the callback's frame.
+/// As [`compiled_callbacks`], which has set [`VmCtx::base`] to the callback's frame; a
+/// non-null `table` points at `n` argument sets, alive until this returns.
 unsafe fn compiled_loop(
     vm: *mut VmCtx,
     cb: &CompiledCallback,
     mut next: u64,
     n: u64,
-    ctx: u64,
+    args: &dyn Fn(u64) -> [u64; 5],
+    table: *const [u64; 5],
 ) -> Option<u64> {
     while next < n {
         // SAFETY: the caller's contract.
-        let (r0, last) = unsafe { compiled_entry(vm, cb, [next, ctx, 0, 0, 0], n) }?;
+        let (r0, last) = unsafe { compiled_entry(vm, cb, next, args(next), n, table) }?;
         if r0 != 0 {
             return Some(last + 1);
         }
@@ -1090,10 +1090,11 @@ unsafe fn compiled_loop(
     Some(n)
 }
 
-/// The code of `cb` entered for the call with `args`, which makes the calls from index
-/// `args[0]` below `end` (`end` 0: the one call): the r0 of the last call it made and that
-/// call's index (`VmCtx::cb_i`), or `None` when it trapped (the trap and the budget left in the
-/// context). A call the code handed over is finished by the interpreter.
+/// The code of `cb` entered for call `i` with `args`, which makes the calls from `i` below
+/// `end` (a `bpf_loop`'s, whose `args[0]` is `i`, or those `table` holds, whose row `i` is
+/// `args`): the r0 of the last call it made and that call's index
+/// (`VmCtx::cb_i`), or `None` when it trapped (the trap and the budget left in the context). A
+/// call the code handed over is finished by the interpreter.
 ///
 /// # Safety
 /// As [`compiled_loop`].
@@ -1101,8 +1102,10 @@ unsafe fn compiled_loop(
 unsafe fn compiled_entry(
     vm: *mut VmCtx,
     cb: &CompiledCallback,
+    i: u64,
     args: [u64; 5],
     end: u64,
+    table: *const [u64; 5],
 ) -> Option<(u64, u64)> {
     let left = {
         // SAFETY: the caller's contract; the reference ends before the code runs.
@@ -1110,7 +1113,9 @@ unsafe fn compiled_entry(
         v.args[2] = args[2];
         v.args[3] = args[3];
         v.args[4] = args[4];
+        v.cb_i = i;
         v.cb_end = end;
+        v.cb_args = table;
         v.left
     };
     let ret = (cb.entry)(vm, left, args[0], args[1]);

@@ -191,6 +191,11 @@ pub(crate) struct Gen<'a, 'b> {
     cb_i: Variable,
     cb_end: Option<Value>,
     cb_ctx: Option<Value>,
+    /// [`VmCtx::cb_args`]: null for a `bpf_loop`'s calls, else each call's five arguments.
+    cb_args: Option<Value>,
+    /// The registers some instruction may read ([`regs_read`]): a callback's next call sets
+    /// only those.
+    read: u16,
     /// For each subprogram, the return sites (slots after the calls) of the local calls to it:
     /// an exit of a subprogram returns to one of its own callers only (jumps never leave a
     /// subprogram), so its dispatch tests those alone, and a subprogram called from one site
@@ -485,6 +490,8 @@ pub(crate) fn build(
         cb_i,
         cb_end: None,
         cb_ctx: None,
+        cb_args: None,
+        read: 0,
         sub_writes: call::callee_saved_written(insns, pcs, prog.subprograms()),
         block_len: 0,
         block_pos: 0,
@@ -596,6 +603,7 @@ impl Gen<'_, '_> {
     /// `read`: the registers some instruction may read (see [`regs_read`]). An argument no
     /// instruction reads is not loaded: the register stays 0, which nothing can observe.
     pub(super) fn prologue(&mut self, read: u16) {
+        self.read = read;
         for r in 0..11 {
             let z = self.iconst(0);
             self.b.def_var(self.regs[r], z);
@@ -629,9 +637,11 @@ impl Gen<'_, '_> {
             }
         }
         if self.root_depth > 0 {
-            self.b.def_var(self.cb_i, params[2]);
-            self.vm_store(offset_of!(VmCtx, cb_i), params[2]);
+            // The shim wrote the first call's index.
+            let i = self.vm_load(offset_of!(VmCtx, cb_i));
+            self.b.def_var(self.cb_i, i);
             self.cb_end = Some(self.vm_load(offset_of!(VmCtx, cb_end)));
+            self.cb_args = Some(self.vm_load(offset_of!(VmCtx, cb_args)));
             self.cb_ctx = Some(params[3]);
             self.clear_callback_frame(z);
         }
@@ -658,9 +668,10 @@ impl Gen<'_, '_> {
     /// The end of a call of a callback's function with `r0` (its exit, a helper's exit inside
     /// it, or a tail call's 0, as the interpreter ends a callback's call): the function returns
     /// `(r0, left)` when `r0` is not 0 or the calls are done ([`VmCtx::cb_i`] then says which
-    /// call was the last), else makes the next `bpf_loop` call from the root, in a frame zeroed
-    /// again, with `r1` its index, `r2` the context and the other registers 0. The root is a
-    /// checkpoint: a call the budget cannot pay for is handed over there.
+    /// call was the last), else makes the next call from the root, in a frame zeroed again,
+    /// with `r1`-`r5` its arguments (a `bpf_loop`'s index and context, or the next row of
+    /// [`VmCtx::cb_args`]) and the other registers 0. The root is a checkpoint: a call the
+    /// budget cannot pay for is handed over there.
     pub(super) fn callback_done(&mut self, r0: Value) {
         let left = self.b.use_var(self.left);
         let ret = self.b.create_block();
@@ -677,8 +688,32 @@ impl Gen<'_, '_> {
         self.switch(again);
         self.b.def_var(self.cb_i, next);
         self.vm_store(offset_of!(VmCtx, cb_i), next);
+        // Registers no instruction reads keep what they hold: nothing can see it.
+        let mask = self.read;
+        let read = |r: usize| mask & (1 << r) != 0;
+        let table = self
+            .cb_args
+            .expect("a callback's function loads its arguments' table");
+        let each = self.cont();
+        let count = self.cont();
+        let join = self.cont();
+        self.b.ins().brif(table, each, &[], count, &[]);
+        // The next call's arguments from the table (`for_each`'s element)...
+        self.switch(each);
+        let at = self.b.ins().imul_imm(next, 40);
+        let p = self.b.ins().iadd(table, at);
+        for r in (1..=5).filter(|&r| read(r)) {
+            let v = self
+                .b
+                .ins()
+                .load(I64, MemFlags::trusted(), p, 8 * (r as i32 - 1));
+            self.b.def_var(self.regs[r], v);
+        }
+        self.b.ins().jump(join, &[]);
+        // ... or `bpf_loop`'s: the index and the context.
+        self.switch(count);
         let z = self.iconst(0);
-        for r in [0, 3, 4, 5, 6, 7, 8, 9] {
+        for r in (3..=5).filter(|&r| read(r)) {
             self.b.def_var(self.regs[r], z);
         }
         self.b.def_var(self.regs[1], next);
@@ -686,6 +721,12 @@ impl Gen<'_, '_> {
             .cb_ctx
             .expect("a callback's function keeps its context");
         self.b.def_var(self.regs[2], ctx);
+        self.b.ins().jump(join, &[]);
+        self.switch(join);
+        let z = self.iconst(0);
+        for r in [0, 6, 7, 8, 9].into_iter().filter(|&r| read(r)) {
+            self.b.def_var(self.regs[r], z);
+        }
         let fp = self.iconst(bpfsim_vm::memory::frame_pointer(self.root_depth as usize));
         self.b.def_var(self.regs[10], fp);
         let d = self.iconst(self.root_depth);
