@@ -1008,9 +1008,9 @@ fn callbacks(
 
 /// The callbacks a helper asked for, run by their compiled code `cb` (whose frame is one below
 /// the helper's caller's), with the exact budget left, stopping after a call that returns
-/// non-zero, as [`bpfsim_vm::Interpreter::run_callbacks`] does: the calls of a `bpf_loop` made
-/// by the code one after another (it is entered again only after a call it handed over), each
-/// of the others' by one entry. A call returns r0 (a helper's exit inside it ends that call
+/// non-zero, as [`bpfsim_vm::Interpreter::run_callbacks`] does: the calls made by the code one
+/// after another (it is entered again only after a call it handed over), a `bpf_loop`'s with
+/// their index and context, a `for_each`'s from their table. A call returns r0 (a helper's exit inside it ends that call
 /// only, with its value, a tail call with 0, as in the interpreter), or hands its last block
 /// to the interpreter (the budget), or traps, which ends them all. Returns the number of calls
 /// made, or 0 with the trap in the context.
