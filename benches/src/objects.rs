@@ -195,6 +195,15 @@ pub fn all() -> Vec<ObjectWorkload> {
             p.clone(),
             fold32(xorshift_n(seed ^ SEEDS[0])),
         ),
+        // A `bpf_for_each_map_elem` over 256 array entries (all 0): the keys' sum and the seed's
+        // low byte.
+        w(
+            "foreach_array",
+            object!("foreach_array.bpf.o"),
+            "xdp_foreach_array",
+            p.clone(),
+            (0..256u32).sum::<u32>() + (seed & 0xff) as u32,
+        ),
     ]
 }
 
