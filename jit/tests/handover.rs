@@ -73,3 +73,45 @@ fn callbacks_that_spend_the_budget_hand_over_the_registers_read_after() {
         }
     }
 }
+
+/// The hand-over at a loop's head when the budget cannot pay for the next iteration carries
+/// only the registers read from there on: one written first in the loop, one written in the
+/// loop before the exit path reads it, and one read on one path of the loop only (carried).
+/// At every budget, the interpreter's result, count and memory.
+#[test]
+fn a_checkpoint_hands_over_the_registers_read_after() {
+    let src = "mov %r9, %r1
+mov %r6, 0x66
+mov %r7, 5
+mov %r8, 0x88
+mov %r3, 0x33
+mov %r0, 0
+loop:
+mov %r6, %r7
+add %r0, %r6
+jne %r7, 2, +1
+add %r0, %r3
+mov %r8, %r0
+stxdw [%r9+0], %r8
+sub %r7, 1
+jne %r7, 0, loop
+add %r0, %r8
+stxdw [%r9+8], %r0
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    let interp = Interpreter::new(&prog);
+    let mut vm = Vm::default();
+    vm.budget = 100_000;
+    let full = vm.run_with_memory(&interp, &mut LookupLoops, &mut [0u8; 16]);
+    assert!(full.result.is_ok(), "{full:?}");
+    for budget in 0..=full.insns + 4 {
+        vm.budget = budget;
+        let mut m1 = [0u8; 16];
+        let a = vm.run_with_memory(&interp, &mut LookupLoops, &mut m1);
+        let mut m2 = [0u8; 16];
+        let b = jit.run_with_memory(&mut vm, &mut LookupLoops, &mut m2);
+        assert_eq!(a, b, "budget {budget}");
+        assert_eq!(m1, m2, "memory at budget {budget}");
+    }
+}

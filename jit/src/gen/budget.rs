@@ -331,13 +331,20 @@ impl Gen<'_, '_> {
         self.b.set_cold_block(cold);
         self.b.ins().brif(short, cold, &[], ok, &[]);
         self.switch(cold);
-        // What the shared block cannot know where depths are static: the depth, and `r10`
-        // when no instruction writes it (it is then a constant of the subprogram).
         let depth = self.depth();
         self.vm_store(offset_of!(VmCtx, budget_depth), depth);
-        if self.static_fp() {
-            let fp = self.reg_at(10);
-            self.vm_store(offset_of!(VmCtx, regs) + 8 * 10, fp);
+        // The registers the interpreter may read from `pc` on, stored here rather than by the
+        // shared block (which would take every register as a parameter from every checkpoint);
+        // the others as 0, which no path reads before writing them: kept for this cold path
+        // alone, a dead register would be carried around the loop by the register allocator.
+        let live = self.live.get(pc).copied().unwrap_or(u16::MAX);
+        for r in 0..11 {
+            let v = if live & 1 << r != 0 {
+                self.reg_at(r)
+            } else {
+                self.iconst(0)
+            };
+            self.vm_store(offset_of!(VmCtx, regs) + 8 * r, v);
         }
         let pcv = self.iconst(pc as u64);
         let budget = self.exit(Exit::Budget);
@@ -351,11 +358,6 @@ impl Gen<'_, '_> {
             return;
         };
         self.vm_store(offset_of!(VmCtx, left_at_block), p[1]);
-        let n = if self.static_fp() { 10 } else { 11 };
-        for r in 0..n {
-            let v = self.reg_at(r);
-            self.vm_store(offset_of!(VmCtx, regs) + 8 * r, v);
-        }
         self.vm_store(offset_of!(VmCtx, budget_pc), p[0]);
         // The entry calls `budget_tail` once the code has returned: no call here, so a program
         // that calls nothing else is a leaf function (no frame, no saved registers).

@@ -175,8 +175,8 @@ pub(crate) struct Gen<'a, 'b> {
     faults: Vec<Fault>,
     /// The first slot of each subprogram ([`Program::subprograms`]).
     subprogs: &'a [usize],
-    /// The registers live on entry to each slot's instruction (`live::live_in`); empty in a
-    /// program without helper calls.
+    /// The registers live on entry to each slot's instruction (`live::live_in`): what a
+    /// hand-over to the interpreter carries.
     live: Vec<u16>,
     /// Which subprograms the function contains (its root's and those local calls reach).
     compiled: Vec<bool>,
@@ -473,15 +473,7 @@ pub(crate) fn build(
         fixed_fp: None,
         faults: Vec::new(),
         subprogs,
-        // Read at helper calls only.
-        live: if insns
-            .iter()
-            .any(|i| matches!(i, Insn::Call(CallTarget::Helper(_)) | Insn::Callx { .. }))
-        {
-            live::live_in(insns, pcs, subprogs)
-        } else {
-            Vec::new()
-        },
+        live: live::live_in(insns, pcs, subprogs),
         sub_sites: call::sites_by_subprogram(insns, pcs, subprogs, &compiled),
         compiled,
         root: root.slot,
