@@ -1132,23 +1132,7 @@ unsafe fn compiled_entry(
     // interpreter finishes the call, in the frames the code had.
     let last = v.cb_i;
     // SAFETY: the caller's contract; the code returned `BUDGET`.
-    let (v, mem, host) = unsafe { VmCtx::parts(vm) };
-    // SAFETY: `rt` is the JIT program's own, alive as long as the program.
-    let interp = unsafe { &(*v.rt).interp };
-    // SAFETY: the generated code stores all eleven registers before returning `BUDGET`.
-    let regs = unsafe { v.regs.assume_init() };
-    let callers = v.callers(v.budget_depth);
-    let out = interp.finish_budget(
-        mem,
-        host,
-        regs,
-        v.budget_pc as usize,
-        v.budget_depth as usize,
-        &callers,
-        v.left_at_block,
-        v.budget,
-    );
-    v.left = v.left_at_block - out.insns;
+    let (v, out) = unsafe { finish_block(vm) };
     v.finish_call(out.result).map(|r0| (r0, last))
 }
 
@@ -1194,16 +1178,15 @@ pub unsafe extern "C" fn zero_stack(at: *mut u8, len: u64) {
     unsafe { std::ptr::write_bytes(at, 0, len as usize) }
 }
 
-/// The budget ran out inside the block at `budget_pc`, which the generated code could not pay
-/// for whole (it returned [`BUDGET`]): the interpreter executes what the budget left at the
-/// block (`left_at_block`) pays for, with the registers in `regs`, in frame `budget_depth`, and
-/// stops where it would have. Returns what the generated code would have, had it finished the
-/// run itself: `(r0, left)` for an exit, else `(status, SLOW)` with the context filled in.
+/// The interpreter executes what the budget left at the block at `budget_pc` pays for
+/// (`left_at_block`), with the registers the code stored, in frame `budget_depth`, and stops
+/// where it would have; `left` becomes what remains (everything before the block was counted,
+/// the block's own instructions were not).
 ///
 /// # Safety
-/// `vm` is the live context of the run whose generated code just returned [`BUDGET`] (as for
-/// the shims: its memory map and host still valid).
-pub unsafe fn budget_tail(vm: *mut VmCtx) -> Ret {
+/// `vm` is the live context of a run whose generated code just returned [`BUDGET`], its memory
+/// map and host still valid.
+unsafe fn finish_block<'v>(vm: *mut VmCtx) -> (&'v mut VmCtx, bpfsim_vm::Outcome) {
     // SAFETY: the caller's contract.
     let (v, mem, host) = unsafe { VmCtx::parts(vm) };
     // SAFETY: `rt` is the JIT program's own, alive as long as the program.
@@ -1221,8 +1204,22 @@ pub unsafe fn budget_tail(vm: *mut VmCtx) -> Ret {
         v.left_at_block,
         v.budget,
     );
-    // Everything before this block was counted; the block's own instructions were not.
     v.left = v.left_at_block - out.insns;
+    (v, out)
+}
+
+/// The budget ran out inside the block at `budget_pc`, which the generated code could not pay
+/// for whole (it returned [`BUDGET`]): the interpreter executes what the budget left at the
+/// block (`left_at_block`) pays for, with the registers in `regs`, in frame `budget_depth`, and
+/// stops where it would have. Returns what the generated code would have, had it finished the
+/// run itself: `(r0, left)` for an exit, else `(status, SLOW)` with the context filled in.
+///
+/// # Safety
+/// `vm` is the live context of the run whose generated code just returned [`BUDGET`] (as for
+/// the shims: its memory map and host still valid).
+pub unsafe fn budget_tail(vm: *mut VmCtx) -> Ret {
+    // SAFETY: the caller's contract.
+    let (v, out) = unsafe { finish_block(vm) };
     let slow = |st| Ret { a: st, b: SLOW };
     match (out.result, out.tail_call) {
         (Ok(_), Some(t)) => {
