@@ -214,6 +214,27 @@ pub struct Hints {
     /// pointer. A place outside its frame is not used; if the hint were wrong, the access would
     /// read or write other bytes of the run's own stack, never other memory, never trap.
     pub stack_at: Vec<Option<(u32, i32)>>,
+    /// For a slot holding `call bpf_map_lookup_elem`: `Some(path)` when the verifier knows the
+    /// map in `r1` on every path (`bpfsim_verifier::Verdict::lookup_map`), and so which way of
+    /// answering the lookup its kind can take; the call is compiled with that way and the
+    /// helper's shim only (`None`: every way). Each way keeps its run-time checks against the
+    /// run's tables ([`bpfsim_vm::Host::array_lookups`], [`bpfsim_vm::Host::key_lookups`]): if
+    /// the hint were wrong, or the host does not list the map, the lookup goes through the
+    /// helper's shim and gives the interpreter's answer, only slower.
+    pub lookup: Vec<Option<LookupPath>>,
+}
+
+/// The ways a `bpf_map_lookup_elem` call's code may answer it besides the helper's shim
+/// ([`Hints::lookup`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupPath {
+    /// An array map's entry, computed inline from the run's array table.
+    Array,
+    /// A map looked up by its key's bytes (hash-like): a direct call with the key's address
+    /// when the key is at a constant place in the frame.
+    Key,
+    /// Neither: the helper's shim alone.
+    Helper,
 }
 
 /// The most maps whose value accesses [`Hints::map_value`] makes branch-free in one program.
@@ -566,9 +587,7 @@ impl JitProgram {
                 )
             }),
             ctx_fields,
-            lookups: insns.iter().any(|i| {
-                matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == bpfsim_vm::host::MAP_LOOKUP_ELEM)
-            }),
+            lookups: reads_lookup_tables(prog, hints),
             value_maps,
         };
         let mut jit = jit;
@@ -941,6 +960,15 @@ pub(crate) fn ctx_fields(prog: &Program, hints: &Hints) -> Vec<u32> {
         }
     }
     fields
+}
+
+/// Whether some `bpf_map_lookup_elem` call of `prog` is compiled with a way that reads the
+/// run's array or key tables ([`Hints::lookup`]): only then need a run fetch them.
+fn reads_lookup_tables(prog: &Program, hints: &Hints) -> bool {
+    prog.iter().any(|(pc, i)| {
+        matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == bpfsim_vm::host::MAP_LOOKUP_ELEM)
+            && hints.lookup.get(pc).copied().flatten() != Some(LookupPath::Helper)
+    })
 }
 
 /// The maps of the value accesses the hints prove ([`Hints::map_value`]), in the order the

@@ -2,7 +2,7 @@
 //! ([`Host::array_lookups`]): the interpreter's answers when the host's table is true, and with
 //! a false table, wrong pointers that the program's accesses check, never host memory.
 
-use bpfsim_jit::JitProgram;
+use bpfsim_jit::{Hints, JitProgram, LookupPath};
 use bpfsim_vm::asm::assemble;
 use bpfsim_vm::host::ArrayLookup;
 use bpfsim_vm::{HelperStop, Host, Interpreter, MemoryMap, Program, Vm};
@@ -14,6 +14,8 @@ const HANDLE: u64 = 0x1000;
 struct OneArray {
     base: u64,
     table: Option<ArrayLookup>,
+    /// The lookups `call_helper` answered.
+    calls: u32,
 }
 
 impl Host for OneArray {
@@ -26,6 +28,7 @@ impl Host for OneArray {
         if id != 1 || args[0] != HANDLE {
             return Err(HelperStop::Unknown);
         }
+        self.calls += 1;
         let key = mem.slice(args[1], 4)?;
         let index = u32::from_le_bytes([key[0], key[1], key[2], key[3]]) as u64;
         Ok(if index < 4 { self.base + index * 8 } else { 0 })
@@ -66,7 +69,7 @@ fn keys() -> Vec<String> {
 fn run(
     exec: &dyn bpfsim_vm::Executable,
     table: impl Fn(u64) -> Option<ArrayLookup>,
-) -> (bpfsim_vm::Outcome, Vec<u8>) {
+) -> (bpfsim_vm::Outcome, Vec<u8>, u32) {
     let mut vm = Vm::default();
     let mut values: Vec<u8> = (0..32u8).collect();
     let out = {
@@ -75,10 +78,11 @@ fn run(
         let mut host = OneArray {
             base,
             table: table(base),
+            calls: 0,
         };
-        exec.execute(&mut mem, &mut host, [0; 5], 1000)
+        (exec.execute(&mut mem, &mut host, [0; 5], 1000), host.calls)
     };
-    (out, values)
+    (out.0, values, out.1)
 }
 
 fn truth(base: u64) -> Option<ArrayLookup> {
@@ -94,10 +98,13 @@ fn true_tables_answer_as_the_helper() {
     for key in keys() {
         let prog = program(&key);
         let jit = JitProgram::compile(&prog).unwrap();
-        let want = run(&Interpreter::new(&prog), truth);
-        assert_eq!(run(&jit, truth), want, "{key}");
+        let (out, values, _) = run(&Interpreter::new(&prog), truth);
+        let want = (out, values);
+        let (out, values, _) = run(&jit, truth);
+        assert_eq!((out, values), want, "{key}");
         // No table: every lookup calls the host.
-        assert_eq!(run(&jit, |_| None), want, "{key}, no table");
+        let (out, values, _) = run(&jit, |_| None);
+        assert_eq!((out, values), want, "{key}, no table");
     }
 }
 
@@ -126,7 +133,7 @@ fn false_tables_give_pointers_that_are_checked() {
     let prog = program("stw [%r10-4], 3\nmov %r2, %r10\nadd %r2, -4");
     let jit = JitProgram::compile(&prog).unwrap();
     for (i, lie) in lies.into_iter().enumerate() {
-        let (out, values) = run(&jit, |b| Some(lie(b)));
+        let (out, values, _) = run(&jit, |b| Some(lie(b)));
         if i < 2 {
             assert!(out.result.is_err(), "lie {i}: {out:?}");
         } else {
@@ -155,6 +162,7 @@ fn each_run_takes_its_hosts_table() {
         let mut host = OneArray {
             base,
             table: truth(base),
+            calls: 0,
         };
         let out = session.run(&mut mem, &mut host, [0; 5], 1000);
         assert_eq!(
@@ -356,4 +364,99 @@ fn callbacks_ask_listed_maps_with_the_keys_bytes() {
     assert_eq!(got, want);
     assert_eq!(values, want_values);
     assert_eq!((helper, keyed), (0, 4));
+}
+
+/// Hints naming `path` for every `call 1` of `prog` (`None`: no hint).
+fn lookup_hints(prog: &Program, path: Option<LookupPath>) -> Hints {
+    let mut lookup = vec![None; prog.iter().map(|(pc, i)| pc + i.slots()).max().unwrap_or(0)];
+    for (pc, insn) in prog.iter() {
+        if matches!(
+            insn,
+            bpfsim_vm::isa::Insn::Call(bpfsim_vm::isa::CallTarget::Helper(1))
+        ) {
+            lookup[pc] = path;
+        }
+    }
+    Hints {
+        lookup,
+        ..Hints::default()
+    }
+}
+
+const PATHS: [Option<LookupPath>; 4] = [
+    None,
+    Some(LookupPath::Array),
+    Some(LookupPath::Key),
+    Some(LookupPath::Helper),
+];
+
+/// An array's lookups compiled with each hint, true or false, give the interpreter's results
+/// with the host's table true or absent; only a hint that keeps the inline path (the array's,
+/// or none) answers from the table without calling the host.
+#[test]
+fn array_lookups_under_each_hint_answer_as_the_helper() {
+    for key in keys() {
+        let prog = program(&key);
+        let (out, values, _) = run(&Interpreter::new(&prog), truth);
+        let faults = out.result.is_err();
+        let want = (out, values);
+        for path in PATHS {
+            let jit = JitProgram::compile_with(&prog, &lookup_hints(&prog, path)).unwrap();
+            let (out, values, calls) = run(&jit, truth);
+            assert_eq!((out, values), want, "{key}, {path:?}");
+            let inline = matches!(path, None | Some(LookupPath::Array));
+            if !faults {
+                assert_eq!(calls, !inline as u32, "{key}, {path:?}");
+            }
+            let (out, values, calls) = run(&jit, |_| None);
+            assert_eq!((out, values), want, "{key}, {path:?}, no table");
+            if !faults {
+                assert_eq!(calls, 1, "{key}, {path:?}, no table");
+            }
+        }
+    }
+}
+
+/// A hash map's lookups compiled with each hint, true or false, give the interpreter's results
+/// whether the host lists the map or not; only a hint that keeps the key's path (the key's, or
+/// none) asks the host with the key's bytes.
+#[test]
+fn keyed_lookups_under_each_hint_answer_as_the_helper() {
+    for (at, first, last, from) in [(16, 1, 1, 16), (16, 3, 0, 16), (8, 1, 0, 8)] {
+        let prog = keyed_program(at, first, last, from);
+        let (want, want_values, _, _) = run_keyed(&Interpreter::new(&prog), Some(16));
+        let fits = from >= 16;
+        for path in PATHS {
+            let case = (at, first, last, from, path);
+            let jit = JitProgram::compile_with(&prog, &lookup_hints(&prog, path)).unwrap();
+            let (got, values, helper, keyed) = run_keyed(&jit, Some(16));
+            assert_eq!(got, want, "{case:?}");
+            assert_eq!(values, want_values, "{case:?}");
+            let direct = fits && matches!(path, None | Some(LookupPath::Key));
+            assert_eq!((helper, keyed), (!direct as u32, direct as u32), "{case:?}");
+            let (got, _, helper, keyed) = run_keyed(&jit, None);
+            assert_eq!(got, want, "{case:?}, not listed");
+            assert_eq!((helper, keyed), (1, 0), "{case:?}, not listed");
+        }
+    }
+}
+
+/// A hint leaves out code: the helper's path alone is the smallest, each kind's path smaller
+/// than all of them.
+#[test]
+fn a_lookups_hint_compiles_less_code() {
+    let prog = keyed_program(16, 1, 1, 16);
+    let size = |path| {
+        JitProgram::compile_with(&prog, &lookup_hints(&prog, path))
+            .unwrap()
+            .code_size
+    };
+    let all = size(None);
+    let (array, key, helper) = (
+        size(Some(LookupPath::Array)),
+        size(Some(LookupPath::Key)),
+        size(Some(LookupPath::Helper)),
+    );
+    assert!(helper < array && helper < key, "{helper} {array} {key}");
+    assert!(array < all && key < all, "{array} {key} {all}");
 }

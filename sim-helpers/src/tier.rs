@@ -62,6 +62,33 @@ pub fn verdict_hints(verdict: bpfsim_verifier::Verdict) -> Hints {
         stack: verdict.stack,
         frame_bytes: verdict.frame_bytes,
         stack_at: verdict.stack_at,
+        lookup: verdict
+            .lookup_map
+            .iter()
+            .map(|m| m.map(|(_, t)| lookup_path(t)))
+            .collect(),
+    }
+}
+
+/// The way the JIT answers a `bpf_map_lookup_elem` of a map of type `t`, as the simulated
+/// maps answer it: plain and per-CPU arrays are the hosts' array tables' (`array_layout`);
+/// the maps with no value a program's lookup can get (queues and stacks, whose lookup the
+/// kernel refuses, ring buffers, bloom filters, perf event and program arrays) the helper's alone; every
+/// other map's (hash maps, tries, maps of maps, device and socket maps) by its key's bytes.
+pub fn lookup_path(t: bpfsim_vm::spec::MapType) -> bpfsim_jit::LookupPath {
+    use bpfsim_jit::LookupPath;
+    use bpfsim_vm::spec::MapType;
+    match t {
+        MapType::Array | MapType::PercpuArray => LookupPath::Array,
+        MapType::Queue
+        | MapType::Stack
+        | MapType::Ringbuf
+        | MapType::UserRingbuf
+        | MapType::BloomFilter
+        | MapType::PerfEventArray
+        | MapType::ProgArray
+        | MapType::Unspec => LookupPath::Helper,
+        _ => LookupPath::Key,
     }
 }
 

@@ -173,6 +173,12 @@ fn options() -> Options {
 /// `src` as the verifier reads it (maps by index) and as the runner runs it (handles and arena
 /// addresses), and the verifier's verdict on it turned into the JIT's hints.
 fn build(src: &str) -> (Program, bpfsim_jit::Hints) {
+    let (prog, verdict) = build_verdict(src);
+    (prog, bpfsim_helpers::tier::verdict_hints(verdict))
+}
+
+/// [`build`]'s program, with the verifier's verdict as it gives it.
+fn build_verdict(src: &str) -> (Program, bpfsim_verifier::Verdict) {
     let mut for_verifier = String::new();
     let mut linked = String::new();
     let runner = runner();
@@ -199,8 +205,7 @@ fn build(src: &str) -> (Program, bpfsim_jit::Hints) {
     }
     let verdict = verify(&assemble(&for_verifier).unwrap(), &options());
     assert!(verdict.accepted, "{:?}\n{for_verifier}", verdict.error);
-    let hints = bpfsim_helpers::tier::verdict_hints(verdict);
-    (Program::new(assemble(&linked).unwrap()).unwrap(), hints)
+    (Program::new(assemble(&linked).unwrap()).unwrap(), verdict)
 }
 
 /// A runner on CPU 1 of 2 with [`defs`]'s maps, key 5 of the hash map filled.
@@ -436,4 +441,134 @@ fn the_jit_knows_map_heavys_value_accesses() {
             "slot {pc}"
         );
     }
+}
+
+/// The `call 1` slots of `prog` with the map the verdict names for each.
+fn lookups(
+    prog: &Program,
+    verdict: &bpfsim_verifier::Verdict,
+) -> Vec<(usize, Option<(u32, MapType)>)> {
+    prog.iter()
+        .filter(|(_, i)| matches!(i, Insn::Call(bpfsim_vm::isa::CallTarget::Helper(1))))
+        .map(|(pc, _)| (pc, verdict.lookup_map.get(pc).copied().flatten()))
+        .collect()
+}
+
+/// Each lookup names the map its `r1` holds, with the map's type, and the JIT is told the way
+/// that type's lookups take; no other slot names one.
+#[test]
+fn the_verifier_names_each_lookups_map() {
+    use bpfsim_jit::LookupPath;
+    let (prog, verdict) = build_verdict(VALUES);
+    let got = lookups(&prog, &verdict);
+    assert_eq!(
+        got.iter().map(|&(_, m)| m).collect::<Vec<_>>(),
+        [
+            Some((0, MapType::Hash)),
+            Some((1, MapType::Array)),
+            Some((2, MapType::PercpuArray)),
+        ]
+    );
+    let named = verdict.lookup_map.iter().filter(|m| m.is_some()).count();
+    assert_eq!(named, 3);
+    let hints = bpfsim_helpers::tier::verdict_hints(verdict);
+    let paths: Vec<_> = got.iter().map(|&(pc, _)| hints.lookup[pc]).collect();
+    assert_eq!(
+        paths,
+        [
+            Some(LookupPath::Key),
+            Some(LookupPath::Array),
+            Some(LookupPath::Array)
+        ]
+    );
+}
+
+/// A lookup reached with two different maps in `r1` names neither; a rejected program names
+/// none.
+#[test]
+fn a_lookup_of_two_maps_names_neither() {
+    let src = "ldxw %r2, [%r1+12]
+stw [%r10-4], 0
+MAP 0
+jeq %r2, 0, +2
+MAP 1
+mov %r2, %r10
+add %r2, -4
+call 1
+mov %r0, 0
+exit";
+    // The interface's index (`ingress_ifindex`, unknown) chooses the map; `MAP` takes two
+    // slots.
+    let (prog, verdict) = build_verdict(src);
+    let got = lookups(&prog, &verdict);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, None);
+    // The same map on both paths is named.
+    let same = src.replacen("MAP 1", "MAP 0", 1);
+    let (prog, verdict) = build_verdict(&same);
+    assert_eq!(lookups(&prog, &verdict)[0].1, Some((0, MapType::Hash)));
+    // Rejected (the value read without a NULL check): nothing.
+    let bad = "stw [%r10-4], 0\nlddw %r1, map_idx 0\nmov %r2, %r10\nadd %r2, -4\ncall 1\n\
+               ldxdw %r0, [%r0+0]\nexit";
+    let v = verify(&assemble(bad).unwrap(), &options());
+    assert!(!v.accepted);
+    assert!(v.lookup_map.is_empty());
+}
+
+/// Lookups compiled with the verifier's ways, and with every false way (each lookup the array's,
+/// the key's, the helper's alone), run as the interpreter: the tables the code checks send a
+/// lookup the way does not fit to the helper.
+#[test]
+fn lookups_under_true_and_false_ways_run_as_the_interpreter() {
+    use bpfsim_jit::LookupPath;
+    let (prog, hints) = build(VALUES);
+    let interp = Interpreter::new(&prog);
+    let mut variants = vec![("verifier's", hints.clone())];
+    for (what, path) in [
+        ("all array", LookupPath::Array),
+        ("all key", LookupPath::Key),
+        ("all helper", LookupPath::Helper),
+    ] {
+        let mut h = hints.clone();
+        for p in h.lookup.iter_mut().filter(|p| p.is_some()) {
+            *p = Some(path);
+        }
+        variants.push((what, h));
+    }
+    let lookup_overridden = |r: &mut Runner| {
+        let array = arena_addr(&r.maps, 1, 0);
+        r.override_helper(1, move |_, _| Ok(array))
+    };
+    for (what, h) in &variants {
+        let jit = bpfsim_jit::JitProgram::compile_with(&prog, h).unwrap();
+        for repeat in [1, 3] {
+            let want = runs(&interp, repeat, &|_| {});
+            assert_eq!(runs(&jit, repeat, &|_| {}), want, "{what}, repeat {repeat}");
+            let want = runs(&interp, repeat, &lookup_overridden);
+            assert_eq!(
+                runs(&jit, repeat, &lookup_overridden),
+                want,
+                "{what}, lookup overridden, repeat {repeat}"
+            );
+        }
+    }
+}
+
+/// map_heavy's two lookups: the flow rules' hash map (0) by the key's bytes, the per-CPU
+/// counters (1) inline.
+#[test]
+fn the_jit_knows_map_heavys_lookup_ways() {
+    use bpfsim_helpers::object::LoadedObject;
+    use bpfsim_jit::LookupPath;
+    let bytes = include_bytes!("../../test-vectors/bench/map_heavy.bpf.o");
+    let obj = LoadedObject::load(bytes, Env::default()).unwrap();
+    let p = obj.program("xdp_map_heavy", None).unwrap();
+    let hints = p.jit_hints();
+    let prog = Program::new(p.insns.clone()).unwrap();
+    let ways: Vec<_> = prog
+        .iter()
+        .filter(|(_, i)| matches!(i, Insn::Call(bpfsim_vm::isa::CallTarget::Helper(1))))
+        .map(|(pc, _)| hints.lookup[pc])
+        .collect();
+    assert_eq!(ways, [Some(LookupPath::Key), Some(LookupPath::Array)]);
 }

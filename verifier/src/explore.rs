@@ -119,6 +119,9 @@ pub struct Verifier<'a> {
     /// For each slot, the map of the map value pointers its access went through ([`NO_MAP`],
     /// [`MANY_MAPS`] or the map's index).
     pub access_map: Vec<u32>,
+    /// For each slot holding `call bpf_map_lookup_elem`, the map its `r1` held on the paths
+    /// explored ([`NO_MAP`] before any, [`MANY_MAPS`] when two disagree, else the map's index).
+    pub lookup_map: Vec<u32>,
     /// For each slot, where the stack pointers its access went through point: [`STACK_AT_NONE`]
     /// before any, [`STACK_AT_MANY`] when two paths (or a variable offset) disagree, else the frame as a
     /// count of frames up from the accessing one (high 32 bits) and the constant offset from
@@ -209,6 +212,7 @@ impl<'a> Verifier<'a> {
             opts,
             access: vec![0; slot],
             access_map: vec![NO_MAP; slot],
+            lookup_map: vec![NO_MAP; slot],
             access_stack_at: vec![STACK_AT_NONE; slot],
             pcs,
             at,

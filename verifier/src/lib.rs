@@ -153,6 +153,11 @@ pub struct Verdict {
     /// (`check_map_access`); `None` elsewhere, and for rejected programs. The JIT compiles such
     /// accesses without a branch.
     pub map_value: Vec<Option<u32>>,
+    /// For each slot of an accepted program holding `call bpf_map_lookup_elem`: `Some((map,
+    /// type))` when its `r1` is the same map on every path (`CONST_PTR_TO_MAP`, an index into
+    /// [`Options::maps`], and that map's type); `None` elsewhere, and for rejected programs.
+    /// The JIT compiles such a lookup for that map's kind only.
+    pub lookup_map: Vec<Option<(u32, bpfsim_vm::spec::MapType)>>,
     /// For each slot of an accepted program: its load, store or atomic goes through a stack
     /// pointer (`PTR_TO_STACK`: `r10`, a copy of it, a pointer into a caller's frame passed to a
     /// subprogram, at a constant or a bounded variable offset) on every path, and so was proven
@@ -246,6 +251,19 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
     } else {
         Vec::new()
     };
+    let lookup_map = if error.is_none() {
+        v.lookup_map
+            .iter()
+            .map(|&m| {
+                let info = (m != explore::NO_MAP && m != explore::MANY_MAPS)
+                    .then(|| opts.maps.get(m as usize))
+                    .flatten()?;
+                Some((m, info.map_type))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (no_ctx, packet, ctx, map_value, stack) = if error.is_none() {
         let only = |kind: u8| v.access.iter().map(|&k| k == kind).collect();
         let map_value = v
@@ -275,6 +293,7 @@ pub fn verify(insns: &[Insn], opts: &Options) -> Verdict {
         packet,
         ctx,
         map_value,
+        lookup_map,
         stack,
         frame_bytes,
         stack_at,

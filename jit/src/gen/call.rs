@@ -13,6 +13,7 @@ use cranelift_codegen::ir::{types, Block, InstBuilder, MemFlags, Value};
 
 use super::{Exit, Gen, I64};
 use crate::shims::{FrameSave, VmCtx};
+use crate::LookupPath;
 
 /// The most bytes of a callee's frame a call zeroes with stores of its own; more go through
 /// [`crate::shims::zero_stack`].
@@ -502,10 +503,36 @@ impl Gen<'_, '_> {
     /// with a key at a known place in the stack, on a map the host lists
     /// ([`bpfsim_vm::Host::key_lookups`]) whose key fits between that place and the frame's
     /// top, a direct call with the key's address ([`crate::shims::map_lookup_key`], as the
-    /// kernel's JIT calls a hash map's lookup directly); else the helper's shim.
+    /// kernel's JIT calls a hash map's lookup directly); else the helper's shim. Where the
+    /// verifier knows the map's kind ([`crate::Hints::lookup`]), only that kind's way is
+    /// compiled before the shim: a lookup's three ways were 15% of the real programs' code to
+    /// compile, whatever the map.
     pub(super) fn translate_map_lookup(&mut self, pc: usize) {
-        let call = self.b.create_block();
+        let path = self.lookup.get(pc).copied().flatten();
         let done = self.b.create_block();
+        match path {
+            Some(LookupPath::Array) => {
+                let call = self.b.create_block();
+                self.array_lookup(pc, call, done);
+                self.switch(call);
+            }
+            Some(LookupPath::Key) => self.key_lookup(done),
+            Some(LookupPath::Helper) => {}
+            None => {
+                let call = self.b.create_block();
+                self.array_lookup(pc, call, done);
+                self.switch(call);
+                self.key_lookup(done);
+            }
+        }
+        self.helper(pc, Helper::MapLookup);
+        self.b.ins().jump(done, &[]);
+        self.switch(done);
+    }
+
+    /// The inline array lookup of `translate_map_lookup`, going on to `done` with `r0` set; a
+    /// map the host does not list as an array goes to `call`.
+    fn array_lookup(&mut self, pc: usize, call: Block, done: Block) {
         let map = self.reg(Reg::R1);
         let first = self.vm_load(offset_of!(VmCtx, arrays_first));
         let i = self.b.ins().isub(map, first);
@@ -558,11 +585,6 @@ impl Gen<'_, '_> {
         let r0 = self.b.ins().select(found, value, null);
         self.set(Reg::R0, r0);
         self.b.ins().jump(done, &[]);
-        self.switch(call);
-        self.key_lookup(done);
-        self.helper(pc, Helper::MapLookup);
-        self.b.ins().jump(done, &[]);
-        self.switch(done);
     }
 
     /// The direct call of `translate_map_lookup` for a key at a constant place in the current

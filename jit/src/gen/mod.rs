@@ -142,6 +142,8 @@ pub(crate) struct Gen<'a, 'b> {
     /// [`Hints::map_value`], and the maps whose values the run places, by slot
     /// ([`VmCtx::value_base`]).
     map_value: &'a [Option<u32>],
+    /// [`crate::Hints::lookup`].
+    lookup: &'a [Option<crate::LookupPath>],
     /// [`crate::Hints::frame_bytes`].
     frame_bytes: &'a [(usize, u32)],
     /// [`crate::Hints::stack_at`] by slot, with the instruction's own offset added.
@@ -457,6 +459,7 @@ pub(crate) fn build(
         ctx: &hints.ctx,
         ctx_fields: crate::ctx_fields(prog, hints),
         map_value: &hints.map_value,
+        lookup: &hints.lookup,
         value_maps: crate::value_maps(prog, hints),
         stack: &hints.stack,
         frame_bytes: &hints.frame_bytes,

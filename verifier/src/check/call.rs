@@ -9,7 +9,7 @@ use bpfsim_vm::spec::{helper_name, MapType, ProgType};
 use super::alu::type_str;
 use crate::domain::reg::{Reg, RegType};
 use crate::domain::state::{Byte, Frame, Ref, RefKind, State, MAX_BPF_STACK, MAX_FRAMES, SLOTS};
-use crate::explore::{Step, Verifier};
+use crate::explore::{Step, Verifier, MANY_MAPS, NO_MAP};
 
 /// `BPF_MAX_VAR_SIZ`.
 const MAX_VAR_SIZ: u64 = 1 << 29;
@@ -561,6 +561,17 @@ impl Verifier<'_> {
             }
             // The iteration count bounds how often the callback is visited.
             self.mark_precise(st, 1);
+        }
+        if id == bpfsim_vm::host::MAP_LOOKUP_ELEM {
+            // Only a call whose r1 is the same map on every path tells the JIT which lookup to
+            // compile; a `None` map (not possible for this prototype) counts as a disagreement.
+            if let Some(m) = self.lookup_map.get_mut(pc) {
+                *m = match (*m, map) {
+                    (NO_MAP, Some(x)) => x,
+                    (same, Some(x)) if same == x => same,
+                    _ => MANY_MAPS,
+                };
+            }
         }
         let mut r0 = self.ret_reg(st, p, map, alloc_size, pc);
         refine_retval_range(&mut r0, p.name, msize_max);
