@@ -126,7 +126,7 @@ fn target_isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, JitError> {
 
 /// The runtime functions the generated code calls, by the names the module imports them under
 /// (and a listing names them by).
-fn shim_symbols() -> [(&'static str, *const u8); 8] {
+fn shim_symbols() -> [(&'static str, *const u8); 9] {
     [
         ("bpfsim_load", shims::load as *const u8),
         ("bpfsim_store", shims::store as *const u8),
@@ -136,6 +136,7 @@ fn shim_symbols() -> [(&'static str, *const u8); 8] {
         ("bpfsim_map_lookup_key", shims::map_lookup_key as *const u8),
         ("bpfsim_ld_packet", shims::ld_packet as *const u8),
         ("bpfsim_zero_stack", shims::zero_stack as *const u8),
+        ("bpfsim_loop_rest", shims::loop_rest as *const u8),
     ]
 }
 
@@ -279,6 +280,9 @@ pub struct JitProgram {
     lookups: bool,
     /// The maps whose values hinted accesses clamp into ([`Hints::map_value`]), by slot.
     value_maps: Vec<u32>,
+    /// Whether the program calls `bpf_loop` and has a compiled callback: a batch then asks the
+    /// host whether the code may make the loop's calls ([`Host::inline_loop`]).
+    loops: bool,
 }
 
 // SAFETY: the module's code is immutable after finalisation and the function pointer refers to
@@ -406,6 +410,7 @@ impl JitProgram {
         let f_lookup_key = declare(&mut module, "bpfsim_map_lookup_key", 3, true)?;
         let f_ld = declare(&mut module, "bpfsim_ld_packet", 3, true)?;
         let f_clear = declare(&mut module, "bpfsim_zero_stack", 1, false)?;
+        let f_loop_rest = declare(&mut module, "bpfsim_loop_rest", 4, true)?;
 
         // The compilation context and the builder's are kept per thread and cleared between
         // programs: fresh ones cost page faults on every compile (7% of the time of a
@@ -434,7 +439,7 @@ impl JitProgram {
             .map_err(err)?;
         let ctx_fields = ctx_fields(prog, hints);
         let value_maps = value_maps(prog, hints);
-        let ids = gen::ShimIds {
+        let shim_ids = gen::ShimIds {
             load: f_load,
             store: f_store,
             atomic: f_atomic,
@@ -443,6 +448,7 @@ impl JitProgram {
             map_lookup_key: f_lookup_key,
             ld_packet: f_ld,
             zero_stack: f_clear,
+            loop_rest: f_loop_rest,
         };
         // The main program's function, then one per callback (its body and what it calls) that
         // can run in a frame of its own: a helper's callbacks then run as native code.
@@ -457,22 +463,33 @@ impl JitProgram {
         let mut sizes = Vec::with_capacity(roots.len());
         let mut listed = Vec::with_capacity(roots.len());
         let mut failed = None;
-        for (k, &root) in roots.iter().enumerate() {
-            let id = if k == 0 {
-                func_id
-            } else {
-                match module.declare_function(
-                    &perf_map::callback_symbol(&symbol, root.slot),
-                    Linkage::Local,
-                    &ctx.func.signature,
-                ) {
-                    Ok(id) => id,
-                    Err(e) => {
-                        failed = Some(err(e));
-                        break;
-                    }
+        // Every function declared before any is built: a `bpf_loop` calls its callback's
+        // function directly (`gen::LoopTarget`).
+        let mut ids = vec![func_id];
+        for root in &roots[1..] {
+            let sym = perf_map::callback_symbol(&symbol, root.slot);
+            match module.declare_function(&sym, Linkage::Local, &ctx.func.signature) {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    failed = Some(err(e));
+                    break;
                 }
-            };
+            }
+        }
+        let targets: Vec<gen::LoopTarget> = roots[1..]
+            .iter()
+            .zip(&ids[1..])
+            .map(|(r, &id)| gen::LoopTarget {
+                slot: r.slot,
+                depth: r.depth,
+                id,
+            })
+            .collect();
+        for (k, &root) in roots.iter().enumerate() {
+            if failed.is_some() {
+                break;
+            }
+            let id = ids[k];
             let sig = ctx.func.signature.clone();
             let listing = opts.listing;
             ctx.set_disasm(listing);
@@ -480,12 +497,13 @@ impl JitProgram {
                 &mut module,
                 &mut ctx.func,
                 &mut fbc,
-                &ids,
+                &shim_ids,
                 prog,
                 &pcs,
                 hints,
                 listing,
                 root,
+                &targets,
             )
             .and_then(|need| {
                 module.define_function(id, &mut ctx).map_err(err)?;
@@ -589,6 +607,10 @@ impl JitProgram {
             ctx_fields,
             lookups: reads_lookup_tables(prog, hints),
             value_maps,
+            loops: built.len() > 1
+                && insns.iter().any(|i| {
+                    matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == bpfsim_vm::host::LOOP)
+                }),
         };
         let mut jit = jit;
         let perf = opts.perf_map || perf_map::from_env();
@@ -715,6 +737,9 @@ impl JitProgram {
         if self.lookups {
             ctx.fetch_arrays(host);
         }
+        if self.loops {
+            ctx.fetch_loop(host);
+        }
         if !self.value_maps.is_empty() {
             ctx.fetch_values(host, &self.value_maps);
         }
@@ -802,6 +827,9 @@ impl JitProgram {
         if self.lookups {
             // Once per batch: a host's table holds for every run until it is asked again.
             vm.fetch_arrays(host);
+        }
+        if self.loops {
+            vm.fetch_loop(host);
         }
         let mut host_ref = HostRef { host };
         let (table, n_rows) = mem.region_table();

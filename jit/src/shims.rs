@@ -217,6 +217,10 @@ pub struct VmCtx {
     pub keys: [u32; KEY_SLOTS],
     pub keys_first: u64,
     pub keys_n: u64,
+    /// Non-zero when the run's host says its `bpf_loop` may be made by the code
+    /// ([`Host::inline_loop`]): a `call 181` on a compiled callback then calls the callback's
+    /// function directly.
+    pub inline_loop: u64,
 }
 
 /// The most maps whose proven value accesses the generated code clamps (the others' keep
@@ -314,6 +318,7 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).keys).write([0; KEY_SLOTS]);
             std::ptr::addr_of_mut!((*p).keys_first).write(0);
             std::ptr::addr_of_mut!((*p).keys_n).write(0);
+            std::ptr::addr_of_mut!((*p).inline_loop).write(0);
             std::ptr::addr_of_mut!((*p).values_unknown).write(false);
             // SAFETY: every field but `frames`, `regs`, `lazy_map`, `value_base` and
             // `value_max` is written above, and those are `MaybeUninit`, for which any bytes are
@@ -501,6 +506,13 @@ impl VmCtx {
         let (first, count) = host.key_lookups(&mut self.keys);
         self.keys_first = first;
         self.keys_n = count.min(KEY_SLOTS) as u64;
+    }
+
+    /// Ask the host whether the code may make its `bpf_loop`s' calls ([`Host::inline_loop`]),
+    /// for the runs until the next call.
+    #[inline]
+    pub(crate) fn fetch_loop(&mut self, host: &mut dyn Host) {
+        self.inline_loop = host.inline_loop() as u64;
     }
 
     /// Ask the host where the values of each of `maps` (the program's value maps, by slot) are
@@ -1134,6 +1146,63 @@ unsafe fn compiled_entry(
     // SAFETY: the caller's contract; the code returned `BUDGET`.
     let (v, out) = unsafe { finish_block(vm) };
     v.finish_call(out.result).map(|r0| (r0, last))
+}
+
+/// The rest of a `bpf_loop` whose calls the generated code made itself (its callback's
+/// function called directly, [`Host::inline_loop`]) when that function did not return `(r0,
+/// left)` but `(a, SLOW)`: a trap (`a` is [`TRAP`], recorded in the context), or a call handed
+/// to the interpreter ([`BUDGET`]), which finishes it before the calls go on from the next
+/// index below `n` with `ctx`, as [`compiled_loop`] makes them. Returns the number of calls
+/// made with [`VmCtx::status`] [`OK`], or 0 with [`STOP_TRAP`]. The code set
+/// [`VmCtx::base`] to the callback's frame and gives the caller's back after.
+pub extern "C" fn loop_rest(vm: *mut VmCtx, a: u64, n: u64, ctx: u64, slot: u64) -> u64 {
+    let (last, cb) = {
+        // SAFETY: called by generated code with its run's context; the reference ends before
+        // the callbacks' code runs again.
+        let v = unsafe { &mut *vm };
+        // SAFETY: `rt` is the JIT program's own, alive as long as the program.
+        let rt = unsafe { &*v.rt };
+        let cb = rt
+            .callbacks
+            .binary_search_by_key(&(slot as usize), |c| c.slot)
+            .ok()
+            .map(|i| &rt.callbacks[i]);
+        match cb {
+            Some(cb) if a == BUDGET => (v.cb_i, cb),
+            _ => {
+                // A trap: the code recorded it (a function the code calls is always listed).
+                v.status = STOP_TRAP;
+                return 0;
+            }
+        }
+    };
+    // SAFETY: the code returned `BUDGET`, with the run's map and host valid.
+    let (v, out) = unsafe { finish_block(vm) };
+    let made = match v.finish_call(out.result) {
+        None => None,
+        Some(r0) if r0 != 0 => Some(last + 1),
+        Some(_) => {
+            let args = |i| [i, ctx, 0, 0, 0];
+            // SAFETY: as above; no table.
+            unsafe { compiled_loop(vm, cb, last + 1, n, &args, std::ptr::null()) }
+        }
+    };
+    // SAFETY: as above; the callbacks are done with the context.
+    let v = unsafe { &mut *vm };
+    // The interpreter's part may have mapped regions or written the context (`finish_block`
+    // built the map if the run had none).
+    v.refresh_if_mapped();
+    v.refresh_ctx();
+    match made {
+        Some(made) => {
+            v.status = OK;
+            made
+        }
+        None => {
+            v.status = STOP_TRAP;
+            0
+        }
+    }
 }
 
 /// `ld_abs`/`ld_ind`: packet bytes through the host, as the interpreter does.

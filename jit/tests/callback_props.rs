@@ -15,11 +15,19 @@ const ALU: [&str; 8] = ["add", "sub", "mul", "or", "and", "lsh", "rsh", "xor"];
 const JMP: [&str; 6] = ["jeq", "jne", "jgt", "jge", "jlt", "jset"];
 const SIZES: [&str; 4] = ["b", "h", "w", "dw"];
 
-/// 181 `bpf_loop(n, func, ctx)`; 182 calls `func` with (k, r3, r4, r5, 0) for k in 7..10; 9 ends
+/// 181 `bpf_loop(n, func, ctx)` (`n % 8` calls; with `inline`, the simulator's: flags
+/// non-zero give -EINVAL, `n` over `1 << 23` -E2BIG, and the code makes the calls itself,
+/// [`Host::inline_loop`]); 182 calls `func` with (k, r3, r4, r5, 0) for k in 7..10; 9 ends
 /// the program with r1; 12 asks for a tail call; 2 faults when r1 is 0.
-struct Stops;
+struct Stops {
+    inline: bool,
+}
 
 impl Host for Stops {
+    fn inline_loop(&mut self) -> bool {
+        self.inline
+    }
+
     fn call_helper(
         &mut self,
         id: u32,
@@ -27,6 +35,13 @@ impl Host for Stops {
         _mem: &mut MemoryMap<'_>,
     ) -> Result<u64, HelperStop> {
         match id {
+            181 if self.inline && a[3] != 0 => Ok(-22i64 as u64),
+            181 if self.inline && a[0] > 1 << 23 => Ok(-7i64 as u64),
+            181 if self.inline => Err(HelperStop::Loop {
+                func: a[1],
+                iterations: a[0] as u32,
+                ctx: a[2],
+            }),
             181 => Err(HelperStop::Loop {
                 func: a[1],
                 iterations: (a[0] % 8) as u32,
@@ -97,12 +112,14 @@ fn program() -> impl Strategy<Value = String> {
         0u64..8,
         proptest::collection::vec((any::<u8>(), any::<u8>(), any::<u8>(), any::<i64>()), 1..24),
         any::<u8>(),
+        any::<bool>(),
     )
-        .prop_map(|(each, n, body, ret)| {
+        .prop_map(|(each, n, body, ret, flags)| {
+            let flags = if flags { 0 } else { 44 };
             let helper = if each { 182 } else { 181 };
             let mut src = format!(
                 "mov %r9, %r1\nmov %r6, 66\nmov %r1, {n}\nlddw %r2, func cb\nmov %r3, %r9\n\
-                 mov %r4, 44\nmov %r5, 55\ncall {helper}\nldxdw %r1, [%r9+0]\nadd %r0, %r1\n\
+                 mov %r4, {flags}\nmov %r5, 55\ncall {helper}\nldxdw %r1, [%r9+0]\nadd %r0, %r1\n\
                  add %r0, %r6\nexit\ncb:\n"
             );
             let len = body.len();
@@ -120,7 +137,7 @@ fn program() -> impl Strategy<Value = String> {
         })
 }
 
-fn both(src: &str, budget: u64) -> Result<(), TestCaseError> {
+fn both(src: &str, budget: u64, inline: bool) -> Result<(), TestCaseError> {
     let Ok(insns) = assemble(src) else {
         return Ok(()); // a jump that lands outside the body: not a program
     };
@@ -135,9 +152,9 @@ fn both(src: &str, budget: u64) -> Result<(), TestCaseError> {
     vm.budget = budget;
     let init: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
     let mut m1 = init.clone();
-    let a = vm.run_with_memory(&interp, &mut Stops, &mut m1);
+    let a = vm.run_with_memory(&interp, &mut Stops { inline }, &mut m1);
     let mut m2 = init;
-    let b = jit.run_with_memory(&mut vm, &mut Stops, &mut m2);
+    let b = jit.run_with_memory(&mut vm, &mut Stops { inline }, &mut m2);
     prop_assert_eq!(&a, &b, "outcome at budget {}\n{}", budget, src);
     prop_assert_eq!(&m1, &m2, "memory at budget {}\n{}", budget, src);
     Ok(())
@@ -158,8 +175,9 @@ proptest! {
     fn compiled_callbacks_equal_the_interpreter(
         src in program(),
         budget in prop_oneof![Just(100_000u64), 0u64..250],
+        inline in any::<bool>(),
     ) {
-        both(&src, budget)?;
+        both(&src, budget, inline)?;
     }
 }
 
@@ -180,7 +198,11 @@ fn generated_callbacks_run() {
         };
         let mut vm = Vm::default();
         vm.budget = 100_000;
-        let out = vm.run_with_memory(&Interpreter::new(&prog), &mut Stops, &mut [0u8; 64]);
+        let out = vm.run_with_memory(
+            &Interpreter::new(&prog),
+            &mut Stops { inline: false },
+            &mut [0u8; 64],
+        );
         ran += 1;
         trapped += out.result.is_err() as usize;
         long += (out.insns >= 40) as usize;

@@ -169,20 +169,35 @@ fn callbacks_that_spend_the_budget_hand_over_every_register() {
 }
 
 /// Callbacks as the simulator's helpers give them, and helpers that end the program: 181
-/// `bpf_loop(n, func, ctx)`; 182 calls `func` with (k, r2, r3, r4, 0) for k in 10, 11, 12 (as
+/// `bpf_loop(n, func, ctx)` (with `inline`, exactly the simulator's: flags non-zero give
+/// -EINVAL, `n` over `1 << 23` -E2BIG, and the code may make the calls itself,
+/// [`Host::inline_loop`]; `asked` counts the loops it was asked for); 182 calls `func` with (k, r2, r3, r4, 0) for k in 10, 11, 12 (as
 /// `bpf_for_each_map_elem` gives a map, key, value and context); 9 ends the program with r1
 /// (`HelperStop::Exit`); 12 asks for a tail call to program r1; 2 faults when r1 is 0, else
 /// returns r1 * 2.
-struct Stops;
+#[derive(Default)]
+struct Stops {
+    inline: bool,
+    asked: u32,
+}
 
 impl Host for Stops {
+    fn inline_loop(&mut self) -> bool {
+        self.inline
+    }
+
     fn call_helper(
         &mut self,
         id: u32,
         a: [u64; 5],
         _mem: &mut MemoryMap<'_>,
     ) -> Result<u64, HelperStop> {
+        if id == 181 {
+            self.asked += 1;
+        }
         match id {
+            181 if self.inline && a[3] != 0 => Ok(-22i64 as u64),
+            181 if self.inline && a[0] > 1 << 23 => Ok(-7i64 as u64),
             181 => Err(HelperStop::Loop {
                 func: a[1],
                 iterations: a[0] as u32,
@@ -203,33 +218,49 @@ impl Host for Stops {
 
 /// Runs `src` on 64 bytes of memory (r1 points at them) under both engines at every budget
 /// from none to two past what the whole run takes, and asks for the same outcome and memory
-/// at each. Returns the outcome of the whole run.
+/// at each: with a host whose `bpf_loop` the code may make itself ([`Host::inline_loop`])
+/// and with one whose it may not. Returns the outcome of the whole run.
 fn agree_at_every_budget(src: &str) -> bpfsim_vm::Outcome {
+    agree_with_hosts(src, &[false, true])
+}
+
+/// [`agree_at_every_budget`] with the hosts `inlines` names (the whole run's, the first's).
+fn agree_with_hosts(src: &str, inlines: &[bool]) -> bpfsim_vm::Outcome {
     let prog = Program::new(assemble(src).unwrap()).unwrap();
     let jit = JitProgram::compile(&prog).unwrap();
     let interp = Interpreter::new(&prog);
     let mut vm = Vm::default();
     vm.budget = 1_000_000;
-    let full = vm.run_with_memory(&interp, &mut Stops, &mut [0u8; 64]);
-    for budget in 0..=full.insns + 2 {
-        vm.budget = budget;
-        let mut m1 = [0u8; 64];
-        let a = vm.run_with_memory(&interp, &mut Stops, &mut m1);
-        let mut m2 = [0u8; 64];
-        let b = jit.run_with_memory(&mut vm, &mut Stops, &mut m2);
-        assert_eq!(a, b, "budget {budget}\n{src}");
-        assert_eq!(m1, m2, "memory at budget {budget}\n{src}");
-        // A session keeps its context from run to run (and a dirty stack).
-        let mut s = jit.session();
-        s.vm().budget = budget;
-        for _ in 0..2 {
-            let mut m3 = [0u8; 64];
-            assert_eq!(
-                s.run_with_memory(&mut Stops, &mut m3),
-                a,
-                "session, {budget}"
-            );
-            assert_eq!(m1, m3, "session memory at budget {budget}");
+    let mut first = Stops {
+        inline: inlines[0],
+        ..Stops::default()
+    };
+    let full = vm.run_with_memory(&interp, &mut first, &mut [0u8; 64]);
+    for &inline in inlines {
+        let host = || Stops {
+            inline,
+            ..Stops::default()
+        };
+        for budget in 0..=full.insns + 2 {
+            vm.budget = budget;
+            let mut m1 = [0u8; 64];
+            let a = vm.run_with_memory(&interp, &mut host(), &mut m1);
+            let mut m2 = [0u8; 64];
+            let b = jit.run_with_memory(&mut vm, &mut host(), &mut m2);
+            assert_eq!(a, b, "budget {budget}, inline {inline}\n{src}");
+            assert_eq!(m1, m2, "memory at budget {budget}, inline {inline}\n{src}");
+            // A session keeps its context from run to run (and a dirty stack).
+            let mut s = jit.session();
+            s.vm().budget = budget;
+            for _ in 0..2 {
+                let mut m3 = [0u8; 64];
+                assert_eq!(
+                    s.run_with_memory(&mut host(), &mut m3),
+                    a,
+                    "session, {budget}, inline {inline}"
+                );
+                assert_eq!(m1, m3, "session memory at budget {budget}, inline {inline}");
+            }
         }
     }
     full
@@ -566,4 +597,112 @@ fn callbacks_at_the_frame_limit() {
     let out = agree_at_every_budget(&src);
     let trap = out.result.expect_err("no frame for the inner callback");
     assert_eq!(trap.code, bpfsim_vm::TrapCode::CallDepth);
+}
+
+/// Runs `src` once under the JIT with a host that lets the code make its loops (on 64 bytes
+/// of memory), and returns the outcome and how many loops the host was asked for.
+fn jit_asks(src: &str, inline: bool) -> (bpfsim_vm::Outcome, u32) {
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile(&prog).unwrap();
+    let mut vm = Vm::default();
+    vm.budget = 1_000_000;
+    let mut host = Stops {
+        inline,
+        ..Stops::default()
+    };
+    let out = jit.run_with_memory(&mut vm, &mut host, &mut [0u8; 64]);
+    (out, host.asked)
+}
+
+#[test]
+fn the_code_makes_a_loops_calls_when_the_host_lets_it() {
+    // The callback's address and the count set in the loop's block (no test of them), or
+    // loaded in another block (tested at run time); an inner loop inside a callback.
+    let other_block = "
+        mov %r6, %r1
+        stdw [%r6+8], 3
+        lddw %r2, func cb
+        mov %r3, %r6
+        ja +0
+        ldxdw %r1, [%r6+8]
+        add %r1, 4
+        call 181
+        ldxdw %r1, [%r6+0]
+        lsh %r0, 8
+        add %r0, %r1
+        exit
+    cb:
+        ldxdw %r4, [%r2+0]
+        add %r4, %r1
+        stxdw [%r2+0], %r4
+        mov %r0, 0
+        exit
+    ";
+    for (src, calls) in [(EARLY_STOP, 4), (other_block, 7)] {
+        let out = agree_at_every_budget(src);
+        assert_eq!(out.result.map(|r| r >> 8), Ok(calls), "{src}");
+        let (direct, asked) = jit_asks(src, true);
+        assert_eq!((direct, asked), (out, 0), "{src}");
+        let (shim, asked) = jit_asks(src, false);
+        assert_eq!((shim, asked), (out, 1), "{src}");
+    }
+    let nested = "
+        mov %r6, %r1
+        mov %r1, 5
+        lddw %r2, func outer
+        mov %r3, %r6
+        mov %r4, 0
+        call 181
+        exit
+    outer:
+        mov %r7, %r1
+        mov %r8, %r2
+        mov %r1, 3
+        lddw %r2, func inner
+        mov %r3, %r8
+        mov %r4, 0
+        call 181
+        mov %r0, 0
+        jne %r7, 1, +1
+        mov %r0, 1
+        exit
+    inner:
+        ldxdw %r3, [%r2+0]
+        add %r3, 1
+        stxdw [%r2+0], %r3
+        mov %r0, 0
+        exit
+    ";
+    let out = agree_at_every_budget(nested);
+    assert_eq!(out.result, Ok(2));
+    assert_eq!(jit_asks(nested, true), (out, 0));
+}
+
+#[test]
+fn loops_the_code_cannot_make_go_to_the_host() {
+    // Flags, no calls, too many calls, another address than the callback's entry: the host
+    // answers (-EINVAL, 0, -E2BIG, the interpreter's calls), in both engines alike. Each set
+    // as a constant in the block and through a register the code tests.
+    let head = "mov %r6, %r1\nstdw [%r6+8], 100\nlddw %r2, func cb\nmov %r3, %r6\n";
+    let tail = "ldxdw %r1, [%r6+0]\nlsh %r0, 8\nadd %r0, %r1\nexit\n\
+                cb:\nldxdw %r4, [%r2+0]\nadd %r4, 1\nstxdw [%r2+0], %r4\nmov %r0, 0\nexit\n";
+    for (args, r0) in [
+        ("mov %r1, 2\nmov %r4, 1\n", -22i64 as u64),
+        ("ldxdw %r4, [%r6+8]\nmov %r1, 2\n", -22i64 as u64),
+        ("mov %r1, 0\nmov %r4, 0\n", 0),
+        ("ja +0\nmov %r1, 0\n", 0),
+        ("lddw %r1, 0x800001\nmov %r4, 0\n", -7i64 as u64),
+        ("lddw %r1, 0x100000001\n", -7i64 as u64),
+        ("mov %r1, 2\nadd %r2, 1\n", 0),
+    ] {
+        let src = format!("{head}{args}call 181\n{tail}");
+        // (Only with the simulator's `bpf_loop`: the other host makes 2^23 calls.)
+        let out = agree_with_hosts(&src, &[true]);
+        let (jit, asked) = jit_asks(&src, true);
+        assert_eq!(jit, out, "{src}");
+        assert_eq!(asked, 1, "{src}");
+        if r0 != 0 {
+            assert_eq!(out.result, Ok(r0 << 8), "{src}");
+        }
+    }
 }

@@ -1102,6 +1102,14 @@ impl Host for SimHost<'_, '_> {
         self.lookup_in(i, key).unwrap_or(0)
     }
 
+    fn inline_loop(&mut self) -> bool {
+        // An override of `bpf_loop` answers every loop itself.
+        !self
+            .overrides
+            .as_ref()
+            .is_some_and(|o| o.contains_key(&bpfsim_vm::host::LOOP))
+    }
+
     fn value_region(&mut self, map: u32) -> Option<u64> {
         // An override of a helper that hands out value pointers may point them anywhere.
         let overridden = self.overrides.as_ref().is_some_and(|o| {
@@ -1196,7 +1204,8 @@ impl Host for SimHost<'_, '_> {
             }
             42 => env.numa_node as u64,
             164 => return self.for_each(mem, a),
-            // bpf_loop(nr_loops, callback, ctx, flags): the VM runs the callback.
+            // bpf_loop(nr_loops, callback, ctx, flags): the VM runs the callback. Engines make
+            // the calls themselves unless overridden (`inline_loop`): keep both in step.
             181 => {
                 if a[3] != 0 {
                     EINVAL

@@ -1325,3 +1325,38 @@ exit";
         assert_eq!(firsts, [1 + r, 2 + r, 3 + r]);
     }
 }
+
+/// The JIT makes a `bpf_loop`'s calls itself under the simulator's helper
+/// (`Host::inline_loop`), but an override of helper 181 still answers every loop: a loop of
+/// 3 calls counting in the frame, run plain and with 181 overridden (7, no calls), under
+/// both engines, once and in a batch.
+#[test]
+fn an_override_of_bpf_loop_wins_under_the_jit() {
+    let src = "mov %r1, 0\nstxdw [%r10-8], %r1\nmov %r1, 3\nlddw %r2, func cb\n\
+               mov %r3, %r10\nadd %r3, -8\nmov %r4, 0\ncall 181\nldxdw %r1, [%r10-8]\n\
+               lsh %r0, 8\nadd %r0, %r1\nexit\n\
+               cb:\nldxdw %r3, [%r2+0]\nadd %r3, 1\nstxdw [%r2+0], %r3\nmov %r0, 0\nexit";
+    let program = Program::new(assemble(src).unwrap()).unwrap();
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+    let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+    for e in engines {
+        let mut r = Runner::default();
+        for (repeat, want) in [(1, 3 << 8 | 3), (4, 3 << 8 | 3)] {
+            let out = r
+                .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+                .unwrap();
+            assert_eq!(out.retval, want);
+        }
+        r.override_helper(181, |_, _| Ok(7));
+        for repeat in [1, 4] {
+            let out = r
+                .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+                .unwrap();
+            assert_eq!(out.retval, 7 << 8);
+        }
+        r.restore_helper(181);
+        let out = r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+        assert_eq!(out.retval, 3 << 8 | 3);
+    }
+}

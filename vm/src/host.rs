@@ -112,6 +112,17 @@ pub trait Host {
         0
     }
 
+    /// Whether this host's `bpf_loop` (helper 181) is the simulator's, with no side effect:
+    /// for `flags` (`r4`) 0 and `nr_loops` (`r1`, all 64 bits) from 1 to `1 << 23`,
+    /// `call_helper(181, ..)` returns `Err(HelperStop::Loop { func: r2, iterations: r1, ctx:
+    /// r3 })` and does nothing else. An engine may then make such a loop's calls itself,
+    /// without asking the host, as the kernel's verifier inlines `bpf_loop` (other arguments
+    /// still go to the host). Asked once per batch of runs, like [`Self::array_lookups`]. The
+    /// default: no.
+    fn inline_loop(&mut self) -> bool {
+        false
+    }
+
     /// Where the values of map `map` (the index its handle names, as the verifier numbers a
     /// program's maps) are during the runs until the next call of this method (the runs of a
     /// batch): the guest address of the one region (offset 0) that every pointer to one of its
@@ -142,6 +153,9 @@ pub struct ArrayLookup {
 
 /// The helper id of `bpf_map_lookup_elem`.
 pub const MAP_LOOKUP_ELEM: u32 = 1;
+
+/// The helper id of `bpf_loop`.
+pub const LOOP: u32 = 181;
 
 /// A host without helpers: every call traps with [`crate::TrapCode::UnknownHelper`].
 #[derive(Default, Clone, Copy, Debug)]

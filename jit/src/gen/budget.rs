@@ -15,7 +15,7 @@
 use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::InstBuilder;
+use cranelift_codegen::ir::{InstBuilder, Value};
 
 use bpfsim_vm::isa::{CallTarget, Insn};
 
@@ -331,6 +331,13 @@ impl Gen<'_, '_> {
         self.b.set_cold_block(cold);
         self.b.ins().brif(short, cold, &[], ok, &[]);
         self.switch(cold);
+        self.hand_over(pc, left);
+        self.switch(ok);
+    }
+
+    /// Hand the run to the interpreter from slot `pc` with the exact budget `left` (the
+    /// instruction at `pc` not yet counted), through the shared budget tail.
+    pub(super) fn hand_over(&mut self, pc: usize, left: Value) {
         let depth = self.depth();
         self.vm_store(offset_of!(VmCtx, budget_depth), depth);
         // The registers the interpreter may read from `pc` on, stored here rather than by the
@@ -349,7 +356,6 @@ impl Gen<'_, '_> {
         let pcv = self.iconst(pc as u64);
         let budget = self.exit(Exit::Budget);
         self.b.ins().jump(budget, &[pcv.into(), left.into()]);
-        self.switch(ok);
     }
 
     /// The shared budget tail: the interpreter finishes the run from `pc`.

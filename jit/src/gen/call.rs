@@ -496,6 +496,180 @@ impl Gen<'_, '_> {
         self.b.def_var(self.left, after);
     }
 
+    /// `call 181`, `bpf_loop(nr_loops, callback, ctx, flags)`, as the kernel's verifier inlines
+    /// it: where the callback is a compiled callback's function for the frame below this one
+    /// (the one `r2` names when the block loaded it, else the only such function), the code
+    /// calls that function directly, which makes the calls one after another (see
+    /// `Gen::callback_done`), when the run's host says its `bpf_loop` is the simulator's
+    /// ([`bpfsim_vm::Host::inline_loop`]), `r2` is that function's address, `r4` (flags) is 0
+    /// and `r1` is from 1 to `1 << 23` (each tested only when the block did not set it to a
+    /// constant). Anything else goes through the helper's shim, which checks what the host
+    /// says. The budget as for a helper: exact into the callback's function and back out of
+    /// it; when what is left cannot pay for the path to the next checkpoint, the run is
+    /// handed to the interpreter from the next instruction, as a checkpoint hands a block
+    /// over. A call the callback's function could not finish (a trap, a hand-over) goes to
+    /// [`crate::shims::loop_rest`].
+    pub(super) fn translate_loop(&mut self, pc: usize) {
+        let depth = match (self.fixed_depth, &self.static_depth) {
+            (Some(_), _) => Some(self.root_depth),
+            (None, Some(_)) => Some(self.static_depth_here()),
+            (None, None) => None,
+        };
+        let known = self.consts[2];
+        let target = depth.and_then(|d| {
+            let mut fits = self.loop_targets.iter().filter(|t| t.1 == d + 1);
+            match known {
+                Some(f) => fits
+                    .find(|t| bpfsim_vm::interp::FUNC_TAG | t.0 as u64 == f)
+                    .copied(),
+                None => {
+                    let first = fits.next().copied();
+                    first.filter(|_| fits.next().is_none())
+                }
+            }
+        });
+        let Some((slot, cb_depth, func)) = target else {
+            let idv = self.iconst(bpfsim_vm::host::LOOP as u64);
+            self.helper(pc, Helper::Any(idv));
+            return;
+        };
+        let generic = self.b.create_block();
+        let done = self.b.create_block();
+        let addr = bpfsim_vm::interp::FUNC_TAG | slot as u64;
+        // The tests, each falling to the helper's shim.
+        let on = self.vm_load(offset_of!(VmCtx, inline_loop));
+        let next = self.cont();
+        self.b.ins().brif(on, next, &[], generic, &[]);
+        self.switch(next);
+        if known != Some(addr) {
+            let r2 = self.reg(Reg::R2);
+            let same = self.b.ins().icmp_imm(IntCC::Equal, r2, addr as i64);
+            let next = self.cont();
+            self.b.ins().brif(same, next, &[], generic, &[]);
+            self.switch(next);
+        }
+        if self.consts[4] != Some(0) {
+            let r4 = self.reg_at(4);
+            let next = self.cont();
+            self.b.ins().brif(r4, generic, &[], next, &[]);
+            self.switch(next);
+        }
+        const MAX_LOOPS: u64 = 1 << 23;
+        let n = match self.consts[1] {
+            Some(n) if (1..=MAX_LOOPS).contains(&n) => self.iconst(n),
+            _ => {
+                let n = self.reg(Reg::R1);
+                let less = self.b.ins().iadd_imm(n, -1);
+                let fits = self
+                    .b
+                    .ins()
+                    .icmp_imm(IntCC::UnsignedLessThan, less, MAX_LOOPS as i64);
+                let next = self.cont();
+                self.b.ins().brif(fits, next, &[], generic, &[]);
+                self.switch(next);
+                n
+            }
+        };
+        // The calls: from index 0 below `n`, a `bpf_loop`'s (no table), in the callback's frame
+        // (where its hand-overs end), r3-r5 0 for the first call.
+        let adjust = self.adjust();
+        let left = self.b.use_var(self.left);
+        let exact = self.b.ins().iadd_imm(left, adjust);
+        let zero = self.iconst(0);
+        let cbd = self.iconst(cb_depth);
+        self.vm_store(offset_of!(VmCtx, base), cbd);
+        self.vm_store(offset_of!(VmCtx, cb_i), zero);
+        self.vm_store(offset_of!(VmCtx, cb_end), n);
+        self.vm_store(offset_of!(VmCtx, cb_args), zero);
+        for r in 3..=5 {
+            if self.read & 1 << r != 0 {
+                self.vm_store(offset_of!(VmCtx, args) + 8 * (r - 1), zero);
+            }
+        }
+        let ctx = self.reg_at(3);
+        let call = self.b.ins().call(func, &[self.vm, exact, zero, ctx]);
+        let (a, b) = {
+            let r = self.b.inst_results(call);
+            (r[0], r[1])
+        };
+        let join = self.b.create_block();
+        self.b.append_block_param(join, I64);
+        self.b.append_block_param(join, I64);
+        let fast = self.cont();
+        let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
+        let finished = self
+            .b
+            .ins()
+            .icmp_imm(IntCC::NotEqual, b, crate::shims::SLOW as i64);
+        self.b.ins().brif(finished, fast, &[], slow, &[]);
+        // Every call returned: the last one's index is in the context.
+        self.switch(fast);
+        let last = self.vm_load(offset_of!(VmCtx, cb_i));
+        let made = self.b.ins().iadd_imm(last, 1);
+        self.restore_loop_caller();
+        self.b.ins().jump(join, &[made.into(), b.into()]);
+        self.switch(slow);
+        let slotv = self.iconst(slot as u64);
+        let rest = self
+            .b
+            .ins()
+            .call(self.shims.loop_rest, &[self.vm, a, n, ctx, slotv]);
+        let made = self.b.inst_results(rest)[0];
+        self.restore_loop_caller();
+        let st = self.vm_load(offset_of!(VmCtx, status));
+        let back = self.vm_load(offset_of!(VmCtx, left));
+        let stop = self.exit(Exit::HelperStop);
+        let ok = self.cont();
+        self.b.ins().brif(st, stop, &[], ok, &[]);
+        self.switch(ok);
+        self.b.ins().jump(join, &[made.into(), back.into()]);
+        self.switch(join);
+        let made = self.b.block_params(join)[0];
+        let now = self.b.block_params(join)[1];
+        self.set(Reg::R0, made);
+        let need = self.need_at(pc + 1);
+        if need > 0 {
+            let short = self
+                .b
+                .ins()
+                .icmp_imm(IntCC::SignedLessThan, now, need as i64);
+            let cold = self.b.create_block();
+            self.b.set_cold_block(cold);
+            let ok = self.cont();
+            self.b.ins().brif(short, cold, &[], ok, &[]);
+            self.switch(cold);
+            self.hand_over(pc + 1, now);
+            self.switch(ok);
+        }
+        let after = self.b.ins().iadd_imm(now, -adjust);
+        self.b.def_var(self.left, after);
+        self.b.ins().jump(done, &[]);
+        self.switch(generic);
+        let idv = self.iconst(bpfsim_vm::host::LOOP as u64);
+        self.helper(pc, Helper::Any(idv));
+        self.b.ins().jump(done, &[]);
+        self.switch(done);
+    }
+
+    /// After a loop's calls made by a callback's function: the frame this function's hand-overs
+    /// end at, and when this function is a callback's, the call it is making (the callee's
+    /// code changed them).
+    fn restore_loop_caller(&mut self) {
+        let base = self.iconst(self.root_depth);
+        self.vm_store(offset_of!(VmCtx, base), base);
+        if self.root_depth > 0 {
+            let i = self.b.use_var(self.cb_i);
+            self.vm_store(offset_of!(VmCtx, cb_i), i);
+            if let Some(end) = self.cb_end {
+                self.vm_store(offset_of!(VmCtx, cb_end), end);
+            }
+            if let Some(args) = self.cb_args {
+                self.vm_store(offset_of!(VmCtx, cb_args), args);
+            }
+        }
+    }
+
     /// `call 1`, `bpf_map_lookup_elem(r1, r2)`: answered here for the run's array maps
     /// ([`bpfsim_vm::Host::array_lookups`]), as the kernel's JIT inlines them: the map's entry,
     /// the 4-byte key read through the region table (a fault is the helper's: a read of the

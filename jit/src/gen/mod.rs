@@ -38,6 +38,15 @@ pub(crate) struct ShimIds {
     pub map_lookup_key: FuncId,
     pub ld_packet: FuncId,
     pub zero_stack: FuncId,
+    pub loop_rest: FuncId,
+}
+
+/// A compiled callback's function, which a `bpf_loop` made from one frame above `depth` may
+/// call directly (see `call::translate_loop`).
+pub(crate) struct LoopTarget {
+    pub slot: usize,
+    pub depth: u64,
+    pub id: FuncId,
 }
 
 struct Shims {
@@ -49,6 +58,7 @@ struct Shims {
     map_lookup_key: FuncRef,
     ld_packet: FuncRef,
     zero_stack: FuncRef,
+    loop_rest: FuncRef,
 }
 
 /// The shared exits ([`Gen::exit`]), each with its parameters.
@@ -223,6 +233,12 @@ pub(crate) struct Gen<'a, 'b> {
     /// Mark the code of each instruction with its slot (Cranelift's source locations), for a
     /// listing ([`crate::CompileOptions::listing`]).
     srclocs: bool,
+    /// The compiled callbacks' functions: slot, the depth of their frame, and the function.
+    loop_targets: Vec<(usize, u64, FuncRef)>,
+    /// For each register, the constant it holds when known from the instructions of the current
+    /// block (`mov rX, imm`, `lddw rX, func`): a `bpf_loop` whose arguments are known needs no
+    /// test of them.
+    consts: [Option<u64>; 11],
 }
 
 const I64: Type = types::I64;
@@ -329,6 +345,7 @@ pub(crate) fn build(
     hints: &Hints,
     srclocs: bool,
     root: Root,
+    targets: &[LoopTarget],
 ) -> Result<u64, JitError> {
     let insns = prog.insns();
     let subprogs = prog.subprograms();
@@ -344,6 +361,19 @@ pub(crate) fn build(
         map_lookup_key: module.declare_func_in_func(ids.map_lookup_key, b.func),
         ld_packet: module.declare_func_in_func(ids.ld_packet, b.func),
         zero_stack: module.declare_func_in_func(ids.zero_stack, b.func),
+        loop_rest: module.declare_func_in_func(ids.loop_rest, b.func),
+    };
+    // Only where a `bpf_loop` may call them.
+    let loops = insns.iter().any(
+        |i| matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == bpfsim_vm::host::LOOP),
+    );
+    let loop_targets = if loops {
+        targets
+            .iter()
+            .map(|t| (t.slot, t.depth, module.declare_func_in_func(t.id, b.func)))
+            .collect()
+    } else {
+        Vec::new()
     };
     let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
     let left = b.declare_var(I64);
@@ -494,6 +524,8 @@ pub(crate) fn build(
         carry: vec![None; total_slots + 1],
         single_pred,
         srclocs,
+        loop_targets,
+        consts: [None; 11],
     };
     g.at_slot(None);
     g.prologue(regs_read_by(insns));
@@ -782,6 +814,49 @@ impl Gen<'_, '_> {
         }
     }
 
+    /// After `insn` at `pc`: the constants registers hold, where known ([`Gen::consts`]).
+    fn track_consts(&mut self, insn: &Insn, pc: usize) {
+        let known = match *insn {
+            Insn::Alu {
+                width,
+                op: AluOp::Mov,
+                dst,
+                src,
+            } => {
+                let v = match src {
+                    Source::Imm(i) => Some(i as i64 as u64),
+                    Source::Reg(r) => self.consts[r.index()],
+                };
+                let v = match width {
+                    Width::W64 => v,
+                    Width::W32 => v.map(|v| v as u32 as u64),
+                };
+                Some((dst, v))
+            }
+            Insn::LdImm64 {
+                dst,
+                imm: bpfsim_vm::isa::Imm64::Func(off),
+            } => Some((
+                dst,
+                Some(bpfsim_vm::interp::FUNC_TAG | (pc as i64 + 1 + off as i64) as u32 as u64),
+            )),
+            Insn::LdImm64 {
+                dst,
+                imm: bpfsim_vm::isa::Imm64::Imm(v),
+            } => Some((dst, Some(v))),
+            _ => None,
+        };
+        let written = regs_written(insn);
+        for (r, k) in self.consts.iter_mut().enumerate() {
+            if written & (1 << r) != 0 {
+                *k = None;
+            }
+        }
+        if let Some((dst, v)) = known {
+            self.consts[dst.index()] = v;
+        }
+    }
+
     /// In a listing ([`Gen::srclocs`]), mark the code generated from here on as slot `pc`'s
     /// (`None`: of no single instruction).
     pub(super) fn at_slot(&mut self, pc: Option<usize>) {
@@ -850,23 +925,27 @@ impl Gen<'_, '_> {
                 // Other paths lead here: what registers hold is not known.
                 self.fp_off = [None; 11];
                 self.fp_off[10] = Some(0);
+                self.consts = [None; 11];
             } else {
                 self.block_pos += 1;
                 self.at_slot(Some(pc));
             }
             if !open || std::mem::take(&mut fused) {
                 self.track_fp(insn);
+                self.track_consts(insn, pc);
                 continue;
             }
             if self.extend_pair(insns, i) {
                 // The second of the pair is counted in its block but emits nothing.
                 fused = true;
                 self.track_fp(insn);
+                self.track_consts(insn, pc);
                 continue;
             }
             let next = pc + insn.slots();
             open = self.insn(pc, next, insn)?;
             self.track_fp(insn);
+            self.track_consts(insn, pc);
         }
         if open {
             // Falling off the end is refused by Program::new; close the block anyway.
