@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-WORKLOADS = ["empty", "loop_xorshift", "alu_chains", "parse_csum_64", "parse_csum_1500", "map_heavy", "loop_callback", "foreach_array"]
-OBJECTS = ["empty", "loop_xorshift", "alu_chains", "parse_csum", "map_heavy", "loop_callback", "foreach_array", "synthetic_1000_insns"]
+WORKLOADS = ["empty", "loop_xorshift", "alu_chains", "parse_csum_64", "parse_csum_1500", "map_heavy", "loop_callback", "loop_short", "foreach_array"]
+OBJECTS = ["empty", "loop_xorshift", "alu_chains", "parse_csum", "map_heavy", "loop_callback", "loop_short", "foreach_array", "synthetic_1000_insns"]
 
 
 def load(root: Path) -> dict:

@@ -195,6 +195,14 @@ pub fn all() -> Vec<ObjectWorkload> {
             p.clone(),
             fold32(xorshift_n(seed ^ SEEDS[0])),
         ),
+        // The same step in a loop of 8 calls: the loop's fixed cost against its calls.
+        w(
+            "loop_short",
+            object!("loop_short.bpf.o"),
+            "xdp_loop_short",
+            p.clone(),
+            fold32((0..8).fold(seed ^ SEEDS[0], |x, _| xorshift(x))),
+        ),
         // A `bpf_for_each_map_elem` over 256 array entries (all 0): the keys' sum and the seed's
         // low byte.
         w(
