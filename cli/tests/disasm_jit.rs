@@ -118,6 +118,14 @@ fn a_callback_compiled_apart_is_listed_after_the_program() {
     assert!(main_slots.iter().all(|&n| n < 26), "{main}");
     assert_eq!(cb_slots, (26..=35).collect::<Vec<_>>(), "{cb}");
     assert!(out.lines().last().unwrap().contains("code in all"), "{out}");
+    if cfg!(target_arch = "x86_64") {
+        // The `bpf_loop` calls the callback's function directly, named.
+        let call = main
+            .split_once("13: call 181\n")
+            .map(|(_, c)| c)
+            .unwrap_or("");
+        assert!(call.contains("  # bpf_jit:xdp_loop:cb_26\n"), "{main}");
+    }
 }
 
 #[test]

@@ -629,18 +629,23 @@ impl JitProgram {
                 perf_map::append(code.as_ptr() as u64, code.len(), name)?;
             }
         }
+        // The runtime's functions, and the program's (called directly by a `bpf_loop`).
+        let names: Vec<(u64, &str)> = shim_symbols()
+            .map(|(n, f)| (f as usize as u64, n))
+            .into_iter()
+            .chain(
+                functions
+                    .iter()
+                    .map(|(n, code)| (code.as_ptr() as u64, n.as_str())),
+            )
+            .collect();
         let mut listings: Vec<Listing> = functions
             .iter()
             .zip(listed)
             .filter_map(|((name, code), listed)| {
                 let (locs, code_end, cranelift) = listed?;
                 let parts = listing::parts(code.len(), &locs);
-                let insns = listing::decode(
-                    code,
-                    code_end,
-                    &parts,
-                    &shim_symbols().map(|(n, f)| (f as usize as u64, n)),
-                );
+                let insns = listing::decode(code.as_ptr() as u64, code, code_end, &parts, &names);
                 Some(Listing {
                     function: name.clone(),
                     address: code.as_ptr() as u64,

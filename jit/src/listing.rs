@@ -126,10 +126,12 @@ pub(crate) fn parts(size: usize, locs: &[(usize, usize, Option<usize>)]) -> Vec<
 }
 
 /// The host's instructions in `code[..code_end]`, each with the slot of its part, then the data
-/// after them ([`data`]). `names`: absolute addresses of the runtime's functions, to name in
-/// comments.
+/// after them ([`data`]). `names`: absolute addresses of the runtime's functions and of the
+/// program's own (a `bpf_loop`'s direct call of its callback's), to name in comments; `addr`:
+/// where `code` is.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn decode(
+    addr: u64,
     code: &[u8],
     code_end: usize,
     parts: &[CodePart],
@@ -175,6 +177,11 @@ pub(crate) fn decode(
                     let target = insn.near_branch_target() as usize;
                     if let Some(pc) = starts_slot(target) {
                         note = Some(format!("pc {pc}"));
+                    } else if let Some((_, name)) = names
+                        .iter()
+                        .find(|(a, _)| *a == addr.wrapping_add(target as u64))
+                    {
+                        note = Some((*name).to_string());
                     }
                 }
                 OpKind::Immediate64 => {
@@ -238,6 +245,7 @@ pub(crate) fn data(code: &[u8], from: usize) -> Vec<HostInsn> {
 /// No disassembler for this host: [`Listing::cranelift`] has Cranelift's text.
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) fn decode(
+    _addr: u64,
     _code: &[u8],
     _code_end: usize,
     _parts: &[CodePart],
