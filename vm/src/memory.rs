@@ -204,7 +204,7 @@ impl RegionTable {
         if self.stack_id != stack.id || self.rows.len() < FIXED_ROWS {
             MemoryMap::fixed_rows(self, &mut stack.buf, stack.id);
         }
-        self.rows.truncate(FIXED_ROWS);
+        self.drop_mapped();
         if !input.is_empty() {
             self.rows.push(Region {
                 base: input.as_mut_ptr(),
@@ -216,11 +216,23 @@ impl RegionTable {
     }
 }
 
+impl RegionTable {
+    /// Keep only the fixed rows. Most runs map nothing past them, or only what the run before
+    /// mapped, so the length is written only when it changes (`Vec::truncate` writes it even
+    /// when it stays: a store per map made and per map dropped, on every run).
+    #[inline(always)]
+    fn drop_mapped(&mut self) {
+        if self.rows.len() > FIXED_ROWS {
+            self.rows.truncate(FIXED_ROWS);
+        }
+    }
+}
+
 impl Drop for MemoryMap<'_> {
     /// The rows of the regions this run mapped go with it: the table keeps only the stack's.
     #[inline]
     fn drop(&mut self) {
-        self.table.rows.truncate(FIXED_ROWS);
+        self.table.drop_mapped();
     }
 }
 
@@ -236,7 +248,7 @@ impl<'a> MemoryMap<'a> {
         if table.stack_id != *id || table.rows.len() < FIXED_ROWS {
             Self::fixed_rows(table, buf, *id);
         }
-        table.rows.truncate(FIXED_ROWS);
+        table.drop_mapped();
         MemoryMap {
             table,
             stack_dirty: dirty,

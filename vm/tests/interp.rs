@@ -431,3 +431,67 @@ fn callbacks_run_in_their_own_frame_and_bad_code_pointers_trap() {
     let deep = "mov %r1, 1\nlddw %r2, func cb\ncall 181\nexit\ncb:\nmov %r1, 1\nlddw %r2, func cb\ncall 181\nexit";
     assert_eq!(run(deep).unwrap_err().code, TrapCode::CallDepth);
 }
+
+/// The budget trap names the run's whole budget wherever the budget runs out: in the main
+/// frame, a local call, a `bpf_loop` callback, and in the per-instruction finish of a run the
+/// budget could not pay for (levels leave the detail to the run's entry, which writes it).
+#[test]
+fn the_budget_trap_names_the_whole_budget_wherever_it_runs_out() {
+    let src =
+        "mov %r6, 0\ncall local f\nmov %r1, 5\nlddw %r2, func cb\ncall 181\nadd %r0, %r6\nexit\n\
+               f:\nmov %r0, 1\nadd %r0, 2\nexit\n\
+               cb:\nmov %r0, 0\nadd %r6, 1\nexit";
+    let prog = load(src);
+    let mut vm = Vm::default();
+    let mut traps = 0;
+    let mut pcs = Vec::new();
+    for budget in 0..40 {
+        vm.budget = budget;
+        let out = vm.run_with_memory(&prog, &mut Looper, &mut []);
+        match out.result {
+            Err(t) => {
+                assert_eq!(
+                    (t.code, t.detail),
+                    (TrapCode::Budget, budget),
+                    "budget {budget}"
+                );
+                assert_eq!(out.insns, budget);
+                traps += 1;
+                pcs.push(t.pc);
+            }
+            Ok(_) => assert!(out.insns <= budget),
+        }
+    }
+    // The budget ran out in every frame: main (slots 0-7), the local call (8-10), the callback.
+    assert!(pcs.iter().any(|&pc| pc < 8));
+    assert!(pcs.iter().any(|&pc| (8..11).contains(&pc)));
+    assert!(pcs.iter().any(|&pc| pc >= 11));
+    assert!(traps > 20, "{traps}");
+    // Another engine's hand-over: the total, not the steps left for the finish.
+    let mut stack = Stack::default();
+    let mut table = Default::default();
+    let mut mem = MemoryMap::new(&mut stack, &mut table);
+    let mut regs = [0u64; 11];
+    regs[10] = frame_pointer(0);
+    let out = prog.finish_budget(&mut mem, &mut Looper, regs, 0, 0, &[], 3, 1000);
+    let t = out.result.unwrap_err();
+    assert_eq!(
+        (t.code, t.detail, t.pc, out.insns),
+        (TrapCode::Budget, 1000, 9, 3)
+    );
+    let mut left = 1;
+    let t = prog
+        .run_callbacks(
+            bpfsim_vm::interp::FUNC_TAG | 11,
+            0,
+            &mut [[0u64; 5]; 2].into_iter(),
+            &mut mem,
+            &mut Looper,
+            &mut left,
+            77,
+            4,
+            181,
+        )
+        .unwrap_err();
+    assert_eq!((t.code, t.detail), (TrapCode::Budget, 77));
+}

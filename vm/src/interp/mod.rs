@@ -193,15 +193,46 @@ struct Env<'e, 'm> {
     host: &'e mut dyn Host,
     /// Instructions the budget still allows.
     left: u64,
-    /// The run's whole budget, for the budget trap.
-    budget: u64,
-    /// Whether the program ended inside a level rather than at its frame's `exit`: a helper's
-    /// exit, a tail call, or a legacy packet load past the packet. Every level then returns at
-    /// once with the value it got. Kept here rather than in each level's return value, so that a
-    /// level returns `Result<u64, Trap>`, the run's result as it is, without a conversion.
-    halted: bool,
-    /// The program a tail call continues in, when the program halted for one.
-    tail: Option<u32>,
+    /// Whether the program ended inside a level rather than at its frame's `exit`. Kept here
+    /// rather than in each level's return value, so that a level returns `Result<u64, Trap>`,
+    /// the run's result as it is, without a conversion. (The run's whole budget, which the
+    /// budget trap reports, is not here either: the run's entry writes it into the trap, so that
+    /// a run sets up one field fewer.)
+    halt: Halt,
+}
+
+/// How a program ended inside a level ([`Env::halt`]): every level then returns at once with
+/// the value it got. One field, so that a run starts it with one store.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Halt {
+    /// Not yet: levels return at their frame's `exit`.
+    Running,
+    /// A helper's exit, or a legacy packet load past the packet.
+    Exited,
+    /// A tail call, to this program.
+    TailCall(u32),
+}
+
+impl Halt {
+    /// The program a run with this result continues in: a tail call's, unless a trap followed.
+    #[inline(always)]
+    fn tail_call(self, result: &Result<u64, Trap>) -> Option<u32> {
+        match (self, result) {
+            (Halt::TailCall(t), Ok(_)) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// The budget trap with the run's whole budget as its detail: levels leave it 0 (they do not
+/// know it) and each entry that starts a run's count writes it here.
+#[inline(always)]
+fn budget_detail(result: &mut Result<u64, Trap>, budget: u64) {
+    if let Err(t) = result {
+        if t.code == TrapCode::Budget {
+            t.detail = budget;
+        }
+    }
 }
 
 fn mem_trap(f: MemFault, pc: usize) -> Trap {
@@ -236,6 +267,9 @@ impl Interpreter {
 
     /// Run from slot 0 with `r1..r5 = args` and `r10` at the top of frame 0's stack. The program
     /// sees only `mem`; `budget` bounds the number of instructions executed.
+    /// Inlined, as the set-up it leads to is: called, its arguments went through memory, and
+    /// the wide reloads of their narrow stores stalled (an empty run 9 -> 13 ns).
+    #[inline(always)]
     pub fn run<H: Host + ?Sized>(
         &self,
         mem: &mut MemoryMap<'_>,
@@ -286,7 +320,8 @@ impl Interpreter {
     ) -> Outcome {
         let mut left = steps;
         let mut out = Outcome::default();
-        self.exec::<EXACT>(start, base, mem, host, args, &mut left, budget, &mut out);
+        self.exec::<EXACT>(start, base, mem, host, args, &mut left, &mut out);
+        budget_detail(&mut out.result, budget);
         out.insns = steps - left;
         out
     }
@@ -324,9 +359,7 @@ impl Interpreter {
             mem,
             host,
             left: steps,
-            budget,
-            halted: false,
-            tail: None,
+            halt: Halt::Running,
         };
         let (mut start, mut level) = (pc, depth);
         let result = loop {
@@ -334,7 +367,9 @@ impl Interpreter {
             match (out, callers.get(level.wrapping_sub(1))) {
                 // The frame returned: on in its caller, from the slot after the call (as
                 // `call_local` does; the call's own level would pay for the block there).
-                (Ok(_), Some(c)) if level > 0 && !env.halted && c.ret < self.slots => {
+                (Ok(_), Some(c))
+                    if level > 0 && env.halt == Halt::Running && c.ret < self.slots =>
+                {
                     r[6..11].copy_from_slice(&c.saved);
                     start = c.ret;
                     level -= 1;
@@ -342,8 +377,10 @@ impl Interpreter {
                 (out, _) => break out,
             }
         };
+        let mut result = result;
+        budget_detail(&mut result, budget);
         Outcome {
-            tail_call: if result.is_ok() { env.tail } else { None },
+            tail_call: env.halt.tail_call(&result),
             result,
             insns: steps - env.left,
         }
@@ -366,13 +403,16 @@ impl Interpreter {
         pc: usize,
         helper: u64,
     ) -> Result<u64, Trap> {
-        self.callbacks_in::<false>(func, depth, calls, mem, host, left, budget, pc, helper)
+        let mut result =
+            self.callbacks_in::<false>(func, depth, calls, mem, host, left, pc, helper);
+        budget_detail(&mut result, budget);
+        result
     }
 
     /// Call the subprogram at code address `func` one frame below `depth` with each argument set,
     /// stopping after a call that returns non-zero; returns the number of calls made. Each call
     /// runs as `exec::<EXACT>`: the interpreter's own levels pass theirs, other engines' helpers
-    /// come through [`Self::run_callbacks`].
+    /// come through [`Self::run_callbacks`]. A budget trap's detail is left to the run's entry.
     #[allow(clippy::too_many_arguments)]
     fn callbacks_in<const EXACT: bool>(
         &self,
@@ -382,7 +422,6 @@ impl Interpreter {
         mem: &mut MemoryMap<'_>,
         host: &mut dyn Host,
         left: &mut u64,
-        budget: u64,
         pc: usize,
         helper: u64,
     ) -> Result<u64, Trap> {
@@ -397,7 +436,7 @@ impl Interpreter {
         for args in calls {
             made += 1;
             let mut out = Outcome::default();
-            self.exec::<EXACT>(entry, depth + 1, mem, host, args, left, budget, &mut out);
+            self.exec::<EXACT>(entry, depth + 1, mem, host, args, left, &mut out);
             let ret = out.result?;
             if ret != 0 {
                 break;
@@ -420,15 +459,15 @@ impl Interpreter {
         host: &mut dyn Host,
         args: [u64; 5],
         left: &mut u64,
-        budget: u64,
         out: &mut Outcome,
     ) {
         // 16 registers so that a 4-bit index needs no bounds check; only r0-r10 are ever named.
-        let mut r = [0u64; 16];
         // A fresh frame with the arguments (another engine's hand-over, with registers as it
-        // left them, goes through `finish_budget`).
-        r[1..6].copy_from_slice(&args);
-        r[10] = frame_pointer(base);
+        // left them, goes through `finish_budget`), written once each: zeroed first and then
+        // given the arguments, the first six were stored twice.
+        let [a1, a2, a3, a4, a5] = args;
+        let fp = frame_pointer(base);
+        let mut r = [0, a1, a2, a3, a4, a5, 0, 0, 0, 0, fp, 0, 0, 0, 0, 0];
         if base == 0 {
             mem.enter_main(self.may_write);
         } else {
@@ -438,9 +477,7 @@ impl Interpreter {
             mem,
             host,
             left: *left,
-            budget,
-            halted: false,
-            tail: None,
+            halt: Halt::Running,
         };
         // Written in place: `level` then writes the result where the caller reads it. A result
         // returned and moved was read back in 16-byte loads from the 8-byte (and narrower)
@@ -448,7 +485,7 @@ impl Interpreter {
         out.result = self.level::<EXACT>(&mut r, start, base, &mut env);
         *left = env.left;
         // A tail call halts with `Ok`; a trap never follows it.
-        out.tail_call = if out.result.is_ok() { env.tail } else { None };
+        out.tail_call = env.halt.tail_call(&out.result);
     }
 
     /// A local call from frame `depth` to slot `callee`, as a nested level. Out of line: inlined,
@@ -467,7 +504,7 @@ impl Interpreter {
         env.mem.clear_frame(depth + 1);
         r[10] = frame_pointer(depth + 1);
         let r0 = self.level::<EXACT>(r, callee, depth + 1, env)?;
-        if !env.halted {
+        if env.halt == Halt::Running {
             r[6..11].copy_from_slice(&saved);
         }
         Ok(r0)
@@ -582,7 +619,8 @@ impl Interpreter {
             if EXACT {
                 if n == 0 {
                     env.left = 0;
-                    return Err(Trap::new(TrapCode::Budget, pc!() - 1, env.budget));
+                    // The detail (the run's whole budget) is the entry's to write.
+                    return Err(Trap::new(TrapCode::Budget, pc!() - 1, 0));
                 }
                 n -= 1;
             }
@@ -835,13 +873,12 @@ impl Interpreter {
                         Ok(v) => r[0] = v,
                         Err(HelperStop::Exit(v)) => {
                             settle!();
-                            env.halted = true;
+                            env.halt = Halt::Exited;
                             return Ok(v);
                         }
                         Err(HelperStop::TailCall(target)) => {
                             settle!();
-                            env.halted = true;
-                            env.tail = Some(target);
+                            env.halt = Halt::TailCall(target);
                             return Ok(0);
                         }
                         Err(HelperStop::Loop {
@@ -860,7 +897,6 @@ impl Interpreter {
                                 env.mem,
                                 env.host,
                                 &mut env.left,
-                                env.budget,
                                 pc!() - 1,
                                 id,
                             )?;
@@ -875,7 +911,6 @@ impl Interpreter {
                                 env.mem,
                                 env.host,
                                 &mut env.left,
-                                env.budget,
                                 pc!() - 1,
                                 id,
                             )?;
@@ -896,7 +931,7 @@ impl Interpreter {
                     }
                     env.left = n;
                     let r0 = self.call_local::<EXACT>(r, op.off as usize, depth, env)?;
-                    if env.halted {
+                    if env.halt != Halt::Running {
                         return Ok(r0);
                     }
                     n = env.left;
@@ -923,7 +958,7 @@ impl Interpreter {
                         // Out of the packet: the kernel ends the program with r0 = 0.
                         Ok(None) => {
                             settle!();
-                            env.halted = true;
+                            env.halt = Halt::Exited;
                             return Ok(0);
                         }
                         Err(_) => {
