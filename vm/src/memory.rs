@@ -76,6 +76,11 @@ pub trait Context: std::any::Any {
     }
 }
 
+/// [`MemoryMap`]'s `writes`: a program entered.
+const ENTERED: u8 = 1;
+/// [`MemoryMap`]'s `writes`: a program that entered may write.
+const MAY_WRITE: u8 = 2;
+
 /// [`MemoryMap::ctx_stamp`] not yet taken for the context's current state.
 const UNSTAMPED: u64 = u64::MAX;
 
@@ -122,12 +127,12 @@ pub struct MemoryMap<'a> {
     table: &'a mut RegionTable,
     stack_dirty: &'a mut bool,
     /// The context's region index and its accessor.
-    ctx: Option<(u64, &'a mut dyn Context)>,
-    /// [`Self::ctx_stamp`].
-    ctx_stamp: u64,
-    /// Whether a program entered with [`Self::enter_main`], and whether one that did may write.
-    entered: bool,
-    may_write: bool,
+    /// With [`Self::ctx_stamp`], which only a context has: a map without one (most runs'
+    /// maps) starts with one word fewer to write.
+    ctx: Option<(u64, &'a mut dyn Context, u64)>,
+    /// Whether a program entered with [`Self::enter_main`] (`ENTERED`), and whether one that
+    /// did may write (`MAY_WRITE`): one byte, so that an entry updates it with one store.
+    writes: u8,
     _borrows: PhantomData<&'a mut [u8]>,
 }
 
@@ -253,9 +258,7 @@ impl<'a> MemoryMap<'a> {
             table,
             stack_dirty: dirty,
             ctx: None,
-            ctx_stamp: 0,
-            entered: false,
-            may_write: false,
+            writes: 0,
             _borrows: PhantomData,
         }
     }
@@ -295,7 +298,7 @@ impl<'a> MemoryMap<'a> {
     /// no atomic, no helper call). A caller that reuses a mapped buffer across runs can then skip
     /// restoring it.
     pub fn may_have_written(&self) -> bool {
-        !self.entered || self.may_write
+        self.writes != ENTERED
     }
 
     fn push(&mut self, base: *mut u8, len: usize, writable: bool) -> Result<u64, MapError> {
@@ -331,18 +334,19 @@ impl<'a> MemoryMap<'a> {
         let addr = self.push(std::ptr::null_mut(), 0, false)?;
         // Stamped when first asked (`ctx_stamp`): a run that never asks (the interpreter's)
         // pays no atomic increment.
-        self.ctx_stamp = UNSTAMPED;
-        self.ctx = Some((addr >> REGION_SHIFT, ctx));
+        self.ctx = Some((addr >> REGION_SHIFT, ctx, UNSTAMPED));
         Ok(addr)
     }
 
     /// The mapped context, for helpers: `mem.context_mut()?.downcast_mut::<XdpContext>()`.
     pub fn context_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        if self.ctx_stamp != 0 {
-            // The caller may change any field.
-            self.ctx_stamp = UNSTAMPED;
-        }
-        self.ctx.as_mut().map(|(_, c)| c.as_any_mut())
+        self.ctx.as_mut().map(|(_, c, stamp)| {
+            if *stamp != 0 {
+                // The caller may change any field.
+                *stamp = UNSTAMPED;
+            }
+            c.as_any_mut()
+        })
     }
 
     /// The state of the mapped context's fields: equal stamps (from any maps) mean equal field
@@ -352,19 +356,25 @@ impl<'a> MemoryMap<'a> {
     /// its loads are not pure ([`Context::loads_are_pure`]).
     #[inline]
     pub fn ctx_stamp(&mut self) -> u64 {
-        if self.ctx_stamp == UNSTAMPED {
-            self.ctx_stamp = match &self.ctx {
-                Some((_, ctx)) if ctx.loads_are_pure() => next_ctx_stamp(),
-                _ => 0,
-            };
+        match &mut self.ctx {
+            Some((_, ctx, stamp)) => {
+                if *stamp == UNSTAMPED {
+                    *stamp = if ctx.loads_are_pure() {
+                        next_ctx_stamp()
+                    } else {
+                        0
+                    };
+                }
+                *stamp
+            }
+            None => 0,
         }
-        self.ctx_stamp
     }
 
     /// The guest address of the context's 4-byte field at `off` and its value, as a 4-byte
     /// [`Self::load`] there returns it; `None` when that load would fault.
     pub fn ctx_field(&self, off: u32) -> Option<(u64, u64)> {
-        let (region, ctx) = self.ctx.as_ref()?;
+        let (region, ctx, _) = self.ctx.as_ref()?;
         let addr = (region << REGION_SHIFT) | off as u64;
         Some((addr, ctx.load(off, Size::W)?))
     }
@@ -372,7 +382,7 @@ impl<'a> MemoryMap<'a> {
     #[cold]
     fn ctx_load(&self, fault: MemFault, size: Size) -> Result<u64, MemFault> {
         match &self.ctx {
-            Some((region, ctx)) if fault.addr >> REGION_SHIFT == *region => {
+            Some((region, ctx, _)) if fault.addr >> REGION_SHIFT == *region => {
                 ctx.load(fault.addr as u32, size).ok_or(fault)
             }
             _ => Err(fault),
@@ -382,10 +392,10 @@ impl<'a> MemoryMap<'a> {
     #[cold]
     fn ctx_store(&mut self, fault: MemFault, size: Size, value: u64) -> Result<(), MemFault> {
         match &mut self.ctx {
-            Some((region, ctx)) if fault.addr >> REGION_SHIFT == *region => {
+            Some((region, ctx, stamp)) if fault.addr >> REGION_SHIFT == *region => {
                 if ctx.store(fault.addr as u32, size, value) {
-                    if self.ctx_stamp != 0 {
-                        self.ctx_stamp = UNSTAMPED;
+                    if *stamp != 0 {
+                        *stamp = UNSTAMPED;
                     }
                     Ok(())
                 } else {
@@ -517,8 +527,7 @@ impl<'a> MemoryMap<'a> {
             unsafe { std::ptr::write_bytes(r.base.add(FRAME_SIZE - bytes), 0, bytes) }
         }
         *self.stack_dirty = may_write || (dirty && bytes < FRAME_SIZE);
-        self.entered = true;
-        self.may_write |= may_write;
+        self.writes |= ENTERED | if may_write { MAY_WRITE } else { 0 };
     }
 
     /// Zero the stack of `frame` (each frame starts zeroed so that runs are deterministic).
