@@ -185,14 +185,20 @@ impl<H: Host + ?Sized> Host for HostRef<'_, H> {
 }
 
 /// What every level of a run shares, behind one pointer so that the interpreter's loop keeps its
-/// registers for the program's state.
+/// registers for the program's state. `left` first, at the address of the whole: a level then
+/// keeps one pointer for both in its frame rather than two.
+#[repr(C)]
 struct Env<'e, 'm> {
+    /// Instructions the budget still allows.
+    left: u64,
     mem: &'e mut MemoryMap<'m>,
     /// Behind a vtable: the interpreter's loop is compiled once, here, the same for every host,
     /// and no host's inlined helper code can take its registers.
     host: &'e mut dyn Host,
-    /// Instructions the budget still allows.
-    left: u64,
+    /// The frame of the level running: here rather than a level's argument, so that the level
+    /// does not keep it (and the depth check's bound) in its own frame, two words written on
+    /// every entry for the few runs that make a local call or a callback.
+    depth: usize,
     /// Whether the program ended inside a level rather than at its frame's `exit`. Kept here
     /// rather than in each level's return value, so that a level returns `Result<u64, Trap>`,
     /// the run's result as it is, without a conversion. (The run's whole budget, which the
@@ -359,11 +365,13 @@ impl Interpreter {
             mem,
             host,
             left: steps,
+            depth,
             halt: Halt::Running,
         };
         let (mut start, mut level) = (pc, depth);
         let result = loop {
-            let out = self.level::<false>(&mut r, start, level, &mut env);
+            env.depth = level;
+            let out = self.level::<false>(&mut r, start, &mut env);
             match (out, callers.get(level.wrapping_sub(1))) {
                 // The frame returned: on in its caller, from the slot after the call (as
                 // `call_local` does; the call's own level would pay for the block there).
@@ -477,12 +485,13 @@ impl Interpreter {
             mem,
             host,
             left: *left,
+            depth: base,
             halt: Halt::Running,
         };
         // Written in place: `level` then writes the result where the caller reads it. A result
         // returned and moved was read back in 16-byte loads from the 8-byte (and narrower)
         // stores that wrote it, which the CPU cannot forward (a stall as long as an empty run).
-        out.result = self.level::<EXACT>(&mut r, start, base, &mut env);
+        out.result = self.level::<EXACT>(&mut r, start, &mut env);
         *left = env.left;
         // A tail call halts with `Ok`; a trap never follows it.
         out.tail_call = env.halt.tail_call(&out.result);
@@ -496,21 +505,24 @@ impl Interpreter {
         &self,
         r: &mut [u64; 16],
         callee: usize,
-        depth: usize,
         env: &mut Env<'_, '_>,
     ) -> Result<u64, Trap> {
+        let depth = env.depth;
         // The callee may change r6-r10; the caller gets them back on return.
         let saved = [r[6], r[7], r[8], r[9], r[10]];
         env.mem.clear_frame(depth + 1);
         r[10] = frame_pointer(depth + 1);
-        let r0 = self.level::<EXACT>(r, callee, depth + 1, env)?;
+        env.depth = depth + 1;
+        let r0 = self.level::<EXACT>(r, callee, env);
+        env.depth = depth;
+        let r0 = r0?;
         if env.halt == Halt::Running {
             r[6..11].copy_from_slice(&saved);
         }
         Ok(r0)
     }
 
-    /// Execute frame `depth` from slot `start` until it exits; a local call runs the callee as a
+    /// Execute frame `env.depth` from slot `start` until it exits; a local call runs the callee as a
     /// nested level, so a frame's saved registers live in this function's own Rust frame.
     ///
     /// The budget: `*left` instructions may still execute. Unless `EXACT`, a run (see
@@ -525,7 +537,6 @@ impl Interpreter {
         &self,
         r: &mut [u64; 16],
         start: usize,
-        depth: usize,
         env: &mut Env<'_, '_>,
     ) -> Result<u64, Trap> {
         let ops = if EXACT {
@@ -575,7 +586,7 @@ impl Interpreter {
                     let cost = at!(0).run as u64;
                     if n < cost {
                         env.left = n;
-                        return self.level::<true>(r, pc!(), depth, env);
+                        return self.level::<true>(r, pc!(), env);
                     }
                     n -= cost;
                 }
@@ -892,7 +903,7 @@ impl Interpreter {
                             env.left = n;
                             r[0] = self.callbacks_in::<EXACT>(
                                 func,
-                                depth,
+                                env.depth,
                                 &mut calls,
                                 env.mem,
                                 env.host,
@@ -906,7 +917,7 @@ impl Interpreter {
                             env.left = n;
                             r[0] = self.callbacks_in::<EXACT>(
                                 func,
-                                depth,
+                                env.depth,
                                 &mut calls.into_iter(),
                                 env.mem,
                                 env.host,
@@ -926,11 +937,11 @@ impl Interpreter {
                     charge!();
                 }
                 K::CallLocal => {
-                    if depth + 1 >= MAX_FRAMES {
+                    if env.depth + 1 >= MAX_FRAMES {
                         trap!(TrapCode::CallDepth, MAX_FRAMES as u64);
                     }
                     env.left = n;
-                    let r0 = self.call_local::<EXACT>(r, op.off as usize, depth, env)?;
+                    let r0 = self.call_local::<EXACT>(r, op.off as usize, env)?;
                     if env.halt != Halt::Running {
                         return Ok(r0);
                     }
