@@ -264,6 +264,10 @@ pub struct JitProgram {
     /// How many bytes at the top of frame 0 a run can reach ([`Hints::frame_bytes`] of slot 0,
     /// else all `FRAME_SIZE`): only those are cleared before a run.
     main_bytes: usize,
+    /// The verifier proved (its [`Hints::frame_bytes`]) that a run reaches no frame but those
+    /// it enters, so the frames past 0 an earlier run wrote need no clearing before it
+    /// (`MemoryMap::enter_main_reaching`).
+    proven_frames: bool,
     /// Whether the generated code reads `VmCtx::args[2..5]` (r3-r5; r1 and r2 come in
     /// registers): a run on raw memory, whose r3-r5 are 0, need not write them when it does not.
     reads_r3_r5: bool,
@@ -588,6 +592,7 @@ impl JitProgram {
             may_write: insns
                 .iter()
                 .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),
+            proven_frames: matches!(hints.frame_bytes.first(), Some(&(0, _))),
             main_bytes: match hints.frame_bytes.first() {
                 Some(&(0, n)) => (n as usize)
                     .min(bpfsim_vm::memory::FRAME_SIZE)
@@ -713,7 +718,13 @@ impl JitProgram {
         let budget = vm.budget.min(i64::MAX as u64);
         let Some((rows, n)) = ({
             let (stack, table) = vm.parts();
-            table.enter_main_reaching(stack, self.may_write, self.main_bytes, input)
+            table.enter_main_reaching(
+                stack,
+                self.may_write,
+                self.main_bytes,
+                self.proven_frames,
+                input,
+            )
         }) else {
             // As the full entry: the input cannot be mapped (`MapError::TooLarge`).
             return Outcome {
@@ -826,7 +837,7 @@ impl JitProgram {
         n: u32,
     ) -> (Outcome, u32) {
         debug_assert!(std::ptr::eq(vm.rt, &self.rt));
-        mem.enter_main_reaching(self.may_write, self.main_bytes);
+        mem.enter_main_reaching(self.may_write, self.main_bytes, self.proven_frames);
         // The generated code counts the budget as a signed 64-bit number.
         let budget = budget.min(i64::MAX as u64);
         if self.lookups {
@@ -871,7 +882,11 @@ impl JitProgram {
                 // SAFETY: `vm.mem` and `vm.host` point at this call's map and host (set above),
                 // and no run is in progress.
                 unsafe {
-                    (*vm.mem).enter_main_reaching(self.may_write, self.main_bytes);
+                    (*vm.mem).enter_main_reaching(
+                        self.may_write,
+                        self.main_bytes,
+                        self.proven_frames,
+                    );
                     if self.uses_host {
                         (*(*vm.host).host).begin_run();
                     }

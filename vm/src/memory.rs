@@ -96,8 +96,9 @@ pub struct Stack {
     /// stack's whole life (a `Vec`'s buffer does not move when the `Vec` does, and
     /// `Vec::as_mut_ptr` creates no reference that would invalidate earlier pointers).
     buf: Vec<u8>,
-    /// Frame 0 may hold bytes a previous run wrote; cleared lazily by [`MemoryMap::enter_main`].
-    dirty: bool,
+    /// What may hold bytes a previous run wrote ([`FRAME0_DIRTY`], [`DEEP_DIRTY`]); cleared
+    /// lazily by [`MemoryMap::enter_main`].
+    dirty: u8,
     /// This stack's identity, never reused: a [`RegionTable`] whose fixed rows were built for
     /// it says so with the same number (see [`MemoryMap::new`]).
     id: u64,
@@ -108,10 +109,48 @@ impl Default for Stack {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Stack {
             buf: vec![0; FRAME_SIZE * MAX_FRAMES],
-            dirty: false,
+            dirty: 0,
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
+}
+
+/// [`Stack`]'s `dirty`: frame 0 may hold bytes an earlier run wrote.
+const FRAME0_DIRTY: u8 = 1;
+/// [`Stack`]'s `dirty`: a frame past 0 may hold bytes an earlier run wrote (through a call, or a
+/// pointer an unverified program forged into a frame it never entered).
+const DEEP_DIRTY: u8 = 2;
+
+/// What an entry does to the stack: the top `bytes` of frame 0 cleared if an earlier run may
+/// have written them; the frames past 0 too, unless the program is `proven` to reach no frame
+/// it does not enter (a call clears the callee's frame); then marks what this run may write.
+///
+/// # Safety
+/// `base` points at a stack's `FRAME_SIZE * MAX_FRAMES` bytes, which nothing else uses.
+#[inline(always)]
+unsafe fn clean_stack(base: *mut u8, dirty: &mut u8, may_write: bool, bytes: usize, proven: bool) {
+    let d = *dirty;
+    let bytes = bytes.min(FRAME_SIZE);
+    if d & FRAME0_DIRTY != 0 {
+        // SAFETY: the caller's contract; the top `bytes` bytes of frame 0.
+        unsafe { std::ptr::write_bytes(base.add(FRAME_SIZE - bytes), 0, bytes) }
+    }
+    let mut next = 0;
+    if may_write || (d & FRAME0_DIRTY != 0 && bytes < FRAME_SIZE) {
+        next |= FRAME0_DIRTY;
+    }
+    if d & DEEP_DIRTY != 0 {
+        if proven {
+            next |= DEEP_DIRTY;
+        } else {
+            // SAFETY: the caller's contract; the frames after frame 0.
+            unsafe { std::ptr::write_bytes(base.add(FRAME_SIZE), 0, FRAME_SIZE * (MAX_FRAMES - 1)) }
+        }
+    }
+    if may_write {
+        next |= DEEP_DIRTY;
+    }
+    *dirty = next;
 }
 
 /// Rows every table starts with: region 0 (never mapped), then the frames' stacks. The first
@@ -125,7 +164,7 @@ pub struct MemoryMap<'a> {
     /// table in and out): its stack's frames first, then the regions this run mapped, which
     /// are dropped with the map (`Drop`).
     table: &'a mut RegionTable,
-    stack_dirty: &'a mut bool,
+    stack_dirty: &'a mut u8,
     /// The context's region index and its accessor.
     /// With [`Self::ctx_stamp`], which only a context has: a map without one (most runs'
     /// maps) starts with one word fewer to write.
@@ -184,7 +223,7 @@ impl RegionTable {
         may_write: bool,
         input: &mut [u8],
     ) -> Option<(*const u8, usize)> {
-        self.enter_main_reaching(stack, may_write, FRAME_SIZE, input)
+        self.enter_main_reaching(stack, may_write, FRAME_SIZE, false, input)
     }
 
     /// [`Self::enter_main`] for a program that reaches only the top `bytes` bytes of frame 0,
@@ -195,17 +234,22 @@ impl RegionTable {
         stack: &mut Stack,
         may_write: bool,
         bytes: usize,
+        proven: bool,
         input: &mut [u8],
     ) -> Option<(*const u8, usize)> {
         if input.len() > u32::MAX as usize {
             return None;
         }
-        let dirty = stack.dirty;
-        let bytes = bytes.min(FRAME_SIZE);
-        if dirty {
-            stack.buf[FRAME_SIZE - bytes..FRAME_SIZE].fill(0);
-        }
-        stack.dirty = may_write || (dirty && bytes < FRAME_SIZE);
+        // SAFETY: `buf` is the stack's `FRAME_SIZE * MAX_FRAMES` bytes.
+        unsafe {
+            clean_stack(
+                stack.buf.as_mut_ptr(),
+                &mut stack.dirty,
+                may_write,
+                bytes,
+                proven,
+            )
+        };
         if self.stack_id != stack.id || self.rows.len() < FIXED_ROWS {
             MemoryMap::fixed_rows(self, &mut stack.buf, stack.id);
         }
@@ -509,24 +553,24 @@ impl<'a> MemoryMap<'a> {
     /// [`Self::may_have_written`] trusts it: a run entered with `false` must write nothing.
     #[inline]
     pub fn enter_main(&mut self, may_write: bool) {
-        self.enter_main_reaching(may_write, FRAME_SIZE);
+        self.enter_main_reaching(may_write, FRAME_SIZE, false);
     }
 
     /// [`Self::enter_main`] for a program that never reads or writes frame 0 below its top
     /// `bytes` bytes (the verifier's `frame_bytes` of the main program): only those are
     /// cleared. The rest may keep what an earlier run wrote, which this program cannot see; the
     /// stack then stays marked as written, so that the next run of any program clears it.
+    ///
+    /// `proven`: the verifier proved that the program reaches no frame but those it enters (as
+    /// every program the kernel accepts): frames past 0 that an earlier run wrote need no
+    /// clearing, a call clears the callee's frame. Otherwise a forged pointer could read a frame
+    /// never entered, and those are cleared too when an earlier run may have written them.
     #[inline]
-    pub fn enter_main_reaching(&mut self, may_write: bool, bytes: usize) {
-        let dirty = *self.stack_dirty;
-        let bytes = bytes.min(FRAME_SIZE);
-        if dirty {
-            let r = self.table.rows[FIRST_FRAME_REGION as usize];
-            // SAFETY: frame 0's region is the first `FRAME_SIZE`-byte chunk of the borrowed
-            // `Stack`; its top `bytes` bytes lie inside it.
-            unsafe { std::ptr::write_bytes(r.base.add(FRAME_SIZE - bytes), 0, bytes) }
-        }
-        *self.stack_dirty = may_write || (dirty && bytes < FRAME_SIZE);
+    pub fn enter_main_reaching(&mut self, may_write: bool, bytes: usize, proven: bool) {
+        let r = self.table.rows[FIRST_FRAME_REGION as usize];
+        // SAFETY: frame 0's region is the first `FRAME_SIZE`-byte chunk of the borrowed
+        // `Stack`, whose frames follow it.
+        unsafe { clean_stack(r.base, self.stack_dirty, may_write, bytes, proven) };
         self.writes |= ENTERED | if may_write { MAY_WRITE } else { 0 };
     }
 
@@ -674,14 +718,14 @@ mod tests {
             m.store(fp - 8 * k, Size::DW, k).unwrap();
         }
         // A reader of 16 bytes that writes nothing: the rest stays as written.
-        m.enter_main_reaching(false, 16);
+        m.enter_main_reaching(false, 16, true);
         let w = words(&m);
         assert_eq!(&w[..2], &[0, 0]);
         assert_eq!(&w[2..], &(3..=64).collect::<Vec<u64>>()[..]);
         m.enter_main(false);
         assert_eq!(words(&m), vec![0; 64]);
         // Clean now: a reader of every byte need not clear again, and one of 16 leaves it clean.
-        m.enter_main_reaching(false, 16);
+        m.enter_main_reaching(false, 16, true);
         m.store(fp - 64, Size::DW, 9).unwrap();
         m.enter_main(false);
         assert_eq!(words(&m)[7], 9, "marked clean: not cleared");
@@ -693,7 +737,7 @@ mod tests {
         m.store(fp - 512, Size::DW, 2).unwrap();
         drop(m);
         table
-            .enter_main_reaching(&mut stack, false, 24, &mut [])
+            .enter_main_reaching(&mut stack, false, 24, true, &mut [])
             .unwrap();
         assert_eq!(stack.buf[FRAME_SIZE - 8], 0);
         assert_eq!(stack.buf[0], 2);
@@ -701,9 +745,49 @@ mod tests {
         assert_eq!(stack.buf[0], 0);
         stack.buf[0] = 3;
         table
-            .enter_main_reaching(&mut stack, false, 4096, &mut [])
+            .enter_main_reaching(&mut stack, false, 4096, true, &mut [])
             .unwrap();
         assert_eq!(stack.buf[0], 3, "clean after a full clear by a non-writer");
+    }
+
+    /// A frame past 0 that a run wrote without entering it (a pointer an unverified program
+    /// forged) reads as zeros in the next unproven run, through either entry; a proven run
+    /// (which cannot reach it) leaves it for a later unproven one to clear.
+    #[test]
+    fn frames_past_0_written_by_a_run_are_cleared_for_the_next_unproven_one() {
+        let mut stack = Stack::default();
+        let mut table = RegionTable::default();
+        let deep = frame_pointer(7) - 8;
+        let mut m = MemoryMap::new(&mut stack, &mut table);
+        m.enter_main(true);
+        m.store(deep, Size::DW, 7).unwrap();
+        m.enter_main(false);
+        assert_eq!(
+            m.load(deep, Size::DW).unwrap(),
+            0,
+            "cleared for an unproven run"
+        );
+        m.store(deep, Size::DW, 8).unwrap();
+        m.enter_main_reaching(true, FRAME_SIZE, true);
+        assert_eq!(
+            m.load(deep, Size::DW).unwrap(),
+            8,
+            "a proven run does not clear it"
+        );
+        drop(m);
+        table.enter_main(&mut stack, false, &mut []).unwrap();
+        assert_eq!(
+            stack.buf[FRAME_SIZE * 8 - 8],
+            0,
+            "the lean entry clears it too"
+        );
+        stack.buf[FRAME_SIZE * 8 - 8] = 5;
+        table.enter_main(&mut stack, false, &mut []).unwrap();
+        assert_eq!(
+            stack.buf[FRAME_SIZE * 8 - 8],
+            5,
+            "a non-writer left nothing to clear"
+        );
     }
 
     /// A context of two u32 fields: `a` read-only, `b` read-write.

@@ -196,6 +196,59 @@ fn run_any(bytes: &[u8]) {
     }
 }
 
+/// Regression (found by `random_programs_never_panic`): a pointer forged into a frame the run
+/// never entered (`r10 ^= r1`, a raw run's memory being region 9, lands in frame 7's region),
+/// written through there by an atomic that also loads `r10`; the next run read what the first
+/// wrote, so two runs of one program trapped at different addresses.
+#[test]
+fn a_frame_written_through_a_forged_pointer_is_clean_for_the_next_run() {
+    let r = |n| Reg::new(n).unwrap();
+    let p = vec![
+        Insn::Load {
+            size: Size::B,
+            signed: false,
+            dst: r(2),
+            src: r(10),
+            off: -1,
+        },
+        Insn::Jmp {
+            width: Width::W32,
+            cond: Cond::Gt,
+            dst: r(0),
+            src: Source::Reg(r(0)),
+            off: -2,
+        },
+        Insn::Alu {
+            width: Width::W32,
+            op: AluOp::Add,
+            dst: r(2),
+            src: Source::Reg(r(0)),
+        },
+        Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Xor,
+            dst: r(10),
+            src: Source::Reg(r(1)),
+        },
+        Insn::Atomic {
+            size: Size::W,
+            op: AtomicOp::Xor { fetch: true },
+            dst: r(10),
+            src: r(10),
+            off: -4,
+        },
+        Insn::Load {
+            size: Size::B,
+            signed: false,
+            dst: r(0),
+            src: r(10),
+            off: -218,
+        },
+        Insn::Exit,
+    ];
+    run_any(&encode(&p));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(10_000))]
 
