@@ -611,6 +611,12 @@ impl printk::GuestRead for Guest<'_, '_> {
 }
 
 impl<'e> SimHost<'e, '_> {
+    /// Whether the test overrides helper `id`: an engine's own way of answering it (an inline
+    /// lookup, a direct call, `bpf_loop`'s calls from the code) must then not be taken.
+    fn overridden(&self, id: u32) -> bool {
+        self.overrides.as_ref().is_some_and(|o| o.contains_key(&id))
+    }
+
     fn new(env: &'e mut Env, prog_type: ProgType) -> Self {
         SimHost {
             env,
@@ -1043,11 +1049,7 @@ impl Host for SimHost<'_, '_> {
 
     fn array_lookups(&mut self, out: &mut [ArrayLookup]) -> (u64, usize) {
         // An override of the lookup answers every lookup itself.
-        if self
-            .overrides
-            .as_ref()
-            .is_some_and(|o| o.contains_key(&bpfsim_vm::host::MAP_LOOKUP_ELEM))
-        {
+        if self.overridden(bpfsim_vm::host::MAP_LOOKUP_ELEM) {
             return (0, 0);
         }
         // Written straight into `out`, once per batch of runs: a table kept here would be an
@@ -1069,11 +1071,7 @@ impl Host for SimHost<'_, '_> {
     }
 
     fn key_lookups(&mut self, out: &mut [u32]) -> (u64, usize) {
-        if self
-            .overrides
-            .as_ref()
-            .is_some_and(|o| o.contains_key(&bpfsim_vm::host::MAP_LOOKUP_ELEM))
-        {
+        if self.overridden(bpfsim_vm::host::MAP_LOOKUP_ELEM) {
             return (0, 0);
         }
         // Every map whose lookup has an arena to point into: reading the key is then the only
@@ -1104,10 +1102,7 @@ impl Host for SimHost<'_, '_> {
 
     fn inline_loop(&mut self) -> bool {
         // An override of `bpf_loop` answers every loop itself.
-        !self
-            .overrides
-            .as_ref()
-            .is_some_and(|o| o.contains_key(&bpfsim_vm::host::LOOP))
+        !self.overridden(bpfsim_vm::host::LOOP)
     }
 
     fn value_region(&mut self, map: u32) -> Option<u64> {
