@@ -148,24 +148,89 @@ fn callbacks_that_spend_the_budget_hand_over_every_register() {
          lddw %r1, func cb\nmov %r2, 5\ncall 181\n{after}exit\n\
          cb:\nmov %r0, %r1\nadd %r0, %r2\nmov %r6, %r0\nmul %r6, 7\nmov %r0, 0\nexit"
     );
-    let prog = Program::new(assemble(&src).unwrap()).unwrap();
+    // Up to what the longest paths would need: the code hands over after the second call's
+    // callbacks at budgets from the run's own count up, and the interpreter ends the run.
+    lookup_loops_agree_at_every_budget(&src, 88, 8, "every register");
+}
+
+/// Every budget from none to `slack` past what the whole run of `src` takes, with
+/// [`LookupLoops`]' helpers and `len` bytes of memory: the JIT's result, count and memory are
+/// the interpreter's.
+fn lookup_loops_agree_at_every_budget(src: &str, len: usize, slack: u64, what: &str) {
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
     let jit = JitProgram::compile(&prog).unwrap();
     let interp = Interpreter::new(&prog);
     let mut vm = Vm::default();
     vm.budget = 100_000;
-    let full = vm.run_with_memory(&interp, &mut LookupLoops, &mut [0u8; 88]);
-    assert!(full.result.is_ok(), "{full:?}");
-    // Up to what the longest paths would need: the code hands over after the second call's
-    // callbacks at budgets from the run's own count up, and the interpreter ends the run.
-    for budget in 0..=full.insns + 8 {
+    let full = vm.run_with_memory(&interp, &mut LookupLoops, &mut vec![0u8; len]);
+    assert!(full.result.is_ok(), "{what}: {full:?}");
+    for budget in 0..=full.insns + slack {
         vm.budget = budget;
-        let mut m1 = [0u8; 88];
+        let mut m1 = vec![0u8; len];
         let a = vm.run_with_memory(&interp, &mut LookupLoops, &mut m1);
-        let mut m2 = [0u8; 88];
+        let mut m2 = vec![0u8; len];
         let b = jit.run_with_memory(&mut vm, &mut LookupLoops, &mut m2);
-        assert_eq!(a, b, "budget {budget}");
-        assert_eq!(m1, m2, "memory at budget {budget}");
+        assert_eq!(a, b, "{what}, budget {budget}");
+        assert_eq!(m1, m2, "{what}: memory at budget {budget}");
     }
+}
+
+/// The hand-over after callbacks carries only the registers some path after the call reads
+/// before writing them: the code stores no other (a register written first, one the call's
+/// result replaces), and a register read on one path only is carried. At every budget, through
+/// both shims, the interpreter's result, count and memory.
+#[test]
+fn callbacks_that_spend_the_budget_hand_over_the_registers_read_after() {
+    let after = "mov %r6, %r0\n\
+                 mov %r4, %r7\n\
+                 jeq %r9, 0, +3\n\
+                 add %r0, %r8\n\
+                 add %r0, %r3\n\
+                 add %r0, 1\n\
+                 stxdw [%r9+0], %r6\n\
+                 stxdw [%r9+8], %r4\n\
+                 stxdw [%r9+16], %r0\n\
+                 mov %r3, 5\n\
+                 mov %r5, %r3\n\
+                 stxdw [%r9+24], %r5\n";
+    for (call, args) in [
+        ("call 1", "lddw %r1, func cb\nmov %r2, 17\n"),
+        ("call 181", "lddw %r1, func cb\nmov %r2, 5\n"),
+    ] {
+        let src = format!(
+            "mov %r9, %r1\nmov %r3, 0x33\nmov %r4, 0x44\nmov %r5, 0x55\nmov %r6, 6\n\
+             mov %r7, 0x700\nmov %r8, 0x8000\n{args}{call}\n{after}mov %r0, 1\nexit\n\
+             cb:\nmov %r0, %r1\nadd %r0, %r2\nmov %r6, %r0\nmul %r6, 7\nmov %r0, 0\nexit"
+        );
+        lookup_loops_agree_at_every_budget(&src, 32, 8, call);
+    }
+}
+
+/// The hand-over at a loop's head when the budget cannot pay for the next iteration carries
+/// only the registers read from there on: one written first in the loop, one written in the
+/// loop before the exit path reads it, and one read on one path of the loop only (carried).
+/// At every budget, the interpreter's result, count and memory.
+#[test]
+fn a_checkpoint_hands_over_the_registers_read_after() {
+    let src = "mov %r9, %r1
+mov %r6, 0x66
+mov %r7, 5
+mov %r8, 0x88
+mov %r3, 0x33
+mov %r0, 0
+loop:
+mov %r6, %r7
+add %r0, %r6
+jne %r7, 2, +1
+add %r0, %r3
+mov %r8, %r0
+stxdw [%r9+0], %r8
+sub %r7, 1
+jne %r7, 0, loop
+add %r0, %r8
+stxdw [%r9+8], %r0
+exit";
+    lookup_loops_agree_at_every_budget(src, 16, 4, "loop head");
 }
 
 /// Callbacks as the simulator's helpers give them, and helpers that end the program: 181
