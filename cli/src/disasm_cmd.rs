@@ -302,6 +302,17 @@ pub fn object(
     let obj =
         LoadedObject::load(bytes, bpfsim_helpers::Env::default()).map_err(|e| e.to_string())?;
     let names = match only {
+        // A name the object does not have is a usage error (exit 2, as plain `disasm`); one the
+        // loader refused is a program that cannot be listed (exit 1, with the loader's reason).
+        Some(n)
+            if !obj.program_names().iter().any(|p| p == n)
+                && !obj.object.rejected.iter().any(|r| r.name == n) =>
+        {
+            return Err(format!(
+                "no program named '{n}' in the object (programs: {})",
+                obj.program_names().join(", ")
+            ));
+        }
         Some(n) => vec![n.to_string()],
         None => obj.program_names(),
     };

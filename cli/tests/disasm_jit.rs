@@ -288,3 +288,23 @@ fn the_perf_map_names_the_program() {
         "{text}"
     );
 }
+
+/// An unknown `--prog` is a usage error under `--jit` as without it (exit 2, the programs named);
+/// exit 1 stays for a program that exists but cannot be listed.
+#[test]
+fn unknown_program_is_a_usage_error_with_or_without_jit() {
+    let obj = root().join("progs/xdp_loop.bpf.o");
+    for jit in [false, true] {
+        let mut args = vec!["disasm", obj.to_str().unwrap(), "--prog", "nope"];
+        if jit {
+            args.push("--jit");
+        }
+        let (code, out, err, _) = bpfsim(&args, &[]);
+        assert_eq!(code, 2, "--jit {jit}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains("no program named 'nope'") && err.contains("xdp_loop"),
+            "{err}"
+        );
+    }
+}
