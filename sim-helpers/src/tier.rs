@@ -142,11 +142,6 @@ impl Source {
         };
         JitProgram::compile_opts(&prog, hints, &opts)
     }
-
-    fn compile(&self) -> Result<Arc<JitProgram>, JitError> {
-        self.compile_opts(&self.hints(), CompileOptions::default())
-            .map(Arc::new)
-    }
 }
 
 /// `bpf_map_lookup_percpu_elem`.
@@ -169,6 +164,9 @@ fn is_percpu(t: bpfsim_vm::spec::MapType) -> bool {
 /// linked program has one; a program without an object (raw bytecode) can have its own.
 pub struct JitSlot {
     source: Source,
+    /// The verifier's verdict on the source as [`Source::proven_hints`] gives it, verified once
+    /// for everything that uses it (the compile, the interpreter's frame proof).
+    verdict: OnceLock<Result<Hints, String>>,
     code: OnceLock<Result<Arc<JitProgram>, JitError>>,
     /// Instructions interpreted under `auto` so far.
     executed: AtomicU64,
@@ -186,6 +184,7 @@ impl JitSlot {
         let threshold = AUTO_COST.saturating_mul(source.insns.len().max(1) as u64);
         Arc::new(JitSlot {
             source,
+            verdict: OnceLock::new(),
             code: OnceLock::new(),
             executed: AtomicU64::new(0),
             started: AtomicBool::new(false),
@@ -196,6 +195,25 @@ impl JitSlot {
 
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// [`Source::proven_hints`], verified on first use and kept.
+    pub fn proven_hints(&self) -> &Result<Hints, String> {
+        self.verdict.get_or_init(|| self.source.proven_hints())
+    }
+
+    /// Whether the source has been verified ([`Self::proven_hints`]) already.
+    pub fn verified(&self) -> bool {
+        self.verdict.get().is_some()
+    }
+
+    /// Compile with the kept verdict's hints (none when the verifier rejects the program).
+    fn compile(&self) -> Result<Arc<JitProgram>, JitError> {
+        let none = Hints::default();
+        let hints = self.proven_hints().as_ref().unwrap_or(&none);
+        self.source
+            .compile_opts(hints, CompileOptions::default())
+            .map(Arc::new)
     }
 
     /// What runs the program under `engine` now, and whether it is `interp` (which a run under
@@ -220,7 +238,7 @@ impl JitSlot {
     pub fn get(&self) -> Result<&JitProgram, JitError> {
         self.join_compiler();
         self.code
-            .get_or_init(|| self.source.compile())
+            .get_or_init(|| self.compile())
             .as_ref()
             .map(|a| &**a)
             .map_err(Clone::clone)
@@ -261,7 +279,7 @@ impl JitSlot {
         let spawned = std::thread::Builder::new()
             .name("bpfsim-jit".to_string())
             .spawn(move || {
-                let code = slot.source.compile();
+                let code = slot.compile();
                 let _ = slot.code.set(code);
             });
         match spawned {

@@ -186,7 +186,7 @@ fn compiled(src: &str) -> (Interpreter, bpfsim_jit::JitProgram, Vec<(usize, u32)
 
 /// Frame 0 before a run of a program that reaches only its top 16 bytes is cleared only there;
 /// a run of another program on the same stack after it still reads zeros everywhere, under
-/// either engine.
+/// either engine, the interpreter with the verifier's frame proof or without.
 #[test]
 fn the_main_frame_is_cleared_where_the_program_reaches_and_stays_marked_written() {
     use bpfsim_vm::{ConformanceHost, Vm};
@@ -202,6 +202,10 @@ fn the_main_frame_is_cleared_where_the_program_reaches_and_stays_marked_written(
     assert_eq!(near_bytes, vec![(0, 16)]);
     let (far_interp, far, far_bytes) = compiled("ldxdw %r0, [%r10-512]\nexit");
     assert_eq!(far_bytes, vec![(0, 512)]);
+    // The interpreter with the same proof (`Interpreter::with_frame_proof`) clears as the JIT.
+    let near_proven = near_interp.clone().with_frame_proof(&near_bytes);
+    assert_eq!(near_proven.frame_entry(), (true, 16));
+    let far_proven = far_interp.clone().with_frame_proof(&far_bytes);
     let mut vm = Vm::default();
     vm.budget = 1000;
     enum E<'a> {
@@ -220,6 +224,9 @@ fn the_main_frame_is_cleared_where_the_program_reaches_and_stays_marked_written(
         (E::I(&near_interp), E::I(&far_interp)),
         (E::J(&near), E::I(&far_interp)),
         (E::I(&near_interp), E::J(&far)),
+        (E::I(&near_proven), E::I(&far_proven)),
+        (E::I(&near_proven), E::I(&far_interp)),
+        (E::J(&near), E::I(&far_proven)),
     ] {
         assert_eq!(run(E::J(&filler)), 1);
         assert_eq!(run(near_e), 0);

@@ -120,3 +120,69 @@ fn a_program_the_jit_cannot_compile_stays_interpreted() {
     assert!(interpreted, "auto falls back to the interpreter");
     assert!(slot.executable(&interp, Engine::Jit).is_err());
 }
+
+/// The interpreter's runs get the verifier's frame proof (`LinkedProgram::interpreter_for`)
+/// once the program is verified: by a batch or a sum of runs reaching `PROVE_RUNS`, or by a
+/// compile; not for a few runs, never for a program the verifier rejects; with the same results
+/// either way.
+#[test]
+fn interpreted_runs_take_the_frame_proof_once_the_program_is_verified() {
+    use bpfsim_helpers::object::PROVE_RUNS;
+    let mut obj = LoadedObject::load(XDP_PASS, Env::default()).unwrap();
+    let prog = obj.program("xdp_pass_count", None).unwrap();
+    let pkt = [7u8; 64];
+    let run = |obj: &mut LoadedObject, n: u32| {
+        let r = obj
+            .run_engine(&prog, &pkt, Input::default(), n, Engine::Interp)
+            .unwrap();
+        (r.retval, r.insns, r.data)
+    };
+    let one = run(&mut obj, 1);
+    assert!(prog.proven_interpreter().is_none());
+    // Runs one at a time count too: this batch brings the sum to one short of the threshold.
+    assert_eq!(run(&mut obj, PROVE_RUNS as u32 - 2), one);
+    assert!(prog.proven_interpreter().is_none(), "one run short");
+    assert_eq!(run(&mut obj, 1), one);
+    let (proven, bytes) = prog.proven_interpreter().unwrap().frame_entry();
+    assert!(proven);
+    assert!(std::ptr::eq(
+        prog.interpreter_for(1),
+        prog.proven_interpreter().unwrap()
+    ));
+    let frame_bytes = prog.jit_hints().frame_bytes;
+    assert_eq!(frame_bytes.first().map(|&(s, _)| s), Some(0));
+    assert!(
+        bytes < 512,
+        "xdp_pass_count reaches {bytes} bytes of its frame"
+    );
+    assert_eq!(run(&mut obj, 5), one);
+    let (frames, _) = counters(&obj);
+    assert_eq!(frames, PROVE_RUNS + 5);
+
+    // A compile verifies it: the next run is proven at once.
+    let compiled = obj.program("xdp_pass_count", None).unwrap();
+    assert!(!compiled.interpreter_for(1).frame_entry().0);
+    compiled.jit().unwrap();
+    assert!(compiled.interpreter_for(1).frame_entry().0);
+
+    // A big batch of a program the verifier rejects: verified, and nothing proven.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../test-vectors/verifier/objects/reject_null_deref.bpf.o");
+    let mut bad = LoadedObject::load(&std::fs::read(path).unwrap(), Env::default()).unwrap();
+    let p = bad.program("xdp_count_unchecked", None).unwrap();
+    let a = bad
+        .run_engine(
+            &p,
+            &pkt,
+            Input::default(),
+            PROVE_RUNS as u32,
+            Engine::Interp,
+        )
+        .unwrap();
+    assert!(p.proven_interpreter().is_none());
+    assert_eq!(p.interpreter_for(1).frame_entry(), (false, 512));
+    let b = bad
+        .run_engine(&p, &pkt, Input::default(), 1, Engine::Interp)
+        .unwrap();
+    assert_eq!((a.retval, a.insns, a.trap), (b.retval, b.insns, b.trap));
+}

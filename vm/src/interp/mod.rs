@@ -8,7 +8,9 @@ use op::{Op, K};
 
 use crate::host::{HelperStop, Host};
 use crate::isa::{AtomicOp, Insn, Size};
-use crate::memory::{frame_pointer, MemFault, MemoryMap, RegionTable, Stack, MAX_FRAMES};
+use crate::memory::{
+    frame_pointer, MemFault, MemoryMap, RegionTable, Stack, FRAME_SIZE, MAX_FRAMES,
+};
 use crate::program::Program;
 use crate::trap::{Trap, TrapCode};
 
@@ -39,6 +41,12 @@ pub struct Interpreter {
     slots: usize,
     /// Whether any instruction can write guest memory (store, atomic, helper call).
     may_write: bool,
+    /// How many bytes at the top of frame 0 a run can reach: all of it unless the verifier
+    /// proved fewer ([`Interpreter::with_frame_proof`]); only those are cleared at entry.
+    main_bytes: usize,
+    /// The verifier proved that a run reaches no frame but those it enters, so the frames past
+    /// 0 an earlier run wrote need no clearing at entry (`MemoryMap::enter_main_reaching`).
+    proven_frames: bool,
 }
 
 /// An engine that runs a program: the interpreter, or compiled code (bpfsim-jit), with the same
@@ -271,7 +279,31 @@ impl Interpreter {
             plain,
             slots: prog.slots(),
             may_write,
+            main_bytes: FRAME_SIZE,
+            proven_frames: false,
         }
+    }
+
+    /// This program as the verifier proved it, from an accepting verdict's `frame_bytes` (each
+    /// subprogram reached, by first slot, and the bytes of its frame any path reaches): a run
+    /// clears only the top bytes of frame 0 the main program reaches, and leaves the frames past
+    /// 0 as an earlier run wrote them, as the JIT does with the same proof. Sound only for the
+    /// very instructions the verifier accepted: no run then reads a byte of a frame it did not
+    /// enter (each call clears its callee's frame) nor below its proven bytes, so every run
+    /// reads what a run on a fresh stack reads. A verdict that says nothing of slot 0 (a
+    /// rejected program's is empty) proves nothing, and the interpreter stays as it was.
+    pub fn with_frame_proof(mut self, frame_bytes: &[(usize, u32)]) -> Interpreter {
+        if let Some(&(0, n)) = frame_bytes.first() {
+            self.proven_frames = true;
+            self.main_bytes = (n as usize).min(FRAME_SIZE).next_multiple_of(8);
+        }
+        self
+    }
+
+    /// Whether runs skip clearing the frames past 0 ([`Self::with_frame_proof`]), and how many
+    /// bytes at the top of frame 0 an entry clears.
+    pub fn frame_entry(&self) -> (bool, usize) {
+        (self.proven_frames, self.main_bytes)
     }
 
     /// Run from slot 0 with `r1..r5 = args` and `r10` at the top of frame 0's stack. The program
@@ -480,7 +512,7 @@ impl Interpreter {
         let fp = frame_pointer(base);
         let mut r = [0, a1, a2, a3, a4, a5, 0, 0, 0, 0, fp, 0, 0, 0, 0, 0];
         if base == 0 {
-            mem.enter_main(self.may_write);
+            mem.enter_main_reaching(self.may_write, self.main_bytes, self.proven_frames);
         } else {
             mem.clear_frame(base);
         }

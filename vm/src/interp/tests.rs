@@ -335,3 +335,53 @@ fn run(
     let addr = map.map_mut(mem).unwrap();
     f(&mut map, [addr, len, 0, 0, 0])
 }
+
+/// The frame proof is what an entry trusts: a program that forges a pointer into frame 7 (`r10 ^=
+/// r1`, its memory at region 9) reads there what the run before wrote when it is said to be
+/// proven (a false proof: the verifier refuses the forgery), and zeros when nothing proved it;
+/// a proof that says nothing of slot 0 (a rejected program's) leaves the interpreter as it was.
+#[test]
+fn a_frame_proof_decides_whether_an_entry_clears_the_frames_past_0() {
+    let prog = Program::new(
+        assemble("xor %r10, %r1\nldxdw %r0, [%r10-8]\nstdw [%r10-8], 7\nexit").unwrap(),
+    )
+    .unwrap();
+    let plain = Interpreter::new(&prog);
+    assert_eq!(plain.frame_entry(), (false, FRAME_SIZE));
+    assert_eq!(
+        plain.clone().with_frame_proof(&[]).frame_entry(),
+        (false, FRAME_SIZE)
+    );
+    assert_eq!(
+        plain.clone().with_frame_proof(&[(3, 8)]).frame_entry(),
+        (false, FRAME_SIZE)
+    );
+    assert_eq!(
+        plain
+            .clone()
+            .with_frame_proof(&[(0, 13), (3, 8)])
+            .frame_entry(),
+        (true, 16)
+    );
+    assert_eq!(
+        plain.clone().with_frame_proof(&[(0, 4096)]).frame_entry(),
+        (true, FRAME_SIZE)
+    );
+    let lied = plain.clone().with_frame_proof(&[(0, 0)]);
+    let mut vm = Vm::default();
+    let mut mem = [0u8; 8];
+    let mut two = |p: &Interpreter| {
+        [(); 2].map(|()| {
+            vm.run_with_memory(p, &mut TestHost, &mut mem)
+                .result
+                .unwrap()
+        })
+    };
+    assert_eq!(two(&plain), [0, 0]);
+    assert_eq!(
+        two(&lied),
+        [7, 7],
+        "the proven entry left frame 7 as written"
+    );
+    assert_eq!(two(&plain), [0, 0]);
+}
