@@ -838,6 +838,7 @@ impl JitProgram {
     ) -> (Outcome, u32) {
         debug_assert!(std::ptr::eq(vm.rt, &self.rt));
         mem.enter_main_reaching(self.may_write, self.main_bytes, self.proven_frames);
+        let reentry = mem.reentry(self.may_write, self.main_bytes, self.proven_frames);
         // The generated code counts the budget as a signed 64-bit number.
         let budget = budget.min(i64::MAX as u64);
         if self.lookups {
@@ -880,13 +881,10 @@ impl JitProgram {
                 // Through the context's pointers, which the shims use too: `mem` and `host` are
                 // not touched while those are set.
                 // SAFETY: `vm.mem` and `vm.host` point at this call's map and host (set above),
-                // and no run is in progress.
+                // and no run is in progress; this program entered frame 0 through that map last,
+                // with the arguments `reentry` was made with (above, and no tail call since).
                 unsafe {
-                    (*vm.mem).enter_main_reaching(
-                        self.may_write,
-                        self.main_bytes,
-                        self.proven_frames,
-                    );
+                    reentry.apply();
                     if self.uses_host {
                         (*(*vm.host).host).begin_run();
                     }
