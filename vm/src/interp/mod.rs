@@ -142,6 +142,38 @@ impl PreparedRuns for Batch<'_> {
     ) -> Outcome {
         self.0.run_in::<false>(mem, host, args, budget)
     }
+
+    /// As the default, but frame 0 is entered once and each later run clears it as an entry
+    /// would through pointers worked out once ([`MemoryMap::reentry`]), as the JIT's batch does;
+    /// one inlined run for all.
+    #[inline(always)]
+    fn execute_repeat(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+        n: u32,
+    ) -> (Outcome, u32) {
+        let i = self.0;
+        mem.enter_main_reaching(i.may_write, i.main_bytes, i.proven_frames);
+        let again = mem.reentry(i.may_write, i.main_bytes, i.proven_frames);
+        let mut k = 0;
+        loop {
+            if k > 0 {
+                host.begin_run();
+                // SAFETY: this program entered frame 0 through `mem` (above) with the arguments
+                // `again` was made with, and no other program has run since (a tail call ends
+                // the batch); no run is in progress.
+                unsafe { again.apply() };
+            }
+            let out = i.outcome::<false, true>(0, 0, mem, host, args, budget, budget);
+            k += 1;
+            if out.tail_call.is_some() || k >= n {
+                return (out, k);
+            }
+        }
+    }
 }
 
 /// How a run ended, with the number of instructions it executed.
@@ -342,14 +374,14 @@ impl Interpreter {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
-        self.outcome::<EXACT>(0, 0, mem, host, args, budget, budget)
+        self.outcome::<EXACT, false>(0, 0, mem, host, args, budget, budget)
     }
 
     /// [`Self::exec`] with `steps` instructions to spend, as an [`Outcome`] (its `insns` those
     /// spent).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn outcome<const EXACT: bool>(
+    fn outcome<const EXACT: bool, const ENTERED: bool>(
         &self,
         start: usize,
         base: usize,
@@ -361,7 +393,7 @@ impl Interpreter {
     ) -> Outcome {
         let mut left = steps;
         let mut out = Outcome::default();
-        self.exec::<EXACT>(start, base, mem, host, args, &mut left, &mut out);
+        self.exec::<EXACT, ENTERED>(start, base, mem, host, args, &mut left, &mut out);
         budget_detail(&mut out.result, budget);
         out.insns = steps - left;
         out
@@ -479,7 +511,7 @@ impl Interpreter {
         for args in calls {
             made += 1;
             let mut out = Outcome::default();
-            self.exec::<EXACT>(entry, depth + 1, mem, host, args, left, &mut out);
+            self.exec::<EXACT, false>(entry, depth + 1, mem, host, args, left, &mut out);
             let ret = out.result?;
             if ret != 0 {
                 break;
@@ -492,9 +524,10 @@ impl Interpreter {
     /// that frame exits: `r0` or the trap, and the program a tail call continues in.
     /// Inlined into its callers so that the arguments go to the registers without a round trip
     /// through memory (a wide reload of narrow stores stalls store forwarding).
+    /// `ENTERED`: frame 0 is ready (a batch's runs, [`Batch`]), the run does not enter it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn exec<const EXACT: bool>(
+    fn exec<const EXACT: bool, const ENTERED: bool>(
         &self,
         start: usize,
         base: usize,
@@ -511,7 +544,9 @@ impl Interpreter {
         let [a1, a2, a3, a4, a5] = args;
         let fp = frame_pointer(base);
         let mut r = [0, a1, a2, a3, a4, a5, 0, 0, 0, 0, fp, 0, 0, 0, 0, 0];
-        if base == 0 {
+        if ENTERED {
+            // The caller made frame 0 ready.
+        } else if base == 0 {
             mem.enter_main_reaching(self.may_write, self.main_bytes, self.proven_frames);
         } else {
             mem.clear_frame(base);

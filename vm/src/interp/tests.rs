@@ -385,3 +385,37 @@ fn a_frame_proof_decides_whether_an_entry_clears_the_frames_past_0() {
     );
     assert_eq!(two(&plain), [0, 0]);
 }
+
+/// A batch's later runs (`Batch::execute_repeat`, which clears through `MemoryMap::reentry`)
+/// start from the stack a lone run starts from: a read of frame 0 before its write sees 0 in
+/// every run, proven or not, and a forged pointer into frame 7 sees 0 unless the program is
+/// (falsely) said to be proven; the count of runs and the last outcome are as asked.
+#[test]
+fn a_batch_clears_before_each_run_as_an_entry_does() {
+    let batch = |src: &str, proof: Option<&[(usize, u32)]>, n: u32| {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let mut interp = Interpreter::new(&prog);
+        if let Some(f) = proof {
+            interp = interp.with_frame_proof(f);
+        }
+        let mut vm = Vm::default();
+        let mut mem = [0u8; 8];
+        let mut runs = interp.prepare().unwrap();
+        run(&mut vm, &mut mem, |m, args| {
+            let (out, k) = runs.execute_repeat(m, &mut TestHost, args, 100, n);
+            assert_eq!(k, n);
+            out
+        })
+        .result
+        .unwrap()
+    };
+    let own = "ldxdw %r0, [%r10-16]\nstdw [%r10-16], 7\nexit";
+    for proof in [None, Some(&[(0, 16)][..])] {
+        assert_eq!(batch(own, proof, 1), 0);
+        assert_eq!(batch(own, proof, 5), 0);
+    }
+    let forged = "xor %r10, %r1\nldxdw %r0, [%r10-8]\nstdw [%r10-8], 7\nexit";
+    assert_eq!(batch(forged, None, 5), 0);
+    assert_eq!(batch(forged, Some(&[(0, 0)]), 1), 0);
+    assert_eq!(batch(forged, Some(&[(0, 0)]), 5), 7);
+}
