@@ -94,7 +94,7 @@ def main():
                   f"{best.pps / 1e6:.2f} Mpps")
             print(f"  capture reading alone {read:.3f} s ({read / best.seconds:.0%}); the simulator "
                   f"{best.seconds - read:.3f} s ({1 - read / best.seconds:.0%}), of which inside "
-                  f"the interpreter's execute {best.run_seconds:.3f} s; Python: one call")
+                  f"the engine's runs {best.run_seconds:.3f} s; Python: one call")
     return 0
 
 
