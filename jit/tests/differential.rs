@@ -477,3 +477,109 @@ fn hand_over_inside_a_call_returns_to_the_caller() {
         }
     }
 }
+
+/// Loops whose back edge is a conditional branch past a lone `ja` (clang's `if (i == n) break;
+/// goto head`): the branch goes to the head itself with the `ja` counted on it, and the side
+/// that leaves the loop gets the `ja` back (carried into a block with one predecessor, or
+/// added on its own edge into a join). Every budget from none to enough stops both engines at
+/// the same pc with the same count and memory, whichever side of the branch is the `ja`.
+#[test]
+fn loop_latches_stop_both_engines_alike() {
+    let srcs = [
+        // The checksum loop's shape: the exit falls through to a block of its own, and the
+        // other exit reads the address the bound check was for (made on that exit's edge):
+        // the count ends the loop, or the memory's end does.
+        "add %r2, %r1\nmov %r0, 0\nmov %r4, 0\nloop:\nmov %r5, %r1\nadd %r5, %r4\nmov %r3, %r5\nadd %r3, 2\n\
+         jgt %r3, %r2, out\nldxh %r5, [%r5+0]\nbe16 %r5\nadd %r0, %r5\nadd %r4, 2\n\
+         mov %r5, %r4\nlsh %r5, 32\nrsh %r5, 32\njeq %r5, 24, done\nja loop\n\
+         done:\nadd %r1, %r4\nstxb [%r1-1], %r0\nexit\nout:\nsub %r5, %r1\nadd %r0, %r5\nexit",
+        "add %r2, %r1\nmov %r0, 0\nmov %r4, 0\nloop:\nmov %r5, %r1\nadd %r5, %r4\nmov %r3, %r5\nadd %r3, 2\n\
+         jgt %r3, %r2, out\nldxh %r5, [%r5+0]\nbe16 %r5\nadd %r0, %r5\nadd %r4, 2\n\
+         mov %r5, %r4\nlsh %r5, 32\nrsh %r5, 32\njeq %r5, 4096, done\nja loop\n\
+         done:\nadd %r1, %r4\nstxb [%r1-1], %r0\nexit\nout:\nsub %r5, %r1\nadd %r0, %r5\nexit",
+        // The exit is a join (the loop's two exits meet): the `ja` is given back on its edge.
+        "mov %r0, 0\nmov %r4, 0\nloop:\njgt %r0, 1000, out\nadd %r0, %r4\nadd %r4, 3\n\
+         mov %r5, %r4\nlsh %r5, 32\nrsh %r5, 32\njeq %r5, 30, out\nja loop\n\
+         out:\nstxdw [%r1+0], %r0\nadd %r0, 1\nexit",
+        // The `ja` is the taken side, the exit the fall-through.
+        "mov %r0, 0\nmov %r4, 0\nloop:\nadd %r0, 3\nadd %r4, 1\nstxw [%r1+4], %r4\n\
+         jlt %r4, 10, back\nadd %r0, 100\nexit\nback:\nja loop",
+        // Both sides a `ja` to a head (nested loops): no branch goes past either.
+        "mov %r0, 0\nmov %r6, 0\nouter:\nmov %r4, 0\ninner:\nadd %r0, 1\nadd %r4, 1\n\
+         jlt %r4, 3, in_back\nadd %r6, 1\njlt %r6, 4, out_back\nexit\n\
+         in_back:\nja inner\nout_back:\nja outer",
+        // An increment by the most negative 32-bit constant, and a count kept in 32 bits.
+        "mov %r0, 0\nlddw %r4, 0x100000000\nloop:\nadd %r4, -2147483648\nadd %r0, 1\n\
+         mov32 %r5, %r4\njne %r5, 0, loop2\nja loop\nloop2:\njlt %r0, 6, back\n\
+         mov %r0, %r4\nexit\nback:\nja loop",
+    ];
+    for src in srcs {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let jit = JitProgram::compile(&prog).unwrap();
+        let interp = Interpreter::new(&prog);
+        let mut vm = Vm::default();
+        let init: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(53) ^ 0x3c).collect();
+        let full = vm.run_with_memory(&interp, &mut ConformanceHost, &mut init.clone());
+        assert!(full.result.is_ok() && full.insns > 20, "{src}: {full:?}");
+        // With the budget to spare the JIT's code runs to the end (with a budget that runs out
+        // within a loop's length the run ends in the interpreter).
+        let mut m1 = init.clone();
+        vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
+        let mut m2 = init.clone();
+        let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
+        assert_eq!(full, b, "{src}");
+        assert_eq!(m1, m2, "{src}\nmemory");
+        for budget in 0..=full.insns + 1 {
+            vm.budget = budget;
+            let mut m1 = init.clone();
+            let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
+            let mut m2 = init.clone();
+            let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
+            assert_eq!(a, b, "{src}\nat budget {budget}");
+            assert_eq!(m1, m2, "{src}\nmemory at budget {budget}");
+        }
+    }
+}
+
+/// A 64-bit compare of a zero-extended 32-bit value with a constant from 0 up, or with another
+/// such value, is made in 32 bits: every condition gives the interpreter's answer, on values
+/// with the top bit of the low half set (which signed 32-bit compares would read as negative),
+/// and not on values that only look extended (a negative constant, a register whose high half
+/// is set) or on 32-bit jumps.
+#[test]
+fn compares_of_extended_values_agree() {
+    let values: [u64; 6] = [0, 5, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0x1_0000_0005];
+    let conds = [
+        "jeq", "jne", "jgt", "jge", "jlt", "jle", "jsgt", "jsge", "jslt", "jsle", "jset",
+    ];
+    let mut n = 0;
+    for &a in &values {
+        for &b in &values {
+            for cond in conds {
+                let ext = "lsh %r1, 32\nrsh %r1, 32\nlsh %r2, 32\nrsh %r2, 32";
+                let srcs = [
+                    format!("lddw %r1, {a:#x}\nlddw %r2, {b:#x}\n{ext}\n{cond} %r1, %r2, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit"),
+                    format!("lddw %r1, {a:#x}\nlddw %r2, {b:#x}\n{ext}\n{cond} %r1, 5, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit"),
+                    format!("lddw %r1, {a:#x}\nlddw %r2, {b:#x}\n{ext}\n{cond} %r1, -1, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit"),
+                    format!("lddw %r1, {a:#x}\nlddw %r2, {b:#x}\n{ext}\n{cond} %r1, 2147483647, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit"),
+                    // Only one side extended: the other's high half counts.
+                    format!("lddw %r1, {a:#x}\nlddw %r2, {b:#x}\nlsh %r1, 32\nrsh %r1, 32\n{cond} %r1, %r2, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit"),
+                    format!("lddw %r1, {a:#x}\nlddw %r2, {b:#x}\nmov32 %r1, %r1\nmov32 %r2, %r2\n{cond} %r1, %r2, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit"),
+                    format!("lddw %r1, {a:#x}\nlddw %r2, {b:#x}\n{ext}\n{cond}32 %r1, %r2, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit"),
+                ];
+                for src in &srcs {
+                    let prog = Program::new(assemble(src).unwrap()).unwrap();
+                    let jit = JitProgram::compile(&prog).unwrap();
+                    let mut vm = Vm::default();
+                    let i =
+                        vm.run_with_memory(&Interpreter::new(&prog), &mut ConformanceHost, &mut []);
+                    let j = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut []);
+                    assert!(i.result.is_ok(), "{src}: {i:?}");
+                    assert_eq!(i, j, "{src}");
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(n, 6 * 6 * 11 * 7);
+}

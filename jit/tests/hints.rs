@@ -47,9 +47,52 @@ add %r0, %r5
 done:
 exit";
 
+/// [`SUM`] as clang writes the checksum loop (`test-vectors/bench/parse_csum.bpf.c`): an index
+/// added to the start for each access (`p = data + i`, whose low 32 bits the clamp takes as a
+/// 32-bit sum), a 32-bit count and a conditional branch past the `ja` back; the loop's exit
+/// reads the address of the load its bound check guards (made on the exit's edge).
+const SUM_INDEXED: &str = "add %r2, %r1
+mov %r0, 0
+mov %r4, 0
+loop:
+mov %r5, %r1
+add %r5, %r4
+mov %r3, %r5
+add %r3, 2
+jgt %r3, %r2, tail
+ldxh %r5, [%r5+0]
+be16 %r5
+add %r0, %r5
+mov %r3, %r1
+add %r3, %r4
+stxh [%r3+0], %r0
+add %r4, 2
+mov %r5, %r4
+lsh %r5, 32
+rsh %r5, 32
+jeq %r5, 4096, end
+ja loop
+end:
+mov %r5, %r1
+add %r5, %r4
+tail:
+mov %r3, %r5
+add %r3, 1
+jgt %r3, %r2, done
+ldxb %r3, [%r5+0]
+add %r0, %r3
+done:
+exit";
+
 #[test]
 fn true_packet_hints_change_nothing() {
-    let prog = Program::new(assemble(SUM).unwrap()).unwrap();
+    for (src, n) in [(SUM, 3), (SUM_INDEXED, 3)] {
+        true_packet_hints_change_nothing_in(src, n);
+    }
+}
+
+fn true_packet_hints_change_nothing_in(src: &str, n: usize) {
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
     let accesses: Vec<usize> = prog
         .iter()
         .filter(|(_, i)| {
@@ -60,7 +103,7 @@ fn true_packet_hints_change_nothing() {
         })
         .map(|(pc, _)| pc)
         .collect();
-    assert_eq!(accesses.len(), 3);
+    assert_eq!(accesses.len(), n);
     let jit = JitProgram::compile_with(&prog, &packet_at(&prog, &accesses)).unwrap();
     let interp = Interpreter::new(&prog);
     let mut vm = Vm::default();
@@ -72,8 +115,8 @@ fn true_packet_hints_change_nothing() {
         let mut m2 = init.clone();
         let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
         assert!(a.result.is_ok(), "len {len}: {a:?}");
-        assert_eq!(a, b, "len {len}");
-        assert_eq!(m1, m2, "memory, len {len}");
+        assert_eq!(a, b, "{src}\nlen {len}");
+        assert_eq!(m1, m2, "{src}\nmemory, len {len}");
     }
 }
 
@@ -89,6 +132,12 @@ fn false_packet_hints_stay_inside_the_run() {
         "mov %r3, 0\nstxw [%r3+0], %r1\nldxw %r0, [%r3+0]\nexit",
         "stxdw [%r10-8], %r1\nldxdw %r0, [%r10-600]\nexit",
         "stxdw [%r1-8], %r1\nldxh %r0, [%r1-1]\nexit",
+        // Addresses that are sums (their low 32 bits taken as a 32-bit sum): of two registers
+        // with and without an offset, one wrapping past 2^32, of a register and a constant.
+        "lddw %r4, 0x7fffffff00001000\nmov %r3, %r1\nadd %r3, %r4\nstxdw [%r3+8], %r1\nldxdw %r0, [%r3+8]\nexit",
+        "lddw %r4, 0xfffffff0\nmov %r3, %r1\nadd %r3, %r4\nstxh [%r3+0], %r1\nldxh %r0, [%r3+20]\nexit",
+        "mov %r3, %r1\nadd %r3, 2147483647\nstxb [%r3+0], %r1\nldxw %r0, [%r3+0]\nexit",
+        "mov %r3, %r1\nadd %r3, -1\nstxw [%r3+0], %r1\nldxdw %r0, [%r3-7]\nexit",
     ];
     for src in cases {
         let prog = Program::new(assemble(src).unwrap()).unwrap();
@@ -198,8 +247,8 @@ exit";
         let mut m2 = init.clone();
         let b = jit.run_with_memory(&mut vm, &mut BumpAndMap, &mut m2);
         assert!(a.result.is_ok(), "len {len}: {a:?}");
-        assert_eq!(a, b, "len {len}");
-        assert_eq!(m1, m2, "memory, len {len}");
+        assert_eq!(a, b, "{src}\nlen {len}");
+        assert_eq!(m1, m2, "{src}\nmemory, len {len}");
         if len >= 2 {
             assert_ne!(m1, init, "len {len}: the program wrote the memory");
         }
@@ -551,6 +600,12 @@ fn false_value_hints_stay_inside_the_region() {
         "mov %r3, 0\nstxw [%r3+0], %r1\nldxw %r0, [%r3+0]\nexit",
         "mov %r3, %r10\nstxdw [%r3-8], %r1\nldxdw %r0, [%r3-600]\nexit",
         "stxdw [%r1-8], %r1\nldxh %r0, [%r1-1]\nexit",
+        // Addresses that are sums (their low 32 bits taken as a 32-bit sum): of two registers
+        // with and without an offset, one wrapping past 2^32, of a register and a constant.
+        "lddw %r4, 0x7fffffff00001000\nmov %r3, %r1\nadd %r3, %r4\nstxdw [%r3+8], %r1\nldxdw %r0, [%r3+8]\nexit",
+        "lddw %r4, 0xfffffff0\nmov %r3, %r1\nadd %r3, %r4\nstxh [%r3+0], %r1\nldxh %r0, [%r3+20]\nexit",
+        "mov %r3, %r1\nadd %r3, 2147483647\nstxb [%r3+0], %r1\nldxw %r0, [%r3+0]\nexit",
+        "mov %r3, %r1\nadd %r3, -1\nstxw [%r3+0], %r1\nldxdw %r0, [%r3-7]\nexit",
     ];
     for src in cases {
         let prog = Program::new(assemble(src).unwrap()).unwrap();

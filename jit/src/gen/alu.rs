@@ -11,11 +11,24 @@ use crate::JitError;
 impl Gen<'_, '_> {
     pub(super) fn alu(&mut self, width: Width, op: AluOp, dst: Reg, src: Source) {
         let w32 = width == Width::W32;
-        let d0 = self.reg(dst);
         let s0 = match src {
             Source::Reg(r) => self.reg(r),
             Source::Imm(i) => self.iconst(i as i64 as u64),
         };
+        if op == AluOp::Mov {
+            // The destination is not read: a read in a loop's head, whose block is sealed
+            // last, would make the old value a parameter of the head that the register
+            // allocator carries (and spills) around the loop for nothing.
+            let r = if w32 {
+                let low = self.b.ins().ireduce(types::I32, s0);
+                self.b.ins().uextend(I64, low)
+            } else {
+                s0
+            };
+            self.set(dst, r);
+            return;
+        }
+        let d0 = self.reg(dst);
         let (a, bv, ty) = if w32 {
             (
                 self.b.ins().ireduce(types::I32, d0),
@@ -26,6 +39,17 @@ impl Gen<'_, '_> {
             (d0, s0, I64)
         };
         let r = match op {
+            AluOp::Add if !w32 && self.loop_carried(d0) => match src {
+                // `i += k` of a value carried around a loop: as a subtraction, which the
+                // instruction selector does not fold into later additions (`p = data + i`
+                // after the loop would become `data + old i + k`, keeping the old `i` alive
+                // past the update and costing a register copy on every back edge).
+                Source::Imm(k) => {
+                    let neg = self.iconst((k as i64).wrapping_neg() as u64);
+                    self.b.ins().isub(a, neg)
+                }
+                Source::Reg(_) => self.b.ins().iadd(a, bv),
+            },
             AluOp::Add => self.b.ins().iadd(a, bv),
             AluOp::Sub => self.b.ins().isub(a, bv),
             AluOp::Mul => self.b.ins().imul(a, bv),
@@ -40,6 +64,15 @@ impl Gen<'_, '_> {
         };
         let r = if w32 { self.b.ins().uextend(I64, r) } else { r };
         self.set(dst, r);
+    }
+
+    /// Whether `v` is a parameter of a loop's head: a value the loop carries from one
+    /// iteration to the next.
+    fn loop_carried(&self, v: Value) -> bool {
+        match self.b.func.dfg.value_def(v) {
+            cranelift_codegen::ir::ValueDef::Param(block, _) => self.loop_heads.contains(&block),
+            _ => false,
+        }
     }
 
     /// Division and modulo with the kernel's rules, never a native trap: x/0 = 0, x%0 = x,

@@ -294,7 +294,7 @@ impl Gen<'_, '_> {
         let carry = targets.iter().all(|&t| self.can_carry(t));
         if carry {
             for &t in targets {
-                self.carry[t] = Some(self.pending);
+                self.carry[t] = Some(self.pending as i64);
             }
         } else {
             self.flush();
@@ -313,7 +313,8 @@ impl Gen<'_, '_> {
         // The root is checked by the entry (or the callbacks' shim) before the code runs
         // ([`entry_need`]), unless a jump or a call leads back to it.
         if !self.checkpoint[pc] || (pc == self.root && !self.late[pc]) {
-            self.pending = self.carry[pc].unwrap_or(0) + len;
+            // A carry is at least -1 and a block at least one instruction long.
+            self.pending = (self.carry[pc].unwrap_or(0) + len as i64) as u64;
             return;
         }
         // Every edge into a checkpoint took its count off `left`.

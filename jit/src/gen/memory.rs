@@ -7,7 +7,9 @@ use bpfsim_vm::isa::{AtomicOp, PacketMode, Reg, Size, Source};
 use bpfsim_vm::memory::{FIRST_FRAME_REGION, FRAME_SIZE, MAX_FRAMES, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, Block, InstBuilder, MemFlags, Type, Value};
+use cranelift_codegen::ir::{
+    types, Block, InstBuilder, InstructionData, MemFlags, Opcode, Type, Value, ValueDef,
+};
 
 use super::{Exit, Fault, Gen, I64};
 use crate::atomic_code;
@@ -240,7 +242,7 @@ impl Gen<'_, '_> {
             .ins()
             .load(I64, MemFlags::trusted(), entry, if write { 16 } else { 8 });
         // The offset is the low 32 bits: a 32-bit move zero-extends, with no mask constant.
-        let low = self.b.ins().ireduce(types::I32, addr);
+        let low = self.low32(addr);
         let off = self.b.ins().uextend(I64, low);
         let end = self.b.ins().iadd_imm(off, size as i64);
         let fits = self
@@ -321,7 +323,7 @@ impl Gen<'_, '_> {
     /// offset clamped into the primary region (or its scratch stand-in), so that even a wrong
     /// proof stays inside memory the run owns.
     fn clamped(&mut self, addr: Value, size: Size, write: bool) -> Value {
-        let low = self.b.ins().ireduce(types::I32, addr);
+        let low = self.low32(addr);
         let off = self.b.ins().uextend(I64, low);
         let idx = clamp_index(size, write);
         let (base, max) = match self.clamp_fixed[idx] {
@@ -335,6 +337,71 @@ impl Gen<'_, '_> {
         self.b.ins().iadd(base, c)
     }
 
+    /// `addr`'s low 32 bits, the offset a clamp starts from. Where `addr` is a sum (a pointer
+    /// plus an index or a constant: `r5 = r1 + r4`, the instruction's own offset) the sum is
+    /// made again in 32 bits, whose x86-64 instruction zeroes the upper half: the extension
+    /// to 64 bits that the clamp's compare needs is then free (a `mov %ecx,%ecx` per access
+    /// otherwise), and the 64-bit sum is not computed at all when nothing else uses it.
+    pub(super) fn low32(&mut self, addr: Value) -> Value {
+        match self.sum_of(addr) {
+            // `p + k` where `p` is itself `x + y`: one three-operand `lea` in 32 bits.
+            Some(Sum::Imm(p, k)) => {
+                let low = match self.sum_of(p) {
+                    Some(Sum::Regs(x, y)) => self.add32(x, y),
+                    _ => self.b.ins().ireduce(types::I32, p),
+                };
+                self.b.ins().iadd_imm(low, k as i32 as i64)
+            }
+            Some(Sum::Regs(x, y)) => self.add32(x, y),
+            None => self.b.ins().ireduce(types::I32, addr),
+        }
+    }
+
+    /// `x + y` in 32 bits.
+    fn add32(&mut self, x: Value, y: Value) -> Value {
+        let a = self.b.ins().ireduce(types::I32, x);
+        let b = self.b.ins().ireduce(types::I32, y);
+        self.b.ins().iadd(a, b)
+    }
+
+    /// `v` as a 64-bit sum, from its definition: of two values, or of a value and a constant.
+    pub(super) fn sum_of(&self, v: Value) -> Option<Sum> {
+        let dfg = &self.b.func.dfg;
+        let konst = |x: Value| match dfg.value_def(x) {
+            ValueDef::Result(i, 0) => match dfg.insts[i] {
+                InstructionData::UnaryImm {
+                    opcode: Opcode::Iconst,
+                    imm,
+                } => Some(imm.bits()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let ValueDef::Result(inst, 0) = dfg.value_def(v) else {
+            return None;
+        };
+        if dfg.value_type(v) != I64 {
+            return None;
+        }
+        match dfg.insts[inst] {
+            InstructionData::BinaryImm64 {
+                opcode: Opcode::IaddImm,
+                arg,
+                imm,
+            } => Some(Sum::Imm(arg, imm.bits())),
+            InstructionData::Binary {
+                opcode: Opcode::Iadd,
+                args: [x, y],
+            } => match (konst(x), konst(y)) {
+                (None, None) => Some(Sum::Regs(x, y)),
+                (None, Some(k)) => Some(Sum::Imm(x, k)),
+                (Some(k), None) => Some(Sum::Imm(y, k)),
+                (Some(_), Some(_)) => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The slot of the map whose value a proven access at `pc` reaches ([`crate::Hints::map_value`]),
     /// if its map has one.
     fn value_slot(&self, pc: usize) -> Option<usize> {
@@ -346,7 +413,7 @@ impl Gen<'_, '_> {
     /// region the host said holds the map's values, so that even a wrong proof stays inside
     /// memory the run owns (see [`VmCtx::value_base`]).
     fn value_clamped(&mut self, addr: Value, size: Size, write: bool, slot: usize) -> Value {
-        let low = self.b.ins().ireduce(types::I32, addr);
+        let low = self.low32(addr);
         let off = self.b.ins().uextend(I64, low);
         let at = 8 * (8 * slot + clamp_index(size, write));
         let base = self.vm_load(offset_of!(VmCtx, value_base) + 8 * slot);
@@ -377,7 +444,7 @@ impl Gen<'_, '_> {
             .b
             .ins()
             .ishl_imm(region, FRAME_SIZE.trailing_zeros() as i64);
-        let low = self.b.ins().ireduce(types::I32, addr);
+        let low = self.low32(addr);
         let off = self.b.ins().uextend(I64, low);
         let sum = self.b.ins().iadd(start, off);
         let at = self
@@ -620,4 +687,10 @@ impl Gen<'_, '_> {
 /// The index of an access of `size` in [`VmCtx::clamp_base`] and [`VmCtx::clamp_max`].
 pub(super) fn clamp_index(size: Size, write: bool) -> usize {
     size.bytes().trailing_zeros() as usize + if write { 4 } else { 0 }
+}
+
+/// A 64-bit sum, as `Gen::low32` remakes it in 32 bits.
+pub(super) enum Sum {
+    Regs(Value, Value),
+    Imm(Value, i64),
 }

@@ -225,8 +225,24 @@ pub(crate) struct Gen<'a, 'b> {
     /// straight-line path that led to it (see `budget.rs`).
     pending: u64,
     /// For each leader with a single predecessor block and no budget check: what that
-    /// predecessor left pending when it branched there.
-    carry: Vec<Option<u64>>,
+    /// predecessor left pending when it branched there (-1 when it took the `ja` of a loop's
+    /// back edge off with its own count, see `jump.rs`).
+    carry: Vec<Option<i64>>,
+    /// For each slot: the checkpoint its instruction jumps to when it is a `ja` to one (a
+    /// loop's back edge), which a conditional branch to it may take directly (`jump.rs`).
+    ja_to: Vec<Option<usize>>,
+    /// The slots of `ja` blocks a conditional branch went past (see `ja_to`).
+    went_past: Vec<bool>,
+    /// The blocks of the leaders a later instruction jumps back to.
+    loop_heads: Vec<Block>,
+    /// The loops: each back edge's target and the slot it jumps from.
+    loops: Vec<(usize, usize)>,
+    /// For each slot: the register a load there reads its address from and overwrites
+    /// (`ldxh r5, [r5+0]`), see `jump.rs`.
+    self_load: Vec<Option<Reg>>,
+    /// The leader of the current block, and the registers its instructions have written.
+    block_pc: usize,
+    block_writes: u16,
     /// For each leader: it has exactly one predecessor block (the budget count may be carried
     /// into it).
     single_pred: Vec<bool>,
@@ -321,6 +337,30 @@ fn stack_places(insns: &[Insn], pcs: &[usize], hints: &Hints) -> Vec<Option<(u32
         }
     }
     at
+}
+
+/// For each slot, the target of its instruction when that is a `ja` (or `gotol`) to a
+/// checkpoint: see [`Gen::ja_to`].
+fn jumps_to_checkpoints(
+    insns: &[Insn],
+    pcs: &[usize],
+    checkpoint: &[bool],
+    slots: usize,
+) -> Vec<Option<usize>> {
+    let mut to = vec![None; slots + 1];
+    for (i, insn) in insns.iter().enumerate() {
+        if !matches!(insn, Insn::Ja { .. } | Insn::Gotol { .. }) {
+            continue;
+        }
+        let Some(off) = insn.jump_offset() else {
+            continue;
+        };
+        let t = pcs[i] as i64 + insn.slots() as i64 + off as i64;
+        if t >= 0 && checkpoint.get(t as usize).copied().unwrap_or(false) {
+            to[pcs[i]] = Some(t as usize);
+        }
+    }
+    to
 }
 
 /// The source location of code generated for no single BPF instruction (the entry, the shared
@@ -464,6 +504,31 @@ pub(crate) fn build(
     };
     checkpoint[root.slot] = true;
     let need = budget::budget_needs(insns, pcs, &checkpoint, calls.as_ref());
+    let ja_to = jumps_to_checkpoints(insns, pcs, &checkpoint, total_slots);
+    let loops: Vec<(usize, usize)> = (0..insns.len())
+        .filter_map(|i| {
+            let t = pcs[i] as i64 + insns[i].slots() as i64 + insns[i].jump_offset()? as i64;
+            usize::try_from(t)
+                .ok()
+                .filter(|&t| t <= pcs[i])
+                .map(|t| (t, pcs[i]))
+        })
+        .collect();
+    let mut self_load = vec![None; total_slots + 1];
+    for (i, insn) in insns.iter().enumerate() {
+        if let Insn::Load { dst, src, .. } = *insn {
+            if dst == src {
+                self_load[pcs[i]] = Some(dst);
+            }
+        }
+    }
+    let loop_heads = (0..insns.len())
+        .filter_map(|i| {
+            let t = pcs[i] as i64 + insns[i].slots() as i64 + insns[i].jump_offset()? as i64;
+            let t = usize::try_from(t).ok().filter(|&t| t <= pcs[i])?;
+            blocks.get(t).copied().flatten()
+        })
+        .collect();
     let entry_need = budget::entry_need(&need, &late, root.slot);
     let single_pred = budget::single_predecessor(insns, pcs, &leaders);
     let mut g = Gen {
@@ -522,6 +587,13 @@ pub(crate) fn build(
         block_pos: 0,
         pending: 0,
         carry: vec![None; total_slots + 1],
+        ja_to,
+        went_past: vec![false; total_slots + 1],
+        loop_heads,
+        loops,
+        self_load,
+        block_pc: 0,
+        block_writes: 0,
         single_pred,
         srclocs,
         loop_targets,
@@ -857,6 +929,12 @@ impl Gen<'_, '_> {
         }
     }
 
+    /// Whether the `ja` block at `pc` is reached only by a conditional branch that went past
+    /// it to the `ja`'s target.
+    fn threaded(&self, pc: usize) -> bool {
+        self.went_past[pc] && self.single_pred[pc]
+    }
+
     /// In a listing ([`Gen::srclocs`]), mark the code generated from here on as slot `pc`'s
     /// (`None`: of no single instruction).
     pub(super) fn at_slot(&mut self, pc: Option<usize>) {
@@ -899,6 +977,12 @@ impl Gen<'_, '_> {
                 debug_assert!(!open);
                 continue;
             }
+            if self.blocks[pc].is_some() && self.threaded(pc) {
+                // Its only predecessor branched past it (`jump.rs`): no code, and no block for
+                // the SSA builder to take as one more predecessor of the loop's head.
+                debug_assert!(!open);
+                continue;
+            }
             if let Some(blk) = self.blocks[pc] {
                 if open {
                     self.leave_block(&[pc]);
@@ -921,6 +1005,8 @@ impl Gen<'_, '_> {
                     - i;
                 self.block_len = len as u64;
                 self.block_pos = 0;
+                self.block_pc = pc;
+                self.block_writes = 0;
                 self.block_entry(pc, self.block_len);
                 // Other paths lead here: what registers hold is not known.
                 self.fp_off = [None; 11];
@@ -930,6 +1016,7 @@ impl Gen<'_, '_> {
                 self.block_pos += 1;
                 self.at_slot(Some(pc));
             }
+            self.block_writes |= regs_written(insn);
             if !open || std::mem::take(&mut fused) {
                 self.track_fp(insn);
                 self.track_consts(insn, pc);
