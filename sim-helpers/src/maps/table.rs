@@ -68,20 +68,11 @@ fn hash_words((lo, hi): (u64, u64), n: usize) -> u64 {
 fn short_words(key: &[u8], bytewise: bool) -> (u64, u64) {
     let n = key.len();
     debug_assert!(n <= SHORT_KEY);
-    let byte = |i: usize| -> u64 {
-        if bytewise {
-            // SAFETY: `&key[i]` is a valid reference to an initialised byte; a volatile read
-            // of it reads that byte.
-            (unsafe { std::ptr::read_volatile(&key[i]) }) as u64
-        } else {
-            key[i] as u64
-        }
-    };
-    let word = |at: usize, len: usize| (0..len).fold(0u64, |w, i| w | byte(at + i) << (8 * i));
+    let byte = |i: usize| key_byte(key, i, bytewise);
     match n {
         8..=16 => {
             if bytewise {
-                (word(0, 8), word(n - 8, 8))
+                (key_word8(key, 0, bytewise), key_word8(key, n - 8, bytewise))
             } else {
                 (
                     u64::from_le_bytes(first(key)),
@@ -89,10 +80,57 @@ fn short_words(key: &[u8], bytewise: bool) -> (u64, u64) {
                 )
             }
         }
-        4..=7 => (word(0, 4), word(n - 4, 4)),
+        4..=7 => (key_word4(key, 0, bytewise), key_word4(key, n - 4, bytewise)),
         1..=3 => (byte(0) << 16 | byte(n / 2) << 8 | byte(n - 1), 0),
         _ => (0, 0),
     }
+}
+
+/// Byte `i` of `key`; with `bytewise`, read on its own (see [`short_words`]).
+#[inline(always)]
+fn key_byte(key: &[u8], i: usize, bytewise: bool) -> u64 {
+    if bytewise {
+        // SAFETY: `&key[i]` is a valid reference to an initialised byte; a volatile read of it
+        // reads that byte.
+        (unsafe { std::ptr::read_volatile(&key[i]) }) as u64
+    } else {
+        key[i] as u64
+    }
+}
+
+/// `x`, through a barrier the optimiser cannot see through, so that it cannot reassociate an
+/// expression across it (no instruction: the value stays in its register).
+#[inline(always)]
+fn opaque(x: u64) -> u64 {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        let mut x = x;
+        // SAFETY: an empty assembly block that reads and writes one register and nothing else.
+        unsafe {
+            std::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags))
+        };
+        x
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        x
+    }
+}
+
+/// Bytes `at..at + 4` of `key`, little endian, each read by [`key_byte`], combined as a tree:
+/// the lookup waits on these words, and LLVM turns any order of ORs into one chain (7
+/// dependent ORs for 8 bytes) unless the halves are [`opaque`].
+#[inline(always)]
+fn key_word4(key: &[u8], at: usize, bytewise: bool) -> u64 {
+    let lo = opaque(key_byte(key, at, bytewise) | key_byte(key, at + 1, bytewise) << 8);
+    let hi = opaque(key_byte(key, at + 2, bytewise) | key_byte(key, at + 3, bytewise) << 8);
+    lo | hi << 16
+}
+
+/// Bytes `at..at + 8` of `key`, as [`key_word4`].
+#[inline(always)]
+fn key_word8(key: &[u8], at: usize, bytewise: bool) -> u64 {
+    opaque(key_word4(key, at, bytewise)) | opaque(key_word4(key, at + 4, bytewise)) << 32
 }
 
 /// The 128-bit product of `x` and `y`, its two halves xored: every bit of either factor
