@@ -80,7 +80,7 @@ fn bpf_loop_under_the_jit() {
 #[test]
 fn every_budget_stops_both_engines_alike() {
     let (full, _) = both(SUM, 100_000);
-    for budget in 0..=full.insns + 1 {
+    for budget in (0..=full.insns + 1).chain([full.insns * 2 + 1_000]) {
         let (a, b) = both(SUM, budget);
         assert_eq!(a, b, "budget {budget}");
     }
@@ -164,7 +164,7 @@ fn lookup_loops_agree_at_every_budget(src: &str, len: usize, slack: u64, what: &
     vm.budget = 100_000;
     let full = vm.run_with_memory(&interp, &mut LookupLoops, &mut vec![0u8; len]);
     assert!(full.result.is_ok(), "{what}: {full:?}");
-    for budget in 0..=full.insns + slack {
+    for budget in (0..=full.insns + slack).chain([full.insns * 2 + 1_000]) {
         vm.budget = budget;
         let mut m1 = vec![0u8; len];
         let a = vm.run_with_memory(&interp, &mut LookupLoops, &mut m1);
@@ -306,7 +306,7 @@ fn agree_with_hosts(src: &str, inlines: &[bool]) -> bpfsim_vm::Outcome {
             inline,
             ..Stops::default()
         };
-        for budget in 0..=full.insns + 2 {
+        for budget in (0..=full.insns + 2).chain([full.insns * 2 + 1_000]) {
             vm.budget = budget;
             let mut m1 = [0u8; 64];
             let a = vm.run_with_memory(&interp, &mut host(), &mut m1);

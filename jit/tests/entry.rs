@@ -98,7 +98,7 @@ fn a_short_budget_at_entry_ends_as_the_interpreter() {
         drop(mem);
         assert!(full.result.is_ok(), "{src}: {full:?}");
         let mut session = jit.session();
-        for budget in 0..=full.insns + 1 {
+        for budget in (0..=full.insns + 1).chain([full.insns * 2 + 1_000]) {
             let mut mem = vm.memory();
             let i = interp.run(&mut mem, &mut Mix, args, budget);
             drop(mem);

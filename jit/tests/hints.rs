@@ -871,7 +871,7 @@ exit";
         vm.budget = 1000;
         let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut []);
         assert_eq!(a.result, Ok(want), "{src}");
-        for budget in 0..=a.insns + 1 {
+        for budget in (0..=a.insns + 1).chain([a.insns * 2 + 1_000]) {
             vm.budget = budget;
             let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut []);
             let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut []);
