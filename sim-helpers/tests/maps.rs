@@ -1508,3 +1508,35 @@ fn visited_entries_are_the_listed_ones() {
         assert_eq!(state.entries_len(), listed.len(), "{:?}", d.map_type);
     }
 }
+
+#[test]
+fn hash_lookups_point_at_the_value_for_every_value_stride() {
+    // Strides of a power of two (8, 16, 32, 64) take a shift, the others a multiply: both must
+    // land on the value the update wrote, for plain and per-CPU tables.
+    for map_type in [MapType::Hash, MapType::PercpuHash, MapType::LruHash] {
+        for value_size in [1u32, 4, 8, 12, 16, 20, 24, 32, 40, 64, 72] {
+            let mut maps = Maps::new(2);
+            let h = create(&mut maps, def(map_type, 16, value_size, 8, 0));
+            let map = maps.get_mut(h).unwrap();
+            let stride = value_size.div_ceil(8) as usize * 8;
+            let mut seen = Vec::new();
+            for i in 0..8u8 {
+                let key = [i.wrapping_mul(29) ^ 0x5a; 16];
+                let value: Vec<u8> = (0..value_size as u8).map(|b| b ^ i << 4).collect();
+                map.update(&key, &value, 0, 1).unwrap();
+                let off = map.lookup(&key, 1).unwrap();
+                let ctx = format!("{map_type:?}, value {value_size} bytes, key {i}");
+                assert_eq!(off % stride, 0, "{ctx}");
+                assert_eq!(&map.arena(1)[off..off + value.len()], &value[..], "{ctx}");
+                seen.push(off);
+            }
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(
+                seen.len(),
+                8,
+                "{map_type:?}, value {value_size}: distinct slots"
+            );
+        }
+    }
+}
