@@ -36,6 +36,7 @@ use cranelift_module::{default_libcall_names, Linkage, Module};
 pub use listing::{CodePart, HostInsn, Listing};
 pub use perf_map::path as perf_map_path;
 pub use session::JitSession;
+use session::Kept;
 use shims::{CompiledCallback, HostRef, Ret, Runtime, VmCtx};
 
 /// The generated function: (context, budget, r1, r2) -> [`Ret`]. The main program's and each
@@ -782,6 +783,92 @@ impl JitProgram {
         out
     }
 
+    /// What a session's next run on raw memory can take as set ([`Kept`]), after a run of
+    /// [`Self::enter_lean`] on `vm` that returned `materialized` false: `None` when the run
+    /// needs more than the bare entry (a context's fields, a host's tables, a budget the
+    /// code's entry cannot take). The arguments past `r2` stay 0 as that run left them: the
+    /// generated code writes them only with 0 (a `bpf_loop`'s first call), and only `enter`
+    /// sets them otherwise.
+    pub(crate) fn keep(&self, vm: &mut bpfsim_vm::Vm, ctx: &VmCtx) -> Option<Kept> {
+        let budget = vm.budget.min(i64::MAX as u64);
+        let bare = self.ctx_fields.is_empty()
+            && !self.lookups
+            && !self.loops
+            && self.value_maps.is_empty()
+            && budget >= self.entry_need
+            && !ctx.values_unknown
+            && ctx.mem.is_null();
+        bare.then(|| Kept {
+            reentry: vm
+                .parts()
+                .0
+                .reentry(self.may_write, self.main_bytes, self.proven_frames),
+            budget,
+        })
+    }
+
+    /// [`Self::enter_lean`] again after a run of it on the same `vm` and `ctx` from which
+    /// [`Self::keep`] made `kept`: the stack's marks, the table's fixed rows, the stack's base,
+    /// the arguments past `r2` and the budget are as that run left them, so that only frame 0's
+    /// clearing (`kept`'s reentry), the input's row and the run's pointers are set. A run that
+    /// built its memory map (a shim did) forgets `kept`.
+    ///
+    /// # Safety
+    /// `kept` is `Some`. Since the run it was made after, nothing but runs of this entry used `vm` or `ctx`
+    /// (the session's `vm()` and `run` forget `kept`), and none of them built its memory map;
+    /// `input` is at most `u32::MAX` bytes.
+    #[inline(always)]
+    unsafe fn enter_kept(
+        &self,
+        ctx: &mut VmCtx,
+        vm: &mut bpfsim_vm::Vm,
+        kept: &mut Option<Kept>,
+        host: &mut dyn Host,
+        input: &mut [u8],
+    ) -> Outcome {
+        debug_assert!(std::ptr::eq(ctx.rt, &self.rt) && ctx.mem.is_null());
+        let Some(Kept { reentry, budget }) = *kept else {
+            unreachable!("`enter_kept` without `kept`")
+        };
+        let len = input.len();
+        // SAFETY: the caller's contract: this program entered the stack last, and no reference
+        // into it is held.
+        unsafe { reentry.apply() };
+        let (rows, n) = vm.parts().1.reenter_rows(input);
+        ctx.regions = rows;
+        ctx.nregions = n as u64;
+        let (r1, r2, base) = if len == 0 {
+            (0, 0, 0)
+        } else {
+            let addr = (bpfsim_vm::memory::FIXED_ROWS as u64) << bpfsim_vm::memory::REGION_SHIFT;
+            (addr, len as u64, input.as_mut_ptr() as u64)
+        };
+        ctx.set_primary_row([base, r2, r2]);
+        ctx.lazy_vm = vm;
+        ctx.lazy_input = input.as_mut_ptr();
+        ctx.lazy_len = len;
+        let mut host_ref = HostRef { host };
+        ctx.host = (&mut host_ref as *mut HostRef<'_>).cast();
+        ctx.budget = budget;
+        ctx.status = shims::OK;
+        let ret = (self.entry)(ctx, budget, r1, r2);
+        let out = if ret.b != shims::SLOW {
+            Self::exited(ret, budget)
+        } else {
+            Self::slow_outcome(ctx, ret.a, budget)
+        };
+        if !ctx.mem.is_null() {
+            // SAFETY: as in `enter_lean`.
+            unsafe { ctx.lazy_map.assume_init_drop() };
+            ctx.mem = std::ptr::null_mut();
+            // (Not returned with the outcome: a pair is copied in 16-byte loads from the
+            // outcome's 8-byte stores, a stall longer than the run.)
+            *kept = None;
+        }
+        ctx.host = std::ptr::null_mut();
+        out
+    }
+
     /// A session of runs of this program: the run's context ([`JitSession`]) is built once and
     /// each run sets only what changes (the arguments, the memory's rows, the budget).
     pub fn session(&self) -> JitSession<'_> {
@@ -789,6 +876,7 @@ impl JitProgram {
             prog: self,
             vm: bpfsim_vm::Vm::default(),
             ctx: VmCtx::new(&self.rt),
+            kept: None,
         }
     }
 

@@ -372,3 +372,82 @@ fn a_batch_runs_as_single_runs() {
     );
     assert_eq!((out.tail_call, k), (Some(3), 1));
 }
+
+/// A session keeps frame 0's clearing and the budget from run to run on raw memory; whatever the
+/// caller changes between runs through `vm()` (the budget, the stack, by running another program
+/// on it) or through `run` (another map's stack and table) must be seen by the next run, which
+/// then gives what a run on a fresh `Vm` gives.
+#[test]
+fn a_session_sees_what_the_caller_changed_between_runs() {
+    let writer = program(WRITER);
+    let reader = program(READER);
+    let jit_w = JitProgram::compile(&writer).unwrap();
+    let jit_r = JitProgram::compile(&reader).unwrap();
+    let fresh = |jit: &JitProgram, budget: u64, mem: &mut [u8]| {
+        let mut vm = Vm::default();
+        vm.budget = budget;
+        jit.run_with_memory(&mut vm, &mut TailHost, mem)
+    };
+
+    // The budget: lowered below the writer's seven instructions, then raised again.
+    let mut s = jit_w.session();
+    let mut mem = vec![3u8; 8];
+    let mut set = s.vm().budget;
+    for budget in [1000, 1000, 1000, 3, 3, 1000, 1000] {
+        if budget != set {
+            s.vm().budget = budget;
+            set = budget;
+        }
+        let mut want_mem = mem.clone();
+        let want = fresh(&jit_w, budget, &mut want_mem);
+        let got = s.run_with_memory(&mut TailHost, &mut mem);
+        assert_eq!(got, want, "budget {budget}");
+        assert_eq!(mem, want_mem, "budget {budget}");
+    }
+    assert_eq!(
+        fresh(&jit_w, 3, &mut [0; 8]).result.unwrap_err().code,
+        TrapCode::Budget
+    );
+
+    // The stack: another program writes it through the session's `Vm`, then the reader (which
+    // never writes, so it keeps no clearing of its own) must still find zeros.
+    let mut s = jit_r.session();
+    let interp_w = Interpreter::new(&writer);
+    for round in 0..3 {
+        let mut mem = vec![0u8; 8];
+        assert_eq!(s.run_with_memory(&mut TailHost, &mut mem).result, Ok(0));
+        assert_eq!(s.run_with_memory(&mut TailHost, &mut mem).result, Ok(0));
+        let vm = s.vm();
+        let wrote = vm.run_with_memory(&interp_w, &mut TailHost, &mut mem);
+        assert_eq!(wrote.result, Ok(1), "round {round}: the writer ran");
+        // The writer left 7 in its slot and 1 in the memory's first byte.
+        assert_eq!(
+            s.run_with_memory(&mut TailHost, &mut mem).result,
+            Ok(1 << 8),
+            "round {round}: the reader after the writer"
+        );
+    }
+
+    // Another map's stack: a run through `run` points the context at it; the next lean run must
+    // use the session's own stack again (cleared), not the other one, which it must not touch.
+    let mut s = jit_w.session();
+    let mut other = Vm::default();
+    for round in 0..3 {
+        let mut mem = vec![3u8; 8];
+        let lean = s.run_with_memory(&mut TailHost, &mut mem);
+        assert_eq!(lean.result, Ok(4), "round {round}: lean run");
+        let mut m = other.memory();
+        let input = m.map_mut(&mut mem).unwrap();
+        let on_map = s.run(&mut m, &mut TailHost, [input, 8, 0, 0, 0], 1000);
+        drop(m);
+        // The entry cleared the other stack's slot (its 7 of the round before): only the byte.
+        assert_eq!(on_map.result, Ok(5), "round {round}: run on a map");
+        let lean = s.run_with_memory(&mut TailHost, &mut mem);
+        // Its own stack's slot reads 0 again: only the memory's byte (now 6) counts.
+        assert_eq!(lean.result, Ok(6), "round {round}: lean run after");
+        // The lean runs wrote only the session's stack: the other still holds its 7.
+        let m = other.memory();
+        let fp = bpfsim_vm::memory::frame_pointer(0);
+        assert_eq!(m.load(fp - 8, bpfsim_vm::isa::Size::DW), Ok(7));
+    }
+}

@@ -329,6 +329,42 @@ impl RegionTable {
     }
 }
 
+impl Stack {
+    /// What [`RegionTable::enter_main_reaching`] with these arguments does again on this stack,
+    /// once it has done it (as [`MemoryMap::reentry`] for a map): for an engine's lean entry
+    /// that runs one program again and again on a stack nothing else uses meanwhile.
+    #[inline]
+    pub fn reentry(&mut self, may_write: bool, bytes: usize, proven: bool) -> FrameReentry {
+        let bytes = if may_write { bytes.min(FRAME_SIZE) } else { 0 };
+        FrameReentry {
+            // SAFETY: inside frame 0, the buffer's first `FRAME_SIZE` bytes.
+            top: unsafe { self.buf.as_mut_ptr().add(FRAME_SIZE - bytes) },
+            bytes,
+            deep: may_write && !proven,
+        }
+    }
+}
+
+impl RegionTable {
+    /// The rows of [`Self::enter_main_reaching`] on a table that already holds its stack's fixed
+    /// rows (an entry made them, and no map since made the table another stack's): only the
+    /// input's row is set, as that entry sets it. The stack is left alone: its clearing is the
+    /// caller's ([`Stack::reentry`]).
+    #[inline(always)]
+    pub fn reenter_rows(&mut self, input: &mut [u8]) -> (*const u8, usize) {
+        debug_assert!(self.rows.len() >= FIXED_ROWS && input.len() <= u32::MAX as usize);
+        self.drop_mapped();
+        if !input.is_empty() {
+            self.rows.push(Region {
+                base: input.as_mut_ptr(),
+                read_len: input.len() as u64,
+                write_len: input.len() as u64,
+            });
+        }
+        (self.rows.as_ptr().cast(), self.rows.len())
+    }
+}
+
 impl RegionTable {
     /// Keep only the fixed rows. Most runs map nothing past them, or only what the run before
     /// mapped, so the length is written only when it changes (`Vec::truncate` writes it even
