@@ -476,16 +476,21 @@ impl Object {
             let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
             let (mut retvals, mut refused, mut kept) = (Vec::new(), Vec::new(), Vec::new());
             let (mut n, mut written, mut run_ns) = (0usize, 0usize, 0u64);
+            let mut slot = SimResult::default();
             for p in cap {
                 let p = p.map_err(|e| e.to_string())?;
-                let r = match kernel.as_deref_mut() {
-                    Some(k) => k.run_kernel_only(obj.runner.env.cpu, prog, &p.data, inp, 1),
+                // The simulator writes each packet's result into `slot`, in its allocations.
+                let ran = match kernel.as_deref_mut() {
+                    Some(k) => k
+                        .run_kernel_only(obj.runner.env.cpu, prog, &p.data, inp, 1)
+                        .map(|r| slot = r),
                     None => obj
-                        .run_engine(prog, &p.data, inp, 1, engine)
+                        .run_engine_into(prog, &p.data, inp, 1, engine, &mut slot)
                         .map_err(|e| e.to_string()),
                 };
-                match r {
-                    Ok(r) => {
+                match ran {
+                    Ok(()) => {
+                        let r = &slot;
                         run_ns += r.duration_ns;
                         *counts.entry(r.retval).or_default() += 1;
                         retvals.push(r.retval);
@@ -503,13 +508,13 @@ impl Object {
                                     (ProgType::Xdp, 3 | 4) => OUTBOUND,
                                     _ => INBOUND,
                                 };
-                                w.packet(&r.data, p.ts_ns, dir, &comment(ty, &r, &map_names))
+                                w.packet(&r.data, p.ts_ns, dir, &comment(ty, r, &map_names))
                                     .map_err(|e| e.to_string())?;
                                 written += 1;
                             }
                         }
                         if keep {
-                            kept.push(r);
+                            kept.push(std::mem::take(&mut slot));
                         }
                     }
                     Err(e) => {

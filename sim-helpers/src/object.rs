@@ -433,6 +433,22 @@ impl LoadedObject {
         repeat: u32,
         engine: Engine,
     ) -> Result<RunResult, LoadError> {
+        let mut out = RunResult::default();
+        self.run_engine_into(prog, packet, input, repeat, engine, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`LoadedObject::run_engine`] into `out` (see [`Runner::run_repeat_into`]): for loops of
+    /// single runs, which pass the same `out` to every one.
+    pub fn run_engine_into(
+        &mut self,
+        prog: &LinkedProgram,
+        packet: &[u8],
+        input: Input,
+        repeat: u32,
+        engine: Engine,
+        out: &mut RunResult,
+    ) -> Result<(), LoadError> {
         if let Some(what) = prog.not_test_runnable {
             return Err(LoadError::NotTestRunnable {
                 name: prog.name.clone(),
@@ -444,12 +460,11 @@ impl LoadedObject {
             let _ = self.runner.maps.freeze(id);
         }
         let (exec, interpreted) = prog.executable(engine, repeat)?;
-        let r = self
-            .runner
-            .run_repeat(exec, prog.prog_type, packet, input, repeat)?;
+        self.runner
+            .run_repeat_into(exec, prog.prog_type, packet, input, repeat, out)?;
         if engine == Engine::Auto && interpreted {
-            prog.jit.ran(r.insns.saturating_mul(repeat.max(1) as u64));
+            prog.jit.ran(out.insns.saturating_mul(repeat.max(1) as u64));
         }
-        Ok(r)
+        Ok(())
     }
 }

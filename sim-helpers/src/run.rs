@@ -51,8 +51,9 @@ pub struct Input {
     pub skb: Option<SkbMd>,
 }
 
-/// Everything a run produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Everything a run produced. The default is an empty result, to hand to
+/// [`Runner::run_repeat_into`], which reuses its vectors' allocations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunResult {
     /// `r0` at exit (0 when the program trapped, as the kernel's `XDP_ABORTED`/`TC_ACT_OK`).
     pub retval: u64,
@@ -285,20 +286,39 @@ impl Runner {
         input: Input,
         repeat: u32,
     ) -> Result<RunResult, RunError> {
+        let mut out = RunResult::default();
+        self.run_repeat_into(prog, prog_type, packet, input, repeat, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::run_repeat`] writing the result into `out`, every field of it, reusing the
+    /// allocations of its packet and context vectors: a loop of single runs (a pcap replay)
+    /// passing the same `out` neither allocates them again nor moves a result through the
+    /// calls. On an error `out` is left as it was or partly written.
+    pub fn run_repeat_into(
+        &mut self,
+        prog: &dyn Executable,
+        prog_type: ProgType,
+        packet: &[u8],
+        input: Input,
+        repeat: u32,
+        out: &mut RunResult,
+    ) -> Result<(), RunError> {
         let n = repeat.max(1);
         let started = self.timing.then(std::time::Instant::now);
-        let mut last = match prog_type {
-            ProgType::Xdp => self.run_xdp(prog, packet, input.xdp, n),
+        match prog_type {
+            ProgType::Xdp => self.run_xdp(prog, packet, input.xdp, n, out),
             ProgType::SocketFilter
             | ProgType::SchedCls
             | ProgType::SchedAct
-            | ProgType::CgroupSkb => self.run_skb(prog, prog_type, packet, input.skb, n),
+            | ProgType::CgroupSkb => self.run_skb(prog, prog_type, packet, input.skb, n, out),
             other => Err(RunError::ProgType(other)),
         }?;
-        if let Some(t) = started {
-            last.duration_ns = t.elapsed().as_nanos() as u64 / n as u64;
-        }
-        Ok(last)
+        out.duration_ns = match started {
+            Some(t) => t.elapsed().as_nanos() as u64 / n as u64,
+            None => 0,
+        };
+        Ok(())
     }
 
     pub fn run(
@@ -403,7 +423,8 @@ impl Runner {
         packet: &[u8],
         md: XdpMd,
         n: u32,
-    ) -> Result<RunResult, RunError> {
+        out: &mut RunResult,
+    ) -> Result<(), RunError> {
         let mut buf = std::mem::take(&mut self.xdp_buf);
         let dirty = self.xdp_dirty.take();
         let mut ctx = match XdpFrame::refill(&mut buf, packet, md, dirty) {
@@ -422,7 +443,8 @@ impl Runner {
             |c, a| c.frame_addr = a,
             n,
         );
-        let data = buf[ctx.meta..ctx.end].to_vec();
+        out.data.clear();
+        out.data.extend_from_slice(&buf[ctx.meta..ctx.end]);
         self.xdp_buf = buf;
         let e = e?;
         if !e.wrote {
@@ -430,19 +452,16 @@ impl Runner {
             // the packet given, where `refill` put it.
             self.xdp_dirty = Some((ctx.meta, ctx.end));
         }
-        Ok(RunResult {
-            retval: e.out.result.unwrap_or(xdp::action::ABORTED as u64),
-            data,
-            redirect: e.redirect,
-            trace: e.trace,
-            events: self.drain_events(),
-            insns: e.out.insns,
-            trap: e.out.result.err(),
-            skb: None,
-            ctx_out: ctx.ctx_out(),
-            tail_calls: e.chain,
-            duration_ns: 0,
-        })
+        out.retval = e.out.result.unwrap_or(xdp::action::ABORTED as u64);
+        out.redirect = e.redirect;
+        out.trace = e.trace;
+        out.events = self.drain_events();
+        out.insns = e.out.insns;
+        out.trap = e.out.result.err();
+        out.skb = None;
+        ctx.write_ctx_out(&mut out.ctx_out);
+        out.tail_calls = e.chain;
+        Ok(())
     }
 
     fn run_skb(
@@ -452,7 +471,8 @@ impl Runner {
         packet: &[u8],
         md: Option<SkbMd>,
         n: u32,
-    ) -> Result<RunResult, RunError> {
+        out: &mut RunResult,
+    ) -> Result<(), RunError> {
         let given = md.is_some();
         let SkbFrame { mut buf, mut ctx } =
             SkbFrame::new(packet, prog_type, md.unwrap_or_default())?;
@@ -484,19 +504,17 @@ impl Runner {
         } else {
             Vec::new()
         };
-        Ok(RunResult {
-            retval: e.out.result.unwrap_or(0),
-            data: frame.data_out(),
-            redirect: e.redirect,
-            trace: e.trace,
-            events: self.drain_events(),
-            insns: e.out.insns,
-            trap: e.out.result.err(),
-            skb: Some(Box::new(frame.ctx)),
-            ctx_out,
-            tail_calls: e.chain,
-            duration_ns: 0,
-        })
+        out.retval = e.out.result.unwrap_or(0);
+        out.data = frame.data_out();
+        out.redirect = e.redirect;
+        out.trace = e.trace;
+        out.events = self.drain_events();
+        out.insns = e.out.insns;
+        out.trap = e.out.result.err();
+        out.skb = Some(Box::new(frame.ctx));
+        out.ctx_out = ctx_out;
+        out.tail_calls = e.chain;
+        Ok(())
     }
 }
 
@@ -531,14 +549,17 @@ fn map_arenas<'a>(
     Ok(want.min(KEY_SCRATCH_MAX))
 }
 
-/// An emptied vector of map views with another lifetime, in the same allocation: collecting an
-/// emptied `Vec`'s iterator into a `Vec` of a type of the same layout reuses it in place.
+/// An emptied vector of map views with another lifetime, in the same allocation.
+#[inline(always)]
 fn reuse_views<'b>(mut views: Vec<MapView<'_>>) -> Vec<MapView<'b>> {
     views.clear();
-    views
-        .into_iter()
-        .map(|_| unreachable!("the vector is empty"))
-        .collect()
+    // Not collected in place (`into_iter().map(..).collect()`): that is a call, on every
+    // run, whose result the run reloads through memory.
+    let mut views = std::mem::ManuallyDrop::new(views);
+    let (ptr, cap) = (views.as_mut_ptr(), views.capacity());
+    // SAFETY: the allocation of an empty `Vec` of a type differing only in a lifetime (same
+    // layout), from the same allocator, handed over whole (the old `Vec` is never dropped).
+    unsafe { Vec::from_raw_parts(ptr.cast::<MapView<'b>>(), 0, cap) }
 }
 
 /// A map as the helpers of one run see it: its state, and where its arenas are in guest memory:

@@ -579,6 +579,73 @@ fn each_run_gets_a_fresh_frame() {
     }
 }
 
+/// A result written into a reused `RunResult` (`run_repeat_into`, what a pcap replay does) is
+/// the one a fresh run returns, whatever the runs before it left there: longer packets, a
+/// trace line, a socket buffer, a trap, a refused packet.
+#[test]
+fn results_written_in_place_match_fresh_ones() {
+    let writer = prog(
+        "ldxw %r2, [%r1+0]
+         ldxb %r0, [%r2-8]
+         ldxb %r3, [%r2+70]
+         or %r0, %r3
+         stb [%r2-8], 0x55
+         stb [%r2+70], 0x66
+         exit",
+    );
+    let tracer = prog(
+        "mov %r1, 0x0a6968
+         stxw [%r10-8], %r1
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, 4
+         call 6
+         mov %r0, 2
+         exit",
+    );
+    let trapper = prog(
+        "mov %r2, 0
+         ldxw %r0, [%r2+0]
+         exit",
+    );
+    let long = vec![1u8; 100];
+    let short = vec![2u8; 64];
+    let runs: [(&Interpreter, ProgType, &[u8]); 8] = [
+        (&writer, ProgType::Xdp, &long),
+        (&writer, ProgType::Xdp, &short),
+        (&tracer, ProgType::Xdp, &long),
+        (&writer, ProgType::SchedCls, &PACKET),
+        (&trapper, ProgType::Xdp, &short),
+        (&writer, ProgType::Xdp, &[1, 2, 3]),
+        (&writer, ProgType::Xdp, &short),
+        (&writer, ProgType::SocketFilter, &PACKET),
+    ];
+    let (mut fresh, mut reused) = (Runner::default(), Runner::default());
+    fresh.set_timing(false);
+    reused.set_timing(false);
+    let mut out = bpfsim_helpers::run::RunResult::default();
+    for (i, (p, ty, packet)) in runs.into_iter().enumerate() {
+        let want = fresh.run(p, ty, packet, Input::default());
+        let got = reused.run_repeat_into(p, ty, packet, Input::default(), 1, &mut out);
+        match want {
+            Ok(want) => {
+                assert_eq!(got, Ok(()), "run {i}");
+                assert_eq!(out, want, "run {i}");
+            }
+            Err(e) => assert_eq!(got, Err(e), "run {i}"),
+        }
+        // The runs are the kinds the list names (a refused run leaves `out` as it was).
+        assert_eq!(fresh.run(p, ty, packet, Input::default()).is_err(), i == 5);
+        if i != 5 {
+            assert_eq!(out.trace.len(), usize::from(i == 2), "run {i}");
+            assert_eq!(out.skb.is_some(), i == 3 || i == 7, "run {i}");
+        }
+        if i == 4 {
+            assert!(out.trap.is_some());
+        }
+    }
+}
+
 /// The verifier's proof reaches the JIT: accesses through the context are known as such, the
 /// others (packet, stack, map values) as never touching it; a program the verifier rejects gets
 /// no hints.

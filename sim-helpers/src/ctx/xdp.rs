@@ -116,6 +116,7 @@ impl XdpFrame {
     /// and that run's packet): only what the new packet does not cover there is zeroed. With
     /// `None`, or a buffer not of the frame's size, all of it is. `buf` is left as it was when
     /// the packet is refused.
+    #[inline]
     pub fn refill(
         buf: &mut Vec<u8>,
         packet: &[u8],
@@ -180,6 +181,13 @@ impl XdpContext {
     /// `struct xdp_md` as the test run's ctx_out: data and data_end relative to data_meta,
     /// the device fields as given.
     pub fn ctx_out(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24);
+        self.write_ctx_out(&mut out);
+        out
+    }
+
+    /// [`Self::ctx_out`] into `out`, in its allocation (a loop of runs reuses one).
+    pub fn write_ctx_out(&self, out: &mut Vec<u8>) {
         let fields = [
             (self.data - self.meta) as u32,
             (self.end - self.meta) as u32,
@@ -188,12 +196,12 @@ impl XdpContext {
             self.rx_queue_index,
             0,
         ];
-        // One allocation of the final size (collecting a flattening iterator grows the vector).
-        let mut out = [0u8; 24];
-        for (o, v) in out.chunks_exact_mut(4).zip(fields) {
+        let mut b = [0u8; 24];
+        for (o, v) in b.chunks_exact_mut(4).zip(fields) {
             o.copy_from_slice(&v.to_le_bytes());
         }
-        out.to_vec()
+        out.clear();
+        out.extend_from_slice(&b);
     }
 
     /// `bpf_xdp_adjust_head`: move `data` by `delta`; metadata moves along with it.
