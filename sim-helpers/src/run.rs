@@ -443,8 +443,7 @@ impl Runner {
             |c, a| c.frame_addr = a,
             n,
         );
-        out.data.clear();
-        out.data.extend_from_slice(&buf[ctx.meta..ctx.end]);
+        fill_vec(&mut out.data, &buf[ctx.meta..ctx.end]);
         self.xdp_buf = buf;
         let e = e?;
         if !e.wrote {
@@ -547,6 +546,18 @@ fn map_arenas<'a>(
         });
     }
     Ok(want.min(KEY_SCRATCH_MAX))
+}
+
+/// `out` holding `bytes`: in its allocation when it has one, else in a new one of the exact
+/// size (a fresh result's empty vectors; growing one takes the slower path of `reserve`).
+#[inline]
+pub(crate) fn fill_vec(out: &mut Vec<u8>, bytes: &[u8]) {
+    if out.capacity() == 0 {
+        *out = bytes.to_vec();
+    } else {
+        out.clear();
+        out.extend_from_slice(bytes);
+    }
 }
 
 /// An emptied vector of map views with another lifetime, in the same allocation.

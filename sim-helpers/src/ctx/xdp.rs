@@ -181,7 +181,7 @@ impl XdpContext {
     /// `struct xdp_md` as the test run's ctx_out: data and data_end relative to data_meta,
     /// the device fields as given.
     pub fn ctx_out(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24);
+        let mut out = Vec::new();
         self.write_ctx_out(&mut out);
         out
     }
@@ -200,8 +200,7 @@ impl XdpContext {
         for (o, v) in b.chunks_exact_mut(4).zip(fields) {
             o.copy_from_slice(&v.to_le_bytes());
         }
-        out.clear();
-        out.extend_from_slice(&b);
+        crate::run::fill_vec(out, &b);
     }
 
     /// `bpf_xdp_adjust_head`: move `data` by `delta`; metadata moves along with it.
