@@ -810,8 +810,8 @@ impl JitProgram {
     /// [`Self::enter_lean`] again after a run of it on the same `vm` and `ctx` from which
     /// [`Self::keep`] made `kept`: the stack's marks, the table's fixed rows, the stack's base,
     /// the arguments past `r2` and the budget are as that run left them, so that only frame 0's
-    /// clearing (`kept`'s reentry), the input's row and the run's pointers are set. A run that
-    /// built its memory map (a shim did) forgets `kept`.
+    /// clearing (`kept`'s reentry), the input's row (when the input is not the last run's) and
+    /// the run's pointers are set. A run that built its memory map (a shim did) forgets `kept`.
     ///
     /// # Safety
     /// `kept` is `Some`. Since the run it was made after, nothing but runs of this entry used `vm` or `ctx`
@@ -834,19 +834,28 @@ impl JitProgram {
         // SAFETY: the caller's contract: this program entered the stack last, and no reference
         // into it is held.
         unsafe { reentry.apply() };
-        let (rows, n) = vm.parts().1.reenter_rows(input);
-        ctx.regions = rows;
-        ctx.nregions = n as u64;
-        let (r1, r2, base) = if len == 0 {
-            (0, 0, 0)
+        let (r1, r2) = if len == 0 {
+            (0, 0)
         } else {
             let addr = (bpfsim_vm::memory::FIXED_ROWS as u64) << bpfsim_vm::memory::REGION_SHIFT;
-            (addr, len as u64, input.as_mut_ptr() as u64)
+            (addr, len as u64)
         };
-        ctx.set_primary_row([base, r2, r2]);
+        if input.as_mut_ptr() != ctx.lazy_input || len != ctx.lazy_len {
+            // Another buffer than the last run's (which left its row, and `lazy_input`, set):
+            // a replay's or a benchmark's runs mostly reuse one.
+            let (rows, n) = vm.parts().1.reenter_rows(input);
+            ctx.regions = rows;
+            ctx.nregions = n as u64;
+            let base = if len == 0 {
+                0
+            } else {
+                input.as_mut_ptr() as u64
+            };
+            ctx.set_primary_row([base, r2, r2]);
+            ctx.lazy_input = input.as_mut_ptr();
+            ctx.lazy_len = len;
+        }
         ctx.lazy_vm = vm;
-        ctx.lazy_input = input.as_mut_ptr();
-        ctx.lazy_len = len;
         let mut host_ref = HostRef { host };
         ctx.host = (&mut host_ref as *mut HostRef<'_>).cast();
         ctx.budget = budget;

@@ -187,6 +187,27 @@ fn a_session_follows_each_runs_memory() {
     }
 }
 
+/// One buffer, in prefixes of several lengths: a run on the very memory of the run before keeps
+/// its row, but one on a shorter or longer part of it (the same address) must see its own bounds.
+#[test]
+fn a_session_follows_the_length_of_one_buffer() {
+    let prog = program("ldxb %r0, [%r1+7]\nexit");
+    let jit = JitProgram::compile(&prog).unwrap();
+    let mut session = jit.session();
+    let mut buf: Vec<u8> = (10..26).collect();
+    for len in [8usize, 8, 4, 4, 8, 0, 0, 16, 7, 8, 8] {
+        let m = &mut buf[..len];
+        let s = session.run_with_memory(&mut TailHost, m);
+        let f = jit.run_with_memory(&mut Vm::default(), &mut TailHost, m);
+        assert_eq!(s, f, "the first {len} bytes");
+        assert_eq!(
+            s.result.ok(),
+            (len >= 8).then_some(17),
+            "the first {len} bytes"
+        );
+    }
+}
+
 /// `Executable::prepare`: runs on the caller's maps through one kept context give, run after
 /// run, what `execute` gives, after programs that write, trap, tail-call and run out of budget.
 #[test]
