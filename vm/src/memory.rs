@@ -445,6 +445,7 @@ impl<'a> MemoryMap<'a> {
         self.writes != ENTERED
     }
 
+    #[inline]
     fn push(&mut self, base: *mut u8, len: usize, writable: bool) -> Result<u64, MapError> {
         if len > u32::MAX as usize {
             return Err(MapError::TooLarge { len });
