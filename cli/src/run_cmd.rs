@@ -220,7 +220,9 @@ pub(crate) fn replay(
     kernel: bool,
     run_one: &mut dyn FnMut(&[u8]) -> Result<Ran, String>,
 ) -> Result<(), String> {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    // Counted by return value and named once at the end: naming each packet's verdict is an
+    // allocation per packet.
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
     let mut traps = 0usize;
     let mut n = 0usize;
     let mut refused: Vec<String> = Vec::new();
@@ -233,7 +235,7 @@ pub(crate) fn replay(
                     say(packet_json(*n, prog_type, &r, chain, kernel));
                 }
                 traps += r.trap.is_some() as usize;
-                *counts.entry(action_name(prog_type, r.retval)).or_default() += 1;
+                *counts.entry(r.retval).or_default() += 1;
             }
             Err(e) => {
                 if args.json {
@@ -262,7 +264,11 @@ pub(crate) fn replay(
     }
     if !args.json {
         say(format!("{title} ({prog_type}): {n} packets"));
-        for (verdict, count) in &counts {
+        let mut named: BTreeMap<String, usize> = BTreeMap::new();
+        for (retval, count) in counts {
+            *named.entry(action_name(prog_type, retval)).or_default() += count;
+        }
+        for (verdict, count) in &named {
             say(format!("  {verdict:<20} {count:>8}"));
         }
         if !refused.is_empty() {

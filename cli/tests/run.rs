@@ -284,6 +284,12 @@ fn objects_run_every_program_over_a_capture() {
             .unwrap_or_else(|| panic!("{out}"));
         assert_eq!(line.split_whitespace().last(), Some(n), "{out}");
     }
+    // The verdicts are listed by name.
+    let at = |v: &str| out.find(v).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        at("XDP_DROP") < at("XDP_PASS") && at("XDP_PASS") < at("XDP_TX"),
+        "{out}"
+    );
     // Two programs in one section: both run, or one by name.
     let obj = vectors().join("vlan_tag.bpf.o");
     let cap = vectors().join("pcaps/vlan_tag.pcap");
