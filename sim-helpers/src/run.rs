@@ -211,11 +211,16 @@ impl Runner {
 
     /// Read every ring buffer and perf event array, as a user-space reader would after a run.
     /// Nothing is allocated unless there are records: this runs after every packet.
+    #[inline]
     fn drain_events(&mut self) -> Vec<Event> {
-        let is_event_map = |t: MapType| matches!(t, MapType::Ringbuf | MapType::PerfEventArray);
         if !self.maps.iter().any(|m| is_event_map(m.map_type())) {
             return Vec::new();
         }
+        self.drain_event_maps()
+    }
+
+    #[cold]
+    fn drain_event_maps(&mut self) -> Vec<Event> {
         let ids: Vec<_> = self
             .maps
             .iter()
@@ -546,6 +551,11 @@ fn map_arenas<'a>(
         });
     }
     Ok(want.min(KEY_SCRATCH_MAX))
+}
+
+/// Maps whose records a run hands to user space (`drain_events`).
+fn is_event_map(t: MapType) -> bool {
+    matches!(t, MapType::Ringbuf | MapType::PerfEventArray)
 }
 
 /// `out` holding `bytes`: in its allocation when it has one, else in a new one of the exact
