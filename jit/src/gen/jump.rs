@@ -4,6 +4,7 @@ use bpfsim_vm::isa::{Cond, Insn, Reg, Source, Width};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, InstBuilder, InstructionData, Opcode, Value, ValueDef};
 
+use super::memory::Sum;
 use super::Gen;
 
 impl Gen<'_, '_> {
@@ -161,21 +162,10 @@ impl Gen<'_, '_> {
 
     /// A new sum of `v`'s operands (`v` a sum, [`Gen::sum_of`]).
     fn remake(&mut self, v: Value) -> Value {
-        let dfg = &self.b.func.dfg;
-        let ValueDef::Result(inst, _) = dfg.value_def(v) else {
-            return v;
-        };
-        match dfg.insts[inst] {
-            InstructionData::BinaryImm64 {
-                opcode: Opcode::IaddImm,
-                arg,
-                imm,
-            } => self.b.ins().iadd_imm(arg, imm.bits()),
-            InstructionData::Binary {
-                opcode: Opcode::Iadd,
-                args: [x, y],
-            } => self.b.ins().iadd(x, y),
-            _ => v,
+        match self.sum_of(v) {
+            Some(Sum::Imm(x, k)) => self.b.ins().iadd_imm(x, k),
+            Some(Sum::Regs(x, y)) => self.b.ins().iadd(x, y),
+            None => v,
         }
     }
 
