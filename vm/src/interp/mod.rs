@@ -1354,6 +1354,12 @@ impl Vm {
     /// An address space with this VM's stack, for a caller that maps its own regions (context,
     /// packet, map values) and runs with [`Interpreter::run`]. The map's rows live in this VM's
     /// table, so a run does not allocate; dropping the map drops the rows of what it mapped.
+    ///
+    /// A run's stack reads as zeros against what earlier runs wrote, not against the caller:
+    /// bytes the caller itself writes into a frame through this map ([`MemoryMap::store`],
+    /// [`MemoryMap::slice_mut`]) may still be there at the next run's entry, which clears only
+    /// what runs may have written. Tracking the caller's writes would put a check on every
+    /// store a program makes (the interpreter's stores go through the same methods).
     #[inline]
     pub fn memory(&mut self) -> MemoryMap<'_> {
         MemoryMap::new(&mut self.stack, &mut self.scratch)
