@@ -233,6 +233,71 @@ proptest! {
         prop_assert_eq!(walked, post_order(&present));
     }
 
+    /// Data of 1 to 20 bytes: both sides of the 16-byte line where lookups leave the byte-key
+    /// index for a 128-bit number, against a bitwise model. Bytes come from a small alphabet
+    /// so that prefixes overlap.
+    #[test]
+    fn lpm_wide_keys_match_brute_force(
+        ds in prop_oneof![Just(1usize), Just(4), Just(15), Just(16), Just(17), Just(20)],
+        inserts in proptest::collection::vec(
+            (0u32..=170, proptest::collection::vec(prop_oneof![Just(0u8), Just(0xff), Just(0x80)], 20), any::<bool>()),
+            1..40,
+        ),
+        probes in proptest::collection::vec(
+            (0u32..=170, proptest::collection::vec(prop_oneof![Just(0u8), Just(0xff), Just(0x80), Just(0x7f)], 20)),
+            1..60,
+        ),
+    ) {
+        let max = 8 * ds as u32;
+        let key = |len: u32, data: &[u8]| [&len.to_le_bytes()[..], &data[..ds]].concat();
+        let bit = |d: &[u8], i: u32| d[i as usize / 8] >> (7 - i % 8) & 1;
+        let same = |a: &[u8], b: &[u8], len: u32| (0..len).all(|i| bit(a, i) == bit(b, i));
+        let mut maps = Maps::new(1);
+        let id = maps
+            .create(&def(MapType::LpmTrie, 4 + ds as u32, 4, 24, BPF_F_NO_PREALLOC))
+            .unwrap();
+        let mut model: Vec<(u32, Vec<u8>, u32)> = Vec::new();
+        for (i, (len, data, delete)) in inserts.iter().enumerate() {
+            let len = len % (max + 2);
+            let got = if *delete {
+                maps.delete(id, &key(len, data)).map_err(|e| e.errno())
+            } else {
+                maps.update(id, &key(len, data), &(i as u32).to_le_bytes(), BPF_ANY)
+                    .map_err(|e| e.errno())
+            };
+            if len > max {
+                prop_assert_eq!(got, Err(Errno::EINVAL));
+                continue;
+            }
+            let pos = model.iter().position(|(l, d, _)| *l == len && same(d, data, len));
+            match (delete, pos) {
+                (true, Some(p)) => { prop_assert_eq!(got, Ok(())); model.remove(p); }
+                (true, None) => prop_assert_eq!(got, Err(Errno::ENOENT)),
+                (false, Some(p)) => { prop_assert_eq!(got, Ok(())); model[p].2 = i as u32; }
+                (false, None) if model.len() == 24 => prop_assert_eq!(got, Err(Errno::ENOSPC)),
+                (false, None) => { prop_assert_eq!(got, Ok(())); model.push((len, data.clone(), i as u32)); }
+            }
+        }
+        for (len, data) in &probes {
+            let len = len % (max + 2);
+            let want = if len > max {
+                None
+            } else {
+                model
+                    .iter()
+                    .filter(|(l, d, _)| *l <= len && same(d, data, *l))
+                    .max_by_key(|(l, _, _)| *l)
+                    .map(|(_, _, v)| v.to_le_bytes().to_vec())
+            };
+            prop_assert_eq!(maps.lookup(id, &key(len, data)).ok(), want);
+        }
+        prop_assert_eq!(maps.keys(id).unwrap().len(), model.len());
+        maps.clear(id).unwrap();
+        for (len, data) in &probes {
+            prop_assert!(maps.lookup(id, &key(len % (max + 1), data)).is_err());
+        }
+    }
+
     #[test]
     fn queue_and_stack_behave_like_a_deque(
         stack in any::<bool>(),

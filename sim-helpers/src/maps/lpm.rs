@@ -9,8 +9,11 @@
 //!   element inserted as 10.0.0.0/8), but the data bytes are kept as given and returned by
 //!   `get_next_key`, as the kernel keeps the node's copy of the key.
 //! - Lookup returns the element with the longest prefix, no longer than the key's, that matches
-//!   the key; here that is one hash probe per prefix length in use, longest first. A key whose
-//!   prefixlen exceeds `8 * data_size` finds nothing.
+//!   the key; here that is one hash probe per prefix length in use (a list kept sorted, longest
+//!   first, so an empty trie answers at once), no longer than the key's. Keys of at most 16
+//!   data bytes (IPv4, IPv6) are probed as one 128-bit number masked to each length, in a
+//!   table of their own; longer ones through the byte-key index. A key whose prefixlen exceeds
+//!   `8 * data_size` finds nothing.
 //! - `get_next_key` walks the trie in post-order (a more specific prefix before the prefixes that
 //!   contain it, bit 0 before bit 1). That order is a total order on (prefix, length), so a sorted
 //!   map gives the same sequence: keys differing within their common length compare by the first
@@ -23,6 +26,8 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+
+use hashbrown::HashTable;
 
 use super::error::{Errno, OpError, Reason};
 use super::table::{round8, write_value, KeyIndex, SlotAlloc};
@@ -95,8 +100,79 @@ pub struct LpmTrie {
     raw: Box<[u8]>,
     order: BTreeMap<Prefix, u32>,
     alloc: SlotAlloc,
-    /// Elements per prefix length: lookups probe only the lengths in use.
+    /// Elements per prefix length.
     per_len: Box<[u32]>,
+    /// The prefix lengths in use (`per_len` not 0), longest first: what a lookup probes.
+    lens: Vec<u16>,
+    /// For data of at most 16 bytes: the elements by prefix length and masked data as a
+    /// 128-bit number ([`Self::wide`]), which a lookup probes without building a byte key.
+    small: Option<SmallIndex>,
+}
+
+/// The index of a trie whose data fits 128 bits: slots in a table hashed by (length, masked
+/// data), each slot's length and masked data kept by slot.
+struct SmallIndex {
+    table: HashTable<u32>,
+    bits: Box<[u128]>,
+    len: Box<[u16]>,
+}
+
+/// The hash of a prefix of length `len` whose masked data is `bits`: both words folded through
+/// one multiply, the length mixed into the first (no per-process seed: runs must repeat).
+#[inline(always)]
+fn small_hash(len: u16, bits: u128) -> u64 {
+    const S0: u64 = 0x243f_6a88_85a3_08d3;
+    const S1: u64 = 0x1319_8a2e_0370_7344;
+    let (lo, hi) = (bits as u64, (bits >> 64) as u64);
+    let p = ((lo ^ S0 ^ len as u64) as u128).wrapping_mul((hi ^ S1) as u128);
+    (p as u64) ^ ((p >> 64) as u64) ^ (len as u64).rotate_left(29)
+}
+
+/// The first `len` bits of a data number ([`LpmTrie::wide`]).
+#[inline(always)]
+fn small_mask(bits: u128, len: u16) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        bits & (u128::MAX << (128 - len as u32))
+    }
+}
+
+impl SmallIndex {
+    fn new(slots: usize) -> SmallIndex {
+        SmallIndex {
+            table: HashTable::new(),
+            bits: vec![0; slots].into_boxed_slice(),
+            len: vec![0; slots].into_boxed_slice(),
+        }
+    }
+
+    #[inline(always)]
+    fn find(&self, len: u16, masked: u128) -> Option<u32> {
+        let (bits, lens) = (&self.bits, &self.len);
+        self.table
+            .find(small_hash(len, masked), |&s| {
+                bits[s as usize] == masked && lens[s as usize] == len
+            })
+            .copied()
+    }
+
+    fn insert(&mut self, slot: u32, len: u16, masked: u128) {
+        self.bits[slot as usize] = masked;
+        self.len[slot as usize] = len;
+        let (bits, lens) = (&self.bits, &self.len);
+        self.table
+            .insert_unique(small_hash(len, masked), slot, |&s| {
+                small_hash(lens[s as usize], bits[s as usize])
+            });
+    }
+
+    fn remove(&mut self, slot: u32) {
+        let h = small_hash(self.len[slot as usize], self.bits[slot as usize]);
+        if let Ok(entry) = self.table.find_entry(h, |&s| s == slot) {
+            entry.remove();
+        }
+    }
 }
 
 impl LpmTrie {
@@ -117,6 +193,38 @@ impl LpmTrie {
             order: BTreeMap::new(),
             alloc: SlotAlloc::new(max_entries),
             per_len: vec![0; 8 * data_size + 1].into_boxed_slice(),
+            lens: Vec::new(),
+            small: (data_size <= 16).then(|| SmallIndex::new(max_entries as usize)),
+        }
+    }
+
+    /// The data of `key` (at most 16 bytes) as one number, its first bit the most
+    /// significant: masking it to a prefix is one AND.
+    #[inline(always)]
+    fn wide(&self, key: &[u8]) -> u128 {
+        let mut b = [0u8; 16];
+        let ds = self.data_size.min(16);
+        if let Some(data) = key.get(4..4 + ds) {
+            b[..ds].copy_from_slice(data);
+        }
+        u128::from_be_bytes(b)
+    }
+
+    /// Count an element of prefix length `len` in or out, keeping `lens` the lengths in use.
+    fn count(&mut self, len: u32, added: bool) {
+        let n = &mut self.per_len[len as usize];
+        let len = len as u16;
+        if added {
+            *n += 1;
+            if *n == 1 {
+                let at = self.lens.partition_point(|&l| l > len);
+                self.lens.insert(at, len);
+            }
+        } else {
+            *n -= 1;
+            if *n == 0 {
+                self.lens.retain(|&l| l != len);
+            }
         }
     }
 
@@ -151,17 +259,31 @@ impl LpmTrie {
     }
 
     /// Longest-prefix match (`trie_lookup_elem`), from programs and the host alike.
+    #[inline]
     pub(crate) fn lookup(&self, key: &[u8]) -> Option<usize> {
+        if self.lens.is_empty() {
+            return None;
+        }
         let len = Self::prefixlen(key);
         if len > self.max_prefixlen {
             return None;
         }
-        let mut buf = [0u8; 4 + 256];
-        (0..=len)
-            .rev()
-            .filter(|&l| self.per_len[l as usize] > 0)
-            .find_map(|l| self.index.find(self.index_key(key, l, &mut buf)))
-            .map(|slot| slot as usize * self.stride)
+        // The lengths in use no longer than the key's, longest first.
+        let start = self.lens.partition_point(|&l| l as u32 > len);
+        let lens = &self.lens[start..];
+        let slot = match &self.small {
+            Some(small) => {
+                let bits = self.wide(key);
+                lens.iter()
+                    .find_map(|&l| small.find(l, small_mask(bits, l)))
+            }
+            None => {
+                let mut buf = [0u8; 4 + 256];
+                lens.iter()
+                    .find_map(|&l| self.index.find(self.index_key(key, l as u32, &mut buf)))
+            }
+        };
+        slot.map(|slot| slot as usize * self.stride)
     }
 
     fn too_long(&self, len: u32) -> OpError {
@@ -228,9 +350,13 @@ impl LpmTrie {
         let mut buf = [0u8; 4 + 256];
         let ikey = self.index_key(key, len, &mut buf).to_vec();
         self.index.insert(slot, &ikey);
+        let bits = self.wide(key);
+        if let Some(small) = &mut self.small {
+            small.insert(slot, len as u16, small_mask(bits, len as u16));
+        }
         self.raw[slot as usize * ds..(slot as usize + 1) * ds].copy_from_slice(&key[4..]);
         self.order.insert(self.prefix(key), slot);
-        self.per_len[len as usize] += 1;
+        self.count(len, true);
         Ok(())
     }
 
@@ -242,9 +368,12 @@ impl LpmTrie {
         }
         let slot = self.exact(key).ok_or(OpError::no_key())?;
         self.index.remove(slot);
+        if let Some(small) = &mut self.small {
+            small.remove(slot);
+        }
         self.order.remove(&self.prefix(key));
         self.alloc.push(slot);
-        self.per_len[len as usize] -= 1;
+        self.count(len, false);
         Ok(())
     }
 
@@ -274,6 +403,10 @@ impl LpmTrie {
         self.order.clear();
         self.alloc.reset();
         self.per_len.fill(0);
+        self.lens.clear();
+        if let Some(small) = &mut self.small {
+            small.table.clear();
+        }
     }
 
     /// Elements in post-order, keys as `get_next_key` returns them.
