@@ -642,6 +642,9 @@ struct SimHost<'e, 'a> {
     overrides: Option<&'e mut std::collections::BTreeMap<u32, HelperOverride>>,
     /// Guest address and length of the key scratch area.
     key_scratch: (u64, usize),
+    /// Bytes a helper copies out of guest memory before writing guest memory, kept for the
+    /// batch of runs so that such a call allocates only the first time.
+    scratch: Vec<u8>,
 }
 
 struct Guest<'m, 'a>(&'m MemoryMap<'a>);
@@ -669,6 +672,7 @@ impl<'e> SimHost<'e, '_> {
             tail_calls: 0,
             overrides: None,
             key_scratch: (0, 0),
+            scratch: Vec::new(),
         }
     }
 
@@ -763,23 +767,27 @@ impl<'e> SimHost<'e, '_> {
             // output(map, data, size, flags), reserve(map, size, flags)
             130 | 131 => {
                 let i = self.map_index(a[0])?;
-                let data = if id == 130 {
-                    mem.slice(a[1], a[2] as u32 as usize)?.to_vec()
-                } else {
-                    Vec::new()
-                };
+                // The record's bytes go through the host's scratch buffer: they may be in the
+                // ring's own arena, which the ring writes meanwhile.
+                let mut data = std::mem::take(&mut self.scratch);
+                data.clear();
+                if id == 130 {
+                    data.extend_from_slice(mem.slice(a[1], a[2] as u32 as usize)?);
+                }
                 let m = &mut self.maps[i];
                 let base = m.base(0).ok_or(HelperStop::Fault)?;
                 let mut arenas = m.arenas(mem);
                 let Some(rb) = m.state.ringbuf_mut() else {
                     return Err(HelperStop::Fault);
                 };
-                if id == 130 {
+                let r = if id == 130 {
                     ret(rb.output(&data, a[3], &mut arenas))
                 } else {
                     rb.reserve(a[1], a[2], &mut arenas)
                         .map_or(0, |off| base + off as u64)
-                }
+                };
+                self.scratch = data;
+                r
             }
             // submit(data, flags), discard(data, flags)
             _ => {

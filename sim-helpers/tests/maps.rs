@@ -1540,3 +1540,98 @@ fn hash_lookups_point_at_the_value_for_every_value_stride() {
         }
     }
 }
+
+/// The kernel's rule for a reservation, both of its bounds: the ring may span at most its size
+/// from the consumer and from the oldest record still reserved (found by a walk). The ring must
+/// refuse and place every reservation as this model does, whatever the order of reserves,
+/// commits and reads; it checks the consumer's bound alone, which implies the other here.
+#[test]
+fn ringbuf_reservations_follow_a_model_of_the_kernels_rule() {
+    #[derive(Clone, Copy, PartialEq)]
+    enum St {
+        Busy,
+        Done,
+        Dropped,
+    }
+    let size = 4096u64;
+    let mut maps = Maps::new(1);
+    let r = ring(&mut maps, size as u32);
+    // (pos, data offset, length in the ring, state)
+    let mut model: std::collections::VecDeque<(u64, usize, u64, St)> = Default::default();
+    let (mut prod, mut cons) = (0u64, 0u64);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut refused, mut placed, mut out_of_order) = (0, 0, 0);
+    for step in 0..20_000 {
+        let roll = next() % 10;
+        if roll < 5 {
+            let want = 1 + next() % 300;
+            let len = (want + 8 + 7) & !7;
+            let pending = model.iter().find(|e| e.3 == St::Busy).map_or(prod, |e| e.0);
+            let fits = prod + len - cons < size && prod + len - pending < size;
+            let got = maps.get_mut(r).unwrap().ringbuf_reserve(want, 0);
+            assert_eq!(got.is_some(), fits, "step {step}: reserve {want}");
+            match got {
+                Some(off) => {
+                    assert_eq!(off as u64, (prod & (size - 1)) + 8, "step {step}");
+                    model.push_back((prod, off, len, St::Busy));
+                    prod += len;
+                    placed += 1;
+                }
+                None => refused += 1,
+            }
+        } else if roll < 8 {
+            // Commit a reserved record: most often the newest, sometimes an older one.
+            let busy: Vec<usize> = (0..model.len())
+                .filter(|&i| model[i].3 == St::Busy)
+                .collect();
+            if let Some(&newest) = busy.last() {
+                let i = if next() % 4 == 0 {
+                    out_of_order += 1;
+                    busy[(next() % busy.len() as u64) as usize]
+                } else {
+                    newest
+                };
+                let discard = next() % 3 == 0;
+                let map = maps.get_mut(r).unwrap();
+                if discard {
+                    map.ringbuf_discard(model[i].1, 0).unwrap();
+                    model[i].3 = St::Dropped;
+                } else {
+                    map.ringbuf_submit(model[i].1, 0).unwrap();
+                    model[i].3 = St::Done;
+                }
+            }
+        } else {
+            let mut want = 0;
+            while let Some(&(_, _, len, st)) = model.front() {
+                if st == St::Busy {
+                    break;
+                }
+                want += usize::from(st == St::Done);
+                cons += len;
+                model.pop_front();
+            }
+            assert_eq!(maps.ringbuf_consume(r).unwrap().len(), want, "step {step}");
+        }
+        let rb = maps.get(r).unwrap().state().ringbuf().unwrap();
+        assert_eq!(
+            (
+                rb.query(ringbuf::BPF_RB_PROD_POS),
+                rb.query(ringbuf::BPF_RB_CONS_POS)
+            ),
+            (prod, cons),
+            "step {step}"
+        );
+        assert_eq!(rb.pending(), model.len(), "step {step}");
+    }
+    assert!(
+        refused > 100 && placed > 1000 && out_of_order > 100,
+        "{refused} {placed} {out_of_order}"
+    );
+}

@@ -121,9 +121,9 @@ impl RingBuf {
     }
 
     fn reserve_record(&mut self, size: u64, mem: &mut impl ArenaAccess) -> Result<usize, OpError> {
-        let full = OpError::new(Errno::EAGAIN, Reason::RingFull { size });
+        let full = || OpError::new(Errno::EAGAIN, Reason::RingFull { size });
         if size > MAX_RECORD {
-            return Err(full);
+            return Err(full());
         }
         let rec = Record {
             pos: self.producer_pos,
@@ -132,17 +132,16 @@ impl RingBuf {
         };
         let len = rec.len();
         if len > self.size {
-            return Err(full);
+            return Err(full());
         }
-        // The oldest record not yet committed: the ring may not span more than its size from it.
-        let pending_pos = self
-            .records
-            .iter()
-            .find(|r| r.state == State::Busy)
-            .map_or(self.producer_pos, |r| r.pos);
+        // The kernel also refuses a ring spanning more than its size from the oldest record
+        // not yet committed (`pending_pos`), against a user-space consumer moved past it. Here
+        // the consumer stops at that record, so it is never behind the consumer: the
+        // consumer's bound below is the tighter one, and the record need not be looked for
+        // (a walk over every record a full ring holds, on each reservation it refuses).
         let new_prod = self.producer_pos + len;
-        if new_prod - self.consumer_pos > self.mask || new_prod - pending_pos > self.mask {
-            return Err(full);
+        if new_prod - self.consumer_pos > self.mask {
+            return Err(full());
         }
         let at = (rec.pos & self.mask) as usize;
         let arena = span(mem, 0, 0, 2 * self.size as usize)?;
@@ -171,11 +170,14 @@ impl RingBuf {
         mem: &mut impl ArenaAccess,
     ) -> Result<(), OpError> {
         let mask = self.mask;
+        // Searched from the newest: a program commits what it reserved last, most often. Busy
+        // records lie within one ring's length of each other, so at most one has this offset.
         let rec = self
             .records
             .iter_mut()
+            .rev()
             .find(|r| r.state == State::Busy && (r.pos & mask) as usize + HDR_SZ as usize == offset)
-            .ok_or(OpError::new(Errno::EINVAL, Reason::NotReserved { offset }))?;
+            .ok_or_else(|| OpError::new(Errno::EINVAL, Reason::NotReserved { offset }))?;
         rec.state = if discard {
             State::Discarded
         } else {
