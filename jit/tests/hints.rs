@@ -325,6 +325,9 @@ impl bpfsim_vm::memory::Context for Fields {
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
     fn loads_are_pure(&self) -> bool {
         self.pure
     }

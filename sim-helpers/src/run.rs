@@ -631,6 +631,16 @@ impl ArenaAccess for GuestArenas<'_, '_> {
     }
 }
 
+/// Where a socket buffer's packet lies: what the skb helpers read of its context.
+#[derive(Clone, Copy)]
+struct SkbPacket {
+    /// Guest address of the buffer's first byte.
+    buf_addr: u64,
+    /// Offsets of the packet's first byte and of the byte after its last in the buffer.
+    data: usize,
+    end: usize,
+}
+
 /// The helpers' view of one run.
 struct SimHost<'e, 'a> {
     env: &'e mut Env,
@@ -995,10 +1005,19 @@ impl<'e> SimHost<'e, '_> {
         Ok(ret as u64)
     }
 
-    fn skb(mem: &mut MemoryMap<'_>) -> Result<SkbContext, HelperStop> {
-        mem.context_mut()
-            .and_then(|c| c.downcast_mut::<SkbContext>())
-            .map(|c| c.clone())
+    /// Where the socket buffer's packet lies. Read through [`MemoryMap::context`], which keeps
+    /// the context's stamp: through `context_mut` every skb helper call made the JIT read the
+    /// fields it keeps again (and take a new stamp, an atomic increment), most of the cost of a
+    /// `bpf_skb_load_bytes`.
+    #[inline]
+    fn skb(mem: &MemoryMap<'_>) -> Result<SkbPacket, HelperStop> {
+        mem.context()
+            .and_then(|c| c.downcast_ref::<SkbContext>())
+            .map(|c| SkbPacket {
+                buf_addr: c.buf_addr,
+                data: c.data,
+                end: c.end,
+            })
             .ok_or(HelperStop::Fault)
     }
 
@@ -1010,20 +1029,14 @@ impl<'e> SimHost<'e, '_> {
             .data
             .checked_add(offset)
             .filter(|s| s.checked_add(len).is_some_and(|e| e <= skb.end));
-        let bytes = match from {
+        match from {
             Some(start) if offset <= i32::MAX as usize => {
-                Some(mem.slice(skb.buf_addr + start as u64, len)?.to_vec())
-            }
-            _ => None,
-        };
-        let to = mem.slice_mut(a[2], len)?;
-        match bytes {
-            Some(b) => {
-                to.copy_from_slice(&b);
+                // Guest to guest: a buffer in between was an allocation per call.
+                mem.copy(a[2], skb.buf_addr + start as u64, len)?;
                 Ok(0)
             }
-            None => {
-                to.fill(0);
+            _ => {
+                mem.slice_mut(a[2], len)?.fill(0);
                 Ok(EFAULT)
             }
         }
@@ -1045,9 +1058,7 @@ impl SimHost<'_, '_> {
         if offset + len > (skb.end - skb.data) as u64 {
             return Ok(EFAULT);
         }
-        let bytes = mem.slice(a[2], len as usize)?.to_vec();
-        mem.slice_mut(skb.buf_addr + skb.data as u64 + offset, len as usize)?
-            .copy_from_slice(&bytes);
+        mem.copy(skb.buf_addr + skb.data as u64 + offset, a[2], len as usize)?;
         Ok(0)
     }
 
@@ -1243,9 +1254,10 @@ impl Host for SimHost<'_, '_> {
             }
             26 => return Self::skb_load_bytes(mem, a),
             28 => {
-                let from = mem.slice(a[0], a[1] as u32 as usize)?.to_vec();
-                let to = mem.slice(a[2], a[3] as u32 as usize)?.to_vec();
-                csum::csum_diff(&from, &to, a[4] as u32) as u64
+                // Both read in place: copies were two allocations per call.
+                let from = mem.slice(a[0], a[1] as u32 as usize)?;
+                let to = mem.slice(a[2], a[3] as u32 as usize)?;
+                csum::csum_diff(from, to, a[4] as u32) as u64
             }
             42 => env.numa_node as u64,
             164 => return self.for_each(mem, a),

@@ -1514,3 +1514,209 @@ fn ringbuf_output_from_the_ring_and_the_stack_under_both_engines() {
     }
     assert_eq!(traps[0], traps[1]);
 }
+
+/// Ethernet, IPv4 (10.0.0.1 -> 10.0.0.2, TCP), TCP 1234 -> 80, then 10 payload bytes: 64 bytes.
+fn tcp_packet() -> Vec<u8> {
+    let mut p = vec![0u8; 64];
+    p[12..14].copy_from_slice(&[0x08, 0x00]);
+    p[14..34].copy_from_slice(&[
+        0x45, 0, 0, 50, 0, 0, 0, 0, 64, 6, 0x26, 0xc4, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    p[34..38].copy_from_slice(&[0x04, 0xd2, 0, 80]);
+    for (i, b) in p[54..].iter_mut().enumerate() {
+        *b = 0xa0 + i as u8;
+    }
+    p
+}
+
+/// `src` (a TC program, `r6` the context on every load through it) under the interpreter and
+/// under the JIT told that those loads read the context (so that it keeps the fields between
+/// the context's changes), `repeat` times: the results must agree. Returns the JIT's.
+fn skb_runs_agree(src: &str, repeat: u32) -> bpfsim_helpers::run::RunResult {
+    use bpfsim_vm::isa::{Insn, Reg};
+    let program = Program::new(assemble(src).unwrap()).unwrap();
+    let mut hints = bpfsim_jit::Hints::default();
+    let slots = program.iter().map(|(pc, _)| pc + 2).max().unwrap_or(0);
+    hints.ctx = vec![false; slots];
+    for (pc, insn) in program.iter() {
+        if matches!(insn, Insn::Load { src, .. } if *src == Reg::R6) {
+            hints.ctx[pc] = true;
+        }
+    }
+    assert!(
+        hints.ctx.iter().any(|&c| c),
+        "the program reads the context"
+    );
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile_with(&program, &hints).unwrap();
+    let packet = tcp_packet();
+    let mut out = Vec::new();
+    for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+        let mut r = Runner::default();
+        r.set_timing(false);
+        out.push(
+            r.run_repeat(e, ProgType::SchedCls, &packet, Input::default(), repeat)
+                .unwrap(),
+        );
+    }
+    assert_eq!(out[0], out[1], "interpreter, then JIT:\n{src}");
+    out.pop().unwrap()
+}
+
+/// The skb helpers copy guest to guest and read the context without changing it: what a run
+/// reads of the context between and after them, what they copy (overlapping ranges included),
+/// their -EFAULT with the destination zeroed, and the context store after them, agree between
+/// the interpreter and the JIT (which keeps the context's fields across helper calls now), and
+/// are what the helpers are defined to do.
+#[test]
+fn skb_helpers_under_the_jit_run_as_the_interpreter() {
+    let src = "mov %r6, %r1
+        ldxw %r7, [%r6+0]
+        mov %r1, %r6
+        mov %r2, 14
+        mov %r3, %r10
+        add %r3, -24
+        mov %r4, 20
+        call 26
+        mov %r8, %r0
+        ldxw %r2, [%r6+0]
+        add %r7, %r2
+        stdw [%r10-32], -1
+        mov %r1, %r6
+        mov %r2, 60
+        mov %r3, %r10
+        add %r3, -32
+        mov %r4, 8
+        call 26
+        stxdw [%r10-40], %r0
+        ldxdw %r2, [%r10-32]
+        lsh %r2, 1
+        or %r8, %r2
+        ldxw %r3, [%r6+76]
+        ldxw %r4, [%r6+80]
+        mov %r5, %r3
+        add %r5, 64
+        jgt %r5, %r4, skip
+        add %r3, 16
+        mov %r1, %r6
+        mov %r2, 20
+        mov %r4, 8
+        mov %r5, 0
+        call 9
+        lsh %r0, 2
+        or %r8, %r0
+        skip:
+        mov %r1, %r10
+        add %r1, -24
+        mov %r2, 4
+        mov %r3, %r10
+        add %r3, -20
+        mov %r4, 4
+        mov %r5, 0
+        call 28
+        stxdw [%r10-48], %r0
+        mov %r1, %r6
+        mov %r2, 24
+        mov %r3, 0
+        mov %r4, 0x1234
+        mov %r5, 4
+        call 10
+        lsh %r0, 3
+        or %r8, %r0
+        stw [%r6+8], 7
+        ldxw %r2, [%r6+8]
+        lsh %r2, 8
+        add %r7, %r2
+        ldabsb 14
+        lsh %r0, 16
+        add %r7, %r0
+        ldxdw %r2, [%r10-40]
+        ldxdw %r3, [%r10-48]
+        add %r3, %r2
+        add %r7, %r3
+        ldxw %r2, [%r6+0]
+        add %r7, %r2
+        lsh %r8, 32
+        or %r7, %r8
+        mov %r0, %r7
+        exit";
+    let packet = tcp_packet();
+    let efault = -14i64 as u64;
+    for repeat in [1, 3] {
+        let out = skb_runs_agree(src, repeat);
+        // The last run read the packet as the runs before it left it: their stores copied
+        // bytes 16..24 to 20..28 (overlapping, as through a buffer between).
+        let mut before = packet.clone();
+        for _ in 1..repeat {
+            before.copy_within(16..24, 20);
+        }
+        // csum_diff of the IP header's first word (as skb_load_bytes read it) against its
+        // second, seed 0.
+        let diff = bpfsim_helpers::helpers::csum::csum_diff(&before[14..18], &before[18..22], 0);
+        assert_ne!(before[14..18], before[18..22]);
+        assert_eq!(out.trap, None);
+        // Every helper returned 0 (-EFAULT only where it must), the zeroed destination read 0.
+        assert_eq!(out.retval >> 32, 0, "helpers' returns, repeat {repeat}");
+        let len = 64u64;
+        let want = (len * 3 + (7 << 8) + (0x45 << 16) + efault.wrapping_add(diff as u64)) as u32;
+        assert_eq!(out.retval as u32, want, "repeat {repeat}");
+        assert_eq!(out.skb.as_ref().unwrap().md.mark, 7);
+        // skb_store_bytes(skb, 20, data + 16, 8), each run.
+        let mut expect = before;
+        expect.copy_within(16..24, 20);
+        // l3_csum_replace(skb, 24, 0, 0x1234, 4) on the IP checksum the store just wrote.
+        let sum = u16::from_le_bytes([expect[24], expect[25]]);
+        let sum = bpfsim_helpers::helpers::csum::csum_replace(sum, 0, 0x1234);
+        expect[24..26].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(out.data, expect, "repeat {repeat}");
+    }
+}
+
+/// A helper's bad pointer faults at its call under both engines, whichever argument it is: the
+/// source is checked before the destination, so with both bad the source's address is the one
+/// reported.
+#[test]
+fn skb_helper_faults_agree() {
+    let bad = 0x7fff_0000_0000u64;
+    // skb_load_bytes into a bad destination, also past the end of the packet (-EFAULT zeroes
+    // the destination); skb_store_bytes from a bad source; csum_diff of a bad first range.
+    for (case, call, code) in [
+        (
+            "load_bytes",
+            format!("mov %r2, 14\nlddw %r3, {bad:#x}\nmov %r4, 8\ncall 26"),
+            TrapCode::MemoryWrite,
+        ),
+        (
+            "load_bytes past the end",
+            format!("mov %r2, 60\nlddw %r3, {bad:#x}\nmov %r4, 8\ncall 26"),
+            TrapCode::MemoryWrite,
+        ),
+        (
+            "store_bytes",
+            format!("mov %r2, 14\nlddw %r3, {bad:#x}\nmov %r4, 8\nmov %r5, 0\ncall 9"),
+            TrapCode::MemoryRead,
+        ),
+        (
+            "csum_diff",
+            format!(
+                "lddw %r1, {bad:#x}\nmov %r2, 4\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 4\nmov %r5, 0\ncall 28"
+            ),
+            TrapCode::MemoryRead,
+        ),
+    ] {
+        let src = format!(
+            "mov %r6, %r1\nldxw %r7, [%r6+0]\nmov %r1, %r6\n{call}\nldxw %r2, [%r6+0]\nadd %r0, %r2\nexit"
+        );
+        let out = skb_runs_agree(&src, 2);
+        let trap = out.trap.unwrap_or_else(|| panic!("{case}: no trap"));
+        assert_eq!((trap.code, trap.detail), (code, bad), "{case}");
+        assert_eq!(out.retval, 0, "{case}");
+    }
+    // Store bytes out of the packet: -EFAULT, the bad source never read.
+    let src = format!(
+        "mov %r6, %r1\nmov %r1, %r6\nmov %r2, 60\nlddw %r3, {bad:#x}\nmov %r4, 8\nmov %r5, 0\ncall 9\nldxw %r2, [%r6+0]\nadd %r0, %r2\nexit"
+    );
+    let out = skb_runs_agree(&src, 2);
+    assert_eq!(out.trap, None);
+    assert_eq!(out.retval, (-14i64 as u64).wrapping_add(64));
+}

@@ -66,6 +66,10 @@ pub trait Context: std::any::Any {
     fn store(&mut self, off: u32, size: Size, value: u64) -> bool;
     /// For helpers that need the concrete context (`bpf_xdp_adjust_head` moves `data`).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    /// For helpers that only read the concrete context (`bpf_skb_load_bytes` reads where the
+    /// packet is): unlike [`Self::as_any_mut`], reaching it through [`MemoryMap::context`]
+    /// leaves the fields an engine keeps ([`MemoryMap::ctx_stamp`]) valid.
+    fn as_any(&self) -> &dyn std::any::Any;
 
     /// Whether [`Self::load`] is a function of the context's state alone, which only
     /// [`Self::store`] and changes through [`Self::as_any_mut`] modify: an engine may then keep
@@ -494,6 +498,15 @@ impl<'a> MemoryMap<'a> {
         })
     }
 
+    /// The mapped context, for helpers that only read it:
+    /// `mem.context()?.downcast_ref::<SkbContext>()`. Unlike [`Self::context_mut`] it keeps the
+    /// context's stamp ([`Self::ctx_stamp`]): an engine that keeps the fields a program read
+    /// need not read them again after such a helper.
+    #[inline]
+    pub fn context(&self) -> Option<&dyn std::any::Any> {
+        self.ctx.as_ref().map(|(_, c, _)| c.as_any())
+    }
+
     /// The state of the mapped context's fields: equal stamps (from any maps) mean equal field
     /// values at equal addresses, so that values read at one stamp ([`Self::ctx_field`]) hold
     /// until it changes. Changed by [`Self::context_mut`] and by each store to the context;
@@ -636,6 +649,25 @@ impl<'a> MemoryMap<'a> {
         // SAFETY: `translate` proved the range lies in one mapped, borrowed region; the returned
         // borrow of `self` keeps the program (the only other user) from running meanwhile.
         Ok(unsafe { std::slice::from_raw_parts(p, len) })
+    }
+
+    /// Copy the guest bytes `[src, src + len)` to `[dst, dst + len)`, which may overlap, for
+    /// helpers that copy from one pointer argument to another (`bpf_skb_load_bytes`): as
+    /// `slice(src, len)` then `slice_mut(dst, len)` would, with the same faults in the same
+    /// order (the source's first), but without a buffer in between. Nothing is checked when
+    /// `len` is 0.
+    #[inline]
+    pub fn copy(&mut self, dst: u64, src: u64, len: usize) -> Result<(), MemFault> {
+        if len == 0 {
+            return Ok(());
+        }
+        let from = self.translate(src, len, false)?;
+        let to = self.translate(dst, len, true)?;
+        // SAFETY: `translate` proved both ranges lie in mapped, borrowed regions (the
+        // destination's writable, so mapped from a `&mut` buffer); `&mut self` keeps the program
+        // from running meanwhile; `ptr::copy` allows the ranges to overlap.
+        unsafe { std::ptr::copy(from, to, len) };
+        Ok(())
     }
 
     /// Writable guest bytes `[addr, addr + len)`.
@@ -1000,6 +1032,77 @@ mod tests {
         fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
             self
         }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    #[test]
+    fn copies_check_the_source_then_the_destination() {
+        let mut stack = Stack::default();
+        let mut buf = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let ro = [9u8, 10, 11, 12];
+        let mut table = RegionTable::default();
+        let mut m = MemoryMap::new(&mut stack, &mut table);
+        let a = m.map_mut(&mut buf).unwrap();
+        let b = m.map_ro(&ro).unwrap();
+        // Overlapping ranges of one region, both ways: as if through a buffer in between.
+        m.copy(a + 2, a, 4).unwrap();
+        assert_eq!(m.slice(a, 8).unwrap(), [1, 2, 1, 2, 3, 4, 7, 8]);
+        m.copy(a, a + 3, 5).unwrap();
+        assert_eq!(m.slice(a, 8).unwrap(), [2, 3, 4, 7, 8, 4, 7, 8]);
+        // From a read-only region into a writable one.
+        m.copy(a + 4, b, 4).unwrap();
+        assert_eq!(m.slice(a, 8).unwrap(), [2, 3, 4, 7, 9, 10, 11, 12]);
+        // Into a read-only region: the destination's fault, a write.
+        let e = m.copy(b, a, 4).unwrap_err();
+        assert_eq!((e.addr, e.size, e.write), (b, 4, true));
+        // Both ranges bad: the source's fault comes first, as `slice` then `slice_mut` give.
+        let e = m.copy(b, a + 6, 4).unwrap_err();
+        assert_eq!((e.addr, e.size, e.write), (a + 6, 4, false));
+        // A bad destination after a good source leaves the destination as it was.
+        let e = m.copy(a + 6, b, 4).unwrap_err();
+        assert_eq!((e.addr, e.write), (a + 6, true));
+        assert_eq!(m.slice(a, 8).unwrap(), [2, 3, 4, 7, 9, 10, 11, 12]);
+        // Nothing is checked for no bytes, as `slice` checks nothing.
+        m.copy(0, u64::MAX, 0).unwrap();
+    }
+
+    #[test]
+    fn reading_the_context_keeps_its_stamp() {
+        struct Pure(TwoFields);
+        impl Context for Pure {
+            fn load(&self, off: u32, size: Size) -> Option<u64> {
+                self.0.load(off, size)
+            }
+            fn store(&mut self, off: u32, size: Size, value: u64) -> bool {
+                self.0.store(off, size, value)
+            }
+            fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+                self
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+            fn loads_are_pure(&self) -> bool {
+                true
+            }
+        }
+        let mut stack = Stack::default();
+        let mut ctx = Pure(TwoFields { a: 7, b: 0 });
+        let mut table = RegionTable::default();
+        let mut m = MemoryMap::new(&mut stack, &mut table);
+        assert!(m.context().is_none(), "no context mapped yet");
+        m.map_context(&mut ctx).unwrap();
+        let s = m.ctx_stamp();
+        assert_ne!(s, 0);
+        let a = m.context().and_then(|c| c.downcast_ref::<Pure>()).unwrap();
+        assert_eq!(a.0.a, 7);
+        assert!(m.context().unwrap().downcast_ref::<TwoFields>().is_none());
+        assert_eq!(m.ctx_stamp(), s, "a read changes no field");
+        m.context_mut();
+        let t = m.ctx_stamp();
+        assert!(t != s && t != 0, "a mutable borrow may change any field");
     }
 
     #[test]

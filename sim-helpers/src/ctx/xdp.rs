@@ -273,6 +273,9 @@ impl Context for XdpContext {
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 
     /// Every field is computed from the context's own fields.
     fn loads_are_pure(&self) -> bool {
