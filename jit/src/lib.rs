@@ -170,9 +170,11 @@ pub struct Hints {
     /// the instruction's offset. A 4-byte one reads a value the run keeps for the field,
     /// refreshed when the context changes ([`bpfsim_vm::MemoryMap::ctx_stamp`]), after one
     /// compare of the address with the field's: the kernel rewrites such loads into plain loads
-    /// (`convert_ctx_access`). If the hint were wrong, the compare would send the access the
-    /// usual way; the one exception, a load at address `u64::MAX` (never mapped) with an offset
-    /// whose field the context refuses, would read 0 rather than fault.
+    /// (`convert_ctx_access`). Any other address (a wrong hint, a run without a context or
+    /// with one whose fields are not kept, a field the context refuses) hands the run to the
+    /// interpreter from that load, which reads or faults as it always does; the one exception,
+    /// a load at address `u64::MAX` (never mapped) with an offset whose field the context
+    /// refuses, would read 0 rather than fault.
     pub ctx: Vec<bool>,
     /// `Some(map)`: the memory access at this slot (a load, a store or an atomic read-modify-write:
     /// load-acquire and store-release keep their call) goes through a pointer to

@@ -480,6 +480,69 @@ fn false_context_hints_read_what_the_interpreter_reads() {
     }
 }
 
+/// A hinted load whose address is not its field's hands the run to the interpreter from that
+/// load, with the registers live there and the exact budget: here inside a subprogram (the
+/// interpreter returns to the caller's frame), after a helper that moved a field, at every
+/// budget from too small for the first instruction to enough for the whole run.
+#[test]
+fn a_missed_context_field_hands_the_run_over_at_its_load() {
+    let src = "mov %r6, %r1
+mov %r7, 3
+call local sub
+add %r0, %r7
+exit
+sub:
+ldxw %r9, [%r6+0]
+mov %r1, 5
+call 7
+ldxw %r8, [%r6+0]
+sub %r8, %r9
+mov %r3, %r2
+ldxw %r0, [%r3+4]
+add %r0, %r8
+stxw [%r2+8], %r0
+ldxw %r4, [%r6+4]
+add %r0, %r4
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    // The load through `r3` (the buffer) is marked as a field load of the context.
+    let wrong: Vec<usize> = prog
+        .iter()
+        .filter(|(_, i)| matches!(i, bpfsim_vm::isa::Insn::Load { src, .. } if src.index() == 3))
+        .map(|(pc, _)| pc)
+        .collect();
+    assert_eq!(wrong.len(), 1);
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &wrong)).unwrap();
+    let interp = Interpreter::new(&prog);
+    let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+    for budget in 0..24 {
+        let mut seen = Vec::new();
+        for e in engines {
+            let mut vm = Vm::default();
+            let mut ctx = Fields {
+                a: 100,
+                b: 200,
+                c: 300,
+                open: true,
+                pure: true,
+            };
+            let mut buf = [7u8; 16];
+            let out = {
+                let mut mem = vm.memory();
+                let c = mem.map_context(&mut ctx).unwrap();
+                let b = mem.map_mut(&mut buf).unwrap();
+                e.execute(&mut mem, &mut MoveA, [c, b, 0, 0, 0], budget)
+            };
+            seen.push((out, ctx.a, buf));
+        }
+        assert_eq!(seen[0], seen[1], "interpreter, then JIT, budget {budget}");
+        if budget == 23 {
+            let want = 0x0707_0707u64 + 5 + 200 + 3;
+            assert_eq!(seen[1].0.result, Ok(want), "the whole run at budget 23");
+        }
+    }
+}
+
 /// A session's runs with a context, then without one (raw memory, where the context's region
 /// is the input's): a hinted load must read the input, not the field kept from the last run.
 #[test]
