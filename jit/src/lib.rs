@@ -127,7 +127,7 @@ fn target_isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, JitError> {
 
 /// The runtime functions the generated code calls, by the names the module imports them under
 /// (and a listing names them by).
-fn shim_symbols() -> [(&'static str, *const u8); 9] {
+fn shim_symbols() -> [(&'static str, *const u8); 10] {
     [
         ("bpfsim_load", shims::load as *const u8),
         ("bpfsim_store", shims::store as *const u8),
@@ -135,6 +135,7 @@ fn shim_symbols() -> [(&'static str, *const u8); 9] {
         ("bpfsim_call", shims::call as *const u8),
         ("bpfsim_map_lookup", shims::map_lookup as *const u8),
         ("bpfsim_map_lookup_key", shims::map_lookup_key as *const u8),
+        ("bpfsim_redirect_map", shims::redirect_map as *const u8),
         ("bpfsim_ld_packet", shims::ld_packet as *const u8),
         ("bpfsim_zero_stack", shims::zero_stack as *const u8),
         ("bpfsim_loop_rest", shims::loop_rest as *const u8),
@@ -415,6 +416,7 @@ impl JitProgram {
         let f_call = declare(&mut module, "bpfsim_call", 8, true)?;
         let f_lookup = declare(&mut module, "bpfsim_map_lookup", 4, true)?;
         let f_lookup_key = declare(&mut module, "bpfsim_map_lookup_key", 3, true)?;
+        let f_redirect = declare(&mut module, "bpfsim_redirect_map", 3, true)?;
         let f_ld = declare(&mut module, "bpfsim_ld_packet", 3, true)?;
         let f_clear = declare(&mut module, "bpfsim_zero_stack", 1, false)?;
         let f_loop_rest = declare(&mut module, "bpfsim_loop_rest", 4, true)?;
@@ -453,6 +455,7 @@ impl JitProgram {
             call: f_call,
             map_lookup: f_lookup,
             map_lookup_key: f_lookup_key,
+            redirect_map: f_redirect,
             ld_packet: f_ld,
             zero_stack: f_clear,
             loop_rest: f_loop_rest,

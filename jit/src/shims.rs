@@ -34,6 +34,9 @@ pub const OK: u64 = 0;
 pub const STOP_EXIT: u64 = 1;
 pub const STOP_TAIL: u64 = 2;
 pub const STOP_TRAP: u64 = 3;
+/// A direct helper's host did not answer ([`redirect_map`]): the code calls the helper's shim,
+/// which sets the status again.
+pub const NOT_ANSWERED: u64 = 4;
 
 /// Saved state of a caller's frame during a BPF-to-BPF call.
 #[derive(Clone, Copy, Default)]
@@ -896,6 +899,30 @@ pub extern "C" fn map_lookup_key(vm: *mut VmCtx, map: u64, key: *const u8, len: 
     unsafe {
         let host = &mut *(*(*vm).host).host;
         host.map_lookup_key(map, std::slice::from_raw_parts(key, len as usize))
+    }
+}
+
+/// `call 51`, `bpf_redirect_map(map, key, flags)`: [`Host::redirect_map`], which needs no
+/// memory map and cannot fail. Its answer with the status [`OK`]; a host that does not answer
+/// leaves the status [`NOT_ANSWERED`] (and nothing else changed), and the code then calls the
+/// helper's shim.
+pub extern "C" fn redirect_map(vm: *mut VmCtx, map: u64, key: u64, flags: u64) -> u64 {
+    // SAFETY: called by generated code with its run's context, whose `host` is the run's and
+    // used by nothing else meanwhile; no other reference into the context is alive.
+    unsafe {
+        let host = &mut *(*(*vm).host).host;
+        let answer = host.redirect_map(map, key, flags);
+        let v = &mut *vm;
+        match answer {
+            Some(r0) => {
+                v.status = OK;
+                r0
+            }
+            None => {
+                v.status = NOT_ANSWERED;
+                0
+            }
+        }
     }
 }
 

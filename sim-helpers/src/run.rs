@@ -926,20 +926,22 @@ impl<'e> SimHost<'e, '_> {
     /// in the low bits of `flags`.
     fn redirect_map(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
         let i = self.map_index(a[0])?;
-        let key = a[1] as u32;
         let _ = mem;
+        Ok(self.redirect_in(i, a[1], a[2]))
+    }
+
+    /// `bpf_redirect_map` on map `i`, a map of the run: it reads no memory and cannot fail.
+    #[inline(always)]
+    fn redirect_in(&mut self, i: usize, key: u64, flags: u64) -> u64 {
+        // The kernel's lookup takes the key as a u32.
+        let key = key as u32;
         let cpu = self.env.cpu;
-        let state = &mut self.maps[i].state;
         // Array-like maps (devmap, cpumap, xskmap) by slot; devmap_hash by key.
-        if state.slot(key).is_some() || state.lookup(&key.to_le_bytes(), cpu).is_some() {
-            self.redirect = Some(Redirect::Map {
-                map: i,
-                key,
-                flags: a[2],
-            });
-            Ok(xdp::action::REDIRECT as u64)
+        if self.maps[i].state.redirect_target(key, cpu) {
+            self.redirect = Some(Redirect::Map { map: i, key, flags });
+            xdp::action::REDIRECT as u64
         } else {
-            Ok(a[2] & 0x3)
+            flags & 0x3
         }
     }
 
@@ -1161,6 +1163,17 @@ impl Host for SimHost<'_, '_> {
         self.lookup_in(i, key).unwrap_or(0)
     }
 
+    #[inline]
+    fn redirect_map(&mut self, map: u64, key: u64, flags: u64) -> Option<u64> {
+        // An override answers the helper itself; a handle that names no map is the helper's
+        // fault, which only `call_helper` can report.
+        if self.overridden(bpfsim_vm::host::REDIRECT_MAP) {
+            return None;
+        }
+        let i = self.map_index(map).ok()?;
+        Some(self.redirect_in(i, key, flags))
+    }
+
     fn inline_loop(&mut self) -> bool {
         // An override of `bpf_loop` answers every loop itself.
         !self.overridden(bpfsim_vm::host::LOOP)
@@ -1220,7 +1233,7 @@ impl Host for SimHost<'_, '_> {
             12 => return self.tail_call(mem, a),
             25 => return self.perf_output(mem, a),
             87..=89 => return self.queue_op(mem, id, a),
-            51 => return self.redirect_map(mem, a),
+            bpfsim_vm::host::REDIRECT_MAP => return self.redirect_map(mem, a),
             130..=133 => return self.ringbuf(mem, id, a),
             177 => {
                 // trace_vprintk(fmt, fmt_size, data, data_len): arguments as an array of u64.

@@ -1720,3 +1720,130 @@ fn skb_helper_faults_agree() {
     assert_eq!(out.trap, None);
     assert_eq!(out.retval, (-14i64 as u64).wrapping_add(64));
 }
+
+/// `bpf_redirect_map` calls `(map, key, flags)` in order (map `i` the `i`-th of
+/// [`redirect_maps`]), under the interpreter and the JIT (which asks the host directly,
+/// `Host::redirect_map`), each on its own runner, `repeat` times: both results, returned with
+/// each call's `r0` four bits apart (the last call's lowest).
+fn redirects(
+    calls: &[(u64, u64, u64)],
+    repeat: u32,
+    setup: impl Fn(&mut Runner),
+) -> [bpfsim_helpers::run::RunResult; 2] {
+    use bpfsim_helpers::run::MAP_HANDLE_BASE;
+    let mut src = String::from("mov %r6, 0\n");
+    for &(map, key, flags) in calls {
+        let handle = MAP_HANDLE_BASE.wrapping_add(map);
+        src += &format!(
+            "lddw %r1, {handle:#x}\nlddw %r2, {key:#x}\nlddw %r3, {flags:#x}\ncall 51\nlsh %r6, 4\nor %r6, %r0\n"
+        );
+    }
+    src += "mov %r0, %r6\nexit";
+    let program = Program::new(assemble(&src).unwrap()).unwrap();
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+    let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+    engines.map(|e| {
+        let mut r = Runner::new(Env {
+            ncpus: 2,
+            ..Env::default()
+        });
+        r.set_timing(false);
+        redirect_maps(&mut r);
+        setup(&mut r);
+        r.run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+            .unwrap()
+    })
+}
+
+/// A DEVMAP with slot 2 filled, a CPUMAP with slot 1, an XSKMAP with slot 0, a DEVMAP_HASH with
+/// key 9, and an ARRAY (not a map to redirect to), in that order.
+fn redirect_maps(r: &mut Runner) {
+    let maps = [
+        (MapType::Devmap, 4, 2u32, 7u32),
+        (MapType::Cpumap, 4, 1, 64),
+        (MapType::Xskmap, 4, 0, 5),
+        (MapType::DevmapHash, 4, 9, 3),
+        (MapType::Array, 4, 3, 1),
+    ];
+    for (i, (t, max, key, value)) in maps.into_iter().enumerate() {
+        let id = r.maps.create(&def(&format!("m{i}"), t, 4, 4, max)).unwrap();
+        r.maps
+            .update(id, &key.to_le_bytes(), &value.to_le_bytes(), 0)
+            .unwrap();
+    }
+}
+
+#[test]
+fn redirect_map_under_the_jit_answers_as_the_helper() {
+    // (map, key, flags, r0): a filled slot redirects (XDP_REDIRECT, 4), an empty one or a key
+    // past the end gives the low two bits of the flags; the key is a u32 (bit 32 ignored). An
+    // array (which the verifier refuses here) answers as its lookup.
+    let cases: [(u64, u64, u64, u64); 15] = [
+        (0, 2, 0, 4),
+        (0, 1, 2, 2),
+        (0, 3, 0x13, 3),
+        (0, 1 << 32 | 2, 1, 4),
+        (0, 4, 1, 1),
+        (1, 1, 0, 4),
+        (1, 0, 2, 2),
+        (2, 0, 3, 4),
+        (2, 1, 3, 3),
+        (3, 9, 0, 4),
+        (3, 2, 2, 2),
+        (4, 3, 2, 4),
+        (4, 4, 2, 2),
+        (2, u32::MAX as u64, 1, 1),
+        (0, 2, 0x20, 4),
+    ];
+    // In groups of up to 16 calls (four bits each in r0), the groups ending on a redirect and
+    // on a miss: the recorded redirect is the last one made.
+    for group in [&cases[..], &cases[..5], &cases[5..12]] {
+        let calls: Vec<_> = group.iter().map(|&(m, k, f, _)| (m, k, f)).collect();
+        let want = group.iter().fold(0u64, |acc, c| acc << 4 | c.3);
+        let last = group
+            .iter()
+            .rev()
+            .find(|c| c.3 == 4)
+            .map(|&(m, k, f, _)| Redirect::Map {
+                map: m as usize,
+                key: k as u32,
+                flags: f,
+            });
+        for repeat in [1, 3] {
+            let [i, j] = redirects(&calls, repeat, |_| {});
+            assert_eq!(i, j, "interpreter, then JIT: {group:?}");
+            assert_eq!(j.retval, want, "{group:?}");
+            assert_eq!(j.redirect, last, "{group:?}");
+            assert_eq!(j.trap, None);
+        }
+    }
+}
+
+/// The JIT's direct call falls back to the helper: an override of `bpf_redirect_map` answers
+/// every call (and records no redirect), and a handle that names no map faults at the call.
+#[test]
+fn redirect_map_under_the_jit_falls_back_to_the_helper() {
+    let calls = [(0, 2, 0), (1, 0, 2)];
+    let [i, j] = redirects(&calls, 2, |r| {
+        r.override_helper(51, |a, _| Ok(a[1] + a[2] + 1));
+    });
+    assert_eq!(i, j);
+    assert_eq!(j.retval, 3 << 4 | 3);
+    assert_eq!(j.redirect, None);
+    let [i, j] = redirects(&[(0, 2, 0), (9, 2, 0)], 1, |_| {});
+    assert_eq!(i, j);
+    assert_eq!(
+        j.trap.map(|t| (t.code, t.detail)),
+        Some((TrapCode::HelperFault, 51))
+    );
+    // The first call redirected before the fault.
+    assert_eq!(
+        j.redirect,
+        Some(Redirect::Map {
+            map: 0,
+            key: 2,
+            flags: 0
+        })
+    );
+}

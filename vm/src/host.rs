@@ -112,6 +112,18 @@ pub trait Host {
         0
     }
 
+    /// `bpf_redirect_map(map, key, flags)` (helper 51) without the generic dispatch: `Some(r0)`
+    /// exactly when `call_helper(51, [map, key, flags, r4, r5], mem)` would return `Ok(r0)`
+    /// without touching memory, with the same side effects (the redirect a run records), which
+    /// happen only then; `None` leaves everything as it was, and the engine then calls
+    /// `call_helper`. Engines may call it for every `call 51`, so it must never differ from
+    /// `call_helper`. The default: `None`.
+    #[inline]
+    fn redirect_map(&mut self, map: u64, key: u64, flags: u64) -> Option<u64> {
+        let _ = (map, key, flags);
+        None
+    }
+
     /// Whether this host's `bpf_loop` (helper 181) is the simulator's, with no side effect:
     /// for `flags` (`r4`) 0 and `nr_loops` (`r1`, all 64 bits) from 1 to `1 << 23`,
     /// `call_helper(181, ..)` returns `Err(HelperStop::Loop { func: r2, iterations: r1, ctx:
@@ -153,6 +165,9 @@ pub struct ArrayLookup {
 
 /// The helper id of `bpf_map_lookup_elem`.
 pub const MAP_LOOKUP_ELEM: u32 = 1;
+
+/// The helper id of `bpf_redirect_map`.
+pub const REDIRECT_MAP: u32 = 51;
 
 /// The helper id of `bpf_loop`.
 pub const LOOP: u32 = 181;

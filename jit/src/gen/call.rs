@@ -704,6 +704,34 @@ impl Gen<'_, '_> {
         self.switch(done);
     }
 
+    /// `call 51`, `bpf_redirect_map(r1, r2, r3)`: a direct call of the host's answer
+    /// ([`crate::shims::redirect_map`], as the kernel's verifier turns the helper into a call
+    /// of the map's own `map_redirect`), with no budget, registers or memory handed over: the
+    /// answer reads no memory, cannot fail nor run anything. A host that does not answer
+    /// leaves a status, and the helper's shim is called.
+    pub(super) fn translate_redirect_map(&mut self, pc: usize) {
+        let (map, key, flags) = (self.reg_at(1), self.reg_at(2), self.reg_at(3));
+        let call = self
+            .b
+            .ins()
+            .call(self.shims.redirect_map, &[self.vm, map, key, flags]);
+        let r0 = self.b.inst_results(call)[0];
+        let st = self.vm_load(offset_of!(VmCtx, status));
+        let done = self.b.create_block();
+        let generic = self.b.create_block();
+        self.b.set_cold_block(generic);
+        let answered = self.cont();
+        self.b.ins().brif(st, generic, &[], answered, &[]);
+        self.switch(answered);
+        self.set(Reg::R0, r0);
+        self.b.ins().jump(done, &[]);
+        self.switch(generic);
+        let idv = self.iconst(bpfsim_vm::host::REDIRECT_MAP as u64);
+        self.helper(pc, Helper::Any(idv));
+        self.b.ins().jump(done, &[]);
+        self.switch(done);
+    }
+
     /// The inline array lookup of `translate_map_lookup`, going on to `done` with `r0` set; a
     /// map the host does not list as an array goes to `call`.
     fn array_lookup(&mut self, pc: usize, call: Block, done: Block) {

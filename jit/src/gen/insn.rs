@@ -63,6 +63,9 @@ impl Gen<'_, '_> {
             Insn::Call(CallTarget::Helper(id)) if id as u32 == bpfsim_vm::host::MAP_LOOKUP_ELEM => {
                 self.translate_map_lookup(pc);
             }
+            Insn::Call(CallTarget::Helper(id)) if id as u32 == bpfsim_vm::host::REDIRECT_MAP => {
+                self.translate_redirect_map(pc);
+            }
             Insn::Call(CallTarget::Helper(id)) if id as u32 == bpfsim_vm::host::LOOP => {
                 self.translate_loop(pc);
             }

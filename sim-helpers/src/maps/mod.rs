@@ -568,6 +568,19 @@ impl MapState {
         }
     }
 
+    /// Whether `bpf_redirect_map` finds a target under `key` for a program on `cpu`: a filled
+    /// slot of a slot array (DEVMAP, CPUMAP, XSKMAP, and the other slot arrays alike), else
+    /// what [`Self::lookup`] of the 4-byte key finds (DEVMAP_HASH; an LRU map's lookup marks
+    /// the element). One dispatch on the map's family: the helper's hottest path.
+    #[inline]
+    pub fn redirect_target(&mut self, key: u32, cpu: u32) -> bool {
+        match &self.storage {
+            // A slot array's lookup finds only filled slots: the slot says it all.
+            Storage::Slots(s) => s.value_at(key).is_some(),
+            _ => self.lookup(&key.to_le_bytes(), cpu).is_some(),
+        }
+    }
+
     /// The inner map a map-in-map holds under `key` (ARRAY_OF_MAPS, HASH_OF_MAPS).
     pub fn inner_map(&mut self, key: &[u8], mem: &mut impl ArenaAccess) -> Option<MapId> {
         if !matches!(

@@ -69,6 +69,7 @@ impl SlotArray {
 
     /// Offset of the value in slot `index`, if the slot is filled, whatever the map type: what
     /// `tail_call` and `redirect_map` read.
+    #[inline]
     pub(crate) fn value_at(&self, index: u32) -> Option<usize> {
         match self.present.get(index as usize) {
             Some(true) => Some(index as usize * STRIDE),
