@@ -281,8 +281,9 @@ pub struct JitProgram {
     /// Whether a run can reach the host (a helper call, `callx`, a legacy packet load): only
     /// then need a batch of runs tell the host that each run begins (`Host::begin_run`).
     uses_host: bool,
-    /// The context fields (offsets) whose hinted 4-byte loads read kept values, by slot.
-    ctx_fields: Vec<u32>,
+    /// The context fields whose hinted loads read kept values and whose hinted stores may
+    /// write cells, by slot.
+    ctx_fields: CtxFields,
     /// Whether the program calls `bpf_map_lookup_elem` (whose array lookups the code answers
     /// from the run's [`Host::array_lookups`]).
     lookups: bool,
@@ -752,8 +753,7 @@ impl JitProgram {
         ctx.set_primary_row([base, r2, r2]);
         if !self.ctx_fields.is_empty() {
             // No context: the values kept from a run of this context with one must not serve.
-            ctx.ctx_offs = self.ctx_fields.as_ptr();
-            ctx.ctx_n = self.ctx_fields.len() as u64;
+            ctx.set_ctx_fields(&self.ctx_fields);
             ctx.forget_ctx();
         }
         if self.lookups {
@@ -974,8 +974,7 @@ impl JitProgram {
         vm.mem = (mem as *mut MemoryMap<'_>).cast();
         vm.host = (&mut host_ref as *mut HostRef<'_>).cast();
         vm.set_primary();
-        vm.ctx_offs = self.ctx_fields.as_ptr();
-        vm.ctx_n = self.ctx_fields.len() as u64;
+        vm.set_ctx_fields(&self.ctx_fields);
         vm.refresh_ctx();
         let mut k = 0;
         let out = loop {
@@ -1002,6 +1001,12 @@ impl JitProgram {
         // reach the map or the host of this run.
         vm.mem = std::ptr::null_mut();
         vm.host = std::ptr::null_mut();
+        if !self.ctx_fields.stores.is_empty() {
+            // The code may have stored into the context's cells, which leave its stamp as it
+            // was: whoever keeps its fields by stamp (the next batch, another program's runs)
+            // reads them again. This batch's own kept values followed its stores.
+            mem.ctx_written();
+        }
         (out, k)
     }
 
@@ -1093,21 +1098,58 @@ impl JitProgram {
     }
 }
 
-/// The fields, by offset, of the context loads the hints say read a field ([`Hints::ctx`]):
-/// 4-byte loads at a non-negative offset, the first [`shims::CTX_SLOTS`] distinct offsets.
-pub(crate) fn ctx_fields(prog: &Program, hints: &Hints) -> Vec<u32> {
-    let mut fields = Vec::new();
+/// A context field access as the run's kept values and cells name it
+/// ([`shims::VmCtx::ctx_key`], [`shims::VmCtx::ctx_skey`]): the offset in the low 32 bits,
+/// the access's bytes above.
+pub(crate) fn ctx_field_key(off: u32, size: bpfsim_vm::isa::Size) -> u64 {
+    off as u64 | (size.bytes() as u64) << 32
+}
+
+/// The context accesses the hints say reach a field ([`Hints::ctx`]), by slot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CtxFields {
+    /// Loads whose values the run keeps: the first [`shims::CTX_SLOTS`] distinct fields.
+    pub loads: Vec<u64>,
+    /// Stores the code makes straight into the context's cell when it has one: the first
+    /// [`shims::STORE_SLOTS`] distinct fields, but for those a kept load overlaps without lying
+    /// inside (the code updates the kept values a store covers, and only those).
+    pub stores: Vec<u64>,
+}
+
+impl CtxFields {
+    pub fn is_empty(&self) -> bool {
+        self.loads.is_empty() && self.stores.is_empty()
+    }
+}
+
+pub(crate) fn ctx_fields(prog: &Program, hints: &Hints) -> CtxFields {
+    let mut f = CtxFields::default();
+    let hinted = |pc: usize| hints.ctx.get(pc).copied().unwrap_or(false);
     for (pc, insn) in prog.iter() {
-        if let Some(off) = ctx_load_offset(insn) {
-            if hints.ctx.get(pc).copied().unwrap_or(false)
-                && !fields.contains(&off)
-                && fields.len() < shims::CTX_SLOTS
-            {
-                fields.push(off);
+        if let Some((key, false)) = ctx_access(insn) {
+            if hinted(pc) && !f.loads.contains(&key) && f.loads.len() < shims::CTX_SLOTS {
+                f.loads.push(key);
             }
         }
     }
-    fields
+    let span = |k: u64| (k as u32, k as u32 as u64 + (k >> 32));
+    for (pc, insn) in prog.iter() {
+        if let Some((key, true)) = ctx_access(insn) {
+            let (lo, hi) = span(key);
+            let straddled = f.loads.iter().any(|&l| {
+                let (a, b) = span(l);
+                (a as u64) < hi && (lo as u64) < b && !(a >= lo && b <= hi)
+            });
+            if hinted(pc)
+                && !straddled
+                && !f.stores.contains(&key)
+                && f.stores.len() < shims::STORE_SLOTS
+            {
+                f.stores.push(key);
+            }
+        }
+    }
+    f
 }
 
 /// Whether some `bpf_map_lookup_elem` call of `prog` is compiled with a way that reads the
@@ -1147,15 +1189,12 @@ pub(crate) fn value_atomic(op: AtomicOp) -> bool {
     !matches!(op, AtomicOp::LoadAcquire | AtomicOp::StoreRelease)
 }
 
-/// The field offset of a load that may read a kept context field: a 4-byte load at a
-/// non-negative offset.
-pub(crate) fn ctx_load_offset(insn: &Insn) -> Option<u32> {
+/// The field of a load or store that may reach the context at a non-negative offset
+/// ([`ctx_field_key`]), and whether it is a store.
+pub(crate) fn ctx_access(insn: &Insn) -> Option<(u64, bool)> {
     match *insn {
-        Insn::Load {
-            size: bpfsim_vm::isa::Size::W,
-            off,
-            ..
-        } if off >= 0 => Some(off as u32),
+        Insn::Load { size, off, .. } if off >= 0 => Some((ctx_field_key(off as u32, size), false)),
+        Insn::Store { size, off, .. } if off >= 0 => Some((ctx_field_key(off as u32, size), true)),
         _ => None,
     }
 }

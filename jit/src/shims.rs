@@ -174,9 +174,18 @@ pub struct VmCtx {
     /// [`MemoryMap::ctx_stamp`] of the values in `ctx_val`; `u64::MAX` (no map's) before the
     /// first run.
     pub ctx_stamp: u64,
-    /// The field offsets of the slots (the program's), and how many.
-    pub ctx_offs: *const u32,
+    /// The fields of the slots (the program's, `crate::ctx_field_key`), and how many.
+    pub ctx_offs: *const u64,
     pub ctx_n: u64,
+    /// The context stores hinted stores make directly ([`crate::Hints::ctx`]), by slot: the
+    /// field's guest address (`u64::MAX` when the context has no cell for it,
+    /// [`bpfsim_vm::memory::Context::store_cell`]) and the host address of its cell, as of
+    /// [`VmCtx::ctx_stamp`]. Set by [`VmCtx::refresh_ctx`] with the kept values.
+    pub ctx_skey: [u64; STORE_SLOTS],
+    pub ctx_sptr: [u64; STORE_SLOTS],
+    /// The fields of the store slots, and how many.
+    pub ctx_soffs: *const u64,
+    pub ctx_sn: u64,
     /// The run's array maps ([`Host::array_lookups`]): the generated code answers their
     /// lookups itself. Entry `i` is the map whose handle is `arrays_first + i`, for `i` below
     /// `arrays_n`.
@@ -238,8 +247,13 @@ pub const ARRAY_SLOTS: usize = 8;
 pub const KEY_SLOTS: usize = 8;
 
 /// The most context fields hinted loads read from kept values; a program's other fields are
-/// read the usual way.
-pub const CTX_SLOTS: usize = 8;
+/// read the usual way. As many as `struct __sk_buff` has 4-byte fields: a program reading all
+/// of them (a TC program recording what it sees) keeps every one.
+pub const CTX_SLOTS: usize = 48;
+
+/// The most context fields hinted stores write straight into the context's cells; a
+/// program's other stores go the usual way.
+pub const STORE_SLOTS: usize = 16;
 
 /// Where a proven packet access goes when the packet is smaller than the access (which only a
 /// wrong proof can reach): eight bytes that no Rust code reads, shared by every run. Runs on
@@ -315,6 +329,10 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).ctx_stamp).write(u64::MAX);
             std::ptr::addr_of_mut!((*p).ctx_offs).write(std::ptr::null());
             std::ptr::addr_of_mut!((*p).ctx_n).write(0);
+            std::ptr::addr_of_mut!((*p).ctx_skey).write([u64::MAX; STORE_SLOTS]);
+            std::ptr::addr_of_mut!((*p).ctx_sptr).write([0; STORE_SLOTS]);
+            std::ptr::addr_of_mut!((*p).ctx_soffs).write(std::ptr::null());
+            std::ptr::addr_of_mut!((*p).ctx_sn).write(0);
             std::ptr::addr_of_mut!((*p).arrays).write([ArrayLookup::default(); ARRAY_SLOTS]);
             std::ptr::addr_of_mut!((*p).arrays_first).write(0);
             std::ptr::addr_of_mut!((*p).arrays_n).write(0);
@@ -410,11 +428,20 @@ impl VmCtx {
         self.set_primary();
     }
 
-    /// Read the context fields of the hinted loads again if the context changed since they were
-    /// read (a helper moved the packet, a store wrote a field, or this is another context).
+    /// The program's context fields ([`crate::CtxFields`]), which [`Self::refresh_ctx`] reads.
+    pub(crate) fn set_ctx_fields(&mut self, f: &crate::CtxFields) {
+        self.ctx_offs = f.loads.as_ptr();
+        self.ctx_n = f.loads.len() as u64;
+        self.ctx_soffs = f.stores.as_ptr();
+        self.ctx_sn = f.stores.len() as u64;
+    }
+
+    /// Read the context fields of the hinted loads, and the cells of the hinted stores, again
+    /// if the context changed since they were read (a helper moved the packet, a store through
+    /// the map wrote a field, or this is another context).
     #[inline]
     pub fn refresh_ctx(&mut self) {
-        if self.ctx_n == 0 {
+        if self.ctx_n | self.ctx_sn == 0 {
             return;
         }
         // SAFETY: `mem` is the run's map (see `parts`), used by nothing else meanwhile.
@@ -431,19 +458,40 @@ impl VmCtx {
         if self.ctx_stamp != 0 {
             self.ctx_stamp = 0;
             self.ctx_key = [u64::MAX; CTX_SLOTS];
+            self.ctx_skey = [u64::MAX; STORE_SLOTS];
         }
     }
 
     #[cold]
-    fn read_ctx(&mut self, mem: &MemoryMap<'static>, stamp: u64) {
+    fn read_ctx(&mut self, mem: &mut MemoryMap<'static>, stamp: u64) {
         self.ctx_stamp = stamp;
+        let field = |k: u64| (k as u32, size_of(k >> 32));
         for i in 0..(self.ctx_n as usize).min(CTX_SLOTS) {
-            // SAFETY: `ctx_offs` points at the program's `ctx_n` field offsets (`enter`).
-            let off = unsafe { *self.ctx_offs.add(i) };
+            // SAFETY: `ctx_offs` points at the program's `ctx_n` fields (`set_ctx_fields`).
+            let (off, size) = field(unsafe { *self.ctx_offs.add(i) });
             // Nothing is kept of a context whose loads may change on their own (stamp 0): every
             // access goes the usual way.
-            let field = if stamp == 0 { None } else { mem.ctx_field(off) };
-            (self.ctx_key[i], self.ctx_val[i]) = field.unwrap_or((u64::MAX, 0));
+            let kept = if stamp == 0 {
+                None
+            } else {
+                mem.ctx_field(off, size)
+            };
+            (self.ctx_key[i], self.ctx_val[i]) = kept.unwrap_or((u64::MAX, 0));
+        }
+        for i in 0..(self.ctx_sn as usize).min(STORE_SLOTS) {
+            // SAFETY: `ctx_soffs` points at the program's `ctx_sn` fields (`set_ctx_fields`).
+            let (off, size) = field(unsafe { *self.ctx_soffs.add(i) });
+            // Without kept values the code's stores could not keep them up to date, nor need
+            // to: a context whose loads are not pure has its stores go the usual way too.
+            let cell = if stamp == 0 {
+                None
+            } else {
+                mem.ctx_store_cell(off, size)
+            };
+            (self.ctx_skey[i], self.ctx_sptr[i]) = match cell {
+                Some((addr, p)) => (addr, p as u64),
+                None => (u64::MAX, 0),
+            };
         }
     }
 

@@ -300,6 +300,8 @@ struct Fields {
     c: u32,
     open: bool,
     pure: bool,
+    /// Whether a store to `c` may be made straight into it (`Context::store_cell`).
+    cell: bool,
 }
 
 impl bpfsim_vm::memory::Context for Fields {
@@ -331,6 +333,31 @@ impl bpfsim_vm::memory::Context for Fields {
     fn loads_are_pure(&self) -> bool {
         self.pure
     }
+    fn store_cell(&mut self, off: u32, size: bpfsim_vm::isa::Size) -> Option<&mut [u8]> {
+        if !self.cell || (off, size) != (8, bpfsim_vm::isa::Size::W) {
+            return None;
+        }
+        // The field's bytes: `c` is kept as bytes next to the struct for the test's sake.
+        Some(self.c_bytes())
+    }
+}
+
+impl Fields {
+    fn new(open: bool, pure: bool, cell: bool) -> Fields {
+        Fields {
+            a: 100,
+            b: 200,
+            c: 300,
+            open,
+            pure,
+            cell,
+        }
+    }
+
+    fn c_bytes(&mut self) -> &mut [u8] {
+        // SAFETY: a `u32` is 4 initialised bytes, any of which may hold any value.
+        unsafe { std::slice::from_raw_parts_mut((&mut self.c as *mut u32).cast::<u8>(), 4) }
+    }
 }
 
 struct MoveA;
@@ -354,13 +381,17 @@ impl bpfsim_vm::Host for MoveA {
     }
 }
 
-/// Hints marking every 4-byte load through `r6` as a context field load (the programs below
-/// keep the context in `r6`, as compiled C does).
+/// Hints marking every load and store through `r6` as a context field access (the programs
+/// below keep the context in `r6`, as compiled C does), and those at `wrong` too.
 fn ctx_hints(prog: &Program, wrong: &[usize]) -> Hints {
     let mut ctx = vec![false; slots(prog)];
     for (pc, insn) in prog.iter() {
-        if let bpfsim_vm::isa::Insn::Load { src, .. } = insn {
-            ctx[pc] = src.index() == 6 || wrong.contains(&pc);
+        match insn {
+            bpfsim_vm::isa::Insn::Load { src: r, .. }
+            | bpfsim_vm::isa::Insn::Store { dst: r, .. } => {
+                ctx[pc] = r.index() == 6 || wrong.contains(&pc);
+            }
+            _ => {}
         }
     }
     Hints {
@@ -378,15 +409,9 @@ fn ctx_agree(src: &str, hints_of: impl Fn(&Program) -> Hints, open: bool, pure: 
     let interp = Interpreter::new(&prog);
     let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
     let mut seen = Vec::new();
-    for e in engines {
+    for (e, cell) in [(engines[0], false), (engines[1], false), (engines[1], true)] {
         let mut vm = Vm::default();
-        let mut ctx = Fields {
-            a: 100,
-            b: 200,
-            c: 300,
-            open,
-            pure,
-        };
+        let mut ctx = Fields::new(open, pure, cell);
         let mut buf = [7u8; 16];
         let mut outs = Vec::new();
         {
@@ -405,6 +430,10 @@ fn ctx_agree(src: &str, hints_of: impl Fn(&Program) -> Hints, open: bool, pure: 
         seen.push((outs, (ctx.a, ctx.b, ctx.c), buf));
     }
     assert_eq!(seen[0], seen[1], "interpreter, then JIT:\n{src}");
+    assert_eq!(
+        seen[0], seen[2],
+        "interpreter, then JIT storing into cells:\n{src}"
+    );
 }
 
 /// Fields read before and after a helper moves one, and after a store writes one: the kept
@@ -519,13 +548,7 @@ exit";
         let mut seen = Vec::new();
         for e in engines {
             let mut vm = Vm::default();
-            let mut ctx = Fields {
-                a: 100,
-                b: 200,
-                c: 300,
-                open: true,
-                pure: true,
-            };
+            let mut ctx = Fields::new(true, true, true);
             let mut buf = [7u8; 16];
             let out = {
                 let mut mem = vm.memory();
@@ -543,6 +566,120 @@ exit";
     }
 }
 
+/// Stores into the context's cells: a field written and read back, by register and by
+/// immediate, across the runs of one map; a store to a field the context refuses (`a` is
+/// read-only) faults as in the interpreter, with or without a cell for `c`.
+#[test]
+fn context_field_stores_follow_the_context() {
+    let src = "mov %r6, %r1
+ldxw %r3, [%r6+8]
+add %r3, 1
+stxw [%r6+8], %r3
+ldxw %r4, [%r6+8]
+stw [%r6+8], 5
+ldxw %r0, [%r6+8]
+add %r0, %r4
+stxw [%r6+8], %r4
+mov %r1, 2
+call 7
+ldxw %r5, [%r6+8]
+add %r0, %r5
+ldxw %r5, [%r6+0]
+add %r0, %r5
+exit";
+    for pure in [true, false] {
+        ctx_agree(src, |p| ctx_hints(p, &[]), true, pure);
+    }
+    let refused = "mov %r6, %r1\nldxw %r3, [%r6+8]\nstxw [%r6+8], %r3\nstxw [%r6+0], %r3\nexit";
+    ctx_agree(refused, |p| ctx_hints(p, &[]), true, true);
+    // A store of another width at the cell's field, and a store past the fields.
+    ctx_agree(
+        "mov %r6, %r1\nstw [%r6+8], 1\nsth [%r6+8], 2\nldxw %r0, [%r6+8]\nexit",
+        |p| ctx_hints(p, &[]),
+        true,
+        true,
+    );
+    ctx_agree(
+        "mov %r6, %r1\nstw [%r6+8], 1\nstw [%r6+16], 2\nldxw %r0, [%r6+8]\nexit",
+        |p| ctx_hints(p, &[]),
+        true,
+        true,
+    );
+}
+
+/// Wrong context hints on stores: stores through other pointers (the buffer at the cell's
+/// offset, the context moved onto another field, the stack, NULL) marked as field stores write
+/// what the interpreter writes, or fault where it faults.
+#[test]
+fn false_context_store_hints_write_what_the_interpreter_writes() {
+    let cases = [
+        "mov %r6, %r1\nldxw %r9, [%r6+8]\nstw [%r2+8], 9\nstxw [%r6+8], %r9\nldxw %r0, [%r2+8]\nexit",
+        "mov %r6, %r1\nadd %r6, -4\nstw [%r6+8], 9\nmov %r6, %r1\nldxw %r0, [%r6+8]\nexit",
+        "mov %r6, %r1\nldxw %r0, [%r6+8]\nstw [%r10-8], 9\nldxw %r0, [%r10-8]\nexit",
+        "mov %r6, %r1\nldxw %r9, [%r6+8]\nmov %r3, 0\nstw [%r3+8], 1\nexit",
+        "mov %r6, %r1\nldxw %r9, [%r6+8]\nmov %r3, %r6\nstw [%r3+8], 1\nldxw %r0, [%r6+8]\nexit",
+    ];
+    for src in cases {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let wrong: Vec<usize> = prog
+            .iter()
+            .filter(|(_, i)| {
+                matches!(
+                    i,
+                    bpfsim_vm::isa::Insn::Load { .. } | bpfsim_vm::isa::Insn::Store { .. }
+                )
+            })
+            .map(|(pc, _)| pc)
+            .collect();
+        ctx_agree(src, |p| ctx_hints(p, &wrong), true, true);
+    }
+}
+
+/// Two programs' batches taking turns on one context, one storing into the field's cell and
+/// one keeping the field's value: the keeper reads each store of the other's last batch, as
+/// the interpreter does (the cell's stores leave the context with a new stamp).
+#[test]
+fn a_cell_store_reaches_what_another_program_keeps() {
+    let writer = "mov %r6, %r1\nldxw %r0, [%r6+8]\nadd %r0, 1\nstxw [%r6+8], %r0\nexit";
+    let reader = "mov %r6, %r1\nldxw %r0, [%r6+8]\nexit";
+    let progs = [writer, reader].map(|src| Program::new(assemble(src).unwrap()).unwrap());
+    let jits = progs
+        .each_ref()
+        .map(|p| JitProgram::compile_with(p, &ctx_hints(p, &[])).unwrap());
+    let interps = progs.each_ref().map(Interpreter::new);
+    let mut seen = Vec::new();
+    for jit in [false, true] {
+        let engines: [&dyn bpfsim_vm::Executable; 2] = if jit {
+            [&jits[0], &jits[1]]
+        } else {
+            [&interps[0], &interps[1]]
+        };
+        let mut vm = Vm::default();
+        let mut ctx = Fields::new(true, true, true);
+        let mut outs = Vec::new();
+        {
+            let mut mem = vm.memory();
+            let c = mem.map_context(&mut ctx).unwrap();
+            let mut prepared = engines.map(|e| e.prepare());
+            for turn in 0..6 {
+                let who = [1, 0, 1, 0, 0, 1][turn];
+                let args = [c, 0, 0, 0, 0];
+                let out = match &mut prepared[who] {
+                    Some(p) => p.execute_repeat(&mut mem, &mut MoveA, args, 10_000, 2).0,
+                    None => {
+                        engines[who].execute(&mut mem, &mut MoveA, args, 10_000);
+                        engines[who].execute(&mut mem, &mut MoveA, args, 10_000)
+                    }
+                };
+                outs.push(out);
+            }
+        }
+        seen.push((outs, ctx.c));
+    }
+    assert_eq!(seen[0], seen[1], "interpreter, then JIT");
+    assert_eq!(seen[0].1, 306);
+}
+
 /// A session's runs with a context, then without one (raw memory, where the context's region
 /// is the input's): a hinted load must read the input, not the field kept from the last run.
 #[test]
@@ -552,13 +689,7 @@ fn kept_context_fields_do_not_outlive_their_context() {
     let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
     let interp = Interpreter::new(&prog);
     let mut session = jit.session();
-    let mut ctx = Fields {
-        a: 100,
-        b: 200,
-        c: 300,
-        open: true,
-        pure: true,
-    };
+    let mut ctx = Fields::new(true, true, true);
     let mut other = Vm::default();
     {
         let mut mem = other.memory();

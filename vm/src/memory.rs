@@ -78,6 +78,19 @@ pub trait Context: std::any::Any {
     fn loads_are_pure(&self) -> bool {
         false
     }
+
+    /// The bytes a `size`-byte store at `off` writes, when that store is plain: it sets these
+    /// `size` bytes to the value's low bytes (little-endian), exactly as [`Self::store`] would,
+    /// changes nothing else, and every [`Self::load`] reads the field from them (a load of `n`
+    /// bytes at `off + k` inside the stored range reads the cell's bytes `k..k + n`). An engine may
+    /// then store there directly, the way the kernel rewrites a store to `skb->mark` into a
+    /// store to its `sk_buff` (`convert_ctx_access`), and tell the map afterwards
+    /// ([`MemoryMap::ctx_written`]). `None` (the default): such stores go through
+    /// [`Self::store`]. A slice of another length than `size` is not used.
+    fn store_cell(&mut self, off: u32, size: Size) -> Option<&mut [u8]> {
+        let _ = (off, size);
+        None
+    }
 }
 
 /// [`MemoryMap`]'s `writes`: a program entered.
@@ -529,12 +542,35 @@ impl<'a> MemoryMap<'a> {
         }
     }
 
-    /// The guest address of the context's 4-byte field at `off` and its value, as a 4-byte
+    /// The guest address of the context's field at `off` and its value, as a `size`-byte
     /// [`Self::load`] there returns it; `None` when that load would fault.
-    pub fn ctx_field(&self, off: u32) -> Option<(u64, u64)> {
+    pub fn ctx_field(&self, off: u32, size: Size) -> Option<(u64, u64)> {
         let (region, ctx, _) = self.ctx.as_ref()?;
         let addr = (region << REGION_SHIFT) | off as u64;
-        Some((addr, ctx.load(off, Size::W)?))
+        Some((addr, ctx.load(off, size)?))
+    }
+
+    /// The guest address of a `size`-byte store at `off` into the context and the host address
+    /// of the bytes it writes, when the context says such a store is plain
+    /// ([`Context::store_cell`]); `None` otherwise. The host address stays valid while the map
+    /// lives; a caller that writes through it calls [`Self::ctx_written`] before anything that
+    /// keeps field values by stamp ([`Self::ctx_stamp`]) reads them again.
+    pub fn ctx_store_cell(&mut self, off: u32, size: Size) -> Option<(u64, *mut u8)> {
+        let (region, ctx, _) = self.ctx.as_mut()?;
+        let addr = (*region << REGION_SHIFT) | off as u64;
+        let cell = ctx.store_cell(off, size)?;
+        (cell.len() == size.bytes()).then_some((addr, cell.as_mut_ptr()))
+    }
+
+    /// The context's fields may have been written through their cells
+    /// ([`Self::ctx_store_cell`]): its state takes a new stamp.
+    #[inline]
+    pub fn ctx_written(&mut self) {
+        if let Some((_, _, stamp)) = &mut self.ctx {
+            if *stamp != 0 {
+                *stamp = UNSTAMPED;
+            }
+        }
     }
 
     #[cold]

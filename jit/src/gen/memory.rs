@@ -63,6 +63,10 @@ impl Gen<'_, '_> {
         }
         let d = self.reg(dst);
         let addr = self.offset(d, off);
+        if let Some(slot) = self.ctx_store_slot(pc, size, off) {
+            self.ctx_field_store(pc, addr, size, v, slot);
+            return;
+        }
         self.store(pc, addr, size, v);
     }
 
@@ -559,17 +563,68 @@ impl Gen<'_, '_> {
 
     /// The slot of the kept context field a load at `pc` reads ([`crate::Hints::ctx`]).
     fn ctx_slot(&self, pc: usize, size: Size, off: i16) -> Option<usize> {
-        if !self.ctx.get(pc).copied().unwrap_or(false) {
+        if !self.ctx.get(pc).copied().unwrap_or(false) || off < 0 {
             return None;
         }
-        let field = crate::ctx_load_offset(&bpfsim_vm::isa::Insn::Load {
-            size,
-            signed: false,
-            dst: bpfsim_vm::isa::Reg::R0,
-            src: bpfsim_vm::isa::Reg::R1,
-            off,
-        })?;
-        self.ctx_fields.iter().position(|&f| f == field)
+        let key = crate::ctx_field_key(off as u32, size);
+        self.ctx_fields.loads.iter().position(|&f| f == key)
+    }
+
+    /// The slot of the context cell a store at `pc` writes ([`crate::Hints::ctx`]).
+    fn ctx_store_slot(&self, pc: usize, size: Size, off: i16) -> Option<usize> {
+        if !self.ctx.get(pc).copied().unwrap_or(false) || off < 0 {
+            return None;
+        }
+        let key = crate::ctx_field_key(off as u32, size);
+        self.ctx_fields.stores.iter().position(|&f| f == key)
+    }
+
+    /// A context field store: straight into the field's cell when the address is the
+    /// field's (one compare), and the kept values of the loads inside the stored bytes set
+    /// from the value, so that they read what the context now holds; else the usual way (the
+    /// address is not the context's, or the context has no cell for the field: the shim then
+    /// stores, or faults as the interpreter does).
+    fn ctx_field_store(&mut self, pc: usize, addr: Value, size: Size, v: Value, slot: usize) {
+        let key = self.vm_load(offset_of!(VmCtx, ctx_skey) + 8 * slot);
+        let hit = self.b.ins().icmp(IntCC::Equal, addr, key);
+        let fast = self.cont();
+        let miss = self.b.create_block();
+        self.b.set_cold_block(miss);
+        let done = self.b.create_block();
+        self.b.ins().brif(hit, fast, &[], miss, &[]);
+        self.switch(fast);
+        let p = self.vm_load(offset_of!(VmCtx, ctx_sptr) + 8 * slot);
+        self.store_sized(size, v, p, 0);
+        let (lo, n) = (self.ctx_fields.stores[slot] as u32, size.bytes() as u32);
+        let covered: Vec<(usize, u32, u32)> = self
+            .ctx_fields
+            .loads
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| (i, k as u32, (k >> 32) as u32))
+            .filter(|&(_, o, m)| o >= lo && o + m <= lo + n)
+            .collect();
+        for (i, o, m) in covered {
+            // The load's bytes of the stored value, zero-extended as a load reads them.
+            let shifted = if o == lo {
+                v
+            } else {
+                self.b.ins().ushr_imm(v, 8 * (o - lo) as i64)
+            };
+            let val = if m >= 8 {
+                shifted
+            } else {
+                self.b
+                    .ins()
+                    .band_imm(shifted, ((1u64 << (8 * m)) - 1) as i64)
+            };
+            self.vm_store(offset_of!(VmCtx, ctx_val) + 8 * i, val);
+        }
+        self.b.ins().jump(done, &[]);
+        self.switch(miss);
+        self.store(pc, addr, size, v);
+        self.b.ins().jump(done, &[]);
+        self.switch(done);
     }
 
     /// A context field load: the value kept for the field when the address is the field's

@@ -148,9 +148,10 @@ pub(crate) struct Gen<'a, 'b> {
     no_ctx: &'a [bool],
     /// [`Hints::packet`].
     packet: &'a [bool],
-    /// [`Hints::ctx`], and the fields whose values the run keeps, by slot.
+    /// [`Hints::ctx`], and the fields whose values the run keeps and whose cells it stores
+    /// into, by slot.
     ctx: &'a [bool],
-    ctx_fields: Vec<u32>,
+    ctx_fields: crate::CtxFields,
     /// [`Hints::map_value`], and the maps whose values the run places, by slot
     /// ([`VmCtx::value_base`]).
     map_value: &'a [Option<u32>],

@@ -403,6 +403,40 @@ impl Context for SkbContext {
     fn loads_are_pure(&self) -> bool {
         true
     }
+
+    /// Every writable field is a plain one: its whole-size store ([`Self::store`]) sets it and
+    /// nothing else, and loads read it as it is.
+    fn store_cell(&mut self, off: u32, size: Size) -> Option<&mut [u8]> {
+        let whole = if is_u64_field(off) { Size::DW } else { Size::W };
+        // The cell holds the value's bytes in the host's order: little-endian hosts only.
+        // Aligned only: an unaligned store to cb[] writes the slot it starts in, not the
+        // bytes at its offset.
+        let aligned = off % size.bytes() as u32 == 0;
+        if size != whole || !aligned || !self.writable(off) || cfg!(target_endian = "big") {
+            return None;
+        }
+        Some(match off {
+            off::MARK => u32_bytes(&mut self.md.mark),
+            off::PRIORITY => u32_bytes(&mut self.md.priority),
+            off::TC_INDEX => u32_bytes(&mut self.tc_index),
+            off::TC_CLASSID => u32_bytes(&mut self.tc_classid),
+            off::QUEUE_MAPPING => u32_bytes(&mut self.queue_mapping),
+            off::TSTAMP => u64_bytes(&mut self.md.tstamp),
+            o => u32_bytes(&mut self.md.cb[((o - off::CB) / 4) as usize]),
+        })
+    }
+}
+
+/// A field's bytes, for [`SkbContext::store_cell`].
+fn u32_bytes(x: &mut u32) -> &mut [u8] {
+    // SAFETY: a `u32` is 4 initialised bytes, each of which may hold any value, and `u8` needs
+    // no alignment; the slice borrows `x` for its whole life.
+    unsafe { std::slice::from_raw_parts_mut((x as *mut u32).cast::<u8>(), 4) }
+}
+
+fn u64_bytes(x: &mut u64) -> &mut [u8] {
+    // SAFETY: as in `u32_bytes`, for 8 bytes.
+    unsafe { std::slice::from_raw_parts_mut((x as *mut u64).cast::<u8>(), 8) }
 }
 
 #[cfg(test)]
@@ -504,5 +538,38 @@ mod tests {
         assert!(!tc.store(off::LEN, Size::W, 7));
         assert_eq!(tc.load(off::TSTAMP, Size::DW), Some(0));
         assert_eq!(tc.load(off::SIZE, Size::W), None);
+    }
+
+    /// A cell is offered exactly where a store is allowed, whole and aligned, and writing
+    /// the value's bytes into it is that store.
+    #[test]
+    fn store_cells_are_the_allowed_stores() {
+        for ty in [
+            ProgType::SocketFilter,
+            ProgType::SchedCls,
+            ProgType::CgroupSkb,
+        ] {
+            let fresh = || {
+                SkbFrame::new(&ipv4_tcp(), ty, SkbMd::default())
+                    .unwrap()
+                    .ctx
+            };
+            for o in 0..off::SIZE + 8 {
+                for size in [Size::B, Size::H, Size::W, Size::DW] {
+                    let v = 0x1122_3344_5566_7788u64;
+                    let (mut a, mut b) = (fresh(), fresh());
+                    let stored = a.store(o, size, v);
+                    match b.store_cell(o, size) {
+                        Some(cell) => {
+                            assert!(stored, "{ty} {o} {size:?}");
+                            assert_eq!(o % size.bytes() as u32, 0);
+                            cell.copy_from_slice(&v.to_le_bytes()[..size.bytes()]);
+                            assert_eq!(a, b, "{ty} {o} {size:?}");
+                        }
+                        None => assert!(!stored || o % size.bytes() as u32 != 0, "{ty} {o}"),
+                    }
+                }
+            }
+        }
     }
 }
