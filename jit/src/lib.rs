@@ -188,8 +188,10 @@ pub struct Hints {
     /// (or the host) were wrong, the access would read or write other bytes of that region of
     /// the guest's own memory, never host memory, and never trap. A run whose host does not say
     /// where a hinted map's values are, or names a region under 8 bytes, is run by the
-    /// interpreter. At most [`MAX_VALUE_MAPS`] maps per program
-    /// are used (the accesses to others keep their checks).
+    /// interpreter. An access at a constant address (a global) ending within the first
+    /// 512 bytes of the region takes no clamp: a run whose region
+    /// is smaller than what such accesses reach is run by the interpreter. At most
+    /// [`MAX_VALUE_MAPS`] maps per program are used (the accesses to others keep their checks).
     pub map_value: Vec<Option<u32>>,
     /// The memory access at this slot (a load, a store or an atomic read-modify-write:
     /// load-acquire and store-release keep their call) goes through a stack pointer on every
@@ -289,6 +291,9 @@ pub struct JitProgram {
     lookups: bool,
     /// The maps whose values hinted accesses clamp into ([`Hints::map_value`]), by slot.
     value_maps: Vec<u32>,
+    /// For each value map slot, the bytes from its region's start that proven accesses at
+    /// constant addresses read and write ([`shims::VmCtx::fetch_values`]).
+    value_need: Vec<[u64; 2]>,
     /// Whether the program calls `bpf_loop` and has a compiled callback: a batch then asks the
     /// host whether the code may make the loop's calls ([`Host::inline_loop`]).
     loops: bool,
@@ -471,6 +476,7 @@ impl JitProgram {
                 .map(|(slot, depth)| gen::Root { slot, depth }),
         );
         let mut built = Vec::with_capacity(roots.len());
+        let mut value_need = vec![[0u64; 2]; value_maps.len()];
         let mut sizes = Vec::with_capacity(roots.len());
         let mut listed = Vec::with_capacity(roots.len());
         let mut failed = None;
@@ -515,6 +521,7 @@ impl JitProgram {
                 listing,
                 root,
                 &targets,
+                &mut value_need,
             )
             .and_then(|need| {
                 module.define_function(id, &mut ctx).map_err(err)?;
@@ -619,6 +626,7 @@ impl JitProgram {
             ctx_fields,
             lookups: reads_lookup_tables(prog, hints),
             value_maps,
+            value_need,
             loops: built.len() > 1
                 && insns.iter().any(|i| {
                     matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == bpfsim_vm::host::LOOP)
@@ -763,7 +771,7 @@ impl JitProgram {
             ctx.fetch_loop(host);
         }
         if !self.value_maps.is_empty() {
-            ctx.fetch_values(host, &self.value_maps);
+            ctx.fetch_values(host, &self.value_maps, &self.value_need);
         }
         ctx.lazy_vm = vm;
         ctx.lazy_input = input.as_mut_ptr();
@@ -959,7 +967,7 @@ impl JitProgram {
         vm.stack_base = unsafe { shims::stack_base(table) };
         if !self.value_maps.is_empty() {
             // Once per batch, as the array lookups: the regions hold for every run.
-            vm.fetch_values(host_ref.host, &self.value_maps);
+            vm.fetch_values(host_ref.host, &self.value_maps, &self.value_need);
         }
         vm.budget = budget;
         // r1 and r2 go in registers; r3-r5 through the context, only for a program that reads

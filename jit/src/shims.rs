@@ -265,6 +265,21 @@ pub struct ClampSink(std::cell::UnsafeCell<[u64; 1]>);
 unsafe impl Sync for ClampSink {}
 pub static CLAMP_SINK: ClampSink = ClampSink(std::cell::UnsafeCell::new([0]));
 
+/// The most bytes from a value region's start that a proven value access at a constant address
+/// may end at and still take no clamp ([`VmCtx::fetch_values`]).
+pub const VALUE_CONST_BYTES: u64 = 512;
+
+/// Where the value accesses of a map whose region the host did not name go: [`CLAMP_SINK`]'s
+/// kind, [`VALUE_CONST_BYTES`] long, so that an access at a constant address (which has no
+/// clamp) stays inside it too. Runs whose host names no region are interpreted, so only a
+/// wrong entry into the code could write it.
+pub struct ValueSink(std::cell::UnsafeCell<[u64; VALUE_CONST_BYTES as usize / 8]>);
+// SAFETY: as for `ClampSink`.
+unsafe impl Sync for ValueSink {}
+pub static VALUE_SINK: ValueSink = ValueSink(std::cell::UnsafeCell::new(
+    [0; VALUE_CONST_BYTES as usize / 8],
+));
+
 /// A thin pointer to the run's host.
 pub struct HostRef<'a> {
     pub host: &'a mut dyn Host,
@@ -569,9 +584,10 @@ impl VmCtx {
     /// Ask the host where the values of each of `maps` (the program's value maps, by slot) are
     /// ([`Host::value_region`]), for the runs until the next call, and set their clamp bounds
     /// from the region's row; [`VmCtx::values_unknown`] when the host does not say for one,
-    /// names no mapped region, or one under 8 bytes. The region table must be the runs'
-    /// (`regions` set).
-    pub(crate) fn fetch_values(&mut self, host: &mut dyn Host, maps: &[u32]) {
+    /// names no mapped region, or one under 8 bytes or under `needs` (for each slot, the bytes
+    /// from the region's start that the code's accesses at constant addresses read and write:
+    /// they take no clamp). The region table must be the runs' (`regions` set).
+    pub(crate) fn fetch_values(&mut self, host: &mut dyn Host, maps: &[u32], needs: &[[u64; 2]]) {
         self.values_unknown = false;
         let lows = (1u64 << bpfsim_vm::memory::REGION_SHIFT) - 1;
         let bases = self.value_base.as_mut_ptr().cast::<u64>();
@@ -598,11 +614,16 @@ impl VmCtx {
             // A region every access size fits in shares one base. Any other (none, or under 8
             // bytes: a map whose values all fit in less, rare, and right either way) has the
             // runs interpreted, its bounds the sink's, which the code could use safely.
+            let [need_read, need_write] = needs.get(slot).copied().unwrap_or([0; 2]);
             let [base, read, write] = match row {
-                Some([base, read, write]) if read >= 8 && write >= 8 => [base, read, write],
+                Some([base, read, write])
+                    if read >= need_read.max(8) && write >= need_write.max(8) =>
+                {
+                    [base, read, write]
+                }
                 _ => {
                     self.values_unknown = true;
-                    [CLAMP_SINK.0.get() as u64, 8, 8]
+                    [VALUE_SINK.0.get() as u64, 8, 8]
                 }
             };
             // SAFETY: `slot` is below `VALUE_SLOTS` and `8 * slot + 7` below `8 * VALUE_SLOTS`:

@@ -840,6 +840,100 @@ fn false_value_hints_stay_inside_the_region() {
     }
 }
 
+/// Proven value accesses at constant addresses (globals: `lddw` of the value's address, then
+/// constant offsets) take no clamp: with the region holding the bytes they reach, the
+/// interpreter's results; with a region too small for them, the interpreter's run; with false
+/// hints (the constant address in no region), bytes of the named region and nothing else.
+#[test]
+fn value_accesses_at_constant_addresses() {
+    let global = |base: u64| {
+        format!(
+            "lddw %r3, {base:#x}
+stxdw [%r3+32], %r1
+mov %r4, %r3
+add %r4, 16
+stxw [%r4+4], %r4
+ldxw %r0, [%r4+4]
+ldxdw %r5, [%r3+32]
+add %r0, %r5
+ldxb %r5, [%r3+0]
+add %r0, %r5
+exit"
+        )
+    };
+    // The first 40 bytes of the region are reached (8 at 32).
+    for (base, right) in [(MEMORY, true), (0x7fff_ffff_0000_0000, false)] {
+        let src = global(base);
+        let prog = Program::new(assemble(&src).unwrap()).unwrap();
+        let jit = JitProgram::compile_with(&prog, &values_of(&prog, 0)).unwrap();
+        let listed = JitProgram::compile_opts(
+            &prog,
+            &values_of(&prog, 0),
+            &bpfsim_jit::CompileOptions {
+                listing: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let l = listed.listing().unwrap();
+        let clamps = prog
+            .iter()
+            .flat_map(|(pc, _)| l.insns_of(pc))
+            .filter(|i| i.text.contains("cmov"))
+            .count();
+        assert_eq!(clamps, 0, "no access is clamped");
+        let interp = Interpreter::new(&prog);
+        let mut vm = Vm::default();
+        for len in [0usize, 8, 39, 40, 41, 64] {
+            let init: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(7) ^ 0x33).collect();
+            let mut buf = vec![0xeeu8; len + 64];
+            buf[32..32 + len].copy_from_slice(&init);
+            let before = buf.clone();
+            let out = {
+                let mem = &mut buf[32..32 + len];
+                jit.run_with_memory(&mut vm, &mut ValuesAt(Some(MEMORY)), mem)
+            };
+            assert_eq!(
+                &buf[..32],
+                &before[..32],
+                "{base:#x} len {len}: guard before"
+            );
+            assert_eq!(
+                &buf[32 + len..],
+                &before[32 + len..],
+                "{base:#x} len {len}: guard after"
+            );
+            let mut m = init.clone();
+            let i = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m);
+            if len < 40 {
+                // A region without the bytes the constant accesses reach: the interpreter's run.
+                assert_eq!(out, i, "{base:#x} len {len}");
+                assert_eq!(&buf[32..32 + len], &m[..], "{base:#x} len {len}: memory");
+            } else if right {
+                assert_eq!(out, i, "{base:#x} len {len}");
+                assert_eq!(&buf[32..32 + len], &m[..], "{base:#x} len {len}: memory");
+                assert!(out.result.is_ok(), "{base:#x} len {len}: {out:?}");
+            } else {
+                // The interpreter faults (no region there); the code wrote the named region's
+                // bytes at the constant offsets.
+                assert!(i.result.is_err(), "{base:#x} len {len}: {i:?}");
+                assert!(out.result.is_ok(), "{base:#x} len {len}: {out:?}");
+                assert_eq!(
+                    &buf[32 + 32..32 + 40],
+                    &MEMORY.to_le_bytes(),
+                    "{base:#x} len {len}: r1 at offset 32"
+                );
+            }
+            let mut m2 = init.clone();
+            let unplaced = jit.run_with_memory(&mut vm, &mut ValuesAt(None), &mut m2);
+            let mut m3 = init.clone();
+            let i3 = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m3);
+            assert_eq!(unplaced, i3, "{base:#x} len {len}: values unplaced");
+            assert_eq!(m2, m3, "{base:#x} len {len}: memory, values unplaced");
+        }
+    }
+}
+
 /// Hints marking every load, store and atomic of `prog` as a proven stack access.
 fn stack_of(prog: &Program) -> Hints {
     let mut stack = vec![false; slots(prog)];

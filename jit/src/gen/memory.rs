@@ -368,6 +368,49 @@ impl Gen<'_, '_> {
         self.b.ins().iadd(a, b)
     }
 
+    /// `v`'s value when the code computes it from constants alone: a constant, plus
+    /// constants (an `lddw` address and the offsets added to it).
+    fn const_of(&self, v: Value) -> Option<u64> {
+        let dfg = &self.b.func.dfg;
+        let mut v = v;
+        let mut add = 0u64;
+        // A chain of a few additions at most: `lddw`, `add`, the access's own offset.
+        for _ in 0..8 {
+            let ValueDef::Result(inst, 0) = dfg.value_def(v) else {
+                return None;
+            };
+            match dfg.insts[inst] {
+                InstructionData::UnaryImm {
+                    opcode: Opcode::Iconst,
+                    imm,
+                } if dfg.value_type(v) == I64 => return Some(add.wrapping_add(imm.bits() as u64)),
+                InstructionData::BinaryImm64 {
+                    opcode: Opcode::IaddImm,
+                    arg,
+                    imm,
+                } => {
+                    add = add.wrapping_add(imm.bits() as u64);
+                    v = arg;
+                }
+                InstructionData::Binary {
+                    opcode: Opcode::Iadd,
+                    args: [x, y],
+                } => match self.const_of(y) {
+                    Some(k) => {
+                        add = add.wrapping_add(k);
+                        v = x;
+                    }
+                    None => {
+                        add = add.wrapping_add(self.const_of(x)?);
+                        v = y;
+                    }
+                },
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// `v` as a 64-bit sum, from its definition: of two values, or of a value and a constant.
     pub(super) fn sum_of(&self, v: Value) -> Option<Sum> {
         let dfg = &self.b.func.dfg;
@@ -416,7 +459,22 @@ impl Gen<'_, '_> {
     /// The host address of a proven map value access: no branch, the offset clamped into the
     /// region the host said holds the map's values, so that even a wrong proof stays inside
     /// memory the run owns (see [`VmCtx::value_base`]).
+    ///
+    /// An access at a constant address (a global: `lddw r1, map_value`, then a constant
+    /// offset) within the first [`shims::VALUE_CONST_BYTES`] of the region takes no clamp: the
+    /// run checks once that the region holds those bytes (`JitProgram::value_need`, runs on a
+    /// smaller one are interpreted), so the constant offset is inside it whatever the hint.
     fn value_clamped(&mut self, addr: Value, size: Size, write: bool, slot: usize) -> Value {
+        if let Some(c) = self.const_of(addr) {
+            let low = c as u32 as u64;
+            let end = low + size.bytes() as u64;
+            if end <= shims::VALUE_CONST_BYTES {
+                let need = &mut self.value_need[slot][write as usize];
+                *need = (*need).max(end);
+                let base = self.vm_load(offset_of!(VmCtx, value_base) + 8 * slot);
+                return self.b.ins().iadd_imm(base, low as i64);
+            }
+        }
         let low = self.low32(addr);
         let off = self.b.ins().uextend(I64, low);
         let at = 8 * (8 * slot + clamp_index(size, write));

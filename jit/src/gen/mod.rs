@@ -162,6 +162,10 @@ pub(crate) struct Gen<'a, 'b> {
     /// [`crate::Hints::stack_at`] by slot, with the instruction's own offset added.
     stack_at: Vec<Option<(u32, i64)>>,
     value_maps: Vec<u32>,
+    /// For each value map slot, the bytes from the region's start that the accesses at
+    /// constant addresses compiled so far read and write (the function's share of
+    /// `JitProgram::value_need`).
+    value_need: Vec<[u64; 2]>,
     /// [`Hints::stack`].
     stack: &'a [bool],
     /// For each clamp index (`memory::clamp_index`): whether a proven packet access uses it.
@@ -389,6 +393,7 @@ pub(crate) fn build(
     srclocs: bool,
     root: Root,
     targets: &[LoopTarget],
+    value_need: &mut [[u64; 2]],
 ) -> Result<u64, JitError> {
     let insns = prog.insns();
     let subprogs = prog.subprograms();
@@ -560,6 +565,7 @@ pub(crate) fn build(
         map_value: &hints.map_value,
         lookup: &hints.lookup,
         value_maps: crate::value_maps(prog, hints),
+        value_need: vec![[0; 2]; value_need.len()],
         stack: &hints.stack,
         frame_bytes: &hints.frame_bytes,
         stack_at: stack_places(insns, pcs, hints),
@@ -617,6 +623,10 @@ pub(crate) fn build(
     g.epilogues();
     g.b.seal_all_blocks();
     g.b.finalize();
+    for (all, mine) in value_need.iter_mut().zip(&g.value_need) {
+        all[0] = all[0].max(mine[0]);
+        all[1] = all[1].max(mine[1]);
+    }
     Ok(entry_need)
 }
 
