@@ -1847,3 +1847,53 @@ fn redirect_map_under_the_jit_falls_back_to_the_helper() {
         })
     );
 }
+
+/// The helpers `call_helper` answers before its generic dispatch (the packet helpers,
+/// `csum_diff`, the CPU id) still give way to an override, and keep their answers by program
+/// type: on XDP the skb helpers are refused as before, `bpf_skb_load_bytes` with a fault (it
+/// needs a socket buffer), the store and checksum ones as unknown (XDP has none).
+#[test]
+fn fast_helpers_keep_overrides_and_program_types() {
+    let run = |r: &mut Runner, src: &str, ty: ProgType| {
+        let program = Program::new(assemble(src).unwrap()).unwrap();
+        let interp = Interpreter::new(&program);
+        let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+        let i = r.run(&interp, ty, &tcp_packet(), Input::default()).unwrap();
+        let j = r.run(&jit, ty, &tcp_packet(), Input::default()).unwrap();
+        assert_eq!((i.retval, i.trap), (j.retval, j.trap), "{src}");
+        i
+    };
+    let mut r = Runner::new(Env {
+        cpu: 1,
+        ncpus: 2,
+        ..Env::default()
+    });
+    r.set_timing(false);
+    let load = "mov %r2, 14\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 4\ncall 26\nexit";
+    for id in [8u32, 9, 10, 11, 26, 28] {
+        let src = format!("mov %r6, %r1\nmov %r1, %r6\ncall {id}\nexit");
+        let skb = run(&mut r, &src, ProgType::SchedCls);
+        let xdp = run(&mut r, &src, ProgType::Xdp);
+        let code = |o: &bpfsim_helpers::run::RunResult| o.trap.map(|t| t.code);
+        match id {
+            8 => {
+                assert_eq!((skb.retval, xdp.retval), (1, 1), "the CPU id");
+                assert_eq!((code(&skb), code(&xdp)), (None, None));
+            }
+            26 => assert_eq!(code(&xdp), Some(TrapCode::HelperFault)),
+            9..=11 => assert_eq!(code(&xdp), Some(TrapCode::UnknownHelper), "{id}"),
+            _ => assert_eq!(code(&xdp), None, "{id}"),
+        }
+        if id != 26 {
+            assert_ne!(code(&skb), Some(TrapCode::UnknownHelper), "{id} on skb");
+        }
+        r.override_helper(id, move |_, _| Ok(7000 + id as u64));
+        let over = run(&mut r, &src, ProgType::SchedCls);
+        assert_eq!((over.retval, over.trap), (7000 + id as u64, None), "{id}");
+        let over = run(&mut r, &src, ProgType::Xdp);
+        assert_eq!((over.retval, over.trap), (7000 + id as u64, None), "{id}");
+        r.restore_helper(id);
+    }
+    let out = run(&mut r, &format!("mov %r6, %r1\n{load}"), ProgType::SchedCls);
+    assert_eq!((out.retval, out.trap), (0, None));
+}
