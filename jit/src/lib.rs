@@ -166,16 +166,21 @@ pub struct Hints {
     /// packet smaller than the access, a scratch word no one reads), never host memory, and
     /// never trap.
     pub packet: Vec<bool>,
-    /// The load at this slot goes through the context pointer on every path (`PTR_TO_CTX`,
-    /// which the kernel only lets a program use at offset 0), so it reads the context's field at
-    /// the instruction's offset. A 4-byte one reads a value the run keeps for the field,
-    /// refreshed when the context changes ([`bpfsim_vm::MemoryMap::ctx_stamp`]), after one
-    /// compare of the address with the field's: the kernel rewrites such loads into plain loads
+    /// The load or store at this slot goes through the context pointer on every path
+    /// (`PTR_TO_CTX`, which the kernel only lets a program use at offset 0), so it reaches the
+    /// context's field at the instruction's offset. A load (of any width, the first 48
+    /// fields) reads a value the run keeps for the field, refreshed when the context changes
+    /// ([`bpfsim_vm::MemoryMap::ctx_stamp`]), after one compare of the address with the
+    /// field's: the kernel rewrites such loads into plain loads
     /// (`convert_ctx_access`). Any other address (a wrong hint, a run without a context or
     /// with one whose fields are not kept, a field the context refuses) hands the run to the
     /// interpreter from that load, which reads or faults as it always does; the one exception,
     /// a load at address `u64::MAX` (never mapped) with an offset whose field the context
-    /// refuses, would read 0 rather than fault.
+    /// refuses, would read 0 rather than fault. A store (the first 16 fields) writes
+    /// straight into the field's bytes in the context when the context has a
+    /// cell for it ([`bpfsim_vm::memory::Context::store_cell`]: `skb->mark`, `cb[]`, ...) and
+    /// the address is the field's, and sets the kept values of the loads inside the bytes it
+    /// wrote; any other store goes through the store shim as without the hint.
     pub ctx: Vec<bool>,
     /// `Some(map)`: the memory access at this slot (a load, a store or an atomic read-modify-write:
     /// load-acquire and store-release keep their call) goes through a pointer to

@@ -270,6 +270,7 @@ impl SkbContext {
         b
     }
 
+    #[inline(always)]
     fn direct_packet_access(&self) -> bool {
         !matches!(self.prog_type, ProgType::SocketFilter)
     }
@@ -294,6 +295,7 @@ impl SkbContext {
     }
 
     /// Fields socket filters may not read (`sk_filter_is_valid_access`; measured on 6.18).
+    #[inline(always)]
     fn hidden(&self, off: u32) -> bool {
         self.prog_type == ProgType::SocketFilter
             && matches!(
@@ -308,6 +310,7 @@ impl SkbContext {
             )
     }
 
+    #[inline(always)]
     fn field(&self, off: u32) -> Option<u64> {
         if self.hidden(off) {
             return None;
