@@ -10,10 +10,12 @@
 //!   `get_next_key`, as the kernel keeps the node's copy of the key.
 //! - Lookup returns the element with the longest prefix, no longer than the key's, that matches
 //!   the key; here that is one hash probe per prefix length in use (a list kept sorted, longest
-//!   first, so an empty trie answers at once), no longer than the key's. Keys of at most 16
-//!   data bytes (IPv4, IPv6) are probed as one 128-bit number masked to each length, in a
-//!   table of their own; longer ones through the byte-key index. A key whose prefixlen exceeds
-//!   `8 * data_size` finds nothing.
+//!   first, so an empty trie answers at once), no longer than the key's; the elements of 8 bits
+//!   or more are counted by first data byte, and a key whose first byte has none probes only
+//!   the shorter lengths (a block list's miss then probes nothing). Keys of at most 16 data
+//!   bytes (IPv4, IPv6) are probed as one 128-bit number masked to each length, in an
+//!   open-addressing table of their own; longer ones through the byte-key index. A key whose
+//!   prefixlen exceeds `8 * data_size` finds nothing.
 //! - `get_next_key` walks the trie in post-order (a more specific prefix before the prefixes that
 //!   contain it, bit 0 before bit 1). That order is a total order on (prefix, length), so a sorted
 //!   map gives the same sequence: keys differing within their common length compare by the first
@@ -26,8 +28,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-
-use hashbrown::HashTable;
 
 use super::error::{Errno, OpError, Reason};
 use super::table::{round8, write_value, KeyIndex, SlotAlloc};
@@ -107,25 +107,36 @@ pub struct LpmTrie {
     /// For data of at most 16 bytes: the elements by prefix length and masked data as a
     /// 128-bit number ([`Self::wide`]), which a lookup probes without building a byte key.
     small: Option<SmallIndex>,
+    /// Elements of 8 bits or more by their first data byte: a key whose first byte no such
+    /// element has can only match the shorter ones, and its lookup skips the others' probes
+    /// (a miss, most lookups of a block list, then probes nothing).
+    by_first: Box<[u32; 256]>,
 }
 
-/// The index of a trie whose data fits 128 bits: slots in a table hashed by (length, masked
-/// data), each slot's length and masked data kept by slot.
+/// The index of a trie whose data fits 128 bits: an open-addressing table (linear probing, at
+/// most half full) whose buckets hold the prefix's length and masked data next to its slot, so
+/// that a probe is one hash, one load and a compare (a hashbrown table's probe waited on its
+/// control bytes, then the slot, then the stored key: the lookup probes once per length in
+/// use). Deletions shift the buckets after the hole back (no tombstones). Each slot's length
+/// and data are also kept by slot, to find its bucket again.
 struct SmallIndex {
-    table: HashTable<u32>,
+    /// A power of two of buckets, or none before the first insertion.
+    buckets: Vec<Bucket>,
+    /// `64 - log2(buckets.len())`: a hash's top bits pick the home bucket.
+    shift: u32,
+    count: usize,
     bits: Box<[u128]>,
     len: Box<[u16]>,
 }
 
-/// The hash of a prefix of length `len` whose masked data is `bits`: both words folded through
-/// one multiply, the length mixed into the first (no per-process seed: runs must repeat).
-#[inline(always)]
-fn small_hash(len: u16, bits: u128) -> u64 {
-    const S0: u64 = 0x243f_6a88_85a3_08d3;
-    const S1: u64 = 0x1319_8a2e_0370_7344;
-    let (lo, hi) = (bits as u64, (bits >> 64) as u64);
-    let p = ((lo ^ S0 ^ len as u64) as u128).wrapping_mul((hi ^ S1) as u128);
-    (p as u64) ^ ((p >> 64) as u64) ^ (len as u64).rotate_left(29)
+/// One bucket of a [`SmallIndex`], 32 bytes: a bucket never straddles two cache lines.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Bucket {
+    bits: u128,
+    /// The prefix length plus one; 0 for an empty bucket.
+    tag: u32,
+    slot: u32,
 }
 
 /// The first `len` bits of a data number ([`LpmTrie::wide`]).
@@ -141,37 +152,116 @@ fn small_mask(bits: u128, len: u16) -> u128 {
 impl SmallIndex {
     fn new(slots: usize) -> SmallIndex {
         SmallIndex {
-            table: HashTable::new(),
+            buckets: Vec::new(),
+            shift: 64,
+            count: 0,
             bits: vec![0; slots].into_boxed_slice(),
             len: vec![0; slots].into_boxed_slice(),
         }
     }
 
+    /// The home bucket of a prefix: the two words and the length folded into one (the data of
+    /// short keys sits in the high word), then a multiplicative hash's top bits, which every
+    /// bit of the fold reaches. No per-process seed: runs must repeat.
     #[inline(always)]
-    fn find(&self, len: u16, masked: u128) -> Option<u32> {
-        let (bits, lens) = (&self.bits, &self.len);
-        self.table
-            .find(small_hash(len, masked), |&s| {
-                bits[s as usize] == masked && lens[s as usize] == len
-            })
-            .copied()
+    fn home(&self, len: u16, masked: u128) -> usize {
+        let x = (masked as u64)
+            ^ ((masked >> 64) as u64).rotate_left(23)
+            ^ (len as u64).wrapping_mul(0x0100_0000_0001_0001);
+        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
     }
 
+    #[inline(always)]
+    fn find(&self, len: u16, masked: u128) -> Option<u32> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let mask = self.buckets.len() - 1;
+        let tag = len as u32 + 1;
+        let mut i = self.home(len, masked);
+        loop {
+            let b = &self.buckets[i];
+            if b.tag == tag && b.bits == masked {
+                return Some(b.slot);
+            }
+            if b.tag == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Index a prefix that is absent.
     fn insert(&mut self, slot: u32, len: u16, masked: u128) {
         self.bits[slot as usize] = masked;
         self.len[slot as usize] = len;
-        let (bits, lens) = (&self.bits, &self.len);
-        self.table
-            .insert_unique(small_hash(len, masked), slot, |&s| {
-                small_hash(lens[s as usize], bits[s as usize])
-            });
+        if (self.count + 1) * 2 > self.buckets.len() {
+            let size = (self.buckets.len() * 2).max(8);
+            let old = std::mem::replace(&mut self.buckets, vec![Bucket::default(); size]);
+            self.shift = 64 - size.trailing_zeros();
+            for b in old.into_iter().filter(|b| b.tag != 0) {
+                self.place(b);
+            }
+        }
+        self.place(Bucket {
+            bits: masked,
+            tag: len as u32 + 1,
+            slot,
+        });
+        self.count += 1;
     }
 
-    fn remove(&mut self, slot: u32) {
-        let h = small_hash(self.len[slot as usize], self.bits[slot as usize]);
-        if let Ok(entry) = self.table.find_entry(h, |&s| s == slot) {
-            entry.remove();
+    /// Put `b` in the first empty bucket from its home (there is one: at most half full).
+    fn place(&mut self, b: Bucket) {
+        let mask = self.buckets.len() - 1;
+        let mut i = self.home(b.tag as u16 - 1, b.bits);
+        while self.buckets[i].tag != 0 {
+            i = (i + 1) & mask;
         }
+        self.buckets[i] = b;
+    }
+
+    /// Forget the prefix at `slot` (which must be indexed): the buckets after it that its place
+    /// would cut off from their home move back into the hole, one after another.
+    fn remove(&mut self, slot: u32) {
+        if self.buckets.is_empty() {
+            return;
+        }
+        let (len, bits) = (self.len[slot as usize], self.bits[slot as usize]);
+        let mask = self.buckets.len() - 1;
+        let mut hole = self.home(len, bits);
+        loop {
+            let b = &self.buckets[hole];
+            if b.tag == 0 {
+                return;
+            }
+            if b.slot == slot && b.tag == len as u32 + 1 {
+                break;
+            }
+            hole = (hole + 1) & mask;
+        }
+        let mut j = (hole + 1) & mask;
+        loop {
+            let b = self.buckets[j];
+            if b.tag == 0 {
+                break;
+            }
+            let home = self.home(b.tag as u16 - 1, b.bits);
+            // `b` may fill the hole when the hole lies on its probe sequence, from its home
+            // bucket to `j`, wrapping around.
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.buckets[hole] = b;
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        self.buckets[hole] = Bucket::default();
+        self.count -= 1;
+    }
+
+    fn clear(&mut self) {
+        self.buckets.fill(Bucket::default());
+        self.count = 0;
     }
 }
 
@@ -195,23 +285,37 @@ impl LpmTrie {
             per_len: vec![0; 8 * data_size + 1].into_boxed_slice(),
             lens: Vec::new(),
             small: (data_size <= 16).then(|| SmallIndex::new(max_entries as usize)),
+            by_first: Box::new([0; 256]),
         }
     }
 
     /// The data of `key` (at most 16 bytes) as one number, its first bit the most
     /// significant: masking it to a prefix is one AND.
+    ///
+    /// Read in words of the data's own size where there is one: a copy into a 16-byte buffer
+    /// read back as one number (a `memcpy` of the data's length) made the load wait for the
+    /// copy's narrower stores, a third of the lookup.
     #[inline(always)]
     fn wide(&self, key: &[u8]) -> u128 {
-        let mut b = [0u8; 16];
-        let ds = self.data_size.min(16);
-        if let Some(data) = key.get(4..4 + ds) {
-            b[..ds].copy_from_slice(data);
+        let data = key.get(4..4 + self.data_size.min(16)).unwrap_or(&[]);
+        if let Ok(w) = <[u8; 4]>::try_from(data) {
+            return (u32::from_be_bytes(w) as u128) << 96;
         }
-        u128::from_be_bytes(b)
+        if let Ok(w) = <[u8; 16]>::try_from(data) {
+            return u128::from_be_bytes(w);
+        }
+        data.iter()
+            .enumerate()
+            .fold(0, |acc, (i, &b)| acc | (b as u128) << (120 - 8 * i))
     }
 
-    /// Count an element of prefix length `len` in or out, keeping `lens` the lengths in use.
-    fn count(&mut self, len: u32, added: bool) {
+    /// Count an element of prefix length `len` and first data byte `first` in or out, keeping
+    /// `lens` the lengths in use and `by_first`.
+    fn count(&mut self, len: u32, first: u8, added: bool) {
+        if len >= 8 {
+            let f = &mut self.by_first[first as usize];
+            *f = if added { *f + 1 } else { *f - 1 };
+        }
         let n = &mut self.per_len[len as usize];
         let len = len as u16;
         if added {
@@ -268,8 +372,12 @@ impl LpmTrie {
         if len > self.max_prefixlen {
             return None;
         }
-        // The lengths in use no longer than the key's, longest first.
-        let start = self.lens.partition_point(|&l| l as u32 > len);
+        // The lengths in use no longer than the key's, longest first; when no element of 8 bits
+        // or more shares the key's first byte, only the shorter ones.
+        let mut start = self.lens.partition_point(|&l| l as u32 > len);
+        if self.by_first[key.get(4).copied().unwrap_or(0) as usize] == 0 {
+            start = start.max(self.lens.partition_point(|&l| l >= 8));
+        }
         let lens = &self.lens[start..];
         let slot = match &self.small {
             Some(small) => {
@@ -356,7 +464,7 @@ impl LpmTrie {
         }
         self.raw[slot as usize * ds..(slot as usize + 1) * ds].copy_from_slice(&key[4..]);
         self.order.insert(self.prefix(key), slot);
-        self.count(len, true);
+        self.count(len, key[4], true);
         Ok(())
     }
 
@@ -373,7 +481,7 @@ impl LpmTrie {
         }
         self.order.remove(&self.prefix(key));
         self.alloc.push(slot);
-        self.count(len, false);
+        self.count(len, key[4], false);
         Ok(())
     }
 
@@ -404,8 +512,9 @@ impl LpmTrie {
         self.alloc.reset();
         self.per_len.fill(0);
         self.lens.clear();
+        self.by_first.fill(0);
         if let Some(small) = &mut self.small {
-            small.table.clear();
+            small.clear();
         }
     }
 
@@ -443,6 +552,58 @@ mod tests {
         assert_eq!(shuffled, [&want[0], &want[1], &want[2], &want[3]]);
         assert!(p(0, &[0; 4]) > p(8, &[255, 0, 0, 0]));
         assert_eq!(p(8, &[10, 1, 0, 0]), p(8, &[10, 99, 0, 0]));
+    }
+
+    /// The open-addressing index against a model: many prefixes sharing data and lengths (so
+    /// that probe runs are long and collide), removed in an order unlike their insertion's,
+    /// every prefix looked up after each step.
+    #[test]
+    fn small_index_finds_what_it_holds_through_removals() {
+        let n = 300u32;
+        let mut idx = SmallIndex::new(n as usize);
+        let key = |s: u32| {
+            let len = (s % 7 * 5) as u16;
+            (len, small_mask(((s / 7) as u128) << 100 | 0xabcd, len))
+        };
+        let mut present = vec![false; n as usize];
+        let check = |idx: &SmallIndex, present: &[bool]| {
+            for s in 0..n {
+                let (len, bits) = key(s);
+                let want = present
+                    .iter()
+                    .enumerate()
+                    .find(|&(t, &p)| p && key(t as u32) == (len, bits))
+                    .map(|(t, _)| t as u32);
+                assert_eq!(idx.find(len, bits), want, "slot {s}");
+            }
+        };
+        for s in 0..n {
+            if present
+                .iter()
+                .enumerate()
+                .any(|(t, &p)| p && key(t as u32) == key(s))
+            {
+                continue;
+            }
+            let (len, bits) = key(s);
+            idx.insert(s, len, bits);
+            present[s as usize] = true;
+        }
+        check(&idx, &present);
+        for step in 0..n {
+            let s = step * 37 % n;
+            if present[s as usize] {
+                idx.remove(s);
+                present[s as usize] = false;
+                if step % 16 == 0 {
+                    check(&idx, &present);
+                }
+            }
+        }
+        check(&idx, &present);
+        assert_eq!(idx.count, 0);
+        idx.clear();
+        check(&idx, &present);
     }
 
     #[test]
