@@ -120,6 +120,58 @@ fn true_packet_hints_change_nothing_in(src: &str, n: usize) {
     }
 }
 
+/// True packet hints in straight-line code (no loop: the clamp bounds are loaded at each
+/// access rather than once at entry), every size, loads and stores, at every length around
+/// the checked one: the interpreter's results and memory.
+#[test]
+fn true_packet_hints_without_a_loop() {
+    let src = "mov %r0, 0
+mov %r4, %r1
+add %r4, %r2
+mov %r3, %r1
+add %r3, 16
+jgt %r3, %r4, out
+ldxh %r0, [%r1+4]
+ldxb %r5, [%r1+0]
+add %r0, %r5
+ldxw %r5, [%r1+8]
+add %r0, %r5
+ldxdw %r5, [%r1+8]
+add %r0, %r5
+stxb [%r1+15], %r0
+stxh [%r1+2], %r0
+stxw [%r1+4], %r5
+stxdw [%r1+8], %r0
+out:
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let accesses: Vec<usize> = prog
+        .iter()
+        .filter(|(_, i)| {
+            matches!(
+                i,
+                bpfsim_vm::isa::Insn::Load { .. } | bpfsim_vm::isa::Insn::Store { .. }
+            )
+        })
+        .map(|(pc, _)| pc)
+        .collect();
+    let jit = JitProgram::compile_with(&prog, &packet_at(&prog, &accesses)).unwrap();
+    let interp = Interpreter::new(&prog);
+    let mut vm = Vm::default();
+    for len in [0usize, 1, 8, 15, 16, 17, 64] {
+        let init: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+        let mut m1 = init.clone();
+        let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut m1);
+        let mut m2 = init.clone();
+        let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
+        assert_eq!(a, b, "len {len}");
+        assert_eq!(m1, m2, "memory, len {len}");
+        if len >= 16 {
+            assert_ne!(m2, init, "len {len}: the stores ran");
+        }
+    }
+}
+
 /// False hints on accesses far outside the memory (and outside any region, and on the stack):
 /// each lands inside the run's own memory, or its scratch word when the memory is under 8
 /// bytes; the bytes around the memory are untouched and the host goes on.

@@ -546,8 +546,8 @@ impl Gen<'_, '_> {
     }
 
     /// Load the clamp bounds the program's proven packet accesses use, once, at entry (see
-    /// [`Gen::clamp_fixed`]). Kept in registers, they cost the hot loops two loads fewer per
-    /// access.
+    /// [`Gen::clamp_fixed`]), in a function with a loop (`Gen::has_loop`). Kept in
+    /// registers, they cost the hot loops two loads fewer per access.
     pub(super) fn load_clamp_bounds(&mut self) {
         for idx in 0..8 {
             if self.clamp_used[idx] {

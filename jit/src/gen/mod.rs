@@ -137,6 +137,12 @@ pub(crate) struct Gen<'a, 'b> {
     blocks: Vec<Option<Block>>,
     /// Leaders sealed only at the end (see [`Gen::switch`]).
     late: Vec<bool>,
+    /// The function loops: a backward jump, or a callback's function (which loops back to its
+    /// root for the next call). Only then are the clamp bounds loaded at entry
+    /// ([`Gen::clamp_fixed`]): in straight-line code each access loads its bounds where it
+    /// is, and the bounds do not take registers from the whole function (`nat_xdp` 7.3-7.5 ->
+    /// 6.4 ns a run, `xdp_icmp_echo` 6.2-6.3 -> 5.3-5.5).
+    has_loop: bool,
     /// Leaders that check the budget (see `budget.rs`), and what each slot needs.
     checkpoint: Vec<bool>,
     need: Vec<u64>,
@@ -463,6 +469,7 @@ pub(crate) fn build(
     let mut late = vec![false; total_slots + 1];
     // A callback's function loops back to its root for the next call.
     late[root.slot] = root.depth > 0;
+    let mut has_loop = root.depth > 0;
     for (i, insn) in insns.iter().enumerate() {
         let pc = pcs[i];
         if !compiled[call::sub_of(subprogs, pc)] {
@@ -475,12 +482,14 @@ pub(crate) fn build(
                 let t = (next as i64 + *off as i64) as usize;
                 leaders[t] = true;
                 late[t] |= t <= pc;
+                has_loop |= t <= pc;
             }
             Insn::Ja { .. } | Insn::Gotol { .. } => {
                 if let Some(off) = insn.jump_offset() {
                     let t = (next as i64 + off as i64) as usize;
                     leaders[t] = true;
                     late[t] |= t <= pc;
+                    has_loop |= t <= pc;
                 }
                 leaders[next] = true;
             }
@@ -554,6 +563,7 @@ pub(crate) fn build(
         shims,
         blocks,
         late,
+        has_loop,
         checkpoint,
         need,
         pcs,
@@ -765,7 +775,9 @@ impl Gen<'_, '_> {
                 self.fixed_fp = Some(fp);
             }
         }
-        self.load_clamp_bounds();
+        if self.has_loop {
+            self.load_clamp_bounds();
+        }
     }
 
     /// A callback's frame starts zeroed, as the interpreter clears it for each call. `depth`:
