@@ -1385,6 +1385,9 @@ unsafe fn finish_block<'v>(vm: *mut VmCtx) -> (&'v mut VmCtx, bpfsim_vm::Outcome
 pub unsafe fn budget_tail(vm: *mut VmCtx) -> Ret {
     // SAFETY: the caller's contract.
     let (v, out) = unsafe { finish_block(vm) };
+    // The interpreter's part may have written the context through the map (a new stamp):
+    // the batch's next runs read the fields it wrote, not the values kept before.
+    v.refresh_ctx();
     let slow = |st| Ret { a: st, b: SLOW };
     match (out.result, out.tail_call) {
         (Ok(_), Some(t)) => {

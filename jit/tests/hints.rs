@@ -659,6 +659,54 @@ exit";
     );
 }
 
+/// A batch whose runs the interpreter finishes (the budget runs out inside a block, after the
+/// code read a kept field): the interpreter's store to the field reaches the next run's kept
+/// value, as each run of the interpreter alone sees the last one's store.
+#[test]
+fn a_store_after_a_hand_over_reaches_the_next_runs_kept_field() {
+    let src = "mov %r6, %r1
+ldxw %r0, [%r6+8]
+add %r0, 1
+mov %r3, 0
+add %r3, 1
+jlt %r3, 3, -2
+stxw [%r6+8], %r0
+mov %r2, 2
+mov %r2, 3
+mov %r2, 4
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
+    let interp = Interpreter::new(&prog);
+    let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+    for budget in 0..18 {
+        for cell in [false, true] {
+            let mut seen = Vec::new();
+            for e in engines {
+                let mut vm = Vm::default();
+                let mut ctx = Fields::new(true, true, cell);
+                let out = {
+                    let mut mem = vm.memory();
+                    let c = mem.map_context(&mut ctx).unwrap();
+                    let args = [c, 0, 0, 0, 0];
+                    match e.prepare() {
+                        Some(mut p) => p.execute_repeat(&mut mem, &mut MoveA, args, budget, 3),
+                        None => (
+                            (0..3)
+                                .map(|_| e.execute(&mut mem, &mut MoveA, args, budget))
+                                .last()
+                                .unwrap(),
+                            3,
+                        ),
+                    }
+                };
+                seen.push((out, ctx.c));
+            }
+            assert_eq!(seen[0], seen[1], "budget {budget}, cell {cell}");
+        }
+    }
+}
+
 /// Wrong context hints on stores: stores through other pointers (the buffer at the cell's
 /// offset, the context moved onto another field, the stack, NULL) marked as field stores write
 /// what the interpreter writes, or fault where it faults.
