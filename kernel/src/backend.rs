@@ -252,7 +252,7 @@ impl KernelRunner {
                 retval: out.retval.into(),
                 data: out.data_out,
                 redirect: None,
-                trace,
+                trace: trace.into(),
                 events,
                 insns: 0,
                 trap: None,

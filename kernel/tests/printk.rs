@@ -1,7 +1,7 @@
 //! `bpf_trace_printk` formatting against the live kernel: each case is printed by a real XDP
 //! program, read back from the trace buffer, and compared with `bpfsim_helpers::helpers::printk`.
 
-use bpfsim_helpers::helpers::printk::{format, GuestRead};
+use bpfsim_helpers::helpers::printk::{format, format_into, GuestRead};
 use bpfsim_kernel::{KernelBpf, ProgType};
 use bpfsim_vm::asm::assemble;
 use bpfsim_vm::isa::encode;
@@ -84,6 +84,8 @@ fn trace_printk_formats_like_the_kernel() {
         ("%pS %pB %px", &[0x1234, 0x1234, 0x1234]),
         ("[%pI4x] [%pi6]", &[0x10, 0x10]),
         ("[%5s] [%pks] [%-5c]", &[0x10, 0x10, b'4' as u64]),
+        // Longer than the kernel's 1024-byte buffer: the line is cut.
+        ("[%1500d]", &[7]),
     ];
     let mut expected = Vec::new();
     for (fmt, args) in cases {
@@ -143,4 +145,33 @@ fn trace_printk_formats_like_the_kernel() {
     }
     assert_eq!(got, expected);
     println!("trace_printk: {} formats agree with the kernel", got.len());
+}
+
+/// The helper returns the length of the whole line, whether or not the kernel's 1024-byte
+/// buffer cut it (no trace buffer needed).
+#[test]
+fn trace_printk_returns_the_whole_lines_length() {
+    let kernel = match KernelBpf::probe() {
+        Ok(k) => k,
+        Err(e) => return println!("skipped: {e}"),
+    };
+    for (fmt, args) in [
+        ("%u|%x", &[7u64, 255][..]),
+        ("[%1500d]", &[7]),
+        ("%-1100d|%5u", &[7, 3]),
+    ] {
+        let prog = kernel
+            .prog_load(
+                ProgType::XDP,
+                &program(fmt.as_bytes(), args, true),
+                "GPL",
+                1,
+            )
+            .unwrap();
+        let out = kernel.test_run(&prog, &[0u8; 64], 1).unwrap();
+        let mut with_nul = fmt.as_bytes().to_vec();
+        with_nul.push(0);
+        let n = format_into(&mut Vec::new(), &with_nul, args, 3, &NoMem).unwrap();
+        assert_eq!(out.retval as usize, n, "{fmt}");
+    }
 }

@@ -48,7 +48,7 @@ impl RunResult {
     /// `bpf_printk` lines of this run.
     #[getter]
     fn trace(&self) -> Vec<String> {
-        self.inner.trace.clone()
+        self.inner.trace.to_vec()
     }
 
     /// Ring buffer and perf records: `(map, cpu or None, bytes)`.

@@ -136,7 +136,7 @@ pub struct Env {
     pub ncpus: u32,
     pub numa_node: u32,
     /// `bpf_printk` / `bpf_trace_printk` lines, in order.
-    pub trace: Vec<String>,
+    pub trace: crate::TraceLines,
     pub process: Process,
     /// Memory `bpf_probe_read_{kernel,user}[_str]` can read: address -> bytes. Reads outside it
     /// fail with `-EFAULT`, as a bad pointer does in the kernel.
@@ -177,7 +177,7 @@ impl Default for Env {
             cpu: 0,
             ncpus: 1,
             numa_node: 0,
-            trace: Vec::new(),
+            trace: crate::TraceLines::new(),
             process: Process::default(),
             probe_memory: Default::default(),
             fib: Vec::new(),

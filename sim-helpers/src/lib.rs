@@ -7,5 +7,7 @@ pub mod maps;
 pub mod object;
 pub mod run;
 pub mod tier;
+pub mod trace;
 
 pub use env::{Clock, Env, FibRoute, Prandom, Process};
+pub use trace::TraceLines;

@@ -12,6 +12,7 @@ use crate::ctx::xdp::{self, XdpContext, XdpError, XdpFrame, XdpMd};
 use crate::env::Env;
 use crate::helpers::{csum, printk, strtol};
 use crate::maps::{ArenaAccess, MapState, Maps};
+use crate::trace::TraceLines;
 
 /// Where a redirect sent the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub struct Event {
 struct Executed {
     out: Outcome,
     redirect: Option<Redirect>,
-    trace: Vec<String>,
+    trace: TraceLines,
     chain: Vec<u32>,
     /// Whether the programs may have written to memory ([`MemoryMap::may_have_written`]).
     wrote: bool,
@@ -61,7 +62,7 @@ pub struct RunResult {
     pub data: Vec<u8>,
     pub redirect: Option<Redirect>,
     /// `bpf_printk` lines of this run.
-    pub trace: Vec<String>,
+    pub trace: TraceLines,
     /// Ring buffer and perf event records, in order per map, as a reader of every map would get
     /// them after the run.
     pub events: Vec<Event>,
@@ -647,7 +648,7 @@ struct SimHost<'e, 'a> {
     env: &'e mut Env,
     prog_type: ProgType,
     redirect: Option<Redirect>,
-    trace: Vec<String>,
+    trace: TraceLines,
     maps: Vec<MapView<'a>>,
     tail_calls: u32,
     overrides: Option<&'e mut std::collections::BTreeMap<u32, HelperOverride>>,
@@ -664,6 +665,16 @@ impl printk::GuestRead for Guest<'_, '_> {
     fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
         self.0.slice(addr, len).ok().map(<[u8]>::to_vec)
     }
+
+    fn read_into(&self, addr: u64, out: &mut [u8]) -> bool {
+        match self.0.slice(addr, out.len()) {
+            Ok(b) => {
+                out.copy_from_slice(b);
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 impl<'e> SimHost<'e, '_> {
@@ -678,7 +689,7 @@ impl<'e> SimHost<'e, '_> {
             env,
             prog_type,
             redirect: None,
-            trace: Vec::new(),
+            trace: TraceLines::new(),
             maps: Vec::new(),
             tail_calls: 0,
             overrides: None,
@@ -965,12 +976,15 @@ impl<'e> SimHost<'e, '_> {
         max_args: usize,
     ) -> Result<u64, HelperStop> {
         let fmt = mem.slice(a[0], a[1] as u32 as usize)?;
-        Ok(match printk::format(fmt, args, max_args, &Guest(mem)) {
-            Ok(line) => {
-                let n = line.len() as u64;
-                self.env.trace.push(line.clone());
-                self.trace.push(line);
-                n
+        // Formatted in place at the end of the run's lines, then copied to the environment's:
+        // neither allocates once their buffers have grown.
+        let line = self
+            .trace
+            .push_formatted(|buf| printk::format_into(buf, fmt, args, max_args, &Guest(mem)));
+        Ok(match line {
+            Ok(n) => {
+                self.env.trace.push_last_of(&self.trace);
+                n as u64
             }
             Err(_) => EINVAL,
         })
@@ -1287,11 +1301,14 @@ impl SimHost<'_, '_> {
             177 => {
                 // trace_vprintk(fmt, fmt_size, data, data_len): arguments as an array of u64.
                 let data = mem.slice(a[2], a[3] as u32 as usize)?;
-                let args: Vec<u64> = data
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect();
-                return self.printk(mem, a, &args, 12);
+                // A format uses at most 12 arguments: later ones are never read.
+                let mut args = [0u64; 12];
+                let mut n = 0;
+                for (arg, c) in args.iter_mut().zip(data.chunks_exact(8)) {
+                    *arg = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+                    n += 1;
+                }
+                return self.printk(mem, a, &args[..n], 12);
             }
             2 => return self.map_update(mem, a),
             3 => return self.map_delete(mem, a),

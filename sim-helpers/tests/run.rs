@@ -1897,3 +1897,49 @@ fn fast_helpers_keep_overrides_and_program_types() {
     let out = run(&mut r, &format!("mov %r6, %r1\n{load}"), ProgType::SchedCls);
     assert_eq!((out.retval, out.trap), (0, None));
 }
+
+/// `bpf_trace_vprintk` with 13 arguments in its array: a format of 12 conversions prints the
+/// first 12, one of 16 is refused (-EINVAL, no line); the interpreter and the JIT agree, and the
+/// environment keeps the lines of every run.
+#[test]
+fn trace_vprintk_reads_at_most_twelve_arguments_under_both_engines() {
+    let src = |words: usize| {
+        let mut s = String::from("lddw %r1, 0x6425642564256425\n");
+        for w in 0..words {
+            s += &format!("stxdw [%r10{}], %r1\n", -72 + 8 * w as i64);
+        }
+        s += &format!("stdw [%r10{}], 0\n", -72 + 8 * words as i64);
+        for i in 0..13 {
+            s += &format!("stdw [%r10{}], {}\n", -176 + 8 * i, 100 + i);
+        }
+        s += &format!(
+            "mov %r1, %r10\nadd %r1, -72\nmov %r2, {}\nmov %r3, %r10\nadd %r3, -176\n\
+             mov %r4, 104\ncall 177\nexit",
+            8 * words + 1
+        );
+        Program::new(assemble(&s).unwrap()).unwrap()
+    };
+    let twelve: String = (100..112).map(|i| i.to_string()).collect();
+    for (words, ret, lines) in [(3, 36, vec![twelve.as_str()]), (4, -22i64 as u64, vec![])] {
+        let program = src(words);
+        let interp = Interpreter::new(&program);
+        let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+        let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+        for e in engines {
+            let mut r = Runner::default();
+            r.set_timing(false);
+            let out = r
+                .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), 3)
+                .unwrap();
+            assert_eq!((out.retval, out.trap), (ret, None), "{words} words");
+            let want: Vec<&str> = lines
+                .iter()
+                .cycle()
+                .take(3 * lines.len())
+                .copied()
+                .collect();
+            assert_eq!(out.trace, want);
+            assert_eq!(r.env.trace, want);
+        }
+    }
+}

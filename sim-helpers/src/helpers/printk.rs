@@ -21,10 +21,28 @@ pub enum PrintkError {
 /// Reads guest memory for `%s`, `%pI4` and the like; `None` when the address does not map.
 pub trait GuestRead {
     fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>>;
+
+    /// The `out.len()` bytes at `addr` into `out`; `false` (and `out` as it was) when they do
+    /// not all map. The default goes through [`GuestRead::read`]; a reader that can lend its
+    /// bytes overrides it, so that formatting allocates nothing.
+    fn read_into(&self, addr: u64, out: &mut [u8]) -> bool {
+        match self.read(addr, out.len()) {
+            Some(b) if b.len() == out.len() => {
+                out.copy_from_slice(&b);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Longest string `%s` copies (the kernel's per-conversion buffer).
 const MAX_STR: usize = 512;
+
+/// The most bytes of one line the kernel keeps: it formats into a buffer of
+/// `MAX_BPRINTF_BUF` (1024) bytes, NUL included, and the helper returns the length the whole
+/// line would have had.
+pub const MAX_LINE: usize = 1023;
 
 #[derive(Default)]
 struct Spec {
@@ -35,47 +53,145 @@ struct Spec {
     width: usize,
 }
 
-impl Spec {
-    fn pad(&self, body: String, numeric: bool) -> String {
-        if body.len() >= self.width {
-            return body;
-        }
-        let fill = self.width - body.len();
-        if self.left {
-            body + &" ".repeat(fill)
-        } else if self.zero && numeric {
-            let (sign, digits) = match body.strip_prefix(['-', '+', ' ']) {
-                Some(d) => (&body[..1], d),
-                None => ("", body.as_str()),
-            };
-            format!("{sign}{}{digits}", "0".repeat(fill))
-        } else {
-            " ".repeat(fill) + &body
+/// A line being formatted: the bytes kept (at most [`MAX_LINE`]) and the length of the whole
+/// line, which a width may make longer than anything worth keeping.
+struct Line<'o> {
+    out: &'o mut Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Line<'_> {
+    fn room(&self) -> usize {
+        MAX_LINE.saturating_sub(self.out.len() - self.start)
+    }
+
+    fn push(&mut self, b: u8) {
+        self.len = self.len.saturating_add(1);
+        if self.room() > 0 {
+            self.out.push(b);
         }
     }
 
-    fn signed(&self, v: i64) -> String {
-        let s = v.to_string();
-        if v >= 0 && self.plus {
-            format!("+{s}")
-        } else if v >= 0 && self.space {
-            format!(" {s}")
-        } else {
-            s
+    /// `bytes` (UTF-8), cut at the end of the kept line before a character, not inside one.
+    fn push_all(&mut self, bytes: &[u8]) {
+        self.len = self.len.saturating_add(bytes.len());
+        let mut n = bytes.len().min(self.room());
+        while n < bytes.len() && n > 0 && bytes[n] & 0xc0 == 0x80 {
+            n -= 1;
         }
+        self.out.extend_from_slice(&bytes[..n]);
+    }
+
+    /// `body` (one conversion's text) padded to the width as `spec` asks: zeros go after a
+    /// sign, and only numbers get them.
+    fn push_padded(&mut self, spec: &Spec, body: &[u8], numeric: bool) {
+        let fill = spec.width.saturating_sub(body.len());
+        if fill == 0 {
+            return self.push_all(body);
+        }
+        if spec.left {
+            self.push_all(body);
+            return self.fill(b' ', fill);
+        }
+        if spec.zero && numeric {
+            let signed = matches!(body.first(), Some(b'-' | b'+' | b' '));
+            let (sign, digits) = body.split_at(usize::from(signed));
+            self.push_all(sign);
+            self.fill(b'0', fill);
+            self.push_all(digits);
+        } else {
+            self.fill(b' ', fill);
+            self.push_all(body);
+        }
+    }
+
+    fn fill(&mut self, b: u8, n: usize) {
+        self.len = self.len.saturating_add(n);
+        let n = n.min(self.room());
+        self.out.resize(self.out.len() + n, b);
     }
 }
 
-fn c_string(mem: &dyn GuestRead, addr: u64) -> Vec<u8> {
-    // Read byte-wise up to the first NUL: the string may end right at a region's end.
-    let mut out = Vec::new();
-    while out.len() < MAX_STR - 1 {
-        match mem.read(addr.wrapping_add(out.len() as u64), 1) {
-            Some(b) if b[0] != 0 => out.push(b[0]),
-            _ => break,
+/// Up to 24 bytes of text built on the stack: a number, an address, a character.
+struct Small {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Small {
+    fn new() -> Small {
+        Small {
+            buf: [0; 24],
+            len: 0,
         }
     }
-    out
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    /// `v` in `base` (10 or 16), at least `min` digits.
+    fn number(&mut self, mut v: u64, base: u64, upper: bool, min: usize) {
+        let digits = if upper {
+            b"0123456789ABCDEF"
+        } else {
+            b"0123456789abcdef"
+        };
+        let mut tmp = [0u8; 20];
+        let mut n = 0;
+        while v > 0 || n < min.max(1) {
+            tmp[n] = digits[(v % base) as usize];
+            v /= base;
+            n += 1;
+        }
+        for &d in tmp[..n].iter().rev() {
+            self.push(d);
+        }
+    }
+
+    fn signed(&mut self, spec: &Spec, v: i64) {
+        if v < 0 {
+            self.push(b'-');
+        } else if spec.plus {
+            self.push(b'+');
+        } else if spec.space {
+            self.push(b' ');
+        }
+        self.number(v.unsigned_abs(), 10, false, 1);
+    }
+}
+
+/// The NUL-terminated string at `addr` into `buf`, read byte-wise up to the first NUL (the
+/// string may end right at a region's end); returns its length.
+fn c_string(mem: &dyn GuestRead, addr: u64, buf: &mut [u8; MAX_STR]) -> usize {
+    let mut n = 0;
+    while n < MAX_STR - 1 {
+        let mut b = [0u8];
+        if !mem.read_into(addr.wrapping_add(n as u64), &mut b) || b[0] == 0 {
+            break;
+        }
+        buf[n] = b[0];
+        n += 1;
+    }
+    n
+}
+
+/// The text of a string argument: its bytes, with what is not UTF-8 replaced as
+/// `String::from_utf8_lossy` does.
+fn push_string(line: &mut Line<'_>, spec: &Spec, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => line.push_padded(spec, bytes, false),
+        // Not UTF-8 (bytes from guest memory): rare, allowed to allocate.
+        Err(_) => line.push_padded(spec, String::from_utf8_lossy(bytes).as_bytes(), false),
+    }
 }
 
 /// Format `fmt` (the bytes the program passed, including the NUL) with up to `max_args` args.
@@ -85,12 +201,30 @@ pub fn format(
     max_args: usize,
     mem: &dyn GuestRead,
 ) -> Result<String, PrintkError> {
-    let end = fmt
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or(PrintkError::Unterminated)?;
-    let fmt = &fmt[..end];
-    let mut out = String::new();
+    let mut out = Vec::new();
+    format_into(&mut out, fmt, args, max_args, mem)?;
+    // Only ASCII and whole UTF-8 sequences are ever written.
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// [`format()`] appending the line's bytes (UTF-8) to `out`, so that a caller formatting many
+/// lines can reuse one buffer: nothing is allocated but `out`'s growth (and a copy of a string
+/// argument that is not UTF-8). At most [`MAX_LINE`] bytes are appended, as the kernel keeps;
+/// returns the length of the whole line, the helper's return value. On an error `out` may hold
+/// part of the line.
+pub fn format_into(
+    out: &mut Vec<u8>,
+    fmt: &[u8],
+    args: &[u64],
+    max_args: usize,
+    mem: &dyn GuestRead,
+) -> Result<usize, PrintkError> {
+    // `CStr` finds the NUL a word at a time: the format is often most of the bytes looked at.
+    let fmt = std::ffi::CStr::from_bytes_until_nul(fmt)
+        .map_err(|_| PrintkError::Unterminated)?
+        .to_bytes();
+    let start = out.len();
+    let mut line = Line { out, start, len: 0 };
     let mut next_arg = 0usize;
     let mut i = 0;
     while i < fmt.len() {
@@ -99,14 +233,19 @@ pub fn format(
             return Err(PrintkError::NonPrintable(c));
         }
         if c != b'%' {
-            out.push(c as char);
-            i += 1;
+            // The run of plain text up to the next conversion, at once.
+            let run = fmt[i..]
+                .iter()
+                .position(|&b| b == b'%' || !(b.is_ascii_graphic() || b.is_ascii_whitespace()))
+                .unwrap_or(fmt.len() - i);
+            line.push_all(&fmt[i..i + run]);
+            i += run;
             continue;
         }
         let start = i;
         i += 1;
         if fmt.get(i) == Some(&b'%') {
-            out.push('%');
+            line.push(b'%');
             i += 1;
             continue;
         }
@@ -138,25 +277,29 @@ pub fn format(
                 String::from_utf8_lossy(&fmt[start + 1..to.min(fmt.len())]).into_owned(),
             )
         };
-        let conv = fmt.get(i).copied();
-        let body = match conv {
+        match fmt.get(i).copied() {
             Some(b'c') => {
                 i += 1;
-                spec.pad(((arg as u8) as char).to_string(), false)
+                let mut s = Small::new();
+                let c = arg as u8;
+                // As a `char`: bytes above 0x7f are that code point, two bytes of UTF-8.
+                let mut utf8 = [0u8; 4];
+                for &b in (c as char).encode_utf8(&mut utf8).as_bytes() {
+                    s.push(b);
+                }
+                line.push_padded(&spec, s.bytes(), false);
             }
             Some(b's') => {
                 i += 1;
-                spec.pad(
-                    String::from_utf8_lossy(&c_string(mem, arg)).into_owned(),
-                    false,
-                )
+                let mut buf = [0u8; MAX_STR];
+                let n = c_string(mem, arg, &mut buf);
+                push_string(&mut line, &spec, &buf[..n]);
             }
             Some(b'p') => {
                 i += 1;
-                let (text, used) =
-                    pointer(&fmt[i..], arg, mem).ok_or_else(|| unsupported(i + 2))?;
+                let used = pointer(&mut line, &spec, &fmt[i..], arg, mem)
+                    .ok_or_else(|| unsupported(i + 2))?;
                 i += used;
-                spec.pad(text, false)
             }
             _ => {
                 let mut long = 0;
@@ -165,66 +308,110 @@ pub fn format(
                     i += 1;
                 }
                 let v = if long > 0 { arg } else { arg as u32 as u64 };
-                let text = match fmt.get(i) {
-                    Some(b'd' | b'i') if long > 0 => spec.signed(v as i64),
-                    Some(b'd' | b'i') => spec.signed(v as u32 as i32 as i64),
-                    Some(b'u') => v.to_string(),
-                    Some(b'x') => format!("{v:x}"),
-                    Some(b'X') => format!("{v:X}"),
+                let mut s = Small::new();
+                match fmt.get(i) {
+                    Some(b'd' | b'i') if long > 0 => s.signed(&spec, v as i64),
+                    Some(b'd' | b'i') => s.signed(&spec, v as u32 as i32 as i64),
+                    Some(b'u') => s.number(v, 10, false, 1),
+                    Some(b'x') => s.number(v, 16, false, 1),
+                    Some(b'X') => s.number(v, 16, true, 1),
                     _ => return Err(unsupported(i + 1)),
-                };
+                }
                 i += 1;
-                spec.pad(text, true)
+                line.push_padded(&spec, s.bytes(), true);
             }
-        };
-        out.push_str(&body);
+        }
     }
-    Ok(out)
+    Ok(line.len)
 }
 
-/// A `%p` conversion after the `p`: the text and how many format bytes it used beyond `p`.
-/// Like the kernel's vsprintf, a pointer conversion swallows every alphanumeric character after
-/// its extension (`%pI4x` prints the address and no `x`).
-fn pointer(rest: &[u8], ptr: u64, mem: &dyn GuestRead) -> Option<(String, usize)> {
-    let ip = |len: usize| mem.read(ptr, len).unwrap_or_else(|| vec![0; len]);
-    let (text, used) = match rest {
+/// A `%p` conversion after the `p`, written to `line`: how many format bytes it used beyond
+/// `p`, or `None` (nothing written) for an extension the kernel refuses. Like the kernel's
+/// vsprintf, a pointer conversion swallows every alphanumeric character after its extension
+/// (`%pI4x` prints the address and no `x`).
+fn pointer(
+    line: &mut Line<'_>,
+    spec: &Spec,
+    rest: &[u8],
+    ptr: u64,
+    mem: &dyn GuestRead,
+) -> Option<usize> {
+    // An address's bytes, zeros where they do not map.
+    let ip = |buf: &mut [u8]| {
+        if !mem.read_into(ptr, buf) {
+            buf.fill(0);
+        }
+    };
+    let mut s = Small::new();
+    let used = match rest {
         // The kernel hashes %p and %pK; a simulator has no secret to hide and prints the value.
-        [b'K' | b'x', ..] => (format!("{ptr:016x}"), 1),
+        [b'K' | b'x', ..] => {
+            s.number(ptr, 16, false, 16);
+            1
+        }
         // Symbol lookups: a simulated address is never a kernel symbol, which prints as hex.
-        [b'S' | b's' | b'B', ..] => (format!("{ptr:#x}"), 1),
-        [b'k' | b'u', b's', ..] => (String::from_utf8_lossy(&c_string(mem, ptr)).into_owned(), 2),
-        [b'I', b'4', ..] => {
-            let a = ip(4);
-            (format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]), 2)
+        [b'S' | b's' | b'B', ..] => {
+            s.push(b'0');
+            s.push(b'x');
+            s.number(ptr, 16, false, 1);
+            1
         }
-        [b'i', b'4', ..] => {
-            let a = ip(4);
-            (
-                format!("{:03}.{:03}.{:03}.{:03}", a[0], a[1], a[2], a[3]),
-                2,
-            )
+        [b'k' | b'u', b's', ..] => {
+            let mut buf = [0u8; MAX_STR];
+            let n = c_string(mem, ptr, &mut buf);
+            push_string(line, spec, &buf[..n]);
+            return Some(2 + swallowed(&rest[2..]));
         }
-        [b'I', b'6', ..] => {
-            let a = ip(16);
-            let groups: Vec<String> = a
-                .chunks(2)
-                .map(|g| format!("{:02x}{:02x}", g[0], g[1]))
-                .collect();
-            (groups.join(":"), 2)
+        [b'I' | b'i', b'4', ..] => {
+            let mut a = [0u8; 4];
+            ip(&mut a);
+            let wide = rest[0] == b'i';
+            let mut t = Small::new();
+            for (k, &b) in a.iter().enumerate() {
+                if k > 0 {
+                    t.push(b'.');
+                }
+                t.number(b as u64, 10, false, if wide { 3 } else { 1 });
+            }
+            line.push_padded(spec, t.bytes(), false);
+            return Some(2 + swallowed(&rest[2..]));
         }
-        [b'i', b'6', ..] => {
-            let a = ip(16);
-            (a.iter().map(|b| format!("{b:02x}")).collect(), 2)
+        [b'I' | b'i', b'6', ..] => {
+            let mut a = [0u8; 16];
+            ip(&mut a);
+            // 39 bytes at most: longer than `Small`, so built here.
+            let mut t = [0u8; 39];
+            let mut n = 0;
+            for (k, &b) in a.iter().enumerate() {
+                if rest[0] == b'I' && k > 0 && k % 2 == 0 {
+                    t[n] = b':';
+                    n += 1;
+                }
+                t[n] = HEX[(b >> 4) as usize];
+                t[n + 1] = HEX[(b & 15) as usize];
+                n += 2;
+            }
+            line.push_padded(spec, &t[..n], false);
+            return Some(2 + swallowed(&rest[2..]));
         }
         // Other extensions (%pa, %pf, ...) are refused by the kernel for BPF.
         [c, ..] if c.is_ascii_alphanumeric() => return None,
-        _ => (format!("{ptr:016x}"), 0),
+        _ => {
+            s.number(ptr, 16, false, 16);
+            0
+        }
     };
-    let skipped = rest[used..]
-        .iter()
+    line.push_padded(spec, s.bytes(), false);
+    Some(used + swallowed(&rest[used..]))
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// How many alphanumeric characters follow a pointer conversion's extension.
+fn swallowed(rest: &[u8]) -> usize {
+    rest.iter()
         .take_while(|c| c.is_ascii_alphanumeric())
-        .count();
-    Some((text, used + skipped))
+        .count()
 }
 
 #[cfg(test)]
