@@ -1943,3 +1943,39 @@ fn trace_vprintk_reads_at_most_twelve_arguments_under_both_engines() {
         }
     }
 }
+
+/// A context's packet (`Context::packet`, what the skb helpers read) is what its `data` and
+/// `data_end` fields say, for socket buffers of each kind and XDP frames; a context without one
+/// says none.
+#[test]
+fn contexts_name_the_packet_their_fields_point_at() {
+    use bpfsim_helpers::ctx::skb::{off, SkbFrame, SkbMd};
+    use bpfsim_helpers::ctx::xdp::XdpFrame;
+    use bpfsim_vm::isa::Size;
+    use bpfsim_vm::memory::Context;
+    let packet = tcp_packet();
+    let fields = |c: &dyn Context, data: u32, end: u32| {
+        let (d, e) = (
+            c.load(data, Size::W).unwrap(),
+            c.load(end, Size::W).unwrap(),
+        );
+        Some((d, (e - d) as usize))
+    };
+    for ty in [ProgType::SchedCls, ProgType::SocketFilter] {
+        let mut f = SkbFrame::new(&packet, ty, SkbMd::default()).unwrap();
+        f.ctx.buf_addr = 0x3_0000_0000;
+        let want = Some((f.ctx.buf_addr + f.ctx.data as u64, f.ctx.end - f.ctx.data));
+        assert_eq!(f.ctx.packet(), want, "{ty:?}");
+        // Socket filters may not read `data` and `data_end`; TC programs read the same.
+        if ty == ProgType::SchedCls {
+            assert_eq!(fields(&f.ctx, off::DATA, off::DATA_END), want);
+        }
+        // A socket filter's packet starts at the network header.
+        let len = if ty == ProgType::SchedCls { 64 } else { 50 };
+        assert_eq!(want.map(|w| w.1), Some(len), "{ty:?}");
+    }
+    let mut x = XdpFrame::new(&packet, XdpMd::default()).unwrap();
+    x.ctx.frame_addr = 0x5_0000_0000;
+    assert_eq!(x.ctx.packet(), fields(&x.ctx, 0, 4));
+    assert_eq!(x.ctx.packet().map(|p| p.1), Some(64));
+}

@@ -71,6 +71,13 @@ pub trait Context: std::any::Any {
     /// leaves the fields an engine keeps ([`MemoryMap::ctx_stamp`]) valid.
     fn as_any(&self) -> &dyn std::any::Any;
 
+    /// The packet this context points at, `data` to `data_end`: its guest address and length.
+    /// For helpers that read or write it (`bpf_skb_load_bytes`), one call where a downcast
+    /// through [`Self::as_any`] is two and a type comparison. `None` (the default): no packet.
+    fn packet(&self) -> Option<(u64, usize)> {
+        None
+    }
+
     /// Whether [`Self::load`] is a function of the context's state alone, which only
     /// [`Self::store`] and changes through [`Self::as_any_mut`] modify: an engine may then keep
     /// the fields a program reads between those changes ([`MemoryMap::ctx_stamp`]) rather than
@@ -569,6 +576,13 @@ impl<'a> MemoryMap<'a> {
     #[inline]
     pub fn context(&self) -> Option<&dyn std::any::Any> {
         self.ctx.as_ref().map(|(_, c, _)| c.as_any())
+    }
+
+    /// The packet the mapped context points at ([`Context::packet`]), leaving the context's
+    /// stamp as it is.
+    #[inline]
+    pub fn packet(&self) -> Option<(u64, usize)> {
+        self.ctx.as_ref().and_then(|(_, c, _)| c.packet())
     }
 
     /// The state of the mapped context's fields: equal stamps (from any maps) mean equal field
@@ -1206,6 +1220,7 @@ mod tests {
         let mut table = RegionTable::default();
         let mut m = MemoryMap::new(&mut stack, &mut table);
         assert!(m.context().is_none(), "no context mapped yet");
+        assert_eq!(m.packet(), None);
         m.map_context(&mut ctx).unwrap();
         let s = m.ctx_stamp();
         assert_ne!(s, 0);
@@ -1213,6 +1228,7 @@ mod tests {
         assert_eq!(a.0.a, 7);
         assert!(m.context().unwrap().downcast_ref::<TwoFields>().is_none());
         assert_eq!(m.ctx_stamp(), s, "a read changes no field");
+        assert_eq!(m.packet(), None, "a context without a packet (the default)");
         m.context_mut();
         let t = m.ctx_stamp();
         assert!(t != s && t != 0, "a mutable borrow may change any field");

@@ -402,6 +402,10 @@ impl Context for SkbContext {
         self
     }
 
+    fn packet(&self) -> Option<(u64, usize)> {
+        Some((self.buf_addr + self.data as u64, self.end - self.data))
+    }
+
     /// Every field is computed from the context's own fields.
     fn loads_are_pure(&self) -> bool {
         true
