@@ -990,24 +990,29 @@ impl<'e> SimHost<'e, '_> {
         id: u32,
         delta: i64,
     ) -> Result<u64, HelperStop> {
-        let Some(ctx) = mem
-            .context_mut()
-            .and_then(|c| c.downcast_mut::<XdpContext>())
-        else {
+        // Adjusted on a copy, read without `context_mut`: only an adjustment that moved an
+        // edge changes the context (and its stamp, so that the JIT reads the fields it keeps
+        // again). A refused one (a full metadata area, a tail past the frame) leaves both, as
+        // the kernel leaves the buffer: every repeated run of a program whose adjustment fails
+        // paid for a new stamp and a read of every kept field.
+        let Some(old) = mem.context().and_then(|c| c.downcast_ref::<XdpContext>()) else {
             return Err(HelperStop::Fault);
         };
-        let mut c = ctx.clone();
-        let buf = mem.slice_mut(c.frame_addr, xdp::FRAME_END)?;
+        let before = old.clone();
+        let mut c = old.clone();
         let ret = match id {
-            44 => c.adjust_head(buf, delta),
+            // The metadata's edge moves alone: no bytes are touched.
             54 => c.adjust_meta(delta),
-            _ => c.adjust_tail(buf, delta),
+            44 => c.adjust_head(mem.slice_mut(c.frame_addr, xdp::FRAME_END)?, delta),
+            _ => c.adjust_tail(mem.slice_mut(c.frame_addr, xdp::FRAME_END)?, delta),
         };
-        if let Some(ctx) = mem
-            .context_mut()
-            .and_then(|c| c.downcast_mut::<XdpContext>())
-        {
-            *ctx = c;
+        if c != before {
+            if let Some(ctx) = mem
+                .context_mut()
+                .and_then(|x| x.downcast_mut::<XdpContext>())
+            {
+                *ctx = c;
+            }
         }
         Ok(ret as u64)
     }

@@ -1979,3 +1979,60 @@ fn contexts_name_the_packet_their_fields_point_at() {
     assert_eq!(x.ctx.packet(), fields(&x.ctx, 0, 4));
     assert_eq!(x.ctx.packet().map(|p| p.1), Some(64));
 }
+
+/// `bpf_xdp_adjust_meta`, `_tail` and `_head` called on every run of a batch until they fail
+/// (the metadata area full, the packet at its 14-byte minimum), with the context's fields read
+/// after each call: the JIT, which keeps the fields it reads until the context changes, must
+/// read the moved edges after a call that moved them and may keep them after one that failed;
+/// the interpreter and the JIT agree on every run count.
+#[test]
+fn xdp_adjustments_that_fail_keep_the_context_under_both_engines() {
+    for (id, delta, ok_runs) in [(54, -8i32, 27u32), (65, -1, 6), (44, 1, 6)] {
+        let src = format!(
+            "mov %r6, %r1
+             mov %r1, %r6
+             mov %r2, {delta}
+             call {id}
+             and %r0, 0xff
+             ldxw %r2, [%r6+8]
+             ldxw %r3, [%r6+0]
+             ldxw %r4, [%r6+4]
+             mov %r5, %r3
+             sub %r5, %r2
+             lsh %r5, 8
+             or %r0, %r5
+             sub %r4, %r3
+             lsh %r4, 24
+             or %r0, %r4
+             exit"
+        );
+        let program = Program::new(assemble(&src).unwrap()).unwrap();
+        let interp = Interpreter::new(&program);
+        let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+        for repeat in [1, 2, ok_runs, ok_runs + 1, ok_runs + 5] {
+            let mut seen = Vec::new();
+            for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+                let mut r = Runner::default();
+                r.set_timing(false);
+                let out = r
+                    .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+                    .unwrap();
+                seen.push(out);
+            }
+            assert_eq!(seen[0], seen[1], "helper {id}, {repeat} runs");
+            let out = &seen[0];
+            let moved = repeat.min(ok_runs) as u64;
+            let (meta, len) = match id {
+                54 => (8 * moved, 20),
+                _ => (0, 20 - moved),
+            };
+            let ret = if repeat > ok_runs { 0xea } else { 0 };
+            assert_eq!(
+                out.retval,
+                ret | meta << 8 | len << 24,
+                "helper {id}, {repeat} runs"
+            );
+            assert_eq!(out.data.len() as u64, meta + len);
+        }
+    }
+}
