@@ -251,7 +251,9 @@ fn the_perf_map_names_the_program() {
     assert!(u64::from_str_radix(f[0], 16).unwrap() > 0, "{text}");
     assert!(u64::from_str_radix(f[1], 16).unwrap() > 0, "{text}");
     assert_eq!(f[2], "bpf_jit:xdp_drop_non_ip");
-    // Without the variable, no map.
+    // Without the variable, no map (a file of that name older than the run is an earlier
+    // process's: pids are reused).
+    let before = std::time::SystemTime::now();
     let (_, _, _, pid) = bpfsim(
         &[
             "run",
@@ -263,7 +265,14 @@ fn the_perf_map_names_the_program() {
         ],
         &[],
     );
-    assert!(!Path::new(&format!("/tmp/perf-{pid}.map")).exists());
+    let map = PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    if let Ok(meta) = std::fs::metadata(&map) {
+        assert!(
+            meta.modified().unwrap() < before,
+            "{} written by a run without BPFSIM_PERF_MAP",
+            map.display()
+        );
+    }
     // Under `perf record` (which sets PERF_BUILDID_DIR) Cranelift writes its own line, under
     // the same name.
     let (code, _, err, pid) = bpfsim(

@@ -370,6 +370,9 @@ impl JitProgram {
         hints: &Hints,
         opts: &CompileOptions,
     ) -> Result<JitProgram, JitError> {
+        if opts.perf_map || perf_map::from_env() || perf_map::cranelift_writes() {
+            perf_map::claim();
+        }
         let insns = prog.insns();
         let pcs: Vec<usize> = prog.iter().map(|(pc, _)| pc).collect();
         for (pc, insn) in prog.iter() {

@@ -13,6 +13,30 @@ pub(crate) fn from_env() -> bool {
     *ON.get_or_init(|| std::env::var_os("BPFSIM_PERF_MAP").is_some_and(|v| v == "1"))
 }
 
+/// Whether Cranelift appends its own line per function to the same map
+/// (`PERF_BUILDID_DIR` set, as `perf record` does). Read once, as Cranelift reads it per module.
+pub(crate) fn cranelift_writes() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("PERF_BUILDID_DIR").is_some())
+}
+
+/// Empty a map file an earlier process with this process's pid left (pids are reused; perf
+/// would name this process's code after that process's lines), once per process, before this
+/// process's first line: every compile that may write a line calls it first.
+pub(crate) fn claim() {
+    static CLAIMED: std::sync::Once = std::sync::Once::new();
+    CLAIMED.call_once(|| truncate_existing(&path()));
+}
+
+/// Truncate `path` if it exists; create nothing (a process that never writes a line leaves no
+/// file behind). Errors are left to the first append, which reports them.
+fn truncate_existing(path: &std::path::Path) {
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path);
+}
+
 /// The map file perf reads for this process.
 pub fn path() -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()))
@@ -59,6 +83,20 @@ pub(crate) fn append(start: u64, size: usize, symbol: &str) -> Result<(), JitErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stale_map_is_emptied_and_none_is_created() {
+        let dir = std::env::temp_dir().join(format!("bpfsim-perf-map-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stale = dir.join("stale.map");
+        std::fs::write(&stale, "1000 10 bpf_jit:someone_else\n").unwrap();
+        truncate_existing(&stale);
+        assert_eq!(std::fs::read_to_string(&stale).unwrap(), "");
+        let none = dir.join("none.map");
+        truncate_existing(&none);
+        assert!(!none.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn line_is_hex_without_prefix_and_one_line() {
