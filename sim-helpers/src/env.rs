@@ -135,7 +135,10 @@ pub struct Env {
     /// Number of simulated CPUs: per-CPU maps hold this many values.
     pub ncpus: u32,
     pub numa_node: u32,
-    /// `bpf_printk` / `bpf_trace_printk` lines, in order.
+    /// `bpf_printk` / `bpf_trace_printk` lines of every run, in order: the newest, up to the
+    /// kernel's default trace buffer ([`crate::trace::TRACE_BUFFER_BYTES`]; older lines are
+    /// dropped as the kernel's buffer overwrites them). A run's own lines are all in its
+    /// result.
     pub trace: crate::TraceLines,
     pub process: Process,
     /// Memory `bpf_probe_read_{kernel,user}[_str]` can read: address -> bytes. Reads outside it
@@ -177,7 +180,7 @@ impl Default for Env {
             cpu: 0,
             ncpus: 1,
             numa_node: 0,
-            trace: crate::TraceLines::new(),
+            trace: crate::TraceLines::with_limit(crate::trace::TRACE_BUFFER_BYTES),
             process: Process::default(),
             probe_memory: Default::default(),
             fib: Vec::new(),

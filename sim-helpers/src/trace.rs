@@ -7,17 +7,76 @@
 use std::fmt;
 
 /// Lines of text, in order, in one buffer.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct TraceLines {
     /// Every line's bytes, one after another (UTF-8: each line is).
     text: Vec<u8>,
     /// Where each line ends in `text`.
     ends: Vec<usize>,
+    /// The most bytes kept: past it the oldest lines are dropped ([`TraceLines::with_limit`]).
+    limit: usize,
 }
+
+impl Default for TraceLines {
+    fn default() -> Self {
+        TraceLines {
+            text: Vec::new(),
+            ends: Vec::new(),
+            limit: usize::MAX,
+        }
+    }
+}
+
+/// Lines are equal whatever their limits.
+impl PartialEq for TraceLines {
+    fn eq(&self, other: &TraceLines) -> bool {
+        self.text == other.text && self.ends == other.ends
+    }
+}
+
+impl Eq for TraceLines {}
+
+/// The kernel's trace buffer per CPU by default (`buffer_size_kb`: 1408 KiB): what
+/// [`crate::Env::trace`] keeps of the newest lines.
+pub const TRACE_BUFFER_BYTES: usize = 1408 * 1024;
 
 impl TraceLines {
     pub fn new() -> TraceLines {
         TraceLines::default()
+    }
+
+    /// Lines that keep at most about `bytes` bytes of text, the newest, as the kernel's trace
+    /// buffer overwrites its oldest events: when a line takes them past `bytes`, the oldest
+    /// lines are dropped until half of `bytes` or less is kept (so that dropping costs O(1) a
+    /// byte), the newest line always kept. Without a limit ([`TraceLines::new`]) a long replay
+    /// that prints would grow them without end (100 MB in a benchmark's minute), each new
+    /// page a page fault: most of a printing run's time.
+    pub fn with_limit(bytes: usize) -> TraceLines {
+        TraceLines {
+            limit: bytes,
+            ..TraceLines::default()
+        }
+    }
+
+    /// Drop the oldest lines as [`TraceLines::with_limit`] says.
+    fn trim(&mut self) {
+        if self.text.len() <= self.limit {
+            return;
+        }
+        let cut = self.text.len() - self.limit / 2;
+        let n = self
+            .ends
+            .partition_point(|&e| e <= cut)
+            .min(self.ends.len().saturating_sub(1));
+        if n == 0 {
+            return;
+        }
+        let start = self.ends[n - 1];
+        self.text.drain(..start);
+        self.ends.drain(..n);
+        for e in &mut self.ends {
+            *e -= start;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -48,6 +107,7 @@ impl TraceLines {
     pub fn push(&mut self, line: &str) {
         self.text.extend_from_slice(line.as_bytes());
         self.ends.push(self.text.len());
+        self.trim();
     }
 
     /// A line `write` appends to the buffer it is given (which holds the lines before it):
@@ -61,6 +121,7 @@ impl TraceLines {
         match write(&mut self.text) {
             Ok(x) => {
                 self.ends.push(self.text.len());
+                self.trim();
                 Ok(x)
             }
             Err(e) => {
@@ -76,6 +137,7 @@ impl TraceLines {
             let start = other.ends.len().checked_sub(2).map_or(0, |i| other.ends[i]);
             self.text.extend_from_slice(&other.text[start..end]);
             self.ends.push(self.text.len());
+            self.trim();
         }
     }
 
@@ -212,6 +274,36 @@ mod tests {
         env.push_last_of(&t);
         env.push_last_of(&["é"].into_iter().collect());
         assert_eq!(env, ["next", "é"]);
+    }
+
+    #[test]
+    fn a_limit_keeps_the_newest_lines() {
+        let mut t = TraceLines::with_limit(20);
+        for i in 0..10 {
+            t.push(&format!("line {i}"));
+        }
+        // 6 bytes a line: past 20 bytes the oldest go until 10 or less are kept.
+        assert_eq!(t, ["line 8", "line 9"]);
+        let mut all = TraceLines::new();
+        for i in 0..10 {
+            all.push(&format!("line {i}"));
+        }
+        assert_eq!(all.len(), 10, "no limit");
+        // The same lines are equal whatever the limits; a line longer than the limit stays.
+        assert_eq!(t, all.iter().skip(8).collect::<TraceLines>());
+        t.push(&"x".repeat(50));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.last().map(str::len), Some(50));
+        let mut env = TraceLines::with_limit(20);
+        for _ in 0..5 {
+            env.push_last_of(&all);
+        }
+        assert_eq!(env, ["line 9"; 3], "24 bytes: 2 dropped, then one more");
+        let _: Result<(), ()> = env.push_formatted(|b| {
+            b.extend_from_slice(b"formatted line");
+            Ok(())
+        });
+        assert_eq!(env, ["formatted line"]);
     }
 
     #[test]
