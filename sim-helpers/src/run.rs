@@ -984,6 +984,7 @@ impl<'e> SimHost<'e, '_> {
         self.prog_type != ProgType::Xdp
     }
 
+    #[inline(never)]
     fn xdp_adjust(
         &mut self,
         mem: &mut MemoryMap<'_>,
@@ -1248,6 +1249,8 @@ impl Host for SimHost<'_, '_> {
             10 | 11 if self.is_skb() => Self::csum_replace(mem, id == 11, a),
             28 => Self::csum_diff(mem, a),
             8 => Ok(self.env.cpu as u64),
+            // An XDP program's metadata helper, once per packet in most that use it.
+            54 if self.prog_type == ProgType::Xdp => self.xdp_adjust(mem, id, a[1] as i32 as i64),
             _ => self.other_helper(id, a, mem),
         }
     }

@@ -2036,3 +2036,29 @@ fn xdp_adjustments_that_fail_keep_the_context_under_both_engines() {
         }
     }
 }
+
+/// `bpf_xdp_adjust_meta`, answered before the generic dispatch, is still XDP's alone (on TC it
+/// is an unknown helper) and still gives way to an override, under both engines.
+#[test]
+fn xdp_adjust_meta_keeps_its_program_type_and_overrides() {
+    let src = "mov %r2, -8\ncall 54\nexit";
+    let program = Program::new(assemble(src).unwrap()).unwrap();
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+    for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+        let mut r = Runner::default();
+        let tc = r
+            .run(e, ProgType::SchedCls, &tcp_packet(), Input::default())
+            .unwrap();
+        assert_eq!(tc.trap.map(|t| t.code), Some(TrapCode::UnknownHelper));
+        let xdp = r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+        assert_eq!(
+            (xdp.retval, xdp.trap, xdp.data.len()),
+            (0, None, PACKET.len() + 8)
+        );
+        r.override_helper(54, |a, _| Ok(a[1] ^ 1));
+        let over = r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+        assert_eq!((over.retval, over.trap), (-8i64 as u64 ^ 1, None));
+        assert_eq!(over.data.len(), PACKET.len(), "the override moved nothing");
+    }
+}
