@@ -230,7 +230,7 @@ impl GuestRead for Mem {
 
 fn mem() -> Mem {
     let mut m = b"hello\0\x0a\x01\x02\x03world, of\xff\xfe bytes\xc3\xa9\0".to_vec();
-    m.extend((0..40).map(|i| i as u8 * 7));
+    m.extend((0..40u8).map(|i| i.wrapping_mul(7)));
     Mem(m)
 }
 
