@@ -230,7 +230,8 @@ pub struct Hints {
     /// map in `r1` on every path (`bpfsim_verifier::Verdict::lookup_map`), and so which way of
     /// answering the lookup its kind can take; the call is compiled with that way and the
     /// helper's shim only (`None`: every way). Each way keeps its run-time checks against the
-    /// run's tables ([`bpfsim_vm::Host::array_lookups`], [`bpfsim_vm::Host::key_lookups`]): if
+    /// run's tables ([`bpfsim_vm::Host::array_lookups`], [`bpfsim_vm::Host::key_lookups`],
+    /// [`bpfsim_vm::Host::slot_lookups`]): if
     /// the hint were wrong, or the host does not list the map, the lookup goes through the
     /// helper's shim and gives the interpreter's answer, only slower.
     pub lookup: Vec<Option<LookupPath>>,
@@ -245,6 +246,11 @@ pub enum LookupPath {
     /// A map looked up by its key's bytes (hash-like): a direct call with the key's address
     /// when the key is at a constant place in the frame.
     Key,
+    /// An array whose slots may be empty (a device or socket map): the slot's address and its
+    /// presence bit, read inline from the run's slot table
+    /// ([`bpfsim_vm::Host::slot_lookups`]), as the kernel's verifier inlines an xskmap's
+    /// lookup; a map the host does not list takes the [`LookupPath::Key`] way.
+    Slots,
     /// Neither: the helper's shim alone.
     Helper,
 }
@@ -294,6 +300,9 @@ pub struct JitProgram {
     /// Whether the program calls `bpf_map_lookup_elem` (whose array lookups the code answers
     /// from the run's [`Host::array_lookups`]).
     lookups: bool,
+    /// Whether some lookup is compiled with the slot table's way ([`LookupPath::Slots`]): only
+    /// then need a run fetch it ([`Host::slot_lookups`]).
+    slot_lookups: bool,
     /// The maps whose values hinted accesses clamp into ([`Hints::map_value`]), by slot.
     value_maps: Vec<u32>,
     /// For each value map slot, the bytes from its region's start that proven accesses at
@@ -633,6 +642,7 @@ impl JitProgram {
             }),
             ctx_fields,
             lookups: reads_lookup_tables(prog, hints),
+            slot_lookups: hints.lookup.contains(&Some(LookupPath::Slots)),
             value_maps,
             value_need,
             loops: built.len() > 1
@@ -775,6 +785,9 @@ impl JitProgram {
         if self.lookups {
             ctx.fetch_arrays(host);
         }
+        if self.slot_lookups {
+            ctx.fetch_slots(host);
+        }
         if self.loops {
             ctx.fetch_loop(host);
         }
@@ -814,6 +827,7 @@ impl JitProgram {
         let budget = vm.budget.min(i64::MAX as u64);
         let bare = self.ctx_fields.is_empty()
             && !self.lookups
+            && !self.slot_lookups
             && !self.loops
             && self.value_maps.is_empty()
             && budget >= self.entry_need
@@ -963,6 +977,9 @@ impl JitProgram {
             // Once per batch: a host's table holds for every run until it is asked again.
             vm.fetch_arrays(host);
         }
+        if self.slot_lookups {
+            vm.fetch_slots(host);
+        }
         if self.loops {
             vm.fetch_loop(host);
         }
@@ -1004,6 +1021,12 @@ impl JitProgram {
                     reentry.apply();
                     if self.uses_host {
                         (*(*vm.host).host).begin_run();
+                    }
+                    if self.slot_lookups && vm.slots_stale != 0 {
+                        // The last run called its host otherwise than the table allows: its
+                        // slots may have changed.
+                        let h = vm.host;
+                        vm.fetch_slots(&mut *(*h).host);
                     }
                 }
             }

@@ -2,7 +2,7 @@
 //! inline check refused (the context's computed fields, or a real fault), helpers, legacy packet
 //! loads, atomics and frame clearing. Each takes the run's [`VmCtx`] and reports a failure in it.
 
-use bpfsim_vm::host::ArrayLookup;
+use bpfsim_vm::host::{ArrayLookup, SlotLookup};
 use bpfsim_vm::isa::{AtomicOp, Size};
 use bpfsim_vm::{HelperStop, Host, MemoryMap, TrapCode};
 use std::mem::MaybeUninit;
@@ -238,7 +238,28 @@ pub struct VmCtx {
     /// ([`Host::inline_loop`]): a `call 181` on a compiled callback then calls the callback's
     /// function directly.
     pub inline_loop: u64,
+    /// The run's arrays whose slots may be empty ([`Host::slot_lookups`]): the generated code
+    /// answers their lookups itself. Entry `i` is the map whose handle is `slots_first + i`,
+    /// for `i` below `slots_n`; the filled slots' bits in `slot_bits` (each entry's within it:
+    /// [`VmCtx::fetch_slots`] checks). Unwritten until the first fetch.
+    pub slots: MaybeUninit<[SlotLookup; SLOT_MAPS]>,
+    pub slots_first: u64,
+    pub slots_n: u64,
+    /// Non-zero once the run's code has called its host in a way that may fill or empty a
+    /// slot ([`VmCtx::parts`], which also sets `slots_n` to 0): the runs after it fetch the
+    /// table again before their code runs.
+    pub slots_stale: u64,
+    pub slot_bits: MaybeUninit<[u64; SLOT_WORDS]>,
+    /// Non-zero once `slots` and `slot_bits` are written.
+    pub slots_ready: u64,
 }
+
+/// The most maps whose slot lookups the generated code answers (the others call the host).
+pub const SLOT_MAPS: usize = 8;
+
+/// The words of presence bits the slot maps of a run share: 4,096 slots in all (an xskmap of
+/// 64 sockets takes one word); the maps whose bits do not fit call the host.
+pub const SLOT_WORDS: usize = 64;
 
 /// The most maps whose proven value accesses the generated code clamps (the others' keep
 /// their checks).
@@ -356,9 +377,14 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).keys_first).write(0);
             std::ptr::addr_of_mut!((*p).keys_n).write(0);
             std::ptr::addr_of_mut!((*p).inline_loop).write(0);
+            std::ptr::addr_of_mut!((*p).slots_first).write(0);
+            std::ptr::addr_of_mut!((*p).slots_n).write(0);
+            std::ptr::addr_of_mut!((*p).slots_stale).write(0);
+            std::ptr::addr_of_mut!((*p).slots_ready).write(0);
             std::ptr::addr_of_mut!((*p).values_unknown).write(false);
-            // SAFETY: every field but `frames`, `regs`, `lazy_map`, `value_base`, `value_max`
-            // and the kept context slots (`ctx_key` ... `ctx_sptr`) is written above, and those are `MaybeUninit`, for which any bytes are
+            // SAFETY: every field but `frames`, `regs`, `lazy_map`, `value_base`, `value_max`,
+            // `slots`, `slot_bits` and the kept context slots (`ctx_key` ... `ctx_sptr`) is
+            // written above, and those are `MaybeUninit`, for which any bytes are
             // valid.
             slot.assume_init_mut()
         }
@@ -373,6 +399,11 @@ impl VmCtx {
         // SAFETY: the caller's contract.
         unsafe {
             let v = &mut *vm;
+            // Whatever the caller asks of the host may fill or empty a slot map's slot (a
+            // helper's update, an override, the interpreter's part of the run): the code's
+            // slot lookups call the host until the table is fetched again.
+            v.slots_n = 0;
+            v.slots_stale = 1;
             if v.mem.is_null() {
                 v.materialize();
             }
@@ -579,6 +610,44 @@ impl VmCtx {
         let (first, count) = host.key_lookups(&mut self.keys);
         self.keys_first = first;
         self.keys_n = count.min(KEY_SLOTS) as u64;
+    }
+
+    /// Ask the host for its arrays whose slots may be empty ([`Host::slot_lookups`]), whose
+    /// lookups the generated code then answers itself, for the runs until the next call or
+    /// until the code calls the host otherwise ([`VmCtx::slots_stale`]). An entry whose bits
+    /// lie past [`SLOT_WORDS`] is dropped (its lookups call the host): the code reads them
+    /// without a bound.
+    #[inline]
+    pub(crate) fn fetch_slots(&mut self, host: &mut dyn Host) {
+        if self.slots_ready == 0 {
+            // Once per context, by the first fetch: a context made for one run that looks up
+            // no slot map does not pay for these bytes.
+            self.slots.write([SlotLookup::default(); SLOT_MAPS]);
+            self.slot_bits.write([0; SLOT_WORDS]);
+            self.slots_ready = 1;
+        }
+        // SAFETY: both were written above, by this fetch or an earlier one (`slots_ready`).
+        let (out, bits) = unsafe {
+            (
+                self.slots.assume_init_mut(),
+                self.slot_bits.assume_init_mut(),
+            )
+        };
+        let (first, count) = host.slot_lookups(out, bits);
+        let n = count.min(SLOT_MAPS);
+        for e in &mut out[..n] {
+            let words = e.max_entries.div_ceil(64);
+            let fits = e
+                .word
+                .checked_add(words)
+                .is_some_and(|end| end <= SLOT_WORDS as u64);
+            if !fits {
+                *e = SlotLookup::default();
+            }
+        }
+        self.slots_first = first;
+        self.slots_n = n as u64;
+        self.slots_stale = 0;
     }
 
     /// Ask the host whether the code may make its `bpf_loop`s' calls ([`Host::inline_loop`]),

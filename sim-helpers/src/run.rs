@@ -1,7 +1,7 @@
 //! Running a program on a packet, as `BPF_PROG_TEST_RUN` does, in the simulator: build the
 //! context and packet regions, run, and collect everything observable.
 
-use bpfsim_vm::host::ArrayLookup;
+use bpfsim_vm::host::{ArrayLookup, SlotLookup};
 use bpfsim_vm::isa::Size;
 use bpfsim_vm::memory::{Context, MapError, MemoryMap, REGION_SHIFT};
 use bpfsim_vm::spec::{MapType, ProgType};
@@ -1140,6 +1140,35 @@ impl Host for SimHost<'_, '_> {
                     base,
                 },
                 _ => ArrayLookup::default(),
+            };
+        }
+        (MAP_HANDLE_BASE, n)
+    }
+
+    fn slot_lookups(&mut self, out: &mut [SlotLookup], bits: &mut [u64]) -> (u64, usize) {
+        if self.overridden(bpfsim_vm::host::MAP_LOOKUP_ELEM) {
+            return (0, 0);
+        }
+        // Each listed map's bits after the last one's; a map whose bits do not fit in what is
+        // left is not listed (its lookups call the host).
+        let cpu = self.env.cpu;
+        let n = self.maps.len().min(out.len());
+        let mut word = 0;
+        for (o, m) in out.iter_mut().zip(&self.maps) {
+            let base = m.base(m.state.arena_index(cpu));
+            let room = bits.get_mut(word..).unwrap_or_default();
+            *o = match (base, m.state.slot_layout(room)) {
+                (Some(base), Some((max_entries, stride))) if max_entries > 0 => {
+                    let at = word as u64;
+                    word += (max_entries as usize).div_ceil(64);
+                    SlotLookup {
+                        max_entries: max_entries as u64,
+                        stride,
+                        base,
+                        word: at,
+                    }
+                }
+                _ => SlotLookup::default(),
             };
         }
         (MAP_HANDLE_BASE, n)

@@ -72,14 +72,20 @@ pub fn verdict_hints(verdict: bpfsim_verifier::Verdict) -> Hints {
 
 /// The way the JIT answers a `bpf_map_lookup_elem` of a map of type `t`, as the simulated
 /// maps answer it: plain and per-CPU arrays are the hosts' array tables' (`array_layout`);
-/// the maps with no value a program's lookup can get (queues and stacks, whose lookup the
-/// kernel refuses, ring buffers, bloom filters, perf event and program arrays) the helper's alone; every
-/// other map's (hash maps, tries, maps of maps, device and socket maps) by its key's bytes.
+/// the arrays whose slots may be empty (arrays of maps, device, CPU and socket maps) the slot
+/// tables' (`slot_layout`), or by their key's bytes when the host does not list them; the maps
+/// with no value a program's lookup can get (queues and stacks, whose lookup the kernel
+/// refuses, ring buffers, bloom filters, perf event and program arrays) the helper's alone;
+/// every other map's (hash maps, tries, hashes of maps, hashed device maps, socket maps) by its
+/// key's bytes.
 pub fn lookup_path(t: bpfsim_vm::spec::MapType) -> bpfsim_jit::LookupPath {
     use bpfsim_jit::LookupPath;
     use bpfsim_vm::spec::MapType;
     match t {
         MapType::Array | MapType::PercpuArray => LookupPath::Array,
+        MapType::ArrayOfMaps | MapType::Devmap | MapType::Cpumap | MapType::Xskmap => {
+            LookupPath::Slots
+        }
         MapType::Queue
         | MapType::Stack
         | MapType::Ringbuf

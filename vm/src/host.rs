@@ -90,6 +90,23 @@ pub trait Host {
         (0, 0)
     }
 
+    /// The arrays whose slots may be empty (device maps, socket maps, maps of maps) whose
+    /// lookups an engine may answer without calling the host, as the kernel's verifier inlines
+    /// an xskmap's (`map_gen_lookup`): fills `out[i]` for the map whose handle is `first + i`
+    /// and the presence bits its entry names in `bits`, and returns `(first, count)`. A 4-byte
+    /// key `index` read at `r2` finds `base + index * stride` when `index < max_entries` and
+    /// bit `index % 64` of `bits[word + index / 64]` is set, else NULL; an entry whose
+    /// `max_entries` is 0 is not such a map (its lookups call the host), nor one whose bits
+    /// would not fit in `bits` (the engine checks). An entry must answer exactly what
+    /// [`Self::map_lookup_elem`] would until the next call of this method or until the engine
+    /// calls this host in any other way than [`Self::map_lookup_key`], [`Self::redirect_map`]
+    /// and [`Self::begin_run`] (a helper may fill or empty a slot: the engine then asks again
+    /// before it answers another lookup so). The default: none.
+    fn slot_lookups(&mut self, out: &mut [SlotLookup], bits: &mut [u64]) -> (u64, usize) {
+        let _ = (out, bits);
+        (0, 0)
+    }
+
     /// The maps whose lookups an engine may ask with the key's bytes in hand
     /// ([`Self::map_lookup_key`]) rather than through [`Self::map_lookup_elem`]: fills `out[i]`
     /// with the key size of the map whose handle (the `r1` of `bpf_map_lookup_elem`) is `first +
@@ -161,6 +178,21 @@ pub struct ArrayLookup {
     pub stride: u64,
     /// Guest address of value 0 (in the arena of the CPU the program runs on).
     pub base: u64,
+}
+
+/// An array whose slots may be empty as [`Host::slot_lookups`] describes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotLookup {
+    /// Indexes below it may find a value; 0: not a map whose lookups may be answered so.
+    pub max_entries: u64,
+    /// Bytes from one slot's value to the next.
+    pub stride: u64,
+    /// Guest address of slot 0's value.
+    pub base: u64,
+    /// The first of the map's words of presence bits (slot `i` is filled when bit `i % 64` of
+    /// word `word + i / 64` is set).
+    pub word: u64,
 }
 
 /// The helper id of `bpf_map_lookup_elem`.

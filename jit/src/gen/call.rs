@@ -4,7 +4,7 @@
 
 use std::mem::offset_of;
 
-use bpfsim_vm::host::ArrayLookup;
+use bpfsim_vm::host::{ArrayLookup, SlotLookup};
 use bpfsim_vm::isa::{CallTarget, Insn, Reg, Size};
 use bpfsim_vm::memory::{frame_pointer, FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
@@ -691,6 +691,12 @@ impl Gen<'_, '_> {
                 self.switch(call);
             }
             Some(LookupPath::Key) => self.key_lookup(done),
+            Some(LookupPath::Slots) => {
+                let call = self.b.create_block();
+                self.slot_lookup(pc, call, done);
+                self.switch(call);
+                self.key_lookup(done);
+            }
             Some(LookupPath::Helper) => {}
             None => {
                 let call = self.b.create_block();
@@ -758,16 +764,7 @@ impl Gen<'_, '_> {
         let array = self.cont();
         self.b.ins().brif(max, array, &[], call, &[]);
         self.switch(array);
-        // A key on the stack at a known offset (clang's `r2 = r10 - n`) is read from the frame
-        // with no check; any other through the region table.
-        let index = if let Some((top, at)) = self.fixed_stack(Reg::R2, 0, Size::W) {
-            self.b.ins().uload32(MemFlags::trusted(), top, at)
-        } else {
-            let key = self.reg(Reg::R2);
-            let fault = self.fault_path(pc, key, Size::W, false);
-            let p = self.translate_table(key, 4, false, fault, false);
-            self.b.ins().uload32(MemFlags::trusted(), p, 0)
-        };
+        let index = self.lookup_index(pc);
         let stride = self.b.ins().load(
             I64,
             MemFlags::trusted(),
@@ -785,6 +782,74 @@ impl Gen<'_, '_> {
         let found = self.b.ins().icmp(IntCC::UnsignedLessThan, index, max);
         let null = self.iconst(0);
         let r0 = self.b.ins().select(found, value, null);
+        self.set(Reg::R0, r0);
+        self.b.ins().jump(done, &[]);
+    }
+
+    /// The 4-byte key at `r2` of an inline lookup at `pc`, zero-extended. A key on the stack at
+    /// a known offset (clang's `r2 = r10 - n`) is read from the frame with no check; any other
+    /// through the region table (a fault is the helper's: a read of the key's size at `pc`).
+    fn lookup_index(&mut self, pc: usize) -> Value {
+        if let Some((top, at)) = self.fixed_stack(Reg::R2, 0, Size::W) {
+            self.b.ins().uload32(MemFlags::trusted(), top, at)
+        } else {
+            let key = self.reg(Reg::R2);
+            let fault = self.fault_path(pc, key, Size::W, false);
+            let p = self.translate_table(key, 4, false, fault, false);
+            self.b.ins().uload32(MemFlags::trusted(), p, 0)
+        }
+    }
+
+    /// The inline slot lookup of `translate_map_lookup` (an xskmap's, a devmap's, as the
+    /// kernel's verifier inlines the first), going on to `done` with `r0` set; a map the host
+    /// does not list in its slot table ([`bpfsim_vm::Host::slot_lookups`]) goes to `call`.
+    /// Branch-free past the listing: an index past the map reads the map's first word of bits
+    /// (inside the table: `VmCtx::fetch_slots` checked the entry's words) and answers NULL.
+    fn slot_lookup(&mut self, pc: usize, call: Block, done: Block) {
+        let map = self.reg(Reg::R1);
+        let first = self.vm_load(offset_of!(VmCtx, slots_first));
+        let i = self.b.ins().isub(map, first);
+        let n = self.vm_load(offset_of!(VmCtx, slots_n));
+        let listed = self.b.ins().icmp(IntCC::UnsignedLessThan, i, n);
+        let entry = self.cont();
+        self.b.ins().brif(listed, entry, &[], call, &[]);
+        self.switch(entry);
+        let row = self
+            .b
+            .ins()
+            .imul_imm(i, std::mem::size_of::<SlotLookup>() as i64);
+        let e = self.b.ins().iadd(self.vm, row);
+        let at = |f: usize| (offset_of!(VmCtx, slots) + f) as i32;
+        let field = |g: &mut Self, f: usize| g.b.ins().load(I64, MemFlags::trusted(), e, at(f));
+        let max = field(self, offset_of!(SlotLookup, max_entries));
+        let slots = self.cont();
+        self.b.ins().brif(max, slots, &[], call, &[]);
+        self.switch(slots);
+        let index = self.lookup_index(pc);
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, index, max);
+        let zero = self.iconst(0);
+        let probe = self.b.ins().select(inside, index, zero);
+        let word = field(self, offset_of!(SlotLookup, word));
+        let k = self.b.ins().ushr_imm(probe, 6);
+        let w = self.b.ins().iadd(word, k);
+        let w = self.b.ins().ishl_imm(w, 3);
+        let w = self.b.ins().iadd(self.vm, w);
+        let bits = self.b.ins().load(
+            I64,
+            MemFlags::trusted(),
+            w,
+            offset_of!(VmCtx, slot_bits) as i32,
+        );
+        // `ushr` takes the shift modulo 64: bit `index % 64`.
+        let bit = self.b.ins().ushr(bits, probe);
+        let bit = self.b.ins().band_imm(bit, 1);
+        let filled = self.b.ins().icmp_imm(IntCC::NotEqual, bit, 0);
+        let found = self.b.ins().band(inside, filled);
+        let stride = field(self, offset_of!(SlotLookup, stride));
+        let base = field(self, offset_of!(SlotLookup, base));
+        let off = self.b.ins().imul(index, stride);
+        let value = self.b.ins().iadd(base, off);
+        let r0 = self.b.ins().select(found, value, zero);
         self.set(Reg::R0, r0);
         self.b.ins().jump(done, &[]);
     }

@@ -393,6 +393,19 @@ impl MapState {
         }
     }
 
+    /// For an array whose slots may be empty (PROG_ARRAY, ARRAY_OF_MAPS, DEVMAP, CPUMAP,
+    /// XSKMAP): `(max_entries, stride)` with the filled slots'
+    /// bits written in `bits` ([`Self::lookup`] of a 4-byte key `index` finds offset `index *
+    /// stride` when `index < max_entries` and bit `index % 64` of `bits[index / 64]` is set,
+    /// and nothing else); `None` for other maps, or when the bits need more words than `bits`
+    /// has.
+    pub fn slot_layout(&self, bits: &mut [u64]) -> Option<(u32, u64)> {
+        match &self.storage {
+            Storage::Slots(s) if self.def.key_size == 4 => s.lookup_bits(bits),
+            _ => None,
+        }
+    }
+
     /// The syscall's lookup: the value's offset, without touching LRU state; the errno when the
     /// kernel refuses (`ENOENT`, or the map type's "not supported").
     pub(crate) fn host_lookup(&self, key: &[u8]) -> Result<usize, OpError> {

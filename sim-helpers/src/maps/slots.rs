@@ -88,6 +88,26 @@ impl SlotArray {
         }
     }
 
+    /// What a program's [`Self::lookup`] answers from, for an engine to answer it itself: the
+    /// number of slots and the offset from one slot's value to the next, with the filled slots
+    /// as bits in `bits` (slot `i` in bit `i % 64` of `bits[i / 64]`; the types whose lookup
+    /// finds nothing have none set). `None`, with `bits` untouched, when they do not fit in it.
+    pub(crate) fn lookup_bits(&self, bits: &mut [u64]) -> Option<(u32, u64)> {
+        let words = (self.max_entries as usize).div_ceil(64);
+        let bits = bits.get_mut(..words)?;
+        bits.fill(0);
+        let answers = matches!(
+            self.kind,
+            SlotKind::MapArray | SlotKind::Devmap | SlotKind::Xskmap
+        );
+        if answers && self.count > 0 {
+            for (i, _) in self.present.iter().enumerate().filter(|(_, &p)| p) {
+                bits[i / 64] |= 1 << (i % 64);
+            }
+        }
+        Some((self.max_entries, STRIDE as u64))
+    }
+
     /// The syscall's lookup: which types answer, and with what errno the others refuse.
     pub(crate) fn host_lookup(&self, key: &[u8]) -> Result<usize, OpError> {
         match self.kind {
