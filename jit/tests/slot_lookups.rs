@@ -14,6 +14,9 @@ const HANDLE: u64 = 0x1000;
 /// The slots of the map: 70, so that the bits take two words.
 const SLOTS: usize = 70;
 
+/// What a host says of its map, given the true entry and bits (it may write other bits).
+type Claim = fn(SlotLookup, &mut [u64]) -> Option<SlotLookup>;
+
 /// One slot map of [`SLOTS`] 8-byte slots at guest address `base`, its lookups answered by
 /// `call_helper` (a filled slot's address, else NULL). `call 2` with `r2` fills the slot
 /// `r2` names (empties it when `r3` is 0), as a program's update would. `claim` is what
@@ -21,7 +24,7 @@ const SLOTS: usize = 70;
 struct SlotMap {
     base: u64,
     filled: Vec<bool>,
-    claim: fn(SlotLookup, &mut [u64]) -> Option<SlotLookup>,
+    claim: Claim,
     /// The lookups `call_helper` answered, and how often the table was asked.
     calls: u32,
     fetches: u32,
@@ -86,10 +89,7 @@ impl Host for SlotMap {
 
 /// Runs `prog` with the slots' values mapped (slots 1, 5 and 66 filled), under `exec`, with
 /// `claim` as the host's table: the outcome, the values, the host's lookups and fetches.
-fn run(
-    exec: &dyn bpfsim_vm::Executable,
-    claim: fn(SlotLookup, &mut [u64]) -> Option<SlotLookup>,
-) -> (bpfsim_vm::Outcome, Vec<u8>, u32, u32) {
+fn run(exec: &dyn bpfsim_vm::Executable, claim: Claim) -> (bpfsim_vm::Outcome, Vec<u8>, u32, u32) {
     let mut vm = Vm::default();
     let mut values: Vec<u8> = (0..SLOTS as u32 * 8).map(|b| b as u8).collect();
     let mut filled = vec![false; SLOTS];
@@ -245,7 +245,7 @@ fn a_helper_that_changes_a_slot_makes_the_table_fetched_again() {
 /// pointers that the program's access checks, never host memory, and the values stay untouched.
 #[test]
 fn false_slot_tables_are_dropped_or_give_checked_pointers() {
-    let lies: [fn(SlotLookup, &mut [u64]) -> Option<SlotLookup>; 5] = [
+    let lies: [Claim; 5] = [
         |e, _| {
             Some(SlotLookup {
                 max_entries: u64::MAX,
