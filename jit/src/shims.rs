@@ -241,13 +241,14 @@ pub struct VmCtx {
     /// The run's arrays whose slots may be empty ([`Host::slot_lookups`]): the generated code
     /// answers their lookups itself. Entry `i` is the map whose handle is `slots_first + i`,
     /// for `i` below `slots_n`; the filled slots' bits in `slot_bits` (each entry's within it:
-    /// [`VmCtx::fetch_slots`] checks). Unwritten until the first fetch.
+    /// [`fetch_slots`] checks). Unwritten until the first fetch.
     pub slots: MaybeUninit<[SlotLookup; SLOT_MAPS]>,
     pub slots_first: u64,
     pub slots_n: u64,
-    /// Non-zero once the run's code has called its host in a way that may fill or empty a
-    /// slot ([`VmCtx::parts`], which also sets `slots_n` to 0): the runs after it fetch the
-    /// table again before their code runs.
+    /// Non-zero when the table is not the host's current one: before a batch's first slot
+    /// lookup ([`VmCtx::forget_slots`]), and once the run's code has called its host in a way
+    /// that may fill or empty a slot ([`VmCtx::parts`]); `slots_n` is then 0, and the code's
+    /// next slot lookup fetches the table ([`fetch_slots`]).
     pub slots_stale: u64,
     pub slot_bits: MaybeUninit<[u64; SLOT_WORDS]>,
     /// Non-zero once `slots` and `slot_bits` are written.
@@ -612,13 +613,19 @@ impl VmCtx {
         self.keys_n = count.min(KEY_SLOTS) as u64;
     }
 
-    /// Ask the host for its arrays whose slots may be empty ([`Host::slot_lookups`]), whose
-    /// lookups the generated code then answers itself, for the runs until the next call or
-    /// until the code calls the host otherwise ([`VmCtx::slots_stale`]). An entry whose bits
-    /// lie past [`SLOT_WORDS`] is dropped (its lookups call the host): the code reads them
-    /// without a bound.
+    /// Have the code's next slot lookup ask the host for its table ([`fetch_slots`]): a new
+    /// batch's host may not be the last one's, nor its maps as they were.
     #[inline]
-    pub(crate) fn fetch_slots(&mut self, host: &mut dyn Host) {
+    pub(crate) fn forget_slots(&mut self) {
+        self.slots_n = 0;
+        self.slots_stale = 1;
+    }
+
+    /// Ask the host for its arrays whose slots may be empty ([`Host::slot_lookups`]), whose
+    /// lookups the generated code then answers itself, until the code calls the host otherwise
+    /// ([`VmCtx::slots_stale`]) or the next batch. An entry whose bits lie past [`SLOT_WORDS`]
+    /// is dropped (its lookups call the host): the code reads them without a bound.
+    fn fetch_slots_from(&mut self, host: &mut dyn Host) {
         if self.slots_ready == 0 {
             // Once per context, by the first fetch: a context made for one run that looks up
             // no slot map does not pay for these bytes.
@@ -1044,6 +1051,18 @@ pub extern "C" fn map_lookup_key(vm: *mut VmCtx, map: u64, key: *const u8, len: 
     unsafe {
         let host = &mut *(*(*vm).host).host;
         host.map_lookup_key(map, std::slice::from_raw_parts(key, len as usize))
+    }
+}
+
+/// A slot lookup found the run's slot table stale ([`VmCtx::slots_stale`]): fetch it
+/// ([`Host::slot_lookups`]). Reads no memory and runs nothing: no memory map, no status.
+#[cold]
+pub extern "C" fn fetch_slots(vm: *mut VmCtx) {
+    // SAFETY: called by generated code with its run's context, whose `host` is the run's and
+    // used by nothing else meanwhile; no other reference into the context is alive.
+    unsafe {
+        let host = &mut *(*(*vm).host).host;
+        (*vm).fetch_slots_from(host);
     }
 }
 

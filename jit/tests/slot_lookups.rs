@@ -233,11 +233,11 @@ fn a_helper_that_changes_a_slot_makes_the_table_fetched_again() {
     // Bits, oldest first: slot 3 (empty, filled, empty), slot 5 (filled, empty, filled).
     assert_eq!(want.result, Ok(0b010_101));
     let jit = JitProgram::compile_with(&prog, &hints(&prog, Some(LookupPath::Slots))).unwrap();
-    let (got, got_values, calls, _) = run(&jit, truth);
+    let (got, got_values, calls, fetches) = run(&jit, truth);
     assert_eq!((&got, &got_values), (&want, &values));
-    // The first lookup is the table's; the others follow a helper call, which leaves the run's
-    // later lookups to the host.
-    assert_eq!(calls, 5);
+    // Every lookup is the table's, each fetched again: the first lookup's was never fetched,
+    // and the others follow a helper call.
+    assert_eq!((calls, fetches), (0, 6));
 }
 
 /// A host whose table lies: an entry whose bits would lie past the code's table is dropped
@@ -298,4 +298,34 @@ fn false_slot_tables_are_dropped_or_give_checked_pointers() {
             }
         }
     }
+}
+
+/// A session's runs each take their own host's table: a slot filled for one run and empty for
+/// the next is found, then not.
+#[test]
+fn each_run_takes_its_hosts_slots() {
+    let prog = program("stw [%r10-4], 5\nmov %r2, %r10\nadd %r2, -4");
+    let jit = JitProgram::compile_with(&prog, &hints(&prog, Some(LookupPath::Slots))).unwrap();
+    let mut session = jit.session();
+    let mut other = Vm::default();
+    let mut values: Vec<u8> = (0..SLOTS as u32 * 8).map(|b| b as u8).collect();
+    let mut mem = other.memory();
+    let base = mem.map_mut(&mut values).unwrap();
+    let mut found = Vec::new();
+    for filled in [true, false, true] {
+        let mut host = SlotMap {
+            base,
+            filled: (0..SLOTS).map(|i| i == 5 && filled).collect(),
+            claim: truth,
+            calls: 0,
+            fetches: 0,
+        };
+        let out = session.run(&mut mem, &mut host, [0; 5], 1000);
+        found.push((out.result, host.calls, host.fetches));
+    }
+    let value = u64::from_le_bytes(std::array::from_fn(|i| (40 + i) as u8));
+    assert_eq!(
+        found,
+        [(Ok(value), 0, 1), (Ok(99), 0, 1), (Ok(value), 0, 1)]
+    );
 }

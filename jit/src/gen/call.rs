@@ -802,17 +802,34 @@ impl Gen<'_, '_> {
 
     /// The inline slot lookup of `translate_map_lookup` (an xskmap's, a devmap's, as the
     /// kernel's verifier inlines the first), going on to `done` with `r0` set; a map the host
-    /// does not list in its slot table ([`bpfsim_vm::Host::slot_lookups`]) goes to `call`.
-    /// Branch-free past the listing: an index past the map reads the map's first word of bits
-    /// (inside the table: `VmCtx::fetch_slots` checked the entry's words) and answers NULL.
+    /// does not list in its slot table ([`bpfsim_vm::Host::slot_lookups`]) goes to `call`. A
+    /// stale table (a batch's first lookup, or one after another call of the host) is fetched
+    /// first ([`crate::shims::fetch_slots`]), out of line. Branch-free past the listing: an
+    /// index past the map reads the map's first word of bits (inside the table: `fetch_slots`
+    /// checked the entry's words) and answers NULL.
     fn slot_lookup(&mut self, pc: usize, call: Block, done: Block) {
         let map = self.reg(Reg::R1);
-        let first = self.vm_load(offset_of!(VmCtx, slots_first));
-        let i = self.b.ins().isub(map, first);
-        let n = self.vm_load(offset_of!(VmCtx, slots_n));
-        let listed = self.b.ins().icmp(IntCC::UnsignedLessThan, i, n);
-        let entry = self.cont();
-        self.b.ins().brif(listed, entry, &[], call, &[]);
+        let entry = self.b.create_block();
+        let i = self.b.append_block_param(entry, I64);
+        let unlisted = self.b.create_block();
+        let fetch = self.b.create_block();
+        self.b.set_cold_block(unlisted);
+        self.b.set_cold_block(fetch);
+        let listed = |g: &mut Self| {
+            let first = g.vm_load(offset_of!(VmCtx, slots_first));
+            let i = g.b.ins().isub(map, first);
+            let n = g.vm_load(offset_of!(VmCtx, slots_n));
+            (i, g.b.ins().icmp(IntCC::UnsignedLessThan, i, n))
+        };
+        let (i0, yes) = listed(self);
+        self.b.ins().brif(yes, entry, &[i0.into()], unlisted, &[]);
+        self.switch(unlisted);
+        let stale = self.vm_load(offset_of!(VmCtx, slots_stale));
+        self.b.ins().brif(stale, fetch, &[], call, &[]);
+        self.switch(fetch);
+        self.b.ins().call(self.shims.fetch_slots, &[self.vm]);
+        let (i1, yes) = listed(self);
+        self.b.ins().brif(yes, entry, &[i1.into()], call, &[]);
         self.switch(entry);
         let row = self
             .b

@@ -40,6 +40,7 @@ pub(crate) struct ShimIds {
     pub ld_packet: FuncId,
     pub zero_stack: FuncId,
     pub loop_rest: FuncId,
+    pub fetch_slots: FuncId,
 }
 
 /// A compiled callback's function, which a `bpf_loop` made from one frame above `depth` may
@@ -61,6 +62,7 @@ struct Shims {
     ld_packet: FuncRef,
     zero_stack: FuncRef,
     loop_rest: FuncRef,
+    fetch_slots: FuncRef,
 }
 
 /// The shared exits ([`Gen::exit`]), each with its parameters.
@@ -417,6 +419,7 @@ pub(crate) fn build(
         ld_packet: module.declare_func_in_func(ids.ld_packet, b.func),
         zero_stack: module.declare_func_in_func(ids.zero_stack, b.func),
         loop_rest: module.declare_func_in_func(ids.loop_rest, b.func),
+        fetch_slots: module.declare_func_in_func(ids.fetch_slots, b.func),
     };
     // Only where a `bpf_loop` may call them.
     let loops = insns.iter().any(
