@@ -127,7 +127,7 @@ fn target_isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, JitError> {
 
 /// The runtime functions the generated code calls, by the names the module imports them under
 /// (and a listing names them by).
-fn shim_symbols() -> [(&'static str, *const u8); 11] {
+fn shim_symbols() -> [(&'static str, *const u8); 12] {
     [
         ("bpfsim_load", shims::load as *const u8),
         ("bpfsim_store", shims::store as *const u8),
@@ -140,6 +140,10 @@ fn shim_symbols() -> [(&'static str, *const u8); 11] {
         ("bpfsim_zero_stack", shims::zero_stack as *const u8),
         ("bpfsim_loop_rest", shims::loop_rest as *const u8),
         ("bpfsim_fetch_slots", shims::fetch_slots as *const u8),
+        (
+            "bpfsim_xdp_adjust_meta",
+            shims::xdp_adjust_meta as *const u8,
+        ),
     ]
 }
 
@@ -445,6 +449,7 @@ impl JitProgram {
         let f_clear = declare(&mut module, "bpfsim_zero_stack", 1, false)?;
         let f_loop_rest = declare(&mut module, "bpfsim_loop_rest", 4, true)?;
         let f_fetch_slots = declare(&mut module, "bpfsim_fetch_slots", 0, false)?;
+        let f_adjust_meta = declare(&mut module, "bpfsim_xdp_adjust_meta", 2, true)?;
 
         // The compilation context and the builder's are kept per thread and cleared between
         // programs: fresh ones cost page faults on every compile (7% of the time of a
@@ -485,6 +490,7 @@ impl JitProgram {
             zero_stack: f_clear,
             loop_rest: f_loop_rest,
             fetch_slots: f_fetch_slots,
+            xdp_adjust_meta: f_adjust_meta,
         };
         // The main program's function, then one per callback (its body and what it calls) that
         // can run in a frame of its own: a helper's callbacks then run as native code.

@@ -1066,6 +1066,34 @@ pub extern "C" fn fetch_slots(vm: *mut VmCtx) {
     }
 }
 
+/// `call 54`, `bpf_xdp_adjust_meta(ctx, delta)`: [`Host::xdp_adjust_meta`], which runs nothing
+/// and maps no region: its answer with the status [`OK`], the kept context fields read again
+/// if it moved the edge (a new stamp); a host that does not answer leaves the status
+/// [`NOT_ANSWERED`] (and nothing else changed), and the code then calls the helper's shim.
+pub extern "C" fn xdp_adjust_meta(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
+    // SAFETY: called by generated code with its run's context, whose `mem` (once built) and
+    // `host` are the run's and used by nothing else meanwhile. Not through `parts`: the host
+    // answers without filling or emptying a map's slot, so the slot table stays.
+    unsafe {
+        let v = &mut *vm;
+        if v.mem.is_null() {
+            v.materialize();
+        }
+        let host = &mut *(*v.host).host;
+        match host.xdp_adjust_meta(ctx, delta, &mut *v.mem) {
+            Some(r0) => {
+                v.status = OK;
+                v.refresh_ctx();
+                r0
+            }
+            None => {
+                v.status = NOT_ANSWERED;
+                0
+            }
+        }
+    }
+}
+
 /// `call 51`, `bpf_redirect_map(map, key, flags)`: [`Host::redirect_map`], which needs no
 /// memory map and cannot fail. Its answer with the status [`OK`]; a host that does not answer
 /// leaves the status [`NOT_ANSWERED`] (and nothing else changed), and the code then calls the

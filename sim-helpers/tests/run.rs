@@ -2062,3 +2062,82 @@ fn xdp_adjust_meta_keeps_its_program_type_and_overrides() {
         assert_eq!(over.data.len(), PACKET.len(), "the override moved nothing");
     }
 }
+
+/// `bpf_xdp_adjust_meta` with the deltas its direct path under the JIT must answer as the
+/// helper: refused ones (not a multiple of 4: `EACCES`; past `data` or the headroom: `EINVAL`),
+/// 0, and deltas whose high 32 bits are set (the helper takes an `int`), each twice in a run
+/// and over a batch, with the edges read after each call; both engines agree, with the
+/// expected answers.
+#[test]
+fn xdp_adjust_meta_answers_every_delta_as_the_helper_under_both_engines() {
+    const EACCES: u64 = -13i64 as u64;
+    const EINVAL: u64 = -22i64 as u64;
+    let cases: [(i64, [u64; 2]); 7] = [
+        (-2, [EACCES, EACCES]),
+        (4, [EINVAL, EINVAL]),
+        (0, [0, 0]),
+        (-4, [0, 0]),
+        (-256, [EINVAL, EINVAL]),
+        (0x7_ffff_fff8, [0, 0]),
+        (-0x1_0000_0004, [0, 0]),
+    ];
+    for (delta, want) in cases {
+        let src = format!(
+            "mov %r6, %r1
+             lddw %r2, {delta:#x}
+             call 54
+             mov %r7, %r0
+             ldxw %r2, [%r6+8]
+             ldxw %r3, [%r6+0]
+             sub %r3, %r2
+             mov %r1, %r6
+             lddw %r2, {delta:#x}
+             call 54
+             mov %r8, %r0
+             ldxw %r2, [%r6+8]
+             ldxw %r4, [%r6+0]
+             sub %r4, %r2
+             lsh %r3, 8
+             lsh %r4, 16
+             or %r3, %r4
+             and %r7, 0xff
+             and %r8, 0xff
+             lsh %r8, 24
+             or %r3, %r7
+             or %r3, %r8
+             mov %r0, %r3
+             exit",
+            delta = delta as u64
+        );
+        let program = Program::new(assemble(&src).unwrap()).unwrap();
+        let interp = Interpreter::new(&program);
+        let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+        for repeat in [1, 3] {
+            let mut seen = Vec::new();
+            for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+                let mut r = Runner::default();
+                r.set_timing(false);
+                let out = r
+                    .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+                    .unwrap();
+                seen.push(out);
+            }
+            assert_eq!(seen[0], seen[1], "delta {delta:#x}, {repeat} runs");
+            if repeat == 1 {
+                // The metadata's length after each call: the moves of -4 and the wrapped -8
+                // and -4 are taken.
+                let step = (delta as i32).unsigned_abs() as u64;
+                let (m1, m2) = match want {
+                    [0, 0] => (step, 2 * step),
+                    _ => (0, 0),
+                };
+                let r0 = |x: u64| x & 0xff;
+                assert_eq!(
+                    seen[0].retval,
+                    m1 << 8 | m2 << 16 | r0(want[0]) | r0(want[1]) << 24,
+                    "delta {delta:#x}"
+                );
+            }
+        }
+    }
+}

@@ -99,8 +99,8 @@ pub trait Host {
     /// `max_entries` is 0 is not such a map (its lookups call the host), nor one whose bits
     /// would not fit in `bits` (the engine checks). An entry must answer exactly what
     /// [`Self::map_lookup_elem`] would until the next call of this method or until the engine
-    /// calls this host in any other way than [`Self::map_lookup_key`], [`Self::redirect_map`]
-    /// and [`Self::begin_run`] (a helper may fill or empty a slot: the engine then asks again
+    /// calls this host in any other way than [`Self::map_lookup_key`], [`Self::redirect_map`],
+    /// [`Self::xdp_adjust_meta`] and [`Self::begin_run`] (a helper may fill or empty a slot: the engine then asks again
     /// before it answers another lookup so). The default: none.
     fn slot_lookups(&mut self, out: &mut [SlotLookup], bits: &mut [u64]) -> (u64, usize) {
         let _ = (out, bits);
@@ -138,6 +138,19 @@ pub trait Host {
     #[inline]
     fn redirect_map(&mut self, map: u64, key: u64, flags: u64) -> Option<u64> {
         let _ = (map, key, flags);
+        None
+    }
+
+    /// `bpf_xdp_adjust_meta(ctx, delta)` (helper 54) without the generic dispatch: `Some(r0)`
+    /// exactly when `call_helper(54, [ctx, delta, r3, r4, r5], mem)` would return `Ok(r0)`,
+    /// with the same effect on the context (its metadata edge moved, or nothing when the
+    /// adjustment is refused), which happens only then, and without mapping a region or
+    /// touching anything else; `None` leaves everything as it was, and the engine then calls
+    /// `call_helper`. Engines may call it for every `call 54`, so it must never differ from
+    /// `call_helper`. The default: `None`.
+    #[inline]
+    fn xdp_adjust_meta(&mut self, ctx: u64, delta: u64, mem: &mut MemoryMap<'_>) -> Option<u64> {
+        let _ = (ctx, delta, mem);
         None
     }
 
@@ -200,6 +213,9 @@ pub const MAP_LOOKUP_ELEM: u32 = 1;
 
 /// The helper id of `bpf_redirect_map`.
 pub const REDIRECT_MAP: u32 = 51;
+
+/// The helper id of `bpf_xdp_adjust_meta`.
+pub const XDP_ADJUST_META: u32 = 54;
 
 /// The helper id of `bpf_loop`.
 pub const LOOP: u32 = 181;

@@ -78,6 +78,16 @@ pub trait Context: std::any::Any {
         None
     }
 
+    /// `bpf_xdp_adjust_meta(ctx, delta)` on this context: move the metadata's start by `delta`
+    /// and return the helper's `r0`, 0 or the errno of a refused move, which changes nothing.
+    /// One call, where a downcast through [`Self::as_any_mut`] is two and a type comparison
+    /// (and has the engines read every field they keep again). `None` (the default): this
+    /// context has no metadata, and nothing changed.
+    fn adjust_meta(&mut self, delta: i64) -> Option<i64> {
+        let _ = delta;
+        None
+    }
+
     /// Whether [`Self::load`] is a function of the context's state alone, which only
     /// [`Self::store`] and changes through [`Self::as_any_mut`] modify: an engine may then keep
     /// the fields a program reads between those changes ([`MemoryMap::ctx_stamp`]) rather than
@@ -576,6 +586,19 @@ impl<'a> MemoryMap<'a> {
     #[inline]
     pub fn context(&self) -> Option<&dyn std::any::Any> {
         self.ctx.as_ref().map(|(_, c, _)| c.as_any())
+    }
+
+    /// [`Context::adjust_meta`] on the mapped context (`None` without one). Its stamp
+    /// ([`Self::ctx_stamp`]) changes only when the edge moved: a refused move leaves the fields
+    /// an engine keeps valid.
+    #[inline]
+    pub fn adjust_ctx_meta(&mut self, delta: i64) -> Option<i64> {
+        let (_, ctx, stamp) = self.ctx.as_mut()?;
+        let r0 = ctx.adjust_meta(delta)?;
+        if r0 == 0 && delta != 0 && *stamp != 0 {
+            *stamp = UNSTAMPED;
+        }
+        Some(r0)
     }
 
     /// The packet the mapped context points at ([`Context::packet`]), leaving the context's
@@ -1232,6 +1255,62 @@ mod tests {
         m.context_mut();
         let t = m.ctx_stamp();
         assert!(t != s && t != 0, "a mutable borrow may change any field");
+    }
+
+    /// A context's metadata move: `None` for a context without one (the default) or no
+    /// context, the context's answer otherwise, and a new stamp only after a move that moved.
+    #[test]
+    fn a_metadata_move_changes_the_stamp_only_when_it_moved() {
+        /// The metadata's start at `a`, which may move down to 0 and up to 16 by 4s.
+        struct Meta(TwoFields);
+        impl Context for Meta {
+            fn load(&self, off: u32, size: Size) -> Option<u64> {
+                self.0.load(off, size)
+            }
+            fn store(&mut self, off: u32, size: Size, value: u64) -> bool {
+                self.0.store(off, size, value)
+            }
+            fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+                self
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+            fn loads_are_pure(&self) -> bool {
+                true
+            }
+            fn adjust_meta(&mut self, delta: i64) -> Option<i64> {
+                let at = self.0.a as i64 + delta;
+                Some(match at {
+                    _ if delta % 4 != 0 => -13,
+                    0..=16 => {
+                        self.0.a = at as u32;
+                        0
+                    }
+                    _ => -22,
+                })
+            }
+        }
+        let mut stack = Stack::default();
+        let mut table = RegionTable::default();
+        let mut plain = TwoFields { a: 8, b: 0 };
+        let mut ctx = Meta(TwoFields { a: 8, b: 0 });
+        let mut m = MemoryMap::new(&mut stack, &mut table);
+        assert_eq!(m.adjust_ctx_meta(-4), None, "no context");
+        m.map_context(&mut plain).unwrap();
+        assert_eq!(m.adjust_ctx_meta(-4), None, "a context without metadata");
+        drop(m);
+        let mut m = MemoryMap::new(&mut stack, &mut table);
+        let c = m.map_context(&mut ctx).unwrap();
+        let s = m.ctx_stamp();
+        for (delta, r0) in [(-2, -13), (12, -22), (0, 0)] {
+            assert_eq!(m.adjust_ctx_meta(delta), Some(r0), "{delta}");
+            assert_eq!(m.ctx_stamp(), s, "{delta} moved nothing");
+        }
+        assert_eq!(m.adjust_ctx_meta(-8), Some(0));
+        let t = m.ctx_stamp();
+        assert!(t != s && t != 0, "the edge moved");
+        assert_eq!(m.load(c, Size::W), Ok(0));
     }
 
     #[test]

@@ -738,6 +738,33 @@ impl Gen<'_, '_> {
         self.switch(done);
     }
 
+    /// `call 54`, `bpf_xdp_adjust_meta(r1, r2)`: a direct call of the host's answer
+    /// ([`crate::shims::xdp_adjust_meta`]), with no budget or registers handed over: the answer
+    /// moves at most the context's metadata edge, runs nothing and maps nothing. A host that
+    /// does not answer leaves a status, and the helper's shim is called.
+    pub(super) fn translate_xdp_adjust_meta(&mut self, pc: usize) {
+        let (ctx, delta) = (self.reg_at(1), self.reg_at(2));
+        let call = self
+            .b
+            .ins()
+            .call(self.shims.xdp_adjust_meta, &[self.vm, ctx, delta]);
+        let r0 = self.b.inst_results(call)[0];
+        let st = self.vm_load(offset_of!(VmCtx, status));
+        let done = self.b.create_block();
+        let generic = self.b.create_block();
+        self.b.set_cold_block(generic);
+        let answered = self.cont();
+        self.b.ins().brif(st, generic, &[], answered, &[]);
+        self.switch(answered);
+        self.set(Reg::R0, r0);
+        self.b.ins().jump(done, &[]);
+        self.switch(generic);
+        let idv = self.iconst(bpfsim_vm::host::XDP_ADJUST_META as u64);
+        self.helper(pc, Helper::Any(idv));
+        self.b.ins().jump(done, &[]);
+        self.switch(done);
+    }
+
     /// The inline array lookup of `translate_map_lookup`, going on to `done` with `r0` set; a
     /// map the host does not list as an array goes to `call`.
     fn array_lookup(&mut self, pc: usize, call: Block, done: Block) {

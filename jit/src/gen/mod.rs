@@ -41,6 +41,7 @@ pub(crate) struct ShimIds {
     pub zero_stack: FuncId,
     pub loop_rest: FuncId,
     pub fetch_slots: FuncId,
+    pub xdp_adjust_meta: FuncId,
 }
 
 /// A compiled callback's function, which a `bpf_loop` made from one frame above `depth` may
@@ -63,6 +64,7 @@ struct Shims {
     zero_stack: FuncRef,
     loop_rest: FuncRef,
     fetch_slots: FuncRef,
+    xdp_adjust_meta: FuncRef,
 }
 
 /// The shared exits ([`Gen::exit`]), each with its parameters.
@@ -420,6 +422,7 @@ pub(crate) fn build(
         zero_stack: module.declare_func_in_func(ids.zero_stack, b.func),
         loop_rest: module.declare_func_in_func(ids.loop_rest, b.func),
         fetch_slots: module.declare_func_in_func(ids.fetch_slots, b.func),
+        xdp_adjust_meta: module.declare_func_in_func(ids.xdp_adjust_meta, b.func),
     };
     // Only where a `bpf_loop` may call them.
     let loops = insns.iter().any(

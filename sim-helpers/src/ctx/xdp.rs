@@ -282,6 +282,10 @@ impl Context for XdpContext {
     }
 
     /// Every field is computed from the context's own fields.
+    fn adjust_meta(&mut self, delta: i64) -> Option<i64> {
+        Some(XdpContext::adjust_meta(self, delta))
+    }
+
     fn loads_are_pure(&self) -> bool {
         true
     }
