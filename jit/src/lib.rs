@@ -544,6 +544,7 @@ impl JitProgram {
                 prog,
                 &pcs,
                 hints,
+                &ctx_fields,
                 listing,
                 root,
                 &targets,
@@ -711,6 +712,17 @@ impl JitProgram {
             jit.listing = Some(Box::new(main));
         }
         Ok(jit)
+    }
+
+    /// The slots of the packet accesses the JIT proved from the program's own bounds checks
+    /// (`if (data + 34 > data_end) goto drop`), which take no clamp and no check: a run checks
+    /// instead that the context fields those proofs start from and end at point into the
+    /// packet's region (the primary one) and end inside it, else hands itself to the
+    /// interpreter at the load of such a field. Needs the verifier's context hints
+    /// ([`Hints::ctx`]) for the loads of those fields.
+    pub fn bounds_proven(&self) -> Vec<usize> {
+        let proven = &self.ctx_fields.proofs.proven;
+        (0..proven.len()).filter(|&pc| proven[pc] != 0).collect()
     }
 
     /// The callbacks compiled as functions of their own (`lddw rX, func`'s targets), as
@@ -1159,6 +1171,9 @@ pub(crate) struct CtxFields {
     /// [`shims::STORE_SLOTS`] distinct fields, but for those a kept load overlaps without lying
     /// inside (the code updates the kept values a store covers, and only those).
     pub stores: Vec<u64>,
+    /// The accesses the JIT proves from the program's own bounds checks, and what the run must
+    /// check of each kept load's field for those proofs to hold (`gen::bounds`).
+    pub proofs: gen::bounds::Proofs,
 }
 
 impl CtxFields {
@@ -1194,6 +1209,31 @@ pub(crate) fn ctx_fields(prog: &Program, hints: &Hints) -> CtxFields {
             }
         }
     }
+    let pcs: Vec<usize> = prog.iter().map(|(pc, _)| pc).collect();
+    let field = |pc: usize, size, off: i16, signed: bool| {
+        if signed || off < 0 || !hinted(pc) {
+            return None;
+        }
+        let key = ctx_field_key(off as u32, size);
+        f.loads.iter().position(|&l| l == key)
+    };
+    let harmless_store = |pc: usize| {
+        hints.packet.get(pc).copied().unwrap_or(false)
+            || hints.stack.get(pc).copied().unwrap_or(false)
+            || hints.map_value.get(pc).copied().flatten().is_some()
+            || matches!(prog.insns()[pcs.partition_point(|&p| p < pc)], Insn::Store { dst, .. } if dst.index() == 10)
+    };
+    let proofs = gen::bounds::prove(
+        prog.insns(),
+        &pcs,
+        prog.subprograms(),
+        &gen::bounds::Inputs {
+            field: &field,
+            harmless_store: &harmless_store,
+            fields: f.loads.len(),
+        },
+    );
+    f.proofs = proofs;
     f
 }
 

@@ -191,6 +191,13 @@ pub struct VmCtx {
     /// The fields of the store slots, and how many.
     pub ctx_soffs: *const u64,
     pub ctx_sn: u64,
+    /// For each kept load's slot, what the JIT's own packet proofs need of its field
+    /// (`gen::bounds`: a pointer into the primary region, ending inside its readable or
+    /// writable bytes), and whether any slot needs anything. A field that does not hold it is
+    /// not kept (its key `u64::MAX`): its load hands the run to the interpreter. Checked by
+    /// [`VmCtx::read_ctx`] and again whenever the primary region's row changes.
+    pub ctx_pflags: *const u8,
+    pub ctx_pcheck: bool,
     /// The run's array maps ([`Host::array_lookups`]): the generated code answers their
     /// lookups itself. Entry `i` is the map whose handle is `arrays_first + i`, for `i` below
     /// `arrays_n`.
@@ -371,6 +378,8 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).ctx_n).write(0);
             std::ptr::addr_of_mut!((*p).ctx_soffs).write(std::ptr::null());
             std::ptr::addr_of_mut!((*p).ctx_sn).write(0);
+            std::ptr::addr_of_mut!((*p).ctx_pflags).write(std::ptr::null());
+            std::ptr::addr_of_mut!((*p).ctx_pcheck).write(false);
             std::ptr::addr_of_mut!((*p).arrays).write([ArrayLookup::default(); ARRAY_SLOTS]);
             std::ptr::addr_of_mut!((*p).arrays_first).write(0);
             std::ptr::addr_of_mut!((*p).arrays_n).write(0);
@@ -482,6 +491,9 @@ impl VmCtx {
         self.ctx_n = f.loads.len() as u64;
         self.ctx_soffs = f.stores.as_ptr();
         self.ctx_sn = f.stores.len() as u64;
+        self.ctx_pflags = f.proofs.flags.as_ptr();
+        self.ctx_pcheck = f.proofs.flags.iter().any(|&x| x != 0);
+        debug_assert!(f.proofs.flags.len() >= f.loads.len().min(CTX_SLOTS));
     }
 
     /// Read the context fields of the hinted loads, and the cells of the hinted stores, again
@@ -529,6 +541,9 @@ impl VmCtx {
             let (key, val) = kept.unwrap_or((u64::MAX, 0));
             self.ctx_key[i] = MaybeUninit::new(key);
             self.ctx_val[i] = MaybeUninit::new(val);
+        }
+        if self.ctx_pcheck {
+            self.check_proof_fields();
         }
         for i in 0..(self.ctx_sn as usize).min(STORE_SLOTS) {
             // SAFETY: `ctx_soffs` points at the program's `ctx_sn` fields (`set_ctx_fields`).
@@ -726,10 +741,50 @@ impl VmCtx {
         }
     }
 
+    /// Unkeep every kept field the JIT's own packet proofs use (`VmCtx::ctx_pflags`) that does
+    /// not hold what they need of it in the current primary region: such a field's load then
+    /// hands the run to the interpreter, so no proven access uses it.
+    #[cold]
+    fn check_proof_fields(&mut self) {
+        // Keys and values are written for the program's slots once a run has read them.
+        if self.ctx_stamp == u64::MAX || self.ctx_stamp == 0 {
+            return;
+        }
+        let [_, read, write] = self.primary_row;
+        let lows = (1u64 << bpfsim_vm::memory::REGION_SHIFT) - 1;
+        for i in 0..(self.ctx_n as usize).min(CTX_SLOTS) {
+            // SAFETY: `ctx_pflags` points at one flag per kept load slot (`set_ctx_fields`).
+            let flags = unsafe { *self.ctx_pflags.add(i) };
+            if flags == 0 {
+                continue;
+            }
+            // SAFETY: slots below `ctx_n` are written by `read_ctx` (the stamp says it ran).
+            let (key, val) =
+                unsafe { (self.ctx_key[i].assume_init(), self.ctx_val[i].assume_init()) };
+            if key == u64::MAX {
+                continue;
+            }
+            let end = val & lows;
+            let ok = !self.primary_none
+                && val >> bpfsim_vm::memory::REGION_SHIFT == PRIMARY_REGION as u64
+                && (flags & crate::gen::bounds::END_READ == 0 || end <= read)
+                && (flags & crate::gen::bounds::END_WRITE == 0 || end <= write);
+            if !ok {
+                self.ctx_key[i] = MaybeUninit::new(u64::MAX);
+            }
+        }
+    }
+
     #[cold]
     fn compute_primary(&mut self) {
         let [base, read, write] = self.primary_row;
         self.primary_none = self.primary_row == [0; 3];
+        if self.ctx_pcheck && self.ctx_stamp != u64::MAX && self.ctx_stamp != 0 {
+            // The fields were checked against another row: check them again now, and read
+            // them afresh at the next refresh (a field unkept for the old row may suit this one).
+            self.check_proof_fields();
+            self.ctx_stamp = u64::MAX;
+        }
         self.primary_base = base;
         for (i, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
             self.primary_lt[i] = (read + 1).saturating_sub(size);

@@ -11,7 +11,7 @@ use cranelift_codegen::ir::{
     types, Block, InstBuilder, InstructionData, MemFlags, Opcode, Type, Value, ValueDef,
 };
 
-use super::{Exit, Fault, Gen, I64};
+use super::{bounds, Exit, Fault, Gen, I64};
 use crate::atomic_code;
 use crate::shims::{self, VmCtx};
 
@@ -27,6 +27,8 @@ impl Gen<'_, '_> {
     ) {
         let v = if let Some((top, at)) = self.fixed_stack(src, off, size) {
             self.load_zx_at(size, top, at)
+        } else if let Some((p, at)) = self.own_proven(pc, src, off) {
+            self.load_zx_at(size, p, at)
         } else if let Some(slot) = self.ctx_slot(pc, size, off) {
             let s = self.reg(src);
             let addr = self.offset(s, off);
@@ -59,6 +61,10 @@ impl Gen<'_, '_> {
         };
         if let Some((top, at)) = self.fixed_stack(dst, off, size) {
             self.store_sized(size, v, top, at);
+            return;
+        }
+        if let Some((p, at)) = self.own_proven(pc, dst, off) {
+            self.store_sized(size, v, p, at);
             return;
         }
         let d = self.reg(dst);
@@ -321,6 +327,26 @@ impl Gen<'_, '_> {
         }
         let top = self.b.use_var(self.frame_top);
         Some((top, off as i32))
+    }
+
+    /// An access at `[reg + off]` the JIT proved from the program's own bounds checks
+    /// (`bounds.rs`): the primary region's base plus the low 32 bits of the address, no clamp,
+    /// no branch. Returns the host address and the offset the access adds to it.
+    fn own_proven(&mut self, pc: usize, reg: Reg, off: i16) -> Option<(Value, i32)> {
+        let how = self.ctx_fields.proofs.proven.get(pc).copied().unwrap_or(0);
+        if how & bounds::PROVEN == 0 {
+            return None;
+        }
+        let r = self.reg(reg);
+        let (addr, at) = if how & bounds::FOLD != 0 {
+            (r, off as i32)
+        } else {
+            (self.offset(r, off), 0)
+        };
+        let low = self.low32(addr);
+        let idx = self.b.ins().uextend(I64, low);
+        let base = self.vm_load(offset_of!(VmCtx, primary_base));
+        Some((self.b.ins().iadd(base, idx), at))
     }
 
     /// The host address of a proven packet access ([`crate::Hints::packet`]): no branch, the
@@ -663,6 +689,13 @@ impl Gen<'_, '_> {
             .filter(|&(_, o, m)| o >= lo && o + m <= lo + n)
             .collect();
         for (i, o, m) in covered {
+            if self.ctx_fields.proofs.flags.get(i).copied().unwrap_or(0) != 0 {
+                // A field the JIT's own proofs rely on holds what the run checked
+                // (`VmCtx::read_ctx`), never a stored value: its next load hands the run over.
+                let none = self.iconst(u64::MAX);
+                self.vm_store(offset_of!(VmCtx, ctx_key) + 8 * i, none);
+                continue;
+            }
             // The load's bytes of the stored value, zero-extended as a load reads them.
             let shifted = if o == lo {
                 v

@@ -4,6 +4,7 @@
 //! `exits` / `budget` hold the paths that end a run or hand it to the interpreter.
 
 mod alu;
+pub(crate) mod bounds;
 mod budget;
 mod call;
 mod exits;
@@ -281,7 +282,7 @@ fn vm_off(field: usize) -> i32 {
 }
 
 /// Whether `insn` may write `r10` (which the interpreter allows, and the verifier refuses).
-fn writes_r10(insn: &Insn) -> bool {
+pub(super) fn writes_r10(insn: &Insn) -> bool {
     match *insn {
         Insn::Alu { dst, .. }
         | Insn::Neg { dst, .. }
@@ -400,6 +401,7 @@ pub(crate) fn build(
     prog: &Program,
     pcs: &[usize],
     hints: &Hints,
+    ctx_fields: &crate::CtxFields,
     srclocs: bool,
     root: Root,
     targets: &[LoopTarget],
@@ -577,7 +579,7 @@ pub(crate) fn build(
         no_ctx: &hints.no_ctx,
         packet: &hints.packet,
         ctx: &hints.ctx,
-        ctx_fields: crate::ctx_fields(prog, hints),
+        ctx_fields: ctx_fields.clone(),
         map_value: &hints.map_value,
         lookup: &hints.lookup,
         value_maps: crate::value_maps(prog, hints),

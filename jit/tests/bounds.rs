@@ -1,0 +1,301 @@
+//! Packet accesses the JIT proves from the program's own bounds checks (`gen::bounds`): with a
+//! context whose `data` and `data_end` are what they say, the interpreter's results; with one
+//! that lies (an end past the packet, a start in another region, a packet the run may not
+//! write), still the interpreter's results, the lying field's load handing the run over, and
+//! never an access outside the packet.
+
+use bpfsim_jit::{Hints, JitProgram};
+use bpfsim_vm::asm::assemble;
+use bpfsim_vm::isa::{Insn, Size};
+use bpfsim_vm::{Interpreter, Outcome, Program, Vm};
+
+/// An XDP-like context: `data` at offset 0 and `data_end` at 4, 4-byte loads that read the
+/// 64-bit guest pointers (as the kernel's rewrite of `xdp_md` does).
+struct Pkt {
+    data: u64,
+    end: u64,
+}
+
+impl bpfsim_vm::memory::Context for Pkt {
+    fn load(&self, off: u32, size: Size) -> Option<u64> {
+        match (off, size) {
+            (0, Size::W) => Some(self.data),
+            (4, Size::W) => Some(self.end),
+            _ => None,
+        }
+    }
+    fn store(&mut self, _: u32, _: Size, _: u64) -> bool {
+        false
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn loads_are_pure(&self) -> bool {
+        true
+    }
+}
+
+/// Helper 7 moves `data` by its first argument, as `bpf_xdp_adjust_head` does.
+struct MoveData;
+
+impl bpfsim_vm::Host for MoveData {
+    fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        mem: &mut bpfsim_vm::MemoryMap<'_>,
+    ) -> Result<u64, bpfsim_vm::HelperStop> {
+        if id != 7 {
+            return Err(bpfsim_vm::HelperStop::Unknown);
+        }
+        let p = mem
+            .context_mut()
+            .and_then(|c| c.downcast_mut::<Pkt>())
+            .ok_or(bpfsim_vm::HelperStop::Fault)?;
+        p.data = p.data.wrapping_add(args[0]);
+        Ok(0)
+    }
+}
+
+/// The verifier's context hints for every load through `r6` (the programs keep the context
+/// there), and nothing else: what the JIT proves of the packet it proves alone.
+fn ctx_hints(prog: &Program) -> Hints {
+    let slots = prog.iter().map(|(pc, _)| pc + 2).max().unwrap_or(0);
+    let mut ctx = vec![false; slots];
+    for (pc, insn) in prog.iter() {
+        if let Insn::Load { src, .. } = insn {
+            ctx[pc] = src.index() == 6;
+        }
+    }
+    Hints {
+        ctx,
+        ..Hints::default()
+    }
+}
+
+/// How the context is made for a run over `packet` (the primary region) and `other` (a second
+/// region): `data` and `data_end` from the two regions' guest addresses.
+type Make = dyn Fn(u64, u64, usize) -> Pkt;
+
+/// Runs `src` over `packet` (writable or not) under the interpreter and the JIT, three runs on
+/// one map each, and returns both engines' outcomes and packets after.
+fn both(src: &str, packet: &[u8], writable: bool, make: &Make) -> [(Vec<Outcome>, Vec<u8>); 2] {
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    let interp = Interpreter::new(&prog);
+    let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+    engines.map(|e| {
+        let mut vm = Vm::default();
+        // The packet between guard bytes of one allocation: a proven access outside it would
+        // show there.
+        let mut buf = vec![0xeeu8; packet.len() + 8192];
+        buf[4096..4096 + packet.len()].copy_from_slice(packet);
+        let before = buf.clone();
+        let mut other = [0x55u8; 64];
+        let mut outs = Vec::new();
+        let mut ctx;
+        {
+            let (head, rest) = buf.split_at_mut(4096);
+            let (pkt, tail) = rest.split_at_mut(packet.len());
+            let mut mem = vm.memory();
+            let p = if writable {
+                mem.map_mut(pkt).unwrap()
+            } else {
+                mem.map_ro(pkt).unwrap()
+            };
+            let o = mem.map_mut(&mut other).unwrap();
+            ctx = make(p, o, packet.len());
+            let c = mem.map_context(&mut ctx).unwrap();
+            let mut prepared = e.prepare();
+            for _ in 0..3 {
+                let args = [c, 0, 0, 0, 0];
+                outs.push(match &mut prepared {
+                    Some(p) => p.execute(&mut mem, &mut MoveData, args, 10_000),
+                    None => e.execute(&mut mem, &mut MoveData, args, 10_000),
+                });
+            }
+            let _ = (head, tail);
+        }
+        assert_eq!(&buf[..4096], &before[..4096], "{src}: guard before");
+        assert_eq!(
+            &buf[4096 + packet.len()..],
+            &before[4096 + packet.len()..],
+            "{src}: guard after"
+        );
+        (outs, buf[4096..4096 + packet.len()].to_vec())
+    })
+}
+
+fn truthful(p: u64, _: u64, len: usize) -> Pkt {
+    Pkt {
+        data: p,
+        end: p + len as u64,
+    }
+}
+
+/// clang's shape: a bounds check of `data` plus a constant against `data_end`, then loads and
+/// a store below it.
+const PARSE: &str = "mov %r6, %r1
+ldxw %r2, [%r6+0]
+ldxw %r3, [%r6+4]
+mov %r4, %r2
+add %r4, 14
+mov %r0, 0
+jgt %r4, %r3, +5
+ldxb %r0, [%r2+13]
+ldxh %r5, [%r2+12]
+add %r0, %r5
+stxb [%r2+1], %r0
+ldxdw %r1, [%r2+6]
+exit";
+
+#[test]
+fn proven_accesses_give_the_interpreters_results() {
+    let prog = Program::new(assemble(PARSE).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    // The three loads and the store below the check, no other access.
+    assert_eq!(jit.bounds_proven(), vec![7, 8, 10, 11]);
+    for len in [0usize, 1, 13, 14, 15, 64] {
+        let packet: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
+        let [i, j] = both(PARSE, &packet, true, &truthful);
+        assert_eq!(i, j, "len {len}");
+    }
+}
+
+/// `data_end` past the packet's region: the proof's bound is a lie, and the run hands itself
+/// to the interpreter at its load, which faults where the access leaves the packet.
+#[test]
+fn an_end_past_the_packet_hands_the_run_over() {
+    let src = "mov %r6, %r1
+ldxw %r2, [%r6+0]
+ldxw %r3, [%r6+4]
+mov %r4, %r2
+add %r4, 2000
+mov %r0, 0
+jgt %r4, %r3, +2
+ldxb %r0, [%r2+1999]
+stxb [%r2+1990], %r0
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    assert_eq!(
+        JitProgram::compile_with(&prog, &ctx_hints(&prog))
+            .unwrap()
+            .bounds_proven(),
+        vec![7, 8]
+    );
+    for extra in [1u64, 100, 4096, 1 << 31] {
+        let lie = move |p: u64, _: u64, len: usize| Pkt {
+            data: p,
+            end: p + len as u64 + extra,
+        };
+        for len in [0usize, 64, 1999, 2000] {
+            let [i, j] = both(src, &vec![3u8; len], true, &lie);
+            assert_eq!(i, j, "len {len}, end {extra} past it");
+        }
+    }
+}
+
+/// `data` in another region than the packet (the primary one): the proofs' base is not the
+/// packet, and the run hands itself over at its load; the interpreter reads the other region.
+#[test]
+fn a_start_in_another_region_hands_the_run_over() {
+    let in_other = |_: u64, o: u64, _: usize| Pkt {
+        data: o,
+        end: o + 64,
+    };
+    let [i, j] = both(PARSE, &[9u8; 64], true, &in_other);
+    assert_eq!(i, j);
+    assert!(i.0[0].result.is_ok(), "{:?}", i.0[0]);
+}
+
+/// A packet the run may not write: a proven store's bound does not hold for writing, and the
+/// interpreter faults at the store as it would.
+#[test]
+fn a_read_only_packet_hands_proven_stores_over() {
+    let [i, j] = both(PARSE, &[1u8; 64], false, &truthful);
+    assert_eq!(i, j);
+    assert!(i.0[0].result.is_err(), "{:?}", i.0[0]);
+}
+
+/// A call may move the packet: a check made before it proves nothing of a `data` loaded
+/// after it (here 50 bytes further on, its old bound past the packet's end), though a
+/// register still holds the value loaded before.
+#[test]
+fn a_check_before_a_call_proves_nothing_after_it() {
+    let src = "mov %r6, %r1
+ldxw %r2, [%r6+0]
+ldxw %r3, [%r6+4]
+mov %r7, %r2
+mov %r4, %r2
+add %r4, 40
+mov %r0, 0
+jgt %r4, %r3, +6
+ldxb %r0, [%r2+39]
+mov %r1, 50
+call 7
+ldxw %r2, [%r6+0]
+ldxb %r1, [%r2+39]
+add %r0, %r1
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    assert_eq!(jit.bounds_proven(), vec![8]);
+    for len in [40usize, 64, 89, 90, 200] {
+        let [i, j] = both(src, &vec![5u8; len], true, &truthful);
+        assert_eq!(i, j, "len {len}");
+    }
+}
+
+/// Pointers that survive a call keep what was proven of them (the call does not move the
+/// registers' values, only the context's fields), as do spills (until a call, which may
+/// write the stack); a pointer plus a small
+/// variable (`ihl * 4`) is proven by its own check; a join of paths that disagree on a
+/// constant keeps the weakest bound.
+#[test]
+fn proofs_survive_calls_spills_variables_and_joins() {
+    let src = "mov %r6, %r1
+ldxw %r7, [%r6+0]
+ldxw %r8, [%r6+4]
+mov %r4, %r7
+add %r4, 34
+mov %r0, 0
+jgt %r4, %r8, +19
+stxdw [%r10-8], %r7
+ldxdw %r2, [%r10-8]
+ldxb %r0, [%r2+33]
+mov %r1, 0
+call 7
+ldxb %r3, [%r7+14]
+and %r3, 15
+lsh %r3, 2
+mov %r5, %r7
+add %r5, 14
+jeq %r0, 0, +1
+add %r5, 4
+add %r5, %r3
+mov %r4, %r5
+add %r4, 8
+jgt %r4, %r8, +3
+ldxdw %r1, [%r5+0]
+add %r0, %r1
+ldxb %r1, [%r5+8]
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    // The reloaded spill, the pointer kept across the call, the sum's load; not the load
+    // past the sum's check.
+    assert_eq!(jit.bounds_proven(), vec![9, 12, 23]);
+    for len in [0usize, 33, 34, 60, 64, 100] {
+        for first in [0u8, 1, 0x45, 0xff] {
+            let mut packet = vec![first; len];
+            if len > 33 {
+                packet[33] = first & 1;
+            }
+            let [i, j] = both(src, &packet, true, &truthful);
+            assert_eq!(i, j, "len {len}, byte {first}");
+        }
+    }
+}
