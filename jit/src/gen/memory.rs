@@ -343,10 +343,38 @@ impl Gen<'_, '_> {
         } else {
             (self.offset(r, off), 0)
         };
+        // A pointer the code made from a field the proofs start from (`data + 14`): the host
+        // address made at the field's load, plus the constant. No wrap: the sum is inside the
+        // field's region, below the bound the proof found.
+        if how & bounds::FOLD != 0 {
+            let dfg = &self.b.func.dfg;
+            let (x, k) = match self.sum_of(r) {
+                Some(Sum::Imm(x, k)) if k >= 0 => (dfg.resolve_aliases(x), k),
+                _ => (dfg.resolve_aliases(r), 0),
+            };
+            if let Some(&(_, h)) = self.own_hosts.iter().find(|&&(v, _)| v == x) {
+                if let Ok(at) = i32::try_from(k + off as i64) {
+                    return Some((h, at));
+                }
+            }
+        }
+        // The host address of one guest value, made once per block: clang's parsers read
+        // several fields through one pointer (`eth->h_proto`, then the next header's).
+        let block = self.b.current_block()?;
+        if let Some(&(_, _, p)) = self
+            .own_addrs
+            .iter()
+            .find(|&&(b, a, _)| b == block && a == addr)
+        {
+            return Some((p, at));
+        }
         let low = self.low32(addr);
         let idx = self.b.ins().uextend(I64, low);
         let base = self.vm_load(offset_of!(VmCtx, primary_base));
-        Some((self.b.ins().iadd(base, idx), at))
+        let p = self.b.ins().iadd(base, idx);
+        self.own_addrs.retain(|&(b, _, _)| b == block);
+        self.own_addrs.push((block, addr, p));
+        Some((p, at))
     }
 
     /// The host address of a proven packet access ([`crate::Hints::packet`]): no branch, the
@@ -739,7 +767,18 @@ impl Gen<'_, '_> {
         let before = self.b.ins().iadd_imm(left, unexec);
         self.hand_over(pc, before);
         self.switch(fast);
-        self.vm_load(offset_of!(VmCtx, ctx_val) + 8 * slot)
+        let v = self.vm_load(offset_of!(VmCtx, ctx_val) + 8 * slot);
+        if self.ctx_fields.proofs.flags.get(slot).copied().unwrap_or(0) & bounds::BASE != 0 {
+            // The field's host address, for the accesses proven through it (`own_proven`):
+            // made here, it dominates every use of the value. The run checked the field
+            // points into the primary region.
+            let low = self.b.ins().ireduce(types::I32, v);
+            let idx = self.b.ins().uextend(I64, low);
+            let base = self.vm_load(offset_of!(VmCtx, primary_base));
+            let h = self.b.ins().iadd(base, idx);
+            self.own_hosts.push((v, h));
+        }
+        v
     }
 
     pub(super) fn load(&mut self, pc: usize, addr: Value, size: Size) -> Value {

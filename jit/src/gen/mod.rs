@@ -273,6 +273,11 @@ pub(crate) struct Gen<'a, 'b> {
     /// block (`mov rX, imm`, `lddw rX, func`): a `bpf_loop` whose arguments are known needs no
     /// test of them.
     consts: [Option<u64>; 11],
+    /// The host addresses the JIT's own packet proofs made in the current block, by the
+    /// guest address they translate (see `memory::own_proven`).
+    own_addrs: Vec<(Block, Value, Value)>,
+    /// For each load of a field the proofs start from, its value and its host address.
+    own_hosts: Vec<(Value, Value)>,
 }
 
 const I64: Type = types::I64;
@@ -626,6 +631,8 @@ pub(crate) fn build(
         srclocs,
         loop_targets,
         consts: [None; 11],
+        own_addrs: Vec::new(),
+        own_hosts: Vec::new(),
     };
     g.at_slot(None);
     g.prologue(regs_read_by(insns));
