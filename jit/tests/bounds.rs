@@ -299,3 +299,38 @@ exit";
         }
     }
 }
+
+/// A scalar plus a pointer (`r3 = (ihl & 15) << 2; r3 += data`, the operands the other way
+/// round from `data += r3`) is a pointer too, proven by its own check.
+#[test]
+fn a_scalar_plus_a_pointer_is_a_pointer() {
+    let src = "mov %r6, %r1
+ldxw %r7, [%r6+0]
+ldxw %r8, [%r6+4]
+mov %r4, %r7
+add %r4, 20
+mov %r0, 0
+jgt %r4, %r8, +8
+ldxb %r3, [%r7+0]
+and %r3, 15
+lsh %r3, 2
+add %r3, %r7
+mov %r4, %r3
+add %r4, 4
+jgt %r4, %r8, +1
+ldxw %r0, [%r3+0]
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    assert_eq!(jit.bounds_proven(), vec![7, 14]);
+    for len in [0usize, 20, 23, 24, 63, 64, 80] {
+        for first in [0u8, 5, 0x4f, 0xff] {
+            let mut packet = vec![0x11u8; len];
+            if len > 0 {
+                packet[0] = first;
+            }
+            let [i, j] = both(src, &packet, true, &truthful);
+            assert_eq!(i, j, "len {len}, byte {first}");
+        }
+    }
+}

@@ -45,6 +45,8 @@ const MAX_OFF: i64 = 1 << 20;
 const MAX_SPILLS: usize = 16;
 /// No room.
 const NONE: u8 = u8::MAX;
+/// The back edges merged into a leader before what they weaken is dropped.
+const WIDEN_AFTER: u8 = 4;
 
 /// Identities of pointer values: registers with the same id differ by the difference of their
 /// `d`. The kind is in the top bits.
@@ -86,7 +88,7 @@ impl Ptr {
     fn shifted(mut self, k: i64) -> Option<Ptr> {
         self.d += k;
         self.lo += k;
-        for r in &mut self.rooms {
+        for r in self.rooms.iter_mut().filter(|r| r.0 != NONE) {
             r.1 -= k;
         }
         (self.d.abs() <= MAX_OFF && self.lo.abs() <= MAX_OFF).then_some(self)
@@ -333,9 +335,9 @@ impl State {
     }
 
     /// Meet `other` (already [`Self::entering`] `leader`) into this state, the leader's; true
-    /// when this state changed. `widen` (a loop's back edge): what the state knows may only
-    /// shrink, so that a loop that weakens a fact at each trip drops it at once and the
-    /// analysis ends.
+    /// when this state changed. `widen` (a loop's back edge, after [`WIDEN_AFTER`] of them):
+    /// what the state knows may only shrink, so that a loop that weakens a fact at each trip
+    /// drops it and the analysis ends.
     fn join(&mut self, other: &State, leader: usize, widen: bool) -> bool {
         let old = self.clone();
         let was = |v: &Val| widen.then_some(*v);
@@ -446,15 +448,22 @@ pub(crate) fn prove(insns: &[Insn], pcs: &[usize], subprogs: &[usize], inp: &Inp
             work.insert(s);
         }
     }
-    let merge = |state: &mut Vec<Option<Box<State>>>,
-                 work: &mut std::collections::BTreeSet<usize>,
-                 from: usize,
-                 to: usize,
-                 s: &State| {
+    // Back edges merged into each leader: the first few may weaken what it knows as the
+    // paths around a loop meet; after them, what would weaken is dropped (see `State::join`).
+    let mut trips = vec![0u8; slots];
+    let mut merge = |state: &mut Vec<Option<Box<State>>>,
+                     work: &mut std::collections::BTreeSet<usize>,
+                     from: usize,
+                     to: usize,
+                     s: &State| {
         let s = s.entering(to);
+        let widen = to <= from && {
+            trips[to] = trips[to].saturating_add(1);
+            trips[to] > WIDEN_AFTER
+        };
         match &mut state[to] {
             Some(old) => {
-                if old.join(&s, to, to <= from) {
+                if old.join(&s, to, widen) {
                     work.insert(to);
                 }
             }
@@ -649,7 +658,10 @@ fn step(
                 (AluOp::Sub, Val::Ptr(p), Val::Scalar(a, b)) if a == b => p
                     .shifted((a as i64).wrapping_neg())
                     .map_or(Val::Unknown, Val::Ptr),
-                (AluOp::Add, Val::Ptr(p), Val::Scalar(a, b)) if b <= MAX_OFF as u64 => {
+                (AluOp::Add, Val::Ptr(p), Val::Scalar(a, b))
+                | (AluOp::Add, Val::Scalar(a, b), Val::Ptr(p))
+                    if b <= MAX_OFF as u64 =>
+                {
                     // A new value: the holders of this slot's sum from an earlier run of it
                     // hold another.
                     let id = VAR | pc as u64;
