@@ -14,6 +14,8 @@ use bpfsim_vm::{Interpreter, Outcome, Program, Vm};
 struct Pkt {
     data: u64,
     end: u64,
+    /// `data_end`'s low 4 bytes are a cell a store may write straight into.
+    cell: bool,
 }
 
 impl bpfsim_vm::memory::Context for Pkt {
@@ -24,8 +26,20 @@ impl bpfsim_vm::memory::Context for Pkt {
             _ => None,
         }
     }
-    fn store(&mut self, _: u32, _: Size, _: u64) -> bool {
-        false
+    fn store(&mut self, off: u32, size: Size, value: u64) -> bool {
+        if !self.cell || (off, size) != (4, Size::W) {
+            return false;
+        }
+        self.end = (self.end & !0xffff_ffff) | (value & 0xffff_ffff);
+        true
+    }
+    fn store_cell(&mut self, off: u32, size: Size) -> Option<&mut [u8]> {
+        if !self.cell || (off, size) != (4, Size::W) {
+            return None;
+        }
+        // SAFETY: a `u64` is 8 initialised bytes, any of which may hold any value; the low 4
+        // come first on a little-endian host.
+        Some(unsafe { std::slice::from_raw_parts_mut((&mut self.end as *mut u64).cast::<u8>(), 4) })
     }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
@@ -66,8 +80,8 @@ fn ctx_hints(prog: &Program) -> Hints {
     let slots = prog.iter().map(|(pc, _)| pc + 2).max().unwrap_or(0);
     let mut ctx = vec![false; slots];
     for (pc, insn) in prog.iter() {
-        if let Insn::Load { src, .. } = insn {
-            ctx[pc] = src.index() == 6;
+        if let Insn::Load { src: r, .. } | Insn::Store { dst: r, .. } = insn {
+            ctx[pc] = r.index() == 6;
         }
     }
     Hints {
@@ -133,6 +147,7 @@ fn truthful(p: u64, _: u64, len: usize) -> Pkt {
     Pkt {
         data: p,
         end: p + len as u64,
+        cell: false,
     }
 }
 
@@ -190,6 +205,7 @@ exit";
         let lie = move |p: u64, _: u64, len: usize| Pkt {
             data: p,
             end: p + len as u64 + extra,
+            cell: false,
         };
         for len in [0usize, 64, 1999, 2000] {
             let [i, j] = both(src, &vec![3u8; len], true, &lie);
@@ -205,6 +221,7 @@ fn a_start_in_another_region_hands_the_run_over() {
     let in_other = |_: u64, o: u64, _: usize| Pkt {
         data: o,
         end: o + 64,
+        cell: false,
     };
     let [i, j] = both(PARSE, &[9u8; 64], true, &in_other);
     assert_eq!(i, j);
@@ -332,5 +349,36 @@ exit";
             let [i, j] = both(src, &packet, true, &truthful);
             assert_eq!(i, j, "len {len}, byte {first}");
         }
+    }
+}
+
+/// A store into the cell of a field the proofs bound accesses by (which a verifier refuses,
+/// and a context may offer): the field is no longer kept, and its next load hands the run over,
+/// which then faults where the interpreter does.
+#[test]
+fn a_store_into_a_proofs_field_unkeeps_it() {
+    let src = "mov %r6, %r1
+ldxw %r2, [%r6+0]
+ldxw %r3, [%r6+4]
+add %r3, 1000
+stxw [%r6+4], %r3
+ldxw %r3, [%r6+4]
+mov %r4, %r2
+add %r4, 500
+mov %r0, 0
+jgt %r4, %r3, +1
+ldxb %r0, [%r2+499]
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    assert_eq!(jit.bounds_proven(), vec![10]);
+    let with_cell = |p: u64, _: u64, len: usize| Pkt {
+        data: p,
+        end: p + len as u64,
+        cell: true,
+    };
+    for len in [64usize, 499, 500, 600] {
+        let [i, j] = both(src, &vec![2u8; len], true, &with_cell);
+        assert_eq!(i, j, "len {len}");
     }
 }
