@@ -1205,10 +1205,16 @@ impl Host for SimHost<'_, '_> {
         let Ok(i) = self.map_index(map) else {
             return 0;
         };
-        if key.len() != self.maps[i].state.key_size() as usize {
-            return 0;
+        // `lookup_in` without its `Result`; a key of another size finds nothing
+        // (`MapState::lookup`).
+        let cpu = self.env.cpu;
+        let m = &mut self.maps[i];
+        match m.state.lookup(key, cpu) {
+            Some(off) => m
+                .base(m.state.arena_index(cpu))
+                .map_or(0, |b| b + off as u64),
+            None => 0,
         }
-        self.lookup_in(i, key).unwrap_or(0)
     }
 
     #[inline]

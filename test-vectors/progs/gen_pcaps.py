@@ -350,6 +350,7 @@ PCAPS = {
                         "fw_vlan100_ipv4_tcp_syn_22", "fw_vlan100_from_198_51_100_1", "ipv4_udp_22",
                         "ipv4_tcp_syn_23", "ipv4_udp_fragment_2nd"],
     "percpu_stats": CORE + MORE,
+    "hash_lookups": CORE + MORE + ["ipv4_tcp_syn_23", "ipv4_udp_22", "ipv4_tcp_syn_8080"],
     "tail_calls": CORE + ["ipv4_tcp_syn_23", "ipv6_udp_hoplimit_1"],
     "bpf2bpf_calls": CORE + ["ipv4_tcp_syn_6000", "ipv4_udp_6999", "ipv4_udp_7000", "ipv4_tcp_port_0",
                              "ipv6_udp_6500", "ipv4_gre"],

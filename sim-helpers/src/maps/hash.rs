@@ -114,7 +114,7 @@ impl HashTab {
     }
 
     /// A lookup from a program: marks an LRU element as referenced.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup(&mut self, key: &[u8]) -> Option<usize> {
         let slot = self.index.find(key)?;
         if let Some(lru) = &mut self.lru {

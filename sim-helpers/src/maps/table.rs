@@ -186,16 +186,24 @@ impl KeyIndex {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, key: &[u8]) -> Option<u32> {
         let ks = self.key_size;
         if key.len() != ks {
             return None;
         }
         if ks <= SHORT_KEY {
+            // An empty map (a filter nobody has filled) answers before the key is read and
+            // hashed: the read waits on the program's stores of the key.
+            if self.short.len == 0 {
+                return None;
+            }
             // The key (often the program's, just written) read once, byte by byte.
             let words = short_words(key, true);
             return self.short.find(words, hash_words(words, ks));
+        }
+        if self.index.is_empty() {
+            return None;
         }
         let keys = &self.keys;
         self.index
