@@ -28,8 +28,8 @@ step "real-world XDP objects (xdp-tools, as Debian ships it; best effort)"
 scripts/fetch-realworld.sh target/realworld || echo "not fetched: tests/realworld.rs will skip"
 step "unit, integration and property tests"
 cargo test --workspace
-step "JIT against the interpreter: 10,000 random programs, 2,000 with proven stack accesses, 3,000 with callbacks (optimised build)"
-cargo test --release -p bpfsim-jit --test differential --test stack_differential --test callback_props
+step "JIT against the interpreter: 10,000 random programs, 2,000 with proven stack accesses, 3,000 with callbacks, 2,000 packet parsers over 77 lengths (optimised build)"
+cargo test --release -p bpfsim-jit --test differential --test stack_differential --test callback_props --test bounds_props
 step "benchmarks in test mode (each bench runs once)"
 cargo test -p bpfsim-benches --benches
 step "conformance suite"
