@@ -339,17 +339,31 @@ pub fn object(
             Ok(o) if o.insns.len() == p.insns.len() => &o.insns,
             _ => &p.insns,
         };
+        // The packet accesses the JIT proved from the program's own bounds checks: no clamp
+        // and no check in their code.
+        let proven = jit.bounds_proven();
         let text = match format {
             Format::Text => format!(
-                "{}; {} (section {}, {}): verified, compiled with the verifier's hints\n{}",
+                "{}; {} (section {}, {}): verified, compiled with the verifier's hints\n\
+                 ; packet accesses proven by the program's own bounds checks (no check): {}\n{}",
                 if listed_any { "\n" } else { "" },
                 p.name,
                 p.section,
                 p.prog_type,
+                if proven.is_empty() {
+                    "none".to_string()
+                } else {
+                    proven
+                        .iter()
+                        .map(|pc| pc.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
                 listing_text(listing, shown, style)
             ),
             Format::Json => {
                 let mut v = listing_json(listing, shown, style);
+                v["bounds_proven"] = proven.into();
                 v["program"] = p.name.clone().into();
                 v["section"] = p.section.clone().into();
                 v["type"] = p.prog_type.to_string().into();

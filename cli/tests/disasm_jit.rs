@@ -317,3 +317,54 @@ fn unknown_program_is_a_usage_error_with_or_without_jit() {
         );
     }
 }
+
+/// The listing names the packet accesses the JIT proved from the program's own bounds checks,
+/// and their code has no clamp (a conditional move) and no compare.
+#[test]
+fn the_listing_names_the_accesses_proven_by_the_programs_checks() {
+    let obj = root().join("progs/parse_headers.bpf.o");
+    let (code, out, err, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--jit"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "; packet accesses proven by the program's own bounds checks (no check): ",
+            )
+        })
+        .unwrap_or_else(|| panic!("{out}"));
+    let proven: Vec<usize> = line.split(", ").map(|p| p.parse().unwrap()).collect();
+    assert!(proven.len() >= 30, "{line}");
+    let (_, json, _, _) = bpfsim(
+        &["disasm", obj.to_str().unwrap(), "--jit", "--format", "json"],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    let from_json: Vec<usize> = v["bounds_proven"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(from_json, proven);
+    if cfg!(target_arch = "x86_64") {
+        // Each proven access's own host instructions: the lines after its BPF line.
+        let lines: Vec<&str> = out.lines().collect();
+        for &pc in &proven {
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("{pc}: ")))
+                .unwrap();
+            let code: Vec<&str> = lines[at + 1..]
+                .iter()
+                .take_while(|l| l.starts_with(' '))
+                .copied()
+                .collect();
+            assert!(
+                code.iter()
+                    .all(|l| !l.contains("cmov") && !l.contains("cmp")),
+                "{pc}: {code:?}"
+            );
+        }
+    }
+}
