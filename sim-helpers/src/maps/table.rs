@@ -12,22 +12,37 @@ use hashbrown::HashTable;
 /// Iteration order never depends on it; it only spreads keys over the index.
 #[inline]
 pub(crate) fn hash_key(key: &[u8]) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let n = key.len();
     if n <= SHORT_KEY {
         return hash_words(short_words(key, false), n);
     }
+    hash_long_key(key, false)
+}
+
+/// [`hash_key`] of a key longer than [`SHORT_KEY`] bytes, its words read as [`short_words`]
+/// reads them (`bytewise`: each byte on its own); the same hash either way.
+#[inline(always)]
+fn hash_long_key(key: &[u8], bytewise: bool) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let n = key.len();
     let mut h = (n as u64).wrapping_mul(K);
-    let mut chunks = key.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    let whole = n / 8 * 8;
+    let mut at = 0;
+    while at < whole {
+        let w = if bytewise {
+            key_word8(key, at, true)
+        } else {
+            u64::from_le_bytes(first(&key[at..]))
+        };
         h = (h.rotate_left(23) ^ w).wrapping_mul(K);
+        at += 8;
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut buf = [0u8; 8];
-        buf[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
+    if whole < n {
+        let mut w = 0;
+        for i in whole..n {
+            w |= key_byte(key, i, bytewise) << (8 * (i - whole));
+        }
+        h = (h.rotate_left(23) ^ w).wrapping_mul(K);
     }
     // Final avalanche: hashbrown takes its control byte from the top bits.
     h ^= h >> 33;
@@ -205,9 +220,20 @@ impl KeyIndex {
         if self.index.is_empty() {
             return None;
         }
+        self.find_long(key)
+    }
+
+    /// [`Self::find`] of a key longer than [`SHORT_KEY`] bytes, out of line: the hashbrown
+    /// probe's registers and stack would otherwise be saved and set up by every lookup of a
+    /// short key too (the caller's whole frame). The key hashed from bytes read one by one, as
+    /// [`short_words`] reads short ones: 8-byte loads of a key the program just stored in
+    /// smaller pieces wait for those stores to reach the cache.
+    #[inline(never)]
+    fn find_long(&self, key: &[u8]) -> Option<u32> {
+        let ks = self.key_size;
         let keys = &self.keys;
         self.index
-            .find(hash_key(key), |&s| {
+            .find(hash_long_key(key, true), |&s| {
                 &keys[s as usize * ks..(s as usize + 1) * ks] == key
             })
             .copied()
@@ -548,6 +574,51 @@ pub(crate) fn read_value(src: &[u8], lock: Option<u32>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A lookup hashes a long key from its bytes one by one, an insertion from its words:
+        /// the two must agree, or lookups would miss keys that are there.
+        #[test]
+        fn long_keys_hash_alike_read_either_way(key in proptest::collection::vec(any::<u8>(), 17..80)) {
+            prop_assert_eq!(hash_long_key(&key, true), hash_long_key(&key, false));
+            prop_assert_eq!(hash_long_key(&key, true), hash_key(&key));
+        }
+
+        /// Keys of every length, short and long, found after their insertion, not after their
+        /// removal, and never when absent, the index empty or not.
+        #[test]
+        fn index_finds_exactly_its_keys(
+            ks in 1usize..40,
+            ops in proptest::collection::vec((any::<bool>(), 0u8..24), 1..120),
+        ) {
+            let slots = 24;
+            let key = |k: u8| -> Vec<u8> {
+                (0..ks).map(|i| k.wrapping_mul(31).wrapping_add(i as u8 ^ k)).collect()
+            };
+            let mut index = KeyIndex::new(ks, slots);
+            let mut model: std::collections::HashMap<Vec<u8>, u32> = Default::default();
+            for (insert, k) in ops {
+                let kb = key(k);
+                prop_assert_eq!(index.find(&kb), model.get(&kb).copied());
+                match (insert, model.get(&kb).copied()) {
+                    (true, None) => {
+                        index.insert(k as u32, &kb);
+                        model.insert(kb.clone(), k as u32);
+                    }
+                    (false, Some(slot)) => {
+                        index.remove(slot);
+                        model.remove(&kb);
+                    }
+                    _ => {}
+                }
+                prop_assert_eq!(index.find(&kb), model.get(&kb).copied());
+                prop_assert_eq!(index.len(), model.len());
+            }
+            // A key of another length finds nothing.
+            prop_assert_eq!(index.find(&vec![0; ks + 1]), None);
+        }
+    }
 
     #[test]
     fn index_finds_moves_and_forgets_keys() {
