@@ -1,8 +1,9 @@
-//! Hash map lookups (HASH, LRU_HASH, PERCPU_HASH; 4-, 13- and 20-byte keys; empty maps and
-//! filled ones, hits and misses) under the interpreter and the JIT, whose lookups take the
-//! direct path with the key's bytes (`Host::map_lookup_key`): the same verdicts, the same map
-//! contents afterwards (the LRU's evictions follow the reference marks lookups leave), per-CPU
-//! values on the run's CPU only, and a test's override of the helper answering every lookup.
+//! Hash map lookups (HASH, LRU_HASH, PERCPU_HASH, LRU_PERCPU_HASH; 4-, 13- and 20-byte keys;
+//! empty maps and filled ones, hits and misses) under the interpreter and the JIT, whose
+//! lookups take the direct path with the key's bytes (`Host::map_lookup_key`): the same
+//! verdicts, the same map contents afterwards (the LRU's evictions follow the reference marks
+//! lookups leave), per-CPU values on the run's CPU only, and a test's override of the helper
+//! answering every lookup.
 
 use bpfsim_helpers::object::{Engine, LoadedObject};
 use bpfsim_helpers::run::Input;
@@ -84,23 +85,30 @@ fn run(engine: Engine, override_lookup: bool) -> (Vec<u64>, Maps) {
                 .retval
         })
         .collect();
-    let maps = ["by_src", "flows", "per_proto", "by_wide", "never"]
-        .iter()
-        .map(|name| {
-            let id = obj.map_id(name).unwrap();
-            let maps = &obj.runner.maps;
-            let entries = match maps.entries_percpu(id) {
-                Ok(e) => e,
-                Err(_) => maps
-                    .entries(id)
-                    .unwrap()
-                    .into_iter()
-                    .map(|(k, v)| (k, vec![v]))
-                    .collect(),
-            };
-            (name.to_string(), entries)
-        })
-        .collect();
+    let maps = [
+        "by_src",
+        "flows",
+        "per_proto",
+        "by_wide",
+        "recent_src",
+        "never",
+    ]
+    .iter()
+    .map(|name| {
+        let id = obj.map_id(name).unwrap();
+        let maps = &obj.runner.maps;
+        let entries = match maps.entries_percpu(id) {
+            Ok(e) => e,
+            Err(_) => maps
+                .entries(id)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k, vec![v]))
+                .collect(),
+        };
+        (name.to_string(), entries)
+    })
+    .collect();
     (verdicts, maps)
 }
 
@@ -134,6 +142,14 @@ fn engines_agree_on_hits_misses_evictions_and_per_cpu_values() {
         .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap()))
         .collect();
     assert_eq!(bytes, [0, 14 * 42, 0]);
+    // The per-CPU LRU of two sources kept two of the three, counted on CPU 1 only.
+    let recent = entries(&im, "recent_src");
+    assert_eq!(recent.len(), 2);
+    for (_, values) in recent {
+        assert_eq!(values[0], [0; 8]);
+        assert_ne!(values[1], [0; 8]);
+        assert_eq!(values[2], [0; 8]);
+    }
 }
 
 #[test]

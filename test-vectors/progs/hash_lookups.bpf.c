@@ -3,10 +3,11 @@
  * itself: a count per IPv4 source (HASH, 4-byte key), a count per flow (LRU
  * HASH of 4 entries, the 13-byte 5-tuple: a fifth flow evicts one), bytes per
  * protocol (PERCPU_HASH), a count per 20-byte key (a key longer than the short
- * keys' 16 bytes) and a map nothing fills (every lookup a miss on an empty
- * map). The verdict counts the hits: XDP_DROP (1) when the source and the flow
- * are both new, XDP_PASS (2) for one hit, XDP_TX (3) for two. Non-IPv4 frames
- * look up the empty map only and pass. */
+ * keys' 16 bytes), a count per source in a per-CPU LRU HASH of 2 entries (a
+ * third source evicts one) and a map nothing fills (every lookup a miss on an
+ * empty map). The verdict counts the hits of the first two: XDP_DROP (1) when
+ * the source and the flow are both new, XDP_PASS (2) for one hit, XDP_TX (3)
+ * for two. Non-IPv4 frames look up the empty map only and pass. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -65,6 +66,13 @@ struct {
 	__type(value, __u64);
 	__uint(max_entries, 16);
 } never SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__type(key, __be32);
+	__type(value, __u64);
+	__uint(max_entries, 2);
+} recent_src SEC(".maps");
 
 static __always_inline int count(void *map, void *key)
 {
@@ -134,6 +142,7 @@ int xdp_hash_lookups(struct xdp_md *ctx)
 	w.proto = proto;
 	w.len = len;
 	count(&by_wide, &w);
+	count(&recent_src, &src);
 
 	return XDP_DROP + hits;
 }
