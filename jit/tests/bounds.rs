@@ -238,3 +238,47 @@ exit";
         assert_eq!(i, j, "len {len}");
     }
 }
+
+/// A subprogram that only local calls enter starts with what its callers pass: `data` and
+/// `data_end` as arguments, checked and read in the callee (clang's `__noinline` parsers), from
+/// two call sites, one passing a pointer further on. A subprogram a helper may also call (a
+/// callback) starts with nothing known.
+#[test]
+fn a_callee_proves_what_its_callers_pass() {
+    let src = "mov %r6, %r1
+ldxw %r1, [%r6+0]
+ldxw %r2, [%r6+4]
+call local parse
+mov %r7, %r0
+ldxw %r1, [%r6+0]
+add %r1, 2
+ldxw %r2, [%r6+4]
+call local parse
+add %r0, %r7
+exit
+parse:
+mov %r0, 0
+mov %r3, %r1
+add %r3, 6
+jgt %r3, %r2, +1
+ldxw %r0, [%r1+2]
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    assert_eq!(jit.bounds_proven(), vec![15]);
+    for len in [0usize, 5, 6, 7, 8, 9, 64] {
+        let packet: Vec<u8> = (0..len as u8).collect();
+        let [i, j] = both(src, &packet, true, &truthful);
+        assert_eq!(i, j, "len {len}");
+    }
+    // The same callee, its address also taken (`lddw r5, func`): a helper may call it with
+    // anything in its registers.
+    let also = src.replacen(
+        "call local parse\nmov %r7",
+        "lddw %r5, func parse\ncall local parse\nmov %r7",
+        1,
+    );
+    let prog = Program::new(assemble(&also).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    assert_eq!(jit.bounds_proven(), Vec::<usize>::new());
+}

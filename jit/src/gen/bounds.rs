@@ -81,7 +81,7 @@ struct Ptr {
     base: u8,
     lo: i64,
     /// `(field, n)`: this plus `n` is at most the field's value ([`NONE`]: no room).
-    rooms: [(u8, i64); 2],
+    rooms: [(u8, i64); 3],
 }
 
 impl Ptr {
@@ -120,7 +120,7 @@ impl Ptr {
         if old.is_some_and(|o| lo < o.lo) {
             return None;
         }
-        let mut rooms = [(NONE, 0); 2];
+        let mut rooms = [(NONE, 0); 3];
         let mut k = 0;
         for &(f, n) in &self.rooms {
             if f == NONE {
@@ -246,21 +246,22 @@ impl State {
         self.spills.clear();
     }
 
-    /// `x + s <= y` of the values of two registers (`s` 1 for `<`), where `y` is a field as
-    /// loaded (an anchor) plus a constant: every holder of `x`'s id learns its room below the
-    /// field.
+    /// `x + s <= y` of the values of two registers (`s` 1 for `<`): where `y` has room `m`
+    /// below a field (`y + m <= field`; a field as loaded has room 0 below itself), every
+    /// holder of `x`'s id learns its room below that field.
     fn learn(&mut self, x: Val, y: Val, s: i64) {
         let (Val::Ptr(x), Val::Ptr(y)) = (x, y) else {
             return;
         };
-        if y.id & KIND != ANCHOR || x.id == y.id {
-            return;
-        }
-        let field = y.base;
-        for v in self.vals_mut() {
-            if let Val::Ptr(z) = v {
-                if z.id == x.id {
-                    z.add_room(field, x.d - z.d + s - y.d);
+        for (field, m) in y.rooms {
+            if field == NONE {
+                continue;
+            }
+            for v in self.vals_mut() {
+                if let Val::Ptr(z) = v {
+                    if z.id == x.id {
+                        z.add_room(field, x.d - z.d + s + m);
+                    }
                 }
             }
         }
@@ -367,6 +368,28 @@ impl State {
         *self != old
     }
 
+    /// What a local call to the subprogram at `entry` passes: `r1`-`r5`, each a value of its
+    /// own at the callee's entry (named after it, so that nothing the callee loads is taken
+    /// for one of them), in an epoch of the callee's own; nothing of the caller's frame.
+    fn for_callee(&self, entry: usize) -> State {
+        let mut s = State {
+            regs: [Val::Unknown; 11],
+            spills: Vec::new(),
+            epoch: JOINED + entry as u64,
+        };
+        for r in 1..6 {
+            s.regs[r] = match self.regs[r] {
+                Val::Ptr(mut p) => {
+                    p.id = join_id(entry, r);
+                    p.d = 0;
+                    Val::Ptr(p)
+                }
+                v => v,
+            };
+        }
+        s
+    }
+
     fn spill(&mut self, off: i16, v: Val) {
         self.unspill(off, 8);
         if v != Val::Unknown && self.spills.len() < MAX_SPILLS {
@@ -442,8 +465,33 @@ pub(crate) fn prove(insns: &[Insn], pcs: &[usize], subprogs: &[usize], inp: &Inp
     }
     let mut state: Vec<Option<Box<State>>> = vec![None; slots];
     let mut work = std::collections::BTreeSet::new();
+    // A subprogram only local calls enter starts with what its callers pass in `r1`-`r5`; any
+    // other (the main program, a callback a helper calls) with nothing known.
+    let mut called = vec![false; slots + 1];
+    let mut other = vec![false; slots + 1];
+    other[0] = true;
+    for (i, insn) in insns.iter().enumerate() {
+        let next = (pcs[i] + insn.slots()) as i64;
+        match *insn {
+            Insn::Call(CallTarget::Local(off)) => {
+                if let Ok(t) = usize::try_from(next + off as i64) {
+                    called[t.min(slots)] = true;
+                }
+            }
+            // The callee `off + 1` slots after the instruction's first.
+            Insn::LdImm64 {
+                imm: bpfsim_vm::isa::Imm64::Func(off),
+                ..
+            } => {
+                if let Ok(t) = usize::try_from(pcs[i] as i64 + 1 + off as i64) {
+                    other[t.min(slots)] = true;
+                }
+            }
+            _ => {}
+        }
+    }
     for &s in subprogs {
-        if s < slots && index[s] != usize::MAX {
+        if s < slots && index[s] != usize::MAX && (other[s] || !called[s]) {
             state[s] = Some(Box::new(State::entry()));
             work.insert(s);
         }
@@ -505,6 +553,13 @@ pub(crate) fn prove(insns: &[Insn], pcs: &[usize], subprogs: &[usize], inp: &Inp
                     merge(&mut state, &mut work, pc, t, &taken);
                     merge(&mut state, &mut work, pc, next, &fall);
                     break;
+                }
+                Insn::Call(CallTarget::Local(off)) => {
+                    let t = (next as i64 + off as i64) as usize;
+                    if subprogs.binary_search(&t).is_ok() && index.get(t) != Some(&usize::MAX) {
+                        merge(&mut state, &mut work, pc, t, &s.for_callee(t));
+                    }
+                    step(&mut s, pc, insn, inp, spills, None);
                 }
                 _ => step(&mut s, pc, insn, inp, spills, None),
             }
@@ -593,12 +648,13 @@ fn step(
                     .filter_map(Val::ptr)
                     .find(|p| p.id == id)
                     .copied();
+                // The field's value, room 0 below itself.
                 let fresh = Ptr {
                     id,
                     d: 0,
                     base: f as u8,
                     lo: 0,
-                    rooms: [(NONE, 0); 2],
+                    rooms: [(f as u8, 0), (NONE, 0), (NONE, 0)],
                 };
                 // The rooms of the holder, as of the value itself (its own base and bound 0).
                 let p = known.and_then(|p| p.shifted(-p.d)).map_or(fresh, |p| Ptr {
@@ -671,7 +727,7 @@ fn step(
                         d: 0,
                         base: p.base,
                         lo: p.lo + a as i64,
-                        rooms: [(NONE, 0); 2],
+                        rooms: [(NONE, 0); 3],
                     };
                     for &(f, n) in &p.rooms {
                         if f != NONE {
