@@ -282,3 +282,34 @@ exit";
     let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
     assert_eq!(jit.bounds_proven(), Vec::<usize>::new());
 }
+
+/// Paths that meet with a pointer at different constants from one value (`data + 18` on one,
+/// `data + 14` on the other) make the pointer a value of its own there: a check of it proves
+/// nothing of another register holding `data`, whose room depends on the path.
+#[test]
+fn a_join_of_different_offsets_is_a_new_value() {
+    let src = "mov %r6, %r1
+ldxw %r7, [%r6+0]
+ldxw %r8, [%r6+4]
+ldxw %r3, [%r6+0]
+mov %r5, %r7
+add %r5, 18
+jeq %r8, %r7, +1
+add %r5, -4
+mov %r2, %r5
+add %r2, 8
+mov %r0, 0
+jgt %r2, %r8, +2
+ldxb %r0, [%r5+7]
+ldxb %r0, [%r3+25]
+exit";
+    let prog = Program::new(assemble(src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    // Through the checked pointer itself, yes; through `data` 25 bytes on, no (22 were
+    // checked on the path most runs take).
+    assert_eq!(jit.bounds_proven(), vec![12]);
+    for len in [0usize, 21, 22, 23, 25, 26, 40] {
+        let [i, j] = both(src, &vec![4u8; len], true, &truthful);
+        assert_eq!(i, j, "len {len}");
+    }
+}

@@ -88,9 +88,24 @@ fn program() -> impl Strategy<Value = String> {
             "mov %r6, %r1\nldxw %r7, [%r6+0]\nldxw %r8, [%r6+4]\nmov %r9, %r7\nmov %r0, 0\n\
              stxdw [%r10-8], %r0\nstxdw [%r10-16], %r0\nstxdw [%r10-24], %r0\nstxdw [%r10-32], %r0\n",
         );
+        // Instructions of the body so far: a backward jump lands on one of them.
+        let mut emitted = 0usize;
         for (k, &(op, a, b, imm)) in ops.iter().enumerate() {
-            let l = line(op, a, b, imm, k, n);
-            // A two-instruction line would shift the jumps' targets: its call comes first.
+            // One line in sixteen a loop's back edge (the budget ends a runaway one under both
+            // engines alike); several-instruction lines make a forward jump land earlier than
+            // its line count, never past the exit.
+            let l = if op % 32 == 31 && emitted > 0 {
+                let back = 1 + (imm.unsigned_abs() as usize % emitted);
+                format!(
+                    "{} %r{}, %r{}, -{back}",
+                    CMP[a as usize % 4],
+                    reg(a),
+                    reg(b)
+                )
+            } else {
+                line(op, a, b, imm, k, n)
+            };
+            emitted += l.lines().count();
             src.push_str(&l);
             src.push('\n');
         }
