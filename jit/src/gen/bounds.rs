@@ -405,6 +405,8 @@ impl State {
     }
 }
 
+/// A spill slot's number among a join's holders ([`join_id`]): past the registers' 0-10, below
+/// the leader's bits for any 16-bit offset.
 fn spill_holder(off: i16) -> usize {
     16 + (off as i64 + 32768) as usize
 }
