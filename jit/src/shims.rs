@@ -1149,6 +1149,40 @@ pub extern "C" fn xdp_adjust_meta(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
     }
 }
 
+/// `call 12`, `bpf_tail_call(ctx, map, index)`: [`Host::tail_call`]. A failed call's `r0` with
+/// the status [`OK`]; a taken one leaves the tail call's status (or a fault its trap), as the
+/// helper's shim does; a host that does not answer leaves [`NOT_ANSWERED`] (and nothing else
+/// changed), and the code then calls the helper's shim.
+pub extern "C" fn tail_call(vm: *mut VmCtx, map: u64, index: u64) -> u64 {
+    // SAFETY: called by generated code with its run's context, whose `mem` (once built) and
+    // `host` are the run's and used by nothing else meanwhile. Not through `parts`: the host
+    // answers without filling or emptying a map's slot, so the slot table stays.
+    unsafe {
+        let v = &mut *vm;
+        if v.mem.is_null() {
+            v.materialize();
+        }
+        let host = &mut *(*v.host).host;
+        match host.tail_call(map, index, &mut *v.mem) {
+            Some(Ok(r0)) => {
+                v.status = OK;
+                r0
+            }
+            Some(Err(stop)) => {
+                // A tail call or a fault: nothing to call back.
+                if let Stopped::Calls { .. } = stopped(v, stop, bpfsim_vm::host::TAIL_CALL as u64) {
+                    v.trap(TrapCode::HelperFault, bpfsim_vm::host::TAIL_CALL as u64, 0);
+                }
+                0
+            }
+            None => {
+                v.status = NOT_ANSWERED;
+                0
+            }
+        }
+    }
+}
+
 /// `call 51`, `bpf_redirect_map(map, key, flags)`: [`Host::redirect_map`], which needs no
 /// memory map and cannot fail. Its answer with the status [`OK`]; a host that does not answer
 /// leaves the status [`NOT_ANSWERED`] (and nothing else changed), and the code then calls the

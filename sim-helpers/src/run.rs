@@ -690,7 +690,7 @@ impl<'e> SimHost<'e, '_> {
 
     /// `bpf_tail_call(ctx, prog_array, index)`: on success the run continues in that program;
     /// an empty slot or too many chained calls fail, and the caller goes on.
-    fn tail_call(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
+    fn tail_call_in(&mut self, mem: &mut MemoryMap<'_>, a: [u64; 5]) -> Result<u64, HelperStop> {
         let i = self.map_index(a[1])?;
         let m = &self.maps[i];
         let Some(off) = m.state.slot(a[2] as u32) else {
@@ -1217,6 +1217,19 @@ impl Host for SimHost<'_, '_> {
         }
     }
 
+    fn tail_call(
+        &mut self,
+        map: u64,
+        index: u64,
+        mem: &mut MemoryMap<'_>,
+    ) -> Option<Result<u64, HelperStop>> {
+        // An override answers the helper itself.
+        if self.overridden(bpfsim_vm::host::TAIL_CALL) {
+            return None;
+        }
+        Some(self.tail_call_in(mem, [0, map, index, 0, 0]))
+    }
+
     #[inline]
     fn redirect_map(&mut self, map: u64, key: u64, flags: u64) -> Option<u64> {
         // An override answers the helper itself; a handle that names no map is the helper's
@@ -1343,7 +1356,7 @@ impl SimHost<'_, '_> {
         let env = &mut *self.env;
         Ok(match id {
             1 => return self.map_lookup(mem, a),
-            12 => return self.tail_call(mem, a),
+            12 => return self.tail_call_in(mem, a),
             25 => return self.perf_output(mem, a),
             87..=89 => return self.queue_op(mem, id, a),
             bpfsim_vm::host::REDIRECT_MAP => return self.redirect_map(mem, a),

@@ -168,6 +168,7 @@ fn tail_calls_chain_at_most_33_times() {
         jmp = MAP_HANDLE_BASE,
     );
     let p = prog(&src);
+    let compiled = Program::new(assemble(&src).unwrap()).unwrap();
     let id = r.add_program(p.clone());
     r.maps
         .update(jmp, &0u32.to_le_bytes(), &id.to_le_bytes(), 0)
@@ -188,11 +189,29 @@ fn tail_calls_chain_at_most_33_times() {
         34,
         "the entry run and 33 tail calls"
     );
-    // An empty slot: the call fails and the program goes on.
-    r.maps.delete(jmp, &0u32.to_le_bytes()).unwrap();
-    let out = r.run(&p, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+    // The entry program under the JIT, whose `call 12` asks the host directly: the same
+    // chain, and the same count.
+    let jit = bpfsim_jit::JitProgram::compile(&compiled).unwrap();
+    let out = r
+        .run(&jit, ProgType::Xdp, &PACKET, Input::default())
+        .unwrap();
+    assert_eq!((out.retval, out.trap), (2, None));
+    assert_eq!(out.tail_calls, vec![id; 33]);
+    // A test's override of the helper still answers it under the JIT.
+    r.override_helper(12, |_, _| Ok(7));
+    let out = r
+        .run(&jit, ProgType::Xdp, &PACKET, Input::default())
+        .unwrap();
     assert_eq!(out.retval, 2);
     assert!(out.tail_calls.is_empty());
+    r.restore_helper(12);
+    // An empty slot: the call fails and the program goes on.
+    r.maps.delete(jmp, &0u32.to_le_bytes()).unwrap();
+    for e in [&p as &dyn bpfsim_vm::Executable, &jit] {
+        let out = r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+        assert_eq!(out.retval, 2);
+        assert!(out.tail_calls.is_empty());
+    }
 }
 
 #[test]

@@ -154,6 +154,24 @@ pub trait Host {
         None
     }
 
+    /// `bpf_tail_call(ctx, map, index)` (helper 12) without the generic dispatch: `Some(answer)`
+    /// exactly when `call_helper(12, [ctx, map, index, r4, r5], mem)` would return `answer`
+    /// (`Ok(r0)`: the call failed and the program goes on; `Err(HelperStop::TailCall(id))`: the
+    /// run goes on in program `id`; another `Err`: a fault), with the same effects, which
+    /// happen only then; `None` leaves everything as it was, and the engine then calls
+    /// `call_helper`. Engines may call it for every `call 12`, so it must never differ from
+    /// `call_helper`. The default: `None`.
+    #[inline]
+    fn tail_call(
+        &mut self,
+        map: u64,
+        index: u64,
+        mem: &mut MemoryMap<'_>,
+    ) -> Option<Result<u64, HelperStop>> {
+        let _ = (map, index, mem);
+        None
+    }
+
     /// Whether this host's `bpf_loop` (helper 181) is the simulator's, with no side effect:
     /// for `flags` (`r4`) 0 and `nr_loops` (`r1`, all 64 bits) from 1 to `1 << 23`,
     /// `call_helper(181, ..)` returns `Err(HelperStop::Loop { func: r2, iterations: r1, ctx:
@@ -216,6 +234,9 @@ pub const REDIRECT_MAP: u32 = 51;
 
 /// The helper id of `bpf_xdp_adjust_meta`.
 pub const XDP_ADJUST_META: u32 = 54;
+
+/// The helper id of `bpf_tail_call`.
+pub const TAIL_CALL: u32 = 12;
 
 /// The helper id of `bpf_loop`.
 pub const LOOP: u32 = 181;

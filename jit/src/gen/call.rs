@@ -765,6 +765,42 @@ impl Gen<'_, '_> {
         self.switch(done);
     }
 
+    /// `call 12`, `bpf_tail_call(r1, r2, r3)`: a direct call of the host's answer
+    /// ([`crate::shims::tail_call`]), with no budget or registers handed over: the answer
+    /// reads the program array's slot and runs nothing. A failed call goes on with its `r0`;
+    /// a taken one (or a fault) leaves its status, and the run stops here as after the helper's
+    /// shim (the tail call's exit, or the trap at this slot); a host that does not answer leaves
+    /// [`crate::shims::NOT_ANSWERED`], and the helper's shim is called.
+    pub(super) fn translate_tail_call(&mut self, pc: usize) {
+        let (map, index) = (self.reg_at(2), self.reg_at(3));
+        let call = self
+            .b
+            .ins()
+            .call(self.shims.tail_call, &[self.vm, map, index]);
+        let r0 = self.b.inst_results(call)[0];
+        let st = self.vm_load(offset_of!(VmCtx, status));
+        let done = self.b.create_block();
+        let generic = self.b.create_block();
+        self.b.set_cold_block(generic);
+        let answered = self.cont();
+        let unanswered = self
+            .b
+            .ins()
+            .icmp_imm(IntCC::Equal, st, crate::shims::NOT_ANSWERED as i64);
+        self.b.ins().brif(unanswered, generic, &[], answered, &[]);
+        self.switch(answered);
+        let failed = self.cont();
+        self.status_branch(pc, failed, &[]);
+        self.switch(failed);
+        self.set(Reg::R0, r0);
+        self.b.ins().jump(done, &[]);
+        self.switch(generic);
+        let idv = self.iconst(bpfsim_vm::host::TAIL_CALL as u64);
+        self.helper(pc, Helper::Any(idv));
+        self.b.ins().jump(done, &[]);
+        self.switch(done);
+    }
+
     /// The inline array lookup of `translate_map_lookup`, going on to `done` with `r0` set; a
     /// map the host does not list as an array goes to `call`.
     fn array_lookup(&mut self, pc: usize, call: Block, done: Block) {

@@ -43,6 +43,7 @@ pub(crate) struct ShimIds {
     pub loop_rest: FuncId,
     pub fetch_slots: FuncId,
     pub xdp_adjust_meta: FuncId,
+    pub tail_call: FuncId,
 }
 
 /// A compiled callback's function, which a `bpf_loop` made from one frame above `depth` may
@@ -66,6 +67,7 @@ struct Shims {
     loop_rest: FuncRef,
     fetch_slots: FuncRef,
     xdp_adjust_meta: FuncRef,
+    tail_call: FuncRef,
 }
 
 /// The shared exits ([`Gen::exit`]), each with its parameters.
@@ -430,6 +432,7 @@ pub(crate) fn build(
         loop_rest: module.declare_func_in_func(ids.loop_rest, b.func),
         fetch_slots: module.declare_func_in_func(ids.fetch_slots, b.func),
         xdp_adjust_meta: module.declare_func_in_func(ids.xdp_adjust_meta, b.func),
+        tail_call: module.declare_func_in_func(ids.tail_call, b.func),
     };
     // Only where a `bpf_loop` may call them.
     let loops = insns.iter().any(
