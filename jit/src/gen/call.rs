@@ -9,7 +9,7 @@ use bpfsim_vm::isa::{CallTarget, Insn, Reg, Size};
 use bpfsim_vm::memory::{frame_pointer, FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 use bpfsim_vm::TrapCode;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, Block, InstBuilder, MemFlags, Value};
+use cranelift_codegen::ir::{types, Block, FuncRef, InstBuilder, MemFlags, Value};
 
 use super::{Exit, Gen, I64};
 use crate::shims::{FrameSave, VmCtx};
@@ -713,89 +713,64 @@ impl Gen<'_, '_> {
     /// `call 51`, `bpf_redirect_map(r1, r2, r3)`: a direct call of the host's answer
     /// ([`crate::shims::redirect_map`], as the kernel's verifier turns the helper into a call
     /// of the map's own `map_redirect`), with no budget, registers or memory handed over: the
-    /// answer reads no memory, cannot fail nor run anything. A host that does not answer
-    /// leaves a status, and the helper's shim is called.
+    /// answer reads no memory, cannot fail nor run anything.
     pub(super) fn translate_redirect_map(&mut self, pc: usize) {
-        let (map, key, flags) = (self.reg_at(1), self.reg_at(2), self.reg_at(3));
-        let call = self
-            .b
-            .ins()
-            .call(self.shims.redirect_map, &[self.vm, map, key, flags]);
-        let r0 = self.b.inst_results(call)[0];
-        let st = self.vm_load(offset_of!(VmCtx, status));
-        let done = self.b.create_block();
-        let generic = self.b.create_block();
-        self.b.set_cold_block(generic);
-        let answered = self.cont();
-        self.b.ins().brif(st, generic, &[], answered, &[]);
-        self.switch(answered);
-        self.set(Reg::R0, r0);
-        self.b.ins().jump(done, &[]);
-        self.switch(generic);
-        let idv = self.iconst(bpfsim_vm::host::REDIRECT_MAP as u64);
-        self.helper(pc, Helper::Any(idv));
-        self.b.ins().jump(done, &[]);
-        self.switch(done);
+        let args = [self.vm, self.reg_at(1), self.reg_at(2), self.reg_at(3)];
+        let f = self.shims.redirect_map;
+        self.direct_helper(pc, f, &args, bpfsim_vm::host::REDIRECT_MAP, false);
     }
 
     /// `call 54`, `bpf_xdp_adjust_meta(r1, r2)`: a direct call of the host's answer
     /// ([`crate::shims::xdp_adjust_meta`]), with no budget or registers handed over: the answer
-    /// moves at most the context's metadata edge, runs nothing and maps nothing. A host that
-    /// does not answer leaves a status, and the helper's shim is called.
+    /// moves at most the context's metadata edge, runs nothing and maps nothing.
     pub(super) fn translate_xdp_adjust_meta(&mut self, pc: usize) {
-        let (ctx, delta) = (self.reg_at(1), self.reg_at(2));
-        let call = self
-            .b
-            .ins()
-            .call(self.shims.xdp_adjust_meta, &[self.vm, ctx, delta]);
-        let r0 = self.b.inst_results(call)[0];
-        let st = self.vm_load(offset_of!(VmCtx, status));
-        let done = self.b.create_block();
-        let generic = self.b.create_block();
-        self.b.set_cold_block(generic);
-        let answered = self.cont();
-        self.b.ins().brif(st, generic, &[], answered, &[]);
-        self.switch(answered);
-        self.set(Reg::R0, r0);
-        self.b.ins().jump(done, &[]);
-        self.switch(generic);
-        let idv = self.iconst(bpfsim_vm::host::XDP_ADJUST_META as u64);
-        self.helper(pc, Helper::Any(idv));
-        self.b.ins().jump(done, &[]);
-        self.switch(done);
+        let args = [self.vm, self.reg_at(1), self.reg_at(2)];
+        let f = self.shims.xdp_adjust_meta;
+        self.direct_helper(pc, f, &args, bpfsim_vm::host::XDP_ADJUST_META, false);
     }
 
     /// `call 12`, `bpf_tail_call(r1, r2, r3)`: a direct call of the host's answer
     /// ([`crate::shims::tail_call`]), with no budget or registers handed over: the answer
-    /// reads the program array's slot and runs nothing. A failed call goes on with its `r0`;
-    /// a taken one (or a fault) leaves its status, and the run stops here as after the helper's
-    /// shim (the tail call's exit, or the trap at this slot); a host that does not answer leaves
-    /// [`crate::shims::NOT_ANSWERED`], and the helper's shim is called.
+    /// reads the program array's slot and runs nothing. A failed call goes on with its `r0`; a
+    /// taken one (or a fault) stops the run here as after the helper's shim (the tail call's
+    /// exit, or the trap at this slot).
     pub(super) fn translate_tail_call(&mut self, pc: usize) {
-        let (map, index) = (self.reg_at(2), self.reg_at(3));
-        let call = self
-            .b
-            .ins()
-            .call(self.shims.tail_call, &[self.vm, map, index]);
+        let args = [self.vm, self.reg_at(2), self.reg_at(3)];
+        let f = self.shims.tail_call;
+        self.direct_helper(pc, f, &args, bpfsim_vm::host::TAIL_CALL, true);
+    }
+
+    /// A helper answered by a direct call of the host (`f` with `args`): its result in `r0`
+    /// when the status it leaves is [`crate::shims::OK`]; the helper's shim (helper `id`) when
+    /// the host did not answer ([`crate::shims::NOT_ANSWERED`]). With `stops`, any other
+    /// status stops the run here as after the helper's shim; without, the answer is never
+    /// anything else, and one branch tells the two apart.
+    fn direct_helper(&mut self, pc: usize, f: FuncRef, args: &[Value], id: u32, stops: bool) {
+        let call = self.b.ins().call(f, args);
         let r0 = self.b.inst_results(call)[0];
         let st = self.vm_load(offset_of!(VmCtx, status));
         let done = self.b.create_block();
         let generic = self.b.create_block();
         self.b.set_cold_block(generic);
         let answered = self.cont();
-        let unanswered = self
-            .b
-            .ins()
-            .icmp_imm(IntCC::Equal, st, crate::shims::NOT_ANSWERED as i64);
-        self.b.ins().brif(unanswered, generic, &[], answered, &[]);
-        self.switch(answered);
-        let failed = self.cont();
-        self.status_branch(pc, failed, &[]);
-        self.switch(failed);
+        if stops {
+            let unanswered =
+                self.b
+                    .ins()
+                    .icmp_imm(IntCC::Equal, st, crate::shims::NOT_ANSWERED as i64);
+            self.b.ins().brif(unanswered, generic, &[], answered, &[]);
+            self.switch(answered);
+            let ok = self.cont();
+            self.status_branch(pc, ok, &[]);
+            self.switch(ok);
+        } else {
+            self.b.ins().brif(st, generic, &[], answered, &[]);
+            self.switch(answered);
+        }
         self.set(Reg::R0, r0);
         self.b.ins().jump(done, &[]);
         self.switch(generic);
-        let idv = self.iconst(bpfsim_vm::host::TAIL_CALL as u64);
+        let idv = self.iconst(id as u64);
         self.helper(pc, Helper::Any(idv));
         self.b.ins().jump(done, &[]);
         self.switch(done);
