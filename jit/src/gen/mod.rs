@@ -164,7 +164,7 @@ pub(crate) struct Gen<'a, 'b> {
     /// [`Hints::ctx`], and the fields whose values the run keeps and whose cells it stores
     /// into, by slot.
     ctx: &'a [bool],
-    ctx_fields: crate::CtxFields,
+    ctx_fields: &'a crate::CtxFields,
     /// [`Hints::map_value`], and the maps whose values the run places, by slot
     /// ([`VmCtx::value_base`]).
     map_value: &'a [Option<u32>],
@@ -587,7 +587,7 @@ pub(crate) fn build(
         no_ctx: &hints.no_ctx,
         packet: &hints.packet,
         ctx: &hints.ctx,
-        ctx_fields: ctx_fields.clone(),
+        ctx_fields,
         map_value: &hints.map_value,
         lookup: &hints.lookup,
         value_maps: crate::value_maps(prog, hints),
