@@ -933,17 +933,32 @@ impl<'e> SimHost<'e, '_> {
     }
 
     /// `bpf_redirect_map` on map `i`, a map of the run: it reads no memory and cannot fail.
+    /// As the kernel's: flags past the action bits (and, on a devmap, `BPF_F_BROADCAST` and
+    /// `BPF_F_EXCLUDE_INGRESS`) are `XDP_ABORTED` with nothing recorded; a missed lookup
+    /// answers the action in the flags' low bits and forgets any redirect recorded before it
+    /// (the last call decides); a broadcast needs no entry under the key.
     #[inline(always)]
     fn redirect_in(&mut self, i: usize, key: u64, flags: u64) -> u64 {
+        const ACTIONS: u64 = 0x3;
+        const BROADCAST: u64 = 1 << 3;
+        const EXCLUDE_INGRESS: u64 = 1 << 4;
+        let allowed = match self.maps[i].state.map_type() {
+            MapType::Devmap | MapType::DevmapHash => ACTIONS | BROADCAST | EXCLUDE_INGRESS,
+            _ => ACTIONS,
+        };
+        if flags & !allowed != 0 {
+            return xdp::action::ABORTED as u64;
+        }
         // The kernel's lookup takes the key as a u32.
         let key = key as u32;
         let cpu = self.env.cpu;
         // Array-like maps (devmap, cpumap, xskmap) by slot; devmap_hash by key.
-        if self.maps[i].state.redirect_target(key, cpu) {
+        if flags & BROADCAST != 0 || self.maps[i].state.redirect_target(key, cpu) {
             self.redirect = Some(Redirect::Map { map: i, key, flags });
             xdp::action::REDIRECT as u64
         } else {
-            flags & 0x3
+            self.redirect = None;
+            flags & ACTIONS
         }
     }
 
@@ -1379,17 +1394,21 @@ impl SimHost<'_, '_> {
             6 => return self.printk(mem, a, &a[2..5], 3),
             7 => env.prandom.next_u32() as u64,
             23 => {
-                self.redirect = Some(Redirect::Ifindex {
-                    ifindex: a[0] as u32,
-                    flags: a[1],
-                });
-                match self.prog_type {
-                    ProgType::Xdp if a[1] != 0 => xdp::action::ABORTED as u64,
-                    ProgType::Xdp => xdp::action::REDIRECT as u64,
+                // A refused flag records nothing, as the kernel's helper returns first.
+                let (accepted, r0) = match self.prog_type {
+                    ProgType::Xdp if a[1] != 0 => (false, xdp::action::ABORTED as u64),
+                    ProgType::Xdp => (true, xdp::action::REDIRECT as u64),
                     // BPF_F_INGRESS is the only flag; anything else is TC_ACT_SHOT.
-                    _ if a[1] & !1 != 0 => 2,
-                    _ => 7,
+                    _ if a[1] & !1 != 0 => (false, 2),
+                    _ => (true, 7),
+                };
+                if accepted {
+                    self.redirect = Some(Redirect::Ifindex {
+                        ifindex: a[0] as u32,
+                        flags: a[1],
+                    });
                 }
+                r0
             }
             42 => env.numa_node as u64,
             164 => return self.for_each(mem, a),

@@ -82,6 +82,30 @@ fn redirect_targets_are_visible() {
     assert_eq!(tc.retval, 7, "TC_ACT_REDIRECT");
 }
 
+/// A flag `bpf_redirect` refuses (any under XDP, any but `BPF_F_INGRESS` under TC) returns
+/// before anything is recorded, as the kernel's helper does: the redirect made before it stands.
+#[test]
+fn a_refused_redirect_records_nothing() {
+    let p = prog(
+        "mov %r1, 3\nmov %r2, 0\ncall 23\nmov %r6, %r0\n\
+         mov %r1, 5\nmov %r2, 2\ncall 23\nlsh %r6, 4\nor %r0, %r6\nexit",
+    );
+    for (t, r0) in [(ProgType::Xdp, 0x40), (ProgType::SchedCls, 0x72)] {
+        let out = Runner::default()
+            .run(&p, t, &PACKET, Input::default())
+            .unwrap();
+        assert_eq!(out.retval, r0, "{t:?}");
+        assert_eq!(
+            out.redirect,
+            Some(Redirect::Ifindex {
+                ifindex: 3,
+                flags: 0
+            }),
+            "{t:?}"
+        );
+    }
+}
+
 #[test]
 fn traps_become_aborted_with_the_trap_reported() {
     let p = prog("ldxw %r2, [%r1+0]\nldxb %r0, [%r2+5000]\nexit");
@@ -1795,39 +1819,66 @@ fn redirect_maps(r: &mut Runner) {
 
 #[test]
 fn redirect_map_under_the_jit_answers_as_the_helper() {
-    // (map, key, flags, r0): a filled slot redirects (XDP_REDIRECT, 4), an empty one or a key
-    // past the end gives the low two bits of the flags; the key is a u32 (bit 32 ignored). An
-    // array (which the verifier refuses here) answers as its lookup.
-    let cases: [(u64, u64, u64, u64); 15] = [
-        (0, 2, 0, 4),
-        (0, 1, 2, 2),
-        (0, 3, 0x13, 3),
-        (0, 1 << 32 | 2, 1, 4),
-        (0, 4, 1, 1),
-        (1, 1, 0, 4),
-        (1, 0, 2, 2),
-        (2, 0, 3, 4),
-        (2, 1, 3, 3),
-        (3, 9, 0, 4),
-        (3, 2, 2, 2),
-        (4, 3, 2, 4),
-        (4, 4, 2, 2),
-        (2, u32::MAX as u64, 1, 1),
-        (0, 2, 0x20, 4),
+    // What a call does to the recorded redirect: makes it, forgets it (a miss: the last call
+    // decides, as the kernel clears its redirect info), or leaves it (flags refused before
+    // the lookup).
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Then {
+        Made,
+        Forgot,
+        Left,
+    }
+    use Then::*;
+    // (map, key, flags, r0, then): a filled slot redirects (XDP_REDIRECT, 4), an empty one or a
+    // key past the end gives the low two bits of the flags; the key is a u32 (bit 32 ignored).
+    // Flags past the action bits are XDP_ABORTED (0), but for a devmap's BPF_F_BROADCAST (8)
+    // and BPF_F_EXCLUDE_INGRESS (16); a broadcast redirects whatever the key. An array (which
+    // the verifier refuses here) answers as its lookup.
+    let cases: [(u64, u64, u64, u64, Then); 22] = [
+        (0, 2, 0, 4, Made),
+        (0, 1, 2, 2, Forgot),
+        (0, 3, 0x13, 3, Forgot),
+        (0, 1 << 32 | 2, 1, 4, Made),
+        (0, 4, 1, 1, Forgot),
+        (1, 1, 0, 4, Made),
+        (1, 0, 2, 2, Forgot),
+        (2, 0, 3, 4, Made),
+        (2, 1, 3, 3, Forgot),
+        (3, 9, 0, 4, Made),
+        (3, 2, 2, 2, Forgot),
+        (4, 3, 2, 4, Made),
+        (4, 4, 2, 2, Forgot),
+        (2, u32::MAX as u64, 1, 1, Forgot),
+        (0, 2, 0x20, 0, Left),
+        (0, 3, 0x8, 4, Made),
+        (3, 5, 0x1a, 4, Made),
+        (1, 1, 0x8, 0, Left),
+        (2, 0, 0x10, 0, Left),
+        (0, 2, 4, 0, Left),
+        (0, 2, 1 << 32, 0, Left),
+        (1, 7, 1, 1, Forgot),
     ];
-    // In groups of up to 16 calls (four bits each in r0), the groups ending on a redirect and
-    // on a miss: the recorded redirect is the last one made.
-    for group in [&cases[..], &cases[..5], &cases[5..12]] {
-        let calls: Vec<_> = group.iter().map(|&(m, k, f, _)| (m, k, f)).collect();
+    // In groups of up to 16 calls (four bits each in r0), the groups ending on a redirect, a
+    // miss and a refusal.
+    for group in [
+        &cases[..16],
+        &cases[16..],
+        &cases[..5],
+        &cases[5..12],
+        &cases[12..15],
+    ] {
+        let calls: Vec<_> = group.iter().map(|&(m, k, f, ..)| (m, k, f)).collect();
         let want = group.iter().fold(0u64, |acc, c| acc << 4 | c.3);
         let last = group
             .iter()
-            .rev()
-            .find(|c| c.3 == 4)
-            .map(|&(m, k, f, _)| Redirect::Map {
-                map: m as usize,
-                key: k as u32,
-                flags: f,
+            .fold(None, |last, &(m, k, f, _, then)| match then {
+                Made => Some(Redirect::Map {
+                    map: m as usize,
+                    key: k as u32,
+                    flags: f,
+                }),
+                Forgot => None,
+                Left => last,
             });
         for repeat in [1, 3] {
             let [i, j] = redirects(&calls, repeat, |_| {});
