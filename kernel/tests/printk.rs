@@ -175,3 +175,70 @@ fn trace_printk_returns_the_whole_lines_length() {
         assert_eq!(out.retval as usize, n, "{fmt}");
     }
 }
+
+/// What the kernel refuses or accepts around a string conversion and in the format's bytes
+/// (checked before anything is printed, so no trace buffer is needed): a `%s`, `%pks` or
+/// `%pus` followed by anything but the end, a space or a punctuation character, and a byte that
+/// is neither printable ASCII nor a space, are `-EINVAL`; ours answers each the same way.
+#[test]
+fn trace_printk_refuses_what_the_kernel_refuses() {
+    let kernel = match KernelBpf::probe() {
+        Ok(k) => k,
+        Err(e) => return println!("skipped: {e}"),
+    };
+    let mut compared = 0;
+    for fmt in [
+        &b"%s"[..],
+        b"%sx",
+        b"%s1",
+        b"%s_",
+        b"%s.",
+        b"%s ",
+        b"[%5s]",
+        b"%s\t",
+        b"%pks",
+        b"%pksa",
+        b"%pks:",
+        b"%pus9",
+        b"%pI4x",
+        b"%pKx",
+        b"%pSx",
+        b"%c1",
+        b"%dx",
+        b"a\x01b",
+        b"a\x7fb",
+        b"a\xc3\xa9",
+        b"a\x80\xffb",
+        b"tab\there\n",
+        b"\r\x0b\x0c",
+        b"%s\x0b",
+        b"%s\xa0",
+        b"%s\xa9",
+        b"%s\xc3",
+        b"%s\xd7",
+        b"%s\xf7",
+        b"%s\xff",
+        b"%pks\xbf",
+        b"%pus\xe9",
+    ] {
+        let prog = kernel
+            .prog_load(
+                ProgType::XDP,
+                &program(fmt, &[0x10, 0x10, 0x10], true),
+                "GPL",
+                1,
+            )
+            .unwrap();
+        let k = kernel.test_run(&prog, &[0u8; 64], 1).unwrap().retval as i32;
+        let mut with_nul = fmt.to_vec();
+        with_nul.push(0);
+        let ours = format_into(&mut Vec::new(), &with_nul, &[0x10, 0x10, 0x10], 3, &NoMem);
+        let show = String::from_utf8_lossy(fmt);
+        match ours {
+            Ok(n) => assert_eq!(k, n as i32, "{show:?}: ours printed {n} bytes"),
+            Err(e) => assert_eq!(k, -22, "{show:?}: ours refused it ({e})"),
+        }
+        compared += 1;
+    }
+    println!("trace_printk: {compared} formats refused or accepted as the kernel does");
+}

@@ -52,6 +52,12 @@ mod reference {
         }
     }
 
+    /// The kernel lets only the end, a space or punctuation follow a string conversion (in
+    /// ASCII: the formats generated here are ASCII).
+    fn ends_string(next: Option<&u8>) -> bool {
+        next.is_none_or(|&b| b.is_ascii_whitespace() || b == 0x0b || b.is_ascii_punctuation())
+    }
+
     fn c_string(mem: &dyn GuestRead, addr: u64) -> Vec<u8> {
         // Read byte-wise up to the first NUL: the string may end right at a region's end.
         let mut out = Vec::new();
@@ -132,6 +138,11 @@ mod reference {
                 }
                 Some(b's') => {
                     i += 1;
+                    if !ends_string(fmt.get(i)) {
+                        return Err(PrintkError::Unsupported(
+                            String::from_utf8_lossy(&fmt[start + 1..i + 1]).into_owned(),
+                        ));
+                    }
                     spec.pad(
                         String::from_utf8_lossy(&c_string(mem, arg)).into_owned(),
                         false,
@@ -178,7 +189,10 @@ mod reference {
             [b'K' | b'x', ..] => (format!("{ptr:016x}"), 1),
             // Symbol lookups: a simulated address is never a kernel symbol, which prints as hex.
             [b'S' | b's' | b'B', ..] => (format!("{ptr:#x}"), 1),
-            [b'k' | b'u', b's', ..] => {
+            [b'k' | b'u', b's', rest @ ..] => {
+                if !ends_string(rest.first()) {
+                    return None;
+                }
                 (String::from_utf8_lossy(&c_string(mem, ptr)).into_owned(), 2)
             }
             [b'I', b'4', ..] => {

@@ -83,6 +83,14 @@ impl Line<'_> {
         self.out.extend_from_slice(&bytes[..n]);
     }
 
+    /// `bytes` that are not UTF-8, kept as `String::from_utf8_lossy` shows them but counted
+    /// as they are: the helper returns the kernel's length, which copies bytes.
+    fn push_lossy(&mut self, bytes: &[u8]) {
+        let len = self.len;
+        self.push_all(String::from_utf8_lossy(bytes).as_bytes());
+        self.len = len.saturating_add(bytes.len());
+    }
+
     /// `body` (one conversion's text) padded to the width as `spec` asks: zeros go after a
     /// sign, and only numbers get them.
     fn push_padded(&mut self, spec: &Spec, body: &[u8], numeric: bool) {
@@ -229,16 +237,21 @@ pub fn format_into(
     let mut i = 0;
     while i < fmt.len() {
         let c = fmt[i];
-        if !(c.is_ascii_graphic() || c.is_ascii_whitespace()) {
+        if !printable(c) {
             return Err(PrintkError::NonPrintable(c));
         }
         if c != b'%' {
             // The run of plain text up to the next conversion, at once.
             let run = fmt[i..]
                 .iter()
-                .position(|&b| b == b'%' || !(b.is_ascii_graphic() || b.is_ascii_whitespace()))
+                .position(|&b| b == b'%' || !printable(b))
                 .unwrap_or(fmt.len() - i);
-            line.push_all(&fmt[i..i + run]);
+            let text = &fmt[i..i + run];
+            if text.is_ascii() || std::str::from_utf8(text).is_ok() {
+                line.push_all(text);
+            } else {
+                line.push_lossy(text);
+            }
             i += run;
             continue;
         }
@@ -291,6 +304,9 @@ pub fn format_into(
             }
             Some(b's') => {
                 i += 1;
+                if !ends_string(fmt.get(i)) {
+                    return Err(unsupported(i + 1));
+                }
                 let mut buf = [0u8; MAX_STR];
                 let n = c_string(mem, arg, &mut buf);
                 push_string(&mut line, &spec, &buf[..n]);
@@ -357,10 +373,13 @@ fn pointer(
             1
         }
         [b'k' | b'u', b's', ..] => {
+            if !ends_string(rest.get(2)) {
+                return None;
+            }
             let mut buf = [0u8; MAX_STR];
             let n = c_string(mem, ptr, &mut buf);
             push_string(line, spec, &buf[..n]);
-            return Some(2 + swallowed(&rest[2..]));
+            return Some(2);
         }
         [b'I' | b'i', b'4', ..] => {
             let mut a = [0u8; 4];
@@ -408,6 +427,27 @@ fn pointer(
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// How many alphanumeric characters follow a pointer conversion's extension.
+/// C's `isspace`: Rust's `is_ascii_whitespace` without the vertical tab.
+fn c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// A byte the kernel takes in a format: printable ASCII, a space, or any byte past ASCII (the
+/// 6.18 kernel takes all of 0x80-0xff, so UTF-8 text prints; older kernels refused them).
+fn printable(b: u8) -> bool {
+    b >= 0x80 || b.is_ascii_graphic() || c_space(b)
+}
+
+/// Whether the byte after a string conversion (`%s`, `%pks`, `%pus`; `None` at the format's
+/// end) is one the kernel lets follow it: the end, or a space or punctuation character by the
+/// kernel's Latin-1 `ctype` (0xa0 a space; 0xa1-0xbf, 0xd7 and 0xf7 punctuation). A letter or
+/// digit there is refused (`-EINVAL`), so that no format can read as `%sx`.
+fn ends_string(next: Option<&u8>) -> bool {
+    next.is_none_or(|&b| {
+        c_space(b) || b.is_ascii_punctuation() || matches!(b, 0xa0..=0xbf | 0xd7 | 0xf7)
+    })
+}
+
 fn swallowed(rest: &[u8]) -> usize {
     rest.iter()
         .take_while(|c| c.is_ascii_alphanumeric())
@@ -481,5 +521,33 @@ mod tests {
             format(b"\x07\0", &[], 3, &Mem(vec![])),
             Err(PrintkError::NonPrintable(7))
         );
+        // A string conversion followed by a letter or digit (ASCII or Latin-1), not by the
+        // end, a space (the vertical tab one) or punctuation (Latin-1's too).
+        for bad in ["%sx", "%s1", "%pksa", "%pus9"] {
+            assert!(f(bad, &[1]).is_err(), "{bad}");
+        }
+        assert_eq!(f("%s_x", &[1]).unwrap(), "hello_x");
+        assert!(format(b"%s\xc3\0", &[1], 3, &Mem(vec![])).is_err());
+        for ok in [
+            &b"%s\0"[..],
+            b"%s.\0",
+            b"%s \0",
+            b"%s\x0b\0",
+            b"%s\xa9\0",
+            b"%pks:\0",
+        ] {
+            assert!(format(ok, &[1], 3, &Mem(vec![])).is_ok(), "{ok:?}");
+        }
+    }
+
+    /// Bytes past ASCII are text (the 6.18 kernel's rule), shown lossily where not UTF-8 but
+    /// counted as bytes in the length the helper returns.
+    #[test]
+    fn bytes_past_ascii() {
+        assert_eq!(f("caf\u{e9} %d", &[7]).unwrap(), "caf\u{e9} 7");
+        let mut out = Vec::new();
+        let n = format_into(&mut out, b"a\x80\xffb\0", &[], 3, &Mem(vec![])).unwrap();
+        assert_eq!(n, 4, "the kernel's length: four bytes");
+        assert_eq!(String::from_utf8(out).unwrap(), "a\u{fffd}\u{fffd}b");
     }
 }
