@@ -380,7 +380,9 @@ impl LoadedObject {
             return Ok(*id);
         }
         let linked = self.program(name, None)?;
-        let id = self.runner.add_program(linked.interp);
+        let id = self
+            .runner
+            .add_program_with_jit(linked.interp, std::sync::Arc::clone(&linked.jit));
         self.prog_ids.push((name.to_string(), id));
         Ok(id)
     }
@@ -460,6 +462,7 @@ impl LoadedObject {
             let _ = self.runner.maps.freeze(id);
         }
         let (exec, interpreted) = prog.executable(engine, repeat)?;
+        self.runner.set_tail_engine(engine);
         self.runner
             .run_repeat_into(exec, prog.prog_type, packet, input, repeat, out)?;
         if engine == Engine::Auto && interpreted {

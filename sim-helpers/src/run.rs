@@ -12,7 +12,10 @@ use crate::ctx::xdp::{self, XdpContext, XdpError, XdpFrame, XdpMd};
 use crate::env::Env;
 use crate::helpers::{csum, printk, strtol};
 use crate::maps::{ArenaAccess, MapState, Maps};
+use crate::object::Engine;
+use crate::tier::JitSlot;
 use crate::trace::TraceLines;
+use std::sync::Arc;
 
 /// Where a redirect sent the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +124,9 @@ pub struct Runner {
     pub maps: Maps,
     /// Programs a tail call can reach, by id (id `n` is `programs[n - 1]`): the values of
     /// program arrays.
-    programs: Vec<Interpreter>,
+    programs: Vec<TailTarget>,
+    /// The engine a tail call's target runs under ([`Runner::set_tail_engine`]).
+    tail_engine: Engine,
     overrides: std::collections::BTreeMap<u32, HelperOverride>,
     /// Guest-visible copies of keys for `bpf_for_each_map_elem`, whose callbacks get key pointers.
     key_scratch: Vec<u8>,
@@ -134,6 +139,35 @@ pub struct Runner {
     timing: bool,
     /// The allocation of the helpers' map views, kept (empty) between runs.
     views: Vec<MapView<'static>>,
+}
+
+/// A program a tail call can enter: its interpreter, and its compiled form when its object
+/// has one.
+struct TailTarget {
+    interp: Interpreter,
+    jit: Option<Arc<JitSlot>>,
+}
+
+impl TailTarget {
+    /// What runs it under `engine`, and the slot to tell of its interpreted run under
+    /// [`Engine::Auto`]. Compiled on its first call under [`Engine::Jit`], as the entry program
+    /// is on its first run; one that cannot be compiled is interpreted, with the same results.
+    fn executable(&self, engine: Engine) -> (&dyn Executable, Option<&Arc<JitSlot>>) {
+        let Some(slot) = &self.jit else {
+            return (&self.interp, None);
+        };
+        match engine {
+            Engine::Interp => (&self.interp, None),
+            Engine::Jit => match slot.get() {
+                Ok(j) => (j, None),
+                Err(_) => (&self.interp, None),
+            },
+            Engine::Auto => match slot.ready() {
+                Some(j) => (j, None),
+                None => (&self.interp, Some(slot)),
+            },
+        }
+    }
 }
 
 /// The most key bytes `bpf_for_each_map_elem` lays out for one map.
@@ -179,6 +213,7 @@ impl Runner {
             env,
             maps,
             programs: Vec::new(),
+            tail_engine: Engine::Interp,
             overrides: std::collections::BTreeMap::new(),
             key_scratch: Vec::new(),
             xdp_buf: Vec::new(),
@@ -265,10 +300,44 @@ impl Runner {
             .unwrap_or_default()
     }
 
-    /// Make a program reachable by tail calls; returns the id to store in a program array.
+    /// Make a program reachable by tail calls; returns the id to store in a program array. It
+    /// runs in the interpreter.
     pub fn add_program(&mut self, prog: Interpreter) -> u32 {
-        self.programs.push(prog);
+        self.programs.push(TailTarget {
+            interp: prog,
+            jit: None,
+        });
         self.programs.len() as u32
+    }
+
+    /// [`Runner::add_program`] with the program's compiled form, which a tail call into it then
+    /// runs when [`Runner::set_tail_engine`] says so.
+    pub(crate) fn add_program_with_jit(&mut self, prog: Interpreter, jit: Arc<JitSlot>) -> u32 {
+        self.programs.push(TailTarget {
+            interp: prog,
+            jit: Some(jit),
+        });
+        self.programs.len() as u32
+    }
+
+    /// The engine the targets of tail calls run under: the entry program's, so that a chain
+    /// runs compiled throughout under the JIT (a target that cannot be compiled runs in the
+    /// interpreter, with the same results). Under [`Engine::Auto`] each target is tiered on
+    /// its own runs.
+    pub fn set_tail_engine(&mut self, engine: Engine) {
+        self.tail_engine = engine;
+    }
+
+    /// Where the program registered under `id` stands: compiled once a tail call entered it
+    /// under the JIT (or it grew hot under `auto`); always interpreted when added by
+    /// [`Runner::add_program`]. `None` for an id no program has.
+    pub fn tail_tier(&self, id: u32) -> Option<crate::tier::Tier> {
+        let t = self.programs.get((id as usize).checked_sub(1)?)?;
+        Some(
+            t.jit
+                .as_ref()
+                .map_or(crate::tier::Tier::Interpreted, |s| s.tier()),
+        )
     }
 
     /// The instruction budget of each run.
@@ -377,6 +446,7 @@ impl Runner {
             let mut current: &dyn Executable = prog;
             let mut entry = true;
             let mut used = 0;
+            let mut counted: Option<&Arc<JitSlot>> = None;
             host.begin_run();
             chain.clear();
             out = loop {
@@ -391,16 +461,21 @@ impl Runner {
                     _ => current.execute(&mut mem, &mut host, args, budget - used),
                 };
                 entry = false;
+                if let Some(slot) = counted.take() {
+                    // An interpreted target under `auto`: its own runs make it hot.
+                    slot.ran(out.insns);
+                }
                 used += out.insns;
                 out.insns = used;
                 match out.tail_call.and_then(|id| {
-                    let p: &dyn Executable = self.programs.get((id as usize).wrapping_sub(1))?;
-                    Some((id, p))
+                    let t = self.programs.get((id as usize).wrapping_sub(1))?;
+                    Some((id, t.executable(self.tail_engine)))
                 }) {
-                    Some((id, next)) => {
+                    Some((id, (next, count))) => {
                         host.tail_calls += 1;
                         chain.push(id);
                         current = next;
+                        counted = count;
                     }
                     None => break out,
                 }

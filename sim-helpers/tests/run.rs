@@ -271,6 +271,89 @@ fn tail_call_chains_are_named_by_the_object() {
     assert_eq!(r.retval, 3, "XDP_TX from handle_icmp");
 }
 
+/// A chain's targets run under the entry program's engine: compiled, once a tail call enters
+/// them, under the JIT (and under `auto` once their own runs make them hot); interpreted under
+/// the interpreter. Every engine gives the same results, the `ran` counters included.
+#[test]
+fn tail_call_targets_run_under_the_entrys_engine() {
+    use bpfsim_helpers::object::{Engine, LoadedObject};
+    use bpfsim_helpers::tier::Tier;
+    let bytes = include_bytes!("../../test-vectors/progs/tail_calls.bpf.o");
+    let names = ["handle_ipv4", "handle_ipv6", "handle_arp", "handle_icmp"];
+    let eth = |proto: u16, l3: &[u8]| {
+        let mut p = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        p.extend_from_slice(&proto.to_be_bytes());
+        p.extend_from_slice(l3);
+        p
+    };
+    let icmp = [
+        0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 8, 0, 0xf7, 0xff, 0, 0,
+        0, 0,
+    ];
+    let mut tcp23 = icmp.to_vec();
+    tcp23[9] = 6;
+    tcp23.extend_from_slice(&[
+        0, 80, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 2, 0, 0, 0, 0, 0, 0,
+    ]);
+    let packets = [
+        eth(0x0800, &icmp),
+        eth(0x0800, &tcp23),
+        eth(0x86dd, &[0x60; 40]),
+        eth(0x0806, &[0; 28]),
+        eth(0x88cc, &[0; 20]),
+    ];
+    let run = |engine: Engine, repeat: u32| {
+        let mut obj = LoadedObject::load(bytes, Env::default()).unwrap();
+        let jmp = obj.map_id("jmp_table").unwrap();
+        let mut ids = Vec::new();
+        for (slot, name) in names.iter().enumerate() {
+            let id = obj.prog_id(name).unwrap();
+            ids.push(id);
+            obj.runner
+                .maps
+                .update(jmp, &(slot as u32).to_le_bytes(), &id.to_le_bytes(), 0)
+                .unwrap();
+        }
+        let prog = obj.program("xdp_dispatch", None).unwrap();
+        let mut results = Vec::new();
+        for p in &packets {
+            let mut r = obj
+                .run_engine(&prog, p, Input::default(), repeat, engine)
+                .unwrap();
+            r.duration_ns = 0;
+            results.push(r);
+        }
+        let counters = obj.map_id("ran").unwrap();
+        let ran: Vec<Vec<u8>> = (0..6u32)
+            .map(|k| obj.runner.maps.lookup(counters, &k.to_le_bytes()).unwrap())
+            .collect();
+        let tiers: Vec<Tier> = ids
+            .iter()
+            .map(|&id| obj.runner.tail_tier(id).unwrap())
+            .collect();
+        assert_eq!(obj.runner.tail_tier(ids.len() as u32 + 1), None);
+        (results, ran, tiers)
+    };
+    for repeat in [1, 3] {
+        let (want, ran, tiers) = run(Engine::Interp, repeat);
+        assert_eq!(tiers, [Tier::Interpreted; 4]);
+        assert_eq!(
+            want[0].tail_calls.len(),
+            2,
+            "entry -> handle_ipv4 -> handle_icmp"
+        );
+        let (got, jit_ran, tiers) = run(Engine::Jit, repeat);
+        assert_eq!(got, want, "repeat {repeat}");
+        assert_eq!(jit_ran, ran);
+        assert_eq!(tiers, [Tier::Compiled; 4], "every handler was entered");
+    }
+    // Under `auto`, 4,000 runs of each packet: the handlers are hot on their own runs.
+    let (want, ..) = run(Engine::Interp, 4000);
+    let (got, _, tiers) = run(Engine::Auto, 4000);
+    assert_eq!(got, want);
+    assert!(tiers.iter().all(|t| *t != Tier::Interpreted), "{tiers:?}");
+}
+
 #[test]
 fn repeat_runs_like_the_kernel_maps_persisting() {
     use bpfsim_helpers::object::LoadedObject;
