@@ -21,6 +21,9 @@ pub struct BenchArgs {
     pub engines: Vec<String>,
     pub json: bool,
     pub rounds: usize,
+    /// `NAME:KEYHEX=VALUEHEX` or `NAME:KEYHEX=@PROG`: map slots every engine gets written before
+    /// its first timing (as `run --map`), so that lookups find what the program's users put there.
+    pub maps: Vec<String>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -58,6 +61,8 @@ struct Timing {
     run: f64,
     overhead: f64,
     single_run: Option<f64>,
+    /// Instructions per run, over the packets (the simulator's count; not the kernel's).
+    insns: Option<f64>,
 }
 
 impl Bencher {
@@ -73,9 +78,12 @@ impl Bencher {
                 // As the kernel does with `repeat`: each packet's frame set up once, the program
                 // run ITERS times on it, the result collected once.
                 let t = Instant::now();
+                let mut insns = 0u64;
                 for p in packets {
-                    obj.run_engine(prog, p, Input::default(), ITERS, *engine)
+                    let r = obj
+                        .run_engine(prog, p, Input::default(), ITERS, *engine)
                         .map_err(|e| e.to_string())?;
+                    insns += r.insns;
                 }
                 let run = t.elapsed().as_nanos() as f64 / (ITERS as f64 * packets.len() as f64);
                 let t = Instant::now();
@@ -100,6 +108,7 @@ impl Bencher {
                     run,
                     overhead,
                     single_run: Some(single),
+                    insns: Some(insns as f64 / packets.len() as f64),
                 })
             }
             #[cfg(kernel_backend)]
@@ -125,6 +134,7 @@ impl Bencher {
                     run,
                     overhead: o.duration_ns as f64,
                     single_run: None,
+                    insns: None,
                 })
             }
         }
@@ -154,6 +164,20 @@ pub enum BenchOutcome {
     KernelUnavailable,
 }
 
+/// The simulator's environment: as many CPUs as the kernel's possible ones (one where that is
+/// unknown), so that a map write naming a CPU (a cpumap's slot) holds on both sides and per-CPU
+/// maps are as large as the kernel's.
+fn sim_env() -> Env {
+    #[cfg(kernel_backend)]
+    let ncpus = bpfsim_kernel::possible_cpus() as u32;
+    #[cfg(not(kernel_backend))]
+    let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    Env {
+        ncpus: ncpus.max(1),
+        ..Env::default()
+    }
+}
+
 pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
     let bytes =
         std::fs::read(&args.object).map_err(|e| format!("{}: {e}", args.object.display()))?;
@@ -170,8 +194,12 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
     if packets.is_empty() {
         return Err("no packets: give --pcap FILE or --packet HEX".to_string());
     }
-    let mut probe = LoadedObject::load(&bytes, Env::default())
+    let mut probe = LoadedObject::load(&bytes, sim_env())
         .map_err(|e| format!("{}: {e}", args.object.display()))?;
+    // Bad map writes are said before any engine is set up.
+    for m in &args.maps {
+        crate::run_cmd::set_map(&mut probe, m)?;
+    }
     let name = match &args.prog {
         Some(p) => p.clone(),
         None => probe
@@ -199,9 +227,11 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
         match e.as_str() {
             "interp" | "jit" => {
                 let engine = Engine::from_name(e).expect("checked");
-                let mut obj =
-                    LoadedObject::load(&bytes, Env::default()).map_err(|e| e.to_string())?;
+                let mut obj = LoadedObject::load(&bytes, sim_env()).map_err(|e| e.to_string())?;
                 let prog = obj.program(&name, None).map_err(|e| e.to_string())?;
+                for m in &args.maps {
+                    crate::run_cmd::set_map(&mut obj, m)?;
+                }
                 // The runs are timed here: the runners' own clock reads (duration_ns) are off.
                 obj.runner.set_timing(false);
                 let mut runner = Box::<Runner>::default();
@@ -247,6 +277,10 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
                     };
                     let runner = bpfsim_kernel::KernelRunner::load(&bpf, &bytes)
                         .map_err(|e| format!("kernel: {e}"))?;
+                    for m in &args.maps {
+                        crate::run_kernel::set_map(&runner, m)
+                            .map_err(|e| format!("kernel: {e}"))?;
+                    }
                     let insns = bpfsim_vm::isa::encode(trivial_program().insns());
                     let trivial = bpf
                         .prog_load(bpfsim_kernel::ProgType::XDP, &insns, "GPL", 1)
@@ -280,12 +314,15 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); benchers.len()];
     let mut overheads: Vec<Vec<f64>> = vec![Vec::new(); benchers.len()];
     let mut singles: Vec<Vec<f64>> = vec![Vec::new(); benchers.len()];
+    // The last round's count: the same every round but for maps the program changes.
+    let mut insns: Vec<Option<f64>> = vec![None; benchers.len()];
     for _ in 0..args.rounds.max(1) {
         for (i, (_, b)) in benchers.iter_mut().enumerate() {
             let t = b.time(&packets)?;
             runs[i].push(t.run);
             overheads[i].push(t.overhead);
             singles[i].extend(t.single_run);
+            insns[i] = t.insns;
         }
     }
     let results: Vec<(String, f64, f64, Option<f64>)> = benchers
@@ -303,7 +340,7 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
     let kernel = results.iter().find(|r| r.0 == "kernel").map(|r| r.1);
     if args.json {
         let mut engines = serde_json::Map::new();
-        for (n, r, o, single) in &results {
+        for (i, (n, r, o, single)) in results.iter().enumerate() {
             engines.insert(
                 n.clone(),
                 json!({
@@ -312,6 +349,7 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
                     "ns_per_run_minus_overhead": (r - o).max(0.0),
                     "ratio_to_kernel": kernel.map(|k| r / k),
                     "single_run_overhead_ns": single,
+                    "insns_per_run": insns[i],
                 }),
             );
         }

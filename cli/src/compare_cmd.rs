@@ -31,17 +31,13 @@ pub enum Verdict {
 #[cfg(kernel_backend)]
 fn parse_map_spec(spec: &str) -> Result<(String, Vec<u8>, crate::compare::SlotValue), String> {
     use crate::compare::SlotValue;
-    let bad = || format!("--map {spec}: expected NAME:KEYHEX=VALUEHEX or NAME:KEYHEX=@PROG");
-    let (name, rest) = spec.rsplit_once(':').ok_or_else(bad)?;
-    let (key, value) = rest.split_once('=').ok_or_else(bad)?;
-    let key = crate::plugin::parse_hex(key).map_err(|e| format!("--map {spec}: key: {e}"))?;
-    let value = match value.strip_prefix('@') {
-        Some(prog) => SlotValue::Prog(prog.to_string()),
-        None => SlotValue::Bytes(
-            crate::plugin::parse_hex(value).map_err(|e| format!("--map {spec}: value: {e}"))?,
-        ),
+    use crate::map_spec::{MapWrite, SlotBytes};
+    let w = MapWrite::parse(spec)?;
+    let value = match w.value {
+        SlotBytes::Bytes(b) => SlotValue::Bytes(b),
+        SlotBytes::Prog(p) => SlotValue::Prog(p),
     };
-    Ok((name.to_string(), key, value))
+    Ok((w.map, w.key, value))
 }
 
 #[cfg(not(kernel_backend))]

@@ -62,6 +62,7 @@ pub mod compare;
 pub mod compare_cmd;
 pub mod conformance;
 pub mod disasm_cmd;
+pub mod map_spec;
 pub mod pcapng;
 pub mod plugin;
 pub mod run_cmd;

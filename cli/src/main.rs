@@ -214,6 +214,10 @@ enum Command {
         /// Interleaved rounds (the median is reported).
         #[arg(long, default_value_t = 7)]
         rounds: usize,
+        /// Set a map slot in every engine before timing: NAME:KEYHEX=VALUEHEX, or
+        /// NAME:KEYHEX=@PROG for a program array (repeatable).
+        #[arg(long = "map")]
+        maps: Vec<String>,
     },
     /// Assemble conformance-dialect text into raw bytecode.
     Asm {
@@ -630,6 +634,7 @@ fn main() -> ExitCode {
             engines,
             format,
             rounds,
+            maps,
         } => (|| {
             let json = match format.as_str() {
                 "json" => true,
@@ -644,6 +649,7 @@ fn main() -> ExitCode {
                 engines: engines.split(',').map(|s| s.trim().to_string()).collect(),
                 json,
                 rounds,
+                maps,
             })?;
             Ok(match outcome {
                 bpfsim::bench_cmd::BenchOutcome::Timed => ExitCode::SUCCESS,

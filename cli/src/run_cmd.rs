@@ -103,26 +103,16 @@ fn dump_maps(obj: &LoadedObject, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Apply one `--map NAME:KEYHEX=VALUEHEX|@PROG`.
-fn set_map(obj: &mut LoadedObject, spec: &str) -> Result<(), String> {
-    let bad = || format!("--map {spec}: expected NAME:KEYHEX=VALUEHEX or NAME:KEYHEX=@PROG");
-    let (name, rest) = spec.rsplit_once(':').ok_or_else(bad)?;
-    let (key, value) = rest.split_once('=').ok_or_else(bad)?;
-    let key = crate::plugin::parse_hex(key).map_err(|e| format!("--map {spec}: key: {e}"))?;
-    let value = match value.strip_prefix('@') {
-        Some(prog) => obj
-            .prog_id(prog)
-            .map_err(|e| format!("--map {spec}: {e}"))?
-            .to_le_bytes()
-            .to_vec(),
-        None => crate::plugin::parse_hex(value).map_err(|e| format!("--map {spec}: value: {e}"))?,
-    };
+/// Apply one `--map NAME:KEYHEX=VALUEHEX|@PROG` to the simulator's maps.
+pub(crate) fn set_map(obj: &mut LoadedObject, spec: &str) -> Result<(), String> {
+    let w = crate::map_spec::MapWrite::parse(spec)?;
+    let value = w.bytes(spec, |p| obj.prog_id(p).map_err(|e| e.to_string()))?;
     let id = obj
-        .map_id(name)
-        .ok_or_else(|| format!("--map {spec}: the object has no map `{name}`"))?;
+        .map_id(&w.map)
+        .ok_or_else(|| format!("--map {spec}: the object has no map `{}`", w.map))?;
     obj.runner
         .maps
-        .update(id, &key, &value, 0)
+        .update(id, &w.key, &value, 0)
         .map_err(|e| format!("--map {spec}: {e}"))
 }
 

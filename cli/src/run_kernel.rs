@@ -17,21 +17,16 @@ pub enum KernelRunOutcome {
 }
 
 /// Apply one `--map NAME:KEYHEX=VALUEHEX|@PROG` to the kernel's map; `@PROG` is the program's fd.
-fn set_map(runner: &KernelRunner, spec: &str) -> Result<(), String> {
-    let bad = || format!("--map {spec}: expected NAME:KEYHEX=VALUEHEX or NAME:KEYHEX=@PROG");
-    let (name, rest) = spec.rsplit_once(':').ok_or_else(bad)?;
-    let (key, value) = rest.split_once('=').ok_or_else(bad)?;
-    let key = crate::plugin::parse_hex(key).map_err(|e| format!("--map {spec}: key: {e}"))?;
-    let value = match value.strip_prefix('@') {
-        Some(prog) => runner
-            .prog_fd(prog)
-            .map_err(|e| format!("--map {spec}: {e}"))?
-            .to_le_bytes()
-            .to_vec(),
-        None => crate::plugin::parse_hex(value).map_err(|e| format!("--map {spec}: value: {e}"))?,
-    };
+pub(crate) fn set_map(runner: &KernelRunner, spec: &str) -> Result<(), String> {
+    let w = crate::map_spec::MapWrite::parse(spec)?;
+    let value = w.bytes(spec, |p| {
+        runner
+            .prog_fd(p)
+            .map(|fd| fd as u32)
+            .map_err(|e| e.to_string())
+    })?;
     runner
-        .map_update(name, &key, &value)
+        .map_update(&w.map, &w.key, &value)
         .map_err(|e| format!("--map {spec}: {e}"))
 }
 

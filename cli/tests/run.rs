@@ -565,10 +565,78 @@ fn bench_reports_every_engine_in_json() {
     assert_eq!(v["repeat"], 2000);
     assert!(v["measures"].as_str().unwrap().contains("repeat"), "{v}");
     assert_eq!(v["program"], "xdp_tcp_9090");
+    for e in ["interp", "jit"] {
+        assert!(
+            v["engines"][e]["insns_per_run"].as_f64().unwrap() > 5.0,
+            "{v}"
+        );
+    }
     let (code, _, err) = bpfsim(&["bench", path(&obj), "--packet", "00", "--engines", "warp"]);
     assert_eq!(code, 2);
     assert!(
         err.contains("unknown engine") || err.contains("refused"),
         "{err}"
     );
+}
+
+/// `bench --map` writes the slots in every engine before timing: with the handlers in the
+/// program array, every run goes on into them (more instructions per run, the same under both
+/// engines); a bad write is said before anything is timed.
+#[test]
+fn bench_writes_maps_before_timing() {
+    let obj = vectors().join("tail_calls.bpf.o");
+    let cap = vectors().join("pcaps/tail_calls.pcap");
+    let insns = |maps: &[&str]| {
+        let mut args = vec![
+            "bench",
+            path(&obj),
+            "--pcap",
+            path(&cap),
+            "--engines",
+            "interp,jit",
+            "--rounds",
+            "1",
+            "--format",
+            "json",
+        ];
+        for m in maps {
+            args.extend(["--map", m]);
+        }
+        let (code, out, err) = bpfsim(&args);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let i = v["engines"]["interp"]["insns_per_run"].as_f64().unwrap();
+        assert_eq!(
+            v["engines"]["jit"]["insns_per_run"].as_f64(),
+            Some(i),
+            "{v}"
+        );
+        i
+    };
+    let empty = insns(&[]);
+    let filled = insns(&[
+        "jmp_table:00000000=@handle_ipv4",
+        "jmp_table:01000000=@handle_ipv6",
+        "jmp_table:02000000=@handle_arp",
+        "jmp_table:03000000=@handle_icmp",
+    ]);
+    assert!(filled > empty + 5.0, "{empty} -> {filled}");
+    for (bad, says) in [
+        ("nosuch:00000000=00", "no map `nosuch`"),
+        ("jmp_table:00000000=@nosuch", "nosuch"),
+        ("jmp_table:0000", "expected NAME:KEYHEX"),
+    ] {
+        let (code, _, err) = bpfsim(&[
+            "bench",
+            path(&obj),
+            "--pcap",
+            path(&cap),
+            "--engines",
+            "interp",
+            "--map",
+            bad,
+        ]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains(says), "{bad}: {err}");
+    }
 }
