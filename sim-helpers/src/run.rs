@@ -439,6 +439,10 @@ impl Runner {
         let mut runs = n;
         // Many runs: the entry program's runs keep what its engine prepares (the JIT's context).
         let mut prepared = if n > 1 { prog.prepare() } else { None };
+        // And so do the tail calls' targets, each prepared at its first call of the batch (by
+        // id): every run of a chain enters them again.
+        let mut targets: Vec<(u32, Box<dyn bpfsim_vm::PreparedRuns + '_>)> = Vec::new();
+        let mut target: Option<usize>;
         let args = [r1, 0, 0, 0, 0];
         loop {
             // Each run starts at the program with the whole budget and its own count of tail
@@ -447,6 +451,7 @@ impl Runner {
             let mut entry = true;
             let mut used = 0;
             let mut counted: Option<&Arc<JitSlot>> = None;
+            target = None;
             host.begin_run();
             chain.clear();
             out = loop {
@@ -458,7 +463,10 @@ impl Runner {
                         runs -= k - 1;
                         out
                     }
-                    _ => current.execute(&mut mem, &mut host, args, budget - used),
+                    _ => match target.and_then(|i| targets.get_mut(i)) {
+                        Some((_, p)) => p.execute(&mut mem, &mut host, args, budget - used),
+                        None => current.execute(&mut mem, &mut host, args, budget - used),
+                    },
                 };
                 entry = false;
                 if let Some(slot) = counted.take() {
@@ -476,6 +484,18 @@ impl Runner {
                         chain.push(id);
                         current = next;
                         counted = count;
+                        target = None;
+                        // An interpreted target under `auto` is asked again each time (it may
+                        // have been compiled since); a batch's others keep their preparation.
+                        if n > 1 && count.is_none() {
+                            target = targets.iter().position(|(t, _)| *t == id);
+                            if target.is_none() {
+                                if let Some(p) = next.prepare() {
+                                    targets.push((id, p));
+                                    target = Some(targets.len() - 1);
+                                }
+                            }
+                        }
                     }
                     None => break out,
                 }
