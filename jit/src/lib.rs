@@ -127,7 +127,7 @@ fn target_isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, JitError> {
 
 /// The runtime functions the generated code calls, by the names the module imports them under
 /// (and a listing names them by).
-fn shim_symbols() -> [(&'static str, *const u8); 13] {
+fn shim_symbols() -> [(&'static str, *const u8); 14] {
     [
         ("bpfsim_load", shims::load as *const u8),
         ("bpfsim_store", shims::store as *const u8),
@@ -143,6 +143,10 @@ fn shim_symbols() -> [(&'static str, *const u8); 13] {
         (
             "bpfsim_xdp_adjust_meta",
             shims::xdp_adjust_meta as *const u8,
+        ),
+        (
+            "bpfsim_xdp_adjust_tail",
+            shims::xdp_adjust_tail as *const u8,
         ),
         ("bpfsim_tail_call", shims::tail_call as *const u8),
     ]
@@ -451,6 +455,7 @@ impl JitProgram {
         let f_loop_rest = declare(&mut module, "bpfsim_loop_rest", 4, true)?;
         let f_fetch_slots = declare(&mut module, "bpfsim_fetch_slots", 0, false)?;
         let f_adjust_meta = declare(&mut module, "bpfsim_xdp_adjust_meta", 2, true)?;
+        let f_adjust_tail = declare(&mut module, "bpfsim_xdp_adjust_tail", 2, true)?;
         let f_tail_call = declare(&mut module, "bpfsim_tail_call", 2, true)?;
 
         // The compilation context and the builder's are kept per thread and cleared between
@@ -493,6 +498,7 @@ impl JitProgram {
             loop_rest: f_loop_rest,
             fetch_slots: f_fetch_slots,
             xdp_adjust_meta: f_adjust_meta,
+            xdp_adjust_tail: f_adjust_tail,
             tail_call: f_tail_call,
         };
         // The main program's function, then one per callback (its body and what it calls) that

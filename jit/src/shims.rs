@@ -1149,6 +1149,33 @@ pub extern "C" fn xdp_adjust_meta(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
     }
 }
 
+/// `call 65`, `bpf_xdp_adjust_tail(ctx, delta)`: [`Host::xdp_adjust_tail`], which runs nothing
+/// and maps no region (the bytes a growth uncovers are zeroed in the frame the run mapped): as
+/// [`xdp_adjust_meta`], the kept context fields read again if the end moved (a new stamp),
+/// which every proof of a packet access made after the call rests on (`data_end` loaded after
+/// a call is a new value to `gen::bounds`).
+pub extern "C" fn xdp_adjust_tail(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
+    // SAFETY: as in `xdp_adjust_meta`: the host neither fills nor empties a map's slot.
+    unsafe {
+        let v = &mut *vm;
+        if v.mem.is_null() {
+            v.materialize();
+        }
+        let host = &mut *(*v.host).host;
+        match host.xdp_adjust_tail(ctx, delta, &mut *v.mem) {
+            Some(r0) => {
+                v.status = OK;
+                v.refresh_ctx();
+                r0
+            }
+            None => {
+                v.status = NOT_ANSWERED;
+                0
+            }
+        }
+    }
+}
+
 /// `call 12`, `bpf_tail_call(ctx, map, index)`: [`Host::tail_call`]. A failed call's `r0` with
 /// the status [`OK`]; a taken one leaves the tail call's status (or a fault its trap), as the
 /// helper's shim does; a host that does not answer leaves [`NOT_ANSWERED`] (and nothing else

@@ -62,3 +62,65 @@ fn adjust_helpers_match_the_kernel() {
     }
     println!("xdp adjust helpers: {compared} cases agree with the kernel");
 }
+
+/// `bpf_xdp_adjust_tail` in whole runs of the simulator, under the interpreter and the JIT
+/// (whose call is a direct one, `Host::xdp_adjust_tail`), against the kernel's: on packets from
+/// the 14-byte minimum to the 3,520-byte most, each delta at and just past the kernel's limits
+/// (down to an Ethernet header, up to the frame's tailroom), 0, and deltas with bits above the
+/// helper's `int` set; one run and a batch of 3 (the kernel's `repeat` runs on one frame, so
+/// each run moves the end again). Same return value, same output bytes.
+#[test]
+fn adjust_tail_in_whole_runs_matches_the_kernel() {
+    use bpfsim_helpers::run::{Input, Runner};
+    use bpfsim_vm::spec::ProgType as SimType;
+    use bpfsim_vm::{Interpreter, Program};
+    let kernel = match KernelBpf::probe() {
+        Ok(k) => k,
+        Err(e) => return println!("skipped: {e}"),
+    };
+    const ETH_HLEN: i64 = 14;
+    const MOST: i64 = 3520;
+    let mut compared = 0;
+    for len in [14i64, 64, 1500, 3520] {
+        let packet: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+        let (down, up) = (ETH_HLEN - len, MOST - len);
+        let deltas = [
+            down - 1,
+            down,
+            down / 2,
+            0,
+            1,
+            up / 3,
+            up,
+            up + 1,
+            0x1_0000_0004,
+            -0x1_0000_0003,
+            i32::MIN as u32 as i64,
+        ];
+        for delta in deltas {
+            let src = format!("lddw %r2, {:#x}\ncall {ADJUST_TAIL}\nexit", delta as u64);
+            let insns = assemble(&src).unwrap();
+            let prog = kernel
+                .prog_load(ProgType::XDP, &encode(&insns), "GPL", 1)
+                .unwrap_or_else(|e| panic!("{src}: {e}"));
+            let program = Program::new(insns).unwrap();
+            let interp = Interpreter::new(&program);
+            let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+            for repeat in [1, 3] {
+                let k = kernel.test_run(&prog, &packet, repeat).unwrap();
+                for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+                    let mut r = Runner::default();
+                    r.set_timing(false);
+                    let ours = r
+                        .run_repeat(e, SimType::Xdp, &packet, Input::default(), repeat)
+                        .unwrap();
+                    let what = format!("len {len}, delta {delta:#x}, {repeat} runs");
+                    assert_eq!(ours.retval as u32, k.retval, "{what}: return value");
+                    assert_eq!(ours.data, k.data_out, "{what}: bytes");
+                    compared += 1;
+                }
+            }
+        }
+    }
+    println!("bpf_xdp_adjust_tail: {compared} whole runs agree with the kernel");
+}

@@ -1101,18 +1101,29 @@ impl<'e> SimHost<'e, '_> {
         id: u32,
         delta: i64,
     ) -> Result<u64, HelperStop> {
-        if id == 54 {
+        match id {
             // The metadata's edge moves alone, no bytes touched: one call into the context,
             // which changes its stamp only when the edge moved. The copies and the downcast
             // below were half of a failing call's cost (xdp_meta_tail's every run).
-            return mem
-                .adjust_ctx_meta(delta)
-                .map(|r0| r0 as u64)
-                .ok_or(HelperStop::Fault);
+            54 => {
+                return mem
+                    .adjust_ctx_meta(delta)
+                    .map(|r0| r0 as u64)
+                    .ok_or(HelperStop::Fault)
+            }
+            // Likewise the end, the bytes a growth uncovers zeroed through the map; the JIT's
+            // direct call (`Host::xdp_adjust_tail`) is this very call.
+            65 => {
+                return mem
+                    .adjust_ctx_tail(delta)
+                    .map(|r0| r0 as u64)
+                    .ok_or(HelperStop::Fault)
+            }
+            _ => {}
         }
         // Adjusted on a copy, read without `context_mut`: only an adjustment that moved an
         // edge changes the context (and its stamp, so that the JIT reads the fields it keeps
-        // again). A refused one (a tail past the frame) leaves both, as the kernel leaves the
+        // again). A refused one (a head past the frame) leaves both, as the kernel leaves the
         // buffer: every repeated run of a program whose adjustment fails paid for a new stamp
         // and a read of every kept field.
         let Some(old) = mem.context().and_then(|c| c.downcast_ref::<XdpContext>()) else {
@@ -1120,10 +1131,7 @@ impl<'e> SimHost<'e, '_> {
         };
         let before = old.clone();
         let mut c = old.clone();
-        let ret = match id {
-            44 => c.adjust_head(mem.slice_mut(c.frame_addr, xdp::FRAME_END)?, delta),
-            _ => c.adjust_tail(mem.slice_mut(c.frame_addr, xdp::FRAME_END)?, delta),
-        };
+        let ret = c.adjust_head(mem.slice_mut(c.frame_addr, xdp::FRAME_END)?, delta);
         if c != before {
             if let Some(ctx) = mem
                 .context_mut()
@@ -1362,6 +1370,17 @@ impl Host for SimHost<'_, '_> {
         mem.adjust_ctx_meta(delta as i32 as i64).map(|r0| r0 as u64)
     }
 
+    #[inline]
+    fn xdp_adjust_tail(&mut self, _ctx: u64, delta: u64, mem: &mut MemoryMap<'_>) -> Option<u64> {
+        // As `xdp_adjust_meta`: `call_helper`'s order, and its call (`xdp_adjust`). Its only
+        // errors, a context with no packet or a frame not mapped writable, change nothing:
+        // `None`, and `call_helper` reports them.
+        if self.prog_type != ProgType::Xdp || self.overridden(bpfsim_vm::host::XDP_ADJUST_TAIL) {
+            return None;
+        }
+        mem.adjust_ctx_tail(delta as i32 as i64).map(|r0| r0 as u64)
+    }
+
     fn inline_loop(&mut self) -> bool {
         // An override of `bpf_loop` answers every loop itself.
         !self.overridden(bpfsim_vm::host::LOOP)
@@ -1426,7 +1445,9 @@ impl Host for SimHost<'_, '_> {
             28 => Self::csum_diff(mem, a),
             8 => Ok(self.env.cpu as u64),
             // An XDP program's metadata helper, once per packet in most that use it.
-            54 if self.prog_type == ProgType::Xdp => self.xdp_adjust(mem, id, a[1] as i32 as i64),
+            54 | 65 if self.prog_type == ProgType::Xdp => {
+                self.xdp_adjust(mem, id, a[1] as i32 as i64)
+            }
             _ => self.other_helper(id, a, mem),
         }
     }

@@ -2190,29 +2190,42 @@ fn xdp_adjustments_that_fail_keep_the_context_under_both_engines() {
     }
 }
 
-/// `bpf_xdp_adjust_meta`, answered before the generic dispatch, is still XDP's alone (on TC it
-/// is an unknown helper) and still gives way to an override, under both engines.
+/// `bpf_xdp_adjust_meta` and `bpf_xdp_adjust_tail`, answered before the generic dispatch (and
+/// by direct calls under the JIT), are still XDP's alone (on TC they are unknown helpers) and
+/// still give way to an override, under both engines.
 #[test]
-fn xdp_adjust_meta_keeps_its_program_type_and_overrides() {
-    let src = "mov %r2, -8\ncall 54\nexit";
-    let program = Program::new(assemble(src).unwrap()).unwrap();
-    let interp = Interpreter::new(&program);
-    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
-    for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
-        let mut r = Runner::default();
-        let tc = r
-            .run(e, ProgType::SchedCls, &tcp_packet(), Input::default())
-            .unwrap();
-        assert_eq!(tc.trap.map(|t| t.code), Some(TrapCode::UnknownHelper));
-        let xdp = r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap();
-        assert_eq!(
-            (xdp.retval, xdp.trap, xdp.data.len()),
-            (0, None, PACKET.len() + 8)
-        );
-        r.override_helper(54, |a, _| Ok(a[1] ^ 1));
-        let over = r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap();
-        assert_eq!((over.retval, over.trap), (-8i64 as u64 ^ 1, None));
-        assert_eq!(over.data.len(), PACKET.len(), "the override moved nothing");
+fn xdp_adjust_meta_and_tail_keep_their_program_type_and_overrides() {
+    // Each grows the data out by 8 bytes: metadata in front, or zeroes behind.
+    for (id, delta) in [(54, -8i64), (65, 8)] {
+        let src = format!("mov %r2, {delta}\ncall {id}\nexit");
+        let program = Program::new(assemble(&src).unwrap()).unwrap();
+        let interp = Interpreter::new(&program);
+        let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+        for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+            let mut r = Runner::default();
+            let tc = r
+                .run(e, ProgType::SchedCls, &tcp_packet(), Input::default())
+                .unwrap();
+            assert_eq!(
+                tc.trap.map(|t| t.code),
+                Some(TrapCode::UnknownHelper),
+                "{id}"
+            );
+            let xdp = r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+            assert_eq!(
+                (xdp.retval, xdp.trap, xdp.data.len()),
+                (0, None, PACKET.len() + 8),
+                "{id}"
+            );
+            r.override_helper(id, |a, _| Ok(a[1] ^ 1));
+            let over = r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap();
+            assert_eq!((over.retval, over.trap), (delta as u64 ^ 1, None), "{id}");
+            assert_eq!(
+                over.data.len(),
+                PACKET.len(),
+                "{id}: the override moved nothing"
+            );
+        }
     }
 }
 
@@ -2290,6 +2303,129 @@ fn xdp_adjust_meta_answers_every_delta_as_the_helper_under_both_engines() {
                     m1 << 8 | m2 << 16 | r0(want[0]) | r0(want[1]) << 24,
                     "delta {delta:#x}"
                 );
+            }
+        }
+    }
+}
+
+/// `bpf_xdp_adjust_tail` with the deltas its direct path under the JIT must answer as the
+/// helper, on the 20-byte packet: refused ones (below an Ethernet header's 14 bytes, past the
+/// frame's end: `EINVAL`), 0, shrinks and growths taken once or twice, and deltas whose high
+/// 32 bits are set (the helper takes an `int`), each twice in a run and over a batch. After
+/// the first call the program reads `data` and `data_end` again and reads the packet at byte
+/// 21, past the old end, under its own bounds check (a packet access the JIT proves, from the
+/// fields it keeps: they must be the moved ones), and at byte 19 under a check against the
+/// `data_end` it read before the call (inside the old end, maybe past the new one; the
+/// kernel's verifier would refuse it, the frame's byte is still there). Both engines agree,
+/// with the expected answers: grown bytes read as zero, a shrink leaves the bytes behind.
+#[test]
+fn xdp_adjust_tail_answers_every_delta_as_the_helper_under_both_engines() {
+    const EINVAL: u64 = -22i64 as u64;
+    let cases: [(i64, [u64; 2], [u64; 2]); 11] = [
+        (-7, [EINVAL, EINVAL], [20, 20]),
+        (-6, [0, EINVAL], [14, 14]),
+        (-3, [0, 0], [17, 14]),
+        (0, [0, 0], [20, 20]),
+        (1, [0, 0], [21, 22]),
+        (4, [0, 0], [24, 28]),
+        (1750, [0, 0], [1770, 3520]),
+        (1751, [0, EINVAL], [1771, 1771]),
+        (3501, [EINVAL, EINVAL], [20, 20]),
+        (0x1_0000_0004, [0, 0], [24, 28]),
+        (-0x1_0000_0003, [0, 0], [17, 14]),
+    ];
+    for (delta, want, lens) in cases {
+        let call = format!(
+            "mov %r1, %r6
+             lddw %r2, {:#x}
+             call 65",
+            delta as u64
+        );
+        let src = format!(
+            "mov %r6, %r1
+             ldxw %r9, [%r6+4]
+             {call}
+             mov %r7, %r0
+             and %r7, 0xff
+             ldxw %r2, [%r6+0]
+             ldxw %r3, [%r6+4]
+             mov %r4, %r3
+             sub %r4, %r2
+             lsh %r4, 8
+             or %r7, %r4
+             mov %r4, %r2
+             add %r4, 22
+             mov %r5, 0xdd
+             jgt %r4, %r3, +1
+             ldxb %r5, [%r2+21]
+             lsh %r5, 40
+             or %r7, %r5
+             mov %r4, %r2
+             add %r4, 20
+             mov %r5, 0xee
+             jgt %r4, %r9, +1
+             ldxb %r5, [%r2+19]
+             lsh %r5, 48
+             or %r7, %r5
+             {call}
+             and %r0, 0xff
+             lsh %r0, 20
+             or %r7, %r0
+             ldxw %r2, [%r6+0]
+             ldxw %r3, [%r6+4]
+             sub %r3, %r2
+             lsh %r3, 28
+             or %r7, %r3
+             mov %r0, %r7
+             exit"
+        );
+        let program = Program::new(assemble(&src).unwrap()).unwrap();
+        let interp = Interpreter::new(&program);
+        // The context's loads (through r6) hinted, as the verifier would: the JIT keeps the
+        // fields and proves the packet accesses from them.
+        let mut ctx = vec![false; program.iter().map(|(pc, _)| pc + 2).max().unwrap()];
+        for (pc, insn) in program.iter() {
+            if let bpfsim_vm::isa::Insn::Load { src, .. } = insn {
+                ctx[pc] = src.index() == 6;
+            }
+        }
+        let hints = bpfsim_jit::Hints {
+            ctx,
+            ..Default::default()
+        };
+        let jit = bpfsim_jit::JitProgram::compile_with(&program, &hints).unwrap();
+        assert!(
+            jit.bounds_proven().contains(&18),
+            "the load past the old end is proven: {:?}",
+            jit.bounds_proven()
+        );
+        for repeat in [1, 3] {
+            let mut seen = Vec::new();
+            for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+                let mut r = Runner::default();
+                r.set_timing(false);
+                let out = r
+                    .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+                    .unwrap();
+                seen.push(out);
+            }
+            assert_eq!(seen[0], seen[1], "delta {delta:#x}, {repeat} runs");
+            if repeat == 1 {
+                let r0 = |x: u64| x & 0xff;
+                let past_old_end = if lens[0] >= 22 { 0 } else { 0xdd };
+                assert_eq!(
+                    seen[0].retval,
+                    r0(want[0])
+                        | lens[0] << 8
+                        | r0(want[1]) << 20
+                        | lens[1] << 28
+                        | past_old_end << 40
+                        | (PACKET[19] as u64) << 48,
+                    "delta {delta:#x}"
+                );
+                let mut data = PACKET.to_vec();
+                data.resize(lens[1] as usize, 0);
+                assert_eq!(seen[0].data, data, "delta {delta:#x}");
             }
         }
     }

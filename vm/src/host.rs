@@ -100,7 +100,8 @@ pub trait Host {
     /// would not fit in `bits` (the engine checks). An entry must answer exactly what
     /// [`Self::map_lookup_elem`] would until the next call of this method or until the engine
     /// calls this host in any other way than [`Self::map_lookup_key`], [`Self::redirect_map`],
-    /// [`Self::xdp_adjust_meta`] and [`Self::begin_run`] (a helper may fill or empty a slot: the engine then asks again
+    /// [`Self::xdp_adjust_meta`], [`Self::xdp_adjust_tail`], [`Self::tail_call`] and
+    /// [`Self::begin_run`] (a helper may fill or empty a slot: the engine then asks again
     /// before it answers another lookup so). The default: none.
     fn slot_lookups(&mut self, out: &mut [SlotLookup], bits: &mut [u64]) -> (u64, usize) {
         let _ = (out, bits);
@@ -150,6 +151,19 @@ pub trait Host {
     /// `call_helper`. The default: `None`.
     #[inline]
     fn xdp_adjust_meta(&mut self, ctx: u64, delta: u64, mem: &mut MemoryMap<'_>) -> Option<u64> {
+        let _ = (ctx, delta, mem);
+        None
+    }
+
+    /// `bpf_xdp_adjust_tail(ctx, delta)` (helper 65) without the generic dispatch: `Some(r0)`
+    /// exactly when `call_helper(65, [ctx, delta, r3, r4, r5], mem)` would return `Ok(r0)`,
+    /// with the same effects (the packet's end moved and the bytes a growth uncovers zeroed,
+    /// or nothing when the adjustment is refused), which happen only then, and without mapping
+    /// a region or touching anything else; `None` leaves everything as it was, and the engine
+    /// then calls `call_helper`. Engines may call it for every `call 65`, so it must never
+    /// differ from `call_helper`. The default: `None`.
+    #[inline]
+    fn xdp_adjust_tail(&mut self, ctx: u64, delta: u64, mem: &mut MemoryMap<'_>) -> Option<u64> {
         let _ = (ctx, delta, mem);
         None
     }
@@ -237,6 +251,9 @@ pub const XDP_ADJUST_META: u32 = 54;
 
 /// The helper id of `bpf_tail_call`.
 pub const TAIL_CALL: u32 = 12;
+
+/// The helper id of `bpf_xdp_adjust_tail`.
+pub const XDP_ADJUST_TAIL: u32 = 65;
 
 /// The helper id of `bpf_loop`.
 pub const LOOP: u32 = 181;

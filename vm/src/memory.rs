@@ -88,6 +88,18 @@ pub trait Context: std::any::Any {
         None
     }
 
+    /// `bpf_xdp_adjust_tail(ctx, delta)` on this context: move the packet's end by `delta` and
+    /// return the helper's `r0`, 0 or the errno of a refused move, which changes nothing. The
+    /// bytes a growth uncovers must read as zero: the context hands their guest address and
+    /// length to `zero`, which zeroes them if they are mapped writable and says whether it
+    /// did; if not, the context changes nothing and answers `None`. One call, where a downcast
+    /// through [`Self::as_any_mut`] is two and a type comparison. `None` (the default): this
+    /// context has no packet whose end moves, and nothing changed.
+    fn adjust_tail(&mut self, delta: i64, zero: &mut dyn FnMut(u64, usize) -> bool) -> Option<i64> {
+        let _ = (delta, zero);
+        None
+    }
+
     /// Whether [`Self::load`] is a function of the context's state alone, which only
     /// [`Self::store`] and changes through [`Self::as_any_mut`] modify: an engine may then keep
     /// the fields a program reads between those changes ([`MemoryMap::ctx_stamp`]) rather than
@@ -122,6 +134,28 @@ const UNSTAMPED: u64 = u64::MAX;
 fn next_ctx_stamp() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// [`MemoryMap::translate`] in the rows `rows`: apart from the map, for a caller that holds
+/// its context borrowed ([`MemoryMap::adjust_ctx_tail`]).
+#[inline(always)]
+fn translate_in(rows: &[Region], addr: u64, size: usize, write: bool) -> Result<*mut u8, MemFault> {
+    let fault = MemFault {
+        addr,
+        size: size as u8,
+        write,
+    };
+    let region = rows.get((addr >> REGION_SHIFT) as usize).ok_or(fault)?;
+    let off = addr & ((1 << REGION_SHIFT) - 1);
+    let limit = if write {
+        region.write_len
+    } else {
+        region.read_len
+    };
+    if off + size as u64 > limit {
+        return Err(fault);
+    }
+    Ok(region.base.wrapping_add(off as usize))
 }
 
 /// The stack of every frame, owned by whoever runs programs and lent to each run.
@@ -601,6 +635,30 @@ impl<'a> MemoryMap<'a> {
         Some(r0)
     }
 
+    /// [`Context::adjust_tail`] on the mapped context (`None` without one), the bytes a growth
+    /// uncovers zeroed through the region table (a context that names bytes not mapped
+    /// writable gets `false`, and answers `None`). Its stamp ([`Self::ctx_stamp`]) changes only
+    /// when the end moved.
+    #[inline]
+    pub fn adjust_ctx_tail(&mut self, delta: i64) -> Option<i64> {
+        let (_, ctx, stamp) = self.ctx.as_mut()?;
+        let rows = &self.table.rows;
+        let mut zero = |addr: u64, len: usize| match translate_in(rows, addr, len, true) {
+            Ok(p) => {
+                // SAFETY: `translate_in` proved the range lies in one region mapped writable
+                // from a borrowed `&mut` buffer, which nothing else touches during the call.
+                unsafe { std::ptr::write_bytes(p, 0, len) };
+                true
+            }
+            Err(_) => false,
+        };
+        let r0 = ctx.adjust_tail(delta, &mut zero)?;
+        if r0 == 0 && delta != 0 && *stamp != 0 {
+            *stamp = UNSTAMPED;
+        }
+        Some(r0)
+    }
+
     /// The packet the mapped context points at ([`Context::packet`]), leaving the context's
     /// stamp as it is.
     #[inline]
@@ -691,26 +749,7 @@ impl<'a> MemoryMap<'a> {
     /// Host pointer for `size` bytes at `addr`, if the whole range lies in one region.
     #[inline(always)]
     fn translate(&self, addr: u64, size: usize, write: bool) -> Result<*mut u8, MemFault> {
-        let fault = MemFault {
-            addr,
-            size: size as u8,
-            write,
-        };
-        let region = self
-            .table
-            .rows
-            .get((addr >> REGION_SHIFT) as usize)
-            .ok_or(fault)?;
-        let off = addr & ((1 << REGION_SHIFT) - 1);
-        let limit = if write {
-            region.write_len
-        } else {
-            region.read_len
-        };
-        if off + size as u64 > limit {
-            return Err(fault);
-        }
-        Ok(region.base.wrapping_add(off as usize))
+        translate_in(&self.table.rows, addr, size, write)
     }
 
     #[inline(always)]
@@ -1311,6 +1350,111 @@ mod tests {
         let t = m.ctx_stamp();
         assert!(t != s && t != 0, "the edge moved");
         assert_eq!(m.load(c, Size::W), Ok(0));
+    }
+
+    /// A context's tail move: `None` without a context or for one without a packet, the
+    /// context's answer otherwise with the uncovered bytes zeroed, a new stamp only after a move
+    /// that moved, and nothing changed when those bytes are not writable.
+    #[test]
+    fn a_tail_move_zeroes_what_it_uncovers_and_changes_the_stamp_only_when_it_moved() {
+        /// A packet at guest address `at`, its end `end` bytes after it, which may move from 2
+        /// up to 16.
+        struct Tail {
+            at: u64,
+            end: u32,
+        }
+        impl Context for Tail {
+            fn load(&self, off: u32, size: Size) -> Option<u64> {
+                (off == 0 && size == Size::W).then_some(self.end as u64)
+            }
+            fn store(&mut self, _: u32, _: Size, _: u64) -> bool {
+                false
+            }
+            fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+                self
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+            fn loads_are_pure(&self) -> bool {
+                true
+            }
+            fn adjust_tail(
+                &mut self,
+                delta: i64,
+                zero: &mut dyn FnMut(u64, usize) -> bool,
+            ) -> Option<i64> {
+                let end = self.end as i64 + delta;
+                if !(2..=16).contains(&end) {
+                    return Some(-22);
+                }
+                if end > self.end as i64
+                    && !zero(self.at + self.end as u64, (end - self.end as i64) as usize)
+                {
+                    return None;
+                }
+                self.end = end as u32;
+                Some(0)
+            }
+        }
+        let mut stack = Stack::default();
+        let mut table = RegionTable::default();
+        let mut plain = TwoFields { a: 8, b: 0 };
+        let mut m = MemoryMap::new(&mut stack, &mut table);
+        assert_eq!(m.adjust_ctx_tail(4), None, "no context");
+        m.map_context(&mut plain).unwrap();
+        assert_eq!(m.adjust_ctx_tail(4), None, "a context without a packet");
+        drop(m);
+
+        let mut buf = [0xffu8; 16];
+        let ro = [0xffu8; 16];
+        let mut ctx = Tail { at: 0, end: 8 };
+        let mut unmapped = Tail { at: 0, end: 8 };
+        let mut m = MemoryMap::new(&mut stack, &mut table);
+        let at = m.map_mut(&mut buf).unwrap();
+        ctx.at = at;
+        let c = m.map_context(&mut ctx).unwrap();
+        let s = m.ctx_stamp();
+        for (delta, r0) in [(9, -22), (-7, -22), (0, 0)] {
+            assert_eq!(m.adjust_ctx_tail(delta), Some(r0), "{delta}");
+            assert_eq!(m.ctx_stamp(), s, "{delta} moved nothing");
+        }
+        assert_eq!(m.adjust_ctx_tail(-4), Some(0));
+        let t = m.ctx_stamp();
+        assert!(t != s && t != 0, "the end moved");
+        assert_eq!(m.load(c, Size::W), Ok(4));
+        assert_eq!(
+            m.slice(at, 16).unwrap(),
+            &[0xff; 16],
+            "a shrink zeroes nothing"
+        );
+        assert_eq!(m.adjust_ctx_tail(6), Some(0));
+        assert_eq!(m.load(c, Size::W), Ok(10));
+        let want: Vec<u8> = (0..16)
+            .map(|i| if (4..10).contains(&i) { 0 } else { 0xff })
+            .collect();
+        assert_eq!(
+            m.slice(at, 16).unwrap(),
+            &want[..],
+            "the grown bytes read as zero"
+        );
+        drop(m);
+
+        // Bytes that cannot be written: no answer, nothing changed.
+        for read_only in [true, false] {
+            let mut m = MemoryMap::new(&mut stack, &mut table);
+            let ro_at = m.map_ro(&ro).unwrap();
+            let place = if read_only { ro_at } else { 0 };
+            unmapped.at = place;
+            m.map_context(&mut unmapped).unwrap();
+            let s = m.ctx_stamp();
+            assert_eq!(m.adjust_ctx_tail(4), None, "{place:#x}");
+            assert_eq!(m.ctx_stamp(), s);
+            assert_eq!(m.adjust_ctx_tail(-4), Some(0), "a shrink zeroes nothing");
+            drop(m);
+            assert_eq!(unmapped.end, 4);
+            unmapped.end = 8;
+        }
     }
 
     #[test]

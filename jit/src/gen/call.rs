@@ -729,6 +729,16 @@ impl Gen<'_, '_> {
         self.direct_helper(pc, f, &args, bpfsim_vm::host::XDP_ADJUST_META, false);
     }
 
+    /// `call 65`, `bpf_xdp_adjust_tail(r1, r2)`: a direct call of the host's answer
+    /// ([`crate::shims::xdp_adjust_tail`]), with no budget or registers handed over: the answer
+    /// moves at most the context's packet end (zeroing the frame's bytes it uncovers), runs
+    /// nothing and maps nothing.
+    pub(super) fn translate_xdp_adjust_tail(&mut self, pc: usize) {
+        let args = [self.vm, self.reg_at(1), self.reg_at(2)];
+        let f = self.shims.xdp_adjust_tail;
+        self.direct_helper(pc, f, &args, bpfsim_vm::host::XDP_ADJUST_TAIL, false);
+    }
+
     /// `call 12`, `bpf_tail_call(r1, r2, r3)`: a direct call of the host's answer
     /// ([`crate::shims::tail_call`]), with no budget or registers handed over: the answer
     /// reads the program array's slot and runs nothing. A failed call goes on with its `r0`; a

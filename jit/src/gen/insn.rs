@@ -69,6 +69,9 @@ impl Gen<'_, '_> {
             Insn::Call(CallTarget::Helper(id)) if id as u32 == bpfsim_vm::host::XDP_ADJUST_META => {
                 self.translate_xdp_adjust_meta(pc);
             }
+            Insn::Call(CallTarget::Helper(id)) if id as u32 == bpfsim_vm::host::XDP_ADJUST_TAIL => {
+                self.translate_xdp_adjust_tail(pc);
+            }
             Insn::Call(CallTarget::Helper(id)) if id as u32 == bpfsim_vm::host::TAIL_CALL => {
                 self.translate_tail_call(pc);
             }

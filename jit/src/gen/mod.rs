@@ -43,6 +43,7 @@ pub(crate) struct ShimIds {
     pub loop_rest: FuncId,
     pub fetch_slots: FuncId,
     pub xdp_adjust_meta: FuncId,
+    pub xdp_adjust_tail: FuncId,
     pub tail_call: FuncId,
 }
 
@@ -67,6 +68,7 @@ struct Shims {
     loop_rest: FuncRef,
     fetch_slots: FuncRef,
     xdp_adjust_meta: FuncRef,
+    xdp_adjust_tail: FuncRef,
     tail_call: FuncRef,
 }
 
@@ -432,6 +434,7 @@ pub(crate) fn build(
         loop_rest: module.declare_func_in_func(ids.loop_rest, b.func),
         fetch_slots: module.declare_func_in_func(ids.fetch_slots, b.func),
         xdp_adjust_meta: module.declare_func_in_func(ids.xdp_adjust_meta, b.func),
+        xdp_adjust_tail: module.declare_func_in_func(ids.xdp_adjust_tail, b.func),
         tail_call: module.declare_func_in_func(ids.tail_call, b.func),
     };
     // Only where a `bpf_loop` may call them.

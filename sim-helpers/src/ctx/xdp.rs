@@ -235,16 +235,26 @@ impl XdpContext {
 
     /// `bpf_xdp_adjust_tail`: move `data_end` by `delta`; grown bytes read as zero.
     pub fn adjust_tail(&mut self, buf: &mut [u8], delta: i64) -> i64 {
-        let end = self.end as i64 + delta;
-        if end > FRAME_END as i64 || end < (self.data + ETH_HLEN) as i64 {
-            return EINVAL;
-        }
-        let end = end as usize;
+        let end = match self.tail_end(delta) {
+            Ok(end) => end,
+            Err(e) => return e,
+        };
         if end > self.end {
             buf[self.end..end].fill(0);
         }
         self.end = end;
         0
+    }
+
+    /// Where `bpf_xdp_adjust_tail` moves `data_end` (an offset in the frame), or its errno: the
+    /// kernel's limits, the frame's end (its tailroom) and an Ethernet header's length past
+    /// `data`.
+    fn tail_end(&self, delta: i64) -> Result<usize, i64> {
+        let end = self.end as i64 + delta;
+        if end > FRAME_END as i64 || end < (self.data + ETH_HLEN) as i64 {
+            return Err(EINVAL);
+        }
+        Ok(end as usize)
     }
 }
 
@@ -284,6 +294,20 @@ impl Context for XdpContext {
     /// Every field is computed from the context's own fields.
     fn adjust_meta(&mut self, delta: i64) -> Option<i64> {
         Some(XdpContext::adjust_meta(self, delta))
+    }
+
+    /// The frame's bytes are guest memory the context does not hold: a growth has the caller
+    /// zero them (at `frame_addr`, where the run mapped the frame) before the end moves.
+    fn adjust_tail(&mut self, delta: i64, zero: &mut dyn FnMut(u64, usize) -> bool) -> Option<i64> {
+        let end = match self.tail_end(delta) {
+            Ok(end) => end,
+            Err(e) => return Some(e),
+        };
+        if end > self.end && !zero(self.frame_addr + self.end as u64, end - self.end) {
+            return None;
+        }
+        self.end = end;
+        Some(0)
     }
 
     fn loads_are_pure(&self) -> bool {
