@@ -321,6 +321,10 @@ pub struct JitProgram {
     /// Whether the program calls `bpf_loop` and has a compiled callback: a batch then asks the
     /// host whether the code may make the loop's calls ([`Host::inline_loop`]).
     loops: bool,
+    /// Whether the program calls `bpf_xdp_adjust_meta` or `bpf_xdp_adjust_tail`: a batch then
+    /// asks the host whether their answers are the context's
+    /// ([`Host::xdp_adjust_by_context`]).
+    adjusts: bool,
 }
 
 // SAFETY: the module's code is immutable after finalisation and the function pointer refers to
@@ -668,6 +672,10 @@ impl JitProgram {
                 && insns.iter().any(|i| {
                     matches!(i, Insn::Call(CallTarget::Helper(id)) if *id as u32 == bpfsim_vm::host::LOOP)
                 }),
+            adjusts: insns.iter().any(|i| {
+                matches!(i, Insn::Call(CallTarget::Helper(id))
+                    if [bpfsim_vm::host::XDP_ADJUST_META, bpfsim_vm::host::XDP_ADJUST_TAIL].contains(&(*id as u32)))
+            }),
         };
         let mut jit = jit;
         let perf = opts.perf_map || perf_map::from_env();
@@ -820,6 +828,11 @@ impl JitProgram {
         }
         if self.loops {
             ctx.fetch_loop(host);
+        }
+        if self.adjusts {
+            // A lean run maps no context: the context's answer would be none, and the helper's
+            // shim would ask the host anyway.
+            ctx.adjust_ctx = 0;
         }
         if !self.value_maps.is_empty() {
             ctx.fetch_values(host, &self.value_maps, &self.value_need);
@@ -1015,6 +1028,9 @@ impl JitProgram {
         }
         if self.loops {
             vm.fetch_loop(host);
+        }
+        if self.adjusts {
+            vm.fetch_adjust(host);
         }
         let mut host_ref = HostRef { host };
         let (table, n_rows) = mem.region_table();

@@ -245,6 +245,10 @@ pub struct VmCtx {
     /// ([`Host::inline_loop`]): a `call 181` on a compiled callback then calls the callback's
     /// function directly.
     pub inline_loop: u64,
+    /// Non-zero when the run's host says its XDP edge adjustments are the context's
+    /// ([`Host::xdp_adjust_by_context`]): their shims then ask the memory map's context
+    /// without calling the host.
+    pub adjust_ctx: u64,
     /// The run's arrays whose slots may be empty ([`Host::slot_lookups`]): the generated code
     /// answers their lookups itself. Entry `i` is the map whose handle is `slots_first + i`,
     /// for `i` below `slots_n`; the filled slots' bits in `slot_bits` (each entry's within it:
@@ -387,6 +391,7 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).keys_first).write(0);
             std::ptr::addr_of_mut!((*p).keys_n).write(0);
             std::ptr::addr_of_mut!((*p).inline_loop).write(0);
+            std::ptr::addr_of_mut!((*p).adjust_ctx).write(0);
             std::ptr::addr_of_mut!((*p).slots_first).write(0);
             std::ptr::addr_of_mut!((*p).slots_n).write(0);
             std::ptr::addr_of_mut!((*p).slots_stale).write(0);
@@ -670,6 +675,13 @@ impl VmCtx {
         self.slots_first = first;
         self.slots_n = n as u64;
         self.slots_stale = 0;
+    }
+
+    /// Ask the host whether its XDP edge adjustments are the context's
+    /// ([`Host::xdp_adjust_by_context`]), for the runs until the next call.
+    #[inline]
+    pub(crate) fn fetch_adjust(&mut self, host: &mut dyn Host) {
+        self.adjust_ctx = host.xdp_adjust_by_context() as u64;
     }
 
     /// Ask the host whether the code may make its `bpf_loop`s' calls ([`Host::inline_loop`]),
@@ -1134,8 +1146,15 @@ pub extern "C" fn xdp_adjust_meta(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
         if v.mem.is_null() {
             v.materialize();
         }
-        let host = &mut *(*v.host).host;
-        match host.xdp_adjust_meta(ctx, delta, &mut *v.mem) {
+        let mem = &mut *v.mem;
+        // The context's own answer when the host says it is its answer: one call fewer (the
+        // failing call of every run of xdp_meta_tail's batches).
+        let answer = if v.adjust_ctx != 0 {
+            mem.adjust_ctx_meta(delta as i32 as i64).map(|r0| r0 as u64)
+        } else {
+            (*(*v.host).host).xdp_adjust_meta(ctx, delta, mem)
+        };
+        match answer {
             Some(r0) => {
                 v.status = OK;
                 v.refresh_ctx();
@@ -1161,8 +1180,13 @@ pub extern "C" fn xdp_adjust_tail(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
         if v.mem.is_null() {
             v.materialize();
         }
-        let host = &mut *(*v.host).host;
-        match host.xdp_adjust_tail(ctx, delta, &mut *v.mem) {
+        let mem = &mut *v.mem;
+        let answer = if v.adjust_ctx != 0 {
+            mem.adjust_ctx_tail(delta as i32 as i64).map(|r0| r0 as u64)
+        } else {
+            (*(*v.host).host).xdp_adjust_tail(ctx, delta, mem)
+        };
+        match answer {
             Some(r0) => {
                 v.status = OK;
                 v.refresh_ctx();

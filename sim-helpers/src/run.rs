@@ -1381,6 +1381,15 @@ impl Host for SimHost<'_, '_> {
         mem.adjust_ctx_tail(delta as i32 as i64).map(|r0| r0 as u64)
     }
 
+    fn xdp_adjust_by_context(&mut self) -> bool {
+        // What `xdp_adjust_meta` and `xdp_adjust_tail` answer but for an override of either
+        // (or another program type), which stands for the batch: a test sets its overrides
+        // between runs, never during one.
+        self.prog_type == ProgType::Xdp
+            && !self.overridden(bpfsim_vm::host::XDP_ADJUST_META)
+            && !self.overridden(bpfsim_vm::host::XDP_ADJUST_TAIL)
+    }
+
     fn inline_loop(&mut self) -> bool {
         // An override of `bpf_loop` answers every loop itself.
         !self.overridden(bpfsim_vm::host::LOOP)

@@ -2217,14 +2217,30 @@ fn xdp_adjust_meta_and_tail_keep_their_program_type_and_overrides() {
                 (0, None, PACKET.len() + 8),
                 "{id}"
             );
-            r.override_helper(id, |a, _| Ok(a[1] ^ 1));
-            let over = r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap();
-            assert_eq!((over.retval, over.trap), (delta as u64 ^ 1, None), "{id}");
+            // A batch asks once whether the answers are the context's (the JIT's shims then
+            // ask it directly): before an override, and again after one.
+            let batch = |r: &mut Runner| {
+                r.run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), 3)
+                    .unwrap()
+            };
+            let xdp = batch(&mut r);
             assert_eq!(
-                over.data.len(),
-                PACKET.len(),
-                "{id}: the override moved nothing"
+                (xdp.retval, xdp.trap, xdp.data.len()),
+                (0, None, PACKET.len() + 24),
+                "{id}"
             );
+            r.override_helper(id, |a, _| Ok(a[1] ^ 1));
+            for over in [
+                r.run(e, ProgType::Xdp, &PACKET, Input::default()).unwrap(),
+                batch(&mut r),
+            ] {
+                assert_eq!((over.retval, over.trap), (delta as u64 ^ 1, None), "{id}");
+                assert_eq!(
+                    over.data.len(),
+                    PACKET.len(),
+                    "{id}: the override moved nothing"
+                );
+            }
         }
     }
 }

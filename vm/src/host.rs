@@ -168,6 +168,15 @@ pub trait Host {
         None
     }
 
+    /// Whether this host's [`Self::xdp_adjust_meta`] and [`Self::xdp_adjust_tail`] are the
+    /// mapped context's: each answers exactly `mem.adjust_ctx_meta(delta as i32 as i64)` (and
+    /// `mem.adjust_ctx_tail(..)`) as `r0`, `None` where those are, with no other effect. An
+    /// engine may then ask the context itself, one call fewer, until it asks this again (once
+    /// per batch of runs, like [`Self::inline_loop`]). The default: no.
+    fn xdp_adjust_by_context(&mut self) -> bool {
+        false
+    }
+
     /// `bpf_tail_call(ctx, map, index)` (helper 12) without the generic dispatch: `Some(answer)`
     /// exactly when `call_helper(12, [ctx, map, index, r4, r5], mem)` would return `answer`
     /// (`Ok(r0)`: the call failed and the program goes on; `Err(HelperStop::TailCall(id))`: the
