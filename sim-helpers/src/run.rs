@@ -475,29 +475,28 @@ impl Runner {
                 }
                 used += out.insns;
                 out.insns = used;
-                match out.tail_call.and_then(|id| {
-                    let t = self.programs.get((id as usize).wrapping_sub(1))?;
-                    Some((id, t.executable(self.tail_engine)))
-                }) {
-                    Some((id, (next, count))) => {
-                        host.tail_calls += 1;
-                        chain.push(id);
-                        current = next;
-                        counted = count;
-                        target = None;
-                        // An interpreted target under `auto` is asked again each time (it may
-                        // have been compiled since); a batch's others keep their preparation.
-                        if n > 1 && count.is_none() {
-                            target = targets.iter().position(|(t, _)| *t == id);
-                            if target.is_none() {
-                                if let Some(p) = next.prepare() {
-                                    targets.push((id, p));
-                                    target = Some(targets.len() - 1);
-                                }
-                            }
+                let Some((id, t)) = out
+                    .tail_call
+                    .and_then(|id| Some((id, self.programs.get((id as usize).wrapping_sub(1))?)))
+                else {
+                    break out;
+                };
+                host.tail_calls += 1;
+                chain.push(id);
+                // A target prepared earlier in the batch is entered through its preparation
+                // with no more asked; an interpreted target under `auto` is asked again each
+                // time (it may have been compiled since), and never prepared.
+                target = targets.iter().position(|(t, _)| *t == id);
+                if target.is_none() {
+                    let (next, count) = t.executable(self.tail_engine);
+                    current = next;
+                    counted = count;
+                    if n > 1 && count.is_none() {
+                        if let Some(p) = next.prepare() {
+                            targets.push((id, p));
+                            target = Some(targets.len() - 1);
                         }
                     }
-                    None => break out,
                 }
             };
             runs -= 1;
