@@ -1138,6 +1138,39 @@ pub extern "C" fn fetch_slots(vm: *mut VmCtx) {
 /// if it moved the edge (a new stamp); a host that does not answer leaves the status
 /// [`NOT_ANSWERED`] (and nothing else changed), and the code then calls the helper's shim.
 pub extern "C" fn xdp_adjust_meta(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
+    adjust_edge(
+        vm,
+        delta,
+        |mem, d| mem.adjust_ctx_meta(d),
+        |host, mem| host.xdp_adjust_meta(ctx, delta, mem),
+    )
+}
+
+/// `call 65`, `bpf_xdp_adjust_tail(ctx, delta)`: [`Host::xdp_adjust_tail`], which runs nothing
+/// and maps no region (the bytes a growth uncovers are zeroed in the frame the run mapped): as
+/// [`xdp_adjust_meta`], the kept context fields read again if the end moved (a new stamp),
+/// which every proof of a packet access made after the call rests on (`data_end` loaded after
+/// a call is a new value to `gen::bounds`).
+pub extern "C" fn xdp_adjust_tail(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
+    adjust_edge(
+        vm,
+        delta,
+        |mem, d| mem.adjust_ctx_tail(d),
+        |host, mem| host.xdp_adjust_tail(ctx, delta, mem),
+    )
+}
+
+/// The edge adjustments' shared body: the context's own answer (`by_context`, with the delta as
+/// the helper's `int`) when the host said its answers are the context's (one call fewer: the
+/// failing call of every run of xdp_meta_tail's batches), else the host's (`by_host`); an
+/// answer reads the kept context fields again, no answer leaves [`NOT_ANSWERED`].
+#[inline(always)]
+fn adjust_edge(
+    vm: *mut VmCtx,
+    delta: u64,
+    by_context: impl FnOnce(&mut MemoryMap<'static>, i64) -> Option<i64>,
+    by_host: impl FnOnce(&mut dyn Host, &mut MemoryMap<'static>) -> Option<u64>,
+) -> u64 {
     // SAFETY: called by generated code with its run's context, whose `mem` (once built) and
     // `host` are the run's and used by nothing else meanwhile. Not through `parts`: the host
     // answers without filling or emptying a map's slot, so the slot table stays.
@@ -1147,44 +1180,10 @@ pub extern "C" fn xdp_adjust_meta(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
             v.materialize();
         }
         let mem = &mut *v.mem;
-        // The context's own answer when the host says it is its answer: one call fewer (the
-        // failing call of every run of xdp_meta_tail's batches).
         let answer = if v.adjust_ctx != 0 {
-            mem.adjust_ctx_meta(delta as i32 as i64).map(|r0| r0 as u64)
+            by_context(mem, delta as i32 as i64).map(|r0| r0 as u64)
         } else {
-            (*(*v.host).host).xdp_adjust_meta(ctx, delta, mem)
-        };
-        match answer {
-            Some(r0) => {
-                v.status = OK;
-                v.refresh_ctx();
-                r0
-            }
-            None => {
-                v.status = NOT_ANSWERED;
-                0
-            }
-        }
-    }
-}
-
-/// `call 65`, `bpf_xdp_adjust_tail(ctx, delta)`: [`Host::xdp_adjust_tail`], which runs nothing
-/// and maps no region (the bytes a growth uncovers are zeroed in the frame the run mapped): as
-/// [`xdp_adjust_meta`], the kept context fields read again if the end moved (a new stamp),
-/// which every proof of a packet access made after the call rests on (`data_end` loaded after
-/// a call is a new value to `gen::bounds`).
-pub extern "C" fn xdp_adjust_tail(vm: *mut VmCtx, ctx: u64, delta: u64) -> u64 {
-    // SAFETY: as in `xdp_adjust_meta`: the host neither fills nor empties a map's slot.
-    unsafe {
-        let v = &mut *vm;
-        if v.mem.is_null() {
-            v.materialize();
-        }
-        let mem = &mut *v.mem;
-        let answer = if v.adjust_ctx != 0 {
-            mem.adjust_ctx_tail(delta as i32 as i64).map(|r0| r0 as u64)
-        } else {
-            (*(*v.host).host).xdp_adjust_tail(ctx, delta, mem)
+            by_host(&mut *(*v.host).host, mem)
         };
         match answer {
             Some(r0) => {
