@@ -1675,18 +1675,25 @@ fn skb_runs_agree(src: &str, repeat: u32) -> bpfsim_helpers::run::RunResult {
     );
     let interp = Interpreter::new(&program);
     let jit = bpfsim_jit::JitProgram::compile_with(&program, &hints).unwrap();
-    let packet = tcp_packet();
-    let mut out = Vec::new();
-    for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+    let [i, j] = both_engines(&interp, &jit, ProgType::SchedCls, &tcp_packet(), repeat);
+    assert_eq!(i, j, "interpreter, then JIT:\n{src}");
+    j
+}
+
+/// `repeat` runs of `packet` under the interpreter, then the JIT, each on a fresh runner.
+fn both_engines(
+    interp: &Interpreter,
+    jit: &bpfsim_jit::JitProgram,
+    prog_type: ProgType,
+    packet: &[u8],
+    repeat: u32,
+) -> [bpfsim_helpers::run::RunResult; 2] {
+    [interp as &dyn bpfsim_vm::Executable, jit].map(|e| {
         let mut r = Runner::default();
         r.set_timing(false);
-        out.push(
-            r.run_repeat(e, ProgType::SchedCls, &packet, Input::default(), repeat)
-                .unwrap(),
-        );
-    }
-    assert_eq!(out[0], out[1], "interpreter, then JIT:\n{src}");
-    out.pop().unwrap()
+        r.run_repeat(e, prog_type, packet, Input::default(), repeat)
+            .unwrap()
+    })
 }
 
 /// The skb helpers copy guest to guest and read the context without changing it: what a run
@@ -2163,15 +2170,7 @@ fn xdp_adjustments_that_fail_keep_the_context_under_both_engines() {
         let interp = Interpreter::new(&program);
         let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
         for repeat in [1, 2, ok_runs, ok_runs + 1, ok_runs + 5] {
-            let mut seen = Vec::new();
-            for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
-                let mut r = Runner::default();
-                r.set_timing(false);
-                let out = r
-                    .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
-                    .unwrap();
-                seen.push(out);
-            }
+            let seen = both_engines(&interp, &jit, ProgType::Xdp, &PACKET, repeat);
             assert_eq!(seen[0], seen[1], "helper {id}, {repeat} runs");
             let out = &seen[0];
             let moved = repeat.min(ok_runs) as u64;
@@ -2295,15 +2294,7 @@ fn xdp_adjust_meta_answers_every_delta_as_the_helper_under_both_engines() {
         let interp = Interpreter::new(&program);
         let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
         for repeat in [1, 3] {
-            let mut seen = Vec::new();
-            for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
-                let mut r = Runner::default();
-                r.set_timing(false);
-                let out = r
-                    .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
-                    .unwrap();
-                seen.push(out);
-            }
+            let seen = both_engines(&interp, &jit, ProgType::Xdp, &PACKET, repeat);
             assert_eq!(seen[0], seen[1], "delta {delta:#x}, {repeat} runs");
             if repeat == 1 {
                 // The metadata's length after each call: the moves of -4 and the wrapped -8
@@ -2416,15 +2407,7 @@ fn xdp_adjust_tail_answers_every_delta_as_the_helper_under_both_engines() {
             jit.bounds_proven()
         );
         for repeat in [1, 3] {
-            let mut seen = Vec::new();
-            for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
-                let mut r = Runner::default();
-                r.set_timing(false);
-                let out = r
-                    .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
-                    .unwrap();
-                seen.push(out);
-            }
+            let seen = both_engines(&interp, &jit, ProgType::Xdp, &PACKET, repeat);
             assert_eq!(seen[0], seen[1], "delta {delta:#x}, {repeat} runs");
             if repeat == 1 {
                 let r0 = |x: u64| x & 0xff;
