@@ -245,6 +245,9 @@ pub struct VmCtx {
     /// ([`Host::inline_loop`]): a `call 181` on a compiled callback then calls the callback's
     /// function directly.
     pub inline_loop: u64,
+    /// The host's [`Host::tables_epoch`] when the tables above (arrays, keys, values, loop,
+    /// adjustments) were last asked; 0: never, or under no promise.
+    pub tables_epoch: u64,
     /// Non-zero when the run's host says its XDP edge adjustments are the context's
     /// ([`Host::xdp_adjust_by_context`]): their shims then ask the memory map's context
     /// without calling the host.
@@ -391,6 +394,7 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).keys_first).write(0);
             std::ptr::addr_of_mut!((*p).keys_n).write(0);
             std::ptr::addr_of_mut!((*p).inline_loop).write(0);
+            std::ptr::addr_of_mut!((*p).tables_epoch).write(0);
             std::ptr::addr_of_mut!((*p).adjust_ctx).write(0);
             std::ptr::addr_of_mut!((*p).slots_first).write(0);
             std::ptr::addr_of_mut!((*p).slots_n).write(0);

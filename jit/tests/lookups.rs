@@ -16,6 +16,8 @@ struct OneArray {
     table: Option<ArrayLookup>,
     /// The lookups `call_helper` answered.
     calls: u32,
+    /// Its `tables_epoch` (0: none).
+    epoch: u64,
 }
 
 impl Host for OneArray {
@@ -32,6 +34,10 @@ impl Host for OneArray {
         let key = mem.slice(args[1], 4)?;
         let index = u32::from_le_bytes([key[0], key[1], key[2], key[3]]) as u64;
         Ok(if index < 4 { self.base + index * 8 } else { 0 })
+    }
+
+    fn tables_epoch(&self) -> u64 {
+        self.epoch
     }
 
     fn array_lookups(&mut self, out: &mut [ArrayLookup]) -> (u64, usize) {
@@ -79,6 +85,7 @@ fn run(
             base,
             table: table(base),
             calls: 0,
+            epoch: 0,
         };
         (exec.execute(&mut mem, &mut host, [0; 5], 1000), host.calls)
     };
@@ -163,6 +170,7 @@ fn each_run_takes_its_hosts_table() {
             base,
             table: truth(base),
             calls: 0,
+            epoch: 0,
         };
         let out = session.run(&mut mem, &mut host, [0; 5], 1000);
         assert_eq!(
@@ -461,4 +469,42 @@ fn a_lookups_hint_compiles_less_code() {
     );
     assert!(helper < array && helper < key, "{helper} {array} {key}");
     assert!(array < all && key < all, "{array} {key} {all}");
+}
+
+/// A preparation's runs on hosts that give tables numbers (`Host::tables_epoch`): a host under
+/// a new number is asked again (the second host's array is read, not the first's), one under
+/// the number of the last asking is not, and one under none (0) is asked at every entry.
+#[test]
+fn a_preparation_asks_the_tables_again_under_a_new_epoch() {
+    use bpfsim_vm::Executable;
+    let prog = program("stw [%r10-4], 1\nmov %r2, %r10\nadd %r2, -4");
+    let jit = JitProgram::compile(&prog).unwrap();
+    let mut vm = Vm::default();
+    let mut first: Vec<u8> = (0..32u8).collect();
+    let mut second: Vec<u8> = (100..132u8).collect();
+    let mut mem = vm.memory();
+    let a = mem.map_mut(&mut first).unwrap();
+    let b = mem.map_mut(&mut second).unwrap();
+    let mut prepared = jit.prepare().unwrap();
+    let mut entry = |base: u64, epoch: u64| {
+        let mut host = OneArray {
+            base,
+            table: truth(base),
+            calls: 0,
+            epoch,
+        };
+        let out = prepared.execute(&mut mem, &mut host, [0; 5], 1000);
+        assert_eq!(host.calls, 0, "answered from the table");
+        out.result.unwrap()
+    };
+    // The word at index 1 of each array (bytes 8-15).
+    let (one, two) = (
+        u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]),
+        u64::from_le_bytes([108, 109, 110, 111, 112, 113, 114, 115]),
+    );
+    assert_eq!(entry(a, 7), one);
+    assert_eq!(entry(b, 8), two, "a new number: asked again");
+    assert_eq!(entry(b, 8), two);
+    assert_eq!(entry(a, 0), one, "no number: asked");
+    assert_eq!(entry(b, 0), two, "no number: asked again");
 }

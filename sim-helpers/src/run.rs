@@ -741,7 +741,13 @@ struct SimHost<'e, 'a> {
     /// Bytes a helper copies out of guest memory before writing guest memory, kept for the
     /// batch of runs so that such a call allocates only the first time.
     scratch: Vec<u8>,
+    /// This host's [`Host::tables_epoch`]: one per host, whose maps are mapped and overrides
+    /// set before its first run and stay so for all its runs.
+    epoch: u64,
 }
+
+/// The next [`SimHost`]'s tables epoch (0 is no promise).
+static NEXT_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 struct Guest<'m, 'a>(&'m MemoryMap<'a>);
 
@@ -779,6 +785,7 @@ impl<'e> SimHost<'e, '_> {
             overrides: None,
             key_scratch: (0, 0),
             scratch: Vec::new(),
+            epoch: NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -1387,6 +1394,10 @@ impl Host for SimHost<'_, '_> {
         self.prog_type == ProgType::Xdp
             && !self.overridden(bpfsim_vm::host::XDP_ADJUST_META)
             && !self.overridden(bpfsim_vm::host::XDP_ADJUST_TAIL)
+    }
+
+    fn tables_epoch(&self) -> u64 {
+        self.epoch
     }
 
     fn inline_loop(&mut self) -> bool {

@@ -195,6 +195,16 @@ pub trait Host {
         None
     }
 
+    /// A number for the answers of [`Self::array_lookups`], [`Self::key_lookups`],
+    /// [`Self::value_region`], [`Self::inline_loop`] and [`Self::xdp_adjust_by_context`]: while
+    /// it stays the same, and is not 0, they do too, and an engine that asked them under it may
+    /// skip asking again (the programs of a chain of tail calls, each entered once a run). No
+    /// two hosts whose answers may differ may give the same number. The default, 0: no
+    /// promise, ask each time.
+    fn tables_epoch(&self) -> u64 {
+        0
+    }
+
     /// Whether this host's `bpf_loop` (helper 181) is the simulator's, with no side effect:
     /// for `flags` (`r4`) 0 and `nr_loops` (`r1`, all 64 bits) from 1 to `1 << 23`,
     /// `call_helper(181, ..)` returns `Err(HelperStop::Loop { func: r2, iterations: r1, ctx:
