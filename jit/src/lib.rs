@@ -837,6 +837,10 @@ impl JitProgram {
         if !self.value_maps.is_empty() {
             ctx.fetch_values(host, &self.value_maps, &self.value_need);
         }
+        if self.lookups {
+            let rows = &self.ctx_fields.rows;
+            ctx.fetch_rows(&rows.handles, &rows.need);
+        }
         ctx.lazy_vm = vm;
         ctx.lazy_input = input.as_mut_ptr();
         ctx.lazy_len = len;
@@ -1048,6 +1052,11 @@ impl JitProgram {
             // Once per batch, as the array lookups: the regions hold for every run.
             vm.fetch_values(host_ref.host, &self.value_maps, &self.value_need);
         }
+        if self.lookups {
+            // After the array table and the regions, which the rows are checked against.
+            let rows = &self.ctx_fields.rows;
+            vm.fetch_rows(&rows.handles, &rows.need);
+        }
         vm.budget = budget;
         // r1 and r2 go in registers; r3-r5 through the context, only for a program that reads
         // them. Word by word: the caller wrote `args` in 8-byte stores, which the CPU cannot
@@ -1204,6 +1213,10 @@ pub(crate) struct CtxFields {
     /// The accesses the JIT proves from the program's own bounds checks, and what the run must
     /// check of each kept load's field for those proofs to hold (`gen::bounds`).
     pub proofs: gen::bounds::Proofs,
+    /// The lookups answered from rows fixed for a batch, and the accesses proven through their
+    /// results (`gen::rows`). Not a context's, but fixed per compile and read by every
+    /// function's code generator as the proofs are.
+    pub rows: gen::rows::Rows,
 }
 
 impl CtxFields {
@@ -1264,6 +1277,7 @@ pub(crate) fn ctx_fields(prog: &Program, hints: &Hints) -> CtxFields {
         },
     );
     f.proofs = proofs;
+    f.rows = gen::rows::analyse(prog.insns(), &pcs, prog.subprograms(), &hints.lookup);
     f
 }
 

@@ -204,6 +204,11 @@ pub struct VmCtx {
     pub arrays: [ArrayLookup; ARRAY_SLOTS],
     pub arrays_first: u64,
     pub arrays_n: u64,
+    /// The rows the lookups with a constant handle answer from (`gen::rows`), by the
+    /// program's row: filled by [`VmCtx::fetch_rows`] once per batch, after the array table
+    /// and the regions; an empty row (`max_entries` 0) for a map the table does not list as an
+    /// array, or whose values do not hold what the accesses proven through its lookups need.
+    pub rows: [ValueRow; ROW_SLOTS],
     /// Proven map value accesses ([`crate::Hints::map_value`]) take no branch: their offset is
     /// clamped into the region the host says holds the map's values ([`Host::value_region`]).
     /// For the program's value maps by slot (`JitProgram::value_maps`): the region's base, and
@@ -282,6 +287,24 @@ pub const VALUE_SLOTS: usize = 8;
 
 /// The most maps whose array lookups the generated code answers (the others call the host).
 pub const ARRAY_SLOTS: usize = 8;
+
+/// The most rows of lookups with a constant handle (`gen::rows`): a program's other lookups
+/// take the array table's way.
+pub const ROW_SLOTS: usize = 8;
+
+/// A row of [`VmCtx::rows`]: an array map's entry of the host's table
+/// ([`Host::array_lookups`]) checked against the regions, for the lookups of one handle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ValueRow {
+    /// Indexes below it find a value; 0: the row's lookups take the other ways.
+    pub max_entries: u64,
+    pub stride: u64,
+    /// Guest address of value 0.
+    pub base: u64,
+    /// What to add to a guest address inside the map's values for its host address.
+    pub host_off: u64,
+}
 
 /// The most maps whose lookups the generated code asks with the key's bytes (the others go
 /// through [`map_lookup`]).
@@ -390,6 +413,7 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).arrays).write([ArrayLookup::default(); ARRAY_SLOTS]);
             std::ptr::addr_of_mut!((*p).arrays_first).write(0);
             std::ptr::addr_of_mut!((*p).arrays_n).write(0);
+            std::ptr::addr_of_mut!((*p).rows).write([ValueRow::default(); ROW_SLOTS]);
             std::ptr::addr_of_mut!((*p).keys).write([0; KEY_SLOTS]);
             std::ptr::addr_of_mut!((*p).keys_first).write(0);
             std::ptr::addr_of_mut!((*p).keys_n).write(0);
@@ -635,6 +659,62 @@ impl VmCtx {
         let (first, count) = host.key_lookups(&mut self.keys);
         self.keys_first = first;
         self.keys_n = count.min(KEY_SLOTS) as u64;
+    }
+
+    /// Fill [`VmCtx::rows`] for the program's row handles and what its proven accesses need
+    /// of each (`gen::rows::Rows`), from the array table [`VmCtx::fetch_arrays`] fetched and
+    /// the region table of the batch. A row is kept only when every value of the map holds the
+    /// bytes its accesses need (at most its stride) inside one region, readable for loads and
+    /// writable for stores: the accesses proven through its lookups then add
+    /// [`ValueRow::host_off`] to their guest address with no clamp.
+    pub(crate) fn fetch_rows(&mut self, handles: &[u64], needs: &[[u64; 2]]) {
+        let lows = (1u64 << bpfsim_vm::memory::REGION_SHIFT) - 1;
+        for (j, (&h, need)) in handles.iter().zip(needs).enumerate().take(ROW_SLOTS) {
+            let i = h.wrapping_sub(self.arrays_first);
+            let e = if i < self.arrays_n {
+                self.arrays[i as usize]
+            } else {
+                ArrayLookup::default()
+            };
+            let index = e.base >> bpfsim_vm::memory::REGION_SHIFT;
+            let row = (e.max_entries > 0 && index != 0 && index < self.nregions).then(|| {
+                // SAFETY: `regions` points at `nregions` rows of three u64s (`#[repr(C)]`
+                // base, read limit, write limit), and `index` is below `nregions`.
+                unsafe {
+                    let row = self.regions.add(index as usize * 24).cast::<u64>();
+                    [
+                        row.read_unaligned(),
+                        row.add(1).read_unaligned(),
+                        row.add(2).read_unaligned(),
+                    ]
+                }
+            });
+            // The end of the bytes the proven accesses reach in the last value, if inside
+            // the region's `limit` bytes.
+            let fits = |n: u64, limit: u64| {
+                n == 0
+                    || (e.max_entries - 1)
+                        .checked_mul(e.stride)
+                        .and_then(|x| x.checked_add(e.base & lows))
+                        .and_then(|x| x.checked_add(n))
+                        .is_some_and(|end| end <= limit)
+            };
+            self.rows[j] = match row {
+                Some([host, read, write])
+                    if need[0].max(need[1]) <= e.stride
+                        && fits(need[0], read)
+                        && fits(need[1], write) =>
+                {
+                    ValueRow {
+                        max_entries: e.max_entries,
+                        stride: e.stride,
+                        base: e.base,
+                        host_off: host.wrapping_add(e.base & lows).wrapping_sub(e.base),
+                    }
+                }
+                _ => ValueRow::default(),
+            };
+        }
     }
 
     /// Have the code's next slot lookup ask the host for its table ([`fetch_slots`]): a new

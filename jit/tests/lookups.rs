@@ -451,8 +451,8 @@ fn keyed_lookups_under_each_hint_answer_as_the_helper() {
     }
 }
 
-/// A hint leaves out code: the helper's path alone is the smallest, each kind's path smaller
-/// than all of them.
+/// A hint leaves out code: the helper's path alone is smaller than the key's, each kind's path
+/// smaller than all of them.
 #[test]
 fn a_lookups_hint_compiles_less_code() {
     let prog = keyed_program(16, 1, 1, 16);
@@ -467,7 +467,9 @@ fn a_lookups_hint_compiles_less_code() {
         size(Some(LookupPath::Key)),
         size(Some(LookupPath::Helper)),
     );
-    assert!(helper < array && helper < key, "{helper} {array} {key}");
+    // (An array's way with a row (`gen/rows.rs`) whose result an access relies on has no
+    // helper's call at all: it hands the run over when the host does not list the map.)
+    assert!(helper < key, "{helper} {key}");
     assert!(array < all && key < all, "{array} {key} {all}");
 }
 

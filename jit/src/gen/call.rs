@@ -12,7 +12,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Block, FuncRef, InstBuilder, MemFlags, Value};
 
 use super::{Exit, Gen, I64};
-use crate::shims::{FrameSave, VmCtx};
+use crate::shims::{FrameSave, ValueRow, VmCtx};
 use crate::LookupPath;
 
 /// The most bytes of a callee's frame a call zeroes with stores of its own; more go through
@@ -684,6 +684,22 @@ impl Gen<'_, '_> {
     pub(super) fn translate_map_lookup(&mut self, pc: usize) {
         let path = self.lookup.get(pc).copied().flatten();
         let done = self.b.create_block();
+        if let Some(j) = self.ctx_fields.rows.site.get(pc).copied().flatten() {
+            let other = self.b.create_block();
+            self.b.set_cold_block(other);
+            self.row_lookup(pc, j as usize, other, done);
+            self.switch(other);
+            if self.ctx_fields.rows.relied_on(j as usize) {
+                // Accesses after would take another way's answer for the row's: the
+                // interpreter makes the call and the rest of the run.
+                let unexec = self.adjust() + 1;
+                let left = self.b.use_var(self.left);
+                let before = self.b.ins().iadd_imm(left, unexec);
+                self.hand_over(pc, before);
+                self.switch(done);
+                return;
+            }
+        }
         match path {
             Some(LookupPath::Array) => {
                 let call = self.b.create_block();
@@ -784,6 +800,48 @@ impl Gen<'_, '_> {
         self.helper(pc, Helper::Any(idv));
         self.b.ins().jump(done, &[]);
         self.switch(done);
+    }
+
+    /// The lookup of `translate_map_lookup` through row `j` (`gen::rows`: `r1` is the row's
+    /// handle on every path), going on to `done` with `r0` set: the key against the row's
+    /// entry count, then `base + index * stride`, as the kernel's JIT inlines an array's
+    /// lookup. An empty row goes to `other` (before the key is read when reading it could
+    /// fault: another map's lookup may read fewer bytes).
+    fn row_lookup(&mut self, pc: usize, j: usize, other: Block, done: Block) {
+        let at = |f: usize| offset_of!(VmCtx, rows) + j * std::mem::size_of::<ValueRow>() + f;
+        let max = self.vm_load(at(offset_of!(ValueRow, max_entries)));
+        let fixed = self.fixed_stack(Reg::R2, 0, Size::W);
+        let index = match fixed {
+            Some((top, off)) => self.b.ins().uload32(MemFlags::trusted(), top, off),
+            None => {
+                let listed = self.cont();
+                self.b.ins().brif(max, listed, &[], other, &[]);
+                self.switch(listed);
+                self.lookup_index(pc)
+            }
+        };
+        let found = self.b.ins().icmp(IntCC::UnsignedLessThan, index, max);
+        let hit = self.cont();
+        let not = self.b.create_block();
+        self.b.set_cold_block(not);
+        self.b.ins().brif(found, hit, &[], not, &[]);
+        self.switch(hit);
+        let stride = self.vm_load(at(offset_of!(ValueRow, stride)));
+        let base = self.vm_load(at(offset_of!(ValueRow, base)));
+        let off = self.b.ins().imul(index, stride);
+        let value = self.b.ins().iadd(base, off);
+        self.set(Reg::R0, value);
+        self.b.ins().jump(done, &[]);
+        self.switch(not);
+        // Past the row's entries: NULL, when the row is the map's. Out of line: placed
+        // between the compare and the hit, it made a hit jump over it.
+        let miss = self.cont();
+        self.b.set_cold_block(miss);
+        self.b.ins().brif(max, miss, &[], other, &[]);
+        self.switch(miss);
+        let null = self.iconst(0);
+        self.set(Reg::R0, null);
+        self.b.ins().jump(done, &[]);
     }
 
     /// The inline array lookup of `translate_map_lookup`, going on to `done` with `r0` set; a

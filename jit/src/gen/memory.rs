@@ -29,6 +29,8 @@ impl Gen<'_, '_> {
             self.load_zx_at(size, top, at)
         } else if let Some((p, at)) = self.own_proven(pc, src, off) {
             self.load_zx_at(size, p, at)
+        } else if let Some((p, at)) = self.row_proven(pc, src, off) {
+            self.load_zx_at(size, p, at)
         } else if let Some(slot) = self.ctx_slot(pc, size, off) {
             let s = self.reg(src);
             let addr = self.offset(s, off);
@@ -67,6 +69,10 @@ impl Gen<'_, '_> {
             self.store_sized(size, v, p, at);
             return;
         }
+        if let Some((p, at)) = self.row_proven(pc, dst, off) {
+            self.store_sized(size, v, p, at);
+            return;
+        }
         let d = self.reg(dst);
         let addr = self.offset(d, off);
         if let Some(slot) = self.ctx_store_slot(pc, size, off) {
@@ -90,6 +96,11 @@ impl Gen<'_, '_> {
         let s = self.reg(src);
         let r0 = self.reg(Reg::R0);
         if crate::value_atomic(op) {
+            if let Some((p, at)) = self.row_proven(pc, dst, off) {
+                let p = self.b.ins().iadd_imm(p, at as i64);
+                self.inline_atomic(p, size, op, src, s, r0);
+                return;
+            }
             if let Some(slot) = self.value_slot(pc) {
                 let p = self.value_clamped(addr, size, true, slot);
                 self.inline_atomic(p, size, op, src, s, r0);
@@ -375,6 +386,20 @@ impl Gen<'_, '_> {
         self.own_addrs.retain(|&(b, _, _)| b == block);
         self.own_addrs.push((block, addr, p));
         Some((p, at))
+    }
+
+    /// An access at `[reg + off]` proven inside the value a row's lookup found (`gen::rows`):
+    /// the guest address plus the row's host offset, no clamp, no branch. Returns the host
+    /// address and the offset the access adds to it.
+    fn row_proven(&mut self, pc: usize, reg: Reg, off: i16) -> Option<(Value, i32)> {
+        let j = self.ctx_fields.rows.access.get(pc).copied().flatten()? as usize;
+        let r = self.reg(reg);
+        let host_off = self.vm_load(
+            offset_of!(VmCtx, rows)
+                + j * std::mem::size_of::<shims::ValueRow>()
+                + offset_of!(shims::ValueRow, host_off),
+        );
+        Some((self.b.ins().iadd(r, host_off), off as i32))
     }
 
     /// The host address of a proven packet access ([`crate::Hints::packet`]): no branch, the

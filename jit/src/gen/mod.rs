@@ -12,6 +12,7 @@ mod insn;
 mod jump;
 mod live;
 mod memory;
+pub(crate) mod rows;
 
 use std::mem::offset_of;
 
