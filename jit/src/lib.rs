@@ -243,7 +243,11 @@ pub struct Hints {
     /// run's tables ([`bpfsim_vm::Host::array_lookups`], [`bpfsim_vm::Host::key_lookups`],
     /// [`bpfsim_vm::Host::slot_lookups`]): if
     /// the hint were wrong, or the host does not list the map, the lookup goes through the
-    /// helper's shim and gives the interpreter's answer, only slower.
+    /// helper's shim and gives the interpreter's answer, only slower. An array's lookup whose
+    /// `r1` the JIT finds to be one constant handle reads a row fixed for the batch instead,
+    /// and the accesses the JIT proves through its result take no clamp (`gen::rows`); if the
+    /// hint were wrong or the row empty, such a lookup whose result an access relies on hands
+    /// the run to the interpreter before the call.
     pub lookup: Vec<Option<LookupPath>>,
 }
 

@@ -30,6 +30,14 @@ impl Host for Array {
         args: [u64; 5],
         mem: &mut MemoryMap<'_>,
     ) -> Result<u64, HelperStop> {
+        if id == 181 {
+            // bpf_loop(n, callback, ctx, flags)
+            return Err(HelperStop::Loop {
+                func: args[1],
+                iterations: args[0] as u32,
+                ctx: args[2],
+            });
+        }
         if id != 1 || args[0] != HANDLE {
             return Err(HelperStop::Unknown);
         }
@@ -311,4 +319,36 @@ fn loops_and_budgets_agree_with_the_interpreter() {
             );
         }
     }
+}
+
+/// Row lookups in a `bpf_loop` callback (a function of its own), each call's index the key:
+/// the interpreter's results at every budget, the table true or absent (a hand-over inside
+/// the callback).
+#[test]
+fn callbacks_look_up_rows_as_the_interpreter() {
+    let layout = Layout { max: 4, stride: 8 };
+    let src = format!(
+        "mov %r1, 6\nlddw %r2, func +6\nmov %r3, 0\nmov %r4, 0\ncall 181\nexit\nexit\n\
+         stxw [%r10-4], %r1\nmov %r2, %r10\nadd %r2, -4\nlddw %r1, {HANDLE:#x}\ncall 1\n\
+         jeq %r0, 0, +3\nldxdw %r1, [%r0+0]\nadd %r1, 5\nstxdw [%r0+0], %r1\nmov %r0, 0\nexit"
+    );
+    let prog = Program::new(assemble(&src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &array_hints(&prog)).unwrap();
+    let interp = Interpreter::new(&prog);
+    let tables: [&dyn Fn(u64) -> Option<ArrayLookup>; 2] = [&truth(layout), &|_| None];
+    for budget in (0..140).chain([1000]) {
+        for (t, table) in tables.iter().enumerate() {
+            let want = run(&interp, layout, table, budget);
+            let got = run(&jit, layout, table, budget);
+            assert_eq!(
+                (&got.0, &got.1),
+                (&want.0, &want.1),
+                "budget {budget}, table {t}"
+            );
+        }
+    }
+    let (out, bytes, calls) = run(&jit, layout, &truth(layout), 1000);
+    assert!(out.result.is_ok(), "{out:?}");
+    assert_eq!(calls, 0, "answered from the row");
+    assert_eq!(bytes[GUARD], GUARD as u8 + 5, "value 0 counted");
 }
