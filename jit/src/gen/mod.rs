@@ -457,7 +457,10 @@ pub(crate) fn build(
     let frame_top = b.declare_var(I64);
     let mut clamp_used = [false; 8];
     for (i, insn) in insns.iter().enumerate() {
-        if !hints.packet.get(pcs[i]).copied().unwrap_or(false) {
+        // An access the JIT's own proofs take (`memory::own_proven`) needs no clamp: its bounds
+        // would only be loaded at entry for nothing (Cranelift lowers every load).
+        let own = ctx_fields.proofs.proven.get(pcs[i]).copied().unwrap_or(0) & bounds::PROVEN;
+        if !hints.packet.get(pcs[i]).copied().unwrap_or(false) || own != 0 {
             continue;
         }
         let (size, write) = match *insn {
@@ -756,8 +759,11 @@ impl Gen<'_, '_> {
         // The budget, r1 and r2 come in registers (the entry's parameters: see
         // `JitProgram::compile_with`), r3-r5 from the context.
         let params = self.b.block_params(self.entry).to_vec();
+        // Only those live at the root: Cranelift lowers every load, used or not (`read` counts
+        // a `mov`'s destination; `xdpfilt_alw_tcp` loaded r3-r5 for nothing).
+        let live = self.live.get(self.root).copied().unwrap_or(u16::MAX);
         for i in 0..5 {
-            if read & (1 << (i + 1)) == 0 {
+            if read & live & (1 << (i + 1)) == 0 {
                 continue;
             }
             let a = match i {
