@@ -1024,8 +1024,10 @@ impl JitProgram {
         let reentry = mem.reentry(self.may_write, self.main_bytes, self.proven_frames);
         // The generated code counts the budget as a signed 64-bit number.
         let budget = budget.min(i64::MAX as u64);
-        // The host's tables are asked again only under a new number: a chain of tail calls
-        // enters each of its programs once a run, on the same host (6-20% of such a run).
+        // The host's tables of guest addresses and flags are asked again only under a new
+        // number: a chain of tail calls enters each of its programs once a run, on the same
+        // host (6-20% of such a run). What the code takes as host addresses (value clamps,
+        // rows) is made from the region table below at every entry.
         let epoch = host.tables_epoch();
         let fetch = epoch == 0 || epoch != vm.tables_epoch;
         vm.tables_epoch = epoch;
@@ -1052,8 +1054,10 @@ impl JitProgram {
         // SAFETY: a map's table starts with the fixed rows (`MemoryMap::new`); the stack does
         // not move for the whole batch.
         vm.stack_base = unsafe { shims::stack_base(table) };
-        if !self.value_maps.is_empty() && fetch {
-            // Once per batch, as the array lookups: the regions hold for every run.
+        if !self.value_maps.is_empty() {
+            // At every entry, whatever the host's number: the clamp bounds are host addresses
+            // from this memory map's region table, which the number does not cover (another
+            // map, or a new one in the same place, under a host that keeps its number).
             vm.fetch_values(host_ref.host, &self.value_maps, &self.value_need);
         }
         if self.lookups {

@@ -250,8 +250,8 @@ pub struct VmCtx {
     /// ([`Host::inline_loop`]): a `call 181` on a compiled callback then calls the callback's
     /// function directly.
     pub inline_loop: u64,
-    /// The host's [`Host::tables_epoch`] when the tables above (arrays, keys, values, loop,
-    /// adjustments) were last asked; 0: never, or under no promise.
+    /// The host's [`Host::tables_epoch`] when its tables (arrays, keys, loop, adjustments) were
+    /// last asked; 0: never, or under no promise.
     pub tables_epoch: u64,
     /// Non-zero when the run's host says its XDP edge adjustments are the context's
     /// ([`Host::xdp_adjust_by_context`]): their shims then ask the memory map's context
