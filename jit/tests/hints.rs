@@ -884,6 +884,53 @@ fn true_value_hints_change_nothing() {
     }
 }
 
+/// A host that keeps one tables epoch (`Host::tables_epoch`) across a session's runs on
+/// different memories: the value clamps are made from each run's region table, so each run
+/// reads and writes its own memory (stale ones would have reached the first run's buffer).
+#[test]
+fn a_kept_tables_epoch_never_keeps_value_clamps() {
+    struct Kept;
+    impl bpfsim_vm::Host for Kept {
+        fn call_helper(
+            &mut self,
+            id: u32,
+            args: [u64; 5],
+            mem: &mut bpfsim_vm::MemoryMap<'_>,
+        ) -> Result<u64, bpfsim_vm::HelperStop> {
+            ConformanceHost.call_helper(id, args, mem)
+        }
+
+        fn value_region(&mut self, map: u32) -> Option<u64> {
+            (map == 0).then_some(MEMORY)
+        }
+
+        fn tables_epoch(&self) -> u64 {
+            5
+        }
+    }
+    use bpfsim_vm::Executable;
+    let prog = Program::new(assemble(SUM).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &values_of(&prog, 0)).unwrap();
+    let interp = Interpreter::new(&prog);
+    let mut prepared = jit.prepare().unwrap();
+    for len in [40usize, 8, 24, 0, 40] {
+        let init: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(13) ^ 0x33).collect();
+        let mut want = init.clone();
+        let a = Vm::default().run_with_memory(&interp, &mut ConformanceHost, &mut want);
+        // A memory map of its own each time, the memory its first region (as in a run on raw
+        // memory), entered through the one preparation.
+        let mut got = init.clone();
+        let mut vm = Vm::default();
+        let mut mem = vm.memory();
+        let at = mem.map_mut(&mut got).unwrap();
+        assert_eq!(at, MEMORY);
+        let b = prepared.execute(&mut mem, &mut Kept, [at, len as u64, 0, 0, 0], 1 << 20);
+        drop(mem);
+        assert_eq!(a, b, "len {len}");
+        assert_eq!(want, got, "memory, len {len}");
+    }
+}
+
 /// False map value hints on accesses far outside the memory (outside any region, on the stack):
 /// each lands inside the region the host named, never traps, and leaves the bytes around the
 /// memory untouched. When the host names no region, or one under 8 bytes, the interpreter runs
