@@ -120,6 +120,10 @@ enum Command {
         /// After the last packet, print every map's entries (arrays: the non-zero ones).
         #[arg(long)]
         dump_maps: bool,
+        /// Simulated CPUs (1 to 8192): per-CPU maps hold this many values and a cpumap's slots
+        /// name them; the runs are on CPU 0.
+        #[arg(long, default_value_t = 1)]
+        cpus: u32,
         /// interp (the reference), jit (compiled with Cranelift), auto (interpret the first
         /// runs, compile once hot), or kernel (the live kernel through BPF_PROG_TEST_RUN; exit 3
         /// when bpf(2) is unavailable).
@@ -511,6 +515,7 @@ fn main() -> ExitCode {
             repeat,
             maps,
             dump_maps,
+            cpus,
             engine,
             btf,
         } => (|| {
@@ -546,6 +551,7 @@ fn main() -> ExitCode {
                 repeat,
                 maps,
                 dump_maps,
+                cpus,
                 engine,
                 kernel,
             };

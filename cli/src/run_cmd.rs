@@ -33,6 +33,8 @@ pub struct RunArgs {
     pub maps: Vec<String>,
     /// Print the maps after the last packet.
     pub dump_maps: bool,
+    /// Simulated CPUs (`Env::ncpus`); the runs are on CPU 0.
+    pub cpus: u32,
     pub engine: Engine,
     /// Run in the live kernel (`--engine kernel`) rather than the simulator.
     pub kernel: bool,
@@ -320,8 +322,19 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         }
         (None, Some(path)) => {
             let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut obj = LoadedObject::load(&bytes, Env::default())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if !(1..=bpfsim_helpers::maps::NR_CPUS).contains(&args.cpus) {
+                return Err(format!(
+                    "--cpus {}: 1 to {} (the kernel's NR_CPUS)",
+                    args.cpus,
+                    bpfsim_helpers::maps::NR_CPUS
+                ));
+            }
+            let env = Env {
+                ncpus: args.cpus,
+                ..Env::default()
+            };
+            let mut obj =
+                LoadedObject::load(&bytes, env).map_err(|e| format!("{}: {e}", path.display()))?;
             let names = match &args.prog {
                 Some(p) => vec![p.clone()],
                 None => obj.program_names(),

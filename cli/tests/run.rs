@@ -640,3 +640,37 @@ fn bench_writes_maps_before_timing() {
         assert!(err.contains(says), "{bad}: {err}");
     }
 }
+
+/// `run --cpus N`: a cpumap slot may name CPU 1 only when the simulator has two CPUs; a count
+/// outside 1-8192 is refused before anything runs.
+#[test]
+fn run_cpus_sets_the_simulated_cpus() {
+    let obj = vectors().join("xdp_redirect_cpumap.bpf.o");
+    let cap = vectors().join("pcaps/xdp_redirect_cpumap.pcap");
+    let write = "cpu_map:01000000=c000000000000000";
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            path(&obj),
+            "--prog",
+            "xdp_cpumap_steer",
+            "--pcap",
+            path(&cap),
+            "--map",
+            write,
+        ];
+        args.extend(extra);
+        bpfsim(&args)
+    };
+    let (code, _, err) = run(&[]);
+    assert_eq!(code, 2, "one CPU: {err}");
+    assert!(err.contains("ENODEV"), "{err}");
+    let (code, out, err) = run(&["--cpus", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("XDP_REDIRECT"), "{out}");
+    for bad in ["0", "8193"] {
+        let (code, _, err) = run(&["--cpus", bad]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("--cpus"), "{bad}: {err}");
+    }
+}
