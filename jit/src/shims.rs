@@ -1345,8 +1345,11 @@ pub extern "C" fn redirect_map(vm: *mut VmCtx, map: u64, key: u64, flags: u64) -
 enum Calls {
     /// `bpf_loop`: `(i, ctx)` for `i` from `next` below `n`.
     Loop { next: u64, n: u64, ctx: u64 },
-    /// One argument set per call.
-    Each(std::vec::IntoIter<[u64; 5]>),
+    /// One argument set per call, from the row `next` on.
+    Each {
+        table: std::sync::Arc<[[u64; 5]]>,
+        next: usize,
+    },
 }
 
 impl Iterator for Calls {
@@ -1362,7 +1365,11 @@ impl Iterator for Calls {
                 *next += 1;
                 Some([*next - 1, *ctx, 0, 0, 0])
             }
-            Calls::Each(it) => it.next(),
+            Calls::Each { table, next } => {
+                let row = table.get(*next).copied();
+                *next += row.is_some() as usize;
+                row
+            }
         }
     }
 }
@@ -1411,7 +1418,10 @@ fn stopped(v: &mut VmCtx, stop: HelperStop, id: u64) -> Stopped {
             return Stopped::Calls { func, calls };
         }
         HelperStop::CallEach { func, calls } => {
-            let calls = Calls::Each(calls.into_iter());
+            let calls = Calls::Each {
+                table: calls,
+                next: 0,
+            };
             return Stopped::Calls { func, calls };
         }
     }
@@ -1489,8 +1499,8 @@ unsafe fn compiled_callbacks(vm: *mut VmCtx, cb: &CompiledCallback, calls: Calls
             // SAFETY: the caller's contract; no table.
             unsafe { compiled_loop(vm, cb, next, n, &args, std::ptr::null()) }
         }
-        Calls::Each(calls) => {
-            let table = calls.as_slice();
+        Calls::Each { table, next } => {
+            let table = &table[next.min(table.len())..];
             let args = |i| table[i as usize];
             // SAFETY: the caller's contract; `table` holds the `len` calls' arguments and
             // lives until the calls are done.

@@ -139,6 +139,19 @@ pub struct Runner {
     timing: bool,
     /// The allocation of the helpers' map views, kept (empty) between runs.
     views: Vec<MapView<'static>>,
+    /// The last array's `bpf_for_each_map_elem` calls, kept between runs ([`ForEachTable`]).
+    for_each: Option<ForEachTable>,
+}
+
+/// The calls `bpf_for_each_map_elem` asked for over an array, and what they were made of: the
+/// same arguments give the same table (an array's elements are all present, in index order),
+/// so a program calling the helper at every run builds it once.
+#[derive(Clone)]
+struct ForEachTable {
+    /// The map handle, the keys' and values' guest addresses, the callback's context, the
+    /// number of elements and the values' stride.
+    of: [u64; 6],
+    calls: Arc<[[u64; 5]]>,
 }
 
 /// A program a tail call can enter: its interpreter, and its compiled form when its object
@@ -220,6 +233,7 @@ impl Runner {
             xdp_dirty: None,
             timing: true,
             views: Vec::new(),
+            for_each: None,
         }
     }
 
@@ -422,6 +436,7 @@ impl Runner {
         // None for none: a lookup in an empty map was two dependent loads in every helper call.
         host.overrides = (!self.overrides.is_empty()).then_some(&mut self.overrides);
         host.maps = reuse_views(std::mem::take(&mut self.views));
+        host.for_each = self.for_each.take();
         let mut mem = self.vm.memory();
         set_base(ctx, mem.map_mut(buf)?);
         let r1 = mem.map_context(ctx)?;
@@ -506,6 +521,7 @@ impl Runner {
         }
         let (redirect, trace) = (host.redirect, std::mem::take(&mut host.trace));
         self.views = reuse_views(std::mem::take(&mut host.maps));
+        self.for_each = host.for_each.take();
         drop(host);
         let wrote = mem.may_have_written();
         drop(mem);
@@ -744,6 +760,8 @@ struct SimHost<'e, 'a> {
     /// This host's [`Host::tables_epoch`]: one per host, whose maps are mapped and overrides
     /// set before its first run and stay so for all its runs.
     epoch: u64,
+    /// The runner's last array table for `bpf_for_each_map_elem`, lent for the batch.
+    for_each: Option<ForEachTable>,
 }
 
 /// The next [`SimHost`]'s tables epoch (0 is no promise).
@@ -785,6 +803,7 @@ impl<'e> SimHost<'e, '_> {
             overrides: None,
             key_scratch: (0, 0),
             scratch: Vec::new(),
+            for_each: None,
             epoch: NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -997,12 +1016,35 @@ impl<'e> SimHost<'e, '_> {
         if n == 0 {
             return Err(HelperStop::CallEach {
                 func: a[1],
-                calls: Vec::new(),
+                calls: Arc::new([]),
             });
         }
         let (scratch, room) = self.key_scratch;
         if n * ks > room {
             return Err(HelperStop::Fault);
+        }
+        if let Some((len, stride)) = m.state.array_layout() {
+            // An array: keys 0 to n - 1, written again at every call (the program may have
+            // written the scratch region); the table kept while its arguments stay the same.
+            let keys = mem.slice_mut(scratch, len as usize * 4)?;
+            for (k, key) in keys.chunks_exact_mut(4).enumerate() {
+                key.copy_from_slice(&(k as u32).to_le_bytes());
+            }
+            let of = [a[0], scratch, base, a[2], len as u64, stride];
+            let calls = match &self.for_each {
+                Some(t) if t.of == of => t.calls.clone(),
+                _ => {
+                    let calls: Arc<[[u64; 5]]> = (0..len as u64)
+                        .map(|k| [a[0], scratch + 4 * k, base + k * stride, a[2], 0])
+                        .collect();
+                    self.for_each = Some(ForEachTable {
+                        of,
+                        calls: calls.clone(),
+                    });
+                    calls
+                }
+            };
+            return Err(HelperStop::CallEach { func: a[1], calls });
         }
         // The keys laid out one after another in the scratch region, written through one slice
         // of it (no allocation per key).
@@ -1022,7 +1064,10 @@ impl<'e> SimHost<'e, '_> {
         if short {
             return Err(HelperStop::Fault);
         }
-        Err(HelperStop::CallEach { func: a[1], calls })
+        Err(HelperStop::CallEach {
+            func: a[1],
+            calls: calls.into(),
+        })
     }
 
     /// `bpf_redirect_map(map, key, flags)`: XDP_REDIRECT when the slot is filled, else the action

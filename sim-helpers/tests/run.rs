@@ -2429,3 +2429,113 @@ fn xdp_adjust_tail_answers_every_delta_as_the_helper_under_both_engines() {
         }
     }
 }
+
+/// `bpf_for_each_map_elem` over an array gives every element's key and value pointer, in
+/// index order, whatever the runner kept of an earlier call (the table of an array's calls is
+/// kept while its arguments stay the same): three calls per run, over an array, a per-CPU
+/// array (on CPU 1 of 2) and the array again with another context, each callback adding
+/// `key + 1` to its value and folding the value into its context in order; single runs and
+/// batches, one runner, both engines, checked against a model of the maps.
+#[test]
+fn for_each_over_arrays_sees_each_element_in_order_at_every_call() {
+    use bpfsim_helpers::run::MAP_HANDLE_BASE;
+    let src = format!(
+        "stdw [%r10-8], 0
+         stdw [%r10-16], 0
+         lddw %r1, {a:#x}
+         lddw %r2, func cb
+         mov %r3, %r10
+         add %r3, -8
+         mov %r4, 0
+         call 164
+         mov %r7, %r0
+         lddw %r1, {pa:#x}
+         lddw %r2, func cb
+         mov %r3, %r10
+         add %r3, -16
+         mov %r4, 0
+         call 164
+         lsh %r0, 8
+         add %r7, %r0
+         lddw %r1, {a:#x}
+         lddw %r2, func cb
+         mov %r3, %r10
+         add %r3, -16
+         mov %r4, 0
+         call 164
+         lsh %r0, 16
+         add %r7, %r0
+         ldxdw %r0, [%r10-8]
+         ldxdw %r1, [%r10-16]
+         mul %r1, 7
+         add %r0, %r1
+         lsh %r0, 24
+         add %r0, %r7
+         exit
+     cb:
+         ldxw %r5, [%r2]
+         ldxdw %r0, [%r3]
+         add %r0, %r5
+         add %r0, 1
+         stxdw [%r3], %r0
+         ldxdw %r1, [%r4]
+         mul %r1, 31
+         add %r1, %r0
+         stxdw [%r4], %r1
+         mov %r0, 0
+         exit",
+        a = MAP_HANDLE_BASE,
+        pa = MAP_HANDLE_BASE + 1,
+    );
+    let program = Program::new(assemble(&src).unwrap()).unwrap();
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+    // The model: the array's first words, the per-CPU array's on CPU 1.
+    let call = |vals: &mut [u64], ctx: &mut u64| {
+        for (k, v) in vals.iter_mut().enumerate() {
+            *v = v.wrapping_add(k as u64 + 1);
+            *ctx = ctx.wrapping_mul(31).wrapping_add(*v);
+        }
+        vals.len() as u64
+    };
+    for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+        let mut r = Runner::new(Env {
+            cpu: 1,
+            ncpus: 2,
+            ..Env::default()
+        });
+        r.set_timing(false);
+        let a = r.maps.create(&def("a", MapType::Array, 4, 12, 5)).unwrap();
+        let pa = r
+            .maps
+            .create(&def("pa", MapType::PercpuArray, 4, 8, 3))
+            .unwrap();
+        let (mut av, mut pav) = (vec![0u64; 5], vec![0u64; 3]);
+        for (run, repeat) in [1u32, 1, 4, 1, 3].into_iter().enumerate() {
+            let mut want = 0;
+            for _ in 0..repeat {
+                let (mut c8, mut c16) = (0u64, 0u64);
+                let n = call(&mut av, &mut c8) + (call(&mut pav, &mut c16) << 8);
+                let n = n + (call(&mut av, &mut c16) << 16);
+                want = c8
+                    .wrapping_add(c16.wrapping_mul(7))
+                    .wrapping_shl(24)
+                    .wrapping_add(n);
+            }
+            let out = r
+                .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+                .unwrap();
+            assert_eq!(out.trap, None, "run {run}");
+            assert_eq!(out.retval, want, "run {run}");
+        }
+        for (k, &v) in av.iter().enumerate() {
+            let got = r.maps.lookup(a, &(k as u32).to_le_bytes()).unwrap();
+            assert_eq!(got[..8], v.to_le_bytes(), "array element {k}");
+        }
+        for (k, &v) in pav.iter().enumerate() {
+            let got = r.maps.lookup_percpu(pa, &(k as u32).to_le_bytes()).unwrap();
+            assert_eq!(got[1], v.to_le_bytes(), "per-CPU element {k}");
+            assert_eq!(got[0], [0; 8], "CPU 0's element {k}");
+        }
+    }
+}

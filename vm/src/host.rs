@@ -21,7 +21,12 @@ pub enum HelperStop {
     },
     /// Call the subprogram at `func` once per argument set, in order, stopping after a call that
     /// returns non-zero; `r0` becomes the number of calls made (`bpf_for_each_map_elem`).
-    CallEach { func: u64, calls: Vec<[u64; 5]> },
+    /// Shared, so that a host can keep a table it gives again and again (an array's calls are
+    /// the same at every call of the helper) instead of building one per call.
+    CallEach {
+        func: u64,
+        calls: std::sync::Arc<[[u64; 5]]>,
+    },
     /// A pointer argument did not lie in guest memory.
     Memory(MemFault),
     /// The helper rejected its arguments.

@@ -998,7 +998,7 @@ impl Interpreter {
                             r[0] = self.callbacks_in::<EXACT>(
                                 func,
                                 env.depth,
-                                &mut calls.into_iter(),
+                                &mut calls.iter().copied(),
                                 env.mem,
                                 env.host,
                                 &mut env.left,

@@ -36,7 +36,7 @@ impl Host for TestHost {
             }),
             182 => Err(HelperStop::CallEach {
                 func: a[0],
-                calls: vec![[1, 2, 3, 4, 5], [0; 5], [a[2], 0, 0, 0, 0]],
+                calls: vec![[1, 2, 3, 4, 5], [0; 5], [a[2], 0, 0, 0, 0]].into(),
             }),
             _ => Err(HelperStop::Unknown),
         }
