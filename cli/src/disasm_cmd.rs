@@ -342,28 +342,35 @@ pub fn object(
         // The packet accesses the JIT proved from the program's own bounds checks: no clamp
         // and no check in their code.
         let proven = jit.bounds_proven();
+        // The context loads that share an earlier load's check.
+        let unchecked = jit.ctx_unchecked();
+        let slots = |s: &[usize]| {
+            if s.is_empty() {
+                "none".to_string()
+            } else {
+                s.iter()
+                    .map(|pc| pc.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
         let text = match format {
             Format::Text => format!(
                 "{}; {} (section {}, {}): verified, compiled with the verifier's hints\n\
-                 ; packet accesses proven by the program's own bounds checks (no check): {}\n{}",
+                 ; packet accesses proven by the program's own bounds checks (no check): {}\n\
+                 ; context loads checked by an earlier load of their block (no check): {}\n{}",
                 if listed_any { "\n" } else { "" },
                 p.name,
                 p.section,
                 p.prog_type,
-                if proven.is_empty() {
-                    "none".to_string()
-                } else {
-                    proven
-                        .iter()
-                        .map(|pc| pc.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
+                slots(&proven),
+                slots(&unchecked),
                 listing_text(listing, shown, style)
             ),
             Format::Json => {
                 let mut v = listing_json(listing, shown, style);
                 v["bounds_proven"] = proven.into();
+                v["ctx_unchecked"] = unchecked.into();
                 v["program"] = p.name.clone().into();
                 v["section"] = p.section.clone().into();
                 v["type"] = p.prog_type.to_string().into();

@@ -368,3 +368,49 @@ fn the_listing_names_the_accesses_proven_by_the_programs_checks() {
         }
     }
 }
+
+/// The listing names the context loads that share an earlier load's check (`tc_ctx_fields`
+/// copies twenty `__sk_buff` fields through `r6` in one block): text and JSON agree, and each
+/// such load's own code is one load of the kept value, no compare and no branch.
+#[test]
+fn the_listing_names_the_context_loads_sharing_a_check() {
+    let obj = root().join("progs/tc_ctx_fields.bpf.o");
+    let (code, out, err, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--jit"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("; context loads checked by an earlier load of their block (no check): ")
+        })
+        .unwrap_or_else(|| panic!("{out}"));
+    let unchecked: Vec<usize> = line.split(", ").map(|p| p.parse().unwrap()).collect();
+    assert!(unchecked.len() >= 18, "{line}");
+    let (_, json, _, _) = bpfsim(
+        &["disasm", obj.to_str().unwrap(), "--jit", "--format", "json"],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    let from_json: Vec<usize> = v["ctx_unchecked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(from_json, unchecked);
+    if cfg!(target_arch = "x86_64") {
+        let lines: Vec<&str> = out.lines().collect();
+        for &pc in &unchecked {
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("{pc}: ")))
+                .unwrap();
+            let code: Vec<&str> = lines[at + 1..]
+                .iter()
+                .take_while(|l| l.starts_with(' '))
+                .copied()
+                .collect();
+            assert_eq!(code.len(), 1, "{pc}: {code:?}");
+            assert!(code[0].contains("mov "), "{pc}: {code:?}");
+        }
+    }
+}

@@ -311,6 +311,8 @@ pub struct JitProgram {
     /// The context fields whose hinted loads read kept values and whose hinted stores may
     /// write cells, by slot.
     ctx_fields: CtxFields,
+    /// [`JitProgram::ctx_unchecked`].
+    ctx_unchecked: Vec<usize>,
     /// Whether the program calls `bpf_map_lookup_elem` (whose array lookups the code answers
     /// from the run's [`Host::array_lookups`]).
     lookups: bool,
@@ -520,6 +522,7 @@ impl JitProgram {
         );
         let mut built = Vec::with_capacity(roots.len());
         let mut value_need = vec![[0u64; 2]; value_maps.len()];
+        let mut ctx_unchecked = Vec::new();
         let mut sizes = Vec::with_capacity(roots.len());
         let mut listed = Vec::with_capacity(roots.len());
         let mut failed = None;
@@ -566,6 +569,7 @@ impl JitProgram {
                 root,
                 &targets,
                 &mut value_need,
+                &mut ctx_unchecked,
             )
             .and_then(|need| {
                 module.define_function(id, &mut ctx).map_err(err)?;
@@ -668,6 +672,11 @@ impl JitProgram {
                 )
             }),
             ctx_fields,
+            ctx_unchecked: {
+                ctx_unchecked.sort_unstable();
+                ctx_unchecked.dedup();
+                ctx_unchecked
+            },
             lookups: reads_lookup_tables(prog, hints),
             slot_lookups: hints.lookup.contains(&Some(LookupPath::Slots)),
             value_maps,
@@ -744,6 +753,16 @@ impl JitProgram {
     pub fn bounds_proven(&self) -> Vec<usize> {
         let proven = &self.ctx_fields.proofs.proven;
         (0..proven.len()).filter(|&pc| proven[pc] != 0).collect()
+    }
+
+    /// The slots of the hinted context loads ([`Hints::ctx`]) compiled as a plain read of the
+    /// field's kept value, with no compare of their own: each follows a load through the same
+    /// register value in its block, with nothing between them that could move the register
+    /// or change what the run keeps, and that first load checked for all of them that the
+    /// register is the context's address and the run keeps their fields (else it hands the
+    /// run to the interpreter).
+    pub fn ctx_unchecked(&self) -> Vec<usize> {
+        self.ctx_unchecked.clone()
     }
 
     /// The callbacks compiled as functions of their own (`lddw rX, func`'s targets), as

@@ -178,6 +178,13 @@ pub struct VmCtx {
     /// [`MemoryMap::ctx_stamp`] of the values in `ctx_val`; `u64::MAX` (no map's) before the
     /// first run.
     pub ctx_stamp: u64,
+    /// The slots whose field the run keeps (bit `i`: `ctx_key[i]` is `ctx_base` plus the
+    /// field's offset), and the context's guest address (`u64::MAX` with none kept): a group of
+    /// loads through one register compares it with `ctx_base` once, and its slots' bits, rather
+    /// than each load its address with its key (`gen::ctx_group`). Kept with the keys, wherever
+    /// they are written.
+    pub ctx_kept: u64,
+    pub ctx_base: u64,
     /// The fields of the slots (the program's, `crate::ctx_field_key`), and how many.
     pub ctx_offs: *const u64,
     pub ctx_n: u64,
@@ -314,6 +321,8 @@ pub const KEY_SLOTS: usize = 8;
 /// read the usual way. As many as `struct __sk_buff` has 4-byte fields: a program reading all
 /// of them (a TC program recording what it sees) keeps every one.
 pub const CTX_SLOTS: usize = 48;
+// One bit per slot in `VmCtx::ctx_kept`.
+const _: () = assert!(CTX_SLOTS <= 64);
 
 /// The most context fields hinted stores write straight into the context's cells; a
 /// program's other stores go the usual way.
@@ -404,6 +413,8 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).lazy_input).write(std::ptr::null_mut());
             std::ptr::addr_of_mut!((*p).lazy_len).write(0);
             std::ptr::addr_of_mut!((*p).ctx_stamp).write(u64::MAX);
+            std::ptr::addr_of_mut!((*p).ctx_kept).write(0);
+            std::ptr::addr_of_mut!((*p).ctx_base).write(u64::MAX);
             std::ptr::addr_of_mut!((*p).ctx_offs).write(std::ptr::null());
             std::ptr::addr_of_mut!((*p).ctx_n).write(0);
             std::ptr::addr_of_mut!((*p).ctx_soffs).write(std::ptr::null());
@@ -550,6 +561,7 @@ impl VmCtx {
     pub fn forget_ctx(&mut self) {
         if self.ctx_stamp != 0 {
             self.ctx_stamp = 0;
+            self.ctx_kept = 0;
             self.ctx_key = [MaybeUninit::new(u64::MAX); CTX_SLOTS];
             self.ctx_val = [MaybeUninit::new(0); CTX_SLOTS];
             self.ctx_skey = [MaybeUninit::new(u64::MAX); STORE_SLOTS];
@@ -575,6 +587,7 @@ impl VmCtx {
             self.ctx_key[i] = MaybeUninit::new(key);
             self.ctx_val[i] = MaybeUninit::new(val);
         }
+        self.set_ctx_kept();
         if self.ctx_pcheck {
             self.check_proof_fields();
         }
@@ -867,8 +880,31 @@ impl VmCtx {
                 && (flags & crate::gen::bounds::END_WRITE == 0 || end <= write);
             if !ok {
                 self.ctx_key[i] = MaybeUninit::new(u64::MAX);
+                self.ctx_kept &= !(1 << i);
             }
         }
+    }
+
+    /// [`Self::ctx_kept`] and [`Self::ctx_base`] from the keys just read: the bits of the
+    /// slots whose key is the context's address plus the field's offset.
+    fn set_ctx_kept(&mut self) {
+        let n = (self.ctx_n as usize).min(CTX_SLOTS);
+        let field = |i: usize| {
+            // SAFETY: `ctx_offs` points at the program's `ctx_n` fields; slots below `n` were
+            // written by `read_ctx`, the caller.
+            let (off, key) =
+                unsafe { (*self.ctx_offs.add(i) as u32, self.ctx_key[i].assume_init()) };
+            (key != u64::MAX).then(|| key.wrapping_sub(off as u64))
+        };
+        let base = (0..n).find_map(field).unwrap_or(u64::MAX);
+        let mut kept = 0u64;
+        for i in 0..n {
+            if base != u64::MAX && field(i) == Some(base) {
+                kept |= 1 << i;
+            }
+        }
+        self.ctx_kept = kept;
+        self.ctx_base = base;
     }
 
     #[cold]

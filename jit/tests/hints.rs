@@ -1471,3 +1471,87 @@ exit";
         }
     }
 }
+
+/// Loads of context fields through one register in one block share the first one's check
+/// (`JitProgram::ctx_unchecked`); a call, a store to the context or a write of the register
+/// ends the group. The kept values follow the context as alone (a helper moves `a`, a store
+/// writes `c`), an unkept field in a group (`open` false: the field at 12 is refused) and a
+/// register that is not the context (wrong hints on the buffer) hand the run to the
+/// interpreter at the group's first load, at every budget.
+#[test]
+fn context_loads_of_one_block_share_one_check() {
+    let grouped = "mov %r6, %r1
+ldxw %r7, [%r6+0]
+stw [%r10-8], 3
+ldxw %r8, [%r6+4]
+add %r7, %r8
+ldxw %r9, [%r6+8]
+mov %r1, 5
+call 7
+ldxw %r0, [%r6+0]
+ldxw %r3, [%r6+8]
+stxw [%r6+8], %r3
+ldxw %r4, [%r6+8]
+ldxw %r5, [%r6+4]
+mov %r6, %r2
+ldxw %r2, [%r6+4]
+add %r0, %r7
+add %r0, %r9
+add %r0, %r3
+add %r0, %r4
+add %r0, %r5
+exit";
+    let prog = Program::new(assemble(grouped).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
+    // Slots 3 and 5 share slot 1's check, 9 slot 8's; 11 and 12 follow a store to the
+    // context, 14 a write of `r6`.
+    assert_eq!(jit.ctx_unchecked(), vec![3, 5, 9, 12]);
+    // `r6` is the buffer at slot 14: a wrong hint there, alone.
+    for pure in [true, false] {
+        for open in [true, false] {
+            ctx_agree(grouped, |p| ctx_hints(p, &[]), open, pure);
+        }
+    }
+    // A group reading the refused field: the interpreter faults at its second load, after
+    // reading the first.
+    let refused = "mov %r6, %r1\nldxw %r7, [%r6+4]\nldxw %r0, [%r6+12]\nadd %r0, %r7\nexit";
+    let prog = Program::new(assemble(refused).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
+    assert_eq!(jit.ctx_unchecked(), vec![2]);
+    for open in [true, false] {
+        ctx_agree(refused, |p| ctx_hints(p, &[]), open, true);
+    }
+    // A group through the buffer (`r6 = r2`) marked as the context's.
+    let wrong = "mov %r6, %r2\nldxw %r7, [%r6+4]\nldxw %r0, [%r6+8]\nadd %r0, %r7\nexit";
+    let prog = Program::new(assemble(wrong).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
+    assert_eq!(jit.ctx_unchecked(), vec![2]);
+    ctx_agree(wrong, |p| ctx_hints(p, &[]), true, true);
+    // Every budget, from none to the whole run: the hand-over at the group's first load is
+    // exact.
+    for src in [refused, wrong, grouped] {
+        let prog = Program::new(assemble(src).unwrap()).unwrap();
+        let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
+        let interp = Interpreter::new(&prog);
+        let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+        for budget in 0..24 {
+            let mut seen = Vec::new();
+            for e in engines {
+                let mut vm = Vm::default();
+                let mut ctx = Fields::new(false, true, true);
+                let mut buf = [7u8; 16];
+                let out = {
+                    let mut mem = vm.memory();
+                    let c = mem.map_context(&mut ctx).unwrap();
+                    let b = mem.map_mut(&mut buf).unwrap();
+                    e.execute(&mut mem, &mut MoveA, [c, b, 0, 0, 0], budget)
+                };
+                seen.push((out, ctx.a, ctx.c, buf));
+            }
+            assert_eq!(
+                seen[0], seen[1],
+                "interpreter, then JIT, budget {budget}:\n{src}"
+            );
+        }
+    }
+}

@@ -33,8 +33,13 @@ impl Gen<'_, '_> {
             self.load_zx_at(size, p, at)
         } else if let Some(slot) = self.ctx_slot(pc, size, off) {
             let s = self.reg(src);
-            let addr = self.offset(s, off);
-            self.ctx_field_load(pc, addr, slot)
+            match self.ctx_grouped(pc, src, s, slot) {
+                Some(v) => v,
+                None => {
+                    let addr = self.offset(s, off);
+                    self.ctx_field_load(pc, addr, slot)
+                }
+            }
         } else {
             let s = self.reg(src);
             let addr = self.offset(s, off);
@@ -530,7 +535,7 @@ impl Gen<'_, '_> {
 
     /// The slot of the map whose value a proven access at `pc` reaches ([`crate::Hints::map_value`]),
     /// if its map has one.
-    fn value_slot(&self, pc: usize) -> Option<usize> {
+    pub(super) fn value_slot(&self, pc: usize) -> Option<usize> {
         let map = self.map_value.get(pc).copied().flatten()?;
         self.value_maps.iter().position(|&m| m == map)
     }
@@ -564,7 +569,7 @@ impl Gen<'_, '_> {
     }
 
     /// Whether the access at `pc` is a proven stack access ([`crate::Hints::stack`]).
-    fn stack_hint(&self, pc: usize) -> bool {
+    pub(super) fn stack_hint(&self, pc: usize) -> bool {
         self.stack.get(pc).copied().unwrap_or(false)
     }
 
@@ -699,7 +704,7 @@ impl Gen<'_, '_> {
     }
 
     /// The slot of the kept context field a load at `pc` reads ([`crate::Hints::ctx`]).
-    fn ctx_slot(&self, pc: usize, size: Size, off: i16) -> Option<usize> {
+    pub(super) fn ctx_slot(&self, pc: usize, size: Size, off: i16) -> Option<usize> {
         if !self.ctx.get(pc).copied().unwrap_or(false) || off < 0 {
             return None;
         }
@@ -747,6 +752,9 @@ impl Gen<'_, '_> {
                 // (`VmCtx::read_ctx`), never a stored value: its next load hands the run over.
                 let none = self.iconst(u64::MAX);
                 self.vm_store(offset_of!(VmCtx, ctx_key) + 8 * i, none);
+                let kept = self.vm_load(offset_of!(VmCtx, ctx_kept));
+                let kept = self.b.ins().band_imm(kept, !(1i64 << i));
+                self.vm_store(offset_of!(VmCtx, ctx_kept), kept);
                 continue;
             }
             // The load's bytes of the stored value, zero-extended as a load reads them.
@@ -792,6 +800,12 @@ impl Gen<'_, '_> {
         let before = self.b.ins().iadd_imm(left, unexec);
         self.hand_over(pc, before);
         self.switch(fast);
+        self.ctx_field_value(slot)
+    }
+
+    /// The value the run keeps for the context field of `slot`, where the code knows the load's
+    /// address is the field's and the field kept.
+    pub(super) fn ctx_field_value(&mut self, slot: usize) -> Value {
         let v = self.vm_load(offset_of!(VmCtx, ctx_val) + 8 * slot);
         if self.ctx_fields.proofs.flags.get(slot).copied().unwrap_or(0) & bounds::BASE != 0 {
             // The field's host address, for the accesses proven through it (`own_proven`):

@@ -7,6 +7,7 @@ mod alu;
 pub(crate) mod bounds;
 mod budget;
 mod call;
+mod ctx_group;
 mod exits;
 mod insn;
 mod jump;
@@ -283,6 +284,12 @@ pub(crate) struct Gen<'a, 'b> {
     own_addrs: Vec<(Block, Value, Value)>,
     /// For each load of a field the proofs start from, its value and its host address.
     own_hosts: Vec<(Value, Value)>,
+    /// The groups of context loads, by slot, and the last group whose first load checked:
+    /// the register and that load's slot (`ctx_group.rs`).
+    ctx_groups: Vec<ctx_group::CtxGroup>,
+    ctx_checked: Option<(Reg, usize)>,
+    /// The slots of the context loads compiled with no check of their own.
+    ctx_unchecked: Vec<usize>,
 }
 
 const I64: Type = types::I64;
@@ -416,6 +423,7 @@ pub(crate) fn build(
     root: Root,
     targets: &[LoopTarget],
     value_need: &mut [[u64; 2]],
+    ctx_unchecked: &mut Vec<usize>,
 ) -> Result<u64, JitError> {
     let insns = prog.insns();
     let subprogs = prog.subprograms();
@@ -643,6 +651,9 @@ pub(crate) fn build(
         consts: [None; 11],
         own_addrs: Vec::new(),
         own_hosts: Vec::new(),
+        ctx_groups: Vec::new(),
+        ctx_checked: None,
+        ctx_unchecked: Vec::new(),
     };
     g.at_slot(None);
     g.prologue(regs_read_by(insns));
@@ -662,6 +673,7 @@ pub(crate) fn build(
         all[0] = all[0].max(mine[0]);
         all[1] = all[1].max(mine[1]);
     }
+    ctx_unchecked.extend(&g.ctx_unchecked);
     Ok(entry_need)
 }
 
@@ -1020,6 +1032,7 @@ impl Gen<'_, '_> {
     }
 
     pub(super) fn body(&mut self, insns: &[Insn]) -> Result<(), JitError> {
+        self.ctx_groups = self.ctx_groups(insns);
         let mut open = false;
         let mut fused = false;
         for (i, insn) in insns.iter().enumerate() {
