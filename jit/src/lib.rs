@@ -305,6 +305,9 @@ pub struct JitProgram {
     /// A run whose budget is below this hands over to the interpreter at slot 0, which the
     /// code does not check (see `JitProgram::call_entry`).
     entry_need: u64,
+    /// A run whose budget is above this is interpreted: proofs that rest on a loop counter's
+    /// bound hold for runs of at most `gen::bounds::BUDGET_MAX` instructions.
+    budget_max: u64,
     /// Whether a run can reach the host (a helper call, `callx`, a legacy packet load): only
     /// then need a batch of runs tell the host that each run begins (`Host::begin_run`).
     uses_host: bool,
@@ -662,6 +665,11 @@ impl JitProgram {
                 _ => bpfsim_vm::memory::FRAME_SIZE,
             },
             entry_need,
+            budget_max: if ctx_fields.proofs.counted {
+                gen::bounds::BUDGET_MAX
+            } else {
+                u64::MAX
+            },
             reads_r3_r5: gen::regs_read_by(insns) & 0b11_1000 != 0,
             uses_host: insns.iter().any(|i| {
                 matches!(
@@ -763,6 +771,14 @@ impl JitProgram {
     /// run to the interpreter).
     pub fn ctx_unchecked(&self) -> Vec<usize> {
         self.ctx_unchecked.clone()
+    }
+
+    /// The greatest budget a run of the code takes: a run with more is interpreted (with the
+    /// same results). `u64::MAX` but where a packet access is proven through a loop's index
+    /// added to a packet pointer: the proof rests on the index growing by at most 2^16 per
+    /// instruction, from below 2^32, which bounds it for runs of at most 2^32 instructions.
+    pub fn budget_max(&self) -> u64 {
+        self.budget_max
     }
 
     /// The callbacks compiled as functions of their own (`lddw rX, func`'s targets), as
@@ -901,6 +917,7 @@ impl JitProgram {
             && !self.loops
             && self.value_maps.is_empty()
             && budget >= self.entry_need
+            && budget <= self.budget_max
             && !ctx.values_unknown
             && ctx.mem.is_null();
         bare.then(|| Kept {
@@ -1137,7 +1154,7 @@ impl JitProgram {
     #[inline(always)]
     fn call_entry(&self, vm: &mut VmCtx, budget: u64, r1: u64, r2: u64) -> Outcome {
         vm.status = shims::OK;
-        if budget < self.entry_need || vm.values_unknown {
+        if budget < self.entry_need || budget > self.budget_max || vm.values_unknown {
             return self.hand_over_at_entry(vm, budget, r1, r2);
         }
         let ret = (self.entry)(vm, budget, r1, r2);
@@ -1148,7 +1165,8 @@ impl JitProgram {
         }
     }
 
-    /// What the code's budget check at slot 0 would have done (the code has none), and the
+    /// What the code's budget check at slot 0 would have done (the code has none), the way of
+    /// a run with more budget than its proofs allow ([`JitProgram::budget_max`]), and the
     /// way of a run whose host did not place its value maps (`VmCtx::values_unknown`): hand the
     /// whole run to the interpreter, with the registers as the code's prologue sets them (a
     /// register no instruction reads is never seen) and nothing counted yet.

@@ -313,3 +313,85 @@ exit";
         assert_eq!(i, j, "len {len}");
     }
 }
+
+/// A loop over the packet by an index (`for (i = 0; i < n; i += 2)` over `data + i`, checked
+/// against `data_end`): the access through `data + i` is proven (the index grows by at most
+/// 2^16 an instruction from 0, so `data + i` does not wrap in a run of at most 2^32
+/// instructions, and runs with more budget are interpreted), and gives the interpreter's
+/// results at every length. An index stepped down, by doubling or by more than 2^16 proves
+/// nothing.
+#[test]
+fn a_loop_index_added_to_the_packet_pointer_is_proven() {
+    let counted = |step: &str, cond: &str| {
+        format!(
+            "mov %r6, %r1
+ldxw %r1, [%r6+0]
+ldxw %r2, [%r6+4]
+mov %r3, 0
+mov %r4, 0
+loop:
+mov %r5, %r1
+add %r5, %r4
+mov %r0, %r5
+add %r0, 2
+jgt %r0, %r2, out
+ldxh %r5, [%r5+0]
+add %r3, %r5
+{step}
+mov %r5, %r4
+lsh %r5, 32
+rsh %r5, 32
+{cond} %r5, 4096, loop
+out:
+mov %r0, %r3
+exit"
+        )
+    };
+    let src = counted("add %r4, 2", "jne");
+    let prog = Program::new(assemble(&src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    assert_eq!(jit.bounds_proven(), vec![10]);
+    assert_eq!(jit.budget_max(), 1 << 32);
+    for len in 0..=76 {
+        let packet: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(29)).collect();
+        let [i, j] = both(&src, &packet, true, &truthful);
+        assert_eq!(i, j, "len {len}");
+    }
+    for step in [
+        "add %r4, -2",
+        "add %r4, %r4\nadd %r4, 2",
+        "lsh %r4, 1\nadd %r4, 2",
+        "add %r4, 131072",
+    ] {
+        for cond in ["jne", "jlt"] {
+            let src = counted(step, cond);
+            let prog = Program::new(assemble(&src).unwrap()).unwrap();
+            let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+            assert_eq!(jit.bounds_proven(), Vec::<usize>::new(), "{step}, {cond}");
+            assert_eq!(jit.budget_max(), u64::MAX, "{step}, {cond}");
+            for len in [0usize, 2, 3, 64] {
+                let [i, j] = both(&src, &vec![7u8; len], true, &truthful);
+                assert_eq!(i, j, "{step}, {cond}, len {len}");
+            }
+        }
+    }
+    // A budget above 2^32: the interpreter runs it, with the same results.
+    let prog = Program::new(assemble(&src).unwrap()).unwrap();
+    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+    let interp = Interpreter::new(&prog);
+    for budget in [1u64 << 32, (1 << 32) + 1, u64::MAX] {
+        let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+        let outs = engines.map(|e| {
+            let mut vm = Vm::default();
+            let mut packet = vec![3u8; 1500];
+            let mut ctx;
+            let mut mem = vm.memory();
+            let p = mem.map_mut(&mut packet).unwrap();
+            ctx = truthful(p, 0, 1500);
+            let c = mem.map_context(&mut ctx).unwrap();
+            e.execute(&mut mem, &mut MoveData, [c, 0, 0, 0, 0], budget)
+        });
+        assert_eq!(outs[0], outs[1], "budget {budget}");
+        assert_eq!(outs[1].result, Ok(750 * 0x0303), "budget {budget}");
+    }
+}

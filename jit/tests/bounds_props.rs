@@ -76,6 +76,46 @@ fn line(op: u8, a: u8, b: u8, imm: i16, k: usize, n: usize) -> String {
     }
 }
 
+/// A loop over the packet by an index (clang's shape of `for (i = 0; i < n; i += step)` over
+/// `data + i`, the index a count for the proofs): the pointer checked against `data_end` (or
+/// what r8 holds) `k` bytes on, then an access through it, inside the checked bytes or not.
+/// One loop in two steps its index otherwise: by more than a count's step, by doubling, or
+/// down (`i - 1` from 0 is the largest integer, `data + i` then the byte before `data`), none
+/// of which may leave a proof.
+fn counted_loop(a: u8, b: u8, imm: i16) -> String {
+    let i = 1 + a % 5;
+    let t = i % 5 + 1;
+    let p = ptr(b) % 10;
+    let p = if p == i || p == t { 7 } else { p };
+    let k = 1 + imm.rem_euclid(8);
+    let size = SIZES[(imm as usize >> 4) % 4];
+    let at = (imm >> 6).rem_euclid(6) - 1;
+    let step = 1 + (imm >> 9).rem_euclid(4);
+    let n = 8 + (b as i64 * 3) % 64;
+    let steps: &[String] = &match (a >> 3) % 8 {
+        0..=3 => vec![format!("add %r{i}, {step}")],
+        4 => vec![format!("add %r{i}, %r{i}"), format!("add %r{i}, 1")],
+        5 => vec![format!("lsh %r{i}, 1"), format!("add %r{i}, 1")],
+        6 => vec![format!("add %r{i}, 70000")],
+        _ => vec![format!("add %r{i}, -1")],
+    };
+    let cond = if a & 1 == 0 { "jlt" } else { "jne" };
+    let mut body = vec![
+        format!("mov %r{t}, %r{p}"),
+        format!("add %r{t}, %r{i}"),
+        format!("mov %r0, %r{t}"),
+        format!("add %r0, {k}"),
+        format!("jgt %r0, %r8, +{}", 2 + steps.len()),
+        format!("ldx{size} %r0, [%r{t}{at:+}]"),
+    ];
+    body.extend(steps.iter().cloned());
+    let back = body.len() + 1;
+    format!(
+        "mov %r{i}, 0\n{}\n{cond} %r{i}, {n}, -{back}",
+        body.join("\n")
+    )
+}
+
 fn program() -> impl Strategy<Value = String> {
     prop::collection::vec(
         (any::<u8>(), any::<u8>(), any::<u8>(), any::<i16>()),
@@ -94,7 +134,9 @@ fn program() -> impl Strategy<Value = String> {
             // One line in sixteen a loop's back edge (the budget ends a runaway one under both
             // engines alike); several-instruction lines make a forward jump land earlier than
             // its line count, never past the exit.
-            let l = if op % 32 == 31 && emitted > 0 {
+            let l = if op % 32 == 30 {
+                counted_loop(a, b, imm)
+            } else if op % 32 == 31 && emitted > 0 {
                 let back = 1 + (imm.unsigned_abs() as usize % emitted);
                 format!(
                     "{} %r{}, %r{}, -{back}",
@@ -154,16 +196,24 @@ fn generated_programs_have_proven_accesses() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    let (mut with, mut accesses) = (0, 0);
+    let (mut with, mut accesses, mut counted) = (0, 0, 0);
     for _ in 0..500 {
         let src = program().new_tree(&mut runner).unwrap().current();
         let prog = Program::new(assemble(&src).unwrap()).unwrap();
-        let proven = JitProgram::compile_with(&prog, &ctx_hints(&prog))
-            .unwrap()
-            .bounds_proven();
+        let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog)).unwrap();
+        let proven = jit.bounds_proven();
         with += !proven.is_empty() as u32;
         accesses += proven.len();
+        counted += (jit.budget_max() != u64::MAX) as u32;
     }
     assert!(with >= 50, "{with} of 500 programs with a proven access");
-    eprintln!("{with} of 500 programs with a proven access, {accesses} accesses");
+    // Some proofs rest on a loop's index (`counted_loop`).
+    assert!(
+        counted >= 10,
+        "{counted} of 500 programs with a proof through an index"
+    );
+    eprintln!(
+        "{with} of 500 programs with a proven access, {accesses} accesses, {counted} through \
+         an index"
+    );
 }

@@ -41,6 +41,16 @@ pub(crate) const FOLD: u8 = 2;
 /// Constants beyond this make a pointer unknown: no packet is near that size, and sums stay
 /// far from wrapping.
 const MAX_OFF: i64 = 1 << 20;
+/// The most instructions one entry of the code runs where a proof rests on a count
+/// ([`Val::Count`]): a run with a greater budget is interpreted (`JitProgram::call_entry`).
+pub(crate) const BUDGET_MAX: u64 = 1 << 32;
+/// The most a count can be: 32 bits, then [`BUDGET_MAX`] additions of at most [`STEP_MAX`].
+const COUNT_MAX: u64 = (1 << 32) + STEP_MAX * BUDGET_MAX;
+/// The most one instruction adds to a count.
+const STEP_MAX: u64 = 1 << 16;
+// A guest address (below 2^40: a region's index, then 32 bits) plus a count stays far from
+// wrapping.
+const _: () = assert!(COUNT_MAX < 1 << 50);
 /// The most spill slots a state tracks.
 const MAX_SPILLS: usize = 16;
 /// No room.
@@ -150,6 +160,13 @@ enum Val {
     Unknown,
     /// An integer from `.0` to `.1`.
     Scalar(u64, u64),
+    /// An integer of at least `.0` that is at most 2^32 plus [`STEP_MAX`] for each instruction
+    /// the run has made (a loop's index: set below 2^32, then stepped by small constants), so
+    /// at most [`COUNT_MAX`] in a run of at most [`BUDGET_MAX`] instructions. A range that
+    /// keeps growing around a loop widens to this rather than to unknown when each of its
+    /// values is such an integer: the instructions that keep it one are those of
+    /// [`Val::count`] and a [`scalar64`] that does not increase.
+    Count(u64),
     Ptr(Ptr),
 }
 
@@ -168,15 +185,44 @@ impl Val {
         }
     }
 
-    fn meet(&self, other: &Val, old: Option<&Val>, fresh: Id) -> Val {
+    /// The least value of a count this is, when it is one: a range below 2^32 is.
+    fn count(&self) -> Option<u64> {
+        match *self {
+            Val::Scalar(a, b) if b <= 1 << 32 => Some(a),
+            Val::Count(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// `counted` is set when the meet is a count made of ranges (see [`Val::Count`]).
+    fn meet(&self, other: &Val, old: Option<&Val>, fresh: Id, counted: &mut bool) -> Val {
         match (self, other) {
             (Val::Scalar(a, b), Val::Scalar(c, d)) => {
                 let (lo, hi) = ((*a).min(*c), (*b).max(*d));
                 match old {
-                    Some(Val::Scalar(x, y)) if lo < *x || hi > *y => Val::Unknown,
+                    Some(Val::Scalar(x, y)) if lo < *x || hi > *y => {
+                        // Growing around a loop: a count if every value is one (then from 0,
+                        // so that it cannot keep shrinking either).
+                        if self.count().is_some() && other.count().is_some() {
+                            *counted = true;
+                            Val::Count(0)
+                        } else {
+                            Val::Unknown
+                        }
+                    }
                     _ => Val::Scalar(lo, hi),
                 }
             }
+            (Val::Count(_), _) | (_, Val::Count(_)) => match (self.count(), other.count()) {
+                (Some(a), Some(b)) => {
+                    let lo = a.min(b);
+                    match old {
+                        Some(Val::Count(x)) if lo < *x => Val::Count(0),
+                        _ => Val::Count(lo),
+                    }
+                }
+                _ => Val::Unknown,
+            },
             (Val::Ptr(p), Val::Ptr(q)) => {
                 let old = old.and_then(Val::ptr);
                 let same = p.id == q.id && p.d == q.d;
@@ -339,7 +385,8 @@ impl State {
     /// when this state changed. `widen` (a loop's back edge, after [`WIDEN_AFTER`] of them):
     /// what the state knows may only shrink, so that a loop that weakens a fact at each trip
     /// drops it and the analysis ends.
-    fn join(&mut self, other: &State, leader: usize, widen: bool) -> bool {
+    /// `counted` is set when a value becomes a count ([`Val::Count`]).
+    fn join(&mut self, other: &State, leader: usize, widen: bool, counted: &mut bool) -> bool {
         let old = self.clone();
         let was = |v: &Val| widen.then_some(*v);
         let epoch = if self.epoch == other.epoch {
@@ -352,12 +399,18 @@ impl State {
                 &other.regs[r],
                 was(&old.regs[r]).as_ref(),
                 join_id(leader, r),
+                counted,
             );
         }
         let mut spills = Vec::new();
         for (o, v) in &old.spills {
             if let Some((_, w)) = other.spills.iter().find(|(p, _)| p == o) {
-                let m = v.meet(w, was(v).as_ref(), join_id(leader, spill_holder(*o)));
+                let m = v.meet(
+                    w,
+                    was(v).as_ref(),
+                    join_id(leader, spill_holder(*o)),
+                    counted,
+                );
                 if m != Val::Unknown {
                     spills.push((*o, m));
                 }
@@ -418,6 +471,9 @@ fn spill_holder(off: i16) -> usize {
 pub(crate) struct Proofs {
     pub proven: Vec<u8>,
     pub flags: Vec<u8>,
+    /// Some proof may rest on a count's bound ([`Val::Count`]), which holds for runs of at
+    /// most [`BUDGET_MAX`] instructions: a run with a greater budget is interpreted.
+    pub counted: bool,
 }
 
 /// What the analysis needs of the hints, by slot.
@@ -436,6 +492,7 @@ pub(crate) fn prove(insns: &[Insn], pcs: &[usize], subprogs: &[usize], inp: &Inp
     let none = Proofs {
         proven: vec![0; slots],
         flags: vec![0; inp.fields],
+        counted: false,
     };
     if inp.fields == 0 || inp.fields >= NONE as usize {
         return none;
@@ -501,6 +558,7 @@ pub(crate) fn prove(insns: &[Insn], pcs: &[usize], subprogs: &[usize], inp: &Inp
     // Back edges merged into each leader: the first few may weaken what it knows as the
     // paths around a loop meet; after them, what would weaken is dropped (see `State::join`).
     let mut trips = vec![0u8; slots];
+    let mut counted = false;
     let mut merge = |state: &mut Vec<Option<Box<State>>>,
                      work: &mut std::collections::BTreeSet<usize>,
                      from: usize,
@@ -513,7 +571,7 @@ pub(crate) fn prove(insns: &[Insn], pcs: &[usize], subprogs: &[usize], inp: &Inp
         };
         match &mut state[to] {
             Some(old) => {
-                if old.join(&s, to, widen) {
+                if old.join(&s, to, widen, &mut counted) {
                     work.insert(to);
                 }
             }
@@ -594,6 +652,7 @@ pub(crate) fn prove(insns: &[Insn], pcs: &[usize], subprogs: &[usize], inp: &Inp
             i += 1;
         }
     }
+    out.counted = counted && out.proven.iter().any(|&p| p != 0);
     out
 }
 
@@ -739,7 +798,24 @@ fn step(
                     Val::Ptr(q)
                 }
                 (op, Val::Scalar(a, b), Val::Scalar(c, e)) => scalar64(op, (a, b), (c, e)),
-                _ => Val::Unknown,
+                (AluOp::Add, Val::Ptr(p), Val::Count(a))
+                | (AluOp::Add, Val::Count(a), Val::Ptr(p))
+                    if a <= MAX_OFF as u64 =>
+                {
+                    // As a small scalar's sum, with no room (the count may be large): the
+                    // program's compare of the sum gives it one. The pointer plus at most
+                    // `COUNT_MAX` stays far from wrapping.
+                    let id = VAR | pc as u64;
+                    s.forget(|i| i == id);
+                    Val::Ptr(Ptr {
+                        id,
+                        d: 0,
+                        base: p.base,
+                        lo: p.lo + a as i64,
+                        rooms: [(NONE, 0); 3],
+                    })
+                }
+                (op, x, y) => count64(op, x, y),
             };
         }
         Insn::Alu {
@@ -778,6 +854,25 @@ fn step(
         | Insn::Callx { .. }
         | Insn::LoadPacket { .. } => s.call(pc),
         Insn::Exit | Insn::Ja { .. } | Insn::Gotol { .. } | Insn::Jmp { .. } => {}
+    }
+}
+
+/// A 64-bit operation on a count ([`Val::Count`]) that leaves one: a step of at most
+/// [`STEP_MAX`], or an operation that does not increase it; an `and` with a range is that range.
+fn count64(op: AluOp, x: Val, y: Val) -> Val {
+    let (x, y) = match (x, y) {
+        (Val::Scalar(..), Val::Count(_)) if matches!(op, AluOp::Add | AluOp::And) => (y, x),
+        _ => (x, y),
+    };
+    let Val::Count(lo) = x else {
+        return Val::Unknown;
+    };
+    match (op, y) {
+        (AluOp::Add, Val::Scalar(a, b)) if b <= STEP_MAX => Val::Count(lo.saturating_add(a)),
+        (AluOp::And, Val::Scalar(_, b)) => Val::Scalar(0, b),
+        (AluOp::And, y) if y.count().is_some() => Val::Count(0),
+        (AluOp::Rsh, Val::Scalar(_, b)) if b < 64 => Val::Count(lo >> b),
+        _ => Val::Unknown,
     }
 }
 

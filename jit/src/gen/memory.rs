@@ -386,7 +386,10 @@ impl Gen<'_, '_> {
         }
         let low = self.low32(addr);
         let idx = self.b.ins().uextend(I64, low);
-        let base = self.vm_load(offset_of!(VmCtx, primary_base));
+        let base = match self.primary_fixed {
+            Some(base) => base,
+            None => self.vm_load(offset_of!(VmCtx, primary_base)),
+        };
         let p = self.b.ins().iadd(base, idx);
         self.own_addrs.retain(|&(b, _, _)| b == block);
         self.own_addrs.push((block, addr, p));
@@ -633,6 +636,12 @@ impl Gen<'_, '_> {
     /// [`Gen::clamp_fixed`]), in a function with a loop (`Gen::has_loop`). Kept in
     /// registers, they cost the hot loops two loads fewer per access.
     pub(super) fn load_clamp_bounds(&mut self) {
+        if self.ctx_fields.proofs.proven.iter().any(|&p| p != 0) {
+            // The primary region's base, for the accesses the JIT proved itself: as fixed for
+            // the run as the clamps' bases (see `Gen::clamp_fixed`), and read once rather than
+            // at each access in the loop.
+            self.primary_fixed = Some(self.vm_load(offset_of!(VmCtx, primary_base)));
+        }
         for idx in 0..8 {
             if self.clamp_used[idx] {
                 let b = self.vm_load(offset_of!(VmCtx, clamp_base) + 8 * idx);

@@ -195,6 +195,8 @@ pub(crate) struct Gen<'a, 'b> {
     /// the call depth, the frame's top and `r10` (unless written), in a program without local
     /// calls.
     clamp_fixed: [Option<(Value, Value)>; 8],
+    /// [`VmCtx::primary_base`] read at entry, in a function that loops (as `clamp_fixed`).
+    primary_fixed: Option<Value>,
     no_local_calls: bool,
     fixed_depth: Option<Value>,
     /// When every subprogram runs at one call depth only (each called from frames of a
@@ -612,6 +614,7 @@ pub(crate) fn build(
         stack_at: stack_places(insns, pcs, hints),
         clamp_used,
         clamp_fixed: [None; 8],
+        primary_fixed: None,
         no_local_calls: !insns
             .iter()
             .any(|i| matches!(i, Insn::Call(CallTarget::Local(_)))),
