@@ -139,20 +139,26 @@ pub struct Runner {
     timing: bool,
     /// The allocation of the helpers' map views, kept (empty) between runs.
     views: Vec<MapView<'static>>,
-    /// The last array's `bpf_for_each_map_elem` calls, kept between runs ([`ForEachTable`]).
-    for_each: Option<ForEachTable>,
+    /// The maps' `bpf_for_each_map_elem` tables, kept between runs ([`ForEachTable`]).
+    for_each: Vec<ForEachTable>,
 }
 
-/// The calls `bpf_for_each_map_elem` asked for over an array, and what they were made of: the
-/// same arguments give the same table (an array's elements are all present, in index order),
-/// so a program calling the helper at every run builds it once.
+/// The calls `bpf_for_each_map_elem` asked for over a map, and what they were made of: the
+/// same entries (`MapState::entries_generation`) and the same arguments give the same table and
+/// keys, so a program calling the helper at every run builds them once.
 #[derive(Clone)]
 struct ForEachTable {
-    /// The map handle, the keys' and values' guest addresses, the callback's context, the
-    /// number of elements and the values' stride.
-    of: [u64; 6],
+    generation: u64,
+    /// The map handle, the keys' and values' guest addresses, the callback's context and the
+    /// number of entries.
+    of: [u64; 5],
+    /// The keys as laid out in the scratch region.
+    keys: Vec<u8>,
     calls: Arc<[[u64; 5]]>,
 }
+
+/// The most maps whose `bpf_for_each_map_elem` tables a runner keeps.
+const FOR_EACH_TABLES: usize = 8;
 
 /// A program a tail call can enter: its interpreter, and its compiled form when its object
 /// has one.
@@ -233,7 +239,7 @@ impl Runner {
             xdp_dirty: None,
             timing: true,
             views: Vec::new(),
-            for_each: None,
+            for_each: Vec::new(),
         }
     }
 
@@ -436,7 +442,7 @@ impl Runner {
         // None for none: a lookup in an empty map was two dependent loads in every helper call.
         host.overrides = (!self.overrides.is_empty()).then_some(&mut self.overrides);
         host.maps = reuse_views(std::mem::take(&mut self.views));
-        host.for_each = self.for_each.take();
+        host.for_each = std::mem::take(&mut self.for_each);
         let mut mem = self.vm.memory();
         set_base(ctx, mem.map_mut(buf)?);
         let r1 = mem.map_context(ctx)?;
@@ -521,7 +527,7 @@ impl Runner {
         }
         let (redirect, trace) = (host.redirect, std::mem::take(&mut host.trace));
         self.views = reuse_views(std::mem::take(&mut host.maps));
-        self.for_each = host.for_each.take();
+        self.for_each = std::mem::take(&mut host.for_each);
         drop(host);
         let wrote = mem.may_have_written();
         drop(mem);
@@ -760,8 +766,8 @@ struct SimHost<'e, 'a> {
     /// This host's [`Host::tables_epoch`]: one per host, whose maps are mapped and overrides
     /// set before its first run and stay so for all its runs.
     epoch: u64,
-    /// The runner's last array table for `bpf_for_each_map_elem`, lent for the batch.
-    for_each: Option<ForEachTable>,
+    /// The runner's `bpf_for_each_map_elem` tables, lent for the batch.
+    for_each: Vec<ForEachTable>,
 }
 
 /// The next [`SimHost`]'s tables epoch (0 is no promise).
@@ -803,7 +809,7 @@ impl<'e> SimHost<'e, '_> {
             overrides: None,
             key_scratch: (0, 0),
             scratch: Vec::new(),
-            for_each: None,
+            for_each: Vec::new(),
             epoch: NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -1023,51 +1029,57 @@ impl<'e> SimHost<'e, '_> {
         if n * ks > room {
             return Err(HelperStop::Fault);
         }
-        if let Some((len, stride)) = m.state.array_layout() {
-            // An array: keys 0 to n - 1, written again at every call (the program may have
-            // written the scratch region); the table kept while its arguments stay the same.
-            let keys = mem.slice_mut(scratch, len as usize * 4)?;
-            for (k, key) in keys.chunks_exact_mut(4).enumerate() {
-                key.copy_from_slice(&(k as u32).to_le_bytes());
-            }
-            let of = [a[0], scratch, base, a[2], len as u64, stride];
-            let calls = match &self.for_each {
-                Some(t) if t.of == of => t.calls.clone(),
-                _ => {
-                    let calls: Arc<[[u64; 5]]> = (0..len as u64)
-                        .map(|k| [a[0], scratch + 4 * k, base + k * stride, a[2], 0])
-                        .collect();
-                    self.for_each = Some(ForEachTable {
-                        of,
-                        calls: calls.clone(),
-                    });
-                    calls
-                }
-            };
-            return Err(HelperStop::CallEach { func: a[1], calls });
+        // The entries' table and keys, kept per map while its entries (and the call's
+        // arguments) stay the same: a program walking its maps at every run lays out no key
+        // and builds no table but the first time. The keys are written again at every call
+        // (another map's walk, or the program, may have written the scratch region).
+        let generation = m.state.entries_generation();
+        let of = [a[0], scratch, base, a[2], n as u64];
+        if let Some(t) = self
+            .for_each
+            .iter()
+            .find(|t| generation == Some(t.generation) && t.of == of)
+        {
+            mem.slice_mut(scratch, t.keys.len())?
+                .copy_from_slice(&t.keys);
+            return Err(HelperStop::CallEach {
+                func: a[1],
+                calls: t.calls.clone(),
+            });
         }
-        // The keys laid out one after another in the scratch region, written through one slice
-        // of it (no allocation per key).
-        let keys = mem.slice_mut(scratch, n * ks)?;
+        let mut keys = Vec::with_capacity(n * ks);
         let mut calls = Vec::with_capacity(n);
         let mut short = false;
         m.state.visit_entries(&mut |key, off| {
             let j = calls.len();
-            match keys.get_mut(j * ks..(j + 1) * ks) {
-                Some(slot) if key.len() == ks => {
-                    slot.copy_from_slice(key);
-                    calls.push([a[0], scratch + (j * ks) as u64, base + off as u64, a[2], 0]);
-                }
-                _ => short = true,
+            if key.len() == ks && j < n {
+                keys.extend_from_slice(key);
+                calls.push([a[0], scratch + (j * ks) as u64, base + off as u64, a[2], 0]);
+            } else {
+                short = true;
             }
         });
         if short {
             return Err(HelperStop::Fault);
         }
-        Err(HelperStop::CallEach {
-            func: a[1],
-            calls: calls.into(),
-        })
+        mem.slice_mut(scratch, keys.len())?.copy_from_slice(&keys);
+        let calls: Arc<[[u64; 5]]> = calls.into();
+        if let Some(generation) = generation {
+            let table = ForEachTable {
+                generation,
+                of,
+                keys,
+                calls: calls.clone(),
+            };
+            // One table per map (by handle), a few maps at most.
+            let full = self.for_each.len() >= FOR_EACH_TABLES;
+            match self.for_each.iter().position(|t| t.of[0] == a[0]) {
+                Some(k) => self.for_each[k] = table,
+                None if full => self.for_each[0] = table,
+                None => self.for_each.push(table),
+            }
+        }
+        Err(HelperStop::CallEach { func: a[1], calls })
     }
 
     /// `bpf_redirect_map(map, key, flags)`: XDP_REDIRECT when the slot is filled, else the action

@@ -2539,3 +2539,153 @@ fn for_each_over_arrays_sees_each_element_in_order_at_every_call() {
         }
     }
 }
+
+/// `bpf_for_each_map_elem` over a hash map sees its keys as they are at each call: three walks
+/// per run, with a key inserted (or, once, updated in place) after the first, and another
+/// deleted and one inserted after the second (as many keys, other ones; the runner keeps each
+/// map's table while its keys stay the same), over single runs and batches
+/// on one runner, both engines, checked against a model of the map (keys in insertion order).
+#[test]
+fn for_each_over_a_hash_sees_its_keys_at_every_call() {
+    use bpfsim_helpers::run::MAP_HANDLE_BASE;
+    let walk = |slot: i32, shift: u32| {
+        format!(
+            "lddw %r1, {h:#x}
+             lddw %r2, func cb
+             mov %r3, %r10
+             add %r3, -16
+             mov %r4, 0
+             call 164
+             lsh %r0, {shift}
+             add %r8, %r0
+             ldxdw %r1, [%r10-16]
+             stxdw [%r10-{slot}], %r1",
+            h = MAP_HANDLE_BASE,
+        )
+    };
+    let src = format!(
+        "stw [%r10-4], 0
+         lddw %r1, {a:#x}
+         mov %r2, %r10
+         add %r2, -4
+         call 1
+         jeq %r0, 0, out
+         ldxdw %r7, [%r0]
+         add %r7, 1
+         stxdw [%r0], %r7
+         mov %r8, 0
+         stdw [%r10-16], 0
+         {w1}
+         stxw [%r10-4], %r7
+         mov %r1, %r7
+         mul %r1, 10
+         stxdw [%r10-24], %r1
+         lddw %r1, {h:#x}
+         mov %r2, %r10
+         add %r2, -4
+         mov %r3, %r10
+         add %r3, -24
+         mov %r4, 0
+         call 2
+         {w2}
+         mov %r1, %r7
+         sub %r1, 2
+         stxw [%r10-4], %r1
+         lddw %r1, {h:#x}
+         mov %r2, %r10
+         add %r2, -4
+         call 3
+         mov %r1, %r7
+         add %r1, 1000
+         stxw [%r10-4], %r1
+         stxdw [%r10-24], %r7
+         lddw %r1, {h:#x}
+         mov %r2, %r10
+         add %r2, -4
+         mov %r3, %r10
+         add %r3, -24
+         mov %r4, 0
+         call 2
+         {w3}
+         ldxdw %r0, [%r10-32]
+         ldxdw %r1, [%r10-40]
+         mul %r1, 3
+         add %r0, %r1
+         ldxdw %r1, [%r10-48]
+         mul %r1, 5
+         add %r0, %r1
+         lsh %r0, 24
+         add %r0, %r8
+         exit
+     out:
+         mov %r0, 0
+         exit
+     cb:
+         ldxw %r5, [%r2]
+         ldxdw %r0, [%r3]
+         mul %r5, 1000
+         add %r5, %r0
+         ldxdw %r1, [%r4]
+         mul %r1, 31
+         add %r1, %r5
+         stxdw [%r4], %r1
+         mov %r0, 0
+         exit",
+        a = MAP_HANDLE_BASE + 1,
+        h = MAP_HANDLE_BASE,
+        w1 = walk(32, 0),
+        w2 = walk(40, 8),
+        w3 = walk(48, 16),
+    );
+    let program = Program::new(assemble(&src).unwrap()).unwrap();
+    let interp = Interpreter::new(&program);
+    let jit = bpfsim_jit::JitProgram::compile(&program).unwrap();
+    // The walk of the model's entries: the fold, on from what the context held.
+    let fold = |m: &[(u32, u64)], ctx: u64| {
+        m.iter().fold(ctx, |c, &(k, v)| {
+            c.wrapping_mul(31)
+                .wrapping_add((k as u64 * 1000).wrapping_add(v))
+        })
+    };
+    for e in [&interp as &dyn bpfsim_vm::Executable, &jit] {
+        let mut r = Runner::default();
+        r.set_timing(false);
+        let h = r.maps.create(&def("h", MapType::Hash, 4, 8, 16)).unwrap();
+        r.maps.create(&def("a", MapType::Array, 4, 8, 1)).unwrap();
+        r.maps
+            .update(h, &7u32.to_le_bytes(), &71u64.to_le_bytes(), 0)
+            .unwrap();
+        let mut model: Vec<(u32, u64)> = vec![(7, 71)];
+        let mut n = 0u64;
+        for (run, repeat) in [1u32, 1, 3, 1, 1, 2, 1, 4].into_iter().enumerate() {
+            let mut want = 0;
+            for _ in 0..repeat {
+                n += 1;
+                let c1 = fold(&model, 0);
+                let k1 = model.len() as u64;
+                // An update of a key present keeps its place (key 7 at the seventh run).
+                match model.iter_mut().find(|(k, _)| *k as u64 == n) {
+                    Some(e) => e.1 = n * 10,
+                    None => model.push((n as u32, n * 10)),
+                }
+                let c2 = fold(&model, c1);
+                let k2 = model.len() as u64;
+                model.retain(|&(k, _)| k as u64 != n.wrapping_sub(2) & 0xffff_ffff);
+                // Then a key of its own: as many keys as before the delete, other ones.
+                model.push((n as u32 + 1000, n));
+                let c3 = fold(&model, c2);
+                let k3 = model.len() as u64;
+                let calls = k1 + (k2 << 8) + (k3 << 16);
+                let sums = c1
+                    .wrapping_add(c2.wrapping_mul(3))
+                    .wrapping_add(c3.wrapping_mul(5));
+                want = sums.wrapping_shl(24).wrapping_add(calls);
+            }
+            let out = r
+                .run_repeat(e, ProgType::Xdp, &PACKET, Input::default(), repeat)
+                .unwrap();
+            assert_eq!(out.trap, None, "run {run}");
+            assert_eq!(out.retval, want, "run {run}: {model:?}");
+        }
+    }
+}

@@ -413,6 +413,12 @@ impl HashTab {
             .map(|s| (self.index.key(s).to_vec(), s as usize * self.stride))
     }
 
+    /// A number that stays the same exactly while the keys [`Self::visit_keys`] lends, their
+    /// offsets and their order do (no other map's order ever has it).
+    pub(crate) fn key_generation(&self) -> u64 {
+        self.order.generation()
+    }
+
     /// [`Self::keys`] without a key's allocation.
     pub(crate) fn visit_keys(&self, f: &mut dyn FnMut(&[u8], usize)) {
         for s in self.order.iter() {

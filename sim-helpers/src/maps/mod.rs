@@ -640,6 +640,18 @@ impl MapState {
         }
     }
 
+    /// A number that stays the same while what [`Self::visit_entries`] visits does (the same
+    /// keys at the same offsets, in the same order), and that no other map's entries have had:
+    /// an array's never change (its number is 0), a hash map's change with the keys it holds.
+    /// `None` for other maps (their entries may change without a new number).
+    pub fn entries_generation(&self) -> Option<u64> {
+        match &self.storage {
+            Storage::Array(_) => Some(0),
+            Storage::Hash(h) => Some(h.key_generation()),
+            _ => None,
+        }
+    }
+
     /// [`Self::entries`], each key lent to `f` rather than allocated: what
     /// `bpf_for_each_map_elem` walks for each call.
     pub fn visit_entries(&self, f: &mut dyn FnMut(&[u8], usize)) {
