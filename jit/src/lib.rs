@@ -880,6 +880,8 @@ impl JitProgram {
             let rows = &self.ctx_fields.rows;
             ctx.fetch_rows(&rows.handles, &rows.need);
         }
+        // Made from no memory map's table: nothing a later entry may keep.
+        ctx.values_key = [0; 3];
         ctx.lazy_vm = vm;
         ctx.lazy_input = input.as_mut_ptr();
         ctx.lazy_len = len;
@@ -1090,13 +1092,25 @@ impl JitProgram {
         // SAFETY: a map's table starts with the fixed rows (`MemoryMap::new`); the stack does
         // not move for the whole batch.
         vm.stack_base = unsafe { shims::stack_base(table) };
-        if !self.value_maps.is_empty() {
-            // At every entry, whatever the host's number: the clamp bounds are host addresses
-            // from this memory map's region table, which the number does not cover (another
-            // map, or a new one in the same place, under a host that keeps its number).
+        // The clamp bounds and rows are host addresses from this memory map's region table,
+        // which the host's number does not cover (another map, or a new one in the same place,
+        // under a host that keeps its number): made again unless the map (its serial: rows are
+        // only appended) and its length are those they were made from, under the same number
+        // (the programs of a chain of tail calls, each entered once a run).
+        // Word by word: an array compare loads 16 bytes from the key's 8-byte stores, which the
+        // CPU cannot forward (a stall a third of a tail call's entry).
+        let (serial, rows) = (mem.serial(), n_rows as u64);
+        let kept = epoch != 0
+            && vm.values_key[0] == serial
+            && vm.values_key[1] == rows
+            && vm.values_key[2] == epoch;
+        vm.values_key[0] = serial;
+        vm.values_key[1] = rows;
+        vm.values_key[2] = epoch;
+        if !self.value_maps.is_empty() && !kept {
             vm.fetch_values(host_ref.host, &self.value_maps, &self.value_need);
         }
-        if self.lookups {
+        if self.lookups && !kept {
             // After the array table and the regions, which the rows are checked against.
             let rows = &self.ctx_fields.rows;
             vm.fetch_rows(&rows.handles, &rows.need);

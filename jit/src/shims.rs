@@ -260,6 +260,10 @@ pub struct VmCtx {
     /// The host's [`Host::tables_epoch`] when its tables (arrays, keys, loop, adjustments) were
     /// last asked; 0: never, or under no promise.
     pub tables_epoch: u64,
+    /// The memory map's serial, its region count and the tables epoch when the value clamps
+    /// and rows (host addresses) were last made ([`Self::fetch_values`], [`Self::fetch_rows`]):
+    /// while all three stay, so do they. 0s: never.
+    pub values_key: [u64; 3],
     /// Non-zero when the run's host says its XDP edge adjustments are the context's
     /// ([`Host::xdp_adjust_by_context`]): their shims then ask the memory map's context
     /// without calling the host.
@@ -430,6 +434,7 @@ impl VmCtx {
             std::ptr::addr_of_mut!((*p).keys_n).write(0);
             std::ptr::addr_of_mut!((*p).inline_loop).write(0);
             std::ptr::addr_of_mut!((*p).tables_epoch).write(0);
+            std::ptr::addr_of_mut!((*p).values_key).write([0; 3]);
             std::ptr::addr_of_mut!((*p).adjust_ctx).write(0);
             std::ptr::addr_of_mut!((*p).slots_first).write(0);
             std::ptr::addr_of_mut!((*p).slots_n).write(0);

@@ -201,12 +201,13 @@ pub trait Host {
     }
 
     /// A number for the answers of [`Self::array_lookups`], [`Self::key_lookups`],
-    /// [`Self::inline_loop`] and [`Self::xdp_adjust_by_context`]: while it stays the same, and
-    /// is not 0, they do too, and an engine that asked them under it may skip asking again (the
-    /// programs of a chain of tail calls, each entered once a run). No two hosts whose answers
-    /// may differ should give the same number; one that does gets wrong guest addresses or
-    /// flags from an engine, never host memory (engines derive host addresses from the memory
-    /// map at every entry). The default, 0: no promise, ask each time.
+    /// [`Self::value_region`], [`Self::inline_loop`] and [`Self::xdp_adjust_by_context`]: while
+    /// it stays the same, and is not 0, they do too, and an engine that asked them under it may
+    /// skip asking again (the programs of a chain of tail calls, each entered once a run). No
+    /// two hosts whose answers may differ should give the same number; one that does gets wrong
+    /// guest addresses or flags from an engine, never host memory (engines derive host
+    /// addresses from the memory map: again at every entry on another map, or after the map
+    /// mapped a region, [`MemoryMap::serial`]). The default, 0: no promise, ask each time.
     fn tables_epoch(&self) -> u64 {
         0
     }

@@ -355,8 +355,13 @@ pub struct MemoryMap<'a> {
     /// Whether a program entered with [`Self::enter_main`] (`ENTERED`), and whether one that
     /// did may write (`MAY_WRITE`): one byte, so that an entry updates it with one store.
     writes: u8,
+    /// [`Self::serial`].
+    serial: u64,
     _borrows: PhantomData<&'a mut [u8]>,
 }
+
+/// The next [`MemoryMap::serial`].
+static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A region table's allocation kept between runs, so that a run need not allocate: empty, or
 /// only the fixed rows (region 0 and the frames' stacks) of the [`Stack`] numbered `stack_id`,
@@ -522,6 +527,7 @@ impl<'a> MemoryMap<'a> {
             stack_dirty: dirty,
             ctx: None,
             writes: 0,
+            serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             _borrows: PhantomData,
         }
     }
@@ -547,6 +553,14 @@ impl<'a> MemoryMap<'a> {
         // The rows were written from this stack (ids are never reused), whose buffer never
         // moves (`Stack::buf`): a later map of the same stack can start from them as they are.
         table.stack_id = id;
+    }
+
+    /// A number no other map has had (never 0). A map's rows are only ever appended, and each
+    /// lives as long as the map: the serial and the table's length name its rows, so that an
+    /// engine may keep what it derived from them (host addresses) while both stay the same.
+    #[inline]
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// The region table as generated code reads it: a pointer to `[Region]` (`#[repr(C)]`:

@@ -402,11 +402,26 @@ impl Gen<'_, '_> {
     fn row_proven(&mut self, pc: usize, reg: Reg, off: i16) -> Option<(Value, i32)> {
         let j = self.ctx_fields.rows.access.get(pc).copied().flatten()? as usize;
         let r = self.reg(reg);
-        let host_off = self.vm_load(
-            offset_of!(VmCtx, rows)
-                + j * std::mem::size_of::<shims::ValueRow>()
-                + offset_of!(shims::ValueRow, host_off),
-        );
+        // The row's offset read once per block: a batch's rows do not change, and a program
+        // filling a value field by field makes one access after another in one block.
+        let block = self.b.current_block()?;
+        let host_off = match self
+            .row_offs
+            .iter()
+            .find(|&&(b, k, _)| b == block && k == j)
+        {
+            Some(&(_, _, v)) => v,
+            None => {
+                let v = self.vm_load(
+                    offset_of!(VmCtx, rows)
+                        + j * std::mem::size_of::<shims::ValueRow>()
+                        + offset_of!(shims::ValueRow, host_off),
+                );
+                self.row_offs.retain(|&(b, _, _)| b == block);
+                self.row_offs.push((block, j, v));
+                v
+            }
+        };
         Some((self.b.ins().iadd(r, host_off), off as i32))
     }
 

@@ -286,6 +286,8 @@ pub(crate) struct Gen<'a, 'b> {
     own_addrs: Vec<(Block, Value, Value)>,
     /// For each load of a field the proofs start from, its value and its host address.
     own_hosts: Vec<(Value, Value)>,
+    /// The rows' host offsets read in the current block, by row (`memory::row_proven`).
+    row_offs: Vec<(Block, usize, Value)>,
     /// The groups of context loads, by slot, and the last group whose first load checked:
     /// the register and that load's slot (`ctx_group.rs`).
     ctx_groups: Vec<ctx_group::CtxGroup>,
@@ -654,6 +656,7 @@ pub(crate) fn build(
         consts: [None; 11],
         own_addrs: Vec::new(),
         own_hosts: Vec::new(),
+        row_offs: Vec::new(),
         ctx_groups: Vec::new(),
         ctx_checked: None,
         ctx_unchecked: Vec::new(),
