@@ -1039,7 +1039,15 @@ impl JitProgram {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
-        self.enter_repeat(vm, mem, host, args, budget, 1).0
+        let mut host_ref = HostRef { host };
+        let (budget, _) = self.begin_runs(vm, mem, &mut host_ref, args, budget);
+        // The outcome goes straight to the caller: through a loop's `break` (as in
+        // `enter_repeat`), it was copied out in 16-byte loads from the narrower stores that
+        // made it, which the CPU cannot forward (a stall a fifth of each entry of a tail-call
+        // chain).
+        let out = self.call_entry(vm, budget, args[0], args[1]);
+        self.end_runs(vm, mem);
+        out
     }
 
     /// [`Self::enter`] `n` times (at least once), set up once, as
@@ -1057,6 +1065,46 @@ impl JitProgram {
         budget: u64,
         n: u32,
     ) -> (Outcome, u32) {
+        let mut host_ref = HostRef { host };
+        let (budget, reentry) = self.begin_runs(vm, mem, &mut host_ref, args, budget);
+        let mut k = 0;
+        let out = loop {
+            if k > 0 {
+                // Through the context's pointers, which the shims use too: `mem` and `host` are
+                // not touched while those are set.
+                // SAFETY: `vm.mem` and `vm.host` point at this call's map and host (set by
+                // `begin_runs`), and no run is in progress; this program entered frame 0
+                // through that map last, with the arguments `reentry` was made with (and no
+                // tail call since).
+                unsafe {
+                    reentry.apply();
+                    if self.uses_host {
+                        (*(*vm.host).host).begin_run();
+                    }
+                }
+            }
+            let out = self.call_entry(vm, budget, args[0], args[1]);
+            k += 1;
+            if out.tail_call.is_some() || k >= n {
+                break out;
+            }
+        };
+        self.end_runs(vm, mem);
+        (out, k)
+    }
+
+    /// What every entry sets before the code runs (see [`Self::enter`]), with `host_ref` (which
+    /// must outlive the runs: the context points at it) as the host: the budget the code takes
+    /// and the frame's clearing for each run after the first.
+    #[inline(always)]
+    fn begin_runs(
+        &self,
+        vm: &mut VmCtx,
+        mem: &mut MemoryMap<'_>,
+        host_ref: &mut HostRef<'_>,
+        args: [u64; 5],
+        budget: u64,
+    ) -> (u64, bpfsim_vm::memory::FrameReentry) {
         debug_assert!(std::ptr::eq(vm.rt, &self.rt));
         mem.enter_main_reaching(self.may_write, self.main_bytes, self.proven_frames);
         let reentry = mem.reentry(self.may_write, self.main_bytes, self.proven_frames);
@@ -1066,12 +1114,12 @@ impl JitProgram {
         // number: a chain of tail calls enters each of its programs once a run, on the same
         // host (6-20% of such a run). What the code takes as host addresses (value clamps,
         // rows) is made from the region table below at every entry.
-        let epoch = host.tables_epoch();
+        let epoch = host_ref.host.tables_epoch();
         let fetch = epoch == 0 || epoch != vm.tables_epoch;
         vm.tables_epoch = epoch;
         if self.lookups && fetch {
             // Once per batch: a host's table holds for every run until it is asked again.
-            vm.fetch_arrays(host);
+            vm.fetch_arrays(host_ref.host);
         }
         if self.slot_lookups {
             // Asked by the code's first slot lookup (`shims::fetch_slots`), not here: it asks
@@ -1080,12 +1128,11 @@ impl JitProgram {
             vm.forget_slots();
         }
         if self.loops && fetch {
-            vm.fetch_loop(host);
+            vm.fetch_loop(host_ref.host);
         }
         if self.adjusts && fetch {
-            vm.fetch_adjust(host);
+            vm.fetch_adjust(host_ref.host);
         }
-        let mut host_ref = HostRef { host };
         let (table, n_rows) = mem.region_table();
         vm.regions = table;
         vm.nregions = n_rows as u64;
@@ -1126,32 +1173,17 @@ impl JitProgram {
             vm.args[4] = r5;
         }
         vm.mem = (mem as *mut MemoryMap<'_>).cast();
-        vm.host = (&mut host_ref as *mut HostRef<'_>).cast();
+        vm.host = (host_ref as *mut HostRef<'_>).cast();
         vm.set_primary();
         vm.set_ctx_fields(&self.ctx_fields);
         vm.refresh_ctx();
-        let mut k = 0;
-        let out = loop {
-            if k > 0 {
-                // Through the context's pointers, which the shims use too: `mem` and `host` are
-                // not touched while those are set.
-                // SAFETY: `vm.mem` and `vm.host` point at this call's map and host (set above),
-                // and no run is in progress; this program entered frame 0 through that map last,
-                // with the arguments `reentry` was made with (above, and no tail call since).
-                unsafe {
-                    reentry.apply();
-                    if self.uses_host {
-                        (*(*vm.host).host).begin_run();
-                    }
-                }
-            }
-            let out = self.call_entry(vm, budget, args[0], args[1]);
-            k += 1;
-            if out.tail_call.is_some() || k >= n {
-                break out;
-            }
-        };
-        // The pointers die with this call: clear them so that no later use of the context can
+        (budget, reentry)
+    }
+
+    /// What every entry undoes after its runs (see [`Self::begin_runs`]).
+    #[inline(always)]
+    fn end_runs(&self, vm: &mut VmCtx, mem: &mut MemoryMap<'_>) {
+        // The pointers die with the entry: clear them so that no later use of the context can
         // reach the map or the host of this run.
         vm.mem = std::ptr::null_mut();
         vm.host = std::ptr::null_mut();
@@ -1161,7 +1193,6 @@ impl JitProgram {
             // reads them again. This batch's own kept values followed its stores.
             mem.ctx_written();
         }
-        (out, k)
     }
 
     /// One run of the generated code on a context set up for it, and its result.
