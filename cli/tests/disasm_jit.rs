@@ -318,48 +318,59 @@ fn unknown_program_is_a_usage_error_with_or_without_jit() {
     }
 }
 
-/// The listing names the packet accesses the JIT proved from the program's own bounds checks,
-/// and their code has no clamp (a conditional move) and no compare.
-#[test]
-fn the_listing_names_the_accesses_proven_by_the_programs_checks() {
-    let obj = root().join("progs/parse_headers.bpf.o");
+/// The slots a `disasm --jit` header line lists after `prefix` (text), checked against the JSON
+/// field `field`, and each one's host instructions (the lines after its BPF line).
+fn listed_slots(obj: &str, prefix: &str, field: &str) -> Vec<(usize, Vec<String>)> {
+    let obj = root().join(obj);
     let (code, out, err, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--jit"], &[]);
     assert_eq!(code, 0, "{err}");
     let line = out
         .lines()
-        .find_map(|l| {
-            l.strip_prefix(
-                "; packet accesses proven by the program's own bounds checks (no check): ",
-            )
-        })
+        .find_map(|l| l.strip_prefix(prefix))
         .unwrap_or_else(|| panic!("{out}"));
-    let proven: Vec<usize> = line.split(", ").map(|p| p.parse().unwrap()).collect();
-    assert!(proven.len() >= 30, "{line}");
+    let slots: Vec<usize> = line.split(", ").map(|p| p.parse().unwrap()).collect();
     let (_, json, _, _) = bpfsim(
         &["disasm", obj.to_str().unwrap(), "--jit", "--format", "json"],
         &[],
     );
     let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
-    let from_json: Vec<usize> = v["bounds_proven"]
+    let from_json: Vec<usize> = v[field]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p.as_u64().unwrap() as usize)
         .collect();
-    assert_eq!(from_json, proven);
-    if cfg!(target_arch = "x86_64") {
-        // Each proven access's own host instructions: the lines after its BPF line.
-        let lines: Vec<&str> = out.lines().collect();
-        for &pc in &proven {
+    assert_eq!(from_json, slots);
+    let lines: Vec<&str> = out.lines().collect();
+    slots
+        .into_iter()
+        .map(|pc| {
             let at = lines
                 .iter()
                 .position(|l| l.starts_with(&format!("{pc}: ")))
                 .unwrap();
-            let code: Vec<&str> = lines[at + 1..]
+            let code = lines[at + 1..]
                 .iter()
                 .take_while(|l| l.starts_with(' '))
-                .copied()
+                .map(|l| l.to_string())
                 .collect();
+            (pc, code)
+        })
+        .collect()
+}
+
+/// The listing names the packet accesses the JIT proved from the program's own bounds checks,
+/// and their code has no clamp (a conditional move) and no compare.
+#[test]
+fn the_listing_names_the_accesses_proven_by_the_programs_checks() {
+    let proven = listed_slots(
+        "progs/parse_headers.bpf.o",
+        "; packet accesses proven by the program's own bounds checks (no check): ",
+        "bounds_proven",
+    );
+    assert!(proven.len() >= 30, "{proven:?}");
+    if cfg!(target_arch = "x86_64") {
+        for (pc, code) in &proven {
             assert!(
                 code.iter()
                     .all(|l| !l.contains("cmov") && !l.contains("cmp")),
@@ -374,41 +385,14 @@ fn the_listing_names_the_accesses_proven_by_the_programs_checks() {
 /// such load's own code is one load of the kept value, no compare and no branch.
 #[test]
 fn the_listing_names_the_context_loads_sharing_a_check() {
-    let obj = root().join("progs/tc_ctx_fields.bpf.o");
-    let (code, out, err, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--jit"], &[]);
-    assert_eq!(code, 0, "{err}");
-    let line = out
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("; context loads checked by an earlier load of their block (no check): ")
-        })
-        .unwrap_or_else(|| panic!("{out}"));
-    let unchecked: Vec<usize> = line.split(", ").map(|p| p.parse().unwrap()).collect();
-    assert!(unchecked.len() >= 18, "{line}");
-    let (_, json, _, _) = bpfsim(
-        &["disasm", obj.to_str().unwrap(), "--jit", "--format", "json"],
-        &[],
+    let unchecked = listed_slots(
+        "progs/tc_ctx_fields.bpf.o",
+        "; context loads checked by an earlier load of their block (no check): ",
+        "ctx_unchecked",
     );
-    let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
-    let from_json: Vec<usize> = v["ctx_unchecked"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_u64().unwrap() as usize)
-        .collect();
-    assert_eq!(from_json, unchecked);
+    assert!(unchecked.len() >= 18, "{unchecked:?}");
     if cfg!(target_arch = "x86_64") {
-        let lines: Vec<&str> = out.lines().collect();
-        for &pc in &unchecked {
-            let at = lines
-                .iter()
-                .position(|l| l.starts_with(&format!("{pc}: ")))
-                .unwrap();
-            let code: Vec<&str> = lines[at + 1..]
-                .iter()
-                .take_while(|l| l.starts_with(' '))
-                .copied()
-                .collect();
+        for (pc, code) in &unchecked {
             assert_eq!(code.len(), 1, "{pc}: {code:?}");
             assert!(code[0].contains("mov "), "{pc}: {code:?}");
         }

@@ -593,14 +593,27 @@ exit";
         .map(|(pc, _)| pc)
         .collect();
     assert_eq!(wrong.len(), 1);
-    let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &wrong)).unwrap();
-    let interp = Interpreter::new(&prog);
+    let whole = budgets_agree(&prog, &ctx_hints(&prog, &wrong), true, src);
+    assert_eq!(
+        whole.result,
+        Ok(0x0707_0707u64 + 5 + 200 + 3),
+        "the whole run at budget 23"
+    );
+}
+
+/// One run of `prog` at every budget from 0 to 23 under the interpreter and the JIT (with
+/// `hints`), the context's field at 12 there when `open`: the outcomes, the fields and the buffer
+/// after must agree. Returns the JIT's outcome at budget 23.
+fn budgets_agree(prog: &Program, hints: &Hints, open: bool, src: &str) -> bpfsim_vm::Outcome {
+    let jit = JitProgram::compile_with(prog, hints).unwrap();
+    let interp = Interpreter::new(prog);
     let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
+    let mut last = None;
     for budget in 0..24 {
         let mut seen = Vec::new();
         for e in engines {
             let mut vm = Vm::default();
-            let mut ctx = Fields::new(true, true, true);
+            let mut ctx = Fields::new(open, true, true);
             let mut buf = [7u8; 16];
             let out = {
                 let mut mem = vm.memory();
@@ -608,14 +621,15 @@ exit";
                 let b = mem.map_mut(&mut buf).unwrap();
                 e.execute(&mut mem, &mut MoveA, [c, b, 0, 0, 0], budget)
             };
-            seen.push((out, ctx.a, buf));
+            seen.push((out, ctx.a, ctx.c, buf));
         }
-        assert_eq!(seen[0], seen[1], "interpreter, then JIT, budget {budget}");
-        if budget == 23 {
-            let want = 0x0707_0707u64 + 5 + 200 + 3;
-            assert_eq!(seen[1].0.result, Ok(want), "the whole run at budget 23");
-        }
+        assert_eq!(
+            seen[0], seen[1],
+            "interpreter, then JIT, budget {budget}:\n{src}"
+        );
+        last = seen.pop().map(|s| s.0);
     }
+    last.expect("24 budgets")
 }
 
 /// Stores into the context's cells: a field written and read back, by register and by
@@ -1472,9 +1486,9 @@ exit";
     }
 }
 
-/// Loads of context fields through one register in one block share the first one's check
-/// (`JitProgram::ctx_unchecked`); a call, a store to the context or a write of the register
-/// ends the group. The kept values follow the context as alone (a helper moves `a`, a store
+/// Three or more loads of context fields through one register in one block share the first
+/// one's check (`JitProgram::ctx_unchecked`); a call, a store to the context or a write of the
+/// register ends the group. The kept values follow the context as alone (a helper moves `a`, a store
 /// writes `c`), an unkept field in a group (`open` false: the field at 12 is refused) and a
 /// register that is not the context (wrong hints on the buffer) hand the run to the
 /// interpreter at the group's first load, at every budget.
@@ -1490,9 +1504,14 @@ mov %r1, 5
 call 7
 ldxw %r0, [%r6+0]
 ldxw %r3, [%r6+8]
+ldxw %r1, [%r6+4]
+add %r0, %r1
 stxw [%r6+8], %r3
 ldxw %r4, [%r6+8]
 ldxw %r5, [%r6+4]
+ldxw %r1, [%r6+0]
+add %r0, %r1
+ldxw %r1, [%r6+4]
 mov %r6, %r2
 ldxw %r2, [%r6+4]
 add %r0, %r7
@@ -1500,12 +1519,14 @@ add %r0, %r9
 add %r0, %r3
 add %r0, %r4
 add %r0, %r5
+add %r0, %r1
 exit";
     let prog = Program::new(assemble(grouped).unwrap()).unwrap();
     let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
-    // Slots 3 and 5 share slot 1's check, 9 slot 8's; 11 and 12 follow a store to the
-    // context, 14 a write of `r6`.
-    assert_eq!(jit.ctx_unchecked(), vec![3, 5, 9, 12]);
+    // Slots 3 and 5 share slot 1's check, 9 and 10 slot 8's (after the call); 14, 15 and 17
+    // slot 13's (after the store to the context); 19 follows a write of `r6`. Two loads alone
+    // are no group.
+    assert_eq!(jit.ctx_unchecked(), vec![3, 5, 9, 10, 14, 15, 17]);
     // `r6` is the buffer at slot 14: a wrong hint there, alone.
     for pure in [true, false] {
         for open in [true, false] {
@@ -1514,44 +1535,25 @@ exit";
     }
     // A group reading the refused field: the interpreter faults at its second load, after
     // reading the first.
-    let refused = "mov %r6, %r1\nldxw %r7, [%r6+4]\nldxw %r0, [%r6+12]\nadd %r0, %r7\nexit";
+    let refused = "mov %r6, %r1\nldxw %r7, [%r6+4]\nldxw %r8, [%r6+0]\nldxw %r0, [%r6+12]\n\
+                   add %r0, %r7\nadd %r0, %r8\nexit";
     let prog = Program::new(assemble(refused).unwrap()).unwrap();
     let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
-    assert_eq!(jit.ctx_unchecked(), vec![2]);
+    assert_eq!(jit.ctx_unchecked(), vec![2, 3]);
     for open in [true, false] {
         ctx_agree(refused, |p| ctx_hints(p, &[]), open, true);
     }
     // A group through the buffer (`r6 = r2`) marked as the context's.
-    let wrong = "mov %r6, %r2\nldxw %r7, [%r6+4]\nldxw %r0, [%r6+8]\nadd %r0, %r7\nexit";
+    let wrong = "mov %r6, %r2\nldxw %r7, [%r6+4]\nldxw %r8, [%r6+0]\nldxw %r0, [%r6+8]\n\
+                 add %r0, %r7\nadd %r0, %r8\nexit";
     let prog = Program::new(assemble(wrong).unwrap()).unwrap();
     let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
-    assert_eq!(jit.ctx_unchecked(), vec![2]);
+    assert_eq!(jit.ctx_unchecked(), vec![2, 3]);
     ctx_agree(wrong, |p| ctx_hints(p, &[]), true, true);
     // Every budget, from none to the whole run: the hand-over at the group's first load is
     // exact.
     for src in [refused, wrong, grouped] {
         let prog = Program::new(assemble(src).unwrap()).unwrap();
-        let jit = JitProgram::compile_with(&prog, &ctx_hints(&prog, &[])).unwrap();
-        let interp = Interpreter::new(&prog);
-        let engines: [&dyn bpfsim_vm::Executable; 2] = [&interp, &jit];
-        for budget in 0..24 {
-            let mut seen = Vec::new();
-            for e in engines {
-                let mut vm = Vm::default();
-                let mut ctx = Fields::new(false, true, true);
-                let mut buf = [7u8; 16];
-                let out = {
-                    let mut mem = vm.memory();
-                    let c = mem.map_context(&mut ctx).unwrap();
-                    let b = mem.map_mut(&mut buf).unwrap();
-                    e.execute(&mut mem, &mut MoveA, [c, b, 0, 0, 0], budget)
-                };
-                seen.push((out, ctx.a, ctx.c, buf));
-            }
-            assert_eq!(
-                seen[0], seen[1],
-                "interpreter, then JIT, budget {budget}:\n{src}"
-            );
-        }
+        budgets_agree(&prog, &ctx_hints(&prog, &[]), false, src);
     }
 }

@@ -109,7 +109,9 @@ impl Gen<'_, '_> {
                 }
                 j += 1;
             }
-            if !later.is_empty() {
+            // Two loads check as much alone (a compare each) as together (the address, then
+            // the fields' bits), and the group's words sit on another line of the context.
+            if later.len() >= 2 {
                 out[pc] = CtxGroup::First { fields };
                 for at in later {
                     out[at] = CtxGroup::Later { first: pc };
@@ -175,11 +177,7 @@ impl Gen<'_, '_> {
                 let fast = self.cont();
                 self.b.ins().brif(all, fast, &[], miss, &[]);
                 self.switch(miss);
-                // The exact budget before this load: what is left after it, and the load.
-                let unexec = self.adjust() + 1;
-                let left = self.b.use_var(self.left);
-                let before = self.b.ins().iadd_imm(left, unexec);
-                self.hand_over(pc, before);
+                self.hand_over_at(pc);
                 self.switch(fast);
                 self.ctx_checked = Some((src, pc));
             }

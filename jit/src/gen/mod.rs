@@ -154,6 +154,9 @@ pub(crate) struct Gen<'a, 'b> {
     /// is, and the bounds do not take registers from the whole function (`nat_xdp` 7.3-7.5 ->
     /// 6.4 ns a run, `xdp_icmp_echo` 6.2-6.3 -> 5.3-5.5).
     has_loop: bool,
+    /// Some instruction of the program calls out (a helper, a local call, `callx`, a legacy
+    /// packet load).
+    calls: bool,
     /// Leaders that check the budget (see `budget.rs`), and what each slot needs.
     checkpoint: Vec<bool>,
     need: Vec<u64>,
@@ -599,6 +602,12 @@ pub(crate) fn build(
         blocks,
         late,
         has_loop,
+        calls: insns.iter().any(|i| {
+            matches!(
+                i,
+                Insn::Call(_) | Insn::Callx { .. } | Insn::LoadPacket { .. }
+            )
+        }),
         checkpoint,
         need,
         pcs,
