@@ -355,8 +355,6 @@ pub struct MemoryMap<'a> {
     /// Whether a program entered with [`Self::enter_main`] (`ENTERED`), and whether one that
     /// did may write (`MAY_WRITE`): one byte, so that an entry updates it with one store.
     writes: u8,
-    /// [`Self::serial`].
-    serial: u64,
     _borrows: PhantomData<&'a mut [u8]>,
 }
 
@@ -373,6 +371,10 @@ static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 pub struct RegionTable {
     rows: Vec<Region>,
     stack_id: u64,
+    /// The serial of the map the table is lent to ([`MemoryMap::serial`]): kept here, not in
+    /// the map, whose size an engine's context holds (a word more there moved the fields its
+    /// runs read).
+    serial: u64,
 }
 
 // SAFETY: the table holds no row that anything reads but (at most) the addresses of a stack's
@@ -389,6 +391,7 @@ impl RegionTable {
         RegionTable {
             rows: Vec::with_capacity(n),
             stack_id: 0,
+            serial: 0,
         }
     }
 
@@ -522,12 +525,12 @@ impl<'a> MemoryMap<'a> {
             Self::fixed_rows(table, buf, *id);
         }
         table.drop_mapped();
+        table.serial = NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         MemoryMap {
             table,
             stack_dirty: dirty,
             ctx: None,
             writes: 0,
-            serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             _borrows: PhantomData,
         }
     }
@@ -560,7 +563,7 @@ impl<'a> MemoryMap<'a> {
     /// engine may keep what it derived from them (host addresses) while both stay the same.
     #[inline]
     pub fn serial(&self) -> u64 {
-        self.serial
+        self.table.serial
     }
 
     /// The region table as generated code reads it: a pointer to `[Region]` (`#[repr(C)]`:
