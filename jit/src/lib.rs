@@ -1067,6 +1067,7 @@ impl JitProgram {
     ) -> (Outcome, u32) {
         let mut host_ref = HostRef { host };
         let (budget, reentry) = self.begin_runs(vm, mem, &mut host_ref, args, budget);
+        let interpret = self.interpreted(vm, budget);
         let mut k = 0;
         let out = loop {
             if k > 0 {
@@ -1083,7 +1084,7 @@ impl JitProgram {
                     }
                 }
             }
-            let out = self.call_entry(vm, budget, args[0], args[1]);
+            let out = self.call_entry_or(vm, budget, args[0], args[1], interpret);
             k += 1;
             if out.tail_call.is_some() || k >= n {
                 break out;
@@ -1198,8 +1199,32 @@ impl JitProgram {
     /// One run of the generated code on a context set up for it, and its result.
     #[inline(always)]
     fn call_entry(&self, vm: &mut VmCtx, budget: u64, r1: u64, r2: u64) -> Outcome {
+        let interpret = self.interpreted(vm, budget);
+        self.call_entry_or(vm, budget, r1, r2, interpret)
+    }
+
+    /// Whether a run with `budget` on `vm` is the interpreter's from its start: a budget the
+    /// code's entry cannot take (below its first stretch's need, or above what its proofs allow),
+    /// or value maps the host did not place. The same for every run of a batch.
+    #[inline(always)]
+    fn interpreted(&self, vm: &VmCtx, budget: u64) -> bool {
+        budget < self.entry_need || budget > self.budget_max || vm.values_unknown
+    }
+
+    /// [`Self::call_entry`] with [`Self::interpreted`] already asked (once for a batch's runs:
+    /// three compares a run were a register more in the batch's loop, `self` then reloaded from
+    /// the stack at every run).
+    #[inline(always)]
+    fn call_entry_or(
+        &self,
+        vm: &mut VmCtx,
+        budget: u64,
+        r1: u64,
+        r2: u64,
+        interpret: bool,
+    ) -> Outcome {
         vm.status = shims::OK;
-        if budget < self.entry_need || budget > self.budget_max || vm.values_unknown {
+        if interpret {
             return self.hand_over_at_entry(vm, budget, r1, r2);
         }
         let ret = (self.entry)(vm, budget, r1, r2);
