@@ -148,7 +148,7 @@ pub struct Runner {
 /// keys, so a program calling the helper at every run builds them once.
 #[derive(Clone)]
 struct ForEachTable {
-    generation: u64,
+    generation: [u64; 2],
     /// The map handle, the keys' and values' guest addresses, the callback's context and the
     /// number of entries.
     of: [u64; 5],

@@ -415,7 +415,7 @@ impl HashTab {
 
     /// A number that stays the same exactly while the keys [`Self::visit_keys`] lends, their
     /// offsets and their order do (no other map's order ever has it).
-    pub(crate) fn key_generation(&self) -> u64 {
+    pub(crate) fn key_generation(&self) -> [u64; 2] {
         self.order.generation()
     }
 

@@ -642,11 +642,11 @@ impl MapState {
 
     /// A number that stays the same while what [`Self::visit_entries`] visits does (the same
     /// keys at the same offsets, in the same order), and that no other map's entries have had:
-    /// an array's never change (its number is 0), a hash map's change with the keys it holds.
+    /// an array's never change (its number is [0, 0]), a hash map's change with the keys it holds.
     /// `None` for other maps (their entries may change without a new number).
-    pub fn entries_generation(&self) -> Option<u64> {
+    pub fn entries_generation(&self) -> Option<[u64; 2]> {
         match &self.storage {
-            Storage::Array(_) => Some(0),
+            Storage::Array(_) => Some([0; 2]),
             Storage::Hash(h) => Some(h.key_generation()),
             _ => None,
         }

@@ -433,18 +433,15 @@ pub(crate) struct Order {
     next: Box<[u32]>,
     head: u32,
     tail: u32,
-    /// A number no other order of any map has had, taken anew at every change of this one:
-    /// while it stays, so do the slots in order (and their keys, which never change in a slot
-    /// in the order).
-    generation: u64,
+    /// A number no other order has had, and a count of this one's changes: while both stay,
+    /// so do the slots in order (and their keys, which never change in a slot in the order).
+    /// The count is plain: an atomic at every insert and delete cost every map update.
+    id: u64,
+    changes: u64,
 }
 
-/// The next [`Order::generation`].
-static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-fn next_generation() -> u64 {
-    NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
+/// The next [`Order`]'s id.
+static NEXT_ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Order {
     pub(crate) fn new(slots: usize) -> Order {
@@ -453,12 +450,15 @@ impl Order {
             next: vec![0; slots].into_boxed_slice(),
             head: 0,
             tail: 0,
-            generation: next_generation(),
+            id: NEXT_ORDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            changes: 0,
         }
     }
 
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation
+    /// What no other order, nor this one at another time, has had: while it stays, so do
+    /// the slots in order.
+    pub(crate) fn generation(&self) -> [u64; 2] {
+        [self.id, self.changes]
     }
 
     pub(crate) fn first(&self) -> Option<u32> {
@@ -470,7 +470,7 @@ impl Order {
     }
 
     pub(crate) fn push_back(&mut self, slot: u32) {
-        self.generation = next_generation();
+        self.changes = self.changes.wrapping_add(1);
         let s = slot as usize;
         self.prev[s] = self.tail;
         self.next[s] = 0;
@@ -482,7 +482,7 @@ impl Order {
     }
 
     pub(crate) fn unlink(&mut self, slot: u32) {
-        self.generation = next_generation();
+        self.changes = self.changes.wrapping_add(1);
         let s = slot as usize;
         let (p, n) = (self.prev[s], self.next[s]);
         match p.checked_sub(1) {
@@ -497,7 +497,7 @@ impl Order {
 
     /// Put `new` where `old` is (an update that moved a key to a new element keeps its place).
     pub(crate) fn replace(&mut self, old: u32, new: u32) {
-        self.generation = next_generation();
+        self.changes = self.changes.wrapping_add(1);
         let (o, n) = (old as usize, new as usize);
         let (p, nx) = (self.prev[o], self.next[o]);
         self.prev[n] = p;
@@ -513,7 +513,7 @@ impl Order {
     }
 
     pub(crate) fn clear(&mut self) {
-        self.generation = next_generation();
+        self.changes = self.changes.wrapping_add(1);
         self.head = 0;
         self.tail = 0;
     }
