@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 WORKLOADS = ["empty", "loop_xorshift", "alu_chains", "parse_csum_64", "parse_csum_1500", "map_heavy", "loop_callback", "loop_short", "foreach_array"]
-OBJECTS = ["empty", "loop_xorshift", "alu_chains", "parse_csum", "map_heavy", "loop_callback", "loop_short", "foreach_array", "synthetic_1000_insns"]
+OBJECTS = ["empty", "loop_xorshift", "alu_chains", "parse_csum", "map_heavy", "loop_callback", "loop_short", "foreach_array", "synthetic_1000_insns", "synthetic_1000_skips"]
 
 
 def load(root: Path) -> dict:

@@ -6,8 +6,10 @@
 //!   `bpfsim-kernel` (maps created, `BPF_PROG_LOAD`, which includes the kernel's verifier and JIT).
 //! - `verify/<object>/{bpfsim,kernel}`: bpfsim's verifier on the program as libbpf would load it;
 //!   the kernel's, as a raw `BPF_PROG_LOAD` (its JIT included; programs without maps).
-//! - `jit_compile/<object>/{bpfsim_jit,bpfsim_interp_translate,rbpf_jit}`, and the same on a
-//!   synthetic 1,000-instruction program and on a real one of several hundred
+//! - `jit_compile/<object>/{bpfsim_jit,bpfsim_interp_translate,rbpf_jit}`, and the same on two
+//!   synthetic 1,000-instruction programs (`synthetic_1000_insns`: straight-line code cut by
+//!   conditional jumps to the next instruction; `synthetic_1000_skips`: if-then blocks, a jump
+//!   over one instruction, whose joins carry values) and on a real one of several hundred
 //!   (`parse_headers_481_insns`, also `/bpfsim_jit_hints`: with the verifier's hints, as a
 //!   simulated run compiles it; the other rows compile without hints).
 //! - `execute/<workload>/{interp,jit,kernel,rbpf_interp,rbpf_jit}`: one run of the program on its
@@ -149,22 +151,6 @@ fn bench_kernel_verify(
     });
 }
 
-/// A 1,000-instruction straight-line program with branches (the compile-time bound:
-/// 2 ms per 1,000 instructions).
-fn synthetic_1000() -> Program {
-    let mut src = String::from("mov %r0, 0\nmov %r1, 1\n");
-    for i in 0..332 {
-        src.push_str(&format!(
-            "add %r0, %r1\nxor %r0, {i}\njgt %r0, {}, +0\n",
-            i * 7
-        ));
-    }
-    src.push_str("exit\n");
-    let prog = Program::new(bpfsim_vm::asm::assemble(&src).unwrap()).unwrap();
-    assert!(prog.insns().len() >= 995);
-    prog
-}
-
 fn jit_compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("jit_compile");
     group.sample_size(20);
@@ -176,7 +162,16 @@ fn jit_compile(c: &mut Criterion) {
             (w.object_name().to_string(), prog, w.rbpf_bytecode())
         })
         .collect();
-    progs.push(("synthetic_1000_insns".to_string(), synthetic_1000(), None));
+    progs.push((
+        "synthetic_1000_insns".to_string(),
+        bpfsim_benches::synthetic_1000(),
+        None,
+    ));
+    progs.push((
+        "synthetic_1000_skips".to_string(),
+        bpfsim_benches::synthetic_1000_skips(),
+        None,
+    ));
     // A real program of several hundred instructions (a header parser: packet accesses, map
     // lookups), compiled as a simulated run compiles it, with the verifier's hints.
     let obj = LoadedObject::load(

@@ -5,6 +5,8 @@
 //! which a program without proven stack accesses through pointers other than `r10` does not
 //! notice), and without (as the criterion `jit_compile` rows do), in thread CPU time, and the
 //! total in ms per 1,000 instructions. The three are timed one after the other per program.
+//! `--synthetic` (or `--synthetic-skips`) in place of the files compiles the criterion row's
+//! synthetic 1,000-instruction program instead (no hints: it has no memory access).
 
 use bpfsim_helpers::object::LoadedObject;
 use bpfsim_helpers::Env;
@@ -31,6 +33,26 @@ fn main() {
         }
         None => 50,
     };
+    let synthetic = if args.iter().any(|a| a == "--synthetic") {
+        Some(bpfsim_benches::synthetic_1000())
+    } else if args.iter().any(|a| a == "--synthetic-skips") {
+        Some(bpfsim_benches::synthetic_1000_skips())
+    } else {
+        None
+    };
+    if let Some(prog) = synthetic {
+        JitProgram::compile(&prog).expect("compiles");
+        let t = cpu_seconds();
+        for _ in 0..n {
+            std::hint::black_box(JitProgram::compile(&prog).expect("compiles"));
+        }
+        let ms = (cpu_seconds() - t) * 1e3 / n as f64;
+        println!(
+            "synthetic program, {} insns: {ms:.3} ms per compile",
+            prog.insns().len()
+        );
+        return;
+    }
     let (mut insns, mut with_ms, mut without_ms, mut no_stack_ms) = (0usize, 0f64, 0f64, 0f64);
     for path in &args {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));

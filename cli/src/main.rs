@@ -494,6 +494,14 @@ fn conformance_cmd(
 }
 
 fn main() -> ExitCode {
+    // A reader that stops early (`bpfsim disasm ... | head`) ends the process quietly, as it
+    // ends other Unix tools: Rust ignores SIGPIPE, and `println!` then panics on the write's
+    // EPIPE with a backtrace.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Conformance {

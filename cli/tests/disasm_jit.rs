@@ -398,3 +398,42 @@ fn the_listing_names_the_context_loads_sharing_a_check() {
         }
     }
 }
+
+/// A reader that closes the pipe early ends the listing quietly: no panic on the write's
+/// EPIPE (regression: `bpfsim disasm --jit ... | head` printed a panic and a backtrace).
+#[test]
+fn a_closed_pipe_ends_the_listing_quietly() {
+    use std::io::Read;
+    let mut src = String::from("mov %r0, 0\n");
+    // Listings well past a pipe's 64 KiB buffer.
+    for i in 0..10000 {
+        src.push_str(&format!("add %r0, {i}\n"));
+    }
+    src.push_str("exit\n");
+    let raw = raw_file("pipe", &src);
+    for args in [vec!["disasm", "--jit"], vec!["disasm"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bpfsim"))
+            .args(&args)
+            .arg(&raw)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 64];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The pipe's read end is dropped here, long before the listing's end.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                out.status.signal(),
+                Some(libc::SIGPIPE),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(raw);
+}

@@ -70,7 +70,7 @@ impl Gen<'_, '_> {
         for (e, to) in edges {
             self.switch(e);
             self.pending = pending;
-            self.flush();
+            self.flush_as(self.checkpoint[to]);
             let leader = self.block_at(to);
             self.b.ins().jump(leader, &[]);
         }
@@ -85,7 +85,7 @@ impl Gen<'_, '_> {
     /// with no block of its own and no `jmp`, and the loop's exit the one that falls through.
     fn branch_back(&mut self, c: Value, back: bool, head: usize, other: usize) {
         self.pending += 1;
-        self.flush();
+        self.flush_as(true);
         let h = self.block_at(head);
         let (o, edge) = if self.can_carry(other) {
             self.carry[other] = Some(-1);

@@ -95,6 +95,11 @@ pub(crate) fn analyse(
         site: vec![None; slots],
         access: vec![None; slots],
     };
+    // No lookup the verifier says is an array's: no row, and no flow to follow (a tenth of
+    // the compile of a program without memory accesses).
+    if !lookup.contains(&Some(LookupPath::Array)) {
+        return rows;
+    }
     let mut index = vec![usize::MAX; slots + 1];
     for (i, &pc) in pcs.iter().enumerate() {
         index[pc] = i;
