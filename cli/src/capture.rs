@@ -33,7 +33,7 @@ pub enum CaptureError {
 }
 
 /// One captured packet as an Ethernet frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Packet {
     pub data: Vec<u8>,
     /// Timestamp in nanoseconds since the epoch, as the capture recorded it.
@@ -82,52 +82,77 @@ impl Capture {
     }
 }
 
+#[cfg(test)]
 fn ethernet(linktype: Linktype, raw: &[u8]) -> Option<Vec<u8>> {
-    let with_header = |ethertype: u16, payload: &[u8]| {
-        let mut f = vec![0u8; 12];
+    let mut f = Vec::new();
+    ethernet_into(linktype, raw, &mut f).then_some(f)
+}
+
+/// `raw`, captured with `linktype`, as an Ethernet frame into `f` (its allocation reused);
+/// false for an unknown link type or a packet shorter than its link-layer header.
+fn ethernet_into(linktype: Linktype, raw: &[u8], f: &mut Vec<u8>) -> bool {
+    let mut with_header = |ethertype: u16, payload: &[u8]| {
+        f.clear();
+        f.extend_from_slice(&[0u8; 12]);
         f.extend_from_slice(&ethertype.to_be_bytes());
         f.extend_from_slice(payload);
-        f
+        true
     };
     let by_version = |payload: &[u8]| match payload.first().map(|b| b >> 4) {
         Some(6) => 0x86dd,
         _ => 0x0800,
     };
-    Some(match linktype.0 {
-        1 => raw.to_vec(),
+    match linktype.0 {
+        1 => {
+            f.clear();
+            f.extend_from_slice(raw);
+            true
+        }
         // Raw IP (DLT_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6).
         101 | 228 | 229 | 12 | 14 => with_header(by_version(raw), raw),
         // BSD loopback: a 4-byte address family in host (NULL) or network (LOOP) order.
-        0 | 108 => {
-            let payload = raw.get(4..)?;
-            with_header(by_version(payload), payload)
-        }
+        0 | 108 => match raw.get(4..) {
+            Some(payload) => with_header(by_version(payload), payload),
+            None => false,
+        },
         // Linux cooked v1: 16-byte header, protocol in its last two bytes.
-        113 => with_header(
-            u16::from_be_bytes([*raw.get(14)?, *raw.get(15)?]),
-            raw.get(16..)?,
-        ),
+        113 => match (raw.get(14..16), raw.get(16..)) {
+            (Some(p), Some(payload)) => with_header(u16::from_be_bytes([p[0], p[1]]), payload),
+            _ => false,
+        },
         // Linux cooked v2: 20-byte header, protocol first.
-        276 => with_header(
-            u16::from_be_bytes([*raw.first()?, *raw.get(1)?]),
-            raw.get(20..)?,
-        ),
-        _ => return None,
-    })
+        276 => match (raw.get(..2), raw.get(20..)) {
+            (Some(p), Some(payload)) => with_header(u16::from_be_bytes([p[0], p[1]]), payload),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
-impl Iterator for Capture {
-    type Item = Result<Packet, CaptureError>;
+/// What one block of the file gave: a packet's interface and time, and whether its frame was
+/// made (`None`: the interface has no link type).
+type Found = Option<(usize, u64, Option<bool>)>;
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl Capture {
+    /// The next packet, written into `into` (its data's allocation reused: a replay makes no
+    /// allocation per packet); `None` at the end of the file.
+    pub fn next_into(&mut self, into: &mut Packet) -> Option<Result<(), CaptureError>> {
         if self.done {
             return None;
         }
         // A refill that brings nothing new means the file ends inside a block.
         let mut refills = 0;
         loop {
-            let (offset, found) = match self.reader.next() {
+            let (offset, found): (usize, Found) = match self.reader.next() {
                 Ok((offset, block)) => {
+                    let mut frame = |iface: usize, raw: &[u8], ts: u64| {
+                        let made = self
+                            .linktypes
+                            .get(iface)
+                            .map(|&l| ethernet_into(l, raw, &mut into.data));
+                        into.ts_ns = ts;
+                        Some((iface, ts, made))
+                    };
                     let found = match block {
                         PcapBlockOwned::LegacyHeader(h) => {
                             self.linktypes = vec![h.network];
@@ -143,11 +168,7 @@ impl Iterator for Capture {
                                 + b.ts_usec as u64
                                     * (1_000_000_000
                                         / self.tick_hz.first().copied().unwrap_or(1_000_000));
-                            Some((
-                                0usize,
-                                b.data[..(b.caplen as usize).min(b.data.len())].to_vec(),
-                                ts,
-                            ))
+                            frame(0, &b.data[..(b.caplen as usize).min(b.data.len())], ts)
                         }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                             self.linktypes.push(idb.linktype);
@@ -163,13 +184,12 @@ impl Iterator for Capture {
                                 .max(1);
                             let ticks = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
                             let ts = (ticks as u128 * 1_000_000_000 / hz as u128) as u64;
-                            let data =
-                                epb.data[..(epb.caplen as usize).min(epb.data.len())].to_vec();
-                            Some((epb.if_id as usize, data, ts))
+                            let n = (epb.caplen as usize).min(epb.data.len());
+                            frame(epb.if_id as usize, &epb.data[..n], ts)
                         }
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                             let n = (spb.origlen as usize).min(spb.data.len());
-                            Some((0, spb.data[..n].to_vec(), 0))
+                            frame(0, &spb.data[..n], 0)
                         }
                         PcapBlockOwned::NG(_) => None,
                     };
@@ -205,31 +225,44 @@ impl Iterator for Capture {
                 }
             };
             self.reader.consume(offset);
-            let Some((iface, raw, ts_ns)) = found else {
+            let Some((iface, _, made)) = found else {
                 continue;
             };
             let index = self.index;
             self.index += 1;
-            let Some(&linktype) = self.linktypes.get(iface) else {
+            let Some(made) = made else {
                 self.done = true;
                 return Some(Err(self.malformed(format!(
                     "packet {index} names interface {iface}, which the file never described"
                 ))));
             };
-            return Some(match ethernet(linktype, &raw) {
-                Some(data) => Ok(Packet { data, ts_ns }),
-                None if [0, 1, 12, 14, 101, 108, 113, 228, 229, 276].contains(&linktype.0) => {
+            let linktype = self.linktypes[iface];
+            return Some(match made {
+                true => Ok(()),
+                false if [0, 1, 12, 14, 101, 108, 113, 228, 229, 276].contains(&linktype.0) => {
                     Err(self.malformed(format!(
                         "packet {index} is shorter than its link-layer header"
                     )))
                 }
-                None => Err(CaptureError::Linktype {
+                false => Err(CaptureError::Linktype {
                     path: self.path.clone(),
                     index,
                     linktype: linktype.0,
                 }),
             });
         }
+    }
+}
+
+impl Iterator for Capture {
+    type Item = Result<Packet, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut p = Packet {
+            data: Vec::new(),
+            ts_ns: 0,
+        };
+        self.next_into(&mut p).map(|r| r.map(|()| p))
     }
 }
 

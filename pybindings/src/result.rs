@@ -119,8 +119,10 @@ pub struct PcapRun {
     pub written: usize,
     #[pyo3(get)]
     pub seconds: f64,
-    /// Time inside the runs themselves (the sum of their durations): the rest of `seconds` is
-    /// capture reading, output writing and bookkeeping.
+    /// Time inside the runs themselves: the sum of their durations where each packet's result
+    /// is kept or written, else the time of the runs of each read-ahead batch of packets
+    /// (with their verdicts' counting). The rest of `seconds` is capture reading, output
+    /// writing and bookkeeping.
     #[pyo3(get)]
     pub run_seconds: f64,
     pub(crate) results: Vec<Py<RunResult>>,

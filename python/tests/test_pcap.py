@@ -53,3 +53,41 @@ def test_bad_captures_are_errors(tmp_path, vectors):
         prog.run_pcap(bad)
     with pytest.raises(bpfsim.PacketError, match="missing.pcap"):
         prog.run_pcap(tmp_path / "missing.pcap")
+
+
+def _records(path):
+    """The (header, record bytes) of a little-endian microsecond pcap file."""
+    import struct
+    data = path.read_bytes()
+    off, out = 24, []
+    while off + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        out.append(data[off:off + 16 + incl])
+        off += 16 + incl
+    return data[:24], out
+
+
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_long_replays_read_in_batches(tmp_path, vectors, engine):
+    # 8 x 27 = 216 packets: whole read-ahead batches of 64 and a partial one; each packet's
+    # verdict lands in order, the runs' time is counted with or without kept results, and a
+    # file cut inside a record after them all still raises.
+    prog = bpfsim.load(vectors / "xdp_book_9090.bpf.o")["xdp_tcp_9090"]
+    one = prog.run_pcap(vectors / "pcaps" / "xdp_book_9090.pcap", engine=engine)
+    header, recs = _records(vectors / "pcaps" / "xdp_book_9090.pcap")
+    big = tmp_path / "big.pcap"
+    big.write_bytes(header + b"".join(recs * 8))
+    run = prog.run_pcap(big, engine=engine)
+    assert run.packets == 216 and run.retvals == one.retvals * 8
+    assert {a: n // 8 for a, n in run.counts.items()} == one.counts
+    assert 0 < run.run_seconds <= run.seconds
+    kept = prog.run_pcap(big, engine=engine, keep_results=True)
+    assert [r.action for r in kept.results] == run.actions
+    assert all(r.duration_ns > 0 for r in kept.results)
+    assert 0 < kept.run_seconds <= kept.seconds
+    # A run after the replay times itself again.
+    assert prog.run(recs[0][16:], engine=engine).duration_ns > 0
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(header + b"".join(recs * 8) + recs[0][:30])
+    with pytest.raises(bpfsim.PacketError, match="truncated"):
+        prog.run_pcap(cut, engine=engine)

@@ -251,6 +251,11 @@ impl Runner {
         self.timing = on;
     }
 
+    /// Whether runs read the host's clock ([`Runner::set_timing`]).
+    pub fn timing(&self) -> bool {
+        self.timing
+    }
+
     /// Replace helper `id` (the kernel's number, e.g. 69 for `bpf_fib_lookup`) with `f` for
     /// every later run; [`Runner::restore_helper`] undoes it.
     pub fn override_helper(
