@@ -242,8 +242,11 @@ pub(crate) fn replay(
         one(&parse_hex(h)?, &mut n);
     }
     if let Some(pcap) = &args.pcap {
-        for p in Capture::open(pcap).map_err(|e| e.to_string())? {
-            let p = p.map_err(|e| e.to_string())?;
+        let mut cap = Capture::open(pcap).map_err(|e| e.to_string())?;
+        // One packet buffer for the whole capture: no allocation per packet.
+        let mut p = crate::capture::Packet::default();
+        while let Some(read) = cap.next_into(&mut p) {
+            read.map_err(|e| e.to_string())?;
             one(&p.data, &mut n);
         }
     }
