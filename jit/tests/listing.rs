@@ -343,3 +343,27 @@ fn the_perf_map_gets_a_line_covering_the_code() {
     )));
     let _ = std::fs::remove_file(&path);
 }
+
+/// A conditional jump to the next instruction has no code of its own (both ways lead there),
+/// and the run, its budget and count are the interpreter's.
+#[test]
+fn a_conditional_jump_to_the_next_instruction_is_no_code() {
+    let src = "mov %r0, 7\njgt %r0, 3, +0\njeq32 %r0, %r1, +0\nadd %r0, 1\njset %r0, 8, +0\nexit";
+    let (prog, jit) = listed(src);
+    let l = jit.listing().expect("asked for");
+    check_tiling(&prog, &jit, l);
+    for pc in [1, 2, 4] {
+        assert_eq!(l.bytes_of(pc), 0, "slot {pc}: {:?}", l.parts);
+    }
+    let interp = bpfsim_vm::Interpreter::new(&prog);
+    for budget in 0..8 {
+        let mut vm = Vm::default();
+        let want = interp.run(&mut vm.memory(), &mut NoHelpers, [0; 5], budget);
+        let got = jit.run(&mut vm.memory(), &mut NoHelpers, [0; 5], budget);
+        assert_eq!(
+            (got.result, got.insns),
+            (want.result, want.insns),
+            "budget {budget}"
+        );
+    }
+}

@@ -25,8 +25,17 @@ impl Gen<'_, '_> {
         off: i16,
         next: usize,
     ) {
-        let c = self.cond(width, cond, dst, src);
         let target = (next as i64 + off as i64) as usize;
+        if target == next {
+            // Both ways lead to the next instruction, and a compare has no effect of its own:
+            // a jump there. A branch with one block as both targets had both its edges split
+            // by Cranelift (two blocks more for the register allocator, for nothing).
+            self.leave_block(&[next]);
+            let t = self.block_at(next);
+            self.b.ins().jump(t, &[]);
+            return;
+        }
+        let c = self.cond(width, cond, dst, src);
         let ja = |g: &Self, to: usize| g.ja_to.get(to).copied().flatten();
         match (ja(self, target), ja(self, next)) {
             (Some(head), None) => {
