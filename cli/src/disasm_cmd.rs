@@ -344,6 +344,8 @@ pub fn object(
         let proven = jit.bounds_proven();
         // The context loads that share an earlier load's check.
         let unchecked = jit.ctx_unchecked();
+        // The loops whose budget is checked once, on entry.
+        let counted = jit.counted_loops();
         let slots = |s: &[usize]| {
             if s.is_empty() {
                 "none".to_string()
@@ -358,19 +360,22 @@ pub fn object(
             Format::Text => format!(
                 "{}; {} (section {}, {}): verified, compiled with the verifier's hints\n\
                  ; packet accesses proven by the program's own bounds checks (no check): {}\n\
-                 ; context loads checked by an earlier load of their block (no check): {}\n{}",
+                 ; context loads checked by an earlier load of their block (no check): {}\n\
+                 ; loops whose budget is checked once on entry for all their trips (heads): {}\n{}",
                 if listed_any { "\n" } else { "" },
                 p.name,
                 p.section,
                 p.prog_type,
                 slots(&proven),
                 slots(&unchecked),
+                slots(&counted),
                 listing_text(listing, shown, style)
             ),
             Format::Json => {
                 let mut v = listing_json(listing, shown, style);
                 v["bounds_proven"] = proven.into();
                 v["ctx_unchecked"] = unchecked.into();
+                v["counted_loops"] = counted.into();
                 v["program"] = p.name.clone().into();
                 v["section"] = p.section.clone().into();
                 v["type"] = p.prog_type.to_string().into();

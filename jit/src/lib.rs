@@ -316,6 +316,8 @@ pub struct JitProgram {
     ctx_fields: CtxFields,
     /// [`JitProgram::ctx_unchecked`].
     ctx_unchecked: Vec<usize>,
+    /// [`JitProgram::counted_loops`].
+    counted_loops: Vec<usize>,
     /// Whether the program calls `bpf_map_lookup_elem` (whose array lookups the code answers
     /// from the run's [`Host::array_lookups`]).
     lookups: bool,
@@ -526,6 +528,7 @@ impl JitProgram {
         let mut built = Vec::with_capacity(roots.len());
         let mut value_need = vec![[0u64; 2]; value_maps.len()];
         let mut ctx_unchecked = Vec::new();
+        let mut counted_loops = Vec::new();
         let mut sizes = Vec::with_capacity(roots.len());
         let mut listed = Vec::with_capacity(roots.len());
         let mut failed = None;
@@ -573,6 +576,7 @@ impl JitProgram {
                 &targets,
                 &mut value_need,
                 &mut ctx_unchecked,
+                &mut counted_loops,
             )
             .and_then(|need| {
                 module.define_function(id, &mut ctx).map_err(err)?;
@@ -685,6 +689,11 @@ impl JitProgram {
                 ctx_unchecked.dedup();
                 ctx_unchecked
             },
+            counted_loops: {
+                counted_loops.sort_unstable();
+                counted_loops.dedup();
+                counted_loops
+            },
             lookups: reads_lookup_tables(prog, hints),
             slot_lookups: hints.lookup.contains(&Some(LookupPath::Slots)),
             value_maps,
@@ -771,6 +780,15 @@ impl JitProgram {
     /// run to the interpreter).
     pub fn ctx_unchecked(&self) -> Vec<usize> {
         self.ctx_unchecked.clone()
+    }
+
+    /// The heads of the loops whose budget is checked once per entry into the loop, for every
+    /// trip it can make, instead of once per trip: loops counted down to zero or up to a
+    /// constant from a constant, by one, with a single entry (`gen::budget::counted_heads`).
+    /// A run that enters one with less budget than all its trips could take is handed to the
+    /// interpreter at the head (with the same results).
+    pub fn counted_loops(&self) -> Vec<usize> {
+        self.counted_loops.clone()
     }
 
     /// The greatest budget a run of the code takes: a run with more is interpreted (with the

@@ -17,9 +17,9 @@ use std::mem::offset_of;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
-use bpfsim_vm::isa::{CallTarget, Insn};
+use bpfsim_vm::isa::{AluOp, CallTarget, Cond, Imm64, Insn, Reg, Source, Width};
 
-use super::{Exit, Gen};
+use super::{regs_written, Exit, Gen};
 use crate::shims::{self, VmCtx};
 
 /// For each leader (by slot), whether exactly one block branches or falls through to it.
@@ -241,6 +241,209 @@ pub(super) fn budget_needs(
     need
 }
 
+/// The loop heads checked once per entry into their loop, for all its trips, instead of once per
+/// trip: by slot, what the budget must hold on the loop's one entry edge. A loop qualifies
+/// when the number of times its back edge can be taken per entry is known (`T`), so that
+/// `(T + 1)` times the head's need pays for every trip and the exit path to the next
+/// checkpoint; the back edge then goes to a head that only counts. Its shape (clang's
+/// `for (i = N; i; i--)` and `for (i = C; i < N; i++)`):
+///
+/// - one back edge, from slot `b` to the head `h`, and no other jump into `[h, b]` from
+///   outside it, nor to `h` at all: the only entry is the fall-through from `h - 1`, a plain
+///   instruction in whose block the induction register `r` is last set to a constant `c`;
+/// - no call, no other back edge and no other checkpoint in `[h, b]`;
+/// - `r` written in `[h, b]` by one instruction only, `r += 1` or `r -= 1` (64-bit), in the
+///   block of the test that guards the back edge, before it;
+/// - that test a 64-bit compare of `r` with a constant: the back edge itself
+///   (`jne r, 0, h`), or a jump over it (`jeq r, 0, +1; ja h`), taken while `r != 0` (down),
+///   or while `r < k` or `r != k` (up, `c < k`).
+///
+/// The `i`-th test sees `c - i` (or `c + i`), so the back edge is taken at most `c - 1` times
+/// (or `k - c - 1`) before the test leaves; other exits only make that fewer.
+pub(super) fn counted_heads(
+    insns: &[Insn],
+    pcs: &[usize],
+    leaders: &[bool],
+    checkpoint: &[bool],
+    need: &[u64],
+    subprogs: &[usize],
+) -> Vec<Option<u64>> {
+    let slots = pcs.last().map_or(0, |&p| p + 2);
+    let mut out = vec![None; slots + 1];
+    let mut index = vec![usize::MAX; slots + 1];
+    for (i, &pc) in pcs.iter().enumerate() {
+        index[pc] = i;
+    }
+    let target = |i: usize| -> Option<usize> {
+        let t = pcs[i] as i64 + insns[i].slots() as i64 + insns[i].jump_offset()? as i64;
+        usize::try_from(t).ok().filter(|&t| t < slots)
+    };
+    // Back edges by head: (latch slot, count).
+    let mut back: Vec<(usize, u32)> = vec![(0, 0); slots + 1];
+    for i in 0..insns.len() {
+        if let Some(t) = target(i) {
+            if t <= pcs[i] {
+                back[t] = (pcs[i], back[t].1 + 1);
+            }
+        }
+    }
+    for (h, &(b, n)) in back.iter().enumerate() {
+        if n != 1 {
+            continue;
+        }
+        if let Some(need) = counted_head(insns, pcs, &index, leaders, checkpoint, subprogs, h, b)
+            .and_then(|trips| trips.checked_add(1)?.checked_mul(need[h]))
+            .filter(|&n| n <= i64::MAX as u64 / 2)
+        {
+            out[h] = Some(need);
+        }
+    }
+    out
+}
+
+/// The back edges a counted loop from `h` to the latch `b` takes at most per entry
+/// ([`counted_heads`]), or `None` for a loop of another shape.
+#[allow(clippy::too_many_arguments)]
+fn counted_head(
+    insns: &[Insn],
+    pcs: &[usize],
+    index: &[usize],
+    leaders: &[bool],
+    checkpoint: &[bool],
+    subprogs: &[usize],
+    h: usize,
+    b: usize,
+) -> Option<u64> {
+    let (ih, ib) = (*index.get(h)?, *index.get(b)?);
+    if ih == usize::MAX
+        || ib == usize::MAX
+        || ih == 0
+        || subprogs.iter().any(|&s| (h..=b).contains(&s))
+    {
+        return None;
+    }
+    let target = |i: usize| -> Option<i64> {
+        Some(pcs[i] as i64 + insns[i].slots() as i64 + insns[i].jump_offset()? as i64)
+    };
+    // The only entry: the fall-through from a plain instruction.
+    let prev = &insns[ih - 1];
+    if prev.jump_offset().is_some()
+        || matches!(prev, Insn::Exit | Insn::Call(_) | Insn::Callx { .. })
+    {
+        return None;
+    }
+    for i in 0..insns.len() {
+        let Some(t) = target(i) else { continue };
+        let inside = (ih..=ib).contains(&i);
+        if (t == h as i64 && i != ib) || (!inside && t > h as i64 && t <= b as i64) {
+            return None;
+        }
+        if inside && i != ib && t <= pcs[i] as i64 {
+            return None;
+        }
+    }
+    if insns[ih..=ib]
+        .iter()
+        .any(|i| matches!(i, Insn::Call(_) | Insn::Callx { .. }))
+        || (h + 1..=b).any(|p| checkpoint.get(p).copied().unwrap_or(true))
+    {
+        return None;
+    }
+    // The test, and whether the back edge is taken when it holds.
+    let (it, taken_back) = match insns[ib] {
+        Insn::Jmp { .. } => (ib, true),
+        Insn::Ja { .. } if ib > ih => {
+            // `jcc +1` over the `ja`, which nothing else reaches.
+            let t = ib - 1;
+            if target(t) != Some(b as i64 + 1)
+                || (0..insns.len()).any(|i| target(i) == Some(b as i64))
+            {
+                return None;
+            }
+            (t, false)
+        }
+        _ => return None,
+    };
+    let Insn::Jmp {
+        width: Width::W64,
+        cond,
+        dst: r,
+        src: Source::Imm(k),
+        ..
+    } = insns[it]
+    else {
+        return None;
+    };
+    let k = k as i64 as u64;
+    // The one write of `r` in the loop: a step of one, in the test's block, before it.
+    let bit = 1u16 << r.index();
+    let writers: Vec<usize> = (ih..=ib)
+        .filter(|&i| regs_written(&insns[i]) & bit != 0)
+        .collect();
+    let &[a] = writers.as_slice() else {
+        return None;
+    };
+    let step = match insns[a] {
+        Insn::Alu {
+            width: Width::W64,
+            op,
+            dst,
+            src: Source::Imm(1),
+        } if dst == r => match op {
+            AluOp::Add => 1i64,
+            AluOp::Sub => -1,
+            _ => return None,
+        },
+        Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Add,
+            dst,
+            src: Source::Imm(-1),
+        } if dst == r => -1,
+        _ => return None,
+    };
+    if a >= it || (pcs[a] + 1..=pcs[it]).any(|p| leaders.get(p).copied().unwrap_or(true)) {
+        return None;
+    }
+    // `r`'s value on entry: its last write in the block that falls into the head.
+    let c = (0..ih).rev().find_map(|i| {
+        if regs_written(&insns[i]) & bit != 0 {
+            return Some(start_value(&insns[i], r));
+        }
+        // A leader starts the block: a write before it may not be the one that reaches.
+        leaders.get(pcs[i]).copied().unwrap_or(true).then_some(None)
+    })??;
+    // Taken back while: `r != 0` (down), `r < k` or `r != k` (up).
+    let back_while = match (cond, taken_back) {
+        (Cond::Ne, true) | (Cond::Eq, false) => Some(Cond::Ne),
+        (Cond::Lt, true) | (Cond::Ge, false) => Some(Cond::Lt),
+        (Cond::Gt, true) | (Cond::Le, false) if k == 0 => Some(Cond::Ne),
+        _ => None,
+    }?;
+    match (step, back_while) {
+        (-1, Cond::Ne) if k == 0 && c >= 1 => Some(c - 1),
+        (1, Cond::Ne | Cond::Lt) if c < k => Some(k - c - 1),
+        _ => None,
+    }
+}
+
+/// The constant `insn` sets `r` to, if it is a 64-bit move of one.
+fn start_value(insn: &Insn, r: Reg) -> Option<u64> {
+    match *insn {
+        Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            dst,
+            src: Source::Imm(v),
+        } if dst == r => Some(v as i64 as u64),
+        Insn::LdImm64 {
+            dst,
+            imm: Imm64::Imm(v),
+        } if dst == r => Some(v),
+        _ => None,
+    }
+}
+
 /// What the budget must hold at entry for the code to run to its first checkpoint unchecked,
 /// when the root (slot 0, or a callback's entry) is not a loop's head: the entry compares before calling the code and, when the
 /// budget is short, makes the hand-over the code would have made at slot 0 itself, so that the
@@ -334,6 +537,10 @@ impl Gen<'_, '_> {
         }
         // Every edge into a checkpoint took its count off `left`.
         self.pending = len;
+        if self.counted[pc].is_some() {
+            // Checked on the loop's entry edge for every trip (`loop_entry_check`).
+            return;
+        }
         let left = self.b.use_var(self.left);
         let need = self.need[pc];
         let short = self
@@ -343,6 +550,24 @@ impl Gen<'_, '_> {
         let ok = self.cont();
         // The pc is materialised on the cold path only: as an argument of the branch it would
         // cost a move on every entry of the block (every loop iteration).
+        let cold = self.b.create_block();
+        self.b.set_cold_block(cold);
+        self.b.ins().brif(short, cold, &[], ok, &[]);
+        self.switch(cold);
+        self.hand_over(pc, left);
+        self.switch(ok);
+    }
+
+    /// On the one edge into the counted loop at `pc` (its count taken off `left`): hand the
+    /// run to the interpreter at the head unless the budget holds `need`, what every trip
+    /// the loop can make and its exit path take ([`counted_heads`]).
+    pub(super) fn loop_entry_check(&mut self, pc: usize, need: u64) {
+        let left = self.b.use_var(self.left);
+        let short = self
+            .b
+            .ins()
+            .icmp_imm(IntCC::SignedLessThan, left, need as i64);
+        let ok = self.cont();
         let cold = self.b.create_block();
         self.b.set_cold_block(cold);
         self.b.ins().brif(short, cold, &[], ok, &[]);

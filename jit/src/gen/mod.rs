@@ -160,6 +160,9 @@ pub(crate) struct Gen<'a, 'b> {
     /// Leaders that check the budget (see `budget.rs`), and what each slot needs.
     checkpoint: Vec<bool>,
     need: Vec<u64>,
+    /// The loop heads checked on their loop's entry edge for all its trips, with what that
+    /// check asks (`budget::counted_heads`).
+    counted: Vec<Option<u64>>,
     pcs: &'a [usize],
     /// The shared exits, created when first used (a program that cannot reach one does not
     /// pay for compiling it), by [`Exit`].
@@ -431,6 +434,7 @@ pub(crate) fn build(
     targets: &[LoopTarget],
     value_need: &mut [[u64; 2]],
     ctx_unchecked: &mut Vec<usize>,
+    counted_loops: &mut Vec<usize>,
 ) -> Result<u64, JitError> {
     let insns = prog.insns();
     let subprogs = prog.subprograms();
@@ -560,6 +564,7 @@ pub(crate) fn build(
     };
     checkpoint[root.slot] = true;
     let need = budget::budget_needs(insns, pcs, &checkpoint, calls.as_ref());
+    let counted = budget::counted_heads(insns, pcs, &leaders, &checkpoint, &need, subprogs);
     let ja_to = jumps_to_checkpoints(insns, pcs, &checkpoint, total_slots);
     let loops: Vec<(usize, usize)> = (0..insns.len())
         .filter_map(|i| {
@@ -610,6 +615,7 @@ pub(crate) fn build(
         }),
         checkpoint,
         need,
+        counted,
         pcs,
         exits: [None; 6],
         no_ctx: &hints.no_ctx,
@@ -689,6 +695,10 @@ pub(crate) fn build(
         all[1] = all[1].max(mine[1]);
     }
     ctx_unchecked.extend(&g.ctx_unchecked);
+    counted_loops.extend(
+        (0..g.counted.len())
+            .filter(|&pc| g.counted[pc].is_some() && g.compiled[call::sub_of(g.subprogs, pc)]),
+    );
     Ok(entry_need)
 }
 
@@ -1068,6 +1078,9 @@ impl Gen<'_, '_> {
             if let Some(blk) = self.blocks[pc] {
                 if open {
                     self.leave_block(&[pc]);
+                    if let Some(need) = self.counted[pc] {
+                        self.loop_entry_check(pc, need);
+                    }
                     self.b.ins().jump(blk, &[]);
                 }
                 self.at_slot(Some(pc));
