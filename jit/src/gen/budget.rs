@@ -280,10 +280,10 @@ pub(super) fn counted_heads(
     };
     // Back edges by head: (latch slot, count).
     let mut back: Vec<(usize, u32)> = vec![(0, 0); slots + 1];
-    for i in 0..insns.len() {
+    for (i, &pc) in pcs.iter().enumerate() {
         if let Some(t) = target(i) {
-            if t <= pcs[i] {
-                back[t] = (pcs[i], back[t].1 + 1);
+            if t <= pc {
+                back[t] = (pc, back[t].1 + 1);
             }
         }
     }
@@ -332,13 +332,13 @@ fn counted_head(
     {
         return None;
     }
-    for i in 0..insns.len() {
+    for (i, &pc) in pcs.iter().enumerate() {
         let Some(t) = target(i) else { continue };
         let inside = (ih..=ib).contains(&i);
         if (t == h as i64 && i != ib) || (!inside && t > h as i64 && t <= b as i64) {
             return None;
         }
-        if inside && i != ib && t <= pcs[i] as i64 {
+        if inside && i != ib && t <= pc as i64 {
             return None;
         }
     }
