@@ -14,28 +14,23 @@ pub mod objects;
 /// 2 ms per 1,000 instructions): 332 rounds of an add, a xor and a conditional jump to the next
 /// instruction, so that every third instruction ends a block.
 pub fn synthetic_1000() -> Program {
-    let mut src = String::from("mov %r0, 0\nmov %r1, 1\n");
-    for i in 0..332 {
-        src.push_str(&format!(
-            "add %r0, %r1\nxor %r0, {i}\njgt %r0, {}, +0\n",
-            i * 7
-        ));
-    }
-    src.push_str("exit\n");
-    let prog = Program::new(asm::assemble(&src).expect("the synthetic program assembles"))
-        .expect("the synthetic program is valid");
-    assert!(prog.insns().len() >= 995);
-    prog
+    synthetic(332, "")
 }
 
 /// A 1,000-instruction program of if-then blocks, as a compiler writes them: 249 rounds of an
 /// add, a xor, a conditional jump over the next instruction, and that instruction (each round
 /// three blocks: the test, the skipped add, the join both reach).
 pub fn synthetic_1000_skips() -> Program {
+    synthetic(249, "add %r0, 3\n")
+}
+
+/// `rounds` of an add, a xor and a `jgt` over `skipped` (nothing, or one instruction).
+fn synthetic(rounds: u32, skipped: &str) -> Program {
+    let over = skipped.lines().count();
     let mut src = String::from("mov %r0, 0\nmov %r1, 1\n");
-    for i in 0..249 {
+    for i in 0..rounds {
         src.push_str(&format!(
-            "add %r0, %r1\nxor %r0, {i}\njgt %r0, {}, +1\nadd %r0, 3\n",
+            "add %r0, %r1\nxor %r0, {i}\njgt %r0, {}, +{over}\n{skipped}",
             i * 7
         ));
     }

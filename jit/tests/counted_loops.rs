@@ -10,17 +10,19 @@ fn program(src: &str) -> Program {
     Program::new(assemble(src).unwrap()).unwrap()
 }
 
+/// One run of `e` with no arguments and `budget`.
+fn run(e: &dyn Executable, budget: u64) -> bpfsim_vm::Outcome {
+    let mut vm = Vm::default();
+    let mut mem = vm.memory();
+    e.execute(&mut mem, &mut NoHelpers, [0; 5], budget)
+}
+
 /// Every budget from 0 to past what the run takes, and a large one: the JIT's outcome (result,
 /// trap and its pc, instructions counted) is the interpreter's. Returns the instructions the
 /// run takes with the large budget.
 fn budgets_agree(prog: &Program, src: &str) -> u64 {
     let jit = JitProgram::compile(prog).unwrap();
     let interp = Interpreter::new(prog);
-    let run = |e: &dyn Executable, budget: u64| {
-        let mut vm = Vm::default();
-        let mut mem = vm.memory();
-        e.execute(&mut mem, &mut NoHelpers, [0; 5], budget)
-    };
     let full = run(&interp, 1 << 20);
     assert!(full.result.is_ok(), "{src}: {full:?}");
     for budget in (0..=full.insns + 2).chain([1 << 20]) {
@@ -82,12 +84,7 @@ fn edge_trip_counts() {
     let jit = JitProgram::compile(&prog).unwrap();
     let interp = Interpreter::new(&prog);
     for budget in [0, 3, 4, 100, 1001] {
-        let run = |e: &dyn Executable| {
-            let mut vm = Vm::default();
-            let mut mem = vm.memory();
-            e.execute(&mut mem, &mut NoHelpers, [0; 5], budget)
-        };
-        assert_eq!(run(&jit), run(&interp), "budget {budget}");
+        assert_eq!(run(&jit, budget), run(&interp, budget), "budget {budget}");
     }
 }
 
@@ -124,12 +121,11 @@ fn other_loops_are_not_counted() {
         assert!(heads.is_empty(), "{src}: counted {heads:?}");
         let interp = Interpreter::new(&prog);
         for budget in (0..60).chain([1 << 20]) {
-            let run = |e: &dyn Executable| {
-                let mut vm = Vm::default();
-                let mut mem = vm.memory();
-                e.execute(&mut mem, &mut NoHelpers, [0; 5], budget)
-            };
-            assert_eq!(run(&jit), run(&interp), "budget {budget}:\n{src}");
+            assert_eq!(
+                run(&jit, budget),
+                run(&interp, budget),
+                "budget {budget}:\n{src}"
+            );
         }
     }
 }

@@ -541,8 +541,20 @@ impl Gen<'_, '_> {
             // Checked on the loop's entry edge for every trip (`loop_entry_check`).
             return;
         }
+        self.check_budget(pc, self.need[pc]);
+    }
+
+    /// On the one edge into the counted loop at `pc` (its count taken off `left`): hand the
+    /// run to the interpreter at the head unless the budget holds `need`, what every trip
+    /// the loop can make and its exit path take ([`counted_heads`]).
+    pub(super) fn loop_entry_check(&mut self, pc: usize, need: u64) {
+        self.check_budget(pc, need);
+    }
+
+    /// Hand the run to the interpreter at `pc` unless `left` holds `need`; go on in a fresh
+    /// block.
+    fn check_budget(&mut self, pc: usize, need: u64) {
         let left = self.b.use_var(self.left);
-        let need = self.need[pc];
         let short = self
             .b
             .ins()
@@ -550,24 +562,6 @@ impl Gen<'_, '_> {
         let ok = self.cont();
         // The pc is materialised on the cold path only: as an argument of the branch it would
         // cost a move on every entry of the block (every loop iteration).
-        let cold = self.b.create_block();
-        self.b.set_cold_block(cold);
-        self.b.ins().brif(short, cold, &[], ok, &[]);
-        self.switch(cold);
-        self.hand_over(pc, left);
-        self.switch(ok);
-    }
-
-    /// On the one edge into the counted loop at `pc` (its count taken off `left`): hand the
-    /// run to the interpreter at the head unless the budget holds `need`, what every trip
-    /// the loop can make and its exit path take ([`counted_heads`]).
-    pub(super) fn loop_entry_check(&mut self, pc: usize, need: u64) {
-        let left = self.b.use_var(self.left);
-        let short = self
-            .b
-            .ins()
-            .icmp_imm(IntCC::SignedLessThan, left, need as i64);
-        let ok = self.cont();
         let cold = self.b.create_block();
         self.b.set_cold_block(cold);
         self.b.ins().brif(short, cold, &[], ok, &[]);
