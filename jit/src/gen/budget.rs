@@ -457,6 +457,11 @@ pub(super) fn entry_need(need: &[u64], late: &[bool], root: usize) -> u64 {
     }
 }
 
+/// Joins (leaders with more than one predecessor) a function may have and still take the
+/// budget off with subtractions everywhere ([`Gen::flush_as`]): the allocator's merges of
+/// their chain cost about 0.1 ms at 32 joins, 0.3 at 64, 5 at 249.
+pub(super) const MANY_JOINS: usize = 48;
+
 impl Gen<'_, '_> {
     /// What the budget must hold, after the instruction before `pc`, for the run to reach the
     /// next checkpoint unchecked: 0 when `pc` checks for itself.
@@ -480,18 +485,21 @@ impl Gen<'_, '_> {
         self.flush_as(false);
     }
 
-    /// [`Self::flush`] on the way to a checkpoint (`looping`): a loop's back edge, or its
-    /// entry. There the count is a subtraction, elsewhere the addition of a negative constant.
-    /// x64 lowering folds a chain of constant additions into a three-operand `lea` with the
-    /// constant in a register (a move more, and three cycles of latency on a loop's budget
-    /// chain); but a subtraction reuses its operand's register, which ties every value of the
-    /// budget from one join to the next into one of the register allocator's bundles, merged
-    /// one join at a time with a sort of the whole: the allocator then took 5 of the 7 ms of a
-    /// 1,000-instruction program of if-then blocks (`synthetic_1000_skips`).
+    /// [`Self::flush`], `looping` on the way to a checkpoint (a loop's back edge, or its
+    /// entry). The count is a subtraction: x64 lowering folds a chain of constant additions into
+    /// a three-operand `lea` with the constant in a register (a move more, and three cycles of
+    /// latency on a loop's budget chain), and an `lea` into a register of its own keeps the old
+    /// budget alive beside the new one (in `xdp-dispatcher`, four callee-saved registers more to
+    /// save and restore at every run). But a subtraction reuses its operand's register, which
+    /// ties the budget's values from one join to the next into one of the register allocator's
+    /// bundles, merged a join at a time with a sort of the whole: quadratic in the joins, and
+    /// on a 1,000-instruction program of if-then blocks (`synthetic_1000_skips`, 249 joins)
+    /// the allocator took 5 of the 7 ms. So in a function with more than [`MANY_JOINS`] joins
+    /// the count outside loops is an addition, which ties nothing.
     pub(super) fn flush_as(&mut self, looping: bool) {
         if self.pending > 0 {
             let left = self.b.use_var(self.left);
-            let v = if looping {
+            let v = if looping || !self.many_joins {
                 let n = self.iconst(self.pending);
                 self.b.ins().isub(left, n)
             } else {

@@ -163,6 +163,8 @@ pub(crate) struct Gen<'a, 'b> {
     /// The loop heads checked on their loop's entry edge for all its trips, with what that
     /// check asks (`budget::counted_heads`).
     counted: Vec<Option<u64>>,
+    /// Whether the function has more than `budget::MANY_JOINS` joins ([`Gen::flush_as`]).
+    many_joins: bool,
     pcs: &'a [usize],
     /// The shared exits, created when first used (a program that cannot reach one does not
     /// pay for compiling it), by [`Exit`].
@@ -616,6 +618,10 @@ pub(crate) fn build(
         checkpoint,
         need,
         counted,
+        many_joins: (0..leaders.len())
+            .filter(|&pc| leaders[pc] && !single_pred.get(pc).copied().unwrap_or(true))
+            .count()
+            > budget::MANY_JOINS,
         pcs,
         exits: [None; 6],
         no_ctx: &hints.no_ctx,
