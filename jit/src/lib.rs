@@ -281,6 +281,9 @@ pub struct JitProgram {
     /// `Interpreter::finish_budget`), and the compiled callbacks, which the callbacks' shim
     /// enters.
     rt: Runtime,
+    /// A number no other program of the process has: names the program whose run context a
+    /// thread keeps (`JitProgram::run`).
+    id: u64,
     entry: Entry,
     /// Bytes of the main program's code (its function: not the compiled callbacks'); for
     /// reports.
@@ -648,7 +651,9 @@ impl JitProgram {
                 }
             })
             .collect();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let jit = JitProgram {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             module: std::mem::ManuallyDrop::new(module),
             rt: Runtime {
                 interp: bpfsim_vm::Interpreter::new(prog),
@@ -1039,6 +1044,27 @@ impl JitProgram {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
+        // The last program run on this thread keeps its context for the next run, as a
+        // session does: a replay's runs, one per packet, then skip the context's set-up and
+        // the primary region's bounds when its row has not moved. A run inside another (a
+        // helper that runs a program) takes a fresh context.
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<(u64, Box<VmCtx>)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let kept = LAST.try_with(|last| {
+            let mut last = last.try_borrow_mut().ok()?;
+            let rt: *const Runtime = &self.rt;
+            let fresh = !matches!(&*last, Some((id, ctx)) if *id == self.id && ctx.rt == rt);
+            if fresh {
+                *last = Some((self.id, Box::new(VmCtx::new(&self.rt))));
+            }
+            let (_, ctx) = last.as_mut()?;
+            Some(self.enter(ctx, mem, host, args, budget))
+        });
+        if let Ok(Some(out)) = kept {
+            return out;
+        }
         let mut slot = std::mem::MaybeUninit::uninit();
         let vm = VmCtx::init(&mut slot, &self.rt);
         self.enter(vm, mem, host, args, budget)

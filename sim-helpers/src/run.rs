@@ -776,8 +776,6 @@ struct SimHost<'e, 'a> {
 }
 
 /// The next [`SimHost`]'s tables epoch (0 is no promise).
-static NEXT_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
 struct Guest<'m, 'a>(&'m MemoryMap<'a>);
 
 impl printk::GuestRead for Guest<'_, '_> {
@@ -815,7 +813,8 @@ impl<'e> SimHost<'e, '_> {
             key_scratch: (0, 0),
             scratch: Vec::new(),
             for_each: Vec::new(),
-            epoch: NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            // Unique to this host (`Host::tables_epoch`): no locked add per run.
+            epoch: bpfsim_vm::unique::next(),
         }
     }
 

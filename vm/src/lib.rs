@@ -10,6 +10,7 @@ pub mod memory;
 pub mod program;
 pub mod spec;
 pub mod trap;
+pub mod unique;
 
 pub use host::{ConformanceHost, HelperStop, Host, NoHelpers};
 pub use interp::{Executable, Interpreter, Outcome, PreparedRuns, Vm, DEFAULT_BUDGET};

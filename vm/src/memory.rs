@@ -358,34 +358,6 @@ pub struct MemoryMap<'a> {
     _borrows: PhantomData<&'a mut [u8]>,
 }
 
-/// Serials are handed out to threads in blocks of this many: a map takes the next of its
-/// thread's block, a plain increment. One atomic add per map (per test run) was most of an
-/// empty program's interpreted run (a locked add: 10 of its 16 ns on a virtual machine).
-const SERIAL_BLOCK: u64 = 1 << 32;
-
-/// The first serial of the next block to hand out (never 0: no map has serial 0).
-static NEXT_SERIAL_BLOCK: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(SERIAL_BLOCK);
-
-thread_local! {
-    /// This thread's next serial and the end of its block.
-    static SERIALS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
-}
-
-/// A serial no other map, on any thread, has had ([`MemoryMap::serial`]).
-#[inline]
-fn next_serial() -> u64 {
-    SERIALS.with(|s| {
-        let (mut next, mut end) = s.get();
-        if next == end {
-            next = NEXT_SERIAL_BLOCK.fetch_add(SERIAL_BLOCK, std::sync::atomic::Ordering::Relaxed);
-            end = next + SERIAL_BLOCK;
-        }
-        s.set((next + 1, end));
-        next
-    })
-}
-
 /// A region table's allocation kept between runs, so that a run need not allocate: empty, or
 /// only the fixed rows (region 0 and the frames' stacks) of the [`Stack`] numbered `stack_id`,
 /// which the next run on that stack reuses as they are. Rows of the regions a run mapped never
@@ -550,7 +522,7 @@ impl<'a> MemoryMap<'a> {
             Self::fixed_rows(table, buf, *id);
         }
         table.drop_mapped();
-        table.serial = next_serial();
+        table.serial = crate::unique::next();
         MemoryMap {
             table,
             stack_dirty: dirty,
