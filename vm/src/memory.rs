@@ -130,10 +130,10 @@ const MAY_WRITE: u8 = 2;
 /// [`MemoryMap::ctx_stamp`] not yet taken for the context's current state.
 const UNSTAMPED: u64 = u64::MAX;
 
-/// A stamp no other context state has had ([`MemoryMap::ctx_stamp`]).
+/// A stamp no other context state has had ([`MemoryMap::ctx_stamp`]): never 0 nor
+/// [`UNSTAMPED`], and no locked add (a stamp is taken at every run that keeps context fields).
 fn next_ctx_stamp() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    crate::unique::next()
 }
 
 /// [`MemoryMap::translate`] in the rows `rows`: apart from the map, for a caller that holds
