@@ -651,9 +651,8 @@ impl JitProgram {
                 }
             })
             .collect();
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let jit = JitProgram {
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: bpfsim_vm::unique::next(),
             module: std::mem::ManuallyDrop::new(module),
             rt: Runtime {
                 interp: bpfsim_vm::Interpreter::new(prog),

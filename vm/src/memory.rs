@@ -174,11 +174,10 @@ pub struct Stack {
 
 impl Default for Stack {
     fn default() -> Self {
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Stack {
             buf: vec![0; FRAME_SIZE * MAX_FRAMES],
             dirty: 0,
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: crate::unique::next(),
         }
     }
 }

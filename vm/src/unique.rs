@@ -1,7 +1,7 @@
-//! Numbers no other caller of [`next`] in the process has had: the serials of memory maps, the
-//! stamps of their contexts' states and the epochs of hosts, which engines compare to know that
-//! what they derived from one (host addresses of rows, context fields, value tables) still
-//! holds.
+//! Numbers no other caller of [`next`] in the process has had: the ids of stacks, compiled
+//! programs and hash maps' orders, the serials of memory maps, the stamps of their contexts'
+//! states and the epochs of hosts, which engines compare to know that what they derived from
+//! one (host addresses of rows, context fields, value tables) still holds.
 //!
 //! Each thread takes them from a block of its own, a plain increment: a locked add per memory
 //! map (per test run) was most of an empty program's interpreted run on a virtual machine (10

@@ -440,9 +440,6 @@ pub(crate) struct Order {
     changes: u64,
 }
 
-/// The next [`Order`]'s id.
-static NEXT_ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
 impl Order {
     pub(crate) fn new(slots: usize) -> Order {
         Order {
@@ -450,7 +447,7 @@ impl Order {
             next: vec![0; slots].into_boxed_slice(),
             head: 0,
             tail: 0,
-            id: NEXT_ORDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: bpfsim_vm::unique::next(),
             changes: 0,
         }
     }
