@@ -14,6 +14,7 @@ mod jump;
 mod live;
 mod memory;
 pub(crate) mod rows;
+mod shifts;
 
 use std::mem::offset_of;
 
@@ -269,6 +270,11 @@ pub(crate) struct Gen<'a, 'b> {
     went_past: Vec<bool>,
     /// The blocks of the leaders a later instruction jumps back to.
     loop_heads: Vec<Block>,
+    /// The loops whose shift amounts are loaded into registers on their entry edge
+    /// (`shifts::loops`), by head slot; empty where the host has no three-operand shifts.
+    shift_loops: Vec<Option<(usize, Vec<u8>)>>,
+    /// The amounts loaded for the loops being translated: (loop's last slot, amount, value).
+    shift_regs: Vec<(usize, u8, Value)>,
     /// The loops: each back edge's target and the slot it jumps from.
     loops: Vec<(usize, usize)>,
     /// For each slot: the register a load there reads its address from and overwrites
@@ -667,6 +673,12 @@ pub(crate) fn build(
         ja_to,
         went_past: vec![false; total_slots + 1],
         loop_heads,
+        shift_loops: if shifts::host_has_them() {
+            shifts::loops(insns, pcs, subprogs)
+        } else {
+            Vec::new()
+        },
+        shift_regs: Vec::new(),
         loops,
         self_load,
         block_pc: 0,
@@ -1068,6 +1080,9 @@ impl Gen<'_, '_> {
         let mut fused = false;
         for (i, insn) in insns.iter().enumerate() {
             let pc = self.pcs[i];
+            if !self.shift_regs.is_empty() {
+                self.shift_regs.retain(|&(last, _, _)| pc <= last);
+            }
             self.cur_sub = self.subprogs.partition_point(|&s| s <= pc) - 1;
             if !self.compiled[self.cur_sub] {
                 // Another function's: every subprogram ends in a jump or an exit, so no block
@@ -1087,6 +1102,7 @@ impl Gen<'_, '_> {
                     if let Some(need) = self.counted[pc] {
                         self.loop_entry_check(pc, need);
                     }
+                    self.load_shift_amounts(pc);
                     self.b.ins().jump(blk, &[]);
                 }
                 self.at_slot(Some(pc));
