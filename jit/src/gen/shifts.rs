@@ -52,6 +52,29 @@ pub(super) fn amount(insn: &Insn) -> Option<u8> {
     }
 }
 
+/// `a; b` is clang's zero or sign extension of a 32-bit value: `lsh r, 32; rsh r, 32`
+/// (or `arsh`).
+fn is_extension_pair(a: &Insn, b: &Insn) -> bool {
+    use bpfsim_vm::isa::Width;
+    match (*a, *b) {
+        (
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Lsh,
+                dst,
+                src: Source::Imm(32),
+            },
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Rsh | AluOp::Arsh,
+                dst: d,
+                src: Source::Imm(32),
+            },
+        ) => d == dst,
+        _ => false,
+    }
+}
+
 /// For each loop head (by slot) whose amounts are worth holding: the loop's last slot and the
 /// amounts, most used first. Such a loop is entered only by falling into its head from an
 /// instruction that is not a jump (the edge where the loads go, and whose block dominates the
@@ -104,7 +127,19 @@ pub(super) fn loops(
             continue;
         }
         let mut uses = [0u32; 64];
-        for insn in &insns[ih..=ib] {
+        let mut fused = false;
+        for (j, insn) in insns[ih..=ib].iter().enumerate() {
+            // `lsh r, 32; rsh r, 32` (or `arsh`) is one extension (`Gen::extend_pair`),
+            // which takes no amount.
+            if std::mem::take(&mut fused) {
+                continue;
+            }
+            if let Some(next) = insns.get(ih + j + 1) {
+                if is_extension_pair(insn, next) {
+                    fused = true;
+                    continue;
+                }
+            }
             if let Some(k) = amount(insn) {
                 uses[k as usize] += 1;
             }
