@@ -394,20 +394,22 @@ impl Object {
     }
 
     /// Run a linked program once (`repeat` times) on `data`; the GIL is released meanwhile.
-    #[pyo3(signature = (handle, data, xdp=(1, 0, 0), skb=None, repeat=1, engine="interp"))]
+    /// `xdp` None: the default context (ingress ifindex 1, queue 0), so that the Python side
+    /// can pass every argument by position (keywords cost the call as much as a short run).
+    #[pyo3(signature = (handle, data, xdp=None, skb=None, repeat=1, engine="interp"))]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         py: Python<'_>,
         handle: usize,
         data: &[u8],
-        xdp: (u32, u32, u32),
+        xdp: Option<(u32, u32, u32)>,
         skb: Option<SkbArgs>,
         repeat: u32,
         engine: &str,
     ) -> PyResult<RunResult> {
         let engine = engine_of(engine)?;
-        let inp = input(xdp, skb);
+        let inp = input(xdp.unwrap_or((1, 0, 0)), skb);
         let kernel_only = self.kernel_side_for_runs(py)?;
         let mut guard = self.lock();
         let st = &mut *guard;
