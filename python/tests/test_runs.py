@@ -24,6 +24,18 @@ def test_book_scenario_verdicts_and_rewrite(vectors):
     assert res.redirect is None and res.trace == [] and res.tail_calls == []
 
 
+def test_no_context_is_the_default_one_on_every_call_path(vectors):
+    """Without ctx, every way run() calls the extension (defaults left out, or repeat and
+    engine by position) gives the default context: ingress ifindex 1, queue 0."""
+    obj = bpfsim.load(vectors / "parse_headers.bpf.o")
+    prog = obj["xdp_parse"]
+    for kw in ({}, {"engine": "jit"}, {"engine": "auto"}, {"repeat": 3}):
+        res = prog.run(eth_ipv4_tcp(80), **kw)
+        flow = obj.bss["last_flow"]
+        assert (flow.ingress_ifindex, flow.rx_queue_index) == (1, 0), kw
+        assert res.ctx.ingress_ifindex == 1 and res.ctx.rx_queue_index == 0, kw
+
+
 def test_packets_from_bytearray_memoryview_and_scapy(vectors):
     prog = bpfsim.load(vectors / "xdp_book_9090.bpf.o")["xdp_tcp_9090"]
     raw = eth_ipv4_tcp(9090)
