@@ -1082,23 +1082,39 @@ impl JitProgram {
         args: [u64; 5],
         budget: u64,
     ) -> Outcome {
+        let mut out = Outcome::default();
+        self.enter_into(vm, mem, host, args, budget, &mut out);
+        out
+    }
+
+    /// [`Self::enter`], the outcome written to `out` in place: returned, it was copied out in
+    /// 16-byte loads from the narrower stores that made it, which the CPU cannot forward (a
+    /// stall a fifth of each entry of a tail-call chain).
+    #[inline(always)]
+    fn enter_into(
+        &self,
+        vm: &mut VmCtx,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+        out: &mut Outcome,
+    ) {
         let mut host_ref = HostRef { host };
         let (budget, _) = self.begin_runs(vm, mem, &mut host_ref, args, budget);
-        // The outcome goes straight to the caller: through a loop's `break` (as in
-        // `enter_repeat`), it was copied out in 16-byte loads from the narrower stores that
-        // made it, which the CPU cannot forward (a stall a fifth of each entry of a tail-call
-        // chain).
-        let out = self.call_entry(vm, budget, args[0], args[1]);
+        let interpret = self.interpreted(vm, budget);
+        self.call_entry_into(vm, budget, args[0], args[1], interpret, out);
         self.end_runs(vm, mem);
-        out
     }
 
     /// [`Self::enter`] `n` times (at least once), set up once, as
     /// [`bpfsim_vm::PreparedRuns::execute_repeat`] says: before each run but the first, frame 0
     /// is made clean again and the host told that a run begins; stops after a run that asks for a
     /// tail call. The region table, the primary region and the pointers stay set between runs (a
-    /// helper that maps a region refreshes them, `VmCtx::refresh`).
+    /// helper that maps a region refreshes them, `VmCtx::refresh`). The last run's outcome is
+    /// written to `out`; returns the number of runs.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn enter_repeat(
         &self,
         vm: &mut VmCtx,
@@ -1107,12 +1123,13 @@ impl JitProgram {
         args: [u64; 5],
         budget: u64,
         n: u32,
-    ) -> (Outcome, u32) {
+        out: &mut Outcome,
+    ) -> u32 {
         let mut host_ref = HostRef { host };
         let (budget, reentry) = self.begin_runs(vm, mem, &mut host_ref, args, budget);
         let interpret = self.interpreted(vm, budget);
         let mut k = 0;
-        let out = loop {
+        loop {
             if k > 0 {
                 // Through the context's pointers, which the shims use too: `mem` and `host` are
                 // not touched while those are set.
@@ -1127,14 +1144,15 @@ impl JitProgram {
                     }
                 }
             }
-            let out = self.call_entry_or(vm, budget, args[0], args[1], interpret);
+            // Each run's outcome written in place (see `enter_into`), its fields read back.
+            self.call_entry_into(vm, budget, args[0], args[1], interpret, out);
             k += 1;
             if out.tail_call.is_some() || k >= n {
-                break out;
+                break;
             }
-        };
+        }
         self.end_runs(vm, mem);
-        (out, k)
+        k
     }
 
     /// What every entry sets before the code runs (see [`Self::enter`]), with `host_ref` (which
@@ -1278,6 +1296,31 @@ impl JitProgram {
         }
     }
 
+    /// [`Self::call_entry_or`], the outcome written to `out` in place (see
+    /// [`Self::enter_into`]).
+    #[inline(always)]
+    fn call_entry_into(
+        &self,
+        vm: &mut VmCtx,
+        budget: u64,
+        r1: u64,
+        r2: u64,
+        interpret: bool,
+        out: &mut Outcome,
+    ) {
+        vm.status = shims::OK;
+        if interpret {
+            *out = self.hand_over_at_entry(vm, budget, r1, r2);
+            return;
+        }
+        let ret = (self.entry)(vm, budget, r1, r2);
+        if ret.b != shims::SLOW {
+            *out = Self::exited(ret, budget);
+        } else {
+            Self::slow_outcome_into(vm, ret.a, budget, out);
+        }
+    }
+
     /// What the code's budget check at slot 0 would have done (the code has none), the way of
     /// a run with more budget than its proofs allow ([`JitProgram::budget_max`]), and the
     /// way of a run whose host did not place its value maps (`VmCtx::values_unknown`): hand the
@@ -1316,25 +1359,35 @@ impl JitProgram {
     #[cold]
     #[inline(never)]
     fn slow_outcome(vm: &mut VmCtx, status: u64, budget: u64) -> Outcome {
+        let mut out = Outcome::default();
+        Self::slow_outcome_into(vm, status, budget, &mut out);
+        out
+    }
+
+    /// [`Self::slow_outcome`], written to `out` in place (see [`Self::enter_into`]).
+    #[cold]
+    #[inline(never)]
+    fn slow_outcome_into(vm: &mut VmCtx, status: u64, budget: u64, out: &mut Outcome) {
         let status = if status == shims::BUDGET {
             // SAFETY: `vm` is this run's context, its map and host set by the entry.
             let ret = unsafe { shims::budget_tail(vm) };
             if ret.b != shims::SLOW {
-                return Self::exited(ret, budget);
+                *out = Self::exited(ret, budget);
+                return;
             }
             ret.a
         } else {
             status
         };
         let insns = budget - vm.left;
-        match status {
+        *out = match status {
             shims::TAIL_CALL => Outcome {
                 result: Ok(0),
                 insns,
                 tail_call: Some(vm.status_value as u32),
             },
             _ => Self::trapped(vm, insns),
-        }
+        };
     }
 
     fn trapped(vm: &VmCtx, insns: u64) -> Outcome {

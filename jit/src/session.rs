@@ -110,7 +110,35 @@ impl bpfsim_vm::PreparedRuns for Prepared<'_> {
         budget: u64,
         n: u32,
     ) -> (Outcome, u32) {
+        let mut out = Outcome::default();
+        let k = self
+            .prog
+            .enter_repeat(&mut self.ctx, mem, host, args, budget, n, &mut out);
+        (out, k)
+    }
+
+    fn execute_into(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+        out: &mut Outcome,
+    ) {
         self.prog
-            .enter_repeat(&mut self.ctx, mem, host, args, budget, n)
+            .enter_into(&mut self.ctx, mem, host, args, budget, out)
+    }
+
+    fn execute_repeat_into(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+        n: u32,
+        out: &mut Outcome,
+    ) -> u32 {
+        self.prog
+            .enter_repeat(&mut self.ctx, mem, host, args, budget, n, out)
     }
 }

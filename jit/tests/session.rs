@@ -392,6 +392,41 @@ fn a_batch_runs_as_single_runs() {
         5,
     );
     assert_eq!((out.tail_call, k), (Some(3), 1));
+    // The `_into` forms the runner uses write the same outcomes in place, over whatever the
+    // place held.
+    let mut into = bpfsim_vm::Outcome {
+        result: Ok(77),
+        insns: 99,
+        tail_call: Some(9),
+    };
+    let k = prepared.execute_repeat_into(
+        &mut mem,
+        &mut RunCounter::default(),
+        [addr, 8, 0, 0, 0],
+        50,
+        5,
+        &mut into,
+    );
+    assert_eq!((into, k), (out, 1));
+    let single = prepared.execute(&mut mem, &mut RunCounter::default(), [addr, 8, 0, 0, 0], 50);
+    into.result = Ok(77);
+    prepared.execute_into(
+        &mut mem,
+        &mut RunCounter::default(),
+        [addr, 8, 0, 0, 0],
+        50,
+        &mut into,
+    );
+    assert_eq!(into, single);
+    drop(mem);
+    let jit = JitProgram::compile(&program(COUNTER)).unwrap();
+    let mut prepared = jit.prepare().unwrap();
+    let mut host = RunCounter::default();
+    let k = prepared.execute_repeat_into(&mut vm.memory(), &mut host, [0; 5], 50, 5, &mut into);
+    assert_eq!(
+        (into.result, into.tail_call, k, host.begun),
+        (Ok(2), None, 5, 4)
+    );
 }
 
 /// A session keeps frame 0's clearing and the budget from run to run on raw memory; whatever the

@@ -461,7 +461,9 @@ impl Runner {
             host.key_scratch = (mem.map_mut(&mut self.key_scratch)?, want);
         }
         let mut chain = Vec::new();
-        let mut out;
+        // The last run's outcome, which the engines write in place and whose fields are read
+        // here (`PreparedRuns::execute_into`).
+        let mut out = bpfsim_vm::Outcome::default();
         let mut runs = n;
         // Many runs: the entry program's runs keep what its engine prepares (the JIT's context).
         let mut prepared = if n > 1 { prog.prepare() } else { None };
@@ -480,20 +482,22 @@ impl Runner {
             target = None;
             host.begin_run();
             chain.clear();
-            out = loop {
-                let mut out = match &mut prepared {
+            loop {
+                match &mut prepared {
                     // The runs up to the first tail call in one batch, set up once by the engine
                     // (the runs it did before the last one are done with).
                     Some(p) if entry => {
-                        let (out, k) = p.execute_repeat(&mut mem, &mut host, args, budget, runs);
+                        let k = p
+                            .execute_repeat_into(&mut mem, &mut host, args, budget, runs, &mut out);
                         runs -= k - 1;
-                        out
                     }
                     _ => match target.and_then(|i| targets.get_mut(i)) {
-                        Some((_, p)) => p.execute(&mut mem, &mut host, args, budget - used),
-                        None => current.execute(&mut mem, &mut host, args, budget - used),
+                        Some((_, p)) => {
+                            p.execute_into(&mut mem, &mut host, args, budget - used, &mut out)
+                        }
+                        None => out = current.execute(&mut mem, &mut host, args, budget - used),
                     },
-                };
+                }
                 entry = false;
                 if let Some(slot) = counted.take() {
                     // An interpreted target under `auto`: its own runs make it hot.
@@ -505,7 +509,7 @@ impl Runner {
                     .tail_call
                     .and_then(|id| Some((id, self.programs.get((id as usize).wrapping_sub(1))?)))
                 else {
-                    break out;
+                    break;
                 };
                 host.tail_calls += 1;
                 chain.push(id);
@@ -524,7 +528,7 @@ impl Runner {
                         }
                     }
                 }
-            };
+            }
             runs -= 1;
             if runs == 0 {
                 break;

@@ -105,6 +105,38 @@ pub trait PreparedRuns {
             }
         }
     }
+
+    /// [`Self::execute`], the outcome written to `out`. A caller that keeps one outcome
+    /// across runs (a test run's chain of tail calls) uses these `_into` forms: a returned
+    /// outcome reaches it through memory, and its copy reads in 16-byte loads what the engine
+    /// wrote in narrower stores, which the CPU cannot forward (a stall at every entry of a
+    /// tail call's target, and at every batch's end). Engines override them to write in place.
+    fn execute_into(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+        out: &mut Outcome,
+    ) {
+        *out = self.execute(mem, host, args, budget);
+    }
+
+    /// [`Self::execute_repeat`], the last run's outcome written to `out` (see
+    /// [`Self::execute_into`]); returns the number of runs.
+    fn execute_repeat_into(
+        &mut self,
+        mem: &mut MemoryMap<'_>,
+        host: &mut dyn Host,
+        args: [u64; 5],
+        budget: u64,
+        n: u32,
+        out: &mut Outcome,
+    ) -> u32 {
+        let (o, k) = self.execute_repeat(mem, host, args, budget, n);
+        *out = o;
+        k
+    }
 }
 
 impl Executable for Interpreter {
