@@ -1,9 +1,10 @@
 //! Shift amounts held in registers across a loop, so that x86's BMI2 three-operand shifts
 //! (`shlx`, `shrx`, `sarx`) replace BPF's `mov dst, src; lsh dst, k`: the copy costs a slot in
 //! the front end on every trip, and on loops of independent chains (`alu_chains`: four
-//! xorshifts, 37 host instructions a trip) the front end is what bounds the loop. Cranelift
-//! takes an immediate amount into the two-operand `shl`, so the amount must come in a register
-//! it cannot see to be a constant: a load from [`AMOUNTS`], made once on the loop's entry edge.
+//! xorshifts, 40 host instructions a trip, 12 of them copies) the front end is what bounds the
+//! loop. Cranelift takes an immediate amount into the two-operand `shl`, so the amount must
+//! come in a register it cannot see to be a constant: a load from [`AMOUNTS`], made once on
+//! the loop's entry edge.
 
 use bpfsim_vm::isa::{AluOp, Insn, Source};
 use cranelift_codegen::ir::{InstBuilder, MemFlags, Value};
