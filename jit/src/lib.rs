@@ -1261,7 +1261,9 @@ impl JitProgram {
     #[inline(always)]
     fn call_entry(&self, vm: &mut VmCtx, budget: u64, r1: u64, r2: u64) -> Outcome {
         let interpret = self.interpreted(vm, budget);
-        self.call_entry_or(vm, budget, r1, r2, interpret)
+        let mut out = Outcome::default();
+        self.call_entry_into(vm, budget, r1, r2, interpret, &mut out);
+        out
     }
 
     /// Whether a run with `budget` on `vm` is the interpreter's from its start: a budget the
@@ -1274,29 +1276,7 @@ impl JitProgram {
 
     /// [`Self::call_entry`] with [`Self::interpreted`] already asked (once for a batch's runs:
     /// three compares a run were a register more in the batch's loop, `self` then reloaded from
-    /// the stack at every run).
-    #[inline(always)]
-    fn call_entry_or(
-        &self,
-        vm: &mut VmCtx,
-        budget: u64,
-        r1: u64,
-        r2: u64,
-        interpret: bool,
-    ) -> Outcome {
-        vm.status = shims::OK;
-        if interpret {
-            return self.hand_over_at_entry(vm, budget, r1, r2);
-        }
-        let ret = (self.entry)(vm, budget, r1, r2);
-        if ret.b != shims::SLOW {
-            Self::exited(ret, budget)
-        } else {
-            Self::slow_outcome(vm, ret.a, budget)
-        }
-    }
-
-    /// [`Self::call_entry_or`], the outcome written to `out` in place (see
+    /// the stack at every run), the outcome written to `out` in place (see
     /// [`Self::enter_into`]).
     #[inline(always)]
     fn call_entry_into(

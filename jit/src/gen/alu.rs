@@ -11,14 +11,15 @@ use crate::JitError;
 impl Gen<'_, '_> {
     pub(super) fn alu(&mut self, width: Width, op: AluOp, dst: Reg, src: Source) {
         let w32 = width == Width::W32;
+        // A shift in a loop that holds its amount in a register (`shifts.rs`).
         let held = match (op, src) {
             (AluOp::Lsh | AluOp::Rsh | AluOp::Arsh, Source::Imm(k)) => self.shift_amount(k),
             _ => None,
         };
-        let s0 = match src {
-            Source::Reg(r) => self.reg(r),
-            Source::Imm(_) if held.is_some() => held.expect("checked"),
-            Source::Imm(i) => self.iconst(i as i64 as u64),
+        let s0 = match (held, src) {
+            (Some(amount), _) => amount,
+            (None, Source::Reg(r)) => self.reg(r),
+            (None, Source::Imm(i)) => self.iconst(i as i64 as u64),
         };
         if op == AluOp::Mov {
             // The destination is not read: a read in a loop's head, whose block is sealed
