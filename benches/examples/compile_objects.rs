@@ -6,7 +6,8 @@
 //! notice), and without (as the criterion `jit_compile` rows do), in thread CPU time, and the
 //! total in ms per 1,000 instructions. The three are timed one after the other per program.
 //! `--synthetic` (or `--synthetic-skips`) in place of the files compiles the criterion row's
-//! synthetic 1,000-instruction program instead (no hints: it has no memory access).
+//! synthetic 1,000-instruction program instead (no hints: it has no memory access). Each
+//! line also gives the baseline tier's compile time (`JitProgram::compile_baseline`).
 
 use bpfsim_helpers::object::LoadedObject;
 use bpfsim_helpers::Env;
@@ -47,13 +48,19 @@ fn main() {
             std::hint::black_box(JitProgram::compile(&prog).expect("compiles"));
         }
         let ms = (cpu_seconds() - t) * 1e3 / n as f64;
+        let t = cpu_seconds();
+        for _ in 0..n {
+            std::hint::black_box(JitProgram::compile_baseline(&prog).expect("compiles"));
+        }
+        let base = (cpu_seconds() - t) * 1e3 / n as f64;
         println!(
-            "synthetic program, {} insns: {ms:.3} ms per compile",
+            "synthetic program, {} insns: {ms:.3} ms per compile, {base:.3} ms in the baseline tier",
             prog.insns().len()
         );
         return;
     }
     let (mut insns, mut with_ms, mut without_ms, mut no_stack_ms) = (0usize, 0f64, 0f64, 0f64);
+    let mut base_ms = 0f64;
     for path in &args {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let obj = match LoadedObject::load(&bytes, Env::default()) {
@@ -87,6 +94,14 @@ fn main() {
                 ..hints.clone()
             });
             let wo = time(&Hints::default());
+            let base = {
+                JitProgram::compile_baseline(&prog).expect("compiles");
+                let t = cpu_seconds();
+                for _ in 0..n {
+                    std::hint::black_box(JitProgram::compile_baseline(&prog).expect("compiles"));
+                }
+                (cpu_seconds() - t) * 1e3 / n as f64
+            };
             let len = prog.insns().len();
             let stack = hints.stack.iter().filter(|&&s| s).count();
             let size = |h: &Hints| {
@@ -104,8 +119,9 @@ fn main() {
             println!(
                 "{path} {name}: {len} insns, {w:.3} ms with hints, {ns:.3} without the stack's \
                  ({stack} proven stack accesses; code {size_w} bytes against {size_ns}), \
-                 {wo:.3} ms without"
+                 {wo:.3} ms without, {base:.3} ms in the baseline tier"
             );
+            base_ms += base;
             insns += len;
             with_ms += w;
             no_stack_ms += ns;
@@ -113,9 +129,11 @@ fn main() {
         }
     }
     println!(
-        "total {insns} insns: {:.2} ms per 1,000 with hints, {:.2} without the stack's, {:.2} without",
+        "total {insns} insns: {:.2} ms per 1,000 with hints, {:.2} without the stack's, {:.2} \
+         without, {:.3} in the baseline tier",
         with_ms * 1e3 / insns as f64,
         no_stack_ms * 1e3 / insns as f64,
-        without_ms * 1e3 / insns as f64
+        without_ms * 1e3 / insns as f64,
+        base_ms * 1e3 / insns as f64
     );
 }

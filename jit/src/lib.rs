@@ -20,6 +20,8 @@
 //! assert_eq!(out.insns, 3);
 //! ```
 
+#[cfg(target_arch = "x86_64")]
+mod baseline;
 mod gen;
 mod listing;
 mod perf_map;
@@ -274,9 +276,8 @@ pub const MAX_VALUE_MAPS: usize = shims::VALUE_SLOTS;
 
 /// A compiled program. Owns its code; runs any number of times.
 pub struct JitProgram {
-    /// The code's module; its memory is freed on drop (a dropped `JITModule` keeps its
-    /// mappings: a process that compiles many programs ran out of them).
-    module: std::mem::ManuallyDrop<JITModule>,
+    /// The memory holding the code.
+    code_mem: CodeMem,
     /// The interpreter, which finishes a run whose budget runs out inside a block (see
     /// `Interpreter::finish_budget`), and the compiled callbacks, which the callbacks' shim
     /// enters.
@@ -347,12 +348,56 @@ unsafe impl Send for JitProgram {}
 // SAFETY: as above: running the code reads the module only.
 unsafe impl Sync for JitProgram {}
 
+/// Refuse what neither tier compiles: kfunc calls, and `lddw` pseudo sources the loader did
+/// not resolve.
+fn check_supported(prog: &Program) -> Result<(), JitError> {
+    for (pc, insn) in prog.iter() {
+        match insn {
+            Insn::Call(CallTarget::Kfunc { .. }) => {
+                return Err(JitError::Unsupported {
+                    pc,
+                    what: "a kfunc call",
+                })
+            }
+            Insn::LdImm64 {
+                imm:
+                    Imm64::MapFd(_)
+                    | Imm64::MapValue { .. }
+                    | Imm64::BtfId { .. }
+                    | Imm64::MapIdx(_)
+                    | Imm64::MapIdxValue { .. },
+                ..
+            } => {
+                return Err(JitError::Unsupported {
+                    pc,
+                    what: "an unresolved lddw pseudo source",
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Where a program's code lives: Cranelift's module, or the baseline tier's mapping.
+enum CodeMem {
+    /// Freed on drop (a dropped `JITModule` keeps its mappings: a process that compiles many
+    /// programs ran out of them).
+    Module(std::mem::ManuallyDrop<Box<JITModule>>),
+    /// Unmapped when dropped.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(dead_code)] // held for its drop
+    Baseline(baseline::Code),
+}
+
 impl Drop for JitProgram {
     fn drop(&mut self) {
-        // SAFETY: `module` is taken once, here, and never used again. Nothing runs the code
-        // any more: runs borrow the program (`run`, `JitSession`), so none outlives it, and
-        // `entry`, the only pointer into the code, dies with it.
-        unsafe { std::mem::ManuallyDrop::take(&mut self.module).free_memory() }
+        if let CodeMem::Module(module) = &mut self.code_mem {
+            // SAFETY: `module` is taken once, here, and never used again. Nothing runs the
+            // code any more: runs borrow the program (`run`, `JitSession`), so none outlives
+            // it, and `entry`, the only pointer into the code, dies with it.
+            unsafe { std::mem::ManuallyDrop::take(module).free_memory() }
+        }
     }
 }
 
@@ -366,6 +411,70 @@ impl JitProgram {
     /// Compile `prog`.
     pub fn compile(prog: &Program) -> Result<JitProgram, JitError> {
         Self::compile_with(prog, &Hints::default())
+    }
+
+    /// Compile `prog` for the baseline tier: machine code written in one pass, no register
+    /// allocation or optimisation, in tens of microseconds for a program Cranelift takes
+    /// milliseconds over; its runs are slower than Cranelift's code (every check kept, the
+    /// stack through the region table) and give the same results. What the tier does not
+    /// translate (BPF-to-BPF calls, atomics, legacy packet loads) hands the rest of the run
+    /// to the interpreter. x86-64 hosts only ([`JitError::Unsupported`] elsewhere).
+    pub fn compile_baseline(prog: &Program) -> Result<JitProgram, JitError> {
+        check_supported(prog)?;
+        #[cfg(target_arch = "x86_64")]
+        {
+            let insns = prog.insns();
+            let reads_r3_r5 = gen::regs_read_by(insns) & 0b11_1000 != 0;
+            let code = baseline::compile(prog, reads_r3_r5)?;
+            // SAFETY: `code` is a function of signature (pointer, i64, i64, i64) -> (i64, i64)
+            // in the System V convention, which returns two integers in `rax`/`rdx` as C
+            // returns `shims::Ret`; its memory lives as long as the program (`code_mem`).
+            let entry: Entry = unsafe { std::mem::transmute(code.entry()) };
+            let code_size = code.len();
+            Ok(JitProgram {
+                id: bpfsim_vm::unique::next(),
+                code_mem: CodeMem::Baseline(code),
+                rt: Runtime {
+                    interp: bpfsim_vm::Interpreter::new(prog),
+                    callbacks: Vec::new(),
+                },
+                entry,
+                code_size,
+                callback_sizes: Vec::new(),
+                listing: None,
+                may_write: insns
+                    .iter()
+                    .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),
+                proven_frames: false,
+                main_bytes: bpfsim_vm::memory::FRAME_SIZE,
+                // The code checks the budget at slot 0 itself.
+                entry_need: 0,
+                budget_max: u64::MAX,
+                reads_r3_r5,
+                uses_host: insns.iter().any(|i| {
+                    matches!(
+                        i,
+                        Insn::Call(CallTarget::Helper(_))
+                            | Insn::Callx { .. }
+                            | Insn::LoadPacket { .. }
+                    )
+                }),
+                ctx_fields: CtxFields::default(),
+                ctx_unchecked: Vec::new(),
+                counted_loops: Vec::new(),
+                lookups: false,
+                slot_lookups: false,
+                value_maps: Vec::new(),
+                value_need: Vec::new(),
+                loops: false,
+                adjusts: false,
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Err(JitError::Unsupported {
+            pc: 0,
+            what: "the baseline tier on this architecture",
+        })
     }
 
     /// [`Self::compile`] using what the verifier proved ([`Hints`]).
@@ -412,31 +521,7 @@ impl JitProgram {
         }
         let insns = prog.insns();
         let pcs: Vec<usize> = prog.iter().map(|(pc, _)| pc).collect();
-        for (pc, insn) in prog.iter() {
-            match insn {
-                Insn::Call(CallTarget::Kfunc { .. }) => {
-                    return Err(JitError::Unsupported {
-                        pc,
-                        what: "a kfunc call",
-                    })
-                }
-                Insn::LdImm64 {
-                    imm:
-                        Imm64::MapFd(_)
-                        | Imm64::MapValue { .. }
-                        | Imm64::BtfId { .. }
-                        | Imm64::MapIdx(_)
-                        | Imm64::MapIdxValue { .. },
-                    ..
-                } => {
-                    return Err(JitError::Unsupported {
-                        pc,
-                        what: "an unresolved lddw pseudo source",
-                    })
-                }
-                _ => {}
-            }
-        }
+        check_supported(prog)?;
         let isa = target_isa()?;
         let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
         jb.symbols(shim_symbols());
@@ -653,7 +738,7 @@ impl JitProgram {
             .collect();
         let jit = JitProgram {
             id: bpfsim_vm::unique::next(),
-            module: std::mem::ManuallyDrop::new(module),
+            code_mem: CodeMem::Module(std::mem::ManuallyDrop::new(Box::new(module))),
             rt: Runtime {
                 interp: bpfsim_vm::Interpreter::new(prog),
                 callbacks,

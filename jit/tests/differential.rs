@@ -143,10 +143,18 @@ fn both(src: &str, budget: u64) -> Result<(), TestCaseError> {
     };
     let jit = JitProgram::compile_with(&prog, &hints)
         .map_err(|e| TestCaseError::fail(format!("compile with hints: {e}\n{src}")))?;
+    let init_copy = init.clone();
     let mut m3 = init;
     let c = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m3);
     prop_assert_eq!(&a, &c, "outcome with hints\n{}", src);
     prop_assert_eq!(&m1, &m3, "memory with hints\n{}", src);
+    // The baseline tier, on the same run.
+    let base = JitProgram::compile_baseline(&prog)
+        .map_err(|e| TestCaseError::fail(format!("baseline compile: {e}\n{src}")))?;
+    let mut m4 = init_copy;
+    let d = base.run_with_memory(&mut vm, &mut ConformanceHost, &mut m4);
+    prop_assert_eq!(&a, &d, "outcome under the baseline tier\n{}", src);
+    prop_assert_eq!(&m1, &m4, "memory under the baseline tier\n{}", src);
     Ok(())
 }
 
