@@ -225,7 +225,7 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
     let mut kernel_missing = false;
     for e in &args.engines {
         match e.as_str() {
-            "interp" | "jit" => {
+            "interp" | "jit" | "baseline" => {
                 let engine = Engine::from_name(e).expect("checked");
                 let mut obj = LoadedObject::load(&bytes, sim_env()).map_err(|e| e.to_string())?;
                 let prog = obj.program(&name, None).map_err(|e| e.to_string())?;
@@ -249,6 +249,11 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
                             },
                         )
                         .map_err(|e| e.to_string())?,
+                    )
+                } else if engine == Engine::Baseline {
+                    Box::new(
+                        bpfsim_jit::JitProgram::compile_baseline(&trivial_program())
+                            .map_err(|e| e.to_string())?,
                     )
                 } else {
                     Box::new(bpfsim_vm::Interpreter::new(&trivial_program()))
@@ -304,7 +309,11 @@ pub fn run(args: BenchArgs) -> Result<BenchOutcome, String> {
                     kernel_missing = true;
                 }
             }
-            other => return Err(format!("unknown engine `{other}` (interp, jit, kernel)")),
+            other => {
+                return Err(format!(
+                    "unknown engine `{other}` (interp, jit, baseline, kernel)"
+                ))
+            }
         }
     }
     if benchers.is_empty() && kernel_missing {

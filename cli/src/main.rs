@@ -208,7 +208,7 @@ enum Command {
         /// Packets from a pcap or pcapng file.
         #[arg(long)]
         pcap: Option<PathBuf>,
-        /// Comma-separated: interp, jit, kernel. An unavailable kernel is skipped with a line
+        /// Comma-separated: interp, jit, baseline, kernel. An unavailable kernel is skipped with a line
         /// saying why; exit 3 when it was the only engine asked for.
         #[arg(long, default_value = "interp,jit,kernel")]
         engines: String,
@@ -532,7 +532,7 @@ fn main() -> ExitCode {
             let engine = match kernel {
                 true => bpfsim::sim::object::Engine::Interp,
                 false => bpfsim::sim::object::Engine::from_name(&engine).ok_or_else(|| {
-                    format!("unknown engine `{engine}` (interp, jit, auto or kernel)")
+                    format!("unknown engine `{engine}` (interp, jit, auto, baseline or kernel)")
                 })?,
             };
             let input = ctx.input();

@@ -232,6 +232,30 @@ fn vectors_agree_with_the_kernel() {
     assert!(unexpected.is_empty(), "{}", unexpected.join("\n"));
 }
 
+/// The same scenarios under the JIT's baseline tier (x86-64 only): every verdict, packet, map
+/// and record the kernel recorded.
+#[test]
+fn vectors_agree_under_the_baseline_tier() {
+    if !cfg!(target_arch = "x86_64") {
+        println!("skipped: the baseline tier compiles for x86-64 hosts only");
+        return;
+    }
+    let files = common::scenario_files();
+    let mut failures = Vec::new();
+    for f in &files {
+        let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+        if let Err(e) = replay(f, Engine::Baseline) {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    println!(
+        "test vectors under the baseline tier: {}/{} scenarios agree",
+        files.len() - failures.len(),
+        files.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The same scenarios under the JIT: every verdict, packet, map and record must be the
 /// interpreter's (which the kernel's recorded results pin). A program the JIT did not compile
 /// would be listed, run interpreted under `auto`, and fail the test.

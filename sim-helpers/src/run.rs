@@ -181,6 +181,10 @@ impl TailTarget {
                 Ok(j) => (j, None),
                 Err(_) => (&self.interp, None),
             },
+            Engine::Baseline => match slot.baseline() {
+                Ok(j) => (j, None),
+                Err(_) => (&self.interp, None),
+            },
             Engine::Auto => match slot.ready() {
                 Some(j) => (j, None),
                 None => (&self.interp, Some(slot)),

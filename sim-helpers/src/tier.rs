@@ -174,6 +174,8 @@ pub struct JitSlot {
     /// for everything that uses it (the compile, the interpreter's frame proof).
     verdict: OnceLock<Result<Hints, String>>,
     code: OnceLock<Result<Arc<JitProgram>, JitError>>,
+    /// The baseline tier's code ([`Engine::Baseline`]), compiled on first use.
+    baseline: OnceLock<Result<JitProgram, JitError>>,
     /// Instructions interpreted under `auto` so far.
     executed: AtomicU64,
     started: AtomicBool,
@@ -192,6 +194,7 @@ impl JitSlot {
             source,
             verdict: OnceLock::new(),
             code: OnceLock::new(),
+            baseline: OnceLock::new(),
             executed: AtomicU64::new(0),
             started: AtomicBool::new(false),
             compiler: Mutex::new(None),
@@ -232,6 +235,7 @@ impl JitSlot {
         Ok(match engine {
             Engine::Interp => (interp, true),
             Engine::Jit => (self.get()?, false),
+            Engine::Baseline => (self.baseline()?, false),
             Engine::Auto => match self.ready() {
                 Some(j) => (j, false),
                 None => (interp, true),
@@ -247,6 +251,18 @@ impl JitSlot {
             .get_or_init(|| self.compile())
             .as_ref()
             .map(|a| &**a)
+            .map_err(Clone::clone)
+    }
+
+    /// The baseline tier's code, compiled here on first use.
+    pub fn baseline(&self) -> Result<&JitProgram, JitError> {
+        self.baseline
+            .get_or_init(|| {
+                let prog = Program::new(self.source.insns.clone())
+                    .map_err(|e| JitError::Codegen(format!("program structure: {e}")))?;
+                JitProgram::compile_baseline(&prog)
+            })
+            .as_ref()
             .map_err(Clone::clone)
     }
 

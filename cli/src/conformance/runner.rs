@@ -25,18 +25,25 @@ const KNOWN_WRONG: &[(&str, &str)] = &[(
 pub enum Engine {
     Interp,
     Jit,
+    /// The JIT's baseline tier (`JitProgram::compile_baseline`, x86-64 only).
+    Baseline,
 }
 
 impl Engine {
     /// The engines this build can run.
     pub fn available() -> Vec<Engine> {
-        vec![Engine::Interp, Engine::Jit]
+        if cfg!(target_arch = "x86_64") {
+            vec![Engine::Interp, Engine::Jit, Engine::Baseline]
+        } else {
+            vec![Engine::Interp, Engine::Jit]
+        }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Engine::Interp => "interp",
             Engine::Jit => "jit",
+            Engine::Baseline => "baseline",
         }
     }
 
@@ -220,6 +227,12 @@ pub(super) fn execute(
         Engine::Jit => {
             let jit =
                 bpfsim_jit::JitProgram::compile(prog).map_err(|e| format!("JIT compile: {e}"))?;
+            jit.run_with_memory(&mut Vm::default(), &mut ConformanceHost, &mut mem)
+                .result
+        }
+        Engine::Baseline => {
+            let jit = bpfsim_jit::JitProgram::compile_baseline(prog)
+                .map_err(|e| format!("baseline compile: {e}"))?;
             jit.run_with_memory(&mut Vm::default(), &mut ConformanceHost, &mut mem)
                 .result
         }

@@ -10,26 +10,24 @@
 //! packet loads, a jump to no instruction's start) hands the rest of the run to the
 //! interpreter at that instruction, with the exact budget, so results never differ.
 
+mod enc;
 mod ops;
 
 use std::mem::offset_of;
 
 use bpfsim_vm::isa::{Insn, Reg};
 use bpfsim_vm::Program;
-use iced_x86::code_asm::*;
 
 use crate::shims::{self, VmCtx};
 use crate::JitError;
+use enc::*;
 
 /// Host register of each BPF register r0-r9. r1-r5 are caller-saved on the host, as they are
 /// clobbered by a BPF call; r6-r9 callee-saved. `rcx` stays free for shift counts.
-const REGS: [AsmRegister64; 10] = [rax, rdi, rsi, rdx, r9, r8, rbx, r12, r13, r14];
-const REGS32: [AsmRegister32; 10] = [eax, edi, esi, edx, r9d, r8d, ebx, r12d, r13d, r14d];
-const REGS16: [AsmRegister16; 10] = [ax, di, si, dx, r9w, r8w, bx, r12w, r13w, r14w];
-const REGS8: [AsmRegister8; 10] = [al, dil, sil, dl, r9b, r8b, bl, r12b, r13b, r14b];
+const REGS: [R; 10] = [RAX, RDI, RSI, RDX, R9, R8, RBX, R12, R13, R14];
 /// The run's context and the budget left, for the whole function.
-const VM: AsmRegister64 = r15;
-const LEFT: AsmRegister64 = rbp;
+const VM: R = R15;
+const LEFT: R = RBP;
 
 /// Bytes of the function's own frame: three outgoing stack arguments (a helper's shim takes
 /// nine), then r0-r5 saved around a shim call. Keeps `rsp` 16-byte aligned at calls after the
@@ -65,7 +63,7 @@ enum Stub {
     /// Hand the run to the interpreter at `pc`, `unexec` instructions of budget given back
     /// (the instruction itself and the rest of its block).
     HandOver {
-        label: CodeLabel,
+        label: Label,
         pc: usize,
         unexec: i32,
     },
@@ -74,28 +72,26 @@ enum Stub {
 }
 
 pub(crate) struct Baseline<'p> {
-    a: CodeAssembler,
+    a: Enc,
     prog: &'p Program,
     /// The label of each slot that starts a block.
-    labels: Vec<Option<CodeLabel>>,
+    labels: Vec<Option<Label>>,
     stubs: Vec<Stub>,
     /// Shared exits (`Stop`: pc in `rcx`, budget to give back in `r10`).
-    stop: CodeLabel,
-    helper_stop: CodeLabel,
-    hand_over: CodeLabel,
+    stop: Label,
+    helper_stop: Label,
+    hand_over: Label,
     place: Place,
-}
-
-fn asm_err(e: IcedError) -> JitError {
-    JitError::Codegen(format!("baseline assembler: {e}"))
 }
 
 /// Compile `prog` for the baseline tier.
 pub(crate) fn compile(prog: &Program, reads_r3_r5: bool) -> Result<Code, JitError> {
     let leaders = leaders(prog);
-    let mut b = Baseline::new(prog, &leaders)?;
-    b.body(&leaders, reads_r3_r5).map_err(asm_err)?;
-    let bytes = b.a.assemble(0).map_err(asm_err)?;
+    let mut b = Baseline::new(prog, &leaders);
+    b.body(&leaders, reads_r3_r5);
+    let bytes =
+        b.a.finish()
+            .ok_or_else(|| JitError::Codegen("baseline: a branch to no label".into()))?;
     place(&bytes)
 }
 
@@ -142,16 +138,14 @@ fn place(bytes: &[u8]) -> Result<Code, JitError> {
 }
 
 impl<'p> Baseline<'p> {
-    fn new(prog: &'p Program, leaders: &[bool]) -> Result<Self, JitError> {
-        let mut a = CodeAssembler::new(64).map_err(asm_err)?;
-        let labels = leaders
-            .iter()
-            .map(|&l| l.then(|| a.create_label()))
-            .collect();
-        let stop = a.create_label();
-        let helper_stop = a.create_label();
-        let hand_over = a.create_label();
-        Ok(Baseline {
+    fn new(prog: &'p Program, leaders: &[bool]) -> Self {
+        // About 24 bytes of code per instruction, stubs included.
+        let mut a = Enc::with_capacity(prog.slots() * 24 + 256);
+        let labels = leaders.iter().map(|&l| l.then(|| a.label())).collect();
+        let stop = a.label();
+        let helper_stop = a.label();
+        let hand_over = a.label();
+        Baseline {
             a,
             prog,
             labels,
@@ -160,22 +154,15 @@ impl<'p> Baseline<'p> {
             helper_stop,
             hand_over,
             place: Place { after: 0 },
-        })
+        }
     }
 
-    /// Bind `label` here. A zero-byte instruction follows it: iced takes one label per
-    /// instruction, and two paths may meet at one place.
-    fn bind(&mut self, label: &mut CodeLabel) -> Result<(), IcedError> {
-        self.a.set_label(label)?;
-        self.a.zero_bytes()
+    fn vm_field(field: usize) -> Mem {
+        mem(VM, field as i32)
     }
 
-    fn vm_field(field: usize) -> AsmMemoryOperand {
-        qword_ptr(VM + field as i32)
-    }
-
-    fn body(&mut self, leaders: &[bool], reads_r3_r5: bool) -> Result<(), IcedError> {
-        self.prologue(reads_r3_r5)?;
+    fn body(&mut self, leaders: &[bool], reads_r3_r5: bool) {
+        self.prologue(reads_r3_r5);
         let prog = self.prog;
         let items: Vec<(usize, Insn)> = prog.iter().map(|(pc, i)| (pc, *i)).collect();
         let mut i = 0;
@@ -188,18 +175,19 @@ impl<'p> Baseline<'p> {
             }
             let n = (end - start) as i32;
             let (pc0, _) = items[start];
-            let mut l = self.labels[pc0].expect("a block starts at a leader");
-            self.bind(&mut l)?;
+            if let Some(l) = self.labels[pc0] {
+                self.a.bind(l);
+            }
             // Pay the block's budget on entry, or hand the run over before it.
-            let short = self.a.create_label();
-            self.a.cmp(LEFT, n)?;
-            self.a.jb(short)?;
+            let short = self.a.label();
+            self.a.alu_ri(Alu::Cmp, true, LEFT, n);
+            self.a.jcc(Cc::B, short);
             self.stubs.push(Stub::HandOver {
                 label: short,
                 pc: pc0,
                 unexec: 0,
             });
-            self.a.sub(LEFT, n)?;
+            self.a.alu_ri(Alu::Sub, true, LEFT, n);
             for (k, &(pc, insn)) in items[start..end].iter().enumerate() {
                 self.place = Place {
                     after: n - 1 - k as i32,
@@ -208,161 +196,156 @@ impl<'p> Baseline<'p> {
                 let falls_off = next >= prog.slots() && !ends_flow(&insn);
                 if falls_off {
                     // Past the last instruction: the interpreter reports it as it does.
-                    self.hand_over_here(pc)?;
+                    self.hand_over_here(pc);
                 } else {
-                    self.insn(pc, next, &insn)?;
+                    self.insn(pc, next, &insn);
                 }
             }
             i = end;
         }
-        self.stubs_and_exits()
+        self.stubs_and_exits();
     }
 
-    fn prologue(&mut self, reads_r3_r5: bool) -> Result<(), IcedError> {
-        for r in [rbp, rbx, r12, r13, r14, r15] {
-            self.a.push(r)?;
+    fn prologue(&mut self, reads_r3_r5: bool) {
+        for r in [RBP, RBX, R12, R13, R14, R15] {
+            self.a.push(r);
         }
-        self.a.sub(rsp, FRAME)?;
+        self.a.alu_ri(Alu::Sub, true, RSP, FRAME);
         // (context, budget, r1, r2): r3-r5 from the context when the program reads them.
-        self.a.mov(VM, rdi)?;
-        self.a.mov(LEFT, rsi)?;
-        self.a.mov(rdi, rdx)?;
-        self.a.mov(rsi, rcx)?;
-        let args = offset_of!(VmCtx, args) as i32;
+        self.a.mov_rr(true, VM, RDI);
+        self.a.mov_rr(true, LEFT, RSI);
+        self.a.mov_rr(true, REGS[1], RDX);
+        self.a.mov_rr(true, REGS[2], RCX);
+        let args = offset_of!(VmCtx, args);
         if reads_r3_r5 {
-            self.a.mov(REGS[3], qword_ptr(VM + (args + 16)))?;
-            self.a.mov(REGS[4], qword_ptr(VM + (args + 24)))?;
-            self.a.mov(REGS[5], qword_ptr(VM + (args + 32)))?;
+            for (k, r) in REGS[3..6].iter().enumerate() {
+                self.a
+                    .load(W::Q, false, *r, Self::vm_field(args + 16 + 8 * k));
+            }
         }
         // Registers a program reads before writing them read 0, as in the interpreter.
         for r in [0, 6, 7, 8, 9] {
-            self.a.xor(REGS32[r], REGS32[r])?;
+            self.a.alu_rr(Alu::Xor, false, REGS[r], REGS[r]);
         }
-        Ok(())
     }
 
-    fn epilogue(&mut self) -> Result<(), IcedError> {
-        self.a.add(rsp, FRAME)?;
-        for r in [r15, r14, r13, r12, rbx, rbp] {
-            self.a.pop(r)?;
+    fn epilogue(&mut self) {
+        self.a.alu_ri(Alu::Add, true, RSP, FRAME);
+        for r in [R15, R14, R13, R12, RBX, RBP] {
+            self.a.pop(r);
         }
-        self.a.ret()
+        self.a.ret();
     }
 
     /// Hand the run to the interpreter at `pc`, not executed.
-    fn hand_over_here(&mut self, pc: usize) -> Result<(), IcedError> {
-        let label = self.a.create_label();
-        self.a.jmp(label)?;
+    fn hand_over_here(&mut self, pc: usize) {
+        let label = self.a.label();
+        self.a.jmp(label);
         self.stubs.push(Stub::HandOver {
             label,
             pc,
             unexec: self.place.after + 1,
         });
-        Ok(())
     }
 
     /// The label of the block at `slot`, or `None` when no block starts there.
-    fn target(&self, slot: i64) -> Option<CodeLabel> {
+    fn target(&self, slot: i64) -> Option<Label> {
         usize::try_from(slot)
             .ok()
             .and_then(|s| self.labels.get(s).copied().flatten())
     }
 
     /// Save the caller-saved BPF registers (r0-r5) before a call into Rust.
-    fn save(&mut self) -> Result<(), IcedError> {
+    fn save(&mut self) {
         for (k, r) in REGS[..6].iter().enumerate() {
-            self.a.mov(qword_ptr(rsp + (SAVE + 8 * k as i32)), *r)?;
+            self.a.store(W::Q, mem(RSP, SAVE + 8 * k as i32), *r);
         }
-        Ok(())
     }
 
-    fn restore(&mut self) -> Result<(), IcedError> {
+    fn restore(&mut self) {
         for (k, r) in REGS[..6].iter().enumerate() {
-            self.a.mov(*r, qword_ptr(rsp + (SAVE + 8 * k as i32)))?;
+            self.a.load(W::Q, false, *r, mem(RSP, SAVE + 8 * k as i32));
         }
-        Ok(())
     }
 
     /// Call `f` (an `extern "C"` function), its arguments in place.
-    fn call_fn(&mut self, f: *const ()) -> Result<(), IcedError> {
-        self.a.mov(r11, f as u64)?;
-        self.a.call(r11)
+    fn call_fn(&mut self, f: *const ()) {
+        self.a.mov_ri(R11, f as u64);
+        self.a.call_r(R11);
     }
 
-    fn stubs_and_exits(&mut self) -> Result<(), IcedError> {
+    fn stubs_and_exits(&mut self) {
         let stubs = std::mem::take(&mut self.stubs);
         for stub in stubs {
             match stub {
-                Stub::HandOver {
-                    mut label,
-                    pc,
-                    unexec,
-                } => {
-                    self.bind(&mut label)?;
-                    self.a.lea(r10, qword_ptr(LEFT + unexec))?;
-                    self.a.mov(ecx, pc as u32)?;
-                    self.a.jmp(self.hand_over)?;
+                Stub::HandOver { label, pc, unexec } => {
+                    self.a.bind(label);
+                    self.a.lea(R10, mem(LEFT, unexec));
+                    self.a.mov_ri32(RCX, pc as u32);
+                    self.a.jmp(self.hand_over);
                 }
-                Stub::Access(acc) => self.access_stub(acc)?,
+                Stub::Access(acc) => self.access_stub(acc),
             }
         }
-        self.exits()
+        self.exits();
     }
 
-    fn exits(&mut self) -> Result<(), IcedError> {
+    fn exits(&mut self) {
         let field = Self::vm_field;
         // Hand-over: registers, pc (rcx) and the budget before it (r10) for the interpreter,
         // which the entry calls once this returns `(BUDGET, SLOW)`.
-        let mut l = self.hand_over;
-        self.bind(&mut l)?;
+        self.a.bind(self.hand_over);
         let regs = offset_of!(VmCtx, regs);
         for (k, r) in REGS.iter().enumerate() {
-            self.a.mov(field(regs + 8 * k), *r)?;
+            self.a.store(W::Q, field(regs + 8 * k), *r);
         }
-        self.a.mov(r11, bpfsim_vm::memory::frame_pointer(0))?;
-        self.a.mov(field(regs + 80), r11)?;
-        self.a.mov(field(offset_of!(VmCtx, left_at_block)), r10)?;
-        self.a.mov(field(offset_of!(VmCtx, budget_pc)), rcx)?;
-        self.a.mov(field(offset_of!(VmCtx, budget_depth)), 0)?;
-        self.a.mov(eax, shims::BUDGET as u32)?;
-        self.a.mov(rdx, shims::SLOW)?;
-        self.epilogue()?;
+        self.a.mov_ri(R11, bpfsim_vm::memory::frame_pointer(0));
+        self.a.store(W::Q, field(regs + 80), R11);
+        self.a
+            .store(W::Q, field(offset_of!(VmCtx, left_at_block)), R10);
+        self.a.store(W::Q, field(offset_of!(VmCtx, budget_pc)), RCX);
+        self.a
+            .store_i(W::Q, field(offset_of!(VmCtx, budget_depth)), 0);
+        self.slow_return(shims::BUDGET);
 
         // A helper stopped the run: its budget and pc are in the context.
-        let mut l = self.helper_stop;
-        self.bind(&mut l)?;
-        self.a.mov(LEFT, field(offset_of!(VmCtx, left)))?;
-        self.a.mov(rcx, field(offset_of!(VmCtx, trap_pc)))?;
-        self.a.xor(r10d, r10d)?;
+        self.a.bind(self.helper_stop);
+        self.a
+            .load(W::Q, false, LEFT, field(offset_of!(VmCtx, left)));
+        self.a
+            .load(W::Q, false, RCX, field(offset_of!(VmCtx, trap_pc)));
+        self.a.alu_rr(Alu::Xor, false, R10, R10);
         // Falls into the stop.
 
         // A shim stopped the run at pc `rcx`: give back `r10` instructions of budget, then
         // exit with the value, ask for the tail call, or trap as the shim said.
-        let mut l = self.stop;
-        self.bind(&mut l)?;
-        self.a.add(LEFT, r10)?;
-        self.a.mov(r11, field(offset_of!(VmCtx, status)))?;
-        let not_exit = self.a.create_label();
-        self.a.cmp(r11, shims::STOP_EXIT as i32)?;
-        self.a.jne(not_exit)?;
-        self.a.mov(rax, field(offset_of!(VmCtx, status_value)))?;
-        self.a.mov(rdx, LEFT)?;
-        self.epilogue()?;
-        let mut l = not_exit;
-        self.bind(&mut l)?;
-        self.a.mov(field(offset_of!(VmCtx, left)), LEFT)?;
-        let trap = self.a.create_label();
-        self.a.cmp(r11, shims::STOP_TAIL as i32)?;
-        self.a.jne(trap)?;
-        self.a.mov(eax, shims::TAIL_CALL as u32)?;
-        self.a.mov(rdx, shims::SLOW)?;
-        self.epilogue()?;
-        let mut l = trap;
-        self.bind(&mut l)?;
-        self.a.mov(field(offset_of!(VmCtx, trap_pc)), rcx)?;
-        self.a.mov(eax, shims::TRAP as u32)?;
-        self.a.mov(rdx, shims::SLOW)?;
-        self.epilogue()
+        self.a.bind(self.stop);
+        self.a.alu_rr(Alu::Add, true, LEFT, R10);
+        self.a
+            .load(W::Q, false, R11, field(offset_of!(VmCtx, status)));
+        let not_exit = self.a.label();
+        self.a.alu_ri(Alu::Cmp, true, R11, shims::STOP_EXIT as i32);
+        self.a.jcc(Cc::Ne, not_exit);
+        self.a
+            .load(W::Q, false, RAX, field(offset_of!(VmCtx, status_value)));
+        self.a.mov_rr(true, RDX, LEFT);
+        self.epilogue();
+        self.a.bind(not_exit);
+        self.a.store(W::Q, field(offset_of!(VmCtx, left)), LEFT);
+        let trap = self.a.label();
+        self.a.alu_ri(Alu::Cmp, true, R11, shims::STOP_TAIL as i32);
+        self.a.jcc(Cc::Ne, trap);
+        self.slow_return(shims::TAIL_CALL);
+        self.a.bind(trap);
+        self.a.store(W::Q, field(offset_of!(VmCtx, trap_pc)), RCX);
+        self.slow_return(shims::TRAP);
+    }
+
+    /// Return `(status, SLOW)`.
+    fn slow_return(&mut self, status: u64) {
+        self.a.mov_ri(RAX, status);
+        self.a.mov_ri(RDX, shims::SLOW);
+        self.epilogue();
     }
 }
 

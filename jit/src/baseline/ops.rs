@@ -5,9 +5,9 @@ use std::mem::offset_of;
 
 use bpfsim_vm::isa::{AluOp, CallTarget, Cond, Endian, Imm64, Insn, Reg, Size, Source, Width};
 use bpfsim_vm::memory::{frame_pointer, REGION_SHIFT};
-use iced_x86::code_asm::*;
 
-use super::{host, Baseline, Stub, REGS, REGS16, REGS32, REGS8, SAVE, VM};
+use super::enc::*;
+use super::{host, Baseline, Stub, LEFT, REGS, SAVE, VM};
 use crate::shims::{self, VmCtx};
 
 /// r10's value: frame 0's pointer (the tier runs no BPF-to-BPF call).
@@ -17,8 +17,8 @@ const PRIMARY_TAG: u64 = (shims::PRIMARY_REGION as u64) << REGION_SHIFT;
 
 /// A memory access's out-of-line path: the region table, then the shim.
 pub(super) struct Access {
-    general: CodeLabel,
-    done: CodeLabel,
+    general: Label,
+    done: Label,
     pc: usize,
     after: i32,
     size: Size,
@@ -27,30 +27,23 @@ pub(super) struct Access {
     kind: AccessKind,
 }
 
-/// A register operand in each width.
-#[derive(Clone, Copy)]
-struct Operand {
-    q: AsmRegister64,
-    d: AsmRegister32,
-    w: AsmRegister16,
-    b: AsmRegister8,
-}
-
-/// The scratch register that holds r10's value where an instruction reads it.
-#[derive(Clone, Copy)]
-enum Scratch {
-    R11,
-    Rcx,
-}
-
 #[derive(Clone, Copy)]
 enum AccessKind {
-    Load { dst: usize, signed: bool },
+    Load { dst: R, signed: bool },
     Store { src: Source },
 }
 
+fn width(size: Size) -> W {
+    match size {
+        Size::B => W::B,
+        Size::H => W::H,
+        Size::W => W::D,
+        Size::DW => W::Q,
+    }
+}
+
 impl Baseline<'_> {
-    pub(super) fn insn(&mut self, pc: usize, next: usize, insn: &Insn) -> Result<(), IcedError> {
+    pub(super) fn insn(&mut self, pc: usize, next: usize, insn: &Insn) {
         match *insn {
             Insn::Alu {
                 width,
@@ -58,12 +51,11 @@ impl Baseline<'_> {
                 dst,
                 src,
             } => match host(dst) {
-                Some(d) => self.alu(width, op, d, src),
+                Some(d) => self.alu(width, op, REGS[d], src),
                 None => self.hand_over_here(pc),
             },
             Insn::Neg { width, dst } => match host(dst) {
-                Some(d) if width == Width::W64 => self.a.neg(REGS[d]),
-                Some(d) => self.a.neg(REGS32[d]),
+                Some(d) => self.a.neg(width == Width::W64, REGS[d]),
                 None => self.hand_over_here(pc),
             },
             Insn::MovSx {
@@ -71,12 +63,16 @@ impl Baseline<'_> {
                 dst,
                 src,
                 from,
-            } => match host(dst) {
-                Some(d) => self.movsx(pc, width, d, src, from),
-                None => self.hand_over_here(pc),
+            } => match (host(dst), width, from) {
+                (Some(d), Width::W64, _) | (Some(d), Width::W32, Size::B | Size::H) => {
+                    let s = self.src(src, R11);
+                    self.a
+                        .movsx_rr(width == Width::W64, REGS[d], s, self::width(from));
+                }
+                _ => self.hand_over_here(pc),
             },
             Insn::Endian { dst, order, bits } => match host(dst) {
-                Some(d) => self.endian(pc, d, order, bits),
+                Some(d) => self.endian(pc, REGS[d], order, bits),
                 None => self.hand_over_here(pc),
             },
             Insn::LdImm64 { dst, imm } => {
@@ -88,7 +84,7 @@ impl Baseline<'_> {
                     _ => None,
                 };
                 match (host(dst), v) {
-                    (Some(d), Some(v)) => self.a.mov(REGS[d], v),
+                    (Some(d), Some(v)) => self.a.mov_ri(REGS[d], v),
                     _ => self.hand_over_here(pc),
                 }
             }
@@ -99,7 +95,15 @@ impl Baseline<'_> {
                 src,
                 off,
             } => match host(dst) {
-                Some(d) => self.access(pc, size, src, off, AccessKind::Load { dst: d, signed }),
+                Some(d) => {
+                    // A sign-extending load of 8 bytes is a plain one.
+                    let signed = signed && size != Size::DW;
+                    let kind = AccessKind::Load {
+                        dst: REGS[d],
+                        signed,
+                    };
+                    self.access(pc, size, src, off, kind)
+                }
                 None => self.hand_over_here(pc),
             },
             Insn::Store {
@@ -120,8 +124,8 @@ impl Baseline<'_> {
             Insn::Call(CallTarget::Helper(id)) => self.helper(pc, Source::Imm(id)),
             Insn::Callx { reg } if host(reg).is_some() => self.helper(pc, Source::Reg(reg)),
             Insn::Exit => {
-                self.a.mov(rdx, super::LEFT)?;
-                self.epilogue()
+                self.a.mov_rr(true, RDX, LEFT);
+                self.epilogue();
             }
             // BPF-to-BPF calls, atomics, legacy packet loads, kfuncs: the interpreter.
             Insn::Call(_) | Insn::Callx { .. } | Insn::Atomic { .. } | Insn::LoadPacket { .. } => {
@@ -131,178 +135,116 @@ impl Baseline<'_> {
     }
 
     /// A source operand in a register: r10 as its constant, in `scratch`.
-    fn src(&mut self, r: Reg, scratch: Scratch) -> Result<Operand, IcedError> {
+    fn src(&mut self, r: Reg, scratch: R) -> R {
         match host(r) {
-            Some(s) => Ok(Operand {
-                q: REGS[s],
-                d: REGS32[s],
-                w: REGS16[s],
-                b: REGS8[s],
-            }),
+            Some(s) => REGS[s],
             None => {
-                let o = match scratch {
-                    Scratch::R11 => Operand {
-                        q: r11,
-                        d: r11d,
-                        w: r11w,
-                        b: r11b,
-                    },
-                    Scratch::Rcx => Operand {
-                        q: rcx,
-                        d: ecx,
-                        w: cx,
-                        b: cl,
-                    },
-                };
-                self.a.mov(o.q, FP)?;
-                Ok(o)
+                self.a.mov_ri(scratch, FP);
+                scratch
             }
         }
     }
 
-    fn alu(&mut self, width: Width, op: AluOp, d: usize, src: Source) -> Result<(), IcedError> {
-        if matches!(op, AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod) {
-            return self.divide(width, op, d, src);
-        }
+    fn alu(&mut self, width: Width, op: AluOp, d: R, src: Source) {
         let w64 = width == Width::W64;
-        let (d64, d32) = (REGS[d], REGS32[d]);
-        match src {
-            Source::Imm(i) => match (op, w64) {
-                (AluOp::Add, true) => self.a.add(d64, i),
-                (AluOp::Add, false) => self.a.add(d32, i),
-                (AluOp::Sub, true) => self.a.sub(d64, i),
-                (AluOp::Sub, false) => self.a.sub(d32, i),
-                (AluOp::Mul, true) => self.a.imul_3(d64, d64, i),
-                (AluOp::Mul, false) => self.a.imul_3(d32, d32, i),
-                (AluOp::Or, true) => self.a.or(d64, i),
-                (AluOp::Or, false) => self.a.or(d32, i),
-                (AluOp::And, true) => self.a.and(d64, i),
-                (AluOp::And, false) => self.a.and(d32, i),
-                (AluOp::Xor, true) => self.a.xor(d64, i),
-                (AluOp::Xor, false) => self.a.xor(d32, i),
-                (AluOp::Mov, true) => self.a.mov(d64, i as i64),
-                (AluOp::Mov, false) => self.a.mov(d32, i as u32),
-                (AluOp::Lsh, true) => self.a.shl(d64, (i & 63) as u32),
-                (AluOp::Lsh, false) => self.a.shl(d32, (i & 31) as u32),
-                (AluOp::Rsh, true) => self.a.shr(d64, (i & 63) as u32),
-                (AluOp::Rsh, false) => self.a.shr(d32, (i & 31) as u32),
-                (AluOp::Arsh, true) => self.a.sar(d64, (i & 63) as u32),
-                (AluOp::Arsh, false) => self.a.sar(d32, (i & 31) as u32),
-                _ => unreachable!("division handled above"),
-            },
-            Source::Reg(r) => {
-                let s = self.src(r, Scratch::R11)?;
-                let (s64, s32) = (s.q, s.d);
-                match op {
-                    AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => {
-                        self.a.mov(rcx, s64)?;
-                        match (op, w64) {
-                            (AluOp::Lsh, true) => self.a.shl(d64, cl),
-                            (AluOp::Lsh, false) => self.a.shl(d32, cl),
-                            (AluOp::Rsh, true) => self.a.shr(d64, cl),
-                            (AluOp::Rsh, false) => self.a.shr(d32, cl),
-                            (_, true) => self.a.sar(d64, cl),
-                            (_, false) => self.a.sar(d32, cl),
-                        }
-                    }
-                    _ => match (op, w64) {
-                        (AluOp::Add, true) => self.a.add(d64, s64),
-                        (AluOp::Add, false) => self.a.add(d32, s32),
-                        (AluOp::Sub, true) => self.a.sub(d64, s64),
-                        (AluOp::Sub, false) => self.a.sub(d32, s32),
-                        (AluOp::Mul, true) => self.a.imul_2(d64, s64),
-                        (AluOp::Mul, false) => self.a.imul_2(d32, s32),
-                        (AluOp::Or, true) => self.a.or(d64, s64),
-                        (AluOp::Or, false) => self.a.or(d32, s32),
-                        (AluOp::And, true) => self.a.and(d64, s64),
-                        (AluOp::And, false) => self.a.and(d32, s32),
-                        (AluOp::Xor, true) => self.a.xor(d64, s64),
-                        (AluOp::Xor, false) => self.a.xor(d32, s32),
-                        (AluOp::Mov, true) => self.a.mov(d64, s64),
-                        (_, false) => self.a.mov(d32, s32),
-                        _ => unreachable!("the other operations matched above"),
-                    },
+        let group = match op {
+            AluOp::Add => Some(Alu::Add),
+            AluOp::Sub => Some(Alu::Sub),
+            AluOp::Or => Some(Alu::Or),
+            AluOp::And => Some(Alu::And),
+            AluOp::Xor => Some(Alu::Xor),
+            _ => None,
+        };
+        let shift = match op {
+            AluOp::Lsh => Some(Shift::Shl),
+            AluOp::Rsh => Some(Shift::Shr),
+            AluOp::Arsh => Some(Shift::Sar),
+            _ => None,
+        };
+        match (op, src) {
+            (AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod, _) => {
+                self.divide(width, op, d, src)
+            }
+            (_, Source::Imm(i)) => {
+                if let Some(g) = group {
+                    self.a.alu_ri(g, w64, d, i);
+                } else if let Some(s) = shift {
+                    let mask = if w64 { 63 } else { 31 };
+                    let w = if w64 { W::Q } else { W::D };
+                    self.a.shift_ri(s, w, d, (i & mask) as u8);
+                } else if op == AluOp::Mul {
+                    self.a.imul_rri(w64, d, d, i);
+                } else if w64 {
+                    self.a.mov_ri(d, i as i64 as u64);
+                } else {
+                    self.a.mov_ri32(d, i as u32);
+                }
+            }
+            (_, Source::Reg(r)) => {
+                let s = self.src(r, R11);
+                if let Some(g) = group {
+                    self.a.alu_rr(g, w64, d, s);
+                } else if let Some(sh) = shift {
+                    // x86 masks a count in `cl` to the width, as BPF does.
+                    self.a.mov_rr(false, RCX, s);
+                    self.a.shift_cl(sh, w64, d);
+                } else if op == AluOp::Mul {
+                    self.a.imul_rr(w64, d, s);
+                } else {
+                    self.a.mov_rr(w64, d, s);
                 }
             }
         }
     }
 
     /// Division and modulo by the kernel's rules (by zero, `INT_MIN / -1`), in Rust.
-    fn divide(&mut self, width: Width, op: AluOp, d: usize, src: Source) -> Result<(), IcedError> {
-        self.a.mov(r10, REGS[d])?;
+    fn divide(&mut self, width: Width, op: AluOp, d: R, src: Source) {
+        self.a.mov_rr(true, R10, d);
         match src {
-            Source::Imm(i) => self.a.mov(r11, i as i64)?,
+            Source::Imm(i) => self.a.mov_ri(R11, i as i64 as u64),
             Source::Reg(r) => {
-                let s = self.src(r, Scratch::R11)?;
-                self.a.mov(r11, s.q)?;
+                let s = self.src(r, R11);
+                self.a.mov_rr(true, R11, s);
             }
         }
-        self.save()?;
-        let kind = div_kind(width, op);
-        self.a.mov(edi, kind as u32)?;
-        self.a.mov(rsi, r10)?;
-        self.a.mov(rdx, r11)?;
-        self.call_fn(divide as *const ())?;
-        self.a.mov(r10, rax)?;
-        self.restore()?;
-        self.a.mov(REGS[d], r10)
+        self.save();
+        self.a.mov_ri32(RDI, div_kind(width, op) as u32);
+        self.a.mov_rr(true, RSI, R10);
+        self.a.mov_rr(true, RDX, R11);
+        self.call_fn(divide as *const ());
+        self.a.mov_rr(true, R10, RAX);
+        self.restore();
+        self.a.mov_rr(true, d, R10);
     }
 
-    fn movsx(
-        &mut self,
-        pc: usize,
-        width: Width,
-        d: usize,
-        src: Reg,
-        from: Size,
-    ) -> Result<(), IcedError> {
-        let s = self.src(src, Scratch::R11)?;
-        match (width, from) {
-            (Width::W64, Size::B) => self.a.movsx(REGS[d], s.b),
-            (Width::W64, Size::H) => self.a.movsx(REGS[d], s.w),
-            (Width::W64, Size::W) => self.a.movsxd(REGS[d], s.d),
-            (Width::W32, Size::B) => self.a.movsx(REGS32[d], s.b),
-            (Width::W32, Size::H) => self.a.movsx(REGS32[d], s.w),
-            _ => self.hand_over_here(pc),
-        }
-    }
-
-    fn endian(&mut self, pc: usize, d: usize, order: Endian, bits: u8) -> Result<(), IcedError> {
+    fn endian(&mut self, pc: usize, d: R, order: Endian, bits: u8) {
         let swap = order != Endian::Le;
         match (bits, swap) {
-            (16, false) => self.a.movzx(REGS32[d], REGS16[d]),
-            (32, false) => self.a.mov(REGS32[d], REGS32[d]),
-            (64, false) => Ok(()),
+            (16, false) => self.a.movzx16(d, d),
+            (32, false) => self.a.mov_rr(false, d, d),
+            (64, false) => {}
             (16, true) => {
-                self.a.rol(REGS16[d], 8)?;
-                self.a.movzx(REGS32[d], REGS16[d])
+                self.a.shift_ri(Shift::Rol, W::H, d, 8);
+                self.a.movzx16(d, d);
             }
-            (32, true) => self.a.bswap(REGS32[d]),
-            (64, true) => self.a.bswap(REGS[d]),
+            (32, true) => self.a.bswap(false, d),
+            (64, true) => self.a.bswap(true, d),
             _ => self.hand_over_here(pc),
         }
     }
 
-    fn jump(&mut self, pc: usize, target: i64) -> Result<(), IcedError> {
+    fn jump(&mut self, pc: usize, target: i64) {
         match self.target(target) {
             Some(l) => self.a.jmp(l),
             None => self.hand_over_here(pc),
         }
     }
 
-    fn branch(
-        &mut self,
-        pc: usize,
-        width: Width,
-        cond: Cond,
-        dst: Reg,
-        src: Source,
-        target: i64,
-    ) -> Result<(), IcedError> {
+    fn branch(&mut self, pc: usize, width: Width, cond: Cond, dst: Reg, src: Source, target: i64) {
         let to = match self.target(target) {
             Some(l) => l,
             None => {
-                let l = self.a.create_label();
+                let l = self.a.label();
                 self.stubs.push(Stub::HandOver {
                     label: l,
                     pc,
@@ -311,120 +253,112 @@ impl Baseline<'_> {
                 l
             }
         };
-        let o = self.src(dst, Scratch::R11)?;
-        let (d, d32) = (o.q, o.d);
+        let d = self.src(dst, R11);
         let w64 = width == Width::W64;
-        match src {
-            Source::Imm(i) => match (cond, w64) {
-                (Cond::Set, true) => self.a.test(d, i)?,
-                (Cond::Set, false) => self.a.test(d32, i)?,
-                (_, true) => self.a.cmp(d, i)?,
-                (_, false) => self.a.cmp(d32, i)?,
-            },
-            Source::Reg(r) => {
-                let o = self.src(r, Scratch::Rcx)?;
-                let (s, s32) = (o.q, o.d);
-                match (cond, w64) {
-                    (Cond::Set, true) => self.a.test(d, s)?,
-                    (Cond::Set, false) => self.a.test(d32, s32)?,
-                    (_, true) => self.a.cmp(d, s)?,
-                    (_, false) => self.a.cmp(d32, s32)?,
+        match (src, cond) {
+            (Source::Imm(i), Cond::Set) => self.a.test_ri(w64, d, i),
+            (Source::Imm(i), _) => self.a.alu_ri(Alu::Cmp, w64, d, i),
+            (Source::Reg(r), c) => {
+                let s = self.src(r, RCX);
+                if c == Cond::Set {
+                    self.a.test_rr(w64, d, s);
+                } else {
+                    self.a.alu_rr(Alu::Cmp, w64, d, s);
                 }
             }
         }
-        match cond {
-            Cond::Eq => self.a.je(to),
-            Cond::Ne | Cond::Set => self.a.jne(to),
-            Cond::Gt => self.a.ja(to),
-            Cond::Ge => self.a.jae(to),
-            Cond::Lt => self.a.jb(to),
-            Cond::Le => self.a.jbe(to),
-            Cond::Sgt => self.a.jg(to),
-            Cond::Sge => self.a.jge(to),
-            Cond::Slt => self.a.jl(to),
-            Cond::Sle => self.a.jle(to),
-        }
+        let cc = match cond {
+            Cond::Eq => Cc::E,
+            Cond::Ne | Cond::Set => Cc::Ne,
+            Cond::Gt => Cc::A,
+            Cond::Ge => Cc::Ae,
+            Cond::Lt => Cc::B,
+            Cond::Le => Cc::Be,
+            Cond::Sgt => Cc::G,
+            Cond::Sge => Cc::Ge,
+            Cond::Slt => Cc::L,
+            Cond::Sle => Cc::Le,
+        };
+        self.a.jcc(cc, to);
     }
 
     /// A helper call (`id` a constant, or `callx`'s register) through the helpers' shim, as
     /// Cranelift's code makes it: the exact budget in the context around the call, and the
     /// registers after the arguments stored for a hand-over inside the helper.
-    fn helper(&mut self, pc: usize, id: Source) -> Result<(), IcedError> {
+    fn helper(&mut self, pc: usize, id: Source) {
         let after = self.place.after;
         let field = Self::vm_field;
         if let Source::Reg(r) = id {
-            self.a.mov(r10, REGS[r.index()])?;
+            self.a.mov_rr(true, R10, REGS[r.index()]);
         }
-        self.a.lea(r11, qword_ptr(super::LEFT + after))?;
-        self.a.mov(field(offset_of!(VmCtx, left)), r11)?;
+        self.a.lea(R11, mem(LEFT, after));
+        self.a.store(W::Q, field(offset_of!(VmCtx, left)), R11);
         let need = after as u64;
         if need > 0 {
             let regs = offset_of!(VmCtx, regs);
             for (r, host) in REGS.iter().enumerate().skip(6) {
-                self.a.mov(field(regs + 8 * r), *host)?;
+                self.a.store(W::Q, field(regs + 8 * r), *host);
             }
-            self.a.mov(r11, FP)?;
-            self.a.mov(field(regs + 80), r11)?;
+            self.a.mov_ri(R11, FP);
+            self.a.store(W::Q, field(regs + 80), R11);
         }
-        self.save()?;
+        self.save();
         // The shim's last three arguments on the stack: r5, the site, the depth (0).
-        self.a.mov(qword_ptr(rsp), REGS[5])?;
-        self.a.mov(r11, pc as u64 | need << 32)?;
-        self.a.mov(qword_ptr(rsp + 8), r11)?;
-        self.a.mov(qword_ptr(rsp + 16), 0)?;
+        self.a.store(W::Q, mem(RSP, 0), REGS[5]);
+        self.a.mov_ri(R11, pc as u64 | need << 32);
+        self.a.store(W::Q, mem(RSP, 8), R11);
+        self.a.store_i(W::Q, mem(RSP, 16), 0);
         // (vm, id, r1, r2, r3, r4): r4 is already in r9.
-        self.a.mov(rcx, REGS[2])?;
-        self.a.mov(r8, REGS[3])?;
-        self.a.mov(rdx, REGS[1])?;
-        self.a.mov(rdi, VM)?;
+        self.a.mov_rr(true, RCX, REGS[2]);
+        self.a.mov_rr(true, R8, REGS[3]);
+        self.a.mov_rr(true, RDX, REGS[1]);
+        self.a.mov_rr(true, RDI, VM);
         match id {
-            Source::Imm(i) => self.a.mov(rsi, i as i64)?,
-            Source::Reg(_) => self.a.mov(rsi, r10)?,
+            Source::Imm(i) => self.a.mov_ri(RSI, i as i64 as u64),
+            Source::Reg(_) => self.a.mov_rr(true, RSI, R10),
         }
-        self.call_fn(shims::call as *const ())?;
-        self.a.cmp(field(offset_of!(VmCtx, status)), 0)?;
-        self.a.jne(self.helper_stop)?;
+        self.call_fn(shims::call as *const ());
+        self.a.alu_mi(Alu::Cmp, field(offset_of!(VmCtx, status)), 0);
+        self.a.jcc(Cc::Ne, self.helper_stop);
         for (k, r) in REGS[1..6].iter().enumerate() {
             self.a
-                .mov(*r, qword_ptr(rsp + (SAVE + 8 * (k as i32 + 1))))?;
+                .load(W::Q, false, *r, mem(RSP, SAVE + 8 * (k as i32 + 1)));
         }
-        self.a.mov(super::LEFT, field(offset_of!(VmCtx, left)))?;
+        self.a
+            .load(W::Q, false, LEFT, field(offset_of!(VmCtx, left)));
         if after != 0 {
-            self.a.sub(super::LEFT, after)?;
+            self.a.alu_ri(Alu::Sub, true, LEFT, after);
         }
-        Ok(())
     }
 
     /// A load or store: the primary region's bound inline, the rest out of line.
-    fn access(
-        &mut self,
-        pc: usize,
-        size: Size,
-        base: Reg,
-        off: i16,
-        kind: AccessKind,
-    ) -> Result<(), IcedError> {
+    fn access(&mut self, pc: usize, size: Size, base: Reg, off: i16, kind: AccessKind) {
         let write = matches!(kind, AccessKind::Store { .. });
         // r11: the address less the primary region's tag, an offset into it when in range.
         let rel = (off as i64 as u64).wrapping_sub(PRIMARY_TAG);
         match host(base) {
             Some(b) => {
-                self.a.mov(r11, rel)?;
-                self.a.add(r11, REGS[b])?;
+                self.a.mov_ri(R11, rel);
+                self.a.alu_rr(Alu::Add, true, R11, REGS[b]);
             }
-            None => self.a.mov(r11, FP.wrapping_add(rel))?,
+            None => self.a.mov_ri(R11, FP.wrapping_add(rel)),
         }
         let idx = size.bytes().trailing_zeros() as usize + if write { 4 } else { 0 };
-        let general = self.a.create_label();
-        let done = self.a.create_label();
-        self.a
-            .cmp(r11, Self::vm_field(offset_of!(VmCtx, primary_lt) + 8 * idx))?;
-        self.a.jae(general)?;
-        self.a
-            .add(r11, Self::vm_field(offset_of!(VmCtx, primary_base)))?;
-        self.host_access(size, kind, 0)?;
-        let mut d = done;
-        self.bind(&mut d)?;
+        let general = self.a.label();
+        let done = self.a.label();
+        self.a.alu_rm(
+            Alu::Cmp,
+            R11,
+            Self::vm_field(offset_of!(VmCtx, primary_lt) + 8 * idx),
+        );
+        self.a.jcc(Cc::Ae, general);
+        self.a.alu_rm(
+            Alu::Add,
+            R11,
+            Self::vm_field(offset_of!(VmCtx, primary_base)),
+        );
+        self.host_access(size, kind, 0);
+        self.a.bind(done);
         self.stubs.push(Stub::Access(Access {
             general,
             done,
@@ -435,130 +369,95 @@ impl Baseline<'_> {
             off,
             kind,
         }));
-        Ok(())
     }
 
     /// The access itself, at host address `r11 + disp`.
-    fn host_access(&mut self, size: Size, kind: AccessKind, disp: i32) -> Result<(), IcedError> {
-        let at = r11 + disp;
+    fn host_access(&mut self, size: Size, kind: AccessKind, disp: i32) {
+        let at = mem(R11, disp);
         match kind {
-            AccessKind::Load { dst, signed } => match (size, signed) {
-                (Size::B, false) => self.a.movzx(REGS32[dst], byte_ptr(at)),
-                (Size::H, false) => self.a.movzx(REGS32[dst], word_ptr(at)),
-                (Size::W, false) => self.a.mov(REGS32[dst], dword_ptr(at)),
-                (Size::B, true) => self.a.movsx(REGS[dst], byte_ptr(at)),
-                (Size::H, true) => self.a.movsx(REGS[dst], word_ptr(at)),
-                (Size::W, true) => self.a.movsxd(REGS[dst], dword_ptr(at)),
-                (Size::DW, _) => self.a.mov(REGS[dst], qword_ptr(at)),
-            },
+            AccessKind::Load { dst, signed } => self.a.load(width(size), signed, dst, at),
             AccessKind::Store {
                 src: Source::Imm(i),
-            } => match size {
-                Size::B => self.a.mov(byte_ptr(at), i as u8 as i32),
-                Size::H => self.a.mov(word_ptr(at), i as u16 as i32),
-                Size::W => self.a.mov(dword_ptr(at), i),
-                Size::DW => self.a.mov(qword_ptr(at), i),
-            },
+            } => self.a.store_i(width(size), at, i),
             AccessKind::Store {
                 src: Source::Reg(r),
             } => {
-                let v = match host(r) {
-                    Some(s) => s,
-                    None => {
-                        self.a.mov(rcx, FP)?;
-                        return self.store_rcx(size, at);
-                    }
-                };
-                match size {
-                    Size::B => self.a.mov(byte_ptr(at), REGS8[v]),
-                    Size::H => self.a.mov(word_ptr(at), REGS16[v]),
-                    Size::W => self.a.mov(dword_ptr(at), REGS32[v]),
-                    Size::DW => self.a.mov(qword_ptr(at), REGS[v]),
-                }
+                let v = self.src(r, RCX);
+                self.a.store(width(size), at, v);
             }
-        }
-    }
-
-    fn store_rcx(&mut self, size: Size, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        match size {
-            Size::B => self.a.mov(byte_ptr(at), cl),
-            Size::H => self.a.mov(word_ptr(at), cx),
-            Size::W => self.a.mov(dword_ptr(at), ecx),
-            Size::DW => self.a.mov(qword_ptr(at), rcx),
         }
     }
 
     /// The out-of-line path of an access: the region table's row for the address, then the
     /// shim for what the table refuses (a context field, or the fault).
-    pub(super) fn access_stub(&mut self, acc: Access) -> Result<(), IcedError> {
+    pub(super) fn access_stub(&mut self, acc: Access) {
         let field = Self::vm_field;
         let write = matches!(acc.kind, AccessKind::Store { .. });
         let bytes = acc.size.bytes() as i32;
-        let mut general = acc.general;
-        self.bind(&mut general)?;
+        self.a.bind(acc.general);
         // r10: the guest address.
         match host(acc.base) {
-            Some(b) => self.a.lea(r10, qword_ptr(REGS[b] + acc.off as i32))?,
-            None => self.a.mov(r10, FP.wrapping_add(acc.off as i64 as u64))?,
+            Some(b) => self.a.lea(R10, mem(REGS[b], acc.off as i32)),
+            None => self.a.mov_ri(R10, FP.wrapping_add(acc.off as i64 as u64)),
         }
-        let shim = self.a.create_label();
-        self.a.mov(rcx, r10)?;
-        self.a.shr(rcx, REGION_SHIFT)?;
-        self.a.cmp(rcx, field(offset_of!(VmCtx, nregions)))?;
-        self.a.jae(shim)?;
-        self.a.imul_3(rcx, rcx, 24)?;
-        self.a.add(rcx, field(offset_of!(VmCtx, regions)))?;
-        // The offset is the address's low 32 bits; its end must be within the row's limit.
-        self.a.mov(r11d, r10d)?;
-        self.a.add(r11, bytes)?;
+        let shim = self.a.label();
+        self.a.mov_rr(true, RCX, R10);
+        self.a.shift_ri(Shift::Shr, W::Q, RCX, REGION_SHIFT as u8);
         self.a
-            .cmp(r11, qword_ptr(rcx + if write { 16 } else { 8 }))?;
-        self.a.ja(shim)?;
-        self.a.add(r11, qword_ptr(rcx))?;
-        self.host_access(acc.size, acc.kind, -bytes)?;
-        self.a.jmp(acc.done)?;
+            .alu_rm(Alu::Cmp, RCX, field(offset_of!(VmCtx, nregions)));
+        self.a.jcc(Cc::Ae, shim);
+        self.a.imul_rri(true, RCX, RCX, 24);
+        self.a
+            .alu_rm(Alu::Add, RCX, field(offset_of!(VmCtx, regions)));
+        // The offset is the address's low 32 bits; its end must be within the row's limit.
+        self.a.mov_rr(false, R11, R10);
+        self.a.alu_ri(Alu::Add, true, R11, bytes);
+        self.a
+            .alu_rm(Alu::Cmp, R11, mem(RCX, if write { 16 } else { 8 }));
+        self.a.jcc(Cc::A, shim);
+        self.a.alu_rm(Alu::Add, R11, mem(RCX, 0));
+        self.host_access(acc.size, acc.kind, -bytes);
+        self.a.jmp(acc.done);
 
-        let mut shim = shim;
-        self.bind(&mut shim)?;
-        self.save()?;
+        self.a.bind(shim);
+        self.save();
         if let AccessKind::Store { src } = acc.kind {
             match src {
-                Source::Imm(i) => self.a.mov(rcx, i as i64)?,
+                Source::Imm(i) => self.a.mov_ri(RCX, i as i64 as u64),
                 Source::Reg(r) => {
-                    let v = self.src(r, Scratch::Rcx)?;
-                    self.a.mov(rcx, v.q)?;
+                    let v = self.src(r, RCX);
+                    self.a.mov_rr(true, RCX, v);
                 }
             }
         }
-        self.a.mov(rdi, VM)?;
-        self.a.mov(rsi, r10)?;
-        self.a.mov(edx, bytes as u32)?;
+        self.a.mov_rr(true, RDI, VM);
+        self.a.mov_rr(true, RSI, R10);
+        self.a.mov_ri32(RDX, bytes as u32);
         let f = if write {
             shims::store as *const ()
         } else {
             shims::load as *const ()
         };
-        self.call_fn(f)?;
+        self.call_fn(f);
         // A fault: the shim's trap at this instruction, the rest of its block given back.
-        let ok = self.a.create_label();
-        self.a.cmp(field(offset_of!(VmCtx, status)), 0)?;
-        self.a.je(ok)?;
-        self.a.mov(ecx, acc.pc as u32)?;
-        self.a.mov(r10d, acc.after as u32)?;
-        self.a.jmp(self.stop)?;
-        let mut ok = ok;
-        self.bind(&mut ok)?;
-        self.a.mov(r10, rax)?;
-        self.restore()?;
+        let ok = self.a.label();
+        self.a.alu_mi(Alu::Cmp, field(offset_of!(VmCtx, status)), 0);
+        self.a.jcc(Cc::E, ok);
+        self.a.mov_ri32(RCX, acc.pc as u32);
+        self.a.mov_ri32(R10, acc.after as u32);
+        self.a.jmp(self.stop);
+        self.a.bind(ok);
+        self.a.mov_rr(true, R10, RAX);
+        self.restore();
         if let AccessKind::Load { dst, signed } = acc.kind {
             match (acc.size, signed) {
-                (Size::B, true) => self.a.movsx(REGS[dst], r10b)?,
-                (Size::H, true) => self.a.movsx(REGS[dst], r10w)?,
-                (Size::W, true) => self.a.movsxd(REGS[dst], r10d)?,
-                _ => self.a.mov(REGS[dst], r10)?,
+                (Size::B, true) => self.a.movsx_rr(true, dst, R10, W::B),
+                (Size::H, true) => self.a.movsx_rr(true, dst, R10, W::H),
+                (Size::W, true) => self.a.movsx_rr(true, dst, R10, W::D),
+                _ => self.a.mov_rr(true, dst, R10),
             }
         }
-        self.a.jmp(acc.done)
+        self.a.jmp(acc.done);
     }
 }
 
