@@ -94,16 +94,26 @@ def main() -> int:
     print("\nload, verify, jit_compile: time per object\n")
     print("| object | ELF parse + link | simulator load | kernel load (its verifier + JIT) "
           "| bpfsim verify | kernel verify (raw load) | bpfsim verify / kernel "
-          "| bpfsim JIT compile | interpreter translation | rbpf JIT compile |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| bpfsim JIT compile | baseline tier compile | interpreter translation | rbpf JIT compile |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for o in OBJECTS:
         load_cols = [f"load/{o}/elf", f"load/{o}/sim", f"load/{o}/kernel", f"verify/{o}/bpfsim",
                      f"verify/{o}/kernel"]
-        compile_cols = [f"jit_compile/{o}/bpfsim_jit", f"jit_compile/{o}/bpfsim_interp_translate",
-                        f"jit_compile/{o}/rbpf_jit"]
+        compile_cols = [f"jit_compile/{o}/bpfsim_jit", f"jit_compile/{o}/bpfsim_baseline",
+                        f"jit_compile/{o}/bpfsim_interp_translate", f"jit_compile/{o}/rbpf_jit"]
         v = ratio(d.get(f"verify/{o}/bpfsim"), d.get(f"verify/{o}/kernel"))
         print(f"| {o} | " + " | ".join(human(d.get(c)) for c in load_cols) + f" | {v} | "
               + " | ".join(human(d.get(c)) for c in compile_cols) + " |")
+    print("\njit_compile: the 1,000-instruction programs and a real one of several hundred\n")
+    print("| program | bpfsim JIT (Cranelift) | with the verifier's hints | baseline tier "
+          "| interpreter translation |")
+    print("|---|---:|---:|---:|---:|")
+    progs = sorted({k.split("/")[1] for k in d if k.startswith("jit_compile/")
+                    and k.split("/")[1].startswith(("synthetic_", "parse_headers_"))})
+    for p in progs:
+        cols = [f"jit_compile/{p}/bpfsim_jit", f"jit_compile/{p}/bpfsim_jit_hints",
+                f"jit_compile/{p}/bpfsim_baseline", f"jit_compile/{p}/bpfsim_interp_translate"]
+        print(f"| {p} | " + " | ".join(human(d.get(c)) for c in cols) + " |")
     return 0
 
 

@@ -11,7 +11,8 @@
 //!   conditional jumps to the next instruction; `synthetic_1000_skips`: if-then blocks, a jump
 //!   over one instruction, whose joins carry values) and on a real one of several hundred
 //!   (`parse_headers_481_insns`, also `/bpfsim_jit_hints`: with the verifier's hints, as a
-//!   simulated run compiles it; the other rows compile without hints).
+//!   simulated run compiles it; the other rows compile without hints); `/bpfsim_baseline` is
+//!   the baseline tier's compile (`JitProgram::compile_baseline`, x86-64 only).
 //! - `execute/<workload>/{interp,jit,kernel,rbpf_interp,rbpf_jit}`: one run of the program on its
 //!   packet. `interp` and `jit` go through the simulator's test-run API with `repeat`, as the
 //!   kernel's row does (`Runner::run_repeat`: the XDP frame built and the maps mapped once per
@@ -206,6 +207,10 @@ fn jit_compile(c: &mut Criterion) {
         });
         group.bench_function(format!("{name}/bpfsim_interp_translate"), |b| {
             b.iter(|| Interpreter::new(black_box(prog)))
+        });
+        #[cfg(target_arch = "x86_64")]
+        group.bench_function(format!("{name}/bpfsim_baseline"), |b| {
+            b.iter(|| bpfsim_jit::JitProgram::compile_baseline(black_box(prog)).unwrap())
         });
         #[cfg(target_arch = "x86_64")]
         if let Some(code) = rbpf_code {

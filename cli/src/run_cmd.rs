@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use bpfsim_helpers::ctx::{skb::tc_action, xdp};
 use bpfsim_helpers::object::{Engine, LoadedObject};
 use bpfsim_helpers::run::{Input, Redirect, RunResult, Runner};
-use bpfsim_helpers::tier::{JitSlot, Source};
+use bpfsim_helpers::tier::{self, JitSlot, Source};
 use bpfsim_helpers::Env;
 use bpfsim_vm::spec::{MapType, ProgType};
 use bpfsim_vm::{Interpreter, Program};
@@ -310,13 +310,13 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             let mut runner = Runner::default();
             let title = raw.display().to_string();
             replay(&args, &title, prog_type, false, &mut |p| {
-                let (exec, interpreted) = slot
+                let (exec, ran) = slot
                     .executable(&interp, args.engine)
                     .map_err(|e| format!("{}: {e}", raw.display()))?;
                 let r = runner
                     .run_repeat(exec, prog_type, p, args.input, args.repeat)
                     .map_err(|e| e.to_string())?;
-                if args.engine == Engine::Auto && interpreted {
+                if args.engine == Engine::Auto && ran != tier::Ran::Compiled {
                     slot.ran(r.insns.saturating_mul(args.repeat.max(1) as u64));
                 }
                 let chain = r.tail_calls.iter().map(|id| format!("#{id}")).collect();

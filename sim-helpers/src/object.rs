@@ -196,24 +196,26 @@ impl LinkedProgram {
         self.jit.wait()
     }
 
-    /// What runs the next `runs` runs of the program under `engine`, and whether it is the
-    /// interpreter ([`LinkedProgram::interpreter_for`]).
+    /// What runs the next `runs` runs of the program under `engine`, and whether they count
+    /// toward `auto`'s compile (the interpreter, [`LinkedProgram::interpreter_for`], or the
+    /// baseline tier's code).
     fn executable(
         &self,
         engine: Engine,
         runs: u32,
     ) -> Result<(&dyn bpfsim_vm::Executable, bool), LoadError> {
-        let (exec, interpreted) =
+        let (exec, ran) =
             self.jit
                 .executable(&self.interp, engine)
                 .map_err(|e| LoadError::Jit {
                     name: self.name.clone(),
                     source: e,
                 })?;
-        if interpreted {
-            return Ok((self.interpreter_for(runs), true));
+        match ran {
+            crate::tier::Ran::Interpreter => Ok((self.interpreter_for(runs), true)),
+            crate::tier::Ran::Baseline => Ok((exec, true)),
+            crate::tier::Ran::Compiled => Ok((exec, false)),
         }
-        Ok((exec, interpreted))
     }
 }
 
@@ -466,11 +468,11 @@ impl LoadedObject {
             // A freeze fails only for a map that is already read-only to the host.
             let _ = self.runner.maps.freeze(id);
         }
-        let (exec, interpreted) = prog.executable(engine, repeat)?;
+        let (exec, counts) = prog.executable(engine, repeat)?;
         self.runner.set_tail_engine(engine);
         self.runner
             .run_repeat_into(exec, prog.prog_type, packet, input, repeat, out)?;
-        if engine == Engine::Auto && interpreted {
+        if engine == Engine::Auto && counts {
             prog.jit.ran(out.insns.saturating_mul(repeat.max(1) as u64));
         }
         Ok(())

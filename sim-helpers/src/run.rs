@@ -168,8 +168,8 @@ struct TailTarget {
 }
 
 impl TailTarget {
-    /// What runs it under `engine`, and the slot to tell of its interpreted run under
-    /// [`Engine::Auto`]. Compiled on its first call under [`Engine::Jit`], as the entry program
+    /// What runs it under `engine`, and the slot to tell of its run under [`Engine::Auto`]
+    /// (interpreted, or by the baseline tier's code). Compiled on its first call under [`Engine::Jit`], as the entry program
     /// is on its first run; one that cannot be compiled is interpreted, with the same results.
     fn executable(&self, engine: Engine) -> (&dyn Executable, Option<&Arc<JitSlot>>) {
         let Some(slot) = &self.jit else {
@@ -187,7 +187,10 @@ impl TailTarget {
             },
             Engine::Auto => match slot.ready() {
                 Some(j) => (j, None),
-                None => (&self.interp, Some(slot)),
+                None => match slot.warm() {
+                    Some(b) => (b, Some(slot)),
+                    None => (&self.interp, Some(slot)),
+                },
             },
         }
     }

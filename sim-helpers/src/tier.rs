@@ -3,6 +3,12 @@
 //! thread of its own while the interpreter goes on running it; runs use the compiled code from
 //! the first one that starts after the compile is done.
 //!
+//! On x86-64 hosts a middle tier comes first: once a program has executed [`BASELINE_COST`]
+//! instructions per instruction of its own, it is compiled by the baseline tier
+//! (`JitProgram::compile_baseline`, about 0.2 µs per instruction, on the running thread), whose
+//! code runs it until Cranelift's is ready. Its runs count toward the threshold as interpreted
+//! ones do.
+//!
 //! The threshold counts executed instructions rather than runs: compiling costs about 10 µs
 //! per instruction of the program (docs/benchmarks.md, "Real programs"), and interpreting about
 //! 1-3 ns per executed instruction, so a count of runs would compile a large program run a few
@@ -27,12 +33,30 @@ use crate::object::Engine;
 /// the interpreter's time (see the module's documentation).
 pub const AUTO_COST: u64 = 1_000;
 
+/// Instructions [`Engine::Auto`] interprets per instruction of the program before it compiles
+/// it with the baseline tier: the compile costs about as much as interpreting 50-100
+/// instructions per instruction of the program (0.2 µs against 2-4 ns), so a program that
+/// never gets this far never pays for it, and one that does has paid at most about as much
+/// again.
+pub const BASELINE_COST: u64 = 50;
+
+/// What runs a program's next runs under an engine ([`JitSlot::executable`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ran {
+    Interpreter,
+    /// The baseline tier's code.
+    Baseline,
+    /// Cranelift's code.
+    Compiled,
+}
 /// Where a program stands under [`Engine::Auto`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Tier {
     /// Interpreted; not hot enough to compile yet.
     Interpreted,
-    /// Interpreted while a thread compiles it.
+    /// Run by the baseline tier's code; not hot enough for Cranelift yet.
+    Baseline,
+    /// Interpreted, or run by the baseline tier's code, while a thread compiles it.
     Compiling,
     /// Compiled: runs use the compiled code.
     Compiled,
@@ -225,22 +249,38 @@ impl JitSlot {
             .map(Arc::new)
     }
 
-    /// What runs the program under `engine` now, and whether it is `interp` (which a run under
-    /// [`Engine::Auto`] then reports to [`JitSlot::ran`]).
+    /// What runs the program under `engine` now (a run under [`Engine::Auto`] not by
+    /// [`Ran::Compiled`] code then reports to [`JitSlot::ran`]).
     pub fn executable<'a>(
         &'a self,
         interp: &'a Interpreter,
         engine: Engine,
-    ) -> Result<(&'a dyn Executable, bool), JitError> {
+    ) -> Result<(&'a dyn Executable, Ran), JitError> {
         Ok(match engine {
-            Engine::Interp => (interp, true),
-            Engine::Jit => (self.get()?, false),
-            Engine::Baseline => (self.baseline()?, false),
+            Engine::Interp => (interp, Ran::Interpreter),
+            Engine::Jit => (self.get()?, Ran::Compiled),
+            Engine::Baseline => (self.baseline()?, Ran::Baseline),
             Engine::Auto => match self.ready() {
-                Some(j) => (j, false),
-                None => (interp, true),
+                Some(j) => (j, Ran::Compiled),
+                None => match self.warm() {
+                    Some(b) => (b, Ran::Baseline),
+                    None => (interp, Ran::Interpreter),
+                },
             },
         })
+    }
+
+    /// The baseline tier's code once `auto`'s runs have reached [`BASELINE_COST`] (compiled
+    /// here the first time), else `None`; `None` for good where it cannot compile the program.
+    pub fn warm(&self) -> Option<&JitProgram> {
+        if !cfg!(target_arch = "x86_64") {
+            return None;
+        }
+        let due = BASELINE_COST.saturating_mul(self.source.insns.len().max(1) as u64);
+        if self.executed.load(Ordering::Relaxed) < due {
+            return None;
+        }
+        self.baseline().ok()
     }
 
     /// The compiled program, compiling it here if no one has (or waiting for the thread that
@@ -279,6 +319,7 @@ impl JitSlot {
             Some(Ok(_)) => Tier::Compiled,
             Some(Err(_)) => Tier::Uncompilable,
             None if self.started.load(Ordering::Acquire) => Tier::Compiling,
+            None if matches!(self.baseline.get(), Some(Ok(_))) => Tier::Baseline,
             None => Tier::Interpreted,
         }
     }

@@ -3,7 +3,7 @@
 
 use bpfsim_helpers::object::{Engine, LoadedObject, Tier, AUTO_COST};
 use bpfsim_helpers::run::Input;
-use bpfsim_helpers::tier::{JitSlot, Source};
+use bpfsim_helpers::tier::{JitSlot, Ran, Source, BASELINE_COST};
 use bpfsim_helpers::Env;
 use bpfsim_vm::isa::{CallTarget, Insn, Reg, Source as Operand, Width};
 use bpfsim_vm::{Interpreter, Program};
@@ -68,6 +68,56 @@ fn a_hot_program_is_compiled_in_the_background_and_runs_alike() {
     assert_eq!((j.retval, j.insns), (one.retval, one.insns));
 }
 
+/// Past `BASELINE_COST` instructions per instruction (on x86-64), the baseline tier's code runs
+/// the program until Cranelift's is ready, with the same results; its runs count toward the
+/// compile's threshold as interpreted ones do.
+#[test]
+fn a_warm_program_runs_the_baseline_tier_first() {
+    let mut obj = LoadedObject::load(XDP_PASS, Env::default()).unwrap();
+    let prog = obj.program("xdp_pass_count", None).unwrap();
+    let pkt = [7u8; 64];
+    let one = obj
+        .run_engine(&prog, &pkt, Input::default(), 1, Engine::Auto)
+        .unwrap();
+    let len = prog.insns.len() as u64;
+    let warm = (BASELINE_COST * len).div_ceil(one.insns) as u32;
+    obj.run_engine(&prog, &pkt, Input::default(), warm, Engine::Auto)
+        .unwrap();
+    // Decided at a batch's start: the batch that made it warm was interpreted.
+    assert_eq!(prog.tier(), Tier::Interpreted);
+    let r = obj
+        .run_engine(&prog, &pkt, Input::default(), 3, Engine::Auto)
+        .unwrap();
+    let want = if cfg!(target_arch = "x86_64") {
+        Tier::Baseline
+    } else {
+        Tier::Interpreted
+    };
+    assert_eq!(prog.tier(), want);
+    assert_eq!(
+        (r.retval, r.insns, r.data),
+        (one.retval, one.insns, one.data.clone())
+    );
+    let mut total = 1 + warm as u64 + 3;
+    assert_eq!(counters(&obj), (total, total * pkt.len() as u64));
+    // The baseline's runs count: this batch ends exactly at Cranelift's threshold.
+    let done = (1 + warm as u64 + 3) * one.insns;
+    let rest = (AUTO_COST * len).saturating_sub(done).div_ceil(one.insns) as u32;
+    obj.run_engine(&prog, &pkt, Input::default(), rest, Engine::Auto)
+        .unwrap();
+    assert_eq!(prog.wait_for_tier(), Tier::Compiled);
+    total += rest as u64;
+    let r = obj
+        .run_engine(&prog, &pkt, Input::default(), 1, Engine::Auto)
+        .unwrap();
+    assert_eq!(
+        (r.retval, r.insns, r.data),
+        (one.retval, one.insns, one.data)
+    );
+    total += 1;
+    assert_eq!(counters(&obj), (total, total * pkt.len() as u64));
+}
+
 #[test]
 fn interpreted_runs_alone_count_toward_the_threshold() {
     let mut obj = LoadedObject::load(XDP_PASS, Env::default()).unwrap();
@@ -116,8 +166,8 @@ fn a_program_the_jit_cannot_compile_stays_interpreted() {
     });
     slot.ran(u64::MAX);
     assert_eq!(slot.wait(), Tier::Uncompilable);
-    let (_, interpreted) = slot.executable(&interp, Engine::Auto).unwrap();
-    assert!(interpreted, "auto falls back to the interpreter");
+    let (_, ran) = slot.executable(&interp, Engine::Auto).unwrap();
+    assert_eq!(ran, Ran::Interpreter, "auto falls back to the interpreter");
     assert!(slot.executable(&interp, Engine::Jit).is_err());
 }
 

@@ -4,7 +4,7 @@
 use std::mem::offset_of;
 
 use bpfsim_vm::isa::{AluOp, CallTarget, Cond, Endian, Imm64, Insn, Reg, Size, Source, Width};
-use bpfsim_vm::memory::{frame_pointer, REGION_SHIFT};
+use bpfsim_vm::memory::{frame_pointer, FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 
 use super::enc::*;
 use super::{host, Baseline, Stub, LEFT, REGS, SAVE, VM};
@@ -331,33 +331,53 @@ impl Baseline<'_> {
         }
     }
 
-    /// A load or store: the primary region's bound inline, the rest out of line.
+    /// A load or store: the primary region's bound inline (or frame 0's, through r10), the
+    /// rest out of line.
     fn access(&mut self, pc: usize, size: Size, base: Reg, off: i16, kind: AccessKind) {
         let write = matches!(kind, AccessKind::Store { .. });
-        // r11: the address less the primary region's tag, an offset into it when in range.
-        let rel = (off as i64 as u64).wrapping_sub(PRIMARY_TAG);
-        match host(base) {
-            Some(b) => {
-                self.a.mov_ri(R11, rel);
-                self.a.alu_rr(Alu::Add, true, R11, REGS[b]);
-            }
-            None => self.a.mov_ri(R11, FP.wrapping_add(rel)),
-        }
-        let idx = size.bytes().trailing_zeros() as usize + if write { 4 } else { 0 };
         let general = self.a.label();
         let done = self.a.label();
-        self.a.alu_rm(
-            Alu::Cmp,
-            R11,
-            Self::vm_field(offset_of!(VmCtx, primary_lt) + 8 * idx),
-        );
-        self.a.jcc(Cc::Ae, general);
-        self.a.alu_rm(
-            Alu::Add,
-            R11,
-            Self::vm_field(offset_of!(VmCtx, primary_base)),
-        );
-        self.host_access(size, kind, 0);
+        let at = FRAME_SIZE as i32 + off as i32;
+        let end = at + size.bytes() as i32;
+        match host(base) {
+            None if at >= 0 => {
+                // r10 + off: frame 0's row of the region table, whose limit the constant
+                // offset's end is checked against.
+                let row = 24 * FIRST_FRAME_REGION as i32;
+                self.a
+                    .load(W::Q, false, R11, Self::vm_field(offset_of!(VmCtx, regions)));
+                self.a
+                    .alu_mi(Alu::Cmp, mem(R11, row + if write { 16 } else { 8 }), end);
+                self.a.jcc(Cc::B, general);
+                self.a.load(W::Q, false, R11, mem(R11, row));
+                self.host_access(size, kind, at);
+            }
+            _ => {
+                // r11: the address less the primary region's tag, an offset into it when in
+                // range.
+                let rel = (off as i64 as u64).wrapping_sub(PRIMARY_TAG);
+                match host(base) {
+                    Some(b) => {
+                        self.a.mov_ri(R11, rel);
+                        self.a.alu_rr(Alu::Add, true, R11, REGS[b]);
+                    }
+                    None => self.a.mov_ri(R11, FP.wrapping_add(rel)),
+                }
+                let idx = size.bytes().trailing_zeros() as usize + if write { 4 } else { 0 };
+                self.a.alu_rm(
+                    Alu::Cmp,
+                    R11,
+                    Self::vm_field(offset_of!(VmCtx, primary_lt) + 8 * idx),
+                );
+                self.a.jcc(Cc::Ae, general);
+                self.a.alu_rm(
+                    Alu::Add,
+                    R11,
+                    Self::vm_field(offset_of!(VmCtx, primary_base)),
+                );
+                self.host_access(size, kind, 0);
+            }
+        }
         self.a.bind(done);
         self.stubs.push(Stub::Access(Access {
             general,
