@@ -107,7 +107,7 @@ fn env(ncpus: u32, cpu: u32, clock: (u64, u64), seed: u64) -> PyResult<Env> {
 fn engine_of(name: &str) -> PyResult<Engine> {
     Engine::from_name(name).ok_or_else(|| {
         Error::new_err(format!(
-            "engine `{name}` is not available: interp, jit or auto"
+            "engine `{name}` is not available: interp, jit, auto or baseline"
         ))
     })
 }

@@ -17,7 +17,7 @@ ENGINES = ("interp", "jit")
 def pytest_addoption(parser):
     group = parser.getgroup("bpfsim")
     group.addoption("--bpf-engine", action="append", default=None,
-                    choices=ENGINES + ("auto", "both", "all"),
+                    choices=ENGINES + ("auto", "baseline", "both", "all"),
                     help="engine(s) that tests using the bpf_engine fixture run under "
                          "(repeatable; 'both' or 'all' for interp and jit; default interp)")
 

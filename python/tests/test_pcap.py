@@ -67,7 +67,7 @@ def _records(path):
     return data[:24], out
 
 
-@pytest.mark.parametrize("engine", ["interp", "jit"])
+@pytest.mark.parametrize("engine", ["interp", "jit", "baseline"])
 def test_long_replays_read_in_batches(tmp_path, vectors, engine):
     # 8 x 27 = 216 packets: whole read-ahead batches of 64 and a partial one; each packet's
     # verdict lands in order, the runs' time is counted with or without kept results, and a

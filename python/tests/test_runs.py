@@ -171,12 +171,13 @@ def test_mocked_helpers_and_traps(vectors):
 def test_engines(vectors):
     obj = bpfsim.load(vectors / "xdp_book_9090.bpf.o")
     prog = obj["xdp_tcp_9090"]
-    for engine in ("interp", "jit", "auto"):
+    for engine in ("interp", "jit", "auto", "baseline"):
         res = prog.run(eth_ipv4_tcp(9090), engine=engine)
         assert res.action == XdpAction.TX and res.data[:6] == bytes.fromhex("020000009090")
     a = prog.run(eth_ipv4_tcp(22), engine="interp")
     b = prog.run(eth_ipv4_tcp(22), engine="jit")
-    assert (a.action, a.data, a.insns) == (b.action, b.data, b.insns)
+    c = prog.run(eth_ipv4_tcp(22), engine="baseline")
+    assert (a.action, a.data, a.insns) == (b.action, b.data, b.insns) == (c.action, c.data, c.insns)
     run = prog.run_pcap(vectors / "pcaps" / "xdp_book_9090.pcap", engine="jit")
     assert run.counts == {XdpAction.DROP: 9, XdpAction.PASS: 16, XdpAction.TX: 2}
     with pytest.raises(bpfsim.Error, match="not available"):
@@ -184,11 +185,11 @@ def test_engines(vectors):
     # A program with a bpf_loop callback runs under the JIT (the interpreter runs the callback
     # body) exactly as under the interpreter, on separate objects so that maps start alike.
     runs = {}
-    for engine in ("interp", "jit", "auto"):
+    for engine in ("interp", "jit", "auto", "baseline"):
         loop = bpfsim.load(vectors / "xdp_loop.bpf.o")["xdp_loop"]
         r = loop.run(eth_ipv4_tcp(80), engine=engine)
         runs[engine] = (r.action, r.data, r.insns)
-    assert runs["jit"] == runs["interp"] == runs["auto"]
+    assert runs["jit"] == runs["interp"] == runs["auto"] == runs["baseline"]
 
 
 def test_gil_is_released_for_concurrent_runs(vectors):
