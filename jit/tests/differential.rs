@@ -1,5 +1,6 @@
-//! The JIT against the interpreter on random programs: r0 or the trap (code, pc, detail, size),
-//! the instructions executed, and the memory afterwards must be identical. Programs mix ALU ops
+//! The JIT (Cranelift's code and the baseline tier's) against the interpreter on random
+//! programs: r0 or the trap (code, pc, detail, size), the instructions executed, and the memory
+//! afterwards must be identical. Programs mix ALU ops
 //! of both widths (division by zero, INT_MIN / -1, shifts past the width), loads and stores
 //! inside and outside memory and the stack, atomics, forward and backward jumps (runaway loops
 //! end on the budget), helper calls and BPF-to-BPF calls.
@@ -67,8 +68,16 @@ fn line(op: u8, a: u8, b: u8, imm: i64, k: usize, n: usize) -> String {
             )
         }
         9 => format!(
-            "lock {}add [%r9{:+}], %r{ra}",
-            if imm & 2 == 0 { "" } else { "fetch " },
+            "lock {} [%r9{:+}], %r{ra}",
+            [
+                "add",
+                "fetch add",
+                "fetch or",
+                "and",
+                "fetch xor",
+                "xchg",
+                "cmpxchg"
+            ][(imm as usize / 4) % 7],
             8 * ((imm.rem_euclid(9)) - 1)
         ),
         10 => match imm.rem_euclid(8) {
@@ -108,7 +117,13 @@ fn program() -> impl Strategy<Value = String> {
                 src.push_str(&line(*op, *a, *b, *imm, k, n));
                 src.push('\n');
             }
-            src.push_str("exit\nsub:\nmov %r0, %r1\nadd %r0, 7\nstxdw [%r10-8], %r0\nldxdw %r0, [%r10-8]\nexit\n");
+            // The callee reads a slot of its frame before writing it (0: each call's frame
+            // starts clear) and changes r6 and r7, which the caller gets back.
+            src.push_str(
+                "exit\nsub:\nldxdw %r0, [%r10-16]\nadd %r0, %r1\nadd %r0, 7\nmov %r6, 77\n\
+                 mov %r7, %r0\nstxdw [%r10-16], %r0\nstxdw [%r10-8], %r0\nldxdw %r0, [%r10-8]\n\
+                 exit\n",
+            );
             src
         })
 }
@@ -210,6 +225,7 @@ fn generated_programs_exercise_the_engines() {
 fn out_of_bounds_traps_alike() {
     let prog = Program::new(assemble("ldxdw %r0, [%r1+4096]\nexit").unwrap()).unwrap();
     let jit = JitProgram::compile(&prog).unwrap();
+    let base = JitProgram::compile_baseline(&prog).unwrap();
     let mut vm = Vm::default();
     let a = vm.run_with_memory(
         &Interpreter::new(&prog),
@@ -219,6 +235,10 @@ fn out_of_bounds_traps_alike() {
     let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 16]);
     assert!(a.result.is_err());
     assert_eq!(a, b);
+    assert_eq!(
+        a,
+        base.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 16])
+    );
     // Null, stack underflow, the code region.
     for src in [
         "ldxw %r0, [%r0+0]\nexit",
@@ -240,6 +260,7 @@ fn out_of_bounds_traps_alike() {
     ] {
         let prog = Program::new(assemble(src).unwrap()).unwrap();
         let jit = JitProgram::compile(&prog).unwrap();
+        let base = JitProgram::compile_baseline(&prog).unwrap();
         let a = vm.run_with_memory(
             &Interpreter::new(&prog),
             &mut ConformanceHost,
@@ -248,6 +269,8 @@ fn out_of_bounds_traps_alike() {
         let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 16]);
         assert!(a.result.is_err() || src.contains("0x8000001ff"), "{src}");
         assert_eq!(a, b, "{src}");
+        let c = base.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 16]);
+        assert_eq!(a, c, "baseline\n{src}");
     }
 }
 
@@ -280,6 +303,7 @@ fn every_budget_stops_both_engines_alike() {
         exit";
     let prog = Program::new(assemble(src).unwrap()).unwrap();
     let jit = JitProgram::compile(&prog).unwrap();
+    let base = JitProgram::compile_baseline(&prog).unwrap();
     let interp = Interpreter::new(&prog);
     let mut vm = Vm::default();
     let full = vm.run_with_memory(&interp, &mut ConformanceHost, &mut [0u8; 16]);
@@ -292,6 +316,10 @@ fn every_budget_stops_both_engines_alike() {
         let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
         assert_eq!(a, b, "budget {budget}");
         assert_eq!(m1, m2, "memory at budget {budget}");
+        let mut m3 = [0u8; 16];
+        let c = base.run_with_memory(&mut vm, &mut ConformanceHost, &mut m3);
+        assert_eq!(a, c, "baseline, budget {budget}");
+        assert_eq!(m1, m3, "baseline, memory at budget {budget}");
     }
 }
 
@@ -313,6 +341,7 @@ fn shift_pairs_extend_alike() {
     for src in srcs {
         let prog = Program::new(assemble(src).unwrap()).unwrap();
         let jit = JitProgram::compile(&prog).unwrap();
+        let base = JitProgram::compile_baseline(&prog).unwrap();
         let interp = Interpreter::new(&prog);
         let mut vm = Vm::default();
         let full = vm.run_with_memory(&interp, &mut ConformanceHost, &mut []);
@@ -322,6 +351,8 @@ fn shift_pairs_extend_alike() {
             let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut []);
             let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut []);
             assert_eq!(a, b, "{src} at budget {budget}");
+            let c = base.run_with_memory(&mut vm, &mut ConformanceHost, &mut []);
+            assert_eq!(a, c, "baseline: {src} at budget {budget}");
         }
     }
 }
@@ -376,6 +407,7 @@ fn frame_accesses_alike() {
     for src in srcs {
         let prog = Program::new(assemble(src).unwrap()).unwrap();
         let jit = JitProgram::compile(&prog).unwrap();
+        let base = JitProgram::compile_baseline(&prog).unwrap();
         let interp = Interpreter::new(&prog);
         let mut vm = Vm::default();
         let mut m1 = [3u8; 16];
@@ -384,6 +416,10 @@ fn frame_accesses_alike() {
         let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
         assert_eq!(a, b, "{src}");
         assert_eq!(m1, m2, "{src}");
+        let mut m3 = [3u8; 16];
+        let c = base.run_with_memory(&mut vm, &mut ConformanceHost, &mut m3);
+        assert_eq!(a, c, "baseline\n{src}");
+        assert_eq!(m1, m3, "baseline\n{src}");
         if src.starts_with("stdw [%r10-8], 7") {
             assert!(a.result.is_ok(), "{a:?}");
         }
@@ -443,6 +479,7 @@ fn local_calls_return_to_their_callers() {
     for src in srcs {
         let prog = Program::new(assemble(src).unwrap()).unwrap();
         let jit = JitProgram::compile(&prog).unwrap();
+        let base = JitProgram::compile_baseline(&prog).unwrap();
         let interp = Interpreter::new(&prog);
         let mut vm = Vm::default();
         vm.budget = 1_000;
@@ -453,6 +490,8 @@ fn local_calls_return_to_their_callers() {
             let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut [0u8; 16]);
             let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 16]);
             assert_eq!(a, b, "budget {budget}\n{src}");
+            let c = base.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 16]);
+            assert_eq!(a, c, "baseline, budget {budget}\n{src}");
         }
     }
 }
@@ -475,6 +514,7 @@ fn hand_over_inside_a_call_returns_to_the_caller() {
     for src in srcs {
         let prog = Program::new(assemble(src).unwrap()).unwrap();
         let jit = JitProgram::compile(&prog).unwrap();
+        let base = JitProgram::compile_baseline(&prog).unwrap();
         let interp = Interpreter::new(&prog);
         let mut vm = Vm::default();
         vm.budget = 1_000;
@@ -485,6 +525,8 @@ fn hand_over_inside_a_call_returns_to_the_caller() {
             let a = vm.run_with_memory(&interp, &mut ConformanceHost, &mut [0u8; 8]);
             let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 8]);
             assert_eq!(a, b, "budget {budget}\n{src}");
+            let c = base.run_with_memory(&mut vm, &mut ConformanceHost, &mut [0u8; 8]);
+            assert_eq!(a, c, "baseline, budget {budget}\n{src}");
         }
     }
 }
@@ -527,6 +569,7 @@ fn loop_latches_stop_both_engines_alike() {
     for src in srcs {
         let prog = Program::new(assemble(src).unwrap()).unwrap();
         let jit = JitProgram::compile(&prog).unwrap();
+        let base = JitProgram::compile_baseline(&prog).unwrap();
         let interp = Interpreter::new(&prog);
         let mut vm = Vm::default();
         let init: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(53) ^ 0x3c).collect();
@@ -548,6 +591,10 @@ fn loop_latches_stop_both_engines_alike() {
             let b = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut m2);
             assert_eq!(a, b, "{src}\nat budget {budget}");
             assert_eq!(m1, m2, "{src}\nmemory at budget {budget}");
+            let mut m3 = init.clone();
+            let c = base.run_with_memory(&mut vm, &mut ConformanceHost, &mut m3);
+            assert_eq!(a, c, "baseline: {src}\nat budget {budget}");
+            assert_eq!(m1, m3, "baseline: {src}\nmemory at budget {budget}");
         }
     }
 }
@@ -581,12 +628,15 @@ fn compares_of_extended_values_agree() {
                 for src in &srcs {
                     let prog = Program::new(assemble(src).unwrap()).unwrap();
                     let jit = JitProgram::compile(&prog).unwrap();
+                    let base = JitProgram::compile_baseline(&prog).unwrap();
                     let mut vm = Vm::default();
                     let i =
                         vm.run_with_memory(&Interpreter::new(&prog), &mut ConformanceHost, &mut []);
                     let j = jit.run_with_memory(&mut vm, &mut ConformanceHost, &mut []);
                     assert!(i.result.is_ok(), "{src}: {i:?}");
                     assert_eq!(i, j, "{src}");
+                    let k = base.run_with_memory(&mut vm, &mut ConformanceHost, &mut []);
+                    assert_eq!(i, k, "baseline: {src}");
                     n += 1;
                 }
             }

@@ -10,12 +10,13 @@
 //! packet loads, a jump to no instruction's start) hands the rest of the run to the
 //! interpreter at that instruction, with the exact budget, so results never differ.
 
+mod calls;
 mod enc;
 mod ops;
 
 use std::mem::offset_of;
 
-use bpfsim_vm::isa::{Insn, Reg};
+use bpfsim_vm::isa::{CallTarget, Insn, Reg};
 use bpfsim_vm::Program;
 
 use crate::shims::{self, VmCtx};
@@ -34,6 +35,8 @@ const LEFT: R = RBP;
 /// six pushes of the prologue.
 const FRAME: i32 = 88;
 const SAVE: i32 = 32;
+/// The call depth (BPF-to-BPF calls), in a program that makes any; 0 otherwise, as a constant.
+const DEPTH: i32 = 80;
 
 /// Executable memory holding one function.
 pub(crate) struct Code {
@@ -82,6 +85,11 @@ pub(crate) struct Baseline<'p> {
     helper_stop: Label,
     hand_over: Label,
     place: Place,
+    /// Whether the program makes BPF-to-BPF calls: then the depth and r10 are read at run time.
+    calls: bool,
+    /// The slots calls return to, and the shared return of an exit in a callee.
+    ret_pcs: Vec<usize>,
+    sub_return: Label,
 }
 
 /// Compile `prog` for the baseline tier.
@@ -117,6 +125,12 @@ fn leaders(prog: &Program) -> Vec<bool> {
         if matches!(insn, Insn::Exit | Insn::Call(_) | Insn::Callx { .. }) {
             lead[next] = true;
         }
+        if let Insn::Call(CallTarget::Local(off)) = insn {
+            let t = next as i64 + *off as i64;
+            if (0..slots as i64).contains(&t) && starts[t as usize] {
+                lead[t as usize] = true;
+            }
+        }
     }
     lead
 }
@@ -145,6 +159,15 @@ impl<'p> Baseline<'p> {
         let stop = a.label();
         let helper_stop = a.label();
         let hand_over = a.label();
+        let sub_return = a.label();
+        // The return slots of the calls the code makes (a call in the last slot would fall off
+        // the program: handed over instead).
+        let ret_pcs: Vec<usize> = prog
+            .iter()
+            .filter(|(_, i)| matches!(i, Insn::Call(CallTarget::Local(_))))
+            .map(|(pc, i)| pc + i.slots())
+            .filter(|&next| next < prog.slots())
+            .collect();
         Baseline {
             a,
             prog,
@@ -154,6 +177,9 @@ impl<'p> Baseline<'p> {
             helper_stop,
             hand_over,
             place: Place { after: 0 },
+            calls: !ret_pcs.is_empty(),
+            ret_pcs,
+            sub_return,
         }
     }
 
@@ -227,6 +253,39 @@ impl<'p> Baseline<'p> {
         for r in [0, 6, 7, 8, 9] {
             self.a.alu_rr(Alu::Xor, false, REGS[r], REGS[r]);
         }
+        if self.calls {
+            self.a.store_i(W::Q, mem(RSP, DEPTH), 0);
+        }
+    }
+
+    /// `dst` = r10's value, `frame_pointer(depth)`.
+    fn frame_pointer(&mut self, dst: R) {
+        if !self.calls {
+            self.a.mov_ri(dst, bpfsim_vm::memory::frame_pointer(0));
+            return;
+        }
+        // ((FIRST_FRAME_REGION + depth) << 32) | FRAME_SIZE
+        self.a.load(W::Q, false, dst, mem(RSP, DEPTH));
+        self.a.alu_ri(
+            Alu::Add,
+            true,
+            dst,
+            bpfsim_vm::memory::FIRST_FRAME_REGION as i32,
+        );
+        self.a
+            .shift_ri(Shift::Shl, W::Q, dst, bpfsim_vm::memory::REGION_SHIFT as u8);
+        self.a
+            .alu_ri(Alu::Or, true, dst, bpfsim_vm::memory::FRAME_SIZE as i32);
+    }
+
+    /// `[rsp + at]` = the call depth.
+    fn store_depth(&mut self, at: Mem) {
+        if self.calls {
+            self.a.load(W::Q, false, R11, mem(RSP, DEPTH));
+            self.a.store(W::Q, at, R11);
+        } else {
+            self.a.store_i(W::Q, at, 0);
+        }
     }
 
     fn epilogue(&mut self) {
@@ -299,14 +358,16 @@ impl<'p> Baseline<'p> {
         for (k, r) in REGS.iter().enumerate() {
             self.a.store(W::Q, field(regs + 8 * k), *r);
         }
-        self.a.mov_ri(R11, bpfsim_vm::memory::frame_pointer(0));
+        self.frame_pointer(R11);
         self.a.store(W::Q, field(regs + 80), R11);
         self.a
             .store(W::Q, field(offset_of!(VmCtx, left_at_block)), R10);
         self.a.store(W::Q, field(offset_of!(VmCtx, budget_pc)), RCX);
-        self.a
-            .store_i(W::Q, field(offset_of!(VmCtx, budget_depth)), 0);
+        self.store_depth(field(offset_of!(VmCtx, budget_depth)));
         self.slow_return(shims::BUDGET);
+        if self.calls {
+            self.sub_return();
+        }
 
         // A helper stopped the run: its budget and pc are in the context.
         self.a.bind(self.helper_stop);

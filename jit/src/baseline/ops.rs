@@ -7,7 +7,7 @@ use bpfsim_vm::isa::{AluOp, CallTarget, Cond, Endian, Imm64, Insn, Reg, Size, So
 use bpfsim_vm::memory::{frame_pointer, FIRST_FRAME_REGION, FRAME_SIZE, REGION_SHIFT};
 
 use super::enc::*;
-use super::{host, Baseline, Stub, LEFT, REGS, SAVE, VM};
+use super::{host, Baseline, Stub, LEFT, REGS, VM};
 use crate::shims::{self, VmCtx};
 
 /// r10's value: frame 0's pointer (the tier runs no BPF-to-BPF call).
@@ -123,23 +123,33 @@ impl Baseline<'_> {
             } => self.branch(pc, width, cond, dst, src, next as i64 + off as i64),
             Insn::Call(CallTarget::Helper(id)) => self.helper(pc, Source::Imm(id)),
             Insn::Callx { reg } if host(reg).is_some() => self.helper(pc, Source::Reg(reg)),
+            Insn::Exit if self.calls => self.exit_with_calls(),
             Insn::Exit => {
                 self.a.mov_rr(true, RDX, LEFT);
                 self.epilogue();
             }
-            // BPF-to-BPF calls, atomics, legacy packet loads, kfuncs: the interpreter.
-            Insn::Call(_) | Insn::Callx { .. } | Insn::Atomic { .. } | Insn::LoadPacket { .. } => {
-                self.hand_over_here(pc)
+            Insn::Call(CallTarget::Local(off)) => {
+                self.local_call(pc, next, next as i64 + off as i64)
             }
+            Insn::Atomic {
+                size,
+                op,
+                dst,
+                src,
+                off,
+            } => self.atomic(pc, size, op, dst, src, off),
+            Insn::LoadPacket { mode, size, imm } => self.ld_packet(pc, mode, size, imm),
+            // kfuncs (refused before), `callx` of r10: the interpreter.
+            Insn::Call(_) | Insn::Callx { .. } => self.hand_over_here(pc),
         }
     }
 
-    /// A source operand in a register: r10 as its constant, in `scratch`.
-    fn src(&mut self, r: Reg, scratch: R) -> R {
+    /// A source operand in a register: r10's value, in `scratch`.
+    pub(super) fn src(&mut self, r: Reg, scratch: R) -> R {
         match host(r) {
             Some(s) => REGS[s],
             None => {
-                self.a.mov_ri(scratch, FP);
+                self.frame_pointer(scratch);
                 scratch
             }
         }
@@ -282,55 +292,6 @@ impl Baseline<'_> {
         self.a.jcc(cc, to);
     }
 
-    /// A helper call (`id` a constant, or `callx`'s register) through the helpers' shim, as
-    /// Cranelift's code makes it: the exact budget in the context around the call, and the
-    /// registers after the arguments stored for a hand-over inside the helper.
-    fn helper(&mut self, pc: usize, id: Source) {
-        let after = self.place.after;
-        let field = Self::vm_field;
-        if let Source::Reg(r) = id {
-            self.a.mov_rr(true, R10, REGS[r.index()]);
-        }
-        self.a.lea(R11, mem(LEFT, after));
-        self.a.store(W::Q, field(offset_of!(VmCtx, left)), R11);
-        let need = after as u64;
-        if need > 0 {
-            let regs = offset_of!(VmCtx, regs);
-            for (r, host) in REGS.iter().enumerate().skip(6) {
-                self.a.store(W::Q, field(regs + 8 * r), *host);
-            }
-            self.a.mov_ri(R11, FP);
-            self.a.store(W::Q, field(regs + 80), R11);
-        }
-        self.save();
-        // The shim's last three arguments on the stack: r5, the site, the depth (0).
-        self.a.store(W::Q, mem(RSP, 0), REGS[5]);
-        self.a.mov_ri(R11, pc as u64 | need << 32);
-        self.a.store(W::Q, mem(RSP, 8), R11);
-        self.a.store_i(W::Q, mem(RSP, 16), 0);
-        // (vm, id, r1, r2, r3, r4): r4 is already in r9.
-        self.a.mov_rr(true, RCX, REGS[2]);
-        self.a.mov_rr(true, R8, REGS[3]);
-        self.a.mov_rr(true, RDX, REGS[1]);
-        self.a.mov_rr(true, RDI, VM);
-        match id {
-            Source::Imm(i) => self.a.mov_ri(RSI, i as i64 as u64),
-            Source::Reg(_) => self.a.mov_rr(true, RSI, R10),
-        }
-        self.call_fn(shims::call as *const ());
-        self.a.alu_mi(Alu::Cmp, field(offset_of!(VmCtx, status)), 0);
-        self.a.jcc(Cc::Ne, self.helper_stop);
-        for (k, r) in REGS[1..6].iter().enumerate() {
-            self.a
-                .load(W::Q, false, *r, mem(RSP, SAVE + 8 * (k as i32 + 1)));
-        }
-        self.a
-            .load(W::Q, false, LEFT, field(offset_of!(VmCtx, left)));
-        if after != 0 {
-            self.a.alu_ri(Alu::Sub, true, LEFT, after);
-        }
-    }
-
     /// A load or store: the primary region's bound inline (or frame 0's, through r10), the
     /// rest out of line.
     fn access(&mut self, pc: usize, size: Size, base: Reg, off: i16, kind: AccessKind) {
@@ -340,7 +301,7 @@ impl Baseline<'_> {
         let at = FRAME_SIZE as i32 + off as i32;
         let end = at + size.bytes() as i32;
         match host(base) {
-            None if at >= 0 => {
+            None if at >= 0 && !self.calls => {
                 // r10 + off: frame 0's row of the region table, whose limit the constant
                 // offset's end is checked against.
                 let row = 24 * FIRST_FRAME_REGION as i32;
@@ -361,7 +322,12 @@ impl Baseline<'_> {
                         self.a.mov_ri(R11, rel);
                         self.a.alu_rr(Alu::Add, true, R11, REGS[b]);
                     }
-                    None => self.a.mov_ri(R11, FP.wrapping_add(rel)),
+                    None if !self.calls => self.a.mov_ri(R11, FP.wrapping_add(rel)),
+                    None => {
+                        self.frame_pointer(R11);
+                        self.a.mov_ri(RCX, rel);
+                        self.a.alu_rr(Alu::Add, true, R11, RCX);
+                    }
                 }
                 let idx = size.bytes().trailing_zeros() as usize + if write { 4 } else { 0 };
                 self.a.alu_rm(
@@ -418,7 +384,11 @@ impl Baseline<'_> {
         // r10: the guest address.
         match host(acc.base) {
             Some(b) => self.a.lea(R10, mem(REGS[b], acc.off as i32)),
-            None => self.a.mov_ri(R10, FP.wrapping_add(acc.off as i64 as u64)),
+            None if !self.calls => self.a.mov_ri(R10, FP.wrapping_add(acc.off as i64 as u64)),
+            None => {
+                self.frame_pointer(R10);
+                self.a.alu_ri(Alu::Add, true, R10, acc.off as i32);
+            }
         }
         let shim = self.a.label();
         self.a.mov_rr(true, RCX, R10);
