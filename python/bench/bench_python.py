@@ -84,10 +84,12 @@ def main():
                  "xdp_tcp_9090": lambda: bpfsim.load(VECTORS / "xdp_book_9090.bpf.o")["xdp_tcp_9090"]}
         for name, prog, engine in (("xdp_pass_count", simple, "interp"), ("xdp_tcp_9090", book, "interp"),
                                    ("xdp_pass_count", simple, "jit"), ("xdp_tcp_9090", book, "jit"),
+                                   ("xdp_pass_count", simple, "baseline"), ("xdp_tcp_9090", book, "baseline"),
                                    ("xdp_pass_count", None, "auto"), ("xdp_tcp_9090", None, "auto")):
             best = None
             for _ in range(3):
-                # `auto` from a cold start each time: interpreted, then compiled in the background.
+                # `auto` from a cold start each time: interpreted, then the baseline tier's code,
+                # then Cranelift's, compiled in the background.
                 run = (prog or fresh[name]()).run_pcap(cap, engine=engine)
                 if best is None or run.seconds < best.seconds:
                     best = run

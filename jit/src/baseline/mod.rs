@@ -155,7 +155,14 @@ impl<'p> Baseline<'p> {
     fn new(prog: &'p Program, leaders: &[bool]) -> Self {
         // About 24 bytes of code per instruction, stubs included.
         let mut a = Enc::with_capacity(prog.slots() * 24 + 256);
-        let labels = leaders.iter().map(|&l| l.then(|| a.label())).collect();
+        // Only instructions get labels: a jump to one past the last slot is handed over
+        // (`Program::new` refuses such a program; the tier does not rely on it).
+        let slots = prog.slots();
+        let labels = leaders
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (l && i < slots).then(|| a.label()))
+            .collect();
         let stop = a.label();
         let helper_stop = a.label();
         let hand_over = a.label();
