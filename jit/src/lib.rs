@@ -1594,6 +1594,22 @@ pub(crate) fn value_atomic(op: AtomicOp) -> bool {
     !matches!(op, AtomicOp::LoadAcquire | AtomicOp::StoreRelease)
 }
 
+/// The register that gets the old value an atomic `op` reads, if any: r0 for `cmpxchg`, the
+/// source register for `xchg`, the fetching operations and `load_acquire` (which reads into
+/// it); `None` for the plain read-modify-writes and `store_release`.
+pub(crate) fn atomic_result(op: AtomicOp, src: bpfsim_vm::isa::Reg) -> Option<bpfsim_vm::isa::Reg> {
+    match op {
+        AtomicOp::CmpXchg => Some(bpfsim_vm::isa::Reg::R0),
+        AtomicOp::LoadAcquire
+        | AtomicOp::Xchg
+        | AtomicOp::Add { fetch: true }
+        | AtomicOp::Or { fetch: true }
+        | AtomicOp::And { fetch: true }
+        | AtomicOp::Xor { fetch: true } => Some(src),
+        _ => None,
+    }
+}
+
 /// The field of a load or store that may reach the context at a non-negative offset
 /// ([`ctx_field_key`]), and whether it is a store.
 pub(crate) fn ctx_access(insn: &Insn) -> Option<(u64, bool)> {

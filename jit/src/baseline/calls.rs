@@ -152,12 +152,8 @@ impl Baseline<'_> {
         src: Reg,
         off: i16,
     ) {
-        let writes = match op {
-            AtomicOp::CmpXchg => Reg::R0,
-            AtomicOp::StoreRelease => Reg::R0,
-            _ => src,
-        };
-        if host(writes).is_none() {
+        let result = crate::atomic_result(op, src);
+        if result.is_some_and(|r| host(r).is_none()) {
             // A fetch into r10: the interpreter's to do.
             return self.hand_over_here(pc);
         }
@@ -176,17 +172,7 @@ impl Baseline<'_> {
         self.shim_status(pc);
         self.a.mov_rr(true, R10, RAX);
         self.restore();
-        let out = match op {
-            AtomicOp::CmpXchg => Some(Reg::R0),
-            AtomicOp::LoadAcquire
-            | AtomicOp::Xchg
-            | AtomicOp::Add { fetch: true }
-            | AtomicOp::Or { fetch: true }
-            | AtomicOp::And { fetch: true }
-            | AtomicOp::Xor { fetch: true } => Some(src),
-            _ => None,
-        };
-        if let Some(r) = out.and_then(host) {
+        if let Some(r) = result.and_then(host) {
             self.a.mov_rr(true, REGS[r], R10);
         }
     }

@@ -125,15 +125,8 @@ impl Gen<'_, '_> {
             .call(self.shims.atomic, &[self.vm, code, addr, sz, s, r0]);
         let old = self.b.inst_results(call)[0];
         self.check_status(pc);
-        match op {
-            AtomicOp::CmpXchg => self.set(Reg::R0, old),
-            AtomicOp::LoadAcquire => self.set(src, old),
-            AtomicOp::Xchg
-            | AtomicOp::Add { fetch: true }
-            | AtomicOp::Or { fetch: true }
-            | AtomicOp::And { fetch: true }
-            | AtomicOp::Xor { fetch: true } => self.set(src, old),
-            _ => {}
+        if let Some(r) = crate::atomic_result(op, src) {
+            self.set(r, old);
         }
     }
 
@@ -164,14 +157,8 @@ impl Gen<'_, '_> {
             }
         };
         self.store_sized(size, new, p, 0);
-        match op {
-            AtomicOp::CmpXchg => self.set(Reg::R0, old),
-            AtomicOp::Xchg
-            | AtomicOp::Add { fetch: true }
-            | AtomicOp::Or { fetch: true }
-            | AtomicOp::And { fetch: true }
-            | AtomicOp::Xor { fetch: true } => self.set(src, old),
-            _ => {}
+        if let Some(r) = crate::atomic_result(op, src) {
+            self.set(r, old);
         }
     }
 
