@@ -15,6 +15,30 @@ pub enum BpfStyle {
     Kernel,
 }
 
+/// Which of the JIT's code generators to list (`--baseline`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tier {
+    /// Cranelift's code, as `engine="jit"` runs.
+    Cranelift,
+    /// The baseline tier's (`engine="baseline"`, `auto`'s first compiled tier).
+    Baseline,
+}
+
+impl Tier {
+    fn compile(self, prog: &Program, name: Option<String>) -> Result<JitProgram, String> {
+        let opts = CompileOptions {
+            listing: true,
+            name,
+            ..Default::default()
+        };
+        match self {
+            Tier::Cranelift => JitProgram::compile_opts(prog, &Hints::default(), &opts),
+            Tier::Baseline => JitProgram::compile_baseline_opts(prog, &opts),
+        }
+        .map_err(|e| format!("JIT: {e}"))
+    }
+}
+
 /// `--format`: text, or one JSON object per program and line ([`listing_json`]'s, with the
 /// program's name, section and type, and whether it was verified).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -265,27 +289,39 @@ pub fn listing_json(listing: &Listing, insns: &[Insn], style: BpfStyle) -> serde
 
 /// The listing of raw bytecode: compiled without the verifier's hints (there is no program type
 /// to verify it as).
-pub fn raw(insns: Vec<Insn>, style: BpfStyle, format: Format) -> Result<String, String> {
+pub fn raw(
+    insns: Vec<Insn>,
+    style: BpfStyle,
+    format: Format,
+    tier: Tier,
+) -> Result<String, String> {
     let prog = Program::new(insns.clone()).map_err(|e| e.to_string())?;
-    let opts = CompileOptions {
-        listing: true,
-        ..Default::default()
-    };
-    let jit = JitProgram::compile_opts(&prog, &Hints::default(), &opts)
-        .map_err(|e| format!("JIT: {e}"))?;
+    let jit = tier.compile(&prog, None)?;
     let listing = jit.listing().ok_or("the JIT kept no listing")?;
     Ok(match format {
         Format::Text => format!(
-            "; raw bytecode, not verified: compiled without the verifier's hints\n{}",
+            "; raw bytecode, not verified: {}\n{}",
+            match tier {
+                Tier::Cranelift => "compiled without the verifier's hints",
+                Tier::Baseline => "compiled by the baseline tier",
+            },
             listing_text(listing, &insns, style)
         ),
         Format::Json => {
             let mut v = listing_json(listing, &insns, style);
             v["program"] = serde_json::Value::Null;
             v["verified"] = false.into();
+            v["tier"] = tier_name(tier).into();
             format!("{v}\n")
         }
     })
+}
+
+fn tier_name(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Cranelift => "cranelift",
+        Tier::Baseline => "baseline",
+    }
 }
 
 /// Every program of an object (or the one named), verified and compiled as `run --engine jit`
@@ -296,6 +332,7 @@ pub fn object(
     only: Option<&str>,
     style: BpfStyle,
     format: Format,
+    tier: Tier,
     out: &mut dyn std::io::Write,
 ) -> Result<bool, String> {
     use bpfsim_helpers::object::LoadedObject;
@@ -319,13 +356,23 @@ pub fn object(
     let mut failed = Vec::new();
     let mut listed_any = false;
     for name in &names {
-        let listed = obj
-            .program(name, None)
-            .and_then(|p| Ok((p.jit_listed()?, p)));
+        let listed = match tier {
+            Tier::Cranelift => obj
+                .program(name, None)
+                .and_then(|p| Ok((p.jit_listed()?, p)))
+                .map_err(|e| e.to_string()),
+            Tier::Baseline => obj
+                .program(name, None)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    let prog = Program::new(p.insns.clone()).map_err(|e| e.to_string())?;
+                    Ok((tier.compile(&prog, Some(name.clone()))?, p))
+                }),
+        };
         let (jit, p) = match listed {
             Ok(x) => x,
             Err(e) => {
-                failed.push(e.to_string());
+                failed.push(e);
                 continue;
             }
         };
@@ -357,6 +404,15 @@ pub fn object(
             }
         };
         let text = match format {
+            Format::Text if tier == Tier::Baseline => format!(
+                "{}; {} (section {}, {}): compiled by the baseline tier (one pass, no \
+                 verifier's hints)\n{}",
+                if listed_any { "\n" } else { "" },
+                p.name,
+                p.section,
+                p.prog_type,
+                listing_text(listing, shown, style)
+            ),
             Format::Text => format!(
                 "{}; {} (section {}, {}): verified, compiled with the verifier's hints\n\
                  ; packet accesses proven by the program's own bounds checks (no check): {}\n\
@@ -379,7 +435,8 @@ pub fn object(
                 v["program"] = p.name.clone().into();
                 v["section"] = p.section.clone().into();
                 v["type"] = p.prog_type.to_string().into();
-                v["verified"] = true.into();
+                v["verified"] = (tier == Tier::Cranelift).into();
+                v["tier"] = tier_name(tier).into();
                 format!("{v}\n")
             }
         };

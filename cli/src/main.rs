@@ -246,6 +246,10 @@ enum Command {
         /// verifier rejects or the JIT cannot compile); raw bytecode is compiled without hints.
         #[arg(long)]
         jit: bool,
+        /// With --jit: the baseline tier's code (`--engine baseline`, `auto`'s first compiled
+        /// tier; x86-64 hosts) instead of Cranelift's; an object's programs are not verified.
+        #[arg(long)]
+        baseline: bool,
         /// With --jit: text, or json (one object per program and line: each function, each BPF
         /// instruction with its host instructions' offsets, bytes and text).
         #[arg(long, default_value = "text")]
@@ -317,6 +321,7 @@ fn disasm_jit(
     only: Option<&str>,
     style: Style,
     format: bpfsim::disasm_cmd::Format,
+    tier: bpfsim::disasm_cmd::Tier,
 ) -> Result<ExitCode, String> {
     use bpfsim::disasm_cmd::{self, BpfStyle};
     let style = match style {
@@ -324,7 +329,7 @@ fn disasm_jit(
         Style::Kernel => BpfStyle::Kernel,
     };
     if bytes.starts_with(b"\x7fELF") {
-        let ok = disasm_cmd::object(bytes, only, style, format, &mut std::io::stdout())
+        let ok = disasm_cmd::object(bytes, only, style, format, tier, &mut std::io::stdout())
             .map_err(|e| format!("{}: {e}", input.display()))?;
         return Ok(if ok {
             ExitCode::SUCCESS
@@ -333,7 +338,7 @@ fn disasm_jit(
         });
     }
     let insns = isa::decode(bytes).map_err(|e| format!("{}: {e}", input.display()))?;
-    match disasm_cmd::raw(insns, style, format) {
+    match disasm_cmd::raw(insns, style, format, tier) {
         Ok(text) => {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
@@ -690,6 +695,7 @@ fn main() -> ExitCode {
             style,
             prog,
             jit,
+            baseline,
             format,
         } => (|| {
             let format = match (format.as_str(), jit) {
@@ -701,8 +707,16 @@ fn main() -> ExitCode {
                 (other, _) => return Err(format!("unknown format `{other}` (text or json)")),
             };
             let bytes = read_input(&input)?;
+            if baseline && !jit {
+                return Err("--baseline lists the JIT's code: add --jit".into());
+            }
             if jit {
-                return disasm_jit(&input, &bytes, prog.as_deref(), style, format);
+                let tier = if baseline {
+                    bpfsim::disasm_cmd::Tier::Baseline
+                } else {
+                    bpfsim::disasm_cmd::Tier::Cranelift
+                };
+                return disasm_jit(&input, &bytes, prog.as_deref(), style, format, tier);
             }
             if bytes.starts_with(b"\x7fELF") {
                 return disasm_object(&input, &bytes, prog.as_deref(), style);

@@ -437,3 +437,70 @@ fn a_closed_pipe_ends_the_listing_quietly() {
     }
     let _ = std::fs::remove_file(raw);
 }
+
+/// `--baseline`: the baseline tier's code, each instruction once with its code, every byte of
+/// the function in one part; helpers and faults named by the runtime function they call; a
+/// usage error without `--jit`.
+#[test]
+fn the_baseline_tier_lists_its_code_too() {
+    if !cfg!(target_arch = "x86_64") {
+        println!("skipped: the baseline tier compiles for x86-64 hosts only");
+        return;
+    }
+    let obj = root().join("progs/xdp_loop.bpf.o");
+    let (code, out, err, _) = bpfsim(
+        &["disasm", obj.to_str().unwrap(), "--jit", "--baseline"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("compiled by the baseline tier"), "{out}");
+    let (_, cranelift, _, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--jit"], &[]);
+    // Every instruction of the program, callback included (the tier compiles one function).
+    let slots: Vec<usize> = bpf_lines(&out).iter().map(|(n, _)| *n).collect();
+    let mut want: Vec<usize> = bpf_lines(&cranelift).iter().map(|(n, _)| *n).collect();
+    want.sort();
+    assert_eq!(slots, want, "{out}");
+    assert!(
+        out.contains("# bpfsim_call"),
+        "helpers through the shim:\n{out}"
+    );
+    let (code, out, err, _) = bpfsim(
+        &[
+            "disasm",
+            obj.to_str().unwrap(),
+            "--jit",
+            "--baseline",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["tier"], "baseline");
+    assert_eq!(v["verified"], false);
+    let f = &v["functions"][0];
+    let size = f["code_size"].as_u64().unwrap() as usize;
+    let mut covered = vec![0u32; size];
+    for h in f["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(f["shared"].as_array().unwrap())
+        .chain(
+            f["instructions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|i| i["host"].as_array().unwrap()),
+        )
+    {
+        let off = h["offset"].as_u64().unwrap() as usize;
+        let len = h["bytes"].as_str().unwrap().len() / 2;
+        covered[off..off + len].iter_mut().for_each(|c| *c += 1);
+    }
+    assert!(covered.iter().all(|&c| c == 1), "every byte once");
+    let (code, _, err, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--baseline"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--jit"), "{err}");
+}

@@ -420,12 +420,49 @@ impl JitProgram {
     /// translate (BPF-to-BPF calls, atomics, legacy packet loads) hands the rest of the run
     /// to the interpreter. x86-64 hosts only ([`JitError::Unsupported`] elsewhere).
     pub fn compile_baseline(prog: &Program) -> Result<JitProgram, JitError> {
+        Self::compile_baseline_opts(prog, &CompileOptions::default())
+    }
+
+    /// [`Self::compile_baseline`] with a listing ([`CompileOptions::listing`]: each BPF
+    /// instruction's code, its budget check with the block's first, its paths out of line
+    /// after the body) and a perf map line ([`CompileOptions::perf_map`]).
+    pub fn compile_baseline_opts(
+        prog: &Program,
+        opts: &CompileOptions,
+    ) -> Result<JitProgram, JitError> {
         check_supported(prog)?;
         #[cfg(target_arch = "x86_64")]
         {
             let insns = prog.insns();
             let reads_r3_r5 = gen::regs_read_by(insns) & 0b11_1000 != 0;
-            let code = baseline::compile(prog, reads_r3_r5)?;
+            let (code, ranges) = baseline::compile(prog, reads_r3_r5, opts.listing)?;
+            let symbol = perf_map::symbol(opts.name.as_deref().unwrap_or("prog"));
+            if opts.perf_map || perf_map::from_env() {
+                perf_map::claim();
+                perf_map::append(code.entry() as u64, code.len(), &symbol)?;
+            }
+            let listing = opts.listing.then(|| {
+                // SAFETY: `code` maps `len` readable bytes from its entry.
+                let bytes = unsafe { std::slice::from_raw_parts(code.entry(), code.len()) };
+                let address = code.entry() as u64;
+                let parts = listing::parts(bytes.len(), &ranges);
+                let names: Vec<(u64, &str)> = shim_symbols()
+                    .map(|(n, f)| (f as usize as u64, n))
+                    .into_iter()
+                    .chain(baseline::runtime_symbols())
+                    .collect();
+                let insns = listing::decode(address, bytes, bytes.len(), &parts, &names);
+                Box::new(Listing {
+                    function: symbol.clone(),
+                    address,
+                    code: bytes.to_vec(),
+                    parts,
+                    insns,
+                    cranelift: String::new(),
+                    arch: std::env::consts::ARCH,
+                    callbacks: Vec::new(),
+                })
+            });
             // SAFETY: `code` is a function of signature (pointer, i64, i64, i64) -> (i64, i64)
             // in the System V convention, which returns two integers in `rax`/`rdx` as C
             // returns `shims::Ret`; its memory lives as long as the program (`code_mem`).
@@ -441,7 +478,7 @@ impl JitProgram {
                 entry,
                 code_size,
                 callback_sizes: Vec::new(),
-                listing: None,
+                listing,
                 may_write: insns
                     .iter()
                     .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),

@@ -14,6 +14,8 @@ mod calls;
 mod enc;
 mod ops;
 
+pub(crate) use ops::runtime_symbols;
+
 use std::mem::offset_of;
 
 use bpfsim_vm::isa::{CallTarget, Insn, Reg};
@@ -90,18 +92,31 @@ pub(crate) struct Baseline<'p> {
     /// The slots calls return to, and the shared return of an exit in a callee.
     ret_pcs: Vec<usize>,
     sub_return: Label,
+    /// The code's ranges by slot, for a listing ([`compile`]).
+    ranges: Option<Vec<Range>>,
 }
 
 /// Compile `prog` for the baseline tier.
-pub(crate) fn compile(prog: &Program, reads_r3_r5: bool) -> Result<Code, JitError> {
+/// With `listing`, also the code's ranges in order, each with the BPF slot it was written for
+/// (`None`: the prologue and the shared exits), as [`crate::listing::parts`] takes them.
+pub(crate) fn compile(
+    prog: &Program,
+    reads_r3_r5: bool,
+    listing: bool,
+) -> Result<(Code, Vec<Range>), JitError> {
     let leaders = leaders(prog);
     let mut b = Baseline::new(prog, &leaders);
+    b.ranges = listing.then(Vec::new);
     b.body(&leaders, reads_r3_r5);
+    let ranges = b.ranges.take().unwrap_or_default();
     let bytes =
         b.a.finish()
             .ok_or_else(|| JitError::Codegen("baseline: a branch to no label".into()))?;
-    place(&bytes)
+    Ok((place(&bytes)?, ranges))
 }
+
+/// A range of the code and the BPF slot it was written for.
+pub(crate) type Range = (usize, usize, Option<usize>);
 
 /// The slots that start a block: the entry, every jump's target that is an instruction, and
 /// every instruction after a jump, a call or an exit.
@@ -187,6 +202,15 @@ impl<'p> Baseline<'p> {
             calls: !ret_pcs.is_empty(),
             ret_pcs,
             sub_return,
+            ranges: None,
+        }
+    }
+
+    /// The code from `start` to here was written for `pc` (kept for a listing).
+    fn mark(&mut self, start: usize, pc: Option<usize>) {
+        let end = self.a.buf.len();
+        if let Some(r) = &mut self.ranges {
+            r.push((start, end, pc));
         }
     }
 
@@ -196,6 +220,7 @@ impl<'p> Baseline<'p> {
 
     fn body(&mut self, leaders: &[bool], reads_r3_r5: bool) {
         self.prologue(reads_r3_r5);
+        self.mark(0, None);
         let prog = self.prog;
         let items: Vec<(usize, Insn)> = prog.iter().map(|(pc, i)| (pc, *i)).collect();
         let mut i = 0;
@@ -211,6 +236,7 @@ impl<'p> Baseline<'p> {
             if let Some(l) = self.labels[pc0] {
                 self.a.bind(l);
             }
+            let at = self.a.buf.len();
             // Pay the block's budget on entry, or hand the run over before it.
             let short = self.a.label();
             self.a.alu_ri(Alu::Cmp, true, LEFT, n);
@@ -221,7 +247,10 @@ impl<'p> Baseline<'p> {
                 unexec: 0,
             });
             self.a.alu_ri(Alu::Sub, true, LEFT, n);
+            // The block's budget is listed with its first instruction.
+            self.mark(at, Some(pc0));
             for (k, &(pc, insn)) in items[start..end].iter().enumerate() {
+                let at = self.a.buf.len();
                 self.place = Place {
                     after: n - 1 - k as i32,
                 };
@@ -233,6 +262,7 @@ impl<'p> Baseline<'p> {
                 } else {
                     self.insn(pc, next, &insn);
                 }
+                self.mark(at, Some(pc));
             }
             i = end;
         }
@@ -343,17 +373,26 @@ impl<'p> Baseline<'p> {
     fn stubs_and_exits(&mut self) {
         let stubs = std::mem::take(&mut self.stubs);
         for stub in stubs {
-            match stub {
+            let at = self.a.buf.len();
+            let pc = match stub {
                 Stub::HandOver { label, pc, unexec } => {
                     self.a.bind(label);
                     self.a.lea(R10, mem(LEFT, unexec));
                     self.a.mov_ri32(RCX, pc as u32);
                     self.a.jmp(self.hand_over);
+                    pc
                 }
-                Stub::Access(acc) => self.access_stub(acc),
-            }
+                Stub::Access(acc) => {
+                    let pc = acc.pc;
+                    self.access_stub(acc);
+                    pc
+                }
+            };
+            self.mark(at, Some(pc));
         }
+        let at = self.a.buf.len();
         self.exits();
+        self.mark(at, None);
     }
 
     fn exits(&mut self) {

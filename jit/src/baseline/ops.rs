@@ -19,7 +19,7 @@ const PRIMARY_TAG: u64 = (shims::PRIMARY_REGION as u64) << REGION_SHIFT;
 pub(super) struct Access {
     general: Label,
     done: Label,
-    pc: usize,
+    pub(super) pc: usize,
     after: i32,
     size: Size,
     base: Reg,
@@ -449,6 +449,11 @@ impl Baseline<'_> {
         }
         self.a.jmp(acc.done);
     }
+}
+
+/// The tier's own runtime functions, by name, for a listing's comments.
+pub(crate) fn runtime_symbols() -> [(u64, &'static str); 1] {
+    [(divide as *const () as u64, "bpfsim_baseline_divide")]
 }
 
 /// What [`divide`] computes: the operation and width.
