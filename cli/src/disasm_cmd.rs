@@ -25,7 +25,8 @@ pub enum Tier {
 }
 
 impl Tier {
-    fn compile(self, prog: &Program, name: Option<String>) -> Result<JitProgram, String> {
+    /// `prog` compiled by this tier with a listing (Cranelift's without the verifier's hints).
+    pub fn compile(self, prog: &Program, name: Option<String>) -> Result<JitProgram, String> {
         let opts = CompileOptions {
             listing: true,
             name,

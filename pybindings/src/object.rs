@@ -373,16 +373,24 @@ impl Object {
     /// The code the JIT generates for a linked program (verified, compiled with the verifier's
     /// hints as `engine="jit"` runs it): each instruction in `style`, then its host
     /// instructions, as `bpfsim disasm --jit` prints it.
-    #[pyo3(signature = (handle, style="kernel"))]
-    fn disasm_jit(&self, handle: usize, style: &str) -> PyResult<String> {
+    /// With `baseline`, the baseline tier's code (not verified: the tier takes no hints).
+    #[pyo3(signature = (handle, style="kernel", baseline=false))]
+    fn disasm_jit(&self, handle: usize, style: &str, baseline: bool) -> PyResult<String> {
         let st = self.lock();
         let p = st
             .progs
             .get(handle)
             .ok_or_else(|| Error::new_err("no such program handle"))?;
-        let jit = p
-            .jit_listed()
-            .map_err(|e| LoadError::new_err(e.to_string()))?;
+        let jit = if baseline {
+            let prog = bpfsim::vm::Program::new(p.insns.clone())
+                .map_err(|e| LoadError::new_err(e.to_string()))?;
+            bpfsim::disasm_cmd::Tier::Baseline
+                .compile(&prog, Some(p.name.clone()))
+                .map_err(LoadError::new_err)?
+        } else {
+            p.jit_listed()
+                .map_err(|e| LoadError::new_err(e.to_string()))?
+        };
         let listing = jit
             .listing()
             .ok_or_else(|| Error::new_err("the JIT kept no listing"))?;

@@ -262,15 +262,21 @@ class Program:
         explicit = self._type_given
         return Verdict(*self._native.verify(self.name, self.type if explicit else None, log_level))
 
-    def disasm(self, style: str = "kernel", jit: bool = False) -> str:
+    def disasm(self, style: str = "kernel", jit: bool = False, baseline: bool = False) -> str:
         """The program as linked: ``style`` "kernel" (verifier-log notation) or "conformance".
 
         With ``jit=True``, the code the JIT generates for it instead (verified and compiled with
         the verifier's hints, as ``engine="jit"`` runs it): each instruction followed by the host
-        instructions generated for it, as ``bpfsim disasm --jit`` prints it. Raises
-        :class:`LoadError` when the verifier rejects the program or the JIT cannot compile it.
+        instructions generated for it, as ``bpfsim disasm --jit`` prints it; with
+        ``baseline=True`` too, the baseline tier's code (``engine="baseline"``, x86-64 only), as
+        ``bpfsim disasm --jit --baseline`` prints it. Raises :class:`LoadError` when the
+        verifier rejects the program or the JIT cannot compile it.
         """
+        if baseline and not jit:
+            raise Error("baseline=True lists the JIT's code: add jit=True")
         if jit:
+            if baseline:
+                return self._native.disasm_jit(self._handle, style, True)
             return self._native.disasm_jit(self._handle, style)
         return self._native.disasm(self._handle, style)
 

@@ -1,6 +1,7 @@
 """Loading objects, programs, errors."""
 
 import os
+import platform
 
 import pytest
 
@@ -21,6 +22,12 @@ def test_load_from_path_and_bytes(vectors):
     plain = [line for line in p.disasm().splitlines() if not line.startswith(";")]
     assert [line for line in jit.splitlines() if line[:1].isdigit()] == plain
     assert "bytes of " in jit.splitlines()[-1]
+    if platform.machine() in ("x86_64", "AMD64"):
+        base = p.disasm(jit=True, baseline=True)
+        assert [line for line in base.splitlines() if line[:1].isdigit()] == plain
+        assert base != jit, "the baseline tier's code is its own"
+    with pytest.raises(bpfsim.Error, match="jit=True"):
+        p.disasm(baseline=True)
     same = bpfsim.load((vectors / "xdp_book_9090.bpf.o").read_bytes())
     assert same.program_names == obj.program_names
 
