@@ -125,8 +125,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         cpus: u32,
         /// interp (the reference), jit (compiled with Cranelift), auto (interpret the first
-        /// runs, compile once hot), or kernel (the live kernel through BPF_PROG_TEST_RUN; exit 3
-        /// when bpf(2) is unavailable).
+        /// runs, compile once hot), baseline (the JIT's one-pass tier, x86-64), or kernel (the
+        /// live kernel through BPF_PROG_TEST_RUN; exit 3 when bpf(2) is unavailable).
         #[arg(long, default_value = "interp")]
         engine: String,
         /// The kernel's BTF for CO-RE relocations and tracing attach targets (a raw BTF file

@@ -276,6 +276,34 @@ fn objects_run_every_program_over_a_capture() {
     let (code, out, err) = bpfsim(&["run", path(&obj), "--pcap", path(&cap)]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("xdp_tcp_9090 (xdp): 27 packets"), "{out}");
+    // Every engine prints the same packets' verdicts, in the same order.
+    let json = |engine: &str| {
+        let (code, out, err) = bpfsim(&[
+            "run",
+            path(&obj),
+            "--pcap",
+            path(&cap),
+            "--engine",
+            engine,
+            "--format",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{engine}: {err}");
+        out.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["action"].clone(), v["data"].clone(), v["insns"].clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    let interp = json("interp");
+    assert_eq!(interp.len(), 27);
+    for engine in ["jit", "auto", "baseline"] {
+        if engine == "baseline" && !cfg!(target_arch = "x86_64") {
+            continue;
+        }
+        assert_eq!(json(engine), interp, "{engine}");
+    }
     // The kernel's verdicts for this capture (test-vectors/progs/expected/xdp_book_9090.json).
     for (verdict, n) in [("XDP_DROP", "9"), ("XDP_PASS", "16"), ("XDP_TX", "2")] {
         let line = out
@@ -544,7 +572,11 @@ fn bench_reports_every_engine_in_json() {
         "--pcap",
         path(&cap),
         "--engines",
-        "interp,jit",
+        if cfg!(target_arch = "x86_64") {
+            "interp,jit,baseline"
+        } else {
+            "interp,jit"
+        },
         "--rounds",
         "1",
         "--format",
@@ -552,7 +584,12 @@ fn bench_reports_every_engine_in_json() {
     ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    for e in ["interp", "jit"] {
+    let engines: &[&str] = if cfg!(target_arch = "x86_64") {
+        &["interp", "jit", "baseline"]
+    } else {
+        &["interp", "jit"]
+    };
+    for &e in engines {
         let ns = v["engines"][e]["ns_per_run"].as_f64().unwrap();
         assert!(ns > 0.0, "{v}");
         let o = v["engines"][e]["overhead_ns"].as_f64().unwrap();
@@ -565,7 +602,7 @@ fn bench_reports_every_engine_in_json() {
     assert_eq!(v["repeat"], 2000);
     assert!(v["measures"].as_str().unwrap().contains("repeat"), "{v}");
     assert_eq!(v["program"], "xdp_tcp_9090");
-    for e in ["interp", "jit"] {
+    for &e in engines {
         assert!(
             v["engines"][e]["insns_per_run"].as_f64().unwrap() > 5.0,
             "{v}"
