@@ -42,6 +42,34 @@ fn bpf_lines(out: &str) -> Vec<(usize, &str)> {
         .collect()
 }
 
+/// How many of a JSON listing function's host instructions (entry, shared, and each BPF
+/// instruction's) cover each byte of its code; on x86-64 each also has its text.
+fn bytes_covered(f: &serde_json::Value) -> Vec<u32> {
+    let size = f["code_size"].as_u64().unwrap() as usize;
+    let mut covered = vec![0u32; size];
+    let host = f["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(f["shared"].as_array().unwrap())
+        .chain(
+            f["instructions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|i| i["host"].as_array().unwrap()),
+        );
+    for h in host {
+        let off = h["offset"].as_u64().unwrap() as usize;
+        let len = h["bytes"].as_str().unwrap().len() / 2;
+        covered[off..off + len].iter_mut().for_each(|c| *c += 1);
+        if cfg!(target_arch = "x86_64") {
+            assert!(h["text"].is_string(), "{h}");
+        }
+    }
+    covered
+}
+
 #[test]
 fn raw_bytecode_lists_each_instruction_then_its_code() {
     let f = raw_file("ret2", "mov %r0, 2\nexit");
@@ -150,31 +178,9 @@ fn json_has_every_instruction_once_and_every_byte_of_each_function() {
     let mut pcs = Vec::new();
     let mut total = 0;
     for f in functions {
-        let size = f["code_size"].as_u64().unwrap() as usize;
-        total += size;
-        let mut covered = vec![0u32; size];
-        let host = f["entry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .chain(f["shared"].as_array().unwrap())
-            .chain(
-                f["instructions"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .flat_map(|i| i["host"].as_array().unwrap()),
-            );
-        for h in host {
-            let off = h["offset"].as_u64().unwrap() as usize;
-            let len = h["bytes"].as_str().unwrap().len() / 2;
-            covered[off..off + len].iter_mut().for_each(|c| *c += 1);
-            if cfg!(target_arch = "x86_64") {
-                assert!(h["text"].is_string(), "{h}");
-            }
-        }
+        total += f["code_size"].as_u64().unwrap() as usize;
         assert!(
-            covered.iter().all(|&c| c == 1),
+            bytes_covered(f).iter().all(|&c| c == 1),
             "{}: every byte once",
             f["function"]
         );
@@ -479,27 +485,10 @@ fn the_baseline_tier_lists_its_code_too() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["tier"], "baseline");
     assert_eq!(v["verified"], false);
-    let f = &v["functions"][0];
-    let size = f["code_size"].as_u64().unwrap() as usize;
-    let mut covered = vec![0u32; size];
-    for h in f["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(f["shared"].as_array().unwrap())
-        .chain(
-            f["instructions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(|i| i["host"].as_array().unwrap()),
-        )
-    {
-        let off = h["offset"].as_u64().unwrap() as usize;
-        let len = h["bytes"].as_str().unwrap().len() / 2;
-        covered[off..off + len].iter_mut().for_each(|c| *c += 1);
-    }
-    assert!(covered.iter().all(|&c| c == 1), "every byte once");
+    assert!(
+        bytes_covered(&v["functions"][0]).iter().all(|&c| c == 1),
+        "every byte once"
+    );
     let (code, _, err, _) = bpfsim(&["disasm", obj.to_str().unwrap(), "--baseline"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("--jit"), "{err}");

@@ -348,6 +348,24 @@ unsafe impl Send for JitProgram {}
 // SAFETY: as above: running the code reads the module only.
 unsafe impl Sync for JitProgram {}
 
+/// Whether a run can write its stack (a store, an atomic or a call): [`JitProgram::may_write`].
+fn may_write(insns: &[Insn]) -> bool {
+    insns
+        .iter()
+        .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_)))
+}
+
+/// Whether a run can reach the host (a helper call, `callx`, a legacy packet load):
+/// [`JitProgram::uses_host`].
+fn uses_host(insns: &[Insn]) -> bool {
+    insns.iter().any(|i| {
+        matches!(
+            i,
+            Insn::Call(CallTarget::Helper(_)) | Insn::Callx { .. } | Insn::LoadPacket { .. }
+        )
+    })
+}
+
 /// Refuse what neither tier compiles: kfunc calls, and `lddw` pseudo sources the loader did
 /// not resolve.
 fn check_supported(prog: &Program) -> Result<(), JitError> {
@@ -479,23 +497,14 @@ impl JitProgram {
                 code_size,
                 callback_sizes: Vec::new(),
                 listing,
-                may_write: insns
-                    .iter()
-                    .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),
+                may_write: may_write(insns),
                 proven_frames: false,
                 main_bytes: bpfsim_vm::memory::FRAME_SIZE,
                 // The code checks the budget at slot 0 itself.
                 entry_need: 0,
                 budget_max: u64::MAX,
                 reads_r3_r5,
-                uses_host: insns.iter().any(|i| {
-                    matches!(
-                        i,
-                        Insn::Call(CallTarget::Helper(_))
-                            | Insn::Callx { .. }
-                            | Insn::LoadPacket { .. }
-                    )
-                }),
+                uses_host: uses_host(insns),
                 ctx_fields: CtxFields::default(),
                 ctx_unchecked: Vec::new(),
                 counted_loops: Vec::new(),
@@ -784,9 +793,7 @@ impl JitProgram {
             code_size: sizes[0],
             callback_sizes: sizes[1..built.len()].to_vec(),
             listing: None,
-            may_write: insns
-                .iter()
-                .any(|i| matches!(i, Insn::Store { .. } | Insn::Atomic { .. } | Insn::Call(_))),
+            may_write: may_write(insns),
             proven_frames: matches!(hints.frame_bytes.first(), Some(&(0, _))),
             main_bytes: match hints.frame_bytes.first() {
                 Some(&(0, n)) => (n as usize)
@@ -801,14 +808,7 @@ impl JitProgram {
                 u64::MAX
             },
             reads_r3_r5: gen::regs_read_by(insns) & 0b11_1000 != 0,
-            uses_host: insns.iter().any(|i| {
-                matches!(
-                    i,
-                    Insn::Call(CallTarget::Helper(_))
-                        | Insn::Callx { .. }
-                        | Insn::LoadPacket { .. }
-                )
-            }),
+            uses_host: uses_host(insns),
             ctx_fields,
             ctx_unchecked: {
                 ctx_unchecked.sort_unstable();

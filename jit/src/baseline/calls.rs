@@ -169,7 +169,7 @@ impl Baseline<'_> {
         self.a.mov_ri32(RSI, crate::atomic_code(op) as u32);
         self.a.mov_ri32(RCX, size.bytes() as u32);
         self.call_fn(shims::atomic as *const ());
-        self.shim_status(pc);
+        self.shim_status(pc, self.place.after);
         self.a.mov_rr(true, R10, RAX);
         self.restore();
         if let Some(r) = result.and_then(host) {
@@ -198,21 +198,21 @@ impl Baseline<'_> {
         self.a.mov_ri32(RDX, size.bytes() as u32);
         self.a.mov_ri32(RCX, m);
         self.call_fn(shims::ld_packet as *const ());
-        self.shim_status(pc);
+        self.shim_status(pc, self.place.after);
         self.a.mov_rr(true, R10, RAX);
         self.restore();
         self.a.mov_rr(true, REGS[0], R10);
     }
 
-    /// After a shim call: to the shared stop at `pc` (the rest of the block given back) when
-    /// its status is not OK.
-    pub(super) fn shim_status(&mut self, pc: usize) {
+    /// After a shim call: to the shared stop at `pc` (the `after` instructions of the block
+    /// after it given back) when its status is not OK.
+    pub(super) fn shim_status(&mut self, pc: usize, after: i32) {
         let ok = self.a.label();
         self.a
             .alu_mi(Alu::Cmp, Self::vm_field(offset_of!(VmCtx, status)), 0);
         self.a.jcc(Cc::E, ok);
         self.a.mov_ri32(RCX, pc as u32);
-        self.a.mov_ri32(R10, self.place.after as u32);
+        self.a.mov_ri32(R10, after as u32);
         self.a.jmp(self.stop);
         self.a.bind(ok);
     }

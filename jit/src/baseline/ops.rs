@@ -430,13 +430,7 @@ impl Baseline<'_> {
         };
         self.call_fn(f);
         // A fault: the shim's trap at this instruction, the rest of its block given back.
-        let ok = self.a.label();
-        self.a.alu_mi(Alu::Cmp, field(offset_of!(VmCtx, status)), 0);
-        self.a.jcc(Cc::E, ok);
-        self.a.mov_ri32(RCX, acc.pc as u32);
-        self.a.mov_ri32(R10, acc.after as u32);
-        self.a.jmp(self.stop);
-        self.a.bind(ok);
+        self.shim_status(acc.pc, acc.after);
         self.a.mov_rr(true, R10, RAX);
         self.restore();
         if let AccessKind::Load { dst, signed } = acc.kind {
@@ -467,21 +461,18 @@ fn div_kind(width: Width, op: AluOp) -> u64 {
     k | if width == Width::W32 { 4 } else { 0 }
 }
 
-/// Division and modulo as the interpreter computes them.
+/// Division and modulo: the interpreter's own functions, by kind.
 extern "C" fn divide(kind: u64, a: u64, b: u64) -> u64 {
-    let w32 = kind & 4 != 0;
-    match (kind & 3, w32) {
-        (0, false) => a.checked_div(b).unwrap_or(0),
-        (1, false) if b == 0 => 0,
-        (1, false) => (a as i64).wrapping_div(b as i64) as u64,
-        (2, false) => a.checked_rem(b).unwrap_or(a),
-        (_, false) if b == 0 => a,
-        (_, false) => (a as i64).wrapping_rem(b as i64) as u64,
-        (0, true) => (a as u32).checked_div(b as u32).unwrap_or(0) as u64,
-        (1, true) if b as u32 == 0 => 0,
-        (1, true) => (a as i32).wrapping_div(b as i32) as u32 as u64,
-        (2, true) => (a as u32).checked_rem(b as u32).unwrap_or(a as u32) as u64,
-        (_, true) if b as u32 == 0 => a as u32 as u64,
-        (_, true) => (a as i32).wrapping_rem(b as i32) as u32 as u64,
-    }
+    use bpfsim_vm::interp::{div32, div64, mod32, mod64, sdiv32, sdiv64, smod32, smod64};
+    let f = match (kind & 3, kind & 4 != 0) {
+        (0, false) => div64,
+        (1, false) => sdiv64,
+        (2, false) => mod64,
+        (_, false) => smod64,
+        (0, true) => div32,
+        (1, true) => sdiv32,
+        (2, true) => mod32,
+        (_, true) => smod32,
+    };
+    f(a, b)
 }

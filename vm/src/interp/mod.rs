@@ -1257,29 +1257,31 @@ impl Interpreter {
     }
 }
 
+// Division and modulo by the kernel's rules (by zero: 0 for a quotient, the dividend for a
+// remainder; `INT_MIN / -1` wraps), public so that the JIT's baseline tier computes exactly these.
 #[inline(always)]
-fn div64(a: u64, b: u64) -> u64 {
+pub fn div64(a: u64, b: u64) -> u64 {
     a.checked_div(b).unwrap_or(0)
 }
 
 #[inline(always)]
-fn mod64(a: u64, b: u64) -> u64 {
+pub fn mod64(a: u64, b: u64) -> u64 {
     a.checked_rem(b).unwrap_or(a)
 }
 
 #[inline(always)]
-fn div32(a: u64, b: u64) -> u64 {
+pub fn div32(a: u64, b: u64) -> u64 {
     (a as u32).checked_div(b as u32).unwrap_or(0) as u64
 }
 
 /// Modulo by zero leaves the low half of `dst` and, as for every 32-bit op, zeroes the high half.
 #[inline(always)]
-fn mod32(a: u64, b: u64) -> u64 {
+pub fn mod32(a: u64, b: u64) -> u64 {
     (a as u32).checked_rem(b as u32).unwrap_or(a as u32) as u64
 }
 
 #[inline(always)]
-fn sdiv64(a: u64, b: u64) -> u64 {
+pub fn sdiv64(a: u64, b: u64) -> u64 {
     if b == 0 {
         0
     } else {
@@ -1288,7 +1290,7 @@ fn sdiv64(a: u64, b: u64) -> u64 {
 }
 
 #[inline(always)]
-fn smod64(a: u64, b: u64) -> u64 {
+pub fn smod64(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
     } else {
@@ -1297,7 +1299,7 @@ fn smod64(a: u64, b: u64) -> u64 {
 }
 
 #[inline(always)]
-fn sdiv32(a: u64, b: u64) -> u64 {
+pub fn sdiv32(a: u64, b: u64) -> u64 {
     if b as u32 == 0 {
         0
     } else {
@@ -1306,7 +1308,7 @@ fn sdiv32(a: u64, b: u64) -> u64 {
 }
 
 #[inline(always)]
-fn smod32(a: u64, b: u64) -> u64 {
+pub fn smod32(a: u64, b: u64) -> u64 {
     if b as u32 == 0 {
         a as u32 as u64
     } else {
